@@ -1,0 +1,134 @@
+"""Settings: non-secret values validated at cold start, secrets read at run time.
+
+Secrets live in one Secrets Manager secret (a JSON object) named by CONFIG_SECRET_ID and
+are read through Powertools parameters with its cache, so a rotated value is picked up
+within SECRET_CACHE_SECONDS without a deploy. An environment variable of the same name
+wins: that is how local runs and tests configure them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError
+
+SECRET_CACHE_SECONDS = 300
+
+# Names that are secrets: never logged, never put in a template parameter.
+SECRET_NAMES = frozenset(
+    {
+        "CLAY_WEBHOOK_URLS",
+        "CLAY_WEBHOOK_AUTH_TOKEN",
+        "CALLBACK_SECRETS",
+        "CALLBACK_JWT_USERS",
+        "INTAKE_API_KEYS",
+        "OUTREACH_WEBHOOK_URL",
+        "NURTURE_WEBHOOK_URL",
+        "SLACK_WEBHOOK_URL",
+        "ZAPIER_WEBHOOK_URL",
+        "HUBSPOT_ACCESS_TOKEN",
+    }
+)
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; raised at cold start so the deploy fails loudly."""
+
+
+def secret(name: str) -> str:
+    """Return a secret's value ('' when unset): the environment first, then the JSON secret."""
+    if name not in SECRET_NAMES:
+        raise KeyError(f"{name} is not a secret setting")
+    value = os.environ.get(name)
+    if value is not None:
+        return value.strip()
+    secret_id = os.environ.get("CONFIG_SECRET_ID", "").strip()
+    if not secret_id:
+        return ""
+    return str(_secret_document(secret_id).get(name, "") or "").strip()
+
+
+def secret_list(name: str) -> list[str]:
+    """A comma-separated secret as a list without blanks (order kept: current value first)."""
+    return [part.strip() for part in secret(name).split(",") if part.strip()]
+
+
+def _secret_document(secret_id: str) -> dict[str, Any]:
+    # Imported here so functions that never touch Secrets Manager do not pay for it at cold start.
+    from aws_lambda_powertools.utilities import parameters
+
+    from clay_pipeline.aws import client
+
+    provider = parameters.SecretsProvider(boto3_client=client("secretsmanager"))
+    document = provider.get(secret_id, transform="json", max_age=SECRET_CACHE_SECONDS)
+    if not isinstance(document, dict):
+        raise ConfigError(f"secret {secret_id} must hold a JSON object")
+    return document
+
+
+def _blank_to_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+Required = Annotated[str, Field(min_length=1)]
+OptionalStr = Annotated[str | None, BeforeValidator(_blank_to_none)]
+
+
+class Settings(BaseModel):
+    """Base for per-function settings: fields are filled from environment variables of the same name (upper case)."""
+
+    model_config = {"frozen": True, "extra": "ignore"}
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Any:
+        source = os.environ if environ is None else environ
+        values = {name: source[name.upper()] for name in cls.model_fields if name.upper() in source}
+        values = {name: value for name, value in values.items() if value.strip() != "" or name == "routing_rules"}
+        try:
+            return cls(**values)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()
+            )
+            raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+class CallbackSettings(Settings):
+    state_table: Required
+    leads_table: Required
+    routing_queue_url: Required
+    callback_auth_mode: Literal["token", "hmac", "jwt"] = "token"
+    callback_secret_header: str = "X-Clay-Signature"
+    callback_tolerance_seconds: int = Field(default=300, ge=1, le=86400)
+    callback_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=10_485_760)
+    callback_idempotency_days: int = Field(default=30, ge=1, le=365)
+
+
+class IntakeSettings(Settings):
+    lead_queue_url: Required
+    intake_max_leads: int = Field(default=500, ge=1, le=500)
+    intake_max_body_bytes: int = Field(default=5_242_880, ge=1024, le=10_485_760)
+
+
+class SenderSettings(Settings):
+    state_table: Required
+    clay_webhook_submission_limit: int = Field(default=50_000, ge=1)
+    clay_send_rate_per_second: float = Field(default=10, gt=0, le=1000)
+    clay_daily_send_budget: int = Field(default=0, ge=0)
+    clay_dedupe_days: int = Field(default=30, ge=0, le=365)
+    clay_request_timeout_seconds: float = Field(default=10, gt=0, le=60)
+
+
+class RouterSettings(Settings):
+    state_table: Required
+    leads_table: Required
+    routing_rules: str = ""
+    hubspot_base_url: str = "https://api.hubapi.com"
+    destination_timeout_seconds: float = Field(default=10, gt=0, le=60)
+
+
+def dump_json(value: Any) -> str:
+    """Compact JSON used for every message body and canonical hash."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, default=str)

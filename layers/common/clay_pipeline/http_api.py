@@ -1,0 +1,79 @@
+"""API Gateway HTTP API (payload v2) plumbing shared by the callback and intake functions."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON_CONTENT_TYPES = ("application/json", "text/json")
+
+
+@dataclass
+class HttpError(Exception):
+    """A client-facing failure: becomes a JSON response with this status and body."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    reason: str = "invalid"  # metric dimension, never shown to the caller
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.reason}"
+
+
+UNAUTHORIZED = HttpError(401, {"error": "unauthorized"}, reason="unauthorized")
+
+
+def lower_headers(event: dict[str, Any]) -> dict[str, str]:
+    """API Gateway v2 lower-cases header names already; this makes other callers safe too."""
+    return {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+
+
+def raw_body(event: dict[str, Any]) -> bytes:
+    """The exact bytes the caller sent: what an HMAC must be computed over."""
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise HttpError(400, {"error": "body is not valid base64"}, reason="encoding") from None
+    return body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
+
+
+def check_size(body: bytes, limit: int) -> None:
+    if len(body) > limit:
+        raise HttpError(413, {"error": f"body is {len(body)} bytes; the limit is {limit}"}, reason="oversize")
+
+
+def check_content_type(headers: dict[str, str]) -> None:
+    declared = headers.get("content-type", "").split(";")[0].strip().lower()
+    if declared and not (declared in JSON_CONTENT_TYPES or declared.endswith("+json")):
+        raise HttpError(415, {"error": f"content type {declared[:100]} is not supported; send application/json"},
+                        reason="content_type")
+
+
+def parse_json(body: bytes) -> Any:
+    if not body.strip():
+        raise HttpError(400, {"error": "body is empty; send a JSON object"}, reason="empty")
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise HttpError(400, {"error": "body is not UTF-8 text"}, reason="encoding") from None
+    except ValueError as error:
+        message = f"body is not valid JSON: {getattr(error, 'msg', 'parse error')} at position {getattr(error, 'pos', 0)}"
+        raise HttpError(400, {"error": message}, reason="malformed_json") from None
+
+
+def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "application/json", **(headers or {})},
+        "body": json.dumps(body, separators=(",", ":")),
+    }
+
+
+def error_response(error: HttpError) -> dict[str, Any]:
+    return json_response(error.status, error.body, error.headers)

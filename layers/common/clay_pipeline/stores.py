@@ -1,0 +1,222 @@
+"""Data access: the state table (marks and counters), the leads table and the queues.
+
+Everything AWS goes through these few classes so business modules stay free of boto3 and
+tests can point them at moto. The state table has one string key `pk` and a TTL attribute
+`expires_at`; each concern prefixes its keys (idem#, dedupe#, pool#, budget#, rate#,
+delivery#), which keeps one table and one set of IAM permissions for all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from clay_pipeline.aws import client
+from clay_pipeline.config import dump_json
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+STATE_KEY = "pk"
+STATE_TTL = "expires_at"
+
+
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    """Plain JSON-like values to DynamoDB attribute values (floats become Decimal)."""
+    safe = json.loads(dump_json(values), parse_float=Decimal)
+    return {key: _serializer.serialize(value) for key, value in safe.items() if value is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    def plain(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return int(value) if value == value.to_integral_value() else float(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, set)):
+            return [plain(v) for v in value]
+        return value
+
+    return {key: plain(_deserializer.deserialize(value)) for key, value in item.items()}
+
+
+def is_condition_failure(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+@dataclass(frozen=True)
+class StateStore:
+    """Conditional marks and atomic counters in STATE_TABLE."""
+
+    table_name: str
+
+    def put_mark(self, key: str, ttl_seconds: int, attributes: dict[str, Any] | None = None) -> bool:
+        """Create a mark unless a live one exists. True when this call created it."""
+        now = int(time.time())
+        item = to_item({STATE_KEY: key, STATE_TTL: now + ttl_seconds, "created_at": now, **(attributes or {})})
+        try:
+            client("dynamodb").put_item(
+                TableName=self.table_name,
+                Item=item,
+                # An expired mark may still be there until TTL deletes it: treat it as absent.
+                ConditionExpression="attribute_not_exists(#pk) OR #ttl < :now",
+                ExpressionAttributeNames={"#pk": STATE_KEY, "#ttl": STATE_TTL},
+                ExpressionAttributeValues={":now": {"N": str(now)}},
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        response = client("dynamodb").get_item(
+            TableName=self.table_name, Key={STATE_KEY: {"S": key}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        if not item:
+            return None
+        values = from_item(item)
+        if values.get(STATE_TTL, float("inf")) < time.time():
+            return None
+        return values
+
+    def delete(self, key: str) -> None:
+        client("dynamodb").delete_item(TableName=self.table_name, Key={STATE_KEY: {"S": key}})
+
+    def update(self, key: str, attributes: dict[str, Any]) -> None:
+        names = {f"#a{i}": name for i, name in enumerate(attributes)}
+        values = to_item({f":v{i}": value for i, value in enumerate(attributes.values())})
+        client("dynamodb").update_item(
+            TableName=self.table_name,
+            Key={STATE_KEY: {"S": key}},
+            UpdateExpression="SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(attributes))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def increment_below(self, key: str, limit: int, ttl_seconds: int, amount: int = 1) -> int | None:
+        """Atomically add `amount` unless that would pass `limit`. Returns the new value, or None when full."""
+        now = int(time.time())
+        try:
+            response = client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key={STATE_KEY: {"S": key}},
+                UpdateExpression="ADD #count :amount SET #ttl = if_not_exists(#ttl, :ttl)",
+                ConditionExpression="attribute_not_exists(#count) OR #count <= :ceiling",
+                ExpressionAttributeNames={"#count": "count", "#ttl": STATE_TTL},
+                ExpressionAttributeValues={
+                    ":amount": {"N": str(amount)},
+                    ":ceiling": {"N": str(limit - amount)},
+                    ":ttl": {"N": str(now + ttl_seconds)},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return None
+            raise
+        return int(response["Attributes"]["count"]["N"])
+
+    def decrement(self, key: str, amount: int = 1) -> None:
+        """Give back a counted unit (a send that did not happen)."""
+        client("dynamodb").update_item(
+            TableName=self.table_name,
+            Key={STATE_KEY: {"S": key}},
+            UpdateExpression="ADD #count :amount",
+            ConditionExpression="attribute_exists(#count) AND #count >= :amount_abs",
+            ExpressionAttributeNames={"#count": "count"},
+            ExpressionAttributeValues={":amount": {"N": str(-amount)}, ":amount_abs": {"N": str(amount)}},
+        )
+
+    def counter(self, key: str) -> int:
+        item = self.get(key)
+        return int(item.get("count", 0)) if item else 0
+
+
+@dataclass(frozen=True)
+class LeadsTable:
+    """LEADS_TABLE: one item per lead key with its latest enrichment and routing outcome."""
+
+    table_name: str
+
+    def save_enrichment(self, lead_key: str, callback_id: str, lead: dict[str, Any], received_at: str) -> None:
+        """Store the latest enrichment; an older callback arriving late never overwrites a newer one."""
+        values = {":callback_id": callback_id, ":lead": lead, ":received_at": received_at,
+                  ":status": "received"}
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key={"lead_key": {"S": lead_key}},
+                UpdateExpression=(
+                    "SET callback_id = :callback_id, enrichment = :lead, received_at = :received_at, "
+                    "routing_status = :status REMOVE routes, destinations, skipped_reason"
+                ),
+                ConditionExpression="attribute_not_exists(received_at) OR received_at <= :received_at",
+                ExpressionAttributeValues=to_item(values),
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+
+    def record_routing(self, lead_key: str, callback_id: str, outcome: dict[str, Any]) -> None:
+        """Write the router's outcome for this callback (ignored if a newer enrichment replaced it)."""
+        names = {f"#o{i}": name for i, name in enumerate(outcome)}
+        values = to_item({":callback_id": callback_id, **{f":o{i}": v for i, v in enumerate(outcome.values())}})
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key={"lead_key": {"S": lead_key}},
+                UpdateExpression="SET " + ", ".join(f"#o{i} = :o{i}" for i in range(len(outcome))),
+                ConditionExpression="attribute_not_exists(callback_id) OR callback_id = :callback_id",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+
+    def get(self, lead_key: str) -> dict[str, Any] | None:
+        response = client("dynamodb").get_item(
+            TableName=self.table_name, Key={"lead_key": {"S": lead_key}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return from_item(item) if item else None
+
+
+class QueueSendError(RuntimeError):
+    """Some messages could not be queued even after retries."""
+
+
+@dataclass(frozen=True)
+class Queue:
+    url: str
+
+    def send(self, message: dict[str, Any], delay_seconds: int = 0) -> str:
+        response = client("sqs").send_message(
+            QueueUrl=self.url, MessageBody=dump_json(message), DelaySeconds=max(0, min(900, delay_seconds))
+        )
+        return str(response["MessageId"])
+
+    def send_batch(self, messages: list[dict[str, Any]], attempts: int = 3) -> list[int]:
+        """SendMessageBatch in tens, retrying failed entries. Returns the indexes that still failed."""
+        failed: list[int] = []
+        for start in range(0, len(messages), 10):
+            pending = {str(i): dump_json(messages[i]) for i in range(start, min(start + 10, len(messages)))}
+            for attempt in range(attempts):
+                if not pending:
+                    break
+                if attempt:
+                    time.sleep(0.1 * 2**attempt)
+                response = client("sqs").send_message_batch(
+                    QueueUrl=self.url, Entries=[{"Id": i, "MessageBody": body} for i, body in pending.items()]
+                )
+                done = {entry["Id"] for entry in response.get("Successful", [])}
+                pending = {i: body for i, body in pending.items() if i not in done}
+            failed.extend(int(i) for i in pending)
+        return sorted(failed)

@@ -1,0 +1,1 @@
+"""The embedded local stack: runs the whole pipeline on one machine without Docker or AWS."""

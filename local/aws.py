@@ -1,0 +1,115 @@
+"""In-process AWS emulator (moto's server on loopback) and the resources template.yaml declares."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from clay_pipeline.aws import client, reset_clients
+from local.template import Resolver, load_template, parameter_defaults, resources_of_type
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+ACCOUNT = "123456789012"
+
+
+class Emulator:
+    """moto's threaded server bound to 127.0.0.1 on a free port."""
+
+    def __init__(self, port: int = 0) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.endpoint = ""
+
+    def start(self) -> str:
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        os.environ.update(FAKE_CREDENTIALS)
+        os.environ["AWS_ENDPOINT_URL"] = self.endpoint
+        reset_clients()
+        return self.endpoint
+
+    def reset(self) -> None:
+        """Drop every resource (moto's reset API), for test isolation."""
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310 - loopback
+        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+@dataclass
+class Provisioned:
+    resolver: Resolver
+    queue_urls: dict[str, str]
+    table_names: dict[str, str]
+    secret_id: str | None
+
+
+def provision(prefix: str = "clay-local", secrets: dict[str, str] | None = None,
+              template: dict[str, Any] | None = None) -> Provisioned:
+    """Create the template's tables, queues (DLQs first) and config secret in the emulator."""
+    template = template or load_template()
+    resolver = Resolver(refs=dict(parameter_defaults(template)))
+    resolver.refs.update({"AWS::Region": "us-east-1", "AWS::AccountId": ACCOUNT, "AWS::URLSuffix": "amazonaws.com",
+                          "AWS::StackName": prefix})
+    table_names: dict[str, str] = {}
+    for logical_id, resource in resources_of_type("AWS::DynamoDB::Table", template).items():
+        name = f"{prefix}-{logical_id}"
+        props = resource["Properties"]
+        dynamodb = client("dynamodb")
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=props["KeySchema"],
+            AttributeDefinitions=props["AttributeDefinitions"],
+            BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+        )
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl:
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+        table_names[logical_id] = name
+        resolver.refs[logical_id] = name
+        resolver.attributes[(logical_id, "Arn")] = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/{name}"
+
+    queues = resources_of_type("AWS::SQS::Queue", template)
+    ordered = sorted(queues.items(), key=lambda item: "RedrivePolicy" in item[1].get("Properties", {}))
+    queue_urls: dict[str, str] = {}
+    for logical_id, resource in ordered:
+        props = resource.get("Properties", {})
+        attributes = {key: str(props[key]) for key in ("VisibilityTimeout", "MessageRetentionPeriod",
+                                                       "DelaySeconds", "ReceiveMessageWaitTimeSeconds") if key in props}
+        if "RedrivePolicy" in props:
+            attributes["RedrivePolicy"] = json.dumps(resolver.resolve(props["RedrivePolicy"]))
+        name = f"{prefix}-{logical_id}"
+        url = client("sqs").create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        queue_urls[logical_id] = url
+        resolver.refs[logical_id] = url
+        resolver.attributes[(logical_id, "Arn")] = f"arn:aws:sqs:us-east-1:{ACCOUNT}:{name}"
+        resolver.attributes[(logical_id, "QueueName")] = name
+
+    secret_id = None
+    for logical_id in resources_of_type("AWS::SecretsManager::Secret", template):
+        secret_id = f"{prefix}/{logical_id}"
+        client("secretsmanager").create_secret(Name=secret_id, SecretString=json.dumps(secrets or {}))
+        resolver.refs[logical_id] = secret_id
+        resolver.attributes[(logical_id, "Arn")] = secret_id
+    return Provisioned(resolver=resolver, queue_urls=queue_urls, table_names=table_names, secret_id=secret_id)
+
+
+def function_environment(logical_id: str, provisioned: Provisioned) -> dict[str, str]:
+    """The environment template.yaml gives a function, with references resolved locally."""
+    from local.template import functions
+
+    spec = functions()[logical_id]
+    return {name: str(provisioned.resolver.resolve(value)) for name, value in spec.environment.items()}

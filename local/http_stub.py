@@ -1,0 +1,133 @@
+"""A recording HTTP server on loopback: stands in for Clay, HubSpot, Slack and webhooks.
+
+Tests script its answers per path (status, headers, body, delay); everything it receives
+is recorded with its arrival time, so assertions are made on what the server saw, not on
+how long the test took.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    received_at: float  # time.monotonic()
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = field(default_factory=lambda: {"ok": True})
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering (slow dependency)
+
+
+Responder = Callable[[RecordedRequest], Reply]
+
+
+class StubServer:
+    """ThreadingHTTPServer on 127.0.0.1 with scripted replies and a request log."""
+
+    def __init__(self, responder: Responder | None = None) -> None:
+        self.responder: Responder = responder or (lambda request: Reply())
+        self.requests: list[RecordedRequest] = []
+        self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    # -- scripting -------------------------------------------------------------------------
+    def script(self, path: str, *replies: Reply) -> None:
+        """Answer the next requests to `path` with these replies, in order, then fall back to the responder."""
+        with self._lock:
+            self._scripts[path].extend(replies)
+
+    def received(self, path: str | None = None) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if path is None or r.path == path]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self._scripts.clear()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> str:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                stub._handle(self)
+
+            do_PUT = do_PATCH = do_GET = do_DELETE = do_POST
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        host, port = self._server.server_address[:2]
+        self.url = f"http://{host!s}:{port}"
+        return self.url
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self) -> StubServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- handling --------------------------------------------------------------------------
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("content-length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        path = handler.path.split("?", 1)[0]
+        request = RecordedRequest(
+            method=handler.command,
+            path=path,
+            headers={k.lower(): v for k, v in handler.headers.items()},
+            body=body,
+            received_at=time.monotonic(),
+        )
+        with self._lock:
+            self.requests.append(request)
+            scripted = self._scripts[path].popleft() if self._scripts.get(path) else None
+        reply = scripted or self.responder(request)
+        if reply.delay:
+            time.sleep(reply.delay)
+        payload = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+        try:
+            handler.send_response(reply.status)
+            handler.send_header("content-type", "application/json")
+            handler.send_header("content-length", str(len(payload)))
+            for name, value in reply.headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (its timeout): nothing to answer

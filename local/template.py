@@ -1,0 +1,165 @@
+"""Reads template.yaml so local runs and tests use exactly what is deployed.
+
+Handlers, environments, queues, tables, event sources and routes all come from the
+template; only resource references are resolved to local values (queue URLs, table names).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_PATH = ROOT / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML loader that understands CloudFormation's short-form tags."""
+
+
+def _tag(name: str) -> Callable[[yaml.Loader, yaml.Node], Any]:
+    def construct(loader: yaml.Loader, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if name == "Fn::GetAtt" and isinstance(value, str):
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        return {name: value}
+
+    return construct
+
+
+for _short in ("Ref", "GetAtt", "Sub", "Join", "If", "Not", "Equals", "Select", "Split", "FindInMap", "Condition",
+               "ImportValue", "GetAZs", "Base64", "And", "Or"):
+    _CfnLoader.add_constructor(f"!{_short}", _tag("Ref" if _short == "Ref" else f"Fn::{_short}"))
+
+
+@cache
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    with path.open() as handle:
+        document: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    return document
+
+
+@dataclass
+class Resolver:
+    """Turns Ref / GetAtt / Sub into local values."""
+
+    refs: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) == 1:
+            (key, argument), = value.items()
+            if key == "Ref":
+                return self.refs.get(argument, f"local-{argument}")
+            if key == "Fn::GetAtt":
+                resource, attribute = argument
+                return self.attributes.get((resource, attribute), f"arn:aws:local:::{resource}")
+            if key == "Fn::Sub":
+                text = argument if isinstance(argument, str) else argument[0]
+                return re.sub(r"\$\{([^}!]+)\}", lambda m: str(self._sub(m.group(1))), text)
+        if isinstance(value, dict):
+            return {k: self.resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        return value
+
+    def _sub(self, name: str) -> Any:
+        if "." in name:
+            resource, attribute = name.split(".", 1)
+            return self.resolve({"Fn::GetAtt": [resource, attribute]})
+        return self.resolve({"Ref": name})
+
+
+def parameter_defaults(template: dict[str, Any] | None = None) -> dict[str, str]:
+    template = template or load_template()
+    return {name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()}
+
+
+def resources_of_type(resource_type: str, template: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    template = template or load_template()
+    return {name: spec for name, spec in template["Resources"].items() if spec["Type"] == resource_type}
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    code_dir: Path
+    handler: str
+    timeout: int
+    memory: int
+    environment: dict[str, Any]
+    events: dict[str, Any]
+    policies: list[Any]
+
+    @property
+    def module_path(self) -> Path:
+        return self.code_dir / (self.handler.rsplit(".", 1)[0].replace(".", "/") + ".py")
+
+
+def functions(template: dict[str, Any] | None = None) -> dict[str, FunctionSpec]:
+    """Every AWS::Serverless::Function with Globals applied."""
+    template = template or load_template()
+    defaults = template.get("Globals", {}).get("Function", {})
+    specs = {}
+    for logical_id, resource in resources_of_type("AWS::Serverless::Function", template).items():
+        props = {**defaults, **resource["Properties"]}
+        environment = {
+            **defaults.get("Environment", {}).get("Variables", {}),
+            **resource["Properties"].get("Environment", {}).get("Variables", {}),
+        }
+        specs[logical_id] = FunctionSpec(
+            logical_id=logical_id,
+            code_dir=ROOT / props["CodeUri"],
+            handler=props["Handler"],
+            timeout=int(props.get("Timeout", 3)),
+            memory=int(props.get("MemorySize", 128)),
+            environment=environment,
+            events=props.get("Events", {}),
+            policies=props.get("Policies", []),
+        )
+    return specs
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Temporarily set environment variables (restored afterwards)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
+def load_handler_module(logical_id: str, env: dict[str, str] | None = None) -> ModuleType:
+    """Import a function's handler module afresh (a cold start) with `env` applied while it loads."""
+    spec = functions()[logical_id]
+    module_name = f"lambda_{logical_id.lower()}"
+    import_spec = importlib.util.spec_from_file_location(module_name, spec.module_path)
+    if import_spec is None or import_spec.loader is None:
+        raise ImportError(f"cannot load {spec.module_path}")
+    module = importlib.util.module_from_spec(import_spec)
+    with environment({"AWS_LAMBDA_FUNCTION_NAME": logical_id, **(env or {})}):
+        sys.modules[module_name] = module
+        import_spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,68 @@
+"""Shared fixtures: moto's server on loopback, the template's resources, fresh handler modules."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from local.aws import FAKE_CREDENTIALS, Emulator, Provisioned, function_environment, provision
+from local.template import load_handler_module
+
+# No test may reach a real AWS endpoint or pick up a developer's credentials.
+os.environ.update(FAKE_CREDENTIALS)
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ClayPipelineTest")
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    server = Emulator()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stack(emulator: Emulator) -> Iterator[Provisioned]:
+    """Every table, queue and secret in template.yaml, created fresh for one test."""
+    emulator.reset()
+    yield provision()
+
+
+class LambdaContextStub:
+    """The attributes Powertools reads from a Lambda context."""
+
+    def __init__(self, function_name: str = "test", remaining_ms: int = 30_000) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self.memory_limit_in_mb = 256
+        self.aws_request_id = "req-0001"
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "stream"
+        self._remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._remaining_ms
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContextStub:
+    return LambdaContextStub()
+
+
+@pytest.fixture
+def load_function(stack: Provisioned, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Cold-start a function from template.yaml: its template environment plus overrides stay set for the test."""
+
+    def load(logical_id: str, **overrides: str) -> ModuleType:
+        for name, value in {**function_environment(logical_id, stack), **overrides}.items():
+            monkeypatch.setenv(name, value)
+        return load_handler_module(logical_id)
+
+    return load
