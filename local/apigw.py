@@ -10,8 +10,15 @@ from typing import Any
 TEXT_TYPES = ("application/json", "text/", "application/xml", "application/x-www-form-urlencoded")
 
 
-def http_event(method: str, path: str, body: bytes | str | None = None, headers: dict[str, str] | None = None,
-               query: str = "", source_ip: str = "127.0.0.1", stage: str = "$default") -> dict[str, Any]:
+def http_event(
+    method: str,
+    path: str,
+    body: bytes | str | None = None,
+    headers: dict[str, str] | None = None,
+    query: str = "",
+    source_ip: str = "127.0.0.1",
+    stage: str = "$default",
+) -> dict[str, Any]:
     """Headers are lower-cased and a body that is not declared text is base64-encoded, as API Gateway does."""
     lowered = {name.lower(): value for name, value in (headers or {}).items()}
     raw = body.encode() if isinstance(body, str) else body
@@ -38,8 +45,13 @@ def http_event(method: str, path: str, body: bytes | str | None = None, headers:
             "apiId": "local",
             "domainName": "localhost",
             "domainPrefix": "localhost",
-            "http": {"method": method.upper(), "path": path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
-                     "userAgent": lowered.get("user-agent", "")},
+            "http": {
+                "method": method.upper(),
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": lowered.get("user-agent", ""),
+            },
             "requestId": uuid.uuid4().hex,
             "routeKey": f"{method.upper()} {path}",
             "stage": stage,

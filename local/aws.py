@@ -57,13 +57,20 @@ class Provisioned:
     secret_id: str | None
 
 
-def provision(prefix: str = "clay-local", secrets: dict[str, str] | None = None,
-              template: dict[str, Any] | None = None) -> Provisioned:
+def provision(
+    prefix: str = "clay-local", secrets: dict[str, str] | None = None, template: dict[str, Any] | None = None
+) -> Provisioned:
     """Create the template's tables, queues (DLQs first) and config secret in the emulator."""
     template = template or load_template()
     resolver = Resolver(refs=dict(parameter_defaults(template)))
-    resolver.refs.update({"AWS::Region": "us-east-1", "AWS::AccountId": ACCOUNT, "AWS::URLSuffix": "amazonaws.com",
-                          "AWS::StackName": prefix})
+    resolver.refs.update(
+        {
+            "AWS::Region": "us-east-1",
+            "AWS::AccountId": ACCOUNT,
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": prefix,
+        }
+    )
     table_names: dict[str, str] = {}
     for logical_id, resource in resources_of_type("AWS::DynamoDB::Table", template).items():
         name = f"{prefix}-{logical_id}"
@@ -87,8 +94,11 @@ def provision(prefix: str = "clay-local", secrets: dict[str, str] | None = None,
     queue_urls: dict[str, str] = {}
     for logical_id, resource in ordered:
         props = resource.get("Properties", {})
-        attributes = {key: str(props[key]) for key in ("VisibilityTimeout", "MessageRetentionPeriod",
-                                                       "DelaySeconds", "ReceiveMessageWaitTimeSeconds") if key in props}
+        attributes = {
+            key: str(props[key])
+            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds")
+            if key in props
+        }
         if "RedrivePolicy" in props:
             attributes["RedrivePolicy"] = json.dumps(resolver.resolve(props["RedrivePolicy"]))
         name = f"{prefix}-{logical_id}"

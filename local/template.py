@@ -37,14 +37,30 @@ def _tag(name: str) -> Callable[[yaml.Loader, yaml.Node], Any]:
         elif isinstance(node, yaml.SequenceNode):
             value = loader.construct_sequence(node, deep=True)
         else:
-            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+            value = loader.construct_mapping(node, deep=True)
         return {name: value}
 
     return construct
 
 
-for _short in ("Ref", "GetAtt", "Sub", "Join", "If", "Not", "Equals", "Select", "Split", "FindInMap", "Condition",
-               "ImportValue", "GetAZs", "Base64", "And", "Or"):
+for _short in (
+    "Ref",
+    "GetAtt",
+    "Sub",
+    "Join",
+    "If",
+    "Not",
+    "Equals",
+    "Select",
+    "Split",
+    "FindInMap",
+    "Condition",
+    "ImportValue",
+    "GetAZs",
+    "Base64",
+    "And",
+    "Or",
+):
     _CfnLoader.add_constructor(f"!{_short}", _tag("Ref" if _short == "Ref" else f"Fn::{_short}"))
 
 
@@ -64,7 +80,7 @@ class Resolver:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, dict) and len(value) == 1:
-            (key, argument), = value.items()
+            ((key, argument),) = value.items()
             if key == "Ref":
                 return self.refs.get(argument, f"local-{argument}")
             if key == "Fn::GetAtt":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 from collections.abc import Iterator
 from types import ModuleType
@@ -66,3 +68,16 @@ def load_function(stack: Provisioned, monkeypatch: pytest.MonkeyPatch) -> Any:
         return load_handler_module(logical_id)
 
     return load
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    """Everything the pipeline's Powertools logger writes during the test, as formatted JSON lines."""
+    from clay_pipeline.observability import logger
+
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    yield buffer
+    logger.removeHandler(handler)

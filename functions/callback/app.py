@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from clay_pipeline.callback import CallbackAcceptor, authenticate, issue_token, parse_callback
 from clay_pipeline.config import CallbackSettings
-from clay_pipeline.http_api import HttpError, UNAUTHORIZED, lower_headers, raw_body
+from clay_pipeline.http_api import HttpError, lower_headers, raw_body, unauthorized
 from clay_pipeline.observability import count, logger, metrics, tracer
 
 settings = CallbackSettings.from_env()  # fails the cold start on bad configuration
@@ -34,7 +34,7 @@ def receive_callback() -> dict[str, Any]:
 @app.post("/clay/token")
 def token() -> dict[str, Any]:
     if settings.callback_auth_mode != "jwt":
-        raise UNAUTHORIZED
+        raise unauthorized()
     return issue_token(raw_body(app.current_event.raw_event))
 
 
@@ -50,8 +50,9 @@ def dependency_error(error: Exception) -> Response:
     # DynamoDB or SQS failed: nothing was committed, so Clay's retry can deliver it later.
     logger.exception("callback failed on a dependency")
     count("CallbackFailed")
-    return Response(503, "application/json", body={"error": "temporarily unavailable; retry"},
-                    headers={"retry-after": "5"})
+    return Response(
+        503, "application/json", body={"error": "temporarily unavailable; retry"}, headers={"retry-after": "5"}
+    )
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)

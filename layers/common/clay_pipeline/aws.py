@@ -23,7 +23,7 @@ def client(service: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.session.Session().client(service, config=Config(**_CONFIG_KWARGS))  # type: ignore[arg-type]
+    return boto3.session.Session().client(service, config=Config(**_CONFIG_KWARGS))
 
 
 def reset_clients() -> None:

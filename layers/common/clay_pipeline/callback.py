@@ -28,11 +28,11 @@ from clay_pipeline import auth, config
 from clay_pipeline.aws import client
 from clay_pipeline.config import CallbackSettings
 from clay_pipeline.http_api import (
-    UNAUTHORIZED,
     HttpError,
     check_content_type,
     check_size,
     parse_json,
+    unauthorized,
 )
 from clay_pipeline.models import EnrichedLead, body_hash, field_errors
 from clay_pipeline.observability import logger
@@ -58,12 +58,12 @@ def authenticate(settings: CallbackSettings, headers: dict[str, str], body: byte
         if not _warned_no_secret:
             logger.error("CALLBACK_SECRETS is not configured: every callback is refused until it is set")
             _warned_no_secret = True
-        raise UNAUTHORIZED
+        raise unauthorized()
     verifier = auth.callback_verifier(
         settings.callback_auth_mode, settings.callback_secret_header, secrets, settings.callback_tolerance_seconds
     )
     if not verifier.verify(headers, body):
-        raise UNAUTHORIZED
+        raise unauthorized()
 
 
 def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: bytes) -> CallbackRequest:
@@ -72,12 +72,15 @@ def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: by
     check_content_type(headers)
     document = parse_json(body)
     if not isinstance(document, dict):
-        raise HttpError(400, {"error": f"body must be a JSON object, not {type(document).__name__}"},
-                        reason="not_object")
+        raise HttpError(
+            400, {"error": f"body must be a JSON object, not {type(document).__name__}"}, reason="not_object"
+        )
     try:
         lead = EnrichedLead.model_validate(document)
     except ValidationError as error:
-        raise HttpError(400, {"error": "invalid fields", "fields": field_errors(error)}, reason="invalid_fields") from None
+        raise HttpError(
+            400, {"error": "invalid fields", "fields": field_errors(error)}, reason="invalid_fields"
+        ) from None
     lead_key = str(lead.lead_id)
     return CallbackRequest(lead=lead, lead_key=lead_key, callback_id=f"{lead_key}#{body_hash(document)[:32]}")
 
@@ -86,18 +89,18 @@ def issue_token(body: bytes) -> dict[str, Any]:
     """POST /clay/token: username and password in, bearer token out (jwt mode only)."""
     document = parse_json(body)
     if not isinstance(document, dict):
-        raise UNAUTHORIZED
+        raise unauthorized()
     username, password = document.get("username"), document.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
-        raise UNAUTHORIZED
+        raise unauthorized()
     issuer = auth.TokenIssuer(config.secret_list("CALLBACK_JWT_USERS"), config.secret_list("CALLBACK_SECRETS"))
     token = issuer.issue(username, password)
     if token is None:
-        raise UNAUTHORIZED
+        raise unauthorized()
     return {"access_token": token, "token_type": "Bearer", "expires_in": auth.JWT_LIFETIME_SECONDS}
 
 
-def _mark_duplicate(response: Any, record: DataRecord) -> Any:
+def _mark_duplicate(response: Any, idempotent_data: DataRecord) -> Any:
     return {**response, "duplicate": True} if isinstance(response, dict) else response
 
 
@@ -132,8 +135,7 @@ class CallbackAcceptor:
             self.idempotency.register_lambda_context(context)
 
     def accept(self, request: CallbackRequest) -> dict[str, Any]:
-        payload = {"callback_id": request.callback_id, "lead_key": request.lead_key,
-                   "lead": request.lead.to_message()}
+        payload = {"callback_id": request.callback_id, "lead_key": request.lead_key, "lead": request.lead.to_message()}
         for wait in (*IN_PROGRESS_WAITS, None):
             try:
                 return dict(self._accept_once(request=payload))
@@ -141,8 +143,12 @@ class CallbackAcceptor:
                 if wait is None:
                     break
                 time.sleep(wait)
-        raise HttpError(409, {"error": "an identical callback is being processed; retry later", "duplicate": True},
-                        headers={"retry-after": "2"}, reason="in_progress")
+        raise HttpError(
+            409,
+            {"error": "an identical callback is being processed; retry later", "duplicate": True},
+            headers={"retry-after": "2"},
+            reason="in_progress",
+        )
 
     def _store_and_queue(self, request: dict[str, Any]) -> dict[str, Any]:
         received_at = datetime.now(UTC).isoformat()

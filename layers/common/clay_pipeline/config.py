@@ -89,9 +89,7 @@ class Settings(BaseModel):
         try:
             return cls(**values)
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()
-            )
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors())
             raise ConfigError(f"invalid configuration: {problems}") from None
 
 
@@ -100,7 +98,7 @@ class CallbackSettings(Settings):
     leads_table: Required
     routing_queue_url: Required
     callback_auth_mode: Literal["token", "hmac", "jwt"] = "token"
-    callback_secret_header: str = "X-Clay-Signature"
+    callback_secret_header: str = "X-Clay-Signature"  # noqa: S105 - a header name, not a secret
     callback_tolerance_seconds: int = Field(default=300, ge=1, le=86400)
     callback_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=10_485_760)
     callback_idempotency_days: int = Field(default=30, ge=1, le=365)

@@ -24,7 +24,9 @@ class HttpError(Exception):
         return f"{self.status} {self.reason}"
 
 
-UNAUTHORIZED = HttpError(401, {"error": "unauthorized"}, reason="unauthorized")
+def unauthorized() -> HttpError:
+    """401 with no hint of why (a fresh instance each time: raised exceptions carry their traceback)."""
+    return HttpError(401, {"error": "unauthorized"}, reason="unauthorized")
 
 
 def lower_headers(event: dict[str, Any]) -> dict[str, str]:
@@ -51,8 +53,11 @@ def check_size(body: bytes, limit: int) -> None:
 def check_content_type(headers: dict[str, str]) -> None:
     declared = headers.get("content-type", "").split(";")[0].strip().lower()
     if declared and not (declared in JSON_CONTENT_TYPES or declared.endswith("+json")):
-        raise HttpError(415, {"error": f"content type {declared[:100]} is not supported; send application/json"},
-                        reason="content_type")
+        raise HttpError(
+            415,
+            {"error": f"content type {declared[:100]} is not supported; send application/json"},
+            reason="content_type",
+        )
 
 
 def parse_json(body: bytes) -> Any:
@@ -63,7 +68,9 @@ def parse_json(body: bytes) -> Any:
     except UnicodeDecodeError:
         raise HttpError(400, {"error": "body is not UTF-8 text"}, reason="encoding") from None
     except ValueError as error:
-        message = f"body is not valid JSON: {getattr(error, 'msg', 'parse error')} at position {getattr(error, 'pos', 0)}"
+        message = (
+            f"body is not valid JSON: {getattr(error, 'msg', 'parse error')} at position {getattr(error, 'pos', 0)}"
+        )
         raise HttpError(400, {"error": message}, reason="malformed_json") from None
 
 

@@ -8,6 +8,7 @@ unknown columns (extra="allow") so nothing a user added to the table is dropped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -105,8 +106,9 @@ Number = Annotated[int | None, BeforeValidator(_parse_number)]
 Flag = Annotated[bool | None, BeforeValidator(_parse_bool)]
 
 
-def derive_lead_id(email: str | None, domain: str | None, first_name: str | None, last_name: str | None,
-                   linkedin_url: str | None) -> str | None:
+def derive_lead_id(
+    email: str | None, domain: str | None, first_name: str | None, last_name: str | None, linkedin_url: str | None
+) -> str | None:
     """Stable id: from the normalised email, else domain plus names, else the LinkedIn URL."""
     if email:
         basis = f"email:{email}"
@@ -163,10 +165,8 @@ class LeadFields(BaseModel):
     @model_validator(mode="after")
     def _fill_domain_and_id(self) -> LeadFields:
         if not self.domain and self.email:
-            try:
+            with contextlib.suppress(ValueError):
                 self.domain = normalise_domain(self.email)
-            except ValueError:
-                pass
         if not self.lead_id:
             self.lead_id = derive_lead_id(self.email, self.domain, self.first_name, self.last_name, self.linkedin_url)
         return self
