@@ -117,8 +117,13 @@ class TokenIssuer:
         if not (username in self._users and password_ok):
             return None
         issued = int(now if now is not None else time.time())
-        claims = {"sub": username, "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": issued,
-                  "exp": issued + JWT_LIFETIME_SECONDS}
+        claims = {
+            "sub": username,
+            "iss": JWT_ISSUER,
+            "aud": JWT_AUDIENCE,
+            "iat": issued,
+            "exp": issued + JWT_LIFETIME_SECONDS,
+        }
         return jwt.encode(claims, self._secrets[0], algorithm=JWT_ALGORITHM)
 
 

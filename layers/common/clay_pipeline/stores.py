@@ -147,8 +147,7 @@ class LeadsTable:
 
     def save_enrichment(self, lead_key: str, callback_id: str, lead: dict[str, Any], received_at: str) -> None:
         """Store the latest enrichment; an older callback arriving late never overwrites a newer one."""
-        values = {":callback_id": callback_id, ":lead": lead, ":received_at": received_at,
-                  ":status": "received"}
+        values = {":callback_id": callback_id, ":lead": lead, ":received_at": received_at, ":status": "received"}
         try:
             client("dynamodb").update_item(
                 TableName=self.table_name,
