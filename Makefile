@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PIN_FILES := requirements.lock requirements-dev.txt layers/common/requirements.txt pyproject.toml
 ARGS ?=
 
-.PHONY: help venv run test lint typecheck cfn-lint unit integration e2e bench lock clean
+.PHONY: help venv run test lint typecheck cfn-lint sam-validate checkov bandit build deploy unit integration e2e bench lock clean
 
 help:
 	@echo "make run     run the whole pipeline locally (ARGS=--serve keeps it up)"
@@ -18,30 +18,39 @@ help:
 
 venv: $(STAMP)
 
-# Finds pyenv's $(PYTHON_VERSION), else python$(PYTHON_VERSION), else any python3 >= 3.12.
+# Shell snippet: sets $$py to pyenv's $(PYTHON_VERSION), else python$(PYTHON_VERSION), else any python3 >= 3.12.
+FIND_PYTHON = py=""; \
+	for c in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$(PYTHON_VERSION)*/bin/python3 2>/dev/null | sort -V | tail -n 1) \
+	         $$(command -v python$(PYTHON_VERSION) || true) $$(command -v python3 || true); do \
+	  if [ -x "$$c" ] && "$$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then py=$$c; break; fi; \
+	done; \
+	if [ -z "$$py" ]; then echo "error: Python >= 3.12 not found (pyenv install $(PYTHON_VERSION))" >&2; exit 1; fi
+
 $(STAMP): $(PIN_FILES)
 	@set -e; \
 	if [ -x $(PY) ] && ! $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then rm -rf $(VENV); fi; \
-	if [ ! -x $(PY) ]; then \
-	  py=""; \
-	  for c in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$(PYTHON_VERSION)*/bin/python3 2>/dev/null | sort -V | tail -n 1) \
-	           $$(command -v python$(PYTHON_VERSION) || true) $$(command -v python3 || true); do \
-	    if [ -x "$$c" ] && "$$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then py=$$c; break; fi; \
-	  done; \
-	  if [ -z "$$py" ]; then echo "error: Python >= 3.12 not found (pyenv install $(PYTHON_VERSION))" >&2; exit 1; fi; \
-	  echo "creating $(VENV) with $$py"; \
-	  "$$py" -m venv $(VENV); \
-	fi; \
+	if [ ! -x $(PY) ]; then $(FIND_PYTHON); echo "creating $(VENV) with $$py"; "$$py" -m venv $(VENV); fi; \
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip; \
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock \
 	  -r layers/common/requirements.txt -r requirements-dev.txt; \
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .; \
 	touch $(STAMP)
 
+# SAM CLI and checkov conflict with each other and with the project: each gets its own venv,
+# installed from a full lock in tools/.
+TOOLS := .venv-tools
+SAM := $(TOOLS)/sam/bin/sam
+CHECKOV := $(TOOLS)/checkov/bin/checkov
+
+$(TOOLS)/%/.installed: tools/%.lock
+	@set -e; $(FIND_PYTHON); rm -rf $(TOOLS)/$*; "$$py" -m venv $(TOOLS)/$*; \
+	echo "installing $* into $(TOOLS)/$*"; \
+	$(TOOLS)/$*/bin/pip install --quiet --disable-pip-version-check -r tools/$*.lock; touch $@
+
 run: $(STAMP)
 	$(VENV)/bin/clay-pipeline run $(ARGS)
 
-test: lint typecheck cfn-lint
+test: lint typecheck cfn-lint sam-validate checkov bandit
 	$(PY) -m pytest $(ARGS)
 
 lint: $(STAMP)
@@ -53,6 +62,23 @@ typecheck: $(STAMP)
 
 cfn-lint: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
+
+sam-validate: $(TOOLS)/sam/.installed
+	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region us-east-1
+
+# Findings are fixed, or skipped in template.yaml's Metadata with the reason written there.
+checkov: $(TOOLS)/checkov/.installed
+	$(CHECKOV) --quiet --compact --framework cloudformation -f template.yaml
+
+bandit: $(STAMP)
+	$(VENV)/bin/bandit --quiet --recursive layers/common/clay_pipeline functions local
+
+# sam build needs the runtime's python on PATH; the layer is built for the template's arm64.
+build: $(TOOLS)/sam/.installed
+	@set -e; $(FIND_PYTHON); PATH="$$(dirname $$py):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM) build
+
+deploy: build
+	SAM_CLI_TELEMETRY=0 $(SAM) deploy --config-env $${ENV:-dev}
 
 unit: $(STAMP)
 	$(PY) -m pytest -m unit $(ARGS)
@@ -71,4 +97,4 @@ lock: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v '^clay-pipeline' > requirements.lock
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache

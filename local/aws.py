@@ -10,10 +10,11 @@ from typing import Any
 from clay_pipeline.aws import client, reset_clients
 from local.template import Resolver, load_template, parameter_defaults, resources_of_type
 
+# moto accepts any credentials; these keep tests away from real ones.
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # nosec B105
+    "AWS_SESSION_TOKEN": "testing",  # nosec B105
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
@@ -43,7 +44,7 @@ class Emulator:
         import urllib.request
 
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310 - loopback
-        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
+        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310  # nosec B310
 
     def stop(self) -> None:
         self._server.stop()

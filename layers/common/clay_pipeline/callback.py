@@ -97,7 +97,12 @@ def issue_token(body: bytes) -> dict[str, Any]:
     token = issuer.issue(username, password)
     if token is None:
         raise unauthorized()
-    return {"access_token": token, "token_type": "Bearer", "expires_in": auth.JWT_LIFETIME_SECONDS}
+    # "Bearer" is the OAuth token type, not a password.
+    return {
+        "access_token": token,
+        "token_type": "Bearer",  # nosec B105
+        "expires_in": auth.JWT_LIFETIME_SECONDS,
+    }
 
 
 def _mark_duplicate(response: Any, idempotent_data: DataRecord) -> Any:
