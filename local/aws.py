@@ -10,11 +10,8 @@ from typing import Any
 from clay_pipeline.aws import client, reset_clients
 from local.template import Resolver, load_template, parameter_defaults, resources_of_type
 
-# moto accepts any credentials; these keep tests away from real ones.
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",  # nosec B105
-    "AWS_SESSION_TOKEN": "testing",  # nosec B105
+# moto accepts any credentials; these keep tests and local runs away from real ones.
+FAKE_CREDENTIALS = dict.fromkeys(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"), "testing") | {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
