@@ -18,6 +18,7 @@ import jwt
 JWT_ISSUER = "clay-pipeline"
 JWT_AUDIENCE = "clay-callback"
 JWT_ALGORITHM = "HS256"
+BEARER = "Bearer"
 JWT_LIFETIME_SECONDS = 3600
 TIMESTAMP_HEADER = "x-clay-timestamp"
 _HEX = frozenset("0123456789abcdef")
@@ -83,7 +84,7 @@ class JwtVerifier:
 
     def verify(self, headers: dict[str, str], raw_body: bytes) -> bool:
         scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        if scheme.lower() != BEARER.lower() or not token.strip():
             return False
         for value in self.secrets:
             try:

@@ -97,12 +97,7 @@ def issue_token(body: bytes) -> dict[str, Any]:
     token = issuer.issue(username, password)
     if token is None:
         raise unauthorized()
-    # "Bearer" is the OAuth token type, not a password.
-    return {
-        "access_token": token,
-        "token_type": "Bearer",  # nosec B105
-        "expires_in": auth.JWT_LIFETIME_SECONDS,
-    }
+    return {"access_token": token, "token_type": auth.BEARER, "expires_in": auth.JWT_LIFETIME_SECONDS}
 
 
 def _mark_duplicate(response: Any, idempotent_data: DataRecord) -> Any:
