@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clay_pipeline.aws import client, reset_clients
+from clay_pipeline.config import clear_secret_cache
 from local.template import Resolver, load_template, parameter_defaults, resources_of_type
 
 # moto accepts any credentials; these keep tests and local runs away from real ones.
@@ -34,6 +35,7 @@ class Emulator:
         os.environ.update(FAKE_CREDENTIALS)
         os.environ["AWS_ENDPOINT_URL"] = self.endpoint
         reset_clients()
+        clear_secret_cache()
         return self.endpoint
 
     def reset(self) -> None:

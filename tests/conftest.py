@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from clay_pipeline.config import clear_secret_cache
 from local.aws import FAKE_CREDENTIALS, Emulator, Provisioned, function_environment, provision
 from local.template import load_handler_module
 
@@ -33,6 +34,7 @@ def emulator() -> Iterator[Emulator]:
 def stack(emulator: Emulator) -> Iterator[Provisioned]:
     """Every table, queue and secret in template.yaml, created fresh for one test."""
     emulator.reset()
+    clear_secret_cache()
     yield provision()
 
 

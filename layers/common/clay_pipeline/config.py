@@ -8,6 +8,7 @@ wins: that is how local runs and tests configure them.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Annotated, Any, Literal
@@ -50,19 +51,29 @@ def secret(name: str) -> str:
     return str(_secret_document(secret_id).get(name, "") or "").strip()
 
 
+def clear_secret_cache() -> None:
+    """Forget cached secret values and the provider (tests; a new endpoint or credentials)."""
+    _secrets_provider.cache_clear()
+
+
 def secret_list(name: str) -> list[str]:
     """A comma-separated secret as a list without blanks (order kept: current value first)."""
     return [part.strip() for part in secret(name).split(",") if part.strip()]
 
 
-def _secret_document(secret_id: str) -> dict[str, Any]:
+@functools.cache
+def _secrets_provider() -> Any:
     # Imported here so functions that never touch Secrets Manager do not pay for it at cold start.
+    # One provider per process: its cache is what keeps GetSecretValue calls to one per 5 minutes.
     from aws_lambda_powertools.utilities import parameters
 
     from clay_pipeline.aws import client
 
-    provider = parameters.SecretsProvider(boto3_client=client("secretsmanager"))
-    document = provider.get(secret_id, transform="json", max_age=SECRET_CACHE_SECONDS)
+    return parameters.SecretsProvider(boto3_client=client("secretsmanager"))
+
+
+def _secret_document(secret_id: str) -> dict[str, Any]:
+    document = _secrets_provider().get(secret_id, transform="json", max_age=SECRET_CACHE_SECONDS)
     if not isinstance(document, dict):
         raise ConfigError(f"secret {secret_id} must hold a JSON object")
     return document

@@ -64,9 +64,11 @@ def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise HttpError(400, {"error": "body is empty; send a JSON object"}, reason="empty")
     try:
-        return json.loads(body)
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise HttpError(400, {"error": "body is not UTF-8 text"}, reason="encoding") from None
+    try:
+        return json.loads(text)
     except ValueError as error:
         message = (
             f"body is not valid JSON: {getattr(error, 'msg', 'parse error')} at position {getattr(error, 'pos', 0)}"

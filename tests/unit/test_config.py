@@ -1,0 +1,83 @@
+"""Settings validated at cold start; secrets from the environment or the JSON secret."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from clay_pipeline import config
+from clay_pipeline.aws import client
+from clay_pipeline.config import CallbackSettings, ConfigError
+
+pytestmark = pytest.mark.unit
+
+BASE = {"STATE_TABLE": "state", "LEADS_TABLE": "leads", "ROUTING_QUEUE_URL": "https://queue"}
+
+
+def test_defaults_from_design() -> None:
+    settings = CallbackSettings.from_env(BASE)
+    assert settings.callback_auth_mode == "token"
+    assert settings.callback_secret_header == "X-Clay-Signature"
+    assert settings.callback_tolerance_seconds == 300
+    assert settings.callback_max_body_bytes == 1_048_576
+
+
+def test_missing_required_setting_names_it() -> None:
+    with pytest.raises(ConfigError, match="ROUTING_QUEUE_URL"):
+        CallbackSettings.from_env({"STATE_TABLE": "state", "LEADS_TABLE": "leads"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("CALLBACK_AUTH_MODE", "basic"), ("CALLBACK_TOLERANCE_SECONDS", "soon"), ("CALLBACK_MAX_BODY_BYTES", "10")],
+)
+def test_invalid_values_fail_the_cold_start(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        CallbackSettings.from_env({**BASE, name: value})
+
+
+def test_blank_values_mean_default() -> None:
+    assert CallbackSettings.from_env({**BASE, "CALLBACK_AUTH_MODE": " "}).callback_auth_mode == "token"
+
+
+def test_only_declared_secrets_can_be_read() -> None:
+    with pytest.raises(KeyError):
+        config.secret("STATE_TABLE")
+
+
+def test_environment_wins_over_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTAKE_API_KEYS", " k1, ,k2 ")
+    monkeypatch.setenv("CONFIG_SECRET_ID", "does-not-matter")
+    assert config.secret_list("INTAKE_API_KEYS") == ["k1", "k2"]
+
+
+def test_unset_without_secret_id_is_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INTAKE_API_KEYS", raising=False)
+    monkeypatch.delenv("CONFIG_SECRET_ID", raising=False)
+    assert config.secret("INTAKE_API_KEYS") == ""
+
+
+def test_secret_document_is_read_and_cached(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the value only in the JSON secret
+    monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)
+    monkeypatch.setenv("CONFIG_SECRET_ID", stack.secret_id)
+    secrets = client("secretsmanager")
+    secrets.put_secret_value(SecretId=stack.secret_id, SecretString=json.dumps({"SLACK_WEBHOOK_URL": "https://a"}))
+    config.clear_secret_cache()
+    assert config.secret("SLACK_WEBHOOK_URL") == "https://a"
+    # WHEN it is rotated THEN the cached value is served until the cache expires
+    secrets.put_secret_value(SecretId=stack.secret_id, SecretString=json.dumps({"SLACK_WEBHOOK_URL": "https://b"}))
+    assert config.secret("SLACK_WEBHOOK_URL") == "https://a"
+    config.clear_secret_cache()
+    assert config.secret("SLACK_WEBHOOK_URL") == "https://b"
+
+
+def test_secret_that_is_not_an_object_is_a_config_error(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)
+    monkeypatch.setenv("CONFIG_SECRET_ID", stack.secret_id)
+    client("secretsmanager").put_secret_value(SecretId=stack.secret_id, SecretString="[1]")
+    config.clear_secret_cache()
+    with pytest.raises(ConfigError, match="JSON object"):
+        config.secret("SLACK_WEBHOOK_URL")
