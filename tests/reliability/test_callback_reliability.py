@@ -1,0 +1,232 @@
+"""Callback reliability: fuzzing, a forgery matrix, a race and a crash mid-flight."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import jwt
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from clay_pipeline import auth
+from clay_pipeline.aws import client
+from local.apigw import http_event
+from tests.conftest import LambdaContextStub
+
+pytestmark = pytest.mark.integration
+
+SECRET = "reliability-secret-0123456789abcdef012345"
+LEAD = {"lead_id": "ld_rel", "email": "rel@acme.com", "icp_score": "77"}
+BODY = json.dumps(LEAD).encode()
+
+
+def queued(stack: Any) -> int:
+    attributes = client("sqs").get_queue_attributes(
+        QueueUrl=stack.queue_urls["RoutingQueue"],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def stored_leads(stack: Any) -> int:
+    return int(client("dynamodb").scan(TableName=stack.table_names["LeadsTable"], Select="COUNT")["Count"])
+
+
+# ------------------------------------------------------------------------------------------ fuzzing
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=12,
+)
+lead_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "lead_id": st.text(max_size=20) | st.integers(),
+        "email": st.text(max_size=30) | st.just("a@b.co"),
+        "domain": st.text(max_size=20),
+        "icp_score": st.text(max_size=6) | st.integers(-50, 200) | st.floats() | st.none(),
+        "employee_count": st.text(max_size=8) | st.integers(),
+        "linkedin_url": st.text(max_size=30),
+        "tags": st.text(max_size=20).map(lambda t: f"[{t}]"),
+    },
+).flatmap(
+    lambda base: st.dictionaries(st.text(max_size=10), json_values, max_size=3).map(lambda extra: {**extra, **base})
+)
+bodies = (
+    st.binary(max_size=300)
+    | json_values.map(lambda v: json.dumps(v).encode())
+    | lead_like.map(lambda v: json.dumps(v).encode())
+)
+content_types = st.sampled_from(
+    [
+        "application/json",
+        "text/plain",
+        "",
+        "application/json; charset=utf-8",
+        "application/octet-stream",
+        "multipart/form-data; boundary=x",
+    ]
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=bodies, content_type=content_types, signed=st.booleans(), as_base64=st.booleans())
+def test_fuzzed_callbacks_never_5xx(
+    load_function: Any, body: bytes, content_type: str, signed: bool, as_base64: bool
+) -> None:
+    app = load_function("CallbackFunction", CALLBACK_SECRETS=SECRET)
+    headers = {"content-type": content_type} if content_type else {}
+    if signed:
+        headers["x-clay-signature"] = SECRET
+    event = http_event("POST", "/clay/callback", body, headers)
+    if as_base64:
+        event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+    response = app.lambda_handler(event, LambdaContextStub())
+    status = response["statusCode"]
+    assert status < 500, response
+    answer = json.loads(response["body"])
+    if status >= 400:
+        assert isinstance(answer.get("error"), str) and answer["error"]
+    else:
+        assert answer["received"] is True
+    if not signed:
+        assert status == 401
+
+
+# ------------------------------------------------------------------------------------------ forgery
+def hmac_hex(secret: str, content: bytes) -> str:
+    return hmac.new(secret.encode(), content, hashlib.sha256).hexdigest()
+
+
+def token_claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"sub": "clay", "iss": auth.JWT_ISSUER, "aud": auth.JWT_AUDIENCE, "iat": now, "exp": now + 600, **overrides}
+
+
+NOW = str(int(time.time()))
+FORGERIES: list[tuple[str, dict[str, str]]] = [
+    ("token", {}),
+    ("token", {"x-clay-signature": ""}),
+    ("token", {"x-clay-signature": "wrong"}),
+    ("token", {"x-clay-signature": SECRET[:-1]}),
+    ("token", {"x-clay-signature": SECRET.upper()}),
+    ("token", {"x-clay-signature": f" {SECRET}x"}),
+    ("token", {"authorization": f"Bearer {SECRET}"}),
+    ("token", {"x-clay-signature": hmac_hex(SECRET, BODY)}),
+    ("hmac", {}),
+    ("hmac", {"x-clay-signature": SECRET}),
+    ("hmac", {"x-clay-signature": hmac_hex("wrong-secret", BODY)}),
+    ("hmac", {"x-clay-signature": hmac_hex(SECRET, BODY)[:-1]}),
+    ("hmac", {"x-clay-signature": "g" * 64}),
+    ("hmac", {"x-clay-signature": hmac_hex(SECRET, BODY + b" ")}),
+    ("hmac", {"x-clay-signature": hmac_hex(SECRET, json.dumps(LEAD, indent=1).encode())}),
+    ("hmac", {"x-clay-signature": hmac_hex(SECRET, BODY), "x-clay-timestamp": NOW}),
+    (
+        "hmac",
+        {
+            "x-clay-signature": hmac_hex(SECRET, f"{int(NOW) - 3600}.".encode() + BODY),
+            "x-clay-timestamp": str(int(NOW) - 3600),
+        },
+    ),
+    (
+        "hmac",
+        {
+            "x-clay-signature": hmac_hex(SECRET, f"{int(NOW) + 3600}.".encode() + BODY),
+            "x-clay-timestamp": str(int(NOW) + 3600),
+        },
+    ),
+    ("hmac", {"x-clay-signature": hmac_hex(SECRET, b"1." + BODY), "x-clay-timestamp": "1"}),
+    ("hmac", {"x-clay-signature": "sha1=" + hmac_hex(SECRET, BODY)}),
+    ("jwt", {}),
+    ("jwt", {"authorization": "Bearer "}),
+    ("jwt", {"authorization": f"Bearer {SECRET}"}),
+    (
+        "jwt",
+        {
+            "authorization": "Bearer "
+            + jwt.encode(token_claims(), "attacker-key-0123456789abcdef0123456789", algorithm="HS256")
+        },
+    ),
+    ("jwt", {"authorization": "Bearer " + jwt.encode(token_claims(), None, algorithm="none")}),
+    ("jwt", {"authorization": "Bearer " + jwt.encode(token_claims(exp=int(NOW) - 10), SECRET, algorithm="HS256")}),
+    ("jwt", {"authorization": "Bearer " + jwt.encode(token_claims(aud="other"), SECRET, algorithm="HS256")}),
+    ("jwt", {"authorization": "Bearer " + jwt.encode(token_claims(iss="other"), SECRET, algorithm="HS256")}),
+    ("jwt", {"authorization": "Bearer " + jwt.encode(token_claims(), SECRET, algorithm="HS512")}),
+    ("jwt", {"authorization": "Basic " + base64.b64encode(b"clay:pw").decode()}),
+    ("jwt", {"x-clay-signature": SECRET}),
+]
+
+
+@pytest.mark.parametrize(("mode", "headers"), FORGERIES, ids=[f"{m}-{i}" for i, (m, _) in enumerate(FORGERIES)])
+def test_forgeries_are_refused_and_leave_no_trace(
+    load_function: Any, stack: Any, mode: str, headers: dict[str, str]
+) -> None:
+    app = load_function(
+        "CallbackFunction",
+        CALLBACK_AUTH_MODE=mode,
+        CALLBACK_SECRETS=SECRET,
+        CALLBACK_JWT_USERS="clay:long-password-1234567890",
+    )
+    event = http_event("POST", "/clay/callback", BODY, {"content-type": "application/json", **headers})
+    response = app.lambda_handler(event, LambdaContextStub())
+    assert (response["statusCode"], json.loads(response["body"])) == (401, {"error": "unauthorized"})
+    assert queued(stack) == 0 and stored_leads(stack) == 0
+
+
+def test_forgery_matrix_covers_every_mode_twenty_times_over() -> None:
+    assert len(FORGERIES) >= 20
+    assert {mode for mode, _ in FORGERIES} == {"token", "hmac", "jwt"}
+
+
+# ------------------------------------------------------------------------------------------ race
+def test_hundred_concurrent_identical_callbacks_route_once(load_function: Any, stack: Any) -> None:
+    instances = [load_function("CallbackFunction", CALLBACK_SECRETS=SECRET) for _ in range(8)]
+    event = http_event("POST", "/clay/callback", BODY, {"content-type": "application/json", "x-clay-signature": SECRET})
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        statuses = list(
+            pool.map(lambda i: instances[i % 8].lambda_handler(event, LambdaContextStub())["statusCode"], range(100))
+        )
+    assert set(statuses) <= {200, 409}
+    assert queued(stack) == 1 and stored_leads(stack) == 1
+
+
+# ------------------------------------------------------------------------------------------ crash
+class ProcessDied(BaseException):
+    """Stands in for the Lambda process dying: not an Exception, so no cleanup code runs."""
+
+
+def test_crash_after_lock_then_retry_after_expiry_processes_once(
+    load_function: Any, stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an invocation that takes the idempotency lock and dies before queueing (3 s left to live)
+    app = load_function("CallbackFunction", CALLBACK_SECRETS=SECRET)
+    event = http_event("POST", "/clay/callback", BODY, {"content-type": "application/json", "x-clay-signature": SECRET})
+    real_queue = app.acceptor.routing_queue
+
+    class DyingQueue:
+        def send(self, message: dict[str, Any], delay_seconds: int = 0) -> str:
+            raise ProcessDied
+
+    monkeypatch.setattr(app.acceptor, "routing_queue", DyingQueue())
+    with pytest.raises(ProcessDied):
+        app.lambda_handler(event, LambdaContextStub(remaining_ms=3000))
+    started = time.monotonic()
+    monkeypatch.setattr(app.acceptor, "routing_queue", real_queue)
+    # WHEN Clay retries while the lock is live THEN it is told to come back later, nothing routed
+    fresh = load_function("CallbackFunction", CALLBACK_SECRETS=SECRET)
+    early = fresh.lambda_handler(event, LambdaContextStub())
+    assert early["statusCode"] == 409 and queued(stack) == 0
+    # WHEN the lock has expired THEN the retry processes it exactly once
+    time.sleep(max(0.0, 3.2 - (time.monotonic() - started)))
+    late = fresh.lambda_handler(event, LambdaContextStub())
+    assert late["statusCode"] == 200 and json.loads(late["body"])["duplicate"] is False
+    again = fresh.lambda_handler(event, LambdaContextStub())
+    assert json.loads(again["body"])["duplicate"] is True
+    assert queued(stack) == 1
