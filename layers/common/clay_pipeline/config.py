@@ -123,11 +123,19 @@ class IntakeSettings(Settings):
 
 class SenderSettings(Settings):
     state_table: Required
+    lead_queue_url: Required  # hand-backs change visibility here; a message near maxReceiveCount is re-queued
+    lead_dlq_url: Required  # permanent failures (400, 413, malformed) go here at once, with the reason
+    lead_queue_max_receive_count: int = Field(default=10, ge=2, le=1000)  # keep equal to LeadQueue's redrive
     clay_webhook_submission_limit: int = Field(default=50_000, ge=1)
     clay_send_rate_per_second: float = Field(default=10, gt=0, le=1000)
     clay_daily_send_budget: int = Field(default=0, ge=0)
     clay_dedupe_days: int = Field(default=30, ge=0, le=365)
     clay_request_timeout_seconds: float = Field(default=10, gt=0, le=60)
+    clay_max_payload_bytes: int = Field(default=100_000, ge=1024, le=262_144)  # Clay answers 413 above 100 KB
+    clay_retry_attempts: int = Field(default=2, ge=0, le=5)  # in-process retries of 5xx and connect errors
+    clay_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=10)
+    clay_max_throttle_wait_seconds: float = Field(default=20, ge=0, le=600)  # longest in-process Retry-After sleep
+    clay_circuit_wait_seconds: int = Field(default=900, ge=1, le=43_200)  # when every webhook is spent or gone
 
 
 class RouterSettings(Settings):

@@ -197,10 +197,25 @@ class Queue:
     url: str
 
     def send(self, message: dict[str, Any], delay_seconds: int = 0) -> str:
+        return self.send_raw(dump_json(message), delay_seconds=delay_seconds)
+
+    def send_raw(self, body: str, delay_seconds: int = 0, attributes: dict[str, str] | None = None) -> str:
+        """Send a body as-is (a DLQ keeps the original bytes so a redrive replays them), with string attributes."""
+        extra: dict[str, Any] = {}
+        if attributes:
+            extra["MessageAttributes"] = {
+                name: {"DataType": "String", "StringValue": value} for name, value in attributes.items() if value
+            }
         response = client("sqs").send_message(
-            QueueUrl=self.url, MessageBody=dump_json(message), DelaySeconds=max(0, min(900, delay_seconds))
+            QueueUrl=self.url, MessageBody=body, DelaySeconds=max(0, min(900, delay_seconds)), **extra
         )
         return str(response["MessageId"])
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        """Hand a received message back for `seconds` (SQS allows at most 12 hours)."""
+        client("sqs").change_message_visibility(
+            QueueUrl=self.url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, min(43_200, int(seconds)))
+        )
 
     def send_batch(self, messages: list[dict[str, Any]], attempts: int = 3) -> list[int]:
         """SendMessageBatch in tens, retrying failed entries. Returns the indexes that still failed."""

@@ -1,0 +1,28 @@
+"""SenderFunction: LeadQueue batches to Clay's table webhook, reporting partial batch failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from clay_pipeline.config import SenderSettings
+from clay_pipeline.observability import logger, metrics, tracer
+from clay_pipeline.sender import ClaySender
+
+settings = SenderSettings.from_env()  # fails the cold start on bad configuration
+sender = ClaySender(settings)
+# A batch whose every message must wait is a normal answer, not an invocation error.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    sender.start(context.get_remaining_time_in_millis())
+    response = process_partial_response(
+        event=event, record_handler=sender.process, processor=processor, context=context
+    )
+    return dict(response)

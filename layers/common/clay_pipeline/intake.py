@@ -1,0 +1,100 @@
+"""POST /leads: check the API key, validate each row, queue the valid ones for the sender.
+
+The body is one lead, an array of leads, or {"leads": [...]}, at most INTAKE_MAX_LEADS.
+Rows are validated one by one: a bad row is reported by index and never fails the others.
+The same row validation serves the command-line `send` (csv_import).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from clay_pipeline import auth, config
+from clay_pipeline.config import IntakeSettings
+from clay_pipeline.http_api import HttpError, check_content_type, check_size, parse_json, unauthorized
+from clay_pipeline.models import Lead, field_errors
+from clay_pipeline.observability import logger
+from clay_pipeline.stores import Queue, QueueSendError
+
+API_KEY_HEADER = "x-api-key"
+QUEUE_FAILURE = "could not be queued; send this lead again"
+_warned_no_keys = False
+
+
+@dataclass
+class Rows:
+    """Validated rows: the valid leads with their position in the input, and the rejections."""
+
+    valid: list[tuple[int, Lead]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+def authenticate(headers: dict[str, str]) -> None:
+    """401 unless X-Api-Key is one of INTAKE_API_KEYS (constant-time; no keys means nobody gets in)."""
+    global _warned_no_keys
+    keys = config.secret_list("INTAKE_API_KEYS")
+    if not keys and not _warned_no_keys:
+        logger.error("INTAKE_API_KEYS is not configured: every request is refused until it is set")
+        _warned_no_keys = True
+    if not auth.matches_any(headers.get(API_KEY_HEADER, ""), keys):
+        raise unauthorized()
+
+
+def read_rows(settings: IntakeSettings, headers: dict[str, str], body: bytes) -> list[Any]:
+    """Size, content type and JSON checks, then the rows whatever shape the body has."""
+    check_size(body, settings.intake_max_body_bytes)
+    check_content_type(headers)
+    document = parse_json(body)
+    if isinstance(document, dict) and "leads" in document:
+        document = document["leads"]
+        if not isinstance(document, list):
+            raise HttpError(400, {"error": '"leads" must be an array'}, reason="not_array")
+    rows = document if isinstance(document, list) else [document]
+    if not rows:
+        raise HttpError(400, {"error": "no leads in the body"}, reason="empty")
+    if len(rows) > settings.intake_max_leads:
+        limit = settings.intake_max_leads
+        raise HttpError(
+            413, {"error": f"{len(rows)} leads in one request; the limit is {limit}"}, reason="too_many_leads"
+        )
+    return rows
+
+
+def validate_rows(rows: list[Any], source: str | None = None) -> Rows:
+    """Each row as a Lead; `source` overrides the rows' own (else a row's source, else api)."""
+    result = Rows()
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            result.rejected.append({"index": index, "error": f"must be a JSON object, not {type(row).__name__}"})
+            continue
+        try:
+            lead = Lead.model_validate({**row, "source": source} if source else row)
+        except ValidationError as error:
+            problems = "; ".join(f"{item['field']}: {item['error']}" for item in field_errors(error))
+            result.rejected.append({"index": index, "error": problems})
+            continue
+        result.valid.append((index, lead))
+    return result
+
+
+def enqueue(queue: Queue, rows: Rows) -> list[dict[str, Any]]:
+    """Send the valid rows (SendMessageBatch in tens, failed entries retried); rejections for those still failing."""
+    failed = queue.send_batch([lead.to_message() for _, lead in rows.valid])
+    return [{"index": rows.valid[position][0], "error": QUEUE_FAILURE} for position in failed]
+
+
+def accept_leads(settings: IntakeSettings, queue: Queue, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """The whole request after authentication: the 202 body, or an HttpError when nothing could be accepted."""
+    rows = validate_rows(read_rows(settings, headers, body))
+    if not rows.valid:
+        raise HttpError(
+            400, {"error": "no valid leads", "accepted": 0, "rejected": rows.rejected}, reason="no_valid_leads"
+        )
+    unqueued = enqueue(queue, rows)
+    if len(unqueued) == len(rows.valid):
+        raise QueueSendError("no lead could be queued")  # the handler answers 503: the caller retries
+    rejected = sorted(rows.rejected + unqueued, key=lambda item: int(item["index"]))
+    return {"accepted": len(rows.valid) - len(unqueued), "rejected": rejected}

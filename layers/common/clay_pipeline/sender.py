@@ -1,0 +1,265 @@
+"""Sending one LeadQueue message to Clay (the record handler of Powertools' BatchProcessor).
+
+A record ends in one of four ways:
+- sent: Clay accepted the row (2xx); the dedupe mark becomes 'sent'.
+- skipped: the lead was already sent within CLAY_DEDUPE_DAYS.
+- dead-lettered: it can never succeed (malformed, invalid, over 100 KB, Clay's 400/413);
+  it goes to LEAD_DLQ_URL at once with the reason and counts as processed.
+- handed back: it must wait (rate, 429, daily budget, every webhook full or gone) or failed
+  in a way that may pass (5xx, timeout). Its visibility is set to the wait and it is reported
+  as a batch item failure. Waits do not cost the message its place: one that is about to
+  reach maxReceiveCount is re-queued as a fresh copy instead, so waiting never dead-letters.
+Anything held for a send (dedupe mark, budget unit, pool submission) is given back when
+the row was not created.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from clay_pipeline import config
+from clay_pipeline.clay_client import ClayAnswer, ClayClient, Outcome
+from clay_pipeline.config import SenderSettings, dump_json
+from clay_pipeline.limits import Claim, DailyBudget, Deduper, Pacer, Webhook, WebhookPool, utc_now
+from clay_pipeline.models import Lead, field_errors
+from clay_pipeline.observability import count, logger
+from clay_pipeline.stores import Queue, StateStore
+
+SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch
+IN_FLIGHT_WAIT_SECONDS = 30
+RATE_WAIT_SECONDS = 2
+MAX_RETRY_DELAY_SECONDS = 900
+
+
+class HandBack(Exception):  # an outcome, not an error
+    """The message stays in the queue and becomes visible again after `seconds`."""
+
+    def __init__(self, reason: str, seconds: float, waiting: bool = True, ambiguous: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.seconds = max(0, math.ceil(seconds))
+        self.waiting = waiting  # a wait, not a failure: must not push the message toward the DLQ
+        self.ambiguous = ambiguous  # Clay may have created the row: keep the counted submission
+
+
+class DeadLetter(Exception):  # an outcome, not an error
+    """The message can never be sent as it is."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class Invocation:
+    deadline: float  # time.monotonic() after which no new send starts
+    urls: list[str]
+    auth_token: str
+    circuit_open: bool = False
+    budget_wait: float = 0.0
+    throttled_until: float = 0.0  # time.monotonic(); Clay said 429 for longer than this invocation has
+
+
+def parse_lead(body: str) -> Lead:
+    try:
+        document = json.loads(body)
+    except ValueError as error:
+        raise DeadLetter("malformed_json", f"body is not valid JSON: {getattr(error, 'msg', error)}") from None
+    if not isinstance(document, dict):
+        raise DeadLetter("not_object", f"body must be a JSON object, not {type(document).__name__}")
+    try:
+        return Lead.model_validate(document)
+    except ValidationError as error:
+        problems = "; ".join(f"{item['field']}: {item['error']}" for item in field_errors(error))
+        raise DeadLetter("invalid_lead", problems) from None
+
+
+class ClaySender:
+    def __init__(
+        self,
+        settings: SenderSettings,
+        clay: ClayClient | None = None,
+        clock: Any = utc_now,
+        sleep: Any = time.sleep,
+    ) -> None:
+        self.settings = settings
+        store = StateStore(settings.state_table)
+        self.lead_queue = Queue(settings.lead_queue_url)
+        self.dead_letters = Queue(settings.lead_dlq_url)
+        self.clay = clay or ClayClient(
+            settings.clay_request_timeout_seconds, settings.clay_retry_attempts, settings.clay_retry_backoff_seconds
+        )
+        self.dedupe = Deduper(store, settings.clay_dedupe_days)
+        self.budget = DailyBudget(store, settings.clay_daily_send_budget, clock)
+        self.pool = WebhookPool(store, settings.clay_webhook_submission_limit)
+        self.pacer = Pacer(store, settings.clay_send_rate_per_second, sleep=sleep)
+        self.sleep = sleep
+        # Longest one send can take: every attempt timing out, plus its backoff.
+        attempts = settings.clay_retry_attempts + 1
+        self.send_seconds = settings.clay_request_timeout_seconds * attempts + settings.clay_retry_backoff_seconds * 4
+        self.invocation = Invocation(deadline=math.inf, urls=[], auth_token="")
+
+    def start(self, remaining_ms: int) -> None:
+        """Per invocation: the deadline and the secrets (cached by Powertools, so rotation applies)."""
+        urls = config.secret_list("CLAY_WEBHOOK_URLS")
+        if not urls:
+            logger.error("CLAY_WEBHOOK_URLS is not configured: leads wait in the queue until it is set")
+        self.invocation = Invocation(
+            deadline=time.monotonic() + remaining_ms / 1000 - SAFETY_MARGIN_SECONDS,
+            urls=urls,
+            auth_token=config.secret("CLAY_WEBHOOK_AUTH_TOKEN"),
+        )
+
+    # -- one record ------------------------------------------------------------------------
+    def process(self, record: SQSRecord) -> str:
+        try:
+            return self._process(record)
+        except DeadLetter as error:
+            return self._dead_letter(record, error)
+        except HandBack as back:
+            return self._hand_back(record, back)
+
+    def _process(self, record: SQSRecord) -> str:
+        lead = parse_lead(record.body)
+        body = dump_json(lead.to_message()).encode()
+        if len(body) > self.settings.clay_max_payload_bytes:
+            limit = self.settings.clay_max_payload_bytes
+            raise DeadLetter("oversize", f"lead is {len(body)} bytes; Clay accepts at most {limit}")
+        lead_id = str(lead.lead_id)
+        self._check_waits()
+        claim = self.dedupe.claim(lead_id)
+        if claim is Claim.ALREADY_SENT:
+            count("ClaySkippedDuplicate")
+            logger.info("lead already sent to Clay; skipped", extra={"lead_id": lead_id})
+            return "duplicate"
+        if claim is Claim.IN_FLIGHT:
+            raise HandBack("in_flight", IN_FLIGHT_WAIT_SECONDS)
+        budget_key: str | None = None
+        try:
+            budget_key = self.budget.reserve()
+            if budget_key is None:
+                self.invocation.budget_wait = self.budget.seconds_until_reset()
+                count("ClayBudgetExhausted")
+                logger.warning("daily send budget is spent; leads wait for the next UTC day")
+                raise HandBack("budget_exhausted", self.invocation.budget_wait)
+            webhook = self._send(body)
+        except BaseException as error:
+            if budget_key and not getattr(error, "ambiguous", False):
+                self.budget.release(budget_key)
+            self.dedupe.release(lead_id)
+            raise
+        self.dedupe.confirm(lead_id)
+        count("ClaySent")
+        count("ClayWebhookUsage", webhook.submissions, webhook=str(webhook.index))
+        logger.info("lead sent to Clay", extra={"lead_id": lead_id, "webhook_index": webhook.index})
+        return "sent"
+
+    def _check_waits(self) -> None:
+        """Skip the state table when this invocation already knows the message has to wait."""
+        state = self.invocation
+        if state.budget_wait:
+            raise HandBack("budget_exhausted", state.budget_wait)
+        if state.circuit_open:
+            raise HandBack("circuit_open", self.settings.clay_circuit_wait_seconds)
+        now = time.monotonic()
+        if state.throttled_until > now:
+            raise HandBack("throttled", state.throttled_until - now)
+        if now + self.send_seconds > state.deadline:
+            raise HandBack("out_of_time", 0)
+
+    def _send(self, body: bytes) -> Webhook:
+        """POST to the first usable webhook, moving on when one is gone and waiting out short 429s."""
+        state = self.invocation
+        while True:
+            webhook = self.pool.acquire(state.urls)
+            if webhook is None:
+                state.circuit_open = True
+                count("ClayCircuitOpen")
+                logger.error("every Clay webhook is full or gone: circuit open, leads wait in the queue")
+                raise HandBack("circuit_open", self.settings.clay_circuit_wait_seconds)
+            try:
+                if not self.pacer.acquire(state.deadline - self.send_seconds):
+                    raise HandBack("rate_wait", RATE_WAIT_SECONDS)
+                answer = self.clay.post(webhook.url, body, state.auth_token)
+            except BaseException:
+                self.pool.release(webhook)
+                raise
+            if answer.retries:
+                count("ClayRetried", answer.retries)
+            if answer.outcome is Outcome.ACCEPTED:
+                return webhook
+            if not answer.ambiguous:
+                self.pool.release(webhook)
+            self._handle_refusal(webhook, answer)
+
+    def _handle_refusal(self, webhook: Webhook, answer: ClayAnswer) -> None:
+        """Returns when the send should be tried again now; raises otherwise."""
+        state = self.invocation
+        extra = {"webhook_index": webhook.index, "status": answer.status, "reason": answer.reason}
+        if answer.outcome is Outcome.GONE:
+            self.pool.retire(webhook, answer.status)
+            count("ClayWebhookGone", webhook=str(webhook.index))
+            logger.error("Clay webhook is gone; it is retired and the next one is used", extra=extra)
+            return
+        if answer.outcome is Outcome.THROTTLED:
+            count("ClayThrottled")
+            wait = answer.retry_after if answer.retry_after is not None else RATE_WAIT_SECONDS
+            fits = time.monotonic() + wait + self.send_seconds <= state.deadline
+            if fits and wait <= self.settings.clay_max_throttle_wait_seconds:
+                logger.info("Clay throttled; waiting Retry-After", extra={**extra, "retry_after": wait})
+                self.sleep(wait)
+                return
+            state.throttled_until = time.monotonic() + wait
+            raise HandBack("throttled", wait)
+        if answer.outcome is Outcome.PERMANENT:
+            raise DeadLetter(answer.reason, f"Clay answered {answer.status}")
+        count("ClayRetried")
+        logger.warning("Clay send failed; the message goes back to the queue", extra=extra)
+        raise HandBack(answer.reason, 0, waiting=False, ambiguous=answer.ambiguous)
+
+    # -- endings ---------------------------------------------------------------------------
+    def _dead_letter(self, record: SQSRecord, error: DeadLetter) -> str:
+        self.dead_letters.send_raw(
+            record.body,
+            attributes={
+                "reason": error.reason,
+                "detail": error.detail[:500],
+                "source_message_id": record.message_id,
+            },
+        )
+        count("ClayDeadLettered", reason=error.reason)
+        logger.warning(
+            "lead sent to the dead-letter queue", extra={"reason": error.reason, "message_id": record.message_id}
+        )
+        return "dead_lettered"
+
+    def _hand_back(self, record: SQSRecord, back: HandBack) -> str:
+        receives = int(record.attributes.approximate_receive_count or 1)
+        seconds = back.seconds if back.waiting else self._retry_delay(receives)
+        if back.waiting and receives >= self.settings.lead_queue_max_receive_count - 1:
+            # Redrive would move it to the DLQ on its next receive: a fresh copy keeps it waiting instead.
+            self.lead_queue.send_raw(record.body, delay_seconds=min(seconds, MAX_RETRY_DELAY_SECONDS))
+            logger.info("waiting lead re-queued as a fresh message", extra={"reason": back.reason})
+            return "requeued"
+        try:
+            self.lead_queue.change_visibility(record.receipt_handle, seconds)
+        except ClientError as error:
+            # The message still goes back (reported as failed), after the queue's own visibility timeout.
+            logger.warning("could not change the message visibility", extra={"error": str(error)})
+        raise back
+
+    @staticmethod
+    def _retry_delay(receives: int) -> int:
+        """Exponential backoff with jitter between receives of a message whose send failed."""
+        ceiling = min(MAX_RETRY_DELAY_SECONDS, 10 * 2 ** min(receives - 1, 10))
+        return random.randint(ceiling // 2, ceiling)
