@@ -268,3 +268,8 @@ def test_fifty_concurrent_identical_callbacks_route_once(load_function: Any, sta
     assert set(statuses) <= {200, 409}
     assert sum(1 for code, body in responses if code == 200 and body["duplicate"] is False) == 1
     assert all(body.get("duplicate") is True for code, body in responses if code == 409)
+
+
+def test_unknown_route_is_404(callback: Any, lambda_context: Any) -> None:
+    event = http_event("GET", "/clay/callback", None, {"x-clay-signature": SECRET})
+    assert answer(callback.lambda_handler(event, lambda_context)) == (404, {"error": "not found"})

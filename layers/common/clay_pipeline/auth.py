@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-import jwt
-
 JWT_ISSUER = "clay-pipeline"
 JWT_AUDIENCE = "clay-callback"
 JWT_ALGORITHM = "HS256"
@@ -86,6 +84,8 @@ class JwtVerifier:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != BEARER.lower() or not token.strip():
             return False
+        import jwt  # deferred: only jwt mode pays for PyJWT at cold start
+
         for value in self.secrets:
             try:
                 jwt.decode(
@@ -117,6 +117,8 @@ class TokenIssuer:
         password_ok = hmac.compare_digest(password.encode(), expected.encode())
         if not (username in self._users and password_ok):
             return None
+        import jwt
+
         issued = int(now if now is not None else time.time())
         claims = {
             "sub": username,

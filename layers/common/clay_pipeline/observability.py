@@ -5,14 +5,37 @@ The service name comes from POWERTOOLS_SERVICE_NAME, set per function in templat
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 NAMESPACE = "ClayPipeline"
 
 logger = Logger(log_uncaught_exceptions=True)
 metrics = Metrics(namespace=NAMESPACE)
-tracer = Tracer()
+
+
+class _LazyTracer:
+    """Powertools Tracer, created on first use.
+
+    Creating a Tracer imports the X-Ray SDK, whose recorder builds its own botocore client:
+    about 100 ms of cold start. The callback answers Clay synchronously and keeps that time
+    (Lambda's active tracing still records its invocation segment); the queue consumers use
+    the tracer for per-call subsegments.
+    """
+
+    _tracer: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if _LazyTracer._tracer is None:
+            from aws_lambda_powertools import Tracer
+
+            _LazyTracer._tracer = Tracer()
+        return getattr(_LazyTracer._tracer, name)
+
+
+tracer: Any = _LazyTracer()
 
 __all__ = ["NAMESPACE", "MetricUnit", "count", "logger", "metrics", "tracer"]
 
