@@ -1,0 +1,244 @@
+"""template.yaml against the code: handlers, environment and least-privilege policies.
+
+The policy check runs each function through scenarios that reach every AWS call it can make
+(success, duplicates, waits, permanent failures, dependency failures) with secrets only in
+Secrets Manager, records every botocore call, and compares the set with the IAM actions the
+template grants it: nothing missing (it would fail in AWS) and nothing unused (not least
+privilege).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+import pytest
+
+from clay_pipeline import config
+from clay_pipeline.aws import client
+from local.apigw import http_event
+from local.aws import Provisioned
+from local.http_stub import Reply, StubServer
+from local.sqs_events import sqs_event, sqs_record
+from local.template import functions, load_template
+from tests.conftest import LambdaContextStub
+
+pytestmark = pytest.mark.integration
+
+SERVICES = ("dynamodb", "sqs", "secretsmanager")
+# IAM authorises these API operations with another operation's action.
+IAM_ACTION_OF = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+# Variables every function may carry that no Settings class reads.
+RUNTIME_VARIABLES = {
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+    "POWERTOOLS_LOGGER_LOG_EVENT",
+    "CONFIG_SECRET_ID",
+}
+
+
+def settings_class(logical_id: str) -> type[config.Settings]:
+    source = functions()[logical_id].module_path.read_text()
+    match = re.search(r"(\w+Settings)\.from_env\(\)", source)
+    assert match, f"{logical_id} does not validate its settings at cold start"
+    settings = getattr(config, match.group(1))
+    assert issubclass(settings, config.Settings)
+    return settings
+
+
+def granted_actions(logical_id: str) -> set[str]:
+    actions: set[str] = set()
+    for policy in functions()[logical_id].policies:
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow"
+            assert statement["Resource"] != "*", f"{logical_id}: {statement.get('Sid')} grants every resource"
+            listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert all("*" not in action for action in listed), f"{logical_id}: wildcard action"
+            actions.update(listed)
+    return actions
+
+
+# ------------------------------------------------------------------------------------- handlers and environment
+@pytest.mark.parametrize("logical_id", sorted(functions()))
+def test_handler_exists_and_is_callable(load_function: Any, logical_id: str) -> None:
+    module = load_function(logical_id, **{name: "placeholder" for name in config.SECRET_NAMES})
+    assert functions()[logical_id].handler == "app.lambda_handler"
+    assert callable(module.lambda_handler)
+    assert list(inspect.signature(module.lambda_handler).parameters) == ["event", "context"]
+
+
+@pytest.mark.parametrize("logical_id", sorted(functions()))
+def test_every_setting_is_set_by_the_template_or_has_a_default(logical_id: str) -> None:
+    environment = functions()[logical_id].environment
+    for name, field in settings_class(logical_id).model_fields.items():
+        if field.is_required():
+            assert name.upper() in environment, f"{logical_id} needs {name.upper()} but the template does not set it"
+
+
+@pytest.mark.parametrize("logical_id", sorted(functions()))
+def test_template_sets_only_variables_the_function_reads(logical_id: str) -> None:
+    readable = {name.upper() for name in settings_class(logical_id).model_fields} | RUNTIME_VARIABLES
+    unused = set(functions()[logical_id].environment) - readable
+    assert not unused, f"{logical_id}: the template sets {sorted(unused)} but nothing reads them"
+
+
+def test_no_secret_is_a_template_parameter_or_environment_value() -> None:
+    template = load_template()
+    parameters = {name.upper() for name in template.get("Parameters", {})}
+    for logical_id, spec in functions().items():
+        leaked = config.SECRET_NAMES & set(spec.environment)
+        assert not leaked, f"{logical_id} puts secrets in its environment: {sorted(leaked)}"
+    assert not {name.replace("_", "") for name in config.SECRET_NAMES} & parameters
+
+
+# ------------------------------------------------------------------------------------- policies
+class CallRecorder:
+    def __init__(self) -> None:
+        self.actions: set[str] = set()
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        action = f"{model.service_model.signing_name}:{model.name}"
+        self.actions.add(IAM_ACTION_OF.get(action, action))
+
+
+@contextmanager
+def recorded_calls() -> Iterator[CallRecorder]:
+    recorder = CallRecorder()
+    clients = [client(service) for service in SERVICES]
+    for aws_client in clients:
+        aws_client.meta.events.register("before-call.*.*", recorder, unique_id="policy-recorder")
+    try:
+        yield recorder
+    finally:
+        for aws_client in clients:
+            aws_client.meta.events.unregister("before-call.*.*", unique_id="policy-recorder")
+
+
+def setup_client(service: str) -> Any:
+    """A client of the test's own, so setup calls are not counted as the function's."""
+    return boto3.session.Session().client(service)
+
+
+def put_secrets(stack: Provisioned, values: dict[str, str]) -> None:
+    setup_client("secretsmanager").put_secret_value(SecretId=stack.secret_id, SecretString=json.dumps(values))
+    config.clear_secret_cache()
+
+
+@pytest.fixture
+def secrets_only_in_secrets_manager(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in config.SECRET_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def queue_arn(stack: Provisioned, logical_id: str) -> str:
+    return str(stack.resolver.attributes[(logical_id, "Arn")])
+
+
+def callback_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
+    put_secrets(stack, {"CALLBACK_SECRETS": "policy-secret"})
+    app = load("CallbackFunction")
+    event = http_event(
+        "POST",
+        "/clay/callback",
+        json.dumps({"lead_id": "p1", "email": "p@acme.com"}),
+        {"x-clay-signature": "policy-secret"},
+    )
+    assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == 200
+    assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == 200  # duplicate
+    setup_client("sqs").delete_queue(QueueUrl=stack.queue_urls["RoutingQueue"])  # failure releases the lock
+    event = http_event("POST", "/clay/callback", json.dumps({"lead_id": "p2"}), {"x-clay-signature": "policy-secret"})
+    assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == 503
+
+
+def intake_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
+    put_secrets(stack, {"INTAKE_API_KEYS": "policy-key"})
+    app = load("IntakeFunction")
+    body = json.dumps({"leads": [{"email": f"p{i}@acme.com"} for i in range(12)]})
+    response = app.lambda_handler(http_event("POST", "/leads", body, {"x-api-key": "policy-key"}), LambdaContextStub())
+    assert response["statusCode"] == 202
+
+
+def sender_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
+    with StubServer() as clay:
+        put_secrets(stack, {"CLAY_WEBHOOK_URLS": f"{clay.url}/hook-1", "CLAY_WEBHOOK_AUTH_TOKEN": "policy-token"})
+        app = load("SenderFunction", CLAY_RETRY_ATTEMPTS="0", CLAY_RETRY_BACKOFF_SECONDS="0")
+        arn = queue_arn(stack, "LeadQueue")
+        lead = json.dumps({"email": "s1@acme.com"})
+        clay.script("/hook-1", Reply(200), Reply(429, headers={"retry-after": "600"}), Reply(500))
+        records = [
+            sqs_record(lead, arn),  # sent
+            sqs_record(lead, arn),  # already sent: skipped
+            sqs_record("{not json", arn),  # dead-lettered
+            sqs_record(json.dumps({"email": "s2@acme.com"}), arn, receive_count=9),  # 429: re-queued fresh copy
+        ]
+        app.lambda_handler(sqs_event(records), LambdaContextStub(remaining_ms=60_000))
+        clay.script("/hook-1", Reply(429, headers={"retry-after": "600"}))
+        throttled = sqs_event([sqs_record(json.dumps({"email": "s3@acme.com"}), arn)])
+        app.lambda_handler(throttled, LambdaContextStub(remaining_ms=60_000))  # change visibility
+
+
+def router_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
+    with StubServer() as sinks:
+        put_secrets(
+            stack,
+            {
+                "OUTREACH_WEBHOOK_URL": f"{sinks.url}/outreach",
+                "SLACK_WEBHOOK_URL": f"{sinks.url}/slack",
+                "NURTURE_WEBHOOK_URL": f"{sinks.url}/nurture",
+                "ZAPIER_WEBHOOK_URL": f"{sinks.url}/zap",
+                "HUBSPOT_ACCESS_TOKEN": "policy-hubspot",
+            },
+        )
+        app = load("RouterFunction", HUBSPOT_BASE_URL=sinks.url)
+        arn = queue_arn(stack, "RoutingQueue")
+
+        def message(lead_id: str, score: int) -> str:
+            lead = {"lead_id": lead_id, "email": f"{lead_id}@acme.com", "icp_score": score}
+            return json.dumps(
+                {
+                    "callback_id": f"{lead_id}#h",
+                    "lead_key": lead_id,
+                    "lead": lead,
+                    "received_at": "2026-11-22T00:00:00+00:00",
+                }
+            )
+
+        sinks.script("/zap", Reply(400, {"error": "bad"}))  # permanent: dead-lettered with reasons
+        event = sqs_event([sqs_record(message("r1", 95), arn), sqs_record(message("r2", 20), arn)])
+        app.lambda_handler(event, LambdaContextStub(remaining_ms=60_000))
+        app.lambda_handler(event, LambdaContextStub(remaining_ms=60_000))  # retry: already delivered
+
+
+SCENARIOS = {
+    "CallbackFunction": callback_scenarios,
+    "IntakeFunction": intake_scenarios,
+    "SenderFunction": sender_scenarios,
+    "RouterFunction": router_scenarios,
+}
+
+
+def test_every_function_has_a_policy_scenario() -> None:
+    assert set(SCENARIOS) == set(functions())
+
+
+@pytest.mark.parametrize("logical_id", sorted(functions()))
+@pytest.mark.usefixtures("secrets_only_in_secrets_manager")
+def test_policy_allows_exactly_the_calls_the_function_makes(
+    stack: Provisioned, load_function: Any, logical_id: str
+) -> None:
+    with recorded_calls() as calls:
+        SCENARIOS[logical_id](stack, load_function)
+    granted = granted_actions(logical_id)
+    made = calls.actions
+    assert made - granted == set(), f"{logical_id} makes calls its policy does not allow"
+    assert granted - made == set(), f"{logical_id} is granted actions it never uses"
