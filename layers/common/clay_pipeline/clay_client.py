@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader
+from urllib3.exceptions import InvalidHeader, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 AUTH_HEADER = "x-clay-webhook-auth"
@@ -91,7 +91,10 @@ class ClayClient:
             return ClayAnswer(Outcome.RETRYABLE, reason="read_timeout", ambiguous=True)
         except requests.exceptions.RetryError:
             return ClayAnswer(Outcome.RETRYABLE, reason="retries_exhausted")
-        except requests.exceptions.ConnectionError:
+        except requests.exceptions.ConnectionError as error:
+            # urllib3 reports a read timeout it may not repeat as MaxRetryError, which requests wraps here.
+            if isinstance(getattr(error.args[0] if error.args else None, "reason", None), ReadTimeoutError):
+                return ClayAnswer(Outcome.RETRYABLE, reason="read_timeout", ambiguous=True)
             return ClayAnswer(Outcome.RETRYABLE, reason="connection_error")
         retries = _retries_made(response)
         try:

@@ -1,0 +1,440 @@
+"""SenderFunction against moto's server and a loopback stand-in for Clay's table webhook."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clay_pipeline.aws import client
+from clay_pipeline.clay_client import webhook_fingerprint
+from clay_pipeline.limits import DailyBudget
+from clay_pipeline.models import Lead
+from clay_pipeline.stores import Queue, StateStore
+from local.http_stub import Reply, StubServer
+from tests.conftest import LambdaContextStub
+
+pytestmark = pytest.mark.integration
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+CLAY_TOKEN = "clay-webhook-token-for-tests"
+HOOK_A, HOOK_B = "/v3/sources/webhook/hook-a", "/v3/sources/webhook/hook-b"
+
+
+def lead(number: int, **extra: Any) -> dict[str, Any]:
+    return {"email": f"person{number}@example.com", "first_name": f"P{number}", "source": "api", **extra}
+
+
+class RecordingQueue(Queue):
+    """LeadQueue that remembers the visibility the sender asked for."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        object.__setattr__(self, "visibility", {})
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        self.visibility[receipt_handle] = seconds  # type: ignore[attr-defined]
+        super().change_visibility(receipt_handle, seconds)
+
+
+class Sender:
+    """A cold-started SenderFunction plus what the tests inspect."""
+
+    def __init__(self, module: Any, stack: Any) -> None:
+        self.module = module
+        self.stack = stack
+        self.queue_url = stack.queue_urls["LeadQueue"]
+        self.state = StateStore(stack.table_names["StateTable"])
+        self.lead_queue = RecordingQueue(self.queue_url)
+        module.sender.lead_queue = self.lead_queue
+
+    def enqueue(self, *bodies: dict[str, Any] | str) -> None:
+        for body in bodies:
+            client("sqs").send_message(
+                QueueUrl=self.queue_url, MessageBody=body if isinstance(body, str) else json.dumps(body)
+            )
+
+    def receive(self, expected: int) -> dict[str, Any]:
+        """An SQS event built from real received messages (real receipt handles), as Lambda builds it."""
+        records: list[dict[str, Any]] = []
+        for _ in range(20):
+            if len(records) >= expected:
+                break
+            response = client("sqs").receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(10, expected - len(records)),
+                AttributeNames=["All"],
+                WaitTimeSeconds=0,
+            )
+            records.extend(sqs_record(message) for message in response.get("Messages", []))
+        assert len(records) == expected
+        return {"Records": records}
+
+    def run(self, event: dict[str, Any], remaining_ms: int = 30_000) -> list[str]:
+        """Invoke the handler; the ids of the messages it reported as failed."""
+        response = self.module.lambda_handler(event, LambdaContextStub("sender", remaining_ms))
+        return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+
+    def send(self, *bodies: dict[str, Any] | str, remaining_ms: int = 30_000) -> tuple[dict[str, Any], list[str]]:
+        self.enqueue(*bodies)
+        event = self.receive(len(bodies))
+        return event, self.run(event, remaining_ms)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        found = []
+        while True:
+            messages = client("sqs").receive_message(
+                QueueUrl=self.stack.queue_urls["LeadDLQ"],
+                MaxNumberOfMessages=10,
+                MessageAttributeNames=["All"],
+                WaitTimeSeconds=0,
+            ).get("Messages", [])
+            if not messages:
+                return found
+            for message in messages:
+                attributes = {k: v["StringValue"] for k, v in message.get("MessageAttributes", {}).items()}
+                found.append({"body": message["Body"], **attributes})
+                client("sqs").delete_message(
+                    QueueUrl=self.stack.queue_urls["LeadDLQ"], ReceiptHandle=message["ReceiptHandle"]
+                )
+
+    def pool_count(self, url: str) -> int:
+        return self.state.counter(f"pool#{webhook_fingerprint(url)}")
+
+
+def sqs_record(message: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": {},
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:clay-local-LeadQueue",
+        "awsRegion": "us-east-1",
+    }
+
+
+def ids(event: dict[str, Any]) -> list[str]:
+    return [record["messageId"] for record in event["Records"]]
+
+
+def emitted_metrics(output: str, name: str) -> list[dict[str, Any]]:
+    """Powertools EMF documents in stdout that carry metric `name`."""
+    found = []
+    for line in output.splitlines():
+        if line.startswith("{") and f'"{name}"' in line:
+            document = json.loads(line)
+            if name in document:
+                found.append(document)
+    return found
+
+
+@pytest.fixture
+def clay() -> Iterator[StubServer]:
+    with StubServer() as server:
+        yield server
+
+
+@pytest.fixture
+def make_sender(load_function: Any, stack: Any, clay: StubServer) -> Any:
+    def make(**overrides: str) -> Sender:
+        settings = {
+            "CLAY_WEBHOOK_URLS": f"{clay.url}{HOOK_A},{clay.url}{HOOK_B}",
+            "CLAY_WEBHOOK_AUTH_TOKEN": CLAY_TOKEN,
+            "CLAY_SEND_RATE_PER_SECOND": "1000",
+            "CLAY_REQUEST_TIMEOUT_SECONDS": "2",
+            "CLAY_RETRY_BACKOFF_SECONDS": "0",
+            **overrides,
+        }
+        return Sender(load_function("SenderFunction", **settings), stack)
+
+    return make
+
+
+def test_accepted_lead_is_posted_once_with_its_lead_id_and_auth(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN a sender and a lead on the queue
+    sender = make_sender()
+    # WHEN the batch is processed
+    _, failures = sender.send(lead(1, custom_column="kept"))
+    # THEN Clay got exactly the normalised lead with its lead_id and the auth header
+    assert failures == []
+    [request] = clay.received(HOOK_A)
+    expected = Lead.model_validate(request.json()).to_message()
+    assert request.json() == expected
+    assert request.json()["lead_id"].startswith("ld_")
+    assert request.json()["custom_column"] == "kept"
+    assert request.headers["x-clay-webhook-auth"] == CLAY_TOKEN
+    assert sender.pool_count(f"{clay.url}{HOOK_A}") == 1
+    mark = sender.state.get(f"dedupe#{request.json()['lead_id']}")
+    assert mark is not None
+    assert mark["status"] == "sent"
+
+
+def test_event_file_good_malformed_and_oversize(
+    make_sender: Any, clay: StubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN events/sender-batch.json: a good lead, a malformed JSON body and a lead over 100 KB
+    sender = make_sender()
+    event = json.loads((EVENTS / "sender-batch.json").read_text())
+    # WHEN it is processed
+    failures = sender.run(event)
+    # THEN the good one is sent and the other two go to the DLQ at once, with their reasons
+    assert failures == []
+    assert len(clay.received()) == 1
+    dead = sender.dead_letters()
+    assert sorted(item["reason"] for item in dead) == ["malformed_json", "oversize"]
+    assert {item["source_message_id"] for item in dead} == set(ids(event)[1:])
+    malformed = next(item for item in dead if item["reason"] == "malformed_json")
+    assert malformed["body"] == event["Records"][1]["body"]  # kept byte for byte, so a redrive replays it
+    assert len(emitted_metrics(capsys.readouterr().out, "ClayDeadLettered")) == 2
+
+
+def test_429_with_short_retry_after_waits_then_sends(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN Clay throttles once with Retry-After: 1
+    sender = make_sender()
+    clay.script(HOOK_A, Reply(429, {"error": "rate limited"}, {"retry-after": "1"}))
+    # WHEN a lead is processed with plenty of time left
+    _, failures = sender.send(lead(1))
+    # THEN the sender waited at least Retry-After (seen by Clay) and the lead went through
+    assert failures == []
+    first, second = clay.received(HOOK_A)
+    assert second.received_at - first.received_at >= 0.95
+    assert sender.lead_queue.visibility == {}
+
+
+def test_429_longer_than_remaining_time_hands_back_with_visibility(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN Clay throttles with a Retry-After longer than the invocation has left
+    sender = make_sender()
+    clay.script(HOOK_A, Reply(429, {}, {"retry-after": "120"}))
+    # WHEN a batch of two is processed
+    event, failures = sender.send(lead(1), lead(2), remaining_ms=30_000)
+    # THEN neither waits: both go back with a 120 s visibility, and Clay saw only the first
+    assert failures == ids(event)
+    assert sorted(sender.lead_queue.visibility.values()) == [120, 120]
+    assert len(clay.received()) == 1
+    assert sender.dead_letters() == []
+    # AND nothing stays counted or marked for leads Clay did not take
+    assert sender.pool_count(f"{clay.url}{HOOK_A}") == 0
+    assert sender.state.get(f"dedupe#{Lead.model_validate(lead(1)).lead_id}") is None
+
+
+def test_500_then_200_is_retried_in_process(
+    make_sender: Any, clay: StubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN Clay fails once with 500
+    sender = make_sender()
+    clay.script(HOOK_A, Reply(500, {"error": "boom"}))
+    # WHEN a lead is processed
+    _, failures = sender.send(lead(1))
+    # THEN the retry succeeded, the submission is counted once, and the retry is reported
+    assert failures == []
+    assert len(clay.received(HOOK_A)) == 2
+    assert sender.pool_count(f"{clay.url}{HOOK_A}") == 1
+    assert emitted_metrics(capsys.readouterr().out, "ClayRetried")
+
+
+def test_persistent_5xx_goes_back_to_the_queue_with_backoff(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN Clay answers 503 to every attempt
+    sender = make_sender(CLAY_RETRY_ATTEMPTS="2")
+    clay.script(HOOK_A, *[Reply(503, {})] * 3)
+    # WHEN a lead is processed
+    event, failures = sender.send(lead(1))
+    # THEN three attempts were made, then the message went back with a backoff delay, not to the DLQ
+    assert failures == ids(event)
+    assert len(clay.received(HOOK_A)) == 3
+    [delay] = sender.lead_queue.visibility.values()
+    assert 5 <= delay <= 10
+    assert sender.dead_letters() == []
+    assert sender.pool_count(f"{clay.url}{HOOK_A}") == 0
+
+
+def test_400_and_413_are_dead_lettered_at_once(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN Clay refuses the first lead with 400 and the second with 413
+    sender = make_sender()
+    clay.script(HOOK_A, Reply(400, {"error": "bad"}), Reply(413, {"error": "too large"}))
+    # WHEN both are processed
+    event, failures = sender.send(lead(1), lead(2))
+    # THEN each was tried once, both are in the DLQ with the reason and count as processed
+    assert failures == []
+    assert len(clay.received(HOOK_A)) == 2
+    dead = sender.dead_letters()
+    assert sorted(item["reason"] for item in dead) == ["payload_too_large", "rejected_400"]
+    assert {item["source_message_id"] for item in dead} == set(ids(event))
+    assert sender.pool_count(f"{clay.url}{HOOK_A}") == 0
+
+
+def test_404_retires_the_webhook_and_the_next_one_is_used(
+    make_sender: Any, clay: StubServer, captured_logs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the first webhook was deleted in Clay
+    sender = make_sender()
+    clay.script(HOOK_A, Reply(404, {"error": "not found"}))
+    # WHEN two leads are processed
+    _, failures = sender.send(lead(1), lead(2))
+    # THEN both went to the second webhook, the first is marked dead and an alarm metric is emitted
+    assert failures == []
+    assert len(clay.received(HOOK_A)) == 1
+    assert len(clay.received(HOOK_B)) == 2
+    assert sender.state.get(f"webhook-dead#{webhook_fingerprint(clay.url + HOOK_A)}") is not None
+    [gone] = emitted_metrics(capsys.readouterr().out, "ClayWebhookGone")
+    assert gone["webhook"] == "0"
+    # AND the secret URL never appears in the logs
+    assert clay.url not in captured_logs.getvalue()
+
+
+def test_every_webhook_gone_opens_the_circuit_and_messages_wait(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN both webhooks answer 410
+    sender = make_sender(CLAY_CIRCUIT_WAIT_SECONDS="600")
+    clay.script(HOOK_A, Reply(410, {}))
+    clay.script(HOOK_B, Reply(410, {}))
+    # WHEN two leads are processed
+    event, failures = sender.send(lead(1), lead(2))
+    # THEN both wait in the queue with the circuit delay; none is dead-lettered
+    assert failures == ids(event)
+    assert sorted(sender.lead_queue.visibility.values()) == [600, 600]
+    assert sender.dead_letters() == []
+    assert len(clay.received()) == 2  # one try per webhook, none for the second lead
+
+
+def test_slow_response_beyond_the_timeout_is_not_retried_in_process(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN Clay answers after the client's timeout
+    sender = make_sender(CLAY_REQUEST_TIMEOUT_SECONDS="0.3")
+    clay.script(HOOK_A, Reply(200, {}, delay=1.0))
+    # WHEN a lead is processed
+    event, failures = sender.send(lead(1))
+    # THEN it goes back to the queue after one attempt (Clay may have the row: no blind repeat)
+    assert failures == ids(event)
+    assert len(clay.received(HOOK_A)) == 1
+    assert sender.dead_letters() == []
+    # AND the submission stays counted (it may exist) while the dedupe mark is released for the retry
+    assert sender.pool_count(f"{clay.url}{HOOK_A}") == 1
+    assert sender.state.get(f"dedupe#{Lead.model_validate(lead(1)).lead_id}") is None
+
+
+def test_pool_rotates_at_the_limit_and_opens_the_circuit_when_spent(
+    make_sender: Any, clay: StubServer, captured_logs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN two webhooks of two submissions each
+    sender = make_sender(CLAY_WEBHOOK_SUBMISSION_LIMIT="2")
+    # WHEN five leads are processed
+    event, failures = sender.send(*(lead(n) for n in range(5)))
+    # THEN each webhook took exactly two, and the fifth waits with the circuit open
+    assert len(clay.received(HOOK_A)) == 2
+    assert len(clay.received(HOOK_B)) == 2
+    assert failures == [ids(event)[4]]
+    assert sender.dead_letters() == []
+    assert sender.pool_count(f"{clay.url}{HOOK_A}") == 2
+    output = capsys.readouterr().out
+    assert emitted_metrics(output, "ClayCircuitOpen")
+    assert {m["webhook"] for m in emitted_metrics(output, "ClayPoolNearLimit")} == {"0", "1"}
+    assert "90%" in captured_logs.getvalue()
+
+
+def test_budget_exhaustion_waits_for_the_next_utc_day(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN a budget of two rows a day, at 23:00 UTC
+    sender = make_sender(CLAY_DAILY_SEND_BUDGET="2")
+    now = [datetime(2026, 3, 1, 23, 0, tzinfo=UTC)]
+    sender.module.sender.budget = DailyBudget(sender.state, 2, clock=lambda: now[0])
+    # WHEN three leads are processed
+    event, failures = sender.send(lead(1), lead(2), lead(3))
+    # THEN two are sent and the third waits until midnight, not in the DLQ
+    assert failures == [ids(event)[2]]
+    assert len(clay.received()) == 2
+    assert sender.lead_queue.visibility[event["Records"][2]["receiptHandle"]] == 3600
+    assert sender.dead_letters() == []
+    # WHEN the next day comes and the message is delivered again
+    now[0] = datetime(2026, 3, 2, 0, 0, 5, tzinfo=UTC)
+    client("sqs").change_message_visibility(
+        QueueUrl=sender.queue_url, ReceiptHandle=event["Records"][2]["receiptHandle"], VisibilityTimeout=0
+    )
+    failures = sender.run(sender.receive(1))
+    # THEN it is sent against the new day's budget
+    assert failures == []
+    assert [r.json()["email"] for r in clay.received()] == [f"person{n}@example.com" for n in (1, 2, 3)]
+
+
+def test_redelivery_and_repeat_submission_are_not_sent_twice(
+    make_sender: Any, clay: StubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a lead that was sent
+    sender = make_sender()
+    event, _ = sender.send(lead(1))
+    # WHEN SQS delivers the same message again, and a producer submits the same person again
+    assert sender.run(event) == []
+    _, failures = sender.send({"email": "PERSON1@example.com", "source": "web-form"})
+    # THEN Clay still has one row and the skips are reported
+    assert failures == []
+    assert len(clay.received()) == 1
+    assert len(emitted_metrics(capsys.readouterr().out, "ClaySkippedDuplicate")) == 2
+
+
+def test_lead_being_sent_elsewhere_waits_instead_of_being_skipped(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN another instance is sending the same lead right now
+    sender = make_sender()
+    lead_id = Lead.model_validate(lead(1)).lead_id
+    assert sender.state.put_mark(f"dedupe#{lead_id}", 300, {"status": "sending"})
+    # WHEN this instance gets the lead
+    event, failures = sender.send(lead(1))
+    # THEN it neither sends nor drops it: the message comes back later
+    assert failures == ids(event)
+    assert clay.received() == []
+    assert list(sender.lead_queue.visibility.values()) == [30]
+
+
+def test_waiting_message_about_to_reach_max_receives_is_requeued_fresh(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN the circuit is open and a message has been received nine times (maxReceiveCount 10)
+    sender = make_sender()
+    clay.script(HOOK_A, Reply(410, {}))
+    clay.script(HOOK_B, Reply(410, {}))
+    sender.enqueue(lead(1))
+    event = sender.receive(1)
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "9"
+    # WHEN it is processed
+    failures = sender.run(event)
+    # THEN the old copy is done with and a fresh copy waits in the queue: waiting never dead-letters
+    assert failures == []
+    # Lambda deletes a message not reported as failed
+    client("sqs").delete_message(QueueUrl=sender.queue_url, ReceiptHandle=event["Records"][0]["receiptHandle"])
+    attributes = client("sqs").get_queue_attributes(
+        QueueUrl=sender.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert sender.dead_letters() == []
+
+
+def test_pacing_holds_across_two_concurrent_senders(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN two sender instances sharing a rate of 5 per second, each with its own batch of eight
+    rate, per_instance = 5, 8
+    senders = [make_sender(CLAY_SEND_RATE_PER_SECOND=str(rate)) for _ in range(2)]
+    events = []
+    for number, sender in enumerate(senders):
+        sender.enqueue(*(lead(100 * number + n) for n in range(per_instance)))
+        events.append(sender.receive(per_instance))
+    results: dict[int, list[str]] = {}
+
+    def run(index: int) -> None:
+        results[index] = senders[index].run(events[index])
+
+    # WHEN both run at the same time
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    # THEN every lead arrived once
+    assert results == {0: [], 1: []}
+    arrivals = sorted(request.received_at for request in clay.received())
+    assert len(arrivals) == 2 * per_instance
+    assert len({request.json()["email"] for request in clay.received()}) == 2 * per_instance
+    # AND Clay's own log never saw more than the rate in any one-second window (+2: a send straddling
+    # each window edge), and the whole run was spread over the time the rate requires
+    busiest = max(sum(1 for t in arrivals if start <= t < start + 1.0) for start in arrivals)
+    assert busiest <= rate + 2
+    assert arrivals[-1] - arrivals[0] >= (2 * per_instance - 1) / rate - 0.5
