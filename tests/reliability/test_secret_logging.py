@@ -1,0 +1,138 @@
+"""Secrets never reach the logs: known secrets go through every handler path, errors included."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from clay_pipeline.aws import client
+from local.apigw import http_event
+from local.http_stub import Reply, StubServer
+from local.sqs_events import sqs_event, sqs_record
+from tests.conftest import LambdaContextStub
+
+pytestmark = pytest.mark.integration
+
+CALLBACK_SECRET = "cb-SECRET-7f3a9c1e5b2d4680aa11bb22cc33dd44"
+JWT_PASSWORD = "jwt-PASSWORD-0c9d8e7f6a5b4c3d2e1f00112233"
+INTAKE_KEY = "intake-KEY-5e4d3c2b1a09f8e7d6c5b4a39281"
+CLAY_TOKEN = "clay-TOKEN-a1b2c3d4e5f60718293a4b5c6d7e"
+HOOK_ID = "pull-in-data-from-a-webhook-SECRETUUID-4242"
+HUBSPOT_TOKEN = "pat-na1-HUBSPOT-0123456789abcdef0123456789"
+DESTINATION_PATH = "hooks/SECRETPATH-T000/B000/XXXX"
+
+
+def leaked(text: str, secrets: list[str]) -> list[str]:
+    return [secret for secret in secrets if secret in text]
+
+
+@pytest.fixture
+def all_output(captured_logs: io.StringIO, capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
+    def read() -> str:
+        captured = capsys.readouterr()
+        return captured_logs.getvalue() + captured.out + captured.err
+
+    yield read
+
+
+def test_callback_paths_never_log_secrets(load_function: Any, lambda_context: Any, all_output: Any, stack: Any) -> None:
+    body = json.dumps({"lead_id": "ld_s", "email": "s@acme.com", "icp_score": "91"}).encode()
+    signature = hmac.new(CALLBACK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    token_app = load_function("CallbackFunction", CALLBACK_SECRETS=CALLBACK_SECRET)
+    for headers in ({"x-clay-signature": CALLBACK_SECRET}, {"x-clay-signature": CALLBACK_SECRET + "x"}, {}):
+        token_app.lambda_handler(http_event("POST", "/clay/callback", body, headers), lambda_context)
+    token_app.lambda_handler(
+        http_event("POST", "/clay/callback", b"{bad", {"x-clay-signature": CALLBACK_SECRET}), lambda_context
+    )
+    hmac_app = load_function("CallbackFunction", CALLBACK_AUTH_MODE="hmac", CALLBACK_SECRETS=CALLBACK_SECRET)
+    stamp = str(int(time.time()) - 9999)
+    for headers in (
+        {"x-clay-signature": signature},
+        {"x-clay-signature": "sha256=" + signature[::-1]},
+        {"x-clay-signature": signature, "x-clay-timestamp": stamp},
+    ):
+        hmac_app.lambda_handler(http_event("POST", "/clay/callback", body + b" ", headers), lambda_context)
+    jwt_app = load_function(
+        "CallbackFunction",
+        CALLBACK_AUTH_MODE="jwt",
+        CALLBACK_SECRETS=CALLBACK_SECRET,
+        CALLBACK_JWT_USERS=f"clay:{JWT_PASSWORD}",
+    )
+    login = json.dumps({"username": "clay", "password": JWT_PASSWORD})
+    issued = jwt_app.lambda_handler(http_event("POST", "/clay/token", login), lambda_context)
+    access_token = json.loads(issued["body"])["access_token"]
+    jwt_app.lambda_handler(
+        http_event("POST", "/clay/token", json.dumps({"username": "clay", "password": "no"})), lambda_context
+    )
+    bearer = {"authorization": f"Bearer {access_token}"}
+    jwt_app.lambda_handler(http_event("POST", "/clay/callback", body, bearer), lambda_context)
+    # a dependency failure logs a traceback: it must not carry the request's credentials either
+    client("sqs").delete_queue(QueueUrl=stack.queue_urls["RoutingQueue"])
+    other = json.dumps({"lead_id": "ld_t", "email": "t@acme.com"})
+    failed = jwt_app.lambda_handler(http_event("POST", "/clay/callback", other, bearer), lambda_context)
+    assert failed["statusCode"] == 503
+    output = all_output()
+    assert "callback failed on a dependency" in output  # the error path was logged
+    assert leaked(output, [CALLBACK_SECRET, signature, JWT_PASSWORD, access_token]) == []
+
+
+def test_intake_paths_never_log_keys(load_function: Any, lambda_context: Any, all_output: Any) -> None:
+    app = load_function("IntakeFunction", INTAKE_API_KEYS=f"{INTAKE_KEY},other-key")
+    for key in (INTAKE_KEY, INTAKE_KEY[:-1], ""):
+        for body in (json.dumps({"email": "a@acme.com"}), "{bad", json.dumps([{"first_name": "x"}])):
+            app.lambda_handler(http_event("POST", "/leads", body, {"x-api-key": key}), lambda_context)
+    output = all_output()
+    assert output  # something was logged
+    assert leaked(output, [INTAKE_KEY, INTAKE_KEY[:-1]]) == []
+
+
+def test_sender_paths_never_log_webhook_urls_or_tokens(load_function: Any, stack: Any, all_output: Any) -> None:
+    with StubServer() as clay:
+        hook = f"/v3/sources/webhook/{HOOK_ID}"
+        app = load_function(
+            "SenderFunction",
+            CLAY_WEBHOOK_URLS=f"{clay.url}{hook},{clay.url}{hook}-2",
+            CLAY_WEBHOOK_AUTH_TOKEN=CLAY_TOKEN,
+            CLAY_RETRY_ATTEMPTS="0",
+            CLAY_RETRY_BACKOFF_SECONDS="0",
+        )
+        arn = str(stack.resolver.attributes[("LeadQueue", "Arn")])
+        clay.script(hook, Reply(200), Reply(500), Reply(400), Reply(404), Reply(429, headers={"retry-after": "900"}))
+        records = [sqs_record(json.dumps({"email": f"s{i}@acme.com"}), arn) for i in range(6)]
+        records.append(sqs_record("{not json", arn))
+        app.lambda_handler(sqs_event(records), LambdaContextStub(remaining_ms=30_000))
+        assert clay.received(hook)  # Clay was called
+    output = all_output()
+    assert leaked(output, [HOOK_ID, CLAY_TOKEN]) == []
+
+
+def test_router_paths_never_log_destination_urls_or_tokens(load_function: Any, stack: Any, all_output: Any) -> None:
+    with StubServer() as sinks:
+        sinks.script(f"/{DESTINATION_PATH}", Reply(500), Reply(404))
+        app = load_function(
+            "RouterFunction",
+            SLACK_WEBHOOK_URL=f"{sinks.url}/{DESTINATION_PATH}",
+            OUTREACH_WEBHOOK_URL=f"{sinks.url}/{DESTINATION_PATH}",
+            ZAPIER_WEBHOOK_URL=f"{sinks.url}/{DESTINATION_PATH}",
+            HUBSPOT_ACCESS_TOKEN=HUBSPOT_TOKEN,
+            HUBSPOT_BASE_URL=sinks.url,
+        )
+        arn = str(stack.resolver.attributes[("RoutingQueue", "Arn")])
+        lead = {"lead_id": "ld_r", "email": "r@acme.com", "icp_score": 95}
+        message = json.dumps(
+            {"callback_id": "ld_r#1", "lead_key": "ld_r", "lead": lead, "received_at": "2026-11-22T00:00:00+00:00"}
+        )
+        app.lambda_handler(sqs_event([sqs_record(message, arn)]), LambdaContextStub(remaining_ms=20_000))
+        assert sinks.received()  # destinations were called
+        assert sinks.received()[0].headers.get("authorization", "").endswith(HUBSPOT_TOKEN) or any(
+            r.headers.get("authorization", "").endswith(HUBSPOT_TOKEN) for r in sinks.received()
+        )
+    output = all_output()
+    assert leaked(output, [DESTINATION_PATH, HUBSPOT_TOKEN]) == []
