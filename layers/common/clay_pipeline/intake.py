@@ -32,6 +32,12 @@ class Rows:
     rejected: list[dict[str, Any]] = field(default_factory=list)
 
 
+def describe_problems(error: ValidationError) -> str:
+    """'email: not a valid email address; needs an email, a domain or a linkedin_url' (no input echoed)."""
+    problems = field_errors(error)
+    return "; ".join(p["error"] if p["field"] == "body" else f"{p['field']}: {p['error']}" for p in problems)
+
+
 def authenticate(headers: dict[str, str]) -> None:
     """401 unless X-Api-Key is one of INTAKE_API_KEYS (constant-time; no keys means nobody gets in)."""
     global _warned_no_keys
@@ -73,8 +79,7 @@ def validate_rows(rows: list[Any], source: str | None = None) -> Rows:
         try:
             lead = Lead.model_validate({**row, "source": source} if source else row)
         except ValidationError as error:
-            problems = "; ".join(f"{item['field']}: {item['error']}" for item in field_errors(error))
-            result.rejected.append({"index": index, "error": problems})
+            result.rejected.append({"index": index, "error": describe_problems(error)})
             continue
         result.valid.append((index, lead))
     return result

@@ -29,8 +29,9 @@ from pydantic import ValidationError
 from clay_pipeline import config
 from clay_pipeline.clay_client import ClayAnswer, ClayClient, Outcome
 from clay_pipeline.config import SenderSettings, dump_json
+from clay_pipeline.intake import describe_problems
 from clay_pipeline.limits import Claim, DailyBudget, Deduper, Pacer, Webhook, WebhookPool, utc_now
-from clay_pipeline.models import Lead, field_errors
+from clay_pipeline.models import Lead
 from clay_pipeline.observability import count, logger
 from clay_pipeline.stores import Queue, StateStore
 
@@ -80,8 +81,7 @@ def parse_lead(body: str) -> Lead:
     try:
         return Lead.model_validate(document)
     except ValidationError as error:
-        problems = "; ".join(f"{item['field']}: {item['error']}" for item in field_errors(error))
-        raise DeadLetter("invalid_lead", problems) from None
+        raise DeadLetter("invalid_lead", describe_problems(error)) from None
 
 
 class ClaySender:
