@@ -88,12 +88,16 @@ class Sender:
     def dead_letters(self) -> list[dict[str, Any]]:
         found = []
         while True:
-            messages = client("sqs").receive_message(
-                QueueUrl=self.stack.queue_urls["LeadDLQ"],
-                MaxNumberOfMessages=10,
-                MessageAttributeNames=["All"],
-                WaitTimeSeconds=0,
-            ).get("Messages", [])
+            messages = (
+                client("sqs")
+                .receive_message(
+                    QueueUrl=self.stack.queue_urls["LeadDLQ"],
+                    MaxNumberOfMessages=10,
+                    MessageAttributeNames=["All"],
+                    WaitTimeSeconds=0,
+                )
+                .get("Messages", [])
+            )
             if not messages:
                 return found
             for message in messages:
@@ -136,10 +140,16 @@ def emitted_metrics(output: str, name: str) -> list[dict[str, Any]]:
     return found
 
 
-@pytest.fixture
-def clay() -> Iterator[StubServer]:
+@pytest.fixture(scope="module")
+def clay_server() -> Iterator[StubServer]:
     with StubServer() as server:
         yield server
+
+
+@pytest.fixture
+def clay(clay_server: StubServer) -> StubServer:
+    clay_server.clear()  # one server for the module (stopping one takes half a second); a clean log per test
+    return clay_server
 
 
 @pytest.fixture

@@ -1,0 +1,135 @@
+"""Clay webhook client: how each answer is classified, and what is retried in-process."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from email.utils import formatdate
+from time import time
+
+import pytest
+
+from clay_pipeline.clay_client import (
+    AUTH_HEADER,
+    DEFAULT_RETRY_AFTER_SECONDS,
+    ClayClient,
+    Outcome,
+    classify,
+    parse_retry_after,
+    webhook_fingerprint,
+)
+from local.http_stub import Reply, StubServer
+
+pytestmark = pytest.mark.unit
+
+HOOK = "/v3/sources/webhook/pull-in-data-from-a-webhook-1234"
+
+
+@pytest.fixture(scope="module")
+def clay_server() -> Iterator[StubServer]:
+    with StubServer() as server:
+        yield server
+
+
+@pytest.fixture
+def clay(clay_server: StubServer) -> StubServer:
+    clay_server.clear()  # one server for the module (stopping one takes half a second); a clean log per test
+    return clay_server
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (200, Outcome.ACCEPTED),
+        (202, Outcome.ACCEPTED),
+        (429, Outcome.THROTTLED),
+        (400, Outcome.PERMANENT),
+        (413, Outcome.PERMANENT),
+        (422, Outcome.PERMANENT),
+        (404, Outcome.GONE),
+        (410, Outcome.GONE),
+        (401, Outcome.RETRYABLE),  # a wrong token is an operator fix, not a reason to drop leads
+        (500, Outcome.RETRYABLE),
+        (503, Outcome.RETRYABLE),
+    ],
+)
+def test_classify(status: int, outcome: Outcome) -> None:
+    assert classify(status).outcome is outcome
+
+
+def test_413_reason_names_the_size_problem() -> None:
+    assert classify(413).reason == "payload_too_large"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("7", 7.0), ("1.5", 1.5), ("0", 0.0), (None, DEFAULT_RETRY_AFTER_SECONDS), ("soon", DEFAULT_RETRY_AFTER_SECONDS)],
+)
+def test_parse_retry_after(header: str | None, expected: float) -> None:
+    assert parse_retry_after(header) == expected
+
+
+def test_parse_retry_after_http_date() -> None:
+    seconds = parse_retry_after(formatdate(time() + 60, usegmt=True))
+    assert 55 <= seconds <= 61
+
+
+def test_fingerprint_is_stable_and_hides_the_url() -> None:
+    url = "https://api.clay.com" + HOOK
+    assert webhook_fingerprint(url) == webhook_fingerprint(url)
+    assert webhook_fingerprint(url) != webhook_fingerprint(url + "x")
+    assert "clay" not in webhook_fingerprint(url)
+
+
+def test_posts_json_with_the_auth_header(clay: StubServer) -> None:
+    answer = ClayClient(2).post(clay.url + HOOK, b'{"email":"a@b.co"}', auth_token="tok")
+    assert answer.outcome is Outcome.ACCEPTED
+    [request] = clay.received(HOOK)
+    assert request.headers[AUTH_HEADER] == "tok"
+    assert request.headers["content-type"] == "application/json"
+    assert request.json() == {"email": "a@b.co"}
+
+
+def test_no_auth_header_without_a_token(clay: StubServer) -> None:
+    ClayClient(2).post(clay.url + HOOK, b"{}")
+    assert AUTH_HEADER not in clay.received(HOOK)[0].headers
+
+
+def test_500_then_200_is_retried_and_counted(clay: StubServer) -> None:
+    clay.script(HOOK, Reply(500, {}))
+    answer = ClayClient(2, retry_attempts=2, backoff_seconds=0).post(clay.url + HOOK, b"{}")
+    assert (answer.outcome, answer.retries) == (Outcome.ACCEPTED, 1)
+    assert len(clay.received(HOOK)) == 2
+
+
+def test_persistent_5xx_gives_up_after_the_retries(clay: StubServer) -> None:
+    clay.script(HOOK, *[Reply(502, {})] * 3)
+    answer = ClayClient(2, retry_attempts=2, backoff_seconds=0).post(clay.url + HOOK, b"{}")
+    assert (answer.outcome, answer.status, answer.retries) == (Outcome.RETRYABLE, 502, 2)
+    assert len(clay.received(HOOK)) == 3
+
+
+@pytest.mark.parametrize("status", [429, 400, 413, 404])
+def test_non_5xx_answers_are_not_repeated(clay: StubServer, status: int) -> None:
+    clay.script(HOOK, Reply(status, {}, {"retry-after": "3"}))
+    answer = ClayClient(2, retry_attempts=2, backoff_seconds=0).post(clay.url + HOOK, b"{}")
+    assert answer.status == status
+    assert len(clay.received(HOOK)) == 1
+    if status == 429:
+        assert answer.retry_after == 3.0
+
+
+def test_slow_answer_is_an_ambiguous_timeout_sent_once(clay: StubServer) -> None:
+    clay.script(HOOK, Reply(200, {}, delay=1.0))
+    answer = ClayClient(0.2, retry_attempts=2, backoff_seconds=0).post(clay.url + HOOK, b"{}")
+    assert (answer.outcome, answer.reason, answer.ambiguous) == (Outcome.RETRYABLE, "read_timeout", True)
+    assert len(clay.received(HOOK)) == 1
+
+
+def test_refused_connection_is_retryable_and_not_ambiguous() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    answer = ClayClient(0.5, retry_attempts=1, backoff_seconds=0).post(f"http://127.0.0.1:{port}/hook", b"{}")
+    assert answer.outcome is Outcome.RETRYABLE
+    assert not answer.ambiguous
