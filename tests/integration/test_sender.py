@@ -17,6 +17,7 @@ from clay_pipeline.limits import DailyBudget
 from clay_pipeline.models import Lead
 from clay_pipeline.stores import Queue, StateStore
 from local.http_stub import Reply, StubServer
+from local.sqs_events import from_received
 from tests.conftest import LambdaContextStub
 
 pytestmark = pytest.mark.integration
@@ -61,19 +62,19 @@ class Sender:
 
     def receive(self, expected: int) -> dict[str, Any]:
         """An SQS event built from real received messages (real receipt handles), as Lambda builds it."""
-        records: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = []
         for _ in range(20):
-            if len(records) >= expected:
+            if len(messages) >= expected:
                 break
             response = client("sqs").receive_message(
                 QueueUrl=self.queue_url,
-                MaxNumberOfMessages=min(10, expected - len(records)),
+                MaxNumberOfMessages=min(10, expected - len(messages)),
                 AttributeNames=["All"],
                 WaitTimeSeconds=0,
             )
-            records.extend(sqs_record(message) for message in response.get("Messages", []))
-        assert len(records) == expected
-        return {"Records": records}
+            messages.extend(response.get("Messages", []))
+        assert len(messages) == expected
+        return from_received(messages, str(self.stack.resolver.attributes[("LeadQueue", "Arn")]))
 
     def run(self, event: dict[str, Any], remaining_ms: int = 30_000) -> list[str]:
         """Invoke the handler; the ids of the messages it reported as failed."""
@@ -109,20 +110,6 @@ class Sender:
 
     def pool_count(self, url: str) -> int:
         return self.state.counter(f"pool#{webhook_fingerprint(url)}")
-
-
-def sqs_record(message: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": message.get("Attributes", {}),
-        "messageAttributes": {},
-        "md5OfBody": message["MD5OfBody"],
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:clay-local-LeadQueue",
-        "awsRegion": "us-east-1",
-    }
 
 
 def ids(event: dict[str, Any]) -> list[str]:

@@ -79,7 +79,7 @@ class ClayClient:
             self._session = session
         return self._session
 
-    def post(self, url: str, body: bytes, auth_token: str = "") -> ClayAnswer:
+    def post(self, url: str, body: bytes, auth_token: str | None = None) -> ClayAnswer:
         headers = {"content-type": "application/json"}
         if auth_token:
             headers[AUTH_HEADER] = auth_token

@@ -203,8 +203,9 @@ class Pacer:
             key = f"rate#{window_ms}#{index}"
             if self.store.increment_below(key, self.slots, ttl_seconds=RATE_KEY_TTL_SECONDS) is not None:
                 return True
-            # Wake in the next window, spread a little so instances do not collide on the same write.
-            wait = (index + 1) * self.window_seconds - now + random.uniform(0, self.window_seconds / 4)
+            # Wake in the next window, spread a little so instances do not collide on the same write
+            # (random jitter, not security: hence nosec B311).
+            wait = (index + 1) * self.window_seconds - now + random.uniform(0, self.window_seconds / 4)  # nosec B311
             if time.monotonic() + wait > deadline:
                 return False
             self.sleep(wait)

@@ -65,7 +65,7 @@ class DeadLetter(Exception):  # an outcome, not an error
 class Invocation:
     deadline: float  # time.monotonic() after which no new send starts
     urls: list[str]
-    auth_token: str
+    auth_token: str | None
     circuit_open: bool = False
     budget_wait: float = 0.0
     throttled_until: float = 0.0  # time.monotonic(); Clay said 429 for longer than this invocation has
@@ -107,7 +107,7 @@ class ClaySender:
         # Longest one send can take: every attempt timing out, plus its backoff.
         attempts = settings.clay_retry_attempts + 1
         self.send_seconds = settings.clay_request_timeout_seconds * attempts + settings.clay_retry_backoff_seconds * 4
-        self.invocation = Invocation(deadline=math.inf, urls=[], auth_token="")
+        self.invocation = Invocation(deadline=math.inf, urls=[], auth_token=None)
 
     def start(self, remaining_ms: int) -> None:
         """Per invocation: the deadline and the secrets (cached by Powertools, so rotation applies)."""
@@ -261,5 +261,6 @@ class ClaySender:
     @staticmethod
     def _retry_delay(receives: int) -> int:
         """Exponential backoff with jitter between receives of a message whose send failed."""
+        # random jitter, not security: hence nosec B311
         ceiling = min(MAX_RETRY_DELAY_SECONDS, 10 * 2 ** min(receives - 1, 10))
-        return random.randint(ceiling // 2, ceiling)
+        return random.randint(ceiling // 2, ceiling)  # nosec B311
