@@ -1,0 +1,127 @@
+"""Intake reliability: hypothesis fuzzing of POST /leads with bodies, headers, encodings and sizes.
+
+Whatever a caller sends, the intake answers with a JSON body and never a 5xx: 5xx is kept for
+a failing SQS, so a caller's retry logic can trust it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from local.apigw import http_event
+from tests.conftest import LambdaContextStub
+
+pytestmark = pytest.mark.integration
+
+KEY = "reliability-intake-key-0123456789"
+MAX_LEADS = 5  # small, so the fuzzer reaches the too-many-leads refusal
+MAX_BODY_BYTES = 2048  # the smallest limit the settings allow, so oversize bodies are cheap to make
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=10,
+)
+lead_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "lead_id": st.text(max_size=20) | st.integers(),
+        "email": st.text(max_size=30) | st.sampled_from(["a@b.co", "Jane.Doe@Acme.com", "@", "x@y"]),
+        "domain": st.text(max_size=20) | st.just("acme.com"),
+        "first_name": st.text(max_size=12) | st.integers(),
+        "last_name": st.text(max_size=12) | st.none(),
+        "linkedin_url": st.text(max_size=30) | st.just("https://www.linkedin.com/in/jane"),
+        "source": st.text(max_size=12) | st.sampled_from(["web-form", "crm-event", "csv-import", "api"]),
+        "submitted_at": st.text(max_size=25) | st.integers(),
+    },
+).flatmap(
+    lambda base: st.dictionaries(st.text(max_size=10), json_values, max_size=3).map(lambda extra: {**extra, **base})
+)
+documents = (
+    json_values
+    | lead_like
+    | st.lists(lead_like | json_values, max_size=MAX_LEADS + 3)
+    | st.lists(lead_like, max_size=MAX_LEADS + 3).map(lambda rows: {"leads": rows})
+    | json_values.map(lambda value: {"leads": value})
+)
+bodies = (
+    st.binary(max_size=400)
+    | documents.map(lambda value: json.dumps(value).encode())
+    | documents.map(lambda value: json.dumps(value, ensure_ascii=False).encode("utf-16"))
+    | st.integers(MAX_BODY_BYTES - 10, MAX_BODY_BYTES + 200).map(lambda size: b'{"email": "' + b"a" * size + b'"}')
+)
+content_types = st.sampled_from(
+    [
+        None,
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/vnd.api+json",
+        "text/json",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/octet-stream",
+        "",
+    ]
+)
+# Mostly the right key, so the fuzzer gets past authentication to the body checks.
+api_keys = st.sampled_from([KEY] * 12 + [None, "", "wrong", KEY.upper(), f"{KEY} ", KEY[:-1]]) | st.text(max_size=20)
+extra_headers = st.dictionaries(
+    st.text("abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=15), st.text(max_size=30), max_size=3
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=bodies,
+    content_type=content_types,
+    api_key=api_keys,
+    headers=extra_headers,
+    encoding=st.sampled_from(["text", "base64", "broken-base64"]),
+)
+def test_fuzzed_intake_requests_never_5xx_and_always_answer_json(
+    load_function: Any,
+    body: bytes,
+    content_type: str | None,
+    api_key: str | None,
+    headers: dict[str, str],
+    encoding: str,
+) -> None:
+    # GIVEN a cold intake with a small row and size limit
+    app = load_function(
+        "IntakeFunction",
+        INTAKE_API_KEYS=f"previous-key-abcdefghijklmnop,{KEY}",
+        INTAKE_MAX_LEADS=str(MAX_LEADS),
+        INTAKE_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
+    )
+    sent = dict(headers)
+    if content_type is not None:
+        sent["content-type"] = content_type
+    if api_key is not None:
+        sent["x-api-key"] = api_key
+    request = http_event("POST", "/leads", body, sent)
+    if encoding == "base64":
+        request["body"], request["isBase64Encoded"] = base64.b64encode(body).decode(), True
+    elif encoding == "broken-base64":
+        request["body"], request["isBase64Encoded"] = base64.b64encode(body).decode() + "!", True
+    # WHEN it is posted
+    response = app.lambda_handler(request, LambdaContextStub("intake"))
+    # THEN the answer is a JSON object and never a server error
+    status = response["statusCode"]
+    event(f"status {status}")
+    assert status < 500, response
+    answer = json.loads(response["body"])
+    assert isinstance(answer, dict)
+    if status == 202:
+        assert api_key == KEY
+        assert answer["accepted"] >= 1 and isinstance(answer["rejected"], list)
+    else:
+        assert status in {400, 401, 413, 415}, response
+        assert isinstance(answer.get("error"), str) and answer["error"]
+    if api_key != KEY:
+        assert status == 401
