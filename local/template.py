@@ -153,6 +153,12 @@ def functions(template: dict[str, Any] | None = None) -> dict[str, FunctionSpec]
     return specs
 
 
+def placeholder_environment(logical_id: str) -> dict[str, str]:
+    """A function's template environment without any AWS: parameter defaults, placeholder resource names."""
+    resolver = Resolver(refs=parameter_defaults())
+    return {name: str(resolver.resolve(value)) for name, value in functions()[logical_id].environment.items()}
+
+
 @contextmanager
 def environment(values: dict[str, str]) -> Iterator[None]:
     """Temporarily set environment variables (restored afterwards)."""

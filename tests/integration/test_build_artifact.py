@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from local.template import ROOT, Resolver, functions, parameter_defaults
+from local.template import ROOT, functions, placeholder_environment
 
 pytestmark = pytest.mark.integration
 
@@ -73,12 +73,9 @@ def test_layer_holds_the_library_once_under_python(build_dir: Path) -> None:
 
 @pytest.mark.parametrize("logical_id", sorted(functions()))
 def test_built_handler_imports_with_only_the_layer(build_dir: Path, logical_id: str) -> None:
-    spec = functions()[logical_id]
     code = build_dir / logical_id
     assert (code / "app.py").is_file()
-    # The template's environment with parameter defaults; resources resolve to placeholder names.
-    resolver = Resolver(refs=parameter_defaults())
-    env = {name: str(resolver.resolve(value)) for name, value in spec.environment.items()}
+    env = placeholder_environment(logical_id)
     env.update(
         {
             "PATH": os.environ["PATH"],
