@@ -19,8 +19,8 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
@@ -30,7 +30,7 @@ from clay_pipeline import config
 from clay_pipeline.clay_client import ClayAnswer, ClayClient, Outcome
 from clay_pipeline.config import SenderSettings, dump_json
 from clay_pipeline.intake import describe_problems
-from clay_pipeline.limits import Claim, DailyBudget, Deduper, Pacer, Webhook, WebhookPool, utc_now
+from clay_pipeline.limits import Claim, Clock, DailyBudget, Deduper, Pacer, Webhook, WebhookPool, utc_now
 from clay_pipeline.models import Lead
 from clay_pipeline.observability import count, logger
 from clay_pipeline.stores import Queue, StateStore
@@ -89,8 +89,8 @@ class ClaySender:
         self,
         settings: SenderSettings,
         clay: ClayClient | None = None,
-        clock: Any = utc_now,
-        sleep: Any = time.sleep,
+        clock: Clock = utc_now,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
         store = StateStore(settings.state_table)
