@@ -79,7 +79,7 @@ def test_callback_paths_never_log_secrets(load_function: Any, lambda_context: An
     failed = jwt_app.lambda_handler(http_event("POST", "/clay/callback", other, bearer), lambda_context)
     assert failed["statusCode"] == 503
     output = all_output()
-    assert "callback failed on a dependency" in output  # the error path was logged
+    assert "request failed on a dependency" in output  # the error path was logged
     assert leaked(output, [CALLBACK_SECRET, signature, JWT_PASSWORD, access_token]) == []
 
 
