@@ -141,9 +141,17 @@ class SenderSettings(Settings):
 class RouterSettings(Settings):
     state_table: Required
     leads_table: Required
+    routing_dlq_url: Required  # permanent failures and exhausted retries go here with the reasons
+    routing_queue_max_receive_count: int = Field(default=5, ge=1, le=1000)  # keep equal to RoutingQueue's redrive
     routing_rules: str = ""
     hubspot_base_url: str = "https://api.hubapi.com"
+    hubspot_batch_size: int = Field(default=100, ge=1, le=100)  # HubSpot's batch upsert takes at most 100 inputs
     destination_timeout_seconds: float = Field(default=10, gt=0, le=60)
+    destination_retry_attempts: int = Field(default=3, ge=0, le=10)  # in-invocation retries of 429/5xx/timeouts
+    destination_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=30)
+    slack_min_interval_seconds: float = Field(default=1.0, ge=0, le=60)  # Slack webhooks allow about 1 message/s
+    delivery_lease_seconds: int = Field(default=120, ge=10, le=900)  # > the function timeout, < the visibility timeout
+    delivery_mark_days: int = Field(default=30, ge=1, le=365)  # how long a delivery is remembered (retries, redrives)
 
 
 def dump_json(value: Any) -> str:

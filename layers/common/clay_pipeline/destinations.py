@@ -1,0 +1,331 @@
+"""Where routed leads go: outreach, nurture and Zapier webhooks, HubSpot, Slack.
+
+Every call ends in a DeliveryResult: delivered (2xx), retryable (429, 5xx, connection error,
+timeout) or permanent (any other 4xx), with a short reason that is safe to log (never the
+URL or the token: both are secrets). One requests Session per process; urllib3's Retry
+repeats connection errors only (the request never left, so repeating cannot duplicate).
+Status retries are the caller's, through RetryPolicy, so each wait is checked against the
+time the invocation has left.
+
+URLs and the HubSpot token are read per call through config.secret (cached by Powertools),
+so a rotated or newly added secret applies without a deploy; unset means the destination is off.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
+from urllib3.util.retry import Retry
+
+from clay_pipeline import config
+from clay_pipeline.clay_client import parse_retry_after
+
+MIN_ATTEMPT_SECONDS = 0.5  # no attempt starts with less time than this left
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+HUBSPOT_UPSERT_PATH = "/crm/v3/objects/contacts/batch/upsert"
+HUBSPOT_RETRYABLE_CATEGORIES = frozenset({"RATE_LIMITS", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE", "TIMEOUT"})
+
+
+class Status(enum.StrEnum):
+    DELIVERED = "delivered"
+    RETRYABLE = "retryable"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    status: Status
+    reason: str  # short and safe to log
+    retry_after: float | None = None  # seconds the destination asked us to wait (429)
+    detail: str = ""  # the destination's own words (may carry lead data): for the DLQ, not the logs
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is Status.DELIVERED
+
+
+DELIVERED = DeliveryResult(Status.DELIVERED, "delivered")
+
+
+def classify(status_code: int, retry_after_header: str | None = None) -> DeliveryResult:
+    if 200 <= status_code < 300:
+        return DELIVERED
+    if status_code == 429:
+        return DeliveryResult(Status.RETRYABLE, "throttled_429", parse_retry_after(retry_after_header))
+    if status_code >= 500:
+        return DeliveryResult(Status.RETRYABLE, f"server_error_{status_code}")
+    return DeliveryResult(Status.PERMANENT, f"rejected_{status_code}")
+
+
+def classify_exception(error: requests.RequestException) -> DeliveryResult:
+    if isinstance(error, requests.Timeout):
+        return DeliveryResult(Status.RETRYABLE, "timeout")
+    if isinstance(error, requests.ConnectionError):
+        # urllib3 reports a read timeout it would not repeat as MaxRetryError, wrapped here by requests.
+        if isinstance(getattr(error.args[0] if error.args else None, "reason", None), ReadTimeoutError):
+            return DeliveryResult(Status.RETRYABLE, "timeout")
+        return DeliveryResult(Status.RETRYABLE, "connection_error")
+    return DeliveryResult(Status.RETRYABLE, "request_error")
+
+
+class HttpClient:
+    """The process's shared Session (connection reuse across invocations), built on first use."""
+
+    def __init__(self, connect_retries: int = 2, backoff_seconds: float = 0.2) -> None:
+        self._retry = Retry(
+            total=connect_retries,
+            connect=connect_retries,
+            read=0,
+            status=0,
+            other=0,
+            redirect=0,
+            allowed_methods=frozenset({"POST"}),
+            backoff_factor=backoff_seconds,
+            raise_on_status=False,
+        )
+        self._session: requests.Session | None = None
+
+    @property
+    def session(self) -> requests.Session:
+        if self._session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(max_retries=self._retry, pool_maxsize=8)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            self._session = session
+        return self._session
+
+    def post_json(
+        self, url: str, payload: Any, timeout: float, headers: dict[str, str] | None = None
+    ) -> tuple[DeliveryResult, Any]:
+        """POST JSON; the classified result and the parsed answer (None when it is not JSON)."""
+        try:
+            response = self.session.post(url, json=payload, headers=headers or {}, timeout=timeout)
+        except requests.RequestException as error:
+            return classify_exception(error), None
+        with response:
+            result = classify(response.status_code, response.headers.get("retry-after"))
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+        if not result.delivered and isinstance(body, dict):
+            result = DeliveryResult(result.status, result.reason, result.retry_after, _short(body.get("message")))
+        return result, body
+
+
+@dataclass
+class RetryPolicy:
+    """In-invocation retries of retryable results, never waiting or calling past the deadline."""
+
+    timeout_seconds: float
+    attempts: int  # retries after the first call
+    backoff_seconds: float
+    sleep: Callable[[float], None] = time.sleep
+
+    def run(self, send: Callable[[float], DeliveryResult], deadline: float) -> DeliveryResult:
+        """Call send(timeout) until it is not retryable, attempts run out, or the next wait would pass the deadline."""
+        result = DeliveryResult(Status.RETRYABLE, "out_of_time")
+        for attempt in range(self.attempts + 1):
+            remaining = deadline - time.monotonic()
+            if remaining < MIN_ATTEMPT_SECONDS:
+                return result
+            result = send(min(self.timeout_seconds, remaining))
+            if result.status is not Status.RETRYABLE or attempt == self.attempts:
+                return result
+            wait = self.wait_after(result, attempt)
+            if time.monotonic() + wait + MIN_ATTEMPT_SECONDS > deadline:
+                return result
+            self.sleep(wait)
+        return result
+
+    def wait_after(self, result: DeliveryResult, attempt: int) -> float:
+        if result.retry_after is not None:
+            return result.retry_after
+        ceiling = self.backoff_seconds * 2**attempt
+        return random.uniform(ceiling / 2, ceiling)  # jitter: concurrent routers do not retry in step
+
+
+def idempotency_key(callback_id: str, destination: str) -> str:
+    """Sent as Idempotency-Key so a receiver that dedupes can drop the repeat of an ambiguous timeout."""
+    return hashlib.sha256(f"{callback_id}#{destination}".encode()).hexdigest()[:32]
+
+
+class WebhookDestination:
+    """POST the lead JSON to a URL kept in a secret."""
+
+    name = ""
+    secret_name = ""
+
+    def __init__(self, http: HttpClient) -> None:
+        self.http = http
+
+    def configured(self) -> bool:
+        return bool(config.secret(self.secret_name))
+
+    def deliver(self, lead: dict[str, Any], key: str, timeout: float) -> DeliveryResult:
+        url = config.secret(self.secret_name)
+        if not url:
+            return DeliveryResult(Status.RETRYABLE, "not_configured")  # turned off mid-invocation
+        result, _ = self.http.post_json(url, lead, timeout, {IDEMPOTENCY_HEADER: key})
+        return result
+
+
+class OutreachWebhook(WebhookDestination):
+    name = "outreach"
+    secret_name = "OUTREACH_WEBHOOK_URL"  # noqa: S105 - a setting name, not its value
+
+
+class NurtureWebhook(WebhookDestination):
+    name = "nurture"
+    secret_name = "NURTURE_WEBHOOK_URL"  # noqa: S105 - a setting name, not its value
+
+
+class ZapierWebhook(WebhookDestination):
+    name = "zapier"
+    secret_name = "ZAPIER_WEBHOOK_URL"  # noqa: S105 - a setting name, not its value
+
+
+class SlackAlert(WebhookDestination):
+    """A hot-lead message, at most one per `min_interval` seconds, waiting out Slack's 429s."""
+
+    name = "slack"
+    secret_name = "SLACK_WEBHOOK_URL"  # noqa: S105 - a setting name, not its value
+
+    def __init__(self, http: HttpClient, min_interval: float = 1.0, sleep: Callable[[float], None] = time.sleep):
+        super().__init__(http)
+        self.min_interval = min_interval
+        self.sleep = sleep
+        self.next_slot = 0.0  # time.monotonic() before which no message is sent
+
+    def deliver(self, lead: dict[str, Any], key: str, timeout: float) -> DeliveryResult:
+        wait = self.next_slot - time.monotonic()
+        if wait > 0:
+            if wait + MIN_ATTEMPT_SECONDS > timeout:  # the caller's time (timeout is capped by its deadline)
+                return DeliveryResult(Status.RETRYABLE, "paced", retry_after=wait)
+            self.sleep(wait)
+        result = super().deliver(hot_lead_message(lead), key, timeout)
+        self.next_slot = time.monotonic() + max(self.min_interval, result.retry_after or 0.0)
+        return result
+
+
+def _slack_escape(text: Any) -> str:
+    # Slack treats &, < and > as control characters in message text.
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def hot_lead_message(lead: dict[str, Any]) -> dict[str, Any]:
+    name = " ".join(str(lead[part]) for part in ("first_name", "last_name") if lead.get(part)) or lead.get("email")
+    title, company = lead.get("job_title"), lead.get("company_name") or lead.get("domain")
+    role = " at ".join(_slack_escape(part) for part in (title, company) if part)
+    score = lead.get("icp_score")
+    score_text = f"{score:g}" if isinstance(score, (int, float)) else "?"
+    text = f":fire: Hot lead: *{_slack_escape(name or 'unknown')}*"
+    text += f", {role}" if role else ""
+    text += f" (ICP {score_text}, tier {_slack_escape(lead.get('tier') or '?')})"
+    return {"text": text}
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    return re.sub(r"\s+", " ", str(value))[:limit] if value else ""
+
+
+class HubSpotContacts:
+    """Batch upsert of contacts by email; each input gets its own result (HubSpot answers per item)."""
+
+    name = "hubspot"
+    secret_name = "HUBSPOT_ACCESS_TOKEN"  # noqa: S105 - a setting name, not its value
+
+    def __init__(self, http: HttpClient, base_url: str) -> None:
+        self.http = http
+        self.url = base_url.rstrip("/") + HUBSPOT_UPSERT_PATH
+
+    def configured(self) -> bool:
+        return bool(config.secret(self.secret_name))
+
+    def upsert(self, inputs: list[dict[str, Any]], timeout: float) -> dict[str, DeliveryResult]:
+        """One call (at most 100 inputs, distinct emails); the result of each input by its email."""
+        token = config.secret(self.secret_name)
+        emails = [str(item["id"]) for item in inputs]
+        if not token:
+            return dict.fromkeys(emails, DeliveryResult(Status.RETRYABLE, "not_configured"))
+        headers = {"authorization": f"Bearer {token}"}
+        result, body = self.http.post_json(self.url, {"inputs": inputs}, timeout, headers)
+        if not result.delivered:
+            return dict.fromkeys(emails, result)
+        return per_item_results(emails, body)
+
+
+def per_item_results(emails: list[str], body: Any) -> dict[str, DeliveryResult]:
+    """Map HubSpot's answer (200, or 207 multi-status with "errors") back to each input.
+
+    An error names its inputs in `context` (e.g. {"ids": ["a@x.com"]}). An input that no error
+    names is delivered, unless some error names no input at all: then which inputs failed is
+    unknown and they are retried, which is safe because an upsert by email is idempotent.
+    """
+    wanted = {email.lower(): email for email in emails}
+    results: dict[str, DeliveryResult] = {}
+    unattributed: DeliveryResult | None = None
+    errors = body.get("errors", []) if isinstance(body, dict) else []
+    for error in errors if isinstance(errors, list) else []:
+        if not isinstance(error, dict):
+            continue
+        category = str(error.get("category") or "ERROR").upper()
+        status = Status.RETRYABLE if category in HUBSPOT_RETRYABLE_CATEGORIES else Status.PERMANENT
+        outcome = DeliveryResult(status, f"hubspot_{category.lower()}", detail=_short(error.get("message")))
+        named = [wanted[value.lower()] for value in _context_values(error.get("context")) if value.lower() in wanted]
+        for email in named:
+            results[email] = outcome
+        if not named:
+            unattributed = DeliveryResult(Status.RETRYABLE, "hubspot_unattributed_error", detail=outcome.detail)
+    for email in emails:
+        results.setdefault(email, unattributed or DELIVERED)
+    return results
+
+
+def _context_values(context: Any) -> list[str]:
+    if not isinstance(context, dict):
+        return []
+    values: list[str] = []
+    for value in context.values():
+        values.extend(str(v) for v in (value if isinstance(value, list) else [value]))
+    return values
+
+
+def contact_input(lead: dict[str, Any], received_at: str) -> dict[str, Any]:
+    """The reference architecture's field mapping, idProperty email; unknown values are left out, not blanked."""
+    properties = {
+        "email": lead.get("email"),
+        "firstname": lead.get("first_name"),
+        "lastname": lead.get("last_name"),
+        "company": lead.get("company_name"),
+        "jobtitle": lead.get("job_title"),
+        "hs_lead_status": "NEW",
+        "clay_icp_score": lead.get("icp_score"),
+        "clay_enrichment_date": enrichment_date(lead.get("_clay_enriched_at") or received_at),
+    }
+    return {
+        "idProperty": "email",
+        "id": lead["email"],
+        "properties": {name: value for name, value in properties.items() if value not in (None, "")},
+    }
+
+
+def enrichment_date(value: Any) -> str | None:
+    """HubSpot date properties take YYYY-MM-DD (midnight UTC)."""
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date().isoformat()

@@ -1,0 +1,194 @@
+"""Routing rules: which destinations an enriched lead goes to.
+
+ROUTING_RULES is a JSON array that replaces the default rules (DESIGN.md "Routing defaults").
+Each rule names one destination and the conditions, all of which must hold (and):
+
+    [{"destination": "slack", "when": [{"field": "icp_score", "op": ">=", "value": 90}]},
+     {"destination": "zapier", "when": [{"field": "email", "op": "present"}]}]
+
+Operators: ">=" and "<" (numbers), "==" (number, boolean, or text compared case-insensitively),
+"present" (no value), "contains" (text: case-insensitive substring; list: an equal element).
+A condition on a field the lead lacks is false. A rule without conditions always matches.
+Several rules may name one destination: it is chosen once. Rules are checked at cold start
+(ConfigError naming the rule's index and destination, and the problem).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic import model_validator as _model_validator
+
+from clay_pipeline.config import ConfigError
+from clay_pipeline.models import EnrichedLead, _parse_bool, _parse_number, is_null
+
+Destination = Literal["slack", "outreach", "hubspot", "nurture", "zapier", "leads_table"]
+DESTINATIONS: tuple[str, ...] = ("slack", "outreach", "hubspot", "nurture", "zapier", "leads_table")
+Operator = Literal[">=", "<", "==", "present", "contains"]
+NUMERIC_FIELDS = frozenset({"icp_score", "employee_count"})
+# Known lead fields that hold text: comparing them as numbers is a mistake in the rules.
+TEXT_FIELDS = frozenset(EnrichedLead.model_fields) - NUMERIC_FIELDS - {"email_verified"}
+
+
+_TYPE_TAGS = {"bool", "int", "float", "str"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _as_number(value: Any) -> float | None:
+    value = _parse_number(value)
+    return float(value) if _is_number(value) else None
+
+
+def _equal(actual: Any, expected: Any) -> bool:
+    if isinstance(expected, bool):
+        return _parse_bool(actual) is expected
+    if _is_number(expected):
+        return _as_number(actual) == float(expected)
+    return str(actual).strip().lower() == str(expected).strip().lower()
+
+
+class Condition(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: str = Field(min_length=1)
+    op: Operator
+    value: StrictBool | StrictInt | StrictFloat | StrictStr | None = None
+
+    @_model_validator(mode="after")
+    def _value_fits_operator(self) -> Condition:
+        if self.op == "present":
+            if self.value is not None:
+                raise ValueError("'present' takes no value")
+        elif self.value is None:
+            raise ValueError(f"'{self.op}' needs a value")
+        elif self.op in (">=", "<"):
+            if not _is_number(self.value):
+                raise ValueError(f"'{self.op}' needs a number, not {self.value!r}")
+            if self.field in TEXT_FIELDS:
+                raise ValueError(f"{self.field} is text: '{self.op}' compares numbers")
+        elif self.op == "contains" and not isinstance(self.value, str):
+            raise ValueError("'contains' needs a text value")
+        return self
+
+    def matches(self, lead: dict[str, Any]) -> bool:
+        actual = lead.get(self.field)
+        if is_null(actual) or actual in ([], {}):
+            return False
+        if self.op == "present":
+            return True
+        if self.op in (">=", "<"):
+            number = _as_number(actual)
+            if number is None:
+                return False
+            return number >= float(self.value) if self.op == ">=" else number < float(self.value)  # type: ignore[arg-type]
+        if self.op == "contains":
+            needle = str(self.value).strip().lower()
+            if isinstance(actual, list):
+                return any(str(item).strip().lower() == needle for item in actual)
+            return needle in str(actual).lower()
+        return _equal(actual, self.value)
+
+    def describe(self) -> str:
+        return f"{self.field} present" if self.op == "present" else f"{self.field} {self.op} {self.value!r}"
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    destination: Destination
+    when: tuple[Condition, ...] = ()
+
+    @_model_validator(mode="after")
+    def _hubspot_needs_email(self) -> Rule:
+        # HubSpot upserts contacts by email; a condition on email guarantees the lead has one.
+        if self.destination == "hubspot" and not any(c.field == "email" for c in self.when):
+            raise ValueError('hubspot upserts by email: add {"field": "email", "op": "present"}')
+        return self
+
+    def first_unmet(self, lead: dict[str, Any]) -> Condition | None:
+        return next((condition for condition in self.when if not condition.matches(lead)), None)
+
+
+@dataclass(frozen=True)
+class Decision:
+    destinations: tuple[str, ...]  # in rule order, each once
+    skipped_reason: str | None = None
+
+
+def _condition(field: str, op: str, value: Any = None) -> Condition:
+    return Condition(field=field, op=op, value=value)  # type: ignore[arg-type]
+
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    Rule(destination="slack", when=(_condition("icp_score", ">=", 90),)),
+    Rule(destination="outreach", when=(_condition("icp_score", ">=", 80), _condition("email", "present"))),
+    Rule(destination="hubspot", when=(_condition("icp_score", ">=", 70), _condition("email", "present"))),
+    Rule(destination="nurture", when=(_condition("icp_score", ">=", 50), _condition("icp_score", "<", 80))),
+    Rule(destination="zapier", when=(_condition("email", "present"),)),
+)
+
+
+class RuleSet:
+    def __init__(self, rules: tuple[Rule, ...]) -> None:
+        self.rules = rules
+
+    @classmethod
+    def from_setting(cls, text: str) -> RuleSet:
+        """ROUTING_RULES as configured: empty keeps the defaults."""
+        return cls(parse_rules(text) if text.strip() else DEFAULT_RULES)
+
+    def evaluate(self, lead: dict[str, Any]) -> Decision:
+        chosen: list[str] = []
+        unmet: list[str] = []
+        for rule in self.rules:
+            condition = rule.first_unmet(lead)
+            if condition is None:
+                if rule.destination not in chosen:
+                    chosen.append(rule.destination)
+            else:
+                unmet.append(f"{rule.destination} needs {condition.describe()}")
+        if chosen:
+            return Decision(tuple(chosen))
+        return Decision((), "no rule matched: " + "; ".join(unmet))
+
+
+def parse_rules(text: str) -> tuple[Rule, ...]:
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise ConfigError(f"ROUTING_RULES is not valid JSON: {error}") from None
+    if not isinstance(document, list) or not document:
+        raise ConfigError("ROUTING_RULES must be a non-empty JSON array of rules (leave it empty for the defaults)")
+    rules = []
+    for index, raw in enumerate(document):
+        name = f"ROUTING_RULES[{index}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{name}: a rule must be a JSON object, not {type(raw).__name__}")
+        destination = raw.get("destination")
+        name += f" (destination {destination!r})" if isinstance(destination, str) else " (no destination)"
+        try:
+            rules.append(Rule.model_validate(raw))
+        except ValidationError as error:
+            raise ConfigError(f"{name}: {_problems(error)}") from None
+    return tuple(rules)
+
+
+def _problems(error: ValidationError) -> str:
+    by_location: dict[str, list[str]] = {}
+    for item in error.errors(include_input=False, include_url=False):
+        # A union reports each member (value.bool, value.int, ...): keep the field path and say it once.
+        parts = [part for part in item["loc"] if str(part) not in _TYPE_TAGS]
+        location = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts).lstrip(".")
+        by_location.setdefault(location, []).append(str(item["msg"]).removeprefix("Value error, "))
+    problems = []
+    for location, messages in by_location.items():
+        message = messages[0] if len(messages) == 1 else "must be a number, text or true/false"
+        problems.append(f"{location}: {message}" if location else message)
+    return "; ".join(problems)
