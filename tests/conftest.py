@@ -13,6 +13,7 @@ import pytest
 
 from clay_pipeline.config import clear_secret_cache
 from local.aws import FAKE_CREDENTIALS, Emulator, Provisioned, function_environment, provision
+from local.http_stub import StubServer
 from local.template import load_handler_module
 
 # No test may reach a real AWS endpoint or pick up a developer's credentials.
@@ -83,3 +84,10 @@ def captured_logs() -> Iterator[io.StringIO]:
     logger.addHandler(handler)
     yield buffer
     logger.removeHandler(handler)
+
+
+@pytest.fixture
+def http_stub() -> Iterator[StubServer]:
+    """A recording HTTP server on 127.0.0.1 for this test (Clay, a destination, HubSpot...)."""
+    with StubServer() as server:
+        yield server

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -127,16 +126,9 @@ def emitted_metrics(output: str, name: str) -> list[dict[str, Any]]:
     return found
 
 
-@pytest.fixture(scope="module")
-def clay_server() -> Iterator[StubServer]:
-    with StubServer() as server:
-        yield server
-
-
 @pytest.fixture
-def clay(clay_server: StubServer) -> StubServer:
-    clay_server.clear()  # one server for the module (stopping one takes half a second); a clean log per test
-    return clay_server
+def clay(http_stub: StubServer) -> StubServer:
+    return http_stub
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from email.utils import formatdate
 from time import time
 
@@ -25,16 +24,9 @@ pytestmark = pytest.mark.unit
 HOOK = "/v3/sources/webhook/pull-in-data-from-a-webhook-1234"
 
 
-@pytest.fixture(scope="module")
-def clay_server() -> Iterator[StubServer]:
-    with StubServer() as server:
-        yield server
-
-
 @pytest.fixture
-def clay(clay_server: StubServer) -> StubServer:
-    clay_server.clear()  # one server for the module (stopping one takes half a second); a clean log per test
-    return clay_server
+def clay(http_stub: StubServer) -> StubServer:
+    return http_stub
 
 
 @pytest.mark.parametrize(
