@@ -1,0 +1,295 @@
+"""Destinations against loopback servers: classification, payloads, HubSpot's per-item answers, Slack pacing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from clay_pipeline.destinations import (
+    DELIVERED,
+    DeliveryResult,
+    HttpClient,
+    HubSpotContacts,
+    OutreachWebhook,
+    RetryPolicy,
+    SlackAlert,
+    Status,
+    ZapierWebhook,
+    classify,
+    contact_input,
+    hot_lead_message,
+    per_item_results,
+)
+from local.http_stub import Reply, StubServer
+
+pytestmark = pytest.mark.unit
+
+LEAD = {
+    "lead_id": "ld_1",
+    "email": "jane@acme.com",
+    "first_name": "Jane",
+    "last_name": "Doe",
+    "company_name": "Acme",
+    "job_title": "VP Sales",
+    "icp_score": 92.0,
+    "tier": "A",
+}
+
+
+@pytest.fixture
+def server() -> Iterator[StubServer]:
+    with StubServer() as stub:
+        yield stub
+
+
+@pytest.fixture(autouse=True)
+def no_secret_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONFIG_SECRET_ID", raising=False)
+
+
+class Sleeps(list[float]):
+    """A sleep that records instead of waiting (the clock does not move: waits are asserted, not timed)."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+# ------------------------------------------------------------------------------------- classification
+@pytest.mark.parametrize(
+    ("status", "expected", "reason"),
+    [
+        (200, Status.DELIVERED, "delivered"),
+        (204, Status.DELIVERED, "delivered"),
+        (429, Status.RETRYABLE, "throttled_429"),
+        (500, Status.RETRYABLE, "server_error_500"),
+        (503, Status.RETRYABLE, "server_error_503"),
+        (400, Status.PERMANENT, "rejected_400"),
+        (401, Status.PERMANENT, "rejected_401"),
+        (404, Status.PERMANENT, "rejected_404"),
+        (410, Status.PERMANENT, "rejected_410"),
+    ],
+)
+def test_status_codes_are_classified(status: int, expected: Status, reason: str) -> None:
+    result = classify(status)
+    assert (result.status, result.reason) == (expected, reason)
+
+
+def test_429_carries_its_retry_after() -> None:
+    assert classify(429, "7").retry_after == 7.0
+
+
+# ------------------------------------------------------------------------------------- webhooks
+def test_webhook_posts_the_lead_json_with_an_idempotency_key(server: StubServer, monkeypatch: Any) -> None:
+    monkeypatch.setenv("OUTREACH_WEBHOOK_URL", f"{server.url}/outreach")
+    result = OutreachWebhook(HttpClient()).deliver(LEAD, "key-1", timeout=5)
+    assert result == DELIVERED
+    [request] = server.received("/outreach")
+    assert request.json() == LEAD
+    assert request.headers["idempotency-key"] == "key-1"
+    assert request.headers["content-type"] == "application/json"
+
+
+def test_a_webhook_without_a_url_is_off(monkeypatch: Any) -> None:
+    monkeypatch.delenv("ZAPIER_WEBHOOK_URL", raising=False)
+    monkeypatch.setenv("OUTREACH_WEBHOOK_URL", "https://hooks.example/outreach")
+    http = HttpClient()
+    assert not ZapierWebhook(http).configured()
+    assert OutreachWebhook(http).configured()
+
+
+def test_error_answers_keep_the_destinations_message_out_of_the_reason(server: StubServer, monkeypatch: Any) -> None:
+    monkeypatch.setenv("ZAPIER_WEBHOOK_URL", f"{server.url}/zap")
+    server.script("/zap", Reply(422, {"message": "field x is required"}))
+    result = ZapierWebhook(HttpClient()).deliver(LEAD, "k", timeout=5)
+    assert (result.status, result.reason, result.detail) == (Status.PERMANENT, "rejected_422", "field x is required")
+
+
+def test_connection_refused_is_retryable(monkeypatch: Any) -> None:
+    with StubServer() as gone:
+        url = f"{gone.url}/hook"
+    monkeypatch.setenv("ZAPIER_WEBHOOK_URL", url)  # nothing listens there any more
+    result = ZapierWebhook(HttpClient(connect_retries=0)).deliver(LEAD, "k", timeout=2)
+    assert (result.status, result.reason) == (Status.RETRYABLE, "connection_error")
+
+
+def test_a_slow_destination_times_out_as_retryable(server: StubServer, monkeypatch: Any) -> None:
+    monkeypatch.setenv("ZAPIER_WEBHOOK_URL", f"{server.url}/zap")
+    server.script("/zap", Reply(200, delay=1.0))
+    result = ZapierWebhook(HttpClient()).deliver(LEAD, "k", timeout=0.2)
+    assert (result.status, result.reason) == (Status.RETRYABLE, "timeout")
+
+
+# ------------------------------------------------------------------------------------- retries
+def scripted(*results: DeliveryResult) -> tuple[Any, list[float]]:
+    timeouts: list[float] = []
+    queue = list(results)
+
+    def send(timeout: float) -> DeliveryResult:
+        timeouts.append(timeout)
+        return queue.pop(0)
+
+    return send, timeouts
+
+
+def test_retryable_results_are_retried_with_backoff_until_delivered() -> None:
+    sleeps = Sleeps()
+    send, calls = scripted(classify(500), classify(503), DELIVERED)
+    result = RetryPolicy(5, attempts=3, backoff_seconds=0.4, sleep=sleeps).run(send, time.monotonic() + 60)
+    assert result == DELIVERED
+    assert len(calls) == 3
+    assert 0.2 <= sleeps[0] <= 0.4 and 0.4 <= sleeps[1] <= 0.8  # exponential, with jitter
+
+
+def test_permanent_results_are_not_retried() -> None:
+    send, calls = scripted(classify(400))
+    result = RetryPolicy(5, attempts=3, backoff_seconds=0.1, sleep=Sleeps()).run(send, time.monotonic() + 60)
+    assert result.status is Status.PERMANENT
+    assert len(calls) == 1
+
+
+def test_retry_after_is_honoured_when_it_fits_and_not_slept_past_the_deadline() -> None:
+    sleeps = Sleeps()
+    send, calls = scripted(classify(429, "3"), DELIVERED)
+    assert RetryPolicy(5, 2, 0.1, sleeps).run(send, time.monotonic() + 30) == DELIVERED
+    assert sleeps == [3.0]
+    # GIVEN only 10 s left WHEN the destination asks for 60 s THEN no sleep: the record goes back to the queue
+    sleeps.clear()
+    send, calls = scripted(classify(429, "60"), DELIVERED)
+    result = RetryPolicy(5, 2, 0.1, sleeps).run(send, time.monotonic() + 10)
+    assert (result.reason, result.retry_after, sleeps, len(calls)) == ("throttled_429", 60.0, [], 1)
+
+
+def test_each_call_gets_at_most_the_time_left() -> None:
+    send, calls = scripted(DELIVERED)
+    RetryPolicy(10, 0, 0, Sleeps()).run(send, time.monotonic() + 3)
+    assert calls[0] <= 3
+
+
+def test_no_call_starts_when_the_deadline_has_passed() -> None:
+    send, calls = scripted(DELIVERED)
+    result = RetryPolicy(10, 2, 0, Sleeps()).run(send, time.monotonic() - 1)
+    assert (result.status, result.reason, calls) == (Status.RETRYABLE, "out_of_time", [])
+
+
+# ------------------------------------------------------------------------------------- Slack
+def test_slack_message_names_the_lead_title_company_and_score() -> None:
+    message = hot_lead_message({**LEAD, "company_name": "Acme <Labs> & Co"})
+    assert message == {"text": ":fire: Hot lead: *Jane Doe*, VP Sales at Acme &lt;Labs&gt; &amp; Co (ICP 92, tier A)"}
+
+
+def test_slack_paces_messages_and_waits_out_its_429(server: StubServer, monkeypatch: Any) -> None:
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", f"{server.url}/slack")
+    sleeps = Sleeps()
+    slack = SlackAlert(HttpClient(), min_interval=0.5, sleep=sleeps)
+    assert slack.deliver(LEAD, "k1", timeout=5) == DELIVERED
+    assert slack.deliver(LEAD, "k2", timeout=5) == DELIVERED
+    assert len(sleeps) == 1 and 0 < sleeps[0] <= 0.5  # the second message waited for its slot
+    server.script("/slack", Reply(429, {"ok": False}, headers={"retry-after": "2"}))
+    throttled = slack.deliver(LEAD, "k3", timeout=5)
+    assert (throttled.status, throttled.retry_after) == (Status.RETRYABLE, 2.0)
+    # the next message is held for Retry-After; with less time than that it is not even sent
+    paced = slack.deliver(LEAD, "k4", timeout=1)
+    assert (paced.status, paced.reason) == (Status.RETRYABLE, "paced")
+    assert len(server.received("/slack")) == 3
+    assert server.received("/slack")[0].json()["text"].startswith(":fire: Hot lead: *Jane Doe*")
+
+
+# ------------------------------------------------------------------------------------- HubSpot
+def test_contact_input_maps_the_reference_fields() -> None:
+    item = contact_input({**LEAD, "_clay_enriched_at": "2026-03-04T23:30:00-05:00"}, "2026-01-01T00:00:00+00:00")
+    assert item == {
+        "idProperty": "email",
+        "id": "jane@acme.com",
+        "properties": {
+            "email": "jane@acme.com",
+            "firstname": "Jane",
+            "lastname": "Doe",
+            "company": "Acme",
+            "jobtitle": "VP Sales",
+            "hs_lead_status": "NEW",
+            "clay_icp_score": 92.0,
+            "clay_enrichment_date": "2026-03-05",  # the UTC date
+        },
+    }
+
+
+def test_contact_input_leaves_unknown_values_out_and_dates_from_receipt() -> None:
+    item = contact_input({"email": "a@x.com", "icp_score": 70}, "2026-02-01T10:00:00+00:00")
+    assert item["properties"] == {
+        "email": "a@x.com",
+        "hs_lead_status": "NEW",
+        "clay_icp_score": 70,
+        "clay_enrichment_date": "2026-02-01",
+    }
+
+
+def test_hubspot_upsert_sends_a_bearer_batch_and_maps_per_item_errors(server: StubServer, monkeypatch: Any) -> None:
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-test")
+    server.script(
+        "/crm/v3/objects/contacts/batch/upsert",
+        Reply(
+            207,
+            {
+                "status": "COMPLETE",
+                "results": [{"id": "101", "properties": {"email": "ok@x.com"}}],
+                "numErrors": 2,
+                "errors": [
+                    {
+                        "status": "error",
+                        "category": "VALIDATION_ERROR",
+                        "message": "bad",
+                        "context": {"ids": ["BAD@x.com"]},
+                    },
+                    {
+                        "status": "error",
+                        "category": "RATE_LIMITS",
+                        "message": "slow",
+                        "context": {"ids": ["slow@x.com"]},
+                    },
+                ],
+            },
+        ),
+    )
+    inputs = [
+        contact_input({"email": e, "icp_score": 80}, "2026-01-01T00:00:00Z")
+        for e in ("ok@x.com", "bad@x.com", "slow@x.com")
+    ]
+    results = HubSpotContacts(HttpClient(), server.url + "/").upsert(inputs, timeout=5)
+    assert results["ok@x.com"] == DELIVERED
+    assert (results["bad@x.com"].status, results["bad@x.com"].reason) == (Status.PERMANENT, "hubspot_validation_error")
+    assert results["bad@x.com"].detail == "bad"
+    assert (results["slow@x.com"].status, results["slow@x.com"].reason) == (Status.RETRYABLE, "hubspot_rate_limits")
+    [request] = server.received("/crm/v3/objects/contacts/batch/upsert")
+    assert request.headers["authorization"] == "Bearer pat-test"
+    assert [item["id"] for item in request.json()["inputs"]] == ["ok@x.com", "bad@x.com", "slow@x.com"]
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"), [(401, Status.PERMANENT), (429, Status.RETRYABLE), (502, Status.RETRYABLE)]
+)
+def test_a_failed_hubspot_call_fails_every_input(
+    server: StubServer, monkeypatch: Any, status: int, expected: Status
+) -> None:
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-test")
+    server.script("/crm/v3/objects/contacts/batch/upsert", Reply(status, {"message": "no"}))
+    inputs = [contact_input({"email": e}, "2026-01-01") for e in ("a@x.com", "b@x.com")]
+    results = HubSpotContacts(HttpClient(), server.url).upsert(inputs, timeout=5)
+    assert {result.status for result in results.values()} == {expected}
+    assert set(results) == {"a@x.com", "b@x.com"}
+
+
+def test_an_error_naming_no_input_retries_the_unconfirmed_ones() -> None:
+    # GIVEN an error without context WHEN mapped THEN no input is known delivered: retry (upserts are idempotent)
+    body = {"status": "COMPLETE", "results": [], "errors": [{"category": "VALIDATION_ERROR", "message": "?"}]}
+    results = per_item_results(["a@x.com"], body)
+    assert (results["a@x.com"].status, results["a@x.com"].reason) == (Status.RETRYABLE, "hubspot_unattributed_error")
+
+
+def test_a_plain_200_delivers_every_input() -> None:
+    assert per_item_results(["a@x.com", "b@x.com"], {"status": "COMPLETE", "results": []}) == {
+        "a@x.com": DELIVERED,
+        "b@x.com": DELIVERED,
+    }

@@ -1,0 +1,169 @@
+"""Routing rules: the defaults, ROUTING_RULES replacing them, each operator, and clear errors for bad rules."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from clay_pipeline.config import ConfigError
+from clay_pipeline.routing import DEFAULT_RULES, RuleSet, parse_rules
+
+pytestmark = pytest.mark.unit
+
+DEFAULTS = RuleSet(DEFAULT_RULES)
+
+
+def rules(*items: dict[str, Any]) -> RuleSet:
+    return RuleSet.from_setting(json.dumps(list(items)))
+
+
+def when(field: str, op: str, value: Any = None) -> dict[str, Any]:
+    return {"field": field, "op": op} | ({} if value is None else {"value": value})
+
+
+# ------------------------------------------------------------------------------------- defaults
+@pytest.mark.parametrize(
+    ("lead", "destinations"),
+    [
+        ({"icp_score": 95, "email": "a@x.com"}, ("slack", "outreach", "hubspot", "zapier")),
+        ({"icp_score": 90}, ("slack",)),  # no email: neither outreach, HubSpot nor Zapier
+        ({"icp_score": 89.9, "email": "a@x.com"}, ("outreach", "hubspot", "zapier")),
+        ({"icp_score": 80, "email": "a@x.com"}, ("outreach", "hubspot", "zapier")),
+        ({"icp_score": 79, "email": "a@x.com"}, ("hubspot", "nurture", "zapier")),
+        ({"icp_score": 70, "email": "a@x.com"}, ("hubspot", "nurture", "zapier")),
+        ({"icp_score": 69, "email": "a@x.com"}, ("nurture", "zapier")),
+        ({"icp_score": 50}, ("nurture",)),
+        ({"icp_score": 49, "email": "a@x.com"}, ("zapier",)),
+    ],
+)
+def test_default_rules_follow_the_design_table(lead: dict[str, Any], destinations: tuple[str, ...]) -> None:
+    decision = DEFAULTS.evaluate(lead)
+    assert decision.destinations == destinations
+    assert decision.skipped_reason is None
+
+
+def test_empty_setting_keeps_the_defaults() -> None:
+    assert RuleSet.from_setting("  ").rules == DEFAULT_RULES
+
+
+def test_a_lead_below_every_rule_is_skipped_with_each_rules_unmet_condition() -> None:
+    # GIVEN a lead with a low score and no email WHEN evaluated THEN nothing is chosen and the reason says why
+    decision = DEFAULTS.evaluate({"icp_score": 20})
+    assert decision.destinations == ()
+    assert decision.skipped_reason == (
+        "no rule matched: slack needs icp_score >= 90; outreach needs icp_score >= 80; "
+        "hubspot needs icp_score >= 70; nurture needs icp_score >= 50; zapier needs email present"
+    )
+
+
+# ------------------------------------------------------------------------------------- custom rules
+def test_custom_rules_replace_the_defaults() -> None:
+    # GIVEN ROUTING_RULES sending only tier-A software leads to Slack
+    ruleset = rules({"destination": "slack", "when": [when("tier", "==", "A"), when("industry", "==", "software")]})
+    # THEN a 95-score lead of another industry goes nowhere (the defaults are gone)
+    assert ruleset.evaluate({"icp_score": 95, "tier": "A", "email": "a@x.com"}).destinations == ()
+    assert ruleset.evaluate({"tier": "a", "industry": "Software"}).destinations == ("slack",)
+
+
+def test_a_rule_without_conditions_always_matches_and_a_destination_is_chosen_once() -> None:
+    ruleset = rules(
+        {"destination": "leads_table"},
+        {"destination": "nurture", "when": [when("icp_score", ">=", 10)]},
+        {"destination": "nurture", "when": [when("icp_score", ">=", 20)]},
+    )
+    assert ruleset.evaluate({"icp_score": 30}).destinations == ("leads_table", "nurture")
+
+
+@pytest.mark.parametrize(
+    ("condition", "lead", "expected"),
+    [
+        (when("employee_count", ">=", 200), {"employee_count": 200}, True),
+        (when("employee_count", ">=", 200), {"employee_count": "1,200"}, True),  # Clay's text numbers
+        (when("employee_count", ">=", 200), {"employee_count": 199}, False),
+        (when("employee_count", ">=", 200), {"employee_count": "many"}, False),
+        (when("icp_score", "<", 50), {"icp_score": 49.5}, True),
+        (when("icp_score", "<", 50), {"icp_score": 50}, False),
+        (when("icp_score", "<", 50), {}, False),  # a missing field never matches
+        (when("tier", "==", "A"), {"tier": " a "}, True),
+        (when("icp_score", "==", 80), {"icp_score": "80.0"}, True),
+        (when("email_verified", "==", True), {"email_verified": "TRUE"}, True),
+        (when("email_verified", "==", True), {"email_verified": False}, False),
+        (when("phone", "present"), {"phone": "+1 555"}, True),
+        (when("phone", "present"), {"phone": "null"}, False),  # Clay's empty cell
+        (when("tags", "present"), {"tags": []}, False),
+        (when("job_title", "contains", "sales"), {"job_title": "VP Sales"}, True),
+        (when("job_title", "contains", "sales"), {"job_title": "VP Marketing"}, False),
+        (when("tech_stack", "contains", "hubspot"), {"tech_stack": ["Salesforce", "HubSpot"]}, True),
+        (when("tech_stack", "contains", "hub"), {"tech_stack": ["HubSpot"]}, False),  # list: whole elements
+    ],
+)
+def test_each_operator(condition: dict[str, Any], lead: dict[str, Any], expected: bool) -> None:
+    ruleset = rules({"destination": "zapier", "when": [condition]})
+    assert (ruleset.evaluate(lead).destinations == ("zapier",)) is expected
+
+
+def test_conditions_are_joined_by_and() -> None:
+    ruleset = rules({"destination": "outreach", "when": [when("icp_score", ">=", 50), when("email", "present")]})
+    assert ruleset.evaluate({"icp_score": 60, "email": "a@x.com"}).destinations == ("outreach",)
+    decision = ruleset.evaluate({"icp_score": 60})
+    assert decision.skipped_reason == "no rule matched: outreach needs email present"
+
+
+# ------------------------------------------------------------------------------------- invalid rules
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("{not json", "ROUTING_RULES is not valid JSON: Expecting property name"),
+        ('{"destination": "slack"}', "ROUTING_RULES must be a non-empty JSON array"),
+        ("[]", "ROUTING_RULES must be a non-empty JSON array"),
+        ('["slack"]', "ROUTING_RULES[0]: a rule must be a JSON object, not str"),
+        ('[{"when": []}]', "ROUTING_RULES[0] (no destination): destination: Field required"),
+        (
+            '[{"destination": "zapier"}, {"destination": "teams"}]',
+            "ROUTING_RULES[1] (destination 'teams'): destination: Input should be 'slack', 'outreach'",
+        ),
+        (
+            '[{"destination": "slack", "when": [{"field": "icp_score", "op": ">", "value": 90}]}]',
+            "ROUTING_RULES[0] (destination 'slack'): when[0].op: Input should be '>=', '<', '==', 'present' or",
+        ),
+        (
+            '[{"destination": "slack", "when": [{"field": "icp_score", "op": ">=", "value": "ninety"}]}]',
+            "ROUTING_RULES[0] (destination 'slack'): when[0]: '>=' needs a number, not 'ninety'",
+        ),
+        (
+            '[{"destination": "slack", "when": [{"field": "icp_score", "op": ">="}]}]',
+            "ROUTING_RULES[0] (destination 'slack'): when[0]: '>=' needs a value",
+        ),
+        (
+            '[{"destination": "slack", "when": [{"field": "email", "op": "present", "value": true}]}]',
+            "when[0]: 'present' takes no value",
+        ),
+        (
+            '[{"destination": "slack", "when": [{"field": "tags", "op": "contains", "value": 3}]}]',
+            "when[0]: 'contains' needs a text value",
+        ),
+        (
+            '[{"destination": "slack", "when": [{"field": "email", "op": "<", "value": 3}]}]',
+            "when[0]: email is text: '<' compares numbers",
+        ),
+        (
+            '[{"destination": "slack", "when": [{"field": "tier", "op": "==", "value": ["A"]}]}]',
+            "when[0].value: must be a number, text or true/false",
+        ),
+        (
+            '[{"destination": "slack", "when": [{"field": "", "op": "present"}]}]',
+            "when[0].field: String should have at least 1 character",
+        ),
+        ('[{"destination": "slack", "if": []}]', "if: Extra inputs are not permitted"),
+        (
+            '[{"destination": "hubspot", "when": [{"field": "icp_score", "op": ">=", "value": 70}]}]',
+            "ROUTING_RULES[0] (destination 'hubspot'): hubspot upserts by email: add",
+        ),
+    ],
+)
+def test_invalid_rules_fail_naming_the_rule_and_the_problem(setting: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_rules(setting)
+    assert message in str(raised.value)
