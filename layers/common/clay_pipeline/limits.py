@@ -159,7 +159,8 @@ class WebhookPool:
     def _watch_usage(self, index: int, used: int) -> None:
         threshold = math.ceil(self.limit * NEAR_LIMIT_RATIO)
         if used >= threshold:
-            count("ClayPoolNearLimit", webhook=str(index))
+            count("ClayPoolNearLimit")  # what the alarm watches (service dimension only)
+            count("ClayPoolNearLimit", webhook=str(index))  # which webhook, for the dashboard
             if used == threshold:
                 logger.warning(
                     "webhook has used 90% of its submissions; add a new webhook URL to CLAY_WEBHOOK_URLS",

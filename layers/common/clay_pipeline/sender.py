@@ -208,6 +208,7 @@ class ClaySender:
         extra = {"webhook_index": webhook.index, "status": answer.status, "reason": answer.reason}
         if answer.outcome is Outcome.GONE:
             self.pool.retire(webhook, answer.status)
+            count("ClayWebhookGone")  # what the alarm watches (service dimension only)
             count("ClayWebhookGone", webhook=str(webhook.index))
             logger.error("Clay webhook is gone; it is retired and the next one is used", extra=extra)
             return
