@@ -1,0 +1,453 @@
+"""RouterFunction against moto's server and loopback stand-ins for every destination.
+
+Outreach, nurture and Zapier are plain recording servers; HubSpot answers like HubSpot's batch
+upsert (200, or 207 with an "errors" list naming the failed inputs); Slack is scripted with
+429 + Retry-After where a test needs it.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clay_pipeline.aws import client
+from clay_pipeline.config import ConfigError
+from clay_pipeline.stores import LeadsTable, StateStore
+from local.http_stub import RecordedRequest, Reply, StubServer
+from local.sqs_events import sqs_event, sqs_record
+from tests.conftest import LambdaContextStub
+
+pytestmark = pytest.mark.integration
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+UPSERT = "/crm/v3/objects/contacts/batch/upsert"
+RECEIVED_AT = "2026-01-01T00:00:00+00:00"
+
+
+def hubspot_answer(request: RecordedRequest) -> Reply:
+    """HubSpot-shaped: inputs whose email starts with "invalid" fail validation, the rest are upserted."""
+    inputs = request.json()["inputs"]
+    bad = [item["id"] for item in inputs if item["id"].startswith("invalid")]
+    results = [{"id": str(100 + n), "properties": {"email": item["id"]}} for n, item in enumerate(inputs)]
+    body: dict[str, Any] = {
+        "status": "COMPLETE",
+        "results": [r for r in results if r["properties"]["email"] not in bad],
+    }
+    if not bad:
+        return Reply(200, body)
+    errors = [
+        {
+            "status": "error",
+            "category": "VALIDATION_ERROR",
+            "message": 'Property values were not valid: "clay_icp_score" does not exist',
+            "context": {"ids": [email]},
+        }
+        for email in bad
+    ]
+    return Reply(207, {**body, "numErrors": len(bad), "errors": errors})
+
+
+@dataclass
+class Sinks:
+    outreach: StubServer
+    nurture: StubServer
+    zapier: StubServer
+    hubspot: StubServer
+    slack: StubServer
+
+    def calls(self) -> dict[str, int]:
+        return {name: len(server.received()) for name, server in vars(self).items()}
+
+
+@pytest.fixture
+def sinks() -> Iterator[Sinks]:
+    servers = Sinks(StubServer(), StubServer(), StubServer(), StubServer(hubspot_answer), StubServer())
+    for server in vars(servers).values():
+        server.start()
+    yield servers
+    for server in vars(servers).values():
+        server.stop()
+
+
+class Router:
+    """A cold-started RouterFunction plus what the tests inspect."""
+
+    def __init__(self, module: Any, stack: Any) -> None:
+        self.module = module
+        self.stack = stack
+        self.arn = str(stack.resolver.attributes[("RoutingQueue", "Arn")])
+        self.leads = LeadsTable(stack.table_names["LeadsTable"])
+
+    def record(self, lead: dict[str, Any], receive_count: int = 1, callback_id: str | None = None) -> dict[str, Any]:
+        """A RoutingQueue record as the callback queues it (the lead is stored first, like the callback does)."""
+        key = str(lead["lead_id"])
+        callback_id = callback_id or f"{key}#h1"
+        self.leads.save_enrichment(key, callback_id, lead, RECEIVED_AT)
+        body = {"callback_id": callback_id, "lead_key": key, "lead": lead, "received_at": RECEIVED_AT}
+        return sqs_record(json.dumps(body), self.arn, message_id=f"m-{callback_id}", receive_count=receive_count)
+
+    def run(self, event: dict[str, Any], remaining_ms: int = 20_000) -> list[str]:
+        """Invoke the handler; the ids of the records it reported as failed."""
+        response = self.module.lambda_handler(event, LambdaContextStub("router", remaining_ms))
+        return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+
+    def outcome(self, lead_key: str) -> dict[str, Any]:
+        item = self.leads.get(lead_key)
+        assert item is not None
+        return item
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        messages = client("sqs").receive_message(
+            QueueUrl=self.stack.queue_urls["RoutingDLQ"],
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=0,
+        )
+        return [
+            {"body": parse_body(m["Body"]), **{k: v["StringValue"] for k, v in m.get("MessageAttributes", {}).items()}}
+            for m in messages.get("Messages", [])
+        ]
+
+
+def parse_body(body: str) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body  # a malformed message is dead-lettered as it came
+
+
+def lead(lead_id: str, score: float | None = None, **fields: Any) -> dict[str, Any]:
+    values = {"lead_id": lead_id, "email": f"{lead_id}@acme.com", "first_name": "Jane", "last_name": "Doe"}
+    if score is not None:
+        values["icp_score"] = score
+    return {**values, **fields}
+
+
+@pytest.fixture
+def configured(sinks: Sinks) -> dict[str, str]:
+    return {
+        "OUTREACH_WEBHOOK_URL": f"{sinks.outreach.url}/outreach",
+        "NURTURE_WEBHOOK_URL": f"{sinks.nurture.url}/nurture",
+        "ZAPIER_WEBHOOK_URL": f"{sinks.zapier.url}/hooks/catch/1/abc",
+        "SLACK_WEBHOOK_URL": f"{sinks.slack.url}/services/T0/B0/X",
+        "HUBSPOT_ACCESS_TOKEN": "pat-na1-test",
+        "HUBSPOT_BASE_URL": sinks.hubspot.url,
+        "DESTINATION_RETRY_ATTEMPTS": "1",
+        "DESTINATION_RETRY_BACKOFF_SECONDS": "0.01",
+        "DESTINATION_TIMEOUT_SECONDS": "2",
+        "SLACK_MIN_INTERVAL_SECONDS": "0.05",
+    }
+
+
+@pytest.fixture
+def router(load_function: Any, stack: Any, configured: dict[str, str]) -> Router:
+    return Router(load_function("RouterFunction", **configured), stack)
+
+
+def event_file(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
+
+
+# ------------------------------------------------------------------------------------- the four events
+def test_hot_lead_goes_to_slack_outreach_hubspot_zapier_and_the_leads_table(router: Router, sinks: Sinks) -> None:
+    # GIVEN events/router-hot.json: a 95-score VP with email WHEN routed
+    failed = router.run(event_file("router-hot.json"))
+    # THEN every destination of the default table got it exactly once
+    assert failed == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
+    assert sinks.outreach.received()[0].json()["email"] == "jane.doe@acme.com"
+    assert "*Jane Doe*, VP Sales at Acme (ICP 95, tier A)" in sinks.slack.received()[0].json()["text"]
+    [upsert] = sinks.hubspot.received(UPSERT)
+    assert upsert.headers["authorization"] == "Bearer pat-na1-test"
+    assert upsert.json()["inputs"] == [
+        {
+            "idProperty": "email",
+            "id": "jane.doe@acme.com",
+            "properties": {
+                "email": "jane.doe@acme.com",
+                "firstname": "Jane",
+                "lastname": "Doe",
+                "company": "Acme",
+                "jobtitle": "VP Sales",
+                "hs_lead_status": "NEW",
+                "clay_icp_score": 95.0,
+                "clay_enrichment_date": "2026-01-01",
+            },
+        }
+    ]
+    outcome = router.outcome("ld_hot_jane_acme")
+    assert outcome["routing_status"] == "routed"
+    assert (outcome["tier"], outcome["icp_score"]) == ("A", 95)
+    assert outcome["routes"] == ["slack", "outreach", "hubspot", "zapier"]
+    assert set(outcome["destinations"].values()) == {"delivered"}
+    assert "skipped_reason" not in outcome
+
+
+def test_warm_lead_goes_to_nurture_and_zapier(router: Router, sinks: Sinks) -> None:
+    assert router.run(event_file("router-warm.json")) == []
+    assert sinks.calls() == {"outreach": 0, "nurture": 1, "zapier": 1, "hubspot": 0, "slack": 0}
+    outcome = router.outcome("ld_warm_omar_globex")
+    assert (outcome["routing_status"], outcome["tier"], outcome["routes"]) == ("routed", "B", ["nurture", "zapier"])
+
+
+def test_cold_lead_is_skipped_with_the_reason(router: Router, sinks: Sinks) -> None:
+    # GIVEN a 20-score lead without email WHEN routed THEN nothing is sent and the leads table says why
+    assert router.run(event_file("router-cold.json")) == []
+    assert sum(sinks.calls().values()) == 0
+    outcome = router.outcome("ld_cold_ann_tiny")
+    assert outcome["routing_status"] == "skipped"
+    assert outcome["routes"] == []
+    assert outcome["skipped_reason"].startswith("no rule matched: slack needs icp_score >= 90;")
+    assert router.dead_letters() == []
+
+
+def test_scoreless_lead_is_scored_with_the_reference_formula(router: Router, sinks: Sinks) -> None:
+    # GIVEN a Director at an 800-person IT company with email and no score from Clay
+    assert router.run(event_file("router-scoreless.json")) == []
+    # THEN 25 (size) + 30 (industry) + 20 (title) + 10 (email) = 85, tier A: outreach, HubSpot, Zapier; not Slack
+    outcome = router.outcome("ld_scoreless_li_initech")
+    assert (outcome["icp_score"], outcome["tier"]) == (85, "A")
+    assert outcome["routes"] == ["outreach", "hubspot", "zapier"]
+    assert sinks.hubspot.received(UPSERT)[0].json()["inputs"][0]["properties"]["clay_icp_score"] == 85
+    assert sinks.calls()["slack"] == 0
+
+
+# ------------------------------------------------------------------------------------- exactly once
+def test_partial_failure_then_retry_delivers_only_the_missing_destination(router: Router, sinks: Sinks) -> None:
+    # GIVEN Slack failing (500 on the call and its in-invocation retry) while the others succeed
+    sinks.slack.script("/services/T0/B0/X", Reply(500), Reply(500))
+    record = router.record(lead("ld_p", 95))
+    # WHEN routed THEN the record goes back to the queue and the leads table shows what is missing
+    assert router.run(sqs_event([record])) == [record["messageId"]]
+    outcome = router.outcome("ld_p")
+    assert outcome["routing_status"] == "partial"
+    assert outcome["destinations"] == {
+        "slack": "failed",
+        "outreach": "delivered",
+        "hubspot": "delivered",
+        "zapier": "delivered",
+    }
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 2}
+    # WHEN the same batch is retried (Slack recovered) THEN only Slack is sent to
+    assert router.run(sqs_event([record])) == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 3}
+    assert router.outcome("ld_p")["routing_status"] == "routed"
+    # AND a third delivery of the message sends nothing at all
+    router.run(sqs_event([record]))
+    assert sinks.calls()["slack"] == 3 and sinks.calls()["outreach"] == 1
+    assert router.dead_letters() == []
+
+
+def test_a_delivery_in_flight_elsewhere_is_not_repeated(router: Router, sinks: Sinks, stack: Any) -> None:
+    # GIVEN another invocation holding the Slack lease for this callback (a duplicate SQS delivery)
+    StateStore(stack.table_names["StateTable"]).put_mark("delivery#ld_f#h1#slack", 120, {"status": "sending"})
+    record = router.record(lead("ld_f", 95))
+    # WHEN routed THEN Slack is not called, the rest are, and the record waits in the queue
+    assert router.run(sqs_event([record])) == [record["messageId"]]
+    assert sinks.calls()["slack"] == 0
+    assert sinks.calls()["outreach"] == 1
+
+
+def test_slack_429_retry_after_is_waited_out_within_the_invocation(router: Router, sinks: Sinks) -> None:
+    sinks.slack.script("/services/T0/B0/X", Reply(429, {"ok": False}, headers={"retry-after": "1"}))
+    record = router.record(lead("ld_s", 95))
+    assert router.run(sqs_event([record])) == []
+    first, second = sinks.slack.received()
+    assert second.received_at - first.received_at >= 0.9  # Slack's Retry-After was respected
+    assert router.outcome("ld_s")["destinations"]["slack"] == "delivered"
+
+
+def test_slack_429_longer_than_the_time_left_fails_back_without_sleeping(router: Router, sinks: Sinks) -> None:
+    # GIVEN Slack asking for 10 minutes WHEN 20 s remain THEN no wait: the record goes back to the queue
+    sinks.slack.script("/services/T0/B0/X", Reply(429, {"ok": False}, headers={"retry-after": "600"}))
+    record = router.record(lead("ld_t", 95))
+    assert router.run(sqs_event([record]), remaining_ms=20_000) == [record["messageId"]]
+    assert sinks.calls()["slack"] == 1
+    assert router.outcome("ld_t")["destinations"]["slack"] == "failed"
+
+
+def test_slack_paces_several_hot_leads_in_one_batch(
+    load_function: Any, stack: Any, configured: Any, sinks: Sinks
+) -> None:
+    router = Router(load_function("RouterFunction", **{**configured, "SLACK_MIN_INTERVAL_SECONDS": "0.3"}), stack)
+    records = [router.record(lead(f"ld_h{i}", 92)) for i in range(3)]
+    assert router.run(sqs_event(records)) == []
+    arrivals = [request.received_at for request in sinks.slack.received()]
+    assert len(arrivals) == 3
+    assert all(later - earlier >= 0.25 for earlier, later in itertools.pairwise(arrivals))
+
+
+# ------------------------------------------------------------------------------------- permanent failures and the DLQ
+def test_permanent_error_goes_to_the_dlq_with_reasons_and_statuses(router: Router, sinks: Sinks) -> None:
+    sinks.outreach.script("/outreach", Reply(400, {"message": "sequence id missing"}))
+    record = router.record(lead("ld_d", 85))
+    # WHEN outreach refuses the lead with a 400 THEN the record is processed (not retried) and dead-lettered
+    assert router.run(sqs_event([record])) == []
+    [dead] = router.dead_letters()
+    assert dead["reason"] == "permanent_failure"
+    assert dead["detail"] == "outreach: rejected_400 (sequence id missing)"
+    assert json.loads(dead["destinations"]) == {
+        "outreach": "permanent:rejected_400",
+        "hubspot": "delivered",
+        "zapier": "delivered",
+    }
+    assert dead["body"]["lead"]["lead_id"] == "ld_d"  # the original message: a redrive replays it
+    assert dead["source_message_id"] == record["messageId"]
+    assert sinks.calls()["outreach"] == 1  # a 4xx is not retried
+    assert router.outcome("ld_d")["routing_status"] == "partial"
+
+
+def test_hubspot_per_item_errors_map_back_to_their_records(router: Router, sinks: Sinks) -> None:
+    # GIVEN three HubSpot-bound leads in one batch, one of which HubSpot refuses
+    records = [
+        router.record(lead("ok1", 75)),
+        router.record(lead("invalid", 75)),
+        router.record(lead("ok2", 75)),
+    ]
+    assert router.run(sqs_event(records)) == []
+    # THEN one upsert carried all three, and only the refused one is dead-lettered
+    [upsert] = sinks.hubspot.received(UPSERT)
+    assert [item["id"] for item in upsert.json()["inputs"]] == ["ok1@acme.com", "invalid@acme.com", "ok2@acme.com"]
+    [dead] = router.dead_letters()
+    assert dead["body"]["lead_key"] == "invalid"
+    assert dead["detail"].startswith('hubspot: hubspot_validation_error (Property values were not valid: "clay_icp')
+    assert router.outcome("invalid")["destinations"]["hubspot"] == "permanent:hubspot_validation_error"
+    assert router.outcome("ok1")["destinations"]["hubspot"] == "delivered"
+    assert router.outcome("ok2")["routing_status"] == "routed"
+
+
+def test_hubspot_retries_only_the_items_it_rate_limited(router: Router, sinks: Sinks) -> None:
+    throttled = {
+        "status": "COMPLETE",
+        "results": [{"id": "1", "properties": {"email": "a1@acme.com"}}],
+        "errors": [
+            {"status": "error", "category": "RATE_LIMITS", "message": "slow", "context": {"ids": ["a2@acme.com"]}}
+        ],
+    }
+    sinks.hubspot.script(UPSERT, Reply(207, throttled))
+    assert router.run(sqs_event([router.record(lead("a1", 75)), router.record(lead("a2", 75))])) == []
+    first, second = sinks.hubspot.received(UPSERT)
+    assert len(first.json()["inputs"]) == 2
+    assert [item["id"] for item in second.json()["inputs"]] == ["a2@acme.com"]
+
+
+def test_two_enrichments_of_one_contact_make_one_hubspot_input(router: Router, sinks: Sinks) -> None:
+    records = [
+        router.record(lead("same", 75), callback_id="same#old"),
+        router.record(lead("same", 78, job_title="CTO"), callback_id="same#new"),
+    ]
+    assert router.run(sqs_event(records)) == []
+    [upsert] = sinks.hubspot.received(UPSERT)
+    assert len(upsert.json()["inputs"]) == 1  # HubSpot refuses a batch naming a contact twice
+
+
+def test_every_delivery_failing_on_the_last_receive_is_dead_lettered_with_what_failed(
+    router: Router, sinks: Sinks
+) -> None:
+    # GIVEN the fifth receive (RoutingQueue's maxReceiveCount) of a lead whose only destination keeps failing
+    sinks.nurture.responder = lambda request: Reply(503)
+    record = router.record(lead("ld_x", 55, email=None), receive_count=5)
+    # THEN it is not handed back to be redriven without reasons: the DLQ gets it with the failure
+    assert router.run(sqs_event([record])) == []
+    [dead] = router.dead_letters()
+    assert (dead["reason"], dead["detail"]) == ("retries_exhausted", "nurture: server_error_503")
+    assert json.loads(dead["destinations"]) == {"nurture": "failed"}
+    assert router.outcome("ld_x")["routing_status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("{not json", "malformed_json"),
+        (json.dumps({"callback_id": "c", "lead": "x"}), "not_routing_message"),
+        (json.dumps({"callback_id": "c", "lead_key": "k", "lead": {"first_name": "Nobody"}}), "invalid_lead"),
+    ],
+)
+def test_malformed_messages_are_dead_lettered(router: Router, body: str, reason: str) -> None:
+    record = sqs_record(body, router.arn)
+    assert router.run(sqs_event([record])) == []
+    [dead] = router.dead_letters()
+    assert dead["reason"] == reason
+    assert dead["body"] == parse_body(body)  # kept byte for byte
+
+
+# ------------------------------------------------------------------------------------- configuration
+def test_unconfigured_destinations_are_off_and_say_so_once(
+    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks, captured_logs: io.StringIO
+) -> None:
+    settings = {k: v for k, v in configured.items() if k not in ("SLACK_WEBHOOK_URL", "HUBSPOT_ACCESS_TOKEN")}
+    router = Router(load_function("RouterFunction", **settings), stack)
+    router.run(sqs_event([router.record(lead("o1", 95))]))
+    router.run(sqs_event([router.record(lead("o2", 95)), router.record(lead("o3", 96))]))
+    # THEN Slack and HubSpot are never called, recorded as off, and announced once each (not per record)
+    assert (sinks.calls()["slack"], sinks.calls()["hubspot"]) == (0, 0)
+    assert router.outcome("o3")["destinations"] == {
+        "slack": "off",
+        "outreach": "delivered",
+        "hubspot": "off",
+        "zapier": "delivered",
+    }
+    assert router.outcome("o3")["routing_status"] == "routed"
+    announcements = [json.loads(line) for line in captured_logs.getvalue().splitlines() if "destination is off" in line]
+    assert sorted(entry["destination"] for entry in announcements) == ["hubspot", "slack"]
+    assert all(entry["level"] == "INFO" for entry in announcements)
+
+
+def test_a_lead_whose_only_destinations_are_off_is_skipped(
+    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks
+) -> None:
+    settings = {k: v for k, v in configured.items() if k != "ZAPIER_WEBHOOK_URL"}
+    router = Router(load_function("RouterFunction", **settings), stack)
+    assert router.run(sqs_event([router.record(lead("z1", 30))])) == []
+    outcome = router.outcome("z1")
+    assert (outcome["routing_status"], outcome["skipped_reason"]) == (
+        "skipped",
+        "every chosen destination is off: zapier",
+    )
+    assert outcome["destinations"] == {"zapier": "off"}
+
+
+def test_routing_rules_from_the_environment_replace_the_defaults(
+    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks
+) -> None:
+    rules = [{"destination": "outreach", "when": [{"field": "industry", "op": "==", "value": "Healthcare"}]}]
+    router = Router(load_function("RouterFunction", **configured, ROUTING_RULES=json.dumps(rules)), stack)
+    records = [router.record(lead("c1", 99)), router.record(lead("c2", 10, industry="healthcare"))]
+    assert router.run(sqs_event(records)) == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 0, "hubspot": 0, "slack": 0}
+    assert router.outcome("c1")["routing_status"] == "skipped"
+    assert router.outcome("c2")["routes"] == ["outreach"]
+
+
+def test_invalid_routing_rules_fail_the_cold_start(load_function: Any) -> None:
+    rules = '[{"destination": "slack", "when": [{"field": "icp_score", "op": "=>", "value": 90}]}]'
+    with pytest.raises(ConfigError, match=r"ROUTING_RULES\[0\] \(destination 'slack'\): when\[0\]\.op"):
+        load_function("RouterFunction", ROUTING_RULES=rules)
+
+
+def test_metrics_count_routed_skipped_deliveries_and_dead_letters(
+    router: Router, sinks: Sinks, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sinks.zapier.script("/hooks/catch/1/abc", Reply(404))
+    records = [router.record(lead("m1", 65)), router.record(lead("m2", 10, email=None))]
+    router.run(sqs_event(records))
+    output = capsys.readouterr().out
+    metrics = [json.loads(line) for line in output.splitlines() if line.startswith('{"_aws"')]
+    names = {
+        (name, entry.get("destination") or entry.get("reason"))
+        for entry in metrics
+        for name in entry
+        if name[0].isupper()
+    }
+    assert ("DeliverySucceeded", "nurture") in names
+    assert ("DeliveryFailed", "zapier") in names
+    assert ("RouterDeadLettered", "permanent_failure") in names
+    assert any("LeadSkipped" in entry for entry in metrics)
