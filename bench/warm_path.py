@@ -1,0 +1,385 @@
+"""Warm path: CPU time per event of the callback, sender and router handlers against minimal references.
+
+Every AWS call is answered at once by a botocore before-send hook (the request is still built,
+signed and its answer parsed) and every HTTP call by a socket-less requests adapter (stubs.py).
+The real handlers run as Lambda runs them (Powertools logging and metrics on, written to
+/dev/null; tracing off, as there is no X-Ray daemon). Each reference handler does only the same
+parsing, the same auth check and the same AWS and HTTP calls, with plain boto3 and requests;
+the benchmark checks that both made the same calls. CPU is time.process_time over many events,
+real and reference interleaved in blocks. SQS handlers get batches of 10 (the template's
+BatchSize): their figure is per message.
+
+    python bench/warm_path.py [--events 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from harness import LambdaContext, Section, Target
+
+from clay_pipeline.aws import client
+from local.apigw import http_event
+from local.aws import FAKE_CREDENTIALS
+from local.sqs_events import sqs_event, sqs_record
+from local.template import load_handler_module, placeholder_environment
+
+RATIO_TARGET = 1.5
+BATCH = 10  # the template's BatchSize for both queues
+BLOCK = 50  # events per timed block; real and reference blocks alternate
+CALLBACK_SECRET = "bench-callback-secret-0123456789abcdefghij"  # noqa: S105 - a benchmark-only value
+QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:bench"
+SECRETS = {
+    "CALLBACK_SECRETS": CALLBACK_SECRET,
+    "CLAY_WEBHOOK_URLS": "https://api.clay.com/v3/sources/webhook/pull-in-data-from-a-webhook-bench",
+    "OUTREACH_WEBHOOK_URL": "https://outreach.example.com/hooks/bench",
+    "NURTURE_WEBHOOK_URL": "https://nurture.example.com/hooks/bench",
+    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/bench",
+    "ZAPIER_WEBHOOK_URL": "https://hooks.zapier.com/hooks/catch/bench",
+    "HUBSPOT_ACCESS_TOKEN": "bench-hubspot-token",
+}
+
+
+def configure() -> None:
+    """One process hosts all three functions: their template environments plus the secrets as variables."""
+    os.environ.update(FAKE_CREDENTIALS)
+    for logical_id in ("CallbackFunction", "SenderFunction", "RouterFunction"):
+        os.environ.update(placeholder_environment(logical_id))
+    os.environ.update(SECRETS)
+    os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
+    for name in ("CONFIG_SECRET_ID", "AWS_ENDPOINT_URL"):  # secrets come from the variables; no endpoint is reached
+        os.environ.pop(name, None)
+
+
+@contextlib.contextmanager
+def logs_to_devnull() -> Iterator[None]:
+    """Logging and EMF metrics are still formatted and written, just not to the terminal."""
+    from clay_pipeline.observability import logger
+
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        handler = logger.registered_handler
+        previous = handler.setStream(sink)  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            handler.setStream(previous)  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------------------ events
+def callback_events(count: int, mode: str) -> list[dict[str, Any]]:
+    events = []
+    for number in range(count):
+        body = json.dumps(
+            {
+                "lead_id": f"ld_bench_{number}",
+                "email": f"person{number}@acme.com",
+                "company_name": "Acme",
+                "employee_count": "1,200",
+                "industry": "Software",
+                "icp_score": "85",
+                "tags": '["saas", "b2b"]',
+            }
+        )
+        if mode == "hmac":
+            signature = hmac.new(CALLBACK_SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
+        else:
+            signature = CALLBACK_SECRET
+        events.append(
+            http_event(
+                "POST", "/clay/callback", body, {"content-type": "application/json", "x-clay-signature": signature}
+            )
+        )
+    return events
+
+
+def lead_batches(count: int) -> list[dict[str, Any]]:
+    return [
+        sqs_event(
+            [
+                sqs_record(
+                    json.dumps(
+                        {"email": f"p{n}.{i}@acme.com", "first_name": "Pat", "last_name": f"N{i}", "source": "api"}
+                    ),
+                    QUEUE_ARN,
+                )
+                for i in range(BATCH)
+            ]
+        )
+        for n in range(count)
+    ]
+
+
+def routing_batches(count: int) -> list[dict[str, Any]]:
+    # icp 85 with an email: outreach, HubSpot and Zapier (no Slack: its 1/s pacing would dominate), plus the record.
+    def message(n: int, i: int) -> str:
+        lead = {"lead_id": f"ld_{n}_{i}", "email": f"p{n}.{i}@acme.com", "icp_score": 85, "company_name": "Acme"}
+        return json.dumps(
+            {"callback_id": f"ld_{n}_{i}#c0ffee", "lead_key": f"ld_{n}_{i}", "lead": lead, "received_at": "2026-11-22"}
+        )
+
+    return [sqs_event([sqs_record(message(n, i), QUEUE_ARN) for i in range(BATCH)]) for n in range(count)]
+
+
+# ------------------------------------------------------------------------------------------ references
+def reference_callback(mode: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """Token or HMAC check, JSON parse, idempotency lock, lead store, queue, lock completion."""
+    dynamodb, sqs = client("dynamodb"), client("sqs")
+    state, leads, queue = os.environ["STATE_TABLE"], os.environ["LEADS_TABLE"], os.environ["ROUTING_QUEUE_URL"]
+    secret = CALLBACK_SECRET.encode()
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        body = event["body"].encode()
+        presented = event["headers"].get("x-clay-signature", "").encode()
+        expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode() if mode == "hmac" else secret
+        if not hmac.compare_digest(presented, expected):
+            return {"statusCode": 401, "body": '{"error":"unauthorized"}'}
+        lead = json.loads(body)
+        key = f"{lead['lead_id']}#{hashlib.sha256(body).hexdigest()[:32]}"
+        expires = str(int(time.time()) + 3600)
+        dynamodb.put_item(
+            TableName=state,
+            Item={"pk": {"S": key}, "status": {"S": "INPROGRESS"}, "expiration": {"N": expires}},
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+        dynamodb.update_item(
+            TableName=leads,
+            Key={"lead_key": {"S": lead["lead_id"]}},
+            UpdateExpression="SET enrichment = :lead",
+            ExpressionAttributeValues={":lead": {"S": body.decode()}},
+        )
+        sqs.send_message(QueueUrl=queue, MessageBody=body.decode())
+        dynamodb.update_item(
+            TableName=state,
+            Key={"pk": {"S": key}},
+            UpdateExpression="SET #s = :done",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":done": {"S": "COMPLETED"}},
+        )
+        return {"statusCode": 200, "body": json.dumps({"received": True, "lead_key": lead["lead_id"]})}
+
+    return handler
+
+
+def _increment(table: str, key: str) -> None:
+    client("dynamodb").update_item(
+        TableName=table,
+        Key={"pk": {"S": key}},
+        UpdateExpression="ADD #c :one",
+        ConditionExpression="attribute_not_exists(#c) OR #c < :limit",
+        ExpressionAttributeNames={"#c": "count"},
+        ExpressionAttributeValues={":one": {"N": "1"}, ":limit": {"N": "50000"}},
+        ReturnValues="UPDATED_NEW",
+    )
+
+
+def _mark(table: str, key: str) -> None:
+    client("dynamodb").put_item(
+        TableName=table, Item={"pk": {"S": key}}, ConditionExpression="attribute_not_exists(pk)"
+    )
+
+
+def _set(table: str, key: dict[str, Any], value: str) -> None:
+    client("dynamodb").update_item(
+        TableName=table,
+        Key=key,
+        UpdateExpression="SET #s = :v",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":v": {"S": value}},
+    )
+
+
+def reference_sender() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """Per message: parse, dedupe mark, webhook-retired check, pool and rate counters, POST, confirm."""
+    import requests
+
+    session = requests.Session()
+    state, url = os.environ["STATE_TABLE"], SECRETS["CLAY_WEBHOOK_URLS"]
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        for record in event["Records"]:
+            lead = json.loads(record["body"])
+            lead_id = "ld_" + hashlib.sha256(lead["email"].lower().encode()).hexdigest()[:24]
+            _mark(state, f"dedupe#{lead_id}")
+            client("dynamodb").get_item(TableName=state, Key={"pk": {"S": "webhook-dead#x"}}, ConsistentRead=True)
+            _increment(state, "pool#x")
+            _increment(state, f"rate#100#{int(time.time() * 10)}")
+            session.post(url, data=json.dumps({**lead, "lead_id": lead_id}), timeout=10).close()
+            _set(state, {"pk": {"S": f"dedupe#{lead_id}"}}, "sent")
+        return {"batchItemFailures": []}
+
+    return handler
+
+
+def reference_router() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """Per batch one HubSpot upsert; per message: parse, a claim and a confirm per destination, POSTs, record."""
+    import requests
+
+    session = requests.Session()
+    state, leads = os.environ["STATE_TABLE"], os.environ["LEADS_TABLE"]
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        messages = [json.loads(record["body"]) for record in event["Records"]]
+        for message in messages:
+            _mark(state, f"delivery#{message['callback_id']}#hubspot")
+        inputs = [{"idProperty": "email", "id": m["lead"]["email"], "properties": m["lead"]} for m in messages]
+        session.post(
+            "https://api.hubapi.com/crm/v3/objects/contacts/batch/upsert",
+            json={"inputs": inputs},
+            headers={"authorization": f"Bearer {SECRETS['HUBSPOT_ACCESS_TOKEN']}"},
+            timeout=10,
+        ).close()
+        for message in messages:
+            _set(state, {"pk": {"S": f"delivery#{message['callback_id']}#hubspot"}}, "delivered")
+        for message in messages:
+            if message["lead"]["icp_score"] < 80:
+                continue
+            for name in ("outreach", "zapier"):
+                _mark(state, f"delivery#{message['callback_id']}#{name}")
+                session.post(SECRETS[f"{name.upper()}_WEBHOOK_URL"], json=message["lead"], timeout=10).close()
+                _set(state, {"pk": {"S": f"delivery#{message['callback_id']}#{name}"}}, "delivered")
+            _set(leads, {"lead_key": {"S": message["lead_key"]}}, "routed")
+        return {"batchItemFailures": []}
+
+    return handler
+
+
+# ------------------------------------------------------------------------------------------ timing
+@dataclass
+class Case:
+    name: str
+    real: Callable[[dict[str, Any], Any], dict[str, Any]]
+    reference: Callable[[dict[str, Any], Any], dict[str, Any]]
+    events: list[dict[str, Any]]
+    context: LambdaContext
+    per_event: int = 1  # messages per event
+    check: Callable[[dict[str, Any]], bool] = lambda answer: True
+
+
+def calls_of(
+    handler: Callable[[dict[str, Any], Any], dict[str, Any]], case: Case, aws: Any, http: Counter[str]
+) -> Counter[str]:
+    aws.calls.clear()
+    http.clear()
+    answer = handler(case.events[0], case.context)
+    if not case.check(answer):
+        raise RuntimeError(f"{case.name}: unexpected answer {str(answer)[:300]}")
+    return Counter(aws.calls) + Counter({f"http:{host}": n for host, n in http.items()})
+
+
+def cpu_per_event(
+    handler: Callable[[dict[str, Any], Any], dict[str, Any]], events: list[dict[str, Any]], context: Any
+) -> float:
+    started = time.process_time()
+    for event in events:
+        handler(event, context)
+    return time.process_time() - started
+
+
+def measure(case: Case, aws: Any, http: Counter[str]) -> list[Any]:
+    real_calls, reference_calls = calls_of(case.real, case, aws, http), calls_of(case.reference, case, aws, http)
+    if real_calls != reference_calls:
+        raise RuntimeError(f"{case.name}: the reference makes other calls: {real_calls} vs {reference_calls}")
+    for handler in (case.real, case.reference):  # warm-up
+        cpu_per_event(handler, case.events[:BLOCK], case.context)
+    real = reference = 0.0
+    for start in range(0, len(case.events), BLOCK):
+        block = case.events[start : start + BLOCK]
+        real += cpu_per_event(case.real, block, case.context)
+        reference += cpu_per_event(case.reference, block, case.context)
+    messages = len(case.events) * case.per_event
+    real_ms, reference_ms = 1000 * real / messages, 1000 * reference / messages
+    calls = ", ".join(f"{name} {count / case.per_event:g}" for name, count in sorted(real_calls.items()))
+    return [case.name, f"{real_ms:.3f}", f"{reference_ms:.3f}", f"{real_ms / reference_ms:.2f}", calls]
+
+
+def run(events: int = 1500) -> Section:
+    from stubs import CannedAWS, instant_http
+
+    configure()
+    callback = load_handler_module("CallbackFunction")
+    callback_hmac = load_handler_module("CallbackFunction", {"CALLBACK_AUTH_MODE": "hmac"})
+    sender = load_handler_module("SenderFunction")
+    router = load_handler_module("RouterFunction")
+    aws = CannedAWS().install()
+    batches = max(20, events // BATCH)
+    ok = lambda status: lambda answer: answer.get("statusCode") == status  # noqa: E731
+    no_failures = lambda answer: answer.get("batchItemFailures") == []  # noqa: E731
+    cases = [
+        Case(
+            "callback (token)",
+            callback.lambda_handler,
+            reference_callback("token"),
+            callback_events(events, "token"),
+            LambdaContext("callback", remaining_ms=10_000),
+            check=ok(200),
+        ),
+        Case(
+            "callback (hmac)",
+            callback_hmac.lambda_handler,
+            reference_callback("hmac"),
+            callback_events(events, "hmac"),
+            LambdaContext("callback", remaining_ms=10_000),
+            check=ok(200),
+        ),
+        Case(
+            "sender (per message)",
+            sender.lambda_handler,
+            reference_sender(),
+            lead_batches(batches),
+            LambdaContext("sender", remaining_ms=60_000),
+            BATCH,
+            no_failures,
+        ),
+        Case(
+            "router (per message)",
+            router.lambda_handler,
+            reference_router(),
+            routing_batches(batches),
+            LambdaContext("router", remaining_ms=30_000),
+            BATCH,
+            no_failures,
+        ),
+    ]
+    rows = []
+    with instant_http() as http, logs_to_devnull():
+        for case in cases:
+            rows.append(measure(case, aws, http))
+    aws.uninstall()
+    worst = max(rows, key=lambda row: float(row[3]))
+    return Section(
+        title=f"Warm path (CPU per message, stubs answer AWS and HTTP at once; {events} callbacks, {batches} batches)",
+        headers=["handler", "real ms", "reference ms", "ratio", "calls per message (same in both)"],
+        rows=rows,
+        targets=[
+            Target(
+                f"every handler at most {RATIO_TARGET}x its reference",
+                float(worst[3]) <= RATIO_TARGET,
+                f"(worst: {worst[0]}, {worst[3]}x)",
+            )
+        ],
+        notes=[
+            "real handlers log and emit metrics as deployed (to /dev/null); tracing is off (no X-Ray daemon)",
+            "references: plain boto3 and requests doing the same auth check, JSON parse and the same calls",
+            "router leads score 85 with an email: outreach, HubSpot (one upsert per batch of 10) and Zapier",
+        ],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1500)
+    run(parser.parse_args().events).show()
+
+
+if __name__ == "__main__":
+    main()
