@@ -274,6 +274,19 @@ def test_slack_429_longer_than_the_time_left_fails_back_without_sleeping(router:
     assert router.outcome("ld_t")["destinations"]["slack"] == "failed"
 
 
+def test_a_destination_failing_after_its_retries_is_not_retried_for_the_rest_of_the_batch(
+    router: Router, sinks: Sinks
+) -> None:
+    # GIVEN outreach down (503) and two outreach-bound leads in one batch
+    sinks.outreach.responder = lambda request: Reply(503)
+    records = [router.record(lead("ld_u1", 85)), router.record(lead("ld_u2", 85))]
+    # WHEN routed THEN both wait in the queue, but only the first lead spent calls (1 + 1 retry) on outreach
+    assert router.run(sqs_event(records)) == [record["messageId"] for record in records]
+    assert sinks.calls()["outreach"] == 2
+    assert sinks.calls()["zapier"] == 2  # the healthy destinations still got both leads
+    assert router.outcome("ld_u2")["destinations"]["outreach"] == "failed"
+
+
 def test_slack_paces_several_hot_leads_in_one_batch(
     load_function: Any, stack: Any, configured: Any, sinks: Sinks
 ) -> None:

@@ -242,6 +242,7 @@ class LeadRouter:
         self.enabled: set[str] = set()
         self._announced_off: set[str] = set()
         self._hubspot_results: dict[str, DeliveryResult] = {}  # by SQS message id, for this batch
+        self._unavailable: dict[str, DeliveryResult] = {}  # destinations that failed after retries, this batch
 
     # -- per invocation --------------------------------------------------------------------
     def start(self, records: Iterable[SQSRecord], remaining_ms: int) -> None:
@@ -253,6 +254,7 @@ class LeadRouter:
             logger.info("destination is off: its URL or token is not configured", extra={"destination": name})
             self._announced_off.add(name)
         self._hubspot_results = {}
+        self._unavailable = {}
         if "hubspot" in self.enabled:
             self._hubspot_results = self._upsert_to_hubspot(list(records))
 
@@ -320,6 +322,10 @@ class LeadRouter:
     # -- deliveries ------------------------------------------------------------------------
     def _deliver_once(self, message: RoutingMessage, destination: WebhookDestination) -> DeliveryResult:
         name = destination.name
+        if name in self._unavailable:
+            # It just failed after its retries: the batch's other leads wait in the queue instead of
+            # spending the invocation's time on the same timeouts and backoffs.
+            return self._unavailable[name]
         claim = self.ledger.claim(message.callback_id, name)
         if claim is Claim.DELIVERED:
             return ALREADY_DELIVERED
@@ -332,6 +338,8 @@ class LeadRouter:
             self.ledger.release(message.callback_id, name)
             raise
         self._settle(message, name, result)
+        if result.status is Status.RETRYABLE:
+            self._unavailable[name] = result
         return result
 
     def _settle(self, message: RoutingMessage, name: str, result: DeliveryResult) -> None:
