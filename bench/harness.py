@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
-import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,12 +108,18 @@ def quiet_logs() -> None:
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # EMF lines would go to stdout
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    logging.getLogger("clay_pipeline").setLevel(logging.CRITICAL)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
 
 
-def argv_int(name: str, default: int) -> int:
-    """`--name N` from the command line (the scripts take few options: no argparse needed for one)."""
-    args = sys.argv[1:]
-    if f"--{name}" in args:
-        return int(args[args.index(f"--{name}") + 1])
-    return default
+@contextlib.contextmanager
+def logs_to_devnull() -> Iterator[None]:
+    """Logging and EMF metrics are still formatted and written (their cost is real), just not shown."""
+    from clay_pipeline.observability import logger
+
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        handler = logger.registered_handler
+        previous = handler.setStream(sink)  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            handler.setStream(previous)  # type: ignore[attr-defined]

@@ -15,18 +15,17 @@ BatchSize): their figure is per message.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import hmac
 import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness import LambdaContext, Section, Target
+from harness import LambdaContext, Section, Target, logs_to_devnull
 
 from clay_pipeline.aws import client
 from local.apigw import http_event
@@ -59,20 +58,6 @@ def configure() -> None:
     os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
     for name in ("CONFIG_SECRET_ID", "AWS_ENDPOINT_URL"):  # secrets come from the variables; no endpoint is reached
         os.environ.pop(name, None)
-
-
-@contextlib.contextmanager
-def logs_to_devnull() -> Iterator[None]:
-    """Logging and EMF metrics are still formatted and written, just not to the terminal."""
-    from clay_pipeline.observability import logger
-
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-        handler = logger.registered_handler
-        previous = handler.setStream(sink)  # type: ignore[attr-defined]
-        try:
-            yield
-        finally:
-            handler.setStream(previous)  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------------------------------ events
