@@ -52,6 +52,7 @@ class Usage:
 @dataclass
 class Pipeline:
     prefix: str = "bench"
+    log_level: str = "WARNING"
     usage: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
 
     def start(self) -> Pipeline:
@@ -72,7 +73,7 @@ class Pipeline:
             "HUBSPOT_ACCESS_TOKEN": "bench-hubspot-token",
             "HUBSPOT_BASE_URL": self.web.url,
             "SLACK_MIN_INTERVAL_SECONDS": "0",  # Slack's 1/s pacing is a wait, not work: keep runs short
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "POWERTOOLS_LOG_LEVEL": self.log_level,
         }
         self.handlers: dict[str, Any] = {}
         for logical_id in FUNCTIONS:
