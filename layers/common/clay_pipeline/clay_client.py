@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader, ReadTimeoutError
 from urllib3.util.retry import Retry
+
+from clay_pipeline.outbound import is_read_timeout, parse_retry_after, retrying_session
 
 AUTH_HEADER = "x-clay-webhook-auth"
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 PERMANENT_STATUSES = frozenset({400, 413, 422})
 GONE_STATUSES = frozenset({404, 410})
-DEFAULT_RETRY_AFTER_SECONDS = 10.0
 
 
 class Outcome(enum.Enum):
@@ -72,11 +71,7 @@ class ClayClient:
     @property
     def session(self) -> requests.Session:
         if self._session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(max_retries=self._retry, pool_maxsize=4)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-            self._session = session
+            self._session = retrying_session(self._retry, pool_size=4)
         return self._session
 
     def post(self, url: str, body: bytes, auth_token: str | None = None) -> ClayAnswer:
@@ -87,13 +82,10 @@ class ClayClient:
             response = self.session.post(url, data=body, headers=headers, timeout=self.timeout_seconds)
         except requests.exceptions.ConnectTimeout:
             return ClayAnswer(Outcome.RETRYABLE, reason="connect_timeout")
-        except requests.exceptions.ReadTimeout:
-            return ClayAnswer(Outcome.RETRYABLE, reason="read_timeout", ambiguous=True)
         except requests.exceptions.RetryError:
             return ClayAnswer(Outcome.RETRYABLE, reason="retries_exhausted")
-        except requests.exceptions.ConnectionError as error:
-            # urllib3 reports a read timeout it may not repeat as MaxRetryError, which requests wraps here.
-            if isinstance(getattr(error.args[0] if error.args else None, "reason", None), ReadTimeoutError):
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as error:
+            if is_read_timeout(error):
                 return ClayAnswer(Outcome.RETRYABLE, reason="read_timeout", ambiguous=True)
             return ClayAnswer(Outcome.RETRYABLE, reason="connection_error")
         retries = _retries_made(response)
@@ -121,20 +113,6 @@ def classify(status: int, retry_after_header: str | None = None, retries: int = 
     if 400 <= status < 500:
         return ClayAnswer(Outcome.PERMANENT, status, f"rejected_{status}", retries=retries)
     return ClayAnswer(Outcome.RETRYABLE, status, f"server_error_{status}", retries=retries)
-
-
-def parse_retry_after(value: str | None) -> float:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); a default when absent or bad."""
-    if not value:
-        return DEFAULT_RETRY_AFTER_SECONDS
-    try:
-        return max(0.0, float(value))  # Clay sends whole seconds; fractions are accepted too
-    except ValueError:
-        pass
-    try:
-        return max(0.0, float(Retry().parse_retry_after(value)))
-    except InvalidHeader:
-        return DEFAULT_RETRY_AFTER_SECONDS
 
 
 def _retries_made(response: Any) -> int:

@@ -24,12 +24,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from clay_pipeline import config
-from clay_pipeline.clay_client import parse_retry_after
+from clay_pipeline.outbound import is_read_timeout, parse_retry_after, retrying_session
 
 MIN_ATTEMPT_SECONDS = 0.5  # no attempt starts with less time than this left
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -69,12 +67,9 @@ def classify(status_code: int, retry_after_header: str | None = None) -> Deliver
 
 
 def classify_exception(error: requests.RequestException) -> DeliveryResult:
-    if isinstance(error, requests.Timeout):
+    if isinstance(error, requests.Timeout) or is_read_timeout(error):
         return DeliveryResult(Status.RETRYABLE, "timeout")
     if isinstance(error, requests.ConnectionError):
-        # urllib3 reports a read timeout it would not repeat as MaxRetryError, wrapped here by requests.
-        if isinstance(getattr(error.args[0] if error.args else None, "reason", None), ReadTimeoutError):
-            return DeliveryResult(Status.RETRYABLE, "timeout")
         return DeliveryResult(Status.RETRYABLE, "connection_error")
     return DeliveryResult(Status.RETRYABLE, "request_error")
 
@@ -99,11 +94,7 @@ class HttpClient:
     @property
     def session(self) -> requests.Session:
         if self._session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(max_retries=self._retry, pool_maxsize=8)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-            self._session = session
+            self._session = retrying_session(self._retry, pool_size=8)
         return self._session
 
     def post_json(

@@ -1,0 +1,42 @@
+"""Outbound HTTP shared by the Clay client and the destinations: sessions, retries, failure reading."""
+
+from __future__ import annotations
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader, ReadTimeoutError
+from urllib3.util.retry import Retry
+
+DEFAULT_RETRY_AFTER_SECONDS = 10.0
+
+
+def retrying_session(retry: Retry, pool_size: int) -> requests.Session:
+    """A Session whose adapter retries as `retry` says (urllib3), for http and https alike."""
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=pool_size)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def is_read_timeout(error: requests.RequestException) -> bool:
+    """A read timeout however requests reports it: ReadTimeout, or urllib3's MaxRetryError it would not repeat."""
+    if isinstance(error, requests.exceptions.ReadTimeout):
+        return True
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return isinstance(getattr(error.args[0] if error.args else None, "reason", None), ReadTimeoutError)
+    return False
+
+
+def parse_retry_after(value: str | None) -> float:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); a default when absent or bad."""
+    if not value:
+        return DEFAULT_RETRY_AFTER_SECONDS
+    try:
+        return max(0.0, float(value))  # Clay and Slack send whole seconds; fractions are accepted too
+    except ValueError:
+        pass
+    try:
+        return max(0.0, float(Retry().parse_retry_after(value)))
+    except InvalidHeader:
+        return DEFAULT_RETRY_AFTER_SECONDS
