@@ -1,0 +1,360 @@
+"""A Clay simulator on loopback: table webhooks in, enrichment, HTTP API column callbacks out.
+
+Inbound, like Clay's "pull in data from a webhook" source:
+`POST /v3/sources/webhook/pull-in-data-from-a-webhook-<uuid>` takes one JSON row. It checks
+x-clay-webhook-auth (401), the 100 KB limit (413), the webhook's lifetime submission limit
+(404, as for a retired webhook) and the workspace rate, 10 rows/s with a burst of 20 (429
+with Retry-After), then answers 200. Clay has no idempotency: a repeated POST is a new row.
+
+Outbound, like an HTTP API column: each row is enriched deterministically (the same lead
+always gets the same company, industry, title, size, phone and ICP score; scores cover every
+routing band and some rows get none) and POSTed to the callback URL with every value as text
+("85", "1,200") and empty columns left out. Auth is a static header, or the JWT flow (POST
+the token URL with username and password, then `Authorization: Bearer`). The column has its
+own rate limit, retries 429/5xx/connection errors with backoff, and on request sends a share
+of rows twice or loses a share of first responses (so it retries what we already accepted).
+Everything received and sent is recorded for assertions and the summary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import queue
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from local.http_stub import RecordedRequest, Reply, StubServer
+
+WEBHOOK_PREFIX = "/v3/sources/webhook/pull-in-data-from-a-webhook-"
+AUTH_HEADER = "x-clay-webhook-auth"
+MAX_ROW_BYTES = 100_000
+RETRYABLE = frozenset({429, 500, 502, 503, 504})
+TOKEN_REFRESH_SECONDS = 55 * 60  # Clay refreshes the column's JWT about every 55 minutes
+
+INDUSTRIES = (
+    "Software",
+    "Financial Services",
+    "Healthcare",
+    "Manufacturing",
+    "Retail",
+    "Information Technology",
+    "Marketing",
+    "Education",
+)
+TITLES = (
+    "VP Sales",
+    "Chief Revenue Officer",
+    "Head of Growth",
+    "Director of Marketing",
+    "Software Engineer",
+    "Office Manager",
+    "CEO",
+    "Account Executive",
+)
+EMPLOYEE_COUNTS = (8, 45, 240, 1200, 5400, 18000)
+# ICP score bands matching the routing rules (>=90, 80-89, 70-79, 50-69, <50) and no score at all.
+SCORE_BANDS: tuple[tuple[int, int] | None, ...] = ((90, 99), (80, 89), (70, 79), (50, 69), (10, 49), None)
+
+
+class TokenBucket:
+    """`rate` tokens a second, at most `burst` saved up. take() is 0 when a token was taken, else the wait."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> float:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return 0.0
+            return (1 - self._tokens) / self.rate
+
+    def wait(self) -> None:
+        while (delay := self.take()) > 0:
+            time.sleep(delay)
+
+
+def _digest(lead_key: str) -> bytes:
+    return hashlib.sha256(lead_key.encode()).digest()
+
+
+def score_band(lead_key: str) -> tuple[int, int] | None:
+    return SCORE_BANDS[_digest(lead_key)[0] % len(SCORE_BANDS)]
+
+
+def enrich(row: dict[str, Any], enriched_at: str) -> dict[str, str]:
+    """What the table's HTTP API column sends for this row: text values, empty columns left out."""
+    key = str(row.get("lead_id") or row.get("email") or row.get("domain") or json.dumps(row, sort_keys=True))
+    digest = _digest(key)
+    band = score_band(key)
+    domain = str(row.get("domain") or "")
+    company = row.get("company_name") or domain.partition(".")[0].replace("-", " ").title()
+    columns: dict[str, Any] = {
+        "lead_id": row.get("lead_id"),
+        "email": row.get("email"),
+        "first_name": row.get("first_name"),
+        "last_name": row.get("last_name"),
+        "linkedin_url": row.get("linkedin_url"),
+        "domain": domain,
+        "company_name": company,
+        "industry": INDUSTRIES[digest[1] % len(INDUSTRIES)],
+        "job_title": TITLES[digest[2] % len(TITLES)],
+        "employee_count": f"{EMPLOYEE_COUNTS[digest[3] % len(EMPLOYEE_COUNTS)]:,}",
+        "phone": f"+1 415 555 {int.from_bytes(digest[4:6]) % 10000:04d}" if digest[6] % 3 else "",
+        "icp_score": str(band[0] + digest[7] % (band[1] - band[0] + 1)) if band else "",
+        "email_verified": "TRUE" if row.get("email") else "",
+        "_clay_enriched_at": enriched_at,
+    }
+    return {name: str(value) for name, value in columns.items() if value not in (None, "")}
+
+
+@dataclass
+class CallbackAuth:
+    """How the HTTP API column authenticates: a static header, or the JWT flow."""
+
+    mode: str = "token"  # token | jwt
+    header: str = "X-Clay-Signature"
+    secret: str = ""
+    token_url: str = ""
+    username: str = ""
+    password: str = ""
+
+
+@dataclass(frozen=True)
+class ReceivedRow:
+    webhook: str
+    lead_id: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CallbackAttempt:
+    lead_id: str
+    copy: int  # 0 for the row's delivery, 1 for a duplicate delivery
+    attempt: int
+    status: int | None  # None: the connection failed
+    answer: dict[str, Any] | None
+    lost: bool = False  # the simulator ignored this answer on purpose, and retried
+
+
+@dataclass
+class ClaySimulator:
+    callback_url: str
+    auth: CallbackAuth = field(default_factory=CallbackAuth)
+    webhook_token: str = ""
+    rate_per_second: float = 10.0
+    burst: float = 20.0
+    max_row_bytes: int = MAX_ROW_BYTES
+    submission_limit: int = 50_000
+    callback_rate_per_second: float = 20.0
+    callback_attempts: int = 5
+    retry_backoff_seconds: float = 0.2
+    max_retry_wait_seconds: float = 2.0
+    duplicate_share: float = 0.0  # rows whose callback is delivered twice
+    lost_response_share: float = 0.0  # rows whose first answer is ignored, so the call is retried
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        self.server = StubServer(self._respond)
+        self._inbound = TokenBucket(self.rate_per_second, self.burst)
+        self._outbound = TokenBucket(self.callback_rate_per_second, self.callback_rate_per_second)
+        self._lock = threading.Lock()
+        self._work: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._webhooks: dict[str, int] = {}  # id -> submissions
+        self._retired: set[str] = set()
+        self._token: tuple[str, float] | None = None  # JWT and when it was fetched
+        self.rows: list[ReceivedRow] = []
+        self.inbound: Counter[int] = Counter()  # status -> answers given to the sender
+        self.callbacks: list[CallbackAttempt] = []
+        self.token_requests = 0
+        self.abandoned: list[str] = []  # lead ids whose callback never got a 2xx
+        self.pending = 0  # rows accepted whose callbacks are not finished
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> str:
+        url = self.server.start()
+        for number in range(self.workers):
+            thread = threading.Thread(target=self._work_loop, name=f"clay-column-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return url
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._work.put(None)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.server.stop()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def create_webhook(self) -> str:
+        webhook_id = str(uuid.uuid4())
+        with self._lock:
+            self._webhooks[webhook_id] = 0
+        return f"{self.url}{WEBHOOK_PREFIX}{webhook_id}"
+
+    def retire(self, webhook_url: str) -> None:
+        with self._lock:
+            self._retired.add(webhook_url.rsplit(WEBHOOK_PREFIX, 1)[-1])
+
+    # -- facts -----------------------------------------------------------------------------
+    def lead_ids(self) -> list[str]:
+        with self._lock:
+            return [row.lead_id for row in self.rows]
+
+    def answered(self, duplicate: bool) -> list[str]:
+        """Lead ids of callbacks we answered 2xx (not lost on purpose), new or duplicate as asked."""
+        with self._lock:
+            return [
+                c.lead_id
+                for c in self.callbacks
+                if c.status is not None
+                and 200 <= c.status < 300
+                and not c.lost
+                and bool((c.answer or {}).get("duplicate")) is duplicate
+            ]
+
+    def accepted_callbacks(self) -> list[str]:
+        """Lead ids of every 2xx answer that was not a duplicate, including answers the simulator lost."""
+        with self._lock:
+            return [
+                c.lead_id
+                for c in self.callbacks
+                if c.status is not None and 200 <= c.status < 300 and not (c.answer or {}).get("duplicate")
+            ]
+
+    def busy(self) -> bool:
+        with self._lock:
+            return self.pending > 0
+
+    # -- inbound webhook -------------------------------------------------------------------
+    def _respond(self, request: RecordedRequest) -> Reply:
+        reply = self._inbound_reply(request)
+        with self._lock:
+            self.inbound[reply.status] += 1
+        return reply
+
+    def _inbound_reply(self, request: RecordedRequest) -> Reply:
+        webhook_id = request.path.removeprefix(WEBHOOK_PREFIX)
+        with self._lock:
+            known = request.path.startswith(WEBHOOK_PREFIX) and webhook_id in self._webhooks
+            retired = webhook_id in self._retired
+            full = known and self._webhooks[webhook_id] >= self.submission_limit
+            if full:
+                self._retired.add(webhook_id)
+        if request.method != "POST" or not known or retired or full:
+            return Reply(404, {"error": "webhook not found"})
+        if self.webhook_token and request.headers.get(AUTH_HEADER) != self.webhook_token:
+            return Reply(401, {"error": "unauthorized"})
+        if len(request.body) > self.max_row_bytes:
+            return Reply(413, {"error": "payload too large"})
+        wait = self._inbound.take()
+        if wait > 0:
+            return Reply(429, {"error": "rate limited"}, {"retry-after": str(max(1, math.ceil(wait)))})
+        try:
+            row = json.loads(request.body)
+        except ValueError:
+            return Reply(400, {"error": "invalid JSON"})
+        if not isinstance(row, dict):
+            return Reply(400, {"error": "a row must be a JSON object"})
+        with self._lock:
+            self._webhooks[webhook_id] += 1
+            self.rows.append(ReceivedRow(webhook_id, str(row.get("lead_id", "")), row))
+            self.pending += 1
+        self._work.put(row)
+        return Reply(200, {"success": True})
+
+    # -- outbound HTTP API column ----------------------------------------------------------
+    def _work_loop(self) -> None:
+        session = requests.Session()
+        while (row := self._work.get()) is not None:
+            try:
+                self._deliver_row(session, row)
+            finally:
+                with self._lock:
+                    self.pending -= 1
+
+    def _deliver_row(self, session: requests.Session, row: dict[str, Any]) -> None:
+        lead_id = str(row.get("lead_id", ""))
+        body = json.dumps(enrich(row, datetime.now(UTC).isoformat())).encode()
+        digest = _digest(lead_id or body.decode())
+        copies = 2 if digest[8] / 256 < self.duplicate_share else 1
+        lose_first = digest[9] / 256 < self.lost_response_share
+        for copy in range(copies):
+            if not self._call(session, lead_id, copy, body, lose_first and copy == 0):
+                with self._lock:
+                    self.abandoned.append(lead_id)
+
+    def _call(self, session: requests.Session, lead_id: str, copy: int, body: bytes, lose_first: bool) -> bool:
+        """POST with retries; True once a 2xx answer was kept."""
+        for attempt in range(1, self.callback_attempts + 1):
+            self._outbound.wait()
+            status, answer, retry_after = self._post(session, body)
+            lost = lose_first and attempt == 1 and status is not None and status < 300
+            with self._lock:
+                self.callbacks.append(CallbackAttempt(lead_id, copy, attempt, status, answer, lost))
+            if status is not None and 200 <= status < 300 and not lost:
+                return True
+            if status is not None and status not in RETRYABLE and not lost:
+                return False  # Clay records the error in the cell and moves on
+            backoff = self.retry_backoff_seconds * 2 ** (attempt - 1)
+            time.sleep(min(self.max_retry_wait_seconds, retry_after if retry_after is not None else backoff))
+        return False
+
+    def _post(self, session: requests.Session, body: bytes) -> tuple[int | None, dict[str, Any] | None, float | None]:
+        headers = {"content-type": "application/json"}
+        try:
+            headers.update(self._auth_headers(session))
+            response = session.post(self.callback_url, data=body, headers=headers, timeout=10)
+        except requests.RequestException:
+            return None, None, None
+        if response.status_code == 401 and self.auth.mode == "jwt":
+            self._token = None  # expired or rotated: fetch a new one on the retry
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        retry_after = response.headers.get("retry-after")
+        return (
+            response.status_code,
+            answer if isinstance(answer, dict) else None,
+            float(retry_after) if retry_after and retry_after.isdigit() else None,
+        )
+
+    def _auth_headers(self, session: requests.Session) -> dict[str, str]:
+        if self.auth.mode != "jwt":
+            return {self.auth.header: self.auth.secret} if self.auth.secret else {}
+        with self._lock:
+            cached = self._token
+        if cached is None or time.monotonic() - cached[1] > TOKEN_REFRESH_SECONDS:
+            response = session.post(
+                self.auth.token_url, json={"username": self.auth.username, "password": self.auth.password}, timeout=10
+            )
+            with self._lock:
+                self.token_requests += 1
+            if response.status_code != 200:
+                return {}
+            cached = (str(response.json()["access_token"]), time.monotonic())
+            with self._lock:
+                self._token = cached
+        return {"authorization": f"Bearer {cached[0]}"}

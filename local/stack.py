@@ -1,0 +1,414 @@
+"""The whole pipeline on one machine: emulator, functions, gateway, pollers, Clay simulator and sinks.
+
+LocalStack starts moto's server, creates what template.yaml declares, writes the local
+secrets into the config secret (CONFIG_SECRET_ID, as deployed) and serves the functions:
+HTTP routes through the gateway, queues through pollers. Clay is the simulator and the
+destinations are the sinks, all on 127.0.0.1. `wait_idle` knows when the pipeline has
+settled, and `summary` counts what happened at every step and checks that nothing was lost
+and nothing happened twice, from the facts each part recorded (not from the pipeline's metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from clay_pipeline.aws import client
+from clay_pipeline.config import clear_secret_cache
+from clay_pipeline.destinations import idempotency_key
+from clay_pipeline.models import Lead
+from clay_pipeline.stores import from_item
+from local.aws import Emulator, Provisioned, function_environment, provision
+from local.clay_sim import CallbackAuth, ClaySimulator
+from local.gateway import Gateway, http_routes
+from local.lambda_runtime import LambdaFunction
+from local.pollers import QueuePoller, event_sources
+from local.sinks import DESTINATIONS, Sinks
+from local.template import functions
+
+# Dummy secrets of the local stack, written into its config secret. They are recognisable on
+# purpose and are what the events/*.json files carry:
+# - INTAKE_API_KEYS: the X-Api-Key of POST /leads (events/intake-*.json)
+# - CALLBACK_SECRETS: the token of token mode (X-Clay-Signature), the HMAC key of hmac mode and
+#   the JWT signing key of jwt mode (events/callback-*.json)
+# - CALLBACK_JWT_USERS: the username:password the Clay simulator's JWT flow posts to /clay/token
+# - CLAY_WEBHOOK_AUTH_TOKEN: x-clay-webhook-auth, checked by the Clay simulator
+# - HUBSPOT_ACCESS_TOKEN: the bearer token the HubSpot sink expects
+# CLAY_WEBHOOK_URLS and the destination URLs are added at start, once the servers have ports.
+LOCAL_SECRETS = {
+    "INTAKE_API_KEYS": "local-intake-key",
+    "CALLBACK_SECRETS": "local-callback-secret",
+    "CALLBACK_JWT_USERS": "clay:local-clay-password",
+    "CLAY_WEBHOOK_AUTH_TOKEN": "local-clay-webhook-token",
+    "HUBSPOT_ACCESS_TOKEN": "local-hubspot-token",
+}
+LOCAL_JWT_USER = ("clay", "local-clay-password")
+SOURCE_QUEUES = ("LeadQueue", "RoutingQueue")
+DEAD_LETTER_QUEUES = ("LeadDLQ", "RoutingDLQ")
+FINISHED = frozenset({"routed", "skipped"})
+
+
+@dataclass
+class StackOptions:
+    callback_auth_mode: str = "token"  # token or jwt: how the Clay simulator calls back
+    visibility_timeout: int | None = None  # seconds on the source queues; None keeps the template's
+    function_env: dict[str, dict[str, str]] = field(default_factory=dict)  # per function, over the template's
+    clay: dict[str, Any] = field(default_factory=dict)  # ClaySimulator settings (rates, duplicates...)
+    webhooks: int = 1  # Clay table webhooks in CLAY_WEBHOOK_URLS
+    default_concurrency: int = 2  # concurrent batches of a queue without ScalingConfig
+    pollers: bool = True  # False: nothing consumes the queues (invoke)
+    prefix: str = "clay-local"
+
+
+@dataclass
+class Summary:
+    counts: dict[str, int]
+    routed: dict[str, int]
+    elapsed: float
+    problems: list[str]
+
+    @property
+    def reconciles(self) -> bool:
+        return not self.problems
+
+    def table(self) -> str:
+        rows = [(label, str(value)) for label, value in self.counts.items()]
+        rows += [(f"routed to {name}", str(value)) for name, value in self.routed.items()]
+        rows.append(("elapsed", f"{self.elapsed:.1f} s"))
+        width = max(len(label) for label, _ in rows)
+        lines = [f"{label.ljust(width)}  {value.rjust(8)}" for label, value in rows]
+        verdict = "reconciled: nothing lost, nothing twice" if self.reconciles else "NOT reconciled:"
+        return "\n".join([*lines, "", verdict, *(f"  - {problem}" for problem in self.problems)])
+
+
+class LocalStack:
+    def __init__(self, options: StackOptions | None = None, emulator: Emulator | None = None) -> None:
+        self.options = options or StackOptions()
+        self._given_emulator = emulator
+        self.emulator: Emulator | None = None
+        self.sinks = Sinks(hubspot_token=LOCAL_SECRETS["HUBSPOT_ACCESS_TOKEN"])
+        self.gateway = Gateway()
+        self.clay: ClaySimulator
+        self.resources: Provisioned
+        self.functions: dict[str, LambdaFunction] = {}
+        self.pollers: list[QueuePoller] = []
+        self.webhook_urls: list[str] = []
+        self.posted: list[dict[str, Any]] = []
+        self.accepted_ids: list[str] = []
+        self.rejected_rows = 0
+        self.started_at = 0.0
+        self._saved_env: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> LocalStack:
+        if self._given_emulator is not None:
+            self.emulator = self._given_emulator
+            self.emulator.reset()
+        else:
+            self.emulator = Emulator()
+            self.emulator.start()
+        self.sinks.start()
+        self.clay = ClaySimulator(
+            callback_url=f"{self.gateway.url}/clay/callback",
+            auth=self._callback_auth(),
+            webhook_token=LOCAL_SECRETS["CLAY_WEBHOOK_AUTH_TOKEN"],
+            **self.options.clay,
+        )
+        self.clay.start()
+        self.webhook_urls = [self.clay.create_webhook() for _ in range(self.options.webhooks)]
+        secrets = {**LOCAL_SECRETS, "CLAY_WEBHOOK_URLS": ",".join(self.webhook_urls), **self.sinks.secrets()}
+        self.resources = provision(self.options.prefix, secrets=secrets)
+        clear_secret_cache()  # a previous stack's secret may be cached under the same id
+        self._set_process_env({"CONFIG_SECRET_ID": self.resources.secret_id or ""})
+        if self.options.visibility_timeout is not None:
+            for queue_id in SOURCE_QUEUES:
+                client("sqs").set_queue_attributes(
+                    QueueUrl=self.resources.queue_urls[queue_id],
+                    Attributes={"VisibilityTimeout": str(self.options.visibility_timeout)},
+                )
+        for logical_id in functions():
+            function = LambdaFunction(logical_id, self.function_env(logical_id))
+            function.warm_up()
+            self.functions[logical_id] = function
+        self.gateway.serve(self.functions, http_routes())
+        if self.options.pollers:
+            for source in event_sources(functions(), self.resources, self.options.default_concurrency):
+                poller = QueuePoller(source, self.functions[source.function_id])
+                poller.start()
+                self.pollers.append(poller)
+        self.started_at = time.monotonic()
+        return self
+
+    def function_env(self, logical_id: str) -> dict[str, str]:
+        """The template's environment with local values: the callback's auth mode, HubSpot's base URL, overrides."""
+        env = function_environment(logical_id, self.resources)
+        if "CALLBACK_AUTH_MODE" in env:
+            env["CALLBACK_AUTH_MODE"] = self.options.callback_auth_mode
+        if "HUBSPOT_BASE_URL" in env:
+            env["HUBSPOT_BASE_URL"] = self.sinks.url
+        return {**env, **self.options.function_env.get(logical_id, {})}
+
+    def stop(self) -> None:
+        for poller in self.pollers:
+            poller._stop.set()
+        for poller in self.pollers:
+            poller.stop()
+        self.gateway.stop()
+        self.clay.stop()
+        self.sinks.stop()
+        if self.emulator is not None and self._given_emulator is None:
+            self.emulator.stop()
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _callback_auth(self) -> CallbackAuth:
+        secret = LOCAL_SECRETS["CALLBACK_SECRETS"]
+        if self.options.callback_auth_mode == "jwt":
+            username, password = LOCAL_JWT_USER
+            return CallbackAuth("jwt", token_url=f"{self.gateway.url}/clay/token", username=username, password=password)
+        return CallbackAuth("token", header=self._callback_header(), secret=secret)
+
+    @staticmethod
+    def _callback_header() -> str:
+        env = functions()["CallbackFunction"].environment
+        header = env.get("CALLBACK_SECRET_HEADER")
+        return "X-Clay-Signature" if not isinstance(header, str) else header
+
+    def _set_process_env(self, values: dict[str, str]) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    # -- driving ---------------------------------------------------------------------------
+    def post_leads(self, rows: list[dict[str, Any]], chunk: int = 500) -> list[dict[str, Any]]:
+        """POST /leads through the gateway (as a producer would); the intake's answers, one per chunk."""
+        answers = []
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            response = requests.post(
+                f"{self.gateway.url}/leads",
+                json={"leads": part},
+                headers={"x-api-key": LOCAL_SECRETS["INTAKE_API_KEYS"]},
+                timeout=30,
+            )
+            answer = response.json()
+            rejected = {int(item["index"]) for item in answer.get("rejected", [])}
+            with self._lock:
+                self.posted.extend(part)
+                if response.status_code in (202, 400):
+                    self.rejected_rows += len(rejected)
+                    self.accepted_ids += [
+                        str(Lead.model_validate(row).lead_id) for i, row in enumerate(part) if i not in rejected
+                    ]
+            answers.append({"status": response.status_code, **answer})
+        return answers
+
+    def busy(self) -> list[str]:
+        """What is still moving: messages in a source queue, batches, requests, Clay rows not yet called back."""
+        reasons = []
+        for queue_id in SOURCE_QUEUES:
+            counts = self.queue_counts(queue_id)
+            if any(counts.values()):
+                reasons.append(f"{queue_id} {counts}")
+        reasons += [f"{p.source.function_id} batch in flight" for p in self.pollers if p.in_flight]
+        if self.gateway.in_flight:
+            reasons.append(f"{self.gateway.in_flight} HTTP requests in flight")
+        if self.clay.busy():
+            reasons.append(f"Clay has {self.clay.pending} rows to call back")
+        return reasons
+
+    def wait_idle(self, timeout: float = 60.0, settle: float = 0.3) -> bool:
+        """True once nothing has moved for `settle` seconds; False if that does not happen within `timeout`."""
+        deadline = time.monotonic() + timeout
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            if self.busy():
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= settle:
+                return True
+            time.sleep(0.1)
+        return False
+
+    # -- facts -----------------------------------------------------------------------------
+    def queue_counts(self, queue_id: str) -> dict[str, int]:
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        names.append("ApproximateNumberOfMessagesDelayed")
+        attributes = client("sqs").get_queue_attributes(
+            QueueUrl=self.resources.queue_urls[queue_id], AttributeNames=names
+        )["Attributes"]
+        return {name.removeprefix("ApproximateNumberOfMessages") or "Visible": int(attributes[name]) for name in names}
+
+    def dead_letters(self, queue_id: str) -> list[dict[str, Any]]:
+        """Every message in a DLQ (body and string attributes), left in the queue."""
+        url = self.resources.queue_urls[queue_id]
+        found: dict[str, dict[str, Any]] = {}
+        handles = []
+        while True:
+            messages = (
+                client("sqs")
+                .receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30, MessageAttributeNames=["All"]
+                )
+                .get("Messages", [])
+            )
+            if not messages:
+                break
+            for message in messages:
+                attributes = {k: v.get("StringValue", "") for k, v in message.get("MessageAttributes", {}).items()}
+                found[message["MessageId"]] = {"body": message["Body"], **attributes}
+                handles.append(message["ReceiptHandle"])
+        for start in range(0, len(handles), 10):
+            client("sqs").change_message_visibility_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
+                    for i, h in enumerate(handles[start : start + 10])
+                ],
+            )
+        return list(found.values())
+
+    def leads_table(self) -> dict[str, dict[str, Any]]:
+        items: dict[str, dict[str, Any]] = {}
+        paginator = client("dynamodb").get_paginator("scan")
+        for page in paginator.paginate(TableName=self.resources.table_names["LeadsTable"], ConsistentRead=True):
+            for item in page.get("Items", []):
+                values = from_item(item)
+                items[str(values["lead_key"])] = values
+        return items
+
+    def summary(self) -> Summary:
+        return Reconciliation(self).summary()
+
+
+def _lead_id_of(body: str, key: str = "lead_id") -> str:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return ""
+    if not isinstance(document, dict):
+        return ""
+    if key in document:
+        return str(document[key])
+    try:
+        return str(Lead.model_validate(document).lead_id)
+    except ValueError:
+        return ""
+
+
+class Reconciliation:
+    """Counts at every step and the checks that make them add up."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.problems: list[str] = []
+
+    def summary(self) -> Summary:
+        stack = self.stack
+        clay = stack.clay
+        clay_ids = clay.lead_ids()
+        lead_dlq = stack.dead_letters("LeadDLQ")
+        routing_dlq = stack.dead_letters("RoutingDLQ")
+        lead_dlq_ids = {_lead_id_of(m["body"]) for m in lead_dlq}
+        routing_dlq_ids = {_lead_id_of(m["body"], "lead_key") for m in routing_dlq}
+        accepted_callbacks = clay.accepted_callbacks()
+        table = stack.leads_table()
+        statuses = Counter(str(item.get("routing_status")) for item in table.values())
+
+        self._check_intake()
+        self._check_clay(clay_ids, lead_dlq_ids)
+        self._check_callbacks(clay_ids, accepted_callbacks)
+        self._check_routing(accepted_callbacks, table, routing_dlq_ids)
+        self._check_destinations(table)
+        for queue_id in SOURCE_QUEUES:
+            if any((counts := stack.queue_counts(queue_id)).values()):
+                self.problems.append(f"{queue_id} is not empty: {counts}")
+
+        counts = {
+            "leads posted": len(stack.posted),
+            "accepted by intake": len(stack.accepted_ids),
+            "rejected by intake": stack.rejected_rows,
+            "duplicates skipped before Clay": max(0, len(stack.accepted_ids) - len(clay_ids) - len(lead_dlq)),
+            "sent to Clay": len(clay_ids),
+            "Clay 429s to the sender": clay.inbound[429],
+            "callbacks sent by Clay": len(clay.callbacks),
+            "callbacks accepted": len(accepted_callbacks),
+            "duplicates dropped": len(clay.answered(duplicate=True)),
+            "callbacks retried by Clay": sum(1 for c in clay.callbacks if c.attempt > 1),
+            "routed": statuses["routed"],
+            "skipped (no destination)": statuses["skipped"],
+            "dead-lettered (LeadDLQ)": len(lead_dlq),
+            "dead-lettered (RoutingDLQ)": len(routing_dlq),
+        }
+        routed_to = {**stack.sinks.counts(), "leads_table": len(table)}
+        return Summary(counts, routed_to, time.monotonic() - stack.started_at, self.problems)
+
+    def _check_intake(self) -> None:
+        stack = self.stack
+        if len(stack.accepted_ids) + stack.rejected_rows != len(stack.posted):
+            self.problems.append(
+                f"intake: {len(stack.posted)} posted but {len(stack.accepted_ids)} accepted"
+                f" + {stack.rejected_rows} rejected"
+            )
+
+    def _check_clay(self, clay_ids: list[str], lead_dlq_ids: set[str]) -> None:
+        twice = sorted(lead for lead, n in Counter(clay_ids).items() if n > 1)
+        if twice:
+            self.problems.append(f"sent to Clay more than once: {twice}")
+        lost = set(self.stack.accepted_ids) - set(clay_ids) - lead_dlq_ids
+        if lost:
+            self.problems.append(f"accepted by intake but neither in Clay nor in LeadDLQ: {sorted(lost)}")
+
+    def _check_callbacks(self, clay_ids: list[str], accepted: list[str]) -> None:
+        twice = sorted(lead for lead, n in Counter(accepted).items() if n > 1)
+        if twice:
+            self.problems.append(f"callback accepted more than once: {twice}")
+        missing = set(clay_ids) - set(accepted)
+        if missing:
+            self.problems.append(f"Clay rows whose callback was never accepted: {sorted(missing)}")
+
+    def _check_routing(self, accepted: list[str], table: dict[str, dict[str, Any]], routing_dlq_ids: set[str]) -> None:
+        unfinished = sorted(
+            lead
+            for lead in set(accepted)
+            if lead not in routing_dlq_ids and str(table.get(lead, {}).get("routing_status")) not in FINISHED
+        )
+        if unfinished:
+            self.problems.append(f"callbacks neither routed, skipped nor dead-lettered: {unfinished}")
+
+    def _check_destinations(self, table: dict[str, dict[str, Any]]) -> None:
+        """Each destination got exactly the deliveries the router recorded as delivered, once each."""
+        for destination in DESTINATIONS:
+            expected = set()
+            for item in table.values():
+                if (item.get("destinations") or {}).get(destination) == "delivered":
+                    if destination == "hubspot":
+                        expected.add(str((item.get("enrichment") or {}).get("email", "")).lower())
+                    else:
+                        expected.add(idempotency_key(str(item.get("callback_id")), destination))
+            received = Counter(d.key for d in self.stack.sinks.delivered(destination))
+            twice = [key for key, n in received.items() if n > 1]
+            if twice:
+                self.problems.append(f"{destination}: {len(twice)} leads delivered more than once")
+            if missing := expected - set(received):
+                self.problems.append(f"{destination}: {len(missing)} recorded deliveries never arrived")
+            if unexpected := set(received) - expected:
+                self.problems.append(f"{destination}: {len(unexpected)} deliveries the router did not record")
