@@ -9,11 +9,14 @@ instance is busy, another one is cold-started, as Lambda scales out.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from types import ModuleType
-from typing import Any
+from typing import IO, Any
 
 from local.template import functions, load_handler_module
 
@@ -78,3 +81,22 @@ class LambdaFunction:
         with self._lock:
             self.cold_starts += 1
         return module
+
+
+@contextlib.contextmanager
+def function_output_to(stream: IO[str]) -> Iterator[None]:
+    """Send what the functions write (Powertools' JSON logs and the metrics it prints) to `stream`.
+
+    One process hosts every function, so this is process-wide: callers keep their own output
+    on a stream they saved before (run: the terminal; invoke: stdout for the response).
+    """
+    from clay_pipeline.observability import logger
+
+    handler: Any = logger.registered_handler
+    previous = handler.setStream(stream) if isinstance(handler, logging.StreamHandler) else None
+    try:
+        with contextlib.redirect_stdout(stream):
+            yield
+    finally:
+        if previous is not None:
+            handler.setStream(previous)

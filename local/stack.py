@@ -31,7 +31,7 @@ from local.gateway import Gateway, http_routes
 from local.lambda_runtime import LambdaFunction
 from local.pollers import QueuePoller, event_sources
 from local.sinks import DESTINATIONS, Sinks
-from local.template import functions
+from local.template import functions, placeholder_environment
 
 # Dummy secrets of the local stack, written into its config secret. They are recognisable on
 # purpose and are what the events/*.json files carry:
@@ -44,7 +44,7 @@ from local.template import functions
 # CLAY_WEBHOOK_URLS and the destination URLs are added at start, once the servers have ports.
 LOCAL_SECRETS = {
     "INTAKE_API_KEYS": "local-intake-key",
-    "CALLBACK_SECRETS": "local-callback-secret",
+    "CALLBACK_SECRETS": "local-callback-secret-not-for-production",
     "CALLBACK_JWT_USERS": "clay:local-clay-password",
     "CLAY_WEBHOOK_AUTH_TOKEN": "local-clay-webhook-token",
     "HUBSPOT_ACCESS_TOKEN": "local-hubspot-token",
@@ -53,6 +53,7 @@ LOCAL_JWT_USER = ("clay", "local-clay-password")
 SOURCE_QUEUES = ("LeadQueue", "RoutingQueue")
 DEAD_LETTER_QUEUES = ("LeadDLQ", "RoutingDLQ")
 FINISHED = frozenset({"routed", "skipped"})
+LOCAL_ENV_TAG = "local-env:"  # tags on the config secret: environment `invoke` gives functions of a running stack
 
 
 @dataclass
@@ -127,6 +128,11 @@ class LocalStack:
         secrets = {**LOCAL_SECRETS, "CLAY_WEBHOOK_URLS": ",".join(self.webhook_urls), **self.sinks.secrets()}
         self.resources = provision(self.options.prefix, secrets=secrets)
         clear_secret_cache()  # a previous stack's secret may be cached under the same id
+        if self.resources.secret_id:
+            client("secretsmanager").tag_resource(
+                SecretId=self.resources.secret_id,
+                Tags=[{"Key": f"{LOCAL_ENV_TAG}HUBSPOT_BASE_URL", "Value": self.sinks.url}],
+            )
         self._set_process_env({"CONFIG_SECRET_ID": self.resources.secret_id or ""})
         if self.options.visibility_timeout is not None:
             for queue_id in SOURCE_QUEUES:
@@ -187,9 +193,7 @@ class LocalStack:
 
     @staticmethod
     def _callback_header() -> str:
-        env = functions()["CallbackFunction"].environment
-        header = env.get("CALLBACK_SECRET_HEADER")
-        return "X-Clay-Signature" if not isinstance(header, str) else header
+        return placeholder_environment("CallbackFunction").get("CALLBACK_SECRET_HEADER", "X-Clay-Signature")
 
     def _set_process_env(self, values: dict[str, str]) -> None:
         for name, value in values.items():

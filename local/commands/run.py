@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from clay_pipeline.csv_import import load_rows, map_columns
+from local.lambda_runtime import function_output_to
 from local.stack import LOCAL_SECRETS, LocalStack, StackOptions
 from local.template import ROOT
 
@@ -119,17 +120,9 @@ def _shown(path: Path) -> str:
 
 @contextlib.contextmanager
 def _functions_logging_to(log: IO[str]) -> Iterator[None]:
-    """The functions' JSON logs, metrics (printed by Powertools) and the stack's own warnings go to `log`."""
-    from clay_pipeline.observability import logger
-
-    handler: Any = logger.registered_handler
-    previous = handler.setStream(log) if isinstance(handler, logging.StreamHandler) else None
+    """The functions' logs and metrics, and the stack's own warnings, go to `log`."""
     logging.basicConfig(stream=log, level=logging.WARNING, force=True)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
-    with warnings.catch_warnings(), contextlib.redirect_stdout(log):
+    with warnings.catch_warnings(), function_output_to(log):
         warnings.simplefilter("ignore")
-        try:
-            yield
-        finally:
-            if previous is not None:
-                handler.setStream(previous)
+        yield
