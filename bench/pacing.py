@@ -5,7 +5,8 @@ SQS batches of 10 in a thread. Figures come from the server's own request log: t
 rate as a share of the limit, and the busiest one-second window, which the pacer bounds by
 the rate plus its slots per window (one 0.1 s window's worth: the most a second can straddle).
 
-The Clay simulator (local/clay_sim.py) is used when present; otherwise a recording StubServer.
+Clay is the simulator (local/clay_sim.py: 429 above its rate and burst, like Clay), its
+callbacks going to a recording sink; without it, a recording StubServer answering 200.
 
     python bench/pacing.py [--leads 200] [--rate 10]
 """
@@ -41,6 +42,19 @@ def busiest_second(arrivals: list[float]) -> int:
     return best
 
 
+def start_clay(callback_url: str, rate: float) -> tuple[Any, str, StubServer]:
+    """The Clay simulator at `rate` (burst twice that, as Clay's 10/20), else a plain recording server."""
+    try:
+        from local.clay_sim import ClaySimulator
+    except ImportError:
+        stub = StubServer()
+        stub.start()
+        return stub, stub.url + WEBHOOK_PATH, stub
+    simulator = ClaySimulator(callback_url=callback_url, rate_per_second=rate, burst=2 * rate)
+    simulator.start()
+    return simulator, simulator.create_webhook(), simulator.server
+
+
 def batches_for(instance: int, leads: int, queue_arn: str) -> list[dict[str, Any]]:
     bodies = [
         json.dumps({"email": f"pace{instance}.{n}@acme.com", "first_name": "Pat", "source": "api"})
@@ -56,13 +70,14 @@ def run(leads: int = 200, rate: float = 10) -> Section:
     quiet_logs()
     emulator = Emulator()
     emulator.start()
-    clay = StubServer()
-    clay.start()
+    callbacks = StubServer()  # where the simulator's HTTP API column posts its enriched rows
+    callbacks.start()
+    clay, webhook_url, server = start_clay(callbacks.url, rate)
     try:
         stack = provision(prefix="bench-pacing")
         env = {
             **function_environment("SenderFunction", stack),
-            "CLAY_WEBHOOK_URLS": clay.url + WEBHOOK_PATH,
+            "CLAY_WEBHOOK_URLS": webhook_url,
             "CLAY_SEND_RATE_PER_SECOND": str(rate),
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
@@ -86,18 +101,22 @@ def run(leads: int = 200, rate: float = 10) -> Section:
             slots = senders[0].sender.pacer.slots
     finally:
         clay.stop()
+        callbacks.stop()
         emulator.stop()
-    arrivals = sorted(request.received_at for request in clay.received(WEBHOOK_PATH))
+    log = [request for request in server.received() if request.path == webhook_url.removeprefix(server.url)]
+    throttled = int(getattr(clay, "inbound", {}).get(429, 0))  # the simulator's own count of 429 answers
+    arrivals = sorted(request.received_at for request in log)
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
-    achieved = (len(arrivals) - 1) / span if span else float("nan")
+    achieved = (len(arrivals) - throttled - 1) / span if span else float("nan")
     busiest = busiest_second(arrivals)
     bound = rate + slots
     return Section(
         title=f"Sender pacing ({INSTANCES} concurrent senders, limit {rate:g}/s, {leads} leads)",
-        headers=["sent", "handed back", "seconds", "achieved /s", "share of limit", "busiest 1 s", "bound"],
+        headers=["requests", "429s", "handed back", "seconds", "rows /s", "share of limit", "busiest 1 s", "bound"],
         rows=[
             [
                 len(arrivals),
+                throttled,
                 sum(failures),
                 f"{span:.2f}",
                 f"{achieved:.2f}",
@@ -115,7 +134,7 @@ def run(leads: int = 200, rate: float = 10) -> Section:
         notes=[
             f"pacer: {slots} send(s) per {slots / rate:.2f} s window, shared through moto's DynamoDB",
             "Clay itself documents a burst of 20 above its 10/s: the pacer stays well inside it",
-            "server: recording StubServer on loopback answering 200 (local/clay_sim.py when it lands)",
+            f"server: {type(clay).__name__} on loopback; figures from its own request log",
         ],
     )
 

@@ -40,11 +40,12 @@ CALLBACK_SECRET = "bench-callback-secret-0123456789abcdefghij"  # noqa: S105 - a
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:bench"
 SECRETS = {
     "CALLBACK_SECRETS": CALLBACK_SECRET,
-    "CLAY_WEBHOOK_URLS": "https://api.clay.com/v3/sources/webhook/pull-in-data-from-a-webhook-bench",
-    "OUTREACH_WEBHOOK_URL": "https://outreach.example.com/hooks/bench",
-    "NURTURE_WEBHOOK_URL": "https://nurture.example.com/hooks/bench",
-    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/bench",
-    "ZAPIER_WEBHOOK_URL": "https://hooks.zapier.com/hooks/catch/bench",
+    # .invalid never resolves: should a stub ever be bypassed, nothing leaves the machine.
+    "CLAY_WEBHOOK_URLS": "https://clay.invalid/v3/sources/webhook/pull-in-data-from-a-webhook-bench",
+    "OUTREACH_WEBHOOK_URL": "https://outreach.invalid/hooks/bench",
+    "NURTURE_WEBHOOK_URL": "https://nurture.invalid/hooks/bench",
+    "SLACK_WEBHOOK_URL": "https://slack.invalid/services/bench",
+    "ZAPIER_WEBHOOK_URL": "https://zapier.invalid/hooks/catch/bench",
     "HUBSPOT_ACCESS_TOKEN": "bench-hubspot-token",
 }
 
@@ -55,6 +56,7 @@ def configure() -> None:
     for logical_id in ("CallbackFunction", "SenderFunction", "RouterFunction"):
         os.environ.update(placeholder_environment(logical_id))
     os.environ.update(SECRETS)
+    os.environ["HUBSPOT_BASE_URL"] = "https://hubspot.invalid"
     os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
     for name in ("CONFIG_SECRET_ID", "AWS_ENDPOINT_URL"):  # secrets come from the variables; no endpoint is reached
         os.environ.pop(name, None)
@@ -218,7 +220,7 @@ def reference_router() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
             _mark(state, f"delivery#{message['callback_id']}#hubspot")
         inputs = [{"idProperty": "email", "id": m["lead"]["email"], "properties": m["lead"]} for m in messages]
         session.post(
-            "https://api.hubapi.com/crm/v3/objects/contacts/batch/upsert",
+            os.environ["HUBSPOT_BASE_URL"] + "/crm/v3/objects/contacts/batch/upsert",
             json={"inputs": inputs},
             headers={"authorization": f"Bearer {SECRETS['HUBSPOT_ACCESS_TOKEN']}"},
             timeout=10,
