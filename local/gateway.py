@@ -85,7 +85,8 @@ class Gateway:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread is not None:  # shutdown() waits for serve_forever, which may never have started
+            self._server.shutdown()
         self._server.server_close()
 
     def inject(self, route_key: str, *statuses: int) -> None:

@@ -158,7 +158,9 @@ class QueuePoller:
                 return []
             if not messages:
                 window_ends = time.monotonic() + source.window_seconds
-            messages.extend(received)
+            # A message whose visibility ran out while the window was open comes again: one copy per batch.
+            seen = {m["MessageId"] for m in received}
+            messages = [m for m in messages if m["MessageId"] not in seen] + received
             if not received:
                 time.sleep(min(0.05, max(0.0, window_ends - time.monotonic())))
         return messages

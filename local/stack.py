@@ -20,12 +20,12 @@ from typing import Any
 
 import requests
 
-from clay_pipeline.aws import client
+from clay_pipeline.aws import client, reset_clients
 from clay_pipeline.config import clear_secret_cache
 from clay_pipeline.destinations import idempotency_key
 from clay_pipeline.models import Lead
 from clay_pipeline.stores import from_item
-from local.aws import Emulator, Provisioned, function_environment, provision
+from local.aws import FAKE_CREDENTIALS, Emulator, Provisioned, function_environment, provision
 from local.clay_sim import CallbackAuth, ClaySimulator
 from local.gateway import Gateway, http_routes
 from local.lambda_runtime import LambdaFunction
@@ -114,6 +114,8 @@ class LocalStack:
             self.emulator = self._given_emulator
             self.emulator.reset()
         else:
+            # The emulator points this process's AWS clients at itself; stop() points them back.
+            self._saved_env.update({name: os.environ.get(name) for name in ("AWS_ENDPOINT_URL", *FAKE_CREDENTIALS)})
             self.emulator = Emulator()
             self.emulator.start()
         self.sinks.start()
@@ -168,7 +170,8 @@ class LocalStack:
         for poller in self.pollers:
             poller.stop()
         self.gateway.stop()
-        self.clay.stop()
+        if hasattr(self, "clay"):  # stop() also cleans up after a start that failed half-way
+            self.clay.stop()
         self.sinks.stop()
         if self.emulator is not None and self._given_emulator is None:
             self.emulator.stop()
@@ -177,6 +180,8 @@ class LocalStack:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        reset_clients()
+        clear_secret_cache()
 
     def __enter__(self) -> LocalStack:
         return self.start()

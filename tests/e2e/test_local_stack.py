@@ -1,0 +1,239 @@
+"""The whole pipeline on the embedded local stack: intake -> sender -> Clay -> callback -> router -> sinks.
+
+Each test starts a LocalStack on the session's moto server, configured for speed (short
+visibility timeouts, fast pacing and backoffs), drives it through its HTTP gateway or queues,
+waits until it is idle and asserts on what every part recorded (the reconciliation included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from clay_pipeline.aws import client
+from clay_pipeline.models import Lead
+from local.aws import Emulator
+from local.clay_sim import score_band
+from local.commands.run import SAMPLE_LEADS, read_leads, run_command
+from local.stack import LocalStack, StackOptions
+
+pytestmark = pytest.mark.e2e
+
+IDLE_TIMEOUT = 60.0
+# Short, yet longer than a batching window plus a batch: shorter would let a second poller take a message in work.
+VISIBILITY_TIMEOUT = 5
+FAST_ENV = {
+    "SenderFunction": {"CLAY_SEND_RATE_PER_SECOND": "50", "CLAY_RETRY_BACKOFF_SECONDS": "0.05"},
+    "RouterFunction": {
+        "SLACK_MIN_INTERVAL_SECONDS": "0.02",
+        "DESTINATION_RETRY_ATTEMPTS": "1",
+        "DESTINATION_RETRY_BACKOFF_SECONDS": "0.05",
+    },
+}
+
+
+def fast_options(**overrides: Any) -> StackOptions:
+    clay = {"rate_per_second": 100.0, "burst": 100.0, "retry_backoff_seconds": 0.05, **overrides.pop("clay", {})}
+    return StackOptions(visibility_timeout=VISIBILITY_TIMEOUT, function_env=FAST_ENV, clay=clay, **overrides)
+
+
+StackFactory = Callable[..., LocalStack]
+
+
+@pytest.fixture
+def start_stack(emulator: Emulator) -> Iterator[StackFactory]:
+    started: list[LocalStack] = []
+
+    def start(**overrides: Any) -> LocalStack:
+        stack = LocalStack(fast_options(**overrides), emulator=emulator)
+        started.append(stack)
+        return stack.start()
+
+    yield start
+    for stack in started:
+        stack.stop()
+
+
+def generated_leads(count: int, bands: tuple[Any, ...] | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """Distinct leads; with `bands`, only leads the Clay simulator scores in those bands (None: no score)."""
+    leads: list[dict[str, Any]] = []
+    number = offset
+    while len(leads) < count:
+        row = {"email": f"person{number}@company{number}.example", "first_name": f"P{number}", "company_name": "Co"}
+        if bands is None or score_band(str(Lead.model_validate(row).lead_id)) in bands:
+            leads.append(row)
+        number += 1
+    return leads
+
+
+def settle(stack: LocalStack) -> None:
+    assert stack.wait_idle(IDLE_TIMEOUT), f"the pipeline did not settle: {stack.busy()}"
+
+
+def test_sample_flows_end_to_end_and_reconciles(start_stack: StackFactory) -> None:
+    # GIVEN the stack and the sample file (invalid rows, duplicates, every score band)
+    stack = start_stack()
+    # WHEN it is posted to /leads and the pipeline settles
+    [answer] = stack.post_leads(read_leads(SAMPLE_LEADS))
+    settle(stack)
+    summary = stack.summary()
+    # THEN every count reconciles: each distinct lead reached Clay once, was called back once and routed
+    assert summary.problems == []
+    assert answer["status"] == 202
+    assert summary.counts["rejected by intake"] == 3
+    assert summary.counts["duplicates skipped before Clay"] == 3
+    assert summary.counts["sent to Clay"] == 33
+    assert summary.counts["callbacks accepted"] == 33
+    assert summary.counts["routed"] + summary.counts["skipped (no destination)"] == 33
+    # AND every destination got leads, each by its rule
+    assert all(summary.routed[name] > 0 for name in ("outreach", "hubspot", "nurture", "slack", "zapier"))
+    table = stack.leads_table()
+    for item in table.values():
+        score = float(item["icp_score"])
+        routes = set(item.get("routes", []))
+        assert ("slack" in routes) == (score >= 90)
+        assert ("nurture" in routes) == (50 <= score < 80)
+    assert {str(item["enrichment"]["lead_id"]) for item in table.values()} == set(stack.clay.lead_ids())
+
+
+def test_clay_duplicates_and_retries_reach_each_destination_once(start_stack: StackFactory) -> None:
+    # GIVEN Clay sends half the rows twice and loses a third of its first answers (so it retries),
+    # and the API answers the first callbacks with 503, 503 and 429
+    stack = start_stack(clay={"duplicate_share": 0.5, "lost_response_share": 0.35})
+    stack.gateway.inject("POST /clay/callback", 503, 503, 429)
+    leads = generated_leads(12, bands=((90, 99), (80, 89)))
+    # WHEN the leads go through
+    stack.post_leads(leads)
+    settle(stack)
+    summary = stack.summary()
+    # THEN Clay did repeat itself, and we dropped the repeats
+    assert summary.counts["duplicates dropped"] > 0
+    assert summary.counts["callbacks retried by Clay"] >= 3
+    assert summary.counts["callbacks accepted"] == 12
+    # AND each destination got each lead exactly once
+    assert summary.problems == []
+    for destination in ("outreach", "hubspot", "slack", "zapier"):
+        keys = [delivery.key for delivery in stack.sinks.delivered(destination)]
+        assert len(keys) == len(set(keys))
+    assert len(stack.sinks.delivered("outreach")) == 12
+
+
+def test_destination_down_then_up_loses_nothing(start_stack: StackFactory) -> None:
+    # GIVEN outreach and HubSpot are down
+    stack = start_stack()
+    stack.sinks.down("outreach")
+    stack.sinks.down("hubspot")
+    leads = generated_leads(6, bands=((80, 89),))
+    # WHEN leads are routed while they are down, and they come back after refusing some
+    stack.post_leads(leads)
+    deadline = time.monotonic() + 30
+    while min(stack.sinks.refused["outreach"], stack.sinks.refused["hubspot"]) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stack.sinks.refused["outreach"] > 0
+    stack.sinks.up("outreach")
+    stack.sinks.up("hubspot")
+    settle(stack)
+    # THEN every lead reached both, once, and nothing was dead-lettered
+    summary = stack.summary()
+    assert summary.problems == []
+    assert len(stack.sinks.delivered("outreach")) == 6
+    assert len(stack.sinks.delivered("hubspot")) == 6
+    assert summary.counts["dead-lettered (RoutingDLQ)"] == 0
+    # AND the zapier deliveries made before the outage ended were not repeated by the retries
+    assert len(stack.sinks.delivered("zapier")) == 6
+
+
+def test_clay_rate_limit_slows_the_sender_without_losing_or_repeating_rows(start_stack: StackFactory) -> None:
+    # GIVEN Clay allows 4 rows/s with a burst of 2, and the sender may try 50/s
+    stack = start_stack(clay={"rate_per_second": 4.0, "burst": 2.0})
+    leads = generated_leads(12)
+    # WHEN the leads are sent
+    stack.post_leads(leads)
+    settle(stack)
+    # THEN Clay refused some with 429, and still got every row exactly once
+    summary = stack.summary()
+    assert stack.clay.inbound[429] > 0
+    assert Counter(stack.clay.lead_ids()) == Counter({str(Lead.model_validate(row).lead_id): 1 for row in leads})
+    assert summary.problems == []
+    assert summary.counts["dead-lettered (LeadDLQ)"] == 0
+
+
+def test_poison_messages_reach_the_dead_letter_queues(start_stack: StackFactory) -> None:
+    # GIVEN a producer puts unparseable messages straight on both queues, next to good leads
+    stack = start_stack()
+    sqs = client("sqs")
+    sqs.send_message(QueueUrl=stack.resources.queue_urls["LeadQueue"], MessageBody='{"email": "cut-off@')
+    sqs.send_message(QueueUrl=stack.resources.queue_urls["RoutingQueue"], MessageBody='{"lead": "not an object"}')
+    stack.post_leads(generated_leads(3))
+    settle(stack)
+    # THEN each poison message is in its DLQ with the reason, byte for byte
+    [lead_dead] = stack.dead_letters("LeadDLQ")
+    assert (lead_dead["body"], lead_dead["reason"]) == ('{"email": "cut-off@', "malformed_json")
+    [routing_dead] = stack.dead_letters("RoutingDLQ")
+    assert routing_dead["body"] == '{"lead": "not an object"}'
+    assert routing_dead["reason"] == "not_routing_message"
+    # AND the good leads went through untouched
+    summary = stack.summary()
+    assert summary.problems == []
+    assert summary.counts["callbacks accepted"] == 3
+
+
+def test_jwt_mode_clay_fetches_a_token_and_calls_back_with_it(start_stack: StackFactory) -> None:
+    # GIVEN the callback in jwt mode
+    stack = start_stack(callback_auth_mode="jwt")
+    # WHEN leads go through
+    stack.post_leads(generated_leads(4))
+    settle(stack)
+    # THEN Clay got a token once and every callback was accepted with it
+    assert stack.clay.token_requests == 1
+    assert stack.summary().problems == []
+    assert len(stack.clay.answered(duplicate=False)) == 4
+    # AND a call without the bearer token is refused
+    refused = requests.post(f"{stack.gateway.url}/clay/callback", json={"email": "x@y.co"}, timeout=10)
+    assert refused.status_code == 401
+
+
+def test_gateway_maps_requests_and_answers_like_api_gateway(start_stack: StackFactory) -> None:
+    stack = start_stack(pollers=False)
+    # unknown route: API Gateway's own 404
+    missing = requests.get(f"{stack.gateway.url}/nowhere", timeout=10)
+    assert (missing.status_code, missing.json()) == (404, {"message": "Not Found"})
+    # a binary body reaches the handler base64-encoded and is refused by its content type
+    binary = requests.post(
+        f"{stack.gateway.url}/leads",
+        data=b"\x00\x01",
+        headers={"content-type": "application/octet-stream", "X-Api-Key": "local-intake-key"},
+        timeout=10,
+    )
+    assert binary.status_code == 415
+    # the handler's status, headers and JSON body come back as they were
+    accepted = requests.post(
+        f"{stack.gateway.url}/leads",
+        json={"email": "a@b.example"},
+        headers={"X-Api-Key": "local-intake-key"},
+        timeout=10,
+    )
+    assert (accepted.status_code, accepted.json()) == (202, {"accepted": 1, "rejected": []})
+    assert accepted.headers["content-type"] == "application/json"
+
+
+def test_run_command_reports_a_reconciled_sample(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN no other stack holds the emulator's state (moto's backends are shared by the process)
+    emulator.reset()
+    monkeypatch.setattr("local.commands.run.LocalStack", lambda options: LocalStack(fast_options(), emulator))
+    # WHEN `clay-pipeline run` runs the sample
+    code = run_command(argparse.Namespace(serve=False, leads=None))
+    # THEN it exits 0 and prints the reconciled summary table
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "reconciled: nothing lost, nothing twice" in out
+    assert "sent to Clay" in out
+    assert '"level"' not in out  # the functions' logs went to the log file
