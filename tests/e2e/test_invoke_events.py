@@ -1,0 +1,107 @@
+"""Every file in events/ through `clay-pipeline invoke` (the Docker-free sam local invoke), with its expected outcome.
+
+Each event runs on a fresh local stack without pollers (its Clay simulator and sinks answer
+the sender and the router), through invoke_command with AWS_ENDPOINT_URL pointing at the
+stack's emulator, and the printed response is checked along with what the event should
+have caused (queued leads, dead letters, deliveries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.aws import Emulator
+from local.commands.invoke import invoke_command
+from local.stack import LocalStack, StackOptions
+
+pytestmark = pytest.mark.e2e
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+@dataclass(frozen=True)
+class Expected:
+    function: str
+    status: int | None = None  # HTTP events: the statusCode
+    body: dict[str, Any] = field(default_factory=dict)  # HTTP events: keys the JSON body must have, with values
+    failures: tuple[str, ...] | None = None  # SQS events: the batchItemFailures ids
+    queued: dict[str, int] = field(default_factory=dict)  # queue -> messages it must hold afterwards
+    dead_letter_reasons: tuple[str, ...] = ()  # sorted reasons in the function's DLQ
+    delivered_to: frozenset[str] = frozenset()  # sinks that must have received the lead (and no other)
+    clay_rows: int = 0
+
+
+ACCEPTED = {"received": True, "duplicate": False}
+EXPECTATIONS: dict[str, Expected] = {
+    "callback-token.json": Expected("CallbackFunction", 200, ACCEPTED, queued={"RoutingQueue": 1}),
+    "callback-hmac.json": Expected("CallbackFunction", 200, ACCEPTED, queued={"RoutingQueue": 1}),
+    "callback-jwt.json": Expected("CallbackFunction", 200, ACCEPTED, queued={"RoutingQueue": 1}),
+    "callback-invalid.json": Expected("CallbackFunction", 400, {"error": "invalid fields"}, queued={"RoutingQueue": 0}),
+    "intake-single.json": Expected("IntakeFunction", 202, {"accepted": 1, "rejected": []}, queued={"LeadQueue": 1}),
+    "intake-bulk.json": Expected("IntakeFunction", 202, {"accepted": 4}, queued={"LeadQueue": 4}),
+    "intake-invalid.json": Expected("IntakeFunction", 400, {"accepted": 0}, queued={"LeadQueue": 0}),
+    # a good lead (sent to the Clay simulator), a malformed body and a lead over 100 KB (dead-lettered at once)
+    "sender-batch.json": Expected(
+        "SenderFunction", failures=(), dead_letter_reasons=("malformed_json", "oversize"), clay_rows=1
+    ),
+    "router-hot.json": Expected(
+        "RouterFunction", failures=(), delivered_to=frozenset({"slack", "outreach", "hubspot", "zapier"})
+    ),
+    "router-warm.json": Expected("RouterFunction", failures=(), delivered_to=frozenset({"nurture", "zapier"})),
+    "router-cold.json": Expected("RouterFunction", failures=(), delivered_to=frozenset()),
+    # no score from Clay: the router computes one from the firmographics (over 80 for this director of IT)
+    "router-scoreless.json": Expected(
+        "RouterFunction", failures=(), delivered_to=frozenset({"outreach", "hubspot", "zapier"})
+    ),
+}
+DEAD_LETTER_QUEUES = {"SenderFunction": "LeadDLQ", "RouterFunction": "RoutingDLQ"}
+
+
+def test_every_event_file_has_an_expectation() -> None:
+    files = {path.name for path in EVENTS.glob("*.json")}
+    assert files - set(EXPECTATIONS) == set(), "add the new event files to EXPECTATIONS"
+
+
+@pytest.fixture
+def local_stack(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", emulator.endpoint)  # invoke attaches to this emulator's stack
+    monkeypatch.delenv("CALLBACK_AUTH_MODE", raising=False)
+    with LocalStack(StackOptions(pollers=False), emulator=emulator) as stack:
+        yield stack
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTATIONS))
+def test_event_file_invokes_with_its_expected_outcome(
+    name: str, local_stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = EVENTS / name
+    if not path.is_file():
+        pytest.skip(f"{name} is not in events/ yet (its function's issue adds it)")
+    expected = EXPECTATIONS[name]
+    # WHEN the event is invoked the way `clay-pipeline invoke <Function> <event>` does it
+    code = invoke_command(argparse.Namespace(function=expected.function, event=str(path)))
+    response = json.loads(capsys.readouterr().out)
+    # THEN the handler answered as expected
+    assert code == 0
+    if expected.status is not None:
+        assert response["statusCode"] == expected.status
+        body = json.loads(response["body"])
+        assert {key: body.get(key) for key in expected.body} == expected.body
+    if expected.failures is not None:
+        assert [item["itemIdentifier"] for item in response["batchItemFailures"]] == list(expected.failures)
+    # AND it had the effects it should have had
+    for queue_id, count in expected.queued.items():
+        assert local_stack.queue_counts(queue_id)["Visible"] == count
+    if expected.function in DEAD_LETTER_QUEUES:
+        dead = local_stack.dead_letters(DEAD_LETTER_QUEUES[expected.function])
+        assert tuple(sorted(message["reason"] for message in dead)) == expected.dead_letter_reasons
+    if expected.function == "RouterFunction":
+        assert {name for name, count in local_stack.sinks.counts().items() if count} == expected.delivered_to
+    assert len(local_stack.clay.rows) == expected.clay_rows
