@@ -175,6 +175,7 @@ class ClaySimulator:
         self._inbound = TokenBucket(self.rate_per_second, self.burst)
         self._outbound = TokenBucket(self.callback_rate_per_second, self.callback_rate_per_second)
         self._lock = threading.Lock()
+        self._token_lock = threading.Lock()
         self._work: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._webhooks: dict[str, int] = {}  # id -> submissions
@@ -344,17 +345,17 @@ class ClaySimulator:
     def _auth_headers(self, session: requests.Session) -> dict[str, str]:
         if self.auth.mode != "jwt":
             return {self.auth.header: self.auth.secret} if self.auth.secret else {}
-        with self._lock:
+        with self._token_lock:  # one column, one token: concurrent rows wait for the same fetch
             cached = self._token
-        if cached is None or time.monotonic() - cached[1] > TOKEN_REFRESH_SECONDS:
-            response = session.post(
-                self.auth.token_url, json={"username": self.auth.username, "password": self.auth.password}, timeout=10
-            )
-            with self._lock:
-                self.token_requests += 1
-            if response.status_code != 200:
-                return {}
-            cached = (str(response.json()["access_token"]), time.monotonic())
-            with self._lock:
-                self._token = cached
+            if cached is None or time.monotonic() - cached[1] > TOKEN_REFRESH_SECONDS:
+                response = session.post(
+                    self.auth.token_url,
+                    json={"username": self.auth.username, "password": self.auth.password},
+                    timeout=10,
+                )
+                with self._lock:
+                    self.token_requests += 1
+                if response.status_code != 200:
+                    return {}
+                cached = self._token = (str(response.json()["access_token"]), time.monotonic())
         return {"authorization": f"Bearer {cached[0]}"}

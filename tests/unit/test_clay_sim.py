@@ -1,0 +1,161 @@
+"""The Clay simulator: its inbound webhook rules, deterministic enrichment and HTTP API column callbacks."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from clay_pipeline.models import EnrichedLead
+from local.clay_sim import AUTH_HEADER, CallbackAuth, ClaySimulator, TokenBucket, enrich, score_band
+from local.http_stub import Reply, StubServer
+
+pytestmark = pytest.mark.unit
+
+TOKEN = "sim-webhook-token"
+SECRET = "sim-callback-secret"
+
+
+@pytest.fixture
+def make_sim(http_stub: StubServer) -> Iterator[Any]:
+    sims: list[ClaySimulator] = []
+
+    def make(**settings: Any) -> ClaySimulator:
+        settings.setdefault("auth", CallbackAuth("token", "X-Clay-Signature", SECRET))
+        sim = ClaySimulator(
+            callback_url=f"{http_stub.url}/clay/callback", webhook_token=TOKEN, retry_backoff_seconds=0.01, **settings
+        )
+        sim.start()
+        sims.append(sim)
+        return sim
+
+    yield make
+    for sim in sims:
+        sim.stop()
+
+
+def post(url: str, row: Any, token: str | None = TOKEN) -> requests.Response:
+    headers = {AUTH_HEADER: token} if token else {}
+    body = row if isinstance(row, bytes) else json.dumps(row).encode()
+    return requests.post(url, data=body, headers={"content-type": "application/json", **headers}, timeout=5)
+
+
+def wait_until_done(sim: ClaySimulator) -> None:
+    deadline = time.monotonic() + 10
+    while sim.busy() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not sim.busy()
+
+
+def test_webhook_checks_auth_size_and_json(make_sim: Any) -> None:
+    sim = make_sim()
+    url = sim.create_webhook()
+    assert post(url, {"lead_id": "a"}, token=None).status_code == 401
+    assert post(url, {"lead_id": "a"}, token="wrong").status_code == 401
+    assert post(url, {"lead_id": "a", "notes": "x" * 100_001}).status_code == 413
+    assert post(url, b"{not json").status_code == 400
+    assert post(url + "0", {"lead_id": "a"}).status_code == 404  # no such webhook
+    assert post(url, {"lead_id": "a"}).status_code == 200
+    assert sim.lead_ids() == ["a"]
+
+
+def test_submission_limit_then_404_like_a_retired_webhook(make_sim: Any) -> None:
+    sim = make_sim(submission_limit=2)
+    url = sim.create_webhook()
+    statuses = [post(url, {"lead_id": str(n)}).status_code for n in range(3)]
+    assert statuses == [200, 200, 404]
+    retired = sim.create_webhook()
+    sim.retire(retired)
+    assert post(retired, {"lead_id": "x"}).status_code == 404
+
+
+def test_rate_limit_answers_429_with_retry_after_past_the_burst(make_sim: Any) -> None:
+    sim = make_sim(rate_per_second=1.0, burst=3.0)
+    url = sim.create_webhook()
+    answers = [post(url, {"lead_id": str(n)}) for n in range(5)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+    assert int(answers[3].headers["retry-after"]) >= 1
+    assert len(sim.rows) == 3  # a refused row is not created
+
+
+def test_token_bucket_refills_at_its_rate() -> None:
+    bucket = TokenBucket(rate=1000.0, burst=2.0)
+    assert [bucket.take() == 0 for _ in range(3)] == [True, True, False]
+    time.sleep(0.01)
+    assert bucket.take() == 0
+
+
+def test_enrichment_is_deterministic_textual_and_covers_every_band() -> None:
+    row = {"lead_id": "ld_1", "email": "a@acme.com", "domain": "acme.com"}
+    first, second = enrich(row, "2026-01-01T00:00:00Z"), enrich(row, "2026-01-01T00:00:00Z")
+    assert first == second
+    assert all(isinstance(value, str) and value for value in first.values())
+    assert first["company_name"] == "Acme"
+    assert EnrichedLead.model_validate(first).lead_id == "ld_1"  # what the callback accepts
+    bands = Counter(score_band(f"ld_{n}") for n in range(60))
+    assert set(bands) == {(90, 99), (80, 89), (70, 79), (50, 69), (10, 49), None}
+    scoreless = next(f"ld_{n}" for n in range(60) if score_band(f"ld_{n}") is None)
+    assert "icp_score" not in enrich({"lead_id": scoreless}, "t")  # an empty column is left out
+    big = next(enrich({"lead_id": f"ld_{n}"}, "t") for n in range(60) if score_band(f"ld_{n}") == (90, 99))
+    assert 90 <= int(big["icp_score"]) <= 99
+
+
+def test_callback_sends_the_static_header_and_the_enriched_row(make_sim: Any, http_stub: StubServer) -> None:
+    sim = make_sim()
+    post(sim.create_webhook(), {"lead_id": "ld_7", "email": "x@globex.com", "domain": "globex.com"})
+    wait_until_done(sim)
+    [callback] = http_stub.received("/clay/callback")
+    assert callback.headers["x-clay-signature"] == SECRET
+    assert callback.json()["lead_id"] == "ld_7"
+    assert "," in callback.json()["employee_count"] or callback.json()["employee_count"].isdigit()
+
+
+def test_callback_retries_5xx_and_429_then_stops(make_sim: Any, http_stub: StubServer) -> None:
+    sim = make_sim()
+    http_stub.script("/clay/callback", Reply(503), Reply(429, headers={"retry-after": "0"}))
+    post(sim.create_webhook(), {"lead_id": "ld_8"})
+    wait_until_done(sim)
+    assert [c.status for c in sim.callbacks] == [503, 429, 200]
+    bodies = {r.body for r in http_stub.received("/clay/callback")}
+    assert len(bodies) == 1  # every retry carries the identical body
+    assert sim.abandoned == []
+
+
+def test_callback_gives_up_on_a_4xx(make_sim: Any, http_stub: StubServer) -> None:
+    sim = make_sim()
+    http_stub.script("/clay/callback", Reply(400, {"error": "bad"}))
+    post(sim.create_webhook(), {"lead_id": "ld_9"})
+    wait_until_done(sim)
+    assert [c.status for c in sim.callbacks] == [400]
+    assert sim.abandoned == ["ld_9"]
+
+
+def test_duplicate_deliveries_and_lost_answers_repeat_the_same_body(make_sim: Any, http_stub: StubServer) -> None:
+    sim = make_sim(duplicate_share=1.0, lost_response_share=1.0)
+    post(sim.create_webhook(), {"lead_id": "ld_10"})
+    wait_until_done(sim)
+    # the first answer is lost (so retried), then the row is delivered a second time
+    assert [(c.copy, c.attempt, c.lost) for c in sim.callbacks] == [(0, 1, True), (0, 2, False), (1, 1, False)]
+    assert len({r.body for r in http_stub.received("/clay/callback")}) == 1
+
+
+def test_jwt_flow_fetches_a_token_once_and_sends_it(make_sim: Any, http_stub: StubServer) -> None:
+    http_stub.responder = lambda request: (
+        Reply(200, {"access_token": "jwt-1", "token_type": "Bearer", "expires_in": 3600})
+        if request.path == "/clay/token"
+        else Reply(200, {"received": True, "duplicate": False})
+    )
+    auth = CallbackAuth("jwt", token_url=f"{http_stub.url}/clay/token", username="clay", password="pw")
+    sim = make_sim(auth=auth)
+    url = sim.create_webhook()
+    post(url, {"lead_id": "a"})
+    post(url, {"lead_id": "b"})
+    wait_until_done(sim)
+    [token_request] = http_stub.received("/clay/token")
+    assert token_request.json() == {"username": "clay", "password": "pw"}
+    assert {r.headers["authorization"] for r in http_stub.received("/clay/callback")} == {"Bearer jwt-1"}
