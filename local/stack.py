@@ -46,8 +46,8 @@ LOCAL_SECRETS = {
     "INTAKE_API_KEYS": "local-intake-key",
     "CALLBACK_SECRETS": "local-callback-secret-not-for-production",
     "CALLBACK_JWT_USERS": "clay:local-clay-password",
-    "CLAY_WEBHOOK_AUTH_TOKEN": "local-clay-webhook-token",
-    "HUBSPOT_ACCESS_TOKEN": "local-hubspot-token",
+    "CLAY_WEBHOOK_AUTH_TOKEN": "local-clay-webhook-token",  # nosec B105 - a dummy local secret
+    "HUBSPOT_ACCESS_TOKEN": "local-hubspot-token",  # nosec B105 - a dummy local secret
 }
 LOCAL_JWT_USER = ("clay", "local-clay-password")
 SOURCE_QUEUES = ("LeadQueue", "RoutingQueue")
