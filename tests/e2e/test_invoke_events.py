@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,3 +106,24 @@ def test_event_file_invokes_with_its_expected_outcome(
     if expected.function == "RouterFunction":
         assert {name for name, count in local_stack.sinks.counts().items() if count} == expected.delivered_to
     assert len(local_stack.clay.rows) == expected.clay_rows
+
+
+def test_invoke_without_an_endpoint_runs_on_a_stack_of_its_own(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN no AWS_ENDPOINT_URL (and no resources left in moto, whose state the process shares)
+    emulator.reset()
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.delenv("CALLBACK_AUTH_MODE", raising=False)
+    # WHEN an event is invoked
+    code = invoke_command(argparse.Namespace(function="CallbackFunction", event=str(EVENTS / "callback-hmac.json")))
+    # THEN its own stack answered, and the environment is as it was
+    response = json.loads(capsys.readouterr().out)
+    assert (code, response["statusCode"]) == (0, 200)
+    assert "AWS_ENDPOINT_URL" not in os.environ
+
+
+def test_unknown_function_or_event_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert invoke_command(argparse.Namespace(function="NoSuchFunction", event="x.json")) == 2
+    assert invoke_command(argparse.Namespace(function="CallbackFunction", event="missing.json")) == 2
+    assert "error:" in capsys.readouterr().err
