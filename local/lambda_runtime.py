@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from local.template import functions, load_handler_module
 
+log = logging.getLogger("local.lambda_runtime")
 # Imports change os.environ while a handler module loads: one cold start at a time.
 _LOAD_LOCK = threading.Lock()
 
@@ -68,12 +69,16 @@ class LambdaFunction:
             self.invocations += 1
         if module is None:
             module = self._cold_start()
+        started = time.monotonic()
         try:
             context = LambdaContext(self.logical_id, self.timeout_seconds, self.memory_mb)
             return module.lambda_handler(event, context)
         finally:
             with self._lock:
                 self._idle.append(module)
+            # A thread cannot be killed as Lambda kills a function at its timeout: say so instead.
+            if (elapsed := time.monotonic() - started) > self.timeout_seconds:
+                log.warning("%s ran %.1f s, past its %d s Timeout", self.logical_id, elapsed, self.timeout_seconds)
 
     def _cold_start(self) -> ModuleType:
         with _LOAD_LOCK:

@@ -109,8 +109,12 @@ class QueuePoller:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Take no new batch; the one in flight finishes (stop() waits for it)."""
         self._stop.set()
+
+    def stop(self) -> None:
+        self.request_stop()
         for thread in self._threads:
             thread.join(timeout=self.function.timeout_seconds + RECEIVE_WAIT_SECONDS + 1)
 

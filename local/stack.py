@@ -165,8 +165,8 @@ class LocalStack:
         return {**env, **self.options.function_env.get(logical_id, {})}
 
     def stop(self) -> None:
-        for poller in self.pollers:
-            poller._stop.set()
+        for poller in self.pollers:  # all at once, so their last batches finish in parallel
+            poller.request_stop()
         for poller in self.pollers:
             poller.stop()
         self.gateway.stop()
@@ -184,7 +184,11 @@ class LocalStack:
         clear_secret_cache()
 
     def __enter__(self) -> LocalStack:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # servers started before the failure (e.g. a function's bad configuration)
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
