@@ -56,6 +56,18 @@ FINISHED = frozenset({"routed", "skipped"})
 LOCAL_ENV_TAG = "local-env:"  # tags on the config secret: environment `invoke` gives functions of a running stack
 
 
+SUMMARY_SECTIONS = (
+    ("intake (POST /leads)", ("leads posted", "accepted by intake", "rejected by intake")),
+    ("sender -> Clay", ("duplicates skipped before Clay", "sent to Clay", "Clay 429s to the sender")),
+    (
+        "Clay -> callback",
+        ("callbacks sent by Clay", "callbacks accepted", "duplicates dropped", "callbacks retried by Clay"),
+    ),
+    ("router", ("routed", "skipped (no destination)")),
+    ("dead letters", ("dead-lettered (LeadDLQ)", "dead-lettered (RoutingDLQ)")),
+)
+
+
 @dataclass
 class StackOptions:
     callback_auth_mode: str = "token"  # token or jwt: how the Clay simulator calls back
@@ -80,11 +92,19 @@ class Summary:
         return not self.problems
 
     def table(self) -> str:
-        rows = [(label, str(value)) for label, value in self.counts.items()]
-        rows += [(f"routed to {name}", str(value)) for name, value in self.routed.items()]
-        rows.append(("elapsed", f"{self.elapsed:.1f} s"))
-        width = max(len(label) for label, _ in rows)
-        lines = [f"{label.ljust(width)}  {value.rjust(8)}" for label, value in rows]
+        """The counts by stage, then the verdict and any problem found."""
+        sections: list[tuple[str, list[tuple[str, Any]]]] = [
+            (title, [(label, self.counts[label]) for label in labels if label in self.counts])
+            for title, labels in SUMMARY_SECTIONS
+        ]
+        sections[3][1].extend((f"routed to {name}", count) for name, count in self.routed.items())
+        sections.append(("", [("elapsed", f"{self.elapsed:.1f} s")]))
+        width = max(len(label) for _, rows in sections for label, _ in rows) + 2
+        lines = []
+        for title, rows in sections:
+            indent = "  " if title else ""
+            lines += [title] if title else []
+            lines += [f"{indent}{label.ljust(width + 2 - len(indent))}{str(value).rjust(8)}" for label, value in rows]
         verdict = "reconciled: nothing lost, nothing twice" if self.reconciles else "NOT reconciled:"
         return "\n".join([*lines, "", verdict, *(f"  - {problem}" for problem in self.problems)])
 
