@@ -68,7 +68,7 @@ sam-validate: $(TOOLS)/sam/.installed
 
 # Findings are fixed, or skipped in template.yaml's Metadata with the reason written there.
 checkov: $(TOOLS)/checkov/.installed
-	$(CHECKOV) --quiet --compact --framework cloudformation -f template.yaml
+	$(CHECKOV) --quiet --compact --skip-download --framework cloudformation -f template.yaml
 
 bandit: $(STAMP)
 	$(VENV)/bin/bandit --quiet --recursive layers/common/clay_pipeline functions local
