@@ -53,16 +53,6 @@ for service in {services!r}:
 if "secretsmanager" in {services!r}:
     config._secrets_provider()
 """
-# What-if (not the shipped code): every client from one boto3 Session, so endpoint rules, retry
-# and defaults files are loaded once instead of once per client.
-SHARED_SESSION = """import functools
-import boto3
-from botocore.config import Config
-from clay_pipeline import aws
-session = boto3.session.Session()
-aws.client = functools.cache(lambda service: session.client(service, config=Config(**aws._CONFIG_KWARGS)))
-"""
-
 
 @dataclass(frozen=True)
 class Variant:
@@ -158,9 +148,6 @@ def variants() -> list[Variant]:
         found.append(
             Variant(f"{logical_id} + clients", FIRST_EVENT.format(services=services), spec.code_dir, path, env)
         )
-        if logical_id == "CallbackFunction":
-            code = SHARED_SESSION + FIRST_EVENT.format(services=services)
-            found.append(Variant(f"{logical_id} + clients, what-if: one boto3 Session", code, spec.code_dir, path, env))
     return found
 
 

@@ -90,7 +90,9 @@ OptionalStr = Annotated[str | None, BeforeValidator(_blank_to_none)]
 class Settings(BaseModel):
     """Base for per-function settings: fields are filled from environment variables of the same name (upper case)."""
 
-    model_config = {"frozen": True, "extra": "ignore"}
+    # defer_build: each function validates only its own settings class, so the others' schemas
+    # are not built during its cold start.
+    model_config = {"frozen": True, "extra": "ignore", "defer_build": True}
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Any:

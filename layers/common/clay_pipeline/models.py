@@ -125,7 +125,8 @@ def derive_lead_id(
 class LeadFields(BaseModel):
     """Fields shared by the outbound lead and the enriched callback."""
 
-    model_config = ConfigDict(extra="allow", str_max_length=10_000)
+    # defer_build: a function builds only the schemas it validates with (the callback never needs Lead's).
+    model_config = ConfigDict(extra="allow", str_max_length=10_000, defer_build=True)
 
     lead_id: Text = Field(default=None, max_length=128)
     email: Text = None
