@@ -54,6 +54,7 @@ if "secretsmanager" in {services!r}:
     config._secrets_provider()
 """
 
+
 @dataclass(frozen=True)
 class Variant:
     name: str
