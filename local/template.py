@@ -133,6 +133,7 @@ def functions(template: dict[str, Any] | None = None) -> dict[str, FunctionSpec]
     """Every AWS::Serverless::Function with Globals applied."""
     template = template or load_template()
     defaults = template.get("Globals", {}).get("Function", {})
+    resolver = Resolver(refs=parameter_defaults(template))
     specs = {}
     for logical_id, resource in resources_of_type("AWS::Serverless::Function", template).items():
         props = {**defaults, **resource["Properties"]}
@@ -144,8 +145,8 @@ def functions(template: dict[str, Any] | None = None) -> dict[str, FunctionSpec]
             logical_id=logical_id,
             code_dir=ROOT / props["CodeUri"],
             handler=props["Handler"],
-            timeout=int(props.get("Timeout", 3)),
-            memory=int(props.get("MemorySize", 128)),
+            timeout=int(resolver.resolve(props.get("Timeout", 3))),
+            memory=int(resolver.resolve(props.get("MemorySize", 128))),
             environment=environment,
             events=props.get("Events", {}),
             policies=props.get("Policies", []),
