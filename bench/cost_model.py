@@ -47,6 +47,13 @@ SQS_REQUEST = 0.40 / 1e6
 DYNAMODB_WRU = 0.625 / 1e6
 DYNAMODB_RRU = 0.125 / 1e6
 LOGS_GB = 0.50
+# Provisioned capacity (https://aws.amazon.com/dynamodb/pricing/provisioned/, same date): $0.00065
+# per WCU-hour and $0.00013 per RCU-hour. A unit used at the auto scaling target utilisation
+# carries 3600 x utilisation requests an hour; the template uses on-demand, so this is a what-if
+# for a steady load (the pipeline's load is steady: Clay caps it at 10 rows/s per table).
+DYNAMODB_WCU_HOUR = 0.00065
+DYNAMODB_RCU_HOUR = 0.00013
+PROVISIONED_UTILISATION = 0.7
 TARGET_PER_MILLION = 5.0
 
 # -- assumptions for the duration model ---------------------------------------------------------
@@ -188,6 +195,7 @@ class Scenario:
     leads_per_intake_request: int = 1
     sender_concurrency: int = 2
     send_rate: float = 10.0
+    dynamodb_provisioned: bool = False  # what-if: provisioned capacity at PROVISIONED_UTILISATION
 
 
 def queue_consumer(logical_id: str) -> bool:
@@ -244,18 +252,23 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
         "wru": sum(m.wru.values()) / m.leads,
         "rru": sum(m.rru.values()) / m.leads,
         "log_gb": m.log_bytes / m.leads / 1e9,
+        "dynamodb_provisioned": float(s.dynamodb_provisioned),
     }
 
 
 def dollars_per_million(units: dict[str, float]) -> dict[str, float]:
     million = 1e6
+    wru_price, rru_price = DYNAMODB_WRU, DYNAMODB_RRU
+    if units["dynamodb_provisioned"]:
+        wru_price = DYNAMODB_WCU_HOUR / (3600 * PROVISIONED_UTILISATION)
+        rru_price = DYNAMODB_RCU_HOUR / (3600 * PROVISIONED_UTILISATION)
     return {
         "Lambda requests": units["lambda_requests"] * LAMBDA_REQUEST * million,
         "Lambda GB-s": units["gb_seconds"] * LAMBDA_GB_SECOND * million,
         "HTTP API": units["api_requests"] * HTTP_API_REQUEST * million,
         "SQS": units["sqs_requests"] * SQS_REQUEST * million,
-        "DynamoDB writes": units["wru"] * DYNAMODB_WRU * million,
-        "DynamoDB reads": units["rru"] * DYNAMODB_RRU * million,
+        "DynamoDB writes": units["wru"] * wru_price * million,
+        "DynamoDB reads": units["rru"] * rru_price * million,
     }
 
 
@@ -299,6 +312,13 @@ def run(leads: int = 200) -> Section:
         Scenario("memory 512 MB", memory_mb=512),
         Scenario("memory 1024 MB", memory_mb=1024),
         Scenario("intake: 100 leads per request", leads_per_intake_request=100),
+        Scenario(f"DynamoDB provisioned, {PROVISIONED_UTILISATION:.0%} utilised (what-if)", dynamodb_provisioned=True),
+        Scenario(
+            "bulk intake + 128 MB + provisioned DynamoDB (what-if)",
+            leads_per_intake_request=100,
+            memory_mb=128,
+            dynamodb_provisioned=True,
+        ),
     ]
     alternative_rows = []
     for scenario in alternatives:
@@ -311,6 +331,7 @@ def run(leads: int = 200) -> Section:
                 f"{scenario_units['gb_seconds']:.4f}",
                 f"{scenario_units['sqs_requests']:.2f}",
                 f"{scenario_costs['Lambda requests'] + scenario_costs['Lambda GB-s']:.2f}",
+                f"{scenario_costs['DynamoDB writes'] + scenario_costs['DynamoDB reads']:.2f}",
                 f"{sum(scenario_costs.values()):.2f}",
             ]
         )
@@ -321,16 +342,17 @@ def run(leads: int = 200) -> Section:
         + ", ".join(f"{name} {count}" for name, count in m.invocations.items()),
         "calls per lead by function: " + " | ".join(f"{name}: {text}" for name, text in per_function.items() if text),
         f"prices: us-east-1 on-demand list prices as of {PRICES_DATE} (Lambda arm64 $0.0000133334/GB-s and "
-        "$0.20/M requests, HTTP API $1.00/M, SQS $0.40/M, DynamoDB $0.625/M WRU and $0.125/M RRU, logs $0.50/GB); "
-        "free tiers ignored",
+        "$0.20/M requests, HTTP API $1.00/M, SQS $0.40/M, DynamoDB $0.625/M WRU and $0.125/M RRU, logs $0.50/GB; "
+        "provisioned what-if: $0.00065/WCU-hour, $0.00013/RCU-hour); free tiers ignored",
         f"duration model: run CPU x {FULL_VCPU_MB}/memory (vCPU share) + assumed round trips "
         f"{ASSUMED_AWS_ROUND_TRIP} and {ASSUMED_HTTP_ROUND_TRIP} s; sender at least concurrency / rate per lead "
         "(waiting for a pacing slot is billed)",
         "not per lead: idle SQS long polls (about 5 pollers x 3 requests/min per queue, ~$0.35 a month each), "
         "Secrets Manager (one GetSecretValue per instance per 5 minutes), alarms and custom metrics (per month)",
-        "what batch size and memory change:\n\n"
+        "what batch size, memory, bulk intake and DynamoDB capacity mode change:\n\n"
         + table(
-            ["scenario", "Lambda req/lead", "GB-s/lead", "SQS req/lead", "Lambda $/M", "total $/M"], alternative_rows
+            ["scenario", "Lambda req/lead", "GB-s/lead", "SQS req/lead", "Lambda $/M", "DynamoDB $/M", "total $/M"],
+            alternative_rows,
         ),
     ]
     return Section(
