@@ -6,7 +6,9 @@ loopback Clay records each row, each row comes back enriched through CallbackFun
 RouterFunction consumes RoutingQueue into loopback destinations. Every invocation's thread
 CPU time and wall time are recorded per function, for the cost model.
 
-Used by cost_model.py, and by end_to_end.py until local/stack.py provides the same.
+Used by cost_model.py only: counting every call per lead needs one thread driving each step in
+turn, which the local stack (local/stack.py, used by end_to_end.py) does not give: its pollers,
+gateway and Clay simulator run concurrently and retry on their own.
 """
 
 from __future__ import annotations
