@@ -21,8 +21,11 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    sender.start(context.get_remaining_time_in_millis())
-    response = process_partial_response(
-        event=event, record_handler=sender.process, processor=processor, context=context
-    )
+    sender.start(context.get_remaining_time_in_millis(), records=len(event.get("Records", [])))
+    try:
+        response = process_partial_response(
+            event=event, record_handler=sender.process, processor=processor, context=context
+        )
+    finally:
+        sender.finish()  # budget and pool units reserved for rows not sent go back
     return dict(response)

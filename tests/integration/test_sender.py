@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from clay_pipeline.aws import client
 from clay_pipeline.clay_client import webhook_fingerprint
@@ -18,6 +19,7 @@ from clay_pipeline.stores import Queue, StateStore
 from local.http_stub import Reply, StubServer
 from local.sqs_events import from_received
 from tests.conftest import LambdaContextStub
+from tests.dynamodb_calls import make_moto_writes_atomic, recorded_dynamodb_calls
 
 pytestmark = pytest.mark.integration
 
@@ -109,6 +111,29 @@ class Sender:
 
     def pool_count(self, url: str) -> int:
         return self.state.counter(f"pool#{webhook_fingerprint(url)}")
+
+    def budget_count(self) -> int:
+        return self.state.counter(f"budget#{datetime.now(UTC).date().isoformat()}")
+
+
+def run_at_once(senders: list[Sender], leads_each: int) -> list[list[str]]:
+    """Each sender gets a batch of its own leads; all batches run in parallel threads. Their failures."""
+    events = []
+    for number, sender in enumerate(senders):
+        sender.enqueue(*(lead(100 * number + n) for n in range(leads_each)))
+        events.append(sender.receive(leads_each))
+    results: dict[int, list[str]] = {}
+
+    def run(index: int) -> None:
+        results[index] = senders[index].run(events[index])
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(senders))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(results) == list(range(len(senders))), "a sender did not finish its batch"
+    return [results[index] for index in range(len(senders))]
 
 
 def ids(event: dict[str, Any]) -> list[str]:
@@ -404,23 +429,10 @@ def test_pacing_holds_across_two_concurrent_senders(make_sender: Any, clay: Stub
     # GIVEN two sender instances sharing a rate of 5 per second, each with its own batch of eight
     rate, per_instance = 5, 8
     senders = [make_sender(CLAY_SEND_RATE_PER_SECOND=str(rate)) for _ in range(2)]
-    events = []
-    for number, sender in enumerate(senders):
-        sender.enqueue(*(lead(100 * number + n) for n in range(per_instance)))
-        events.append(sender.receive(per_instance))
-    results: dict[int, list[str]] = {}
-
-    def run(index: int) -> None:
-        results[index] = senders[index].run(events[index])
-
     # WHEN both run at the same time
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    results = run_at_once(senders, per_instance)
     # THEN every lead arrived once
-    assert results == {0: [], 1: []}
+    assert results == [[], []]
     arrivals = sorted(request.received_at for request in clay.received())
     assert len(arrivals) == 2 * per_instance
     assert len({request.json()["email"] for request in clay.received()}) == 2 * per_instance
@@ -429,3 +441,96 @@ def test_pacing_holds_across_two_concurrent_senders(make_sender: Any, clay: Stub
     busiest = max(sum(1 for t in arrivals if start <= t < start + 1.0) for start in arrivals)
     assert busiest <= rate + 2
     assert arrivals[-1] - arrivals[0] >= (2 * per_instance - 1) / rate - 0.5
+
+
+# -- what a batch costs in the state table ----------------------------------------------------------
+def test_a_batch_reserves_budget_and_pool_with_one_write_each(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN a daily budget and a batch of ten new leads
+    sender = make_sender(CLAY_DAILY_SEND_BUDGET="1000")
+    sender.enqueue(*(lead(n) for n in range(10)))
+    event = sender.receive(10)
+    # WHEN it is processed
+    with recorded_dynamodb_calls() as calls:
+        failures = sender.run(event)
+    # THEN all ten are sent, with one write for the budget and one for the pool (every unit was used:
+    # nothing to give back) and one question whether the webhook is retired
+    assert failures == []
+    assert len(clay.received(HOOK_A)) == 10
+    assert calls.on("budget#") == 1
+    assert calls.on("pool#") == 1
+    assert calls.on("webhook-dead#") == 1
+    # AND the per-lead writes that make a redelivery safe, and the pacing, are still one each
+    assert calls.on("dedupe#", "PutItem") == calls.on("dedupe#", "UpdateItem") == 10
+    assert calls.on("rate#") == 10
+    assert sender.budget_count() == sender.pool_count(f"{clay.url}{HOOK_A}") == 10
+
+
+def test_units_for_rows_not_sent_go_back_at_the_end_of_the_batch(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN lead 1 was sent before, and Clay will refuse lead 2 with 400
+    sender = make_sender(CLAY_DAILY_SEND_BUDGET="100")
+    sender.send(lead(1))
+    clay.script(HOOK_A, Reply(400, {"error": "bad"}))
+    # WHEN a batch of lead 1 again, lead 2, 3 and 4 is processed
+    with recorded_dynamodb_calls() as calls:
+        _, failures = sender.send(lead(1), lead(2), lead(3), lead(4))
+    # THEN the duplicate is skipped, lead 2 is dead-lettered, and 3 and 4 are sent
+    assert failures == []
+    assert [item["reason"] for item in sender.dead_letters()] == ["rejected_400"]
+    assert len(clay.received(HOOK_A)) == 4  # lead 1 once, then 2 (refused), 3 and 4
+    # AND the budget and the pool count only the three rows Clay created
+    assert sender.budget_count() == 3
+    assert sender.pool_count(f"{clay.url}{HOOK_A}") == 3
+    # AND each took one write to reserve for the batch and one to give back the unit not used
+    assert calls.on("budget#", "UpdateItem") == 2
+    assert calls.on("pool#", "UpdateItem") == 2
+
+
+def test_pool_rotates_mid_batch_when_a_webhook_fills(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN webhooks of three submissions, the first already used once
+    sender = make_sender(CLAY_WEBHOOK_SUBMISSION_LIMIT="3")
+    sender.state.increment_below(f"pool#{webhook_fingerprint(clay.url + HOOK_A)}", 3, ttl_seconds=60)
+    # WHEN a batch of four is processed
+    _, failures = sender.send(*(lead(n) for n in range(4)))
+    # THEN the first webhook takes its last two and the second the rest; neither passes its limit
+    assert failures == []
+    assert len(clay.received(HOOK_A)) == 2
+    assert len(clay.received(HOOK_B)) == 2
+    assert sender.pool_count(f"{clay.url}{HOOK_A}") == 3
+    assert sender.pool_count(f"{clay.url}{HOOK_B}") == 2
+
+
+def test_concurrent_batches_never_pass_a_small_budget_or_pool(
+    make_sender: Any, clay: StubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a budget of five rows, webhooks of three submissions, and two instances with five leads each
+    make_moto_writes_atomic(monkeypatch)
+    senders = [make_sender(CLAY_DAILY_SEND_BUDGET="5", CLAY_WEBHOOK_SUBMISSION_LIMIT="3") for _ in range(2)]
+    # WHEN both run at the same time
+    results = run_at_once(senders, 5)
+    # THEN exactly five rows reached Clay, no webhook passed three, and the other five wait in the queue
+    assert len(clay.received()) == 5
+    assert len(clay.received(HOOK_A)) <= 3
+    assert len(clay.received(HOOK_B)) <= 3
+    assert len(results[0]) + len(results[1]) == 5
+    assert senders[0].budget_count() == 5
+    assert senders[0].pool_count(f"{clay.url}{HOOK_A}") + senders[0].pool_count(f"{clay.url}{HOOK_B}") == 5
+
+
+def test_crash_mid_batch_over_counts_but_loses_no_lead(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN a budget of three and an instance that reserved for a batch of three, sent one, then died
+    crashed = make_sender(CLAY_DAILY_SEND_BUDGET="3")
+    crashed.enqueue(*(lead(n) for n in range(3)))
+    event = crashed.receive(3)
+    crashed.module.sender.start(30_000, records=3)
+    assert crashed.module.sender.process(SQSRecord(event["Records"][0])) == "sent"
+    # WHEN another instance gets the other two after their visibility timeout
+    survivor = make_sender(CLAY_DAILY_SEND_BUDGET="3")
+    rest = {**event, "Records": event["Records"][1:]}
+    failures = survivor.run(rest)
+    # THEN the units the dead instance held stay counted (the limit is reached early, never passed)
+    assert survivor.budget_count() == 3
+    assert len(clay.received()) == 1
+    # AND its leads are not lost: they wait in the queue for the next day's budget
+    assert failures == ids(rest)
+    assert sorted(survivor.lead_queue.visibility) == sorted(r["receiptHandle"] for r in rest["Records"])
+    assert survivor.dead_letters() == []

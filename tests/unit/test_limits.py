@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
+from clay_pipeline import limits
+from clay_pipeline.clay_client import webhook_fingerprint
 from clay_pipeline.limits import Claim, DailyBudget, Deduper, Pacer, WebhookPool
 from clay_pipeline.stores import StateStore
+from tests.dynamodb_calls import make_moto_writes_atomic, recorded_dynamodb_calls
 
 pytestmark = pytest.mark.unit
 
@@ -84,20 +87,82 @@ def test_budget_counts_per_utc_day(store: StateStore) -> None:
     # the next UTC day starts from zero
     now[0] = datetime(2026, 5, 2, 0, 0, 1, tzinfo=UTC)
     assert budget.reserve() == "budget#2026-05-02"
+    budget.return_unused()
     assert store.counter("budget#2026-05-01") == 2
+    assert store.counter("budget#2026-05-02") == 1
 
 
 def test_budget_zero_means_uncapped(store: StateStore) -> None:
     budget = DailyBudget(store, limit=0)
-    assert all(budget.reserve() == "" for _ in range(5))
-    budget.release("")  # nothing to give back
+    with recorded_dynamodb_calls() as calls:
+        assert all(budget.reserve(10) == "" for _ in range(5))
+        budget.release("")  # nothing to give back
+        budget.return_unused()
+    assert calls.calls == []
 
 
-def test_budget_never_overshoots_under_concurrency(store: StateStore) -> None:
-    budget = DailyBudget(store, limit=7)
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda _: budget.reserve(), range(20)))
-    assert sum(result is not None for result in results) == 7
+def test_budget_reserves_a_batch_with_one_write_and_returns_what_it_did_not_use(store: StateStore) -> None:
+    # GIVEN a budget of 100 and a batch of ten leads
+    budget = DailyBudget(store, limit=100)
+    with recorded_dynamodb_calls() as calls:
+        # WHEN six leads take a unit (each asking for the rest of the batch) and the last send fails
+        keys = [budget.reserve(wanted) for wanted in range(10, 4, -1)]
+        budget.release(keys[-1])
+        # THEN the whole batch was reserved with one write
+        assert calls.on("budget#", "UpdateItem") == 1
+        assert store.counter(keys[0] or "") == 10
+        # WHEN the batch ends
+        budget.return_unused()
+    # THEN one more write gave back the five units no row used
+    assert calls.on("budget#", "UpdateItem") == 2
+    assert store.counter(keys[0] or "") == 5
+
+
+def test_budget_near_its_limit_takes_what_is_left(store: StateStore) -> None:
+    # GIVEN 8 of today's 10 rows are used
+    budget = DailyBudget(store, limit=10)
+    key = f"budget#{datetime.now(UTC).date().isoformat()}"
+    store.increment_below(key, 10, ttl_seconds=60, amount=8)
+    # WHEN a batch of five asks for its rows
+    taken = [budget.reserve(wanted) for wanted in range(5, 0, -1)]
+    budget.return_unused()
+    # THEN two are granted, the rest wait, and the counter stops exactly at the limit
+    assert taken == [key, key, None, None, None]
+    assert store.counter(key) == 10
+
+
+@pytest.mark.parametrize("failures", [False, True], ids=["every_send_succeeds", "some_sends_fail"])
+def test_budget_never_overshoots_with_concurrent_batches(
+    store: StateStore, failures: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_moto_writes_atomic(monkeypatch)
+    # GIVEN a budget of 7 and four instances, each with a batch of five leads
+    limit, batch = 7, 5
+
+    def run_batch(_: int) -> int:
+        budget = DailyBudget(store, limit=limit)  # one instance per thread, as Lambda runs them
+        sent = 0
+        for number in range(batch):
+            key = budget.reserve(batch - number)
+            if key is None:
+                break
+            if failures and number % 2:
+                budget.release(key)
+            else:
+                sent += 1
+        budget.return_unused()
+        return sent
+
+    # WHEN they run at the same time
+    with ThreadPoolExecutor(4) as executor:
+        sent = sum(executor.map(run_batch, range(4)))
+    # THEN no more than the limit was sent, and the counter holds exactly what was sent
+    key = f"budget#{datetime.now(UTC).date().isoformat()}"
+    assert store.counter(key) == sent
+    if failures:
+        assert 0 < sent <= limit
+    else:
+        assert sent == limit  # every unit reserved was used: none was held back from the others
 
 
 # -- webhook pool --------------------------------------------------------------------------
@@ -114,7 +179,69 @@ def test_pool_release_gives_a_submission_back(store: StateStore) -> None:
     assert webhook is not None
     assert pool.acquire([URL_A]) is None
     pool.release(webhook)
+    pool.return_unused()
+    assert store.counter(webhook.pool_key) == 0
     assert WebhookPool(store, limit=1).acquire([URL_A]) is not None  # a fresh instance: no cached 'full'
+
+
+def test_pool_reserves_a_batch_with_one_write_and_returns_what_it_did_not_use(store: StateStore) -> None:
+    # GIVEN a batch of ten leads
+    pool = WebhookPool(store, limit=50)
+    with recorded_dynamodb_calls() as calls:
+        # WHEN six take a submission and the sixth is given back (Clay did not create the row)
+        used = [pool.acquire([URL_A, URL_B], wanted) for wanted in range(10, 4, -1)]
+        assert all(used)
+        pool.release(used[-1])  # type: ignore[arg-type]
+        # THEN the ten were reserved with one write, numbered in order
+        assert [w.submissions for w in used if w] == [1, 2, 3, 4, 5, 6]
+        assert calls.on("pool#") == 1
+        # AND the given-back submission serves the next lead without another write
+        again = pool.acquire([URL_A, URL_B], 4)
+        assert again is not None
+        assert again.submissions == 6
+        assert calls.on("pool#") == 1
+        # WHEN the batch ends
+        pool.return_unused()
+    # THEN one write gave back the four not made
+    assert calls.on("pool#") == 2
+    assert store.counter(again.pool_key) == 6
+
+
+def test_pool_rotates_mid_batch_when_a_webhook_fills(store: StateStore, captured_logs: Any) -> None:
+    # GIVEN webhook A has 48 of its 50 submissions used
+    pool = WebhookPool(store, limit=50)
+    key_a = f"pool#{webhook_fingerprint(URL_A)}"
+    store.increment_below(key_a, 50, ttl_seconds=60, amount=48)
+    # WHEN a batch of five is sent
+    used = [pool.acquire([URL_A, URL_B], wanted) for wanted in range(5, 0, -1)]
+    pool.return_unused()
+    # THEN A takes its last two and B the other three; neither passes its limit
+    assert [(w.index, w.submissions) for w in used if w] == [(0, 49), (0, 50), (1, 1), (1, 2), (1, 3)]
+    assert store.counter(key_a) == 50
+    assert store.counter(f"pool#{webhook_fingerprint(URL_B)}") == 3
+    assert captured_logs.getvalue().count("webhook is full; rotating to the next") == 1
+
+
+def test_not_retired_answer_is_cached_for_a_while(store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN an instance trusts a 'not retired' answer for 0.3 s
+    monkeypatch.setattr(limits, "SPENT_CACHE_SECONDS", 0.3)
+    pool = WebhookPool(store, limit=100)
+    # WHEN it sends three leads
+    with recorded_dynamodb_calls() as calls:
+        for _ in range(3):
+            pool.acquire([URL_A, URL_B])
+    # THEN it asked whether A is retired once
+    assert calls.on("webhook-dead#", "GetItem") == 1
+    # WHEN another instance retires A
+    other = WebhookPool(store, limit=100)
+    gone = other.acquire([URL_A, URL_B])
+    assert gone is not None
+    other.retire(gone, 410)
+    # THEN this instance moves to B once its cached answer has expired
+    time.sleep(0.35)
+    chosen = pool.acquire([URL_A, URL_B])
+    assert chosen is not None
+    assert chosen.index == 1
 
 
 def test_retired_webhook_is_skipped_by_every_instance(store: StateStore) -> None:
@@ -122,6 +249,7 @@ def test_retired_webhook_is_skipped_by_every_instance(store: StateStore) -> None
     webhook = first.acquire([URL_A, URL_B])
     assert webhook is not None
     first.retire(webhook, 404)
+    assert first.acquire([URL_A, URL_B]).index == 1  # type: ignore[union-attr]
     other_instance = WebhookPool(store, limit=10)
     chosen = other_instance.acquire([URL_A, URL_B])
     assert chosen is not None
@@ -139,22 +267,45 @@ def test_pool_keys_and_logs_never_hold_the_url(store: StateStore, captured_logs:
     assert '"webhook_index":0' in captured_logs.getvalue()
 
 
-def test_pool_warns_once_at_ninety_percent(store: StateStore, captured_logs: Any) -> None:
+@pytest.mark.parametrize("batch", [1, 10], ids=["one_at_a_time", "reserved_per_batch"])
+def test_pool_warns_once_at_ninety_percent(
+    store: StateStore, captured_logs: Any, capsys: pytest.CaptureFixture[str], batch: int
+) -> None:
     pool = WebhookPool(store, limit=10)
-    for _ in range(10):
-        pool.acquire([URL_A])
+    for number in range(10):
+        pool.acquire([URL_A], max(1, batch - number))
+    pool.return_unused()
     assert captured_logs.getvalue().count("used 90% of its submissions") == 1
+    output = capsys.readouterr().out.splitlines()
+    per_webhook = [line for line in output if '"ClayPoolNearLimit"' in line and '"webhook":"0"' in line]
+    assert len(per_webhook) == 2  # submissions 9 and 10
 
 
-def test_pool_never_overshoots_under_concurrency(store: StateStore) -> None:
-    limit = 10
-    instances = [WebhookPool(store, limit=limit) for _ in range(4)]
-    with ThreadPoolExecutor(8) as executor:
-        results = list(executor.map(lambda n: instances[n % 4].acquire([URL_A, URL_B]), range(25)))
-    indexes = [w.index for w in results if w]
+def test_pool_never_overshoots_with_concurrent_batches(store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_moto_writes_atomic(monkeypatch)
+    # GIVEN two webhooks of ten submissions and four instances, each with two batches of seven leads
+    limit, batch = 10, 7
+
+    def run_batches(_: int) -> list[int]:
+        pool = WebhookPool(store, limit=limit)  # one instance per thread, as Lambda runs them
+        indexes = []
+        for _ in range(2):
+            for number in range(batch):
+                webhook = pool.acquire([URL_A, URL_B], batch - number)
+                if webhook is None:
+                    break
+                indexes.append(webhook.index)
+            pool.return_unused()
+        return indexes
+
+    # WHEN they run at the same time
+    with ThreadPoolExecutor(4) as executor:
+        indexes = [index for batch_indexes in executor.map(run_batches, range(4)) for index in batch_indexes]
+    # THEN each webhook took exactly its limit, no more, and the counters agree
     assert indexes.count(0) == limit
     assert indexes.count(1) == limit
-    assert results.count(None) == 5
+    assert store.counter(f"pool#{webhook_fingerprint(URL_A)}") == limit
+    assert store.counter(f"pool#{webhook_fingerprint(URL_B)}") == limit
 
 
 # -- pacing --------------------------------------------------------------------------------
@@ -199,3 +350,17 @@ def test_pacer_gives_up_rather_than_sleep_past_the_deadline(store: StateStore) -
     assert pacer.acquire(time.monotonic() + 60)
     assert not pacer.acquire(time.monotonic() + 0.5)  # the next window is up to two seconds away
     assert clock.sleeps == []
+
+
+@pytest.mark.parametrize(("rate", "sends"), [(5, 2), (25, 3)])
+def test_pacer_writes_once_per_send_even_when_it_must_wait(store: StateStore, rate: float, sends: int) -> None:
+    # GIVEN a pacer whose window holds `slots` sends
+    clock = FakeTime()
+    pacer = Pacer(store, rate, sleep=clock.sleep, wall_clock=lambda: clock.now)
+    # WHEN one more send than a window holds goes out
+    with recorded_dynamodb_calls() as calls:
+        for _ in range(sends):
+            assert pacer.acquire(time.monotonic() + 60)
+    # THEN the last waited for the next window without first trying the one it knew full
+    assert len(clock.sleeps) == 1
+    assert calls.on("rate#") == sends

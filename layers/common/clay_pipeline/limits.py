@@ -1,6 +1,6 @@
 """Limits on sending to Clay, shared by every sender instance through STATE_TABLE.
 
-Each limit is one atomic conditional write, so concurrent instances never overshoot:
+Each limit is an atomic conditional write, so concurrent instances never overshoot:
 - pacing   `rate#<window>#<index>`: a counter per short wall-clock window; at most
             `slots` sends per window, where slots / window == CLAY_SEND_RATE_PER_SECOND.
             Windows are short (about 0.1 s) so sends are spread out instead of bursting at
@@ -11,6 +11,8 @@ Each limit is one atomic conditional write, so concurrent instances never oversh
 - budget   `budget#<UTC date>`: rows sent today, never past CLAY_DAILY_SEND_BUDGET.
 - dedupe   `dedupe#<lead_id>`: 'sending' while a POST is in flight (short TTL, so a crash
             frees it), 'sent' for CLAY_DEDUPE_DAYS after Clay accepted the row.
+Pool and budget units are reserved for a whole batch with one write (BatchReservations) and the
+unused ones given back with one more at its end, instead of a write per lead.
 Webhook URLs are secrets: keys and logs carry a fingerprint or the URL's index, never the URL.
 """
 
@@ -23,6 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+from botocore.exceptions import ClientError
 
 from clay_pipeline.clay_client import webhook_fingerprint
 from clay_pipeline.observability import count, logger
@@ -83,24 +87,93 @@ class Deduper:
         return f"dedupe#{lead_id}"
 
 
+# -- units reserved per batch --------------------------------------------------------------
+@dataclass
+class Reservation:
+    """Counter values this instance added and hands out one by one: next_number..last_number."""
+
+    next_number: int
+    last_number: int
+
+    @property
+    def unused(self) -> int:
+        return self.last_number - self.next_number + 1
+
+
+@dataclass
+class BatchReservations:
+    """Units of shared counters (`count` never past `limit`) reserved a batch at a time.
+
+    One conditional write reserves the units the rest of the batch may need; the ones it did not
+    use go back with one write at the end (return_unused). A crash in between leaves them counted:
+    the limit is then reached a few units early, never passed, and no lead is lost (it is still in
+    the queue). Units another instance holds look taken until its batch ends: right at a limit a
+    lead may wait (next day, next webhook) for a unit that then comes back, as it could already
+    while another instance's send failed. One instance serves one batch at a time, as Lambda
+    does: not shared between threads.
+    """
+
+    store: StateStore
+    limit: int
+    ttl_seconds: int
+    _held: dict[str, Reservation] = field(default_factory=dict)  # counter key -> units held
+
+    def take(self, key: str, wanted: int) -> int | None:
+        """One unit of `key`, reserving up to `wanted` when none is held: its counter value, None when full."""
+        held = self._held.get(key)
+        if held is None or held.unused == 0:
+            added, value = self.store.reserve_up_to(key, self.limit, max(1, wanted), self.ttl_seconds)
+            if not added:
+                return None
+            held = self._held[key] = Reservation(next_number=value - added + 1, last_number=value)
+        held.next_number += 1
+        return held.next_number - 1
+
+    def give_back(self, key: str) -> None:
+        """The last unit taken was not used: it serves the next lead of this batch, or returns at the end."""
+        self._held[key].next_number -= 1
+
+    def return_unused(self) -> None:
+        held, self._held = self._held, {}
+        for key, reservation in held.items():
+            if reservation.unused <= 0:
+                continue
+            try:
+                self.store.decrement(key, reservation.unused)
+            except ClientError as error:  # they stay counted: the limit comes a little early, never late
+                logger.warning(
+                    "could not return reserved units", extra={"counter": key.split("#")[0], "error": str(error)}
+                )
+
+
 # -- daily budget --------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass
 class DailyBudget:
     store: StateStore
     limit: int  # 0 = no cap
     clock: Clock = utc_now
+    _reserved: BatchReservations = field(init=False)
 
-    def reserve(self) -> str | None:
-        """Count one row against today. Returns the key to release on failure ('' when uncapped), None when spent."""
+    def __post_init__(self) -> None:
+        self._reserved = BatchReservations(self.store, self.limit, ttl_seconds=2 * DAY_SECONDS)
+
+    def reserve(self, wanted: int = 1) -> str | None:
+        """Count one row against today, reserving up to `wanted` (the batch's remaining leads) at once.
+
+        Returns the key to release on failure ('' when uncapped), None when today's budget is spent.
+        """
         if self.limit <= 0:
             return ""
         key = f"budget#{self.clock().date().isoformat()}"
-        used = self.store.increment_below(key, self.limit, ttl_seconds=2 * DAY_SECONDS)
-        return key if used is not None else None
+        return key if self._reserved.take(key, wanted) is not None else None
 
     def release(self, key: str) -> None:
         if key:
-            self.store.decrement(key)
+            self._reserved.give_back(key)
+
+    def return_unused(self) -> None:
+        """End of batch: rows reserved but not sent go back to the day's budget."""
+        self._reserved.return_unused()
 
     def seconds_until_reset(self) -> int:
         now = self.clock()
@@ -126,17 +199,25 @@ class WebhookPool:
     store: StateStore
     limit: int
     _unusable_until: dict[str, float] = field(default_factory=dict)  # fingerprint -> monotonic time
+    _live_until: dict[str, float] = field(default_factory=dict)  # fingerprint -> monotonic time: not retired
+    _reserved: BatchReservations = field(init=False)
 
-    def acquire(self, urls: list[str]) -> Webhook | None:
-        """Count one submission on the first URL that is neither full nor retired; None when all are."""
+    def __post_init__(self) -> None:
+        self._reserved = BatchReservations(self.store, self.limit, ttl_seconds=FOREVER_SECONDS)
+
+    def acquire(self, urls: list[str], wanted: int = 1) -> Webhook | None:
+        """One submission on the first URL that is neither full nor retired; None when all are.
+
+        Up to `wanted` submissions (the batch's remaining leads) are reserved on that URL at once.
+        """
         for index, url in enumerate(urls):
             fingerprint = webhook_fingerprint(url)
             if self._unusable_until.get(fingerprint, 0.0) > time.monotonic():
                 continue
-            if self.store.get(self._dead_key(fingerprint)) is not None:
+            if self._is_retired(fingerprint):
                 self._remember_unusable(fingerprint)
                 continue
-            used = self.store.increment_below(f"pool#{fingerprint}", self.limit, ttl_seconds=FOREVER_SECONDS)
+            used = self._reserved.take(f"pool#{fingerprint}", wanted)
             if used is None:
                 logger.warning("webhook is full; rotating to the next", extra={"webhook_index": index})
                 self._remember_unusable(fingerprint)
@@ -147,14 +228,29 @@ class WebhookPool:
 
     def release(self, webhook: Webhook) -> None:
         """Give the submission back: Clay did not create the row."""
-        self.store.decrement(webhook.pool_key)
+        self._reserved.give_back(webhook.pool_key)
+
+    def return_unused(self) -> None:
+        """End of batch: submissions reserved but not made go back to their webhook."""
+        self._reserved.return_unused()
 
     def retire(self, webhook: Webhook, status: int | None) -> None:
         """Clay says the webhook no longer exists: no instance uses it again until the mark is removed."""
         self.store.put_mark(
             self._dead_key(webhook.fingerprint), FOREVER_SECONDS, {"status": status, "webhook_index": webhook.index}
         )
+        self._live_until.pop(webhook.fingerprint, None)
         self._remember_unusable(webhook.fingerprint)
+
+    def _is_retired(self, fingerprint: str) -> bool:
+        """Asks the table at most once per SPENT_CACHE_SECONDS per URL: a retirement by another instance
+        is seen within that time (a send to it meanwhile gets the 404/410 and retires it here too)."""
+        if self._live_until.get(fingerprint, 0.0) > time.monotonic():
+            return False
+        if self.store.get(self._dead_key(fingerprint)) is not None:
+            return True
+        self._live_until[fingerprint] = time.monotonic() + SPENT_CACHE_SECONDS
+        return False
 
     def _watch_usage(self, index: int, used: int) -> None:
         threshold = math.ceil(self.limit * NEAR_LIMIT_RATIO)
@@ -190,6 +286,7 @@ class Pacer:
     wall_clock: Callable[[], float] = time.time
     slots: int = field(init=False)
     window_seconds: float = field(init=False)
+    _filled_window: int | None = field(default=None, init=False)  # a window this instance saw full
 
     def __post_init__(self) -> None:
         self.slots = max(1, round(self.rate_per_second * max(MIN_WINDOW_SECONDS, 1 / self.rate_per_second)))
@@ -201,9 +298,14 @@ class Pacer:
         while True:
             now = self.wall_clock()
             index = int(now // self.window_seconds)
-            key = f"rate#{window_ms}#{index}"
-            if self.store.increment_below(key, self.slots, ttl_seconds=RATE_KEY_TTL_SECONDS) is not None:
-                return True
+            # A window this instance filled itself would only refuse: wait for the next one without asking.
+            if index != self._filled_window:
+                key = f"rate#{window_ms}#{index}"
+                used = self.store.increment_below(key, self.slots, ttl_seconds=RATE_KEY_TTL_SECONDS)
+                if used is not None:
+                    if used >= self.slots:
+                        self._filled_window = index
+                    return True
             # Wake in the next window, spread a little so instances do not collide on the same write
             # (random jitter, not security: hence nosec B311).
             wait = (index + 1) * self.window_seconds - now + random.uniform(0, self.window_seconds / 4)  # nosec B311

@@ -10,7 +10,8 @@ A record ends in one of four ways:
   as a batch item failure. Waits do not cost the message its place: one that is about to
   reach maxReceiveCount is re-queued as a fresh copy instead, so waiting never dead-letters.
 Anything held for a send (dedupe mark, budget unit, pool submission) is given back when
-the row was not created.
+the row was not created. Budget units and pool submissions are reserved for the rest of the
+batch at once; `finish` returns the ones no row used, so each costs about two writes per batch.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Invocation:
     circuit_open: bool = False
     budget_wait: float = 0.0
     throttled_until: float = 0.0  # time.monotonic(); Clay said 429 for longer than this invocation has
+    pending: int = 1  # records of the batch not yet processed, this one included: what to reserve for
 
 
 def parse_lead(body: str) -> Lead:
@@ -109,8 +111,8 @@ class ClaySender:
         self.send_seconds = settings.clay_request_timeout_seconds * attempts + settings.clay_retry_backoff_seconds * 4
         self.invocation = Invocation(deadline=math.inf, urls=[], auth_token=None)
 
-    def start(self, remaining_ms: int) -> None:
-        """Per invocation: the deadline and the secrets (cached by Powertools, so rotation applies)."""
+    def start(self, remaining_ms: int, records: int = 1) -> None:
+        """Per invocation: the deadline, the batch size and the secrets (cached by Powertools, so rotation applies)."""
         urls = config.secret_list("CLAY_WEBHOOK_URLS")
         if not urls:
             logger.error("CLAY_WEBHOOK_URLS is not configured: leads wait in the queue until it is set")
@@ -118,7 +120,13 @@ class ClaySender:
             deadline=time.monotonic() + remaining_ms / 1000 - SAFETY_MARGIN_SECONDS,
             urls=urls,
             auth_token=config.secret("CLAY_WEBHOOK_AUTH_TOKEN"),
+            pending=max(1, records),
         )
+
+    def finish(self) -> None:
+        """End of the batch: budget units and pool submissions reserved for rows not sent go back."""
+        self.budget.return_unused()
+        self.pool.return_unused()
 
     # -- one record ------------------------------------------------------------------------
     def process(self, record: SQSRecord) -> str:
@@ -128,6 +136,8 @@ class ClaySender:
             return self._dead_letter(record, error)
         except HandBack as back:
             return self._hand_back(record, back)
+        finally:
+            self.invocation.pending = max(1, self.invocation.pending - 1)
 
     def _process(self, record: SQSRecord) -> str:
         lead = parse_lead(record.body)
@@ -146,7 +156,7 @@ class ClaySender:
             raise HandBack("in_flight", IN_FLIGHT_WAIT_SECONDS)
         budget_key: str | None = None
         try:
-            budget_key = self.budget.reserve()
+            budget_key = self.budget.reserve(self.invocation.pending)
             if budget_key is None:
                 self.invocation.budget_wait = self.budget.seconds_until_reset()
                 count("ClayBudgetExhausted")
@@ -181,7 +191,7 @@ class ClaySender:
         """POST to the first usable webhook, moving on when one is gone and waiting out short 429s."""
         state = self.invocation
         while True:
-            webhook = self.pool.acquire(state.urls)
+            webhook = self.pool.acquire(state.urls, state.pending)
             if webhook is None:
                 state.circuit_open = True
                 count("ClayCircuitOpen")

@@ -102,6 +102,26 @@ class StateStore:
 
     def increment_below(self, key: str, limit: int, ttl_seconds: int, amount: int = 1) -> int | None:
         """Atomically add `amount` unless that would pass `limit`. Returns the new value, or None when full."""
+        return self._add_within(key, limit, amount, ttl_seconds)[0]
+
+    def reserve_up_to(self, key: str, limit: int, wanted: int, ttl_seconds: int) -> tuple[int, int]:
+        """Atomically add as many of `wanted` units as still fit under `limit`: (units added, value after).
+
+        One conditional write when all fit. Near the limit the failed write reports the current value
+        (ReturnValuesOnConditionCheckFailure), and what is left is asked for; each retry asks for less,
+        so a race with other writers ends within `wanted` writes.
+        """
+        amount = min(wanted, limit)  # a missing counter passes the condition: never add more than the limit
+        current = 0
+        while amount > 0:
+            added, current = self._add_within(key, limit, amount, ttl_seconds)
+            if added is not None:
+                return amount, added
+            amount = min(amount - 1, limit - current)
+        return 0, current
+
+    def _add_within(self, key: str, limit: int, amount: int, ttl_seconds: int) -> tuple[int | None, int]:
+        """(new value, 0) when `amount` was added; (None, current value) when it would have passed `limit`."""
         now = int(time.time())
         try:
             response = client("dynamodb").update_item(
@@ -116,12 +136,14 @@ class StateStore:
                     ":ttl": {"N": str(now + ttl_seconds)},
                 },
                 ReturnValues="UPDATED_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",  # the current value, at no extra cost
             )
         except ClientError as error:
             if is_condition_failure(error):
-                return None
+                current = error.response.get("Item", {}).get("count", {}).get("N")
+                return None, int(current) if current is not None else limit
             raise
-        return int(response["Attributes"]["count"]["N"])
+        return int(response["Attributes"]["count"]["N"]), 0
 
     def decrement(self, key: str, amount: int = 1) -> None:
         """Give back a counted unit (a send that did not happen)."""
