@@ -2,7 +2,8 @@
 
 Outreach, nurture and Zapier are plain recording servers; HubSpot answers like HubSpot's batch
 upsert (200, or 207 with an "errors" list naming the failed inputs); Slack is scripted with
-429 + Retry-After where a test needs it.
+429 + Retry-After where a test needs it. The delivery ledger (one STATE_TABLE item per callback)
+is read and written directly where a test needs another invocation's lease.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,7 @@ import pytest
 
 from clay_pipeline.aws import client
 from clay_pipeline.config import ConfigError
-from clay_pipeline.stores import LeadsTable, StateStore
+from clay_pipeline.stores import LeadsTable, from_item, to_item
 from local.http_stub import RecordedRequest, Reply, StubServer
 from local.sqs_events import sqs_event, sqs_record
 from tests.conftest import LambdaContextStub
@@ -29,6 +33,7 @@ pytestmark = pytest.mark.integration
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 UPSERT = "/crm/v3/objects/contacts/batch/upsert"
 RECEIVED_AT = "2026-01-01T00:00:00+00:00"
+DAY = 86400
 
 
 def hubspot_answer(request: RecordedRequest) -> Reply:
@@ -102,6 +107,21 @@ class Router:
         item = self.leads.get(lead_key)
         assert item is not None
         return item
+
+    def ledger(self, callback_id: str) -> dict[str, Any]:
+        """The callback's delivery ledger item (its lease and delivered map)."""
+        item = (
+            client("dynamodb")
+            .get_item(TableName=self.stack.table_names["StateTable"], Key={"pk": {"S": f"delivery#{callback_id}"}})
+            .get("Item")
+        )
+        assert item is not None
+        return from_item(item)
+
+    def put_ledger(self, callback_id: str, **attributes: Any) -> None:
+        """Write the ledger item as another (or an earlier) invocation left it."""
+        values = {"pk": f"delivery#{callback_id}", "expires_at": int(time.time()) + 30 * DAY, **attributes}
+        client("dynamodb").put_item(TableName=self.stack.table_names["StateTable"], Item=to_item(values))
 
     def dead_letters(self) -> list[dict[str, Any]]:
         messages = client("sqs").receive_message(
@@ -236,6 +256,10 @@ def test_partial_failure_then_retry_delivers_only_the_missing_destination(router
         "zapier": "delivered",
     }
     assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 2}
+    # AND the successes are in the ledger, whose lease is freed for the retry
+    ledger = router.ledger("ld_p#h1")
+    assert set(ledger["delivered"]) == {"outreach", "hubspot", "zapier"}
+    assert "lease_owner" not in ledger
     # WHEN the same batch is retried (Slack recovered) THEN only Slack is sent to
     assert router.run(sqs_event([record])) == []
     assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 3}
@@ -246,14 +270,96 @@ def test_partial_failure_then_retry_delivers_only_the_missing_destination(router
     assert router.dead_letters() == []
 
 
-def test_a_delivery_in_flight_elsewhere_is_not_repeated(router: Router, sinks: Sinks, stack: Any) -> None:
-    # GIVEN another invocation holding the Slack lease for this callback (a duplicate SQS delivery)
-    StateStore(stack.table_names["StateTable"]).put_mark("delivery#ld_f#h1#slack", 120, {"status": "sending"})
+def test_a_lease_held_by_another_invocation_sends_the_record_back_untouched(router: Router, sinks: Sinks) -> None:
+    # GIVEN another invocation routing the same callback right now (a duplicate SQS delivery)
+    router.put_ledger("ld_f#h1", lease_until=int(time.time()) + 120, lease_owner="other", delivered={})
     record = router.record(lead("ld_f", 95))
-    # WHEN routed THEN Slack is not called, the rest are, and the record waits in the queue
+    # WHEN routed THEN nothing is sent, the record waits in the queue, and neither table is touched
     assert router.run(sqs_event([record])) == [record["messageId"]]
-    assert sinks.calls()["slack"] == 0
+    assert sum(sinks.calls().values()) == 0
+    assert router.outcome("ld_f")["routing_status"] == "received"  # as the callback stored it
+    ledger = router.ledger("ld_f#h1")
+    assert (ledger["lease_owner"], ledger["delivered"]) == ("other", {})
+
+
+def test_a_lease_held_elsewhere_on_the_last_receive_is_dead_lettered_with_the_reason(
+    router: Router, sinks: Sinks
+) -> None:
+    # GIVEN the fifth (last) receive of a record whose callback another invocation holds
+    router.put_ledger("ld_g#h1", lease_until=int(time.time()) + 120, lease_owner="other", delivered={})
+    record = router.record(lead("ld_g", 85), receive_count=5)
+    # WHEN routed THEN it is dead-lettered saying why, rather than left for SQS to move without reasons
+    assert router.run(sqs_event([record])) == []
+    [dead] = router.dead_letters()
+    assert (dead["reason"], dead["detail"]) == (
+        "retries_exhausted",
+        "outreach: in_flight; hubspot: in_flight; zapier: in_flight",
+    )
+    assert sum(sinks.calls().values()) == 0
+
+
+def test_a_lapsed_lease_is_taken_over_and_sends_only_what_is_missing(router: Router, sinks: Sinks) -> None:
+    # GIVEN an invocation that delivered to Slack and then crashed: its lease has run out
+    now = int(time.time())
+    router.put_ledger("ld_c#h1", lease_until=now - 1, lease_owner="crashed", delivered={"slack": now - 60})
+    record = router.record(lead("ld_c", 95))
+    # WHEN the record comes back THEN the lease is taken over and only the missing destinations are sent
+    assert router.run(sqs_event([record])) == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}
+    assert router.outcome("ld_c")["destinations"]["slack"] == "delivered"
+    # AND the ledger holds every delivery and no lease
+    ledger = router.ledger("ld_c#h1")
+    assert set(ledger["delivered"]) == {"slack", "outreach", "hubspot", "zapier"}
+    assert "lease_owner" not in ledger and "lease_until" not in ledger
+    assert ledger["expires_at"] >= now + 29 * DAY  # DELIVERY_MARK_DAYS (30) from now
+
+
+def test_a_delivery_older_than_the_mark_days_is_sent_again(router: Router, sinks: Sinks) -> None:
+    # GIVEN an outreach mark 31 days old (DELIVERY_MARK_DAYS is 30) that TTL has not deleted yet
+    router.put_ledger("ld_o#h1", delivered={"outreach": int(time.time()) - 31 * DAY})
+    # WHEN the callback is routed again THEN the stale mark does not count: outreach gets it
+    assert router.run(sqs_event([router.record(lead("ld_o", 85))])) == []
     assert sinks.calls()["outreach"] == 1
+
+
+def test_a_lease_lost_mid_delivery_is_reported_and_the_deliveries_still_recorded(
+    router: Router, sinks: Sinks, captured_logs: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN another invocation taking the lease over while outreach is being sent (ours lapsed)
+    def usurp(request: RecordedRequest) -> Reply:
+        router.put_ledger("ld_l#h1", lease_until=int(time.time()) + 120, lease_owner="usurper", delivered={})
+        return Reply(200)
+
+    sinks.outreach.responder = usurp
+    assert router.run(sqs_event([router.record(lead("ld_l", 85))])) == []
+    # THEN the usurper keeps its lease, our deliveries are in the map, and the loss is logged and counted
+    ledger = router.ledger("ld_l#h1")
+    assert ledger["lease_owner"] == "usurper"
+    assert set(ledger["delivered"]) == {"outreach", "hubspot", "zapier"}
+    warnings = [json.loads(line) for line in captured_logs.getvalue().splitlines() if "lease lost" in line]
+    assert [(w["level"], w["destinations"]) for w in warnings] == [("WARNING", ["hubspot", "outreach", "zapier"])]
+    assert '"DeliveryLeaseLost":[1.0]' in capsys.readouterr().out
+
+
+def test_an_unexpected_error_records_the_other_deliveries_before_failing_the_record(
+    router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN Zapier's delivery raising (a bug, not a destination's answer)
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug in a destination")
+
+    zapier = router.module.router.webhooks["zapier"]
+    working = zapier.deliver
+    monkeypatch.setattr(zapier, "deliver", broken)
+    record = router.record(lead("ld_e", 95))
+    assert router.run(sqs_event([record])) == [record["messageId"]]
+    # THEN what succeeded is recorded and the lease freed, so the retry sends only to Zapier
+    ledger = router.ledger("ld_e#h1")
+    assert set(ledger["delivered"]) == {"slack", "outreach", "hubspot"}
+    assert "lease_owner" not in ledger
+    monkeypatch.setattr(zapier, "deliver", working)
+    assert router.run(sqs_event([record])) == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
 
 
 def test_slack_429_retry_after_is_waited_out_within_the_invocation(router: Router, sinks: Sinks) -> None:
@@ -296,6 +402,75 @@ def test_slack_paces_several_hot_leads_in_one_batch(
     arrivals = [request.received_at for request in sinks.slack.received()]
     assert len(arrivals) == 3
     assert all(later - earlier >= 0.25 for earlier, later in itertools.pairwise(arrivals))
+
+
+# ------------------------------------------------------------------------------------- cost and speed
+@contextmanager
+def dynamodb_calls() -> Iterator[list[tuple[str, str, str]]]:
+    """(operation, table, key) of every DynamoDB call the library's client makes meanwhile."""
+    calls: list[tuple[str, str, str]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        key = next(iter(params.get("Key", {}).values()), {}).get("S", "")
+        calls.append((model.name, params.get("TableName", ""), key))
+
+    events = client("dynamodb").meta.events
+    events.register("before-parameter-build.dynamodb", record, unique_id="router-call-count")
+    try:
+        yield calls
+    finally:
+        events.unregister("before-parameter-build.dynamodb", unique_id="router-call-count")
+
+
+def test_each_lead_costs_one_claim_and_one_complete_write_and_no_read(router: Router, sinks: Sinks, stack: Any) -> None:
+    # GIVEN a batch of two hot leads (four destinations each), a warm one and a cold one (nothing to deliver)
+    records = [
+        router.record(lead("w1", 95)),
+        router.record(lead("w2", 92)),
+        router.record(lead("w3", 60)),
+        router.record(lead("w4", 10, email=None)),
+    ]
+    with dynamodb_calls() as calls:
+        assert router.run(sqs_event(records)) == []
+    assert sinks.calls() == {"outreach": 2, "nurture": 1, "zapier": 3, "hubspot": 1, "slack": 2}
+    # THEN each lead with deliveries wrote its ledger item twice, every lead its outcome once, and nothing was read
+    state, leads = stack.table_names["StateTable"], stack.table_names["LeadsTable"]
+    per_item = {(operation, table, key): calls.count((operation, table, key)) for operation, table, key in calls}
+    assert per_item == {
+        **{("UpdateItem", state, f"delivery#{key}#h1"): 2 for key in ("w1", "w2", "w3")},
+        **{("UpdateItem", leads, key): 1 for key in ("w1", "w2", "w3", "w4")},
+    }
+
+
+def test_a_leads_webhooks_are_sent_concurrently(router: Router, sinks: Sinks) -> None:
+    # GIVEN Slack, outreach and Zapier each answering only once all three requests have arrived
+    arrived_together = threading.Barrier(3, timeout=1.5)
+
+    def after_the_others(request: RecordedRequest) -> Reply:
+        try:
+            arrived_together.wait()
+        except threading.BrokenBarrierError:
+            return Reply(503)  # sent one after another: the first waits in vain
+        return Reply(200)
+
+    for server in (sinks.slack, sinks.outreach, sinks.zapier):
+        server.responder = after_the_others
+    # WHEN a hot lead is routed THEN all three are delivered at the first attempt
+    assert router.run(sqs_event([router.record(lead("ld_cc", 95))])) == []
+    assert set(router.outcome("ld_cc")["destinations"].values()) == {"delivered"}
+    assert (sinks.calls()["slack"], sinks.calls()["outreach"], sinks.calls()["zapier"]) == (1, 1, 1)
+
+
+def test_a_lead_takes_as_long_as_its_slowest_destination_not_the_sum(router: Router, sinks: Sinks) -> None:
+    # GIVEN outreach and Zapier each taking 0.5 s to answer
+    delay = 0.5
+    for server in (sinks.outreach, sinks.zapier):
+        server.responder = lambda request: Reply(200, delay=delay)
+    assert router.run(sqs_event([router.record(lead("ld_sl", 85))])) == []
+    # THEN the second request did not wait for the first answer: they arrived well within one delay
+    [outreach], [zapier] = sinks.outreach.received(), sinks.zapier.received()
+    apart = abs(outreach.received_at - zapier.received_at)
+    assert apart / delay < 0.5, f"requests {apart:.2f} s apart: sent one after the other"
 
 
 # ------------------------------------------------------------------------------------- permanent failures and the DLQ

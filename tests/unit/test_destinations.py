@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
+from clay_pipeline import destinations
 from clay_pipeline.destinations import (
     DELIVERED,
     DeliveryResult,
@@ -120,6 +123,64 @@ def test_a_slow_destination_times_out_as_retryable(server: StubServer, monkeypat
     server.script("/zap", Reply(200, delay=1.0))
     result = ZapierWebhook(HttpClient()).deliver(LEAD, "k", timeout=0.2)
     assert (result.status, result.reason) == (Status.RETRYABLE, "timeout")
+
+
+# ------------------------------------------------------------------------------------- one session, several threads
+def test_threads_asking_for_the_session_at_once_share_one(monkeypatch: Any) -> None:
+    # GIVEN building a session that takes a while (the window two delivery threads could both enter)
+    built: list[Any] = []
+    build = destinations.retrying_session
+
+    def slow_build(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)
+        built.append(build(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(destinations, "retrying_session", slow_build)
+    http = HttpClient()
+    together = threading.Barrier(4)
+
+    def first_use() -> Any:
+        together.wait()
+        return http.session
+
+    # WHEN four threads use the client for the first time together
+    with ThreadPoolExecutor(4) as pool:
+        sessions = list(pool.map(lambda _: first_use(), range(4)))
+    # THEN one session was built and every thread got it
+    assert len(built) == 1
+    assert all(session is built[0] for session in sessions)
+
+
+def test_the_shared_session_keeps_no_cookie_from_a_destination(server: StubServer, monkeypatch: Any) -> None:
+    # GIVEN a destination that sets a cookie (it would otherwise be shared by every thread and destination)
+    monkeypatch.setenv("ZAPIER_WEBHOOK_URL", f"{server.url}/zap")
+    server.script("/zap", Reply(200, headers={"set-cookie": "session=abc; Path=/"}), Reply(200))
+    webhook = ZapierWebhook(HttpClient())
+    assert webhook.deliver(LEAD, "k1", timeout=5) == DELIVERED
+    assert webhook.deliver(LEAD, "k2", timeout=5) == DELIVERED
+    # THEN the jar stays empty and the next request carries no cookie
+    assert len(webhook.http.session.cookies) == 0
+    assert "cookie" not in server.received("/zap")[1].headers
+
+
+def test_concurrent_deliveries_through_one_client_each_get_their_own_answer(
+    server: StubServer, monkeypatch: Any
+) -> None:
+    # GIVEN three destinations answering differently, all through one HttpClient
+    monkeypatch.setenv("OUTREACH_WEBHOOK_URL", f"{server.url}/outreach")
+    monkeypatch.setenv("ZAPIER_WEBHOOK_URL", f"{server.url}/zap")
+    server.script("/outreach", Reply(200, delay=0.2))
+    server.script("/zap", Reply(503, delay=0.2))
+    http = HttpClient()
+    webhooks = [OutreachWebhook(http), ZapierWebhook(http)]
+    # WHEN both are sent at the same time
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda webhook: webhook.deliver(LEAD, webhook.name, timeout=5), webhooks))
+    # THEN each result is its own destination's, and each request kept its own Idempotency-Key
+    assert [result.reason for result in results] == ["delivered", "server_error_503"]
+    assert server.received("/outreach")[0].headers["idempotency-key"] == "outreach"
+    assert server.received("/zap")[0].headers["idempotency-key"] == "zapier"
 
 
 # ------------------------------------------------------------------------------------- retries

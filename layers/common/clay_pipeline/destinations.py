@@ -4,6 +4,14 @@ Every call ends in a DeliveryResult: delivered (2xx), retryable (429, 5xx, conne
 timeout) or permanent (any other 4xx), with a short reason that is safe to log (never the
 URL or the token: both are secrets). One requests Session per process; urllib3's Retry
 repeats connection errors only (the request never left, so repeating cannot duplicate).
+
+The router sends a lead's webhooks from several threads through that one Session. requests
+does not promise a thread-safe Session, but this use is the common safe subset: the Session
+is built once (under a lock) and never reconfigured afterwards, each call passes its own
+headers and timeout, urllib3's connection pools are thread-safe (one connection per request
+at a time, pool_size per host), and the Session refuses cookies, so no answer changes what
+the other threads' requests read (webhooks need no cookies, and no destination should see
+another's).
 Status retries are the caller's, through RetryPolicy, so each wait is checked against the
 time the invocation has left.
 
@@ -17,10 +25,12 @@ import enum
 import hashlib
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
 import requests
@@ -90,11 +100,16 @@ class HttpClient:
             raise_on_status=False,
         )
         self._session: requests.Session | None = None
+        self._building = threading.Lock()  # delivery threads may ask for the session at the same time
 
     @property
     def session(self) -> requests.Session:
         if self._session is None:
-            self._session = retrying_session(self._retry, pool_size=8)
+            with self._building:
+                if self._session is None:
+                    session = retrying_session(self._retry, pool_size=8)
+                    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # accept none
+                    self._session = session
         return self._session
 
     def post_json(
@@ -190,7 +205,11 @@ class ZapierWebhook(WebhookDestination):
 
 
 class SlackAlert(WebhookDestination):
-    """A hot-lead message, at most one per `min_interval` seconds, waiting out Slack's 429s."""
+    """A hot-lead message, at most one per `min_interval` seconds, waiting out Slack's 429s.
+
+    The pacing state is not locked: the router sends one Slack message at a time (one per lead,
+    leads one after another), even though a lead's other destinations are sent alongside it.
+    """
 
     name = "slack"
     setting = "SLACK_WEBHOOK_URL"

@@ -5,12 +5,20 @@ For each record: validate the lead, compute icp_score and tier when Clay sent no
 (scoring.py), evaluate the rules (routing.py), deliver to every chosen destination that is
 configured, and write the outcome to LEADS_TABLE.
 
-Exactly once per destination: before a send the router takes a lease on
-`delivery#<callback_id>#<destination>` in STATE_TABLE with a conditional put; a success turns
-the lease into a delivered mark kept DELIVERY_MARK_DAYS, a failure deletes it. A retry of the
-batch (or a redrive from the DLQ) finds the marks and sends only what is missing. The one
-window left is a crash between a destination's 2xx and the mark: the lease then expires and
-the send is repeated, which is why webhooks carry an Idempotency-Key header.
+Exactly once per destination: one STATE_TABLE item per callback, `delivery#<callback_id>`,
+holds a lease and the map of destinations delivered. Before sending, one conditional
+UpdateItem takes the lease (only if no unexpired lease is held) and returns the map; the
+router sends only to what the map lacks; after the sends, one UpdateItem adds what this
+attempt delivered and frees the lease (only if it still owns it). So a lead costs two ledger
+writes and no read however many destinations it has, and a retry of the batch (or a redrive
+from the DLQ) sends only what is missing. A record whose callback is leased by another
+invocation (a duplicate SQS delivery) goes back to the queue untouched.
+
+The window this leaves: a crash (or a failed ledger write) after some 2xx answers but before
+the complete write. The lease then lapses (DELIVERY_LEASE_SECONDS, shorter than the queue's
+visibility timeout) and the retry repeats every send of that attempt, not just the last one,
+HubSpot's included (its upsert by email is idempotent). That is why webhooks carry an
+Idempotency-Key header.
 
 Endings of a record:
 - routed / skipped / partial with nothing left to retry: processed;
@@ -19,8 +27,10 @@ Endings of a record:
 - a permanent failure (other 4xx) or a malformed message: ROUTING_DLQ_URL with the reasons and
   each destination's status, and processed. Nothing delivered is lost: the DLQ has the lead.
 
-HubSpot takes up to 100 contacts per call, so the HubSpot deliveries of a whole SQS batch are
-made in `start`, before the per-record pass; each input's own result maps back to its record.
+HubSpot takes up to 100 contacts per call, so `start` claims every record of the SQS batch and
+makes the batch's HubSpot upserts before the per-record pass; each input's own result maps
+back to its record. A lead's webhooks (outreach, nurture, Zapier, Slack) are sent concurrently,
+one thread each, so a lead takes as long as its slowest destination rather than their sum.
 """
 
 from __future__ import annotations
@@ -28,15 +38,18 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Collection, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from clay_pipeline.aws import client
 from clay_pipeline.config import RouterSettings, dump_json
 from clay_pipeline.destinations import (
     DELIVERED,
@@ -59,11 +72,13 @@ from clay_pipeline.models import EnrichedLead
 from clay_pipeline.observability import count, logger
 from clay_pipeline.routing import Decision, RuleSet
 from clay_pipeline.scoring import icp_score, tier_for
-from clay_pipeline.stores import LeadsTable, Queue, StateStore
+from clay_pipeline.stores import STATE_KEY, STATE_TTL, LeadsTable, Queue, from_item, is_condition_failure, to_item
 
 SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch
 LEADS_TABLE_DESTINATION = "leads_table"  # the outcome record itself: always written, never "off"
 ALREADY_DELIVERED = DeliveryResult(Status.DELIVERED, "already_delivered")
+IN_FLIGHT = DeliveryResult(Status.RETRYABLE, "in_flight")  # another invocation holds the callback's lease
+DELIVERED_MAP, LEASE_UNTIL, LEASE_OWNER = "delivered", "lease_until", "lease_owner"  # ledger item attributes
 
 
 class InvalidMessage(Exception):  # an outcome, not an error
@@ -114,43 +129,139 @@ def parse_message(body: str) -> RoutingMessage:
     )
 
 
-class Claim(Enum):
-    CLAIMED = "claimed"
-    DELIVERED = "delivered"
-    IN_FLIGHT = "in_flight"
+@dataclass(frozen=True)
+class Lease:
+    """An invocation's hold on one callback's deliveries, and what earlier attempts delivered."""
+
+    callback_id: str
+    owner: str  # this claim's token: the complete write frees the lease only while it is still ours
+    delivered: frozenset[str]
 
 
 @dataclass(frozen=True)
 class DeliveryLedger:
-    """One STATE_TABLE item per (callback, destination): a lease while sending, then a delivered mark."""
+    """One STATE_TABLE item per callback: a lease while delivering and the map of destinations delivered.
 
-    store: StateStore
+    {pk: "delivery#<callback_id>", delivered: {destination: epoch seconds}, lease_until, lease_owner,
+    expires_at}: a claim and a complete write per attempt, and no read (the claim returns the map).
+    """
+
+    table_name: str
     lease_seconds: int
     mark_days: int
 
     @staticmethod
-    def key(callback_id: str, destination: str) -> str:
-        return f"delivery#{callback_id}#{destination}"
+    def key(callback_id: str) -> dict[str, Any]:
+        return {STATE_KEY: {"S": f"delivery#{callback_id}"}}
 
-    def claim(self, callback_id: str, destination: str) -> Claim:
-        key = self.key(callback_id, destination)
-        if self.store.put_mark(key, self.lease_seconds, {"status": "sending"}):
-            return Claim.CLAIMED
-        mark = self.store.get(key)
-        return Claim.DELIVERED if mark and mark.get("status") == "delivered" else Claim.IN_FLIGHT
+    def claim(self, callback_id: str) -> Lease | None:
+        """Take the lease and read the delivered map, unless another invocation holds an unexpired lease (None)."""
+        now = int(time.time())
+        owner = uuid.uuid4().hex
+        try:
+            response = client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key=self.key(callback_id),
+                UpdateExpression=(
+                    "SET #lease_until = :lease_until, #owner = :owner, "
+                    "#delivered = if_not_exists(#delivered, :nothing), #ttl = :expires_at"
+                ),
+                # A lapsed lease (its invocation crashed or timed out) is taken over.
+                ConditionExpression="attribute_not_exists(#lease_until) OR #lease_until < :now",
+                ExpressionAttributeNames={
+                    "#lease_until": LEASE_UNTIL,
+                    "#owner": LEASE_OWNER,
+                    "#delivered": DELIVERED_MAP,
+                    "#ttl": STATE_TTL,
+                },
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":lease_until": now + self.lease_seconds,
+                        ":owner": owner,
+                        ":nothing": {},
+                        ":expires_at": self._expiry(now),  # the marks of a crashed attempt outlive its lease
+                        ":now": now,
+                    }
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return None
+            raise
+        delivered = from_item(response["Attributes"]).get(DELIVERED_MAP, {})
+        # TTL deletes an expired item up to days late: a mark older than mark_days no longer counts.
+        remembered_since = now - self.mark_days * 86400
+        return Lease(callback_id, owner, frozenset(name for name, at in delivered.items() if at >= remembered_since))
 
-    def confirm(self, callback_id: str, destination: str) -> None:
-        self.store.update(
-            self.key(callback_id, destination),
-            {
-                "status": "delivered",
-                "delivered_at": datetime.now(UTC).isoformat(),
-                "expires_at": int(time.time()) + self.mark_days * 86400,
-            },
+    def complete(self, lease: Lease, delivered_now: Collection[str]) -> None:
+        """Add this attempt's deliveries to the map and free the lease, in one write."""
+        try:
+            self._record(lease.callback_id, delivered_now, lease_owner=lease.owner)
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+            # Our lease lapsed and another invocation took the callback over: it may repeat these
+            # sends (the Idempotency-Key is for that). Record them anyway so later attempts skip them.
+            logger.warning(
+                "delivery lease lost before the deliveries were recorded",
+                extra={"callback_id": lease.callback_id, "destinations": sorted(delivered_now)},
+            )
+            count("DeliveryLeaseLost")
+            if delivered_now:
+                self._record(lease.callback_id, delivered_now, lease_owner=None)
+
+    def _record(self, callback_id: str, destinations: Collection[str], lease_owner: str | None) -> None:
+        """SET delivered.<destination> = now for each, and the expiry; with an owner, also drop that owner's lease."""
+        now = int(time.time())
+        names = {"#ttl": STATE_TTL}
+        values: dict[str, Any] = {":expires_at": self._expiry(now)}
+        assignments = ["#ttl = :expires_at"]
+        if destinations:
+            names["#delivered"] = DELIVERED_MAP
+            values[":now"] = now
+            for number, destination in enumerate(destinations):
+                names[f"#d{number}"] = destination
+                assignments.append(f"#delivered.#d{number} = :now")
+        expression = "SET " + ", ".join(assignments)
+        condition: dict[str, str] = {}
+        if lease_owner is not None:
+            names |= {"#lease_until": LEASE_UNTIL, "#owner": LEASE_OWNER}
+            values[":owner"] = lease_owner
+            expression += " REMOVE #lease_until, #owner"
+            condition["ConditionExpression"] = "#owner = :owner"
+        client("dynamodb").update_item(
+            TableName=self.table_name,
+            Key=self.key(callback_id),
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(values),
+            **condition,
         )
 
-    def release(self, callback_id: str, destination: str) -> None:
-        self.store.delete(self.key(callback_id, destination))
+    def _expiry(self, now: int) -> int:
+        return now + self.mark_days * 86400
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One record in this invocation: its message, the rules' choice and the callback's lease."""
+
+    message: RoutingMessage
+    decision: Decision
+    deliveries: tuple[str, ...]  # chosen destinations that are on, the leads table aside
+    lease: Lease | None  # None when there is nothing to deliver, or another invocation holds it
+
+    @property
+    def in_flight(self) -> bool:
+        return bool(self.deliveries) and self.lease is None
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """What this attempt sends: deliveries that no earlier attempt delivered."""
+        if self.lease is None:
+            return ()
+        return tuple(name for name in self.deliveries if name not in self.lease.delivered)
 
 
 @dataclass
@@ -216,9 +327,7 @@ class LeadRouter:
     def __init__(self, settings: RouterSettings, http: HttpClient | None = None, sleep: Any = time.sleep) -> None:
         self.settings = settings
         self.rules = RuleSet.from_setting(settings.routing_rules)  # ConfigError at cold start
-        self.ledger = DeliveryLedger(
-            StateStore(settings.state_table), settings.delivery_lease_seconds, settings.delivery_mark_days
-        )
+        self.ledger = DeliveryLedger(settings.state_table, settings.delivery_lease_seconds, settings.delivery_mark_days)
         self.leads = LeadsTable(settings.leads_table)
         self.dead_letters = Queue(settings.routing_dlq_url)
         http = http or HttpClient()
@@ -238,50 +347,79 @@ class LeadRouter:
             settings.destination_retry_backoff_seconds,
             sleep,
         )
+        # One thread per webhook destination, kept across invocations (threads start on first use).
+        # A lead has at most one send per destination in flight, so Slack's pacing state is never shared.
+        self.senders = ThreadPoolExecutor(max_workers=len(self.webhooks), thread_name_prefix="delivery")
         self.deadline = math.inf
         self.enabled: set[str] = set()
         self._announced_off: set[str] = set()
+        self._attempts: dict[str, Attempt] = {}  # by SQS message id, claimed in start for this batch
         self._hubspot_results: dict[str, DeliveryResult] = {}  # by SQS message id, for this batch
         self._unavailable: dict[str, DeliveryResult] = {}  # destinations that failed after retries, this batch
 
     # -- per invocation --------------------------------------------------------------------
     def start(self, records: Iterable[SQSRecord], remaining_ms: int) -> None:
-        """The deadline, which destinations are configured now, and the batch's HubSpot upserts."""
+        """The deadline, which destinations are configured now, each record's claim and the batch's HubSpot upserts.
+
+        Reading every destination's setting here, on the invocation's thread, also warms the
+        secret cache before the delivery threads read it.
+        """
         self.deadline = time.monotonic() + remaining_ms / 1000 - SAFETY_MARGIN_SECONDS
         destinations: list[WebhookDestination | HubSpotContacts] = [*self.webhooks.values(), self.hubspot]
         self.enabled = {d.name for d in destinations if d.configured()} | {LEADS_TABLE_DESTINATION}
         for name in sorted({d.name for d in destinations} - self.enabled - self._announced_off):
             logger.info("destination is off: its URL or token is not configured", extra={"destination": name})
             self._announced_off.add(name)
+        self._attempts = {}
         self._hubspot_results = {}
         self._unavailable = {}
+        for record in records:
+            try:
+                self._attempts[record.message_id] = self._claim(record)
+            except InvalidMessage:
+                continue  # dead-lettered by process()
         if "hubspot" in self.enabled:
-            self._hubspot_results = self._upsert_to_hubspot(list(records))
+            self._upsert_to_hubspot(self._attempts)
 
     # -- one record ------------------------------------------------------------------------
     def process(self, record: SQSRecord) -> str:
-        try:
-            message = parse_message(record.body)
-        except InvalidMessage as error:
-            self._dead_letter(record, error.reason, error.detail, {})
-            return "dead_lettered"
+        attempt = self._attempts.pop(record.message_id, None)
+        if attempt is None:  # a message start could not parse, or a record it did not see
+            try:
+                attempt = self._claim(record)
+            except InvalidMessage as error:
+                self._dead_letter(record, error.reason, error.detail, {})
+                return "dead_lettered"
         if self.deadline - time.monotonic() < MIN_ATTEMPT_SECONDS:
+            # The lease lapses before SQS shows the record again (lease < visibility timeout).
             raise RetryLater("out of time before routing")
-        outcome = self._route(record, message)
-        self.leads.record_routing(message.lead_key, message.callback_id, outcome.record())
+        outcome = self._route(record, attempt)
+        if not attempt.in_flight:  # the invocation holding the lease writes the outcome
+            self.leads.record_routing(attempt.message.lead_key, attempt.message.callback_id, outcome.record())
         return self._finish(record, outcome)
 
-    def _route(self, record: SQSRecord, message: RoutingMessage) -> Outcome:
-        outcome = Outcome(message, self.rules.evaluate(message.lead))
-        for name in outcome.decision.destinations:
+    def _claim(self, record: SQSRecord) -> Attempt:
+        """Parse, choose the destinations and claim the callback (no ledger write when there is nothing to send)."""
+        message = parse_message(record.body)
+        decision = self.rules.evaluate(message.lead)
+        deliveries = tuple(
+            name for name in decision.destinations if name in self.enabled and name != LEADS_TABLE_DESTINATION
+        )
+        lease = self.ledger.claim(message.callback_id) if deliveries else None
+        return Attempt(message, decision, deliveries, lease)
+
+    def _route(self, record: SQSRecord, attempt: Attempt) -> Outcome:
+        sent = self._deliver_pending(record, attempt)
+        outcome = Outcome(attempt.message, attempt.decision)
+        for name in attempt.decision.destinations:
             if name not in self.enabled:
                 outcome.off.append(name)
             elif name == LEADS_TABLE_DESTINATION:
                 outcome.results[name] = DELIVERED  # written by the caller with the outcome
-            elif name == "hubspot":
-                outcome.results[name] = self._hubspot_result(record, message)
+            elif attempt.in_flight:
+                outcome.results[name] = IN_FLIGHT
             else:
-                outcome.results[name] = self._deliver_once(message, self.webhooks[name])
+                outcome.results[name] = sent.get(name, ALREADY_DELIVERED)
         return outcome
 
     def _finish(self, record: SQSRecord, outcome: Outcome) -> str:
@@ -306,7 +444,7 @@ class LeadRouter:
         return "dead_lettered"
 
     def _dead_letter(self, record: SQSRecord, reason: str, detail: str, statuses: dict[str, str]) -> None:
-        # The body is kept as-is so a redrive replays it; the delivered marks keep the replay from repeating sends.
+        # The body is kept as-is so a redrive replays it; the ledger's delivered map keeps it from repeating sends.
         self.dead_letters.send_raw(
             record.body,
             attributes={
@@ -320,76 +458,73 @@ class LeadRouter:
         logger.warning("lead sent to the routing DLQ", extra={"reason": reason, "message_id": record.message_id})
 
     # -- deliveries ------------------------------------------------------------------------
-    def _deliver_once(self, message: RoutingMessage, destination: WebhookDestination) -> DeliveryResult:
-        name = destination.name
-        if name in self._unavailable:
-            # It just failed after its retries: the batch's other leads wait in the queue instead of
-            # spending the invocation's time on the same timeouts and backoffs.
-            return self._unavailable[name]
-        claim = self.ledger.claim(message.callback_id, name)
-        if claim is Claim.DELIVERED:
-            return ALREADY_DELIVERED
-        if claim is Claim.IN_FLIGHT:
-            return DeliveryResult(Status.RETRYABLE, "in_flight")
-        key = idempotency_key(message.callback_id, name)
+    def _deliver_pending(self, record: SQSRecord, attempt: Attempt) -> dict[str, DeliveryResult]:
+        """Send to every pending destination, then record the deliveries and free the lease in one ledger write."""
+        if attempt.lease is None:
+            return {}
+        results: dict[str, DeliveryResult] = {}
         try:
-            result = self.retry.run(lambda timeout: destination.deliver(message.lead, key, timeout), self.deadline)
-        except BaseException:
-            self.ledger.release(message.callback_id, name)
-            raise
-        self._settle(message, name, result)
-        if result.status is Status.RETRYABLE:
-            self._unavailable[name] = result
-        return result
+            if "hubspot" in attempt.pending:
+                results["hubspot"] = self._hubspot_result(record, attempt)
+            self._send_webhooks(attempt.message, [name for name in attempt.pending if name != "hubspot"], results)
+        finally:
+            # Also after an unexpected error: what was delivered is not sent again by the retry.
+            self.ledger.complete(attempt.lease, [name for name, result in results.items() if result.delivered])
+        return results
 
-    def _settle(self, message: RoutingMessage, name: str, result: DeliveryResult) -> None:
+    def _send_webhooks(self, message: RoutingMessage, names: list[str], results: dict[str, DeliveryResult]) -> None:
+        """Send concurrently, adding each result to `results`; an unexpected error is raised once every send is done."""
+        futures = {}
+        for name in names:
+            if name in self._unavailable:
+                # It just failed after its retries: the batch's other leads wait in the queue instead of
+                # spending the invocation's time on the same timeouts and backoffs.
+                results[name] = self._unavailable[name]
+            else:
+                futures[name] = self.senders.submit(self._send, message, self.webhooks[name])
+        errors: list[BaseException] = []
+        for name, future in futures.items():
+            try:
+                results[name] = result = future.result()
+            except Exception as error:  # raised below, after the other sends' results are in
+                errors.append(error)
+                continue
+            self._settle(name, result)
+            if result.status is Status.RETRYABLE:
+                self._unavailable[name] = result
+        if errors:
+            raise errors[0]
+
+    def _send(self, message: RoutingMessage, destination: WebhookDestination) -> DeliveryResult:
+        """One destination with its retries (on a delivery thread)."""
+        key = idempotency_key(message.callback_id, destination.name)
+        return self.retry.run(lambda timeout: destination.deliver(message.lead, key, timeout), self.deadline)
+
+    def _settle(self, name: str, result: DeliveryResult) -> None:
         if result.delivered:
-            self.ledger.confirm(message.callback_id, name)
             count("DeliverySucceeded", destination=name)
         else:
-            self.ledger.release(message.callback_id, name)
             count("DeliveryFailed", destination=name)
             logger.info(
                 "delivery failed",
                 extra={"destination": name, "status": str(result.status), "reason": result.reason},
             )
 
-    def _hubspot_result(self, record: SQSRecord, message: RoutingMessage) -> DeliveryResult:
+    def _hubspot_result(self, record: SQSRecord, attempt: Attempt) -> DeliveryResult:
         if record.message_id not in self._hubspot_results:  # not in the batch start saw
-            self._hubspot_results.update(self._upsert_to_hubspot([record]))
+            self._upsert_to_hubspot({record.message_id: attempt})
         return self._hubspot_results[record.message_id]
 
-    def _upsert_to_hubspot(self, records: list[SQSRecord]) -> dict[str, DeliveryResult]:
-        """Claim, upsert in batches, and settle every record of the batch that routes to HubSpot."""
-        results: dict[str, DeliveryResult] = {}
-        claimed: dict[str, RoutingMessage] = {}
-        for record in records:
-            try:
-                message = parse_message(record.body)
-            except InvalidMessage:
-                continue  # dead-lettered by process()
-            if "hubspot" not in self.rules.evaluate(message.lead).destinations:
-                continue
-            claim = self.ledger.claim(message.callback_id, "hubspot")
-            if claim is Claim.CLAIMED:
-                claimed[record.message_id] = message
-            else:
-                results[record.message_id] = (
-                    ALREADY_DELIVERED if claim is Claim.DELIVERED else DeliveryResult(Status.RETRYABLE, "in_flight")
-                )
-        if not claimed:
-            return results
-        try:
-            by_email = self._upsert_contacts(list(claimed.values()))
-        except BaseException:
-            for message in claimed.values():
-                self.ledger.release(message.callback_id, "hubspot")
-            raise
-        for message_id, message in claimed.items():
+    def _upsert_to_hubspot(self, attempts: dict[str, Attempt]) -> None:
+        """Upsert, in batches, the contact of every attempt that owes HubSpot one; each result by its record."""
+        owing = {message_id: a.message for message_id, a in attempts.items() if "hubspot" in a.pending}
+        if not owing:
+            return
+        by_email = self._upsert_contacts(list(owing.values()))
+        for message_id, message in owing.items():
             result = by_email[message.lead["email"]]
-            self._settle(message, "hubspot", result)
-            results[message_id] = result
-        return results
+            self._settle("hubspot", result)
+            self._hubspot_results[message_id] = result
 
     def _upsert_contacts(self, messages: list[RoutingMessage]) -> dict[str, DeliveryResult]:
         """One input per email (HubSpot refuses a batch naming a contact twice: the newest enrichment wins)."""
