@@ -10,7 +10,8 @@ consistent, under 4 KB). Log and metric bytes the handlers write are counted too
 
 Duration is modelled, not measured on Lambda: the invoking thread's CPU time in the run, scaled
 by the vCPU share Lambda gives the memory size (1 vCPU at 1769 MB), plus an assumed round trip
-per AWS call and per HTTP call (ASSUMED_* below), plus the sender's pacing wait.
+per AWS call and per HTTP call (ASSUMED_* below; the router's webhooks for one lead go out
+concurrently, so one round trip per lead), plus the sender's pacing wait.
 
     python bench/cost_model.py [--leads 200]
 """
@@ -239,6 +240,8 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
             if kind == "hubspot":  # one upsert per batch holding at least one HubSpot lead (up to 100 inputs)
                 size = min(s.batch_size, 100)
                 calls = (1 - (1 - m.hubspot_share) ** size) / size
+            elif kind == "webhook" and name == "RouterFunction":  # a lead's webhooks go out concurrently
+                calls = min(calls, 1.0)
             io += calls * ASSUMED_HTTP_ROUND_TRIP[kind]
         seconds = cpu + io
         if name == "SenderFunction":  # each instance waits for its share of the shared rate

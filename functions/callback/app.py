@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from clay_pipeline.callback import CallbackAcceptor, authenticate, issue_token, parse_callback
 from clay_pipeline.config import CallbackSettings
 from clay_pipeline.http_api import dispatch, lower_headers, raw_body, unauthorized
-from clay_pipeline.observability import count, logger, metrics
+from clay_pipeline.observability import count, log_metrics, logger
 
 settings = CallbackSettings.from_env()  # fails the cold start on bad configuration
 acceptor = CallbackAcceptor(settings)
@@ -36,7 +36,7 @@ ROUTES = {"POST /clay/callback": receive_callback, "POST /clay/token": token}
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
-@metrics.log_metrics
+@log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     count("CallbackReceived")
     acceptor.register_context(context)

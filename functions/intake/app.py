@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from clay_pipeline.config import IntakeSettings
 from clay_pipeline.http_api import dispatch, lower_headers, raw_body
 from clay_pipeline.intake import accept_leads, authenticate
-from clay_pipeline.observability import count, logger, metrics
+from clay_pipeline.observability import count, log_metrics, logger
 from clay_pipeline.stores import Queue
 
 settings = IntakeSettings.from_env()  # fails the cold start on bad configuration
@@ -31,6 +31,6 @@ ROUTES = {"POST /leads": receive_leads}
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
-@metrics.log_metrics
+@log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dispatch(event, ROUTES, "Intake")

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from clay_pipeline.config import RouterSettings
-from clay_pipeline.observability import logger, metrics, tracer
+from clay_pipeline.observability import log_metrics, logger, tracer
 from clay_pipeline.router import LeadRouter
 
 settings = RouterSettings.from_env()  # fails the cold start on bad configuration
@@ -19,7 +19,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
-@metrics.log_metrics
+@log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # HubSpot takes the whole batch in one call, so its upserts happen before the per-record pass.

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from clay_pipeline.config import SenderSettings
-from clay_pipeline.observability import logger, metrics, tracer
+from clay_pipeline.observability import log_metrics, logger, tracer
 from clay_pipeline.sender import ClaySender
 
 settings = SenderSettings.from_env()  # fails the cold start on bad configuration
@@ -18,7 +18,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
-@metrics.log_metrics
+@log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     sender.start(context.get_remaining_time_in_millis(), records=len(event.get("Records", [])))

@@ -5,6 +5,10 @@ The service name comes from POWERTOOLS_SERVICE_NAME, set per function in templat
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -37,7 +41,13 @@ class _LazyTracer:
 
 tracer: Any = _LazyTracer()
 
-__all__ = ["NAMESPACE", "MetricUnit", "count", "logger", "metrics", "tracer"]
+__all__ = ["NAMESPACE", "MetricUnit", "count", "log_metrics", "logger", "metrics", "tracer"]
+
+# Counts with their own dimensions, summed until the invocation ends: one EMF line per name and
+# dimension set per invocation instead of one per event (a Powertools single_metric per call cost
+# the router about 0.1 ms of CPU each, several per lead). The router's delivery threads count too.
+_dimensioned: defaultdict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
+_dimensioned_lock = threading.Lock()
 
 
 def count(name: str, value: float = 1, **dimensions: str) -> None:
@@ -45,6 +55,28 @@ def count(name: str, value: float = 1, **dimensions: str) -> None:
     if not dimensions:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
         return
-    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE) as metric:
-        for key, dimension_value in dimensions.items():
-            metric.add_dimension(name=key, value=dimension_value)
+    with _dimensioned_lock:
+        _dimensioned[(name, tuple(sorted(dimensions.items())))] += value
+
+
+def flush_dimensioned_counts() -> None:
+    with _dimensioned_lock:
+        pending = dict(_dimensioned)
+        _dimensioned.clear()
+    for (name, dimensions), value in pending.items():
+        with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE) as metric:
+            for key, dimension_value in dimensions:
+                metric.add_dimension(name=key, value=dimension_value)
+
+
+def log_metrics(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Powertools' metrics.log_metrics, also publishing the dimensioned counts when the invocation ends."""
+
+    @functools.wraps(handler)
+    def publishing(event: Any, context: Any) -> Any:
+        try:
+            return handler(event, context)
+        finally:
+            flush_dimensioned_counts()
+
+    return metrics.log_metrics(publishing)

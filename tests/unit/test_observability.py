@@ -1,0 +1,68 @@
+"""Dimensioned counts are summed per invocation and published once per name and dimension set."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from clay_pipeline.observability import count, log_metrics
+
+pytestmark = pytest.mark.unit
+
+
+def emf_lines(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith('{"_aws"')]
+
+
+def value(line: dict[str, Any], name: str) -> float:
+    """EMF writes a metric's value as a list of the values added."""
+    return float(sum(line[name]))
+
+
+def test_dimensioned_counts_are_summed_and_published_when_the_invocation_ends(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    published_during: list[list[dict[str, Any]]] = []
+
+    @log_metrics
+    def handler(event: dict[str, Any], context: Any) -> str:
+        # GIVEN three deliveries to one destination and one to another within one invocation
+        for _ in range(3):
+            count("DeliverySucceeded", destination="zapier")
+        count("DeliverySucceeded", destination="slack")
+        count("RouterRouted")
+        published_during.append(emf_lines(capsys.readouterr().out))
+        return "done"
+
+    # WHEN the invocation ends
+    assert handler({}, None) == "done"
+    lines = emf_lines(capsys.readouterr().out)
+    # THEN nothing was published while it ran, and afterwards one line per destination holds the sum
+    assert published_during == [[]]
+    per_destination = {line["destination"]: value(line, "DeliverySucceeded") for line in lines if "destination" in line}
+    assert per_destination == {"zapier": 3.0, "slack": 1.0}
+    # AND the dimensionless count went out with the invocation's own metric set
+    assert [value(line, "RouterRouted") for line in lines if "RouterRouted" in line] == [1.0]
+
+
+def test_counts_of_a_failed_invocation_are_still_published(capsys: pytest.CaptureFixture[str]) -> None:
+    @log_metrics
+    def handler(event: dict[str, Any], context: Any) -> None:
+        count("RouterDeadLettered", reason="permanent_failure")
+        raise RuntimeError("boom")
+
+    # WHEN the handler raises
+    with pytest.raises(RuntimeError, match="boom"):
+        handler({}, None)
+    # THEN the count made before the error is published, and the next invocation does not repeat it
+    first = [line for line in emf_lines(capsys.readouterr().out) if "reason" in line]
+    assert [(line["reason"], value(line, "RouterDeadLettered")) for line in first] == [("permanent_failure", 1.0)]
+
+    @log_metrics
+    def quiet(event: dict[str, Any], context: Any) -> None:
+        count("Other")
+
+    quiet({}, None)
+    assert not [line for line in emf_lines(capsys.readouterr().out) if "reason" in line]
