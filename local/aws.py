@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +21,32 @@ FAKE_CREDENTIALS = dict.fromkeys(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", 
 ACCOUNT = "123456789012"
 
 
+@functools.cache
+def make_item_writes_atomic() -> None:
+    """DynamoDB checks a condition and writes the item as one atomic step; moto's threaded server does not
+    (it reads, checks and writes in separate steps, so two threads can both pass one condition). The
+    pipeline's exactly-once guarantees rest on that atomicity, so moto's item writes are serialised
+    (once per process) for the local stack and the tests."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.Lock()
+    for name in ("put_item", "update_item", "delete_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def atomic(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(*args, **kwargs)
+
+        setattr(DynamoDBBackend, name, atomic)
+
+
 class Emulator:
-    """moto's threaded server bound to 127.0.0.1 on a free port."""
+    """moto's threaded server bound to 127.0.0.1 on a free port, with DynamoDB's atomic conditional writes."""
 
     def __init__(self, port: int = 0) -> None:
         from moto.server import ThreadedMotoServer
 
+        make_item_writes_atomic()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.endpoint = ""
 

@@ -36,20 +36,3 @@ def recorded_dynamodb_calls() -> Iterator[DynamoCalls]:
         yield recorder
     finally:
         events.unregister("before-parameter-build.dynamodb", unique_id="dynamodb-call-recorder")
-
-
-def make_moto_writes_atomic(monkeypatch: Any) -> None:
-    """DynamoDB checks a condition and writes the item as one atomic step; moto's threaded server does not
-    (it reads, checks and writes in separate steps, so two threads can both pass one condition). Serialise
-    moto's item writes so concurrency tests exercise the library, not that race."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.Lock()
-    for name in ("put_item", "update_item", "delete_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def atomic(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(*args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, atomic)

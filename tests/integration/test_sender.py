@@ -19,7 +19,7 @@ from clay_pipeline.stores import Queue, StateStore
 from local.http_stub import Reply, StubServer
 from local.sqs_events import from_received
 from tests.conftest import LambdaContextStub
-from tests.dynamodb_calls import make_moto_writes_atomic, recorded_dynamodb_calls
+from tests.dynamodb_calls import recorded_dynamodb_calls
 
 pytestmark = pytest.mark.integration
 
@@ -499,11 +499,8 @@ def test_pool_rotates_mid_batch_when_a_webhook_fills(make_sender: Any, clay: Stu
     assert sender.pool_count(f"{clay.url}{HOOK_B}") == 2
 
 
-def test_concurrent_batches_never_pass_a_small_budget_or_pool(
-    make_sender: Any, clay: StubServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_concurrent_batches_never_pass_a_small_budget_or_pool(make_sender: Any, clay: StubServer) -> None:
     # GIVEN a budget of five rows, webhooks of three submissions, and two instances with five leads each
-    make_moto_writes_atomic(monkeypatch)
     senders = [make_sender(CLAY_DAILY_SEND_BUDGET="5", CLAY_WEBHOOK_SUBMISSION_LIMIT="3") for _ in range(2)]
     # WHEN both run at the same time
     results = run_at_once(senders, 5)

@@ -13,7 +13,7 @@ from clay_pipeline import limits
 from clay_pipeline.clay_client import webhook_fingerprint
 from clay_pipeline.limits import Claim, DailyBudget, Deduper, Pacer, WebhookPool
 from clay_pipeline.stores import StateStore
-from tests.dynamodb_calls import make_moto_writes_atomic, recorded_dynamodb_calls
+from tests.dynamodb_calls import recorded_dynamodb_calls
 
 pytestmark = pytest.mark.unit
 
@@ -132,10 +132,7 @@ def test_budget_near_its_limit_takes_what_is_left(store: StateStore) -> None:
 
 
 @pytest.mark.parametrize("failures", [False, True], ids=["every_send_succeeds", "some_sends_fail"])
-def test_budget_never_overshoots_with_concurrent_batches(
-    store: StateStore, failures: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    make_moto_writes_atomic(monkeypatch)
+def test_budget_never_overshoots_with_concurrent_batches(store: StateStore, failures: bool) -> None:
     # GIVEN a budget of 7 and four instances, each with a batch of five leads
     limit, batch = 7, 5
 
@@ -281,8 +278,7 @@ def test_pool_warns_once_at_ninety_percent(
     assert len(per_webhook) == 2  # submissions 9 and 10
 
 
-def test_pool_never_overshoots_with_concurrent_batches(store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    make_moto_writes_atomic(monkeypatch)
+def test_pool_never_overshoots_with_concurrent_batches(store: StateStore) -> None:
     # GIVEN two webhooks of ten submissions and four instances, each with two batches of seven leads
     limit, batch = 10, 7
 
