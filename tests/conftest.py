@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from clay_pipeline.config import clear_secret_cache
+from clay_pipeline.observability import discard_dimensioned_counts
 from local.aws import FAKE_CREDENTIALS, Emulator, Provisioned, function_environment, provision
 from local.http_stub import StubServer
 from local.template import load_handler_module
@@ -21,6 +22,12 @@ os.environ.update(FAKE_CREDENTIALS)
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ClayPipelineTest")
 os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(autouse=True)
+def no_pending_metric_counts() -> None:
+    """Each test starts without counts an earlier test left unpublished (it called the library directly)."""
+    discard_dimensioned_counts()
 
 
 @pytest.fixture(scope="session")

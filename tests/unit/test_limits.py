@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ import pytest
 from clay_pipeline import limits
 from clay_pipeline.clay_client import webhook_fingerprint
 from clay_pipeline.limits import Claim, DailyBudget, Deduper, Pacer, WebhookPool
+from clay_pipeline.observability import flush_dimensioned_counts
 from clay_pipeline.stores import StateStore
 from tests.dynamodb_calls import recorded_dynamodb_calls
 
@@ -272,10 +274,11 @@ def test_pool_warns_once_at_ninety_percent(
     for number in range(10):
         pool.acquire([URL_A], max(1, batch - number))
     pool.return_unused()
+    flush_dimensioned_counts()  # what the handler's log_metrics does when the invocation ends
     assert captured_logs.getvalue().count("used 90% of its submissions") == 1
     output = capsys.readouterr().out.splitlines()
-    per_webhook = [line for line in output if '"ClayPoolNearLimit"' in line and '"webhook":"0"' in line]
-    assert len(per_webhook) == 2  # submissions 9 and 10
+    per_webhook = [json.loads(line) for line in output if '"ClayPoolNearLimit"' in line and '"webhook":"0"' in line]
+    assert [line["ClayPoolNearLimit"] for line in per_webhook] == [[2.0]]  # submissions 9 and 10
 
 
 def test_pool_never_overshoots_with_concurrent_batches(store: StateStore) -> None:

@@ -59,6 +59,12 @@ def count(name: str, value: float = 1, **dimensions: str) -> None:
         _dimensioned[(name, tuple(sorted(dimensions.items())))] += value
 
 
+def discard_dimensioned_counts() -> None:
+    """Forget counts not yet published (tests that call the library without a handler)."""
+    with _dimensioned_lock:
+        _dimensioned.clear()
+
+
 def flush_dimensioned_counts() -> None:
     with _dimensioned_lock:
         pending = dict(_dimensioned)
