@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.observability import count, log_metrics
+from clay_pipeline.observability import count, level, log_metrics
 
 pytestmark = pytest.mark.unit
 
@@ -66,3 +66,17 @@ def test_counts_of_a_failed_invocation_are_still_published(capsys: pytest.Captur
 
     quiet({}, None)
     assert not [line for line in emf_lines(capsys.readouterr().out) if "reason" in line]
+
+
+def test_a_level_publishes_its_highest_value_not_a_sum(capsys: pytest.CaptureFixture[str]) -> None:
+    @log_metrics
+    def handler(event: dict[str, Any], context: Any) -> None:
+        # GIVEN a webhook's lifetime submissions reported after each send, out of order across threads
+        for submissions in (41, 43, 42):
+            level("ClayWebhookUsage", submissions, webhook="0")
+
+    # WHEN the invocation ends
+    handler({}, None)
+    # THEN one line carries the highest running total
+    lines = [line for line in emf_lines(capsys.readouterr().out) if "ClayWebhookUsage" in line]
+    assert [(line["webhook"], value(line, "ClayWebhookUsage")) for line in lines] == [("0", 43.0)]

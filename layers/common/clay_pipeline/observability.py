@@ -41,12 +41,13 @@ class _LazyTracer:
 
 tracer: Any = _LazyTracer()
 
-__all__ = ["NAMESPACE", "MetricUnit", "count", "log_metrics", "logger", "metrics", "tracer"]
+__all__ = ["NAMESPACE", "MetricUnit", "count", "level", "log_metrics", "logger", "metrics", "tracer"]
 
 # Counts with their own dimensions, summed until the invocation ends: one EMF line per name and
 # dimension set per invocation instead of one per event (a Powertools single_metric per call cost
 # the router about 0.1 ms of CPU each, several per lead). The router's delivery threads count too.
 _dimensioned: defaultdict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
+_levels: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
 _dimensioned_lock = threading.Lock()
 
 
@@ -59,16 +60,25 @@ def count(name: str, value: float = 1, **dimensions: str) -> None:
         _dimensioned[(name, tuple(sorted(dimensions.items())))] += value
 
 
+def level(name: str, value: float, **dimensions: str) -> None:
+    """A running total (e.g. a webhook's lifetime submissions): the invocation publishes its highest value."""
+    key = (name, tuple(sorted(dimensions.items())))
+    with _dimensioned_lock:
+        _levels[key] = max(value, _levels.get(key, value))
+
+
 def discard_dimensioned_counts() -> None:
     """Forget counts not yet published (tests that call the library without a handler)."""
     with _dimensioned_lock:
         _dimensioned.clear()
+        _levels.clear()
 
 
 def flush_dimensioned_counts() -> None:
     with _dimensioned_lock:
-        pending = dict(_dimensioned)
+        pending = {**_dimensioned, **_levels}
         _dimensioned.clear()
+        _levels.clear()
     for (name, dimensions), value in pending.items():
         with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE) as metric:
             for key, dimension_value in dimensions:

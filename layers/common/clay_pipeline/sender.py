@@ -33,7 +33,7 @@ from clay_pipeline.config import SenderSettings, dump_json
 from clay_pipeline.intake import describe_problems
 from clay_pipeline.limits import Claim, Clock, DailyBudget, Deduper, Pacer, Webhook, WebhookPool, utc_now
 from clay_pipeline.models import Lead
-from clay_pipeline.observability import count, logger
+from clay_pipeline.observability import count, level, logger
 from clay_pipeline.stores import Queue, StateStore
 
 SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch
@@ -170,7 +170,7 @@ class ClaySender:
             raise
         self.dedupe.confirm(lead_id)
         count("ClaySent")
-        count("ClayWebhookUsage", webhook.submissions, webhook=str(webhook.index))
+        level("ClayWebhookUsage", webhook.submissions, webhook=str(webhook.index))
         logger.info("lead sent to Clay", extra={"lead_id": lead_id, "webhook_index": webhook.index})
         return "sent"
 
