@@ -38,18 +38,15 @@ from __future__ import annotations
 import json
 import math
 import time
-import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from clay_pipeline.aws import client
 from clay_pipeline.config import RouterSettings, dump_json
 from clay_pipeline.destinations import (
     DELIVERED,
@@ -72,13 +69,12 @@ from clay_pipeline.models import EnrichedLead
 from clay_pipeline.observability import count, logger
 from clay_pipeline.routing import Decision, RuleSet
 from clay_pipeline.scoring import icp_score, tier_for
-from clay_pipeline.stores import STATE_KEY, STATE_TTL, LeadsTable, Queue, from_item, is_condition_failure, to_item
+from clay_pipeline.stores import DeliveryLedger, LeadsTable, Lease, Queue
 
 SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch
 LEADS_TABLE_DESTINATION = "leads_table"  # the outcome record itself: always written, never "off"
 ALREADY_DELIVERED = DeliveryResult(Status.DELIVERED, "already_delivered")
 IN_FLIGHT = DeliveryResult(Status.RETRYABLE, "in_flight")  # another invocation holds the callback's lease
-DELIVERED_MAP, LEASE_UNTIL, LEASE_OWNER = "delivered", "lease_until", "lease_owner"  # ledger item attributes
 
 
 class InvalidMessage(Exception):  # an outcome, not an error
@@ -127,120 +123,6 @@ def parse_message(body: str) -> RoutingMessage:
         lead=fields,
         score_computed=computed,
     )
-
-
-@dataclass(frozen=True)
-class Lease:
-    """An invocation's hold on one callback's deliveries, and what earlier attempts delivered."""
-
-    callback_id: str
-    owner: str  # this claim's token: the complete write frees the lease only while it is still ours
-    delivered: frozenset[str]
-
-
-@dataclass(frozen=True)
-class DeliveryLedger:
-    """One STATE_TABLE item per callback: a lease while delivering and the map of destinations delivered.
-
-    {pk: "delivery#<callback_id>", delivered: {destination: epoch seconds}, lease_until, lease_owner,
-    expires_at}: a claim and a complete write per attempt, and no read (the claim returns the map).
-    """
-
-    table_name: str
-    lease_seconds: int
-    mark_days: int
-
-    @staticmethod
-    def key(callback_id: str) -> dict[str, Any]:
-        return {STATE_KEY: {"S": f"delivery#{callback_id}"}}
-
-    def claim(self, callback_id: str) -> Lease | None:
-        """Take the lease and read the delivered map, unless another invocation holds an unexpired lease (None)."""
-        now = int(time.time())
-        owner = uuid.uuid4().hex
-        try:
-            response = client("dynamodb").update_item(
-                TableName=self.table_name,
-                Key=self.key(callback_id),
-                UpdateExpression=(
-                    "SET #lease_until = :lease_until, #owner = :owner, "
-                    "#delivered = if_not_exists(#delivered, :nothing), #ttl = :expires_at"
-                ),
-                # A lapsed lease (its invocation crashed or timed out) is taken over.
-                ConditionExpression="attribute_not_exists(#lease_until) OR #lease_until < :now",
-                ExpressionAttributeNames={
-                    "#lease_until": LEASE_UNTIL,
-                    "#owner": LEASE_OWNER,
-                    "#delivered": DELIVERED_MAP,
-                    "#ttl": STATE_TTL,
-                },
-                ExpressionAttributeValues=to_item(
-                    {
-                        ":lease_until": now + self.lease_seconds,
-                        ":owner": owner,
-                        ":nothing": {},
-                        ":expires_at": self._expiry(now),  # the marks of a crashed attempt outlive its lease
-                        ":now": now,
-                    }
-                ),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if is_condition_failure(error):
-                return None
-            raise
-        delivered = from_item(response["Attributes"]).get(DELIVERED_MAP, {})
-        # TTL deletes an expired item up to days late: a mark older than mark_days no longer counts.
-        remembered_since = now - self.mark_days * 86400
-        return Lease(callback_id, owner, frozenset(name for name, at in delivered.items() if at >= remembered_since))
-
-    def complete(self, lease: Lease, delivered_now: Collection[str]) -> None:
-        """Add this attempt's deliveries to the map and free the lease, in one write."""
-        try:
-            self._record(lease.callback_id, delivered_now, lease_owner=lease.owner)
-        except ClientError as error:
-            if not is_condition_failure(error):
-                raise
-            # Our lease lapsed and another invocation took the callback over: it may repeat these
-            # sends (the Idempotency-Key is for that). Record them anyway so later attempts skip them.
-            logger.warning(
-                "delivery lease lost before the deliveries were recorded",
-                extra={"callback_id": lease.callback_id, "destinations": sorted(delivered_now)},
-            )
-            count("DeliveryLeaseLost")
-            if delivered_now:
-                self._record(lease.callback_id, delivered_now, lease_owner=None)
-
-    def _record(self, callback_id: str, destinations: Collection[str], lease_owner: str | None) -> None:
-        """SET delivered.<destination> = now for each, and the expiry; with an owner, also drop that owner's lease."""
-        now = int(time.time())
-        names = {"#ttl": STATE_TTL}
-        values: dict[str, Any] = {":expires_at": self._expiry(now)}
-        assignments = ["#ttl = :expires_at"]
-        if destinations:
-            names["#delivered"] = DELIVERED_MAP
-            values[":now"] = now
-            for number, destination in enumerate(destinations):
-                names[f"#d{number}"] = destination
-                assignments.append(f"#delivered.#d{number} = :now")
-        expression = "SET " + ", ".join(assignments)
-        condition: dict[str, str] = {}
-        if lease_owner is not None:
-            names |= {"#lease_until": LEASE_UNTIL, "#owner": LEASE_OWNER}
-            values[":owner"] = lease_owner
-            expression += " REMOVE #lease_until, #owner"
-            condition["ConditionExpression"] = "#owner = :owner"
-        client("dynamodb").update_item(
-            TableName=self.table_name,
-            Key=self.key(callback_id),
-            UpdateExpression=expression,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=to_item(values),
-            **condition,
-        )
-
-    def _expiry(self, now: int) -> int:
-        return now + self.mark_days * 86400
 
 
 @dataclass(frozen=True)
@@ -469,7 +351,15 @@ class LeadRouter:
             self._send_webhooks(attempt.message, [name for name in attempt.pending if name != "hubspot"], results)
         finally:
             # Also after an unexpected error: what was delivered is not sent again by the retry.
-            self.ledger.complete(attempt.lease, [name for name, result in results.items() if result.delivered])
+            delivered = [name for name, result in results.items() if result.delivered]
+            if not self.ledger.complete(attempt.lease, delivered):
+                # Our lease lapsed and another invocation took the callback over: it may repeat these
+                # sends (the Idempotency-Key is for that); the ledger recorded them for later attempts.
+                logger.warning(
+                    "delivery lease lost before the deliveries were recorded",
+                    extra={"callback_id": attempt.lease.callback_id, "destinations": sorted(delivered)},
+                )
+                count("DeliveryLeaseLost")
         return results
 
     def _send_webhooks(self, message: RoutingMessage, names: list[str], results: dict[str, DeliveryResult]) -> None:

@@ -2,14 +2,17 @@
 
 Everything AWS goes through these few classes so business modules stay free of boto3 and
 tests can point them at moto. The state table has one string key `pk` and a TTL attribute
-`expires_at`; each concern prefixes its keys (idem#, dedupe#, pool#, budget#, rate#,
-delivery#), which keeps one table and one set of IAM permissions for all of them.
+`expires_at`; each concern prefixes its keys (idem#, dedupe#, pool#, budget#, rate#, and
+delivery# for the router's DeliveryLedger below), which keeps one table and one set of IAM
+permissions for all of them.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -256,3 +259,120 @@ class Queue:
                 pending = {i: body for i, body in pending.items() if i not in done}
             failed.extend(int(i) for i in pending)
         return sorted(failed)
+
+
+# -- router's delivery ledger ----------------------------------------------------------------
+DELIVERED_MAP, LEASE_UNTIL, LEASE_OWNER = "delivered", "lease_until", "lease_owner"  # ledger item attributes
+
+
+@dataclass(frozen=True)
+class Lease:
+    """An invocation's hold on one callback's deliveries, and what earlier attempts delivered."""
+
+    callback_id: str
+    owner: str  # this claim's token: the complete write frees the lease only while it is still ours
+    delivered: frozenset[str]
+
+
+@dataclass(frozen=True)
+class DeliveryLedger:
+    """One STATE_TABLE item per callback: a lease while delivering and the map of destinations delivered.
+
+    {pk: "delivery#<callback_id>", delivered: {destination: epoch seconds}, lease_until, lease_owner,
+    expires_at}: a claim and a complete write per attempt, and no read (the claim returns the map).
+    """
+
+    table_name: str
+    lease_seconds: int
+    mark_days: int
+
+    @staticmethod
+    def key(callback_id: str) -> dict[str, Any]:
+        return {STATE_KEY: {"S": f"delivery#{callback_id}"}}
+
+    def claim(self, callback_id: str) -> Lease | None:
+        """Take the lease and read the delivered map, unless another invocation holds an unexpired lease (None)."""
+        now = int(time.time())
+        owner = uuid.uuid4().hex
+        try:
+            response = client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key=self.key(callback_id),
+                UpdateExpression=(
+                    "SET #lease_until = :lease_until, #owner = :owner, "
+                    "#delivered = if_not_exists(#delivered, :nothing), #ttl = :expires_at"
+                ),
+                # A lapsed lease (its invocation crashed or timed out) is taken over.
+                ConditionExpression="attribute_not_exists(#lease_until) OR #lease_until < :now",
+                ExpressionAttributeNames={
+                    "#lease_until": LEASE_UNTIL,
+                    "#owner": LEASE_OWNER,
+                    "#delivered": DELIVERED_MAP,
+                    "#ttl": STATE_TTL,
+                },
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":lease_until": now + self.lease_seconds,
+                        ":owner": owner,
+                        ":nothing": {},
+                        ":expires_at": self._expiry(now),  # the marks of a crashed attempt outlive its lease
+                        ":now": now,
+                    }
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return None
+            raise
+        delivered = from_item(response["Attributes"]).get(DELIVERED_MAP, {})
+        # TTL deletes an expired item up to days late: a mark older than mark_days no longer counts.
+        remembered_since = now - self.mark_days * 86400
+        return Lease(callback_id, owner, frozenset(name for name, at in delivered.items() if at >= remembered_since))
+
+    def complete(self, lease: Lease, delivered_now: Collection[str]) -> bool:
+        """Add this attempt's deliveries to the map and free the lease, in one write.
+
+        False when the lease was no longer ours (it lapsed and another invocation took it): the
+        deliveries are then recorded without touching the new owner's lease, so later attempts skip them.
+        """
+        try:
+            self._record(lease.callback_id, delivered_now, lease_owner=lease.owner)
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+            if delivered_now:
+                self._record(lease.callback_id, delivered_now, lease_owner=None)
+            return False
+        return True
+
+    def _record(self, callback_id: str, destinations: Collection[str], lease_owner: str | None) -> None:
+        """SET delivered.<destination> = now for each, and the expiry; with an owner, also drop that owner's lease."""
+        now = int(time.time())
+        names = {"#ttl": STATE_TTL}
+        values: dict[str, Any] = {":expires_at": self._expiry(now)}
+        assignments = ["#ttl = :expires_at"]
+        if destinations:
+            names["#delivered"] = DELIVERED_MAP
+            values[":now"] = now
+            for number, destination in enumerate(destinations):
+                names[f"#d{number}"] = destination
+                assignments.append(f"#delivered.#d{number} = :now")
+        expression = "SET " + ", ".join(assignments)
+        condition: dict[str, str] = {}
+        if lease_owner is not None:
+            names |= {"#lease_until": LEASE_UNTIL, "#owner": LEASE_OWNER}
+            values[":owner"] = lease_owner
+            expression += " REMOVE #lease_until, #owner"
+            condition["ConditionExpression"] = "#owner = :owner"
+        client("dynamodb").update_item(
+            TableName=self.table_name,
+            Key=self.key(callback_id),
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(values),
+            **condition,
+        )
+
+    def _expiry(self, now: int) -> int:
+        return now + self.mark_days * 86400
