@@ -215,17 +215,17 @@ def reference_sender() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
 
 
 def reference_router() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """Per message: parse, one ledger claim; per batch one HubSpot upsert; per message: POSTs, one
-    ledger completion, the leads-table record. Sequential: the minimal way to make the same calls."""
+    """Per message: parse, one lead claim; per batch one HubSpot upsert; per message: POSTs and one write
+    recording the deliveries and the outcome on the lead's item. Sequential: the minimal way to make the same calls."""
     import requests
 
     session = requests.Session()
-    state, leads = os.environ["STATE_TABLE"], os.environ["LEADS_TABLE"]
+    leads = os.environ["LEADS_TABLE"]
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         messages = [json.loads(record["body"]) for record in event["Records"]]
         for message in messages:
-            _set(state, {"pk": {"S": f"delivery#{message['callback_id']}"}}, "leased")
+            _set(leads, {"lead_key": {"S": message["lead_key"]}}, "leased")
         inputs = [{"idProperty": "email", "id": m["lead"]["email"], "properties": m["lead"]} for m in messages]
         session.post(
             os.environ["HUBSPOT_BASE_URL"] + "/crm/v3/objects/contacts/batch/upsert",
@@ -237,7 +237,6 @@ def reference_router() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
             if message["lead"]["icp_score"] >= 80:
                 for name in ("outreach", "zapier"):
                     session.post(SECRETS[f"{name.upper()}_WEBHOOK_URL"], json=message["lead"], timeout=10).close()
-            _set(state, {"pk": {"S": f"delivery#{message['callback_id']}"}}, "delivered")
             _set(leads, {"lead_key": {"S": message["lead_key"]}}, "routed")
         return {"batchItemFailures": []}
 

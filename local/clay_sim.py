@@ -13,6 +13,12 @@ routing band and some rows get none) and POSTed to the callback URL with every v
 the token URL with username and password, then `Authorization: Bearer`). The column has its
 own rate limit, retries 429/5xx/connection errors with backoff, and on request sends a share
 of rows twice or loses a share of first responses (so it retries what we already accepted).
+
+Clay also sends a row again later, and the simulator models that on request (each share picks
+rows by their lead id, so a run is repeatable): a re-run column (changed job title and a new
+enrichment timestamp), a retry of the same body, a re-scored row (one band higher or lower),
+each `resend_delay_seconds` after the first callback; and one HTTP API column per enrichment
+(partial bodies, one per enrichment, before the complete one).
 Everything received and sent is recorded for assertions and the summary.
 """
 
@@ -63,6 +69,10 @@ TITLES = (
 EMPLOYEE_COUNTS = (8, 45, 240, 1200, 5400, 18000)
 # ICP score bands matching the routing rules (>=90, 80-89, 70-79, 50-69, <50) and no score at all.
 SCORE_BANDS: tuple[tuple[int, int] | None, ...] = ((90, 99), (80, 89), (70, 79), (50, 69), (10, 49), None)
+IDENTITY_COLUMNS = ("lead_id", "email", "first_name", "last_name", "linkedin_url", "domain")
+# One HTTP API column per enrichment: the columns each one sends beside the identity (the last sends everything).
+ENRICHMENT_COLUMNS = (("company_name", "industry", "employee_count"), ("job_title", "phone", "email_verified"))
+RERUN_TITLES = {title: f"Senior {title}" for title in TITLES}
 
 
 class TokenBucket:
@@ -151,6 +161,35 @@ class CallbackAttempt:
     status: int | None  # None: the connection failed
     answer: dict[str, Any] | None
     lost: bool = False  # the simulator ignored this answer on purpose, and retried
+    body_digest: str = ""  # which version of the row this call carried
+    kind: str = "row"  # row, partial, rerun, resend or rescore
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A later callback of a row already called back."""
+
+    lead_id: str
+    body: dict[str, str]
+    kind: str
+
+
+def rerun(columns: dict[str, str], enriched_at: str) -> dict[str, str]:
+    """The row after a re-run column: a new job title and enrichment timestamp."""
+    title = columns.get("job_title", "")
+    return {**columns, "job_title": RERUN_TITLES.get(title, f"{title} II".strip()), "_clay_enriched_at": enriched_at}
+
+
+def rescore(columns: dict[str, str], up: bool) -> dict[str, str]:
+    """The row re-scored one band higher or lower (a row without a score gets a low one)."""
+    score = int(columns["icp_score"]) if columns.get("icp_score") else 30
+    return {**columns, "icp_score": str(min(99, score + 15) if up else max(5, score - 25))}
+
+
+def partial_bodies(columns: dict[str, str]) -> list[dict[str, str]]:
+    """What each per-enrichment column sends before the last, complete one: identity plus its own columns."""
+    identity = {name: value for name, value in columns.items() if name in IDENTITY_COLUMNS}
+    return [{**identity, **{name: columns[name] for name in names if name in columns}} for names in ENRICHMENT_COLUMNS]
 
 
 @dataclass
@@ -168,6 +207,11 @@ class ClaySimulator:
     max_retry_wait_seconds: float = 2.0
     duplicate_share: float = 0.0  # rows whose callback is delivered twice
     lost_response_share: float = 0.0  # rows whose first answer is ignored, so the call is retried
+    rerun_share: float = 0.0  # rows called back again later with changed columns (a re-run column)
+    resend_share: float = 0.0  # rows called back again later with the very same body
+    rescore_share: float = 0.0  # rows called back again later one score band higher or lower
+    per_column_share: float = 0.0  # rows called back in partial bodies (one per enrichment), the last complete
+    resend_delay_seconds: float = 1.0
     workers: int = 2
 
     def __post_init__(self) -> None:
@@ -176,8 +220,9 @@ class ClaySimulator:
         self._outbound = TokenBucket(self.callback_rate_per_second, self.callback_rate_per_second)
         self._lock = threading.Lock()
         self._token_lock = threading.Lock()
-        self._work: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._work: queue.Queue[dict[str, Any] | FollowUp | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
+        self._timers: list[threading.Timer] = []
         self._webhooks: dict[str, int] = {}  # id -> submissions
         self._retired: set[str] = set()
         self._token: tuple[str, float] | None = None  # JWT and when it was fetched
@@ -186,7 +231,8 @@ class ClaySimulator:
         self.callbacks: list[CallbackAttempt] = []
         self.token_requests = 0
         self.abandoned: list[str] = []  # lead ids whose callback never got a 2xx
-        self.pending = 0  # rows accepted whose callbacks are not finished
+        self.pending = 0  # rows accepted, and later callbacks scheduled, whose callbacks are not finished
+        self.resent: Counter[str] = Counter()  # kind -> later callbacks sent (partial, rerun, resend, rescore)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> str:
@@ -198,6 +244,8 @@ class ClaySimulator:
         return url
 
     def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
         for _ in self._threads:
             self._work.put(None)
         for thread in self._threads:
@@ -237,12 +285,21 @@ class ClaySimulator:
 
     def accepted_callbacks(self) -> list[str]:
         """Lead ids of every 2xx answer that was not a duplicate, including answers the simulator lost."""
+        return [lead_id for lead_id, _ in self.accepted_versions()]
+
+    def accepted_versions(self) -> list[tuple[str, str]]:
+        """(lead id, body digest) of every 2xx answer that was not a duplicate: each version of a row accepted."""
         with self._lock:
             return [
-                c.lead_id
+                (c.lead_id, c.body_digest)
                 for c in self.callbacks
                 if c.status is not None and 200 <= c.status < 300 and not (c.answer or {}).get("duplicate")
             ]
+
+    def versions_sent(self) -> set[tuple[str, str]]:
+        """(lead id, body digest) of every distinct body the column called back with."""
+        with self._lock:
+            return {(c.lead_id, c.body_digest) for c in self.callbacks}
 
     def busy(self) -> bool:
         with self._lock:
@@ -288,32 +345,71 @@ class ClaySimulator:
     # -- outbound HTTP API column ----------------------------------------------------------
     def _work_loop(self) -> None:
         session = requests.Session()
-        while (row := self._work.get()) is not None:
+        while (work := self._work.get()) is not None:
             try:
-                self._deliver_row(session, row)
+                if isinstance(work, FollowUp):
+                    self._deliver(session, work.lead_id, work.body, work.kind)
+                else:
+                    self._deliver_row(session, work)
             finally:
                 with self._lock:
                     self.pending -= 1
 
     def _deliver_row(self, session: requests.Session, row: dict[str, Any]) -> None:
         lead_id = str(row.get("lead_id", ""))
-        body = json.dumps(enrich(row, datetime.now(UTC).isoformat())).encode()
-        digest = _digest(lead_id or body.decode())
+        columns = enrich(row, datetime.now(UTC).isoformat())
+        digest = _digest(lead_id or json.dumps(columns))
+        if digest[10] / 256 < self.per_column_share:
+            for partial in partial_bodies(columns):
+                self._deliver(session, lead_id, partial, "partial")
         copies = 2 if digest[8] / 256 < self.duplicate_share else 1
         lose_first = digest[9] / 256 < self.lost_response_share
         for copy in range(copies):
-            if not self._call(session, lead_id, copy, body, lose_first and copy == 0):
-                with self._lock:
-                    self.abandoned.append(lead_id)
+            self._deliver(session, lead_id, columns, "row", copy, lose_first and copy == 0)
+        if digest[11] / 256 < self.rerun_share:
+            self._later(FollowUp(lead_id, rerun(columns, datetime.now(UTC).isoformat()), "rerun"))
+        if digest[12] / 256 < self.resend_share:
+            self._later(FollowUp(lead_id, columns, "resend"))
+        if digest[13] / 256 < self.rescore_share:
+            self._later(FollowUp(lead_id, rescore(columns, up=digest[14] % 2 == 0), "rescore"))
 
-    def _call(self, session: requests.Session, lead_id: str, copy: int, body: bytes, lose_first: bool) -> bool:
+    def _later(self, follow_up: FollowUp) -> None:
+        """Call the row back again after resend_delay_seconds (counted as pending until it is done)."""
+        with self._lock:
+            self.pending += 1
+        timer = threading.Timer(self.resend_delay_seconds, self._work.put, args=(follow_up,))
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+
+    def _deliver(
+        self,
+        session: requests.Session,
+        lead_id: str,
+        columns: dict[str, str],
+        kind: str,
+        copy: int = 0,
+        lose_first: bool = False,
+    ) -> None:
+        if kind != "row":
+            with self._lock:
+                self.resent[kind] += 1
+        if not self._call(session, lead_id, copy, columns, kind, lose_first):
+            with self._lock:
+                self.abandoned.append(lead_id)
+
+    def _call(
+        self, session: requests.Session, lead_id: str, copy: int, columns: dict[str, str], kind: str, lose_first: bool
+    ) -> bool:
         """POST with retries; True once a 2xx answer was kept."""
+        body = json.dumps(columns).encode()
+        version = hashlib.sha256(json.dumps(columns, sort_keys=True).encode()).hexdigest()[:16]
         for attempt in range(1, self.callback_attempts + 1):
             self._outbound.wait()
             status, answer, retry_after = self._post(session, body)
             lost = lose_first and attempt == 1 and status is not None and status < 300
             with self._lock:
-                self.callbacks.append(CallbackAttempt(lead_id, copy, attempt, status, answer, lost))
+                self.callbacks.append(CallbackAttempt(lead_id, copy, attempt, status, answer, lost, version, kind))
             if status is not None and 200 <= status < 300 and not lost:
                 return True
             if status is not None and status not in RETRYABLE and not lost:

@@ -22,15 +22,17 @@ import requests
 
 from clay_pipeline.aws import client, reset_clients
 from clay_pipeline.config import clear_secret_cache
+from clay_pipeline.delivery_policy import Delivered, payload_hash
 from clay_pipeline.destinations import idempotency_key
 from clay_pipeline.models import Lead
+from clay_pipeline.routing import ONCE_PER_LEAD, RuleSet
 from clay_pipeline.stores import from_item
 from local.aws import FAKE_CREDENTIALS, Emulator, Provisioned, function_environment, provision
 from local.clay_sim import CallbackAuth, ClaySimulator
 from local.gateway import Gateway, http_routes
 from local.lambda_runtime import LambdaFunction
 from local.pollers import QueuePoller, event_sources
-from local.sinks import DESTINATIONS, Sinks
+from local.sinks import DESTINATIONS, Delivery, Sinks
 from local.template import functions, placeholder_environment
 
 # Dummy secrets of the local stack, written into its config secret. They are recognisable on
@@ -61,11 +63,26 @@ SUMMARY_SECTIONS = (
     ("sender -> Clay", ("duplicates skipped before Clay", "sent to Clay", "Clay 429s to the sender")),
     (
         "Clay -> callback",
-        ("callbacks sent by Clay", "callbacks accepted", "duplicates dropped", "callbacks retried by Clay"),
+        (
+            "callbacks sent by Clay",
+            "callbacks accepted",
+            "duplicates dropped",
+            "callbacks retried by Clay",
+            "rows called back again: re-run column",
+            "rows called back again: same body",
+            "rows called back again: re-scored",
+            "partial callbacks (one per column)",
+        ),
     ),
-    ("router", ("routed", "skipped (no destination)")),
+    ("router", ("routed", "skipped (no destination)", "once-per-lead deliveries doubled")),
     ("dead letters", ("dead-lettered (LeadDLQ)", "dead-lettered (RoutingDLQ)")),
 )
+RESEND_LABELS = {
+    "rerun": "rows called back again: re-run column",
+    "resend": "rows called back again: same body",
+    "rescore": "rows called back again: re-scored",
+    "partial": "partial callbacks (one per column)",
+}
 
 
 @dataclass
@@ -83,9 +100,11 @@ class StackOptions:
 @dataclass
 class Summary:
     counts: dict[str, int]
-    routed: dict[str, int]
+    routed: dict[str, int]  # destination -> deliveries it received (leads_table: leads recorded)
     elapsed: float
     problems: list[str]
+    policies: dict[str, str] = field(default_factory=dict)  # destination -> its delivery policy
+    distinct_payloads: dict[str, int] = field(default_factory=dict)  # on-change destination -> distinct payloads
 
     @property
     def reconciles(self) -> bool:
@@ -97,7 +116,16 @@ class Summary:
             (title, [(label, self.counts[label]) for label in labels if label in self.counts])
             for title, labels in SUMMARY_SECTIONS
         ]
-        sections[3][1].extend((f"routed to {name}", count) for name, count in self.routed.items())
+        for name, count in self.routed.items():
+            policy = self.policies.get(name, "")
+            if name in self.distinct_payloads:
+                label, value = (
+                    f"routed to {name} ({policy}): calls / distinct",
+                    f"{count} / {self.distinct_payloads[name]}",
+                )
+            else:
+                label, value = f"routed to {name}" + (f" ({policy})" if policy else ""), str(count)
+            sections[3][1].append((label, value))
         sections.append(("", [("elapsed", f"{self.elapsed:.1f} s")]))
         width = max(len(label) for _, rows in sections for label, _ in rows) + 2
         lines = []
@@ -368,9 +396,9 @@ class Reconciliation:
 
         self._check_intake()
         self._check_clay(clay_ids, lead_dlq_ids)
-        self._check_callbacks(clay_ids, accepted_callbacks)
+        self._check_callbacks(clay_ids, clay.accepted_versions(), clay.versions_sent())
         self._check_routing(accepted_callbacks, table, routing_dlq_ids)
-        self._check_destinations(table)
+        policies, distinct, doubled = self._check_destinations(table)
         for queue_id in SOURCE_QUEUES:
             if any((counts := stack.queue_counts(queue_id)).values()):
                 self.problems.append(f"{queue_id} is not empty: {counts}")
@@ -386,13 +414,16 @@ class Reconciliation:
             "callbacks accepted": len(accepted_callbacks),
             "duplicates dropped": len(clay.answered(duplicate=True)),
             "callbacks retried by Clay": sum(1 for c in clay.callbacks if c.attempt > 1),
+            **{label: clay.resent[kind] for kind, label in RESEND_LABELS.items() if clay.resent[kind]},
             "routed": statuses["routed"],
             "skipped (no destination)": statuses["skipped"],
+            "once-per-lead deliveries doubled": doubled,
             "dead-lettered (LeadDLQ)": len(lead_dlq),
             "dead-lettered (RoutingDLQ)": len(routing_dlq),
         }
         routed_to = {**stack.sinks.counts(), "leads_table": len(table)}
-        return Summary(counts, routed_to, time.monotonic() - stack.started_at, self.problems)
+        elapsed = time.monotonic() - stack.started_at
+        return Summary(counts, routed_to, elapsed, self.problems, policies, distinct)
 
     def _check_intake(self) -> None:
         stack = self.stack
@@ -410,13 +441,20 @@ class Reconciliation:
         if lost:
             self.problems.append(f"accepted by intake but neither in Clay nor in LeadDLQ: {sorted(lost)}")
 
-    def _check_callbacks(self, clay_ids: list[str], accepted: list[str]) -> None:
-        twice = sorted(lead for lead, n in Counter(accepted).items() if n > 1)
+    def _check_callbacks(
+        self, clay_ids: list[str], accepted: list[tuple[str, str]], sent: set[tuple[str, str]]
+    ) -> None:
+        """Every version of a row Clay called back with was accepted once (identical re-sends are duplicates)."""
+        twice = sorted({lead for (lead, _), n in Counter(accepted).items() if n > 1})
         if twice:
-            self.problems.append(f"callback accepted more than once: {twice}")
-        missing = set(clay_ids) - set(accepted)
+            self.problems.append(f"the same callback body accepted more than once: {twice}")
+        missing = set(clay_ids) - {lead for lead, _ in accepted}
         if missing:
             self.problems.append(f"Clay rows whose callback was never accepted: {sorted(missing)}")
+        abandoned = set(self.stack.clay.abandoned)  # Clay gave up on these calls: the column shows the error
+        never = {(lead, version) for lead, version in sent - set(accepted) if lead not in abandoned}
+        if never:
+            self.problems.append(f"callback versions never accepted: {sorted({lead for lead, _ in never})}")
 
     def _check_routing(self, accepted: list[str], table: dict[str, dict[str, Any]], routing_dlq_ids: set[str]) -> None:
         unfinished = sorted(
@@ -427,21 +465,70 @@ class Reconciliation:
         if unfinished:
             self.problems.append(f"callbacks neither routed, skipped nor dead-lettered: {unfinished}")
 
-    def _check_destinations(self, table: dict[str, dict[str, Any]]) -> None:
-        """Each destination got exactly the deliveries the router recorded as delivered, once each."""
+    def _check_destinations(self, table: dict[str, dict[str, Any]]) -> tuple[dict[str, str], dict[str, int], int]:
+        """Each destination got what the lead's ledger says, under its policy.
+
+        Returns each destination's policy, the distinct payloads of each on-change one, and how many
+        leads a once-per-lead destination got more than once (0 when it reconciles).
+
+        once_per_lead: each lead's Idempotency-Key at most once, and exactly the leads the ledger holds.
+        on_change: no payload twice for a lead (one call per distinct mapped payload), and the last one
+        each lead got is the one its ledger entry names.
+        """
+        env = self.stack.function_env("RouterFunction")
+        policies = RuleSet.from_setting(env.get("ROUTING_RULES", ""), env.get("DELIVERY_POLICIES", "")).policies
+        distinct: dict[str, int] = {}
+        doubled = 0
         for destination in DESTINATIONS:
-            expected = set()
-            for item in table.values():
-                if (item.get("destinations") or {}).get(destination) == "delivered":
-                    if destination == "hubspot":
-                        expected.add(str((item.get("enrichment") or {}).get("email", "")).lower())
-                    else:
-                        expected.add(idempotency_key(str(item.get("callback_id")), destination))
-            received = Counter(d.key for d in self.stack.sinks.delivered(destination))
-            twice = [key for key, n in received.items() if n > 1]
-            if twice:
-                self.problems.append(f"{destination}: {len(twice)} leads delivered more than once")
-            if missing := expected - set(received):
-                self.problems.append(f"{destination}: {len(missing)} recorded deliveries never arrived")
-            if unexpected := set(received) - expected:
-                self.problems.append(f"{destination}: {len(unexpected)} deliveries the router did not record")
+            ledger = {
+                lead: Delivered.from_value(entry)
+                for lead, item in table.items()
+                if (entry := (item.get("deliveries") or {}).get(destination))
+            }
+            received = self.stack.sinks.delivered(destination)
+            policy = policies[destination]
+            if policy == ONCE_PER_LEAD:
+                doubled += self._check_once_per_lead(destination, received, ledger)
+            else:
+                distinct[destination] = self._check_on_change(destination, received, ledger, table)
+        return {name: str(policy) for name, policy in policies.items()}, distinct, doubled
+
+    def _check_once_per_lead(self, destination: str, received: list[Delivery], ledger: dict[str, Delivered]) -> int:
+        expected = {idempotency_key(lead, destination) for lead in ledger}
+        keys = Counter(delivery.key for delivery in received)
+        twice = [key for key, n in keys.items() if n > 1]
+        if twice:
+            self.problems.append(f"{destination}: {len(twice)} leads delivered more than once")
+        if missing := expected - set(keys):
+            self.problems.append(f"{destination}: {len(missing)} recorded deliveries never arrived")
+        if unexpected := set(keys) - expected:
+            self.problems.append(f"{destination}: {len(unexpected)} deliveries the router did not record")
+        return len(twice)
+
+    def _check_on_change(
+        self,
+        destination: str,
+        received: list[Delivery],
+        ledger: dict[str, Delivered],
+        table: dict[str, dict[str, Any]],
+    ) -> int:
+        by_email = {str((item.get("enrichment") or {}).get("email", "")).lower(): lead for lead, item in table.items()}
+        versions: list[tuple[str, str]] = []  # (lead, payload hash) per call, in arrival order
+        for delivery in received:
+            payload = delivery.payload
+            if destination == "hubspot":
+                lead = by_email.get(delivery.key, delivery.key)
+            else:
+                lead = str(payload.get("lead_id", delivery.key)) if isinstance(payload, dict) else delivery.key
+            versions.append((lead, payload_hash(payload)))
+        if repeated := [version for version, n in Counter(versions).items() if n > 1]:
+            self.problems.append(f"{destination}: {len(repeated)} payloads delivered more than once to the same lead")
+        last = {lead: digest for lead, digest in versions}
+        stale = [lead for lead, entry in ledger.items() if lead in last and last[lead] != entry.payload_hash]
+        if stale:
+            self.problems.append(f"{destination}: {len(stale)} leads whose last delivery is not the one recorded")
+        if missing := set(ledger) - set(last):
+            self.problems.append(f"{destination}: {len(missing)} recorded deliveries never arrived")
+        if unexpected := set(last) - set(ledger):
+            self.problems.append(f"{destination}: {len(unexpected)} leads got deliveries the router did not record")
+        return len(set(versions))

@@ -1,9 +1,10 @@
-"""Recording the DynamoDB calls the library makes, to prove what a lead or a batch costs."""
+"""Hooks on the DynamoDB calls the library makes: recording them to prove what a lead or a batch costs,
+holding them at a barrier to force a race, failing one to stand for a crash."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,12 +28,22 @@ class DynamoCalls:
 
 
 @contextmanager
-def recorded_dynamodb_calls() -> Iterator[DynamoCalls]:
-    """Every call the library's DynamoDB client makes inside the block (the tests' own clients are not counted)."""
-    recorder = DynamoCalls()
+def before_dynamodb_calls(hook: Callable[..., None], operation: str = "") -> Iterator[None]:
+    """Call hook(params=..., model=...) before each call of the library's DynamoDB client (of `operation` only,
+    if given); an exception it raises fails that call. The tests' own clients are not hooked."""
+    event = "before-parameter-build.dynamodb" + (f".{operation}" if operation else "")
+    unique_id = f"test-hook-{id(hook)}"
     events = client("dynamodb").meta.events
-    events.register("before-parameter-build.dynamodb", recorder.record, unique_id="dynamodb-call-recorder")
+    events.register(event, hook, unique_id=unique_id)
     try:
-        yield recorder
+        yield
     finally:
-        events.unregister("before-parameter-build.dynamodb", unique_id="dynamodb-call-recorder")
+        events.unregister(event, unique_id=unique_id)
+
+
+@contextmanager
+def recorded_dynamodb_calls() -> Iterator[DynamoCalls]:
+    """Every call the library's DynamoDB client makes inside the block."""
+    recorder = DynamoCalls()
+    with before_dynamodb_calls(recorder.record):
+        yield recorder

@@ -28,8 +28,18 @@ SAMPLE_LEADS = ROOT / "local" / "sample_leads.csv"
 LOG_PATH = ROOT / ".local-stack" / "run.log"
 RUN_TIMEOUT_SECONDS = 180.0
 PROGRESS_SECONDS = 5.0
-# Clay delivers about one row in ten twice (as a column re-run would): the summary shows them dropped.
-DUPLICATE_SHARE = 0.1
+# Clay repeats itself as it does for real (local/clay_sim.py): about one row in ten delivered twice at once
+# (dropped as duplicates), and rows called back again later: re-run columns, retried bodies, re-scores (up
+# or down a band) and per-column partial callbacks. The summary shows each destination got each lead as
+# its delivery policy says.
+CLAY_RESENDS = {
+    "duplicate_share": 0.1,
+    "rerun_share": 0.25,
+    "resend_share": 0.1,
+    "rescore_share": 0.25,
+    "per_column_share": 0.15,
+    "resend_delay_seconds": 1.5,
+}
 
 
 def read_leads(path: Path) -> list[dict[str, Any]]:
@@ -45,7 +55,7 @@ def run_command(args: argparse.Namespace) -> int:
     out = sys.stdout
     LOG_PATH.parent.mkdir(exist_ok=True)
     with LOG_PATH.open("w") as log, _functions_logging_to(log):
-        stack = LocalStack(StackOptions(clay={"duplicate_share": DUPLICATE_SHARE}))
+        stack = LocalStack(StackOptions(clay=CLAY_RESENDS))
         try:
             return _run(stack, read_leads(path), path, out, serve=args.serve)
         except KeyboardInterrupt:

@@ -8,6 +8,7 @@ waits until it is idle and asserts on what every part recorded (the reconciliati
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -122,6 +123,43 @@ def test_clay_duplicates_and_retries_reach_each_destination_once(start_stack: St
         keys = [delivery.key for delivery in stack.sinks.delivered(destination)]
         assert len(keys) == len(set(keys))
     assert len(stack.sinks.delivered("outreach")) == 12
+
+
+def test_clay_resending_rows_enrols_each_lead_once_and_updates_hubspot_per_change(start_stack: StackFactory) -> None:
+    # GIVEN Clay calling rows back again as it does for real: re-run columns, retried bodies, re-scores and
+    # per-column partial callbacks, for most rows
+    resends = {
+        "rerun_share": 0.5,
+        "resend_share": 0.3,
+        "rescore_share": 0.5,
+        "per_column_share": 0.4,
+        "duplicate_share": 0.2,
+        "resend_delay_seconds": 0.5,
+    }
+    stack = start_stack(clay=resends)
+    leads = generated_leads(16, bands=((90, 99), (80, 89), (70, 79), (50, 69)))
+    # WHEN the leads go through and every later callback has been routed
+    stack.post_leads(leads)
+    settle(stack)
+    summary = stack.summary()
+    # THEN Clay did send rows again in every way
+    assert all(stack.clay.resent[kind] > 0 for kind in ("rerun", "resend", "rescore", "partial"))
+    assert summary.counts["callbacks accepted"] > 16
+    # AND it reconciles: no once-per-lead destination got a lead twice, HubSpot one call per distinct payload
+    assert summary.problems == []
+    assert summary.counts["once-per-lead deliveries doubled"] == 0
+    for destination in ("outreach", "nurture", "slack", "zapier"):
+        leads_reached = [delivery.key for delivery in stack.sinks.delivered(destination)]
+        assert len(leads_reached) == len(set(leads_reached)), destination
+    assert summary.routed["hubspot"] == summary.distinct_payloads["hubspot"]
+    # AND the printed summary says so
+    table = summary.table()
+    assert re.search(r"once-per-lead deliveries doubled +0\n", table)
+    calls = summary.routed["hubspot"]
+    assert re.search(rf"routed to hubspot \(on_change\): calls / distinct +{calls} / {calls}\n", table)
+    # AND the leads table counted every callback it accepted per lead
+    table_items = stack.leads_table()
+    assert sum(int(item["callbacks"]) for item in table_items.values()) == summary.counts["callbacks accepted"]
 
 
 def test_destination_down_then_up_loses_nothing(start_stack: StackFactory) -> None:

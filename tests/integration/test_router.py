@@ -2,7 +2,7 @@
 
 Outreach, nurture and Zapier are plain recording servers; HubSpot answers like HubSpot's batch
 upsert (200, or 207 with an "errors" list naming the failed inputs); Slack is scripted with
-429 + Retry-After where a test needs it. The delivery ledger (one STATE_TABLE item per callback)
+429 + Retry-After where a test needs it. The delivery ledger (on the lead's LeadsTable item)
 is read and written directly where a test needs another invocation's lease.
 """
 
@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,11 @@ import pytest
 
 from clay_pipeline.aws import client
 from clay_pipeline.config import ConfigError
-from clay_pipeline.stores import LeadsTable, from_item, to_item
+from clay_pipeline.stores import LeadsTable, to_item
 from local.http_stub import RecordedRequest, Reply, StubServer
-from local.sqs_events import sqs_event, sqs_record
+from local.sqs_events import from_received, sqs_event, sqs_record
 from tests.conftest import LambdaContextStub
+from tests.dynamodb_calls import before_dynamodb_calls
 
 pytestmark = pytest.mark.integration
 
@@ -90,12 +92,18 @@ class Router:
         self.arn = str(stack.resolver.attributes[("RoutingQueue", "Arn")])
         self.leads = LeadsTable(stack.table_names["LeadsTable"])
 
-    def record(self, lead: dict[str, Any], receive_count: int = 1, callback_id: str | None = None) -> dict[str, Any]:
+    def record(
+        self,
+        lead: dict[str, Any],
+        receive_count: int = 1,
+        callback_id: str | None = None,
+        received_at: str = RECEIVED_AT,
+    ) -> dict[str, Any]:
         """A RoutingQueue record as the callback queues it (the lead is stored first, like the callback does)."""
         key = str(lead["lead_id"])
         callback_id = callback_id or f"{key}#h1"
-        self.leads.save_enrichment(key, callback_id, lead, RECEIVED_AT)
-        body = {"callback_id": callback_id, "lead_key": key, "lead": lead, "received_at": RECEIVED_AT}
+        self.leads.save_enrichment(key, callback_id, lead, received_at)
+        body = {"callback_id": callback_id, "lead_key": key, "lead": lead, "received_at": received_at}
         return sqs_record(json.dumps(body), self.arn, message_id=f"m-{callback_id}", receive_count=receive_count)
 
     def run(self, event: dict[str, Any], remaining_ms: int = 20_000) -> list[str]:
@@ -103,25 +111,55 @@ class Router:
         response = self.module.lambda_handler(event, LambdaContextStub("router", remaining_ms))
         return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
 
+    def callback(self, number: int, lead: dict[str, Any], receive_count: int = 1) -> dict[str, Any]:
+        """The lead's `number`th callback (Clay sending the row again): its own id, received `number` minutes later."""
+        received_at = (datetime.fromisoformat(RECEIVED_AT) + timedelta(minutes=number)).isoformat()
+        callback_id = f"{lead['lead_id']}#h{number}"
+        return self.record(lead, receive_count, callback_id=callback_id, received_at=received_at)
+
     def outcome(self, lead_key: str) -> dict[str, Any]:
         item = self.leads.get(lead_key)
         assert item is not None
         return item
 
-    def ledger(self, callback_id: str) -> dict[str, Any]:
-        """The callback's delivery ledger item (its lease and delivered map)."""
-        item = (
-            client("dynamodb")
-            .get_item(TableName=self.stack.table_names["StateTable"], Key={"pk": {"S": f"delivery#{callback_id}"}})
-            .get("Item")
-        )
-        assert item is not None
-        return from_item(item)
+    def ledger(self, lead_key: str) -> dict[str, Any]:
+        """The lead's item: its delivery ledger (deliveries, lease) beside the enrichment and outcome."""
+        return self.outcome(lead_key)
 
-    def put_ledger(self, callback_id: str, **attributes: Any) -> None:
-        """Write the ledger item as another (or an earlier) invocation left it."""
-        values = {"pk": f"delivery#{callback_id}", "expires_at": int(time.time()) + 30 * DAY, **attributes}
-        client("dynamodb").put_item(TableName=self.stack.table_names["StateTable"], Item=to_item(values))
+    def put_ledger(self, lead_key: str, **attributes: Any) -> None:
+        """Set ledger attributes on the lead's item as another (or an earlier) invocation left them."""
+        names = {f"#a{i}": name for i, name in enumerate(attributes)}
+        values = to_item({f":v{i}": value for i, value in enumerate(attributes.values())})
+        client("dynamodb").update_item(
+            TableName=self.stack.table_names["LeadsTable"],
+            Key={"lead_key": {"S": lead_key}},
+            UpdateExpression="SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(attributes))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def queued(self, leads: list[dict[str, Any]]) -> dict[str, Any]:
+        """Records sent to the real RoutingQueue and received from it (real receipt handles), as Lambda polls."""
+        url = self.stack.queue_urls["RoutingQueue"]
+        for item in leads:
+            client("sqs").send_message(QueueUrl=url, MessageBody=self.record(item)["body"])
+        messages = client("sqs").receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
+        )["Messages"]
+        return from_received(messages, self.arn)
+
+    def seconds_until_visible(self, limit: float = 30) -> float:
+        """How long until a message of the routing queue can be received again (receives it)."""
+        started = time.monotonic()
+        while time.monotonic() - started < limit and not self.routing_queue_messages():
+            time.sleep(0.25)
+        return time.monotonic() - started
+
+    def routing_queue_messages(self, wait_seconds: int = 0) -> list[dict[str, Any]]:
+        response = client("sqs").receive_message(
+            QueueUrl=self.stack.queue_urls["RoutingQueue"], MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
+        )
+        return list(response.get("Messages", []))
 
     def dead_letters(self) -> list[dict[str, Any]]:
         messages = client("sqs").receive_message(
@@ -257,8 +295,8 @@ def test_partial_failure_then_retry_delivers_only_the_missing_destination(router
     }
     assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 2}
     # AND the successes are in the ledger, whose lease is freed for the retry
-    ledger = router.ledger("ld_p#h1")
-    assert set(ledger["delivered"]) == {"outreach", "hubspot", "zapier"}
+    ledger = router.ledger("ld_p")
+    assert set(ledger["deliveries"]) == {"outreach", "hubspot", "zapier"}
     assert "lease_owner" not in ledger
     # WHEN the same batch is retried (Slack recovered) THEN only Slack is sent to
     assert router.run(sqs_event([record])) == []
@@ -271,52 +309,54 @@ def test_partial_failure_then_retry_delivers_only_the_missing_destination(router
 
 
 def test_a_lease_held_by_another_invocation_sends_the_record_back_untouched(router: Router, sinks: Sinks) -> None:
-    # GIVEN another invocation routing the same callback right now (a duplicate SQS delivery)
-    router.put_ledger("ld_f#h1", lease_until=int(time.time()) + 120, lease_owner="other", delivered={})
-    record = router.record(lead("ld_f", 95))
-    # WHEN routed THEN nothing is sent, the record waits in the queue, and neither table is touched
-    assert router.run(sqs_event([record])) == [record["messageId"]]
+    # GIVEN another invocation routing the same lead for 3 more seconds (another callback of it, or a duplicate)
+    router.put_ledger("ld_f", lease_until=int(time.time()) + 3, lease_owner="other", deliveries={})
+    event = router.queued([lead("ld_f", 95)])
+    # WHEN routed THEN nothing is sent, the record waits in the queue, and the lead's item is not touched
+    assert router.run(event) == [event["Records"][0]["messageId"]]
     assert sum(sinks.calls().values()) == 0
-    assert router.outcome("ld_f")["routing_status"] == "received"  # as the callback stored it
-    ledger = router.ledger("ld_f#h1")
-    assert (ledger["lease_owner"], ledger["delivered"]) == ("other", {})
+    item = router.ledger("ld_f")
+    assert item["routing_status"] == "received"  # as the callback stored it
+    assert (item["lease_owner"], item["deliveries"]) == ("other", {})
+    # AND it comes back once that lease has lapsed, not after the queue's 6-minute visibility timeout
+    assert router.routing_queue_messages() == []
+    assert 1 <= router.seconds_until_visible() <= 10
 
 
-def test_a_lease_held_elsewhere_on_the_last_receive_is_dead_lettered_with_the_reason(
+def test_a_lease_held_elsewhere_on_the_last_receive_waits_as_a_fresh_copy_not_in_the_dlq(
     router: Router, sinks: Sinks
 ) -> None:
-    # GIVEN the fifth (last) receive of a record whose callback another invocation holds
-    router.put_ledger("ld_g#h1", lease_until=int(time.time()) + 120, lease_owner="other", delivered={})
-    record = router.record(lead("ld_g", 85), receive_count=5)
-    # WHEN routed THEN it is dead-lettered saying why, rather than left for SQS to move without reasons
+    # GIVEN the 4th receive (one before RoutingQueue's maxReceiveCount) of a record whose lead another invocation holds
+    router.put_ledger("ld_g", lease_until=int(time.time()) + 2, lease_owner="other", deliveries={})
+    record = router.record(lead("ld_g", 85), receive_count=4)
+    # WHEN routed THEN waiting is not a failure: the record is done and a fresh copy waits in the routing queue
     assert router.run(sqs_event([record])) == []
-    [dead] = router.dead_letters()
-    assert (dead["reason"], dead["detail"]) == (
-        "retries_exhausted",
-        "outreach: in_flight; hubspot: in_flight; zapier: in_flight",
-    )
+    assert router.dead_letters() == []
+    [copy] = router.routing_queue_messages(wait_seconds=8)
+    assert json.loads(copy["Body"])["lead_key"] == "ld_g"
     assert sum(sinks.calls().values()) == 0
 
 
 def test_a_lapsed_lease_is_taken_over_and_sends_only_what_is_missing(router: Router, sinks: Sinks) -> None:
     # GIVEN an invocation that delivered to Slack and then crashed: its lease has run out
     now = int(time.time())
-    router.put_ledger("ld_c#h1", lease_until=now - 1, lease_owner="crashed", delivered={"slack": now - 60})
+    router.put_ledger("ld_c", lease_until=now - 1, lease_owner="crashed", deliveries={"slack": {"at": now - 60}})
     record = router.record(lead("ld_c", 95))
     # WHEN the record comes back THEN the lease is taken over and only the missing destinations are sent
     assert router.run(sqs_event([record])) == []
     assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}
     assert router.outcome("ld_c")["destinations"]["slack"] == "delivered"
     # AND the ledger holds every delivery and no lease
-    ledger = router.ledger("ld_c#h1")
-    assert set(ledger["delivered"]) == {"slack", "outreach", "hubspot", "zapier"}
+    ledger = router.ledger("ld_c")
+    assert set(ledger["deliveries"]) == {"slack", "outreach", "hubspot", "zapier"}
     assert "lease_owner" not in ledger and "lease_until" not in ledger
-    assert ledger["expires_at"] >= now + 29 * DAY  # DELIVERY_MARK_DAYS (30) from now
+    assert ledger["deliveries"]["outreach"]["at"] >= now
+    assert ledger["deliveries"]["outreach"]["score"] == 95
 
 
 def test_a_delivery_older_than_the_mark_days_is_sent_again(router: Router, sinks: Sinks) -> None:
     # GIVEN an outreach mark 31 days old (DELIVERY_MARK_DAYS is 30) that TTL has not deleted yet
-    router.put_ledger("ld_o#h1", delivered={"outreach": int(time.time()) - 31 * DAY})
+    router.put_ledger("ld_o", deliveries={"outreach": {"at": int(time.time()) - 31 * DAY}})
     # WHEN the callback is routed again THEN the stale mark does not count: outreach gets it
     assert router.run(sqs_event([router.record(lead("ld_o", 85))])) == []
     assert sinks.calls()["outreach"] == 1
@@ -327,15 +367,16 @@ def test_a_lease_lost_mid_delivery_is_reported_and_the_deliveries_still_recorded
 ) -> None:
     # GIVEN another invocation taking the lease over while outreach is being sent (ours lapsed)
     def usurp(request: RecordedRequest) -> Reply:
-        router.put_ledger("ld_l#h1", lease_until=int(time.time()) + 120, lease_owner="usurper", delivered={})
+        router.put_ledger("ld_l", lease_until=int(time.time()) + 120, lease_owner="usurper", deliveries={})
         return Reply(200)
 
     sinks.outreach.responder = usurp
     assert router.run(sqs_event([router.record(lead("ld_l", 85))])) == []
     # THEN the usurper keeps its lease, our deliveries are in the map, and the loss is logged and counted
-    ledger = router.ledger("ld_l#h1")
+    ledger = router.ledger("ld_l")
     assert ledger["lease_owner"] == "usurper"
-    assert set(ledger["delivered"]) == {"outreach", "hubspot", "zapier"}
+    assert set(ledger["deliveries"]) == {"outreach", "hubspot", "zapier"}
+    assert ledger["routing_status"] == "received"  # the outcome is the usurper's to write
     warnings = [json.loads(line) for line in captured_logs.getvalue().splitlines() if "lease lost" in line]
     assert [(w["level"], w["destinations"]) for w in warnings] == [("WARNING", ["hubspot", "outreach", "zapier"])]
     assert '"DeliveryLeaseLost":[1.0]' in capsys.readouterr().out
@@ -354,8 +395,8 @@ def test_an_unexpected_error_records_the_other_deliveries_before_failing_the_rec
     record = router.record(lead("ld_e", 95))
     assert router.run(sqs_event([record])) == [record["messageId"]]
     # THEN what succeeded is recorded and the lease freed, so the retry sends only to Zapier
-    ledger = router.ledger("ld_e#h1")
-    assert set(ledger["delivered"]) == {"slack", "outreach", "hubspot"}
+    ledger = router.ledger("ld_e")
+    assert set(ledger["deliveries"]) == {"slack", "outreach", "hubspot"}
     assert "lease_owner" not in ledger
     monkeypatch.setattr(zapier, "deliver", working)
     assert router.run(sqs_event([record])) == []
@@ -404,6 +445,234 @@ def test_slack_paces_several_hot_leads_in_one_batch(
     assert all(later - earlier >= 0.25 for earlier, later in itertools.pairwise(arrivals))
 
 
+# ------------------------------------------------------------------------------------- Clay sending a row again
+def hubspot_inputs(sinks: Sinks) -> list[dict[str, Any]]:
+    return [item for request in sinks.hubspot.received(UPSERT) for item in request.json()["inputs"]]
+
+
+def test_three_callbacks_of_one_lead_enrol_it_once_and_update_hubspot_per_change(router: Router, sinks: Sinks) -> None:
+    # GIVEN lead R-1 (score 85, with an email) called back as enriched
+    first = lead("R-1", 85, job_title="VP Sales", _clay_enriched_at="2026-01-01T00:00:00Z")
+    assert router.run(sqs_event([router.callback(1, first)])) == []
+    # WHEN a re-run column changes job_title and its timestamp, then the score column re-runs to 95
+    rerun = {**first, "job_title": "CRO", "_clay_enriched_at": "2026-01-01T00:05:00Z"}
+    assert router.run(sqs_event([router.callback(2, rerun)])) == []
+    assert router.run(sqs_event([router.callback(3, {**rerun, "icp_score": 95})])) == []
+    # THEN outreach and Zapier (once per lead) got the lead once, Slack once (when it first reached 90)
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 3, "slack": 1}
+    # AND HubSpot (on change) got one upsert per distinct contact payload, each carrying the change
+    inputs = hubspot_inputs(sinks)
+    assert [(i["properties"]["jobtitle"], i["properties"]["clay_icp_score"]) for i in inputs] == [
+        ("VP Sales", 85),
+        ("CRO", 85),
+        ("CRO", 95),
+    ]
+    # AND the leads table has the latest score, every destination kept and how many callbacks the lead had
+    item = router.outcome("R-1")
+    assert (item["icp_score"], item["routing_status"], item["callbacks"]) == (95, "routed", 3)
+    assert item["destinations"] == {
+        "slack": "delivered",
+        "outreach": "delivered",
+        "hubspot": "delivered",
+        "zapier": "delivered",
+    }
+    assert set(item["deliveries"]) == {"outreach", "hubspot", "zapier", "slack"}
+
+
+def test_a_resend_whose_mapped_payload_is_unchanged_costs_no_hubspot_call(router: Router, sinks: Sinks) -> None:
+    # GIVEN a routed lead
+    first = lead("ld_same", 75, _clay_enriched_at="2026-01-01T00:00:00Z")
+    assert router.run(sqs_event([router.callback(1, first)])) == []
+    # WHEN Clay sends it again with only a column HubSpot does not receive changed (same day's timestamp)
+    again = {**first, "_clay_enriched_at": "2026-01-01T09:30:00Z", "twitter": "@jane"}
+    assert router.run(sqs_event([router.callback(2, again)])) == []
+    # THEN no destination is called again, and the outcome says HubSpot already has this payload
+    assert sinks.calls() == {"outreach": 0, "nurture": 1, "zapier": 1, "hubspot": 1, "slack": 0}
+    assert router.outcome("ld_same")["destinations"]["hubspot"] == "delivered"
+
+
+def test_a_lead_moving_up_a_band_reaches_only_what_it_newly_qualifies_for(router: Router, sinks: Sinks) -> None:
+    # GIVEN a warm lead (60): nurture and Zapier
+    assert router.run(sqs_event([router.callback(1, lead("ld_up", 60))])) == []
+    assert sinks.calls() == {"outreach": 0, "nurture": 1, "zapier": 1, "hubspot": 0, "slack": 0}
+    # WHEN re-scored 85 THEN outreach and HubSpot get it; nurture and Zapier are not sent again
+    assert router.run(sqs_event([router.callback(2, lead("ld_up", 85))])) == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 1, "zapier": 1, "hubspot": 1, "slack": 0}
+    # WHEN re-scored 92 THEN only Slack is new
+    assert router.run(sqs_event([router.callback(3, lead("ld_up", 92))])) == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 1, "zapier": 1, "hubspot": 2, "slack": 1}
+    assert set(router.outcome("ld_up")["deliveries"]) == {"nurture", "zapier", "outreach", "hubspot", "slack"}
+
+
+def test_a_lead_dropping_a_band_is_not_unrouted_nor_sent_to_the_lower_band(router: Router, sinks: Sinks) -> None:
+    # GIVEN a lead routed at 85: outreach, HubSpot, Zapier
+    assert router.run(sqs_event([router.callback(1, lead("ld_down", 85))])) == []
+    # WHEN a re-run scores it 60 (a nurture score)
+    assert router.run(sqs_event([router.callback(2, lead("ld_down", 60))])) == []
+    # THEN nurture is withheld (it qualifies only because the score dropped) and nothing else is called
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}
+    item = router.outcome("ld_down")
+    assert (item["icp_score"], item["tier"], item["routing_status"]) == (60, "B", "routed")
+    assert item["destinations"] == {"nurture": "withheld", "zapier": "delivered"}
+    # AND the destinations it got are kept in its ledger
+    assert set(item["deliveries"]) == {"outreach", "hubspot", "zapier"}
+
+
+def test_a_small_drop_within_the_band_still_reaches_a_destination_it_qualifies_for(
+    router: Router, sinks: Sinks
+) -> None:
+    # GIVEN a 95 lead without an email (Slack only), then 92 with an email
+    assert router.run(sqs_event([router.callback(1, lead("ld_dip", 95, email=None))])) == []
+    assert router.run(sqs_event([router.callback(2, lead("ld_dip", 92))])) == []
+    # THEN outreach, HubSpot and Zapier get it: at 95 the rules would have chosen them too
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
+
+
+def test_an_older_callback_routed_after_a_newer_one_is_superseded(router: Router, sinks: Sinks) -> None:
+    # GIVEN the second callback (score 60) routed before the first (score 85) arrives (SQS does not keep order)
+    newer_record, older_record = router.callback(2, lead("ld_late", 60)), router.callback(1, lead("ld_late", 85))
+    assert router.run(sqs_event([newer_record])) == []
+    # WHEN the older one is routed THEN it delivers nothing and the newer outcome stays
+    assert router.run(sqs_event([older_record])) == []
+    assert sinks.calls() == {"outreach": 0, "nurture": 1, "zapier": 1, "hubspot": 0, "slack": 0}
+    assert router.outcome("ld_late")["icp_score"] == 60
+
+
+def test_per_column_callbacks_in_one_batch_route_only_the_newest(router: Router, sinks: Sinks) -> None:
+    # GIVEN three partial callbacks of one row in one batch, the last complete (one HTTP API column per enrichment)
+    partials = [
+        router.callback(1, lead("ld_cols", None, job_title="VP Sales")),
+        router.callback(2, lead("ld_cols", None, employee_count="1,200")),
+        router.callback(3, lead("ld_cols", 88, job_title="VP Sales", employee_count="1,200")),
+    ]
+    # WHEN routed in one invocation THEN only the complete (newest) version is delivered
+    assert router.run(sqs_event(partials)) == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}
+    assert hubspot_inputs(sinks)[0]["properties"]["clay_icp_score"] == 88
+    assert router.outcome("ld_cols")["icp_score"] == 88
+
+
+def test_delivery_policies_setting_makes_zapier_follow_changes(
+    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks
+) -> None:
+    router = Router(load_function("RouterFunction", **configured, DELIVERY_POLICIES="zapier=on_change"), stack)
+    assert router.run(sqs_event([router.callback(1, lead("ld_z", 40, job_title="CTO"))])) == []
+    assert router.run(sqs_event([router.callback(2, lead("ld_z", 40, job_title="CTO"))])) == []  # same payload
+    assert router.run(sqs_event([router.callback(3, lead("ld_z", 45, job_title="CEO"))])) == []  # changed
+    # THEN Zapier got one call per distinct payload, each with its own Idempotency-Key
+    received = sinks.zapier.received()
+    assert [request.json()["job_title"] for request in received] == ["CTO", "CEO"]
+    assert len({request.headers["idempotency-key"] for request in received}) == 2
+
+
+def test_a_rules_policy_field_makes_hubspot_once_per_lead(
+    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks
+) -> None:
+    rules = [
+        {"destination": "hubspot", "policy": "once_per_lead", "when": [{"field": "email", "op": "present"}]},
+    ]
+    router = Router(load_function("RouterFunction", **configured, ROUTING_RULES=json.dumps(rules)), stack)
+    for number, score in enumerate((70, 80, 90), start=1):
+        assert router.run(sqs_event([router.callback(number, lead("ld_h1", score))])) == []
+    assert sinks.calls()["hubspot"] == 1
+
+
+def test_contradicting_policies_fail_the_cold_start(load_function: Any, configured: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match=r"DELIVERY_POLICIES: zapier='twice' is not one of once_per_lead, on_change"):
+        load_function("RouterFunction", **configured, DELIVERY_POLICIES="zapier=twice")
+
+
+def test_once_per_lead_webhooks_carry_the_same_idempotency_key_for_every_callback_of_the_lead(
+    router: Router, sinks: Sinks
+) -> None:
+    # GIVEN outreach failing the first callback's delivery (so the second callback's routing retries it)
+    sinks.outreach.script("/outreach", Reply(503), Reply(503))
+    assert router.run(sqs_event([router.callback(1, lead("ld_k", 85))])) != []
+    assert router.run(sqs_event([router.callback(2, lead("ld_k", 86))])) == []
+    keys = {request.headers["idempotency-key"] for request in sinks.outreach.received()}
+    assert len(keys) == 1  # a receiver that dedupes drops any repeat of the lead
+
+
+def claims_meet(parties: int) -> Any:
+    """Every lead claim (the lease's conditional write) waits until `parties` claims are about to be sent."""
+    together = threading.Barrier(parties, timeout=10)
+
+    def wait(params: dict[str, Any], **_: Any) -> None:
+        if ":lease_until" in params.get("ExpressionAttributeValues", {}):
+            together.wait()
+
+    return before_dynamodb_calls(wait, "UpdateItem")
+
+
+def test_two_callbacks_of_one_lead_routed_concurrently_enrol_it_once(
+    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks
+) -> None:
+    # GIVEN two router instances and two different callbacks of the same lead, claiming at the same moment
+    first, second = (Router(load_function("RouterFunction", **configured), stack) for _ in range(2))
+    events = [
+        sqs_event([first.callback(1, lead("ld_race", 85, job_title="VP Sales"))]),
+        sqs_event([first.callback(2, lead("ld_race", 85, job_title="CRO"))]),
+    ]
+    failed: list[list[str]] = [[], []]
+
+    def route(number: int, router: Router) -> None:
+        failed[number] = router.run(events[number])
+
+    with claims_meet(2):
+        threads = [threading.Thread(target=route, args=(n, r)) for n, r in enumerate((first, second))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    # THEN one invocation routed the lead and the other's record waits in the queue: outreach got it once
+    assert sorted(len(ids) for ids in failed) == [0, 1]
+    assert sinks.calls()["outreach"] == 1
+    # WHEN the waiting record comes back THEN outreach and Zapier are not sent again, and HubSpot ends with the
+    # newest title (updated if the older callback won the race; if the newer one won, the older is superseded)
+    waiting = events[0] if failed[0] else events[1]
+    assert first.run(waiting) == []
+    assert (sinks.calls()["outreach"], sinks.calls()["zapier"]) == (1, 1)
+    assert hubspot_inputs(sinks)[-1]["properties"]["jobtitle"] == "CRO"
+    assert first.outcome("ld_race")["enrichment"]["job_title"] == "CRO"
+
+
+def failing_complete_write() -> Any:
+    """The ledger's complete write fails (as if the function crashed right after its deliveries)."""
+
+    def fail(params: dict[str, Any], **_: Any) -> None:
+        if (
+            "REMOVE" in params.get("UpdateExpression", "")
+            and "lease_owner" in params.get("ExpressionAttributeNames", {}).values()
+        ):
+            raise ConnectionError("the function died before recording its deliveries")
+
+    return before_dynamodb_calls(fail, "UpdateItem")
+
+
+def test_a_crash_between_delivery_and_ledger_write_repeats_the_sends_with_the_same_key(
+    router: Router, sinks: Sinks
+) -> None:
+    # GIVEN outreach delivered but the ledger write that records it never made (the documented crash window)
+    record = router.callback(1, lead("ld_crash", 85))
+    with failing_complete_write():
+        assert router.run(sqs_event([record])) == [record["messageId"]]
+    assert sinks.calls()["outreach"] == 1
+    item = router.ledger("ld_crash")
+    assert item["deliveries"] == {} and "lease_owner" in item  # nothing recorded, the lease still held
+    # WHEN the record comes back before the lease lapses THEN it waits: nothing is sent twice yet
+    assert router.run(sqs_event([record])) == [record["messageId"]]
+    assert sinks.calls()["outreach"] == 1
+    # WHEN it comes back after the lease lapsed THEN the sends of that attempt are repeated, with the same keys
+    router.put_ledger("ld_crash", lease_until=int(time.time()) - 1)
+    assert router.run(sqs_event([record])) == []
+    first, repeat = sinks.outreach.received()
+    assert first.headers["idempotency-key"] == repeat.headers["idempotency-key"]
+    # AND the ledger now holds them, so any later callback of the lead sends nothing more
+    assert set(router.ledger("ld_crash")["deliveries"]) == {"outreach", "hubspot", "zapier"}
+    assert router.run(sqs_event([router.callback(2, lead("ld_crash", 86))])) == []
+    assert (sinks.calls()["outreach"], sinks.calls()["zapier"]) == (2, 2)
+
+
 # ------------------------------------------------------------------------------------- cost and speed
 @contextmanager
 def dynamodb_calls() -> Iterator[list[tuple[str, str, str]]]:
@@ -414,12 +683,8 @@ def dynamodb_calls() -> Iterator[list[tuple[str, str, str]]]:
         key = next(iter(params.get("Key", {}).values()), {}).get("S", "")
         calls.append((model.name, params.get("TableName", ""), key))
 
-    events = client("dynamodb").meta.events
-    events.register("before-parameter-build.dynamodb", record, unique_id="router-call-count")
-    try:
+    with before_dynamodb_calls(record):
         yield calls
-    finally:
-        events.unregister("before-parameter-build.dynamodb", unique_id="router-call-count")
 
 
 def test_each_lead_costs_one_claim_and_one_complete_write_and_no_read(router: Router, sinks: Sinks, stack: Any) -> None:
@@ -433,12 +698,13 @@ def test_each_lead_costs_one_claim_and_one_complete_write_and_no_read(router: Ro
     with dynamodb_calls() as calls:
         assert router.run(sqs_event(records)) == []
     assert sinks.calls() == {"outreach": 2, "nurture": 1, "zapier": 3, "hubspot": 1, "slack": 2}
-    # THEN each lead with deliveries wrote its ledger item twice, every lead its outcome once, and nothing was read
-    state, leads = stack.table_names["StateTable"], stack.table_names["LeadsTable"]
+    # THEN each lead with deliveries wrote its item twice (claim, then deliveries + outcome), the lead with
+    # nothing to deliver once (its outcome), nothing else was written and nothing was read
+    leads = stack.table_names["LeadsTable"]
     per_item = {(operation, table, key): calls.count((operation, table, key)) for operation, table, key in calls}
     assert per_item == {
-        **{("UpdateItem", state, f"delivery#{key}#h1"): 2 for key in ("w1", "w2", "w3")},
-        **{("UpdateItem", leads, key): 1 for key in ("w1", "w2", "w3", "w4")},
+        **{("UpdateItem", leads, key): 2 for key in ("w1", "w2", "w3")},
+        ("UpdateItem", leads, "w4"): 1,
     }
 
 

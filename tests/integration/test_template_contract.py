@@ -217,6 +217,18 @@ def router_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
         event = sqs_event([sqs_record(message("r1", 95), arn), sqs_record(message("r2", 20), arn)])
         app.lambda_handler(event, LambdaContextStub(remaining_ms=60_000))
         app.lambda_handler(event, LambdaContextStub(remaining_ms=60_000))  # retry: already delivered
+        # another invocation holds r3's lease: the record waits (visibility), or re-queues near maxReceiveCount
+        setup_client("dynamodb").put_item(
+            TableName=stack.table_names["LeadsTable"],
+            Item={"lead_key": {"S": "r3"}, "lease_until": {"N": "9999999999"}, "lease_owner": {"S": "other"}},
+        )
+        url = stack.queue_urls["RoutingQueue"]
+        setup_client("sqs").send_message(QueueUrl=url, MessageBody=message("r3", 85))
+        [received] = setup_client("sqs").receive_message(QueueUrl=url, AttributeNames=["All"])["Messages"]
+        waiting = sqs_record(received["Body"], arn, receipt_handle=received["ReceiptHandle"])
+        app.lambda_handler(sqs_event([waiting]), LambdaContextStub(remaining_ms=60_000))
+        last = sqs_record(message("r3", 85), arn, receive_count=4)
+        app.lambda_handler(sqs_event([last]), LambdaContextStub(remaining_ms=60_000))
 
 
 SCENARIOS = {

@@ -167,3 +167,60 @@ def test_invalid_rules_fail_naming_the_rule_and_the_problem(setting: str, messag
     with pytest.raises(ConfigError) as raised:
         parse_rules(setting)
     assert message in str(raised.value)
+
+
+# ------------------------------------------------------------------------------------- delivery policies
+def test_default_policies_enrol_once_and_update_the_crm_on_change() -> None:
+    assert DEFAULTS.policies == {
+        "slack": "once_per_lead",
+        "outreach": "once_per_lead",
+        "nurture": "once_per_lead",
+        "zapier": "once_per_lead",
+        "hubspot": "on_change",
+        "leads_table": "on_change",
+    }
+
+
+def test_delivery_policies_setting_overrides_the_defaults() -> None:
+    rule_set = RuleSet.from_setting("", " zapier = on_change , hubspot=once_per_lead")
+    assert (rule_set.policy("zapier"), rule_set.policy("hubspot"), rule_set.policy("outreach")) == (
+        "on_change",
+        "once_per_lead",
+        "once_per_lead",
+    )
+
+
+def test_a_rules_policy_field_overrides_the_setting_for_its_destination() -> None:
+    text = json.dumps([{"destination": "zapier", "policy": "once_per_lead", "when": [when("email", "present")]}])
+    assert RuleSet.from_setting(text, "zapier=on_change").policy("zapier") == "once_per_lead"
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("zapier=sometimes", r"DELIVERY_POLICIES: zapier='sometimes' is not one of once_per_lead, on_change"),
+        ("crm=on_change", r"DELIVERY_POLICIES: unknown destination 'crm' \(one of slack, outreach"),
+        ("zapier=on_change,zapier=once_per_lead", "DELIVERY_POLICIES names zapier twice with different policies"),
+        ("leads_table=once_per_lead", "the leads table always records the latest callback"),
+    ],
+)
+def test_invalid_delivery_policies_fail_with_a_clear_message(setting: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RuleSet.from_setting("", setting)
+
+
+def test_two_rules_giving_one_destination_different_policies_fail() -> None:
+    text = json.dumps(
+        [
+            {"destination": "zapier", "policy": "on_change", "when": [when("icp_score", ">=", 50)]},
+            {"destination": "zapier", "policy": "once_per_lead", "when": [when("email", "present")]},
+        ]
+    )
+    with pytest.raises(ConfigError, match=r"ROUTING_RULES\[1\] \(destination 'zapier'\): policy 'once_per_lead'"):
+        RuleSet.from_setting(text)
+
+
+def test_a_rule_with_an_unknown_policy_names_it() -> None:
+    text = json.dumps([{"destination": "slack", "policy": "always", "when": []}])
+    with pytest.raises(ConfigError, match=r"ROUTING_RULES\[0\] \(destination 'slack'\): policy"):
+        RuleSet.from_setting(text)

@@ -141,11 +141,12 @@ class SenderSettings(Settings):
 
 
 class RouterSettings(Settings):
-    state_table: Required
-    leads_table: Required
+    leads_table: Required  # each lead's record, with its delivery ledger
+    routing_queue_url: Required  # a lead another invocation is routing waits here (visibility hand-back)
     routing_dlq_url: Required  # permanent failures and exhausted retries go here with the reasons
-    routing_queue_max_receive_count: int = Field(default=5, ge=1, le=1000)  # keep equal to RoutingQueue's redrive
+    routing_queue_max_receive_count: int = Field(default=5, ge=2, le=1000)  # keep equal to RoutingQueue's redrive
     routing_rules: str = ""
+    delivery_policies: str = ""  # destination=once_per_lead|on_change,... over the defaults (routing.py)
     hubspot_base_url: str = "https://api.hubapi.com"
     hubspot_batch_size: int = Field(default=100, ge=1, le=100)  # HubSpot's batch upsert takes at most 100 inputs
     destination_timeout_seconds: float = Field(default=10, gt=0, le=60)
@@ -153,7 +154,7 @@ class RouterSettings(Settings):
     destination_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=30)
     slack_min_interval_seconds: float = Field(default=1.0, ge=0, le=60)  # Slack webhooks allow about 1 message/s
     delivery_lease_seconds: int = Field(default=120, ge=10, le=900)  # > the function timeout, < the visibility timeout
-    delivery_mark_days: int = Field(default=30, ge=1, le=365)  # how long a delivery is remembered (retries, redrives)
+    delivery_mark_days: int = Field(default=30, ge=1, le=365)  # how long a delivery is remembered per lead
 
 
 def dump_json(value: Any) -> str:

@@ -49,6 +49,7 @@ class Status(enum.StrEnum):
     DELIVERED = "delivered"
     RETRYABLE = "retryable"
     PERMANENT = "permanent"
+    WITHHELD = "withheld"  # not sent on purpose (the lead qualifies only because its score dropped)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,11 @@ class DeliveryResult:
     @property
     def delivered(self) -> bool:
         return self.status is Status.DELIVERED
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more to do for this destination: delivered, or withheld on purpose."""
+        return self.status in (Status.DELIVERED, Status.WITHHELD)
 
 
 DELIVERED = DeliveryResult(Status.DELIVERED, "delivered")
@@ -164,9 +170,13 @@ class RetryPolicy:
         return random.uniform(ceiling / 2, ceiling)  # nosec B311
 
 
-def idempotency_key(callback_id: str, destination: str) -> str:
-    """Sent as Idempotency-Key so a receiver that dedupes can drop the repeat of an ambiguous timeout."""
-    return hashlib.sha256(f"{callback_id}#{destination}".encode()).hexdigest()[:32]
+def idempotency_key(basis: str, destination: str) -> str:
+    """Sent as Idempotency-Key so a receiver that dedupes can drop the repeat of an ambiguous timeout.
+
+    The basis is the lead key for a once-per-lead destination and `<lead key>#<payload hash>` for an
+    on-change one: a repeat of the same delivery carries the same key, a new delivery a new one.
+    """
+    return hashlib.sha256(f"{basis}#{destination}".encode()).hexdigest()[:32]
 
 
 class WebhookDestination:
@@ -180,6 +190,10 @@ class WebhookDestination:
 
     def configured(self) -> bool:
         return bool(config.secret(self.setting))
+
+    def payload(self, lead: dict[str, Any], received_at: str) -> Any:
+        """What this destination receives for the lead (what on_change compares)."""
+        return lead
 
     def deliver(self, lead: dict[str, Any], key: str, timeout: float) -> DeliveryResult:
         url = config.secret(self.setting)
@@ -219,6 +233,9 @@ class SlackAlert(WebhookDestination):
         self.min_interval = min_interval
         self.sleep = sleep
         self.next_slot = 0.0  # time.monotonic() before which no message is sent
+
+    def payload(self, lead: dict[str, Any], received_at: str) -> Any:
+        return hot_lead_message(lead)
 
     def deliver(self, lead: dict[str, Any], key: str, timeout: float) -> DeliveryResult:
         wait = self.next_slot - time.monotonic()
@@ -264,6 +281,9 @@ class HubSpotContacts:
 
     def configured(self) -> bool:
         return bool(config.secret(self.setting))
+
+    def payload(self, lead: dict[str, Any], received_at: str) -> Any:
+        return contact_input(lead, received_at)
 
     def upsert(self, inputs: list[dict[str, Any]], timeout: float) -> dict[str, DeliveryResult]:
         """One call (at most 100 inputs, distinct emails); the result of each input by its email."""

@@ -1,33 +1,37 @@
-"""Routing one RoutingQueue batch: score, choose destinations, deliver each exactly once.
+"""Routing one RoutingQueue batch: score, choose destinations, deliver what each lead is owed.
 
 A message is {"callback_id", "lead_key", "lead": {...EnrichedLead...}, "received_at"}.
 For each record: validate the lead, compute icp_score and tier when Clay sent none
-(scoring.py), evaluate the rules (routing.py), deliver to every chosen destination that is
-configured, and write the outcome to LEADS_TABLE.
+(scoring.py), evaluate the rules (routing.py), work out what each chosen destination is owed
+under its delivery policy (delivery_policy.py), deliver that, and write the outcome.
 
-Exactly once per destination: one STATE_TABLE item per callback, `delivery#<callback_id>`,
-holds a lease and the map of destinations delivered. Before sending, one conditional
-UpdateItem takes the lease (only if no unexpired lease is held) and returns the map; the
-router sends only to what the map lacks; after the sends, one UpdateItem adds what this
-attempt delivered and frees the lease (only if it still owns it). So a lead costs two ledger
-writes and no read however many destinations it has, and a retry of the batch (or a redrive
-from the DLQ) sends only what is missing. A record whose callback is leased by another
-invocation (a duplicate SQS delivery) goes back to the queue untouched.
+Clay calls a row back again whenever a column re-runs, so exactly-once is per lead, not per
+callback. The ledger lives on the lead's LeadsTable item (stores.LeadLedger): one conditional
+UpdateItem takes the lead's lease (only if no unexpired lease is held) and returns what was
+delivered before, with which payload hash, score and callback; the router sends only what is
+owed; one UpdateItem then adds this attempt's deliveries, writes the routing outcome and frees
+the lease (only if it still owns it). So a routed lead costs two writes and no read, and a
+retry of the batch, a redrive from the DLQ or another callback of the same lead sends only
+what is still owed. Two callbacks of one lead never deliver concurrently: the second finds
+the lease held and waits in the queue (visibility hand-back, never toward the DLQ). Within a
+batch, only the newest callback of each lead is routed; older ones are superseded.
 
 The window this leaves: a crash (or a failed ledger write) after some 2xx answers but before
 the complete write. The lease then lapses (DELIVERY_LEASE_SECONDS, shorter than the queue's
-visibility timeout) and the retry repeats every send of that attempt, not just the last one,
-HubSpot's included (its upsert by email is idempotent). That is why webhooks carry an
-Idempotency-Key header.
+visibility timeout) and the retry repeats every send of that attempt, once_per_lead ones
+included. That is why webhooks carry an Idempotency-Key header, the same for every repeat of
+one delivery (the lead key for once_per_lead, the lead key and payload hash for on_change),
+and why HubSpot's upsert by email is harmless to repeat.
 
 Endings of a record:
-- routed / skipped / partial with nothing left to retry: processed;
+- routed / skipped / partial with nothing left to retry / superseded: processed;
+- the lead's lease is held by another invocation: back to the queue for a short while;
 - a retryable failure (429, 5xx, timeout) after the in-invocation retries: back to the queue
   (batch item failure); on its last receive it is dead-lettered instead, with what failed;
 - a permanent failure (other 4xx) or a malformed message: ROUTING_DLQ_URL with the reasons and
   each destination's status, and processed. Nothing delivered is lost: the DLQ has the lead.
 
-HubSpot takes up to 100 contacts per call, so `start` claims every record of the SQS batch and
+HubSpot takes up to 100 contacts per call, so `start` claims every lead of the SQS batch and
 makes the batch's HubSpot upserts before the per-record pass; each input's own result maps
 back to its record. A lead's webhooks (outreach, nurture, Zapier, Slack) are sent concurrently,
 one thread each, so a lead takes as long as its slowest destination rather than their sum.
@@ -48,6 +52,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from clay_pipeline.config import RouterSettings, dump_json
+from clay_pipeline.delivery_policy import Delivered, Owed, newer, payload_hash, peak_score, plan
 from clay_pipeline.destinations import (
     DELIVERED,
     MIN_ATTEMPT_SECONDS,
@@ -61,20 +66,23 @@ from clay_pipeline.destinations import (
     Status,
     WebhookDestination,
     ZapierWebhook,
-    contact_input,
     idempotency_key,
 )
 from clay_pipeline.intake import describe_problems
 from clay_pipeline.models import EnrichedLead
 from clay_pipeline.observability import count, logger
-from clay_pipeline.routing import Decision, RuleSet
+from clay_pipeline.routing import ONCE_PER_LEAD, Decision, RuleSet
 from clay_pipeline.scoring import icp_score, tier_for
-from clay_pipeline.stores import DeliveryLedger, LeadsTable, Lease, Queue
+from clay_pipeline.stores import Busy, LeadLedger, LeadsTable, Lease, Queue
 
 SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch
 LEADS_TABLE_DESTINATION = "leads_table"  # the outcome record itself: always written, never "off"
-ALREADY_DELIVERED = DeliveryResult(Status.DELIVERED, "already_delivered")
-IN_FLIGHT = DeliveryResult(Status.RETRYABLE, "in_flight")  # another invocation holds the callback's lease
+IN_FLIGHT_WAIT_SECONDS = 10  # per receive, at most until the other lease lapses
+OWED_RESULTS = {
+    Owed.ALREADY_DELIVERED: DeliveryResult(Status.DELIVERED, Owed.ALREADY_DELIVERED.value),
+    Owed.UNCHANGED: DeliveryResult(Status.DELIVERED, Owed.UNCHANGED.value),
+    Owed.WITHHELD: DeliveryResult(Status.WITHHELD, Owed.WITHHELD.value),
+}
 
 
 class InvalidMessage(Exception):  # an outcome, not an error
@@ -127,23 +135,26 @@ def parse_message(body: str) -> RoutingMessage:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One record in this invocation: its message, the rules' choice and the callback's lease."""
+    """One record in this invocation: its message, the rules' choice, the lead's claim and what is owed."""
 
     message: RoutingMessage
     decision: Decision
     deliveries: tuple[str, ...]  # chosen destinations that are on, the leads table aside
-    lease: Lease | None  # None when there is nothing to deliver, or another invocation holds it
+    claim: Lease | Busy | None = None  # None when there is nothing to deliver (or the record is superseded)
+    owed: dict[str, Owed] = field(default_factory=dict)  # per delivery, from the lead's ledger
+    payload_hashes: dict[str, str] = field(default_factory=dict)
+    superseded: bool = False  # a newer callback of the lead was routed, or is later in this batch
 
     @property
-    def in_flight(self) -> bool:
-        return bool(self.deliveries) and self.lease is None
+    def lease(self) -> Lease | None:
+        return self.claim if isinstance(self.claim, Lease) else None
 
     @property
     def pending(self) -> tuple[str, ...]:
-        """What this attempt sends: deliveries that no earlier attempt delivered."""
+        """What this attempt sends: the deliveries the lead is owed."""
         if self.lease is None:
             return ()
-        return tuple(name for name in self.deliveries if name not in self.lease.delivered)
+        return tuple(name for name in self.deliveries if self.owed.get(name) is Owed.SEND)
 
 
 @dataclass
@@ -166,10 +177,10 @@ class Outcome:
         if self.skipped_reason:
             return "skipped"
         counted = [r for name, r in self.results.items() if name != LEADS_TABLE_DESTINATION] or [DELIVERED]
-        delivered = sum(result.delivered for result in counted)
-        if delivered == len(counted):
+        settled = sum(result.settled for result in counted)
+        if settled == len(counted):
             return "routed"
-        return "partial" if delivered else "failed"
+        return "partial" if any(result.delivered for result in counted) else "failed"
 
     def failures(self, status: Status) -> dict[str, DeliveryResult]:
         return {name: result for name, result in self.results.items() if result.status is status}
@@ -179,14 +190,15 @@ class Outcome:
         for name, result in self.results.items():
             statuses[name] = {
                 Status.DELIVERED: "delivered",
+                Status.WITHHELD: "withheld",
                 Status.RETRYABLE: "failed",
                 Status.PERMANENT: f"permanent:{result.reason}",
             }[result.status]
         return statuses
 
     def record(self) -> dict[str, Any]:
-        """The LEADS_TABLE attributes (skipped_reason only when skipped: the store cannot write nulls)."""
-        values = {
+        """The LEADS_TABLE attributes; None removes one (skipped_reason once the lead is routed)."""
+        return {
             "routing_status": self.routing_status,
             "tier": self.message.lead.get("tier"),
             "icp_score": self.message.lead.get("icp_score"),
@@ -195,7 +207,6 @@ class Outcome:
             "skipped_reason": self.skipped_reason,
             "routed_at": datetime.now(UTC).isoformat(),
         }
-        return {name: value for name, value in values.items() if value is not None}
 
 
 def describe_failures(failures: dict[str, DeliveryResult]) -> str:
@@ -208,9 +219,11 @@ def describe_failures(failures: dict[str, DeliveryResult]) -> str:
 class LeadRouter:
     def __init__(self, settings: RouterSettings, http: HttpClient | None = None, sleep: Any = time.sleep) -> None:
         self.settings = settings
-        self.rules = RuleSet.from_setting(settings.routing_rules)  # ConfigError at cold start
-        self.ledger = DeliveryLedger(settings.state_table, settings.delivery_lease_seconds, settings.delivery_mark_days)
+        # ConfigError at cold start for invalid rules or policies
+        self.rules = RuleSet.from_setting(settings.routing_rules, settings.delivery_policies)
+        self.ledger = LeadLedger(settings.leads_table, settings.delivery_lease_seconds)
         self.leads = LeadsTable(settings.leads_table)
+        self.routing_queue = Queue(settings.routing_queue_url)
         self.dead_letters = Queue(settings.routing_dlq_url)
         http = http or HttpClient()
         self.webhooks: dict[str, WebhookDestination] = {
@@ -241,7 +254,7 @@ class LeadRouter:
 
     # -- per invocation --------------------------------------------------------------------
     def start(self, records: Iterable[SQSRecord], remaining_ms: int) -> None:
-        """The deadline, which destinations are configured now, each record's claim and the batch's HubSpot upserts.
+        """The deadline, which destinations are configured now, each lead's claim and the batch's HubSpot upserts.
 
         Reading every destination's setting here, on the invocation's thread, also warms the
         secret cache before the delivery threads read it.
@@ -255,11 +268,22 @@ class LeadRouter:
         self._attempts = {}
         self._hubspot_results = {}
         self._unavailable = {}
+        newest: dict[str, tuple[str, RoutingMessage]] = {}  # lead key -> (message id, message)
         for record in records:
             try:
-                self._attempts[record.message_id] = self._claim(record)
+                message = parse_message(record.body)
             except InvalidMessage:
                 continue  # dead-lettered by process()
+            previous = newest.get(message.lead_key)
+            # Per-column callbacks and re-runs arrive together: only the lead's newest version is routed.
+            if previous is not None and newer(previous[1].received_at, message.received_at):
+                self._attempts[record.message_id] = self._superseded(message)
+                continue
+            if previous is not None:
+                self._attempts[previous[0]] = self._superseded(previous[1])
+            newest[message.lead_key] = (record.message_id, message)
+        for message_id, message in newest.values():
+            self._attempts[message_id] = self._claim(message)
         if "hubspot" in self.enabled:
             self._upsert_to_hubspot(self._attempts)
 
@@ -268,41 +292,114 @@ class LeadRouter:
         attempt = self._attempts.pop(record.message_id, None)
         if attempt is None:  # a message start could not parse, or a record it did not see
             try:
-                attempt = self._claim(record)
+                attempt = self._claim(parse_message(record.body))
             except InvalidMessage as error:
                 self._dead_letter(record, error.reason, error.detail, {})
                 return "dead_lettered"
+        if attempt.superseded:
+            return self._supersede(attempt)
+        if isinstance(attempt.claim, Busy):
+            return self._wait_for_lease(record, attempt.claim)
         if self.deadline - time.monotonic() < MIN_ATTEMPT_SECONDS:
             # The lease lapses before SQS shows the record again (lease < visibility timeout).
             raise RetryLater("out of time before routing")
-        outcome = self._route(record, attempt)
-        if not attempt.in_flight:  # the invocation holding the lease writes the outcome
-            self.leads.record_routing(attempt.message.lead_key, attempt.message.callback_id, outcome.record())
-        return self._finish(record, outcome)
+        return self._finish(record, self._route(record, attempt))
 
-    def _claim(self, record: SQSRecord) -> Attempt:
-        """Parse, choose the destinations and claim the callback (no ledger write when there is nothing to send)."""
-        message = parse_message(record.body)
+    def _superseded(self, message: RoutingMessage) -> Attempt:
+        return Attempt(message, Decision(()), (), superseded=True)
+
+    def _claim(self, message: RoutingMessage) -> Attempt:
+        """Choose the destinations, claim the lead and work out what it is owed (no claim when nothing is on)."""
         decision = self.rules.evaluate(message.lead)
         deliveries = tuple(
             name for name in decision.destinations if name in self.enabled and name != LEADS_TABLE_DESTINATION
         )
-        lease = self.ledger.claim(message.callback_id) if deliveries else None
-        return Attempt(message, decision, deliveries, lease)
+        if not deliveries:
+            return Attempt(message, decision, deliveries)
+        claim = self.ledger.claim(message.lead_key)
+        if not isinstance(claim, Lease):
+            return Attempt(message, decision, deliveries, claim)
+        if claim.history.supersedes(message.received_at):
+            return Attempt(message, decision, deliveries, claim, superseded=True)
+        hashes = {
+            name: payload_hash(self._destination(name).payload(message.lead, message.received_at))
+            for name in deliveries
+        }
+        remembered = claim.history.remembered(time.time(), self.settings.delivery_mark_days)
+        peak, score = peak_score(remembered), message.lead.get("icp_score")
+        chosen_at_peak = None
+        if peak is not None and isinstance(score, (int, float)) and score < peak:
+            chosen_at_peak = frozenset(self.rules.evaluate({**message.lead, "icp_score": peak}).destinations)
+        owed = plan(deliveries, self.rules.policies, hashes, remembered, chosen_at_peak)
+        return Attempt(message, decision, deliveries, claim, owed, hashes)
+
+    def _destination(self, name: str) -> WebhookDestination | HubSpotContacts:
+        return self.hubspot if name == "hubspot" else self.webhooks[name]
+
+    def _supersede(self, attempt: Attempt) -> str:
+        if attempt.lease is not None:
+            self.ledger.complete(attempt.lease, {})  # frees the lease; the newer callback's outcome stays
+        count("CallbackSuperseded")
+        logger.info("an older callback of the lead was superseded", extra={"lead_key": attempt.message.lead_key})
+        return "superseded"
+
+    def _wait_for_lease(self, record: SQSRecord, busy: Busy) -> str:
+        """Another invocation is routing this lead: wait in the queue a little, never toward the DLQ."""
+        receives = int(record.attributes.approximate_receive_count or 1)
+        seconds = min(busy.seconds, IN_FLIGHT_WAIT_SECONDS * receives)
+        count("RoutingLeaseBusy")
+        max_receives = self.settings.routing_queue_max_receive_count
+        if self.routing_queue.hold(record.body, record.receipt_handle, receives, max_receives, seconds):
+            return "requeued"
+        raise RetryLater("in_flight: another invocation is routing this lead")
 
     def _route(self, record: SQSRecord, attempt: Attempt) -> Outcome:
-        sent = self._deliver_pending(record, attempt)
+        """Deliver what is owed, then record deliveries and outcome and free the lease (one write)."""
+        sent: dict[str, DeliveryResult] = {}
+        try:
+            if "hubspot" in attempt.pending:
+                sent["hubspot"] = self._hubspot_result(record, attempt)
+            self._send_webhooks(attempt, [name for name in attempt.pending if name != "hubspot"], sent)
+        except BaseException:
+            self._record(attempt, sent, None)  # what was delivered is not sent again by the retry
+            raise
         outcome = Outcome(attempt.message, attempt.decision)
         for name in attempt.decision.destinations:
             if name not in self.enabled:
                 outcome.off.append(name)
             elif name == LEADS_TABLE_DESTINATION:
-                outcome.results[name] = DELIVERED  # written by the caller with the outcome
-            elif attempt.in_flight:
-                outcome.results[name] = IN_FLIGHT
+                outcome.results[name] = DELIVERED  # the outcome record itself
             else:
-                outcome.results[name] = sent.get(name, ALREADY_DELIVERED)
+                owed = attempt.owed[name]
+                outcome.results[name] = sent[name] if owed is Owed.SEND else OWED_RESULTS[owed]
+        self._record(attempt, sent, outcome)
         return outcome
+
+    def _record(self, attempt: Attempt, sent: dict[str, DeliveryResult], outcome: Outcome | None) -> None:
+        message = attempt.message
+        if attempt.lease is None:  # nothing to deliver: the outcome is the only write
+            if outcome is not None:
+                self.leads.record_routing(message.lead_key, message.callback_id, outcome.record())
+            return
+        score = message.lead.get("icp_score")
+        score = float(score) if isinstance(score, (int, float)) else None
+        now = int(time.time())
+        delivered = {
+            name: Delivered(now, attempt.payload_hashes[name], score, message.received_at)
+            for name, result in sent.items()
+            if result.delivered
+        }
+        # The outcome describes this callback: it is not written over a newer callback's enrichment.
+        newest = attempt.lease.callback_id in ("", message.callback_id)
+        record = outcome.record() if outcome is not None and newest else None
+        if not self.ledger.complete(attempt.lease, delivered, message.received_at, record, message.callback_id):
+            # Our lease lapsed and another invocation took the lead over: it may repeat these sends (the
+            # Idempotency-Key is for that); the ledger recorded them for later attempts.
+            logger.warning(
+                "delivery lease lost before the deliveries were recorded",
+                extra={"lead_key": message.lead_key, "destinations": sorted(delivered)},
+            )
+            count("DeliveryLeaseLost")
 
     def _finish(self, record: SQSRecord, outcome: Outcome) -> str:
         status = outcome.routing_status
@@ -326,7 +423,7 @@ class LeadRouter:
         return "dead_lettered"
 
     def _dead_letter(self, record: SQSRecord, reason: str, detail: str, statuses: dict[str, str]) -> None:
-        # The body is kept as-is so a redrive replays it; the ledger's delivered map keeps it from repeating sends.
+        # The body is kept as-is so a redrive replays it; the lead's ledger keeps it from repeating sends.
         self.dead_letters.send_raw(
             record.body,
             attributes={
@@ -340,29 +437,7 @@ class LeadRouter:
         logger.warning("lead sent to the routing DLQ", extra={"reason": reason, "message_id": record.message_id})
 
     # -- deliveries ------------------------------------------------------------------------
-    def _deliver_pending(self, record: SQSRecord, attempt: Attempt) -> dict[str, DeliveryResult]:
-        """Send to every pending destination, then record the deliveries and free the lease in one ledger write."""
-        if attempt.lease is None:
-            return {}
-        results: dict[str, DeliveryResult] = {}
-        try:
-            if "hubspot" in attempt.pending:
-                results["hubspot"] = self._hubspot_result(record, attempt)
-            self._send_webhooks(attempt.message, [name for name in attempt.pending if name != "hubspot"], results)
-        finally:
-            # Also after an unexpected error: what was delivered is not sent again by the retry.
-            delivered = [name for name, result in results.items() if result.delivered]
-            if not self.ledger.complete(attempt.lease, delivered):
-                # Our lease lapsed and another invocation took the callback over: it may repeat these
-                # sends (the Idempotency-Key is for that); the ledger recorded them for later attempts.
-                logger.warning(
-                    "delivery lease lost before the deliveries were recorded",
-                    extra={"callback_id": attempt.lease.callback_id, "destinations": sorted(delivered)},
-                )
-                count("DeliveryLeaseLost")
-        return results
-
-    def _send_webhooks(self, message: RoutingMessage, names: list[str], results: dict[str, DeliveryResult]) -> None:
+    def _send_webhooks(self, attempt: Attempt, names: list[str], results: dict[str, DeliveryResult]) -> None:
         """Send concurrently, adding each result to `results`; an unexpected error is raised once every send is done."""
         futures = {}
         for name in names:
@@ -371,7 +446,7 @@ class LeadRouter:
                 # spending the invocation's time on the same timeouts and backoffs.
                 results[name] = self._unavailable[name]
             else:
-                futures[name] = self.senders.submit(self._send, message, self.webhooks[name])
+                futures[name] = self.senders.submit(self._send, attempt, self.webhooks[name])
         errors: list[BaseException] = []
         for name, future in futures.items():
             try:
@@ -385,10 +460,17 @@ class LeadRouter:
         if errors:
             raise errors[0]
 
-    def _send(self, message: RoutingMessage, destination: WebhookDestination) -> DeliveryResult:
+    def _send(self, attempt: Attempt, destination: WebhookDestination) -> DeliveryResult:
         """One destination with its retries (on a delivery thread)."""
-        key = idempotency_key(message.callback_id, destination.name)
-        return self.retry.run(lambda timeout: destination.deliver(message.lead, key, timeout), self.deadline)
+        key = self._idempotency_key(attempt, destination.name)
+        lead = attempt.message.lead
+        return self.retry.run(lambda timeout: destination.deliver(lead, key, timeout), self.deadline)
+
+    def _idempotency_key(self, attempt: Attempt, destination: str) -> str:
+        lead_key = attempt.message.lead_key
+        if self.rules.policy(destination) == ONCE_PER_LEAD:
+            return idempotency_key(lead_key, destination)
+        return idempotency_key(f"{lead_key}#{attempt.payload_hashes[destination]}", destination)
 
     def _settle(self, name: str, result: DeliveryResult) -> None:
         if result.delivered:
@@ -420,7 +502,7 @@ class LeadRouter:
         """One input per email (HubSpot refuses a batch naming a contact twice: the newest enrichment wins)."""
         inputs: dict[str, dict[str, Any]] = {}
         for message in sorted(messages, key=lambda m: m.received_at):
-            inputs[message.lead["email"]] = contact_input(message.lead, message.received_at)
+            inputs[message.lead["email"]] = self.hubspot.payload(message.lead, message.received_at)
         results = dict.fromkeys(inputs, DeliveryResult(Status.RETRYABLE, "out_of_time"))
         pending = dict(inputs)
         size = self.settings.hubspot_batch_size

@@ -11,6 +11,14 @@ Operators: ">=" and "<" (numbers), "==" (number, boolean, or text compared case-
 A condition on a field the lead lacks is false. A rule without conditions always matches.
 Several rules may name one destination: it is chosen once. Rules are checked at cold start
 (ConfigError naming the rule's index and destination, and the problem).
+
+Clay sends a row again whenever a column re-runs, so each destination also has a delivery
+policy (DEFAULT_POLICIES; the router's ledger applies it, see delivery_policy.py):
+- "once_per_lead": at most one delivery per lead for DELIVERY_MARK_DAYS, whatever later
+  callbacks say (a sequence must never enrol a prospect twice);
+- "on_change": delivered again only when the payload that destination receives changed.
+DELIVERY_POLICIES (`zapier=on_change,hubspot=once_per_lead`) overrides the defaults, and a
+rule's own "policy" field overrides both for its destination.
 """
 
 from __future__ import annotations
@@ -29,6 +37,21 @@ from clay_pipeline.models import EnrichedLead, _parse_bool, _parse_number, is_nu
 Destination = Literal["slack", "outreach", "hubspot", "nurture", "zapier", "leads_table"]
 DESTINATIONS: tuple[str, ...] = ("slack", "outreach", "hubspot", "nurture", "zapier", "leads_table")
 Operator = Literal[">=", "<", "==", "present", "contains"]
+Policy = Literal["once_per_lead", "on_change"]
+ONCE_PER_LEAD: Policy = "once_per_lead"
+ON_CHANGE: Policy = "on_change"
+POLICIES: tuple[Policy, ...] = (ONCE_PER_LEAD, ON_CHANGE)
+# A sequence or a hot-lead alert enrolled twice is the worst outcome: once per lead. HubSpot upserts
+# by email, so a changed row should update the contact. Zapier: a catch hook usually starts a Zap that
+# creates something (a row, a task, an email), and Zaps do not dedupe, so once per lead (README).
+DEFAULT_POLICIES: dict[str, Policy] = {
+    "slack": ONCE_PER_LEAD,
+    "outreach": ONCE_PER_LEAD,
+    "nurture": ONCE_PER_LEAD,
+    "zapier": ONCE_PER_LEAD,
+    "hubspot": ON_CHANGE,
+    "leads_table": ON_CHANGE,
+}
 NUMERIC_FIELDS = frozenset({"icp_score", "employee_count"})
 # Known lead fields that hold text: comparing them as numbers is a mistake in the rules.
 TEXT_FIELDS = frozenset(EnrichedLead.model_fields) - NUMERIC_FIELDS - {"email_verified"}
@@ -104,6 +127,13 @@ class Rule(BaseModel):
 
     destination: Destination
     when: tuple[Condition, ...] = ()
+    policy: Policy | None = None  # None: DELIVERY_POLICIES, else DEFAULT_POLICIES
+
+    @_model_validator(mode="after")
+    def _leads_table_keeps_the_latest(self) -> Rule:
+        if self.destination == "leads_table" and self.policy not in (None, ON_CHANGE):
+            raise ValueError("the leads table always records the latest callback: its policy is on_change")
+        return self
 
     @_model_validator(mode="after")
     def _hubspot_needs_email(self) -> Rule:
@@ -136,13 +166,17 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 
 
 class RuleSet:
-    def __init__(self, rules: tuple[Rule, ...]) -> None:
+    def __init__(self, rules: tuple[Rule, ...], policies: dict[str, Policy] | None = None) -> None:
         self.rules = rules
+        self.policies = resolve_policies(rules, policies or {})
 
     @classmethod
-    def from_setting(cls, text: str) -> RuleSet:
-        """ROUTING_RULES as configured: empty keeps the defaults."""
-        return cls(parse_rules(text) if text.strip() else DEFAULT_RULES)
+    def from_setting(cls, text: str, policies: str = "") -> RuleSet:
+        """ROUTING_RULES and DELIVERY_POLICIES as configured: empty keeps the defaults."""
+        return cls(parse_rules(text) if text.strip() else DEFAULT_RULES, parse_policies(policies))
+
+    def policy(self, destination: str) -> Policy:
+        return self.policies[destination]
 
     def evaluate(self, lead: dict[str, Any]) -> Decision:
         chosen: list[str] = []
@@ -157,6 +191,42 @@ class RuleSet:
         if chosen:
             return Decision(tuple(chosen))
         return Decision((), "no rule matched: " + "; ".join(unmet))
+
+
+def parse_policies(text: str) -> dict[str, Policy]:
+    """DELIVERY_POLICIES: comma-separated destination=policy pairs (empty keeps the defaults)."""
+    policies: dict[str, Policy] = {}
+    for pair in (part.strip() for part in text.split(",")):
+        if not pair:
+            continue
+        destination, _, policy = (piece.strip() for piece in pair.partition("="))
+        if destination not in DESTINATIONS:
+            known = ", ".join(DESTINATIONS)
+            raise ConfigError(f"DELIVERY_POLICIES: unknown destination {destination!r} (one of {known})")
+        if policy not in POLICIES:
+            raise ConfigError(f"DELIVERY_POLICIES: {destination}={policy!r} is not one of {', '.join(POLICIES)}")
+        if destination == "leads_table" and policy != ON_CHANGE:
+            raise ConfigError("DELIVERY_POLICIES: the leads table always records the latest callback (on_change)")
+        if policies.get(destination, policy) != policy:
+            raise ConfigError(f"DELIVERY_POLICIES names {destination} twice with different policies")
+        policies[destination] = policy
+    return policies
+
+
+def resolve_policies(rules: tuple[Rule, ...], configured: dict[str, Policy]) -> dict[str, Policy]:
+    """Defaults, then DELIVERY_POLICIES, then the rules' own policy fields (which must agree per destination)."""
+    policies = {**DEFAULT_POLICIES, **configured}
+    from_rules: dict[str, Policy] = {}
+    for index, rule in enumerate(rules):
+        if rule.policy is None:
+            continue
+        if from_rules.get(rule.destination, rule.policy) != rule.policy:
+            raise ConfigError(
+                f"ROUTING_RULES[{index}] (destination {rule.destination!r}): policy {rule.policy!r} contradicts "
+                f"an earlier rule's {from_rules[rule.destination]!r} for the same destination"
+            )
+        from_rules[rule.destination] = rule.policy
+    return {**policies, **from_rules}
 
 
 def parse_rules(text: str) -> tuple[Rule, ...]:

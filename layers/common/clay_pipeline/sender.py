@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from clay_pipeline import config
@@ -257,16 +256,10 @@ class ClaySender:
     def _hand_back(self, record: SQSRecord, back: HandBack) -> str:
         receives = int(record.attributes.approximate_receive_count or 1)
         seconds = back.seconds if back.waiting else self._retry_delay(receives)
-        if back.waiting and receives >= self.settings.lead_queue_max_receive_count - 1:
-            # Redrive would move it to the DLQ on its next receive: a fresh copy keeps it waiting instead.
-            self.lead_queue.send_raw(record.body, delay_seconds=min(seconds, MAX_RETRY_DELAY_SECONDS))
+        max_receives = self.settings.lead_queue_max_receive_count
+        if self.lead_queue.hold(record.body, record.receipt_handle, receives, max_receives, seconds, back.waiting):
             logger.info("waiting lead re-queued as a fresh message", extra={"reason": back.reason})
             return "requeued"
-        try:
-            self.lead_queue.change_visibility(record.receipt_handle, seconds)
-        except ClientError as error:
-            # The message still goes back (reported as failed), after the queue's own visibility timeout.
-            logger.warning("could not change the message visibility", extra={"error": str(error)})
         raise back
 
     @staticmethod

@@ -2,9 +2,9 @@
 
 Everything AWS goes through these few classes so business modules stay free of boto3 and
 tests can point them at moto. The state table has one string key `pk` and a TTL attribute
-`expires_at`; each concern prefixes its keys (idem#, dedupe#, pool#, budget#, rate#, and
-delivery# for the router's DeliveryLedger below), which keeps one table and one set of IAM
-permissions for all of them.
+`expires_at`; each concern prefixes its keys (idem#, dedupe#, pool#, budget#, rate#), which
+keeps one table and one set of IAM permissions for all of them. The router's delivery ledger
+lives on the lead's own LeadsTable item (LeadLedger below).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -22,6 +21,8 @@ from botocore.exceptions import ClientError
 
 from clay_pipeline.aws import client
 from clay_pipeline.config import dump_json
+from clay_pipeline.delivery_policy import Delivered, LeadHistory
+from clay_pipeline.observability import logger
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -171,15 +172,21 @@ class LeadsTable:
     table_name: str
 
     def save_enrichment(self, lead_key: str, callback_id: str, lead: dict[str, Any], received_at: str) -> None:
-        """Store the latest enrichment; an older callback arriving late never overwrites a newer one."""
-        values = {":callback_id": callback_id, ":lead": lead, ":received_at": received_at, ":status": "received"}
+        """Store the latest enrichment and count the callback; an older one arriving late never overwrites it."""
+        values = {
+            ":callback_id": callback_id,
+            ":lead": lead,
+            ":received_at": received_at,
+            ":status": "received",
+            ":one": 1,
+        }
         try:
             client("dynamodb").update_item(
                 TableName=self.table_name,
-                Key={"lead_key": {"S": lead_key}},
+                Key=_lead_key(lead_key),
                 UpdateExpression=(
                     "SET callback_id = :callback_id, enrichment = :lead, received_at = :received_at, "
-                    "routing_status = :status REMOVE routes, destinations, skipped_reason"
+                    "routing_status = :status REMOVE routes, destinations, skipped_reason ADD callbacks :one"
                 ),
                 ConditionExpression="attribute_not_exists(received_at) OR received_at <= :received_at",
                 ExpressionAttributeValues=to_item(values),
@@ -187,28 +194,31 @@ class LeadsTable:
         except ClientError as error:
             if not is_condition_failure(error):
                 raise
+            client("dynamodb").update_item(  # still one more callback of this lead
+                TableName=self.table_name,
+                Key=_lead_key(lead_key),
+                UpdateExpression="ADD callbacks :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
 
     def record_routing(self, lead_key: str, callback_id: str, outcome: dict[str, Any]) -> None:
-        """Write the router's outcome for this callback (ignored if a newer enrichment replaced it)."""
-        names = {f"#o{i}": name for i, name in enumerate(outcome)}
-        values = to_item({":callback_id": callback_id, **{f":o{i}": v for i, v in enumerate(outcome.values())}})
+        """Write the router's outcome for this callback (ignored if a newer enrichment replaced it); None removes."""
+        update = _Update()
+        update.set_or_remove(outcome)
+        name = update.name("callback_id")
         try:
             client("dynamodb").update_item(
                 TableName=self.table_name,
-                Key={"lead_key": {"S": lead_key}},
-                UpdateExpression="SET " + ", ".join(f"#o{i} = :o{i}" for i in range(len(outcome))),
-                ConditionExpression="attribute_not_exists(callback_id) OR callback_id = :callback_id",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+                Key=_lead_key(lead_key),
+                ConditionExpression=f"attribute_not_exists({name}) OR {name} = {update.value(callback_id)}",
+                **update.request(),
             )
         except ClientError as error:
             if not is_condition_failure(error):
                 raise
 
     def get(self, lead_key: str) -> dict[str, Any] | None:
-        response = client("dynamodb").get_item(
-            TableName=self.table_name, Key={"lead_key": {"S": lead_key}}, ConsistentRead=True
-        )
+        response = client("dynamodb").get_item(TableName=self.table_name, Key=_lead_key(lead_key), ConsistentRead=True)
         item = response.get("Item")
         return from_item(item) if item else None
 
@@ -242,6 +252,25 @@ class Queue:
             QueueUrl=self.url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, min(43_200, int(seconds)))
         )
 
+    def hold(
+        self, body: str, receipt_handle: str, receives: int, max_receive_count: int, seconds: int, waiting: bool = True
+    ) -> bool:
+        """Keep a received message out of sight for `seconds` before it is tried again.
+
+        A wait (waiting=True) is not a failure: near the queue's maxReceiveCount the message is re-queued
+        as a fresh copy (True: the received one is done). Otherwise its visibility is changed (False:
+        report the record as failed so SQS keeps it); if that call fails it comes back after the queue's
+        own visibility timeout.
+        """
+        if waiting and receives >= max_receive_count - 1:
+            self.send_raw(body, delay_seconds=seconds)
+            return True
+        try:
+            self.change_visibility(receipt_handle, seconds)
+        except ClientError as error:
+            logger.warning("could not change the message visibility", extra={"error": str(error)})
+        return False
+
     def send_batch(self, messages: list[dict[str, Any]], attempts: int = 3) -> list[int]:
         """SendMessageBatch in tens, retrying failed entries. Returns the indexes that still failed."""
         failed: list[int] = []
@@ -261,118 +290,194 @@ class Queue:
         return sorted(failed)
 
 
-# -- router's delivery ledger ----------------------------------------------------------------
-DELIVERED_MAP, LEASE_UNTIL, LEASE_OWNER = "delivered", "lease_until", "lease_owner"  # ledger item attributes
+# -- router's delivery ledger, kept on the lead's LeadsTable item --------------------------------
+DELIVERIES, LEASE_UNTIL, LEASE_OWNER = "deliveries", "lease_until", "lease_owner"  # ledger attributes
+ROUTED_RECEIVED_AT = "routed_received_at"
 
 
 @dataclass(frozen=True)
 class Lease:
-    """An invocation's hold on one callback's deliveries, and what earlier attempts delivered."""
+    """An invocation's hold on one lead's deliveries, and what the ledger knew when it was taken."""
 
-    callback_id: str
+    lead_key: str
     owner: str  # this claim's token: the complete write frees the lease only while it is still ours
-    delivered: frozenset[str]
+    history: LeadHistory
+    callback_id: str  # the callback whose enrichment the item held at the claim ('' when none)
 
 
 @dataclass(frozen=True)
-class DeliveryLedger:
-    """One STATE_TABLE item per callback: a lease while delivering and the map of destinations delivered.
+class Busy:
+    """Another invocation holds the lead's lease."""
 
-    {pk: "delivery#<callback_id>", delivered: {destination: epoch seconds}, lease_until, lease_owner,
-    expires_at}: a claim and a complete write per attempt, and no read (the claim returns the map).
+    seconds: int  # until that lease lapses, at the latest
+
+
+@dataclass(frozen=True)
+class LeadLedger:
+    """The lead's delivery ledger, merged into its LeadsTable item so routing a lead costs two writes.
+
+    {lead_key, ..., deliveries: {destination: {at, hash, score, received_at}}, routed_received_at,
+    lease_until, lease_owner}: the claim takes the lease and returns the item (no read), the complete
+    write adds the deliveries, records the routing outcome and frees the lease.
     """
 
     table_name: str
     lease_seconds: int
-    mark_days: int
 
-    @staticmethod
-    def key(callback_id: str) -> dict[str, Any]:
-        return {STATE_KEY: {"S": f"delivery#{callback_id}"}}
-
-    def claim(self, callback_id: str) -> Lease | None:
-        """Take the lease and read the delivered map, unless another invocation holds an unexpired lease (None)."""
+    def claim(self, lead_key: str) -> Lease | Busy:
+        """Take the lead's lease and read its ledger, unless another invocation holds an unexpired lease."""
         now = int(time.time())
         owner = uuid.uuid4().hex
         try:
             response = client("dynamodb").update_item(
                 TableName=self.table_name,
-                Key=self.key(callback_id),
+                Key=_lead_key(lead_key),
                 UpdateExpression=(
                     "SET #lease_until = :lease_until, #owner = :owner, "
-                    "#delivered = if_not_exists(#delivered, :nothing), #ttl = :expires_at"
+                    "#deliveries = if_not_exists(#deliveries, :nothing)"
                 ),
                 # A lapsed lease (its invocation crashed or timed out) is taken over.
                 ConditionExpression="attribute_not_exists(#lease_until) OR #lease_until < :now",
                 ExpressionAttributeNames={
                     "#lease_until": LEASE_UNTIL,
                     "#owner": LEASE_OWNER,
-                    "#delivered": DELIVERED_MAP,
-                    "#ttl": STATE_TTL,
+                    "#deliveries": DELIVERIES,
                 },
                 ExpressionAttributeValues=to_item(
-                    {
-                        ":lease_until": now + self.lease_seconds,
-                        ":owner": owner,
-                        ":nothing": {},
-                        ":expires_at": self._expiry(now),  # the marks of a crashed attempt outlive its lease
-                        ":now": now,
-                    }
+                    {":lease_until": now + self.lease_seconds, ":owner": owner, ":nothing": {}, ":now": now}
                 ),
                 ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",  # when the other lease lapses, at no extra cost
             )
-        except ClientError as error:
-            if is_condition_failure(error):
-                return None
-            raise
-        delivered = from_item(response["Attributes"]).get(DELIVERED_MAP, {})
-        # TTL deletes an expired item up to days late: a mark older than mark_days no longer counts.
-        remembered_since = now - self.mark_days * 86400
-        return Lease(callback_id, owner, frozenset(name for name, at in delivered.items() if at >= remembered_since))
-
-    def complete(self, lease: Lease, delivered_now: Collection[str]) -> bool:
-        """Add this attempt's deliveries to the map and free the lease, in one write.
-
-        False when the lease was no longer ours (it lapsed and another invocation took it): the
-        deliveries are then recorded without touching the new owner's lease, so later attempts skip them.
-        """
-        try:
-            self._record(lease.callback_id, delivered_now, lease_owner=lease.owner)
         except ClientError as error:
             if not is_condition_failure(error):
                 raise
-            if delivered_now:
-                self._record(lease.callback_id, delivered_now, lease_owner=None)
+            held_until = int(error.response.get("Item", {}).get(LEASE_UNTIL, {}).get("N", now + self.lease_seconds))
+            return Busy(max(1, held_until - now + 1))
+        item = from_item(response["Attributes"])
+        deliveries = item.get(DELIVERIES) or {}
+        history = LeadHistory(
+            {name: Delivered.from_value(value) for name, value in deliveries.items()},
+            str(item.get(ROUTED_RECEIVED_AT) or ""),
+        )
+        return Lease(lead_key, owner, history, str(item.get("callback_id") or ""))
+
+    def complete(
+        self,
+        lease: Lease,
+        delivered: dict[str, Delivered],
+        routed_received_at: str | None = None,
+        outcome: dict[str, Any] | None = None,
+        callback_id: str = "",
+    ) -> bool:
+        """Add the deliveries, the routing outcome (unless a newer callback was stored since) and free the lease.
+
+        One write. False when the lease was no longer ours (it lapsed and another invocation took it):
+        the deliveries are then recorded without touching the new owner's lease or outcome.
+        """
+        try:
+            self._write(lease, delivered, routed_received_at, outcome, callback_id)
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+            old = from_item(error.response.get("Item", {}))
+            if old.get(LEASE_OWNER) == lease.owner:  # still ours: a newer callback was stored meanwhile
+                self._write(lease, delivered, routed_received_at, None, "")
+                return True
+            if delivered:
+                self._write(lease, delivered, None, None, "", owned=False)
             return False
         return True
 
-    def _record(self, callback_id: str, destinations: Collection[str], lease_owner: str | None) -> None:
-        """SET delivered.<destination> = now for each, and the expiry; with an owner, also drop that owner's lease."""
-        now = int(time.time())
-        names = {"#ttl": STATE_TTL}
-        values: dict[str, Any] = {":expires_at": self._expiry(now)}
-        assignments = ["#ttl = :expires_at"]
-        if destinations:
-            names["#delivered"] = DELIVERED_MAP
-            values[":now"] = now
-            for number, destination in enumerate(destinations):
-                names[f"#d{number}"] = destination
-                assignments.append(f"#delivered.#d{number} = :now")
-        expression = "SET " + ", ".join(assignments)
-        condition: dict[str, str] = {}
-        if lease_owner is not None:
-            names |= {"#lease_until": LEASE_UNTIL, "#owner": LEASE_OWNER}
-            values[":owner"] = lease_owner
-            expression += " REMOVE #lease_until, #owner"
-            condition["ConditionExpression"] = "#owner = :owner"
-        client("dynamodb").update_item(
-            TableName=self.table_name,
-            Key=self.key(callback_id),
-            UpdateExpression=expression,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=to_item(values),
-            **condition,
-        )
+    def _write(
+        self,
+        lease: Lease,
+        delivered: dict[str, Delivered],
+        routed_received_at: str | None,
+        outcome: dict[str, Any] | None,
+        callback_id: str,
+        owned: bool = True,
+    ) -> None:
+        update = _Update()
+        for destination, entry in delivered.items():
+            update.set((DELIVERIES, destination), entry.to_value())
+        if routed_received_at:
+            update.set((ROUTED_RECEIVED_AT,), routed_received_at)
+        update.set_or_remove(outcome or {})
+        conditions = []
+        if owned:
+            update.remove(LEASE_UNTIL)
+            update.remove(LEASE_OWNER)
+            conditions.append(f"{update.name(LEASE_OWNER)} = {update.value(lease.owner)}")
+            if outcome is not None:
+                name = update.name("callback_id")
+                conditions.append(f"(attribute_not_exists({name}) OR {name} = {update.value(callback_id)})")
+        if update.empty:
+            return
+        extra: dict[str, Any] = {}
+        if conditions:
+            extra = {
+                "ConditionExpression": " AND ".join(conditions),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        key = _lead_key(lease.lead_key)
+        client("dynamodb").update_item(TableName=self.table_name, Key=key, **update.request(), **extra)
 
-    def _expiry(self, now: int) -> int:
-        return now + self.mark_days * 86400
+
+def _lead_key(lead_key: str) -> dict[str, Any]:
+    return {"lead_key": {"S": lead_key}}
+
+
+class _Update:
+    """An UpdateExpression built from SET and REMOVE clauses, with placeholder names and values."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+        self.sets: list[str] = []
+        self.removes: list[str] = []
+
+    @property
+    def empty(self) -> bool:
+        return not (self.sets or self.removes)
+
+    def name(self, attribute: str) -> str:
+        for placeholder, known in self.names.items():
+            if known == attribute:
+                return placeholder
+        placeholder = f"#n{len(self.names)}"
+        self.names[placeholder] = attribute
+        return placeholder
+
+    def value(self, value: Any) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = value
+        return placeholder
+
+    def set(self, path: tuple[str, ...], value: Any) -> None:
+        self.sets.append(f"{'.'.join(self.name(part) for part in path)} = {self.value(value)}")
+
+    def set_or_remove(self, attributes: dict[str, Any]) -> None:
+        """SET each attribute, REMOVE those whose value is None (DynamoDB stores no nulls here)."""
+        for attribute, value in attributes.items():
+            if value is None:
+                self.remove(attribute)
+            else:
+                self.set((attribute,), value)
+
+    def remove(self, attribute: str) -> None:
+        self.removes.append(self.name(attribute))
+
+    def request(self) -> dict[str, Any]:
+        expression = " ".join(
+            clause
+            for clause in (
+                "SET " + ", ".join(self.sets) if self.sets else "",
+                "REMOVE " + ", ".join(self.removes) if self.removes else "",
+            )
+            if clause
+        )
+        request: dict[str, Any] = {"UpdateExpression": expression, "ExpressionAttributeNames": self.names}
+        if self.values:
+            request["ExpressionAttributeValues"] = to_item(self.values)
+        return request
