@@ -3,10 +3,12 @@
 The run (pipeline.py) posts leads to IntakeFunction one per request, drains LeadQueue through
 SenderFunction like Lambda's poller, answers every Clay row with one enriched callback, and
 drains RoutingQueue through RouterFunction. botocore hooks on the library's clients count
-every AWS call per operation (the poller's ReceiveMessage and DeleteMessageBatch included) and
-ask DynamoDB for ReturnConsumedCapacity=TOTAL; a write that reports no capacity (a failed
-conditional write, or moto not reporting) is counted as 1 WRU, a read as 1 RRU (strongly
-consistent, under 4 KB). Log and metric bytes the handlers write are counted too.
+every AWS call per operation (the poller's ReceiveMessage and DeleteMessageBatch included).
+DynamoDB write units are computed as DynamoDB bills them, from the item's size (moto reports a
+flat 0.5): each write, failed conditional writes included, costs one WRU per started KB of the
+larger of the item before and after it, read by an uncounted client around the call; a read
+costs 1 RRU strongly consistent (0.5 eventually) per 4 KB. The per-lead write table lists the
+writes by function, table and key prefix. Log and metric bytes the handlers write are counted too.
 
 Duration is modelled, not measured on Lambda: the invoking thread's CPU time in the run, scaled
 by the vCPU share Lambda gives the memory size (1 vCPU at 1769 MB), plus an assumed round trip
@@ -20,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
 from harness import Section, Target
 from pipeline import CLAY_PATH, DESTINATION_PATHS, Pipeline, enrichment_for, sample_leads
 
@@ -56,6 +60,7 @@ DYNAMODB_WCU_HOUR = 0.00065
 DYNAMODB_RCU_HOUR = 0.00013
 PROVISIONED_UTILISATION = 0.7
 TARGET_PER_MILLION = 5.0
+BIG_ROW_EXTRA_KB = 1.5  # what-if: enriched rows of about 2 KB instead of the run's ~0.5 KB
 
 # -- assumptions for the duration model ---------------------------------------------------------
 FULL_VCPU_MB = 1769  # Lambda gives one full vCPU at 1769 MB, proportionally less below
@@ -67,27 +72,80 @@ READ_OPERATIONS = frozenset({"GetItem"})
 POLLER = "poller"  # the event source mapping's own ReceiveMessage / DeleteMessageBatch
 
 
+def attribute_size(value: Any) -> int:
+    """Bytes DynamoDB counts for one attribute value (its item-size rules, in the typed wire format)."""
+    kind, inner = next(iter(value.items()))
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        digits = len(str(inner).lstrip("-").replace(".", "").strip("0")) or 1
+        return math.ceil(digits / 2) + 1
+    if kind == "B":
+        return len(inner)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "M":
+        return 3 + sum(len(name.encode()) + attribute_size(item) + 1 for name, item in inner.items())
+    if kind == "L":
+        return 3 + sum(attribute_size(item) + 1 for item in inner)
+    return sum(len(str(item).encode()) for item in inner)  # SS, NS, BS
+
+
+def item_size(item: dict[str, Any] | None) -> int:
+    return sum(len(name.encode()) + attribute_size(value) for name, value in (item or {}).items())
+
+
+def write_units(size: float) -> int:
+    return max(1, math.ceil(size / 1024))
+
+
+def units_by_write(
+    write_sizes: list[tuple[str, str, str, str, int]], extra_lead_bytes: float = 0
+) -> Counter[tuple[str, str, str, str]]:
+    """WRU by (function, table, operation, key prefix); extra_lead_bytes grows every LeadsTable item (bigger rows)."""
+    units: Counter[tuple[str, str, str, str]] = Counter()
+    for function, table, operation, prefix, size in write_sizes:
+        grown = size + extra_lead_bytes if table == "LeadsTable" else size
+        units[(function, table, operation, prefix)] += write_units(grown)
+    return units
+
+
 @dataclass
 class Meter:
-    """Counts AWS calls per (function, service, operation) and DynamoDB capacity units per function."""
+    """Counts AWS calls per (function, service, operation) and DynamoDB capacity units per function.
+
+    write_sizes: (function, table, operation, key prefix, bytes billed) of every write, for the write table.
+    """
 
     current: str = POLLER
     calls: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     wru: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     rru: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    write_sizes: list[tuple[str, str, str, str, int]] = field(default_factory=list)
     _consistent: bool = False
+    _write: tuple[str, dict[str, Any], int] | None = None  # table, key, size before of the write in flight
+    _reader: Any = None
 
     def install(self) -> Meter:
         dynamodb = client("dynamodb")
-        dynamodb.meta.events.register("before-parameter-build.dynamodb", self._ask_capacity)
+        # Sizes are read by a client of the meter's own: those reads are not the pipeline's.
+        self._reader = boto3.session.Session().client("dynamodb", endpoint_url=dynamodb.meta.endpoint_url)
+        dynamodb.meta.events.register("before-parameter-build.dynamodb", self._before_dynamodb)
         for service in ("dynamodb", "sqs", "secretsmanager"):
             client(service).meta.events.register("after-call", self._count)
         return self
 
-    def _ask_capacity(self, params: dict[str, Any], model: Any, **_: Any) -> None:
-        if "ReturnConsumedCapacity" in model.input_shape.members:
-            params.setdefault("ReturnConsumedCapacity", "TOTAL")
+    def _before_dynamodb(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         self._consistent = bool(params.get("ConsistentRead"))  # the calls of one flow are sequential
+        self._write = None
+        if model.name in WRITE_OPERATIONS:
+            key = params.get("Key") or {
+                name: params["Item"][name] for name in ("pk", "lead_key") if name in params["Item"]
+            }
+            self._write = (params["TableName"], key, self._size(params["TableName"], key))
+
+    def _size(self, table: str, key: dict[str, Any]) -> int:
+        return item_size(self._reader.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item"))
 
     def _count(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
         service, operation = model.service_model.endpoint_prefix, model.name
@@ -96,14 +154,15 @@ class Meter:
         self.calls[(self.current, service, operation)] += 1
         if service != "dynamodb":
             return
-        capacity = parsed.get("ConsumedCapacity") or {}
-        reported = float(capacity.get("CapacityUnits") or 0.0)
-        # DynamoDB bills at least 1 WRU per write (up to 1 KB) and 1 RRU per strongly consistent read
-        # (0.5 eventually consistent) up to 4 KB, failed conditional writes included; moto may report less.
-        if operation in WRITE_OPERATIONS:
-            self.wru[self.current] += max(1.0, reported)
+        if operation in WRITE_OPERATIONS and self._write is not None:
+            table, key, before = self._write
+            size = max(before, self._size(table, key))
+            self.wru[self.current] += write_units(size)
+            key_text = next(iter(next(iter(key.values())).values()), "")
+            prefix = key_text.split("#", 1)[0] + "#" if "#" in key_text else "<lead>"
+            self.write_sizes.append((self.current, table.rsplit("-", 1)[-1], operation, prefix, size))
         elif operation in READ_OPERATIONS:
-            self.rru[self.current] += max(1.0 if self._consistent else 0.5, reported)
+            self.rru[self.current] += 1.0 if self._consistent else 0.5
 
 
 class CountingSink:
@@ -131,6 +190,7 @@ class Measured:
     http_calls: dict[str, Counter[str]]  # function -> kind -> count
     log_bytes: int
     hubspot_share: float  # leads upserted to HubSpot / leads
+    write_sizes: list[tuple[str, str, str, str, int]] = field(default_factory=list)  # see Meter
 
 
 def measure(leads: int) -> Measured:
@@ -181,6 +241,7 @@ def measure(leads: int) -> Measured:
             http_calls=http,
             log_bytes=sink.bytes,
             hubspot_share=len(pipeline.deliveries()["hubspot"]) / leads,
+            write_sizes=meter.write_sizes,
         )
     finally:
         handler.setStream(previous)  # type: ignore[attr-defined]
@@ -197,6 +258,7 @@ class Scenario:
     sender_concurrency: int = 2
     send_rate: float = 10.0
     dynamodb_provisioned: bool = False  # what-if: provisioned capacity at PROVISIONED_UTILISATION
+    extra_row_kb: float = 0.0  # enriched rows this much larger than the run's (every LeadsTable item grows)
 
 
 def queue_consumer(logical_id: str) -> bool:
@@ -252,7 +314,7 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
         "gb_seconds": gb_seconds,
         "api_requests": invocations.get("IntakeFunction", 0) + invocations.get("CallbackFunction", 0),
         "sqs_requests": sqs,
-        "wru": sum(m.wru.values()) / m.leads,
+        "wru": sum(units_by_write(m.write_sizes, s.extra_row_kb * 1024).values()) / m.leads,
         "rru": sum(m.rru.values()) / m.leads,
         "log_gb": m.log_bytes / m.leads / 1e9,
         "dynamodb_provisioned": float(s.dynamodb_provisioned),
@@ -340,7 +402,22 @@ def run(leads: int = 200) -> Section:
         )
     from harness import table
 
+    writes = units_by_write(m.write_sizes)
+    bigger = units_by_write(m.write_sizes, BIG_ROW_EXTRA_KB * 1024)
+    write_rows = [
+        [*key, f"{units / m.leads:.2f}", f"{bigger[key] / m.leads:.2f}"] for key, units in sorted(writes.items())
+    ]
+    write_rows.append(
+        ["total", "", "", "", f"{sum(writes.values()) / m.leads:.2f}", f"{sum(bigger.values()) / m.leads:.2f}"]
+    )
+    lead_items = [size / 1024 for _, table_name, _, _, size in m.write_sizes if table_name == "LeadsTable"]
+    big_row = f"+{BIG_ROW_EXTRA_KB:g} KB rows"
     notes = [
+        "DynamoDB writes per lead (WRU, billed by item size: one unit per started KB of the larger of the item "
+        f"before and after the write; the run's LeadsTable items {sum(lead_items) / max(1, len(lead_items)):.2f} KB "
+        f"on average, {max(lead_items, default=0):.2f} KB at most; the last column with every enriched row "
+        f"{BIG_ROW_EXTRA_KB:g} KB larger, as a wide Clay table sends):\n\n"
+        + table(["function", "table", "operation", "key", "WRU per lead", big_row], write_rows),
         f"{m.leads} leads, one per intake request, one callback each; invocations: "
         + ", ".join(f"{name} {count}" for name, count in m.invocations.items()),
         "calls per lead by function: " + " | ".join(f"{name}: {text}" for name, text in per_function.items() if text),

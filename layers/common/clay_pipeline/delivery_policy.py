@@ -39,12 +39,12 @@ class Owed(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Delivered:
-    """One destination's entry in a lead's ledger: when, which payload, at which score, from which callback."""
+    """One destination's entry in a lead's ledger: when, which payload and at which score (kept small: every
+    write of the lead's item is billed by its size)."""
 
     at: int  # epoch seconds
     payload_hash: str
     score: float | None
-    received_at: str  # the callback's received_at
 
     @classmethod
     def from_value(cls, value: Any) -> Delivered:
@@ -54,11 +54,10 @@ class Delivered:
             at=int(fields.get("at") or 0),
             payload_hash=str(fields.get("hash") or ""),
             score=float(score) if isinstance(score, (int, float)) else None,
-            received_at=str(fields.get("received_at") or ""),
         )
 
     def to_value(self) -> dict[str, Any]:
-        value = {"at": self.at, "hash": self.payload_hash, "score": self.score, "received_at": self.received_at}
+        value = {"at": self.at, "hash": self.payload_hash, "score": self.score}
         return {name: item for name, item in value.items() if item is not None}
 
 
@@ -111,7 +110,7 @@ def plan(
 
 def payload_hash(payload: Any) -> str:
     """Hash of the canonical JSON a destination receives (what on_change compares)."""
-    return hashlib.sha256(dump_json(payload).encode()).hexdigest()[:32]
+    return hashlib.sha256(dump_json(payload).encode()).hexdigest()[:16]  # 64 bits: enough to tell versions apart
 
 
 def _instant(text: str) -> datetime | str:

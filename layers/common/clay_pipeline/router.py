@@ -385,7 +385,7 @@ class LeadRouter:
         score = float(score) if isinstance(score, (int, float)) else None
         now = int(time.time())
         delivered = {
-            name: Delivered(now, attempt.payload_hashes[name], score, message.received_at)
+            name: Delivered(now, attempt.payload_hashes[name], score)
             for name, result in sent.items()
             if result.delivered
         }

@@ -316,7 +316,7 @@ class Busy:
 class LeadLedger:
     """The lead's delivery ledger, merged into its LeadsTable item so routing a lead costs two writes.
 
-    {lead_key, ..., deliveries: {destination: {at, hash, score, received_at}}, routed_received_at,
+    {lead_key, ..., deliveries: {destination: {at, hash, score}}, routed_received_at,
     lease_until, lease_owner}: the claim takes the lease and returns the item (no read), the complete
     write adds the deliveries, records the routing outcome and frees the lease.
     """
