@@ -103,6 +103,28 @@ def test_re_enrichment_is_processed_and_replaces_the_stored_lead(
     assert stored is not None and stored["enrichment"]["icp_score"] == 92
 
 
+def test_the_leads_table_counts_every_callback_of_a_lead_but_not_identical_retries(
+    callback: Any, stack: Any, lambda_context: Any
+) -> None:
+    # GIVEN Clay calling one row back three times (a re-run, then an identical retry, then a re-score)
+    for body in (LEAD, {**LEAD, "job_title": "CRO"}, {**LEAD, "job_title": "CRO"}, {**LEAD, "icp_score": "91"}):
+        assert answer(callback.lambda_handler(callback_event(body), lambda_context))[0] == 200
+    # THEN three versions were routed and the lead's record has the latest enrichment and counts three callbacks
+    assert len(drain(stack.queue_urls["RoutingQueue"])) == 3
+    stored = LeadsTable(stack.table_names["LeadsTable"]).get("ld_jane")
+    assert stored is not None
+    assert (stored["callbacks"], stored["enrichment"]["icp_score"]) == (3, 91)
+
+
+def test_a_late_older_callback_is_counted_but_does_not_replace_the_newer_enrichment(stack: Any) -> None:
+    leads = LeadsTable(stack.table_names["LeadsTable"])
+    leads.save_enrichment("ld_late", "ld_late#new", {"icp_score": 90}, "2026-01-01T00:02:00+00:00")
+    leads.save_enrichment("ld_late", "ld_late#old", {"icp_score": 40}, "2026-01-01T00:01:00+00:00")
+    stored = leads.get("ld_late")
+    assert stored is not None
+    assert (stored["callbacks"], stored["callback_id"], stored["enrichment"]) == (2, "ld_late#new", {"icp_score": 90})
+
+
 def test_rotated_secret_accepted_and_wrong_one_refused(callback: Any, stack: Any, lambda_context: Any) -> None:
     assert answer(callback.lambda_handler(callback_event(LEAD, OLD_SECRET), lambda_context))[0] == 200
     status, body = answer(callback.lambda_handler(callback_event({**LEAD, "x": 1}, "guess"), lambda_context))

@@ -12,7 +12,17 @@ import pytest
 import requests
 
 from clay_pipeline.models import EnrichedLead
-from local.clay_sim import AUTH_HEADER, CallbackAuth, ClaySimulator, TokenBucket, enrich, score_band
+from local.clay_sim import (
+    AUTH_HEADER,
+    CallbackAuth,
+    ClaySimulator,
+    TokenBucket,
+    enrich,
+    partial_bodies,
+    rerun,
+    rescore,
+    score_band,
+)
 from local.http_stub import Reply, StubServer
 
 pytestmark = pytest.mark.unit
@@ -159,3 +169,43 @@ def test_jwt_flow_fetches_a_token_once_and_sends_it(make_sim: Any, http_stub: St
     [token_request] = http_stub.received("/clay/token")
     assert token_request.json() == {"username": "clay", "password": "pw"}
     assert {r.headers["authorization"] for r in http_stub.received("/clay/callback")} == {"Bearer jwt-1"}
+
+
+# ------------------------------------------------------------------------------------- rows called back again
+def test_a_rerun_changes_the_title_and_timestamp_only() -> None:
+    columns = enrich({"lead_id": "ld_r", "email": "r@acme.com"}, "2026-01-01T00:00:00Z")
+    again = rerun(columns, "2026-01-01T00:10:00Z")
+    changed = {name for name in columns if columns[name] != again[name]}
+    assert changed == {"job_title", "_clay_enriched_at"}
+    assert again["job_title"] != columns["job_title"]
+
+
+@pytest.mark.parametrize(("score", "up", "expected"), [("85", True, "99"), ("85", False, "60"), ("10", False, "5")])
+def test_a_rescore_moves_the_score_a_band_up_or_down(score: str, up: bool, expected: str) -> None:
+    assert rescore({"icp_score": score, "email": "a@x.com"}, up)["icp_score"] == expected
+
+
+def test_per_column_partials_carry_the_identity_and_their_own_columns_only() -> None:
+    columns = enrich({"lead_id": "ld_p", "email": "p@acme.com", "first_name": "P"}, "2026-01-01T00:00:00Z")
+    first, second = partial_bodies(columns)
+    assert {"lead_id", "email", "first_name", "industry", "employee_count"} <= set(first)
+    assert "job_title" not in first and "icp_score" not in first
+    assert {"lead_id", "email", "job_title"} <= set(second)
+    assert "icp_score" not in second
+
+
+def test_resends_are_called_back_later_and_each_version_recorded(make_sim: Any) -> None:
+    # GIVEN every row re-run, re-sent, re-scored and called back per column
+    shares = {"rerun_share": 1.0, "resend_share": 1.0, "rescore_share": 1.0, "per_column_share": 1.0}
+    sim = make_sim(**shares, resend_delay_seconds=0.05)
+    # WHEN one row comes in
+    assert post(sim.create_webhook(), {"lead_id": "ld_again", "email": "again@acme.com"}).status_code == 200
+    wait_until_done(sim)
+    # THEN the row was called back 2 partials + 1 row + 3 later versions, and each kind is counted
+    assert [c.kind for c in sim.callbacks][:3] == ["partial", "partial", "row"]
+    assert sorted(c.kind for c in sim.callbacks[3:]) == ["rerun", "rescore", "resend"]
+    assert sim.resent == {"partial": 2, "rerun": 1, "resend": 1, "rescore": 1}
+    # AND the same-body re-send carries the row's version; the 2 partials, row, re-run and re-score are distinct
+    versions = {c.kind: c.body_digest for c in sim.callbacks}
+    assert versions["resend"] == versions["row"]
+    assert len({c.body_digest for c in sim.callbacks}) == 5
