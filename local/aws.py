@@ -98,11 +98,13 @@ def provision(
         name = f"{prefix}-{logical_id}"
         props = resource["Properties"]
         dynamodb = client("dynamodb")
+        indexes = {"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} if "GlobalSecondaryIndexes" in props else {}
         dynamodb.create_table(
             TableName=name,
             KeySchema=props["KeySchema"],
             AttributeDefinitions=props["AttributeDefinitions"],
             BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+            **indexes,
         )
         ttl = props.get("TimeToLiveSpecification")
         if ttl:

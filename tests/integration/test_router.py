@@ -699,13 +699,20 @@ def test_each_lead_costs_one_claim_and_one_complete_write_and_no_read(router: Ro
         assert router.run(sqs_event(records)) == []
     assert sinks.calls() == {"outreach": 2, "nurture": 1, "zapier": 3, "hubspot": 1, "slack": 2}
     # THEN each lead with deliveries wrote its item twice (claim, then deliveries + outcome), the lead with
-    # nothing to deliver once (its outcome), nothing else was written and nothing was read
-    leads = stack.table_names["LeadsTable"]
+    # nothing to deliver once (its outcome), nothing else was written, and the only read is the invocation's
+    # one look at the destination pause switch
+    leads, state = stack.table_names["LeadsTable"], stack.table_names["StateTable"]
     per_item = {(operation, table, key): calls.count((operation, table, key)) for operation, table, key in calls}
     assert per_item == {
         **{("UpdateItem", leads, key): 2 for key in ("w1", "w2", "w3")},
         ("UpdateItem", leads, "w4"): 1,
+        ("GetItem", state, "pause#destinations"): 1,
     }
+    # AND the next invocation, within the switch's cache time, reads nothing at all
+    warm = router.record(lead("w5", 60))
+    with dynamodb_calls() as calls:
+        assert router.run(sqs_event([warm])) == []
+    assert [operation for operation, _, _ in calls] == ["UpdateItem", "UpdateItem"]
 
 
 def test_a_leads_webhooks_are_sent_concurrently(router: Router, sinks: Sinks) -> None:

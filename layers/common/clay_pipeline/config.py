@@ -138,9 +138,11 @@ class SenderSettings(Settings):
     clay_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=10)
     clay_max_throttle_wait_seconds: float = Field(default=20, ge=0, le=600)  # longest in-process Retry-After sleep
     clay_circuit_wait_seconds: int = Field(default=900, ge=1, le=43_200)  # when every webhook is spent or gone
+    stale_requeue: bool = False  # keep each sent lead's body in its batch record, for the stale sweeper to re-queue
 
 
 class RouterSettings(Settings):
+    state_table: Required  # the destination pause switch (read only)
     leads_table: Required  # each lead's record, with its delivery ledger
     routing_queue_url: Required  # a lead another invocation is routing waits here (visibility hand-back)
     routing_dlq_url: Required  # permanent failures and exhausted retries go here with the reasons
@@ -155,6 +157,16 @@ class RouterSettings(Settings):
     slack_min_interval_seconds: float = Field(default=1.0, ge=0, le=60)  # Slack webhooks allow about 1 message/s
     delivery_lease_seconds: int = Field(default=120, ge=10, le=900)  # > the function timeout, < the visibility timeout
     delivery_mark_days: int = Field(default=30, ge=1, le=365)  # how long a delivery is remembered per lead
+    destination_pause_cache_seconds: float = Field(default=30, ge=0, le=300)  # how stale the pause switch may be
+    destination_pause_wait_seconds: int = Field(default=60, ge=1, le=900)  # per receive, while a destination is paused
+
+
+class SweeperSettings(Settings):
+    state_table: Required  # the sender's batch records (SentByHour index), the sweep checkpoint, dedupe marks
+    leads_table: Required  # where a callback would have landed; stale leads are marked here
+    lead_queue_url: Required  # where a stale lead is re-queued (STALE_REQUEUE)
+    stale_after_hours: int = Field(default=24, ge=1, le=168)  # batch records are kept 8 days
+    stale_requeue: bool = False  # send a stale lead to Clay once more (costs Clay actions and a new row)
 
 
 def dump_json(value: Any) -> str:

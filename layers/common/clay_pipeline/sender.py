@@ -12,6 +12,8 @@ A record ends in one of four ways:
 Anything held for a send (dedupe mark, budget unit, pool submission) is given back when
 the row was not created. Budget units and pool submissions are reserved for the rest of the
 batch at once; `finish` returns the ones no row used, so each costs about two writes per batch.
+`finish` also writes the batch's one `sent#` record (stale.py): which leads went to which
+webhook and when, what the stale-lead sweeper and `clay-pipeline trace` read.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from clay_pipeline import config
@@ -33,7 +36,8 @@ from clay_pipeline.intake import describe_problems
 from clay_pipeline.limits import Claim, Clock, DailyBudget, Deduper, Pacer, Webhook, WebhookPool, utc_now
 from clay_pipeline.models import Lead
 from clay_pipeline.observability import count, level, logger
-from clay_pipeline.stores import Queue, StateStore
+from clay_pipeline.stale import SentBatch
+from clay_pipeline.stores import Queue, SentBatches, StateStore
 
 SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch
 IN_FLIGHT_WAIT_SECONDS = 30
@@ -70,6 +74,8 @@ class Invocation:
     budget_wait: float = 0.0
     throttled_until: float = 0.0  # time.monotonic(); Clay said 429 for longer than this invocation has
     pending: int = 1  # records of the batch not yet processed, this one included: what to reserve for
+    posts: int = 0  # POSTs to Clay for the lead in hand, urllib3's retries included
+    batch: SentBatch = field(default_factory=SentBatch)  # the leads sent in this invocation
 
 
 def parse_lead(body: str) -> Lead:
@@ -104,6 +110,7 @@ class ClaySender:
         self.budget = DailyBudget(store, settings.clay_daily_send_budget, clock)
         self.pool = WebhookPool(store, settings.clay_webhook_submission_limit)
         self.pacer = Pacer(store, settings.clay_send_rate_per_second, sleep=sleep)
+        self.sent_batches = SentBatches(settings.state_table)
         self.sleep = sleep
         # Longest one send can take: every attempt timing out, plus its backoff.
         attempts = settings.clay_retry_attempts + 1
@@ -123,9 +130,15 @@ class ClaySender:
         )
 
     def finish(self) -> None:
-        """End of the batch: budget units and pool submissions reserved for rows not sent go back."""
+        """End of the batch: budget units and pool submissions reserved for rows not sent go back, and the
+        batch record of what was sent is written (one write)."""
         self.budget.return_unused()
         self.pool.return_unused()
+        try:
+            self.invocation.batch.record(self.sent_batches)
+        except ClientError as error:  # the leads are in Clay: only the stale-lead check misses this batch
+            count("SentBatchNotRecorded")
+            logger.warning("could not write the batch record of the leads sent", extra={"error": str(error)})
 
     # -- one record ------------------------------------------------------------------------
     def process(self, record: SQSRecord) -> str:
@@ -146,7 +159,9 @@ class ClaySender:
             raise DeadLetter("oversize", f"lead is {len(body)} bytes; Clay accepts at most {limit}")
         lead_id = str(lead.lead_id)
         self._check_waits()
-        claim = self.dedupe.claim(lead_id)
+        state = self.invocation
+        intake = {"source": lead.source, "submitted_at": lead.submitted_at.isoformat()}
+        claim = self.dedupe.claim(lead_id, {"batch": state.batch.batch_id, **intake})
         if claim is Claim.ALREADY_SENT:
             count("ClaySkippedDuplicate")
             logger.info("lead already sent to Clay; skipped", extra={"lead_id": lead_id})
@@ -154,6 +169,7 @@ class ClaySender:
         if claim is Claim.IN_FLIGHT:
             raise HandBack("in_flight", IN_FLIGHT_WAIT_SECONDS)
         budget_key: str | None = None
+        state.posts = 0
         try:
             budget_key = self.budget.reserve(self.invocation.pending)
             if budget_key is None:
@@ -168,6 +184,9 @@ class ClaySender:
             self.dedupe.release(lead_id)
             raise
         self.dedupe.confirm(lead_id)
+        receives = int(record.attributes.approximate_receive_count or 1)
+        kept = body.decode() if self.settings.stale_requeue else None
+        state.batch.add(lead_id, webhook.index, receives, state.posts, kept)
         count("ClaySent")
         level("ClayWebhookUsage", webhook.submissions, webhook=str(webhook.index))
         logger.info("lead sent to Clay", extra={"lead_id": lead_id, "webhook_index": webhook.index})
@@ -200,6 +219,7 @@ class ClaySender:
                 if not self.pacer.acquire(state.deadline - self.send_seconds):
                     raise HandBack("rate_wait", RATE_WAIT_SECONDS)
                 answer = self.clay.post(webhook.url, body, state.auth_token)
+                state.posts += 1 + answer.retries
             except BaseException:
                 self.pool.release(webhook)
                 raise

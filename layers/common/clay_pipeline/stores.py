@@ -2,9 +2,11 @@
 
 Everything AWS goes through these few classes so business modules stay free of boto3 and
 tests can point them at moto. The state table has one string key `pk` and a TTL attribute
-`expires_at`; each concern prefixes its keys (idem#, dedupe#, pool#, budget#, rate#), which
-keeps one table and one set of IAM permissions for all of them. The router's delivery ledger
-lives on the lead's own LeadsTable item (LeadLedger below).
+`expires_at`; each concern prefixes its keys (idem#, dedupe#, pool#, budget#, rate#, sent#,
+pause#, sweep#), which keeps one table and one set of IAM permissions for all of them. The
+router's delivery ledger lives on the lead's own LeadsTable item (LeadLedger below). The
+sender's `sent#` batch records are the only items with `sent_bucket`, so the state table's
+SentByHour index holds them and nothing else (SentBatches below).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -78,9 +82,10 @@ class StateStore:
             raise
         return True
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str, consistent: bool = True) -> dict[str, Any] | None:
+        """The live item (None when absent or past its TTL); an eventually consistent read costs half."""
         response = client("dynamodb").get_item(
-            TableName=self.table_name, Key={STATE_KEY: {"S": key}}, ConsistentRead=True
+            TableName=self.table_name, Key={STATE_KEY: {"S": key}}, ConsistentRead=consistent
         )
         item = response.get("Item")
         if not item:
@@ -103,6 +108,42 @@ class StateStore:
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
+
+    def put_entry(self, key: str, attribute: str, name: str, value: Any) -> None:
+        """Set one entry of a map attribute, creating the item and the map first when missing (two writes:
+        DynamoDB cannot SET a path under a map that does not exist, nor create it in the same expression)."""
+        names = {"#map": attribute, "#name": name}
+        dynamodb = client("dynamodb")
+        dynamodb.update_item(
+            TableName=self.table_name,
+            Key={STATE_KEY: {"S": key}},
+            UpdateExpression="SET #map = if_not_exists(#map, :empty)",
+            ExpressionAttributeNames={"#map": attribute},
+            ExpressionAttributeValues={":empty": {"M": {}}},
+        )
+        dynamodb.update_item(
+            TableName=self.table_name,
+            Key={STATE_KEY: {"S": key}},
+            UpdateExpression="SET #map.#name = :value",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item({":value": value}),
+        )
+
+    def remove_entry(self, key: str, attribute: str, name: str) -> bool:
+        """Remove one entry of a map attribute. False when it was not there."""
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key={STATE_KEY: {"S": key}},
+                UpdateExpression="REMOVE #map.#name",
+                ConditionExpression="attribute_exists(#map.#name)",
+                ExpressionAttributeNames={"#map": attribute, "#name": name},
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
 
     def increment_below(self, key: str, limit: int, ttl_seconds: int, amount: int = 1) -> int | None:
         """Atomically add `amount` unless that would pass `limit`. Returns the new value, or None when full."""
@@ -221,6 +262,129 @@ class LeadsTable:
         response = client("dynamodb").get_item(TableName=self.table_name, Key=_lead_key(lead_key), ConsistentRead=True)
         item = response.get("Item")
         return from_item(item) if item else None
+
+    def batch_get(self, lead_keys: Iterable[str], attributes: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The items of these keys (absent keys are left out), 100 per BatchGetItem, eventually consistent.
+
+        An eventually consistent read costs half a read unit per 4 KB of each item, a missing item the
+        minimum half: the projection saves bytes on the wire, not units.
+        """
+        names = {f"#p{i}": name for i, name in enumerate(dict.fromkeys(("lead_key", *attributes)))}
+        keys = list(dict.fromkeys(lead_keys))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [_lead_key(key) for key in keys[start : start + 100]],
+                    "ProjectionExpression": ", ".join(names),
+                    "ExpressionAttributeNames": names,
+                }
+            }
+            for attempt in range(6):
+                response = client("dynamodb").batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    values = from_item(item)
+                    found[str(values["lead_key"])] = values
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * 2**attempt)  # DynamoDB asks to back off before asking for the rest
+            if request:
+                raise RuntimeError("DynamoDB left keys unprocessed after retries")
+        return found
+
+    def mark_stale(self, lead_key: str, sent_at: str, stale_at: str, requeue: bool = False) -> bool:
+        """Status `stale`: sent to Clay at `sent_at` and no callback since. Not written when a callback newer than
+        that send arrived meanwhile, nor (with requeue) when the lead was re-queued before. True when written."""
+        update = _Update()
+        update.set_or_remove({"routing_status": "stale", "stale_at": stale_at, "clay_sent_at": sent_at})
+        received = update.name("received_at")
+        condition = f"(attribute_not_exists({received}) OR {received} < {update.value(sent_at)})"
+        if requeue:
+            update.set(("requeued_at",), stale_at)
+            condition += f" AND attribute_not_exists({update.name('requeued_at')})"
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table_name, Key=_lead_key(lead_key), ConditionExpression=condition, **update.request()
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
+
+# -- the sender's batch records and their time index ---------------------------------------------
+SENT_INDEX = "SentByHour"
+SENT_BUCKET, SENT_AT = "sent_bucket", "sent_at"
+
+
+def hour_bucket(epoch: float) -> str:
+    """The SentByHour partition of a send time: its UTC hour."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H")
+
+
+def hour_buckets(start: float, end: float) -> list[str]:
+    """Every UTC hour from `start` to `end`, both included."""
+    first = datetime.fromtimestamp(start, UTC).replace(minute=0, second=0, microsecond=0)
+    last = datetime.fromtimestamp(end, UTC)
+    buckets = []
+    while first <= last:
+        buckets.append(first.strftime("%Y-%m-%dT%H"))
+        first += timedelta(hours=1)
+    return buckets
+
+
+@dataclass(frozen=True)
+class SentBatches:
+    """`sent#<batch id>` in STATE_TABLE: the leads one sender invocation sent to Clay, written once per batch.
+
+    {pk, sent_bucket (UTC hour), sent_at (the batch's last send), leads: {lead_id: {w, t, r, p}},
+    bodies (binary, only when kept for re-queueing), expires_at}. Only these items carry
+    sent_bucket, so the SentByHour index (sent_bucket, sent_at; projecting `leads`) is sparse: one
+    index write per batch, and a time window is read with one Query per hour it spans.
+    """
+
+    table_name: str
+
+    def put(
+        self, batch_id: str, sent_at: int, leads: dict[str, dict[str, int]], ttl_seconds: int, bodies: bytes = b""
+    ) -> None:
+        item = to_item(
+            {
+                STATE_KEY: f"sent#{batch_id}",
+                SENT_BUCKET: hour_bucket(sent_at),
+                SENT_AT: sent_at,
+                "leads": leads,
+                STATE_TTL: sent_at + ttl_seconds,
+            }
+        )
+        if bodies:
+            item["bodies"] = {"B": bodies}
+        client("dynamodb").put_item(TableName=self.table_name, Item=item)
+
+    def get(self, batch_id: str) -> dict[str, Any] | None:
+        response = client("dynamodb").get_item(TableName=self.table_name, Key={STATE_KEY: {"S": f"sent#{batch_id}"}})
+        item = response.get("Item")
+        if not item:
+            return None
+        bodies = item.pop("bodies", {}).get("B", b"")
+        return {**from_item(item), "bodies": bytes(bodies)}
+
+    def between(self, start: int, end: int) -> Iterator[dict[str, Any]]:
+        """Batch records whose last send is after `start` and at or before `end` (epoch seconds), from the index."""
+        paginator = client("dynamodb").get_paginator("query")
+        for bucket in hour_buckets(start + 1, end):
+            pages = paginator.paginate(
+                TableName=self.table_name,
+                IndexName=SENT_INDEX,
+                KeyConditionExpression="#bucket = :bucket AND #at BETWEEN :start AND :end",
+                ExpressionAttributeNames={"#bucket": SENT_BUCKET, "#at": SENT_AT},
+                ExpressionAttributeValues=to_item({":bucket": bucket, ":start": start + 1, ":end": end}),
+            )
+            for page in pages:
+                for item in page.get("Items", []):
+                    yield from_item(item)
 
 
 class QueueSendError(RuntimeError):
