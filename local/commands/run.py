@@ -42,6 +42,12 @@ CLAY_RESENDS = {
 }
 
 
+# A local run shows a pause and a resume within seconds (deployed: 30 s cache, 60 s per wait).
+LOCAL_FUNCTION_ENV = {
+    "RouterFunction": {"DESTINATION_PAUSE_CACHE_SECONDS": "2", "DESTINATION_PAUSE_WAIT_SECONDS": "5"},
+}
+
+
 def read_leads(path: Path) -> list[dict[str, Any]]:
     """The file's rows as lead objects (CSV columns mapped as `send` maps them); unreadable lines are skipped."""
     return [map_columns(row) for _, row in load_rows(path) if isinstance(row, dict)]
@@ -55,7 +61,7 @@ def run_command(args: argparse.Namespace) -> int:
     out = sys.stdout
     LOG_PATH.parent.mkdir(exist_ok=True)
     with LOG_PATH.open("w") as log, _functions_logging_to(log):
-        stack = LocalStack(StackOptions(clay=CLAY_RESENDS))
+        stack = LocalStack(StackOptions(clay=CLAY_RESENDS, function_env=LOCAL_FUNCTION_ENV))
         try:
             return _run(stack, read_leads(path), path, out, serve=args.serve)
         except KeyboardInterrupt:

@@ -82,7 +82,10 @@ def resolve(args: argparse.Namespace, needs: tuple[str, ...]) -> Target:
     missing = [name for name in needs if not values[name]]
     if missing:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in missing)
-        raise TargetError(f"cannot tell which pipeline: pass --stack NAME, or {flags}, or run the local stack")
+        raise TargetError(
+            f"cannot tell which pipeline: pass --stack NAME or {flags}, or set AWS_ENDPOINT_URL to a local stack's"
+            " emulator (make run ARGS=--serve prints it)"
+        )
     return Target(**values, where=where if not any(given.values()) else f"{where} (and the flags given)")
 
 

@@ -129,8 +129,8 @@ class LeadTrace:
             events.append((dedupe["claimed_at"], "dedupe mark", f"{dedupe['status']}{until}"))
         if clay := trace["clay"]:
             posts = f"{clay['posts']} POST" + ("s" if clay["posts"] != 1 else "")
-            text = f"webhook #{clay['webhook_index']}, receive {clay['receives']} of its message, {posts}"
-            events.append((clay["sent_at"], "sent to Clay", f"{text} (batch {clay['batch'][:8]})"))
+            text = f"webhook #{clay['webhook_index']}, attempt {clay['receives']} (SQS receive), {posts}"
+            events.append((clay["sent_at"], "sent to Clay", f"{text}, batch {clay['batch'][:8]}"))
         elif dedupe and dedupe["sent_at"]:
             events.append((dedupe["sent_at"], "sent to Clay", "(no batch record: sent before it was kept)"))
         if callbacks := trace["callbacks"]:
@@ -143,13 +143,13 @@ class LeadTrace:
             requeued = f"; re-queued to Clay at {_short(stale['requeued_at'])}" if stale["requeued_at"] else ""
             events.append((stale["stale_at"], "stale", f"no callback since {_short(stale['clay_sent_at'])}{requeued}"))
         if routing := trace["routing"]:
+            for name, entry in routing["deliveries"].items():
+                events.append((entry["at"], "delivered", f"{name} (score {entry['score']}, payload {entry['hash']})"))
             statuses = ", ".join(f"{name} {status}" for name, status in routing["destinations"].items())
             text = f"{routing['status']}: {statuses}" if statuses else str(routing["status"])
             if routing["skipped_reason"]:
                 text += f" ({routing['skipped_reason']})"
-            events.append((routing["routed_at"], "routing", text))
-            for name, entry in routing["deliveries"].items():
-                events.append((entry["at"], "delivered", f"{name} (score {entry['score']}, payload {entry['hash']})"))
+            events.append((routing["routed_at"], "outcome", text))
             if routing["lease_until"]:
                 events.append(("", "routing", f"being routed now (lease until {_short(routing['lease_until'])})"))
         for name, entry in trace["paused_destinations"].items():
@@ -158,7 +158,8 @@ class LeadTrace:
         for message in trace["dead_letters"]:
             text = f"{message['reason']} {message['detail']}".strip()
             events.append((message["dead_lettered_at"], f"in {message['queue']}", f"{text} ({message['message_id']})"))
-        timed = sorted((event for event in events if event[0]), key=lambda event: event[0])
+        # to the second, then in the pipeline's order (the times come at different precisions)
+        timed = sorted((event for event in events if event[0]), key=lambda event: event[0][:19])
         return timed + [event for event in events if not event[0]]
 
     def render(self, query: str) -> str:

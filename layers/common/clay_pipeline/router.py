@@ -81,7 +81,7 @@ from clay_pipeline.observability import count, level, logger
 from clay_pipeline.pause import DestinationSwitch
 from clay_pipeline.routing import ONCE_PER_LEAD, Decision, RuleSet
 from clay_pipeline.scoring import icp_score, tier_for
-from clay_pipeline.stores import Busy, LeadLedger, LeadsTable, Lease, Queue, StateStore
+from clay_pipeline.stores import Busy, LeadLedger, LeadsTable, Lease, Queue, StateStore, origin_attributes
 
 SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch
 LEADS_TABLE_DESTINATION = "leads_table"  # the outcome record itself: always written, never "off"
@@ -487,7 +487,7 @@ class LeadRouter:
                 "reason": reason,
                 "detail": detail[:1000],
                 "destinations": dump_json(statuses) if statuses else "",
-                "source_message_id": record.message_id,
+                **origin_attributes(record),
             },
         )
         count("RouterDeadLettered", reason=reason)

@@ -37,7 +37,7 @@ from clay_pipeline.limits import Claim, Clock, DailyBudget, Deduper, Pacer, Webh
 from clay_pipeline.models import Lead
 from clay_pipeline.observability import count, level, logger
 from clay_pipeline.stale import SentBatch
-from clay_pipeline.stores import Queue, SentBatches, StateStore
+from clay_pipeline.stores import Queue, SentBatches, StateStore, origin_attributes
 
 SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch
 IN_FLIGHT_WAIT_SECONDS = 30
@@ -264,7 +264,7 @@ class ClaySender:
             attributes={
                 "reason": error.reason,
                 "detail": error.detail[:500],
-                "source_message_id": record.message_id,
+                **origin_attributes(record),
             },
         )
         count("ClayDeadLettered", reason=error.reason)

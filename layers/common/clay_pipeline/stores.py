@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -27,6 +27,9 @@ from clay_pipeline.aws import client
 from clay_pipeline.config import dump_json
 from clay_pipeline.delivery_policy import Delivered, LeadHistory
 from clay_pipeline.observability import logger
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -385,6 +388,16 @@ class SentBatches:
             for page in pages:
                 for item in page.get("Items", []):
                     yield from_item(item)
+
+
+def origin_attributes(record: SQSRecord) -> dict[str, str]:
+    """For a dead letter: the message's id, and the id its lead first had when it is a DLQ replay
+    (`clay-pipeline dlq replay` sets original_message_id), so a replay that fails again stays traceable."""
+    original = record.message_attributes.get("original_message_id")
+    return {
+        "source_message_id": record.message_id,
+        "original_message_id": (original.string_value or "") if original else "",
+    }
 
 
 class QueueSendError(RuntimeError):
