@@ -24,7 +24,8 @@ import pytest
 
 from clay_pipeline.aws import client
 from clay_pipeline.config import ConfigError
-from clay_pipeline.stores import LeadsTable, to_item
+from clay_pipeline.pause import DestinationSwitch
+from clay_pipeline.stores import LeadsTable, StateStore, to_item
 from local.http_stub import RecordedRequest, Reply, StubServer
 from local.sqs_events import from_received, sqs_event, sqs_record
 from tests.conftest import LambdaContextStub
@@ -912,3 +913,75 @@ def test_metrics_count_routed_skipped_deliveries_and_dead_letters(
     assert ("DeliveryFailed", "zapier") in names
     assert ("RouterDeadLettered", "permanent_failure") in names
     assert any("LeadSkipped" in entry for entry in metrics)
+
+
+# ------------------------------------------------------------------------------------- destination pause
+@pytest.fixture
+def pausable(load_function: Any, stack: Any, configured: dict[str, str]) -> tuple[Router, DestinationSwitch]:
+    """A router that reads the pause switch on every invocation (no cache), and the operator's switch."""
+    module = load_function("RouterFunction", **configured, DESTINATION_PAUSE_CACHE_SECONDS="0")
+    return Router(module, stack), DestinationSwitch(StateStore(stack.table_names["StateTable"]))
+
+
+def test_a_paused_destination_waits_in_the_queue_while_the_others_are_delivered(
+    pausable: tuple[Router, DestinationSwitch], sinks: Sinks, capsys: pytest.CaptureFixture[str]
+) -> None:
+    router, switch = pausable
+    # GIVEN HubSpot paused by an operator, and a hot lead (Slack, outreach, HubSpot, Zapier) on the queue
+    switch.pause("hubspot", by="oncall", reason="HubSpot maintenance")
+    event = router.queued([lead("ld_pz", 95)])
+    # WHEN routed THEN the others are delivered and recorded, HubSpot gets nothing, and the record waits in
+    # the queue (reported as failed: its visibility was handed back), not in the DLQ
+    assert router.run(event) == [event["Records"][0]["messageId"]]
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 0, "slack": 1}
+    item = router.outcome("ld_pz")
+    assert item["routing_status"] == "paused"
+    assert item["destinations"]["hubspot"] == "paused"
+    assert set(item["deliveries"]) == {"slack", "outreach", "zapier"}
+    assert router.dead_letters() == []
+    assert router.routing_queue_messages() == []  # handed back for DESTINATION_PAUSE_WAIT_SECONDS (60)
+    metrics = capsys.readouterr().out
+    assert '"DestinationPaused"' in metrics and '"DeliveryHeld"' in metrics
+    # WHEN HubSpot is resumed and the record comes back THEN only HubSpot is sent to
+    assert switch.resume("hubspot")
+    again = sqs_record(event["Records"][0]["body"], router.arn, receive_count=2)
+    assert router.run(sqs_event([again])) == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
+    assert router.outcome("ld_pz")["routing_status"] == "routed"
+
+
+def test_a_lead_whose_every_destination_is_paused_waits_without_a_write(
+    pausable: tuple[Router, DestinationSwitch], sinks: Sinks, stack: Any
+) -> None:
+    router, switch = pausable
+    # GIVEN nurture and Zapier paused, and a warm lead that goes only there
+    switch.pause("nurture")
+    switch.pause("zapier")
+    record = router.record(lead("ld_pw", 60))
+    # WHEN routed THEN nothing is sent and nothing is written: only the switch is read
+    with dynamodb_calls() as calls:
+        assert router.run(sqs_event([record])) == [record["messageId"]]
+    assert [operation for operation, _, _ in calls] == ["GetItem"]
+    assert sum(sinks.calls().values()) == 0
+    # AND on the receive before maxReceiveCount it waits as a fresh copy, never in the DLQ
+    last = router.record(lead("ld_pw", 60), receive_count=4)
+    assert router.run(sqs_event([last])) == []
+    assert router.dead_letters() == []
+    assert router.outcome("ld_pw")["routing_status"] == "received"
+
+
+def test_an_unreadable_pause_switch_keeps_the_last_state_it_read(
+    pausable: tuple[Router, DestinationSwitch], sinks: Sinks, stack: Any, captured_logs: io.StringIO
+) -> None:
+    router, switch = pausable
+    # GIVEN HubSpot paused and seen paused by the router
+    switch.pause("hubspot")
+    assert router.run(sqs_event([router.record(lead("ld_s1", 75))])) != []
+    # WHEN the state table cannot be read any more (here: it is gone)
+    client("dynamodb").delete_table(TableName=stack.table_names["StateTable"])
+    failures = router.run(sqs_event([router.record(lead("ld_s2", 75))]))
+    # THEN HubSpot stays paused (the lead waits) and the router says why; the others were delivered
+    assert len(failures) == 1
+    assert sinks.calls()["hubspot"] == 0
+    assert sinks.calls()["nurture"] == 2
+    assert "could not read the destination pause switch" in captured_logs.getvalue()
