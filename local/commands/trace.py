@@ -26,7 +26,10 @@ def _run(args: argparse.Namespace, target: Target) -> int:
     traces = [tracer.trace(lead_id) for lead_id in lead_ids]
     found = [trace for trace in traces if trace.found] or traces[:1]
     if args.json:
-        print_json({"query": who, "kind": kind, "leads_scanned": tracer.scanned, "leads": [t.to_dict() for t in found]})
+        leads = [trace.to_dict() for trace in found]
+        print_json(
+            {"query": who, "kind": kind, "pipeline": target.where, "leads_scanned": tracer.scanned, "leads": leads}
+        )
     else:
         if tracer.scanned:
             print(f"(domain lookup: scanned {tracer.scanned} leads table items)")

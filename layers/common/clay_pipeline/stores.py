@@ -393,11 +393,9 @@ class SentBatches:
 def origin_attributes(record: SQSRecord) -> dict[str, str]:
     """For a dead letter: the message's id, and the id its lead first had when it is a DLQ replay
     (`clay-pipeline dlq replay` sets original_message_id), so a replay that fails again stays traceable."""
-    original = record.message_attributes.get("original_message_id")
-    return {
-        "source_message_id": record.message_id,
-        "original_message_id": (original.string_value or "") if original else "",
-    }
+    attributes = record.raw_event.get("messageAttributes") or {}
+    original = str((attributes.get("original_message_id") or {}).get("stringValue") or "")
+    return {"source_message_id": record.message_id, "original_message_id": original}
 
 
 class QueueSendError(RuntimeError):
