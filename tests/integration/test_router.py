@@ -950,7 +950,7 @@ def test_a_paused_destination_waits_in_the_queue_while_the_others_are_delivered(
     assert router.outcome("ld_pz")["routing_status"] == "routed"
 
 
-def test_a_lead_whose_every_destination_is_paused_waits_without_a_write(
+def test_a_lead_whose_every_destination_is_paused_waits_without_its_lease(
     pausable: tuple[Router, DestinationSwitch], sinks: Sinks, stack: Any
 ) -> None:
     router, switch = pausable
@@ -958,9 +958,17 @@ def test_a_lead_whose_every_destination_is_paused_waits_without_a_write(
     switch.pause("nurture")
     switch.pause("zapier")
     record = router.record(lead("ld_pw", 60))
-    # WHEN routed THEN nothing is sent and nothing is written: only the switch is read
+    # WHEN routed THEN nothing is sent; the first receive writes only what the pause holds for the lead
     with dynamodb_calls() as calls:
         assert router.run(sqs_event([record])) == [record["messageId"]]
+    assert [operation for operation, _, _ in calls] == ["GetItem", "UpdateItem"]
+    item = router.outcome("ld_pw")
+    assert (item["held_nurture"], item["held_zapier"]) == (RECEIVED_AT, RECEIVED_AT)
+    assert "lease_owner" not in item
+    # AND the next receives read the switch and nothing else
+    again = sqs_record(record["body"], router.arn, message_id=record["messageId"], receive_count=2)
+    with dynamodb_calls() as calls:
+        assert router.run(sqs_event([again])) == [record["messageId"]]
     assert [operation for operation, _, _ in calls] == ["GetItem"]
     assert sum(sinks.calls().values()) == 0
     # AND on the receive before maxReceiveCount it waits as a fresh copy, never in the DLQ
@@ -985,3 +993,50 @@ def test_an_unreadable_pause_switch_keeps_the_last_state_it_read(
     assert sinks.calls()["hubspot"] == 0
     assert sinks.calls()["nurture"] == 2
     assert "could not read the destination pause switch" in captured_logs.getvalue()
+
+
+def test_a_pause_delays_a_delivery_never_drops_it_when_a_lower_score_follows(
+    pausable: tuple[Router, DestinationSwitch], sinks: Sinks
+) -> None:
+    router, switch = pausable
+    # GIVEN HubSpot paused while a 95 lead is routed (its HubSpot upsert is held)
+    switch.pause("hubspot")
+    first = router.callback(1, lead("ld_rs", 95))
+    assert router.run(sqs_event([first])) == [first["messageId"]]
+    assert sinks.calls()["hubspot"] == 0
+    # WHEN Clay re-scores the lead to 60 (HubSpot's rule no longer chooses it) while HubSpot is still paused
+    second = router.callback(2, lead("ld_rs", 60))
+    assert router.run(sqs_event([second])) == [second["messageId"]]
+    # THEN the newer callback takes over what the pause holds: it waits for HubSpot too
+    item = router.outcome("ld_rs")
+    assert item["destinations"]["hubspot"] == "paused"
+    assert "hubspot" in item["routes"]
+    # WHEN HubSpot resumes and both records come back, the older first
+    switch.resume("hubspot")
+    assert router.run(sqs_event([sqs_record(first["body"], router.arn, receive_count=2)])) == []
+    assert router.run(sqs_event([sqs_record(second["body"], router.arn, receive_count=2)])) == []
+    # THEN HubSpot got the lead once, its newest version, and nothing else was sent twice
+    [upsert] = sinks.hubspot.received(UPSERT)
+    assert upsert.json()["inputs"][0]["properties"]["clay_icp_score"] == 60
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
+    item = router.outcome("ld_rs")
+    assert item["routing_status"] == "routed"
+    assert not [name for name in item if name.startswith("held_")]
+
+
+def test_a_callback_choosing_nothing_still_delivers_what_a_pause_held(
+    pausable: tuple[Router, DestinationSwitch], sinks: Sinks
+) -> None:
+    router, switch = pausable
+    # GIVEN a lead whose Zapier delivery a pause held (and its other destinations delivered)
+    switch.pause("zapier")
+    first = router.callback(1, lead("ld_cn", 85))
+    assert router.run(sqs_event([first])) == [first["messageId"]]
+    # WHEN, after the resume, a newer callback without an email (no rule chooses anything) comes first
+    switch.resume("zapier")
+    newer = router.callback(2, lead("ld_cn", 20, email=None))
+    assert router.run(sqs_event([newer])) == []
+    # THEN it delivered the held Zapier call, and the older record then has nothing left to do
+    assert sinks.calls()["zapier"] == 1
+    assert router.run(sqs_event([sqs_record(first["body"], router.arn, receive_count=2)])) == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}

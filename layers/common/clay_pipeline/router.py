@@ -27,7 +27,11 @@ A destination an operator paused (pause.py: `clay-pipeline destination pause hub
 sent to: the lead's other destinations are delivered and recorded, and the record waits in the
 queue (visibility hand-back, never toward the DLQ) until the switch is cleared; its next receive
 finds the others in the ledger and sends only the paused one. A lead whose every chosen
-destination is paused waits without claiming its lease: no write while it waits.
+destination is paused waits without claiming its lease (one write, on its first receive only).
+What a pause holds is marked on the lead's item (`held_<destination>`, in a write that happens
+anyway), and whichever callback of the lead is routed next delivers it, with the lead's newest
+version, even if its own rules would not choose that destination (a later callback scored lower,
+say): a pause delays a delivery, it never drops one.
 
 Endings of a record:
 - routed / skipped / partial with nothing left to retry / superseded: processed;
@@ -81,7 +85,16 @@ from clay_pipeline.observability import count, level, logger
 from clay_pipeline.pause import DestinationSwitch
 from clay_pipeline.routing import ONCE_PER_LEAD, Decision, RuleSet
 from clay_pipeline.scoring import icp_score, tier_for
-from clay_pipeline.stores import Busy, LeadLedger, LeadsTable, Lease, Queue, StateStore, origin_attributes
+from clay_pipeline.stores import (
+    Busy,
+    LeadLedger,
+    LeadsTable,
+    Lease,
+    Queue,
+    StateStore,
+    held_markers,
+    origin_attributes,
+)
 
 SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch
 LEADS_TABLE_DESTINATION = "leads_table"  # the outcome record itself: always written, never "off"
@@ -184,6 +197,7 @@ class Outcome:
     decision: Decision
     results: dict[str, DeliveryResult] = field(default_factory=dict)  # chosen destinations that are on
     off: list[str] = field(default_factory=list)
+    held_elsewhere: tuple[str, ...] = ()  # deliveries an earlier callback's pause held, found after the fact
 
     @property
     def skipped_reason(self) -> str | None:
@@ -335,27 +349,44 @@ class LeadRouter:
         if self.deadline - time.monotonic() < MIN_ATTEMPT_SECONDS:
             # The lease lapses before SQS shows the record again (lease < visibility timeout).
             raise RetryLater("out of time before routing")
-        return self._finish(record, attempt, self._route(record, attempt))
+        outcome = self._route(record, attempt)
+        if outcome.held_elsewhere:  # nothing chosen now, but a pause held deliveries for the lead: make them
+            attempt = self._claim(attempt.message, carried=outcome.held_elsewhere)
+            if isinstance(attempt.claim, Busy):
+                return self._wait_for_lease(record, attempt.claim)
+            if attempt.claim is None:
+                return self._wait_for_resume(record, attempt)
+            outcome = self._route(record, attempt)
+        return self._finish(record, attempt, outcome)
 
     def _superseded(self, message: RoutingMessage) -> Attempt:
         return Attempt(message, Decision(()), (), superseded=True)
 
-    def _claim(self, message: RoutingMessage) -> Attempt:
-        """Choose the destinations, claim the lead and work out what it is owed (no claim when nothing is on)."""
-        decision = self.rules.evaluate(message.lead)
+    def _claim(self, message: RoutingMessage, carried: tuple[str, ...] = ()) -> Attempt:
+        """Choose the destinations, claim the lead and work out what it is owed (no claim when nothing is on).
+
+        `carried`: destinations a pause held for the lead, delivered whatever the rules choose now.
+        """
+        decision = self._with(self.rules.evaluate(message.lead), carried)
         deliveries = tuple(
             name for name in decision.destinations if name in self.enabled and name != LEADS_TABLE_DESTINATION
         )
         if not deliveries:
             return Attempt(message, decision, deliveries)
         paused = frozenset(deliveries) & self.paused
-        if paused == frozenset(deliveries):  # nothing could be sent now: wait without a write
+        if paused == frozenset(deliveries):  # nothing could be sent now: wait without the lease
             return Attempt(message, decision, deliveries, paused=paused)
         claim = self.ledger.claim(message.lead_key)
         if not isinstance(claim, Lease):
             return Attempt(message, decision, deliveries, claim, paused=paused)
         if claim.history.supersedes(message.received_at):
             return Attempt(message, decision, deliveries, claim, superseded=True)
+        held = tuple(name for name in claim.held if name in self.enabled and name not in deliveries)
+        if held:  # an earlier callback's pause held these: this one delivers them
+            decision = self._with(decision, held)
+            deliveries += held
+            paused = frozenset(deliveries) & self.paused
+        owed_anyway = frozenset((*carried, *claim.held))  # chosen when they were held: never withheld now
         hashes = {
             name: payload_hash(self._destination(name).payload(message.lead, message.received_at))
             for name in deliveries
@@ -364,9 +395,15 @@ class LeadRouter:
         peak, score = peak_score(remembered), message.lead.get("icp_score")
         chosen_at_peak = None
         if peak is not None and isinstance(score, (int, float)) and score < peak:
-            chosen_at_peak = frozenset(self.rules.evaluate({**message.lead, "icp_score": peak}).destinations)
+            chosen = self.rules.evaluate({**message.lead, "icp_score": peak}).destinations
+            chosen_at_peak = frozenset(chosen) | owed_anyway
         owed = plan(deliveries, self.rules.policies, hashes, remembered, chosen_at_peak)
         return Attempt(message, decision, deliveries, claim, owed, hashes, paused=paused)
+
+    @staticmethod
+    def _with(decision: Decision, carried: tuple[str, ...]) -> Decision:
+        extra = tuple(name for name in carried if name not in decision.destinations)
+        return Decision(decision.destinations + extra) if extra else decision
 
     def _destination(self, name: str) -> WebhookDestination | HubSpotContacts:
         return self.hubspot if name == "hubspot" else self.webhooks[name]
@@ -392,6 +429,8 @@ class LeadRouter:
         logger.info(
             "delivery held: destination paused", extra={"lead_key": attempt.message.lead_key, "destinations": held}
         )
+        if attempt.lease is None and self._receives(record) == 1:  # the claimed path marks it in its own write
+            self.ledger.mark_held(attempt.message.lead_key, held, attempt.message.received_at)
         seconds = min(MAX_WAIT_SECONDS, self.settings.destination_pause_wait_seconds * self._receives(record))
         return self._wait(record, seconds, f"paused: {', '.join(held)}")
 
@@ -434,7 +473,10 @@ class LeadRouter:
         message = attempt.message
         if attempt.lease is None:  # nothing to deliver: the outcome is the only write
             if outcome is not None:
-                self.leads.record_routing(message.lead_key, message.callback_id, outcome.record())
+                item = self.leads.record_routing(message.lead_key, message.callback_id, outcome.record())
+                # Still paused: the callback that was held (routed_received_at is not moved here) delivers it.
+                ready = self.enabled - self.paused
+                outcome.held_elsewhere = tuple(name for name in held_markers(item) if name in ready)
             return
         score = message.lead.get("icp_score")
         score = float(score) if isinstance(score, (int, float)) else None
@@ -447,7 +489,10 @@ class LeadRouter:
         # The outcome describes this callback: it is not written over a newer callback's enrichment.
         newest = attempt.lease.callback_id in ("", message.callback_id)
         record = outcome.record() if outcome is not None and newest else None
-        if not self.ledger.complete(attempt.lease, delivered, message.received_at, record, message.callback_id):
+        held: dict[str, str | None] = {name: message.received_at for name in attempt.held}  # for the next callback
+        held |= {name: None for name in delivered if name in attempt.lease.held}  # made: no longer owed
+        complete = self.ledger.complete
+        if not complete(attempt.lease, delivered, message.received_at, record, message.callback_id, held):
             # Our lease lapsed and another invocation took the lead over: it may repeat these sends (the
             # Idempotency-Key is for that); the ledger recorded them for later attempts.
             logger.warning(

@@ -15,7 +15,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -245,21 +245,28 @@ class LeadsTable:
                 ExpressionAttributeValues={":one": {"N": "1"}},
             )
 
-    def record_routing(self, lead_key: str, callback_id: str, outcome: dict[str, Any]) -> None:
-        """Write the router's outcome for this callback (ignored if a newer enrichment replaced it); None removes."""
+    def record_routing(self, lead_key: str, callback_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
+        """Write the router's outcome for this callback (ignored if a newer enrichment replaced it); None removes.
+
+        Returns the item as it is now (at no extra cost): the router looks for deliveries held by a pause.
+        """
         update = _Update()
         update.set_or_remove(outcome)
         name = update.name("callback_id")
         try:
-            client("dynamodb").update_item(
+            response = client("dynamodb").update_item(
                 TableName=self.table_name,
                 Key=_lead_key(lead_key),
                 ConditionExpression=f"attribute_not_exists({name}) OR {name} = {update.value(callback_id)}",
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **update.request(),
             )
         except ClientError as error:
             if not is_condition_failure(error):
                 raise
+            return from_item(error.response.get("Item", {}))
+        return from_item(response.get("Attributes", {}))
 
     def get(self, lead_key: str) -> dict[str, Any] | None:
         response = client("dynamodb").get_item(TableName=self.table_name, Key=_lead_key(lead_key), ConsistentRead=True)
@@ -468,6 +475,12 @@ class Queue:
 # -- router's delivery ledger, kept on the lead's LeadsTable item --------------------------------
 DELIVERIES, LEASE_UNTIL, LEASE_OWNER = "deliveries", "lease_until", "lease_owner"  # ledger attributes
 ROUTED_RECEIVED_AT = "routed_received_at"
+HELD_PREFIX = "held_"  # held_<destination>: a paused destination still owes the lead a delivery (pause.py)
+
+
+def held_markers(item: dict[str, Any]) -> dict[str, str]:
+    """{destination: received_at of the callback that was held for it} from a lead's item."""
+    return {name.removeprefix(HELD_PREFIX): str(value) for name, value in item.items() if name.startswith(HELD_PREFIX)}
 
 
 @dataclass(frozen=True)
@@ -478,6 +491,7 @@ class Lease:
     owner: str  # this claim's token: the complete write frees the lease only while it is still ours
     history: LeadHistory
     callback_id: str  # the callback whose enrichment the item held at the claim ('' when none)
+    held: dict[str, str] = field(default_factory=dict)  # destinations a pause held for the lead: see held_markers
 
 
 @dataclass(frozen=True)
@@ -535,7 +549,7 @@ class LeadLedger:
             {name: Delivered.from_value(value) for name, value in deliveries.items()},
             str(item.get(ROUTED_RECEIVED_AT) or ""),
         )
-        return Lease(lead_key, owner, history, str(item.get("callback_id") or ""))
+        return Lease(lead_key, owner, history, str(item.get("callback_id") or ""), held_markers(item))
 
     def complete(
         self,
@@ -544,25 +558,34 @@ class LeadLedger:
         routed_received_at: str | None = None,
         outcome: dict[str, Any] | None = None,
         callback_id: str = "",
+        held: dict[str, str | None] | None = None,
     ) -> bool:
         """Add the deliveries, the routing outcome (unless a newer callback was stored since) and free the lease.
 
-        One write. False when the lease was no longer ours (it lapsed and another invocation took it):
-        the deliveries are then recorded without touching the new owner's lease or outcome.
+        One write, which also sets (a received_at) or clears (None) the `held` markers given. False when
+        the lease was no longer ours (it lapsed and another invocation took it): the deliveries are then
+        recorded without touching the new owner's lease or outcome.
         """
+        marks = {f"{HELD_PREFIX}{name}": value for name, value in (held or {}).items()}
         try:
-            self._write(lease, delivered, routed_received_at, outcome, callback_id)
+            self._write(lease, delivered, routed_received_at, outcome, callback_id, marks)
         except ClientError as error:
             if not is_condition_failure(error):
                 raise
             old = from_item(error.response.get("Item", {}))
             if old.get(LEASE_OWNER) == lease.owner:  # still ours: a newer callback was stored meanwhile
-                self._write(lease, delivered, routed_received_at, None, "")
+                self._write(lease, delivered, routed_received_at, None, "", marks)
                 return True
             if delivered:
-                self._write(lease, delivered, None, None, "", owned=False)
+                self._write(lease, delivered, None, None, "", marks, owned=False)
             return False
         return True
+
+    def mark_held(self, lead_key: str, destinations: Iterable[str], received_at: str) -> None:
+        """Remember, without the lease, that paused destinations owe the lead a delivery (one write)."""
+        update = _Update()
+        update.set_or_remove({f"{HELD_PREFIX}{name}": received_at for name in destinations})
+        client("dynamodb").update_item(TableName=self.table_name, Key=_lead_key(lead_key), **update.request())
 
     def _write(
         self,
@@ -571,6 +594,7 @@ class LeadLedger:
         routed_received_at: str | None,
         outcome: dict[str, Any] | None,
         callback_id: str,
+        marks: dict[str, str | None],
         owned: bool = True,
     ) -> None:
         update = _Update()
@@ -578,7 +602,7 @@ class LeadLedger:
             update.set((DELIVERIES, destination), entry.to_value())
         if routed_received_at:
             update.set((ROUTED_RECEIVED_AT,), routed_received_at)
-        update.set_or_remove(outcome or {})
+        update.set_or_remove({**(outcome or {}), **marks})
         conditions = []
         if owned:
             update.remove(LEASE_UNTIL)
