@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from local.commands.common import age, print_json, usage_error, with_target
 from local.operations.dead_letters import (
@@ -28,6 +29,8 @@ from local.operations.dead_letters import (
 from local.operations.target import Target
 
 REPLAY_CHUNK = 10  # SendMessageBatch and DeleteMessageBatch take ten
+LONG_VALUE = 120  # characters of a body's string shown by `show` before it is cut
+ORIGIN_ATTRIBUTES = ("source_message_id", "original_message_id")  # shown as "original id"
 
 
 def dlq_command(args: argparse.Namespace) -> int:
@@ -79,7 +82,8 @@ def _list(args: argparse.Namespace, target: Target, pairs: list[QueuePair]) -> i
             )
             if args.messages:
                 for message in group.messages:
-                    print(f"      {message.message_id}  {message.lead_id:28}  {age(message.age_seconds(now))} ago")
+                    lead = message.lead_id or "(no lead id)"
+                    print(f"      {message.message_id}  {lead:28}  {age(message.age_seconds(now))} ago")
     if args.json:
         print_json(report)
     return 0
@@ -110,15 +114,26 @@ def _print_message(message: DeadLetter, as_json: bool) -> None:
         ("dead-lettered", f"{decoded['dead_lettered_at']} ({age(message.age_seconds(time.time()))} ago)"),
         ("received", f"{message.receive_count} time(s)"),
         ("original id", message.original_message_id),
-        *((name, value) for name, value in decoded["attributes"].items() if name != "source_message_id"),
+        *((name, value) for name, value in decoded["attributes"].items() if name not in ORIGIN_ATTRIBUTES),
     ]
     for label, value in rows:
         if value:
             print(f"  {label:14} {value}")
     body = decoded["body"]
-    text = body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False)
+    text = body if isinstance(body, str) else json.dumps(_shortened(body), indent=2, ensure_ascii=False)
     print("  body:")
     print("\n".join(f"    {line}" for line in text.splitlines()))
+
+
+def _shortened(value: Any) -> Any:
+    """Long strings cut for the terminal (--json shows them whole)."""
+    if isinstance(value, dict):
+        return {key: _shortened(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shortened(item) for item in value]
+    if isinstance(value, str) and len(value) > LONG_VALUE:
+        return f"{value[:40]}... ({len(value):,} characters)"
+    return value
 
 
 # -- replay and purge: the selected messages, the others released at the end -------------------
@@ -152,7 +167,7 @@ def _replay(args: argparse.Namespace, target: Target, pairs: list[QueuePair]) ->
             verb = "would replay" if args.dry_run else "nothing to replay:"
             print(f"{verb} {len(picked)} of {total} message(s) from {pair.dlq} to {pair.source}")
             for message in picked:
-                print(f"  {message.message_id}  {message.lead_id:28}  {message.reason}")
+                print(f"  {message.message_id}  {message.lead_id or '(no lead id)':28}  {message.reason}")
             return 0
         replayed_at = datetime.now(UTC).isoformat()
         with tqdm(total=len(picked), unit="msg", desc="replaying", disable=args.no_progress, file=sys.stderr) as bar:
