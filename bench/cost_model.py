@@ -12,8 +12,8 @@ writes by function, table and key prefix. Log and metric bytes the handlers writ
 
 Duration is modelled, not measured on Lambda: the invoking thread's CPU time in the run, scaled
 by the vCPU share Lambda gives the memory size (1 vCPU at 1769 MB), plus an assumed round trip
-per AWS call and per HTTP call (ASSUMED_* below; the router's webhooks for one lead go out
-concurrently, so one round trip per lead), plus the sender's pacing wait.
+per AWS call and per HTTP call (ASSUMED_* below; the router sends a batch's webhooks concurrently:
+a probe round trip, then ceil((batch - 1) / WEBHOOK_FAN_OUT) more), plus the sender's pacing wait.
 
     python bench/cost_model.py [--leads 200]
 """
@@ -32,6 +32,7 @@ from harness import Section, Target
 from pipeline import CLAY_PATH, DESTINATION_PATHS, Pipeline, enrichment_for, sample_leads
 
 from clay_pipeline.aws import client
+from clay_pipeline.router import WEBHOOK_FAN_OUT
 from local.template import functions, parameter_defaults
 
 # -- prices: AWS public on-demand list prices, us-east-1, as published on 2026-11-22 ----------------
@@ -288,6 +289,7 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
         else:
             sqs += count / m.leads
     gb_seconds = 0.0
+    per_function: dict[str, float] = {}
     for name in m.invocations:
         spec = functions()[name]
         memory = s.memory_mb or spec.memory
@@ -302,16 +304,19 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
             if kind == "hubspot":  # one upsert per batch holding at least one HubSpot lead (up to 100 inputs)
                 size = min(s.batch_size, 100)
                 calls = (1 - (1 - m.hubspot_share) ** size) / size
-            elif kind == "webhook" and name == "RouterFunction":  # a lead's webhooks go out concurrently
-                calls = min(calls, 1.0)
+            elif kind == "webhook" and name == "RouterFunction":
+                # All destinations at once; each sends the batch's first lead alone, then WEBHOOK_FAN_OUT at a time.
+                calls = (1 + math.ceil((s.batch_size - 1) / WEBHOOK_FAN_OUT)) / s.batch_size
             io += calls * ASSUMED_HTTP_ROUND_TRIP[kind]
         seconds = cpu + io
         if name == "SenderFunction":  # each instance waits for its share of the shared rate
             seconds = max(seconds, s.sender_concurrency / s.send_rate)
         gb_seconds += seconds * memory / 1024
+        per_function[name] = seconds * memory / 1024
     return {
         "lambda_requests": sum(invocations.values()),
         "gb_seconds": gb_seconds,
+        **{f"gb_seconds:{name}": value for name, value in per_function.items()},
         "api_requests": invocations.get("IntakeFunction", 0) + invocations.get("CallbackFunction", 0),
         "sqs_requests": sqs,
         "wru": sum(units_by_write(m.write_sizes, s.extra_row_kb * 1024).values()) / m.leads,
@@ -362,6 +367,14 @@ def run(leads: int = 200) -> Section:
     rows: list[list[Any]] = [
         ["Lambda requests", f"{units['lambda_requests']:.3f}", f"{costs['Lambda requests']:.3f}"],
         ["Lambda GB-s (modelled)", f"{units['gb_seconds']:.4f}", f"{costs['Lambda GB-s']:.3f}"],
+        *[
+            [
+                f"  of which {name}",
+                f"{units[f'gb_seconds:{name}']:.4f}",
+                f"{units[f'gb_seconds:{name}'] * LAMBDA_GB_SECOND * 1e6:.3f}",
+            ]
+            for name in m.invocations
+        ],
         ["HTTP API requests", f"{units['api_requests']:.3f}", f"{costs['HTTP API']:.3f}"],
         ["SQS requests", f"{units['sqs_requests']:.3f}", f"{costs['SQS']:.3f}"],
         ["DynamoDB write request units", f"{units['wru']:.2f}", f"{costs['DynamoDB writes']:.3f}"],

@@ -32,15 +32,19 @@ Endings of a record:
   each destination's status, and processed. Nothing delivered is lost: the DLQ has the lead.
 
 HubSpot takes up to 100 contacts per call, so `start` claims every lead of the SQS batch and
-makes the batch's HubSpot upserts before the per-record pass; each input's own result maps
-back to its record. A lead's webhooks (outreach, nurture, Zapier, Slack) are sent concurrently,
-one thread each, so a lead takes as long as its slowest destination rather than their sum.
+makes the batch's HubSpot upserts and webhook sends before the per-record pass; each result
+maps back to its record. Webhooks go out concurrently: every destination at once, and within a
+destination the batch's first lead alone (a probe: a destination that is down costs one lead's
+retries, and the others wait in the queue), then the rest up to WEBHOOK_FAN_OUT at a time. A
+batch takes about two round trips of its slowest destination instead of one per lead, and Lambda
+bills the wall time.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -78,6 +82,7 @@ from clay_pipeline.stores import Busy, LeadLedger, LeadsTable, Lease, Queue
 SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch
 LEADS_TABLE_DESTINATION = "leads_table"  # the outcome record itself: always written, never "off"
 IN_FLIGHT_WAIT_SECONDS = 10  # per receive, at most until the other lease lapses
+WEBHOOK_FAN_OUT = 4  # concurrent sends per destination once its probe answered
 OWED_RESULTS = {
     Owed.ALREADY_DELIVERED: DeliveryResult(Status.DELIVERED, Owed.ALREADY_DELIVERED.value),
     Owed.UNCHANGED: DeliveryResult(Status.DELIVERED, Owed.UNCHANGED.value),
@@ -242,15 +247,21 @@ class LeadRouter:
             settings.destination_retry_backoff_seconds,
             sleep,
         )
-        # One thread per webhook destination, kept across invocations (threads start on first use).
-        # A lead has at most one send per destination in flight, so Slack's pacing state is never shared.
-        self.senders = ThreadPoolExecutor(max_workers=len(self.webhooks), thread_name_prefix="delivery")
+        # Threads kept across invocations (they start on first use): one runner per webhook destination,
+        # and the sends they fan out. Slack paces its own messages (SlackAlert holds a lock while it waits).
+        self.runners = ThreadPoolExecutor(max_workers=len(self.webhooks), thread_name_prefix="destination")
+        self.senders = ThreadPoolExecutor(
+            max_workers=len(self.webhooks) * WEBHOOK_FAN_OUT, thread_name_prefix="delivery"
+        )
         self.deadline = math.inf
         self.enabled: set[str] = set()
         self._announced_off: set[str] = set()
         self._attempts: dict[str, Attempt] = {}  # by SQS message id, claimed in start for this batch
         self._hubspot_results: dict[str, DeliveryResult] = {}  # by SQS message id, for this batch
+        self._sent: dict[str, dict[str, DeliveryResult]] = {}  # by SQS message id: webhook results, this batch
+        self._errors: dict[str, BaseException] = {}  # by SQS message id: a send that raised, this batch
         self._unavailable: dict[str, DeliveryResult] = {}  # destinations that failed after retries, this batch
+        self._results_lock = threading.Lock()
 
     # -- per invocation --------------------------------------------------------------------
     def start(self, records: Iterable[SQSRecord], remaining_ms: int) -> None:
@@ -267,6 +278,8 @@ class LeadRouter:
             self._announced_off.add(name)
         self._attempts = {}
         self._hubspot_results = {}
+        self._sent = {}
+        self._errors = {}
         self._unavailable = {}
         newest: dict[str, tuple[str, RoutingMessage]] = {}  # lead key -> (message id, message)
         for record in records:
@@ -286,6 +299,7 @@ class LeadRouter:
             self._attempts[message_id] = self._claim(message)
         if "hubspot" in self.enabled:
             self._upsert_to_hubspot(self._attempts)
+        self._send_webhooks(self._attempts)
 
     # -- one record ------------------------------------------------------------------------
     def process(self, record: SQSRecord) -> str:
@@ -359,7 +373,11 @@ class LeadRouter:
         try:
             if "hubspot" in attempt.pending:
                 sent["hubspot"] = self._hubspot_result(record, attempt)
-            self._send_webhooks(attempt, [name for name in attempt.pending if name != "hubspot"], sent)
+            if record.message_id not in self._sent:  # not in the batch start saw
+                self._send_webhooks({record.message_id: attempt})
+            sent |= self._sent.pop(record.message_id, {})
+            if record.message_id in self._errors:
+                raise self._errors.pop(record.message_id)
         except BaseException:
             self._record(attempt, sent, None)  # what was delivered is not sent again by the retry
             raise
@@ -437,28 +455,45 @@ class LeadRouter:
         logger.warning("lead sent to the routing DLQ", extra={"reason": reason, "message_id": record.message_id})
 
     # -- deliveries ------------------------------------------------------------------------
-    def _send_webhooks(self, attempt: Attempt, names: list[str], results: dict[str, DeliveryResult]) -> None:
-        """Send concurrently, adding each result to `results`; an unexpected error is raised once every send is done."""
-        futures = {}
-        for name in names:
-            if name in self._unavailable:
-                # It just failed after its retries: the batch's other leads wait in the queue instead of
-                # spending the invocation's time on the same timeouts and backoffs.
-                results[name] = self._unavailable[name]
-            else:
-                futures[name] = self.senders.submit(self._send, attempt, self.webhooks[name])
-        errors: list[BaseException] = []
-        for name, future in futures.items():
+    def _send_webhooks(self, attempts: dict[str, Attempt]) -> None:
+        """Send every webhook the attempts owe, each destination on its own runner; results into self._sent."""
+        owing: dict[str, list[str]] = {}  # destination -> message ids, in batch order
+        for message_id, attempt in attempts.items():
+            self._sent.setdefault(message_id, {})
+            for name in attempt.pending:
+                if name != "hubspot":
+                    owing.setdefault(name, []).append(message_id)
+        runs = [self.runners.submit(self._send_to, name, ids, attempts) for name, ids in owing.items()]
+        for run in runs:
+            run.result()
+
+    def _send_to(self, name: str, message_ids: list[str], attempts: dict[str, Attempt]) -> None:
+        """One destination's sends of the batch: the first alone (a probe), then the rest fanned out."""
+        first, rest = message_ids[0], message_ids[1:]
+        self._send_one(name, first, attempts[first])
+        if rest:
+            futures = [self.senders.submit(self._send_one, name, mid, attempts[mid]) for mid in rest]
+            for future in futures:
+                future.result()
+
+    def _send_one(self, name: str, message_id: str, attempt: Attempt) -> None:
+        unavailable = self._unavailable.get(name)
+        if unavailable is not None:
+            # It just failed after its retries: the batch's other leads wait in the queue instead of
+            # spending the invocation's time on the same timeouts and backoffs.
+            result = unavailable
+        else:
             try:
-                results[name] = result = future.result()
-            except Exception as error:  # raised below, after the other sends' results are in
-                errors.append(error)
-                continue
+                result = self._send(attempt, self.webhooks[name])
+            except Exception as error:  # raised by process(), once this lead's other results are recorded
+                with self._results_lock:
+                    self._errors.setdefault(message_id, error)
+                return
             self._settle(name, result)
             if result.status is Status.RETRYABLE:
-                self._unavailable[name] = result
-        if errors:
-            raise errors[0]
+                self._unavailable.setdefault(name, result)
+        with self._results_lock:
+            self._sent[message_id][name] = result
 
     def _send(self, attempt: Attempt, destination: WebhookDestination) -> DeliveryResult:
         """One destination with its retries (on a delivery thread)."""
