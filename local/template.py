@@ -74,16 +74,20 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
 
 @dataclass
 class Resolver:
-    """Turns Ref / GetAtt / Sub into local values."""
+    """Turns Ref / GetAtt / Sub, and If on the template's Conditions, into local values."""
 
     refs: dict[str, Any] = field(default_factory=dict)
     attributes: dict[tuple[str, str], Any] = field(default_factory=dict)
+    conditions: dict[str, Any] = field(default_factory=lambda: dict(load_template().get("Conditions", {})))
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, dict) and len(value) == 1:
             ((key, argument),) = value.items()
             if key == "Ref":
                 return self.refs.get(argument, f"local-{argument}")
+            if key == "Fn::If":
+                name, when_true, when_false = argument
+                return self.resolve(when_true if self.condition(name) else when_false)
             if key == "Fn::GetAtt":
                 resource, attribute = argument
                 return self.attributes.get((resource, attribute), f"arn:aws:local:::{resource}")
@@ -95,6 +99,24 @@ class Resolver:
         if isinstance(value, list):
             return [self.resolve(v) for v in value]
         return value
+
+    def condition(self, name: str) -> bool:
+        return self._holds(self.conditions[name])
+
+    def _holds(self, expression: Any) -> bool:
+        ((key, argument),) = expression.items()
+        if key == "Fn::Equals":
+            first, second = (str(self.resolve(item)) for item in argument)
+            return first == second
+        if key == "Fn::Not":
+            return not self._holds(argument[0])
+        if key == "Fn::And":
+            return all(self._holds(item) for item in argument)
+        if key == "Fn::Or":
+            return any(self._holds(item) for item in argument)
+        if key == "Condition":
+            return self.condition(argument)
+        raise ValueError(f"unsupported condition function {key}")
 
     def _sub(self, name: str) -> Any:
         if "." in name:

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from clay_pipeline.aws import client
 from clay_pipeline.clay_client import webhook_fingerprint
 from clay_pipeline.limits import DailyBudget
 from clay_pipeline.models import Lead
+from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.stores import Queue, StateStore
 from local.http_stub import Reply, StubServer
 from local.sqs_events import from_received
@@ -519,7 +519,7 @@ def test_crash_mid_batch_over_counts_but_loses_no_lead(make_sender: Any, clay: S
     crashed.enqueue(*(lead(n) for n in range(3)))
     event = crashed.receive(3)
     crashed.module.sender.start(30_000, records=3)
-    assert crashed.module.sender.process(SQSRecord(event["Records"][0])) == "sent"
+    assert crashed.module.sender.process(QueueRecord.from_event(event["Records"][0])) == "sent"
     # WHEN another instance gets the other two after their visibility timeout
     survivor = make_sender(CLAY_DAILY_SEND_BUDGET="3")
     rest = {**event, "Records": event["Records"][1:]}

@@ -52,7 +52,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from clay_pipeline.config import RouterSettings, dump_json
@@ -75,6 +74,7 @@ from clay_pipeline.destinations import (
 from clay_pipeline.intake import describe_problems
 from clay_pipeline.models import EnrichedLead
 from clay_pipeline.observability import count, logger
+from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.routing import ONCE_PER_LEAD, Decision, RuleSet
 from clay_pipeline.scoring import icp_score, tier_for
 from clay_pipeline.stores import Busy, LeadLedger, LeadsTable, Lease, Queue
@@ -264,7 +264,7 @@ class LeadRouter:
         self._results_lock = threading.Lock()
 
     # -- per invocation --------------------------------------------------------------------
-    def start(self, records: Iterable[SQSRecord], remaining_ms: int) -> None:
+    def start(self, records: Iterable[QueueRecord], remaining_ms: int) -> None:
         """The deadline, which destinations are configured now, each lead's claim and the batch's HubSpot upserts.
 
         Reading every destination's setting here, on the invocation's thread, also warms the
@@ -302,7 +302,7 @@ class LeadRouter:
         self._send_webhooks(self._attempts)
 
     # -- one record ------------------------------------------------------------------------
-    def process(self, record: SQSRecord) -> str:
+    def process(self, record: QueueRecord) -> str:
         attempt = self._attempts.pop(record.message_id, None)
         if attempt is None:  # a message start could not parse, or a record it did not see
             try:
@@ -357,9 +357,9 @@ class LeadRouter:
         logger.info("an older callback of the lead was superseded", extra={"lead_key": attempt.message.lead_key})
         return "superseded"
 
-    def _wait_for_lease(self, record: SQSRecord, busy: Busy) -> str:
+    def _wait_for_lease(self, record: QueueRecord, busy: Busy) -> str:
         """Another invocation is routing this lead: wait in the queue a little, never toward the DLQ."""
-        receives = int(record.attributes.approximate_receive_count or 1)
+        receives = record.receive_count
         seconds = min(busy.seconds, IN_FLIGHT_WAIT_SECONDS * receives)
         count("RoutingLeaseBusy")
         max_receives = self.settings.routing_queue_max_receive_count
@@ -367,7 +367,7 @@ class LeadRouter:
             return "requeued"
         raise RetryLater("in_flight: another invocation is routing this lead")
 
-    def _route(self, record: SQSRecord, attempt: Attempt) -> Outcome:
+    def _route(self, record: QueueRecord, attempt: Attempt) -> Outcome:
         """Deliver what is owed, then record deliveries and outcome and free the lease (one write)."""
         sent: dict[str, DeliveryResult] = {}
         try:
@@ -419,7 +419,7 @@ class LeadRouter:
             )
             count("DeliveryLeaseLost")
 
-    def _finish(self, record: SQSRecord, outcome: Outcome) -> str:
+    def _finish(self, record: QueueRecord, outcome: Outcome) -> str:
         status = outcome.routing_status
         extra = {"lead_key": outcome.message.lead_key, "routing_status": status, "tier": outcome.message.lead["tier"]}
         if status == "skipped":
@@ -431,7 +431,7 @@ class LeadRouter:
             logger.info("lead routed", extra={**extra, "destinations": outcome.destination_statuses()})
             return "routed"
         retryable, permanent = outcome.failures(Status.RETRYABLE), outcome.failures(Status.PERMANENT)
-        receives = int(record.attributes.approximate_receive_count or 1)
+        receives = record.receive_count
         if retryable and receives < self.settings.routing_queue_max_receive_count:
             summary = describe_failures({name: DeliveryResult(r.status, r.reason) for name, r in retryable.items()})
             logger.warning("lead goes back to the queue", extra={**extra, "failures": summary})
@@ -440,7 +440,7 @@ class LeadRouter:
         self._dead_letter(record, reason, describe_failures({**permanent, **retryable}), outcome.destination_statuses())
         return "dead_lettered"
 
-    def _dead_letter(self, record: SQSRecord, reason: str, detail: str, statuses: dict[str, str]) -> None:
+    def _dead_letter(self, record: QueueRecord, reason: str, detail: str, statuses: dict[str, str]) -> None:
         # The body is kept as-is so a redrive replays it; the lead's ledger keeps it from repeating sends.
         self.dead_letters.send_raw(
             record.body,
@@ -517,7 +517,7 @@ class LeadRouter:
                 extra={"destination": name, "status": str(result.status), "reason": result.reason},
             )
 
-    def _hubspot_result(self, record: SQSRecord, attempt: Attempt) -> DeliveryResult:
+    def _hubspot_result(self, record: QueueRecord, attempt: Attempt) -> DeliveryResult:
         if record.message_id not in self._hubspot_results:  # not in the batch start saw
             self._upsert_to_hubspot({record.message_id: attempt})
         return self._hubspot_results[record.message_id]

@@ -1,4 +1,4 @@
-"""Sending one LeadQueue message to Clay (the record handler of Powertools' BatchProcessor).
+"""Sending one LeadQueue message to Clay (the record handler of queue_batch.process_batch).
 
 A record ends in one of four ways:
 - sent: Clay accepted the row (2xx); the dedupe mark becomes 'sent'.
@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from clay_pipeline import config
@@ -33,6 +32,7 @@ from clay_pipeline.intake import describe_problems
 from clay_pipeline.limits import Claim, Clock, DailyBudget, Deduper, Pacer, Webhook, WebhookPool, utc_now
 from clay_pipeline.models import Lead
 from clay_pipeline.observability import count, level, logger
+from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.stores import Queue, StateStore
 
 SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch
@@ -128,7 +128,7 @@ class ClaySender:
         self.pool.return_unused()
 
     # -- one record ------------------------------------------------------------------------
-    def process(self, record: SQSRecord) -> str:
+    def process(self, record: QueueRecord) -> str:
         try:
             return self._process(record)
         except DeadLetter as error:
@@ -138,7 +138,7 @@ class ClaySender:
         finally:
             self.invocation.pending = max(1, self.invocation.pending - 1)
 
-    def _process(self, record: SQSRecord) -> str:
+    def _process(self, record: QueueRecord) -> str:
         lead = parse_lead(record.body)
         body = dump_json(lead.to_message()).encode()
         if len(body) > self.settings.clay_max_payload_bytes:
@@ -238,7 +238,7 @@ class ClaySender:
         raise HandBack(answer.reason, 0, waiting=False, ambiguous=answer.ambiguous)
 
     # -- endings ---------------------------------------------------------------------------
-    def _dead_letter(self, record: SQSRecord, error: DeadLetter) -> str:
+    def _dead_letter(self, record: QueueRecord, error: DeadLetter) -> str:
         self.dead_letters.send_raw(
             record.body,
             attributes={
@@ -253,8 +253,8 @@ class ClaySender:
         )
         return "dead_lettered"
 
-    def _hand_back(self, record: SQSRecord, back: HandBack) -> str:
-        receives = int(record.attributes.approximate_receive_count or 1)
+    def _hand_back(self, record: QueueRecord, back: HandBack) -> str:
+        receives = record.receive_count
         seconds = back.seconds if back.waiting else self._retry_delay(receives)
         max_receives = self.settings.lead_queue_max_receive_count
         if self.lead_queue.hold(record.body, record.receipt_handle, receives, max_receives, seconds, back.waiting):
