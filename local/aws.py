@@ -96,13 +96,17 @@ def provision(
     table_names: dict[str, str] = {}
     for logical_id, resource in resources_of_type("AWS::DynamoDB::Table", template).items():
         name = f"{prefix}-{logical_id}"
-        props = resource["Properties"]
+        props = resolver.resolve(resource["Properties"])
         dynamodb = client("dynamodb")
+        optional = {key: props[key] for key in ("ProvisionedThroughput", "GlobalSecondaryIndexes") if key in props}
+        if "ProvisionedThroughput" in optional:  # template parameters resolve to text
+            optional["ProvisionedThroughput"] = {k: int(v) for k, v in optional["ProvisionedThroughput"].items()}
         dynamodb.create_table(
             TableName=name,
             KeySchema=props["KeySchema"],
             AttributeDefinitions=props["AttributeDefinitions"],
             BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+            **optional,
         )
         ttl = props.get("TimeToLiveSpecification")
         if ttl:

@@ -72,6 +72,9 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     return document
 
 
+NO_VALUE = object()  # AWS::NoValue: the property or list item is left out
+
+
 @dataclass
 class Resolver:
     """Turns Ref / GetAtt / Sub, and If on the template's Conditions, into local values."""
@@ -84,6 +87,8 @@ class Resolver:
         if isinstance(value, dict) and len(value) == 1:
             ((key, argument),) = value.items()
             if key == "Ref":
+                if argument == "AWS::NoValue":
+                    return NO_VALUE
                 return self.refs.get(argument, f"local-{argument}")
             if key == "Fn::If":
                 name, when_true, when_false = argument
@@ -95,9 +100,10 @@ class Resolver:
                 text = argument if isinstance(argument, str) else argument[0]
                 return re.sub(r"\$\{([^}!]+)\}", lambda m: str(self._sub(m.group(1))), text)
         if isinstance(value, dict):
-            return {k: self.resolve(v) for k, v in value.items()}
+            resolved = {k: self.resolve(v) for k, v in value.items()}
+            return {k: v for k, v in resolved.items() if v is not NO_VALUE}
         if isinstance(value, list):
-            return [self.resolve(v) for v in value]
+            return [item for item in (self.resolve(v) for v in value) if item is not NO_VALUE]
         return value
 
     def condition(self, name: str) -> bool:
