@@ -17,8 +17,12 @@ from hypothesis import strategies as st
 
 from clay_pipeline import auth
 from clay_pipeline.aws import client
+from clay_pipeline.stores import LeadsTable
 from local.apigw import http_event
+from local.http_stub import StubServer
+from local.sqs_events import sqs_event, sqs_record
 from tests.conftest import LambdaContextStub
+from tests.dynamodb_calls import recorded_dynamodb_calls
 
 pytestmark = pytest.mark.integration
 
@@ -230,3 +234,49 @@ def test_crash_after_lock_then_retry_after_expiry_processes_once(
     again = fresh.lambda_handler(event, LambdaContextStub())
     assert json.loads(again["body"])["duplicate"] is True
     assert queued(stack) == 1
+
+
+def test_crash_after_queueing_before_the_completion_write_is_routed_once_after_the_lease(
+    load_function: Any, stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an invocation that queued the routing message and died before recording the version (2 s to live)
+    app = load_function("CallbackFunction", CALLBACK_SECRETS=SECRET)
+    event = http_event("POST", "/clay/callback", BODY, {"content-type": "application/json", "x-clay-signature": SECRET})
+
+    class DyingLeads(LeadsTable):
+        def complete_callback(self, lead_key: str, callback_id: str) -> None:
+            raise ProcessDied
+
+    monkeypatch.setattr(app.acceptor, "leads", DyingLeads(app.acceptor.leads.table_name))
+    with pytest.raises(ProcessDied):
+        app.lambda_handler(event, LambdaContextStub(remaining_ms=2000))
+    started = time.monotonic()
+    assert queued(stack) == 1
+    # WHEN Clay retries while the claim is live THEN it is told to come back later
+    fresh = load_function("CallbackFunction", CALLBACK_SECRETS=SECRET)
+    assert fresh.lambda_handler(event, LambdaContextStub())["statusCode"] == 409
+    # WHEN it retries after the lease lapsed THEN the version is queued again, then recorded
+    time.sleep(max(0.0, 2.2 - (time.monotonic() - started)))
+    assert json.loads(fresh.lambda_handler(event, LambdaContextStub())["body"])["duplicate"] is False
+    assert json.loads(fresh.lambda_handler(event, LambdaContextStub())["body"])["duplicate"] is True
+    assert queued(stack) == 2
+    # AND both routing messages carry the same version: the router's per-lead ledger delivers it once
+    with StubServer() as zapier:
+        router = load_function("RouterFunction", ZAPIER_WEBHOOK_URL=f"{zapier.url}/zap")
+        messages = client("sqs").receive_message(QueueUrl=stack.queue_urls["RoutingQueue"], MaxNumberOfMessages=10)
+        bodies = [m["Body"] for m in messages["Messages"]]
+        assert len({json.loads(body)["callback_id"] for body in bodies}) == 1
+        arn = str(stack.resolver.attributes[("RoutingQueue", "Arn")])
+        for body in bodies:  # one batch each, as two pollers would receive them
+            router.lambda_handler(sqs_event([sqs_record(body, arn)]), LambdaContextStub(remaining_ms=20_000))
+        assert len(zapier.received()) == 1
+
+
+def test_a_callback_costs_two_writes_on_the_lead_item_and_nothing_else(load_function: Any, stack: Any) -> None:
+    app = load_function("CallbackFunction", CALLBACK_SECRETS=SECRET)
+    event = http_event("POST", "/clay/callback", BODY, {"content-type": "application/json", "x-clay-signature": SECRET})
+    with recorded_dynamodb_calls() as calls:
+        assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == 200
+        assert json.loads(app.lambda_handler(event, LambdaContextStub())["body"])["duplicate"] is True
+    # THEN the first costs the claim-and-store and the completion, the identical repeat one failed condition
+    assert [operation for operation, _ in calls.calls] == ["UpdateItem", "UpdateItem", "UpdateItem"]

@@ -107,14 +107,12 @@ class Settings(BaseModel):
 
 
 class CallbackSettings(Settings):
-    state_table: Required
-    leads_table: Required
+    leads_table: Required  # each accepted callback is claimed, stored and recorded on its lead's item
     routing_queue_url: Required
     callback_auth_mode: Literal["token", "hmac", "jwt"] = "token"
     callback_secret_header: str = "X-Clay-Signature"  # noqa: S105 - a header name, not a secret
     callback_tolerance_seconds: int = Field(default=300, ge=1, le=86400)
     callback_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=10_485_760)
-    callback_idempotency_days: int = Field(default=30, ge=1, le=365)
 
 
 class IntakeSettings(Settings):

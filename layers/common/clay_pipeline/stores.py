@@ -9,6 +9,7 @@ lives on the lead's own LeadsTable item (LeadLedger below).
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 import uuid
@@ -165,41 +166,116 @@ class StateStore:
         return int(item.get("count", 0)) if item else 0
 
 
+VERSIONS = "versions"  # the lead item's set of accepted callback versions
+PENDING_PREFIX = "pending_"  # + version: the lease of a callback being accepted
+
+
+def callback_version(callback_id: str) -> str:
+    """The body hash part of a callback id (`<lead_key>#<hash>`): what tells two callbacks of a lead apart."""
+    return callback_id.rsplit("#", 1)[-1]
+
+
+class Acceptance(enum.Enum):
+    ACCEPTED = "accepted"  # claimed and stored: queue it, then complete_callback
+    DUPLICATE = "duplicate"  # this very body was accepted before
+    IN_PROGRESS = "in_progress"  # an identical callback holds the claim right now
+
+
 @dataclass(frozen=True)
 class LeadsTable:
     """LEADS_TABLE: one item per lead key with its latest enrichment and routing outcome."""
 
     table_name: str
 
-    def save_enrichment(self, lead_key: str, callback_id: str, lead: dict[str, Any], received_at: str) -> None:
-        """Store the latest enrichment and count the callback; an older one arriving late never overwrites it."""
-        values = {
-            ":callback_id": callback_id,
-            ":lead": lead,
-            ":received_at": received_at,
-            ":status": "received",
-            ":one": 1,
-        }
+    def accept_callback(
+        self, lead_key: str, callback_id: str, lead: dict[str, Any], received_at: str, lease_seconds: float
+    ) -> Acceptance:
+        """Claim a callback and store its lead, in one conditional write (see callback.py for the flow).
+
+        The claim is a top-level attribute `pending_<version>` holding the lease's end; an accepted
+        version is in the `versions` set (complete_callback). The enrichment replaces the stored one
+        unless a newer callback of the lead was stored already, and `callbacks` counts the lead's
+        callbacks either way.
+        """
+        version = callback_version(callback_id)
+        now = time.time()
+        values = to_item(
+            {
+                ":callback_id": callback_id,
+                ":lead": lead,
+                ":received_at": received_at,
+                ":status": "received",
+                ":one": 1,
+                ":lease": now + lease_seconds,
+                ":now": now,
+                ":version": version,
+            }
+        )
+        names = {"#pending": PENDING_PREFIX + version, "#versions": VERSIONS}
+        claim = "(attribute_not_exists(#pending) OR #pending < :now) AND NOT contains(#versions, :version)"
+        store = (
+            "SET callback_id = :callback_id, enrichment = :lead, received_at = :received_at, "
+            "routing_status = :status, #pending = :lease REMOVE routes, destinations, skipped_reason"
+        )
         try:
             client("dynamodb").update_item(
                 TableName=self.table_name,
                 Key=_lead_key(lead_key),
-                UpdateExpression=(
-                    "SET callback_id = :callback_id, enrichment = :lead, received_at = :received_at, "
-                    "routing_status = :status REMOVE routes, destinations, skipped_reason ADD callbacks :one"
-                ),
-                ConditionExpression="attribute_not_exists(received_at) OR received_at <= :received_at",
-                ExpressionAttributeValues=to_item(values),
+                UpdateExpression=store + " ADD callbacks :one",
+                ConditionExpression=f"{claim} AND (attribute_not_exists(received_at) OR received_at <= :received_at)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
             if not is_condition_failure(error):
                 raise
-            client("dynamodb").update_item(  # still one more callback of this lead
-                TableName=self.table_name,
-                Key=_lead_key(lead_key),
-                UpdateExpression="ADD callbacks :one",
-                ExpressionAttributeValues={":one": {"N": "1"}},
-            )
+            old = from_item(error.response.get("Item", {}))
+            if version in (old.get(VERSIONS) or []):
+                return Acceptance.DUPLICATE
+            if float(old.get(PENDING_PREFIX + version, 0)) >= now:
+                return Acceptance.IN_PROGRESS
+            # A newer callback of the lead is stored: claim and count this one without replacing it.
+            try:
+                client("dynamodb").update_item(
+                    TableName=self.table_name,
+                    Key=_lead_key(lead_key),
+                    UpdateExpression="SET #pending = :lease ADD callbacks :one",
+                    ConditionExpression=claim,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={k: values[k] for k in (":lease", ":now", ":version", ":one")},
+                )
+            except ClientError as retry_error:
+                if not is_condition_failure(retry_error):
+                    raise
+                return Acceptance.IN_PROGRESS  # claimed meanwhile by an identical callback: ask again
+        return Acceptance.ACCEPTED
+
+    def complete_callback(self, lead_key: str, callback_id: str) -> None:
+        """The callback is queued: its version is accepted for good and its claim ends."""
+        version = callback_version(callback_id)
+        client("dynamodb").update_item(
+            TableName=self.table_name,
+            Key=_lead_key(lead_key),
+            UpdateExpression="ADD #versions :version REMOVE #pending",
+            ExpressionAttributeNames={"#pending": PENDING_PREFIX + version, "#versions": VERSIONS},
+            ExpressionAttributeValues={":version": {"SS": [version]}},
+        )
+
+    def release_callback(self, lead_key: str, callback_id: str) -> None:
+        """The callback could not be queued: drop its claim and its count, so Clay's retry is accepted."""
+        client("dynamodb").update_item(
+            TableName=self.table_name,
+            Key=_lead_key(lead_key),
+            UpdateExpression="REMOVE #pending ADD callbacks :minus_one",
+            ExpressionAttributeNames={"#pending": PENDING_PREFIX + callback_version(callback_id)},
+            ExpressionAttributeValues={":minus_one": {"N": "-1"}},
+        )
+
+    def save_enrichment(self, lead_key: str, callback_id: str, lead: dict[str, Any], received_at: str) -> None:
+        """Store a lead's enrichment as an accepted callback would (tests and tools that bypass the callback)."""
+        if self.accept_callback(lead_key, callback_id, lead, received_at, lease_seconds=0) is Acceptance.ACCEPTED:
+            self.complete_callback(lead_key, callback_id)
 
     def record_routing(self, lead_key: str, callback_id: str, outcome: dict[str, Any]) -> None:
         """Write the router's outcome for this callback (ignored if a newer enrichment replaced it); None removes."""
