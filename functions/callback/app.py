@@ -6,12 +6,13 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from clay_pipeline.callback import CallbackAcceptor, authenticate, issue_token, parse_callback
+from clay_pipeline.callback import CallbackAcceptor, authenticate, check_configuration, issue_token, parse_callback
 from clay_pipeline.config import CallbackSettings
 from clay_pipeline.http_api import dispatch, lower_headers, raw_body, unauthorized
 from clay_pipeline.observability import count, log_metrics, logger
 
 settings = CallbackSettings.from_env()  # fails the cold start on bad configuration
+check_configuration(settings)  # and on a callback secret or JWT user too weak to trust
 acceptor = CallbackAcceptor(settings)
 
 

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from clay_pipeline import auth, config
 from clay_pipeline.aws import client
-from clay_pipeline.config import CallbackSettings
+from clay_pipeline.config import CallbackSettings, ConfigError, dump_json
 from clay_pipeline.http_api import (
     HttpError,
     check_content_type,
@@ -36,11 +36,19 @@ from clay_pipeline.http_api import (
 )
 from clay_pipeline.models import EnrichedLead, body_hash, field_errors
 from clay_pipeline.observability import logger
-from clay_pipeline.stores import STATE_KEY, STATE_TTL, LeadsTable, Queue
+from clay_pipeline.stores import STATE_KEY, STATE_TTL, LeadsTable, Queue, item_size
 
 # Waits for a concurrent identical callback to finish before answering 409 (seconds).
 IN_PROGRESS_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8)
+# What an accepted lead may take, measured after normalisation (values can grow: "1e5" is queued as
+# 100000.0, and a list of small numbers takes 1.5 times its JSON in DynamoDB):
+# - in LEADS_TABLE: 300 KB of the 400 KB item, leaving 100 KB for the router's outcome and ledger;
+# - on RoutingQueue: SQS's classic 256 KiB message (queues may allow 1 MiB; this fits both).
+ENRICHMENT_MAX_STORED_BYTES = 300_000
+ROUTING_MESSAGE_MAX_BYTES = 262_144
+ROUTING_ENVELOPE_BYTES = 256  # callback_id, lead_key and received_at around the lead
 _warned_no_secret = False
+_warned_config: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,22 @@ class CallbackRequest:
     lead: EnrichedLead
     lead_key: str
     callback_id: str
+    message: dict[str, Any]  # the lead as stored and queued
+
+
+def check_configuration(settings: CallbackSettings) -> None:
+    """At cold start: a callback secret or JWT user too weak to trust fails the start (ConfigError)."""
+    auth.check_secrets(config.secret_list("CALLBACK_SECRETS"))
+    if settings.callback_auth_mode == "jwt":
+        auth.jwt_users(config.secret_list("CALLBACK_JWT_USERS"))
+
+
+def _refuse_misconfigured(error: ConfigError) -> HttpError:
+    """A secret rotated to a weak value refuses every caller (401), with one error in the log per problem."""
+    if str(error) not in _warned_config:
+        logger.error(f"{error}: every caller is refused until it is fixed")
+        _warned_config.add(str(error))
+    return unauthorized()
 
 
 def authenticate(settings: CallbackSettings, headers: dict[str, str], body: bytes) -> None:
@@ -59,11 +83,38 @@ def authenticate(settings: CallbackSettings, headers: dict[str, str], body: byte
             logger.error("CALLBACK_SECRETS is not configured: every callback is refused until it is set")
             _warned_no_secret = True
         raise unauthorized()
-    verifier = auth.callback_verifier(
-        settings.callback_auth_mode, settings.callback_secret_header, secrets, settings.callback_tolerance_seconds
-    )
+    jwt_mode = settings.callback_auth_mode == "jwt"
+    try:
+        users = auth.jwt_users(config.secret_list("CALLBACK_JWT_USERS")) if jwt_mode else {}
+        verifier = auth.callback_verifier(
+            settings.callback_auth_mode,
+            settings.callback_secret_header,
+            secrets,
+            settings.callback_tolerance_seconds,
+            users=users.keys(),
+        )
+    except ConfigError as error:
+        raise _refuse_misconfigured(error) from None
     if not verifier.verify(headers, body):
         raise unauthorized()
+
+
+def check_fits(message: dict[str, Any]) -> None:
+    """413 when the normalised lead would not fit the leads table item or the routing message."""
+    stored = item_size({"enrichment": message})
+    if stored > ENRICHMENT_MAX_STORED_BYTES:
+        raise HttpError(
+            413,
+            {"error": f"the lead takes {stored} bytes in the leads table; the limit is {ENRICHMENT_MAX_STORED_BYTES}"},
+            reason="oversize_stored",
+        )
+    queued = len(dump_json(message).encode()) + ROUTING_ENVELOPE_BYTES
+    if queued > ROUTING_MESSAGE_MAX_BYTES:
+        raise HttpError(
+            413,
+            {"error": f"the lead is {queued} bytes as a queue message; the limit is {ROUTING_MESSAGE_MAX_BYTES}"},
+            reason="oversize_message",
+        )
 
 
 def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: bytes) -> CallbackRequest:
@@ -81,8 +132,12 @@ def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: by
         raise HttpError(
             400, {"error": "invalid fields", "fields": field_errors(error)}, reason="invalid_fields"
         ) from None
+    message = lead.to_message()
+    check_fits(message)
     lead_key = str(lead.lead_id)
-    return CallbackRequest(lead=lead, lead_key=lead_key, callback_id=f"{lead_key}#{body_hash(document)[:32]}")
+    return CallbackRequest(
+        lead=lead, lead_key=lead_key, callback_id=f"{lead_key}#{body_hash(document)[:32]}", message=message
+    )
 
 
 def issue_token(body: bytes) -> dict[str, Any]:
@@ -93,7 +148,10 @@ def issue_token(body: bytes) -> dict[str, Any]:
     username, password = document.get("username"), document.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise unauthorized()
-    issuer = auth.TokenIssuer(config.secret_list("CALLBACK_JWT_USERS"), config.secret_list("CALLBACK_SECRETS"))
+    try:
+        issuer = auth.TokenIssuer(config.secret_list("CALLBACK_JWT_USERS"), config.secret_list("CALLBACK_SECRETS"))
+    except ConfigError as error:
+        raise _refuse_misconfigured(error) from None
     token = issuer.issue(username, password)
     if token is None:
         raise unauthorized()
@@ -135,7 +193,7 @@ class CallbackAcceptor:
             self.idempotency.register_lambda_context(context)
 
     def accept(self, request: CallbackRequest) -> dict[str, Any]:
-        payload = {"callback_id": request.callback_id, "lead_key": request.lead_key, "lead": request.lead.to_message()}
+        payload = {"callback_id": request.callback_id, "lead_key": request.lead_key, "lead": request.message}
         for wait in (*IN_PROGRESS_WAITS, None):
             try:
                 return dict(self._accept_once(request=payload))

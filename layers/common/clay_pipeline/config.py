@@ -113,7 +113,10 @@ class CallbackSettings(Settings):
     callback_auth_mode: Literal["token", "hmac", "jwt"] = "token"
     callback_secret_header: str = "X-Clay-Signature"  # noqa: S105 - a header name, not a secret
     callback_tolerance_seconds: int = Field(default=300, ge=1, le=86400)
-    callback_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=10_485_760)
+    # 200 KiB: the body becomes the lead's item in LEADS_TABLE (DynamoDB holds at most 400 KB per item,
+    # and the router adds its outcome and delivery ledger, a few KB) and the RoutingQueue message
+    # (SQS's classic 256 KiB). The callback also measures both before accepting (413 when over).
+    callback_max_body_bytes: int = Field(default=204_800, ge=1024, le=204_800)
     callback_idempotency_days: int = Field(default=30, ge=1, le=365)
 
 

@@ -327,4 +327,5 @@ def field_errors(error: ValidationError) -> list[dict[str, str]]:
 def body_hash(body: Any) -> str:
     """Hash of the canonical JSON of a body: identical retries match, re-enrichments do not."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # surrogatepass: a lone surrogate under a dropped (null) column still hashes instead of raising
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()

@@ -35,6 +35,31 @@ def to_item(values: dict[str, Any]) -> dict[str, Any]:
     return {key: _serializer.serialize(value) for key, value in safe.items() if value is not None}
 
 
+def item_size(values: dict[str, Any]) -> int:
+    """Bytes DynamoDB counts for an item of plain JSON-like values (attribute names included).
+
+    DynamoDB's published sizing: a string is its UTF-8 length, a number 1 byte plus 1 per two
+    significant digits, null and booleans 1 byte, a list or map 3 bytes plus 1 per element plus
+    its elements (a map's keys count as text). No library computes it, hence these few lines.
+    """
+    return sum(len(name.encode()) + _value_size(value) for name, value in values.items() if value is not None)
+
+
+def _value_size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, (int, float, Decimal)):
+        digits = "".join(map(str, Decimal(repr(value) if isinstance(value, float) else value).as_tuple().digits))
+        return 1 + (len(digits.strip("0") or "0") + 1) // 2
+    if isinstance(value, dict):
+        return 3 + sum(1 + len(str(key).encode()) + _value_size(child) for key, child in value.items())
+    if isinstance(value, (list, tuple)):
+        return 3 + sum(1 + _value_size(child) for child in value)
+    return len(str(value).encode())
+
+
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
     def plain(value: Any) -> Any:
         if isinstance(value, Decimal):
