@@ -85,6 +85,8 @@ def _blank_to_none(value: Any) -> Any:
 
 Required = Annotated[str, Field(min_length=1)]
 OptionalStr = Annotated[str | None, BeforeValidator(_blank_to_none)]
+CLAY_MAX_PAYLOAD_BYTES = 100_000  # Clay answers 413 above 100 KB
+ClayPayloadBytes = Annotated[int, Field(ge=1024, le=262_144)]  # intake refuses, the sender dead-letters above it
 
 
 class Settings(BaseModel):
@@ -124,6 +126,7 @@ class IntakeSettings(Settings):
     lead_queue_url: Required
     intake_max_leads: int = Field(default=500, ge=1, le=500)
     intake_max_body_bytes: int = Field(default=5_242_880, ge=1024, le=10_485_760)
+    clay_max_payload_bytes: ClayPayloadBytes = CLAY_MAX_PAYLOAD_BYTES  # a row Clay would refuse is refused here
 
 
 class SenderSettings(Settings):
@@ -136,7 +139,7 @@ class SenderSettings(Settings):
     clay_daily_send_budget: int = Field(default=0, ge=0)
     clay_dedupe_days: int = Field(default=30, ge=0, le=365)
     clay_request_timeout_seconds: float = Field(default=10, gt=0, le=60)
-    clay_max_payload_bytes: int = Field(default=100_000, ge=1024, le=262_144)  # Clay answers 413 above 100 KB
+    clay_max_payload_bytes: ClayPayloadBytes = CLAY_MAX_PAYLOAD_BYTES
     clay_retry_attempts: int = Field(default=2, ge=0, le=5)  # in-process retries of 5xx and connect errors
     clay_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=10)
     clay_max_throttle_wait_seconds: float = Field(default=20, ge=0, le=600)  # longest in-process Retry-After sleep

@@ -29,8 +29,8 @@ from pydantic import ValidationError
 
 from clay_pipeline import config
 from clay_pipeline.clay_client import ClayAnswer, ClayClient, Outcome
-from clay_pipeline.config import SenderSettings, dump_json
-from clay_pipeline.intake import describe_problems
+from clay_pipeline.config import SenderSettings
+from clay_pipeline.intake import clay_payload, describe_problems, payload_problem
 from clay_pipeline.limits import Claim, Clock, DailyBudget, Deduper, Pacer, Webhook, WebhookPool, utc_now
 from clay_pipeline.models import Lead
 from clay_pipeline.observability import count, level, logger
@@ -78,6 +78,8 @@ def parse_lead(body: str) -> Lead:
         document = json.loads(body)
     except ValueError as error:
         raise DeadLetter("malformed_json", f"body is not valid JSON: {getattr(error, 'msg', error)}") from None
+    except RecursionError:
+        raise DeadLetter("malformed_json", "body is nested too deeply to read") from None
     if not isinstance(document, dict):
         raise DeadLetter("not_object", f"body must be a JSON object, not {type(document).__name__}")
     try:
@@ -141,10 +143,9 @@ class ClaySender:
 
     def _process(self, record: SQSRecord) -> str:
         lead = parse_lead(record.body)
-        body = dump_json(lead.to_message()).encode()
-        if len(body) > self.settings.clay_max_payload_bytes:
-            limit = self.settings.clay_max_payload_bytes
-            raise DeadLetter("oversize", f"lead is {len(body)} bytes; Clay accepts at most {limit}")
+        body = clay_payload(lead)
+        if problem := payload_problem(body, self.settings.clay_max_payload_bytes):
+            raise DeadLetter("oversize", problem)
         lead_id = str(lead.lead_id)
         self._check_waits()
         claim = self.dedupe.claim(lead_id)
