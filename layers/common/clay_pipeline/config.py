@@ -138,6 +138,8 @@ class SenderSettings(Settings):
     clay_send_rate_per_second: float = Field(default=10, gt=0, le=1000)
     clay_daily_send_budget: int = Field(default=0, ge=0)
     clay_dedupe_days: int = Field(default=30, ge=0, le=365)
+    # After a read timeout (Clay may have the row) the lead is held this long, then sent once more: Deduper.hold
+    clay_unknown_hold_seconds: int = Field(default=21_600, ge=60, le=7 * 86_400)
     clay_request_timeout_seconds: float = Field(default=10, gt=0, le=60)
     clay_max_payload_bytes: ClayPayloadBytes = CLAY_MAX_PAYLOAD_BYTES
     clay_retry_attempts: int = Field(default=2, ge=0, le=5)  # in-process retries of 5xx and connect errors

@@ -5,13 +5,16 @@ A record ends in one of four ways:
 - skipped: the lead was already sent within CLAY_DEDUPE_DAYS.
 - dead-lettered: it can never succeed (malformed, invalid, over 100 KB, Clay's 400/413);
   it goes to LEAD_DLQ_URL at once with the reason and counts as processed.
-- handed back: it must wait (rate, 429, daily budget, every webhook full or gone) or failed
-  in a way that may pass (5xx, timeout). Its visibility is set to the wait and it is reported
-  as a batch item failure. Waits do not cost the message its place: one that is about to
-  reach maxReceiveCount is re-queued as a fresh copy instead, so waiting never dead-letters.
+- handed back: it must wait (rate, 429, daily budget, every webhook full or gone, a lost
+  answer being held) or failed in a way that may pass (5xx, connection error). Its visibility
+  is set to the wait and it is reported as a batch item failure. Waits do not cost the message
+  its place: one that is about to reach maxReceiveCount is re-queued as a fresh copy instead,
+  so waiting never dead-letters.
 Anything held for a send (dedupe mark, budget unit, pool submission) is given back when
-the row was not created. Budget units and pool submissions are reserved for the rest of the
-batch at once; `finish` returns the ones no row used, so each costs about two writes per batch.
+the row was not created; after a read timeout, when Clay may have created it, the pool
+submission and budget unit stay counted and the dedupe mark holds the lead (Deduper.hold).
+Budget units and pool submissions are reserved for the rest of the batch at once; `finish`
+returns the ones no row used, so each costs about two writes per batch.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report
 IN_FLIGHT_WAIT_SECONDS = 30
 RATE_WAIT_SECONDS = 2
 MAX_RETRY_DELAY_SECONDS = 900
+LOST_ANSWER = "clay_answer_lost"  # hand-back reason while a lead is held after a read timeout
 
 
 class HandBack(Exception):  # an outcome, not an error
@@ -155,6 +159,8 @@ class ClaySender:
             return "duplicate"
         if claim is Claim.IN_FLIGHT:
             raise HandBack("in_flight", IN_FLIGHT_WAIT_SECONDS)
+        if claim is Claim.HELD:
+            raise HandBack(LOST_ANSWER, self.dedupe.seconds_held(lead_id))
         budget_key: str | None = None
         try:
             budget_key = self.budget.reserve(self.invocation.pending)
@@ -165,8 +171,16 @@ class ClaySender:
                 raise HandBack("budget_exhausted", self.invocation.budget_wait)
             webhook = self._send(body)
         except BaseException as error:
-            if budget_key and not getattr(error, "ambiguous", False):
+            ambiguous = getattr(error, "ambiguous", False)  # Clay may have created the row
+            if budget_key and not ambiguous:
                 self.budget.release(budget_key)
+            if ambiguous and self.dedupe.hold(lead_id, hold := self.settings.clay_unknown_hold_seconds):
+                count("ClaySendUnknown")
+                logger.warning(
+                    "Clay's answer was lost (read timeout): the lead is held, then sent once more unless marked sent",
+                    extra={"lead_id": lead_id, "hold_seconds": hold},
+                )
+                raise HandBack(LOST_ANSWER, hold) from None
             self.dedupe.release(lead_id)
             raise
         self.dedupe.confirm(lead_id)
