@@ -35,6 +35,7 @@ one thread each, so a lead takes as long as its slowest destination rather than 
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import time
@@ -371,7 +372,10 @@ class LeadRouter:
                 # spending the invocation's time on the same timeouts and backoffs.
                 results[name] = self._unavailable[name]
             else:
-                futures[name] = self.senders.submit(self._send, message, self.webhooks[name])
+                # In the invocation's context: its per-thread log keys (observability) go with the send.
+                futures[name] = self.senders.submit(
+                    contextvars.copy_context().run, self._send, message, self.webhooks[name]
+                )
         errors: list[BaseException] = []
         for name, future in futures.items():
             try:
