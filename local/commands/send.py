@@ -29,6 +29,7 @@ from clay_pipeline.models import Source
 from clay_pipeline.observability import logger
 from clay_pipeline.stores import Queue
 from local.aws import FAKE_CREDENTIALS
+from local.template import environment
 
 CHUNK = 100  # leads per progress step (SendMessageBatch itself takes ten at a time)
 MAX_LISTED_REJECTIONS = 50
@@ -100,18 +101,12 @@ def _aws_for(queue_url: str) -> Iterator[None]:
         os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     ):
         implied = {"AWS_DEFAULT_REGION": host.split(".")[1]}
-    saved = {name: os.environ.get(name) for name in implied}
-    os.environ.update(implied)
-    reset_clients()
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with environment(implied):
         reset_clients()
+        try:
+            yield
+        finally:
+            reset_clients()
 
 
 @contextlib.contextmanager
