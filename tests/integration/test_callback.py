@@ -307,6 +307,11 @@ def test_bodies_around_the_cap(callback: Any, stack: Any, lambda_context: Any) -
     [message] = drain(stack.queue_urls["RoutingQueue"])
     stored = LeadsTable(stack.table_names["LeadsTable"]).get("ld_big")
     assert stored is not None and stored["enrichment"]["notes"] == message["lead"]["notes"]
+    # AND a re-enrichment of the same size replaces it (the item holds one enrichment at a time)
+    again = padded(cap, icp_score="91")
+    assert answer(callback.lambda_handler(callback_event(again), lambda_context))[1]["duplicate"] is False
+    stored = LeadsTable(stack.table_names["LeadsTable"]).get("ld_big")
+    assert stored is not None and stored["enrichment"]["icp_score"] == 91
 
 
 def test_body_that_grows_past_the_item_limit_when_stored_is_a_413(
@@ -468,3 +473,19 @@ def test_token_of_a_removed_user_stops_working_at_once(
     event = callback_event({**LEAD, "icp_score": "91"}, "", authorization=f"Bearer {token}")
     assert answer(app.lambda_handler(event, lambda_context)) == (401, {"error": "unauthorized"})
     assert len(drain(stack.queue_urls["RoutingQueue"])) == 1
+
+
+def test_weak_users_in_the_config_secret_refuse_every_token_and_say_why(
+    load_function: Any, stack: Any, lambda_context: Any, captured_logs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the deployed path: CALLBACK_JWT_USERS only in Secrets Manager, with an empty password
+    client("secretsmanager").put_secret_value(
+        SecretId=stack.secret_id, SecretString=json.dumps({"CALLBACK_SECRETS": SECRET, "CALLBACK_JWT_USERS": "clay:"})
+    )
+    monkeypatch.delenv("CALLBACK_JWT_USERS", raising=False)
+    monkeypatch.setattr(callback_service, "_warned_config", set())  # logged once per process
+    app = load_function("CallbackFunction", CALLBACK_AUTH_MODE="jwt")  # no network call while starting
+    # WHEN Clay asks for a token with the empty password THEN it gets none, and the log names the entry
+    login = token_event(json.dumps({"username": "clay", "password": ""}))
+    assert answer(app.lambda_handler(login, lambda_context)) == (401, {"error": "unauthorized"})
+    assert "CALLBACK_JWT_USERS entry 1 must be user:password" in captured_logs.getvalue()

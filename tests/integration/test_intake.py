@@ -179,6 +179,17 @@ def test_an_oversized_row_is_rejected_by_name_and_its_neighbours_are_queued(
     assert len(drain(stack.queue_urls["LeadQueue"])) == 14
 
 
+def test_ten_rows_of_120_kb_are_each_rejected_and_a_good_one_still_goes(
+    intake: Any, stack: Any, lambda_context: Any
+) -> None:
+    rows = [{"email": f"wide{n}@example.com", "notes": "x" * 120_000} for n in range(10)] + [{"email": "ok@b.co"}]
+    status, body = answer(intake.lambda_handler(leads_event(rows), lambda_context))
+    assert (status, body["accepted"]) == (202, 1)
+    assert [item["index"] for item in body["rejected"]] == list(range(10))
+    assert all("Clay accepts at most 100000" in item["error"] for item in body["rejected"])
+    assert [m["email"] for m in drain(stack.queue_urls["LeadQueue"])] == ["ok@b.co"]
+
+
 def test_rows_just_under_and_over_clay_limit(intake: Any, stack: Any, lambda_context: Any) -> None:
     def row_of(size: int) -> dict[str, Any]:
         lead = Lead.model_validate({"email": "edge@example.com", "notes": "x"}).to_message()

@@ -60,10 +60,12 @@ class CallbackRequest:
 
 
 def check_configuration(settings: CallbackSettings) -> None:
-    """At cold start: a callback secret or JWT user too weak to trust fails the start (ConfigError)."""
-    auth.check_secrets(config.secret_list("CALLBACK_SECRETS"))
+    """At cold start: a callback secret or JWT user set in the environment and too weak to trust fails the
+    start (ConfigError). Values in Secrets Manager are read at run time, not here (no network call while
+    the function starts): a weak one refuses every caller with 401 and an error in the log instead."""
+    auth.check_secrets(config.secret_list("CALLBACK_SECRETS", environment_only=True))
     if settings.callback_auth_mode == "jwt":
-        auth.jwt_users(config.secret_list("CALLBACK_JWT_USERS"))
+        auth.jwt_users(config.secret_list("CALLBACK_JWT_USERS", environment_only=True))
 
 
 def _refuse_misconfigured(error: ConfigError) -> HttpError:

@@ -56,9 +56,13 @@ def clear_secret_cache() -> None:
     _secrets_provider.cache_clear()
 
 
-def secret_list(name: str) -> list[str]:
-    """A comma-separated secret as a list without blanks (order kept: current value first)."""
-    return [part.strip() for part in secret(name).split(",") if part.strip()]
+def secret_list(name: str, environment_only: bool = False) -> list[str]:
+    """A comma-separated secret as a list without blanks (order kept: current value first).
+
+    environment_only: just the environment variable, never a network call (what a cold start may check).
+    """
+    value = os.environ.get(name, "") if environment_only else secret(name)
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 @functools.cache
