@@ -109,6 +109,19 @@ def client_error(code: str, status: int = 400, operation: str = "PutItem") -> Cl
     )
 
 
+def secret_fetch_error() -> Exception:
+    """What Powertools' parameters raise when Secrets Manager fails (the ClientError only as context)."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    try:
+        try:
+            raise client_error("ThrottlingException", 400, "GetSecretValue")
+        except ClientError as error:
+            raise GetParameterError(str(error))  # noqa: B904 - as Powertools raises it
+    except GetParameterError as wrapped:
+        return wrapped
+
+
 def persistence_error(cause: Exception) -> Exception:
     try:
         raise IdempotencyPersistenceLayerError("Failed to save in progress record", cause) from cause
@@ -145,6 +158,7 @@ DEPENDENCY_FAILURES = [
     ReadTimeoutError(endpoint_url="https://sqs.us-east-1.amazonaws.com"),
     QueueSendError("no lead could be queued"),
     persistence_error(client_error("ProvisionedThroughputExceededException")),
+    secret_fetch_error(),
 ]
 
 

@@ -20,6 +20,9 @@ JSON_CONTENT_TYPES = ("application/json", "text/json")
 REQUEST_REFUSED_CODES = frozenset(
     {"ValidationException", "SerializationException", "InvalidParameterValue", "InvalidMessageContents"}
 )
+# Powertools' parameters raise this when Secrets Manager fails, with the ClientError only as implicit
+# context. Named, not imported: config imports the parameters package lazily (cold start).
+SECRET_FETCH_ERROR = ("aws_lambda_powertools.utilities.parameters.exceptions", "GetParameterError")
 
 
 @dataclass
@@ -111,10 +114,10 @@ Route = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]
 
 def is_dependency_failure(error: BaseException) -> bool:
     """True when AWS (DynamoDB, SQS, Secrets Manager) failed or could not be reached, here or as the cause
-    of a wrapping error (Powertools' idempotency wraps the store's); False for anything else: a bug."""
+    of a wrapping error (Powertools' idempotency and parameters wrap them); False for anything else: a bug."""
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(seen, QueueSendError):
+        if isinstance(seen, QueueSendError) or (type(seen).__module__, type(seen).__name__) == SECRET_FETCH_ERROR:
             return True
         if isinstance(seen, ClientError):
             code = str(seen.response.get("Error", {}).get("Code", "")).rsplit(".", 1)[-1]
