@@ -33,6 +33,7 @@ from pipeline import CLAY_PATH, DESTINATION_PATHS, Pipeline, enrichment_for, sam
 
 from clay_pipeline.aws import client
 from clay_pipeline.router import WEBHOOK_FAN_OUT
+from clay_pipeline.stores import from_item, item_size
 from local.template import functions, parameter_defaults
 
 # -- prices: AWS public on-demand list prices, us-east-1, as published on 2026-11-22 ----------------
@@ -71,29 +72,6 @@ ASSUMED_HTTP_ROUND_TRIP = {"clay": 0.300, "hubspot": 0.400, "webhook": 0.200}  #
 WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem"})
 READ_OPERATIONS = frozenset({"GetItem"})
 POLLER = "poller"  # the event source mapping's own ReceiveMessage / DeleteMessageBatch
-
-
-def attribute_size(value: Any) -> int:
-    """Bytes DynamoDB counts for one attribute value (its item-size rules, in the typed wire format)."""
-    kind, inner = next(iter(value.items()))
-    if kind == "S":
-        return len(inner.encode())
-    if kind == "N":
-        digits = len(str(inner).lstrip("-").replace(".", "").strip("0")) or 1
-        return math.ceil(digits / 2) + 1
-    if kind == "B":
-        return len(inner)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "M":
-        return 3 + sum(len(name.encode()) + attribute_size(item) + 1 for name, item in inner.items())
-    if kind == "L":
-        return 3 + sum(attribute_size(item) + 1 for item in inner)
-    return sum(len(str(item).encode()) for item in inner)  # SS, NS, BS
-
-
-def item_size(item: dict[str, Any] | None) -> int:
-    return sum(len(name.encode()) + attribute_size(value) for name, value in (item or {}).items())
 
 
 def write_units(size: float) -> int:
@@ -146,7 +124,9 @@ class Meter:
             self._write = (params["TableName"], key, self._size(params["TableName"], key))
 
     def _size(self, table: str, key: dict[str, Any]) -> int:
-        return item_size(self._reader.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item"))
+        return item_size(
+            from_item(self._reader.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item") or {})
+        )
 
     def _count(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
         service, operation = model.service_model.endpoint_prefix, model.name

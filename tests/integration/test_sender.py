@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -317,19 +318,57 @@ def test_every_webhook_gone_opens_the_circuit_and_messages_wait(make_sender: Any
     assert len(clay.received()) == 2  # one try per webhook, none for the second lead
 
 
-def test_slow_response_beyond_the_timeout_is_not_retried_in_process(make_sender: Any, clay: StubServer) -> None:
-    # GIVEN Clay answers after the client's timeout
-    sender = make_sender(CLAY_REQUEST_TIMEOUT_SECONDS="0.3")
+def test_lost_answer_holds_the_lead_back_instead_of_posting_it_again(
+    make_sender: Any, clay: StubServer, captured_logs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN Clay answers after the client's timeout (it may well have created the row)
+    sender = make_sender(CLAY_REQUEST_TIMEOUT_SECONDS="0.3", CLAY_UNKNOWN_HOLD_SECONDS="7200")
     clay.script(HOOK_A, Reply(200, {}, delay=1.0))
+    lead_id = Lead.model_validate(lead(1)).lead_id
     # WHEN a lead is processed
     event, failures = sender.send(lead(1))
-    # THEN it goes back to the queue after one attempt (Clay may have the row: no blind repeat)
+    # THEN it was posted once and goes back to the queue for the whole hold, never to the DLQ
     assert failures == ids(event)
     assert len(clay.received(HOOK_A)) == 1
+    assert list(sender.lead_queue.visibility.values()) == [7200]
     assert sender.dead_letters() == []
-    # AND the submission stays counted (it may exist) while the dedupe mark is released for the retry
+    # AND the submission stays counted, the mark says 'unknown', and an operator can see it
     assert sender.pool_count(f"{clay.url}{HOOK_A}") == 1
-    assert sender.state.get(f"dedupe#{Lead.model_validate(lead(1)).lead_id}") is None
+    mark = sender.state.get(f"dedupe#{lead_id}")
+    assert mark is not None and mark["status"] == "unknown"
+    assert emitted_metrics(capsys.readouterr().out, "ClaySendUnknown")
+    assert "Clay's answer was lost" in captured_logs.getvalue() and lead_id in captured_logs.getvalue()
+    # WHEN the message (or the same person submitted again) comes back during the hold
+    failures = sender.run(event)
+    _, again = sender.send({"email": "PERSON1@example.com", "source": "web-form"})
+    # THEN nothing is posted: both wait out the rest of the hold
+    assert failures == ids(event) and len(again) == 1
+    assert len(clay.received()) == 1
+    assert all(7000 <= seconds <= 7200 for seconds in sender.lead_queue.visibility.values())
+
+
+def test_held_lead_is_sent_once_more_when_the_hold_ends(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN a lead held after a lost answer
+    sender = make_sender(CLAY_REQUEST_TIMEOUT_SECONDS="0.3")
+    clay.script(HOOK_A, Reply(200, {}, delay=1.0))
+    event, _ = sender.send(lead(1))
+    lead_id = Lead.model_validate(lead(1)).lead_id
+    # WHEN the hold has passed and the message comes back
+    sender.state.update(f"dedupe#{lead_id}", {"expires_at": int(time.time()) - 1})
+    failures = sender.run(event)
+    # THEN it is posted a second time (at most one extra row per lost answer) and marked sent
+    assert failures == []
+    assert len(clay.received()) == 2
+    mark = sender.state.get(f"dedupe#{lead_id}")
+    assert mark is not None and mark["status"] == "sent"
+
+
+def test_with_dedupe_off_a_lost_answer_is_retried_like_any_failure(make_sender: Any, clay: StubServer) -> None:
+    sender = make_sender(CLAY_REQUEST_TIMEOUT_SECONDS="0.3", CLAY_DEDUPE_DAYS="0")
+    clay.script(HOOK_A, Reply(200, {}, delay=1.0))
+    event, failures = sender.send(lead(1))
+    assert failures == ids(event)
+    assert max(sender.lead_queue.visibility.values()) <= 20  # the usual backoff, not a hold
 
 
 def test_pool_rotates_at_the_limit_and_opens_the_circuit_when_spent(

@@ -72,7 +72,9 @@ def granted_actions(logical_id: str) -> set[str]:
 # ------------------------------------------------------------------------------------- handlers and environment
 @pytest.mark.parametrize("logical_id", sorted(functions()))
 def test_handler_exists_and_is_callable(load_function: Any, logical_id: str) -> None:
-    module = load_function(logical_id, **{name: "placeholder" for name in config.SECRET_NAMES})
+    module = load_function(
+        logical_id, **{name: "placeholder-0123456789abcdef-0123456789" for name in config.SECRET_NAMES}
+    )
     assert functions()[logical_id].handler == "app.lambda_handler"
     assert callable(module.lambda_handler)
     assert list(inspect.signature(module.lambda_handler).parameters) == ["event", "context"]
@@ -146,18 +148,23 @@ def queue_arn(stack: Provisioned, logical_id: str) -> str:
 
 
 def callback_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
-    put_secrets(stack, {"CALLBACK_SECRETS": "policy-secret"})
+    put_secrets(stack, {"CALLBACK_SECRETS": "policy-secret-0123456789abcdef0123456789"})
     app = load("CallbackFunction")
     event = http_event(
         "POST",
         "/clay/callback",
         json.dumps({"lead_id": "p1", "email": "p@acme.com"}),
-        {"x-clay-signature": "policy-secret"},
+        {"x-clay-signature": "policy-secret-0123456789abcdef0123456789"},
     )
     assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == 200
     assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == 200  # duplicate
     setup_client("sqs").delete_queue(QueueUrl=stack.queue_urls["RoutingQueue"])  # failure releases the lock
-    event = http_event("POST", "/clay/callback", json.dumps({"lead_id": "p2"}), {"x-clay-signature": "policy-secret"})
+    event = http_event(
+        "POST",
+        "/clay/callback",
+        json.dumps({"lead_id": "p2"}),
+        {"x-clay-signature": "policy-secret-0123456789abcdef0123456789"},
+    )
     assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == 503
 
 

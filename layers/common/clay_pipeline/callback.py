@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from clay_pipeline import auth, config
-from clay_pipeline.config import CallbackSettings
+from clay_pipeline.config import CallbackSettings, ConfigError, dump_json
 from clay_pipeline.http_api import (
     HttpError,
     check_content_type,
@@ -38,7 +38,7 @@ from clay_pipeline.http_api import (
 )
 from clay_pipeline.models import EnrichedLead, body_hash, field_errors
 from clay_pipeline.observability import logger
-from clay_pipeline.stores import Acceptance, LeadsTable, Queue
+from clay_pipeline.stores import Acceptance, LeadsTable, Queue, item_size
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -46,7 +46,15 @@ if TYPE_CHECKING:
 # Waits for a concurrent identical callback to finish before answering 409 (seconds).
 IN_PROGRESS_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8)
 DEFAULT_CLAIM_SECONDS = 10.0  # a claim's lease without a Lambda context (the function's timeout)
+# What an accepted lead may take, measured after normalisation (values can grow: "1e5" is queued as
+# 100000.0, and a list of small numbers takes 1.5 times its JSON in DynamoDB):
+# - in LEADS_TABLE: 300 KB of the 400 KB item, leaving 100 KB for the router's outcome and ledger;
+# - on RoutingQueue: SQS's classic 256 KiB message (queues may allow 1 MiB; this fits both).
+ENRICHMENT_MAX_STORED_BYTES = 300_000
+ROUTING_MESSAGE_MAX_BYTES = 262_144
+ROUTING_ENVELOPE_BYTES = 256  # callback_id, lead_key and received_at around the lead
 _warned_no_secret = False
+_warned_config: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,24 @@ class CallbackRequest:
     lead: EnrichedLead
     lead_key: str
     callback_id: str
+    message: dict[str, Any]  # the lead as stored and queued
+
+
+def check_configuration(settings: CallbackSettings) -> None:
+    """At cold start: a callback secret or JWT user set in the environment and too weak to trust fails the
+    start (ConfigError). Values in Secrets Manager are read at run time, not here (no network call while
+    the function starts): a weak one refuses every caller with 401 and an error in the log instead."""
+    auth.check_secrets(config.secret_list("CALLBACK_SECRETS", environment_only=True))
+    if settings.callback_auth_mode == "jwt":
+        auth.jwt_users(config.secret_list("CALLBACK_JWT_USERS", environment_only=True))
+
+
+def _refuse_misconfigured(error: ConfigError) -> HttpError:
+    """A secret rotated to a weak value refuses every caller (401), with one error in the log per problem."""
+    if str(error) not in _warned_config:
+        logger.error(f"{error}: every caller is refused until it is fixed")
+        _warned_config.add(str(error))
+    return unauthorized()
 
 
 def authenticate(settings: CallbackSettings, headers: dict[str, str], body: bytes) -> None:
@@ -65,11 +91,38 @@ def authenticate(settings: CallbackSettings, headers: dict[str, str], body: byte
             logger.error("CALLBACK_SECRETS is not configured: every callback is refused until it is set")
             _warned_no_secret = True
         raise unauthorized()
-    verifier = auth.callback_verifier(
-        settings.callback_auth_mode, settings.callback_secret_header, secrets, settings.callback_tolerance_seconds
-    )
+    jwt_mode = settings.callback_auth_mode == "jwt"
+    try:
+        users = auth.jwt_users(config.secret_list("CALLBACK_JWT_USERS")) if jwt_mode else {}
+        verifier = auth.callback_verifier(
+            settings.callback_auth_mode,
+            settings.callback_secret_header,
+            secrets,
+            settings.callback_tolerance_seconds,
+            users=users.keys(),
+        )
+    except ConfigError as error:
+        raise _refuse_misconfigured(error) from None
     if not verifier.verify(headers, body):
         raise unauthorized()
+
+
+def check_fits(message: dict[str, Any]) -> None:
+    """413 when the normalised lead would not fit the leads table item or the routing message."""
+    stored = item_size({"enrichment": message})
+    if stored > ENRICHMENT_MAX_STORED_BYTES:
+        raise HttpError(
+            413,
+            {"error": f"the lead takes {stored} bytes in the leads table; the limit is {ENRICHMENT_MAX_STORED_BYTES}"},
+            reason="oversize_stored",
+        )
+    queued = len(dump_json(message).encode()) + ROUTING_ENVELOPE_BYTES
+    if queued > ROUTING_MESSAGE_MAX_BYTES:
+        raise HttpError(
+            413,
+            {"error": f"the lead is {queued} bytes as a queue message; the limit is {ROUTING_MESSAGE_MAX_BYTES}"},
+            reason="oversize_message",
+        )
 
 
 def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: bytes) -> CallbackRequest:
@@ -87,8 +140,12 @@ def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: by
         raise HttpError(
             400, {"error": "invalid fields", "fields": field_errors(error)}, reason="invalid_fields"
         ) from None
+    message = lead.to_message()
+    check_fits(message)
     lead_key = str(lead.lead_id)
-    return CallbackRequest(lead=lead, lead_key=lead_key, callback_id=f"{lead_key}#{body_hash(document)[:32]}")
+    return CallbackRequest(
+        lead=lead, lead_key=lead_key, callback_id=f"{lead_key}#{body_hash(document)[:32]}", message=message
+    )
 
 
 def issue_token(body: bytes) -> dict[str, Any]:
@@ -99,7 +156,10 @@ def issue_token(body: bytes) -> dict[str, Any]:
     username, password = document.get("username"), document.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise unauthorized()
-    issuer = auth.TokenIssuer(config.secret_list("CALLBACK_JWT_USERS"), config.secret_list("CALLBACK_SECRETS"))
+    try:
+        issuer = auth.TokenIssuer(config.secret_list("CALLBACK_JWT_USERS"), config.secret_list("CALLBACK_SECRETS"))
+    except ConfigError as error:
+        raise _refuse_misconfigured(error) from None
     token = issuer.issue(username, password)
     if token is None:
         raise unauthorized()
@@ -122,7 +182,7 @@ class CallbackAcceptor:
         received_at = datetime.now(UTC).isoformat()
         for wait in (*IN_PROGRESS_WAITS, None):
             acceptance = self.leads.accept_callback(
-                request.lead_key, request.callback_id, request.lead.to_message(), received_at, self._lease_seconds()
+                request.lead_key, request.callback_id, request.message, received_at, self._lease_seconds()
             )
             if acceptance is Acceptance.DUPLICATE:
                 return {"received": True, "lead_key": request.lead_key, "duplicate": True}
@@ -139,7 +199,7 @@ class CallbackAcceptor:
         message = {
             "callback_id": request.callback_id,
             "lead_key": request.lead_key,
-            "lead": request.lead.to_message(),
+            "lead": request.message,
             "received_at": received_at,
         }
         try:

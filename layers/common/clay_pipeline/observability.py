@@ -56,7 +56,17 @@ def _untraced(function: Any = None, **_options: Any) -> Any:
 
 tracer: Any = _LazyTracer()
 
-__all__ = ["NAMESPACE", "MetricUnit", "count", "level", "log_metrics", "logger", "metrics", "tracer"]
+__all__ = [
+    "NAMESPACE",
+    "MetricUnit",
+    "count",
+    "level",
+    "log_metrics",
+    "logger",
+    "metrics",
+    "set_correlation_id",
+    "tracer",
+]
 
 # Counts with their own dimensions, summed until the invocation ends: one EMF line per name and
 # dimension set per invocation instead of one per event (a Powertools single_metric per call cost
@@ -100,14 +110,40 @@ def flush_dimensioned_counts() -> None:
                 metric.add_dimension(name=key, value=dimension_value)
 
 
+def set_correlation_id(value: str | None) -> None:
+    """The invocation's correlation id on its log lines (also per thread: see log_metrics)."""
+    logger.set_correlation_id(value)
+    logger.thread_safe_append_keys(correlation_id=value)
+
+
 def log_metrics(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """Powertools' metrics.log_metrics, also publishing the dimensioned counts when the invocation ends."""
+    """Per invocation, inside Powertools' inject_lambda_context: metrics.log_metrics, publishing the
+    dimensioned counts when the invocation ends, and the invocation's log keys kept per thread.
+
+    Lambda runs one invocation per process, where per-thread keys change nothing. The local stack runs
+    every function side by side in one process, sharing one logger whose keys the latest invocation
+    sets for all; Powertools' thread-safe keys take precedence, so each thread's lines name their own
+    function, request and correlation id (the router's delivery threads inherit them).
+    """
 
     @functools.wraps(handler)
     def publishing(event: Any, context: Any) -> Any:
+        logger.thread_safe_append_keys(**_context_keys(context), correlation_id=None)
         try:
             return handler(event, context)
         finally:
             flush_dimensioned_counts()
 
     return metrics.log_metrics(publishing)
+
+
+def _context_keys(context: Any) -> dict[str, Any]:
+    """The keys inject_lambda_context takes from the Lambda context (none without one)."""
+    if context is None:
+        return {}
+    return {
+        "function_name": context.function_name,
+        "function_memory_size": context.memory_limit_in_mb,
+        "function_arn": context.invoked_function_arn,
+        "function_request_id": context.aws_request_id,
+    }

@@ -42,6 +42,7 @@ bills the wall time.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import threading
@@ -463,7 +464,11 @@ class LeadRouter:
             for name in attempt.pending:
                 if name != "hubspot":
                     owing.setdefault(name, []).append(message_id)
-        runs = [self.runners.submit(self._send_to, name, ids, attempts) for name, ids in owing.items()]
+        # Each in a copy of the invocation's context: its per-thread log keys (observability) go with the sends.
+        runs = [
+            self.runners.submit(contextvars.copy_context().run, self._send_to, name, ids, attempts)
+            for name, ids in owing.items()
+        ]
         for run in runs:
             run.result()
 
@@ -472,7 +477,10 @@ class LeadRouter:
         first, rest = message_ids[0], message_ids[1:]
         self._send_one(name, first, attempts[first])
         if rest:
-            futures = [self.senders.submit(self._send_one, name, mid, attempts[mid]) for mid in rest]
+            futures = [
+                self.senders.submit(contextvars.copy_context().run, self._send_one, name, mid, attempts[mid])
+                for mid in rest
+            ]
             for future in futures:
                 future.result()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from clay_pipeline.aws import client
 from clay_pipeline.config import dump_json
@@ -35,6 +36,31 @@ def to_item(values: dict[str, Any]) -> dict[str, Any]:
     """Plain JSON-like values to DynamoDB attribute values (floats become Decimal)."""
     safe = json.loads(dump_json(values), parse_float=Decimal)
     return {key: _serializer.serialize(value) for key, value in safe.items() if value is not None}
+
+
+def item_size(values: dict[str, Any]) -> int:
+    """Bytes DynamoDB counts for an item of plain JSON-like values (attribute names included).
+
+    DynamoDB's published sizing: a string is its UTF-8 length, a number 1 byte plus 1 per two
+    significant digits, null and booleans 1 byte, a list or map 3 bytes plus 1 per element plus
+    its elements (a map's keys count as text). No library computes it, hence these few lines.
+    """
+    return sum(len(name.encode()) + _value_size(value) for name, value in values.items() if value is not None)
+
+
+def _value_size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, (int, float, Decimal)):
+        digits = "".join(map(str, Decimal(repr(value) if isinstance(value, float) else value).as_tuple().digits))
+        return 1 + (len(digits.strip("0") or "0") + 1) // 2
+    if isinstance(value, dict):
+        return 3 + sum(1 + len(str(key).encode()) + _value_size(child) for key, child in value.items())
+    if isinstance(value, (list, tuple)):
+        return 3 + sum(1 + _value_size(child) for child in value)
+    return len(str(value).encode())
 
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -303,12 +329,42 @@ class QueueSendError(RuntimeError):
     """Some messages could not be queued even after retries."""
 
 
+# SQS message bodies may hold only #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF. JSON text
+# can carry the others (U+FFFE, U+FFFF, lone surrogates) only inside strings, where \uXXXX means the same.
+_SQS_UNSAFE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# The classic SQS limits (queues created since 2025 may allow 1 MiB): each message, and each
+# SendMessageBatch's bodies together.
+SQS_MAX_MESSAGE_BYTES = 262_144
+SQS_MAX_BATCH_BYTES = 262_144
+SQS_MAX_BATCH_ENTRIES = 10
+
+
+def message_body(message: dict[str, Any]) -> str:
+    """A message as the JSON text SQS accepts (characters it refuses written as JSON escapes)."""
+    return _SQS_UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", dump_json(message))
+
+
+def size_batches(bodies: dict[int, str]) -> list[list[int]]:
+    """The keys of `bodies` grouped into SendMessageBatch calls: at most ten entries and 256 KiB each."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    current_bytes = 0
+    for index, body in bodies.items():
+        size = len(body.encode())
+        if current and (len(current) == SQS_MAX_BATCH_ENTRIES or current_bytes + size > SQS_MAX_BATCH_BYTES):
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.append(index)
+        current_bytes += size
+    return [*batches, current] if current else batches
+
+
 @dataclass(frozen=True)
 class Queue:
     url: str
 
     def send(self, message: dict[str, Any], delay_seconds: int = 0) -> str:
-        return self.send_raw(dump_json(message), delay_seconds=delay_seconds)
+        return self.send_raw(message_body(message), delay_seconds=delay_seconds)
 
     def send_raw(self, body: str, delay_seconds: int = 0, attributes: dict[str, str] | None = None) -> str:
         """Send a body as-is (a DLQ keeps the original bytes so a redrive replays them), with string attributes."""
@@ -348,22 +404,44 @@ class Queue:
         return False
 
     def send_batch(self, messages: list[dict[str, Any]], attempts: int = 3) -> list[int]:
-        """SendMessageBatch in tens, retrying failed entries. Returns the indexes that still failed."""
-        failed: list[int] = []
-        for start in range(0, len(messages), 10):
-            pending = {str(i): dump_json(messages[i]) for i in range(start, min(start + 10, len(messages)))}
-            for attempt in range(attempts):
-                if not pending:
-                    break
-                if attempt:
-                    time.sleep(0.1 * 2**attempt)
+        """SendMessageBatch in batches that fit SQS's limits, retrying failed entries and calls.
+
+        Returns the indexes that still failed: a message too large for SQS, entries SQS refused, or
+        a whole call that failed (SQS unreachable). The other batches are sent regardless, so one
+        bad message or call never takes its neighbours down with it.
+        """
+        bodies = {index: message_body(message) for index, message in enumerate(messages)}
+        failed = [index for index, body in bodies.items() if len(body.encode()) > SQS_MAX_MESSAGE_BYTES]
+        sendable = {index: body for index, body in bodies.items() if index not in failed}
+        for batch in size_batches(sendable):
+            failed.extend(self._send_entries({str(index): sendable[index] for index in batch}, attempts))
+        return sorted(failed)
+
+    def _send_entries(self, pending: dict[str, str], attempts: int) -> list[int]:
+        """One SendMessageBatch worth of entries (id -> body), retried; the ids that never went through."""
+        for attempt in range(attempts):
+            if not pending:
+                break
+            if attempt:
+                time.sleep(0.1 * 2**attempt)
+            try:
                 response = client("sqs").send_message_batch(
                     QueueUrl=self.url, Entries=[{"Id": i, "MessageBody": body} for i, body in pending.items()]
                 )
-                done = {entry["Id"] for entry in response.get("Successful", [])}
-                pending = {i: body for i, body in pending.items() if i not in done}
-            failed.extend(int(i) for i in pending)
-        return sorted(failed)
+            except (ClientError, BotoCoreError) as error:
+                logger.warning(
+                    "SendMessageBatch failed", extra={"error": type(error).__name__, "entries": len(pending)}
+                )
+                continue
+            done = {entry["Id"] for entry in response.get("Successful", [])}
+            refused = {entry["Id"] for entry in response.get("Failed", []) if entry.get("SenderFault")}
+            pending = {i: body for i, body in pending.items() if i not in done}
+            if refused:  # SQS says the entry itself is wrong: a retry would be refused the same way
+                logger.warning(
+                    "SQS refused messages", extra={"codes": sorted({e.get("Code", "") for e in response["Failed"]})}
+                )
+                return [int(i) for i in pending]
+        return [int(i) for i in pending]
 
 
 # -- router's delivery ledger, kept on the lead's LeadsTable item --------------------------------
