@@ -9,12 +9,21 @@ STAMP := $(VENV)/.installed
 PIN_FILES := requirements.lock requirements-dev.txt layers/common/requirements.txt pyproject.toml
 ARGS ?=
 
-.PHONY: help venv run test lint typecheck cfn-lint sam-validate checkov bandit build deploy unit integration e2e bench lock clean
+.PHONY: help venv run test lint typecheck cfn-lint sam-validate checkov bandit build deploy deploy-guided outputs unit integration e2e bench lock clean
 
+# Every target the README mentions is listed here (tests/unit/test_readme.py checks it).
 help:
-	@echo "make run     run the whole pipeline locally (ARGS=--serve keeps it up)"
-	@echo "make test    lint, type-check, template checks and every test"
-	@echo "make bench   benchmarks that print figures"
+	@echo "make run                 run the whole pipeline locally (ARGS=--serve keeps it up for curl and send)"
+	@echo "make test                lint, type-check, template checks and every test"
+	@echo "make unit, make integration, make e2e   one layer of tests (ARGS= goes to pytest)"
+	@echo "make bench               benchmarks that print figures (bench/RESULTS.md)"
+	@echo "make build               sam build (installs SAM CLI into .venv-tools if needed)"
+	@echo "make deploy-guided       first deploy: sam deploy --guided, answers saved as [ENV] (default dev)"
+	@echo "make deploy              sam deploy --config-env ENV (ENV=dev by default, ENV=prod)"
+	@echo "make outputs             the deployed stack's outputs (ENV=dev by default, or STACK=name)"
+	@echo "make lock                re-pin requirements.lock after changing a top-level pin"
+	@echo "make clean               remove .venv, .venv-tools and caches"
+	@echo "make help                this list"
 
 venv: $(STAMP)
 
@@ -79,6 +88,14 @@ build: $(TOOLS)/sam/.installed
 
 deploy: build
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy --config-env $${ENV:-dev}
+
+# --config-env here too, so the answers land in the section `make deploy` reads (not [default]).
+deploy-guided: build
+	SAM_CLI_TELEMETRY=0 $(SAM) deploy --guided --config-env $${ENV:-dev}
+
+outputs: $(TOOLS)/sam/.installed
+	SAM_CLI_TELEMETRY=0 $(SAM) list stack-outputs --output table \
+	  --stack-name $${STACK:-clay-pipeline-$${ENV:-dev}} --region $${AWS_REGION:-$${AWS_DEFAULT_REGION:-us-east-1}}
 
 unit: $(STAMP)
 	$(PY) -m pytest -m unit $(ARGS)

@@ -19,8 +19,8 @@ missing item at the minimum) and per run (the checkpoint and the pause switch).
 
 Duration is modelled, not measured on Lambda: the invoking thread's CPU time in the run, scaled
 by the vCPU share Lambda gives the memory size (1 vCPU at 1769 MB), plus an assumed round trip
-per AWS call and per HTTP call (ASSUMED_* below; the router's webhooks for one lead go out
-concurrently, so one round trip per lead), plus the sender's pacing wait.
+per AWS call and per HTTP call (ASSUMED_* below; the router sends a batch's webhooks concurrently:
+a probe round trip, then ceil((batch - 1) / WEBHOOK_FAN_OUT) more), plus the sender's pacing wait.
 
     python bench/cost_model.py [--leads 200]
 """
@@ -40,6 +40,8 @@ from harness import Section, Target
 from pipeline import CLAY_PATH, DESTINATION_PATHS, Pipeline, enrichment_for, sample_leads
 
 from clay_pipeline.aws import client
+from clay_pipeline.router import WEBHOOK_FAN_OUT
+from clay_pipeline.stores import from_item, item_size
 from local.aws import function_environment
 from local.template import functions, parameter_defaults
 
@@ -82,29 +84,6 @@ POLLER = "poller"  # the event source mapping's own ReceiveMessage / DeleteMessa
 SWEEPER = "StaleSweeperFunction"
 INDEXED = {"sent_bucket": ("SentByHour", ("pk", "sent_bucket", "sent_at", "leads"))}  # index key -> its projection
 LEADS_PER_SWEEP = 36_000  # an hourly sweep at the template's 10 rows/s to Clay
-
-
-def attribute_size(value: Any) -> int:
-    """Bytes DynamoDB counts for one attribute value (its item-size rules, in the typed wire format)."""
-    kind, inner = next(iter(value.items()))
-    if kind == "S":
-        return len(inner.encode())
-    if kind == "N":
-        digits = len(str(inner).lstrip("-").replace(".", "").strip("0")) or 1
-        return math.ceil(digits / 2) + 1
-    if kind == "B":
-        return len(inner)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "M":
-        return 3 + sum(len(name.encode()) + attribute_size(item) + 1 for name, item in inner.items())
-    if kind == "L":
-        return 3 + sum(attribute_size(item) + 1 for item in inner)
-    return sum(len(str(item).encode()) for item in inner)  # SS, NS, BS
-
-
-def item_size(item: dict[str, Any] | None) -> int:
-    return sum(len(name.encode()) + attribute_size(value) for name, value in (item or {}).items())
 
 
 def write_units(size: float) -> int:
@@ -162,7 +141,7 @@ class Meter:
         return dict(self._reader.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item") or {})
 
     def _size(self, table: str, key: dict[str, Any]) -> int:
-        return item_size(self._item(table, key))
+        return item_size(from_item(self._item(table, key)))
 
     def _count(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
         service, operation = model.service_model.endpoint_prefix, model.name
@@ -174,7 +153,7 @@ class Meter:
         if operation in WRITE_OPERATIONS and self._write is not None:
             table, key, before = self._write
             after = self._item(table, key)
-            size = max(before, item_size(after))
+            size = max(before, item_size(from_item(after)))
             self.wru[self.current] += write_units(size)
             key_text = next(iter(next(iter(key.values())).values()), "")
             prefix = key_text.split("#", 1)[0] + "#" if "#" in key_text else "<lead>"
@@ -182,13 +161,14 @@ class Meter:
             self.write_sizes.append((self.current, table_id, operation, prefix, size))
             for attribute, (index, projected) in INDEXED.items():
                 if attribute in after:  # a sparse index: only items with its key are written to it
-                    index_size = item_size({name: after[name] for name in projected if name in after})
+                    index_size = item_size(from_item({name: after[name] for name in projected if name in after}))
                     self.wru[self.current] += write_units(index_size)
                     self.write_sizes.append((self.current, f"{table_id} {index}", operation, prefix, index_size))
         elif operation in READ_OPERATIONS:
             self.rru[self.current] += 1.0 if self._consistent else 0.5
         elif operation == "Query":  # billed per page by the bytes it returned, eventually consistent from an index
-            self.rru[self.current] += math.ceil(sum(item_size(i) for i in parsed.get("Items", [])) / 4096) * 0.5
+            returned = sum(item_size(from_item(item)) for item in parsed.get("Items", []))
+            self.rru[self.current] += math.ceil(returned / 4096) * 0.5
         elif operation == "BatchGetItem":  # billed per item by its whole size (not the projection); missing: minimum
             for table, request in self._params.get("RequestItems", {}).items():
                 for key in request["Keys"]:
@@ -352,6 +332,7 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
         else:
             sqs += count / m.leads
     gb_seconds = 0.0
+    per_function: dict[str, float] = {}
     for name in m.invocations:
         spec = functions()[name]
         memory = s.memory_mb or spec.memory
@@ -366,16 +347,19 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
             if kind == "hubspot":  # one upsert per batch holding at least one HubSpot lead (up to 100 inputs)
                 size = min(s.batch_size, 100)
                 calls = (1 - (1 - m.hubspot_share) ** size) / size
-            elif kind == "webhook" and name == "RouterFunction":  # a lead's webhooks go out concurrently
-                calls = min(calls, 1.0)
+            elif kind == "webhook" and name == "RouterFunction":
+                # All destinations at once; each sends the batch's first lead alone, then WEBHOOK_FAN_OUT at a time.
+                calls = (1 + math.ceil((s.batch_size - 1) / WEBHOOK_FAN_OUT)) / s.batch_size
             io += calls * ASSUMED_HTTP_ROUND_TRIP[kind]
         seconds = cpu + io
         if name == "SenderFunction":  # each instance waits for its share of the shared rate
             seconds = max(seconds, s.sender_concurrency / s.send_rate)
         gb_seconds += seconds * memory / 1024
+        per_function[name] = seconds * memory / 1024
     return {
         "lambda_requests": sum(invocations.values()),
         "gb_seconds": gb_seconds,
+        **{f"gb_seconds:{name}": value for name, value in per_function.items()},
         "api_requests": invocations.get("IntakeFunction", 0) + invocations.get("CallbackFunction", 0),
         "sqs_requests": sqs,
         "wru": sum(units_by_write(m.write_sizes, s.extra_row_kb * 1024).values()) / m.leads,
@@ -426,6 +410,14 @@ def run(leads: int = 200) -> Section:
     rows: list[list[Any]] = [
         ["Lambda requests", f"{units['lambda_requests']:.3f}", f"{costs['Lambda requests']:.3f}"],
         ["Lambda GB-s (modelled)", f"{units['gb_seconds']:.4f}", f"{costs['Lambda GB-s']:.3f}"],
+        *[
+            [
+                f"  of which {name}",
+                f"{units[f'gb_seconds:{name}']:.4f}",
+                f"{units[f'gb_seconds:{name}'] * LAMBDA_GB_SECOND * 1e6:.3f}",
+            ]
+            for name in m.invocations
+        ],
         ["HTTP API requests", f"{units['api_requests']:.3f}", f"{costs['HTTP API']:.3f}"],
         ["SQS requests", f"{units['sqs_requests']:.3f}", f"{costs['SQS']:.3f}"],
         ["DynamoDB write request units", f"{units['wru']:.2f}", f"{costs['DynamoDB writes']:.3f}"],

@@ -122,9 +122,9 @@ def routing_batches(count: int) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------ references
 def reference_callback(mode: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """Token or HMAC check, JSON parse, idempotency lock, lead store, queue, lock completion."""
+    """Token or HMAC check, JSON parse, a conditional claim-and-store on the lead, queue, the completion write."""
     dynamodb, sqs = client("dynamodb"), client("sqs")
-    state, leads, queue = os.environ["STATE_TABLE"], os.environ["LEADS_TABLE"], os.environ["ROUTING_QUEUE_URL"]
+    leads, queue = os.environ["LEADS_TABLE"], os.environ["ROUTING_QUEUE_URL"]
     secret = CALLBACK_SECRET.encode()
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -134,26 +134,27 @@ def reference_callback(mode: str) -> Callable[[dict[str, Any], Any], dict[str, A
         if not hmac.compare_digest(presented, expected):
             return {"statusCode": 401, "body": '{"error":"unauthorized"}'}
         lead = json.loads(body)
-        key = f"{lead['lead_id']}#{hashlib.sha256(body).hexdigest()[:32]}"
-        expires = str(int(time.time()) + 3600)
-        dynamodb.put_item(
-            TableName=state,
-            Item={"pk": {"S": key}, "status": {"S": "INPROGRESS"}, "expiration": {"N": expires}},
-            ConditionExpression="attribute_not_exists(pk)",
-        )
+        version = hashlib.sha256(body).hexdigest()[:32]
+        key = {"lead_key": {"S": lead["lead_id"]}}
         dynamodb.update_item(
             TableName=leads,
-            Key={"lead_key": {"S": lead["lead_id"]}},
-            UpdateExpression="SET enrichment = :lead",
-            ExpressionAttributeValues={":lead": {"S": body.decode()}},
+            Key=key,
+            UpdateExpression="SET enrichment = :lead, #pending = :lease",
+            ConditionExpression="attribute_not_exists(#pending) AND NOT contains(versions, :version)",
+            ExpressionAttributeNames={"#pending": f"pending_{version}"},
+            ExpressionAttributeValues={
+                ":lead": {"S": body.decode()},
+                ":lease": {"N": str(int(time.time()) + 10)},
+                ":version": {"S": version},
+            },
         )
         sqs.send_message(QueueUrl=queue, MessageBody=body.decode())
         dynamodb.update_item(
-            TableName=state,
-            Key={"pk": {"S": key}},
-            UpdateExpression="SET #s = :done",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":done": {"S": "COMPLETED"}},
+            TableName=leads,
+            Key=key,
+            UpdateExpression="ADD versions :versions REMOVE #pending",
+            ExpressionAttributeNames={"#pending": f"pending_{version}"},
+            ExpressionAttributeValues={":versions": {"SS": [version]}},
         )
         return {"statusCode": 200, "body": json.dumps({"received": True, "lead_key": lead["lead_id"]})}
 
@@ -194,6 +195,7 @@ def reference_sender() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     import requests
 
     session = requests.Session()
+    session.trust_env = False  # as the library's sessions: no proxy lookups per request
     state, url = os.environ["STATE_TABLE"], SECRETS["CLAY_WEBHOOK_URLS"]
     retired_checked: list[bool] = []
 
@@ -220,6 +222,7 @@ def reference_router() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     import requests
 
     session = requests.Session()
+    session.trust_env = False  # as the library's sessions: no proxy lookups per request
     leads = os.environ["LEADS_TABLE"]
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -43,6 +43,30 @@ def make_item_writes_atomic() -> None:
         setattr(DynamoDBBackend, name, atomic)
 
 
+@functools.cache
+def size_updated_items_as_written() -> None:
+    """DynamoDB limits an item to 400 KB as it is after a write; moto's item dict adds a replaced attribute's
+    new value to the size with the old one still in it, so a 250 KB lead cannot be re-enriched with another
+    250 KB (ItemSizeToUpdateTooLarge). The old value leaves before the new one is measured (once per process)."""
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import LimitedSizeDict
+
+    measured_set = LimitedSizeDict.__setitem__
+
+    def replace(self: LimitedSizeDict, key: str, value: Any) -> None:
+        if key not in self:
+            measured_set(self, key, value)
+            return
+        old = dict.pop(self, key)
+        try:
+            measured_set(self, key, value)
+        except ItemSizeTooLarge:
+            dict.__setitem__(self, key, old)
+            raise
+
+    LimitedSizeDict.__setitem__ = replace  # type: ignore[method-assign]
+
+
 class Emulator:
     """moto's threaded server bound to 127.0.0.1 on a free port, with DynamoDB's atomic conditional writes."""
 
@@ -50,6 +74,7 @@ class Emulator:
         from moto.server import ThreadedMotoServer
 
         make_item_writes_atomic()
+        size_updated_items_as_written()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.endpoint = ""
 
@@ -99,15 +124,17 @@ def provision(
     table_names: dict[str, str] = {}
     for logical_id, resource in resources_of_type("AWS::DynamoDB::Table", template).items():
         name = f"{prefix}-{logical_id}"
-        props = resource["Properties"]
+        props = resolver.resolve(resource["Properties"])
         dynamodb = client("dynamodb")
-        indexes = {key: props[key] for key in ("GlobalSecondaryIndexes",) if key in props}
+        optional = {key: props[key] for key in ("ProvisionedThroughput", "GlobalSecondaryIndexes") if key in props}
+        if "ProvisionedThroughput" in optional:  # template parameters resolve to text
+            optional["ProvisionedThroughput"] = {k: int(v) for k, v in optional["ProvisionedThroughput"].items()}
         dynamodb.create_table(
             TableName=name,
             KeySchema=props["KeySchema"],
             AttributeDefinitions=props["AttributeDefinitions"],
             BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
-            **indexes,
+            **optional,
         )
         ttl = props.get("TimeToLiveSpecification")
         if ttl:

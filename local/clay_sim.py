@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -78,16 +79,17 @@ RERUN_TITLES = {title: f"Senior {title}" for title in TITLES}
 class TokenBucket:
     """`rate` tokens a second, at most `burst` saved up. take() is 0 when a token was taken, else the wait."""
 
-    def __init__(self, rate: float, burst: float) -> None:
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.burst = burst
+        self.clock = clock
         self._tokens = burst
-        self._stamp = time.monotonic()
+        self._stamp = clock()
         self._lock = threading.Lock()
 
     def take(self) -> float:
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
             self._stamp = now
             if self._tokens >= 1:

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--queue-url", help="LeadQueue URL (default: $LEAD_QUEUE_URL)")
     send.add_argument("--source", default="csv-import", help="source tag for every row (default csv-import)")
     send.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    send.add_argument("--encoding", default="utf-8-sig", help="the file's text encoding (default UTF-8)")
 
     run = commands.add_parser("run", help="run the whole pipeline on the embedded local stack")
     run.add_argument("--serve", action="store_true", help="keep running and print the URLs (Ctrl-C stops)")
@@ -95,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
 
     _operations(commands)
     args = parser.parse_args(argv)
+    # Powertools' logger (log_uncaught_exceptions) turns a crash into one long JSON line: a terminal
+    # gets Python's own traceback instead.
+    sys.excepthook = sys.__excepthook__
     module = importlib.import_module(f"local.commands.{args.command}")
     command: Callable[[argparse.Namespace], int] = getattr(module, f"{args.command}_command")
     return command(args)

@@ -22,6 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "template.yaml"
+SERVE_ENV = ROOT / ".local-stack" / "serve.env"  # `clay-pipeline run --serve` writes its URLs here while it is up
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -72,18 +73,27 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     return document
 
 
+NO_VALUE = object()  # AWS::NoValue: the property or list item is left out
+
+
 @dataclass
 class Resolver:
-    """Turns Ref / GetAtt / Sub into local values."""
+    """Turns Ref / GetAtt / Sub, and If on the template's Conditions, into local values."""
 
     refs: dict[str, Any] = field(default_factory=dict)
     attributes: dict[tuple[str, str], Any] = field(default_factory=dict)
+    conditions: dict[str, Any] = field(default_factory=lambda: dict(load_template().get("Conditions", {})))
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, dict) and len(value) == 1:
             ((key, argument),) = value.items()
             if key == "Ref":
+                if argument == "AWS::NoValue":
+                    return NO_VALUE
                 return self.refs.get(argument, f"local-{argument}")
+            if key == "Fn::If":
+                name, when_true, when_false = argument
+                return self.resolve(when_true if self.condition(name) else when_false)
             if key == "Fn::GetAtt":
                 resource, attribute = argument
                 return self.attributes.get((resource, attribute), f"arn:aws:local:::{resource}")
@@ -91,10 +101,29 @@ class Resolver:
                 text = argument if isinstance(argument, str) else argument[0]
                 return re.sub(r"\$\{([^}!]+)\}", lambda m: str(self._sub(m.group(1))), text)
         if isinstance(value, dict):
-            return {k: self.resolve(v) for k, v in value.items()}
+            resolved = {k: self.resolve(v) for k, v in value.items()}
+            return {k: v for k, v in resolved.items() if v is not NO_VALUE}
         if isinstance(value, list):
-            return [self.resolve(v) for v in value]
+            return [item for item in (self.resolve(v) for v in value) if item is not NO_VALUE]
         return value
+
+    def condition(self, name: str) -> bool:
+        return self._holds(self.conditions[name])
+
+    def _holds(self, expression: Any) -> bool:
+        ((key, argument),) = expression.items()
+        if key == "Fn::Equals":
+            first, second = (str(self.resolve(item)) for item in argument)
+            return first == second
+        if key == "Fn::Not":
+            return not self._holds(argument[0])
+        if key == "Fn::And":
+            return all(self._holds(item) for item in argument)
+        if key == "Fn::Or":
+            return any(self._holds(item) for item in argument)
+        if key == "Condition":
+            return self.condition(argument)
+        raise ValueError(f"unsupported condition function {key}")
 
     def _sub(self, name: str) -> Any:
         if "." in name:

@@ -16,7 +16,7 @@ from local.http_stub import StubServer
 from local.sqs_events import from_received
 from tests.conftest import LambdaContextStub
 
-CALLBACK_SECRET = "journey-callback-secret"
+CALLBACK_SECRET = "journey-callback-secret-0123456789abcdef"
 DESTINATION_PATHS = {"outreach": "/outreach", "nurture": "/nurture", "slack": "/slack", "zapier": "/zapier"}
 
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from clay_pipeline.callback import CallbackAcceptor, authenticate, issue_token, parse_callback
+from clay_pipeline.callback import CallbackAcceptor, authenticate, check_configuration, issue_token, parse_callback
 from clay_pipeline.config import CallbackSettings
 from clay_pipeline.http_api import dispatch, lower_headers, raw_body, unauthorized
-from clay_pipeline.observability import count, log_metrics, logger
+from clay_pipeline.observability import count, log_metrics, logger, set_correlation_id
+
+if TYPE_CHECKING:  # the type only: importing Powertools' utilities package costs cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = CallbackSettings.from_env()  # fails the cold start on bad configuration
+check_configuration(settings)  # and on a callback secret or JWT user too weak to trust
 acceptor = CallbackAcceptor(settings)
 
 
@@ -19,7 +21,7 @@ def receive_callback(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     headers, body = lower_headers(event), raw_body(event)
     authenticate(settings, headers, body)
     request = parse_callback(settings, headers, body)
-    logger.set_correlation_id(request.lead_key)
+    set_correlation_id(request.lead_key)
     result = acceptor.accept(request)
     count("CallbackDuplicate" if result["duplicate"] else "CallbackAccepted")
     logger.info("callback accepted", extra={"lead_key": request.lead_key, "duplicate": result["duplicate"]})

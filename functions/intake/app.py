@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from clay_pipeline.config import IntakeSettings
 from clay_pipeline.http_api import dispatch, lower_headers, raw_body
 from clay_pipeline.intake import accept_leads, authenticate
 from clay_pipeline.observability import count, log_metrics, logger
 from clay_pipeline.stores import Queue
+
+if TYPE_CHECKING:  # the type only: importing Powertools' utilities package costs cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = IntakeSettings.from_env()  # fails the cold start on bad configuration
 lead_queue = Queue(settings.lead_queue_url)

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from clay_pipeline.config import RouterSettings
 from clay_pipeline.observability import log_metrics, logger, tracer
-from clay_pipeline.router import LeadRouter
+from clay_pipeline.queue_batch import process_batch, records_of
+from clay_pipeline.router import LeadRouter, RetryLater
+
+if TYPE_CHECKING:  # the type only: importing Powertools' utilities package costs cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = RouterSettings.from_env()  # fails the cold start on bad configuration
 router = LeadRouter(settings)  # parses ROUTING_RULES: invalid rules fail the cold start too
-# Leads waiting for a destination to recover are a normal answer, not an invocation error.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # HubSpot takes the whole batch in one call, so its upserts happen before the per-record pass.
-    router.start([SQSRecord(raw) for raw in event.get("Records", [])], context.get_remaining_time_in_millis())
-    response = process_partial_response(
-        event=event, record_handler=router.process, processor=processor, context=context
-    )
-    return dict(response)
+    # HubSpot takes the whole batch in one call and webhooks go out together: sends happen before the
+    # per-record pass. Leads waiting for a destination (RetryLater) are a normal answer, not an error.
+    records = records_of(event)
+    router.start(records, context.get_remaining_time_in_millis())
+    return process_batch(records, router.process, expected=(RetryLater,))

@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from clay_pipeline.config import SenderSettings
 from clay_pipeline.observability import log_metrics, logger, tracer
-from clay_pipeline.sender import ClaySender
+from clay_pipeline.queue_batch import process_batch, records_of
+from clay_pipeline.sender import ClaySender, HandBack
+
+if TYPE_CHECKING:  # the type only: importing Powertools' utilities package costs cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = SenderSettings.from_env()  # fails the cold start on bad configuration
 sender = ClaySender(settings)
-# A batch whose every message must wait is a normal answer, not an invocation error.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    sender.start(context.get_remaining_time_in_millis(), records=len(event.get("Records", [])))
+    records = records_of(event)
+    sender.start(context.get_remaining_time_in_millis(), records=len(records))
     try:
-        response = process_partial_response(
-            event=event, record_handler=sender.process, processor=processor, context=context
-        )
+        # A batch whose every message must wait (HandBack) is a normal answer, not an invocation error.
+        return process_batch(records, sender.process, expected=(HandBack,))
     finally:
         sender.finish()  # budget and pool units reserved for rows not sent go back
-    return dict(response)

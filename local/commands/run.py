@@ -3,8 +3,9 @@
 Starts the stack, POSTs the sample leads (local/sample_leads.csv, or --leads) to /leads on
 the local gateway, waits until every lead is routed or dead-lettered, prints the summary
 and exits 0 only when the counts reconcile (nothing lost, nothing twice). --serve keeps the
-stack up afterwards and prints its URLs with curl examples; Ctrl-C stops it cleanly.
-The functions' own logs and metrics go to .local-stack/run.log, not the terminal.
+stack up afterwards, prints its URLs and the commands to try from another terminal, and
+writes the URLs to .local-stack/serve.env for that terminal to `source` (removed on exit);
+Ctrl-C stops it cleanly. The functions' own logs and metrics go to .local-stack/run.log.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import shlex
+import signal
 import sys
 import time
 import warnings
@@ -22,9 +25,10 @@ from typing import IO, Any
 from clay_pipeline.csv_import import load_rows, map_columns
 from local.lambda_runtime import function_output_to
 from local.stack import LOCAL_SECRETS, LocalStack, StackOptions
-from local.template import ROOT
+from local.template import ROOT, SERVE_ENV
 
 SAMPLE_LEADS = ROOT / "local" / "sample_leads.csv"
+MORE_LEADS = ROOT / "local" / "more_leads.csv"  # new leads for trying `send` once the samples have run
 LOG_PATH = ROOT / ".local-stack" / "run.log"
 RUN_TIMEOUT_SECONDS = 180.0
 PROGRESS_SECONDS = 5.0
@@ -60,7 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     out = sys.stdout
     LOG_PATH.parent.mkdir(exist_ok=True)
-    with LOG_PATH.open("w") as log, _functions_logging_to(log):
+    with LOG_PATH.open("w") as log, _functions_logging_to(log), _sigterm_like_ctrl_c():
         stack = LocalStack(StackOptions(clay=CLAY_RESENDS, function_env=LOCAL_FUNCTION_ENV))
         try:
             return _run(stack, read_leads(path), path, out, serve=args.serve)
@@ -68,6 +72,7 @@ def run_command(args: argparse.Namespace) -> int:
             print("\ninterrupted; stopping the local stack", file=out)
             return 0 if args.serve else 130
         finally:
+            SERVE_ENV.unlink(missing_ok=True)  # its URLs die with the stack
             with contextlib.suppress(Exception):
                 stack.stop()
 
@@ -96,6 +101,20 @@ def _run(stack: LocalStack, leads: list[dict[str, Any]], path: Path, out: IO[str
     return 0 if ok else 1
 
 
+@contextlib.contextmanager
+def _sigterm_like_ctrl_c() -> Iterator[None]:
+    """`kill` stops the stack as cleanly as Ctrl-C (the previous handler is back afterwards)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _wait(stack: LocalStack, out: IO[str]) -> bool:
     deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -105,25 +124,58 @@ def _wait(stack: LocalStack, out: IO[str]) -> bool:
     return False
 
 
+def serve_urls(stack: LocalStack) -> dict[str, str]:
+    """What another terminal needs to reach the running stack (written to SERVE_ENV)."""
+    return {
+        "GATEWAY_URL": stack.gateway.url,
+        "LEAD_QUEUE_URL": stack.resources.queue_urls["LeadQueue"],
+        "SINKS_URL": stack.sinks.url,
+        "CLAY_SIMULATOR_URL": stack.clay.url,
+        "AWS_EMULATOR_URL": stack.emulator.endpoint if stack.emulator else "",
+        "INTAKE_API_KEY": LOCAL_SECRETS["INTAKE_API_KEYS"],
+        "CALLBACK_SECRET": LOCAL_SECRETS["CALLBACK_SECRETS"],
+    }
+
+
+def cli_command() -> str:
+    """How this terminal's user runs the CLI: .venv/bin/clay-pipeline from the project directory."""
+    script = Path(sys.prefix) / "bin" / "clay-pipeline"
+    return _shown(script) if script.exists() else "clay-pipeline"
+
+
+def try_commands() -> list[str]:
+    """The commands to paste into another terminal, as the README shows them."""
+    cli = cli_command()
+    return [
+        f"source {_shown(SERVE_ENV)}",
+        f'{cli} send {_shown(MORE_LEADS)} --queue-url "$LEAD_QUEUE_URL"',
+        """curl -s -X POST "$GATEWAY_URL/leads" -H "x-api-key: $INTAKE_API_KEY" -H 'content-type: application/json' \\
+     -d '{"email": "new.lead@example.com", "first_name": "New", "company_name": "Example"}'""",
+        """curl -s -X POST "$GATEWAY_URL/clay/callback" -H "X-Clay-Signature: $CALLBACK_SECRET" \\
+     -H 'content-type: application/json' -d '{"email": "vip@example.com", "icp_score": "95", "job_title": "CEO"}'""",
+        'curl -s "$SINKS_URL/"',
+        f'AWS_ENDPOINT_URL="$AWS_EMULATOR_URL" {cli} invoke CallbackFunction events/callback-token.json',
+    ]
+
+
 def _print_urls(stack: LocalStack, out: IO[str]) -> None:
-    gateway, key = stack.gateway.url, LOCAL_SECRETS["INTAKE_API_KEYS"]
-    secret = LOCAL_SECRETS["CALLBACK_SECRETS"]
+    urls = serve_urls(stack)
+    SERVE_ENV.write_text(
+        "# Written by `clay-pipeline run --serve` while the local stack is up: `source` it in another terminal.\n"
+        + "".join(f"export {name}={shlex.quote(value)}\n" for name, value in urls.items())
+    )
+    commands = "\n".join(f"  {line}" for command in try_commands() for line in command.splitlines())
     print(
         f"""
 The local stack is up (Ctrl-C stops it).
-  gateway (HTTP API)   {gateway}    POST /leads, POST /clay/callback, POST /clay/token
-  Clay simulator       {stack.clay.url}    table webhook: {stack.webhook_urls[0]}
-  destination sinks    {stack.sinks.url}    GET / lists what each destination received
-  AWS emulator         {stack.emulator.endpoint if stack.emulator else ""}
+  gateway (HTTP API)   {urls["GATEWAY_URL"]}    POST /leads, POST /clay/callback, POST /clay/token
+  LeadQueue            {urls["LEAD_QUEUE_URL"]}
+  Clay simulator       {urls["CLAY_SIMULATOR_URL"]}    table webhook: {stack.webhook_urls[0]}
+  destination sinks    {urls["SINKS_URL"]}    GET / lists what each destination received
+  AWS emulator         {urls["AWS_EMULATOR_URL"]}
 
-Try it:
-  curl -s -X POST {gateway}/leads -H 'x-api-key: {key}' -H 'content-type: application/json' \\
-       -d '{{"email": "new.lead@example.com", "first_name": "New", "company_name": "Example"}}'
-  curl -s -X POST {gateway}/clay/callback -H 'X-Clay-Signature: {secret}' -H 'content-type: application/json' \\
-       -d '{{"email": "vip@example.com", "icp_score": "95", "job_title": "CEO"}}'
-  curl -s {stack.sinks.url}/
-  AWS_ENDPOINT_URL={stack.emulator.endpoint if stack.emulator else ""} clay-pipeline invoke CallbackFunction \\
-       events/callback-token.json
+Try it from another terminal in this directory ({_shown(SERVE_ENV)} holds the URLs above):
+{commands}
 """,
         file=out,
         flush=True,

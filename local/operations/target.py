@@ -6,14 +6,15 @@ In order of precedence, for each table and queue:
 2. --stack NAME: the deployed stack's outputs (StateTableName, LeadsTableName, LeadQueueUrl,
    LeadDLQUrl, RoutingQueueUrl, RoutingDLQUrl), read with the usual AWS credentials and region;
 3. the environment variable of the same name as the functions use (STATE_TABLE, LEADS_TABLE, ...);
-4. the local stack: when AWS_ENDPOINT_URL points at a loopback emulator (`make run ARGS=--serve`
-   prints it), its clay-local-* tables and queues.
+4. the local stack: its clay-local-* tables and queues, in the loopback emulator AWS_ENDPOINT_URL
+   points at, else the one a running `make run ARGS=--serve` wrote to .local-stack/serve.env.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -21,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from clay_pipeline.aws import client, reset_clients
 from local.aws import FAKE_CREDENTIALS, LOCAL_PREFIX, attach
+from local.template import SERVE_ENV
 
 STACK_OUTPUTS = {
     "state_table": "StateTableName",
@@ -77,14 +79,15 @@ def resolve(args: argparse.Namespace, needs: tuple[str, ...]) -> Target:
         found = {name: os.environ.get(name.upper(), "") for name in STACK_OUTPUTS}
         where = "tables and queues from the environment"
         if not all(found[name] or given[name] for name in needs):
-            found, where = _local_stack(), f"the local stack at {os.environ.get('AWS_ENDPOINT_URL', '')}"
+            found = _local_stack()
+            where = f"the local stack at {os.environ.get('AWS_ENDPOINT_URL', '')}"
     values = {name: given[name] or found.get(name, "") for name in STACK_OUTPUTS}
     missing = [name for name in needs if not values[name]]
     if missing:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in missing)
         raise TargetError(
-            f"cannot tell which pipeline: pass --stack NAME or {flags}, or set AWS_ENDPOINT_URL to a local stack's"
-            " emulator (make run ARGS=--serve prints it)"
+            f"cannot tell which pipeline: pass --stack NAME or {flags}, or start the local stack"
+            " (make run ARGS=--serve)"
         )
     return Target(**values, where=where if not any(given.values()) else f"{where} (and the flags given)")
 
@@ -99,9 +102,10 @@ def _stack_outputs(stack: str) -> dict[str, str]:
 
 
 def _local_stack() -> dict[str, str]:
-    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or _served_endpoint()
     if not endpoint or urlsplit(endpoint).hostname not in LOOPBACK:
         return {}
+    os.environ["AWS_ENDPOINT_URL"] = endpoint  # this process's clients go to the emulator
     for name, value in FAKE_CREDENTIALS.items():  # the emulator takes any credentials: never a real one
         os.environ.setdefault(name, value)
     reset_clients()
@@ -110,3 +114,14 @@ def _local_stack() -> dict[str, str]:
         raise TargetError(f"no local stack at {endpoint}: start one with `make run ARGS=--serve`")
     names = {**resources.table_names, **resources.queue_urls}
     return {name: names[logical_id] for name, logical_id in LOCAL_RESOURCES.items()}
+
+
+def _served_endpoint() -> str:
+    """AWS_EMULATOR_URL of a running `clay-pipeline run --serve` (its serve.env), '' when none is up."""
+    if not SERVE_ENV.is_file():
+        return ""
+    for line in SERVE_ENV.read_text().splitlines():
+        words = shlex.split(line, comments=True)
+        if len(words) == 2 and words[0] == "export" and words[1].startswith("AWS_EMULATOR_URL="):
+            return words[1].split("=", 1)[1]
+    return ""

@@ -125,7 +125,11 @@ class LeadTrace:
         if intake := trace["intake"]:
             events.append((intake["submitted_at"], "intake", f"submitted by {intake['source'] or 'an unknown source'}"))
         if dedupe := trace["dedupe"]:
-            until = f", not sent again until {_short(dedupe['expires_at'])}" if dedupe["status"] == "sent" else ""
+            until = {
+                "sent": f", not sent again until {_short(dedupe['expires_at'])}",
+                "unknown": f": Clay's answer was lost, the lead is held until {_short(dedupe['expires_at'])}"
+                " (find it in Clay and mark it sent, or let it go again then)",
+            }.get(str(dedupe["status"]), "")
             events.append((dedupe["claimed_at"], "dedupe mark", f"{dedupe['status']}{until}"))
         if clay := trace["clay"]:
             posts = f"{clay['posts']} POST" + ("s" if clay["posts"] != 1 else "")

@@ -13,7 +13,8 @@ import pytest
 
 from clay_pipeline import callback as callback_service
 from clay_pipeline.aws import client
-from clay_pipeline.stores import LeadsTable
+from clay_pipeline.config import ConfigError
+from clay_pipeline.stores import LeadsTable, Queue
 from local.apigw import http_event
 
 pytestmark = pytest.mark.integration
@@ -189,7 +190,7 @@ def test_field_errors_name_the_fields(callback: Any, lambda_context: Any) -> Non
 def test_oversized_body_is_refused_before_parsing(callback: Any, stack: Any, lambda_context: Any) -> None:
     huge = json.dumps({**LEAD, "notes": "x" * 1_100_000})
     code, body = answer(callback.lambda_handler(callback_event(huge), lambda_context))
-    assert code == 413 and "limit is 1048576" in body["error"]
+    assert code == 413 and "limit is 204800" in body["error"]
     assert drain(stack.queue_urls["RoutingQueue"]) == []
 
 
@@ -295,3 +296,218 @@ def test_fifty_concurrent_identical_callbacks_route_once(load_function: Any, sta
 def test_unknown_route_is_404(callback: Any, lambda_context: Any) -> None:
     event = http_event("GET", "/clay/callback", None, {"x-clay-signature": SECRET})
     assert answer(callback.lambda_handler(event, lambda_context)) == (404, {"error": "not found"})
+
+
+# -- bad input is a 4xx naming the problem, never a 503 Clay would retry forever (issue 15) --------------
+def stored_count(stack: Any) -> int:
+    return int(client("dynamodb").scan(TableName=stack.table_names["LeadsTable"], Select="COUNT")["Count"])
+
+
+def padded(size: int, **fields: Any) -> bytes:
+    """A callback body of exactly `size` bytes (a notes column fills it up)."""
+    base = {"lead_id": "ld_big", "email": "big@acme.com", **fields, "notes": ""}
+    filler = size - len(json.dumps(base).encode())
+    return json.dumps({**base, "notes": "x" * filler}).encode()
+
+
+@pytest.mark.parametrize("size", [405_000, 399_000, 1_048_000], ids=["405KB", "just-under-400KB", "1MB"])
+def test_body_the_leads_table_cannot_hold_is_a_413_naming_the_limit(
+    callback: Any, stack: Any, lambda_context: Any, size: int
+) -> None:
+    # GIVEN an authenticated body larger than the callback cap (DynamoDB's item limit is 400 KB)
+    code, body = answer(callback.lambda_handler(callback_event(padded(size)), lambda_context))
+    # THEN 413 names the limit, and nothing is stored or queued
+    assert code == 413 and f"the limit is {callback.settings.callback_max_body_bytes}" in body["error"]
+    assert drain(stack.queue_urls["RoutingQueue"]) == [] and stored_count(stack) == 0
+
+
+def test_bodies_around_the_cap(callback: Any, stack: Any, lambda_context: Any) -> None:
+    cap = callback.settings.callback_max_body_bytes
+    assert cap == 204_800  # the default: a stored lead plus the router's outcome and ledger fit a 400 KB item
+    assert answer(callback.lambda_handler(callback_event(padded(cap)), lambda_context))[0] == 200
+    assert answer(callback.lambda_handler(callback_event(padded(cap + 1)), lambda_context))[0] == 413
+    [message] = drain(stack.queue_urls["RoutingQueue"])
+    stored = LeadsTable(stack.table_names["LeadsTable"]).get("ld_big")
+    assert stored is not None and stored["enrichment"]["notes"] == message["lead"]["notes"]
+    # AND a re-enrichment of the same size replaces it (the item holds one enrichment at a time)
+    again = padded(cap, icp_score="91")
+    assert answer(callback.lambda_handler(callback_event(again), lambda_context))[1]["duplicate"] is False
+    stored = LeadsTable(stack.table_names["LeadsTable"]).get("ld_big")
+    assert stored is not None and stored["enrichment"]["icp_score"] == 91
+
+
+def test_body_that_grows_past_the_item_limit_when_stored_is_a_413(
+    callback: Any, stack: Any, lambda_context: Any
+) -> None:
+    # GIVEN a body under the cap whose values take more room in DynamoDB than in JSON ("1," is 3 bytes there)
+    ones = [1] * 100_000
+    raw = json.dumps({"lead_id": "ld_ones", "scores": ones}, separators=(",", ":")).encode()
+    assert len(raw) < callback.settings.callback_max_body_bytes
+    code, body = answer(callback.lambda_handler(callback_event(raw), lambda_context))
+    # THEN the leads table limit is named and nothing is stored
+    assert code == 413 and "leads table" in body["error"] and "the limit is 300000" in body["error"]
+    assert stored_count(stack) == 0
+
+
+def test_body_that_grows_past_the_queue_limit_is_a_413(callback: Any, stack: Any, lambda_context: Any) -> None:
+    # GIVEN numbers written short (1e5) that become long in the routing message (100000.0)
+    raw = ("{" + '"lead_id":"ld_floats","f":[' + ",".join(["1e5"] * 45_000) + "]}").encode()
+    code, body = answer(callback.lambda_handler(callback_event(raw), lambda_context))
+    assert code == 413 and "queue message" in body["error"] and "the limit is 262144" in body["error"]
+    assert drain(stack.queue_urls["RoutingQueue"]) == [] and stored_count(stack) == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ('{"lead_id": "ld_n", "revenue": 1e200}', "revenue"),
+        ('{"lead_id": "ld_n", "revenue": 1e-200}', "revenue"),
+        ('{"lead_id": "ld_n", "revenue": 1234567890123456789012345678901234567890}', "revenue"),
+        ('{"lead_id": "ld_n", "employee_count": "1234567890123456789012345678901234567890"}', "employee_count"),
+        ('{"lead_id": "ld_n", "history": ' + "[" * 500 + "]" * 500 + "}", "history"),
+        ('{"lead_id": "ld_n", "notes": "\\ud800"}', "notes"),
+        ('{"lead_id": "ld_n", "meta": {"": 1}}', "meta"),
+    ],
+    ids=["1e200", "1e-200", "40-digits", "40-digit-text", "500-deep", "lone-surrogate", "empty-key"],
+)
+def test_values_the_stores_cannot_hold_are_a_400_naming_the_field(
+    callback: Any, stack: Any, lambda_context: Any, raw: str, field: str
+) -> None:
+    code, body = answer(callback.lambda_handler(callback_event(raw), lambda_context))
+    assert code == 400, body
+    assert field in {item["field"] for item in body["fields"]}
+    assert drain(stack.queue_urls["RoutingQueue"]) == [] and stored_count(stack) == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "error_part"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"lead_id": "ld_n", "score": NaN}', "NaN"),
+        ('{"lead_id": "ld_real", " lead_id": "ld_spoofed"}', "same name"),
+        ('{"lead_id": "ld_n", "": "no name"}', "empty name"),
+        ('{"lead_id": "ld_n", "\\ud800": 1}', "not valid Unicode"),
+    ],
+    ids=["100k-deep", "NaN", "trimmed-name-collision", "empty-name", "surrogate-name"],
+)
+def test_bodies_that_cannot_be_read_as_a_lead_are_a_400(
+    callback: Any, stack: Any, lambda_context: Any, raw: str, error_part: str
+) -> None:
+    code, body = answer(callback.lambda_handler(callback_event(raw), lambda_context))
+    assert code == 400 and error_part in json.dumps(body, ensure_ascii=False)
+    assert drain(stack.queue_urls["RoutingQueue"]) == [] and stored_count(stack) == 0
+
+
+def test_a_bug_is_a_500_with_its_own_metric_and_the_retry_is_not_blocked(
+    callback: Any, stack: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN queueing the claimed and stored lead hits a bug (not a dependency failure)
+    def broken(self: Any, *args: Any, **kwargs: Any) -> str:
+        raise KeyError("enrichment")
+
+    real = Queue.send
+    monkeypatch.setattr(Queue, "send", broken)
+    code, body = answer(callback.lambda_handler(callback_event(LEAD), lambda_context))
+    # THEN 500 with a generic error (not 503 "retry"), counted as CallbackUnexpectedError, not CallbackFailed
+    assert (code, body) == (500, {"error": "internal error"})
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert any("CallbackUnexpectedError" in line for line in metrics)
+    assert not any("CallbackFailed" in line for line in metrics)
+    # AND once fixed, Clay's retry is accepted (the callback's claim was released)
+    monkeypatch.setattr(Queue, "send", real)
+    assert answer(callback.lambda_handler(callback_event(LEAD), lambda_context))[1]["duplicate"] is False
+
+
+@pytest.mark.parametrize("stamp", ["9" * 5000, "1e400", "\u00b2"], ids=["5000-digits", "1e400", "superscript-two"])
+def test_hmac_timestamp_nobody_can_read_is_a_401_counted_as_an_auth_failure(
+    load_function: Any, stack: Any, lambda_context: Any, capsys: pytest.CaptureFixture[str], stamp: str
+) -> None:
+    app = load_function("CallbackFunction", CALLBACK_AUTH_MODE="hmac", CALLBACK_SECRETS=SECRET)
+    raw = json.dumps(LEAD).encode()
+    signature = hmac.new(SECRET.encode(), stamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
+    event = callback_event(raw, signature, **{"x-clay-timestamp": stamp})
+    assert answer(app.lambda_handler(event, lambda_context)) == (401, {"error": "unauthorized"})
+    rejected = [
+        line
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith('{"_aws"') and "CallbackRejected" in line
+    ]
+    assert [json.loads(line)["reason"] for line in rejected] == ["unauthorized"]
+
+
+def jwt_app(load_function: Any, users: str = "clay:pa55word-long-enough") -> Any:
+    return load_function(
+        "CallbackFunction", CALLBACK_AUTH_MODE="jwt", CALLBACK_SECRETS=SECRET, CALLBACK_JWT_USERS=users
+    )
+
+
+def token_event(raw: str | bytes) -> dict[str, Any]:
+    return http_event("POST", "/clay/token", raw, {"content-type": "application/json"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("[" * 100_000 + "]" * 100_000, 400),
+        ('{"username": "clay", "password": "pa55word-\\ud800"}', 401),
+        ('{"username": "\\ud800", "password": "pa55word-long-enough"}', 401),
+    ],
+    ids=["100k-deep", "surrogate-password", "surrogate-user"],
+)
+def test_token_endpoint_odd_bodies_are_4xx(load_function: Any, lambda_context: Any, raw: str, expected: int) -> None:
+    code, body = answer(jwt_app(load_function).lambda_handler(token_event(raw), lambda_context))
+    assert code == expected and body["error"]
+
+
+@pytest.mark.parametrize("users", ["clay:", ":pa55word-long-enough", "clay:short", "clay"])
+def test_jwt_users_that_would_let_a_guess_in_fail_the_cold_start(load_function: Any, users: str) -> None:
+    with pytest.raises(ConfigError, match="CALLBACK_JWT_USERS entry 1"):
+        jwt_app(load_function, users)
+
+
+def test_short_callback_secret_fails_the_cold_start(load_function: Any) -> None:
+    with pytest.raises(ConfigError, match="CALLBACK_SECRETS entry 2"):
+        load_function("CallbackFunction", CALLBACK_SECRETS=f"{SECRET},short")
+
+
+def test_weak_users_after_a_rotation_refuse_every_token(
+    load_function: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a healthy cold start, then CALLBACK_JWT_USERS rotated to an entry with an empty password
+    app = jwt_app(load_function)
+    monkeypatch.setenv("CALLBACK_JWT_USERS", "clay:")
+    # THEN nobody gets a token (not even with the empty password)
+    login = token_event(json.dumps({"username": "clay", "password": ""}))
+    assert answer(app.lambda_handler(login, lambda_context)) == (401, {"error": "unauthorized"})
+
+
+def test_token_of_a_removed_user_stops_working_at_once(
+    load_function: Any, stack: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN ops has a valid token
+    app = jwt_app(load_function, "clay:pa55word-long-enough,ops:ops-password-long-enough")
+    login = token_event(json.dumps({"username": "ops", "password": "ops-password-long-enough"}))
+    token = answer(app.lambda_handler(login, lambda_context))[1]["access_token"]
+    event = callback_event(LEAD, "", authorization=f"Bearer {token}")
+    assert answer(app.lambda_handler(event, lambda_context))[0] == 200
+    # WHEN ops is removed from CALLBACK_JWT_USERS THEN its unexpired token is refused
+    monkeypatch.setenv("CALLBACK_JWT_USERS", "clay:pa55word-long-enough")
+    event = callback_event({**LEAD, "icp_score": "91"}, "", authorization=f"Bearer {token}")
+    assert answer(app.lambda_handler(event, lambda_context)) == (401, {"error": "unauthorized"})
+    assert len(drain(stack.queue_urls["RoutingQueue"])) == 1
+
+
+def test_weak_users_in_the_config_secret_refuse_every_token_and_say_why(
+    load_function: Any, stack: Any, lambda_context: Any, captured_logs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the deployed path: CALLBACK_JWT_USERS only in Secrets Manager, with an empty password
+    client("secretsmanager").put_secret_value(
+        SecretId=stack.secret_id, SecretString=json.dumps({"CALLBACK_SECRETS": SECRET, "CALLBACK_JWT_USERS": "clay:"})
+    )
+    monkeypatch.delenv("CALLBACK_JWT_USERS", raising=False)
+    monkeypatch.setattr(callback_service, "_warned_config", set())  # logged once per process
+    app = load_function("CallbackFunction", CALLBACK_AUTH_MODE="jwt")  # no network call while starting
+    # WHEN Clay asks for a token with the empty password THEN it gets none, and the log names the entry
+    login = token_event(json.dumps({"username": "clay", "password": ""}))
+    assert answer(app.lambda_handler(login, lambda_context)) == (401, {"error": "unauthorized"})
+    assert "CALLBACK_JWT_USERS entry 1 must be user:password" in captured_logs.getvalue()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,9 +62,18 @@ def test_an_unknown_destination_is_a_usage_error(stack: Any, capsys: pytest.Capt
 
 
 def test_without_a_pipeline_to_work_on_it_says_how_to_name_one(
-    stack: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    stack: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    # GIVEN no AWS_ENDPOINT_URL and no local stack serving
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
     monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setattr("local.operations.target.SERVE_ENV", tmp_path / "serve.env")
     code, _, err = cli(capsys, "list")
     assert code == 2
     assert "pass --stack NAME or --state-table" in err
+    # WHEN `run --serve` has written its serve.env THEN the commands find the local stack through it
+    (tmp_path / "serve.env").write_text(f"# written by run --serve\nexport AWS_EMULATOR_URL={endpoint}\n")
+    code, out, _ = cli(capsys, "list", "--json")
+    assert code == 0
+    assert set(json.loads(out)) == {"slack", "outreach", "hubspot", "nurture", "zapier"}
+    assert os.environ["AWS_ENDPOINT_URL"] == endpoint

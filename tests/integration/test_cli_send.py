@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from clay_pipeline import stores
+from clay_pipeline.aws import reset_clients
+from local.aws import FAKE_CREDENTIALS
 from local.cli import main
 from tests.integration.test_callback import drain
 
@@ -91,3 +95,98 @@ def test_rows_the_queue_refused_exit_1_and_are_listed(
     out = capsys.readouterr().out
     assert "failed to queue 1" in out
     assert "line 2: could not be queued" in out
+
+
+# -- what a newcomer runs into (issue 15) -------------------------------------------------------------
+def no_aws_settings(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """A shell with no AWS configuration at all: no endpoint, no region, no credentials, no ~/.aws."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "none"))
+    reset_clients()
+
+
+def test_local_queue_url_needs_no_aws_settings(
+    stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the LeadQueue URL `run --serve` prints, in a shell without any AWS settings
+    queue_url = stack.queue_urls["LeadQueue"]
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    path = tmp_path / "leads.csv"
+    path.write_text(CSV)
+    no_aws_settings(monkeypatch, tmp_path)
+    # WHEN the README's send command is run
+    code = main(["send", str(path), "--queue-url", queue_url, "--no-progress"])
+    # THEN the leads are queued through the emulator the URL points at
+    assert code == 0, capsys.readouterr()
+    assert "sent 3 lead(s)" in capsys.readouterr().out
+    for name, value in {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(name, value)
+    reset_clients()
+    assert len(drain(queue_url)) == 3
+
+
+def test_unreachable_queue_is_one_plain_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a local queue URL with nothing listening behind it (the stack was stopped)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = tmp_path / "leads.csv"
+    path.write_text(CSV)
+    no_aws_settings(monkeypatch, tmp_path)
+    # WHEN send is run
+    code = main(["send", str(path), "--queue-url", f"http://127.0.0.1:{port}/123456789012/q", "--no-progress"])
+    # THEN it exits 1 with one plain line saying why, not a JSON log or a traceback
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.strip().count("\n") == 0 and captured.err.startswith("error: cannot use the queue")
+    assert "Could not connect" in captured.err and '{"level"' not in captured.out + captured.err
+
+
+@pytest.mark.parametrize("separator", [";", "\t", "|"], ids=["semicolon", "tab", "pipe"])
+def test_csv_with_another_separator_is_read(
+    stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], separator: str
+) -> None:
+    # GIVEN a CSV saved by a spreadsheet that separates columns with ';' (or tab, or |)
+    path = tmp_path / "leads.csv"
+    path.write_text(CSV.replace(",", separator))
+    code = main(["send", str(path), "--queue-url", stack.queue_urls["LeadQueue"], "--no-progress"])
+    # THEN the same three leads are queued as from the comma file
+    assert code == 0
+    assert "sent 3 lead(s)" in capsys.readouterr().out
+    assert sorted(m["first_name"] for m in drain(stack.queue_urls["LeadQueue"])) == ["Bob", "Grace", "Jane"]
+
+
+def test_file_without_a_single_lead_exits_1_and_says_why(
+    stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_text("Name,Phone\nJane,555-0100\nBob,555-0101\n")
+    code = main(["send", str(path), "--queue-url", stack.queue_urls["LeadQueue"], "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "sent 0 lead(s)" in captured.out
+    assert "error: no lead in" in captured.err and "email, a domain or a linkedin_url" in captured.err
+    assert drain(stack.queue_urls["LeadQueue"]) == []
+
+
+def test_latin1_csv_gets_a_clear_error_and_reads_with_its_encoding(
+    stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a CSV Excel saved in Windows-1252: 'José' is one byte 0xe9 on line 2
+    path = tmp_path / "leads.csv"
+    path.write_bytes("Email,First Name\njose@acme.com,José\n".encode("cp1252"))
+    queue_url = stack.queue_urls["LeadQueue"]
+    # WHEN it is sent as is THEN one line says where and what to pass
+    assert main(["send", str(path), "--queue-url", queue_url, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "byte 0xe9 on line 2" in err and "--encoding cp1252" in err
+    # WHEN the encoding is given THEN the name arrives intact
+    assert main(["send", str(path), "--queue-url", queue_url, "--no-progress", "--encoding", "cp1252"]) == 0
+    [message] = drain(queue_url)
+    assert message["first_name"] == "José"

@@ -7,8 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from clay_pipeline import stores
+from clay_pipeline.aws import client
+from clay_pipeline.config import dump_json
+from clay_pipeline.models import Lead
 from local.apigw import http_event
 from tests.integration.test_callback import answer, drain
 
@@ -133,3 +137,118 @@ def test_rows_the_queue_refused_are_reported_for_resending(
     assert status == 202
     assert body["accepted"] == 2
     assert body["rejected"] == [{"index": 1, "error": "could not be queued; send this lead again"}]
+
+
+# -- one bad row never fails its neighbours; 503 only when SQS itself fails (issue 15) --------------
+class SendMessageBatchCalls:
+    """Each SendMessageBatch request the pipeline's SQS client makes: its entries' total body bytes.
+
+    With `fail_when_body_has`, a request carrying that text fails as if SQS could not be reached.
+    """
+
+    EVENT = "before-parameter-build.sqs.SendMessageBatch"
+
+    def __init__(self, fail_when_body_has: str | None = None) -> None:
+        self.batch_bytes: list[int] = []
+        self.fail_when_body_has = fail_when_body_has
+
+    def __call__(self, params: dict[str, Any], **_: Any) -> None:
+        self.batch_bytes.append(sum(len(entry["MessageBody"].encode()) for entry in params["Entries"]))
+        if self.fail_when_body_has and any(self.fail_when_body_has in e["MessageBody"] for e in params["Entries"]):
+            raise EndpointConnectionError(endpoint_url="https://sqs.us-east-1.amazonaws.com")
+
+    def __enter__(self) -> SendMessageBatchCalls:
+        client("sqs").meta.events.register(self.EVENT, self, unique_id="batch-calls")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        client("sqs").meta.events.unregister(self.EVENT, unique_id="batch-calls")
+
+
+def test_an_oversized_row_is_rejected_by_name_and_its_neighbours_are_queued(
+    intake: Any, stack: Any, lambda_context: Any
+) -> None:
+    # GIVEN 15 rows, the 13th over a megabyte (more than Clay or SQS take)
+    rows = [{"email": f"p{n}@example.com"} for n in range(15)]
+    rows[12]["notes"] = "x" * 1_100_000
+    status, body = answer(intake.lambda_handler(leads_event(rows), lambda_context))
+    # THEN the 14 others are accepted and the big one is named with Clay's limit
+    assert status == 202 and body["accepted"] == 14
+    [rejected] = body["rejected"]
+    assert rejected["index"] == 12 and "Clay accepts at most 100000" in rejected["error"]
+    assert len(drain(stack.queue_urls["LeadQueue"])) == 14
+
+
+def test_ten_rows_of_120_kb_are_each_rejected_and_a_good_one_still_goes(
+    intake: Any, stack: Any, lambda_context: Any
+) -> None:
+    rows = [{"email": f"wide{n}@example.com", "notes": "x" * 120_000} for n in range(10)] + [{"email": "ok@b.co"}]
+    status, body = answer(intake.lambda_handler(leads_event(rows), lambda_context))
+    assert (status, body["accepted"]) == (202, 1)
+    assert [item["index"] for item in body["rejected"]] == list(range(10))
+    assert all("Clay accepts at most 100000" in item["error"] for item in body["rejected"])
+    assert [m["email"] for m in drain(stack.queue_urls["LeadQueue"])] == ["ok@b.co"]
+
+
+def test_rows_just_under_and_over_clay_limit(intake: Any, stack: Any, lambda_context: Any) -> None:
+    def row_of(size: int) -> dict[str, Any]:
+        lead = Lead.model_validate({"email": "edge@example.com", "notes": "x"}).to_message()
+        filler = size - len(dump_json(lead).encode()) + 1
+        return {"email": "edge@example.com", "notes": "x" * filler}
+
+    status, body = answer(intake.lambda_handler(leads_event([row_of(100_000), row_of(100_001)]), lambda_context))
+    assert (status, body["accepted"], [r["index"] for r in body["rejected"]]) == (202, 1, [1])
+    assert "lead is 100001 bytes" in body["rejected"][0]["error"]
+
+
+def test_rows_are_batched_by_size_not_only_by_ten(intake: Any, stack: Any, lambda_context: Any) -> None:
+    # GIVEN ten rows of 90 KB (900 KB together; a SendMessageBatch carries at most 256 KiB)
+    rows = [{"email": f"wide{n}@example.com", "notes": "x" * 90_000} for n in range(10)]
+    with SendMessageBatchCalls() as calls:
+        status, body = answer(intake.lambda_handler(leads_event(rows), lambda_context))
+    # THEN all are queued, in batches that each fit
+    assert (status, body) == (202, {"accepted": 10, "rejected": []})
+    assert max(calls.batch_bytes) <= 262_144 and len(calls.batch_bytes) >= 4
+    assert len(drain(stack.queue_urls["LeadQueue"])) == 10
+
+
+def test_a_failed_batch_is_reported_by_row_and_the_others_stay_accepted(
+    intake: Any, stack: Any, lambda_context: Any
+) -> None:
+    # GIVEN SQS fails every SendMessageBatch that carries one particular lead (the second batch of ten)
+    rows = [{"email": f"p{n}@example.com"} for n in range(25)]
+    with SendMessageBatchCalls(fail_when_body_has="p14@example.com"):
+        status, body = answer(intake.lambda_handler(leads_event(rows), lambda_context))
+    # THEN the request is not a 503: the 15 queued rows stay accepted and the ten unqueued are named
+    assert status == 202 and body["accepted"] == 15
+    assert [item["index"] for item in body["rejected"]] == list(range(10, 20))
+    assert {item["error"] for item in body["rejected"]} == {"could not be queued; send this lead again"}
+    assert len(drain(stack.queue_urls["LeadQueue"])) == 15
+
+
+def test_lone_surrogate_row_is_rejected_and_strands_nobody(intake: Any, stack: Any, lambda_context: Any) -> None:
+    # GIVEN seven rows, one with a lone surrogate in an extra column (valid JSON, not valid Unicode)
+    rows = [f'{{"email": "p{n}@example.com"}}' for n in range(7)]
+    rows[3] = '{"email": "p3@example.com", "notes": "\\ud800"}'
+    status, body = answer(intake.lambda_handler(leads_event("[" + ",".join(rows) + "]"), lambda_context))
+    # THEN that row is named and the six others are on the queue, each a readable lead
+    assert status == 202 and body["accepted"] == 6
+    assert body["rejected"][0]["index"] == 3 and "not valid Unicode" in body["rejected"][0]["error"]
+    messages = drain(stack.queue_urls["LeadQueue"])
+    assert sorted(m["email"] for m in messages) == [f"p{n}@example.com" for n in (0, 1, 2, 4, 5, 6)]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"email": "a@b.co", "revenue": 1e200}',
+        '{"email": "a@b.co", "notes": ' + "[" * 600 + "]" * 600 + "}",
+        '{"email": "a@' + "." * 9990 + '@"}',
+    ],
+    ids=["100k-deep", "1e200", "600-deep-column", "email-backtracking"],
+)
+def test_bodies_that_once_gave_503_are_4xx(intake: Any, stack: Any, lambda_context: Any, raw: str) -> None:
+    status, body = answer(intake.lambda_handler(leads_event(raw), lambda_context))
+    assert status == 400 and body["error"]
+    assert drain(stack.queue_urls["LeadQueue"]) == []

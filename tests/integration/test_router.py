@@ -735,6 +735,39 @@ def test_a_leads_webhooks_are_sent_concurrently(router: Router, sinks: Sinks) ->
     assert (sinks.calls()["slack"], sinks.calls()["outreach"], sinks.calls()["zapier"]) == (1, 1, 1)
 
 
+def test_a_batch_probes_each_destination_with_one_lead_then_fans_out(router: Router, sinks: Sinks) -> None:
+    # GIVEN five outreach-bound leads in one batch; outreach notes whether its first request was alone, and
+    # answers the other four only if all four are in flight together
+    lock, in_flight, first_alone = threading.Lock(), [0], []
+    together = threading.Barrier(4, timeout=2)
+
+    def outreach(request: RecordedRequest) -> Reply:
+        with lock:
+            in_flight[0] += 1
+            first = not first_alone
+            if first:
+                first_alone.append(None)
+        try:
+            if first:
+                time.sleep(0.2)
+                first_alone[0] = in_flight[0] == 1
+                return Reply(200)
+            together.wait()
+            return Reply(200)
+        except threading.BrokenBarrierError:
+            return Reply(503)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    sinks.outreach.responder = outreach
+    records = [router.record(lead(f"ld_fan{i}", 85)) for i in range(5)]
+    # WHEN routed THEN the first lead went alone, then the other four at once, each delivered at the first try
+    assert router.run(sqs_event(records)) == []
+    assert first_alone == [True]
+    assert sinks.calls()["outreach"] == 5
+
+
 def test_a_lead_takes_as_long_as_its_slowest_destination_not_the_sum(router: Router, sinks: Sinks) -> None:
     # GIVEN outreach and Zapier each taking 0.5 s to answer
     delay = 0.5

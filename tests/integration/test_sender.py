@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from clay_pipeline.aws import client
 from clay_pipeline.clay_client import webhook_fingerprint
 from clay_pipeline.limits import DailyBudget
 from clay_pipeline.models import Lead
+from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.stale import unpack_bodies
 from clay_pipeline.stores import Queue, SentBatches, StateStore, hour_bucket
 from local.http_stub import Reply, StubServer
@@ -318,19 +319,57 @@ def test_every_webhook_gone_opens_the_circuit_and_messages_wait(make_sender: Any
     assert len(clay.received()) == 2  # one try per webhook, none for the second lead
 
 
-def test_slow_response_beyond_the_timeout_is_not_retried_in_process(make_sender: Any, clay: StubServer) -> None:
-    # GIVEN Clay answers after the client's timeout
-    sender = make_sender(CLAY_REQUEST_TIMEOUT_SECONDS="0.3")
+def test_lost_answer_holds_the_lead_back_instead_of_posting_it_again(
+    make_sender: Any, clay: StubServer, captured_logs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN Clay answers after the client's timeout (it may well have created the row)
+    sender = make_sender(CLAY_REQUEST_TIMEOUT_SECONDS="0.3", CLAY_UNKNOWN_HOLD_SECONDS="7200")
     clay.script(HOOK_A, Reply(200, {}, delay=1.0))
+    lead_id = Lead.model_validate(lead(1)).lead_id
     # WHEN a lead is processed
     event, failures = sender.send(lead(1))
-    # THEN it goes back to the queue after one attempt (Clay may have the row: no blind repeat)
+    # THEN it was posted once and goes back to the queue for the whole hold, never to the DLQ
     assert failures == ids(event)
     assert len(clay.received(HOOK_A)) == 1
+    assert list(sender.lead_queue.visibility.values()) == [7200]
     assert sender.dead_letters() == []
-    # AND the submission stays counted (it may exist) while the dedupe mark is released for the retry
+    # AND the submission stays counted, the mark says 'unknown', and an operator can see it
     assert sender.pool_count(f"{clay.url}{HOOK_A}") == 1
-    assert sender.state.get(f"dedupe#{Lead.model_validate(lead(1)).lead_id}") is None
+    mark = sender.state.get(f"dedupe#{lead_id}")
+    assert mark is not None and mark["status"] == "unknown"
+    assert emitted_metrics(capsys.readouterr().out, "ClaySendUnknown")
+    assert "Clay's answer was lost" in captured_logs.getvalue() and lead_id in captured_logs.getvalue()
+    # WHEN the message (or the same person submitted again) comes back during the hold
+    failures = sender.run(event)
+    _, again = sender.send({"email": "PERSON1@example.com", "source": "web-form"})
+    # THEN nothing is posted: both wait out the rest of the hold
+    assert failures == ids(event) and len(again) == 1
+    assert len(clay.received()) == 1
+    assert all(7000 <= seconds <= 7200 for seconds in sender.lead_queue.visibility.values())
+
+
+def test_held_lead_is_sent_once_more_when_the_hold_ends(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN a lead held after a lost answer
+    sender = make_sender(CLAY_REQUEST_TIMEOUT_SECONDS="0.3")
+    clay.script(HOOK_A, Reply(200, {}, delay=1.0))
+    event, _ = sender.send(lead(1))
+    lead_id = Lead.model_validate(lead(1)).lead_id
+    # WHEN the hold has passed and the message comes back
+    sender.state.update(f"dedupe#{lead_id}", {"expires_at": int(time.time()) - 1})
+    failures = sender.run(event)
+    # THEN it is posted a second time (at most one extra row per lost answer) and marked sent
+    assert failures == []
+    assert len(clay.received()) == 2
+    mark = sender.state.get(f"dedupe#{lead_id}")
+    assert mark is not None and mark["status"] == "sent"
+
+
+def test_with_dedupe_off_a_lost_answer_is_retried_like_any_failure(make_sender: Any, clay: StubServer) -> None:
+    sender = make_sender(CLAY_REQUEST_TIMEOUT_SECONDS="0.3", CLAY_DEDUPE_DAYS="0")
+    clay.script(HOOK_A, Reply(200, {}, delay=1.0))
+    event, failures = sender.send(lead(1))
+    assert failures == ids(event)
+    assert max(sender.lead_queue.visibility.values()) <= 20  # the usual backoff, not a hold
 
 
 def test_pool_rotates_at_the_limit_and_opens_the_circuit_when_spent(
@@ -520,7 +559,7 @@ def test_crash_mid_batch_over_counts_but_loses_no_lead(make_sender: Any, clay: S
     crashed.enqueue(*(lead(n) for n in range(3)))
     event = crashed.receive(3)
     crashed.module.sender.start(30_000, records=3)
-    assert crashed.module.sender.process(SQSRecord(event["Records"][0])) == "sent"
+    assert crashed.module.sender.process(QueueRecord.from_event(event["Records"][0])) == "sent"
     # WHEN another instance gets the other two after their visibility timeout
     survivor = make_sender(CLAY_DAILY_SEND_BUDGET="3")
     rest = {**event, "Records": event["Records"][1:]}

@@ -29,7 +29,7 @@ from local.apigw import http_event
 from local.aws import Provisioned
 from local.http_stub import Reply, StubServer
 from local.sqs_events import sqs_event, sqs_record
-from local.template import functions, load_template
+from local.template import Resolver, functions, load_template, parameter_defaults, resources_of_type
 from tests.conftest import LambdaContextStub
 
 pytestmark = pytest.mark.integration
@@ -47,6 +47,7 @@ RUNTIME_VARIABLES = {
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
     "POWERTOOLS_LOGGER_LOG_EVENT",
+    "POWERTOOLS_TRACE_DISABLED",
     "CONFIG_SECRET_ID",
 }
 
@@ -75,7 +76,9 @@ def granted_actions(logical_id: str) -> set[str]:
 # ------------------------------------------------------------------------------------- handlers and environment
 @pytest.mark.parametrize("logical_id", sorted(functions()))
 def test_handler_exists_and_is_callable(load_function: Any, logical_id: str) -> None:
-    module = load_function(logical_id, **{name: "placeholder" for name in config.SECRET_NAMES})
+    module = load_function(
+        logical_id, **{name: "placeholder-0123456789abcdef-0123456789" for name in config.SECRET_NAMES}
+    )
     assert functions()[logical_id].handler == "app.lambda_handler"
     assert callable(module.lambda_handler)
     assert list(inspect.signature(module.lambda_handler).parameters) == ["event", "context"]
@@ -149,18 +152,23 @@ def queue_arn(stack: Provisioned, logical_id: str) -> str:
 
 
 def callback_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
-    put_secrets(stack, {"CALLBACK_SECRETS": "policy-secret"})
+    put_secrets(stack, {"CALLBACK_SECRETS": "policy-secret-0123456789abcdef0123456789"})
     app = load("CallbackFunction")
     event = http_event(
         "POST",
         "/clay/callback",
         json.dumps({"lead_id": "p1", "email": "p@acme.com"}),
-        {"x-clay-signature": "policy-secret"},
+        {"x-clay-signature": "policy-secret-0123456789abcdef0123456789"},
     )
     assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == 200
     assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == 200  # duplicate
     setup_client("sqs").delete_queue(QueueUrl=stack.queue_urls["RoutingQueue"])  # failure releases the lock
-    event = http_event("POST", "/clay/callback", json.dumps({"lead_id": "p2"}), {"x-clay-signature": "policy-secret"})
+    event = http_event(
+        "POST",
+        "/clay/callback",
+        json.dumps({"lead_id": "p2"}),
+        {"x-clay-signature": "policy-secret-0123456789abcdef0123456789"},
+    )
     assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == 503
 
 
@@ -275,3 +283,45 @@ def test_policy_allows_exactly_the_calls_the_function_makes(
     made = calls.actions
     assert made - granted == set(), f"{logical_id} makes calls its policy does not allow"
     assert granted - made == set(), f"{logical_id} is granted actions it never uses"
+
+
+# ------------------------------------------------------------------------------------- capacity mode
+def test_tables_default_to_on_demand_without_provisioned_throughput(stack: Provisioned) -> None:
+    for name in stack.table_names.values():
+        table = setup_client("dynamodb").describe_table(TableName=name)["Table"]
+        assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_provisioned_mode_sets_capacity_and_auto_scales_reads_and_writes_of_both_tables() -> None:
+    # GIVEN the template deployed with TableBillingMode=PROVISIONED
+    template = load_template()
+    resolver = Resolver(refs={**parameter_defaults(template), "TableBillingMode": "PROVISIONED"})
+    tables = resources_of_type("AWS::DynamoDB::Table", template)
+    # THEN each table starts at the minimum capacities
+    for spec in tables.values():
+        properties = resolver.resolve(spec["Properties"])
+        assert properties["BillingMode"] == "PROVISIONED"
+        assert properties["ProvisionedThroughput"] == {"ReadCapacityUnits": "2", "WriteCapacityUnits": "5"}
+    # AND auto scaling tracks 70% utilisation of reads and writes on both, only in that mode
+    targets = resources_of_type("AWS::ApplicationAutoScaling::ScalableTarget", template)
+    policies = resources_of_type("AWS::ApplicationAutoScaling::ScalingPolicy", template)
+    scaled = {
+        (spec["Properties"]["ResourceId"]["Fn::Sub"], spec["Properties"]["ScalableDimension"])
+        for spec in targets.values()
+    }
+    assert scaled == {
+        (f"table/${{{table}}}", f"dynamodb:table:{unit}CapacityUnits") for table in tables for unit in ("Read", "Write")
+    }
+    assert all(spec["Condition"] == "IsProvisioned" for spec in [*targets.values(), *policies.values()])
+    assert {
+        resolver.resolve(spec["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"])
+        for spec in policies.values()
+    } == {"70"}
+    assert resolver.condition("IsProvisioned")
+    assert not Resolver(refs=parameter_defaults(template)).condition("IsProvisioned")
+    # AND a DynamoDB throttle alarm watches both tables
+    alarm = load_template()["Resources"]["TableThrottlesAlarm"]["Properties"]
+    watched = {
+        m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"] for m in alarm["Metrics"] if "MetricStat" in m
+    }
+    assert watched == set(tables)

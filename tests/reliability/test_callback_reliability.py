@@ -12,17 +12,23 @@ from typing import Any
 
 import jwt
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from clay_pipeline import auth
 from clay_pipeline.aws import client
+from clay_pipeline.stores import LeadsTable
 from local.apigw import http_event
+from local.http_stub import StubServer
+from local.sqs_events import sqs_event, sqs_record
 from tests.conftest import LambdaContextStub
+from tests.dynamodb_calls import recorded_dynamodb_calls
+from tests.reliability import hostile
 
 pytestmark = pytest.mark.integration
 
 SECRET = "reliability-secret-0123456789abcdef012345"
+JWT_PASSWORD = "long-password-1234567890"
 LEAD = {"lead_id": "ld_rel", "email": "rel@acme.com", "icp_score": "77"}
 BODY = json.dumps(LEAD).encode()
 
@@ -100,6 +106,114 @@ def test_fuzzed_callbacks_never_5xx(
         assert status == 401
 
 
+# -- hostile input (issue 15): numbers, nesting, surrogates, sizes around each limit, regex bombs ----------
+HOSTILE_SETTINGS = settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.fixture
+def token_app(load_function: Any) -> Any:
+    return load_function("CallbackFunction", CALLBACK_SECRETS=SECRET)
+
+
+def post(app: Any, body: bytes, **headers: str) -> tuple[int, dict[str, Any]]:
+    event = http_event("POST", "/clay/callback", body, {"content-type": "application/json", **headers})
+    response = app.lambda_handler(event, LambdaContextStub())
+    answer = json.loads(response["body"])
+    assert response["statusCode"] < 500, (response, body[:300])
+    if response["statusCode"] >= 400:
+        assert isinstance(answer.get("error"), str) and answer["error"]
+    return response["statusCode"], answer
+
+
+@HOSTILE_SETTINGS
+@given(lead=hostile.hostile_leads({"lead_id": "ld_hostile", "email": "hostile@acme.com"}))
+def test_hostile_values_never_5xx(token_app: Any, lead: dict[str, Any]) -> None:
+    status, answer = post(token_app, hostile.dumps(lead), **{"x-clay-signature": SECRET})
+    event(f"status {status}")
+    assert status in {200, 400, 413}, answer
+    if status == 400 and "fields" in answer:
+        assert all(item["field"] and item["error"] for item in answer["fields"])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=st.integers(-3, 3).map(lambda delta: hostile.sized_document(204_800 + delta, {"lead_id": "ld_cap"}))
+    | st.integers(99_000, 102_000).map(lambda n: hostile.dumps({"lead_id": "ld_ones", "scores": [1] * n}))
+    | st.integers(28_000, 40_000).map(lambda n: ('{"lead_id":"ld_f","f":[' + ",".join(["1e5"] * n) + "]}").encode())
+    | st.sampled_from([1_000, 100_000]).map(hostile.deep_text)
+    | st.integers(9_998, 10_002).map(lambda n: hostile.dumps({"lead_id": "ld_t", "first_name": "x" * n}))
+    | st.integers(126, 130).map(lambda n: hostile.dumps({"lead_id": "x" * n}))
+)
+def test_sizes_around_every_callback_limit_never_5xx(token_app: Any, body: bytes) -> None:
+    status, answer = post(token_app, body, **{"x-clay-signature": SECRET})
+    event(f"status {status}")
+    assert status in {200, 400, 413}, answer
+    if status == 413:
+        assert "the limit is" in answer["error"]
+
+
+@pytest.fixture
+def hmac_app(load_function: Any) -> Any:
+    return load_function("CallbackFunction", CALLBACK_AUTH_MODE="hmac", CALLBACK_SECRETS=SECRET)
+
+
+@HOSTILE_SETTINGS
+@given(
+    stamp=st.text(max_size=20)
+    | st.integers(0, 6000).map(lambda n: "9" * n)
+    | st.sampled_from(["1e400", "\u00b2", "\uff11", "-1", " 1", "0x10", "1_000", "now", "now\n"])
+    | hostile.lone_surrogates,
+    signature=st.sampled_from(["good", "prefixed"]) | st.text(max_size=80) | hostile.pathological_strings,
+)
+def test_hmac_headers_never_5xx(hmac_app: Any, stamp: str, signature: str) -> None:
+    now = str(int(time.time()))
+    stamp = stamp.replace("now", now)  # a current timestamp, read when the example runs
+    signed = stamp.encode("utf-8", "surrogatepass") + b"." + BODY
+    if signature in ("good", "prefixed"):
+        signature = ("sha256=" if signature == "prefixed" else "") + hmac_hex(SECRET, signed)
+    status, _ = post(hmac_app, BODY, **{"x-clay-signature": signature, "x-clay-timestamp": stamp})
+    event(f"status {status}")
+    assert status in {200, 401}
+    if status == 200:
+        assert stamp.strip() == now  # only a real, current timestamp passes
+
+
+@pytest.fixture
+def jwt_app(load_function: Any) -> Any:
+    return load_function(
+        "CallbackFunction", CALLBACK_AUTH_MODE="jwt", CALLBACK_SECRETS=SECRET, CALLBACK_JWT_USERS=f"clay:{JWT_PASSWORD}"
+    )
+
+
+credentials = st.fixed_dictionaries(
+    {},
+    optional={
+        "username": st.sampled_from(["clay"]) | hostile.odd_text | hostile.extreme_numbers | hostile.nested_values,
+        "password": st.sampled_from([JWT_PASSWORD]) | hostile.odd_text | hostile.pathological_strings,
+    },
+)
+
+
+@HOSTILE_SETTINGS
+@given(
+    body=credentials.map(hostile.dumps)
+    | st.sampled_from([1_000, 100_000, 1_000_000]).map(hostile.deep_text)
+    | hostile.hostile_values.map(hostile.dumps)
+    | st.binary(max_size=200)
+)
+def test_token_endpoint_never_5xx(jwt_app: Any, body: bytes) -> None:
+    response = jwt_app.lambda_handler(http_event("POST", "/clay/token", body), LambdaContextStub())
+    status = response["statusCode"]
+    event(f"status {status}")
+    assert status in {200, 400, 401}, response
+    if status == 200:
+        assert json.loads(body) == {"username": "clay", "password": JWT_PASSWORD}
+    else:
+        assert json.loads(response["body"])["error"]
+
+
 # ------------------------------------------------------------------------------------------ forgery
 def hmac_hex(secret: str, content: bytes) -> str:
     return hmac.new(secret.encode(), content, hashlib.sha256).hexdigest()
@@ -172,7 +286,7 @@ def test_forgeries_are_refused_and_leave_no_trace(
         "CallbackFunction",
         CALLBACK_AUTH_MODE=mode,
         CALLBACK_SECRETS=SECRET,
-        CALLBACK_JWT_USERS="clay:long-password-1234567890",
+        CALLBACK_JWT_USERS=f"clay:{JWT_PASSWORD}",
     )
     event = http_event("POST", "/clay/callback", BODY, {"content-type": "application/json", **headers})
     response = app.lambda_handler(event, LambdaContextStub())
@@ -180,9 +294,29 @@ def test_forgeries_are_refused_and_leave_no_trace(
     assert queued(stack) == 0 and stored_leads(stack) == 0
 
 
-def test_forgery_matrix_covers_every_mode_twenty_times_over() -> None:
-    assert len(FORGERIES) >= 20
-    assert {mode for mode, _ in FORGERIES} == {"token", "hmac", "jwt"}
+def genuine_headers(app: Any, mode: str) -> dict[str, str]:
+    """The credentials each mode accepts for BODY: what every forgery above imitates."""
+    if mode == "token":
+        return {"x-clay-signature": SECRET}
+    if mode == "hmac":
+        now = str(int(time.time()))
+        return {"x-clay-signature": "sha256=" + hmac_hex(SECRET, f"{now}.".encode() + BODY), "x-clay-timestamp": now}
+    login = http_event("POST", "/clay/token", json.dumps({"username": "clay", "password": JWT_PASSWORD}))
+    token = json.loads(app.lambda_handler(login, LambdaContextStub())["body"])["access_token"]
+    return {"authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize("mode", ["token", "hmac", "jwt"])
+def test_the_genuine_request_each_forgery_imitates_is_accepted(load_function: Any, stack: Any, mode: str) -> None:
+    # GIVEN the function exactly as the forgery matrix configures it
+    app = load_function(
+        "CallbackFunction", CALLBACK_AUTH_MODE=mode, CALLBACK_SECRETS=SECRET, CALLBACK_JWT_USERS=f"clay:{JWT_PASSWORD}"
+    )
+    # WHEN the request carries the real credentials THEN it is accepted: the forgeries' 401s come from the forgery
+    headers = {"content-type": "application/json", **genuine_headers(app, mode)}
+    response = app.lambda_handler(http_event("POST", "/clay/callback", BODY, headers), LambdaContextStub())
+    assert response["statusCode"] == 200, response
+    assert queued(stack) == 1 and stored_leads(stack) == 1
 
 
 # ------------------------------------------------------------------------------------------ race
@@ -230,3 +364,49 @@ def test_crash_after_lock_then_retry_after_expiry_processes_once(
     again = fresh.lambda_handler(event, LambdaContextStub())
     assert json.loads(again["body"])["duplicate"] is True
     assert queued(stack) == 1
+
+
+def test_crash_after_queueing_before_the_completion_write_is_routed_once_after_the_lease(
+    load_function: Any, stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an invocation that queued the routing message and died before recording the version (2 s to live)
+    app = load_function("CallbackFunction", CALLBACK_SECRETS=SECRET)
+    event = http_event("POST", "/clay/callback", BODY, {"content-type": "application/json", "x-clay-signature": SECRET})
+
+    class DyingLeads(LeadsTable):
+        def complete_callback(self, lead_key: str, callback_id: str) -> None:
+            raise ProcessDied
+
+    monkeypatch.setattr(app.acceptor, "leads", DyingLeads(app.acceptor.leads.table_name))
+    with pytest.raises(ProcessDied):
+        app.lambda_handler(event, LambdaContextStub(remaining_ms=2000))
+    started = time.monotonic()
+    assert queued(stack) == 1
+    # WHEN Clay retries while the claim is live THEN it is told to come back later
+    fresh = load_function("CallbackFunction", CALLBACK_SECRETS=SECRET)
+    assert fresh.lambda_handler(event, LambdaContextStub())["statusCode"] == 409
+    # WHEN it retries after the lease lapsed THEN the version is queued again, then recorded
+    time.sleep(max(0.0, 2.2 - (time.monotonic() - started)))
+    assert json.loads(fresh.lambda_handler(event, LambdaContextStub())["body"])["duplicate"] is False
+    assert json.loads(fresh.lambda_handler(event, LambdaContextStub())["body"])["duplicate"] is True
+    assert queued(stack) == 2
+    # AND both routing messages carry the same version: the router's per-lead ledger delivers it once
+    with StubServer() as zapier:
+        router = load_function("RouterFunction", ZAPIER_WEBHOOK_URL=f"{zapier.url}/zap")
+        messages = client("sqs").receive_message(QueueUrl=stack.queue_urls["RoutingQueue"], MaxNumberOfMessages=10)
+        bodies = [m["Body"] for m in messages["Messages"]]
+        assert len({json.loads(body)["callback_id"] for body in bodies}) == 1
+        arn = str(stack.resolver.attributes[("RoutingQueue", "Arn")])
+        for body in bodies:  # one batch each, as two pollers would receive them
+            router.lambda_handler(sqs_event([sqs_record(body, arn)]), LambdaContextStub(remaining_ms=20_000))
+        assert len(zapier.received()) == 1
+
+
+def test_a_callback_costs_two_writes_on_the_lead_item_and_nothing_else(load_function: Any, stack: Any) -> None:
+    app = load_function("CallbackFunction", CALLBACK_SECRETS=SECRET)
+    event = http_event("POST", "/clay/callback", BODY, {"content-type": "application/json", "x-clay-signature": SECRET})
+    with recorded_dynamodb_calls() as calls:
+        assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == 200
+        assert json.loads(app.lambda_handler(event, LambdaContextStub())["body"])["duplicate"] is True
+    # THEN the first costs the claim-and-store and the completion, the identical repeat one failed condition
+    assert [operation for operation, _ in calls.calls] == ["UpdateItem", "UpdateItem", "UpdateItem"]

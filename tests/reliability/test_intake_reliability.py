@@ -14,8 +14,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from clay_pipeline.config import dump_json
+from clay_pipeline.models import Lead
 from local.apigw import http_event
 from tests.conftest import LambdaContextStub
+from tests.reliability import hostile
 
 pytestmark = pytest.mark.integration
 
@@ -125,3 +128,55 @@ def test_fuzzed_intake_requests_never_5xx_and_always_answer_json(
         assert isinstance(answer.get("error"), str) and answer["error"]
     if api_key != KEY:
         assert status == 401
+
+
+# -- hostile rows (issue 15): never 5xx, and a bad row never fails its neighbours -------------------------
+GOOD_ROW = {"email": "good@example.com", "first_name": "Good"}
+
+
+@pytest.fixture
+def intake_app(load_function: Any) -> Any:
+    return load_function("IntakeFunction", INTAKE_API_KEYS=KEY, INTAKE_MAX_LEADS=str(MAX_LEADS))
+
+
+def post_rows(app: Any, body: bytes) -> tuple[int, dict[str, Any]]:
+    request = http_event("POST", "/leads", body, {"content-type": "application/json", "x-api-key": KEY})
+    response = app.lambda_handler(request, LambdaContextStub("intake"))
+    assert response["statusCode"] < 500, (response, body[:300])
+    return response["statusCode"], json.loads(response["body"])
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(hostile.hostile_leads(GOOD_ROW) | st.just(GOOD_ROW), min_size=1, max_size=MAX_LEADS))
+def test_hostile_rows_never_5xx_and_good_rows_are_always_accepted(intake_app: Any, rows: list[dict[str, Any]]) -> None:
+    status, answer = post_rows(intake_app, hostile.dumps(rows))
+    event(f"status {status}")
+    plain = {index for index, row in enumerate(rows) if row == GOOD_ROW}
+    rejected = {item["index"] for item in answer.get("rejected", [])}
+    # THEN a row that is plainly good is never rejected because of its neighbours
+    assert not plain & rejected, answer
+    if plain:
+        assert status == 202 and answer["accepted"] == len(rows) - len(rejected)
+    else:
+        assert status in {202, 400}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=st.integers(-2, 2).map(lambda delta: hostile.dumps([GOOD_ROW, clay_sized_row(100_000 + delta)]))
+    | st.integers(MAX_LEADS - 1, MAX_LEADS + 1).map(lambda n: hostile.dumps([GOOD_ROW] * n))
+    | st.integers(1, 3).map(lambda n: hostile.dumps([clay_sized_row(90_000)] * n + [GOOD_ROW]))
+    | st.sampled_from([1_000, 100_000, 1_000_000]).map(hostile.deep_text)
+)
+def test_sizes_around_every_intake_limit_never_5xx(intake_app: Any, body: bytes) -> None:
+    status, answer = post_rows(intake_app, body)
+    event(f"status {status}")
+    assert status in {202, 400, 413}, answer
+    if status == 413:
+        assert f"the limit is {MAX_LEADS}" in answer["error"]
+
+
+def clay_sized_row(size: int) -> dict[str, Any]:
+    """A row whose Clay payload (the normalised lead) is exactly `size` bytes."""
+    lead = Lead.model_validate({**GOOD_ROW, "notes": "x"}).to_message()
+    return {**GOOD_ROW, "notes": "x" * (size - len(dump_json(lead).encode()) + 1)}

@@ -94,10 +94,19 @@ def test_rate_limit_answers_429_with_retry_after_past_the_burst(make_sim: Any) -
 
 
 def test_token_bucket_refills_at_its_rate() -> None:
-    bucket = TokenBucket(rate=1000.0, burst=2.0)
-    assert [bucket.take() == 0 for _ in range(3)] == [True, True, False]
-    time.sleep(0.01)
-    assert bucket.take() == 0
+    # GIVEN a bucket of 4 tokens a second, 2 saved up, on a clock that moves only when the test says
+    clock = [100.0]
+    bucket = TokenBucket(rate=4.0, burst=2.0, clock=lambda: clock[0])
+    # THEN the burst is taken at once, and the next take says how long until a token
+    assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.25]
+    # WHEN less than a token's time passes THEN still none; WHEN it has passed THEN one
+    clock[0] += 0.2
+    assert bucket.take() == pytest.approx(0.05)
+    clock[0] += 0.05
+    assert bucket.take() == 0.0
+    # AND a long pause saves up no more than the burst
+    clock[0] += 60
+    assert [bucket.take() == 0.0 for _ in range(3)] == [True, True, False]
 
 
 def test_enrichment_is_deterministic_textual_and_covers_every_band() -> None:

@@ -21,7 +21,7 @@ def test_defaults_from_design() -> None:
     assert settings.callback_auth_mode == "token"
     assert settings.callback_secret_header == "X-Clay-Signature"
     assert settings.callback_tolerance_seconds == 300
-    assert settings.callback_max_body_bytes == 1_048_576
+    assert settings.callback_max_body_bytes == 204_800  # DESIGN said 1 MiB; DynamoDB items hold 400 KB
 
 
 def test_missing_required_setting_names_it() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clay_pipeline.csv_import import load_rows, map_columns, prepare, snake_case
+from clay_pipeline.csv_import import delimiter_of, load_rows, map_columns, prepare, snake_case
 
 pytestmark = pytest.mark.unit
 
@@ -83,3 +83,18 @@ def test_prepare_tags_the_source_and_reports_by_line(tmp_path: Path) -> None:
         (4, "b@acme.com", "csv-import"),
     ]
     assert rows.rejected == [{"index": 3, "error": "needs an email, a domain or a linkedin_url"}]
+
+
+@pytest.mark.parametrize(
+    ("header", "separator"),
+    [
+        ("Email,First Name", ","),
+        ("Email;First Name;Company", ";"),
+        ("Email\tFirst Name", "\t"),
+        ("Email|First Name", "|"),
+        ("Email;First Name;Company, Inc.", ";"),  # a comma inside a column name does not win
+        ("Email", ","),
+    ],
+)
+def test_separator_is_read_from_the_header(header: str, separator: str) -> None:
+    assert delimiter_of(header) == separator

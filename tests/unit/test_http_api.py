@@ -1,12 +1,25 @@
-"""API Gateway v2 plumbing: raw bytes, size, content type and JSON errors."""
+"""API Gateway v2 plumbing: raw bytes, size, content type, JSON errors, and what each failure answers."""
 
 from __future__ import annotations
 
-import base64
+import json
+from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
+from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
 
-from clay_pipeline.http_api import HttpError, check_content_type, check_size, lower_headers, parse_json, raw_body
+from clay_pipeline.http_api import (
+    HttpError,
+    check_content_type,
+    check_size,
+    dispatch,
+    lower_headers,
+    parse_json,
+    raw_body,
+)
+from clay_pipeline.observability import log_metrics
+from clay_pipeline.stores import QueueSendError
 from local.apigw import http_event
 
 pytestmark = pytest.mark.unit
@@ -66,6 +79,112 @@ def test_lower_headers() -> None:
     assert lower_headers({}) == {}
 
 
-def test_base64_helper_round_trip() -> None:
-    event = http_event("POST", "/x", b"\x00\x01", {"content-type": "application/octet-stream"})
-    assert base64.b64decode(event["body"]) == b"\x00\x01"
+def test_text_body_with_a_lone_surrogate_is_not_utf8() -> None:
+    # GIVEN an event whose text body holds a raw lone surrogate (it cannot be UTF-8 encoded)
+    body = raw_body({"body": '{"a": "\ud800"}'})
+    # THEN its bytes are kept as they are, and parsing them names the problem
+    with pytest.raises(HttpError) as caught:
+        parse_json(body)
+    assert caught.value.status == 400 and "not UTF-8" in caught.value.body["error"]
+
+
+@pytest.mark.parametrize("depth", [100_000, 1_000_000])
+def test_json_nested_beyond_the_parser_is_a_400(depth: int) -> None:
+    with pytest.raises(HttpError) as caught:
+        parse_json(b"[" * depth + b"]" * depth)
+    assert caught.value.status == 400 and "nested too deeply" in caught.value.body["error"]
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_non_json_number_constants_are_a_400(constant: bytes) -> None:
+    with pytest.raises(HttpError) as caught:
+        parse_json(b'{"lead_id": "x", "score": ' + constant + b"}")
+    assert caught.value.status == 400 and constant.decode().lstrip("-") in caught.value.body["error"]
+
+
+# -- what an exception becomes: 503 only when a dependency failed --------------------------
+def client_error(code: str, status: int = 400, operation: str = "PutItem") -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, operation
+    )
+
+
+def secret_fetch_error() -> Exception:
+    """What Powertools' parameters raise when Secrets Manager fails (the ClientError only as context)."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    try:
+        try:
+            raise client_error("ThrottlingException", 400, "GetSecretValue")
+        except ClientError as error:
+            raise GetParameterError(str(error))  # noqa: B904 - as Powertools raises it
+    except GetParameterError as wrapped:
+        return wrapped
+
+
+def persistence_error(cause: Exception) -> Exception:
+    try:
+        raise IdempotencyPersistenceLayerError("Failed to save in progress record", cause) from cause
+    except IdempotencyPersistenceLayerError as error:
+        return error
+
+
+def answered(error: BaseException, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any], set[str]]:
+    def route(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        raise error
+
+    @log_metrics
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return dispatch(event, {"POST /x": route}, "Test")
+
+    response = handler({"routeKey": "POST /x"}, None)
+    metrics = {
+        name
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith('{"_aws"')
+        for name in json.loads(line)
+        if name.startswith("Test")
+    }
+    return response["statusCode"], json.loads(response["body"]), metrics
+
+
+DEPENDENCY_FAILURES = [
+    client_error("ProvisionedThroughputExceededException"),
+    client_error("ThrottlingException"),
+    client_error("InternalServerError", 500),
+    client_error("ResourceNotFoundException"),  # a table or queue missing: fixed by an operator, then retried
+    client_error("AWS.SimpleQueueService.NonExistentQueue", 400, "SendMessage"),
+    EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com"),
+    ReadTimeoutError(endpoint_url="https://sqs.us-east-1.amazonaws.com"),
+    QueueSendError("no lead could be queued"),
+    persistence_error(client_error("ProvisionedThroughputExceededException")),
+    secret_fetch_error(),
+]
+
+
+@pytest.mark.parametrize("error", DEPENDENCY_FAILURES, ids=lambda e: type(e).__name__)
+def test_a_failed_dependency_is_a_503_the_caller_retries(error: Exception, capsys: pytest.CaptureFixture[str]) -> None:
+    status, body, metrics = answered(error, capsys)
+    assert (status, body) == (503, {"error": "temporarily unavailable; retry"})
+    assert metrics == {"TestFailed"}
+
+
+BUGS = [
+    ValueError("a bug"),
+    KeyError("lead"),
+    RecursionError("maximum recursion depth exceeded"),
+    UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"),
+    client_error("ValidationException"),  # e.g. an item over 400 KB: a retry can never pass
+    client_error("InvalidParameterValue", 400, "SendMessage"),
+    ParamValidationError(report="Invalid type for parameter"),
+    persistence_error(client_error("ValidationException")),
+]
+
+
+@pytest.mark.parametrize("error", BUGS, ids=lambda e: f"{type(e).__name__}-{e}"[:60])
+def test_an_unexpected_error_is_a_500_with_its_own_metric_not_a_retry(
+    error: Exception, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, body, metrics = answered(error, capsys)
+    assert (status, body) == (500, {"error": "internal error"})
+    assert metrics == {"TestUnexpectedError"}

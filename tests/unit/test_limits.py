@@ -61,10 +61,38 @@ def test_dedupe_in_flight_mark_expires(store: StateStore) -> None:
     assert Deduper(store, days=30).claim("ld_crashed") is Claim.CLAIMED
 
 
+def test_lost_answer_holds_the_lead_until_the_mark_expires(store: StateStore) -> None:
+    # GIVEN a send whose answer was lost (Clay may or may not have the row)
+    dedupe = Deduper(store, days=30)
+    assert dedupe.claim("ld_lost") is Claim.CLAIMED
+    assert dedupe.hold("ld_lost", 3600) is True
+    # THEN every instance holds the lead back for the hold, and says for how long
+    assert Deduper(store, days=30).claim("ld_lost") is Claim.HELD
+    assert 3590 <= dedupe.seconds_held("ld_lost") <= 3600
+    mark = store.get("dedupe#ld_lost")
+    assert mark is not None and mark["status"] == "unknown"
+    # WHEN the hold has passed (expires_at in the past, before TTL deletes it) THEN the lead may be sent again
+    store.update("dedupe#ld_lost", {"expires_at": int(time.time()) - 1})
+    assert dedupe.seconds_held("ld_lost") == 0
+    assert dedupe.claim("ld_lost") is Claim.CLAIMED
+
+
+def test_lead_marked_sent_by_an_operator_during_the_hold_is_skipped(store: StateStore) -> None:
+    # GIVEN a held lead that an operator found in Clay and marked sent (the README's update-item)
+    dedupe = Deduper(store, days=30)
+    dedupe.claim("ld_found")
+    dedupe.hold("ld_found", 3600)
+    store.update("dedupe#ld_found", {"status": "sent", "expires_at": int(time.time()) + 30 * 86_400})
+    # THEN it is never sent again within the dedupe days
+    assert dedupe.claim("ld_found") is Claim.ALREADY_SENT
+    assert dedupe.seconds_held("ld_found") == 0
+
+
 def test_dedupe_off_writes_nothing(store: StateStore) -> None:
     dedupe = Deduper(store, days=0)
     assert dedupe.claim("ld_1") is Claim.CLAIMED
     assert dedupe.claim("ld_1") is Claim.CLAIMED
+    assert dedupe.hold("ld_1", 3600) is False  # no hold either: dedupe off means every receive sends
     assert store.get("dedupe#ld_1") is None
 
 
@@ -221,10 +249,10 @@ def test_pool_rotates_mid_batch_when_a_webhook_fills(store: StateStore, captured
     assert captured_logs.getvalue().count("webhook is full; rotating to the next") == 1
 
 
-def test_not_retired_answer_is_cached_for_a_while(store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN an instance trusts a 'not retired' answer for 0.3 s
-    monkeypatch.setattr(limits, "SPENT_CACHE_SECONDS", 0.3)
-    pool = WebhookPool(store, limit=100)
+def test_not_retired_answer_is_cached_for_a_while(store: StateStore) -> None:
+    # GIVEN an instance whose clock only moves when the test moves it
+    clock = [1000.0]
+    pool = WebhookPool(store, limit=100, monotonic=lambda: clock[0])
     # WHEN it sends three leads
     with recorded_dynamodb_calls() as calls:
         for _ in range(3):
@@ -236,8 +264,11 @@ def test_not_retired_answer_is_cached_for_a_while(store: StateStore, monkeypatch
     gone = other.acquire([URL_A, URL_B])
     assert gone is not None
     other.retire(gone, 410)
-    # THEN this instance moves to B once its cached answer has expired
-    time.sleep(0.35)
+    # THEN this instance keeps trusting its cached answer until SPENT_CACHE_SECONDS have passed
+    clock[0] += limits.SPENT_CACHE_SECONDS - 1
+    assert pool.acquire([URL_A, URL_B]).index == 0  # type: ignore[union-attr]
+    # AND moves to B once the cache has expired
+    clock[0] += 2
     chosen = pool.acquire([URL_A, URL_B])
     assert chosen is not None
     assert chosen.index == 1

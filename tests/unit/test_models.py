@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from pydantic import ValidationError
 
+from clay_pipeline import models
 from clay_pipeline.models import EnrichedLead, Lead, body_hash, derive_lead_id, field_errors
 
 pytestmark = pytest.mark.unit
@@ -118,3 +121,125 @@ class TestLead:
 def test_body_hash_is_canonical() -> None:
     assert body_hash({"a": 1, "b": [1, 2]}) == body_hash({"b": [1, 2], "a": 1})
     assert body_hash({"a": 1}) != body_hash({"a": 2})
+
+
+# -- values the stores cannot hold (issue 15): a field error naming the field, never a store failure later
+DEEP_LIST_TEXT = "[" * 5000 + "]" * 5000  # a JSON-text column within the 10,000-character limit
+
+
+def nested(levels: int) -> object:
+    value: object = "leaf"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+class TestStorableValues:
+    @pytest.mark.parametrize(
+        "value",
+        [1e200, -1e200, 1e-200, 10**39, -(10**39), 12345678901234567890123456789012345678901, 5e-324],
+        ids=["huge", "huge-negative", "tiny", "40-digit", "40-digit-negative", "41-digit", "subnormal"],
+    )
+    def test_numbers_dynamodb_cannot_hold_are_named(self, value: object) -> None:
+        problems = errors_of({"lead_id": "x", "revenue": value})
+        assert set(problems) == {"revenue"}
+        assert "38 significant digits" in problems["revenue"]
+
+    def test_storable_extremes_pass(self) -> None:
+        lead = EnrichedLead.model_validate({"lead_id": "x", "a": 10**37, "b": 1e125, "c": 1e-129, "d": 0.1})
+        assert lead.to_message()["a"] == 10**37
+
+    @pytest.mark.parametrize("text", ["1234567890123456789012345678901234567890", "9" * 5000])
+    def test_employee_count_text_too_long_for_the_table(self, text: str) -> None:
+        assert "employee_count" in errors_of({"lead_id": "x", "employee_count": text})
+
+    def test_employee_count_text_keeps_every_digit(self) -> None:
+        digits = "12345678901234567890123456789012345678"  # 38 digits: float() would round it
+        assert EnrichedLead.model_validate({"lead_id": "x", "employee_count": digits}).employee_count == int(digits)
+
+    def test_tiny_score_is_stored_as_a_rounded_score(self) -> None:
+        assert EnrichedLead.model_validate({"lead_id": "x", "icp_score": 1e-200}).icp_score == 0.0
+
+    @pytest.mark.parametrize("levels", [17, 500])
+    def test_deep_nesting_in_a_column_is_named(self, levels: int) -> None:
+        problems = errors_of({"lead_id": "x", "history": nested(levels)})
+        assert set(problems) == {"history"}
+        assert "at most 16" in problems["history"]
+
+    def test_nesting_up_to_the_limit_passes(self) -> None:
+        assert EnrichedLead.model_validate({"lead_id": "x", "history": nested(16)}).to_message()["history"]
+
+    def test_json_text_column_nested_too_deep_is_named(self) -> None:
+        assert "at most 16" in errors_of({"lead_id": "x", "notes": DEEP_LIST_TEXT})["notes"]
+
+    def test_json_text_too_deep_to_decode_stays_text(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # GIVEN a decoder that runs out of stack (as json.loads does on text nested deeply enough)
+        def too_deep(text: str) -> object:
+            raise RecursionError("maximum recursion depth exceeded")
+
+        monkeypatch.setattr(models.json, "loads", too_deep)
+        # THEN the column is kept as the text it was sent as
+        assert EnrichedLead.model_validate({"lead_id": "x", "notes": "[[1]]"}).to_message()["notes"] == "[[1]]"
+
+    @pytest.mark.parametrize(
+        "document",
+        [
+            {"lead_id": "x", "notes": "bad \ud800 text"},
+            {"lead_id": "x", "first_name": "Jo\udfff"},
+            {"lead_id": "x", "tags": ["ok", {"k": "\udc00"}]},
+            {"lead_id": "x", "tags": {"\ud800": 1}},
+        ],
+        ids=["extra", "text-field", "nested", "nested-key"],
+    )
+    def test_lone_surrogates_are_refused(self, document: dict) -> None:
+        problems = errors_of(document)
+        assert any("not valid Unicode" in message for message in problems.values()), problems
+
+    def test_lone_surrogate_in_a_column_name_is_refused(self) -> None:
+        problems = errors_of({"lead_id": "x", "\ud800": "v"})
+        assert "not valid Unicode" in next(iter(problems.values()))
+
+    def test_column_names_that_collide_once_trimmed_are_refused(self) -> None:
+        problems = errors_of({"lead_id": "ld_real", " lead_id": "ld_spoofed"})
+        message = next(iter(problems.values()))
+        assert "lead_id" in message and "same name" in message
+
+    @pytest.mark.parametrize("key", ["", "   "])
+    def test_empty_column_name_is_refused(self, key: str) -> None:
+        assert "empty name" in next(iter(errors_of({"lead_id": "x", key: "value"}).values()))
+
+    def test_empty_key_nested_in_a_column_is_refused(self) -> None:
+        assert "empty key" in errors_of({"lead_id": "x", "meta": {"": 1}})["meta"]
+
+    def test_column_names_are_still_trimmed(self) -> None:
+        assert EnrichedLead.model_validate({" lead_id ": "ld_1", "Opener ": "Hi"}).to_message() == {
+            "lead_id": "ld_1",
+            "Opener": "Hi",
+        }
+
+
+class TestPathologicalText:
+    EMAIL_BOMB = "a@" + "." * 9990 + "@"
+
+    def test_email_check_does_not_backtrack(self) -> None:
+        # GIVEN the intake's worst case before the fix: 12 rows of ~1.2 s each (14.3 s of a 15 s timeout)
+        started = time.perf_counter()
+        for _ in range(12):
+            with pytest.raises(ValidationError):
+                Lead.model_validate({"email": self.EMAIL_BOMB})
+        # THEN all twelve take a small fraction of one such row (linear: about a millisecond each)
+        assert time.perf_counter() - started < 1.0
+
+    @pytest.mark.parametrize(
+        "email",
+        ["a@b.co", "first.last+tag@sub.example.co.uk", "x@y.z"],
+    )
+    def test_valid_emails_still_pass(self, email: str) -> None:
+        assert Lead.model_validate({"email": email}).email == email
+
+    @pytest.mark.parametrize(
+        "email", ["a@.b.co", "a@b.co.", "a@b", "a@@b.co", "a b@c.co", "@b.co", "a@b..", "a@b.co\n@x"]
+    )
+    def test_invalid_emails_still_fail(self, email: str) -> None:
+        with pytest.raises(ValidationError):
+            Lead.model_validate({"email": email})

@@ -80,3 +80,23 @@ def test_a_level_publishes_its_highest_value_not_a_sum(capsys: pytest.CaptureFix
     # THEN one line carries the highest running total
     lines = [line for line in emf_lines(capsys.readouterr().out) if "ClayWebhookUsage" in line]
     assert [(line["webhook"], value(line, "ClayWebhookUsage")) for line in lines] == [("0", 43.0)]
+
+
+# ------------------------------------------------------------------------------------- tracing
+def test_with_tracing_disabled_the_tracer_decorates_nothing_and_never_loads_the_xray_sdk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from clay_pipeline.observability import tracer
+
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.delitem(sys.modules, "aws_xray_sdk", raising=False)
+    monkeypatch.delitem(sys.modules, "aws_xray_sdk.core", raising=False)
+
+    def handler(event: Any, context: Any) -> str:
+        return "handled"
+
+    assert tracer.capture_lambda_handler(handler) is handler
+    assert tracer.capture_method(capture_response=False)(handler) is handler
+    assert "aws_xray_sdk.core" not in sys.modules

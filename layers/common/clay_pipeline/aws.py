@@ -7,7 +7,9 @@ callback's cold start).
 
 boto3 honours AWS_ENDPOINT_URL itself, which is how the local stack points every client
 at its emulator. Timeouts are short so a slow dependency fails the request (and the
-message is retried) instead of eating the whole function timeout.
+message is retried) instead of eating the whole function timeout. Client-side parameter
+validation is off: DynamoDB and SQS validate every request themselves, and botocore's walk
+over the router's outcome maps cost more CPU than the rest of its write (bench/warm_path.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ _CONFIG_KWARGS = {
     "read_timeout": 5,
     "retries": {"max_attempts": 3, "mode": "standard"},
     "max_pool_connections": 50,
+    "parameter_validation": False,
 }
 
 

@@ -1,10 +1,21 @@
 """Accepting Clay's enriched rows: verify, validate, and accept each callback exactly once.
 
-Exactly-once uses Powertools idempotency on STATE_TABLE: a conditional put takes an
-in-progress lock keyed by `<lead_key>#<hash of the canonical body>`, the lead is stored
-and queued, then the record is marked complete. An identical retry finds the completed
-record and is answered as a duplicate; a failure deletes the lock so Clay's retry can
-succeed; a crash leaves a lock that expires with the Lambda's remaining time.
+A callback is a version of a lead: `callback_id` is `<lead_key>#<hash of the canonical body>`.
+Exactly once takes two writes, both on the lead's LEADS_TABLE item (stores.LeadsTable):
+1. one conditional write claims the version (a `pending_<version>` lease that ends with the
+   invocation's remaining time) and stores the lead, unless the version is already accepted
+   (answered as a duplicate) or claimed by a live lease (an identical callback in flight: wait,
+   then 409 so Clay retries);
+2. after the routing message is queued, a second write adds the version to the item's
+   `versions` set and ends the claim.
+If queueing fails, the claim is dropped and the answer is 503, so Clay's retry is accepted. A
+crash after 1 leaves a lease that lapses, and the retry is accepted then; a crash between the
+queueing and 2 lets the retry queue the version again, which the router's per-lead ledger
+absorbs (nothing is delivered twice). If DynamoDB fails, nothing is queued.
+
+Hand-written rather than Powertools' idempotency utility: it keeps its in-progress and completion
+records in an item of its own, two writes per callback beside the lead's own write (3 WRU per
+callback, bench/cost_model.py); here the lead's writes are the claim and the completion.
 """
 
 from __future__ import annotations
@@ -12,21 +23,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
-from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from clay_pipeline import auth, config
-from clay_pipeline.aws import client
-from clay_pipeline.config import CallbackSettings
+from clay_pipeline.config import CallbackSettings, ConfigError, dump_json
 from clay_pipeline.http_api import (
     HttpError,
     check_content_type,
@@ -36,11 +38,23 @@ from clay_pipeline.http_api import (
 )
 from clay_pipeline.models import EnrichedLead, body_hash, field_errors
 from clay_pipeline.observability import logger
-from clay_pipeline.stores import STATE_KEY, STATE_TTL, LeadsTable, Queue
+from clay_pipeline.stores import Acceptance, LeadsTable, Queue, item_size
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 # Waits for a concurrent identical callback to finish before answering 409 (seconds).
 IN_PROGRESS_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8)
+DEFAULT_CLAIM_SECONDS = 10.0  # a claim's lease without a Lambda context (the function's timeout)
+# What an accepted lead may take, measured after normalisation (values can grow: "1e5" is queued as
+# 100000.0, and a list of small numbers takes 1.5 times its JSON in DynamoDB):
+# - in LEADS_TABLE: 300 KB of the 400 KB item, leaving 100 KB for the router's outcome and ledger;
+# - on RoutingQueue: SQS's classic 256 KiB message (queues may allow 1 MiB; this fits both).
+ENRICHMENT_MAX_STORED_BYTES = 300_000
+ROUTING_MESSAGE_MAX_BYTES = 262_144
+ROUTING_ENVELOPE_BYTES = 256  # callback_id, lead_key and received_at around the lead
 _warned_no_secret = False
+_warned_config: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,24 @@ class CallbackRequest:
     lead: EnrichedLead
     lead_key: str
     callback_id: str
+    message: dict[str, Any]  # the lead as stored and queued
+
+
+def check_configuration(settings: CallbackSettings) -> None:
+    """At cold start: a callback secret or JWT user set in the environment and too weak to trust fails the
+    start (ConfigError). Values in Secrets Manager are read at run time, not here (no network call while
+    the function starts): a weak one refuses every caller with 401 and an error in the log instead."""
+    auth.check_secrets(config.secret_list("CALLBACK_SECRETS", environment_only=True))
+    if settings.callback_auth_mode == "jwt":
+        auth.jwt_users(config.secret_list("CALLBACK_JWT_USERS", environment_only=True))
+
+
+def _refuse_misconfigured(error: ConfigError) -> HttpError:
+    """A secret rotated to a weak value refuses every caller (401), with one error in the log per problem."""
+    if str(error) not in _warned_config:
+        logger.error(f"{error}: every caller is refused until it is fixed")
+        _warned_config.add(str(error))
+    return unauthorized()
 
 
 def authenticate(settings: CallbackSettings, headers: dict[str, str], body: bytes) -> None:
@@ -59,11 +91,38 @@ def authenticate(settings: CallbackSettings, headers: dict[str, str], body: byte
             logger.error("CALLBACK_SECRETS is not configured: every callback is refused until it is set")
             _warned_no_secret = True
         raise unauthorized()
-    verifier = auth.callback_verifier(
-        settings.callback_auth_mode, settings.callback_secret_header, secrets, settings.callback_tolerance_seconds
-    )
+    jwt_mode = settings.callback_auth_mode == "jwt"
+    try:
+        users = auth.jwt_users(config.secret_list("CALLBACK_JWT_USERS")) if jwt_mode else {}
+        verifier = auth.callback_verifier(
+            settings.callback_auth_mode,
+            settings.callback_secret_header,
+            secrets,
+            settings.callback_tolerance_seconds,
+            users=users.keys(),
+        )
+    except ConfigError as error:
+        raise _refuse_misconfigured(error) from None
     if not verifier.verify(headers, body):
         raise unauthorized()
+
+
+def check_fits(message: dict[str, Any]) -> None:
+    """413 when the normalised lead would not fit the leads table item or the routing message."""
+    stored = item_size({"enrichment": message})
+    if stored > ENRICHMENT_MAX_STORED_BYTES:
+        raise HttpError(
+            413,
+            {"error": f"the lead takes {stored} bytes in the leads table; the limit is {ENRICHMENT_MAX_STORED_BYTES}"},
+            reason="oversize_stored",
+        )
+    queued = len(dump_json(message).encode()) + ROUTING_ENVELOPE_BYTES
+    if queued > ROUTING_MESSAGE_MAX_BYTES:
+        raise HttpError(
+            413,
+            {"error": f"the lead is {queued} bytes as a queue message; the limit is {ROUTING_MESSAGE_MAX_BYTES}"},
+            reason="oversize_message",
+        )
 
 
 def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: bytes) -> CallbackRequest:
@@ -81,8 +140,12 @@ def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: by
         raise HttpError(
             400, {"error": "invalid fields", "fields": field_errors(error)}, reason="invalid_fields"
         ) from None
+    message = lead.to_message()
+    check_fits(message)
     lead_key = str(lead.lead_id)
-    return CallbackRequest(lead=lead, lead_key=lead_key, callback_id=f"{lead_key}#{body_hash(document)[:32]}")
+    return CallbackRequest(
+        lead=lead, lead_key=lead_key, callback_id=f"{lead_key}#{body_hash(document)[:32]}", message=message
+    )
 
 
 def issue_token(body: bytes) -> dict[str, Any]:
@@ -93,65 +156,67 @@ def issue_token(body: bytes) -> dict[str, Any]:
     username, password = document.get("username"), document.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise unauthorized()
-    issuer = auth.TokenIssuer(config.secret_list("CALLBACK_JWT_USERS"), config.secret_list("CALLBACK_SECRETS"))
+    try:
+        issuer = auth.TokenIssuer(config.secret_list("CALLBACK_JWT_USERS"), config.secret_list("CALLBACK_SECRETS"))
+    except ConfigError as error:
+        raise _refuse_misconfigured(error) from None
     token = issuer.issue(username, password)
     if token is None:
         raise unauthorized()
     return {"access_token": token, "token_type": auth.BEARER, "expires_in": auth.JWT_LIFETIME_SECONDS}
 
 
-def _mark_duplicate(response: Any, idempotent_data: DataRecord) -> Any:
-    return {**response, "duplicate": True} if isinstance(response, dict) else response
-
-
 class CallbackAcceptor:
-    """Stores and queues each distinct callback once."""
+    """Stores and queues each distinct callback once (the flow is in the module's docstring)."""
 
     def __init__(self, settings: CallbackSettings) -> None:
         self.leads = LeadsTable(settings.leads_table)
         self.routing_queue = Queue(settings.routing_queue_url)
-        self.persistence = DynamoDBPersistenceLayer(
-            table_name=settings.state_table,
-            key_attr=STATE_KEY,
-            expiry_attr=STATE_TTL,
-            boto3_client=client("dynamodb"),
-        )
-        self.idempotency = IdempotencyConfig(
-            event_key_jmespath="callback_id",
-            raise_on_no_idempotency_key=True,
-            expires_after_seconds=settings.callback_idempotency_days * 86400,
-            response_hook=_mark_duplicate,
-        )
-        self._accept_once = idempotent_function(
-            data_keyword_argument="request",
-            persistence_store=self.persistence,
-            config=self.idempotency,
-            key_prefix="idem#callback",
-        )(self._store_and_queue)
+        self._context: LambdaContext | None = None
 
     def register_context(self, context: LambdaContext | None) -> None:
-        # Ties the in-progress lock's expiry to this invocation's remaining time.
-        if context is not None:
-            self.idempotency.register_lambda_context(context)
+        # A claim's lease ends with this invocation's remaining time: a crash frees it then.
+        self._context = context
 
     def accept(self, request: CallbackRequest) -> dict[str, Any]:
-        payload = {"callback_id": request.callback_id, "lead_key": request.lead_key, "lead": request.lead.to_message()}
-        for wait in (*IN_PROGRESS_WAITS, None):
-            try:
-                return dict(self._accept_once(request=payload))
-            except IdempotencyAlreadyInProgressError:
-                if wait is None:
-                    break
-                time.sleep(wait)
-        raise HttpError(
-            409,
-            {"error": "an identical callback is being processed; retry later", "duplicate": True},
-            headers={"retry-after": "2"},
-            reason="in_progress",
-        )
-
-    def _store_and_queue(self, request: dict[str, Any]) -> dict[str, Any]:
         received_at = datetime.now(UTC).isoformat()
-        self.leads.save_enrichment(request["lead_key"], request["callback_id"], request["lead"], received_at)
-        self.routing_queue.send({**request, "received_at": received_at})
-        return {"received": True, "lead_key": request["lead_key"], "duplicate": False}
+        for wait in (*IN_PROGRESS_WAITS, None):
+            acceptance = self.leads.accept_callback(
+                request.lead_key, request.callback_id, request.message, received_at, self._lease_seconds()
+            )
+            if acceptance is Acceptance.DUPLICATE:
+                return {"received": True, "lead_key": request.lead_key, "duplicate": True}
+            if acceptance is Acceptance.ACCEPTED:
+                break
+            if wait is None:
+                raise HttpError(
+                    409,
+                    {"error": "an identical callback is being processed; retry later", "duplicate": True},
+                    headers={"retry-after": "2"},
+                    reason="in_progress",
+                )
+            time.sleep(wait)
+        message = {
+            "callback_id": request.callback_id,
+            "lead_key": request.lead_key,
+            "lead": request.message,
+            "received_at": received_at,
+        }
+        try:
+            self.routing_queue.send(message)
+        except Exception:
+            self._release(request)
+            raise
+        self.leads.complete_callback(request.lead_key, request.callback_id)
+        return {"received": True, "lead_key": request.lead_key, "duplicate": False}
+
+    def _lease_seconds(self) -> float:
+        if self._context is None:
+            return DEFAULT_CLAIM_SECONDS
+        return max(1.0, self._context.get_remaining_time_in_millis() / 1000)
+
+    def _release(self, request: CallbackRequest) -> None:
+        try:
+            self.leads.release_callback(request.lead_key, request.callback_id)
+        except Exception as error:  # the claim then lapses with its lease: Clay's retry gets 409 until then
+            logger.warning("could not release the callback's claim", extra={"error": type(error).__name__})

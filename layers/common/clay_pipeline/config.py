@@ -56,9 +56,13 @@ def clear_secret_cache() -> None:
     _secrets_provider.cache_clear()
 
 
-def secret_list(name: str) -> list[str]:
-    """A comma-separated secret as a list without blanks (order kept: current value first)."""
-    return [part.strip() for part in secret(name).split(",") if part.strip()]
+def secret_list(name: str, environment_only: bool = False) -> list[str]:
+    """A comma-separated secret as a list without blanks (order kept: current value first).
+
+    environment_only: just the environment variable, never a network call (what a cold start may check).
+    """
+    value = os.environ.get(name, "") if environment_only else secret(name)
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 @functools.cache
@@ -85,6 +89,8 @@ def _blank_to_none(value: Any) -> Any:
 
 Required = Annotated[str, Field(min_length=1)]
 OptionalStr = Annotated[str | None, BeforeValidator(_blank_to_none)]
+CLAY_MAX_PAYLOAD_BYTES = 100_000  # Clay answers 413 above 100 KB
+ClayPayloadBytes = Annotated[int, Field(ge=1024, le=262_144)]  # intake refuses, the sender dead-letters above it
 
 
 class Settings(BaseModel):
@@ -107,20 +113,22 @@ class Settings(BaseModel):
 
 
 class CallbackSettings(Settings):
-    state_table: Required
-    leads_table: Required
+    leads_table: Required  # each accepted callback is claimed, stored and recorded on its lead's item
     routing_queue_url: Required
     callback_auth_mode: Literal["token", "hmac", "jwt"] = "token"
     callback_secret_header: str = "X-Clay-Signature"  # noqa: S105 - a header name, not a secret
     callback_tolerance_seconds: int = Field(default=300, ge=1, le=86400)
-    callback_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=10_485_760)
-    callback_idempotency_days: int = Field(default=30, ge=1, le=365)
+    # 200 KiB: the body becomes the lead's item in LEADS_TABLE (DynamoDB holds at most 400 KB per item,
+    # and the router adds its outcome and delivery ledger, a few KB) and the RoutingQueue message
+    # (SQS's classic 256 KiB). The callback also measures both before accepting (413 when over).
+    callback_max_body_bytes: int = Field(default=204_800, ge=1024, le=204_800)
 
 
 class IntakeSettings(Settings):
     lead_queue_url: Required
     intake_max_leads: int = Field(default=500, ge=1, le=500)
     intake_max_body_bytes: int = Field(default=5_242_880, ge=1024, le=10_485_760)
+    clay_max_payload_bytes: ClayPayloadBytes = CLAY_MAX_PAYLOAD_BYTES  # a row Clay would refuse is refused here
 
 
 class SenderSettings(Settings):
@@ -132,8 +140,10 @@ class SenderSettings(Settings):
     clay_send_rate_per_second: float = Field(default=10, gt=0, le=1000)
     clay_daily_send_budget: int = Field(default=0, ge=0)
     clay_dedupe_days: int = Field(default=30, ge=0, le=365)
+    # After a read timeout (Clay may have the row) the lead is held this long, then sent once more: Deduper.hold
+    clay_unknown_hold_seconds: int = Field(default=21_600, ge=60, le=7 * 86_400)
     clay_request_timeout_seconds: float = Field(default=10, gt=0, le=60)
-    clay_max_payload_bytes: int = Field(default=100_000, ge=1024, le=262_144)  # Clay answers 413 above 100 KB
+    clay_max_payload_bytes: ClayPayloadBytes = CLAY_MAX_PAYLOAD_BYTES
     clay_retry_attempts: int = Field(default=2, ge=0, le=5)  # in-process retries of 5xx and connect errors
     clay_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=10)
     clay_max_throttle_wait_seconds: float = Field(default=20, ge=0, le=600)  # longest in-process Retry-After sleep

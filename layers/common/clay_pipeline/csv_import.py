@@ -2,7 +2,8 @@
 
 Column names from CRMs and spreadsheet exports (Email, Work Email, Company Domain, Website,
 First Name, LinkedIn URL, Company...) are mapped to the Lead fields; other columns are
-passed through to Clay under a snake_case name. Rows are reported by line number.
+passed through to Clay under a snake_case name. Rows are reported by line number. The column
+separator is read from the header row: spreadsheets outside the US often save ';'.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from clay_pipeline.intake import Rows, validate_rows
 
 CSV_IMPORT_SOURCE = "csv-import"
 JSON_LINES_SUFFIXES = frozenset({".jsonl", ".ndjson"})
+DELIMITERS = ",;\t|"
+DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with or without the byte-order mark Excel writes
 
 # Lead field -> accepted column names (snake_cased), the first non-empty one wins.
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -63,21 +66,27 @@ def map_columns(row: dict[str, Any]) -> dict[str, Any]:
     return mapped
 
 
-def load_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def load_rows(path: Path, encoding: str = DEFAULT_ENCODING) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, row) pairs; a row that cannot be read is an error message instead of a dict."""
-    if path.suffix.lower() in JSON_LINES_SUFFIXES or _starts_with_brace(path):
-        yield from _json_lines(path)
+    if path.suffix.lower() in JSON_LINES_SUFFIXES or _starts_with_brace(path, encoding):
+        yield from _json_lines(path, encoding)
     else:
-        yield from _csv_rows(path)
+        yield from _csv_rows(path, encoding)
 
 
-def _starts_with_brace(path: Path) -> bool:
-    with path.open(encoding="utf-8-sig") as handle:
+def _starts_with_brace(path: Path, encoding: str) -> bool:
+    with path.open(encoding=encoding) as handle:
         return handle.read(64).lstrip().startswith("{")
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    with path.open(encoding="utf-8-sig") as handle:
+def delimiter_of(header: str) -> str:
+    """The separator the header row uses most (',' when it has none of them): csv.Sniffer guesses wrong
+    on short files, while a header of column names is unambiguous."""
+    return max(DELIMITERS, key=header.count) if any(d in header for d in DELIMITERS) else ","
+
+
+def _json_lines(path: Path, encoding: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    with path.open(encoding=encoding) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -89,20 +98,22 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
             yield number, row if isinstance(row, dict) else f"must be a JSON object, not {type(row).__name__}"
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
+def _csv_rows(path: Path, encoding: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    with path.open(encoding=encoding, newline="") as handle:
+        delimiter = delimiter_of(handle.readline())
+        handle.seek(0)
+        reader = csv.DictReader(handle, delimiter=delimiter)
         for row in reader:
             # line_num is the reader's line after the row, which is the row's own line for one-line rows.
             yield reader.line_num, dict(row)
 
 
-def prepare(path: Path, source: str = CSV_IMPORT_SOURCE) -> Rows:
+def prepare(path: Path, source: str = CSV_IMPORT_SOURCE, encoding: str = DEFAULT_ENCODING) -> Rows:
     """Every row of the file mapped and validated; rows and rejections are indexed by line number."""
     result = Rows()
     readable: list[dict[str, Any]] = []
     lines: list[int] = []
-    for line, row in load_rows(path):
+    for line, row in load_rows(path, encoding):
         if isinstance(row, str):
             result.rejected.append({"index": line, "error": row})
             continue

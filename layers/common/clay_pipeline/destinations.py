@@ -222,8 +222,8 @@ class ZapierWebhook(WebhookDestination):
 class SlackAlert(WebhookDestination):
     """A hot-lead message, at most one per `min_interval` seconds, waiting out Slack's 429s.
 
-    The pacing state is not locked: the router sends one Slack message at a time (one per lead,
-    leads one after another), even though a lead's other destinations are sent alongside it.
+    The router sends a batch's messages from several threads: each waits for its slot holding the
+    lock, so they go out one at a time.
     """
 
     name = "slack"
@@ -234,18 +234,22 @@ class SlackAlert(WebhookDestination):
         self.min_interval = min_interval
         self.sleep = sleep
         self.next_slot = 0.0  # time.monotonic() before which no message is sent
+        self._pacing = threading.Lock()
 
     def payload(self, lead: dict[str, Any], received_at: str) -> Any:
         return hot_lead_message(lead)
 
     def deliver(self, lead: dict[str, Any], key: str, timeout: float) -> DeliveryResult:
-        wait = self.next_slot - time.monotonic()
-        if wait > 0:
-            if wait + MIN_ATTEMPT_SECONDS > timeout:  # the caller's time (timeout is capped by its deadline)
-                return DeliveryResult(Status.RETRYABLE, "paced", retry_after=wait)
-            self.sleep(wait)
-        result = super().deliver(hot_lead_message(lead), key, timeout)
-        self.next_slot = time.monotonic() + max(self.min_interval, result.retry_after or 0.0)
+        called = time.monotonic()
+        with self._pacing:
+            wait = self.next_slot - time.monotonic()
+            waited = time.monotonic() - called  # time spent behind the other messages counts against timeout
+            if wait > 0:
+                if waited + wait + MIN_ATTEMPT_SECONDS > timeout:  # the caller's time (capped by its deadline)
+                    return DeliveryResult(Status.RETRYABLE, "paced", retry_after=wait)
+                self.sleep(wait)
+            result = super().deliver(hot_lead_message(lead), key, timeout - (time.monotonic() - called))
+            self.next_slot = time.monotonic() + max(self.min_interval, result.retry_after or 0.0)
         return result
 
 

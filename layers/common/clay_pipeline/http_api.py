@@ -9,9 +9,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+
 from clay_pipeline.observability import count, logger
+from clay_pipeline.stores import QueueSendError
 
 JSON_CONTENT_TYPES = ("application/json", "text/json")
+# AWS refusing the request itself (an item over 400 KB, a message SQS cannot carry): a retry of the
+# same input fails the same way, so these are answered as our bug (500), not as an outage (503).
+REQUEST_REFUSED_CODES = frozenset(
+    {"ValidationException", "SerializationException", "InvalidParameterValue", "InvalidMessageContents"}
+)
+# Powertools' parameters raise this when Secrets Manager fails, with the ClientError only as implicit
+# context. Named, not imported: config imports the parameters package lazily (cold start).
+SECRET_FETCH_ERROR = ("aws_lambda_powertools.utilities.parameters.exceptions", "GetParameterError")
 
 
 @dataclass
@@ -63,6 +74,10 @@ def check_content_type(headers: dict[str, str]) -> None:
         )
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise HttpError(400, {"error": "body is empty; send a JSON object"}, reason="empty")
@@ -71,12 +86,15 @@ def parse_json(body: bytes) -> Any:
     except UnicodeDecodeError:
         raise HttpError(400, {"error": "body is not UTF-8 text"}, reason="encoding") from None
     try:
-        return json.loads(text)
-    except ValueError as error:
-        message = (
-            f"body is not valid JSON: {getattr(error, 'msg', 'parse error')} at position {getattr(error, 'pos', 0)}"
-        )
+        # NaN and Infinity are Python's extensions, not JSON: no store or destination takes them.
+        return json.loads(text, parse_constant=_no_constants)
+    except RecursionError:
+        raise HttpError(400, {"error": "body is nested too deeply to read"}, reason="too_deep") from None
+    except json.JSONDecodeError as error:
+        message = f"body is not valid JSON: {error.msg} at position {error.pos}"
         raise HttpError(400, {"error": message}, reason="malformed_json") from None
+    except ValueError as error:
+        raise HttpError(400, {"error": f"body is not valid JSON: {error}"}, reason="malformed_json") from None
 
 
 def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -94,12 +112,29 @@ def error_response(error: HttpError) -> dict[str, Any]:
 Route = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]
 
 
+def is_dependency_failure(error: BaseException) -> bool:
+    """True when AWS (DynamoDB, SQS, Secrets Manager) failed or could not be reached, here or as the cause
+    of a wrapping error (Powertools' idempotency and parameters wrap them); False for anything else: a bug."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, QueueSendError) or (type(seen).__module__, type(seen).__name__) == SECRET_FETCH_ERROR:
+            return True
+        if isinstance(seen, ClientError):
+            code = str(seen.response.get("Error", {}).get("Code", "")).rsplit(".", 1)[-1]
+            return code not in REQUEST_REFUSED_CODES
+        if isinstance(seen, BotoCoreError):
+            return not isinstance(seen, ParamValidationError)  # botocore refusing our parameters: a bug
+        seen = seen.__cause__
+    return False
+
+
 def dispatch(event: dict[str, Any], routes: dict[str, Route], name: str) -> dict[str, Any]:
     """Run the route for the HTTP API's routeKey and turn every outcome into a JSON response.
 
     Both HTTP functions have fixed routes, so a dict on routeKey replaces Powertools' resolver,
     which would add about 50 ms to each cold start (bench/cold_start.py). Metrics are named
-    after the function: <Name>Rejected (by reason) and <Name>Failed.
+    after the function: <Name>Rejected (by reason), <Name>Failed (a dependency failed: 503, the
+    caller retries) and <Name>UnexpectedError (a bug: 500, a retry would fail the same way).
     """
     route = routes.get(event.get("routeKey", ""))
     try:
@@ -111,8 +146,12 @@ def dispatch(event: dict[str, Any], routes: dict[str, Route], name: str) -> dict
         count(f"{name}Rejected", reason=error.reason)
         logger.info("request rejected", extra={"status": error.status, "reason": error.reason})
         return error_response(error)
-    except Exception:
-        # A dependency (DynamoDB, SQS) failed and nothing was committed: the caller's retry can succeed.
-        logger.exception("request failed on a dependency")
-        count(f"{name}Failed")
-        return json_response(503, {"error": "temporarily unavailable; retry"}, {"retry-after": "5"})
+    except Exception as error:
+        if is_dependency_failure(error):
+            # Nothing was committed (the idempotency lock is released): the caller's retry can succeed.
+            logger.exception("request failed on a dependency")
+            count(f"{name}Failed")
+            return json_response(503, {"error": "temporarily unavailable; retry"}, {"retry-after": "5"})
+        logger.exception("request failed on an unexpected error")
+        count(f"{name}UnexpectedError")
+        return json_response(500, {"error": "internal error"})

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from clay_pipeline import auth, config
-from clay_pipeline.config import IntakeSettings
+from clay_pipeline.config import CLAY_MAX_PAYLOAD_BYTES, IntakeSettings, dump_json
 from clay_pipeline.http_api import HttpError, check_content_type, check_size, parse_json, unauthorized
 from clay_pipeline.models import Lead, field_errors
 from clay_pipeline.observability import logger
@@ -69,8 +69,21 @@ def read_rows(settings: IntakeSettings, headers: dict[str, str], body: bytes) ->
     return rows
 
 
-def validate_rows(rows: list[Any], source: str | None = None) -> Rows:
-    """Each row as a Lead; `source` overrides the rows' own (else a row's source, else api)."""
+def clay_payload(lead: Lead) -> bytes:
+    """The row as POSTed to Clay (and queued for the sender)."""
+    return dump_json(lead.to_message()).encode()
+
+
+def payload_problem(payload: bytes, limit: int) -> str | None:
+    """Why Clay would refuse this row (413 above its limit), or None."""
+    return f"lead is {len(payload)} bytes; Clay accepts at most {limit}" if len(payload) > limit else None
+
+
+def validate_rows(rows: list[Any], source: str | None = None, max_payload_bytes: int = CLAY_MAX_PAYLOAD_BYTES) -> Rows:
+    """Each row as a Lead; `source` overrides the rows' own (else a row's source, else api).
+
+    A row Clay would refuse as too large is rejected here, by index, instead of dead-lettered later.
+    """
     result = Rows()
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
@@ -81,19 +94,23 @@ def validate_rows(rows: list[Any], source: str | None = None) -> Rows:
         except ValidationError as error:
             result.rejected.append({"index": index, "error": describe_problems(error)})
             continue
+        if problem := payload_problem(clay_payload(lead), max_payload_bytes):
+            result.rejected.append({"index": index, "error": problem})
+            continue
         result.valid.append((index, lead))
     return result
 
 
 def enqueue(queue: Queue, rows: Rows) -> list[dict[str, Any]]:
-    """Send the valid rows (SendMessageBatch in tens, failed entries retried); rejections for those still failing."""
+    """Send the valid rows (SendMessageBatch within SQS's limits, failures retried); rejections for those still
+    failing: a batch SQS refused or could not take is named row by row, and the other batches still go."""
     failed = queue.send_batch([lead.to_message() for _, lead in rows.valid])
     return [{"index": rows.valid[position][0], "error": QUEUE_FAILURE} for position in failed]
 
 
 def accept_leads(settings: IntakeSettings, queue: Queue, headers: dict[str, str], body: bytes) -> dict[str, Any]:
     """The whole request after authentication: the 202 body, or an HttpError when nothing could be accepted."""
-    rows = validate_rows(read_rows(settings, headers, body))
+    rows = validate_rows(read_rows(settings, headers, body), max_payload_bytes=settings.clay_max_payload_bytes)
     if not rows.valid:
         raise HttpError(
             400, {"error": "no valid leads", "accepted": 0, "rejected": rows.rejected}, reason="no_valid_leads"

@@ -10,7 +10,8 @@ Each limit is an atomic conditional write, so concurrent instances never oversho
 - retired  `webhook-dead#<url fingerprint>`: Clay answered 404/410 for that URL.
 - budget   `budget#<UTC date>`: rows sent today, never past CLAY_DAILY_SEND_BUDGET.
 - dedupe   `dedupe#<lead_id>`: 'sending' while a POST is in flight (short TTL, so a crash
-            frees it), 'sent' for CLAY_DEDUPE_DAYS after Clay accepted the row.
+            frees it), 'sent' for CLAY_DEDUPE_DAYS after Clay accepted the row, 'unknown' for
+            CLAY_UNKNOWN_HOLD_SECONDS after Clay's answer was lost (see Deduper.hold).
 Pool and budget units are reserved for a whole batch with one write (BatchReservations) and the
 unused ones given back with one more at its end, instead of a write per lead.
 Webhook URLs are secrets: keys and logs carry a fingerprint or the URL's index, never the URL.
@@ -31,7 +32,7 @@ from botocore.exceptions import ClientError
 
 from clay_pipeline.clay_client import webhook_fingerprint
 from clay_pipeline.observability import count, logger
-from clay_pipeline.stores import StateStore
+from clay_pipeline.stores import STATE_TTL, StateStore
 
 DAY_SECONDS = 86_400
 FOREVER_SECONDS = 10 * 365 * DAY_SECONDS  # webhook lifetime counters and retirements never expire
@@ -56,6 +57,10 @@ class Claim(enum.Enum):
     CLAIMED = "claimed"  # this caller may send the lead
     ALREADY_SENT = "already_sent"  # Clay has it: skip
     IN_FLIGHT = "in_flight"  # another instance is sending it right now: try again later
+    HELD = "held"  # an earlier send's answer was lost: wait until the hold ends (Deduper.seconds_held)
+
+
+_CLAIM_BY_STATUS = {"sent": Claim.ALREADY_SENT, "unknown": Claim.HELD}
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,31 @@ class Deduper:
                 return Claim.CLAIMED
             mark = self.store.get(key)
             if mark is not None:
-                return Claim.ALREADY_SENT if mark.get("status") == "sent" else Claim.IN_FLIGHT
+                return _CLAIM_BY_STATUS.get(str(mark.get("status")), Claim.IN_FLIGHT)
         return Claim.IN_FLIGHT
+
+    def hold(self, lead_id: str, seconds: int) -> bool:
+        """Clay's answer to a POST was lost (read timeout): the row may or may not exist.
+
+        The policy: neither forget the send (the next receive would POST again, perhaps a second
+        paid row) nor trust it (the lead might never reach Clay). The mark becomes 'unknown' for
+        `seconds`; every instance holds the lead back meanwhile, so an operator alerted by the
+        ClaySendUnknown metric can look for the lead_id in Clay and mark it sent. When the hold
+        ends unmarked, the lead is sent once more: at most one extra row per lost answer.
+        False when dedupe is off (nothing is remembered, so nothing is held).
+        """
+        if self.days <= 0:
+            return False
+        now = int(time.time())
+        self.store.update(self._key(lead_id), {"status": "unknown", "held_at": now, "expires_at": now + seconds})
+        return True
+
+    def seconds_held(self, lead_id: str) -> int:
+        """How long the lead is still held after a lost answer (0 when it is not)."""
+        mark = self.store.get(self._key(lead_id))
+        if mark is None or mark.get("status") != "unknown":
+            return 0
+        return max(0, int(mark[STATE_TTL]) - int(time.time()))
 
     def confirm(self, lead_id: str) -> None:
         if self.days > 0:
@@ -204,6 +232,7 @@ class Webhook:
 class WebhookPool:
     store: StateStore
     limit: int
+    monotonic: Callable[[], float] = time.monotonic  # how the per-instance caches tell time (tests pass a fake)
     _unusable_until: dict[str, float] = field(default_factory=dict)  # fingerprint -> monotonic time
     _live_until: dict[str, float] = field(default_factory=dict)  # fingerprint -> monotonic time: not retired
     _reserved: BatchReservations = field(init=False)
@@ -218,7 +247,7 @@ class WebhookPool:
         """
         for index, url in enumerate(urls):
             fingerprint = webhook_fingerprint(url)
-            if self._unusable_until.get(fingerprint, 0.0) > time.monotonic():
+            if self._unusable_until.get(fingerprint, 0.0) > self.monotonic():
                 continue
             if self._is_retired(fingerprint):
                 self._remember_unusable(fingerprint)
@@ -251,11 +280,11 @@ class WebhookPool:
     def _is_retired(self, fingerprint: str) -> bool:
         """Asks the table at most once per SPENT_CACHE_SECONDS per URL: a retirement by another instance
         is seen within that time (a send to it meanwhile gets the 404/410 and retires it here too)."""
-        if self._live_until.get(fingerprint, 0.0) > time.monotonic():
+        if self._live_until.get(fingerprint, 0.0) > self.monotonic():
             return False
         if self.store.get(self._dead_key(fingerprint)) is not None:
             return True
-        self._live_until[fingerprint] = time.monotonic() + SPENT_CACHE_SECONDS
+        self._live_until[fingerprint] = self.monotonic() + SPENT_CACHE_SECONDS
         return False
 
     def _watch_usage(self, index: int, used: int) -> None:
@@ -270,7 +299,7 @@ class WebhookPool:
                 )
 
     def _remember_unusable(self, fingerprint: str) -> None:
-        self._unusable_until[fingerprint] = time.monotonic() + SPENT_CACHE_SECONDS
+        self._unusable_until[fingerprint] = self.monotonic() + SPENT_CACHE_SECONDS
 
     @staticmethod
     def _dead_key(fingerprint: str) -> str:

@@ -14,16 +14,36 @@ import json
 import math
 import re
 from datetime import UTC, datetime
+from decimal import Decimal, DecimalException
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from boto3.dynamodb.types import DYNAMODB_CONTEXT
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 NULL_STRINGS = frozenset({"", "null", "none", "nil", "undefined", "n/a", "na", "nan", "-"})
 TRUE_STRINGS = frozenset({"true", "yes", "y", "1", "t"})
 FALSE_STRINGS = frozenset({"false", "no", "n", "0", "f"})
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_NUMBER = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
+# The domain starts with a non-dot and its last label holds no dot, so a failed match backtracks
+# over each character once (the earlier [^@\s]+\.[^@\s]+ took about a second on 10,000 dots).
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.][^@\s]*\.[^@\s.]+")
+_NUMBER = re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?")
+# What DynamoDB can store (the leads table holds every column): numbers of at most 38 significant
+# digits with a magnitude from 1e-130 to below 1e126, values nested at most 32 levels (the table
+# item and its enrichment map take two; 16 leaves room), map keys that are not empty, valid Unicode.
+MAX_VALUE_DEPTH = 16
+MAX_NUMBER_TEXT_DIGITS = 40  # longer digit strings are not numbers to us (and int() refuses > 4,300)
+UNSTORABLE_NUMBER = "number cannot be stored: at most 38 significant digits, magnitude 1e-130 to 1e126"
+NOT_UNICODE = "is not valid Unicode (a lone surrogate such as \\ud800)"
 IDENTIFIERS = ("lead_id", "email", "domain", "linkedin_url")
 Source = Literal["web-form", "crm-event", "csv-import", "api"]
 
@@ -38,9 +58,62 @@ def _parse_number(value: Any) -> Any:
         text = value.strip().replace("_", "")
         if text.endswith("+"):  # Clay's employee ranges such as "10,000+"
             text = text[:-1]
-        if _NUMBER.match(text):
-            number = float(text.replace(",", ""))
+        digits = text.replace(",", "")
+        if len(digits) <= MAX_NUMBER_TEXT_DIGITS and _NUMBER.fullmatch(text):
+            if "." not in digits:
+                return int(digits)  # every digit kept (float() would round past 15)
+            number = float(digits)
             return int(number) if number.is_integer() else number
+    return value
+
+
+def _number_problem(value: int | float) -> str | None:
+    """Why DynamoDB cannot store this number (boto3's own context decides, as when the item is written)."""
+    try:
+        number = DYNAMODB_CONTEXT.create_decimal(value if isinstance(value, int) else Decimal(repr(value)))
+    except (DecimalException, ValueError):
+        return UNSTORABLE_NUMBER
+    if not number.is_finite() or (number and not -130 <= number.adjusted() <= 125):
+        return UNSTORABLE_NUMBER
+    return None
+
+
+def _storage_problem(value: Any) -> str | None:
+    """The first part of a JSON value the leads table cannot hold, with where it is ('[0].a: ...').
+
+    Walks with a stack, not recursion: the value may be nested hundreds of levels deep.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, "", 1)]
+    while stack:
+        item, path, depth = stack.pop()
+        where = f"{path.lstrip('.')}: " if path else ""
+        if isinstance(item, (dict, list)) and depth > MAX_VALUE_DEPTH:
+            return f"{where}nested deeper than {MAX_VALUE_DEPTH} levels; at most {MAX_VALUE_DEPTH} are allowed"
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not key:
+                    return f"{where}has an empty key; every key needs a name"
+                if not is_unicode(key):
+                    return f"{where}a key {NOT_UNICODE}"
+                stack.append((child, f"{path}.{key}", depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{index}]", depth + 1) for index, child in enumerate(item))
+        elif isinstance(item, str):
+            if not is_unicode(item):
+                return f"{where}text {NOT_UNICODE}"
+        elif isinstance(item, (int, float)) and not isinstance(item, bool) and (problem := _number_problem(item)):
+            return f"{where}{problem}"
+    return None
+
+
+def is_unicode(text: str) -> bool:
+    """False for text holding a lone surrogate, which JSON allows (\\ud800) but UTF-8 cannot encode."""
+    return text.isascii() or not any("\ud800" <= char <= "\udfff" for char in text)
+
+
+def _storable(value: Any) -> Any:
+    if problem := _storage_problem(value):
+        raise ValueError(problem)
     return value
 
 
@@ -61,7 +134,7 @@ def _parse_json_container(value: Any) -> Any:
         if (text.startswith("[") and text.endswith("]")) or (text.startswith("{") and text.endswith("}")):
             try:
                 return json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested too deep to decode: it stays text
                 return value
     return value
 
@@ -69,6 +142,8 @@ def _parse_json_container(value: Any) -> Any:
 def _strip(value: Any) -> Any:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
+    if isinstance(value, str) and not is_unicode(value):
+        raise ValueError(f"text {NOT_UNICODE}")
     return value.strip() if isinstance(value, str) else value
 
 
@@ -76,7 +151,7 @@ def normalise_email(value: str) -> str:
     email = value.strip().lower()
     if email.startswith("mailto:"):
         email = email[len("mailto:") :]
-    if not _EMAIL.match(email):
+    if not _EMAIL.fullmatch(email):
         raise ValueError("not a valid email address")
     return email
 
@@ -102,7 +177,8 @@ def normalise_linkedin_url(value: str) -> str:
 
 
 Text = Annotated[str | None, BeforeValidator(_strip)]
-Number = Annotated[int | None, BeforeValidator(_parse_number)]
+Number = Annotated[int | None, BeforeValidator(_parse_number), AfterValidator(_storable)]
+Storable = Annotated[Any, AfterValidator(_storable)]
 Flag = Annotated[bool | None, BeforeValidator(_parse_bool)]
 
 
@@ -127,6 +203,8 @@ class LeadFields(BaseModel):
 
     # defer_build: a function builds only the schemas it validates with (the callback never needs Lead's).
     model_config = ConfigDict(extra="allow", str_max_length=10_000, defer_build=True)
+    # Columns beyond the declared fields are kept, each checked against what the leads table can hold.
+    __pydantic_extra__: dict[str, Storable] = Field(init=False)
 
     lead_id: Text = Field(default=None, max_length=128)
     email: Text = None
@@ -142,10 +220,20 @@ class LeadFields(BaseModel):
         if not isinstance(data, dict):
             raise ValueError("must be a JSON object")
         cleaned: dict[str, Any] = {}
+        sent_as: dict[str, str] = {}
         for key, value in data.items():
             if not isinstance(key, str) or is_null(value):
                 continue
-            cleaned[key.strip()] = _parse_json_container(value)
+            if not is_unicode(key):
+                raise ValueError(f"a column name {NOT_UNICODE}")
+            name = key.strip()
+            if not name:
+                raise ValueError("a column has an empty name; name it or leave it out")
+            if name in sent_as:
+                # Trimmed, ' lead_id' would silently replace 'lead_id' (or the other way round).
+                raise ValueError(f"columns {sent_as[name]!r} and {key!r} have the same name once trimmed; keep one")
+            sent_as[name] = key
+            cleaned[name] = _parse_json_container(value)
         return cleaned
 
     @field_validator("email")
@@ -216,7 +304,8 @@ class EnrichedLead(LeadFields):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError("must be a number from 0 to 100")
         # Clay formulas occasionally overshoot (bonus points); clamp instead of dropping a lead.
-        return min(100.0, max(0.0, float(value)))
+        # Rounded so that a tiny value (1e-200) stays a number the leads table can store.
+        return round(min(100.0, max(0.0, float(value))), 6)
 
     @model_validator(mode="after")
     def _require_identifier(self) -> EnrichedLead:
@@ -238,4 +327,5 @@ def field_errors(error: ValidationError) -> list[dict[str, str]]:
 def body_hash(body: Any) -> str:
     """Hash of the canonical JSON of a body: identical retries match, re-enrichments do not."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # surrogatepass: a lone surrogate under a dropped (null) column still hashes instead of raising
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()

@@ -43,15 +43,20 @@ Endings of a record:
   each destination's status, and processed. Nothing delivered is lost: the DLQ has the lead.
 
 HubSpot takes up to 100 contacts per call, so `start` claims every lead of the SQS batch and
-makes the batch's HubSpot upserts before the per-record pass; each input's own result maps
-back to its record. A lead's webhooks (outreach, nurture, Zapier, Slack) are sent concurrently,
-one thread each, so a lead takes as long as its slowest destination rather than their sum.
+makes the batch's HubSpot upserts and webhook sends before the per-record pass; each result
+maps back to its record. Webhooks go out concurrently: every destination at once, and within a
+destination the batch's first lead alone (a probe: a destination that is down costs one lead's
+retries, and the others wait in the queue), then the rest up to WEBHOOK_FAN_OUT at a time. A
+batch takes about two round trips of its slowest destination instead of one per lead, and Lambda
+bills the wall time.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +64,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from clay_pipeline.config import RouterSettings, dump_json
@@ -83,6 +87,7 @@ from clay_pipeline.intake import describe_problems
 from clay_pipeline.models import EnrichedLead
 from clay_pipeline.observability import count, level, logger
 from clay_pipeline.pause import DestinationSwitch
+from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.routing import ONCE_PER_LEAD, Decision, RuleSet
 from clay_pipeline.scoring import icp_score, tier_for
 from clay_pipeline.stores import (
@@ -101,6 +106,7 @@ LEADS_TABLE_DESTINATION = "leads_table"  # the outcome record itself: always wri
 IN_FLIGHT_WAIT_SECONDS = 10  # per receive, at most until the other lease lapses
 MAX_WAIT_SECONDS = 900  # SQS's longest delay for the fresh copy near maxReceiveCount
 PAUSED_RESULT = DeliveryResult(Status.PAUSED, "paused")
+WEBHOOK_FAN_OUT = 4  # concurrent sends per destination once its probe answered
 OWED_RESULTS = {
     Owed.ALREADY_DELIVERED: DeliveryResult(Status.DELIVERED, Owed.ALREADY_DELIVERED.value),
     Owed.UNCHANGED: DeliveryResult(Status.DELIVERED, Owed.UNCHANGED.value),
@@ -281,19 +287,25 @@ class LeadRouter:
             settings.destination_retry_backoff_seconds,
             sleep,
         )
-        # One thread per webhook destination, kept across invocations (threads start on first use).
-        # A lead has at most one send per destination in flight, so Slack's pacing state is never shared.
-        self.senders = ThreadPoolExecutor(max_workers=len(self.webhooks), thread_name_prefix="delivery")
+        # Threads kept across invocations (they start on first use): one runner per webhook destination,
+        # and the sends they fan out. Slack paces its own messages (SlackAlert holds a lock while it waits).
+        self.runners = ThreadPoolExecutor(max_workers=len(self.webhooks), thread_name_prefix="destination")
+        self.senders = ThreadPoolExecutor(
+            max_workers=len(self.webhooks) * WEBHOOK_FAN_OUT, thread_name_prefix="delivery"
+        )
         self.deadline = math.inf
         self.enabled: set[str] = set()
         self.paused: frozenset[str] = frozenset()
         self._announced_off: set[str] = set()
         self._attempts: dict[str, Attempt] = {}  # by SQS message id, claimed in start for this batch
         self._hubspot_results: dict[str, DeliveryResult] = {}  # by SQS message id, for this batch
+        self._sent: dict[str, dict[str, DeliveryResult]] = {}  # by SQS message id: webhook results, this batch
+        self._errors: dict[str, BaseException] = {}  # by SQS message id: a send that raised, this batch
         self._unavailable: dict[str, DeliveryResult] = {}  # destinations that failed after retries, this batch
+        self._results_lock = threading.Lock()
 
     # -- per invocation --------------------------------------------------------------------
-    def start(self, records: Iterable[SQSRecord], remaining_ms: int) -> None:
+    def start(self, records: Iterable[QueueRecord], remaining_ms: int) -> None:
         """The deadline, which destinations are configured and paused now, each lead's claim and the batch's
         HubSpot upserts.
 
@@ -311,6 +323,8 @@ class LeadRouter:
             level("DestinationPaused", 1, destination=name)
         self._attempts = {}
         self._hubspot_results = {}
+        self._sent = {}
+        self._errors = {}
         self._unavailable = {}
         newest: dict[str, tuple[str, RoutingMessage]] = {}  # lead key -> (message id, message)
         for record in records:
@@ -330,9 +344,10 @@ class LeadRouter:
             self._attempts[message_id] = self._claim(message)
         if "hubspot" in self.enabled:
             self._upsert_to_hubspot(self._attempts)
+        self._send_webhooks(self._attempts)
 
     # -- one record ------------------------------------------------------------------------
-    def process(self, record: SQSRecord) -> str:
+    def process(self, record: QueueRecord) -> str:
         attempt = self._attempts.pop(record.message_id, None)
         if attempt is None:  # a message start could not parse, or a record it did not see
             try:
@@ -415,13 +430,13 @@ class LeadRouter:
         logger.info("an older callback of the lead was superseded", extra={"lead_key": attempt.message.lead_key})
         return "superseded"
 
-    def _wait_for_lease(self, record: SQSRecord, busy: Busy) -> str:
+    def _wait_for_lease(self, record: QueueRecord, busy: Busy) -> str:
         """Another invocation is routing this lead: wait in the queue a little, never toward the DLQ."""
         count("RoutingLeaseBusy")
-        seconds = min(busy.seconds, IN_FLIGHT_WAIT_SECONDS * self._receives(record))
+        seconds = min(busy.seconds, IN_FLIGHT_WAIT_SECONDS * record.receive_count)
         return self._wait(record, seconds, "in_flight: another invocation is routing this lead")
 
-    def _wait_for_resume(self, record: SQSRecord, attempt: Attempt) -> str:
+    def _wait_for_resume(self, record: QueueRecord, attempt: Attempt) -> str:
         """A destination the lead is owed is paused: wait in the queue, longer with each receive, never the DLQ."""
         held = attempt.held
         for name in held:
@@ -429,28 +444,28 @@ class LeadRouter:
         logger.info(
             "delivery held: destination paused", extra={"lead_key": attempt.message.lead_key, "destinations": held}
         )
-        if attempt.lease is None and self._receives(record) == 1:  # the claimed path marks it in its own write
+        if attempt.lease is None and record.receive_count == 1:  # the claimed path marks it in its own write
             self.ledger.mark_held(attempt.message.lead_key, held, attempt.message.received_at)
-        seconds = min(MAX_WAIT_SECONDS, self.settings.destination_pause_wait_seconds * self._receives(record))
+        seconds = min(MAX_WAIT_SECONDS, self.settings.destination_pause_wait_seconds * record.receive_count)
         return self._wait(record, seconds, f"paused: {', '.join(held)}")
 
-    def _wait(self, record: SQSRecord, seconds: int, reason: str) -> str:
+    def _wait(self, record: QueueRecord, seconds: int, reason: str) -> str:
         max_receives = self.settings.routing_queue_max_receive_count
-        if self.routing_queue.hold(record.body, record.receipt_handle, self._receives(record), max_receives, seconds):
+        if self.routing_queue.hold(record.body, record.receipt_handle, record.receive_count, max_receives, seconds):
             return "requeued"
         raise RetryLater(reason)
 
-    @staticmethod
-    def _receives(record: SQSRecord) -> int:
-        return int(record.attributes.approximate_receive_count or 1)
-
-    def _route(self, record: SQSRecord, attempt: Attempt) -> Outcome:
+    def _route(self, record: QueueRecord, attempt: Attempt) -> Outcome:
         """Deliver what is owed, then record deliveries and outcome and free the lease (one write)."""
         sent: dict[str, DeliveryResult] = {}
         try:
             if "hubspot" in attempt.pending:
                 sent["hubspot"] = self._hubspot_result(record, attempt)
-            self._send_webhooks(attempt, [name for name in attempt.pending if name != "hubspot"], sent)
+            if record.message_id not in self._sent:  # not in the batch start saw
+                self._send_webhooks({record.message_id: attempt})
+            sent |= self._sent.pop(record.message_id, {})
+            if record.message_id in self._errors:
+                raise self._errors.pop(record.message_id)
         except BaseException:
             self._record(attempt, sent, None)  # what was delivered is not sent again by the retry
             raise
@@ -501,7 +516,7 @@ class LeadRouter:
             )
             count("DeliveryLeaseLost")
 
-    def _finish(self, record: SQSRecord, attempt: Attempt, outcome: Outcome) -> str:
+    def _finish(self, record: QueueRecord, attempt: Attempt, outcome: Outcome) -> str:
         status = outcome.routing_status
         extra = {"lead_key": outcome.message.lead_key, "routing_status": status, "tier": outcome.message.lead["tier"]}
         if status == "skipped":
@@ -515,7 +530,7 @@ class LeadRouter:
         retryable, permanent = outcome.failures(Status.RETRYABLE), outcome.failures(Status.PERMANENT)
         if status == "paused":  # the rest is delivered and recorded: only the paused destinations wait
             return self._wait_for_resume(record, attempt)
-        receives = self._receives(record)
+        receives = record.receive_count
         if retryable and receives < self.settings.routing_queue_max_receive_count:
             summary = describe_failures({name: DeliveryResult(r.status, r.reason) for name, r in retryable.items()})
             logger.warning("lead goes back to the queue", extra={**extra, "failures": summary})
@@ -524,7 +539,7 @@ class LeadRouter:
         self._dead_letter(record, reason, describe_failures({**permanent, **retryable}), outcome.destination_statuses())
         return "dead_lettered"
 
-    def _dead_letter(self, record: SQSRecord, reason: str, detail: str, statuses: dict[str, str]) -> None:
+    def _dead_letter(self, record: QueueRecord, reason: str, detail: str, statuses: dict[str, str]) -> None:
         # The body is kept as-is so a redrive replays it; the lead's ledger keeps it from repeating sends.
         self.dead_letters.send_raw(
             record.body,
@@ -539,28 +554,52 @@ class LeadRouter:
         logger.warning("lead sent to the routing DLQ", extra={"reason": reason, "message_id": record.message_id})
 
     # -- deliveries ------------------------------------------------------------------------
-    def _send_webhooks(self, attempt: Attempt, names: list[str], results: dict[str, DeliveryResult]) -> None:
-        """Send concurrently, adding each result to `results`; an unexpected error is raised once every send is done."""
-        futures = {}
-        for name in names:
-            if name in self._unavailable:
-                # It just failed after its retries: the batch's other leads wait in the queue instead of
-                # spending the invocation's time on the same timeouts and backoffs.
-                results[name] = self._unavailable[name]
-            else:
-                futures[name] = self.senders.submit(self._send, attempt, self.webhooks[name])
-        errors: list[BaseException] = []
-        for name, future in futures.items():
+    def _send_webhooks(self, attempts: dict[str, Attempt]) -> None:
+        """Send every webhook the attempts owe, each destination on its own runner; results into self._sent."""
+        owing: dict[str, list[str]] = {}  # destination -> message ids, in batch order
+        for message_id, attempt in attempts.items():
+            self._sent.setdefault(message_id, {})
+            for name in attempt.pending:
+                if name != "hubspot":
+                    owing.setdefault(name, []).append(message_id)
+        # Each in a copy of the invocation's context: its per-thread log keys (observability) go with the sends.
+        runs = [
+            self.runners.submit(contextvars.copy_context().run, self._send_to, name, ids, attempts)
+            for name, ids in owing.items()
+        ]
+        for run in runs:
+            run.result()
+
+    def _send_to(self, name: str, message_ids: list[str], attempts: dict[str, Attempt]) -> None:
+        """One destination's sends of the batch: the first alone (a probe), then the rest fanned out."""
+        first, rest = message_ids[0], message_ids[1:]
+        self._send_one(name, first, attempts[first])
+        if rest:
+            futures = [
+                self.senders.submit(contextvars.copy_context().run, self._send_one, name, mid, attempts[mid])
+                for mid in rest
+            ]
+            for future in futures:
+                future.result()
+
+    def _send_one(self, name: str, message_id: str, attempt: Attempt) -> None:
+        unavailable = self._unavailable.get(name)
+        if unavailable is not None:
+            # It just failed after its retries: the batch's other leads wait in the queue instead of
+            # spending the invocation's time on the same timeouts and backoffs.
+            result = unavailable
+        else:
             try:
-                results[name] = result = future.result()
-            except Exception as error:  # raised below, after the other sends' results are in
-                errors.append(error)
-                continue
+                result = self._send(attempt, self.webhooks[name])
+            except Exception as error:  # raised by process(), once this lead's other results are recorded
+                with self._results_lock:
+                    self._errors.setdefault(message_id, error)
+                return
             self._settle(name, result)
             if result.status is Status.RETRYABLE:
-                self._unavailable[name] = result
-        if errors:
-            raise errors[0]
+                self._unavailable.setdefault(name, result)
+        with self._results_lock:
+            self._sent[message_id][name] = result
 
     def _send(self, attempt: Attempt, destination: WebhookDestination) -> DeliveryResult:
         """One destination with its retries (on a delivery thread)."""
@@ -584,7 +623,7 @@ class LeadRouter:
                 extra={"destination": name, "status": str(result.status), "reason": result.reason},
             )
 
-    def _hubspot_result(self, record: SQSRecord, attempt: Attempt) -> DeliveryResult:
+    def _hubspot_result(self, record: QueueRecord, attempt: Attempt) -> DeliveryResult:
         if record.message_id not in self._hubspot_results:  # not in the batch start saw
             self._upsert_to_hubspot({record.message_id: attempt})
         return self._hubspot_results[record.message_id]

@@ -1,17 +1,20 @@
-"""Sending one LeadQueue message to Clay (the record handler of Powertools' BatchProcessor).
+"""Sending one LeadQueue message to Clay (the record handler of queue_batch.process_batch).
 
 A record ends in one of four ways:
 - sent: Clay accepted the row (2xx); the dedupe mark becomes 'sent'.
 - skipped: the lead was already sent within CLAY_DEDUPE_DAYS.
 - dead-lettered: it can never succeed (malformed, invalid, over 100 KB, Clay's 400/413);
   it goes to LEAD_DLQ_URL at once with the reason and counts as processed.
-- handed back: it must wait (rate, 429, daily budget, every webhook full or gone) or failed
-  in a way that may pass (5xx, timeout). Its visibility is set to the wait and it is reported
-  as a batch item failure. Waits do not cost the message its place: one that is about to
-  reach maxReceiveCount is re-queued as a fresh copy instead, so waiting never dead-letters.
+- handed back: it must wait (rate, 429, daily budget, every webhook full or gone, a lost
+  answer being held) or failed in a way that may pass (5xx, connection error). Its visibility
+  is set to the wait and it is reported as a batch item failure. Waits do not cost the message
+  its place: one that is about to reach maxReceiveCount is re-queued as a fresh copy instead,
+  so waiting never dead-letters.
 Anything held for a send (dedupe mark, budget unit, pool submission) is given back when
-the row was not created. Budget units and pool submissions are reserved for the rest of the
-batch at once; `finish` returns the ones no row used, so each costs about two writes per batch.
+the row was not created; after a read timeout, when Clay may have created it, the pool
+submission and budget unit stay counted and the dedupe mark holds the lead (Deduper.hold).
+Budget units and pool submissions are reserved for the rest of the batch at once; `finish`
+returns the ones no row used, so each costs about two writes per batch.
 `finish` also writes the batch's one `sent#` record (stale.py): which leads went to which
 webhook and when, what the stale-lead sweeper and `clay-pipeline trace` read.
 """
@@ -25,17 +28,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from clay_pipeline import config
 from clay_pipeline.clay_client import ClayAnswer, ClayClient, Outcome
-from clay_pipeline.config import SenderSettings, dump_json
-from clay_pipeline.intake import describe_problems
+from clay_pipeline.config import SenderSettings
+from clay_pipeline.intake import clay_payload, describe_problems, payload_problem
 from clay_pipeline.limits import Claim, Clock, DailyBudget, Deduper, Pacer, Webhook, WebhookPool, utc_now
 from clay_pipeline.models import Lead
 from clay_pipeline.observability import count, level, logger
+from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.stale import SentBatch
 from clay_pipeline.stores import Queue, SentBatches, StateStore, origin_attributes
 
@@ -43,6 +46,7 @@ SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report
 IN_FLIGHT_WAIT_SECONDS = 30
 RATE_WAIT_SECONDS = 2
 MAX_RETRY_DELAY_SECONDS = 900
+LOST_ANSWER = "clay_answer_lost"  # hand-back reason while a lead is held after a read timeout
 
 
 class HandBack(Exception):  # an outcome, not an error
@@ -83,6 +87,8 @@ def parse_lead(body: str) -> Lead:
         document = json.loads(body)
     except ValueError as error:
         raise DeadLetter("malformed_json", f"body is not valid JSON: {getattr(error, 'msg', error)}") from None
+    except RecursionError:
+        raise DeadLetter("malformed_json", "body is nested too deeply to read") from None
     if not isinstance(document, dict):
         raise DeadLetter("not_object", f"body must be a JSON object, not {type(document).__name__}")
     try:
@@ -141,7 +147,7 @@ class ClaySender:
             logger.warning("could not write the batch record of the leads sent", extra={"error": str(error)})
 
     # -- one record ------------------------------------------------------------------------
-    def process(self, record: SQSRecord) -> str:
+    def process(self, record: QueueRecord) -> str:
         try:
             return self._process(record)
         except DeadLetter as error:
@@ -151,12 +157,11 @@ class ClaySender:
         finally:
             self.invocation.pending = max(1, self.invocation.pending - 1)
 
-    def _process(self, record: SQSRecord) -> str:
+    def _process(self, record: QueueRecord) -> str:
         lead = parse_lead(record.body)
-        body = dump_json(lead.to_message()).encode()
-        if len(body) > self.settings.clay_max_payload_bytes:
-            limit = self.settings.clay_max_payload_bytes
-            raise DeadLetter("oversize", f"lead is {len(body)} bytes; Clay accepts at most {limit}")
+        body = clay_payload(lead)
+        if problem := payload_problem(body, self.settings.clay_max_payload_bytes):
+            raise DeadLetter("oversize", problem)
         lead_id = str(lead.lead_id)
         self._check_waits()
         state = self.invocation
@@ -168,6 +173,8 @@ class ClaySender:
             return "duplicate"
         if claim is Claim.IN_FLIGHT:
             raise HandBack("in_flight", IN_FLIGHT_WAIT_SECONDS)
+        if claim is Claim.HELD:
+            raise HandBack(LOST_ANSWER, self.dedupe.seconds_held(lead_id))
         budget_key: str | None = None
         state.posts = 0
         try:
@@ -179,14 +186,21 @@ class ClaySender:
                 raise HandBack("budget_exhausted", self.invocation.budget_wait)
             webhook = self._send(body)
         except BaseException as error:
-            if budget_key and not getattr(error, "ambiguous", False):
+            ambiguous = getattr(error, "ambiguous", False)  # Clay may have created the row
+            if budget_key and not ambiguous:
                 self.budget.release(budget_key)
+            if ambiguous and self.dedupe.hold(lead_id, hold := self.settings.clay_unknown_hold_seconds):
+                count("ClaySendUnknown")
+                logger.warning(
+                    "Clay's answer was lost (read timeout): the lead is held, then sent once more unless marked sent",
+                    extra={"lead_id": lead_id, "hold_seconds": hold},
+                )
+                raise HandBack(LOST_ANSWER, hold) from None
             self.dedupe.release(lead_id)
             raise
         self.dedupe.confirm(lead_id)
-        receives = int(record.attributes.approximate_receive_count or 1)
         kept = body.decode() if self.settings.stale_requeue else None
-        state.batch.add(lead_id, webhook.index, receives, state.posts, kept)
+        state.batch.add(lead_id, webhook.index, record.receive_count, state.posts, kept)
         count("ClaySent")
         level("ClayWebhookUsage", webhook.submissions, webhook=str(webhook.index))
         logger.info("lead sent to Clay", extra={"lead_id": lead_id, "webhook_index": webhook.index})
@@ -258,7 +272,7 @@ class ClaySender:
         raise HandBack(answer.reason, 0, waiting=False, ambiguous=answer.ambiguous)
 
     # -- endings ---------------------------------------------------------------------------
-    def _dead_letter(self, record: SQSRecord, error: DeadLetter) -> str:
+    def _dead_letter(self, record: QueueRecord, error: DeadLetter) -> str:
         self.dead_letters.send_raw(
             record.body,
             attributes={
@@ -273,8 +287,8 @@ class ClaySender:
         )
         return "dead_lettered"
 
-    def _hand_back(self, record: SQSRecord, back: HandBack) -> str:
-        receives = int(record.attributes.approximate_receive_count or 1)
+    def _hand_back(self, record: QueueRecord, back: HandBack) -> str:
+        receives = record.receive_count
         seconds = back.seconds if back.waiting else self._retry_delay(receives)
         max_receives = self.settings.lead_queue_max_receive_count
         if self.lead_queue.hold(record.body, record.receipt_handle, receives, max_receives, seconds, back.waiting):

@@ -11,7 +11,9 @@ SentByHour index holds them and nothing else (SentBatches below).
 
 from __future__ import annotations
 
+import enum
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -21,7 +23,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from clay_pipeline.aws import client
 from clay_pipeline.config import dump_json
@@ -29,7 +31,7 @@ from clay_pipeline.delivery_policy import Delivered, LeadHistory
 from clay_pipeline.observability import logger
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from clay_pipeline.queue_batch import QueueRecord
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -41,6 +43,31 @@ def to_item(values: dict[str, Any]) -> dict[str, Any]:
     """Plain JSON-like values to DynamoDB attribute values (floats become Decimal)."""
     safe = json.loads(dump_json(values), parse_float=Decimal)
     return {key: _serializer.serialize(value) for key, value in safe.items() if value is not None}
+
+
+def item_size(values: dict[str, Any]) -> int:
+    """Bytes DynamoDB counts for an item of plain JSON-like values (attribute names included).
+
+    DynamoDB's published sizing: a string is its UTF-8 length, a number 1 byte plus 1 per two
+    significant digits, null and booleans 1 byte, a list or map 3 bytes plus 1 per element plus
+    its elements (a map's keys count as text). No library computes it, hence these few lines.
+    """
+    return sum(len(name.encode()) + _value_size(value) for name, value in values.items() if value is not None)
+
+
+def _value_size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, (int, float, Decimal)):
+        digits = "".join(map(str, Decimal(repr(value) if isinstance(value, float) else value).as_tuple().digits))
+        return 1 + (len(digits.strip("0") or "0") + 1) // 2
+    if isinstance(value, dict):
+        return 3 + sum(1 + len(str(key).encode()) + _value_size(child) for key, child in value.items())
+    if isinstance(value, (list, tuple)):
+        return 3 + sum(1 + _value_size(child) for child in value)
+    return len(str(value).encode())
 
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -209,41 +236,116 @@ class StateStore:
         return int(item.get("count", 0)) if item else 0
 
 
+VERSIONS = "versions"  # the lead item's set of accepted callback versions
+PENDING_PREFIX = "pending_"  # + version: the lease of a callback being accepted
+
+
+def callback_version(callback_id: str) -> str:
+    """The body hash part of a callback id (`<lead_key>#<hash>`): what tells two callbacks of a lead apart."""
+    return callback_id.rsplit("#", 1)[-1]
+
+
+class Acceptance(enum.Enum):
+    ACCEPTED = "accepted"  # claimed and stored: queue it, then complete_callback
+    DUPLICATE = "duplicate"  # this very body was accepted before
+    IN_PROGRESS = "in_progress"  # an identical callback holds the claim right now
+
+
 @dataclass(frozen=True)
 class LeadsTable:
     """LEADS_TABLE: one item per lead key with its latest enrichment and routing outcome."""
 
     table_name: str
 
-    def save_enrichment(self, lead_key: str, callback_id: str, lead: dict[str, Any], received_at: str) -> None:
-        """Store the latest enrichment and count the callback; an older one arriving late never overwrites it."""
-        values = {
-            ":callback_id": callback_id,
-            ":lead": lead,
-            ":received_at": received_at,
-            ":status": "received",
-            ":one": 1,
-        }
+    def accept_callback(
+        self, lead_key: str, callback_id: str, lead: dict[str, Any], received_at: str, lease_seconds: float
+    ) -> Acceptance:
+        """Claim a callback and store its lead, in one conditional write (see callback.py for the flow).
+
+        The claim is a top-level attribute `pending_<version>` holding the lease's end; an accepted
+        version is in the `versions` set (complete_callback). The enrichment replaces the stored one
+        unless a newer callback of the lead was stored already, and `callbacks` counts the lead's
+        callbacks either way.
+        """
+        version = callback_version(callback_id)
+        now = time.time()
+        values = to_item(
+            {
+                ":callback_id": callback_id,
+                ":lead": lead,
+                ":received_at": received_at,
+                ":status": "received",
+                ":one": 1,
+                ":lease": now + lease_seconds,
+                ":now": now,
+                ":version": version,
+            }
+        )
+        names = {"#pending": PENDING_PREFIX + version, "#versions": VERSIONS}
+        claim = "(attribute_not_exists(#pending) OR #pending < :now) AND NOT contains(#versions, :version)"
+        store = (
+            "SET callback_id = :callback_id, enrichment = :lead, received_at = :received_at, "
+            "routing_status = :status, #pending = :lease REMOVE routes, destinations, skipped_reason"
+        )
         try:
             client("dynamodb").update_item(
                 TableName=self.table_name,
                 Key=_lead_key(lead_key),
-                UpdateExpression=(
-                    "SET callback_id = :callback_id, enrichment = :lead, received_at = :received_at, "
-                    "routing_status = :status REMOVE routes, destinations, skipped_reason ADD callbacks :one"
-                ),
-                ConditionExpression="attribute_not_exists(received_at) OR received_at <= :received_at",
-                ExpressionAttributeValues=to_item(values),
+                UpdateExpression=store + " ADD callbacks :one",
+                ConditionExpression=f"{claim} AND (attribute_not_exists(received_at) OR received_at <= :received_at)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
             if not is_condition_failure(error):
                 raise
-            client("dynamodb").update_item(  # still one more callback of this lead
-                TableName=self.table_name,
-                Key=_lead_key(lead_key),
-                UpdateExpression="ADD callbacks :one",
-                ExpressionAttributeValues={":one": {"N": "1"}},
-            )
+            old = from_item(error.response.get("Item", {}))
+            if version in (old.get(VERSIONS) or []):
+                return Acceptance.DUPLICATE
+            if float(old.get(PENDING_PREFIX + version, 0)) >= now:
+                return Acceptance.IN_PROGRESS
+            # A newer callback of the lead is stored: claim and count this one without replacing it.
+            try:
+                client("dynamodb").update_item(
+                    TableName=self.table_name,
+                    Key=_lead_key(lead_key),
+                    UpdateExpression="SET #pending = :lease ADD callbacks :one",
+                    ConditionExpression=claim,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={k: values[k] for k in (":lease", ":now", ":version", ":one")},
+                )
+            except ClientError as retry_error:
+                if not is_condition_failure(retry_error):
+                    raise
+                return Acceptance.IN_PROGRESS  # claimed meanwhile by an identical callback: ask again
+        return Acceptance.ACCEPTED
+
+    def complete_callback(self, lead_key: str, callback_id: str) -> None:
+        """The callback is queued: its version is accepted for good and its claim ends."""
+        version = callback_version(callback_id)
+        client("dynamodb").update_item(
+            TableName=self.table_name,
+            Key=_lead_key(lead_key),
+            UpdateExpression="ADD #versions :version REMOVE #pending",
+            ExpressionAttributeNames={"#pending": PENDING_PREFIX + version, "#versions": VERSIONS},
+            ExpressionAttributeValues={":version": {"SS": [version]}},
+        )
+
+    def release_callback(self, lead_key: str, callback_id: str) -> None:
+        """The callback could not be queued: drop its claim and its count, so Clay's retry is accepted."""
+        client("dynamodb").update_item(
+            TableName=self.table_name,
+            Key=_lead_key(lead_key),
+            UpdateExpression="REMOVE #pending ADD callbacks :minus_one",
+            ExpressionAttributeNames={"#pending": PENDING_PREFIX + callback_version(callback_id)},
+            ExpressionAttributeValues={":minus_one": {"N": "-1"}},
+        )
+
+    def save_enrichment(self, lead_key: str, callback_id: str, lead: dict[str, Any], received_at: str) -> None:
+        """Store a lead's enrichment as an accepted callback would (tests and tools that bypass the callback)."""
+        if self.accept_callback(lead_key, callback_id, lead, received_at, lease_seconds=0) is Acceptance.ACCEPTED:
+            self.complete_callback(lead_key, callback_id)
 
     def record_routing(self, lead_key: str, callback_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
         """Write the router's outcome for this callback (ignored if a newer enrichment replaced it); None removes.
@@ -397,10 +499,10 @@ class SentBatches:
                     yield from_item(item)
 
 
-def origin_attributes(record: SQSRecord) -> dict[str, str]:
+def origin_attributes(record: QueueRecord) -> dict[str, str]:
     """For a dead letter: the message's id, and the id its lead first had when it is a DLQ replay
     (`clay-pipeline dlq replay` sets original_message_id), so a replay that fails again stays traceable."""
-    attributes = record.raw_event.get("messageAttributes") or {}
+    attributes = record.raw.get("messageAttributes") or {}
     original = str((attributes.get("original_message_id") or {}).get("stringValue") or "")
     return {"source_message_id": record.message_id, "original_message_id": original}
 
@@ -409,12 +511,42 @@ class QueueSendError(RuntimeError):
     """Some messages could not be queued even after retries."""
 
 
+# SQS message bodies may hold only #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF. JSON text
+# can carry the others (U+FFFE, U+FFFF, lone surrogates) only inside strings, where \uXXXX means the same.
+_SQS_UNSAFE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# The classic SQS limits (queues created since 2025 may allow 1 MiB): each message, and each
+# SendMessageBatch's bodies together.
+SQS_MAX_MESSAGE_BYTES = 262_144
+SQS_MAX_BATCH_BYTES = 262_144
+SQS_MAX_BATCH_ENTRIES = 10
+
+
+def message_body(message: dict[str, Any]) -> str:
+    """A message as the JSON text SQS accepts (characters it refuses written as JSON escapes)."""
+    return _SQS_UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", dump_json(message))
+
+
+def size_batches(bodies: dict[int, str]) -> list[list[int]]:
+    """The keys of `bodies` grouped into SendMessageBatch calls: at most ten entries and 256 KiB each."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    current_bytes = 0
+    for index, body in bodies.items():
+        size = len(body.encode())
+        if current and (len(current) == SQS_MAX_BATCH_ENTRIES or current_bytes + size > SQS_MAX_BATCH_BYTES):
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.append(index)
+        current_bytes += size
+    return [*batches, current] if current else batches
+
+
 @dataclass(frozen=True)
 class Queue:
     url: str
 
     def send(self, message: dict[str, Any], delay_seconds: int = 0) -> str:
-        return self.send_raw(dump_json(message), delay_seconds=delay_seconds)
+        return self.send_raw(message_body(message), delay_seconds=delay_seconds)
 
     def send_raw(self, body: str, delay_seconds: int = 0, attributes: dict[str, str] | None = None) -> str:
         """Send a body as-is (a DLQ keeps the original bytes so a redrive replays them), with string attributes."""
@@ -454,22 +586,44 @@ class Queue:
         return False
 
     def send_batch(self, messages: list[dict[str, Any]], attempts: int = 3) -> list[int]:
-        """SendMessageBatch in tens, retrying failed entries. Returns the indexes that still failed."""
-        failed: list[int] = []
-        for start in range(0, len(messages), 10):
-            pending = {str(i): dump_json(messages[i]) for i in range(start, min(start + 10, len(messages)))}
-            for attempt in range(attempts):
-                if not pending:
-                    break
-                if attempt:
-                    time.sleep(0.1 * 2**attempt)
+        """SendMessageBatch in batches that fit SQS's limits, retrying failed entries and calls.
+
+        Returns the indexes that still failed: a message too large for SQS, entries SQS refused, or
+        a whole call that failed (SQS unreachable). The other batches are sent regardless, so one
+        bad message or call never takes its neighbours down with it.
+        """
+        bodies = {index: message_body(message) for index, message in enumerate(messages)}
+        failed = [index for index, body in bodies.items() if len(body.encode()) > SQS_MAX_MESSAGE_BYTES]
+        sendable = {index: body for index, body in bodies.items() if index not in failed}
+        for batch in size_batches(sendable):
+            failed.extend(self._send_entries({str(index): sendable[index] for index in batch}, attempts))
+        return sorted(failed)
+
+    def _send_entries(self, pending: dict[str, str], attempts: int) -> list[int]:
+        """One SendMessageBatch worth of entries (id -> body), retried; the ids that never went through."""
+        for attempt in range(attempts):
+            if not pending:
+                break
+            if attempt:
+                time.sleep(0.1 * 2**attempt)
+            try:
                 response = client("sqs").send_message_batch(
                     QueueUrl=self.url, Entries=[{"Id": i, "MessageBody": body} for i, body in pending.items()]
                 )
-                done = {entry["Id"] for entry in response.get("Successful", [])}
-                pending = {i: body for i, body in pending.items() if i not in done}
-            failed.extend(int(i) for i in pending)
-        return sorted(failed)
+            except (ClientError, BotoCoreError) as error:
+                logger.warning(
+                    "SendMessageBatch failed", extra={"error": type(error).__name__, "entries": len(pending)}
+                )
+                continue
+            done = {entry["Id"] for entry in response.get("Successful", [])}
+            refused = {entry["Id"] for entry in response.get("Failed", []) if entry.get("SenderFault")}
+            pending = {i: body for i, body in pending.items() if i not in done}
+            if refused:  # SQS says the entry itself is wrong: a retry would be refused the same way
+                logger.warning(
+                    "SQS refused messages", extra={"codes": sorted({e.get("Code", "") for e in response["Failed"]})}
+                )
+                return [int(i) for i in pending]
+        return [int(i) for i in pending]
 
 
 # -- router's delivery ledger, kept on the lead's LeadsTable item --------------------------------
