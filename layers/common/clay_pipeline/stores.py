@@ -2,8 +2,8 @@
 
 Everything AWS goes through these few classes so business modules stay free of boto3 and
 tests can point them at moto. The state table has one string key `pk` and a TTL attribute
-`expires_at`; each concern prefixes its keys (idem#, dedupe#, pool#, budget#, rate#, sent#,
-pause#, sweep#), which keeps one table and one set of IAM permissions for all of them. The
+`expires_at`; each concern prefixes its keys (dedupe#, pool#, webhook-dead#, budget#, rate#,
+sent#, pause#, sweep#), which keeps one table and one set of IAM permissions for all of them. The
 router's delivery ledger lives on the lead's own LeadsTable item (LeadLedger below). The
 sender's `sent#` batch records are the only items with `sent_bucket`, so the state table's
 SentByHour index holds them and nothing else (SentBatches below).
