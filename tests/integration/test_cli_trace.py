@@ -113,7 +113,7 @@ def test_trace_finds_a_deployed_stack_by_its_outputs(
         "LeadQueueUrl": stack.queue_urls["LeadQueue"],
     }
     template = {
-        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "clay-prod-marker"}}},
         "Outputs": {name: {"Value": value} for name, value in outputs.items()},
     }
     boto3.session.Session().client("cloudformation").create_stack(
