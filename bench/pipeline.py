@@ -13,10 +13,14 @@ gateway and Clay simulator run concurrently and retry on their own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +53,30 @@ class Usage:
     invocations: int = 0
     cpu_seconds: float = 0.0  # the invoking thread's CPU (moto's server threads excluded)
     wall_seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def worker_threads_counted(usage: Usage) -> Iterator[None]:
+    """The CPU of work a function hands to its own thread pools (the router's deliveries) counts as its own."""
+    original = ThreadPoolExecutor.submit
+    lock = threading.Lock()
+
+    def submit(executor: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        def counted() -> Any:
+            started = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with lock:
+                    usage.cpu_seconds += time.thread_time() - started
+
+        return original(executor, counted)
+
+    ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ThreadPoolExecutor.submit = original  # type: ignore[method-assign]
 
 
 @dataclass
@@ -97,7 +125,8 @@ class Pipeline:
         context = LambdaContext(logical_id, self.spec(logical_id).memory, self.spec(logical_id).timeout * 1000)
         cpu, wall = time.thread_time(), time.perf_counter()
         try:
-            return self.handlers[logical_id](event, context)
+            with worker_threads_counted(usage):
+                return self.handlers[logical_id](event, context)
         finally:
             usage.invocations += 1
             usage.cpu_seconds += time.thread_time() - cpu

@@ -24,6 +24,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     sender.start(context.get_remaining_time_in_millis(), records=len(records))
     try:
         # A batch whose every message must wait (HandBack) is a normal answer, not an invocation error.
-        return process_batch(records, sender.process, expected=(HandBack,))
+        # Its POSTs go out concurrently, each at its pacing slot (CLAY_SEND_CONCURRENCY in flight).
+        return process_batch(records, sender.process, expected=(HandBack,), workers=sender.concurrency)
     finally:
         sender.finish()  # budget and pool units reserved for rows not sent go back

@@ -49,8 +49,11 @@ def webhook_fingerprint(url: str) -> str:
 
 
 class ClayClient:
-    def __init__(self, timeout_seconds: float, retry_attempts: int = 2, backoff_seconds: float = 0.5) -> None:
+    def __init__(
+        self, timeout_seconds: float, retry_attempts: int = 2, backoff_seconds: float = 0.5, pool_size: int = 4
+    ) -> None:
         self.timeout_seconds = timeout_seconds
+        self.pool_size = pool_size  # connections kept to Clay: one per concurrent send
         self._retry = Retry(
             total=retry_attempts,
             connect=retry_attempts,
@@ -71,7 +74,7 @@ class ClayClient:
     @property
     def session(self) -> requests.Session:
         if self._session is None:
-            self._session = retrying_session(self._retry, pool_size=4)
+            self._session = retrying_session(self._retry, pool_size=self.pool_size)
         return self._session
 
     def post(self, url: str, body: bytes, auth_token: str | None = None) -> ClayAnswer:

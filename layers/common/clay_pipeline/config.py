@@ -138,6 +138,7 @@ class SenderSettings(Settings):
     lead_queue_max_receive_count: int = Field(default=10, ge=2, le=1000)  # keep equal to LeadQueue's redrive
     clay_webhook_submission_limit: int = Field(default=50_000, ge=1)
     clay_send_rate_per_second: float = Field(default=10, gt=0, le=1000)
+    clay_send_concurrency: int = Field(default=4, ge=1, le=16)  # a batch's POSTs in flight at once, each at its slot
     clay_daily_send_budget: int = Field(default=0, ge=0)
     clay_dedupe_days: int = Field(default=30, ge=0, le=365)
     # After a read timeout (Clay may have the row) the lead is held this long, then sent once more: Deduper.hold

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ class Invocation:
     budget_wait: float = 0.0
     throttled_until: float = 0.0  # time.monotonic(); Clay said 429 for longer than this invocation has
     pending: int = 1  # records of the batch not yet processed, this one included: what to reserve for
+    posting: int = 0  # records whose POST is in flight (they hold their pacing slot already)
 
 
 def parse_lead(body: str) -> Lead:
@@ -104,8 +106,13 @@ class ClaySender:
         self.lead_queue = Queue(settings.lead_queue_url)
         self.dead_letters = Queue(settings.lead_dlq_url)
         self.clay = clay or ClayClient(
-            settings.clay_request_timeout_seconds, settings.clay_retry_attempts, settings.clay_retry_backoff_seconds
+            settings.clay_request_timeout_seconds,
+            settings.clay_retry_attempts,
+            settings.clay_retry_backoff_seconds,
+            pool_size=settings.clay_send_concurrency,
         )
+        self.concurrency = settings.clay_send_concurrency
+        self._pending_lock = threading.Lock()
         self.dedupe = Deduper(store, settings.clay_dedupe_days)
         self.budget = DailyBudget(store, settings.clay_daily_send_budget, clock)
         self.pool = WebhookPool(store, settings.clay_webhook_submission_limit)
@@ -142,7 +149,8 @@ class ClaySender:
         except HandBack as back:
             return self._hand_back(record, back)
         finally:
-            self.invocation.pending = max(1, self.invocation.pending - 1)
+            with self._pending_lock:
+                self.invocation.pending = max(1, self.invocation.pending - 1)
 
     def _process(self, record: QueueRecord) -> str:
         lead = parse_lead(record.body)
@@ -188,6 +196,16 @@ class ClaySender:
         logger.info("lead sent to Clay", extra={"lead_id": lead_id, "webhook_index": webhook.index})
         return "sent"
 
+    def _post(self, webhook: Webhook, body: bytes) -> ClayAnswer:
+        state = self.invocation
+        with self._pending_lock:
+            state.posting += 1
+        try:
+            return self.clay.post(webhook.url, body, state.auth_token)
+        finally:
+            with self._pending_lock:
+                state.posting -= 1
+
     def _check_waits(self) -> None:
         """Skip the state table when this invocation already knows the message has to wait."""
         state = self.invocation
@@ -212,9 +230,10 @@ class ClaySender:
                 logger.error("every Clay webhook is full or gone: circuit open, leads wait in the queue")
                 raise HandBack("circuit_open", self.settings.clay_circuit_wait_seconds)
             try:
-                if not self.pacer.acquire(state.deadline - self.send_seconds):
+                # Slots for the batch's records that are not posting yet: one pacing write covers them.
+                if not self.pacer.acquire(state.deadline - self.send_seconds, wanted=state.pending - state.posting):
                     raise HandBack("rate_wait", RATE_WAIT_SECONDS)
-                answer = self.clay.post(webhook.url, body, state.auth_token)
+                answer = self._post(webhook, body)
             except BaseException:
                 self.pool.release(webhook)
                 raise
