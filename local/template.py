@@ -74,16 +74,20 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
 
 @dataclass
 class Resolver:
-    """Turns Ref / GetAtt / Sub into local values."""
+    """Turns Ref / GetAtt / Sub, and If with the template's Conditions, into local values."""
 
     refs: dict[str, Any] = field(default_factory=dict)
     attributes: dict[tuple[str, str], Any] = field(default_factory=dict)
+    conditions: dict[str, Any] = field(default_factory=lambda: load_template().get("Conditions", {}))
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, dict) and len(value) == 1:
             ((key, argument),) = value.items()
             if key == "Ref":
                 return self.refs.get(argument, f"local-{argument}")
+            if key == "Fn::If":
+                name, when_true, when_false = argument
+                return self.resolve(when_true if self.condition(name) else when_false)
             if key == "Fn::GetAtt":
                 resource, attribute = argument
                 return self.attributes.get((resource, attribute), f"arn:aws:local:::{resource}")
@@ -95,6 +99,26 @@ class Resolver:
         if isinstance(value, list):
             return [self.resolve(v) for v in value]
         return value
+
+    def condition(self, name: str) -> bool:
+        """A named condition of the template, evaluated with the current parameter values."""
+        return bool(self._evaluate(self.conditions[name]))
+
+    def _evaluate(self, expression: Any) -> Any:
+        if isinstance(expression, dict) and len(expression) == 1:
+            ((key, argument),) = expression.items()
+            if key == "Fn::Equals":
+                left, right = (str(self._evaluate(side)) for side in argument)
+                return left == right
+            if key == "Fn::Not":
+                return not self._evaluate(argument[0])
+            if key == "Fn::And":
+                return all(self._evaluate(part) for part in argument)
+            if key == "Fn::Or":
+                return any(self._evaluate(part) for part in argument)
+            if key in ("Condition", "Fn::Condition"):
+                return self.condition(argument)
+        return self.resolve(expression)
 
     def _sub(self, name: str) -> Any:
         if "." in name:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -58,6 +58,7 @@ class PendingLead:
     inputs: dict[str, Any]
     size: int
     budget_key: str | None = None
+    copies: list[SQSRecord] = field(default_factory=list)  # more messages of this lead in the batch: they end alike
 
 
 class RoutineSender(ClaySender):
@@ -99,17 +100,19 @@ class RoutineSender(ClaySender):
         self.start(remaining_ms, len(records))
         self._failures = []
         try:
-            admitted = [lead for record in records if (lead := self._admit(record)) is not None]
+            admitted: dict[str, PendingLead] = {}
+            for record in records:
+                self._admit(record, admitted)
             self.invocation.pending = max(1, len(admitted))
-            for run in self._group(admitted):
+            for run in self._group(list(admitted.values())):
                 self._send_run(run)
         finally:
             self.finish()  # budget units reserved for leads not sent go back
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in self._failures]}
 
     # -- one lead ----------------------------------------------------------------------------
-    def _admit(self, record: SQSRecord) -> PendingLead | None:
-        """The lead, claimed for sending; None when it ended here (skipped, dead-lettered, handed back)."""
+    def _admit(self, record: SQSRecord, admitted: dict[str, PendingLead]) -> None:
+        """Claim the lead for sending and add it to `admitted`, unless it ends here (skipped, dead-lettered, back)."""
         try:
             lead = parse_lead(record.body)
             inputs = lead.to_message()
@@ -121,21 +124,31 @@ class RoutineSender(ClaySender):
             if len(lead_id) > MAX_ITEM_ID_LENGTH:
                 detail = f"a routine item id has at most {MAX_ITEM_ID_LENGTH} characters, not {len(lead_id)}"
                 raise DeadLetter("lead_id_too_long", detail)
+            if lead_id in admitted:  # the same lead twice in one batch: one item, both messages end with it
+                admitted[lead_id].copies.append(record)
+                return
             self._check_waits()
             claim = self.dedupe.claim(lead_id)
             if claim is Claim.ALREADY_SENT:
-                count("ClaySkippedDuplicate")
-                logger.info("lead already sent to Clay; skipped", extra={"lead_id": lead_id})
-                return None
+                self._skip(lead_id)
+                return
             if claim is Claim.IN_FLIGHT:
                 raise HandBack("in_flight", IN_FLIGHT_WAIT_SECONDS)
-            return PendingLead(record, lead_id, inputs, size)
+            admitted[lead_id] = PendingLead(record, lead_id, inputs, size)
         except (DeadLetter, HandBack) as ending:
             self._end(record, ending)
         except Exception:  # a dependency failed: this message comes back, the others go on
             logger.exception("could not check a lead; it goes back to the queue")
             self._end(record, HandBack("dependency_failed", 0, waiting=False))
-        return None
+
+    @staticmethod
+    def _skip(lead_id: str) -> None:
+        count("ClaySkippedDuplicate")
+        logger.info("lead already sent to Clay; skipped", extra={"lead_id": lead_id})
+
+    def _end_lead(self, lead: PendingLead, ending: DeadLetter | HandBack) -> None:
+        for record in (lead.record, *lead.copies):
+            self._end(record, ending)
 
     def _end(self, record: SQSRecord, ending: DeadLetter | HandBack) -> None:
         if isinstance(ending, DeadLetter):
@@ -169,13 +182,13 @@ class RoutineSender(ClaySender):
         except (DeadLetter, HandBack) as ending:
             self._give_back(run, keep_budget=getattr(ending, "ambiguous", False))
             for lead in run:
-                self._end(lead.record, ending)
+                self._end_lead(lead, ending)
             return
         except Exception:
             logger.exception("could not start a routine run; its leads go back to the queue")
             self._give_back(run, keep_budget=False)
             for lead in run:
-                self._end(lead.record, HandBack("dependency_failed", 0, waiting=False))
+                self._end_lead(lead, HandBack("dependency_failed", 0, waiting=False))
             return
         self._record(run_id, run)
 
@@ -190,7 +203,7 @@ class RoutineSender(ClaySender):
                 waiting = run[index:]
                 self._give_back(waiting, keep_budget=False)
                 for lead_waiting in waiting:
-                    self._end(lead_waiting.record, HandBack("budget_exhausted", self.invocation.budget_wait))
+                    self._end_lead(lead_waiting, HandBack("budget_exhausted", self.invocation.budget_wait))
                 return run[:index]
             self.invocation.pending = max(1, self.invocation.pending - 1)
         return run
@@ -243,13 +256,15 @@ class RoutineSender(ClaySender):
             logger.exception("a started routine run could not be recorded", extra={"routine_run_id": run_id})
             self._give_back(run, keep_budget=True)
             for lead in run:
-                self._end(lead.record, HandBack("run_not_recorded", 0, waiting=False))
+                self._end_lead(lead, HandBack("run_not_recorded", 0, waiting=False))
             return
         for lead in run:
             try:
                 self.dedupe.confirm(lead.lead_id)
             except Exception:  # the 'sending' mark expires instead: only the dedupe window is shorter
                 logger.exception("could not confirm a lead's dedupe mark", extra={"lead_id": lead.lead_id})
+            for _ in lead.copies:
+                self._skip(lead.lead_id)
         count("RoutineRunStarted")
         count("ClaySent", len(run))
         logger.info("routine run started", extra={"routine_run_id": run_id, "items": len(run)})
