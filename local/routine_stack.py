@@ -157,8 +157,9 @@ class RoutineReconciliation(Reconciliation):
     ) -> None:
         if twice := sorted(lead for lead, callbacks in accepted.items() if len(callbacks) > 1):
             self.problems.append(f"accepted for routing more than once: {twice}")
-        if missing := sorted(completed - set(accepted)):
-            self.problems.append(f"completed items never accepted for routing: {missing}")
+        # A run given up (its time passed) has its leads in the DLQ even if Clay completed it later.
+        if missing := sorted(completed - set(accepted) - lead_dlq_ids):
+            self.problems.append(f"completed items neither accepted for routing nor in the lead DLQ: {missing}")
         if not_dead := sorted(not_completed - lead_dlq_ids):
             self.problems.append(f"failed or unfinished items not in the lead DLQ: {not_dead}")
         if wrongly := sorted(not_completed & set(accepted)):
