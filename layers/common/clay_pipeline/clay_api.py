@@ -24,10 +24,9 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from urllib3.util.retry import Retry
 
 from clay_pipeline import config
-from clay_pipeline.outbound import is_read_timeout, parse_retry_after, retrying_session
+from clay_pipeline.outbound import backoff_retry, is_read_timeout, parse_retry_after, retrying_session
 
 API_KEY_HEADER = "clay-api-key"
 MAX_RUN_ITEMS = 100
@@ -116,20 +115,9 @@ class ClayApiClient:
         self.base_url = base_url.rstrip("/")
         self.timeout_seconds = timeout_seconds
         self._api_key = api_key  # read per call: the Secrets Manager cache picks up a rotated key
-        self._retry = Retry(
-            total=retry_attempts,
-            connect=retry_attempts,
-            read=retry_attempts,
-            status=retry_attempts,
-            other=0,
-            redirect=0,
-            allowed_methods=frozenset({"GET"}),  # read errors and 5xx are repeated for GETs only
-            status_forcelist=RETRYABLE_STATUSES,
-            backoff_factor=backoff_seconds,
-            backoff_jitter=backoff_seconds,
-            backoff_max=max(backoff_seconds * 4, 1.0),
-            respect_retry_after_header=False,
-            raise_on_status=False,
+        # read errors and 5xx are repeated for GETs only: a POST that timed out may have started the run
+        self._retry = backoff_retry(
+            retry_attempts, backoff_seconds, frozenset({"GET"}), RETRYABLE_STATUSES, read=retry_attempts
         )
         self._session: requests.Session | None = None
 

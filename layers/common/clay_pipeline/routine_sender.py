@@ -223,15 +223,8 @@ class RoutineSender(ClaySender):
         state = self.invocation
         extra = {"status": error.status, "reason": error.outcome.value, "clay_message": error.message}
         if error.outcome is ApiOutcome.THROTTLED:
-            count("ClayThrottled")
-            wait = error.retry_after if error.retry_after is not None else RATE_WAIT_SECONDS
-            fits = time.monotonic() + wait + self.send_seconds <= state.deadline
-            if fits and wait <= self.settings.clay_max_throttle_wait_seconds:
-                logger.info("Clay throttled the run; waiting Retry-After", extra={**extra, "retry_after": wait})
-                self.sleep(wait)
-                return
-            state.throttled_until = time.monotonic() + wait
-            raise HandBack("throttled", wait)
+            self._wait_out_throttle(error.retry_after, extra)
+            return
         if error.outcome in CIRCUIT_OUTCOMES:
             state.circuit_open = True
             count("ClayCircuitOpen")

@@ -15,16 +15,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from clay_pipeline import auth, config
+from clay_pipeline import auth
 from clay_pipeline.clay_api import MAX_ITEM_ID_LENGTH
 from clay_pipeline.config import RunPollSettings
-from clay_pipeline.http_api import HttpError, check_content_type, check_size, parse_json, unauthorized
-from clay_pipeline.observability import logger
+from clay_pipeline.http_api import (
+    HttpError,
+    check_content_type,
+    check_size,
+    parse_json,
+    secrets_or_unauthorized,
+    unauthorized,
+)
 from clay_pipeline.routines import DAY_SECONDS, PollMessage
 from clay_pipeline.stores import Queue, StateStore
 
 SIGNATURE_HEADER = "X-Clay-Signature"
-_warned_no_secret = False
 
 
 def verify_signature(headers: dict[str, str], body: bytes, secrets: list[str]) -> bool:
@@ -35,13 +40,7 @@ def verify_signature(headers: dict[str, str], body: bytes, secrets: list[str]) -
 
 
 def authenticate(headers: dict[str, str], body: bytes) -> None:
-    global _warned_no_secret
-    secrets = config.secret_list("CLAY_WEBHOOK_SIGNING_SECRETS")
-    if not secrets:
-        if not _warned_no_secret:
-            logger.error("CLAY_WEBHOOK_SIGNING_SECRETS is not configured: every run webhook is refused until it is set")
-            _warned_no_secret = True
-        raise unauthorized()
+    secrets = secrets_or_unauthorized("CLAY_WEBHOOK_SIGNING_SECRETS", "run webhook")
     if not verify_signature(headers, body, secrets):
         raise unauthorized()
 
