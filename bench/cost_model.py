@@ -21,7 +21,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness import Section, Target
@@ -65,6 +66,7 @@ ASSUMED_HTTP_ROUND_TRIP = {"clay": 0.300, "hubspot": 0.400, "webhook": 0.200}  #
 WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem"})
 READ_OPERATIONS = frozenset({"GetItem"})
 POLLER = "poller"  # the event source mapping's own ReceiveMessage / DeleteMessageBatch
+HTTP_FUNCTIONS = ("IntakeFunction", "CallbackFunction", "RunWebhookFunction")  # billed as HTTP API requests
 
 
 @dataclass
@@ -133,11 +135,41 @@ class Measured:
     hubspot_share: float  # leads upserted to HubSpot / leads
 
 
-def measure(leads: int) -> Measured:
+Drive = Callable[[Pipeline, int], dict[str, Counter[str]]]  # runs the leads through; HTTP calls per function
+
+
+def drive_table(pipeline: Pipeline, leads: int) -> dict[str, Counter[str]]:
+    """The table path: one callback per Clay row."""
+    pipeline.post_leads(sample_leads(leads, "cost"))
+    pipeline.poll("LeadQueue", "SenderFunction")
+    for number, row in enumerate(pipeline.clay_rows()):
+        pipeline.call_back(row, enrichment_for(number))
+    pipeline.poll("RoutingQueue", "RouterFunction")
+    return {
+        "SenderFunction": Counter({"clay": len(pipeline.web.received(CLAY_PATH))}),
+        "RouterFunction": router_http_calls(pipeline),
+    }
+
+
+def router_http_calls(pipeline: Pipeline) -> Counter[str]:
+    return Counter(
+        {
+            "hubspot": len(pipeline.web.received(DESTINATION_PATHS["hubspot"])),
+            "webhook": sum(
+                len(pipeline.web.received(path)) for name, path in DESTINATION_PATHS.items() if name != "hubspot"
+            ),
+        }
+    )
+
+
+def measure(
+    leads: int, pipeline: Pipeline | None = None, drive: Drive = drive_table, meter: Meter | None = None
+) -> Measured:
     from clay_pipeline.observability import logger
 
-    pipeline = Pipeline(prefix="bench-cost", log_level="INFO").start()  # the template's level: its bytes count
-    meter = Meter().install()
+    # the template's log level: its bytes count
+    pipeline = (pipeline or Pipeline(prefix="bench-cost", log_level="INFO")).start()
+    meter = (meter or Meter()).install()
     sink = CountingSink()
     handler = logger.registered_handler
     previous = handler.setStream(sink)  # type: ignore[attr-defined]
@@ -153,23 +185,7 @@ def measure(leads: int) -> Measured:
                     meter.current = POLLER
 
             pipeline.invoke = invoke  # type: ignore[method-assign]
-            pipeline.post_leads(sample_leads(leads, "cost"))
-            pipeline.poll("LeadQueue", "SenderFunction")
-            for number, row in enumerate(pipeline.clay_rows()):
-                pipeline.call_back(row, enrichment_for(number))
-            pipeline.poll("RoutingQueue", "RouterFunction")
-        http = {
-            "SenderFunction": Counter({"clay": len(pipeline.web.received(CLAY_PATH))}),
-            "RouterFunction": Counter(
-                {
-                    ("hubspot" if name == "hubspot" else "webhook"): len(pipeline.web.received(path))
-                    for name, path in DESTINATION_PATHS.items()
-                }
-            ),
-        }
-        http["RouterFunction"]["webhook"] = sum(
-            len(pipeline.web.received(path)) for name, path in DESTINATION_PATHS.items() if name != "hubspot"
-        )
+            http = drive(pipeline, leads)
         usage = pipeline.usage
         return Measured(
             leads=leads,
@@ -197,6 +213,7 @@ class Scenario:
     sender_concurrency: int = 2
     send_rate: float = 10.0
     dynamodb_provisioned: bool = False  # what-if: provisioned capacity at PROVISIONED_UTILISATION
+    sender_batch_size: int = 0  # SenderFunction's own BatchSize when it differs (the routine path's 100)
 
 
 def queue_consumer(logical_id: str) -> bool:
@@ -209,7 +226,8 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
     invocations: dict[str, float] = {}
     for name, count in m.invocations.items():
         if queue_consumer(name):
-            invocations[name] = 1 / s.batch_size * (count * measured_batch[name] / m.leads)
+            size = (s.sender_batch_size or s.batch_size) if name == "SenderFunction" else s.batch_size
+            invocations[name] = 1 / size * (count * measured_batch[name] / m.leads)
         elif name == "IntakeFunction":
             invocations[name] = 1 / s.leads_per_intake_request
         else:
@@ -250,7 +268,7 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
     return {
         "lambda_requests": sum(invocations.values()),
         "gb_seconds": gb_seconds,
-        "api_requests": invocations.get("IntakeFunction", 0) + invocations.get("CallbackFunction", 0),
+        "api_requests": sum(invocations.get(name, 0) for name in HTTP_FUNCTIONS),
         "sqs_requests": sqs,
         "wru": sum(m.wru.values()) / m.leads,
         "rru": sum(m.rru.values()) / m.leads,
@@ -275,13 +293,21 @@ def dollars_per_million(units: dict[str, float]) -> dict[str, float]:
     }
 
 
-def run(leads: int = 200) -> Section:
-    m = measure(leads)
+def run(leads: int = 200, mode: str = "table") -> Section:
+    """mode routine: ClayEnrichmentPath=routine, measured by routine_cost.py (runs of 100, webhook and poller)."""
+    routine = mode == "routine"
+    if routine:
+        from routine_cost import measure_routine
+
+        m = measure_routine(leads)
+    else:
+        m = measure(leads)
     defaults = parameter_defaults()
     current = Scenario(
-        "template defaults",
+        "template defaults" + (", routine path" if routine else ""),
         sender_concurrency=int(defaults.get("SenderMaxConcurrency", 2)),
         send_rate=float(defaults.get("ClaySendRatePerSecond", 10)),
+        sender_batch_size=100 if routine else 0,  # the template's BatchSize on the routine path
     )
     units = per_lead(m, current)
     costs = dollars_per_million(units)
@@ -323,6 +349,8 @@ def run(leads: int = 200) -> Section:
             dynamodb_provisioned=True,
         ),
     ]
+    if routine:  # every what-if keeps the routine path's sender batch of 100
+        alternatives = [replace(scenario, sender_batch_size=100) for scenario in alternatives]
     alternative_rows = []
     for scenario in alternatives:
         scenario_units = per_lead(m, scenario)
@@ -340,8 +368,9 @@ def run(leads: int = 200) -> Section:
         )
     from harness import table
 
+    enrichment = "runs of 100 items, each with one signed webhook and one poll" if routine else "one callback each"
     notes = [
-        f"{m.leads} leads, one per intake request, one callback each; invocations: "
+        f"{m.leads} leads, one per intake request, {enrichment}; invocations: "
         + ", ".join(f"{name} {count}" for name, count in m.invocations.items()),
         "calls per lead by function: " + " | ".join(f"{name}: {text}" for name, text in per_function.items() if text),
         f"prices: us-east-1 on-demand list prices as of {PRICES_DATE} (Lambda arm64 $0.0000133334/GB-s and "
@@ -359,7 +388,8 @@ def run(leads: int = 200) -> Section:
         ),
     ]
     return Section(
-        title=f"Cost model (per lead, and USD per million leads; prices of {PRICES_DATE})",
+        title=f"Cost model{', routine path' if routine else ''} (per lead, and USD per million leads; "
+        f"prices of {PRICES_DATE})",
         headers=["item", "per lead", "USD per million leads"],
         rows=rows,
         targets=[
@@ -376,7 +406,9 @@ def run(leads: int = 200) -> Section:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=200)
-    run(parser.parse_args().leads).show()
+    parser.add_argument("--mode", choices=("table", "routine"), default="table", help="enrichment path")
+    options = parser.parse_args()
+    run(options.leads, options.mode).show()
 
 
 if __name__ == "__main__":
