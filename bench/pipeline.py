@@ -121,7 +121,7 @@ class Pipeline:
         return accepted
 
     def poll(self, queue: str, logical_id: str, idle_rounds: int = 3, batch_size: int | None = None) -> int:
-        """Lambda's poller: receive up to the BatchSize (the template's, or `batch_size`), invoke, delete the successes."""
+        """Lambda's poller: receive up to BatchSize (the template's, or `batch_size`), invoke, delete the successes."""
         url = self.stack.queue_urls[queue]
         arn = self.stack.resolver.attributes[(queue, "Arn")]
         batch_size = batch_size or next(
