@@ -256,6 +256,21 @@ def test_5xx_hands_the_run_back_with_backoff(load_function: Any, stack: Any, htt
     assert sender.state.get(f"dedupe#{lead_id(lead(1))}") is None
 
 
+def test_a_run_whose_poll_cannot_be_queued_is_abandoned_and_its_leads_go_back(
+    make_sender: Any, clay: ClayApiSimulator, stack: Any
+) -> None:
+    # GIVEN RunPollQueue is gone (SQS fails after Clay started the run and it was recorded)
+    sender = make_sender()
+    client("sqs").delete_queue(QueueUrl=stack.queue_urls["RunPollQueue"])
+    # WHEN a lead is sent
+    event, failures = sender.send(lead(1))
+    # THEN the lead goes back to be sent in a new run, and the run is marked ended so a late webhook ignores it
+    assert failures == ids(event)
+    [run] = clay.runs()
+    assert runs_of(stack).ending(run.run_id) == "abandoned"
+    assert sender.state.get(f"dedupe#{lead_id(lead(1))}") is None
+
+
 def test_routine_path_needs_a_routine_id(load_function: Any) -> None:
     with pytest.raises(Exception, match="CLAY_ROUTINE_ID"):
         load_function("SenderFunction", CLAY_ENRICHMENT_PATH="routine", CLAY_ROUTINE_ID="")

@@ -23,6 +23,7 @@ Dedupe marks and budget units of leads not sent are given back, as on the table 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from clay_pipeline.clay_api import MAX_ITEM_ID_LENGTH, ApiOutcome, ClayApiClient
 from clay_pipeline.config import ConfigError, SenderSettings, dump_json
 from clay_pipeline.limits import Claim, Clock, Pacer, utc_now
 from clay_pipeline.observability import count, logger
-from clay_pipeline.routines import PollMessage, RunStore
+from clay_pipeline.routines import RUN_RECORD_DAYS, PollMessage, RunStore
 from clay_pipeline.sender import (
     IN_FLIGHT_WAIT_SECONDS,
     RATE_WAIT_SECONDS,
@@ -245,8 +246,11 @@ class RoutineSender(ClaySender):
             self.poll_queue.send(PollMessage(run_id).to_message(), delay_seconds=first_poll)
         except Exception:
             # Nothing would collect this run: its leads go back and are sent again in a new run
-            # (Clay's credits for this one are spent, so their budget units stay counted).
+            # (Clay's credits for this one are spent, so their budget units stay counted). A recorded run
+            # is marked ended, so a late webhook does not collect it next to the new one.
             logger.exception("a started routine run could not be recorded", extra={"routine_run_id": run_id})
+            with contextlib.suppress(Exception):
+                self.runs.end(run_id, "abandoned", RUN_RECORD_DAYS)
             self._give_back(run, keep_budget=True)
             for lead in run:
                 self._end_lead(lead, HandBack("run_not_recorded", 0, waiting=False))

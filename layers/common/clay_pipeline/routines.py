@@ -36,7 +36,7 @@ from clay_pipeline.stores import StateStore
 RUN_RECORD_DAYS = 30
 DAY_SECONDS = 86_400
 Trigger = Literal["poll", "webhook"]
-Ending = Literal["collected", "gave_up"]
+Ending = Literal["collected", "gave_up", "abandoned"]  # abandoned: the sender could not queue its polls
 
 
 @dataclass(frozen=True)
