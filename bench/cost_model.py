@@ -24,7 +24,8 @@ import argparse
 import contextlib
 import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import boto3
@@ -72,6 +73,7 @@ ASSUMED_HTTP_ROUND_TRIP = {"clay": 0.300, "hubspot": 0.400, "webhook": 0.200}  #
 WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem"})
 READ_OPERATIONS = frozenset({"GetItem"})
 POLLER = "poller"  # the event source mapping's own ReceiveMessage / DeleteMessageBatch
+HTTP_FUNCTIONS = ("IntakeFunction", "CallbackFunction", "RunWebhookFunction")  # billed as HTTP API requests
 
 
 def write_units(size: float) -> int:
@@ -177,29 +179,53 @@ class Measured:
 WARM_UP_LEADS = 20  # a first pass through every function, not measured: the run then bills warm invocations
 
 
-def run_leads(pipeline: Pipeline, leads: list[dict[str, Any]]) -> None:
-    pipeline.post_leads(leads)
+# Runs `count` leads tagged `tag` through; the HTTP calls each function made.
+Drive = Callable[[Pipeline, int, str], dict[str, Counter[str]]]
+
+
+def drive_table(pipeline: Pipeline, leads: int, tag: str) -> dict[str, Counter[str]]:
+    """The table path: one callback per Clay row."""
+    pipeline.web.clear()  # the rows and deliveries of this drive only
+    pipeline.post_leads(sample_leads(leads, tag))
     pipeline.poll("LeadQueue", "SenderFunction")
     for number, row in enumerate(pipeline.clay_rows()):
         pipeline.call_back(row, enrichment_for(number))
     pipeline.poll("RoutingQueue", "RouterFunction")
+    return {
+        "SenderFunction": Counter({"clay": len(pipeline.web.received(CLAY_PATH))}),
+        "RouterFunction": router_http_calls(pipeline),
+    }
 
 
-def measure(leads: int) -> Measured:
+def router_http_calls(pipeline: Pipeline) -> Counter[str]:
+    return Counter(
+        {
+            "hubspot": len(pipeline.web.received(DESTINATION_PATHS["hubspot"])),
+            "webhook": sum(
+                len(pipeline.web.received(path)) for name, path in DESTINATION_PATHS.items() if name != "hubspot"
+            ),
+        }
+    )
+
+
+def measure(
+    leads: int, pipeline: Pipeline | None = None, drive: Drive = drive_table, meter: Meter | None = None
+) -> Measured:
     from clay_pipeline.observability import logger
 
-    pipeline = Pipeline(prefix="bench-cost", log_level="INFO").start()  # the template's level: its bytes count
+    # the template's log level: its bytes count
+    pipeline = (pipeline or Pipeline(prefix="bench-cost", log_level="INFO")).start()
     sink = CountingSink()
     handler = logger.registered_handler
     previous = handler.setStream(sink)  # type: ignore[attr-defined]
     try:
         # Cold starts are a per-instance cost (bench/cold_start.py), not a per-lead one: warm every function first.
         with contextlib.redirect_stdout(sink):
-            run_leads(pipeline, sample_leads(WARM_UP_LEADS, "warm-up"))
+            drive(pipeline, WARM_UP_LEADS, "warm-up")
         pipeline.usage.clear()
         pipeline.web.clear()
         sink.bytes = 0
-        meter = Meter().install()
+        meter = (meter or Meter()).install()
         with contextlib.redirect_stdout(sink):
             original_invoke = pipeline.invoke
 
@@ -211,19 +237,7 @@ def measure(leads: int) -> Measured:
                     meter.current = POLLER
 
             pipeline.invoke = invoke  # type: ignore[method-assign]
-            run_leads(pipeline, sample_leads(leads, "cost"))
-        http = {
-            "SenderFunction": Counter({"clay": len(pipeline.web.received(CLAY_PATH))}),
-            "RouterFunction": Counter(
-                {
-                    ("hubspot" if name == "hubspot" else "webhook"): len(pipeline.web.received(path))
-                    for name, path in DESTINATION_PATHS.items()
-                }
-            ),
-        }
-        http["RouterFunction"]["webhook"] = sum(
-            len(pipeline.web.received(path)) for name, path in DESTINATION_PATHS.items() if name != "hubspot"
-        )
+            http = drive(pipeline, leads, "cost")
         usage = pipeline.usage
         return Measured(
             leads=leads,
@@ -253,6 +267,7 @@ class Scenario:
     send_rate: float = 10.0
     dynamodb_provisioned: bool = False  # what-if: provisioned capacity at PROVISIONED_UTILISATION
     extra_row_kb: float = 0.0  # enriched rows this much larger than the run's (every LeadsTable item grows)
+    sender_batch_size: int = 0  # SenderFunction's own BatchSize when it differs (the routine path's 100)
 
 
 def queue_consumer(logical_id: str) -> bool:
@@ -265,7 +280,8 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
     invocations: dict[str, float] = {}
     for name, count in m.invocations.items():
         if queue_consumer(name):
-            invocations[name] = 1 / s.batch_size * (count * measured_batch[name] / m.leads)
+            size = (s.sender_batch_size or s.batch_size) if name == "SenderFunction" else s.batch_size
+            invocations[name] = 1 / size * (count * measured_batch[name] / m.leads)
         elif name == "IntakeFunction":
             invocations[name] = 1 / s.leads_per_intake_request
         else:
@@ -310,7 +326,7 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
         "lambda_requests": sum(invocations.values()),
         "gb_seconds": gb_seconds,
         **{f"gb_seconds:{name}": value for name, value in per_function.items()},
-        "api_requests": invocations.get("IntakeFunction", 0) + invocations.get("CallbackFunction", 0),
+        "api_requests": sum(invocations.get(name, 0) for name in HTTP_FUNCTIONS),
         "sqs_requests": sqs,
         "wru": sum(units_by_write(m.write_sizes, s.extra_row_kb * 1024).values()) / m.leads,
         "rru": sum(m.rru.values()) / m.leads,
@@ -335,13 +351,21 @@ def dollars_per_million(units: dict[str, float]) -> dict[str, float]:
     }
 
 
-def run(leads: int = 200) -> Section:
-    m = measure(leads)
+def run(leads: int = 200, mode: str = "table") -> Section:
+    """mode routine: ClayEnrichmentPath=routine, measured by routine_cost.py (runs of 100, webhook and poller)."""
+    routine = mode == "routine"
+    if routine:
+        from routine_cost import measure_routine
+
+        m = measure_routine(leads)
+    else:
+        m = measure(leads)
     defaults = parameter_defaults()
     current = Scenario(
-        "template defaults",
+        "template defaults" + (", routine path" if routine else ""),
         sender_concurrency=int(defaults.get("SenderMaxConcurrency", 2)),
         send_rate=float(defaults.get("ClaySendRatePerSecond", 10)),
+        sender_batch_size=100 if routine else 0,  # the template's BatchSize on the routine path
     )
     units = per_lead(m, current)
     costs = dollars_per_million(units)
@@ -391,6 +415,8 @@ def run(leads: int = 200) -> Section:
             dynamodb_provisioned=True,
         ),
     ]
+    if routine:  # every what-if keeps the routine path's sender batch of 100
+        alternatives = [replace(scenario, sender_batch_size=100) for scenario in alternatives]
     alternative_rows = []
     for scenario in alternatives:
         scenario_units = per_lead(m, scenario)
@@ -408,6 +434,7 @@ def run(leads: int = 200) -> Section:
         )
     from harness import table
 
+    enrichment = "runs of 100 items, each with one signed webhook and one poll" if routine else "one callback each"
     writes = units_by_write(m.write_sizes)
     bigger = units_by_write(m.write_sizes, BIG_ROW_EXTRA_KB * 1024)
     write_rows = [
@@ -424,7 +451,7 @@ def run(leads: int = 200) -> Section:
         f"on average, {max(lead_items, default=0):.2f} KB at most; the last column with every enriched row "
         f"{BIG_ROW_EXTRA_KB:g} KB larger, as a wide Clay table sends):\n\n"
         + table(["function", "table", "operation", "key", "WRU per lead", big_row], write_rows),
-        f"{m.leads} leads, one per intake request, one callback each; invocations: "
+        f"{m.leads} leads, one per intake request, {enrichment}; invocations: "
         + ", ".join(f"{name} {count}" for name, count in m.invocations.items()),
         "calls per lead by function: " + " | ".join(f"{name}: {text}" for name, text in per_function.items() if text),
         f"prices: us-east-1 on-demand list prices as of {PRICES_DATE} (Lambda arm64 $0.0000133334/GB-s and "
@@ -442,7 +469,8 @@ def run(leads: int = 200) -> Section:
         ),
     ]
     return Section(
-        title=f"Cost model (per lead, and USD per million leads; prices of {PRICES_DATE})",
+        title=f"Cost model{', routine path' if routine else ''} (per lead, and USD per million leads; "
+        f"prices of {PRICES_DATE})",
         headers=["item", "per lead", "USD per million leads"],
         rows=rows,
         targets=[
@@ -459,7 +487,9 @@ def run(leads: int = 200) -> Section:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=200)
-    run(parser.parse_args().leads).show()
+    parser.add_argument("--mode", choices=("table", "routine"), default="table", help="enrichment path")
+    options = parser.parse_args()
+    run(options.leads, options.mode).show()
 
 
 if __name__ == "__main__":

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from urllib3.util.retry import Retry
 
-from clay_pipeline.outbound import is_read_timeout, parse_retry_after, retrying_session
+from clay_pipeline.outbound import backoff_retry, is_read_timeout, parse_retry_after, retrying_session
 
 AUTH_HEADER = "x-clay-webhook-auth"
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
@@ -54,21 +53,7 @@ class ClayClient:
     ) -> None:
         self.timeout_seconds = timeout_seconds
         self.pool_size = pool_size  # connections kept to Clay: one per concurrent send
-        self._retry = Retry(
-            total=retry_attempts,
-            connect=retry_attempts,
-            read=0,
-            status=retry_attempts,
-            other=0,
-            redirect=0,
-            allowed_methods=frozenset({"POST"}),
-            status_forcelist=RETRYABLE_STATUSES,
-            backoff_factor=backoff_seconds,
-            backoff_jitter=backoff_seconds,
-            backoff_max=max(backoff_seconds * 4, 1.0),
-            respect_retry_after_header=False,  # a 503's Retry-After could exceed the remaining time
-            raise_on_status=False,
-        )
+        self._retry = backoff_retry(retry_attempts, backoff_seconds, frozenset({"POST"}), RETRYABLE_STATUSES)
         self._session: requests.Session | None = None
 
     @property

@@ -30,8 +30,11 @@ SECRET_NAMES = frozenset(
         "SLACK_WEBHOOK_URL",
         "ZAPIER_WEBHOOK_URL",
         "HUBSPOT_ACCESS_TOKEN",
+        "CLAY_API_KEY",  # routine path: the Public API key (clay api-keys create)
+        "CLAY_WEBHOOK_SIGNING_SECRETS",  # routine path: whsec_ secrets of the run webhook, current first
     }
 )
+CLAY_API_BASE_URL = "https://api.clay.com/public/v0"
 
 
 class ConfigError(RuntimeError):
@@ -149,6 +152,14 @@ class SenderSettings(Settings):
     clay_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=10)
     clay_max_throttle_wait_seconds: float = Field(default=20, ge=0, le=600)  # longest in-process Retry-After sleep
     clay_circuit_wait_seconds: int = Field(default=900, ge=1, le=43_200)  # when every webhook is spent or gone
+    # The routine path (routines.py): leads go to a Clay routine through the Public API instead of a table.
+    clay_enrichment_path: Literal["table", "routine"] = "table"
+    clay_api_base_url: str = CLAY_API_BASE_URL
+    clay_routine_id: str = ""  # required on the routine path
+    clay_run_webhook_id: str = ""  # the webhook `clay webhooks create` registered; unset: polling only
+    clay_routine_run_size: int = Field(default=100, ge=1, le=100)  # items per run (Clay takes 1-100)
+    clay_run_first_poll_seconds: int = Field(default=30, ge=1, le=900)
+    run_poll_queue_url: str = ""  # required on the routine path
 
 
 class RouterSettings(Settings):
@@ -166,6 +177,36 @@ class RouterSettings(Settings):
     slack_min_interval_seconds: float = Field(default=1.0, ge=0, le=60)  # Slack webhooks allow about 1 message/s
     delivery_lease_seconds: int = Field(default=120, ge=10, le=900)  # > the function timeout, < the visibility timeout
     delivery_mark_days: int = Field(default=30, ge=1, le=365)  # how long a delivery is remembered per lead
+
+
+class RunPollSettings(Settings):
+    """Shared by the routine path's functions: where runs are recorded and polled, and Clay's Public API."""
+
+    state_table: Required
+    run_poll_queue_url: Required
+    clay_api_base_url: str = CLAY_API_BASE_URL
+    clay_request_timeout_seconds: float = Field(default=10, gt=0, le=60)
+    clay_retry_attempts: int = Field(default=2, ge=0, le=5)
+    clay_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=10)
+    clay_run_first_poll_seconds: int = Field(default=30, ge=1, le=900)
+    clay_run_max_poll_seconds: int = Field(default=300, ge=1, le=900)  # SQS delays a message at most 900 s
+    clay_run_give_up_seconds: int = Field(default=3600, ge=1, le=7 * 86400)  # then the run's leads are dead-lettered
+    run_webhook_max_body_bytes: int = Field(default=65_536, ge=1024, le=1_048_576)
+    run_mark_days: int = Field(default=30, ge=1, le=365)  # how long a run's webhook delivery and outcome are remembered
+
+
+class RunCollectorSettings(RunPollSettings):
+    """RunCollectorFunction: results of routine runs become routing messages, as callbacks do."""
+
+    leads_table: Required
+    routing_queue_url: Required
+    lead_dlq_url: Required  # failed items and the leads of runs given up, with Clay's message
+    clay_results_page_size: int = Field(default=100, ge=1, le=100)
+    clay_dedupe_days: int = Field(default=30, ge=0, le=365)  # a failed item's dedupe mark is released
+
+    def callback_settings(self) -> CallbackSettings:
+        """The callback's acceptance rules, applied to run results (the same lead items and queue)."""
+        return CallbackSettings(leads_table=self.leads_table, routing_queue_url=self.routing_queue_url)
 
 
 def dump_json(value: Any) -> str:

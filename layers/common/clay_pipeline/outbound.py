@@ -24,6 +24,28 @@ def retrying_session(retry: Retry, pool_size: int) -> requests.Session:
     return session
 
 
+def backoff_retry(
+    attempts: int, backoff_seconds: float, methods: frozenset[str], statuses: frozenset[int], read: int = 0
+) -> Retry:
+    """urllib3 Retry: connection failures for every method, `statuses` (and `read` read errors) for `methods`
+    only, with exponential backoff and jitter. Never sleeps on Retry-After: a 503's could exceed the time left."""
+    return Retry(
+        total=attempts,
+        connect=attempts,
+        read=read,
+        status=attempts,
+        other=0,
+        redirect=0,
+        allowed_methods=methods,
+        status_forcelist=statuses,
+        backoff_factor=backoff_seconds,
+        backoff_jitter=backoff_seconds,
+        backoff_max=max(backoff_seconds * 4, 1.0),
+        respect_retry_after_header=False,
+        raise_on_status=False,
+    )
+
+
 def is_read_timeout(error: requests.RequestException) -> bool:
     """A read timeout however requests reports it: ReadTimeout, or urllib3's MaxRetryError it would not repeat."""
     if isinstance(error, requests.exceptions.ReadTimeout):

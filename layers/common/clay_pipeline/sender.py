@@ -24,7 +24,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -247,7 +247,6 @@ class ClaySender:
 
     def _handle_refusal(self, webhook: Webhook, answer: ClayAnswer) -> None:
         """Returns when the send should be tried again now; raises otherwise."""
-        state = self.invocation
         extra = {"webhook_index": webhook.index, "status": answer.status, "reason": answer.reason}
         if answer.outcome is Outcome.GONE:
             self.pool.retire(webhook, answer.status)
@@ -256,20 +255,26 @@ class ClaySender:
             logger.error("Clay webhook is gone; it is retired and the next one is used", extra=extra)
             return
         if answer.outcome is Outcome.THROTTLED:
-            count("ClayThrottled")
-            wait = answer.retry_after if answer.retry_after is not None else RATE_WAIT_SECONDS
-            fits = time.monotonic() + wait + self.send_seconds <= state.deadline
-            if fits and wait <= self.settings.clay_max_throttle_wait_seconds:
-                logger.info("Clay throttled; waiting Retry-After", extra={**extra, "retry_after": wait})
-                self.sleep(wait)
-                return
-            state.throttled_until = time.monotonic() + wait
-            raise HandBack("throttled", wait)
+            self._wait_out_throttle(answer.retry_after, extra)
+            return
         if answer.outcome is Outcome.PERMANENT:
             raise DeadLetter(answer.reason, f"Clay answered {answer.status}")
         count("ClayRetried")
         logger.warning("Clay send failed; the message goes back to the queue", extra=extra)
         raise HandBack(answer.reason, 0, waiting=False, ambiguous=answer.ambiguous)
+
+    def _wait_out_throttle(self, retry_after: float | None, extra: Mapping[str, object]) -> None:
+        """Clay said 429: sleep Retry-After when it fits this invocation, else hand the message back for it."""
+        state = self.invocation
+        count("ClayThrottled")
+        wait = retry_after if retry_after is not None else RATE_WAIT_SECONDS
+        fits = time.monotonic() + wait + self.send_seconds <= state.deadline
+        if fits and wait <= self.settings.clay_max_throttle_wait_seconds:
+            logger.info("Clay throttled; waiting Retry-After", extra={**extra, "retry_after": wait})
+            self.sleep(wait)
+            return
+        state.throttled_until = time.monotonic() + wait
+        raise HandBack("throttled", wait)
 
     # -- endings ---------------------------------------------------------------------------
     def _dead_letter(self, record: QueueRecord, error: DeadLetter) -> str:
