@@ -263,7 +263,8 @@ class Scenario:
     batch_size: int = 10  # SenderFunction's and RouterFunction's SQS BatchSize
     memory_mb: int = 256  # every function
     leads_per_intake_request: int = 1
-    sender_concurrency: int = 2
+    sender_concurrency: int = 2  # concurrent SenderFunction instances (SenderMaxConcurrency)
+    send_concurrency: int = 4  # POSTs in flight within one instance (CLAY_SEND_CONCURRENCY)
     send_rate: float = 10.0
     dynamodb_provisioned: bool = False  # what-if: provisioned capacity at PROVISIONED_UTILISATION
     extra_row_kb: float = 0.0  # enriched rows this much larger than the run's (every LeadsTable item grows)
@@ -317,6 +318,8 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
                 # All destinations at once; each sends the batch's first lead alone, then WEBHOOK_FAN_OUT at a time.
                 calls = (1 + math.ceil((s.batch_size - 1) / WEBHOOK_FAN_OUT)) / s.batch_size
             io += calls * ASSUMED_HTTP_ROUND_TRIP[kind]
+        if name == "SenderFunction" and not s.sender_batch_size:
+            io /= s.send_concurrency  # a batch's sends, and their state-table calls, overlap (CLAY_SEND_CONCURRENCY)
         seconds = cpu + io
         if name == "SenderFunction":  # each instance waits for its share of the shared rate
             seconds = max(seconds, s.sender_concurrency / s.send_rate)
