@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import requests
-from requests.adapters import HTTPAdapter
+from typing import TYPE_CHECKING
+
 from urllib3.exceptions import InvalidHeader, ReadTimeoutError
 from urllib3.util.retry import Retry
+
+if TYPE_CHECKING:  # requests is imported on first use: ~27 ms of cold start otherwise
+    import requests
 
 DEFAULT_RETRY_AFTER_SECONDS = 10.0
 
@@ -16,6 +19,9 @@ def retrying_session(retry: Retry, pool_size: int) -> requests.Session:
     trust_env is off: the functions run without proxies or .netrc, and reading them from the
     environment on every request cost about 75 us of CPU per call (bench/warm_path.py).
     """
+    import requests
+    from requests.adapters import HTTPAdapter
+
     session = requests.Session()
     session.trust_env = False
     adapter = HTTPAdapter(max_retries=retry, pool_maxsize=pool_size)
@@ -48,6 +54,8 @@ def backoff_retry(
 
 def is_read_timeout(error: requests.RequestException) -> bool:
     """A read timeout however requests reports it: ReadTimeout, or urllib3's MaxRetryError it would not repeat."""
+    import requests
+
     if isinstance(error, requests.exceptions.ReadTimeout):
         return True
     if isinstance(error, requests.exceptions.ConnectionError):

@@ -33,6 +33,8 @@ from typing import Any, Literal
 from clay_pipeline.config import dump_json
 from clay_pipeline.stores import StateStore
 
+MAX_ITEM_ID_LENGTH = 64  # Clay's limit on a routine item's id (a lead_id); also bounds a run id we accept
+
 RUN_RECORD_DAYS = 30
 DAY_SECONDS = 86_400
 Trigger = Literal["poll", "webhook"]

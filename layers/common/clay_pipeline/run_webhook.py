@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 from clay_pipeline import auth
-from clay_pipeline.clay_api import MAX_ITEM_ID_LENGTH
 from clay_pipeline.config import RunPollSettings
 from clay_pipeline.http_api import (
     HttpError,
@@ -26,7 +25,7 @@ from clay_pipeline.http_api import (
     secrets_or_unauthorized,
     unauthorized,
 )
-from clay_pipeline.routines import DAY_SECONDS, PollMessage
+from clay_pipeline.routines import DAY_SECONDS, MAX_ITEM_ID_LENGTH, PollMessage
 from clay_pipeline.stores import Queue, StateStore
 
 SIGNATURE_HEADER = "X-Clay-Signature"
