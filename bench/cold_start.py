@@ -38,7 +38,7 @@ LAYER = CACHE / "layer"
 RUNTIME = CACHE / "runtime"
 PYCACHE = CACHE / "pycache"
 REQUIREMENTS = (ROOT / "requirements.lock", ROOT / "layers" / "common" / "requirements.txt")
-CALLBACK_RATIO_TARGET = 1.5
+RATIO_TARGET = 1.6  # every function, import + clients, against the boto3 baseline (issue 14)
 PEAK_MB_TARGET = 100
 
 BASELINE = 'import boto3\nboto3.session.Session().client("dynamodb")\n'
@@ -194,8 +194,8 @@ def run(runs: int = 10) -> Section:
         exited = median([s.exited for s in samples[variant.name]])
         peak = f"{median([s.peak_mb for s in samples[variant.name]]):.1f}"
         rows.append([variant.name, ready, f"{ready / baseline:.2f}", exited, f"{exited / baseline_exit:.2f}", peak])
-    by_name = {row[0]: row for row in rows}
-    callback = by_name["CallbackFunction + clients"]
+    with_clients = [row for row in rows if row[0].endswith("+ clients")]
+    slowest = max(with_clients, key=lambda row: float(row[2]))
     heaviest = max(rows, key=lambda row: float(row[-1]))
     return Section(
         title=f"Cold start (median of {runs} interleaved runs, whole process)",
@@ -203,9 +203,9 @@ def run(runs: int = 10) -> Section:
         rows=rows,
         targets=[
             Target(
-                f"callback (import + clients) at most {CALLBACK_RATIO_TARGET}x the baseline",
-                float(callback[2]) <= CALLBACK_RATIO_TARGET,
-                f"({callback[2]}x to ready, {callback[4]}x to exit)",
+                f"every function (import + clients) at most {RATIO_TARGET}x the baseline",
+                float(slowest[2]) <= RATIO_TARGET,
+                f"(slowest: {slowest[0]}, {slowest[2]}x to ready, {slowest[4]}x to exit)",
             ),
             Target(
                 f"every function under {PEAK_MB_TARGET} MB peak",
@@ -217,6 +217,8 @@ def run(runs: int = 10) -> Section:
             "children run `python -S` with PYTHONPATH = function code, bench/.cache/layer (pip install of "
             "layers/common/requirements.txt pinned by requirements.lock), the library, and boto3 as the runtime",
             "`+ clients` adds the boto3 clients of the services in the function's policy and the secrets provider",
+            "not counted: requests (about 27 ms here), imported by the queue consumers' first HTTP call, and the "
+            "X-Ray SDK (about 90 ms), loaded only with the DetailedTracing parameter on",
             "ready: spawn until the child has imported and built its clients (it then reports on stdout); "
             "exit: spawn until the process has exited (adds teardown, which Lambda does not wait for)",
             "peak RSS: the child's VmHWM (os.wait4's ru_maxrss would count the benchmark process it was forked from)",

@@ -13,10 +13,14 @@ gateway and Clay simulator run concurrently and retry on their own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,11 +55,38 @@ class Usage:
     wall_seconds: float = 0.0
 
 
+@contextlib.contextmanager
+def worker_threads_counted(usage: Usage) -> Iterator[None]:
+    """The CPU of work a function hands to its own thread pools (the router's deliveries) counts as its own."""
+    original = ThreadPoolExecutor.submit
+    lock = threading.Lock()
+
+    def submit(executor: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        def counted() -> Any:
+            started = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with lock:
+                    usage.cpu_seconds += time.thread_time() - started
+
+        return original(executor, counted)
+
+    ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ThreadPoolExecutor.submit = original  # type: ignore[method-assign]
+
+
 @dataclass
 class Pipeline:
     prefix: str = "bench"
     log_level: str = "WARNING"
     usage: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
+    parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides (routine path)
+    functions: tuple[str, ...] = FUNCTIONS
+    extra_secrets: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> Pipeline:
         quiet_logs()
@@ -63,7 +94,7 @@ class Pipeline:
         self.emulator.start()
         self.web = StubServer()
         self.web.start()
-        self.stack: Provisioned = provision(prefix=self.prefix)
+        self.stack: Provisioned = provision(prefix=self.prefix, parameters=self.parameters)
         secrets = {
             "INTAKE_API_KEYS": INTAKE_KEY,
             "CALLBACK_SECRETS": CALLBACK_TOKEN,
@@ -76,9 +107,10 @@ class Pipeline:
             "HUBSPOT_BASE_URL": self.web.url,
             "SLACK_MIN_INTERVAL_SECONDS": "0",  # Slack's 1/s pacing is a wait, not work: keep runs short
             "POWERTOOLS_LOG_LEVEL": self.log_level,
+            **self.extra_secrets,
         }
         self.handlers: dict[str, Any] = {}
-        for logical_id in FUNCTIONS:
+        for logical_id in self.functions:
             env = {**function_environment(logical_id, self.stack), **secrets}
             env.pop("CONFIG_SECRET_ID", None)  # secrets come from the variables above
             os.environ.update(env)  # kept: handlers read secrets at invocation time
@@ -97,7 +129,8 @@ class Pipeline:
         context = LambdaContext(logical_id, self.spec(logical_id).memory, self.spec(logical_id).timeout * 1000)
         cpu, wall = time.thread_time(), time.perf_counter()
         try:
-            return self.handlers[logical_id](event, context)
+            with worker_threads_counted(usage):
+                return self.handlers[logical_id](event, context)
         finally:
             usage.invocations += 1
             usage.cpu_seconds += time.thread_time() - cpu
@@ -116,12 +149,12 @@ class Pipeline:
             accepted += json.loads(answer["body"])["accepted"]
         return accepted
 
-    def poll(self, queue: str, logical_id: str, idle_rounds: int = 3) -> int:
-        """Lambda's poller: receive up to the template's BatchSize, invoke, delete what did not fail."""
+    def poll(self, queue: str, logical_id: str, idle_rounds: int = 3, batch_size: int | None = None) -> int:
+        """Lambda's poller: receive up to BatchSize (the template's, or `batch_size`), invoke, delete the successes."""
         url = self.stack.queue_urls[queue]
         arn = self.stack.resolver.attributes[(queue, "Arn")]
-        batch_size = next(
-            int(e["Properties"].get("BatchSize", 10))
+        batch_size = batch_size or next(
+            int(self.stack.resolver.resolve(e["Properties"]).get("BatchSize", 10))
             for e in self.spec(logical_id).events.values()
             if e["Type"] == "SQS"
         )

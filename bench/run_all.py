@@ -30,6 +30,8 @@ BENCHMARKS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "pacing": ({"leads": 200}, {"leads": 60}),
     "end_to_end": ({"leads": 200}, {"leads": 40}),
     "cost_model": ({"leads": 200}, {"leads": 40}),
+    "routine_path": ({"leads": 300}, {"leads": 100}),
+    "routine_cost": ({"leads": 200}, {"leads": 100}),
 }
 
 

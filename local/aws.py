@@ -108,11 +108,19 @@ class Provisioned:
 
 
 def provision(
-    prefix: str = LOCAL_PREFIX, secrets: dict[str, str] | None = None, template: dict[str, Any] | None = None
+    prefix: str = LOCAL_PREFIX,
+    secrets: dict[str, str] | None = None,
+    template: dict[str, Any] | None = None,
+    parameters: dict[str, str] | None = None,
 ) -> Provisioned:
-    """Create the template's tables, queues (DLQs first) and config secret in the emulator."""
+    """Create the template's tables, queues (DLQs first) and config secret in the emulator.
+
+    `parameters` override the template's parameter defaults (what `sam deploy --parameter-overrides` does).
+    """
     template = template or load_template()
-    resolver = Resolver(refs=dict(parameter_defaults(template)))
+    resolver = Resolver(
+        refs={**parameter_defaults(template), **(parameters or {})}, conditions=template.get("Conditions", {})
+    )
     resolver.refs.update(
         {
             "AWS::Region": "us-east-1",

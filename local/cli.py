@@ -89,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run the whole pipeline on the embedded local stack")
     run.add_argument("--serve", action="store_true", help="keep running and print the URLs (Ctrl-C stops)")
     run.add_argument("--leads", help="CSV of sample leads (default: local/sample_leads.csv)")
+    run.add_argument(
+        "--mode",
+        choices=("table", "routine"),
+        default="table",
+        help="enrichment path: a Clay table (webhook + HTTP API column) or a Clay routine (Public API runs)",
+    )
 
     invoke = commands.add_parser("invoke", help="invoke a function with an event file, like sam local invoke")
     invoke.add_argument("function", help="logical id in template.yaml, e.g. CallbackFunction")

@@ -24,6 +24,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes
     received_at: float  # time.monotonic()
+    query: str = ""  # the raw query string, without the '?'
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -107,13 +108,14 @@ class StubServer:
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("content-length") or 0)
         body = handler.rfile.read(length) if length else b""
-        path = handler.path.split("?", 1)[0]
+        path, _, query = handler.path.partition("?")
         request = RecordedRequest(
             method=handler.command,
             path=path,
             headers={k.lower(): v for k, v in handler.headers.items()},
             body=body,
             received_at=time.monotonic(),
+            query=query,
         )
         with self._lock:
             self.requests.append(request)

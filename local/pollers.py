@@ -102,6 +102,7 @@ class QueuePoller:
         self.records = 0
         self.kept = 0  # records left in the queue (reported failures or a failed invocation)
         self.errors = 0  # invocations that raised
+        self.bodies: dict[str, str] = {}  # message id -> body of every message handed to the function
 
     def start(self) -> None:
         for number in range(self.source.concurrency):
@@ -172,6 +173,8 @@ class QueuePoller:
     def _invoke(self, messages: list[dict[str, Any]]) -> None:
         event = from_received(messages, self.source.queue_arn)
         ids = [m["MessageId"] for m in messages]
+        with self._lock:
+            self.bodies.update((m["MessageId"], m["Body"]) for m in messages)
         try:
             response = self.function.invoke(event)
         except Exception:

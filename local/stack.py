@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -30,10 +30,13 @@ from local.aws import FAKE_CREDENTIALS, LOCAL_PREFIX, Emulator, Provisioned, fun
 from local.clay_sim import CallbackAuth, ClaySimulator
 from local.gateway import Gateway, http_routes
 from local.lambda_runtime import LambdaFunction
-from local.operations.dead_letters import DeadLetterQueue, lead_id_of, queue_pair
+from local.operations.dead_letters import QUEUES, DeadLetterQueue, QueuePair, lead_id_of
 from local.pollers import QueuePoller, event_sources
 from local.sinks import DESTINATIONS, Delivery, Sinks
 from local.template import functions, placeholder_environment
+
+if TYPE_CHECKING:
+    from local.routine_stack import RoutineClay
 
 # Dummy secrets of the local stack, written into its config secret. They are recognisable on
 # purpose and are what the events/*.json files carry:
@@ -43,6 +46,8 @@ from local.template import functions, placeholder_environment
 # - CALLBACK_JWT_USERS: the username:password the Clay simulator's JWT flow posts to /clay/token
 # - CLAY_WEBHOOK_AUTH_TOKEN: x-clay-webhook-auth, checked by the Clay simulator
 # - HUBSPOT_ACCESS_TOKEN: the bearer token the HubSpot sink expects
+# - CLAY_API_KEY, CLAY_WEBHOOK_SIGNING_SECRETS: the routine path's Public API key and run webhook secret
+#   (the Clay API simulator checks the key and signs with the secret; events/run-webhook-*.json carry it)
 # CLAY_WEBHOOK_URLS and the destination URLs are added at start, once the servers have ports.
 LOCAL_SECRETS = {
     "INTAKE_API_KEYS": "local-intake-key",
@@ -50,10 +55,13 @@ LOCAL_SECRETS = {
     "CALLBACK_JWT_USERS": "clay:local-clay-password",
     "CLAY_WEBHOOK_AUTH_TOKEN": "local-clay-webhook-token",  # nosec B105 - a dummy local secret
     "HUBSPOT_ACCESS_TOKEN": "local-hubspot-token",  # nosec B105 - a dummy local secret
+    "CLAY_API_KEY": "local-clay-api-key",  # nosec B105 - a dummy local secret
+    "CLAY_WEBHOOK_SIGNING_SECRETS": "whsec_local-run-webhook-secret-not-for-production",  # nosec B105
 }
 LOCAL_JWT_USER = ("clay", "local-clay-password")
-SOURCE_QUEUES = ("LeadQueue", "RoutingQueue")
-DEAD_LETTER_QUEUES = ("LeadDLQ", "RoutingDLQ")
+SOURCE_QUEUES = ("LeadQueue", "RoutingQueue", "RunPollQueue")
+DEAD_LETTER_QUEUES = ("LeadDLQ", "RoutingDLQ", "RunPollDLQ")
+DEAD_LETTER_PAIRS = {pair.dlq: pair for pair in QUEUES.values()}
 FINISHED = frozenset({"routed", "skipped"})
 LOCAL_ENV_TAG = "local-env:"  # tags on the config secret: environment `invoke` gives functions of a running stack
 
@@ -95,6 +103,9 @@ class StackOptions:
     default_concurrency: int = 2  # concurrent batches of a queue without ScalingConfig
     pollers: bool = True  # False: nothing consumes the queues (invoke)
     prefix: str = LOCAL_PREFIX
+    enrichment_path: str = "table"  # routine: Clay's Public API simulator instead of the table (routine_stack.py)
+    routine: dict[str, Any] = field(default_factory=dict)  # ClayApiSimulator settings (runs, webhooks...)
+    parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
 
 
 @dataclass
@@ -105,6 +116,7 @@ class Summary:
     problems: list[str]
     policies: dict[str, str] = field(default_factory=dict)  # destination -> its delivery policy
     distinct_payloads: dict[str, int] = field(default_factory=dict)  # on-change destination -> distinct payloads
+    sections: tuple[tuple[str, tuple[str, ...]], ...] = SUMMARY_SECTIONS
 
     @property
     def reconciles(self) -> bool:
@@ -114,8 +126,9 @@ class Summary:
         """The counts by stage, then the verdict and any problem found."""
         sections: list[tuple[str, list[tuple[str, Any]]]] = [
             (title, [(label, self.counts[label]) for label in labels if label in self.counts])
-            for title, labels in SUMMARY_SECTIONS
+            for title, labels in self.sections
         ]
+        router = next(rows for title, rows in sections if title == "router")
         for name, count in self.routed.items():
             policy = self.policies.get(name, "")
             if name in self.distinct_payloads:
@@ -125,7 +138,7 @@ class Summary:
                 )
             else:
                 label, value = f"routed to {name}" + (f" ({policy})" if policy else ""), str(count)
-            sections[3][1].append((label, value))
+            router.append((label, value))
         sections.append(("", [("elapsed", f"{self.elapsed:.1f} s")]))
         width = max(len(label) for _, rows in sections for label, _ in rows) + 2
         lines = []
@@ -145,6 +158,7 @@ class LocalStack:
         self.sinks = Sinks(hubspot_token=LOCAL_SECRETS["HUBSPOT_ACCESS_TOKEN"])
         self.gateway = Gateway()
         self.clay: ClaySimulator
+        self.routine: RoutineClay | None = None  # the routine path's Clay API simulator
         self.resources: Provisioned
         self.functions: dict[str, LambdaFunction] = {}
         self.pollers: list[QueuePoller] = []
@@ -176,7 +190,13 @@ class LocalStack:
         self.clay.start()
         self.webhook_urls = [self.clay.create_webhook() for _ in range(self.options.webhooks)]
         secrets = {**LOCAL_SECRETS, "CLAY_WEBHOOK_URLS": ",".join(self.webhook_urls), **self.sinks.secrets()}
-        self.resources = provision(self.options.prefix, secrets=secrets)
+        parameters = dict(self.options.parameters)
+        if self.options.enrichment_path == "routine":
+            from local.routine_stack import RoutineClay
+
+            self.routine = RoutineClay.start(self.gateway.url, self.options.routine)
+            parameters = {**self.routine.parameters(), **parameters}
+        self.resources = provision(self.options.prefix, secrets=secrets, parameters=parameters)
         clear_secret_cache()  # a previous stack's secret may be cached under the same id
         if self.resources.secret_id:
             client("secretsmanager").tag_resource(
@@ -220,6 +240,8 @@ class LocalStack:
         self.gateway.stop()
         if hasattr(self, "clay"):  # stop() also cleans up after a start that failed half-way
             self.clay.stop()
+        if self.routine is not None:
+            self.routine.api.stop()
         self.sinks.stop()
         if self.emulator is not None and self._given_emulator is None:
             self.emulator.stop()
@@ -293,6 +315,8 @@ class LocalStack:
             reasons.append(f"{self.gateway.in_flight} HTTP requests in flight")
         if self.clay.busy():
             reasons.append(f"Clay has {self.clay.pending} rows to call back")
+        if self.routine is not None and self.routine.api.busy():
+            reasons.append("Clay has routine runs working or run webhooks to deliver")
         return reasons
 
     def wait_idle(self, timeout: float = 60.0, settle: float = 0.3) -> bool:
@@ -320,9 +344,9 @@ class LocalStack:
 
     def dead_letters(self, queue_id: str) -> list[dict[str, Any]]:
         """Every message in a DLQ (body and string attributes), left in the queue."""
-        pair = queue_pair(queue_id)
+        pair = DEAD_LETTER_PAIRS.get(queue_id) or QueuePair(queue_id, queue_id, "", "lead_id")  # RunPollDLQ too
         urls = self.resources.queue_urls
-        messages = DeadLetterQueue(pair, urls[pair.dlq], urls[pair.source]).peek(wait_seconds=0)
+        messages = DeadLetterQueue(pair, urls[pair.dlq], urls.get(pair.source, "")).peek(wait_seconds=0)
         return [{"body": message.body, **message.attributes} for message in messages]
 
     def leads_table(self) -> dict[str, dict[str, Any]]:
@@ -335,6 +359,10 @@ class LocalStack:
         return items
 
     def summary(self) -> Summary:
+        if self.routine is not None:
+            from local.routine_stack import RoutineReconciliation
+
+            return RoutineReconciliation(self).summary()
         return Reconciliation(self).summary()
 
 

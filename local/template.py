@@ -78,11 +78,11 @@ NO_VALUE = object()  # AWS::NoValue: the property or list item is left out
 
 @dataclass
 class Resolver:
-    """Turns Ref / GetAtt / Sub, and If on the template's Conditions, into local values."""
+    """Turns Ref / GetAtt / Sub, and If with the template's Conditions, into local values."""
 
     refs: dict[str, Any] = field(default_factory=dict)
     attributes: dict[tuple[str, str], Any] = field(default_factory=dict)
-    conditions: dict[str, Any] = field(default_factory=lambda: dict(load_template().get("Conditions", {})))
+    conditions: dict[str, Any] = field(default_factory=lambda: load_template().get("Conditions", {}))
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, dict) and len(value) == 1:
@@ -108,22 +108,24 @@ class Resolver:
         return value
 
     def condition(self, name: str) -> bool:
-        return self._holds(self.conditions[name])
+        """A named condition of the template, evaluated with the current parameter values."""
+        return bool(self._evaluate(self.conditions[name]))
 
-    def _holds(self, expression: Any) -> bool:
-        ((key, argument),) = expression.items()
-        if key == "Fn::Equals":
-            first, second = (str(self.resolve(item)) for item in argument)
-            return first == second
-        if key == "Fn::Not":
-            return not self._holds(argument[0])
-        if key == "Fn::And":
-            return all(self._holds(item) for item in argument)
-        if key == "Fn::Or":
-            return any(self._holds(item) for item in argument)
-        if key == "Condition":
-            return self.condition(argument)
-        raise ValueError(f"unsupported condition function {key}")
+    def _evaluate(self, expression: Any) -> Any:
+        if isinstance(expression, dict) and len(expression) == 1:
+            ((key, argument),) = expression.items()
+            if key == "Fn::Equals":
+                left, right = (str(self._evaluate(side)) for side in argument)
+                return left == right
+            if key == "Fn::Not":
+                return not self._evaluate(argument[0])
+            if key == "Fn::And":
+                return all(self._evaluate(part) for part in argument)
+            if key == "Fn::Or":
+                return any(self._evaluate(part) for part in argument)
+            if key in ("Condition", "Fn::Condition"):
+                return self.condition(argument)
+        return self.resolve(expression)
 
     def _sub(self, name: str) -> Any:
         if "." in name:

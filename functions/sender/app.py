@@ -1,4 +1,4 @@
-"""SenderFunction: LeadQueue batches to Clay's table webhook, reporting partial batch failures."""
+"""SenderFunction: LeadQueue batches to Clay (a table webhook, or a routine run), reporting partial batch failures."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ if TYPE_CHECKING:  # the type only: importing Powertools' utilities package cost
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = SenderSettings.from_env()  # fails the cold start on bad configuration
-sender = ClaySender(settings)
+# CLAY_ENRICHMENT_PATH: a Clay table's webhook, row by row (table), or runs of a Clay routine (routine).
+if settings.clay_enrichment_path == "routine":
+    from clay_pipeline.routine_sender import RoutineSender  # the Public API client: only on this path
+
+    sender: ClaySender = RoutineSender(settings)
+else:
+    sender = ClaySender(settings)
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
@@ -21,9 +27,12 @@ sender = ClaySender(settings)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = records_of(event)
+    if settings.clay_enrichment_path == "routine":  # groups the whole batch into runs
+        return sender.handle(records, context.get_remaining_time_in_millis())  # type: ignore[attr-defined]
     sender.start(context.get_remaining_time_in_millis(), records=len(records))
     try:
         # A batch whose every message must wait (HandBack) is a normal answer, not an invocation error.
-        return process_batch(records, sender.process, expected=(HandBack,))
+        # Its POSTs go out concurrently, each at its pacing slot (CLAY_SEND_CONCURRENCY in flight).
+        return process_batch(records, sender.process, expected=(HandBack,), workers=sender.concurrency)
     finally:
         sender.finish()  # budget and pool units reserved for rows not sent go back

@@ -1,6 +1,7 @@
 """`clay-pipeline run` (`make run`): the whole pipeline on the embedded local stack.
 
-Starts the stack, POSTs the sample leads (local/sample_leads.csv, or --leads) to /leads on
+Starts the stack (--mode=routine: leads enriched by a Clay routine through the Public API instead
+of a table), POSTs the sample leads (local/sample_leads.csv, or --leads) to /leads on
 the local gateway, waits until every lead is routed or dead-lettered, prints the summary
 and exits 0 only when the counts reconcile (nothing lost, nothing twice). --serve keeps the
 stack up afterwards, prints its URLs and the commands to try from another terminal, and
@@ -44,6 +45,19 @@ CLAY_RESENDS = {
     "per_column_share": 0.15,
     "resend_delay_seconds": 1.5,
 }
+# The routine path's run: runs of 8 leads, so the sample makes five; their run webhooks arrive normally,
+# never, twice, and after forged copies; the fifth run never finishes and is given up after 15 s (its lead
+# goes to the lead DLQ); Clay fails about one item in twenty and pages results 4 at a time.
+ROUTINE_RUN = {
+    "routine": {
+        "webhook_plan": ("normal", "lost", "twice", "forged"),
+        "stuck_runs": frozenset({5}),
+        "failed_share": 0.05,
+        "page_limit": 4,
+        "run_seconds": 1.0,
+    },
+    "parameters": {"ClayRoutineRunSize": "8", "ClayRunFirstPollSeconds": "1", "ClayRunGiveUpSeconds": "15"},
+}
 
 
 # A local run shows a pause and a resume within seconds (deployed: 30 s cache, 60 s per wait).
@@ -65,7 +79,10 @@ def run_command(args: argparse.Namespace) -> int:
     out = sys.stdout
     LOG_PATH.parent.mkdir(exist_ok=True)
     with LOG_PATH.open("w") as log, _functions_logging_to(log), _sigterm_like_ctrl_c():
-        stack = LocalStack(StackOptions(clay=CLAY_RESENDS, function_env=LOCAL_FUNCTION_ENV))
+        mode = getattr(args, "mode", "table")
+        routine: dict[str, Any] = {"enrichment_path": "routine", **ROUTINE_RUN} if mode == "routine" else {}
+        clay = CLAY_RESENDS if mode == "table" else {"duplicate_share": 0.1}
+        stack = LocalStack(StackOptions(clay=clay, function_env=LOCAL_FUNCTION_ENV, **routine))
         try:
             return _run(stack, read_leads(path), path, out, serve=args.serve)
         except KeyboardInterrupt:
@@ -81,6 +98,8 @@ def _run(stack: LocalStack, leads: list[dict[str, Any]], path: Path, out: IO[str
     print("starting the local stack (AWS emulator, functions, gateway, queue pollers, Clay, sinks)...", file=out)
     stack.start()
     print(f"gateway {stack.gateway.url}; function logs in {_shown(LOG_PATH)}", file=out)
+    if stack.routine is not None:
+        print(f"enrichment path: routine (Clay Public API simulator {stack.routine.api.base_url})", file=out)
     print(f"posting {len(leads)} leads from {_shown(path)} to POST /leads...", file=out)
     for answer in stack.post_leads(leads):
         print(

@@ -56,6 +56,14 @@ EXPECTATIONS: dict[str, Expected] = {
         "RouterFunction", failures=(), delivered_to=frozenset({"slack", "outreach", "hubspot", "zapier"})
     ),
     "router-warm.json": Expected("RouterFunction", failures=(), delivered_to=frozenset({"nurture", "zapier"})),
+    # Clay's run-finished webhook (routine path), signed with the local signing secret
+    "run-webhook-signed.json": Expected(
+        "RunWebhookFunction", 200, {"routine_run_id": "run_local_0001", "duplicate": False}, queued={"RunPollQueue": 1}
+    ),
+    "run-webhook-test.json": Expected("RunWebhookFunction", 200, {"test": True}, queued={"RunPollQueue": 0}),
+    "run-webhook-forged.json": Expected(
+        "RunWebhookFunction", 401, {"error": "unauthorized"}, queued={"RunPollQueue": 0}
+    ),
     "router-cold.json": Expected("RouterFunction", failures=(), delivered_to=frozenset()),
     # no score from Clay: the router computes one from the firmographics (over 80 for this director of IT)
     "router-scoreless.json": Expected(

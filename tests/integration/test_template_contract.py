@@ -24,9 +24,11 @@ import pytest
 
 from clay_pipeline import config
 from clay_pipeline.aws import client
-from clay_pipeline.stores import hour_bucket, to_item
+from clay_pipeline.routines import PollMessage, RunStore
+from clay_pipeline.stores import StateStore, hour_bucket, to_item
 from local.apigw import http_event
 from local.aws import Provisioned
+from local.clay_api_sim import sign
 from local.http_stub import Reply, StubServer
 from local.sqs_events import sqs_event, sqs_record
 from local.template import Resolver, functions, load_template, parameter_defaults, resources_of_type
@@ -110,12 +112,25 @@ def test_no_secret_is_a_template_parameter_or_environment_value() -> None:
 
 # ------------------------------------------------------------------------------------- policies
 class CallRecorder:
+    paused = False  # setup done through the library (e.g. a run record) is not the function's
+
     def __init__(self) -> None:
         self.actions: set[str] = set()
 
     def __call__(self, model: Any, **_: Any) -> None:
+        if CallRecorder.paused:
+            return
         action = f"{model.service_model.signing_name}:{model.name}"
         self.actions.add(IAM_ACTION_OF.get(action, action))
+
+
+@contextmanager
+def not_recorded() -> Iterator[None]:
+    CallRecorder.paused = True
+    try:
+        yield
+    finally:
+        CallRecorder.paused = False
 
 
 @contextmanager
@@ -197,6 +212,15 @@ def sender_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
         clay.script("/hook-1", Reply(429, headers={"retry-after": "600"}))
         throttled = sqs_event([sqs_record(json.dumps({"email": "s3@acme.com"}), arn)])
         app.lambda_handler(throttled, LambdaContextStub(remaining_ms=60_000))  # change visibility
+        # the routine path: a run started, recorded and its first poll queued; a lead already sent skipped
+        put_secrets(stack, {"CLAY_API_KEY": "policy-api-key"})
+        routine = load(
+            "SenderFunction", CLAY_ENRICHMENT_PATH="routine", CLAY_API_BASE_URL=clay.url, CLAY_ROUTINE_ID="r1"
+        )
+        clay.script("/routines/r1/run", Reply(202, {"routine_run_id": "run-s1", "status": "in_progress"}))
+        records = [sqs_record(json.dumps({"email": "s4@acme.com"}), arn), sqs_record(lead, arn)]
+        answer = routine.lambda_handler(sqs_event(records), LambdaContextStub(remaining_ms=60_000))
+        assert answer == {"batchItemFailures": []}
 
 
 def router_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
@@ -259,12 +283,52 @@ def sweeper_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
     assert (report["stale"], report["requeued"]) == (1, 1)
 
 
+def signed_run_webhook(run_id: str, secret: str) -> dict[str, Any]:
+    body = json.dumps({"webhookId": "wh_p", "createdAt": "2026-11-22T00:00:00Z", "data": {"routine_run_id": run_id}})
+    return http_event("POST", "/clay/routine-webhook", body, {"x-clay-signature": sign(secret, body.encode())})
+
+
+def run_webhook_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
+    put_secrets(stack, {"CLAY_WEBHOOK_SIGNING_SECRETS": "whsec_policy"})
+    app = load("RunWebhookFunction")
+    event = signed_run_webhook("run-w1", "whsec_policy")
+    assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == 200
+    assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == 200  # replay: a duplicate
+    setup_client("sqs").delete_queue(QueueUrl=stack.queue_urls["RunPollQueue"])  # failure deletes the mark
+    failing = signed_run_webhook("run-w2", "whsec_policy")
+    assert app.lambda_handler(failing, LambdaContextStub())["statusCode"] == 503
+
+
+def run_collector_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
+    with StubServer() as clay:
+        put_secrets(stack, {"CLAY_API_KEY": "policy-api-key"})
+        with not_recorded():
+            runs = RunStore(StateStore(stack.table_names["StateTable"]))
+            runs.record("run-c1", "r1", {"lc1": {"email": "c1@acme.com"}, "lc2": {"email": "c2@acme.com"}})
+            runs.record("run-c2", "r1", {"lc3": {"email": "c3@acme.com"}})
+        items = [
+            {"id": "lc1", "status": "complete", "result": {"icp_score": "85"}},
+            {"id": "lc2", "status": "failed", "error": {"message": "no data"}},
+        ]
+        complete = {"routine_run_id": "run-c1", "status": "complete", "total": 2, "finished": 2, "data": items}
+        clay.script("/routines/run/run-c1/results", Reply(200, complete))
+        in_progress = {"routine_run_id": "run-c2", "status": "in_progress", "total": 1, "finished": 0}
+        clay.script("/routines/run/run-c2/results", Reply(202, in_progress))
+        app = load("RunCollectorFunction", CLAY_API_BASE_URL=clay.url)
+        arn = queue_arn(stack, "RunPollQueue")
+        polls = [sqs_record(json.dumps(PollMessage(run_id).to_message()), arn) for run_id in ("run-c1", "run-c2")]
+        answer = app.lambda_handler(sqs_event(polls), LambdaContextStub(remaining_ms=60_000))
+        assert answer == {"batchItemFailures": []}
+
+
 SCENARIOS = {
     "CallbackFunction": callback_scenarios,
     "IntakeFunction": intake_scenarios,
     "SenderFunction": sender_scenarios,
     "RouterFunction": router_scenarios,
     "StaleSweeperFunction": sweeper_scenarios,
+    "RunWebhookFunction": run_webhook_scenarios,
+    "RunCollectorFunction": run_collector_scenarios,
 }
 
 

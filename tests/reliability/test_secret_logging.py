@@ -136,3 +136,75 @@ def test_router_paths_never_log_destination_urls_or_tokens(load_function: Any, s
         )
     output = all_output()
     assert leaked(output, [DESTINATION_PATH, HUBSPOT_TOKEN]) == []
+
+
+API_KEY = "clay-API-KEY-9f8e7d6c5b4a39281706f5e4d3c2"
+SIGNING_SECRET = "whsec_SIGNING-3c2b1a09f8e7d6c5b4a3928170"
+
+
+def test_routine_paths_never_log_the_api_key_or_signing_secret(load_function: Any, stack: Any, all_output: Any) -> None:
+    from local.clay_api_sim import sign
+
+    with StubServer() as clay:
+        env = {
+            "CLAY_API_BASE_URL": clay.url,
+            "CLAY_API_KEY": API_KEY,
+            "CLAY_RETRY_ATTEMPTS": "0",
+            "CLAY_SEND_RATE_PER_SECOND": "1000",
+        }
+        # the sender: a run started, then refused with 401 not provisioned, 429, 500 and 400
+        sender = load_function(
+            "SenderFunction",
+            CLAY_ENRICHMENT_PATH="routine",
+            CLAY_ROUTINE_ID="r1",
+            CLAY_REQUEST_TIMEOUT_SECONDS="2",
+            **env,
+        )
+        run_path = "/routines/r1/run"
+        clay.script(
+            run_path, Reply(202, {"routine_run_id": "run_s1"}), Reply(401, {"message": "Authentication required"})
+        )
+        arn = str(stack.resolver.attributes[("LeadQueue", "Arn")])
+        for number in range(2):
+            event = sqs_event([sqs_record(json.dumps({"email": f"r{number}@acme.com"}), arn)])
+            sender.lambda_handler(event, LambdaContextStub(remaining_ms=30_000))
+        for reply in (
+            Reply(429, {"message": "slow"}, {"retry-after": "900"}),
+            Reply(500, {}),
+            Reply(400, {"message": "x"}),
+        ):
+            clay.script(run_path, reply)
+            sender = load_function(
+                "SenderFunction",
+                CLAY_ENRICHMENT_PATH="routine",
+                CLAY_ROUTINE_ID="r1",
+                CLAY_REQUEST_TIMEOUT_SECONDS="2",
+                **env,
+            )
+            event = sqs_event([sqs_record(json.dumps({"email": "again@acme.com"}), arn)])
+            sender.lambda_handler(event, LambdaContextStub(remaining_ms=30_000))
+        # the collector: Clay refuses the key, then answers the results
+        collector = load_function("RunCollectorFunction", **env)
+        results = "/routines/run/run_s1/results"
+        clay.script(results, Reply(401, {"message": "Unauthorized"}))
+        poll = sqs_record(
+            json.dumps({"routine_run_id": "run_s1"}), str(stack.resolver.attributes[("RunPollQueue", "Arn")])
+        )
+        collector.lambda_handler(sqs_event([poll]), LambdaContextStub(remaining_ms=30_000))
+        assert all(request.headers.get("clay-api-key") == API_KEY for request in clay.received())
+    # the run webhook: signed, forged, and a dependency failure
+    webhook = load_function("RunWebhookFunction", CLAY_WEBHOOK_SIGNING_SECRETS=SIGNING_SECRET)
+    body = json.dumps({"webhookId": "wh_1", "data": {"routine_run_id": "run_s1"}})
+    signature = sign(SIGNING_SECRET, body.encode())
+    for headers in ({"x-clay-signature": signature}, {"x-clay-signature": signature[:-1] + "0"}, {}):
+        webhook.lambda_handler(http_event("POST", "/clay/routine-webhook", body, headers), LambdaContextStub())
+    client("sqs").delete_queue(QueueUrl=stack.queue_urls["RunPollQueue"])
+    other = json.dumps({"webhookId": "wh_1", "data": {"routine_run_id": "run_s2"}})
+    failed = webhook.lambda_handler(
+        http_event("POST", "/clay/routine-webhook", other, {"x-clay-signature": sign(SIGNING_SECRET, other.encode())}),
+        LambdaContextStub(),
+    )
+    assert failed["statusCode"] == 503
+    output = all_output()
+    assert "not provisioned for the Public API" in output  # the refusals were logged
+    assert leaked(output, [API_KEY, SIGNING_SECRET, signature]) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -11,10 +12,11 @@ from typing import Any
 import pytest
 
 from clay_pipeline import limits
+from clay_pipeline.aws import client
 from clay_pipeline.clay_client import webhook_fingerprint
 from clay_pipeline.limits import Claim, DailyBudget, Deduper, Pacer, WebhookPool
 from clay_pipeline.observability import flush_dimensioned_counts
-from clay_pipeline.stores import StateStore
+from clay_pipeline.stores import StateStore, from_item
 from tests.dynamodb_calls import recorded_dynamodb_calls
 
 pytestmark = pytest.mark.unit
@@ -26,6 +28,11 @@ URL_B = "https://api.clay.com/v3/sources/webhook/pull-in-data-from-a-webhook-b"
 @pytest.fixture
 def store(stack: Any) -> StateStore:
     return StateStore(stack.table_names["StateTable"])
+
+
+def scan_rate_counters(store: StateStore) -> list[dict[str, Any]]:
+    items = client("dynamodb").scan(TableName=store.table_name)["Items"]
+    return [from_item(item) for item in items if item["pk"]["S"].startswith("rate#")]
 
 
 class FakeTime:
@@ -341,7 +348,7 @@ def test_pool_never_overshoots_with_concurrent_batches(store: StateStore) -> Non
 # -- pacing --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("rate", "slots", "window"),
-    [(10, 1, 0.1), (25, 2, 0.08), (100, 10, 0.1), (0.5, 1, 2.0), (3, 1, 1 / 3)],
+    [(10, 10, 1.0), (25, 25, 1.0), (2.5, 2, 0.8), (0.5, 1, 2.0), (3, 3, 1.0), (1000, 1000, 1.0)],
 )
 def test_window_size_keeps_the_rate_exact(store: StateStore, rate: float, slots: int, window: float) -> None:
     pacer = Pacer(store, rate)
@@ -350,28 +357,81 @@ def test_window_size_keeps_the_rate_exact(store: StateStore, rate: float, slots:
     assert pacer.slots / pacer.window_seconds == pytest.approx(rate)
 
 
-def test_pacer_waits_for_the_next_window_when_this_one_is_full(store: StateStore) -> None:
+def window_start(clock: FakeTime, window: float = 1.0) -> None:
+    clock.now = (int(clock.now // window) + 1) * window  # the clock at the very start of a window
+
+
+def test_a_batch_reserves_its_slots_with_one_write_and_sends_each_at_its_time(store: StateStore) -> None:
+    # GIVEN a pacer at 5 per second at the start of a window
     clock = FakeTime()
+    window_start(clock)
+    started = clock.now
     pacer = Pacer(store, 5, sleep=clock.sleep, wall_clock=lambda: clock.now)
-    deadline = time.monotonic() + 60
-    assert pacer.acquire(deadline)
-    assert clock.sleeps == []
-    assert pacer.acquire(deadline)
-    [wait] = clock.sleeps
-    assert 0 < wait <= 0.2 + 0.05
+    # WHEN a batch of five asks for its slots
+    with recorded_dynamodb_calls() as calls:
+        for remaining in range(5, 0, -1):
+            assert pacer.acquire(time.monotonic() + 60, wanted=remaining)
+    # THEN one write reserved them all, and the sends were spaced a fifth of a second apart
+    assert calls.on("rate#") == 1
+    assert clock.now - started == pytest.approx(0.8)
+    assert clock.sleeps == pytest.approx([0.2, 0.2, 0.2, 0.2])
+    assert store.counter(f"rate#1000#{int(started)}") == 5
+
+
+def test_a_new_window_starts_at_the_slot_the_clock_reached(store: StateStore) -> None:
+    # GIVEN a pacer at 10 per second, 0.55 s into an unused window
+    clock = FakeTime()
+    window_start(clock)
+    started = clock.now
+    clock.now += 0.55
+    pacer = Pacer(store, 10, sleep=clock.sleep, wall_clock=lambda: clock.now)
+    # WHEN it asks for ten slots THEN it gets the five left (0.5 s on), not five already past
+    assert pacer.acquire(time.monotonic() + 60, wanted=10)
+    assert store.counter(f"rate#1000#{int(started)}") == 10
+    assert len(pacer._held) == 4
+
+
+@pytest.mark.parametrize(("rate", "sends", "writes"), [(5, 12, 3), (25, 30, 2), (10, 10, 1)])
+def test_pacer_writes_once_per_window_it_sends_in(store: StateStore, rate: float, sends: int, writes: int) -> None:
+    clock = FakeTime()
+    window_start(clock)
+    pacer = Pacer(store, rate, sleep=clock.sleep, wall_clock=lambda: clock.now)
+    with recorded_dynamodb_calls() as calls:
+        for number in range(sends):
+            assert pacer.acquire(time.monotonic() + 60, wanted=sends - number)
+    assert calls.on("rate#") == writes
 
 
 def test_two_pacers_share_one_rate(store: StateStore) -> None:
+    # GIVEN two instances at 5 per second, each with a batch of five
     clock = FakeTime()
+    window_start(clock)
     first = Pacer(store, 5, sleep=clock.sleep, wall_clock=lambda: clock.now)
     second = Pacer(store, 5, sleep=clock.sleep, wall_clock=lambda: clock.now)
     start = clock.now
-    for _ in range(5):
-        assert first.acquire(time.monotonic() + 60)
-        assert second.acquire(time.monotonic() + 60)
-    # ten sends at five per second take ten 0.2 s windows: eight whole windows lie between the first send
-    # (which may come at the very end of its window) and the last
-    assert clock.now - start >= 8 * 0.2
+    # WHEN the first reserves the window THEN the second gets nothing there and waits for the next one
+    assert first.acquire(time.monotonic() + 60, wanted=5)
+    assert second.acquire(time.monotonic() + 60, wanted=5)
+    assert clock.now - start >= 1.0
+    # AND the ten sends take two windows: five a second
+    for number in range(4):
+        assert first.acquire(time.monotonic() + 60, wanted=4 - number)
+        assert second.acquire(time.monotonic() + 60, wanted=4 - number)
+    assert store.counter(f"rate#1000#{int(start)}") == 5
+    assert store.counter(f"rate#1000#{int(start) + 1}") == 5
+
+
+def test_slots_held_when_their_window_ends_are_dropped(store: StateStore) -> None:
+    # GIVEN a pacer that reserved a whole window but was slow to use it
+    clock = FakeTime()
+    window_start(clock)
+    pacer = Pacer(store, 5, sleep=clock.sleep, wall_clock=lambda: clock.now)
+    assert pacer.acquire(time.monotonic() + 60, wanted=5)
+    clock.now += 1.5  # half way through the next window
+    # WHEN it asks again THEN the old slots are not used: it reserves in the current window
+    with recorded_dynamodb_calls() as calls:
+        assert pacer.acquire(time.monotonic() + 60, wanted=1)
+    assert calls.on("rate#") == 1
 
 
 def test_pacer_gives_up_rather_than_sleep_past_the_deadline(store: StateStore) -> None:
@@ -382,15 +442,24 @@ def test_pacer_gives_up_rather_than_sleep_past_the_deadline(store: StateStore) -
     assert clock.sleeps == []
 
 
-@pytest.mark.parametrize(("rate", "sends"), [(5, 2), (25, 3)])
-def test_pacer_writes_once_per_send_even_when_it_must_wait(store: StateStore, rate: float, sends: int) -> None:
-    # GIVEN a pacer whose window holds `slots` sends
-    clock = FakeTime()
-    pacer = Pacer(store, rate, sleep=clock.sleep, wall_clock=lambda: clock.now)
-    # WHEN one more send than a window holds goes out
-    with recorded_dynamodb_calls() as calls:
-        for _ in range(sends):
-            assert pacer.acquire(time.monotonic() + 60)
-    # THEN the last waited for the next window without first trying the one it knew full
-    assert len(clock.sleeps) == 1
-    assert calls.on("rate#") == sends
+def test_concurrent_sends_of_one_instance_share_its_slots(store: StateStore) -> None:
+    # GIVEN one pacer at 20 per second and four threads sending a batch of twenty between them, each
+    # asking for as many slots as the batch still lacks
+    pacer = Pacer(store, 20)
+    lock, lacking = threading.Lock(), [20]
+
+    def send(_: int) -> bool:
+        with lock:
+            wanted = lacking[0]
+        granted = pacer.acquire(time.monotonic() + 10, wanted=wanted)
+        with lock:
+            lacking[0] -= 1
+        return granted
+
+    with ThreadPoolExecutor(4) as pool:
+        granted = list(pool.map(send, range(20)))
+    # THEN every send got a slot, and every slot a send used is counted (never more sends than counted slots;
+    # a slot still held when its window ended is counted and wasted, never reused later)
+    assert all(granted)
+    counted = sum(int(item["count"]) for item in scan_rate_counters(store))
+    assert counted - len(pacer._held) >= 20

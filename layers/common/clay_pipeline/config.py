@@ -30,8 +30,11 @@ SECRET_NAMES = frozenset(
         "SLACK_WEBHOOK_URL",
         "ZAPIER_WEBHOOK_URL",
         "HUBSPOT_ACCESS_TOKEN",
+        "CLAY_API_KEY",  # routine path: the Public API key (clay api-keys create)
+        "CLAY_WEBHOOK_SIGNING_SECRETS",  # routine path: whsec_ secrets of the run webhook, current first
     }
 )
+CLAY_API_BASE_URL = "https://api.clay.com/public/v0"
 
 
 class ConfigError(RuntimeError):
@@ -138,6 +141,7 @@ class SenderSettings(Settings):
     lead_queue_max_receive_count: int = Field(default=10, ge=2, le=1000)  # keep equal to LeadQueue's redrive
     clay_webhook_submission_limit: int = Field(default=50_000, ge=1)
     clay_send_rate_per_second: float = Field(default=10, gt=0, le=1000)
+    clay_send_concurrency: int = Field(default=4, ge=1, le=16)  # a batch's POSTs in flight at once, each at its slot
     clay_daily_send_budget: int = Field(default=0, ge=0)
     clay_dedupe_days: int = Field(default=30, ge=0, le=365)
     # After a read timeout (Clay may have the row) the lead is held this long, then sent once more: Deduper.hold
@@ -149,6 +153,14 @@ class SenderSettings(Settings):
     clay_max_throttle_wait_seconds: float = Field(default=20, ge=0, le=600)  # longest in-process Retry-After sleep
     clay_circuit_wait_seconds: int = Field(default=900, ge=1, le=43_200)  # when every webhook is spent or gone
     stale_requeue: bool = False  # keep each sent lead's body in its batch record, for the stale sweeper to re-queue
+    # The routine path (routines.py): leads go to a Clay routine through the Public API instead of a table.
+    clay_enrichment_path: Literal["table", "routine"] = "table"
+    clay_api_base_url: str = CLAY_API_BASE_URL
+    clay_routine_id: str = ""  # required on the routine path
+    clay_run_webhook_id: str = ""  # the webhook `clay webhooks create` registered; unset: polling only
+    clay_routine_run_size: int = Field(default=100, ge=1, le=100)  # items per run (Clay takes 1-100)
+    clay_run_first_poll_seconds: int = Field(default=30, ge=1, le=900)
+    run_poll_queue_url: str = ""  # required on the routine path
 
 
 class RouterSettings(Settings):
@@ -177,6 +189,36 @@ class SweeperSettings(Settings):
     lead_queue_url: Required  # where a stale lead is re-queued (STALE_REQUEUE)
     stale_after_hours: int = Field(default=24, ge=1, le=168)  # batch records are kept 8 days
     stale_requeue: bool = False  # send a stale lead to Clay once more (costs Clay actions and a new row)
+
+
+class RunPollSettings(Settings):
+    """Shared by the routine path's functions: where runs are recorded and polled, and Clay's Public API."""
+
+    state_table: Required
+    run_poll_queue_url: Required
+    clay_api_base_url: str = CLAY_API_BASE_URL
+    clay_request_timeout_seconds: float = Field(default=10, gt=0, le=60)
+    clay_retry_attempts: int = Field(default=2, ge=0, le=5)
+    clay_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=10)
+    clay_run_first_poll_seconds: int = Field(default=30, ge=1, le=900)
+    clay_run_max_poll_seconds: int = Field(default=300, ge=1, le=900)  # SQS delays a message at most 900 s
+    clay_run_give_up_seconds: int = Field(default=3600, ge=1, le=7 * 86400)  # then the run's leads are dead-lettered
+    run_webhook_max_body_bytes: int = Field(default=65_536, ge=1024, le=1_048_576)
+    run_mark_days: int = Field(default=30, ge=1, le=365)  # how long a run's webhook delivery and outcome are remembered
+
+
+class RunCollectorSettings(RunPollSettings):
+    """RunCollectorFunction: results of routine runs become routing messages, as callbacks do."""
+
+    leads_table: Required
+    routing_queue_url: Required
+    lead_dlq_url: Required  # failed items and the leads of runs given up, with Clay's message
+    clay_results_page_size: int = Field(default=100, ge=1, le=100)
+    clay_dedupe_days: int = Field(default=30, ge=0, le=365)  # a failed item's dedupe mark is released
+
+    def callback_settings(self) -> CallbackSettings:
+        """The callback's acceptance rules, applied to run results (the same lead items and queue)."""
+        return CallbackSettings(leads_table=self.leads_table, routing_queue_url=self.routing_queue_url)
 
 
 def dump_json(value: Any) -> str:

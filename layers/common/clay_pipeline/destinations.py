@@ -31,13 +31,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
 from urllib3.util.retry import Retry
 
 from clay_pipeline import config
 from clay_pipeline.outbound import is_read_timeout, parse_retry_after, retrying_session
+
+if TYPE_CHECKING:  # requests is imported on first use: ~27 ms of cold start otherwise
+    import requests
 
 MIN_ATTEMPT_SECONDS = 0.5  # no attempt starts with less time than this left
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -84,6 +86,8 @@ def classify(status_code: int, retry_after_header: str | None = None) -> Deliver
 
 
 def classify_exception(error: requests.RequestException) -> DeliveryResult:
+    import requests
+
     if isinstance(error, requests.Timeout) or is_read_timeout(error):
         return DeliveryResult(Status.RETRYABLE, "timeout")
     if isinstance(error, requests.ConnectionError):
@@ -111,6 +115,7 @@ class HttpClient:
 
     @property
     def session(self) -> requests.Session:
+
         if self._session is None:
             with self._building:
                 if self._session is None:
@@ -123,6 +128,8 @@ class HttpClient:
         self, url: str, payload: Any, timeout: float, headers: dict[str, str] | None = None
     ) -> tuple[DeliveryResult, Any]:
         """POST JSON; the classified result and the parsed answer (None when it is not JSON)."""
+        import requests
+
         try:
             response = self.session.post(url, json=payload, headers=headers or {}, timeout=timeout)
         except requests.RequestException as error:

@@ -43,6 +43,22 @@ def unauthorized() -> HttpError:
     return HttpError(401, {"error": "unauthorized"}, reason="unauthorized")
 
 
+_warned_unset: set[str] = set()
+
+
+def secrets_or_unauthorized(name: str, what: str) -> list[str]:
+    """The comma-separated secret `name`; 401 when it is empty (one error log per process): never fail open."""
+    from clay_pipeline import config
+
+    secrets = config.secret_list(name)
+    if not secrets:
+        if name not in _warned_unset:
+            logger.error(f"{name} is not configured: every {what} is refused until it is set")
+            _warned_unset.add(name)
+        raise unauthorized()
+    return secrets
+
+
 def lower_headers(event: dict[str, Any]) -> dict[str, str]:
     """API Gateway v2 lower-cases header names already; this makes other callers safe too."""
     return {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}

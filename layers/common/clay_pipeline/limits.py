@@ -1,10 +1,9 @@
 """Limits on sending to Clay, shared by every sender instance through STATE_TABLE.
 
 Each limit is an atomic conditional write, so concurrent instances never overshoot:
-- pacing   `rate#<window>#<index>`: a counter per short wall-clock window; at most
-            `slots` sends per window, where slots / window == CLAY_SEND_RATE_PER_SECOND.
-            Windows are short (about 0.1 s) so sends are spread out instead of bursting at
-            the start of each second; any sliding second holds at most rate + slots.
+- pacing   `rate#<window>#<index>`: a counter of send slots per one-second window, reserved
+            several at a time; slot n is used at its own time within the window, so sends
+            are spread over the second (Pacer).
 - pool     `pool#<url fingerprint>`: lifetime submissions per webhook URL, never past the limit;
             the next URL in CLAY_WEBHOOK_URLS is used once one is full.
 - retired  `webhook-dead#<url fingerprint>`: Clay answered 404/410 for that URL.
@@ -22,7 +21,9 @@ from __future__ import annotations
 import enum
 import math
 import random
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,7 +38,6 @@ from clay_pipeline.stores import STATE_TTL, StateStore
 DAY_SECONDS = 86_400
 FOREVER_SECONDS = 10 * 365 * DAY_SECONDS  # webhook lifetime counters and retirements never expire
 NEAR_LIMIT_RATIO = 0.9
-MIN_WINDOW_SECONDS = 0.1
 RATE_KEY_TTL_SECONDS = 300
 SPENT_CACHE_SECONDS = 60.0  # how long an instance trusts that a URL is full or gone before asking again
 
@@ -143,32 +143,35 @@ class BatchReservations:
     the limit is then reached a few units early, never passed, and no lead is lost (it is still in
     the queue). Units another instance holds look taken until its batch ends: right at a limit a
     lead may wait (next day, next webhook) for a unit that then comes back, as it could already
-    while another instance's send failed. One instance serves one batch at a time, as Lambda
-    does: not shared between threads.
+    while another instance's send failed. Thread-safe: a batch's sends run concurrently.
     """
 
     store: StateStore
     limit: int
     ttl_seconds: int
     _held: dict[str, Reservation] = field(default_factory=dict)  # counter key -> units held
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # a batch's sends run concurrently
 
     def take(self, key: str, wanted: int) -> int | None:
         """One unit of `key`, reserving up to `wanted` when none is held: its counter value, None when full."""
-        held = self._held.get(key)
-        if held is None or held.unused == 0:
-            added, value = self.store.reserve_up_to(key, self.limit, max(1, wanted), self.ttl_seconds)
-            if not added:
-                return None
-            held = self._held[key] = Reservation(next_number=value - added + 1, last_number=value)
-        held.next_number += 1
-        return held.next_number - 1
+        with self._lock:
+            held = self._held.get(key)
+            if held is None or held.unused == 0:
+                added, value = self.store.reserve_up_to(key, self.limit, max(1, wanted), self.ttl_seconds)
+                if not added:
+                    return None
+                held = self._held[key] = Reservation(next_number=value - added + 1, last_number=value)
+            held.next_number += 1
+            return held.next_number - 1
 
     def give_back(self, key: str) -> None:
-        """The last unit taken was not used: it serves the next lead of this batch, or returns at the end."""
-        self._held[key].next_number -= 1
+        """A unit taken was not used: it serves another lead of this batch, or returns at the end."""
+        with self._lock:
+            self._held[key].next_number -= 1
 
     def return_unused(self) -> None:
-        held, self._held = self._held, {}
+        with self._lock:
+            held, self._held = self._held, {}
         for key, reservation in held.items():
             if reservation.unused <= 0:
                 continue
@@ -309,10 +312,17 @@ class WebhookPool:
 # -- pacing --------------------------------------------------------------------------------
 @dataclass
 class Pacer:
-    """At most `rate_per_second` sends across all instances, as counters per short wall-clock window.
+    """At most `rate_per_second` sends across all instances: a counter of send slots per one-second window.
 
-    Hand-written because no library shares a rate limit between Lambda instances through
-    DynamoDB; a fixed window counter is one conditional write per send.
+    Slot n of window W may be used from W + n / rate, whichever instance holds it, so sends stay
+    spread over each second. One conditional write reserves as many slots as the batch still
+    needs (StateStore.reserve_up_to): about one write per ten sends instead of one per send. A new
+    window's counter starts at the slot the clock has reached, so the first instance in a window
+    never gets slots already past. Slots an instance holds when their window ends are dropped
+    unused (their window counted them). Every window holds at most `slots` sends; any sliding
+    second at most rate + slots - 1 in the worst case (bench/pacing.py measures the busiest one).
+    Hand-written because no library shares a rate limit between Lambda instances through DynamoDB.
+    Thread-safe: a sender's concurrent sends share one Pacer.
     """
 
     store: StateStore
@@ -321,29 +331,51 @@ class Pacer:
     wall_clock: Callable[[], float] = time.time
     slots: int = field(init=False)
     window_seconds: float = field(init=False)
+    _held: deque[float] = field(default_factory=deque, init=False)  # wall-clock times of slots reserved here
     _filled_window: int | None = field(default=None, init=False)  # a window this instance saw full
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
-        self.slots = max(1, round(self.rate_per_second * max(MIN_WINDOW_SECONDS, 1 / self.rate_per_second)))
+        # About a second (longer below one send a second), holding a whole number of slots at the exact rate.
+        self.slots = max(1, round(self.rate_per_second * max(1.0, 1 / self.rate_per_second)))
         self.window_seconds = self.slots / self.rate_per_second
 
-    def acquire(self, deadline: float) -> bool:
-        """Wait for a send slot; False if none comes before `deadline` (time.monotonic())."""
-        window_ms = round(self.window_seconds * 1000)
+    def acquire(self, deadline: float, wanted: int = 1) -> bool:
+        """Wait for a send slot, reserving up to `wanted` at once; False if none comes before `deadline`."""
         while True:
-            now = self.wall_clock()
-            index = int(now // self.window_seconds)
-            # A window this instance filled itself would only refuse: wait for the next one without asking.
-            if index != self._filled_window:
-                key = f"rate#{window_ms}#{index}"
-                used = self.store.increment_below(key, self.slots, ttl_seconds=RATE_KEY_TTL_SECONDS)
-                if used is not None:
-                    if used >= self.slots:
-                        self._filled_window = index
+            with self._lock:
+                at = self._next_slot(max(1, wanted))
+            if at is not None:
+                wait = at - self.wall_clock()
+                if wait <= 0:
                     return True
+                if time.monotonic() + wait > deadline:
+                    return False
+                self.sleep(wait)
+                return True
+            now = self.wall_clock()
             # Wake in the next window, spread a little so instances do not collide on the same write
             # (random jitter, not security: hence nosec B311).
-            wait = (index + 1) * self.window_seconds - now + random.uniform(0, self.window_seconds / 4)  # nosec B311
+            next_window = (int(now // self.window_seconds) + 1) * self.window_seconds
+            wait = next_window - now + random.uniform(0, 1 / self.rate_per_second)  # nosec B311
             if time.monotonic() + wait > deadline:
                 return False
             self.sleep(wait)
+
+    def _next_slot(self, wanted: int) -> float | None:
+        """The time of the next slot this instance holds, reserving more when it holds none; None when full."""
+        now = self.wall_clock()
+        index = int(now // self.window_seconds)
+        while self._held and int(self._held[0] // self.window_seconds) < index:
+            self._held.popleft()  # its window is over
+        if not self._held and index != self._filled_window:
+            start = index * self.window_seconds
+            reached = min(self.slots, int((now - start) * self.rate_per_second))
+            key = f"rate#{round(self.window_seconds * 1000)}#{index}"
+            added, value = self.store.reserve_up_to(key, self.slots, wanted, RATE_KEY_TTL_SECONDS, start=reached)
+            if not added or value >= self.slots:
+                self._filled_window = index  # nothing more to ask this window for
+            if not added:
+                return None
+            self._held.extend(start + n / self.rate_per_second for n in range(value - added, value))
+        return self._held.popleft() if self._held else None

@@ -8,7 +8,9 @@ partial-batch loop: handle each record, report the ones that raised so SQS keeps
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,19 +51,41 @@ def process_batch(
     records: Iterable[QueueRecord],
     handle: Callable[[QueueRecord], object],
     expected: Sequence[type[BaseException]] = (),
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Handle each record in order; the response reports the ones whose handler raised (ReportBatchItemFailures).
+    """Handle each record; the response reports the ones whose handler raised (ReportBatchItemFailures).
 
-    `expected` exceptions are outcomes the handler already logged (a record that must wait); anything else
-    is logged here with its traceback. Either way the record stays in the queue for its next receive.
+    With workers > 1 the records are handled concurrently (the handler must be thread-safe), each in a
+    copy of the invocation's context so its log keys go along. `expected` exceptions are outcomes the
+    handler already logged (a record that must wait); anything else is logged here with its traceback.
+    Either way the record stays in the queue for its next receive.
     """
-    failures = []
-    for record in records:
-        try:
-            handle(record)
-        except tuple(expected):
-            failures.append({"itemIdentifier": record.message_id})
-        except Exception:
-            logger.exception("record failed; it stays in the queue", extra={"message_id": record.message_id})
-            failures.append({"itemIdentifier": record.message_id})
-    return {"batchItemFailures": failures}
+    batch = list(records)
+    if workers <= 1 or len(batch) <= 1:
+        failed = [_fails(handle, record, tuple(expected)) for record in batch]
+    else:
+        contexts = [contextvars.copy_context() for _ in batch]
+        with ThreadPoolExecutor(max_workers=min(workers, len(batch)), thread_name_prefix="record") as pool:
+            futures = [
+                pool.submit(context.run, _fails, handle, record, tuple(expected))
+                for context, record in zip(contexts, batch, strict=True)
+            ]
+            failed = [future.result() for future in futures]
+    return {
+        "batchItemFailures": [
+            {"itemIdentifier": record.message_id} for record, fails in zip(batch, failed, strict=True) if fails
+        ]
+    }
+
+
+def _fails(
+    handle: Callable[[QueueRecord], object], record: QueueRecord, expected: tuple[type[BaseException], ...]
+) -> bool:
+    try:
+        handle(record)
+    except expected:
+        return True
+    except Exception:
+        logger.exception("record failed; it stays in the queue", extra={"message_id": record.message_id})
+        return True
+    return False

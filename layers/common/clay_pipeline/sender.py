@@ -24,8 +24,9 @@ from __future__ import annotations
 import json
 import math
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
@@ -78,7 +79,7 @@ class Invocation:
     budget_wait: float = 0.0
     throttled_until: float = 0.0  # time.monotonic(); Clay said 429 for longer than this invocation has
     pending: int = 1  # records of the batch not yet processed, this one included: what to reserve for
-    posts: int = 0  # POSTs to Clay for the lead in hand, urllib3's retries included
+    posting: int = 0  # records whose POST is in flight (they hold their pacing slot already)
     batch: SentBatch = field(default_factory=SentBatch)  # the leads sent in this invocation
 
 
@@ -110,8 +111,14 @@ class ClaySender:
         self.lead_queue = Queue(settings.lead_queue_url)
         self.dead_letters = Queue(settings.lead_dlq_url)
         self.clay = clay or ClayClient(
-            settings.clay_request_timeout_seconds, settings.clay_retry_attempts, settings.clay_retry_backoff_seconds
+            settings.clay_request_timeout_seconds,
+            settings.clay_retry_attempts,
+            settings.clay_retry_backoff_seconds,
+            pool_size=settings.clay_send_concurrency,
         )
+        self.concurrency = settings.clay_send_concurrency
+        self._pending_lock = threading.Lock()
+        self._posts = threading.local()  # POSTs to Clay for the record a thread is sending (for its batch record)
         self.dedupe = Deduper(store, settings.clay_dedupe_days)
         self.budget = DailyBudget(store, settings.clay_daily_send_budget, clock)
         self.pool = WebhookPool(store, settings.clay_webhook_submission_limit)
@@ -155,7 +162,8 @@ class ClaySender:
         except HandBack as back:
             return self._hand_back(record, back)
         finally:
-            self.invocation.pending = max(1, self.invocation.pending - 1)
+            with self._pending_lock:
+                self.invocation.pending = max(1, self.invocation.pending - 1)
 
     def _process(self, record: QueueRecord) -> str:
         lead = parse_lead(record.body)
@@ -176,7 +184,7 @@ class ClaySender:
         if claim is Claim.HELD:
             raise HandBack(LOST_ANSWER, self.dedupe.seconds_held(lead_id))
         budget_key: str | None = None
-        state.posts = 0
+        self._posts.count = 0  # this record's POSTs: records are sent concurrently, one thread each
         try:
             budget_key = self.budget.reserve(self.invocation.pending)
             if budget_key is None:
@@ -200,11 +208,23 @@ class ClaySender:
             raise
         self.dedupe.confirm(lead_id)
         kept = body.decode() if self.settings.stale_requeue else None
-        state.batch.add(lead_id, webhook.index, record.receive_count, state.posts, kept)
+        state.batch.add(lead_id, webhook.index, record.receive_count, self._posts.count, kept)
         count("ClaySent")
         level("ClayWebhookUsage", webhook.submissions, webhook=str(webhook.index))
         logger.info("lead sent to Clay", extra={"lead_id": lead_id, "webhook_index": webhook.index})
         return "sent"
+
+    def _post(self, webhook: Webhook, body: bytes) -> ClayAnswer:
+        state = self.invocation
+        with self._pending_lock:
+            state.posting += 1
+        try:
+            answer = self.clay.post(webhook.url, body, state.auth_token)
+            self._posts.count = getattr(self._posts, "count", 0) + 1 + answer.retries
+            return answer
+        finally:
+            with self._pending_lock:
+                state.posting -= 1
 
     def _check_waits(self) -> None:
         """Skip the state table when this invocation already knows the message has to wait."""
@@ -230,10 +250,10 @@ class ClaySender:
                 logger.error("every Clay webhook is full or gone: circuit open, leads wait in the queue")
                 raise HandBack("circuit_open", self.settings.clay_circuit_wait_seconds)
             try:
-                if not self.pacer.acquire(state.deadline - self.send_seconds):
+                # Slots for the batch's records that are not posting yet: one pacing write covers them.
+                if not self.pacer.acquire(state.deadline - self.send_seconds, wanted=state.pending - state.posting):
                     raise HandBack("rate_wait", RATE_WAIT_SECONDS)
-                answer = self.clay.post(webhook.url, body, state.auth_token)
-                state.posts += 1 + answer.retries
+                answer = self._post(webhook, body)
             except BaseException:
                 self.pool.release(webhook)
                 raise
@@ -247,7 +267,6 @@ class ClaySender:
 
     def _handle_refusal(self, webhook: Webhook, answer: ClayAnswer) -> None:
         """Returns when the send should be tried again now; raises otherwise."""
-        state = self.invocation
         extra = {"webhook_index": webhook.index, "status": answer.status, "reason": answer.reason}
         if answer.outcome is Outcome.GONE:
             self.pool.retire(webhook, answer.status)
@@ -256,20 +275,26 @@ class ClaySender:
             logger.error("Clay webhook is gone; it is retired and the next one is used", extra=extra)
             return
         if answer.outcome is Outcome.THROTTLED:
-            count("ClayThrottled")
-            wait = answer.retry_after if answer.retry_after is not None else RATE_WAIT_SECONDS
-            fits = time.monotonic() + wait + self.send_seconds <= state.deadline
-            if fits and wait <= self.settings.clay_max_throttle_wait_seconds:
-                logger.info("Clay throttled; waiting Retry-After", extra={**extra, "retry_after": wait})
-                self.sleep(wait)
-                return
-            state.throttled_until = time.monotonic() + wait
-            raise HandBack("throttled", wait)
+            self._wait_out_throttle(answer.retry_after, extra)
+            return
         if answer.outcome is Outcome.PERMANENT:
             raise DeadLetter(answer.reason, f"Clay answered {answer.status}")
         count("ClayRetried")
         logger.warning("Clay send failed; the message goes back to the queue", extra=extra)
         raise HandBack(answer.reason, 0, waiting=False, ambiguous=answer.ambiguous)
+
+    def _wait_out_throttle(self, retry_after: float | None, extra: Mapping[str, object]) -> None:
+        """Clay said 429: sleep Retry-After when it fits this invocation, else hand the message back for it."""
+        state = self.invocation
+        count("ClayThrottled")
+        wait = retry_after if retry_after is not None else RATE_WAIT_SECONDS
+        fits = time.monotonic() + wait + self.send_seconds <= state.deadline
+        if fits and wait <= self.settings.clay_max_throttle_wait_seconds:
+            logger.info("Clay throttled; waiting Retry-After", extra={**extra, "retry_after": wait})
+            self.sleep(wait)
+            return
+        state.throttled_until = time.monotonic() + wait
+        raise HandBack("throttled", wait)
 
     # -- endings ---------------------------------------------------------------------------
     def _dead_letter(self, record: QueueRecord, error: DeadLetter) -> str:

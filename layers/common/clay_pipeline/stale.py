@@ -34,6 +34,7 @@ re-queue, never doubles it. It needs the lead's body, which the sender keeps in 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 import zlib
@@ -68,14 +69,16 @@ class SentBatch:
     leads: dict[str, dict[str, int]] = field(default_factory=dict)
     bodies: dict[str, str] = field(default_factory=dict)
     last_sent: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # the sender's concurrent sends
 
     def add(self, lead_id: str, webhook_index: int, receives: int, posts: int, body: str | None = None) -> None:
         now = int(time.time())
-        # One-letter names: the record is billed by its size (webhook, time, receives, POSTs).
-        self.leads[lead_id] = {"w": webhook_index, "t": now, "r": receives, "p": posts}
-        if body is not None:
-            self.bodies[lead_id] = body
-        self.last_sent = now
+        with self._lock:
+            # One-letter names: the record is billed by its size (webhook, time, receives, POSTs).
+            self.leads[lead_id] = {"w": webhook_index, "t": now, "r": receives, "p": posts}
+            if body is not None:
+                self.bodies[lead_id] = body
+            self.last_sent = max(self.last_sent, now)
 
     def record(self, batches: SentBatches) -> bool:
         """One write (plus its index write); False when nothing was sent."""

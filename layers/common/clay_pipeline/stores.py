@@ -179,33 +179,39 @@ class StateStore:
         """Atomically add `amount` unless that would pass `limit`. Returns the new value, or None when full."""
         return self._add_within(key, limit, amount, ttl_seconds)[0]
 
-    def reserve_up_to(self, key: str, limit: int, wanted: int, ttl_seconds: int) -> tuple[int, int]:
+    def reserve_up_to(self, key: str, limit: int, wanted: int, ttl_seconds: int, start: int = 0) -> tuple[int, int]:
         """Atomically add as many of `wanted` units as still fit under `limit`: (units added, value after).
 
+        A counter that does not exist yet starts at `start` (the pacer's slots already in the past).
         One conditional write when all fit. Near the limit the failed write reports the current value
         (ReturnValuesOnConditionCheckFailure), and what is left is asked for; each retry asks for less,
         so a race with other writers ends within `wanted` writes.
         """
-        amount = min(wanted, limit)  # a missing counter passes the condition: never add more than the limit
-        current = 0
+        amount = min(wanted, limit - start)  # a missing counter passes the condition: never past the limit
+        current = start
         while amount > 0:
-            added, current = self._add_within(key, limit, amount, ttl_seconds)
+            added, current = self._add_within(key, limit, amount, ttl_seconds, start)
             if added is not None:
                 return amount, added
             amount = min(amount - 1, limit - current)
         return 0, current
 
-    def _add_within(self, key: str, limit: int, amount: int, ttl_seconds: int) -> tuple[int | None, int]:
+    def _add_within(
+        self, key: str, limit: int, amount: int, ttl_seconds: int, start: int = 0
+    ) -> tuple[int | None, int]:
         """(new value, 0) when `amount` was added; (None, current value) when it would have passed `limit`."""
         now = int(time.time())
         try:
             response = client("dynamodb").update_item(
                 TableName=self.table_name,
                 Key={STATE_KEY: {"S": key}},
-                UpdateExpression="ADD #count :amount SET #ttl = if_not_exists(#ttl, :ttl)",
+                UpdateExpression=(
+                    "SET #count = if_not_exists(#count, :start) + :amount, #ttl = if_not_exists(#ttl, :ttl)"
+                ),
                 ConditionExpression="attribute_not_exists(#count) OR #count <= :ceiling",
                 ExpressionAttributeNames={"#count": "count", "#ttl": STATE_TTL},
                 ExpressionAttributeValues={
+                    ":start": {"N": str(start)},
                     ":amount": {"N": str(amount)},
                     ":ceiling": {"N": str(limit - amount)},
                     ":ttl": {"N": str(now + ttl_seconds)},

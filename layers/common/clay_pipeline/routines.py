@@ -1,0 +1,126 @@
+"""The routine path's shared records: runs in the state table and the messages that poll them.
+
+CLAY_ENRICHMENT_PATH=routine sends leads to a Clay routine through the Public API instead of a
+table webhook (routine_sender.py). Each run started is recorded once, `run#<routine_run_id>`:
+routine, lead ids, started at, and the items' inputs (zlib-compressed, so 100 leads cost a few
+write units; the record is never rewritten). Its ending is a small mark of its own,
+`run-done#<routine_run_id>` (collected or gave up), so the big record costs one write.
+
+Results are collected without depending on Clay's run-finished webhook (not guaranteed):
+each run has a chain of delayed messages on RunPollQueue, `{"trigger": "poll"}`, the first
+sent with the run and each later one by the collector while the run is in progress, with a
+growing delay, until the run is complete or its give-up time has passed (run_collector.py). A
+verified webhook adds one `{"trigger": "webhook"}` message with no delay (run_webhook.py):
+it collects sooner and never starts a chain of its own.
+
+Why delayed SQS messages rather than an EventBridge schedule: each run carries its own timing
+(first poll, backoff, give-up) and nothing runs while no run is open; the state table has only a
+`pk` key, so a schedule would have to Scan it to find open runs; and the queue brings retries,
+partial batch failures and a DLQ (with an alarm) for a poll that keeps failing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from clay_pipeline.config import dump_json
+from clay_pipeline.stores import StateStore
+
+MAX_ITEM_ID_LENGTH = 64  # Clay's limit on a routine item's id (a lead_id); also bounds a run id we accept
+
+RUN_RECORD_DAYS = 30
+DAY_SECONDS = 86_400
+Trigger = Literal["poll", "webhook"]
+Ending = Literal["collected", "gave_up", "abandoned"]  # abandoned: the sender could not queue its polls
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    routine_id: str
+    started_at: float  # epoch seconds
+    inputs: dict[str, dict[str, Any]]  # lead_id -> the inputs Clay got for it (the lead message)
+
+    @property
+    def lead_ids(self) -> list[str]:
+        return list(self.inputs)
+
+
+@dataclass(frozen=True)
+class PollMessage:
+    run_id: str
+    trigger: Trigger = "poll"
+    attempt: int = 0  # polls of this chain so far: sets the next delay
+
+    def to_message(self) -> dict[str, Any]:
+        return {"routine_run_id": self.run_id, "trigger": self.trigger, "attempt": self.attempt}
+
+    @classmethod
+    def parse(cls, body: str) -> PollMessage:
+        """A message from RunPollQueue; ValueError when it is not one."""
+        document = json.loads(body)
+        if not isinstance(document, dict) or not isinstance(document.get("routine_run_id"), str):
+            raise ValueError("not a run poll message: needs a routine_run_id string")
+        trigger = document.get("trigger", "poll")
+        if trigger not in ("poll", "webhook"):
+            raise ValueError(f"unknown trigger {str(trigger)[:40]}")
+        attempt = document.get("attempt", 0)
+        return cls(document["routine_run_id"], trigger, attempt if isinstance(attempt, int) else 0)
+
+
+def poll_delay(attempt: int, first_seconds: int, max_seconds: int) -> int:
+    """Seconds before poll number `attempt` + 1: doubling from the first delay, capped, with 20% jitter."""
+    base = min(max_seconds, first_seconds * 2 ** min(attempt, 16))
+    # random jitter, not security: hence nosec B311
+    return max(1, min(max_seconds, round(base * random.uniform(0.8, 1.2))))  # nosec B311
+
+
+@dataclass(frozen=True)
+class RunStore:
+    """Runs in STATE_TABLE: the record written when Clay accepted the run, and its ending mark."""
+
+    store: StateStore
+
+    def record(self, run_id: str, routine_id: str, inputs: dict[str, dict[str, Any]]) -> Run:
+        run = Run(run_id, routine_id, time.time(), inputs)
+        attributes = {
+            "routine_id": routine_id,
+            "lead_ids": run.lead_ids,
+            "items": len(inputs),
+            "started_at": datetime.fromtimestamp(run.started_at, UTC).isoformat(),
+            "started_epoch": run.started_at,
+            "inputs_z": base64.b64encode(zlib.compress(dump_json(inputs).encode(), 6)).decode(),
+        }
+        if not self.store.put_mark(self._key(run_id), RUN_RECORD_DAYS * DAY_SECONDS, attributes):
+            raise RuntimeError(f"run {run_id} is already recorded")  # Clay gave the same id twice
+        return run
+
+    def get(self, run_id: str) -> Run | None:
+        item = self.store.get(self._key(run_id))
+        if item is None:
+            return None
+        inputs = json.loads(zlib.decompress(base64.b64decode(str(item["inputs_z"]))))
+        return Run(run_id, str(item.get("routine_id", "")), float(item["started_epoch"]), inputs)
+
+    def ending(self, run_id: str) -> str | None:
+        mark = self.store.get(self._done_key(run_id))
+        return str(mark["status"]) if mark else None
+
+    def end(self, run_id: str, ending: Ending, days: int) -> bool:
+        """Record how the run ended; False when another collector recorded it first."""
+        return self.store.put_mark(self._done_key(run_id), days * DAY_SECONDS, {"status": ending})
+
+    @staticmethod
+    def _key(run_id: str) -> str:
+        return f"run#{run_id}"
+
+    @staticmethod
+    def _done_key(run_id: str) -> str:
+        return f"run-done#{run_id}"

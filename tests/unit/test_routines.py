@@ -1,0 +1,90 @@
+"""Routine run records and poll messages: round trips, the backoff schedule, one ending per run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clay_pipeline.routines import PollMessage, RunStore, poll_delay
+from clay_pipeline.stores import StateStore
+from local.aws import Provisioned
+from tests.dynamodb_calls import recorded_dynamodb_calls
+
+pytestmark = pytest.mark.unit
+
+
+def test_poll_message_round_trip() -> None:
+    message = PollMessage("run_1", "webhook", 3)
+    assert PollMessage.parse(json.dumps(message.to_message())) == message
+
+
+def test_poll_message_defaults_to_a_first_poll() -> None:
+    assert PollMessage.parse('{"routine_run_id": "run_1"}') == PollMessage("run_1", "poll", 0)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["not json", "[]", '{"run": "x"}', '{"routine_run_id": 7}', '{"routine_run_id": "r", "trigger": "cron"}'],
+)
+def test_anything_else_is_not_a_poll_message(body: str) -> None:
+    with pytest.raises(ValueError):
+        PollMessage.parse(body)
+
+
+def test_poll_delays_double_from_the_first_and_stop_at_the_cap() -> None:
+    # WHEN the delays of successive polls are drawn many times (they carry 20% jitter)
+    for attempt, centre in [(0, 30), (1, 60), (2, 120), (3, 240), (4, 300), (12, 300)]:
+        delays = {poll_delay(attempt, first_seconds=30, max_seconds=300) for _ in range(50)}
+        # THEN each stays within 20% of the doubled delay, never above the cap
+        assert all(0.8 * centre - 1 <= delay <= min(300, 1.2 * centre + 1) for delay in delays), (attempt, delays)
+
+
+def test_poll_delay_is_at_least_a_second() -> None:
+    assert poll_delay(0, first_seconds=1, max_seconds=1) == 1
+
+
+@pytest.fixture
+def runs(stack: Provisioned) -> RunStore:
+    return RunStore(StateStore(stack.table_names["StateTable"]))
+
+
+def test_a_run_record_keeps_every_leads_inputs(runs: RunStore) -> None:
+    # GIVEN a run of 100 leads is recorded
+    inputs = {f"ld_{n:03d}": {"lead_id": f"ld_{n:03d}", "email": f"p{n}@acme{n}.com"} for n in range(100)}
+    with recorded_dynamodb_calls() as calls:
+        recorded = runs.record("run_big", "function:t_1", inputs)
+    # THEN it costs one write, and reading it back gives the same leads, routine and start
+    assert calls.on("run#") == 1
+    found = runs.get("run_big")
+    assert found is not None
+    assert found.inputs == inputs
+    assert sorted(found.lead_ids) == sorted(inputs)
+    assert (found.routine_id, found.started_at) == ("function:t_1", pytest.approx(recorded.started_at))
+
+
+def test_a_run_record_is_readable_for_operators(runs: RunStore, stack: Provisioned) -> None:
+    runs.record("run_1", "function:t_1", {"ld_1": {"email": "a@acme.com"}})
+    item = StateStore(stack.table_names["StateTable"]).get("run#run_1")
+    assert item is not None
+    assert item["lead_ids"] == ["ld_1"]
+    assert item["items"] == 1
+    assert str(item["started_at"]).endswith("+00:00")
+
+
+def test_the_same_run_id_is_not_recorded_twice(runs: RunStore) -> None:
+    runs.record("run_1", "r", {"ld_1": {}})
+    with pytest.raises(RuntimeError, match="already recorded"):
+        runs.record("run_1", "r", {"ld_2": {}})
+
+
+def test_an_unknown_run_has_no_record(runs: RunStore) -> None:
+    assert runs.get("run_missing") is None
+    assert runs.ending("run_missing") is None
+
+
+def test_a_run_ends_once(runs: RunStore) -> None:
+    runs.record("run_1", "r", {"ld_1": {}})
+    assert runs.end("run_1", "collected", days=1) is True
+    assert runs.end("run_1", "gave_up", days=1) is False  # another collector was first
+    assert runs.ending("run_1") == "collected"
