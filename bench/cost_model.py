@@ -7,8 +7,15 @@ every AWS call per operation (the poller's ReceiveMessage and DeleteMessageBatch
 DynamoDB write units are computed as DynamoDB bills them, from the item's size (moto reports a
 flat 0.5): each write, failed conditional writes included, costs one WRU per started KB of the
 larger of the item before and after it, read by an uncounted client around the call; a read
-costs 1 RRU strongly consistent (0.5 eventually) per 4 KB. The per-lead write table lists the
-writes by function, table and key prefix. Log and metric bytes the handlers write are counted too.
+costs 1 RRU strongly consistent (0.5 eventually) per 4 KB. A write of an item that carries a
+global secondary index's key (the sender's sent# batch records: SentByHour) is billed once more,
+by its projected size. The per-lead write table lists the writes by function, table and key
+prefix. Log and metric bytes the handlers write are counted too.
+
+The stale-lead sweep (stale.py) runs once over the run's window at the end, with its clock moved
+past STALE_AFTER_HOURS: its reads are priced per lead swept (a Query of the batch records, billed
+by the bytes returned per page, and a BatchGetItem of each lead's item, billed per item's size, a
+missing item at the minimum) and per run (the checkpoint and the pause switch).
 
 Duration is modelled, not measured on Lambda: the invoking thread's CPU time in the run, scaled
 by the vCPU share Lambda gives the memory size (1 vCPU at 1769 MB), plus an assumed round trip
@@ -23,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,6 +43,7 @@ from pipeline import CLAY_PATH, DESTINATION_PATHS, Pipeline, enrichment_for, sam
 from clay_pipeline.aws import client
 from clay_pipeline.router import WEBHOOK_FAN_OUT
 from clay_pipeline.stores import from_item, item_size
+from local.aws import function_environment
 from local.template import functions, parameter_defaults
 
 # -- prices: AWS public on-demand list prices, us-east-1, as published on 2026-11-22 ----------------
@@ -75,6 +84,9 @@ ASSUMED_HTTP_ROUND_TRIP = {"clay": 0.300, "hubspot": 0.400, "webhook": 0.200}  #
 WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem"})
 READ_OPERATIONS = frozenset({"GetItem"})
 POLLER = "poller"  # the event source mapping's own ReceiveMessage / DeleteMessageBatch
+SWEEPER = "StaleSweeperFunction"
+INDEXED = {"sent_bucket": ("SentByHour", ("pk", "sent_bucket", "sent_at", "leads"))}  # index key -> its projection
+LEADS_PER_SWEEP = 36_000  # an hourly sweep at the template's 10 rows/s to Clay
 HTTP_FUNCTIONS = ("IntakeFunction", "CallbackFunction", "RunWebhookFunction")  # billed as HTTP API requests
 
 
@@ -107,6 +119,7 @@ class Meter:
     write_sizes: list[tuple[str, str, str, str, int]] = field(default_factory=list)
     _consistent: bool = False
     _write: tuple[str, dict[str, Any], int] | None = None  # table, key, size before of the write in flight
+    _params: dict[str, Any] = field(default_factory=dict)  # of the call in flight
     _reader: Any = None
 
     def install(self) -> Meter:
@@ -120,6 +133,7 @@ class Meter:
 
     def _before_dynamodb(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         self._consistent = bool(params.get("ConsistentRead"))  # the calls of one flow are sequential
+        self._params = params
         self._write = None
         if model.name in WRITE_OPERATIONS:
             key = params.get("Key") or {
@@ -127,10 +141,11 @@ class Meter:
             }
             self._write = (params["TableName"], key, self._size(params["TableName"], key))
 
+    def _item(self, table: str, key: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._reader.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item") or {})
+
     def _size(self, table: str, key: dict[str, Any]) -> int:
-        return item_size(
-            from_item(self._reader.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item") or {})
-        )
+        return item_size(from_item(self._item(table, key)))
 
     def _count(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
         service, operation = model.service_model.endpoint_prefix, model.name
@@ -141,13 +156,27 @@ class Meter:
             return
         if operation in WRITE_OPERATIONS and self._write is not None:
             table, key, before = self._write
-            size = max(before, self._size(table, key))
+            after = self._item(table, key)
+            size = max(before, item_size(from_item(after)))
             self.wru[self.current] += write_units(size)
             key_text = next(iter(next(iter(key.values())).values()), "")
             prefix = key_text.split("#", 1)[0] + "#" if "#" in key_text else "<lead>"
-            self.write_sizes.append((self.current, table.rsplit("-", 1)[-1], operation, prefix, size))
+            table_id = table.rsplit("-", 1)[-1]
+            self.write_sizes.append((self.current, table_id, operation, prefix, size))
+            for attribute, (index, projected) in INDEXED.items():
+                if attribute in after:  # a sparse index: only items with its key are written to it
+                    index_size = item_size(from_item({name: after[name] for name in projected if name in after}))
+                    self.wru[self.current] += write_units(index_size)
+                    self.write_sizes.append((self.current, f"{table_id} {index}", operation, prefix, index_size))
         elif operation in READ_OPERATIONS:
             self.rru[self.current] += 1.0 if self._consistent else 0.5
+        elif operation == "Query":  # billed per page by the bytes it returned, eventually consistent from an index
+            returned = sum(item_size(from_item(item)) for item in parsed.get("Items", []))
+            self.rru[self.current] += math.ceil(returned / 4096) * 0.5
+        elif operation == "BatchGetItem":  # billed per item by its whole size (not the projection); missing: minimum
+            for table, request in self._params.get("RequestItems", {}).items():
+                for key in request["Keys"]:
+                    self.rru[self.current] += max(1, math.ceil(self._size(table, key) / 4096)) * 0.5
 
 
 class CountingSink:
@@ -176,6 +205,7 @@ class Measured:
     log_bytes: int
     hubspot_share: float  # leads upserted to HubSpot / leads
     write_sizes: list[tuple[str, str, str, str, int]] = field(default_factory=list)  # see Meter
+    sweep: dict[str, float] = field(default_factory=dict)  # the stale sweep's reads: see measure_sweep
 
 
 WARM_UP_LEADS = 20  # a first pass through every function, not measured: the run then bills warm invocations
@@ -240,6 +270,7 @@ def measure(
 
             pipeline.invoke = invoke  # type: ignore[method-assign]
             http = drive(pipeline, leads, "cost")
+            sweep = measure_sweep(pipeline, meter) if drive is drive_table else {}  # table path's batch records
         usage = pipeline.usage
         return Measured(
             leads=leads,
@@ -252,10 +283,44 @@ def measure(
             log_bytes=sink.bytes,
             hubspot_share=len(pipeline.deliveries()["hubspot"]) / leads,
             write_sizes=meter.write_sizes,
+            sweep=sweep,
         )
     finally:
         handler.setStream(previous)  # type: ignore[attr-defined]
         pipeline.stop()
+
+
+def measure_sweep(pipeline: Pipeline, meter: Meter) -> dict[str, float]:
+    """One stale sweep over the whole run, a day later by its clock: its read units and what it read."""
+    from clay_pipeline.config import SweeperSettings
+    from clay_pipeline.stale import HOUR, StaleSweeper
+
+    settings = SweeperSettings.from_env(function_environment(SWEEPER, pipeline.stack))
+    sweeper = StaleSweeper(settings, clock=lambda: time.time() + settings.stale_after_hours * HOUR + 60)
+    meter.current = SWEEPER
+    try:
+        report = sweeper.run()
+    finally:
+        meter.current = POLLER
+    calls = {operation: count for (function, _, operation), count in meter.calls.items() if function == SWEEPER}
+    meter.write_sizes = [write for write in meter.write_sizes if write[0] != SWEEPER]  # per run: in the notes
+    return {
+        "leads": report.leads_checked,
+        "batches": report.batches,
+        "stale": report.stale,
+        "rru": meter.rru.pop(SWEEPER, 0.0),
+        "wru": meter.wru.pop(SWEEPER, 0.0),
+        "queries": calls.get("Query", 0),
+        "batch_gets": calls.get("BatchGetItem", 0),
+        "fixed_rru": 1.0 + 0.5,  # the checkpoint (consistent) and the pause switch (eventually consistent)
+    }
+
+
+def sweep_per_lead(m: Measured) -> float:
+    """Read units per lead swept, the per-run reads (checkpoint, switch) left out."""
+    if not m.sweep:
+        return 0.0
+    return (m.sweep["rru"] - m.sweep["fixed_rru"]) / max(1, m.sweep["leads"])
 
 
 # ------------------------------------------------------------------------------------------ pricing
@@ -334,7 +399,7 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
         "api_requests": sum(invocations.get(name, 0) for name in HTTP_FUNCTIONS),
         "sqs_requests": sqs,
         "wru": sum(units_by_write(m.write_sizes, s.extra_row_kb * 1024).values()) / m.leads,
-        "rru": sum(m.rru.values()) / m.leads,
+        "rru": sum(m.rru.values()) / m.leads + sweep_per_lead(m),
         "log_gb": m.log_bytes / m.leads / 1e9,
         "dynamodb_provisioned": float(s.dynamodb_provisioned),
     }
@@ -354,6 +419,25 @@ def dollars_per_million(units: dict[str, float]) -> dict[str, float]:
         "DynamoDB writes": units["wru"] * wru_price * million,
         "DynamoDB reads": units["rru"] * rru_price * million,
     }
+
+
+def stale_lookup_note(m: Measured, writes: Counter[tuple[str, str, str, str]]) -> str:
+    """What the stale-lead lookup costs: the sender's batch records, and one sweep per lead and per hourly run."""
+    sweep = m.sweep
+    per_lead_rru = sweep_per_lead(m)
+    hourly_rru = per_lead_rru * LEADS_PER_SWEEP + sweep["fixed_rru"]
+    sent_units = sum(units for (_, _, _, prefix), units in writes.items() if prefix == "sent#")
+    return (
+        f"stale-lead lookup (stale.py): the sender's batch records cost {sent_units / m.leads:.2f} WRU per lead "
+        "(the record and its SentByHour index entry, one each per batch); one sweep over this run's "
+        f"{sweep['leads']:.0f} leads read {sweep['batches']:.0f} batch records with {sweep['queries']:.0f} "
+        f"Query and {sweep['batch_gets']:.0f} BatchGetItem calls: {sweep['rru']:.1f} RRU, of which "
+        f"{sweep['fixed_rru']:g} per run (checkpoint, pause switch) and {per_lead_rru:.3f} per lead swept "
+        f"(${per_lead_rru * DYNAMODB_RRU * 1e6:.3f} per million leads); an hourly run at 10 leads/s "
+        f"({LEADS_PER_SWEEP:,} leads) reads about {hourly_rru:,.0f} RRU (${hourly_rru * DYNAMODB_RRU:.4f}) and "
+        f"writes {sweep['wru']:.0f} WRU (the checkpoint) plus one per stale lead; it never reads the rest of the "
+        "table"
+    )
 
 
 def run(leads: int = 200, mode: str = "table") -> Section:
@@ -459,7 +543,8 @@ def run(leads: int = 200, mode: str = "table") -> Section:
     )
     lead_items = [size / 1024 for _, table_name, _, _, size in m.write_sizes if table_name == "LeadsTable"]
     big_row = f"+{BIG_ROW_EXTRA_KB:g} KB rows"
-    notes = [
+    notes = [stale_lookup_note(m, writes)] if m.sweep else []
+    notes += [
         "DynamoDB writes per lead (WRU, billed by item size: one unit per started KB of the larger of the item "
         f"before and after the write; the run's LeadsTable items {sum(lead_items) / max(1, len(lead_items)):.2f} KB "
         f"on average, {max(lead_items, default=0):.2f} KB at most; the last column with every enriched row "

@@ -9,6 +9,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from clay_pipeline.aws import client, reset_clients
 from clay_pipeline.config import clear_secret_cache
 from local.template import Resolver, load_template, parameter_defaults, resources_of_type
@@ -19,6 +21,7 @@ FAKE_CREDENTIALS = dict.fromkeys(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", 
     "AWS_REGION": "us-east-1",
 }
 ACCOUNT = "123456789012"
+LOCAL_PREFIX = "clay-local"  # names of the local stack's resources: clay-local-LeadQueue, ...
 
 
 @functools.cache
@@ -105,7 +108,7 @@ class Provisioned:
 
 
 def provision(
-    prefix: str = "clay-local",
+    prefix: str = LOCAL_PREFIX,
     secrets: dict[str, str] | None = None,
     template: dict[str, Any] | None = None,
     parameters: dict[str, str] | None = None,
@@ -182,3 +185,26 @@ def function_environment(logical_id: str, provisioned: Provisioned) -> dict[str,
 
     spec = functions()[logical_id]
     return {name: str(provisioned.resolver.resolve(value)) for name, value in spec.environment.items()}
+
+
+def attach(prefix: str) -> Provisioned | None:
+    """The resources `provision(prefix)` created in the emulator, or None when they are not all there."""
+    resolver = Resolver(refs={**parameter_defaults(), "AWS::Region": "us-east-1", "AWS::AccountId": ACCOUNT})
+    found = Provisioned(resolver=resolver, queue_urls={}, table_names={}, secret_id=None)
+    try:
+        for logical_id in resources_of_type("AWS::DynamoDB::Table"):
+            name = f"{prefix}-{logical_id}"
+            client("dynamodb").describe_table(TableName=name)
+            found.table_names[logical_id] = resolver.refs[logical_id] = name
+        for logical_id in resources_of_type("AWS::SQS::Queue"):
+            name = f"{prefix}-{logical_id}"
+            url = client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+            found.queue_urls[logical_id] = resolver.refs[logical_id] = url
+            resolver.attributes[(logical_id, "Arn")] = f"arn:aws:sqs:us-east-1:{ACCOUNT}:{name}"
+        for logical_id in resources_of_type("AWS::SecretsManager::Secret"):
+            secret_id = f"{prefix}/{logical_id}"
+            client("secretsmanager").describe_secret(SecretId=secret_id)
+            found.secret_id = resolver.refs[logical_id] = secret_id
+    except ClientError:
+        return None
+    return found

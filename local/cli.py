@@ -1,9 +1,78 @@
-"""`clay-pipeline`: send leads, run the local pipeline, invoke a function like `sam local invoke`."""
+"""`clay-pipeline`: send leads, run the local pipeline, invoke a function, and operate a deployed pipeline."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Callable
+
+
+def _add_dlq_filters(parser: argparse.ArgumentParser) -> None:
+    from local.commands.common import duration
+
+    parser.add_argument("--reason", action="append", help="only this reason attribute (repeatable)")
+    parser.add_argument("--older-than", type=duration, metavar="AGE", help="only messages older than this (2h, 1d)")
+    parser.add_argument("--newer-than", type=duration, metavar="AGE", help="only messages newer than this")
+    parser.add_argument("--id", action="append", metavar="MESSAGE_ID", help="only this message (repeatable)")
+    parser.add_argument("--grep", metavar="TEXT", help="only messages whose reason, detail or statuses contain TEXT")
+    parser.add_argument("--limit", type=int, help="at most this many, oldest first")
+
+
+def _operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from local.commands.common import duration
+    from local.operations.target import add_target_arguments
+
+    trace = commands.add_parser("trace", help="what happened to a lead: intake, Clay, callbacks, routing, DLQs")
+    trace.add_argument("who", help="an email, a lead_id or a domain")
+    trace.add_argument(
+        "--as", dest="kind", choices=("email", "lead_id", "domain"), help="what WHO is (default: guessed)"
+    )
+    trace.add_argument("--json", action="store_true", help="machine-readable output")
+    trace.add_argument("--no-dlq", action="store_true", help="do not read the dead-letter queues")
+    add_target_arguments(trace)
+
+    dlq = commands.add_parser("dlq", help="list, show, replay or purge LeadDLQ and RoutingDLQ")
+    actions = dlq.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="messages grouped by reason")
+    listing.add_argument("queue", nargs="?", help="lead or routing (default: both)")
+    listing.add_argument("--messages", action="store_true", help="also list each message")
+    listing.add_argument("--json", action="store_true")
+    _add_dlq_filters(listing)
+    show = actions.add_parser("show", help="one message, decoded")
+    show.add_argument("message_id")
+    show.add_argument("--queue", help="lead or routing (default: both)")
+    show.add_argument("--json", action="store_true")
+    replay = actions.add_parser("replay", help="send selected messages back to their source queue")
+    replay.add_argument("queue", help="lead (to LeadQueue) or routing (to RoutingQueue)")
+    replay.add_argument("--dry-run", action="store_true", help="list what would be replayed, change nothing")
+    replay.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_dlq_filters(replay)
+    purge = actions.add_parser("purge", help="delete selected messages (needs --yes)")
+    purge.add_argument("queue", help="lead or routing")
+    purge.add_argument("--yes", action="store_true", help="really delete them")
+    _add_dlq_filters(purge)
+    for parser in (listing, show, replay, purge):
+        add_target_arguments(parser)
+
+    destination = commands.add_parser("destination", help="pause or resume a destination without a deploy")
+    switch = destination.add_subparsers(dest="action", required=True)
+    states = switch.add_parser("list", help="which destinations are paused")
+    states.add_argument("--json", action="store_true")
+    pause = switch.add_parser("pause", help="hold a destination's deliveries in RoutingQueue")
+    pause.add_argument("name", help="outreach, hubspot, nurture, slack or zapier")
+    pause.add_argument("--reason", help="shown by `destination list` and `trace`")
+    resume = switch.add_parser("resume", help="deliver again, held deliveries included")
+    resume.add_argument("name")
+    for parser in (states, pause, resume):
+        add_target_arguments(parser)
+
+    stale = commands.add_parser("stale", help="leads sent to Clay with no callback since (read-only)")
+    stale.add_argument("--hours", type=float, help="no callback for this many hours (default $STALE_AFTER_HOURS or 24)")
+    stale.add_argument("--since", type=duration, default=duration("7d"), metavar="AGE", help="sent within (7d)")
+    stale.add_argument("--limit", type=int, default=50, help="leads listed (default 50; --json lists all)")
+    stale.add_argument("--json", action="store_true")
+    add_target_arguments(stale)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,21 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     invoke.add_argument("function", help="logical id in template.yaml, e.g. CallbackFunction")
     invoke.add_argument("event", help="event JSON file, e.g. events/callback-token.json")
 
+    _operations(commands)
     args = parser.parse_args(argv)
     # Powertools' logger (log_uncaught_exceptions) turns a crash into one long JSON line: a terminal
     # gets Python's own traceback instead.
     sys.excepthook = sys.__excepthook__
-    if args.command == "send":
-        from local.commands import send_command
-
-        return send_command(args)
-    if args.command == "run":
-        from local.commands import run_command
-
-        return run_command(args)
-    from local.commands import invoke_command
-
-    return invoke_command(args)
+    module = importlib.import_module(f"local.commands.{args.command}")
+    command: Callable[[argparse.Namespace], int] = getattr(module, f"{args.command}_command")
+    return command(args)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from local.clay_api_sim import ClayApiSimulator
+from local.operations.dead_letters import lead_id_of
 from local.stack import (
     LOCAL_SECRETS,
     SOURCE_QUEUES,
     LocalStack,
     Reconciliation,
     Summary,
-    _lead_id_of,
 )
 
 RUN_WEBHOOK_PATH = "/clay/routine-webhook"
@@ -110,8 +110,8 @@ class RoutineReconciliation(Reconciliation):
         stuck = set(api.stuck_item_ids())
         lead_dlq = stack.dead_letters("LeadDLQ")
         routing_dlq = stack.dead_letters("RoutingDLQ")
-        lead_dlq_ids = {_lead_id_of(m["body"]) for m in lead_dlq}
-        routing_dlq_ids = {_lead_id_of(m["body"], "lead_key") for m in routing_dlq}
+        lead_dlq_ids = {lead_id_of(m["body"]) for m in lead_dlq}
+        routing_dlq_ids = {lead_id_of(m["body"], "lead_key") for m in routing_dlq}
         accepted = accepted_for_routing(stack)
         table = stack.leads_table()
         statuses = Counter(str(item.get("routing_status")) for item in table.values())

@@ -10,7 +10,6 @@ and nothing happened twice, from the facts each part recorded (not from the pipe
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -27,10 +26,11 @@ from clay_pipeline.destinations import idempotency_key
 from clay_pipeline.models import Lead
 from clay_pipeline.routing import ONCE_PER_LEAD, RuleSet
 from clay_pipeline.stores import from_item
-from local.aws import FAKE_CREDENTIALS, Emulator, Provisioned, function_environment, provision
+from local.aws import FAKE_CREDENTIALS, LOCAL_PREFIX, Emulator, Provisioned, function_environment, provision
 from local.clay_sim import CallbackAuth, ClaySimulator
 from local.gateway import Gateway, http_routes
 from local.lambda_runtime import LambdaFunction
+from local.operations.dead_letters import QUEUES, DeadLetterQueue, QueuePair, lead_id_of
 from local.pollers import QueuePoller, event_sources
 from local.sinks import DESTINATIONS, Delivery, Sinks
 from local.template import functions, placeholder_environment
@@ -61,6 +61,7 @@ LOCAL_SECRETS = {
 LOCAL_JWT_USER = ("clay", "local-clay-password")
 SOURCE_QUEUES = ("LeadQueue", "RoutingQueue", "RunPollQueue")
 DEAD_LETTER_QUEUES = ("LeadDLQ", "RoutingDLQ", "RunPollDLQ")
+DEAD_LETTER_PAIRS = {pair.dlq: pair for pair in QUEUES.values()}
 FINISHED = frozenset({"routed", "skipped"})
 LOCAL_ENV_TAG = "local-env:"  # tags on the config secret: environment `invoke` gives functions of a running stack
 
@@ -101,7 +102,7 @@ class StackOptions:
     webhooks: int = 1  # Clay table webhooks in CLAY_WEBHOOK_URLS
     default_concurrency: int = 2  # concurrent batches of a queue without ScalingConfig
     pollers: bool = True  # False: nothing consumes the queues (invoke)
-    prefix: str = "clay-local"
+    prefix: str = LOCAL_PREFIX
     enrichment_path: str = "table"  # routine: Clay's Public API simulator instead of the table (routine_stack.py)
     routine: dict[str, Any] = field(default_factory=dict)  # ClayApiSimulator settings (runs, webhooks...)
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
@@ -343,32 +344,10 @@ class LocalStack:
 
     def dead_letters(self, queue_id: str) -> list[dict[str, Any]]:
         """Every message in a DLQ (body and string attributes), left in the queue."""
-        url = self.resources.queue_urls[queue_id]
-        found: dict[str, dict[str, Any]] = {}
-        handles = []
-        while True:
-            messages = (
-                client("sqs")
-                .receive_message(
-                    QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30, MessageAttributeNames=["All"]
-                )
-                .get("Messages", [])
-            )
-            if not messages:
-                break
-            for message in messages:
-                attributes = {k: v.get("StringValue", "") for k, v in message.get("MessageAttributes", {}).items()}
-                found[message["MessageId"]] = {"body": message["Body"], **attributes}
-                handles.append(message["ReceiptHandle"])
-        for start in range(0, len(handles), 10):
-            client("sqs").change_message_visibility_batch(
-                QueueUrl=url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
-                    for i, h in enumerate(handles[start : start + 10])
-                ],
-            )
-        return list(found.values())
+        pair = DEAD_LETTER_PAIRS.get(queue_id) or QueuePair(queue_id, queue_id, "", "lead_id")  # RunPollDLQ too
+        urls = self.resources.queue_urls
+        messages = DeadLetterQueue(pair, urls[pair.dlq], urls.get(pair.source, "")).peek(wait_seconds=0)
+        return [{"body": message.body, **message.attributes} for message in messages]
 
     def leads_table(self) -> dict[str, dict[str, Any]]:
         items: dict[str, dict[str, Any]] = {}
@@ -387,21 +366,6 @@ class LocalStack:
         return Reconciliation(self).summary()
 
 
-def _lead_id_of(body: str, key: str = "lead_id") -> str:
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return ""
-    if not isinstance(document, dict):
-        return ""
-    if key in document:
-        return str(document[key])
-    try:
-        return str(Lead.model_validate(document).lead_id)
-    except ValueError:
-        return ""
-
-
 class Reconciliation:
     """Counts at every step and the checks that make them add up."""
 
@@ -415,8 +379,8 @@ class Reconciliation:
         clay_ids = clay.lead_ids()
         lead_dlq = stack.dead_letters("LeadDLQ")
         routing_dlq = stack.dead_letters("RoutingDLQ")
-        lead_dlq_ids = {_lead_id_of(m["body"]) for m in lead_dlq}
-        routing_dlq_ids = {_lead_id_of(m["body"], "lead_key") for m in routing_dlq}
+        lead_dlq_ids = {lead_id_of(m["body"]) for m in lead_dlq}
+        routing_dlq_ids = {lead_id_of(m["body"], "lead_key") for m in routing_dlq}
         accepted_callbacks = clay.accepted_callbacks()
         table = stack.leads_table()
         statuses = Counter(str(item.get("routing_status")) for item in table.values())

@@ -22,6 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "template.yaml"
+SERVE_ENV = ROOT / ".local-stack" / "serve.env"  # `clay-pipeline run --serve` writes its URLs here while it is up
 
 
 class _CfnLoader(yaml.SafeLoader):

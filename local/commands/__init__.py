@@ -1,21 +1,5 @@
-"""The `clay-pipeline` subcommands. run and invoke are imported only when used (they load the local stack)."""
+"""The `clay-pipeline` subcommands: local.commands.<name> exposes <name>_command(args) -> exit code.
 
-from __future__ import annotations
-
-import argparse
-
-from local.commands.send import send_command
-
-__all__ = ["invoke_command", "run_command", "send_command"]
-
-
-def run_command(args: argparse.Namespace) -> int:
-    from local.commands.run import run_command as run
-
-    return run(args)
-
-
-def invoke_command(args: argparse.Namespace) -> int:
-    from local.commands.invoke import invoke_command as invoke
-
-    return invoke(args)
+local/cli.py imports only the module of the command given, so `send` or `trace` never load the
+local stack that `run` and `invoke` need.
+"""

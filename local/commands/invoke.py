@@ -27,23 +27,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from botocore.exceptions import ClientError
-
 from clay_pipeline.aws import client, reset_clients
 from clay_pipeline.config import clear_secret_cache
-from local.aws import ACCOUNT, FAKE_CREDENTIALS, Provisioned, function_environment, provision
+from local.aws import FAKE_CREDENTIALS, LOCAL_PREFIX, Provisioned, attach, function_environment, provision
 from local.lambda_runtime import LambdaFunction, function_output_to
 from local.stack import LOCAL_ENV_TAG, LOCAL_SECRETS, LocalStack, StackOptions
-from local.template import (
-    Resolver,
-    environment,
-    functions,
-    parameter_defaults,
-    placeholder_environment,
-    resources_of_type,
-)
+from local.template import environment, functions, placeholder_environment
 
-LOCAL_PREFIX = "clay-local"
 _HEX_SIGNATURE = re.compile(r"(sha256=)?[0-9a-f]{64}")
 
 
@@ -95,29 +85,6 @@ def _local_resources(logical_id: str, endpoint: str) -> Iterator[dict[str, str]]
 
 def _provision_local() -> Provisioned:
     return provision(LOCAL_PREFIX, secrets=LOCAL_SECRETS)
-
-
-def attach(prefix: str) -> Provisioned | None:
-    """The resources `provision(prefix)` created in the emulator, or None when they are not all there."""
-    resolver = Resolver(refs={**parameter_defaults(), "AWS::Region": "us-east-1", "AWS::AccountId": ACCOUNT})
-    found = Provisioned(resolver=resolver, queue_urls={}, table_names={}, secret_id=None)
-    try:
-        for logical_id in resources_of_type("AWS::DynamoDB::Table"):
-            name = f"{prefix}-{logical_id}"
-            client("dynamodb").describe_table(TableName=name)
-            found.table_names[logical_id] = resolver.refs[logical_id] = name
-        for logical_id in resources_of_type("AWS::SQS::Queue"):
-            name = f"{prefix}-{logical_id}"
-            url = client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
-            found.queue_urls[logical_id] = resolver.refs[logical_id] = url
-            resolver.attributes[(logical_id, "Arn")] = f"arn:aws:sqs:us-east-1:{ACCOUNT}:{name}"
-        for logical_id in resources_of_type("AWS::SecretsManager::Secret"):
-            secret_id = f"{prefix}/{logical_id}"
-            client("secretsmanager").describe_secret(SecretId=secret_id)
-            found.secret_id = resolver.refs[logical_id] = secret_id
-    except ClientError:
-        return None
-    return found
 
 
 def _stack_env(resources: Provisioned) -> dict[str, str]:

@@ -26,12 +26,11 @@ from typing import IO, Any
 from clay_pipeline.csv_import import load_rows, map_columns
 from local.lambda_runtime import function_output_to
 from local.stack import LOCAL_SECRETS, LocalStack, StackOptions
-from local.template import ROOT
+from local.template import ROOT, SERVE_ENV
 
 SAMPLE_LEADS = ROOT / "local" / "sample_leads.csv"
 MORE_LEADS = ROOT / "local" / "more_leads.csv"  # new leads for trying `send` once the samples have run
 LOG_PATH = ROOT / ".local-stack" / "run.log"
-SERVE_ENV = ROOT / ".local-stack" / "serve.env"
 RUN_TIMEOUT_SECONDS = 180.0
 PROGRESS_SECONDS = 5.0
 # Clay repeats itself as it does for real (local/clay_sim.py): about one row in ten delivered twice at once
@@ -61,6 +60,12 @@ ROUTINE_RUN = {
 }
 
 
+# A local run shows a pause and a resume within seconds (deployed: 30 s cache, 60 s per wait).
+LOCAL_FUNCTION_ENV = {
+    "RouterFunction": {"DESTINATION_PAUSE_CACHE_SECONDS": "2", "DESTINATION_PAUSE_WAIT_SECONDS": "5"},
+}
+
+
 def read_leads(path: Path) -> list[dict[str, Any]]:
     """The file's rows as lead objects (CSV columns mapped as `send` maps them); unreadable lines are skipped."""
     return [map_columns(row) for _, row in load_rows(path) if isinstance(row, dict)]
@@ -76,7 +81,8 @@ def run_command(args: argparse.Namespace) -> int:
     with LOG_PATH.open("w") as log, _functions_logging_to(log), _sigterm_like_ctrl_c():
         mode = getattr(args, "mode", "table")
         routine: dict[str, Any] = {"enrichment_path": "routine", **ROUTINE_RUN} if mode == "routine" else {}
-        stack = LocalStack(StackOptions(clay=CLAY_RESENDS if mode == "table" else {"duplicate_share": 0.1}, **routine))
+        clay = CLAY_RESENDS if mode == "table" else {"duplicate_share": 0.1}
+        stack = LocalStack(StackOptions(clay=clay, function_env=LOCAL_FUNCTION_ENV, **routine))
         try:
             return _run(stack, read_leads(path), path, out, serve=args.serve)
         except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from clay_pipeline.aws import client
 from clay_pipeline.models import Lead
 from local.aws import Emulator
 from local.clay_sim import score_band
+from local.cli import main
 from local.commands.run import SAMPLE_LEADS, read_leads, run_command
 from local.stack import LocalStack, StackOptions
 
@@ -41,7 +42,9 @@ FAST_ENV = {
 
 def fast_options(**overrides: Any) -> StackOptions:
     clay = {"rate_per_second": 100.0, "burst": 100.0, "retry_backoff_seconds": 0.05, **overrides.pop("clay", {})}
-    return StackOptions(visibility_timeout=VISIBILITY_TIMEOUT, function_env=FAST_ENV, clay=clay, **overrides)
+    extra_env = overrides.pop("function_env", {})
+    env = {name: {**FAST_ENV.get(name, {}), **extra_env.get(name, {})} for name in {*FAST_ENV, *extra_env}}
+    return StackOptions(visibility_timeout=VISIBILITY_TIMEOUT, function_env=env, clay=clay, **overrides)
 
 
 StackFactory = Callable[..., LocalStack]
@@ -185,6 +188,44 @@ def test_destination_down_then_up_loses_nothing(start_stack: StackFactory) -> No
     assert summary.counts["dead-lettered (RoutingDLQ)"] == 0
     # AND the zapier deliveries made before the outage ended were not repeated by the retries
     assert len(stack.sinks.delivered("zapier")) == 6
+
+
+def test_a_destination_paused_during_the_run_holds_its_deliveries_until_resumed(
+    start_stack: StackFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the stack (its router rereads the pause switch every 0.2 s and holds a paused delivery 1 s per
+    # receive), and an operator pausing HubSpot with the command line
+    quick = {"DESTINATION_PAUSE_CACHE_SECONDS": "0.2", "DESTINATION_PAUSE_WAIT_SECONDS": "1"}
+    stack = start_stack(function_env={"RouterFunction": quick})
+    assert main(["destination", "pause", "hubspot", "--reason", "HubSpot maintenance"]) == 0
+    leads = generated_leads(8, bands=((90, 99), (80, 89), (70, 79)))
+    # WHEN the leads go through while it is paused
+    stack.post_leads(leads)
+    deadline = time.monotonic() + IDLE_TIMEOUT
+    while time.monotonic() < deadline:
+        statuses = [item.get("routing_status") for item in stack.leads_table().values()]
+        if statuses.count("paused") == len(leads):
+            break
+        time.sleep(0.2)
+    # THEN every lead reached its other destinations, HubSpot got nothing, and the held deliveries wait in
+    # RoutingQueue, not in the DLQ
+    assert statuses.count("paused") == len(leads), statuses
+    assert stack.sinks.counts()["hubspot"] == 0
+    assert len(stack.sinks.delivered("zapier")) == len(leads)
+    assert stack.dead_letters("RoutingDLQ") == []
+    assert sum(stack.queue_counts("RoutingQueue").values()) > 0
+    # WHEN HubSpot is resumed
+    assert main(["destination", "resume", "hubspot"]) == 0
+    settle(stack)
+    # THEN every held delivery arrives, once per lead, nothing was sent twice elsewhere, nothing dead-lettered
+    summary = stack.summary()
+    assert summary.problems == []
+    hubspot = [delivery.key for delivery in stack.sinks.delivered("hubspot")]
+    assert sorted(hubspot) == sorted(str(Lead.model_validate(row).email) for row in leads)
+    assert len(stack.sinks.delivered("zapier")) == len(leads)
+    assert summary.counts["dead-lettered (RoutingDLQ)"] == 0
+    assert {item["routing_status"] for item in stack.leads_table().values()} == {"routed"}
+    assert "hubspot paused" in capsys.readouterr().out
 
 
 def test_clay_rate_limit_slows_the_sender_without_losing_or_repeating_rows(start_stack: StackFactory) -> None:

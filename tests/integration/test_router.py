@@ -24,7 +24,8 @@ import pytest
 
 from clay_pipeline.aws import client
 from clay_pipeline.config import ConfigError
-from clay_pipeline.stores import LeadsTable, to_item
+from clay_pipeline.pause import DestinationSwitch
+from clay_pipeline.stores import LeadsTable, StateStore, to_item
 from local.http_stub import RecordedRequest, Reply, StubServer
 from local.sqs_events import from_received, sqs_event, sqs_record
 from tests.conftest import LambdaContextStub
@@ -699,13 +700,20 @@ def test_each_lead_costs_one_claim_and_one_complete_write_and_no_read(router: Ro
         assert router.run(sqs_event(records)) == []
     assert sinks.calls() == {"outreach": 2, "nurture": 1, "zapier": 3, "hubspot": 1, "slack": 2}
     # THEN each lead with deliveries wrote its item twice (claim, then deliveries + outcome), the lead with
-    # nothing to deliver once (its outcome), nothing else was written and nothing was read
-    leads = stack.table_names["LeadsTable"]
+    # nothing to deliver once (its outcome), nothing else was written, and the only read is the invocation's
+    # one look at the destination pause switch
+    leads, state = stack.table_names["LeadsTable"], stack.table_names["StateTable"]
     per_item = {(operation, table, key): calls.count((operation, table, key)) for operation, table, key in calls}
     assert per_item == {
         **{("UpdateItem", leads, key): 2 for key in ("w1", "w2", "w3")},
         ("UpdateItem", leads, "w4"): 1,
+        ("GetItem", state, "pause#destinations"): 1,
     }
+    # AND the next invocation, within the switch's cache time, reads nothing at all
+    warm = router.record(lead("w5", 60))
+    with dynamodb_calls() as calls:
+        assert router.run(sqs_event([warm])) == []
+    assert [operation for operation, _, _ in calls] == ["UpdateItem", "UpdateItem"]
 
 
 def test_a_leads_webhooks_are_sent_concurrently(router: Router, sinks: Sinks) -> None:
@@ -938,3 +946,130 @@ def test_metrics_count_routed_skipped_deliveries_and_dead_letters(
     assert ("DeliveryFailed", "zapier") in names
     assert ("RouterDeadLettered", "permanent_failure") in names
     assert any("LeadSkipped" in entry for entry in metrics)
+
+
+# ------------------------------------------------------------------------------------- destination pause
+@pytest.fixture
+def pausable(load_function: Any, stack: Any, configured: dict[str, str]) -> tuple[Router, DestinationSwitch]:
+    """A router that reads the pause switch on every invocation (no cache), and the operator's switch."""
+    module = load_function("RouterFunction", **configured, DESTINATION_PAUSE_CACHE_SECONDS="0")
+    return Router(module, stack), DestinationSwitch(StateStore(stack.table_names["StateTable"]))
+
+
+def test_a_paused_destination_waits_in_the_queue_while_the_others_are_delivered(
+    pausable: tuple[Router, DestinationSwitch], sinks: Sinks, capsys: pytest.CaptureFixture[str]
+) -> None:
+    router, switch = pausable
+    # GIVEN HubSpot paused by an operator, and a hot lead (Slack, outreach, HubSpot, Zapier) on the queue
+    switch.pause("hubspot", by="oncall", reason="HubSpot maintenance")
+    event = router.queued([lead("ld_pz", 95)])
+    # WHEN routed THEN the others are delivered and recorded, HubSpot gets nothing, and the record waits in
+    # the queue (reported as failed: its visibility was handed back), not in the DLQ
+    assert router.run(event) == [event["Records"][0]["messageId"]]
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 0, "slack": 1}
+    item = router.outcome("ld_pz")
+    assert item["routing_status"] == "paused"
+    assert item["destinations"]["hubspot"] == "paused"
+    assert set(item["deliveries"]) == {"slack", "outreach", "zapier"}
+    assert router.dead_letters() == []
+    assert router.routing_queue_messages() == []  # handed back for DESTINATION_PAUSE_WAIT_SECONDS (60)
+    metrics = capsys.readouterr().out
+    assert '"DestinationPaused"' in metrics and '"DeliveryHeld"' in metrics
+    # WHEN HubSpot is resumed and the record comes back THEN only HubSpot is sent to
+    assert switch.resume("hubspot")
+    again = sqs_record(event["Records"][0]["body"], router.arn, receive_count=2)
+    assert router.run(sqs_event([again])) == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
+    assert router.outcome("ld_pz")["routing_status"] == "routed"
+
+
+def test_a_lead_whose_every_destination_is_paused_waits_without_its_lease(
+    pausable: tuple[Router, DestinationSwitch], sinks: Sinks, stack: Any
+) -> None:
+    router, switch = pausable
+    # GIVEN nurture and Zapier paused, and a warm lead that goes only there
+    switch.pause("nurture")
+    switch.pause("zapier")
+    record = router.record(lead("ld_pw", 60))
+    # WHEN routed THEN nothing is sent; the first receive writes only what the pause holds for the lead
+    with dynamodb_calls() as calls:
+        assert router.run(sqs_event([record])) == [record["messageId"]]
+    assert [operation for operation, _, _ in calls] == ["GetItem", "UpdateItem"]
+    item = router.outcome("ld_pw")
+    assert (item["held_nurture"], item["held_zapier"]) == (RECEIVED_AT, RECEIVED_AT)
+    assert "lease_owner" not in item
+    # AND the next receives read the switch and nothing else
+    again = sqs_record(record["body"], router.arn, message_id=record["messageId"], receive_count=2)
+    with dynamodb_calls() as calls:
+        assert router.run(sqs_event([again])) == [record["messageId"]]
+    assert [operation for operation, _, _ in calls] == ["GetItem"]
+    assert sum(sinks.calls().values()) == 0
+    # AND on the receive before maxReceiveCount it waits as a fresh copy, never in the DLQ
+    last = router.record(lead("ld_pw", 60), receive_count=4)
+    assert router.run(sqs_event([last])) == []
+    assert router.dead_letters() == []
+    assert router.outcome("ld_pw")["routing_status"] == "received"
+
+
+def test_an_unreadable_pause_switch_keeps_the_last_state_it_read(
+    pausable: tuple[Router, DestinationSwitch], sinks: Sinks, stack: Any, captured_logs: io.StringIO
+) -> None:
+    router, switch = pausable
+    # GIVEN HubSpot paused and seen paused by the router
+    switch.pause("hubspot")
+    assert router.run(sqs_event([router.record(lead("ld_s1", 75))])) != []
+    # WHEN the state table cannot be read any more (here: it is gone)
+    client("dynamodb").delete_table(TableName=stack.table_names["StateTable"])
+    failures = router.run(sqs_event([router.record(lead("ld_s2", 75))]))
+    # THEN HubSpot stays paused (the lead waits) and the router says why; the others were delivered
+    assert len(failures) == 1
+    assert sinks.calls()["hubspot"] == 0
+    assert sinks.calls()["nurture"] == 2
+    assert "could not read the destination pause switch" in captured_logs.getvalue()
+
+
+def test_a_pause_delays_a_delivery_never_drops_it_when_a_lower_score_follows(
+    pausable: tuple[Router, DestinationSwitch], sinks: Sinks
+) -> None:
+    router, switch = pausable
+    # GIVEN HubSpot paused while a 95 lead is routed (its HubSpot upsert is held)
+    switch.pause("hubspot")
+    first = router.callback(1, lead("ld_rs", 95))
+    assert router.run(sqs_event([first])) == [first["messageId"]]
+    assert sinks.calls()["hubspot"] == 0
+    # WHEN Clay re-scores the lead to 60 (HubSpot's rule no longer chooses it) while HubSpot is still paused
+    second = router.callback(2, lead("ld_rs", 60))
+    assert router.run(sqs_event([second])) == [second["messageId"]]
+    # THEN the newer callback takes over what the pause holds: it waits for HubSpot too
+    item = router.outcome("ld_rs")
+    assert item["destinations"]["hubspot"] == "paused"
+    assert "hubspot" in item["routes"]
+    # WHEN HubSpot resumes and both records come back, the older first
+    switch.resume("hubspot")
+    assert router.run(sqs_event([sqs_record(first["body"], router.arn, receive_count=2)])) == []
+    assert router.run(sqs_event([sqs_record(second["body"], router.arn, receive_count=2)])) == []
+    # THEN HubSpot got the lead once, its newest version, and nothing else was sent twice
+    [upsert] = sinks.hubspot.received(UPSERT)
+    assert upsert.json()["inputs"][0]["properties"]["clay_icp_score"] == 60
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
+    item = router.outcome("ld_rs")
+    assert item["routing_status"] == "routed"
+    assert not [name for name in item if name.startswith("held_")]
+
+
+def test_a_callback_choosing_nothing_still_delivers_what_a_pause_held(
+    pausable: tuple[Router, DestinationSwitch], sinks: Sinks
+) -> None:
+    router, switch = pausable
+    # GIVEN a lead whose Zapier delivery a pause held (and its other destinations delivered)
+    switch.pause("zapier")
+    first = router.callback(1, lead("ld_cn", 85))
+    assert router.run(sqs_event([first])) == [first["messageId"]]
+    # WHEN, after the resume, a newer callback without an email (no rule chooses anything) comes first
+    switch.resume("zapier")
+    newer = router.callback(2, lead("ld_cn", 20, email=None))
+    assert router.run(sqs_event([newer])) == []
+    # THEN it delivered the held Zapier call, and the older record then has nothing left to do
+    assert sinks.calls()["zapier"] == 1
+    assert router.run(sqs_event([sqs_record(first["body"], router.arn, receive_count=2)])) == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}

@@ -16,7 +16,8 @@ from clay_pipeline.clay_client import webhook_fingerprint
 from clay_pipeline.limits import DailyBudget
 from clay_pipeline.models import Lead
 from clay_pipeline.queue_batch import QueueRecord
-from clay_pipeline.stores import Queue, StateStore
+from clay_pipeline.stale import unpack_bodies
+from clay_pipeline.stores import Queue, SentBatches, StateStore, hour_bucket
 from local.http_stub import RecordedRequest, Reply, StubServer
 from local.sqs_events import from_received
 from tests.conftest import LambdaContextStub
@@ -596,3 +597,56 @@ def test_crash_mid_batch_over_counts_but_loses_no_lead(make_sender: Any, clay: S
     assert failures == ids(rest)
     assert sorted(survivor.lead_queue.visibility) == sorted(r["receiptHandle"] for r in rest["Records"])
     assert survivor.dead_letters() == []
+
+
+# ------------------------------------------------------------------------------------- batch record (stale.py)
+def test_a_batch_writes_one_record_of_what_it_sent_and_the_marks_point_to_it(
+    make_sender: Any, clay: StubServer, stack: Any
+) -> None:
+    # GIVEN a lead already sent, and Clay answering the next POST 503 (urllib3 retries it)
+    sender = make_sender()
+    sender.send(lead(1))
+    clay.script(HOOK_A, Reply(503))
+    # WHEN a batch of that lead and two new ones (one on its 3rd receive) is processed
+    sender.enqueue(lead(1), lead(2, source="web-form"), lead(3))
+    event = sender.receive(3)
+    event["Records"][2]["attributes"]["ApproximateReceiveCount"] = "3"
+    with recorded_dynamodb_calls() as calls:
+        assert sender.run(event) == []
+    # THEN one batch record was written for the two it sent: webhook, receives and POSTs per lead
+    assert calls.on("sent#", "PutItem") == 1
+    id2, id3 = (str(Lead.model_validate(lead(n)).lead_id) for n in (2, 3))
+    mark = sender.state.get(f"dedupe#{id2}")
+    assert mark is not None
+    record = SentBatches(stack.table_names["StateTable"]).get(mark["batch"])
+    assert record is not None
+    assert record["leads"][id2] | {"t": 0} == {"w": 0, "r": 1, "p": 2, "t": 0}
+    assert record["leads"][id3] | {"t": 0} == {"w": 0, "r": 3, "p": 1, "t": 0}
+    assert set(record["leads"]) == {id2, id3}
+    assert record["sent_bucket"] == hour_bucket(record["sent_at"])
+    assert record["sent_at"] == max(entry["t"] for entry in record["leads"].values())
+    assert 7 * 86400 < record["expires_at"] - record["sent_at"] <= 8 * 86400
+    assert record["bodies"] == b""  # kept only with STALE_REQUEUE
+    # AND the lead's dedupe mark says where it came from (what `clay-pipeline trace` shows)
+    assert (mark["source"], mark["status"]) == ("web-form", "sent")
+    assert datetime.fromisoformat(mark["submitted_at"]).tzinfo is not None
+    # AND a batch that sent nothing writes no record
+    with recorded_dynamodb_calls() as calls:
+        sender.send(lead(2))
+    assert calls.on("sent#") == 0
+
+
+def test_with_stale_requeue_the_batch_record_keeps_each_body_clay_got(
+    make_sender: Any, clay: StubServer, stack: Any
+) -> None:
+    # GIVEN STALE_REQUEUE on WHEN a lead is sent
+    sender = make_sender(STALE_REQUEUE="true")
+    sender.send(lead(7, custom_column="kept"))
+    # THEN its batch record holds the very body Clay received, compressed
+    [request] = clay.received(HOOK_A)
+    lead_id = request.json()["lead_id"]
+    mark = sender.state.get(f"dedupe#{lead_id}")
+    assert mark is not None
+    record = SentBatches(stack.table_names["StateTable"]).get(mark["batch"])
+    assert record is not None
+    assert json.loads(unpack_bodies(record["bodies"])[lead_id]) == request.json()

@@ -12,8 +12,11 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -22,7 +25,7 @@ import pytest
 from clay_pipeline import config
 from clay_pipeline.aws import client
 from clay_pipeline.routines import PollMessage, RunStore
-from clay_pipeline.stores import StateStore
+from clay_pipeline.stores import StateStore, hour_bucket, to_item
 from local.apigw import http_event
 from local.aws import Provisioned
 from local.clay_api_sim import sign
@@ -264,6 +267,22 @@ def router_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
         app.lambda_handler(sqs_event([last]), LambdaContextStub(remaining_ms=60_000))
 
 
+def sweeper_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
+    # a batch sent 90 minutes ago: one lead called back since, one not (stale, its body kept: re-queued once)
+    state, leads = stack.table_names["StateTable"], stack.table_names["LeadsTable"]
+    sent_at = int(time.time()) - 5400
+    batch = {"called": {"w": 0, "t": sent_at, "r": 1, "p": 1}, "silent": {"w": 0, "t": sent_at, "r": 1, "p": 1}}
+    bodies = zlib.compress(json.dumps({"silent": json.dumps({"lead_id": "silent", "email": "s@acme.com"})}).encode())
+    item = to_item({"pk": "sent#b1", "sent_bucket": hour_bucket(sent_at), "sent_at": sent_at, "leads": batch})
+    setup_client("dynamodb").put_item(TableName=state, Item={**item, "bodies": {"B": bodies}})
+    setup_client("dynamodb").put_item(TableName=state, Item=to_item({"pk": "dedupe#silent", "status": "sent"}))
+    called_back = {"lead_key": "called", "received_at": datetime.now(UTC).isoformat(), "callbacks": 1}
+    setup_client("dynamodb").put_item(TableName=leads, Item=to_item(called_back))
+    app = load("StaleSweeperFunction", STALE_AFTER_HOURS="1", STALE_REQUEUE="true")
+    report = app.lambda_handler({}, LambdaContextStub(remaining_ms=300_000))
+    assert (report["stale"], report["requeued"]) == (1, 1)
+
+
 def signed_run_webhook(run_id: str, secret: str) -> dict[str, Any]:
     body = json.dumps({"webhookId": "wh_p", "createdAt": "2026-11-22T00:00:00Z", "data": {"routine_run_id": run_id}})
     return http_event("POST", "/clay/routine-webhook", body, {"x-clay-signature": sign(secret, body.encode())})
@@ -307,6 +326,7 @@ SCENARIOS = {
     "IntakeFunction": intake_scenarios,
     "SenderFunction": sender_scenarios,
     "RouterFunction": router_scenarios,
+    "StaleSweeperFunction": sweeper_scenarios,
     "RunWebhookFunction": run_webhook_scenarios,
     "RunCollectorFunction": run_collector_scenarios,
 }

@@ -152,6 +152,7 @@ class SenderSettings(Settings):
     clay_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=10)
     clay_max_throttle_wait_seconds: float = Field(default=20, ge=0, le=600)  # longest in-process Retry-After sleep
     clay_circuit_wait_seconds: int = Field(default=900, ge=1, le=43_200)  # when every webhook is spent or gone
+    stale_requeue: bool = False  # keep each sent lead's body in its batch record, for the stale sweeper to re-queue
     # The routine path (routines.py): leads go to a Clay routine through the Public API instead of a table.
     clay_enrichment_path: Literal["table", "routine"] = "table"
     clay_api_base_url: str = CLAY_API_BASE_URL
@@ -163,6 +164,7 @@ class SenderSettings(Settings):
 
 
 class RouterSettings(Settings):
+    state_table: Required  # the destination pause switch (read only)
     leads_table: Required  # each lead's record, with its delivery ledger
     routing_queue_url: Required  # a lead another invocation is routing waits here (visibility hand-back)
     routing_dlq_url: Required  # permanent failures and exhausted retries go here with the reasons
@@ -177,6 +179,16 @@ class RouterSettings(Settings):
     slack_min_interval_seconds: float = Field(default=1.0, ge=0, le=60)  # Slack webhooks allow about 1 message/s
     delivery_lease_seconds: int = Field(default=120, ge=10, le=900)  # > the function timeout, < the visibility timeout
     delivery_mark_days: int = Field(default=30, ge=1, le=365)  # how long a delivery is remembered per lead
+    destination_pause_cache_seconds: float = Field(default=30, ge=0, le=300)  # how stale the pause switch may be
+    destination_pause_wait_seconds: int = Field(default=60, ge=1, le=900)  # per receive, while a destination is paused
+
+
+class SweeperSettings(Settings):
+    state_table: Required  # the sender's batch records (SentByHour index), the sweep checkpoint, dedupe marks
+    leads_table: Required  # where a callback would have landed; stale leads are marked here
+    lead_queue_url: Required  # where a stale lead is re-queued (STALE_REQUEUE)
+    stale_after_hours: int = Field(default=24, ge=1, le=168)  # batch records are kept 8 days
+    stale_requeue: bool = False  # send a stale lead to Clay once more (costs Clay actions and a new row)
 
 
 class RunPollSettings(Settings):

@@ -52,6 +52,7 @@ class Status(enum.StrEnum):
     RETRYABLE = "retryable"
     PERMANENT = "permanent"
     WITHHELD = "withheld"  # not sent on purpose (the lead qualifies only because its score dropped)
+    PAUSED = "paused"  # not sent now: an operator paused the destination (pause.py); the lead waits
 
 
 @dataclass(frozen=True)

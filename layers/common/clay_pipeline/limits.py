@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -48,6 +49,10 @@ def utc_now() -> datetime:
 
 
 # -- dedupe --------------------------------------------------------------------------------
+def dedupe_key(lead_id: str) -> str:
+    return f"dedupe#{lead_id}"
+
+
 class Claim(enum.Enum):
     CLAIMED = "claimed"  # this caller may send the lead
     ALREADY_SENT = "already_sent"  # Clay has it: skip
@@ -64,12 +69,13 @@ class Deduper:
     days: int
     in_flight_seconds: int = 300  # longer than one send can take, shorter than LeadQueue's visibility
 
-    def claim(self, lead_id: str) -> Claim:
+    def claim(self, lead_id: str, details: dict[str, Any] | None = None) -> Claim:
+        """`details` ride on the mark's write (what `clay-pipeline trace` shows: batch, source, submitted_at)."""
         if self.days <= 0:
             return Claim.CLAIMED
         key = self._key(lead_id)
         for _ in range(2):  # a mark can expire between the failed put and the get: try once more
-            if self.store.put_mark(key, self.in_flight_seconds, {"status": "sending"}):
+            if self.store.put_mark(key, self.in_flight_seconds, {**(details or {}), "status": "sending"}):
                 return Claim.CLAIMED
             mark = self.store.get(key)
             if mark is not None:
@@ -112,7 +118,7 @@ class Deduper:
 
     @staticmethod
     def _key(lead_id: str) -> str:
-        return f"dedupe#{lead_id}"
+        return dedupe_key(lead_id)
 
 
 # -- units reserved per batch --------------------------------------------------------------

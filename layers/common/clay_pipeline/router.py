@@ -23,9 +23,20 @@ included. That is why webhooks carry an Idempotency-Key header, the same for eve
 one delivery (the lead key for once_per_lead, the lead key and payload hash for on_change),
 and why HubSpot's upsert by email is harmless to repeat.
 
+A destination an operator paused (pause.py: `clay-pipeline destination pause hubspot`) is not
+sent to: the lead's other destinations are delivered and recorded, and the record waits in the
+queue (visibility hand-back, never toward the DLQ) until the switch is cleared; its next receive
+finds the others in the ledger and sends only the paused one. A lead whose every chosen
+destination is paused waits without claiming its lease (one write, on its first receive only).
+What a pause holds is marked on the lead's item (`held_<destination>`, in a write that happens
+anyway), and whichever callback of the lead is routed next delivers it, with the lead's newest
+version, even if its own rules would not choose that destination (a later callback scored lower,
+say): a pause delays a delivery, it never drops one.
+
 Endings of a record:
 - routed / skipped / partial with nothing left to retry / superseded: processed;
-- the lead's lease is held by another invocation: back to the queue for a short while;
+- the lead's lease is held by another invocation, or a destination it owes is paused: back to
+  the queue for a while (a fresh copy near maxReceiveCount), never toward the DLQ;
 - a retryable failure (429, 5xx, timeout) after the in-invocation retries: back to the queue
   (batch item failure); on its last receive it is dead-lettered instead, with what failed;
 - a permanent failure (other 4xx) or a malformed message: ROUTING_DLQ_URL with the reasons and
@@ -74,15 +85,27 @@ from clay_pipeline.destinations import (
 )
 from clay_pipeline.intake import describe_problems
 from clay_pipeline.models import EnrichedLead
-from clay_pipeline.observability import count, logger
+from clay_pipeline.observability import count, level, logger
+from clay_pipeline.pause import DestinationSwitch
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.routing import ONCE_PER_LEAD, Decision, RuleSet
 from clay_pipeline.scoring import icp_score, tier_for
-from clay_pipeline.stores import Busy, LeadLedger, LeadsTable, Lease, Queue
+from clay_pipeline.stores import (
+    Busy,
+    LeadLedger,
+    LeadsTable,
+    Lease,
+    Queue,
+    StateStore,
+    held_markers,
+    origin_attributes,
+)
 
 SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch
 LEADS_TABLE_DESTINATION = "leads_table"  # the outcome record itself: always written, never "off"
 IN_FLIGHT_WAIT_SECONDS = 10  # per receive, at most until the other lease lapses
+MAX_WAIT_SECONDS = 900  # SQS's longest delay for the fresh copy near maxReceiveCount
+PAUSED_RESULT = DeliveryResult(Status.PAUSED, "paused")
 WEBHOOK_FAN_OUT = 4  # concurrent sends per destination once its probe answered
 OWED_RESULTS = {
     Owed.ALREADY_DELIVERED: DeliveryResult(Status.DELIVERED, Owed.ALREADY_DELIVERED.value),
@@ -150,6 +173,7 @@ class Attempt:
     owed: dict[str, Owed] = field(default_factory=dict)  # per delivery, from the lead's ledger
     payload_hashes: dict[str, str] = field(default_factory=dict)
     superseded: bool = False  # a newer callback of the lead was routed, or is later in this batch
+    paused: frozenset[str] = frozenset()  # chosen deliveries whose destination an operator paused
 
     @property
     def lease(self) -> Lease | None:
@@ -157,9 +181,19 @@ class Attempt:
 
     @property
     def pending(self) -> tuple[str, ...]:
-        """What this attempt sends: the deliveries the lead is owed."""
+        """What this attempt sends: the deliveries the lead is owed, but not to a paused destination."""
         if self.lease is None:
             return ()
+        return tuple(name for name in self.owed_now() if name not in self.paused)
+
+    @property
+    def held(self) -> tuple[str, ...]:
+        """Deliveries that wait for a paused destination (every paused one, when the ledger was not read)."""
+        if self.lease is None:
+            return tuple(name for name in self.deliveries if name in self.paused)
+        return tuple(name for name in self.owed_now() if name in self.paused)
+
+    def owed_now(self) -> tuple[str, ...]:
         return tuple(name for name in self.deliveries if self.owed.get(name) is Owed.SEND)
 
 
@@ -169,6 +203,7 @@ class Outcome:
     decision: Decision
     results: dict[str, DeliveryResult] = field(default_factory=dict)  # chosen destinations that are on
     off: list[str] = field(default_factory=list)
+    held_elsewhere: tuple[str, ...] = ()  # deliveries an earlier callback's pause held, found after the fact
 
     @property
     def skipped_reason(self) -> str | None:
@@ -183,9 +218,11 @@ class Outcome:
         if self.skipped_reason:
             return "skipped"
         counted = [r for name, r in self.results.items() if name != LEADS_TABLE_DESTINATION] or [DELIVERED]
-        settled = sum(result.settled for result in counted)
-        if settled == len(counted):
+        unsettled = [result for result in counted if not result.settled]
+        if not unsettled:
             return "routed"
+        if all(result.status is Status.PAUSED for result in unsettled):
+            return "paused"
         return "partial" if any(result.delivered for result in counted) else "failed"
 
     def failures(self, status: Status) -> dict[str, DeliveryResult]:
@@ -198,6 +235,7 @@ class Outcome:
                 Status.DELIVERED: "delivered",
                 Status.WITHHELD: "withheld",
                 Status.RETRYABLE: "failed",
+                Status.PAUSED: "paused",
                 Status.PERMANENT: f"permanent:{result.reason}",
             }[result.status]
         return statuses
@@ -231,6 +269,7 @@ class LeadRouter:
         self.leads = LeadsTable(settings.leads_table)
         self.routing_queue = Queue(settings.routing_queue_url)
         self.dead_letters = Queue(settings.routing_dlq_url)
+        self.switch = DestinationSwitch(StateStore(settings.state_table), settings.destination_pause_cache_seconds)
         http = http or HttpClient()
         self.webhooks: dict[str, WebhookDestination] = {
             destination.name: destination
@@ -256,6 +295,7 @@ class LeadRouter:
         )
         self.deadline = math.inf
         self.enabled: set[str] = set()
+        self.paused: frozenset[str] = frozenset()
         self._announced_off: set[str] = set()
         self._attempts: dict[str, Attempt] = {}  # by SQS message id, claimed in start for this batch
         self._hubspot_results: dict[str, DeliveryResult] = {}  # by SQS message id, for this batch
@@ -266,10 +306,11 @@ class LeadRouter:
 
     # -- per invocation --------------------------------------------------------------------
     def start(self, records: Iterable[QueueRecord], remaining_ms: int) -> None:
-        """The deadline, which destinations are configured now, each lead's claim and the batch's HubSpot upserts.
+        """The deadline, which destinations are configured and paused now, each lead's claim and the batch's
+        HubSpot upserts.
 
         Reading every destination's setting here, on the invocation's thread, also warms the
-        secret cache before the delivery threads read it.
+        secret cache before the delivery threads read it. The pause switch is read at most once.
         """
         self.deadline = time.monotonic() + remaining_ms / 1000 - SAFETY_MARGIN_SECONDS
         destinations: list[WebhookDestination | HubSpotContacts] = [*self.webhooks.values(), self.hubspot]
@@ -277,6 +318,9 @@ class LeadRouter:
         for name in sorted({d.name for d in destinations} - self.enabled - self._announced_off):
             logger.info("destination is off: its URL or token is not configured", extra={"destination": name})
             self._announced_off.add(name)
+        self.paused = self.switch.paused() & self.enabled
+        for name in self.paused:
+            level("DestinationPaused", 1, destination=name)
         self._attempts = {}
         self._hubspot_results = {}
         self._sent = {}
@@ -315,27 +359,49 @@ class LeadRouter:
             return self._supersede(attempt)
         if isinstance(attempt.claim, Busy):
             return self._wait_for_lease(record, attempt.claim)
+        if attempt.claim is None and attempt.paused:
+            return self._wait_for_resume(record, attempt)
         if self.deadline - time.monotonic() < MIN_ATTEMPT_SECONDS:
             # The lease lapses before SQS shows the record again (lease < visibility timeout).
             raise RetryLater("out of time before routing")
-        return self._finish(record, self._route(record, attempt))
+        outcome = self._route(record, attempt)
+        if outcome.held_elsewhere:  # nothing chosen now, but a pause held deliveries for the lead: make them
+            attempt = self._claim(attempt.message, carried=outcome.held_elsewhere)
+            if isinstance(attempt.claim, Busy):
+                return self._wait_for_lease(record, attempt.claim)
+            if attempt.claim is None:
+                return self._wait_for_resume(record, attempt)
+            outcome = self._route(record, attempt)
+        return self._finish(record, attempt, outcome)
 
     def _superseded(self, message: RoutingMessage) -> Attempt:
         return Attempt(message, Decision(()), (), superseded=True)
 
-    def _claim(self, message: RoutingMessage) -> Attempt:
-        """Choose the destinations, claim the lead and work out what it is owed (no claim when nothing is on)."""
-        decision = self.rules.evaluate(message.lead)
+    def _claim(self, message: RoutingMessage, carried: tuple[str, ...] = ()) -> Attempt:
+        """Choose the destinations, claim the lead and work out what it is owed (no claim when nothing is on).
+
+        `carried`: destinations a pause held for the lead, delivered whatever the rules choose now.
+        """
+        decision = self._with(self.rules.evaluate(message.lead), carried)
         deliveries = tuple(
             name for name in decision.destinations if name in self.enabled and name != LEADS_TABLE_DESTINATION
         )
         if not deliveries:
             return Attempt(message, decision, deliveries)
+        paused = frozenset(deliveries) & self.paused
+        if paused == frozenset(deliveries):  # nothing could be sent now: wait without the lease
+            return Attempt(message, decision, deliveries, paused=paused)
         claim = self.ledger.claim(message.lead_key)
         if not isinstance(claim, Lease):
-            return Attempt(message, decision, deliveries, claim)
+            return Attempt(message, decision, deliveries, claim, paused=paused)
         if claim.history.supersedes(message.received_at):
             return Attempt(message, decision, deliveries, claim, superseded=True)
+        held = tuple(name for name in claim.held if name in self.enabled and name not in deliveries)
+        if held:  # an earlier callback's pause held these: this one delivers them
+            decision = self._with(decision, held)
+            deliveries += held
+            paused = frozenset(deliveries) & self.paused
+        owed_anyway = frozenset((*carried, *claim.held))  # chosen when they were held: never withheld now
         hashes = {
             name: payload_hash(self._destination(name).payload(message.lead, message.received_at))
             for name in deliveries
@@ -344,9 +410,15 @@ class LeadRouter:
         peak, score = peak_score(remembered), message.lead.get("icp_score")
         chosen_at_peak = None
         if peak is not None and isinstance(score, (int, float)) and score < peak:
-            chosen_at_peak = frozenset(self.rules.evaluate({**message.lead, "icp_score": peak}).destinations)
+            chosen = self.rules.evaluate({**message.lead, "icp_score": peak}).destinations
+            chosen_at_peak = frozenset(chosen) | owed_anyway
         owed = plan(deliveries, self.rules.policies, hashes, remembered, chosen_at_peak)
-        return Attempt(message, decision, deliveries, claim, owed, hashes)
+        return Attempt(message, decision, deliveries, claim, owed, hashes, paused=paused)
+
+    @staticmethod
+    def _with(decision: Decision, carried: tuple[str, ...]) -> Decision:
+        extra = tuple(name for name in carried if name not in decision.destinations)
+        return Decision(decision.destinations + extra) if extra else decision
 
     def _destination(self, name: str) -> WebhookDestination | HubSpotContacts:
         return self.hubspot if name == "hubspot" else self.webhooks[name]
@@ -360,13 +432,28 @@ class LeadRouter:
 
     def _wait_for_lease(self, record: QueueRecord, busy: Busy) -> str:
         """Another invocation is routing this lead: wait in the queue a little, never toward the DLQ."""
-        receives = record.receive_count
-        seconds = min(busy.seconds, IN_FLIGHT_WAIT_SECONDS * receives)
         count("RoutingLeaseBusy")
+        seconds = min(busy.seconds, IN_FLIGHT_WAIT_SECONDS * record.receive_count)
+        return self._wait(record, seconds, "in_flight: another invocation is routing this lead")
+
+    def _wait_for_resume(self, record: QueueRecord, attempt: Attempt) -> str:
+        """A destination the lead is owed is paused: wait in the queue, longer with each receive, never the DLQ."""
+        held = attempt.held
+        for name in held:
+            count("DeliveryHeld", destination=name)
+        logger.info(
+            "delivery held: destination paused", extra={"lead_key": attempt.message.lead_key, "destinations": held}
+        )
+        if attempt.lease is None and record.receive_count == 1:  # the claimed path marks it in its own write
+            self.ledger.mark_held(attempt.message.lead_key, held, attempt.message.received_at)
+        seconds = min(MAX_WAIT_SECONDS, self.settings.destination_pause_wait_seconds * record.receive_count)
+        return self._wait(record, seconds, f"paused: {', '.join(held)}")
+
+    def _wait(self, record: QueueRecord, seconds: int, reason: str) -> str:
         max_receives = self.settings.routing_queue_max_receive_count
-        if self.routing_queue.hold(record.body, record.receipt_handle, receives, max_receives, seconds):
+        if self.routing_queue.hold(record.body, record.receipt_handle, record.receive_count, max_receives, seconds):
             return "requeued"
-        raise RetryLater("in_flight: another invocation is routing this lead")
+        raise RetryLater(reason)
 
     def _route(self, record: QueueRecord, attempt: Attempt) -> Outcome:
         """Deliver what is owed, then record deliveries and outcome and free the lease (one write)."""
@@ -388,9 +475,12 @@ class LeadRouter:
                 outcome.off.append(name)
             elif name == LEADS_TABLE_DESTINATION:
                 outcome.results[name] = DELIVERED  # the outcome record itself
+            elif name in sent:
+                outcome.results[name] = sent[name]
+            elif name in attempt.held:
+                outcome.results[name] = PAUSED_RESULT
             else:
-                owed = attempt.owed[name]
-                outcome.results[name] = sent[name] if owed is Owed.SEND else OWED_RESULTS[owed]
+                outcome.results[name] = OWED_RESULTS[attempt.owed[name]]
         self._record(attempt, sent, outcome)
         return outcome
 
@@ -398,7 +488,10 @@ class LeadRouter:
         message = attempt.message
         if attempt.lease is None:  # nothing to deliver: the outcome is the only write
             if outcome is not None:
-                self.leads.record_routing(message.lead_key, message.callback_id, outcome.record())
+                item = self.leads.record_routing(message.lead_key, message.callback_id, outcome.record())
+                # Still paused: the callback that was held (routed_received_at is not moved here) delivers it.
+                ready = self.enabled - self.paused
+                outcome.held_elsewhere = tuple(name for name in held_markers(item) if name in ready)
             return
         score = message.lead.get("icp_score")
         score = float(score) if isinstance(score, (int, float)) else None
@@ -411,7 +504,10 @@ class LeadRouter:
         # The outcome describes this callback: it is not written over a newer callback's enrichment.
         newest = attempt.lease.callback_id in ("", message.callback_id)
         record = outcome.record() if outcome is not None and newest else None
-        if not self.ledger.complete(attempt.lease, delivered, message.received_at, record, message.callback_id):
+        held: dict[str, str | None] = {name: message.received_at for name in attempt.held}  # for the next callback
+        held |= {name: None for name in delivered if name in attempt.lease.held}  # made: no longer owed
+        complete = self.ledger.complete
+        if not complete(attempt.lease, delivered, message.received_at, record, message.callback_id, held):
             # Our lease lapsed and another invocation took the lead over: it may repeat these sends (the
             # Idempotency-Key is for that); the ledger recorded them for later attempts.
             logger.warning(
@@ -420,7 +516,7 @@ class LeadRouter:
             )
             count("DeliveryLeaseLost")
 
-    def _finish(self, record: QueueRecord, outcome: Outcome) -> str:
+    def _finish(self, record: QueueRecord, attempt: Attempt, outcome: Outcome) -> str:
         status = outcome.routing_status
         extra = {"lead_key": outcome.message.lead_key, "routing_status": status, "tier": outcome.message.lead["tier"]}
         if status == "skipped":
@@ -432,6 +528,8 @@ class LeadRouter:
             logger.info("lead routed", extra={**extra, "destinations": outcome.destination_statuses()})
             return "routed"
         retryable, permanent = outcome.failures(Status.RETRYABLE), outcome.failures(Status.PERMANENT)
+        if status == "paused":  # the rest is delivered and recorded: only the paused destinations wait
+            return self._wait_for_resume(record, attempt)
         receives = record.receive_count
         if retryable and receives < self.settings.routing_queue_max_receive_count:
             summary = describe_failures({name: DeliveryResult(r.status, r.reason) for name, r in retryable.items()})
@@ -449,7 +547,7 @@ class LeadRouter:
                 "reason": reason,
                 "detail": detail[:1000],
                 "destinations": dump_json(statuses) if statuses else "",
-                "source_message_id": record.message_id,
+                **origin_attributes(record),
             },
         )
         count("RouterDeadLettered", reason=reason)

@@ -15,6 +15,8 @@ the row was not created; after a read timeout, when Clay may have created it, th
 submission and budget unit stay counted and the dedupe mark holds the lead (Deduper.hold).
 Budget units and pool submissions are reserved for the rest of the batch at once; `finish`
 returns the ones no row used, so each costs about two writes per batch.
+`finish` also writes the batch's one `sent#` record (stale.py): which leads went to which
+webhook and when, what the stale-lead sweeper and `clay-pipeline trace` read.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from clay_pipeline import config
@@ -37,7 +40,8 @@ from clay_pipeline.limits import Claim, Clock, DailyBudget, Deduper, Pacer, Webh
 from clay_pipeline.models import Lead
 from clay_pipeline.observability import count, level, logger
 from clay_pipeline.queue_batch import QueueRecord
-from clay_pipeline.stores import Queue, StateStore
+from clay_pipeline.stale import SentBatch
+from clay_pipeline.stores import Queue, SentBatches, StateStore, origin_attributes
 
 SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch
 IN_FLIGHT_WAIT_SECONDS = 30
@@ -76,6 +80,7 @@ class Invocation:
     throttled_until: float = 0.0  # time.monotonic(); Clay said 429 for longer than this invocation has
     pending: int = 1  # records of the batch not yet processed, this one included: what to reserve for
     posting: int = 0  # records whose POST is in flight (they hold their pacing slot already)
+    batch: SentBatch = field(default_factory=SentBatch)  # the leads sent in this invocation
 
 
 def parse_lead(body: str) -> Lead:
@@ -113,10 +118,12 @@ class ClaySender:
         )
         self.concurrency = settings.clay_send_concurrency
         self._pending_lock = threading.Lock()
+        self._posts = threading.local()  # POSTs to Clay for the record a thread is sending (for its batch record)
         self.dedupe = Deduper(store, settings.clay_dedupe_days)
         self.budget = DailyBudget(store, settings.clay_daily_send_budget, clock)
         self.pool = WebhookPool(store, settings.clay_webhook_submission_limit)
         self.pacer = Pacer(store, settings.clay_send_rate_per_second, sleep=sleep)
+        self.sent_batches = SentBatches(settings.state_table)
         self.sleep = sleep
         # Longest one send can take: every attempt timing out, plus its backoff.
         attempts = settings.clay_retry_attempts + 1
@@ -136,9 +143,15 @@ class ClaySender:
         )
 
     def finish(self) -> None:
-        """End of the batch: budget units and pool submissions reserved for rows not sent go back."""
+        """End of the batch: budget units and pool submissions reserved for rows not sent go back, and the
+        batch record of what was sent is written (one write)."""
         self.budget.return_unused()
         self.pool.return_unused()
+        try:
+            self.invocation.batch.record(self.sent_batches)
+        except ClientError as error:  # the leads are in Clay: only the stale-lead check misses this batch
+            count("SentBatchNotRecorded")
+            logger.warning("could not write the batch record of the leads sent", extra={"error": str(error)})
 
     # -- one record ------------------------------------------------------------------------
     def process(self, record: QueueRecord) -> str:
@@ -159,7 +172,9 @@ class ClaySender:
             raise DeadLetter("oversize", problem)
         lead_id = str(lead.lead_id)
         self._check_waits()
-        claim = self.dedupe.claim(lead_id)
+        state = self.invocation
+        intake = {"source": lead.source, "submitted_at": lead.submitted_at.isoformat()}
+        claim = self.dedupe.claim(lead_id, {"batch": state.batch.batch_id, **intake})
         if claim is Claim.ALREADY_SENT:
             count("ClaySkippedDuplicate")
             logger.info("lead already sent to Clay; skipped", extra={"lead_id": lead_id})
@@ -169,6 +184,7 @@ class ClaySender:
         if claim is Claim.HELD:
             raise HandBack(LOST_ANSWER, self.dedupe.seconds_held(lead_id))
         budget_key: str | None = None
+        self._posts.count = 0  # this record's POSTs: records are sent concurrently, one thread each
         try:
             budget_key = self.budget.reserve(self.invocation.pending)
             if budget_key is None:
@@ -191,6 +207,8 @@ class ClaySender:
             self.dedupe.release(lead_id)
             raise
         self.dedupe.confirm(lead_id)
+        kept = body.decode() if self.settings.stale_requeue else None
+        state.batch.add(lead_id, webhook.index, record.receive_count, self._posts.count, kept)
         count("ClaySent")
         level("ClayWebhookUsage", webhook.submissions, webhook=str(webhook.index))
         logger.info("lead sent to Clay", extra={"lead_id": lead_id, "webhook_index": webhook.index})
@@ -201,7 +219,9 @@ class ClaySender:
         with self._pending_lock:
             state.posting += 1
         try:
-            return self.clay.post(webhook.url, body, state.auth_token)
+            answer = self.clay.post(webhook.url, body, state.auth_token)
+            self._posts.count = getattr(self._posts, "count", 0) + 1 + answer.retries
+            return answer
         finally:
             with self._pending_lock:
                 state.posting -= 1
@@ -283,7 +303,7 @@ class ClaySender:
             attributes={
                 "reason": error.reason,
                 "detail": error.detail[:500],
-                "source_message_id": record.message_id,
+                **origin_attributes(record),
             },
         )
         count("ClayDeadLettered", reason=error.reason)

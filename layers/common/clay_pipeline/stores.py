@@ -2,9 +2,11 @@
 
 Everything AWS goes through these few classes so business modules stay free of boto3 and
 tests can point them at moto. The state table has one string key `pk` and a TTL attribute
-`expires_at`; each concern prefixes its keys (idem#, dedupe#, pool#, budget#, rate#), which
-keeps one table and one set of IAM permissions for all of them. The router's delivery ledger
-lives on the lead's own LeadsTable item (LeadLedger below).
+`expires_at`; each concern prefixes its keys (dedupe#, pool#, webhook-dead#, budget#, rate#,
+sent#, pause#, sweep#), which keeps one table and one set of IAM permissions for all of them. The
+router's delivery ledger lives on the lead's own LeadsTable item (LeadLedger below). The
+sender's `sent#` batch records are the only items with `sent_bucket`, so the state table's
+SentByHour index holds them and nothing else (SentBatches below).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import json
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -25,6 +29,9 @@ from clay_pipeline.aws import client
 from clay_pipeline.config import dump_json
 from clay_pipeline.delivery_policy import Delivered, LeadHistory
 from clay_pipeline.observability import logger
+
+if TYPE_CHECKING:
+    from clay_pipeline.queue_batch import QueueRecord
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -105,9 +112,10 @@ class StateStore:
             raise
         return True
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str, consistent: bool = True) -> dict[str, Any] | None:
+        """The live item (None when absent or past its TTL); an eventually consistent read costs half."""
         response = client("dynamodb").get_item(
-            TableName=self.table_name, Key={STATE_KEY: {"S": key}}, ConsistentRead=True
+            TableName=self.table_name, Key={STATE_KEY: {"S": key}}, ConsistentRead=consistent
         )
         item = response.get("Item")
         if not item:
@@ -130,6 +138,42 @@ class StateStore:
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
+
+    def put_entry(self, key: str, attribute: str, name: str, value: Any) -> None:
+        """Set one entry of a map attribute, creating the item and the map first when missing (two writes:
+        DynamoDB cannot SET a path under a map that does not exist, nor create it in the same expression)."""
+        names = {"#map": attribute, "#name": name}
+        dynamodb = client("dynamodb")
+        dynamodb.update_item(
+            TableName=self.table_name,
+            Key={STATE_KEY: {"S": key}},
+            UpdateExpression="SET #map = if_not_exists(#map, :empty)",
+            ExpressionAttributeNames={"#map": attribute},
+            ExpressionAttributeValues={":empty": {"M": {}}},
+        )
+        dynamodb.update_item(
+            TableName=self.table_name,
+            Key={STATE_KEY: {"S": key}},
+            UpdateExpression="SET #map.#name = :value",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item({":value": value}),
+        )
+
+    def remove_entry(self, key: str, attribute: str, name: str) -> bool:
+        """Remove one entry of a map attribute. False when it was not there."""
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key={STATE_KEY: {"S": key}},
+                UpdateExpression="REMOVE #map.#name",
+                ConditionExpression="attribute_exists(#map.#name)",
+                ExpressionAttributeNames={"#map": attribute, "#name": name},
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
 
     def increment_below(self, key: str, limit: int, ttl_seconds: int, amount: int = 1) -> int | None:
         """Atomically add `amount` unless that would pass `limit`. Returns the new value, or None when full."""
@@ -309,26 +353,164 @@ class LeadsTable:
         if self.accept_callback(lead_key, callback_id, lead, received_at, lease_seconds=0) is Acceptance.ACCEPTED:
             self.complete_callback(lead_key, callback_id)
 
-    def record_routing(self, lead_key: str, callback_id: str, outcome: dict[str, Any]) -> None:
-        """Write the router's outcome for this callback (ignored if a newer enrichment replaced it); None removes."""
+    def record_routing(self, lead_key: str, callback_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
+        """Write the router's outcome for this callback (ignored if a newer enrichment replaced it); None removes.
+
+        Returns the item as it is now (at no extra cost): the router looks for deliveries held by a pause.
+        """
         update = _Update()
         update.set_or_remove(outcome)
         name = update.name("callback_id")
         try:
-            client("dynamodb").update_item(
+            response = client("dynamodb").update_item(
                 TableName=self.table_name,
                 Key=_lead_key(lead_key),
                 ConditionExpression=f"attribute_not_exists({name}) OR {name} = {update.value(callback_id)}",
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **update.request(),
             )
         except ClientError as error:
             if not is_condition_failure(error):
                 raise
+            return from_item(error.response.get("Item", {}))
+        return from_item(response.get("Attributes", {}))
 
     def get(self, lead_key: str) -> dict[str, Any] | None:
         response = client("dynamodb").get_item(TableName=self.table_name, Key=_lead_key(lead_key), ConsistentRead=True)
         item = response.get("Item")
         return from_item(item) if item else None
+
+    def batch_get(self, lead_keys: Iterable[str], attributes: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The items of these keys (absent keys are left out), 100 per BatchGetItem, eventually consistent.
+
+        An eventually consistent read costs half a read unit per 4 KB of each item, a missing item the
+        minimum half: the projection saves bytes on the wire, not units.
+        """
+        names = {f"#p{i}": name for i, name in enumerate(dict.fromkeys(("lead_key", *attributes)))}
+        keys = list(dict.fromkeys(lead_keys))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [_lead_key(key) for key in keys[start : start + 100]],
+                    "ProjectionExpression": ", ".join(names),
+                    "ExpressionAttributeNames": names,
+                }
+            }
+            for attempt in range(6):
+                response = client("dynamodb").batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    values = from_item(item)
+                    found[str(values["lead_key"])] = values
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * 2**attempt)  # DynamoDB asks to back off before asking for the rest
+            if request:
+                raise RuntimeError("DynamoDB left keys unprocessed after retries")
+        return found
+
+    def mark_stale(self, lead_key: str, sent_at: str, stale_at: str, requeue: bool = False) -> bool:
+        """Status `stale`: sent to Clay at `sent_at` and no callback since. Not written when a callback newer than
+        that send arrived meanwhile, nor (with requeue) when the lead was re-queued before. True when written."""
+        update = _Update()
+        update.set_or_remove({"routing_status": "stale", "stale_at": stale_at, "clay_sent_at": sent_at})
+        received = update.name("received_at")
+        condition = f"(attribute_not_exists({received}) OR {received} < {update.value(sent_at)})"
+        if requeue:
+            update.set(("requeued_at",), stale_at)
+            condition += f" AND attribute_not_exists({update.name('requeued_at')})"
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table_name, Key=_lead_key(lead_key), ConditionExpression=condition, **update.request()
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
+
+# -- the sender's batch records and their time index ---------------------------------------------
+SENT_INDEX = "SentByHour"
+SENT_BUCKET, SENT_AT = "sent_bucket", "sent_at"
+
+
+def hour_bucket(epoch: float) -> str:
+    """The SentByHour partition of a send time: its UTC hour."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H")
+
+
+def hour_buckets(start: float, end: float) -> list[str]:
+    """Every UTC hour from `start` to `end`, both included."""
+    first = datetime.fromtimestamp(start, UTC).replace(minute=0, second=0, microsecond=0)
+    last = datetime.fromtimestamp(end, UTC)
+    buckets = []
+    while first <= last:
+        buckets.append(first.strftime("%Y-%m-%dT%H"))
+        first += timedelta(hours=1)
+    return buckets
+
+
+@dataclass(frozen=True)
+class SentBatches:
+    """`sent#<batch id>` in STATE_TABLE: the leads one sender invocation sent to Clay, written once per batch.
+
+    {pk, sent_bucket (UTC hour), sent_at (the batch's last send), leads: {lead_id: {w, t, r, p}},
+    bodies (binary, only when kept for re-queueing), expires_at}. Only these items carry
+    sent_bucket, so the SentByHour index (sent_bucket, sent_at; projecting `leads`) is sparse: one
+    index write per batch, and a time window is read with one Query per hour it spans.
+    """
+
+    table_name: str
+
+    def put(
+        self, batch_id: str, sent_at: int, leads: dict[str, dict[str, int]], ttl_seconds: int, bodies: bytes = b""
+    ) -> None:
+        item = to_item(
+            {
+                STATE_KEY: f"sent#{batch_id}",
+                SENT_BUCKET: hour_bucket(sent_at),
+                SENT_AT: sent_at,
+                "leads": leads,
+                STATE_TTL: sent_at + ttl_seconds,
+            }
+        )
+        if bodies:
+            item["bodies"] = {"B": bodies}
+        client("dynamodb").put_item(TableName=self.table_name, Item=item)
+
+    def get(self, batch_id: str) -> dict[str, Any] | None:
+        response = client("dynamodb").get_item(TableName=self.table_name, Key={STATE_KEY: {"S": f"sent#{batch_id}"}})
+        item = response.get("Item")
+        if not item:
+            return None
+        bodies = item.pop("bodies", {}).get("B", b"")
+        return {**from_item(item), "bodies": bytes(bodies)}
+
+    def between(self, start: int, end: int) -> Iterator[dict[str, Any]]:
+        """Batch records whose last send is after `start` and at or before `end` (epoch seconds), from the index."""
+        paginator = client("dynamodb").get_paginator("query")
+        for bucket in hour_buckets(start + 1, end):
+            pages = paginator.paginate(
+                TableName=self.table_name,
+                IndexName=SENT_INDEX,
+                KeyConditionExpression="#bucket = :bucket AND #at BETWEEN :start AND :end",
+                ExpressionAttributeNames={"#bucket": SENT_BUCKET, "#at": SENT_AT},
+                ExpressionAttributeValues=to_item({":bucket": bucket, ":start": start + 1, ":end": end}),
+            )
+            for page in pages:
+                for item in page.get("Items", []):
+                    yield from_item(item)
+
+
+def origin_attributes(record: QueueRecord) -> dict[str, str]:
+    """For a dead letter: the message's id, and the id its lead first had when it is a DLQ replay
+    (`clay-pipeline dlq replay` sets original_message_id), so a replay that fails again stays traceable."""
+    attributes = record.raw.get("messageAttributes") or {}
+    original = str((attributes.get("original_message_id") or {}).get("stringValue") or "")
+    return {"source_message_id": record.message_id, "original_message_id": original}
 
 
 class QueueSendError(RuntimeError):
@@ -453,6 +635,12 @@ class Queue:
 # -- router's delivery ledger, kept on the lead's LeadsTable item --------------------------------
 DELIVERIES, LEASE_UNTIL, LEASE_OWNER = "deliveries", "lease_until", "lease_owner"  # ledger attributes
 ROUTED_RECEIVED_AT = "routed_received_at"
+HELD_PREFIX = "held_"  # held_<destination>: a paused destination still owes the lead a delivery (pause.py)
+
+
+def held_markers(item: dict[str, Any]) -> dict[str, str]:
+    """{destination: received_at of the callback that was held for it} from a lead's item."""
+    return {name.removeprefix(HELD_PREFIX): str(value) for name, value in item.items() if name.startswith(HELD_PREFIX)}
 
 
 @dataclass(frozen=True)
@@ -463,6 +651,7 @@ class Lease:
     owner: str  # this claim's token: the complete write frees the lease only while it is still ours
     history: LeadHistory
     callback_id: str  # the callback whose enrichment the item held at the claim ('' when none)
+    held: dict[str, str] = field(default_factory=dict)  # destinations a pause held for the lead: see held_markers
 
 
 @dataclass(frozen=True)
@@ -520,7 +709,7 @@ class LeadLedger:
             {name: Delivered.from_value(value) for name, value in deliveries.items()},
             str(item.get(ROUTED_RECEIVED_AT) or ""),
         )
-        return Lease(lead_key, owner, history, str(item.get("callback_id") or ""))
+        return Lease(lead_key, owner, history, str(item.get("callback_id") or ""), held_markers(item))
 
     def complete(
         self,
@@ -529,25 +718,34 @@ class LeadLedger:
         routed_received_at: str | None = None,
         outcome: dict[str, Any] | None = None,
         callback_id: str = "",
+        held: dict[str, str | None] | None = None,
     ) -> bool:
         """Add the deliveries, the routing outcome (unless a newer callback was stored since) and free the lease.
 
-        One write. False when the lease was no longer ours (it lapsed and another invocation took it):
-        the deliveries are then recorded without touching the new owner's lease or outcome.
+        One write, which also sets (a received_at) or clears (None) the `held` markers given. False when
+        the lease was no longer ours (it lapsed and another invocation took it): the deliveries are then
+        recorded without touching the new owner's lease or outcome.
         """
+        marks = {f"{HELD_PREFIX}{name}": value for name, value in (held or {}).items()}
         try:
-            self._write(lease, delivered, routed_received_at, outcome, callback_id)
+            self._write(lease, delivered, routed_received_at, outcome, callback_id, marks)
         except ClientError as error:
             if not is_condition_failure(error):
                 raise
             old = from_item(error.response.get("Item", {}))
             if old.get(LEASE_OWNER) == lease.owner:  # still ours: a newer callback was stored meanwhile
-                self._write(lease, delivered, routed_received_at, None, "")
+                self._write(lease, delivered, routed_received_at, None, "", marks)
                 return True
             if delivered:
-                self._write(lease, delivered, None, None, "", owned=False)
+                self._write(lease, delivered, None, None, "", marks, owned=False)
             return False
         return True
+
+    def mark_held(self, lead_key: str, destinations: Iterable[str], received_at: str) -> None:
+        """Remember, without the lease, that paused destinations owe the lead a delivery (one write)."""
+        update = _Update()
+        update.set_or_remove({f"{HELD_PREFIX}{name}": received_at for name in destinations})
+        client("dynamodb").update_item(TableName=self.table_name, Key=_lead_key(lead_key), **update.request())
 
     def _write(
         self,
@@ -556,6 +754,7 @@ class LeadLedger:
         routed_received_at: str | None,
         outcome: dict[str, Any] | None,
         callback_id: str,
+        marks: dict[str, str | None],
         owned: bool = True,
     ) -> None:
         update = _Update()
@@ -563,7 +762,7 @@ class LeadLedger:
             update.set((DELIVERIES, destination), entry.to_value())
         if routed_received_at:
             update.set((ROUTED_RECEIVED_AT,), routed_received_at)
-        update.set_or_remove(outcome or {})
+        update.set_or_remove({**(outcome or {}), **marks})
         conditions = []
         if owned:
             update.remove(LEASE_UNTIL)

@@ -1,0 +1,22 @@
+"""StaleSweeperFunction: on a schedule, marks leads sent to Clay with no callback after STALE_AFTER_HOURS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from clay_pipeline.config import SweeperSettings
+from clay_pipeline.observability import log_metrics, logger, tracer
+from clay_pipeline.stale import StaleSweeper
+
+settings = SweeperSettings.from_env()  # fails the cold start on bad configuration
+sweeper = StaleSweeper(settings)
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # The EventBridge event carries nothing the sweep needs: its window comes from the checkpoint.
+    return sweeper.run().to_dict()

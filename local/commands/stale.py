@@ -1,0 +1,60 @@
+"""`clay-pipeline stale`: leads sent to Clay with no callback since, the sweeper's lookup on demand.
+
+Read-only: it marks nothing and moves no checkpoint (the hourly StaleSweeperFunction does that).
+The window is sent between --since ago and --hours ago; it reads the batch records of that
+window through the SentByHour index and the window's leads, and says how many it read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from clay_pipeline.stale import HOUR, SENT_RECORD_DAYS, StaleLeads, iso
+from clay_pipeline.stores import LeadsTable, SentBatches
+from local.commands.common import age, print_json, usage_error, with_target
+from local.operations.target import Target
+
+
+def default_hours() -> float:
+    return float(os.environ.get("STALE_AFTER_HOURS") or 24)
+
+
+def stale_command(args: argparse.Namespace) -> int:
+    if args.since > SENT_RECORD_DAYS * 86_400:
+        return usage_error(f"--since reaches past the batch records' lifetime ({SENT_RECORD_DAYS} days)")
+    return with_target(args, ("state_table", "leads_table"), lambda target: _run(args, target))
+
+
+def _run(args: argparse.Namespace, target: Target) -> int:
+    now = time.time()
+    hours = default_hours() if args.hours is None else args.hours
+    start, end = int(now - args.since), int(now - hours * HOUR)
+    lookup = StaleLeads(SentBatches(target.state_table), LeadsTable(target.leads_table)).find(start, end)
+    if args.json:
+        print_json(
+            {
+                "sent_after": iso(start),
+                "sent_before": iso(end),
+                "batch_records_read": lookup.batches,
+                "leads_checked": lookup.leads,
+                "stale": [lead.to_dict() for lead in lookup.stale],
+            }
+        )
+        return 0
+    print(
+        f"{len(lookup.stale)} of {lookup.leads} lead(s) sent to Clay between {age(now - start)} and "
+        f"{age(now - end)} ago have no callback since ({lookup.batches} batch records read, {target.where})"
+    )
+    for lead in lookup.stale[: args.limit]:
+        item = lead.item or {}
+        status = "re-queued" if lead.requeued else ("marked stale" if lead.already_marked else "")
+        earlier = f", {item.get('callbacks')} earlier callback(s)" if item.get("callbacks") else ""
+        print(
+            f"  {lead.sent.lead_id:28} sent {age(now - lead.sent.sent_at):>7} ago to webhook "
+            f"#{lead.sent.webhook_index}{earlier}  {status}".rstrip()
+        )
+    if len(lookup.stale) > args.limit:
+        print(f"  ... and {len(lookup.stale) - args.limit} more (--limit, or --json for all)")
+    return 0

@@ -1,0 +1,1 @@
+"""What the operator commands (trace, dlq, destination, stale) read and change, against any stack."""

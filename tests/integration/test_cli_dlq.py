@@ -1,0 +1,180 @@
+"""`clay-pipeline dlq` on moto, with dead letters the sender and the router wrote themselves."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from clay_pipeline.aws import client
+from local.cli import main
+from local.http_stub import Reply, StubServer
+from local.operations.dead_letters import REDRIVEN, DeadLetterQueue, queue_pair
+from tests.lead_journey import LeadJourney
+
+pytestmark = pytest.mark.integration
+
+HOT = {"email": "vip@acme.com", "first_name": "Val", "source": "crm-event"}
+
+
+@pytest.fixture
+def journey(load_function: Any, stack: Any, http_stub: StubServer) -> LeadJourney:
+    return LeadJourney(load_function, stack, http_stub)
+
+
+@pytest.fixture
+def dead_letters(journey: LeadJourney, stack: Any, http_stub: StubServer) -> LeadJourney:
+    """LeadDLQ: a malformed body and a lead over 100 KB (the sender's reasons) and one SQS moved itself
+    (no reason attribute). RoutingDLQ: a hot lead Zapier refused (400) and a malformed routing message."""
+    journey.send("{not json", {"email": "big@acme.com", "notes": "x" * 120_000}, HOT)
+    client("sqs").send_message(QueueUrl=stack.queue_urls["LeadDLQ"], MessageBody=json.dumps({"email": "old@x.io"}))
+    [row] = journey.clay_rows()
+    journey.call_back({**row, "icp_score": 95})
+    client("sqs").send_message(QueueUrl=stack.queue_urls["RoutingQueue"], MessageBody="[1, 2]")
+    http_stub.script("/zapier", Reply(400, {"error": "bad field"}))
+    journey.route()
+    return journey
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["dlq", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def visible(stack: Any, queue_id: str) -> int:
+    attributes = client("sqs").get_queue_attributes(
+        QueueUrl=stack.queue_urls[queue_id], AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
+def messages_in(stack: Any, queue_id: str) -> list[Any]:
+    pair = queue_pair(queue_id)
+    return DeadLetterQueue(pair, stack.queue_urls[pair.dlq], stack.queue_urls[pair.source]).peek(wait_seconds=0)
+
+
+# ------------------------------------------------------------------------------------- list
+def test_list_groups_both_queues_by_reason_and_leaves_the_messages(
+    dead_letters: LeadJourney, stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = cli(capsys, "list")
+    assert code == 0
+    lead_part, routing_part = out.split("RoutingDLQ")
+    assert lead_part.startswith("LeadDLQ: 3 message(s); replays go to LeadQueue")
+    assert {line.split()[0] for line in lead_part.splitlines()[1:]} == {"malformed_json", "oversize", REDRIVEN}
+    assert routing_part.startswith(": 2 message(s); replays go to RoutingQueue")
+    assert "permanent_failure" in routing_part and "zapier: rejected_400" in routing_part
+    # AND listing them took nothing away
+    assert (visible(stack, "LeadDLQ"), visible(stack, "RoutingDLQ")) == (3, 2)
+
+
+def test_list_filters_by_reason_text_and_age(dead_letters: LeadJourney, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "list", "routing", "--grep", "400", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert list(report) == ["RoutingDLQ"]
+    assert (report["RoutingDLQ"]["messages"], report["RoutingDLQ"]["selected"]) == (2, 1)
+    [group] = report["RoutingDLQ"]["reasons"]
+    assert (group["reason"], group["count"]) == ("permanent_failure", 1)
+    _, out, _ = cli(capsys, "list", "lead", "--reason", "oversize", "--reason", "malformed_json", "--json")
+    assert json.loads(out)["LeadDLQ"]["selected"] == 2
+    _, out, _ = cli(capsys, "list", "--older-than", "1h", "--json")
+    assert [queue["selected"] for queue in json.loads(out).values()] == [0, 0]
+    _, out, _ = cli(capsys, "list", "--newer-than", "1h", "--json")
+    assert [queue["selected"] for queue in json.loads(out).values()] == [3, 2]
+
+
+def test_an_unknown_queue_or_duration_is_a_usage_error(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "list", "billing")[0] == 2
+    with pytest.raises(SystemExit):
+        main(["dlq", "list", "--older-than", "yesterday"])
+
+
+# ------------------------------------------------------------------------------------- show
+def test_show_decodes_one_message(dead_letters: LeadJourney, stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    [refused] = [m for m in messages_in(stack, "RoutingDLQ") if m.reason == "permanent_failure"]
+    code, out, _ = cli(capsys, "show", refused.message_id)
+    assert code == 0
+    assert f"message {refused.message_id} in RoutingDLQ (replays to RoutingQueue)" in out
+    assert "reason         permanent_failure" in out
+    assert '"zapier": "permanent:rejected_400"' in out
+    assert '"email": "vip@acme.com"' in out  # the body, pretty-printed
+    code, out, _ = cli(capsys, "show", refused.message_id, "--queue", "routing", "--json")
+    decoded = json.loads(out)
+    assert decoded["destinations"]["slack"] == "delivered"
+    assert decoded["lead_id"] == refused.lead_id
+    assert decoded["attributes"]["source_message_id"] == refused.original_message_id
+    code, _, err = cli(capsys, "show", "no-such-id")
+    assert code == 2 and "no message no-such-id in LeadDLQ or RoutingDLQ" in err
+
+
+# ------------------------------------------------------------------------------------- replay
+def test_replay_dry_run_changes_nothing(
+    dead_letters: LeadJourney, stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = cli(capsys, "replay", "lead", "--dry-run")
+    assert code == 0
+    assert out.startswith("would replay 3 of 3 message(s) from LeadDLQ to LeadQueue")
+    assert (visible(stack, "LeadDLQ"), visible(stack, "LeadQueue")) == (3, 0)
+
+
+def test_replay_sends_the_selection_back_with_its_original_id(
+    dead_letters: LeadJourney, stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [malformed] = [m for m in messages_in(stack, "LeadDLQ") if m.reason == "malformed_json"]
+    # WHEN only the malformed one is replayed, with the progress bar
+    code, out, err = cli(capsys, "replay", "lead", "--reason", "malformed_json")
+    # THEN it is back in LeadQueue, unchanged, carrying the id it had there first; the others stay, visible
+    assert code == 0
+    assert out.startswith("replayed 1 of 3 message(s) from LeadDLQ to LeadQueue")
+    assert "replaying" in err and "1/1" in err
+    [message] = client("sqs").receive_message(QueueUrl=stack.queue_urls["LeadQueue"], MessageAttributeNames=["All"])[
+        "Messages"
+    ]
+    attributes = {name: value["StringValue"] for name, value in message["MessageAttributes"].items()}
+    assert message["Body"] == "{not json"
+    assert attributes["original_message_id"] == malformed.attributes["source_message_id"]
+    assert attributes["replayed_from"] == f"LeadDLQ:{malformed.message_id}"
+    assert attributes["replay_reason"] == "malformed_json"
+    assert visible(stack, "LeadDLQ") == 2
+
+
+def test_replaying_a_routing_message_delivers_only_what_is_missing(
+    dead_letters: LeadJourney, stack: Any, http_stub: StubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journey = dead_letters
+    before = {name: journey.calls(name) for name in ("slack", "outreach", "hubspot", "zapier")}
+    assert before == {"slack": 1, "outreach": 1, "hubspot": 1, "zapier": 1}  # Zapier's was the refused one
+    [first] = [m for m in messages_in(stack, "RoutingDLQ") if m.reason == "permanent_failure"]
+    # WHEN it is replayed while Zapier still refuses THEN it comes back to the DLQ with the same original id,
+    # and nothing else was sent again
+    http_stub.script("/zapier", Reply(400, {"error": "bad field"}))
+    assert cli(capsys, "replay", "routing", "--grep", "zapier", "--no-progress")[0] == 0
+    journey.route()
+    [second] = [m for m in messages_in(stack, "RoutingDLQ") if m.reason == "permanent_failure"]
+    assert second.message_id != first.message_id
+    assert second.original_message_id == first.original_message_id
+    assert {name: journey.calls(name) for name in before} == {"slack": 1, "outreach": 1, "hubspot": 1, "zapier": 2}
+    # WHEN Zapier is fixed and it is replayed again THEN Zapier alone gets it, and the lead is routed
+    assert cli(capsys, "replay", "routing", "--id", first.original_message_id, "--no-progress")[0] == 0
+    journey.route()
+    assert {name: journey.calls(name) for name in before} == {"slack": 1, "outreach": 1, "hubspot": 1, "zapier": 3}
+    assert [m.reason for m in messages_in(stack, "RoutingDLQ")] == ["not_routing_message"]
+    item = journey.router.router.leads.get(first.lead_id)
+    assert item["routing_status"] == "routed"
+    assert set(item["deliveries"]) == {"slack", "outreach", "hubspot", "zapier"}
+
+
+# ------------------------------------------------------------------------------------- purge
+def test_purge_refuses_without_yes_and_deletes_only_the_selection(
+    dead_letters: LeadJourney, stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(capsys, "purge", "lead")
+    assert code == 2
+    assert "refusing to delete 3 of 3 message(s) from LeadDLQ without --yes" in err
+    assert visible(stack, "LeadDLQ") == 3
+    code, out, _ = cli(capsys, "purge", "lead", "--reason", "oversize", "--yes")
+    assert (code, out.strip()) == (0, "deleted 1 of 3 message(s) from LeadDLQ")
+    assert sorted(m.reason for m in messages_in(stack, "LeadDLQ")) == sorted(["malformed_json", REDRIVEN])

@@ -1,0 +1,59 @@
+"""`clay-pipeline stale` on moto: the sweeper's lookup, read-only, over a window the operator chooses."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from clay_pipeline.stale import SENT_RECORD_TTL_SECONDS, iso
+from clay_pipeline.stores import LeadsTable, SentBatches
+from local.cli import main
+
+pytestmark = pytest.mark.integration
+
+HOUR = 3600
+
+
+def test_stale_lists_leads_without_a_callback_and_marks_nothing(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN sends 30 and 2 hours ago, and 9 days ago (past the batch records' lifetime); one lead called back
+    now = int(time.time())
+    batches, leads = SentBatches(stack.table_names["StateTable"]), LeadsTable(stack.table_names["LeadsTable"])
+    entry = {"w": 1, "r": 2, "p": 1}
+    batches.put("b-30h", now - 30 * HOUR, {"ld_a": {**entry, "t": now - 30 * HOUR}}, SENT_RECORD_TTL_SECONDS)
+    batches.put(
+        "b-2h",
+        now - 2 * HOUR,
+        {"ld_b": {**entry, "t": now - 2 * HOUR}, "ld_c": {**entry, "t": now - 2 * HOUR}},
+        SENT_RECORD_TTL_SECONDS,
+    )
+    leads.save_enrichment("ld_c", "ld_c#h", {"lead_id": "ld_c", "email": "c@x.io"}, iso(now - HOUR))
+    # WHEN listed with the default 24 hours THEN only the 30-hour-old silent lead is stale
+    code = main(["stale", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert [lead["lead_id"] for lead in report["stale"]] == ["ld_a"]
+    assert report["stale"][0] | {"sent_at": ""} == {
+        "lead_id": "ld_a",
+        "batch": "b-30h",
+        "sent_at": "",
+        "webhook_index": 1,
+        "receives": 2,
+        "posts": 1,
+        "earlier_callbacks": 0,
+        "marked_stale": False,
+        "requeued_at": None,
+    }
+    assert (report["batch_records_read"], report["leads_checked"]) == (1, 1)
+    # AND with --hours 1 the 2-hour-old silent one too (the called-back one never)
+    assert main(["stale", "--hours", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 of 3 lead(s) sent to Clay between 7d 00h and 1h 00m ago have no callback since")
+    assert "ld_a" in out and "ld_b" in out and "ld_c" not in out
+    assert "to webhook #1" in out
+    # AND nothing was written: the lead has no stale mark
+    assert leads.get("ld_a") is None
+    # AND a window past the records' lifetime is refused
+    assert main(["stale", "--since", "9d"]) == 2

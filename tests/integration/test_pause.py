@@ -1,0 +1,46 @@
+"""The destination pause switch (pause.py) on moto: one item, read at most once per cache window."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from clay_pipeline.pause import DestinationSwitch, UnknownDestination
+from clay_pipeline.stores import StateStore
+from tests.dynamodb_calls import recorded_dynamodb_calls
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_router_side_reads_once_per_cache_window(stack: Any) -> None:
+    # GIVEN the router's switch with a 30-second cache on a clock the test moves, and the operator's
+    now = [1000.0]
+    store = StateStore(stack.table_names["StateTable"])
+    router_side = DestinationSwitch(store, cache_seconds=30, clock=lambda: now[0])
+    operator = DestinationSwitch(store)
+    with recorded_dynamodb_calls() as calls:
+        assert router_side.paused() == frozenset()
+        # WHEN an operator pauses HubSpot within the cache window THEN the router still delivers, reading nothing
+        operator.pause("hubspot", by="oncall")
+        now[0] += 29
+        assert router_side.paused() == frozenset()
+        # AND after the window it reads the switch once and sees the pause
+        now[0] += 2
+        assert router_side.paused() == frozenset({"hubspot"})
+        assert router_side.paused() == frozenset({"hubspot"})
+    assert calls.on("pause#", "GetItem") == 2
+    # WHEN resumed THEN the next read after the window sees it delivering again
+    assert operator.resume("hubspot")
+    now[0] += 31
+    assert router_side.paused() == frozenset()
+
+
+def test_only_real_destinations_can_be_paused(stack: Any) -> None:
+    switch = DestinationSwitch(StateStore(stack.table_names["StateTable"]))
+    with pytest.raises(UnknownDestination):
+        switch.pause("leads_table")
+    with pytest.raises(UnknownDestination):
+        switch.resume("salesforce")
+    assert not switch.resume("slack")  # never paused
+    assert all(not state["paused"] for state in switch.states().values())
