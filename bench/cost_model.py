@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -117,29 +118,42 @@ class Meter:
     wru: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     rru: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     write_sizes: list[tuple[str, str, str, str, int]] = field(default_factory=list)
-    _consistent: bool = False
-    _write: tuple[str, dict[str, Any], int] | None = None  # table, key, size before of the write in flight
-    _params: dict[str, Any] = field(default_factory=dict)  # of the call in flight
+    overhead: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # the meter's own CPU
+    _call: threading.local = field(default_factory=threading.local)  # the call in flight, per thread
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # sends and deliveries run in threads
     _reader: Any = None
 
     def install(self) -> Meter:
         dynamodb = client("dynamodb")
-        # Sizes are read by a client of the meter's own: those reads are not the pipeline's.
+        # Sizes are read by a client of the meter's own: those reads are not the pipeline's, and the CPU
+        # they take in the function's threads is subtracted from the function's (overhead).
         self._reader = boto3.session.Session().client("dynamodb", endpoint_url=dynamodb.meta.endpoint_url)
-        dynamodb.meta.events.register("before-parameter-build.dynamodb", self._before_dynamodb)
+        dynamodb.meta.events.register("before-parameter-build.dynamodb", self._timed(self._before_dynamodb))
         for service in ("dynamodb", "sqs", "secretsmanager"):
-            client(service).meta.events.register("after-call", self._count)
+            client(service).meta.events.register("after-call", self._timed(self._count))
         return self
 
+    def _timed(self, hook: Callable[..., None]) -> Callable[..., None]:
+        def run(*args: Any, **kwargs: Any) -> None:
+            started = time.thread_time()
+            try:
+                hook(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.overhead[self.current] += time.thread_time() - started
+
+        return run
+
     def _before_dynamodb(self, params: dict[str, Any], model: Any, **_: Any) -> None:
-        self._consistent = bool(params.get("ConsistentRead"))  # the calls of one flow are sequential
-        self._params = params
-        self._write = None
+        call = self._call
+        call.consistent = bool(params.get("ConsistentRead"))
+        call.params = params
+        call.write = None  # table, key, size before of the write in flight
         if model.name in WRITE_OPERATIONS:
             key = params.get("Key") or {
                 name: params["Item"][name] for name in ("pk", "lead_key") if name in params["Item"]
             }
-            self._write = (params["TableName"], key, self._size(params["TableName"], key))
+            call.write = (params["TableName"], key, self._size(params["TableName"], key))
 
     def _item(self, table: str, key: dict[str, Any]) -> dict[str, Any]:
         return dict(self._reader.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item") or {})
@@ -151,11 +165,17 @@ class Meter:
         service, operation = model.service_model.endpoint_prefix, model.name
         if operation == "ReceiveMessage" and not parsed.get("Messages"):
             return  # idle polling costs by the hour, not per lead (see the notes)
-        self.calls[(self.current, service, operation)] += 1
+        with self._lock:
+            self.calls[(self.current, service, operation)] += 1
         if service != "dynamodb":
             return
-        if operation in WRITE_OPERATIONS and self._write is not None:
-            table, key, before = self._write
+        with self._lock:
+            self._count_dynamodb(operation, parsed, getattr(self._call, "write", None))
+
+    def _count_dynamodb(self, operation: str, parsed: dict[str, Any], write: Any) -> None:
+        call = self._call
+        if operation in WRITE_OPERATIONS and write is not None:
+            table, key, before = write
             after = self._item(table, key)
             size = max(before, item_size(from_item(after)))
             self.wru[self.current] += write_units(size)
@@ -169,12 +189,12 @@ class Meter:
                     self.wru[self.current] += write_units(index_size)
                     self.write_sizes.append((self.current, f"{table_id} {index}", operation, prefix, index_size))
         elif operation in READ_OPERATIONS:
-            self.rru[self.current] += 1.0 if self._consistent else 0.5
+            self.rru[self.current] += 1.0 if getattr(call, "consistent", False) else 0.5
         elif operation == "Query":  # billed per page by the bytes it returned, eventually consistent from an index
             returned = sum(item_size(from_item(item)) for item in parsed.get("Items", []))
             self.rru[self.current] += math.ceil(returned / 4096) * 0.5
         elif operation == "BatchGetItem":  # billed per item by its whole size (not the projection); missing: minimum
-            for table, request in self._params.get("RequestItems", {}).items():
+            for table, request in getattr(call, "params", {}).get("RequestItems", {}).items():
                 for key in request["Keys"]:
                     self.rru[self.current] += max(1, math.ceil(self._size(table, key) / 4096)) * 0.5
 
@@ -275,7 +295,7 @@ def measure(
         return Measured(
             leads=leads,
             invocations={name: u.invocations for name, u in usage.items()},
-            cpu_seconds={name: u.cpu_seconds for name, u in usage.items()},
+            cpu_seconds={name: max(0.0, u.cpu_seconds - meter.overhead[name]) for name, u in usage.items()},
             calls=meter.calls,
             wru=meter.wru,
             rru=meter.rru,
@@ -332,6 +352,7 @@ class Scenario:
     leads_per_intake_request: int = 1
     sender_concurrency: int = 2  # concurrent SenderFunction instances (SenderMaxConcurrency)
     send_concurrency: int = 4  # POSTs in flight within one instance (CLAY_SEND_CONCURRENCY)
+    steady_load: bool = False  # leads arrive at the send rate (one sender busy), not in backlogs
     send_rate: float = 10.0
     dynamodb_provisioned: bool = False  # what-if: provisioned capacity at PROVISIONED_UTILISATION
     extra_row_kb: float = 0.0  # enriched rows this much larger than the run's (every LeadsTable item grows)
@@ -371,11 +392,14 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
         spec = functions()[name]
         memory = s.memory_mb or spec.memory
         cpu = m.cpu_seconds[name] / m.leads * max(1.0, FULL_VCPU_MB / memory)
+        # The intake's SendMessageBatch carries ten leads of a bulk request, one of a single-lead request.
+        batched = min(10, s.leads_per_intake_request) / s.leads_per_intake_request if name == "IntakeFunction" else 1
         io = sum(
-            count / m.leads * ASSUMED_AWS_ROUND_TRIP.get(service, 0.01)
+            count / m.leads * ASSUMED_AWS_ROUND_TRIP.get(service, 0.01) * (batched if service == "sqs" else 1)
             for (function, service, _), count in m.calls.items()
             if function == name
         )
+        http_waits = []
         for kind, count in m.http_calls.get(name, Counter()).items():
             calls = count / m.leads
             if kind == "hubspot":  # one upsert per batch holding at least one HubSpot lead (up to 100 inputs)
@@ -384,12 +408,16 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
             elif kind == "webhook" and name == "RouterFunction":
                 # All destinations at once; each sends the batch's first lead alone, then WEBHOOK_FAN_OUT at a time.
                 calls = (1 + math.ceil((s.batch_size - 1) / WEBHOOK_FAN_OUT)) / s.batch_size
-            io += calls * ASSUMED_HTTP_ROUND_TRIP[kind]
+            http_waits.append(calls * ASSUMED_HTTP_ROUND_TRIP[kind])
+        # The router's HubSpot upserts go out alongside its webhooks: a batch waits for the slower of the two.
+        io += max(http_waits, default=0.0) if name == "RouterFunction" else sum(http_waits)
         if name == "SenderFunction" and not s.sender_batch_size:
             io /= s.send_concurrency  # a batch's sends, and their state-table calls, overlap (CLAY_SEND_CONCURRENCY)
         seconds = cpu + io
         if name == "SenderFunction":  # each instance waits for its share of the shared rate
-            seconds = max(seconds, s.sender_concurrency / s.send_rate)
+            # A backlog keeps every allowed instance busy waiting its turn; a steady inflow at the rate keeps one.
+            busy = 1 if s.steady_load else s.sender_concurrency
+            seconds = max(seconds, busy / s.send_rate)
         gb_seconds += seconds * memory / 1024
         per_function[name] = seconds * memory / 1024
     return {
@@ -462,9 +490,10 @@ def run(leads: int = 200, mode: str = "table") -> Section:
     )
     high_volume = replace(
         current,
-        name="high-volume profile: TableBillingMode=PROVISIONED, FunctionMemorySize=128, bulk intake",
+        name="high-volume profile: TableBillingMode=PROVISIONED, FunctionMemorySize=128, bulk intake, steady load",
         memory_mb=128,
         dynamodb_provisioned=True,
+        steady_load=True,  # the steady 10 rows/s that provisioned capacity is sized for
     )
     units = per_lead(m, current)
     costs = dollars_per_million(units)
@@ -557,8 +586,9 @@ def run(leads: int = 200, mode: str = "table") -> Section:
         "$0.20/M requests, HTTP API $1.00/M, SQS $0.40/M, DynamoDB $0.625/M WRU and $0.125/M RRU, logs $0.50/GB; "
         "provisioned what-if: $0.00065/WCU-hour, $0.00013/RCU-hour); free tiers ignored",
         f"duration model: run CPU x {FULL_VCPU_MB}/memory (vCPU share) + assumed round trips "
-        f"{ASSUMED_AWS_ROUND_TRIP} and {ASSUMED_HTTP_ROUND_TRIP} s; sender at least concurrency / rate per lead "
-        "(waiting for a pacing slot is billed)",
+        f"{ASSUMED_AWS_ROUND_TRIP} and {ASSUMED_HTTP_ROUND_TRIP} s; sender at least SenderMaxConcurrency / rate "
+        "per lead (a backlog: every sender instance waits its turn for a pacing slot, and the wait is billed), "
+        "1 / rate at a steady load (one instance busy)",
         "not per lead: idle SQS long polls (about 5 pollers x 3 requests/min per queue, ~$0.35 a month each), "
         "Secrets Manager (one GetSecretValue per instance per 5 minutes), alarms and custom metrics (per month)",
         "what batch size, memory, bulk intake and DynamoDB capacity mode change:\n\n"

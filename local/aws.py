@@ -67,6 +67,16 @@ def size_updated_items_as_written() -> None:
     LimitedSizeDict.__setitem__ = replace  # type: ignore[method-assign]
 
 
+@functools.cache
+def keep_connections_alive() -> None:
+    """AWS keeps HTTPS connections open between calls; moto's dev server answers HTTP/1.0 and closes each one,
+    so every call would pay a TCP connect and close in the client: about a third of a call's CPU, which the
+    cost model (bench/cost_model.py) would bill the functions for. HTTP/1.1 keeps them open (once per process)."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    MotoRequestHandler.protocol_version = "HTTP/1.1"
+
+
 class Emulator:
     """moto's threaded server bound to 127.0.0.1 on a free port, with DynamoDB's atomic conditional writes."""
 
@@ -75,6 +85,7 @@ class Emulator:
 
         make_item_writes_atomic()
         size_updated_items_as_written()
+        keep_connections_alive()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.endpoint = ""
 

@@ -64,6 +64,9 @@ class LeadTrace:
     def to_dict(self) -> dict[str, Any]:
         mark, item = self.mark or {}, self.item or {}
         enrichment = item.get("enrichment") or {}
+        status = mark.get("status")
+        if status == "sending" and self.sent:  # its batch record confirms it (limits.Deduper)
+            status = "sent"
         callback_id = str(item.get("callback_id") or "")
         return {
             "lead_id": self.lead_id,
@@ -72,9 +75,9 @@ class LeadTrace:
             if mark.get("source") or mark.get("submitted_at")
             else None,
             "dedupe": {
-                "status": mark.get("status"),
+                "status": status,
                 "claimed_at": when(mark.get("created_at")),
-                "sent_at": when(mark.get("sent_at")),
+                "sent_at": when(mark.get("sent_at") or (self.sent.sent_at if self.sent else None)),
                 "expires_at": when(mark.get("expires_at")),
                 "batch": mark.get("batch"),
             }

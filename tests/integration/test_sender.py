@@ -190,9 +190,11 @@ def test_accepted_lead_is_posted_once_with_its_lead_id_and_auth(make_sender: Any
     assert request.json()["custom_column"] == "kept"
     assert request.headers["x-clay-webhook-auth"] == CLAY_TOKEN
     assert sender.pool_count(f"{clay.url}{HOOK_A}") == 1
-    mark = sender.state.get(f"dedupe#{request.json()['lead_id']}")
-    assert mark is not None
-    assert mark["status"] == "sent"
+    # AND its dedupe claim points to its batch, whose record confirms the send (no second write per lead)
+    lead_id = request.json()["lead_id"]
+    mark = sender.state.get(f"dedupe#{lead_id}")
+    assert mark is not None and mark["status"] == "sending"
+    assert sender.module.sender.sent_batches.lists(mark["batch"], lead_id)
 
 
 def test_event_file_good_malformed_and_oversize(
@@ -363,7 +365,7 @@ def test_held_lead_is_sent_once_more_when_the_hold_ends(make_sender: Any, clay: 
     assert failures == []
     assert len(clay.received()) == 2
     mark = sender.state.get(f"dedupe#{lead_id}")
-    assert mark is not None and mark["status"] == "sent"
+    assert mark is not None and sender.module.sender.sent_batches.lists(mark["batch"], lead_id)
 
 
 def test_with_dedupe_off_a_lost_answer_is_retried_like_any_failure(make_sender: Any, clay: StubServer) -> None:
@@ -524,9 +526,12 @@ def test_a_batch_reserves_budget_and_pool_with_one_write_each(make_sender: Any, 
     assert calls.on("budget#") == 1
     assert calls.on("pool#") == 1
     assert calls.on("webhook-dead#") == 1
-    # AND the per-lead writes that make a redelivery safe are still one each, and pacing took one write per
-    # one-second window the batch's sends fell in (two when the batch straddled a window's end)
-    assert calls.on("dedupe#", "PutItem") == calls.on("dedupe#", "UpdateItem") == 10
+    # AND the one per-lead write that makes a redelivery safe is the dedupe claim (the batch's record
+    # confirms the sends), and pacing took one write per one-second window the batch's sends fell in
+    # (two when the batch straddled a window's end)
+    assert calls.on("dedupe#", "PutItem") == 10
+    assert calls.on("dedupe#", "UpdateItem") == 0
+    assert calls.on("sent#", "PutItem") == 1
     assert 1 <= calls.on("rate#") <= 2
     assert sender.budget_count() == sender.pool_count(f"{clay.url}{HOOK_A}") == 10
 
@@ -599,6 +604,29 @@ def test_crash_mid_batch_over_counts_but_loses_no_lead(make_sender: Any, clay: S
     assert survivor.dead_letters() == []
 
 
+def test_a_lead_posted_by_an_instance_that_died_before_its_batch_ended_is_held_not_sent_twice(
+    make_sender: Any, clay: StubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN an instance (3 s left) that posted a lead and died before its batch record was written
+    crashed = make_sender(CLAY_RETRY_ATTEMPTS="0", CLAY_REQUEST_TIMEOUT_SECONDS="0.5")
+    crashed.enqueue(lead(1))
+    event = crashed.receive(1)
+    crashed.module.sender.start(3_000, records=1)
+    assert crashed.module.sender.process(QueueRecord.from_event(event["Records"][0])) == "sent"
+    assert len(clay.received()) == 1
+    # WHEN the message comes back while that invocation could still be running THEN it waits
+    survivor = make_sender()
+    assert survivor.run(event) == ids(event)
+    # WHEN it comes back after that THEN whether Clay has the row is unknown: held, never posted twice meanwhile
+    mark = survivor.state.get(f"dedupe#{Lead.model_validate(lead(1)).lead_id}")
+    assert mark is not None
+    time.sleep(max(0.0, mark["lease_until"] - time.time() + 0.2))  # the dead invocation's lease (its time left)
+    assert survivor.run(event) == ids(event)
+    assert len(clay.received()) == 1
+    assert max(survivor.lead_queue.visibility.values()) >= 3600  # CLAY_UNKNOWN_HOLD_SECONDS, not a retry
+    assert len(emitted_metrics(capsys.readouterr().out, "ClaySendUnknown")) == 1
+
+
 # ------------------------------------------------------------------------------------- batch record (stale.py)
 def test_a_batch_writes_one_record_of_what_it_sent_and_the_marks_point_to_it(
     make_sender: Any, clay: StubServer, stack: Any
@@ -625,15 +653,16 @@ def test_a_batch_writes_one_record_of_what_it_sent_and_the_marks_point_to_it(
     assert set(record["leads"]) == {id2, id3}
     assert record["sent_bucket"] == hour_bucket(record["sent_at"])
     assert record["sent_at"] == max(entry["t"] for entry in record["leads"].values())
-    assert 7 * 86400 < record["expires_at"] - record["sent_at"] <= 8 * 86400
+    assert 29 * 86400 < record["expires_at"] - record["sent_at"] <= 30 * 86400  # as long as the dedupe marks
     assert record["bodies"] == b""  # kept only with STALE_REQUEUE
     # AND the lead's dedupe mark says where it came from (what `clay-pipeline trace` shows)
-    assert (mark["source"], mark["status"]) == ("web-form", "sent")
+    assert (mark["source"], mark["status"]) == ("web-form", "sending")  # confirmed by the record above
     assert datetime.fromisoformat(mark["submitted_at"]).tzinfo is not None
-    # AND a batch that sent nothing writes no record
+    # AND a batch that sent nothing writes no record (it read lead 2's record to know it was sent)
     with recorded_dynamodb_calls() as calls:
         sender.send(lead(2))
-    assert calls.on("sent#") == 0
+    assert calls.on("sent#", "PutItem") == 0
+    assert calls.on("sent#", "GetItem") == 1
 
 
 def test_with_stale_requeue_the_batch_record_keeps_each_body_clay_got(

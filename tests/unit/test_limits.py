@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -61,11 +62,49 @@ def test_dedupe_claim_confirm_release(store: StateStore) -> None:
     assert dedupe.claim("ld_1") is Claim.CLAIMED
 
 
-def test_dedupe_in_flight_mark_expires(store: StateStore) -> None:
-    # GIVEN a sender that crashed holding the 'sending' mark (its short TTL has passed)
-    Deduper(store, days=30, in_flight_seconds=-1).claim("ld_crashed")
-    # THEN the next delivery may send
-    assert Deduper(store, days=30).claim("ld_crashed") is Claim.CLAIMED
+def test_a_claim_is_one_write_that_lasts_the_dedupe_days(store: StateStore) -> None:
+    dedupe = Deduper(store, days=30)
+    with recorded_dynamodb_calls() as calls:
+        assert dedupe.claim("ld_one", {"batch": "b1"}, lease_seconds=60) is Claim.CLAIMED
+    assert [operation for operation, _ in calls.calls] == ["PutItem"]
+    mark = store.get("dedupe#ld_one")
+    assert mark is not None
+    assert (mark["status"], mark["batch"]) == ("sending", "b1")
+    assert mark["expires_at"] - time.time() > 29 * 86_400
+    assert 0 < mark["lease_until"] - time.time() <= 62
+
+
+def test_a_lapsed_claim_its_batch_record_lists_is_already_sent_and_confirmed(store: StateStore) -> None:
+    # GIVEN a lead claimed by a batch that ended and whose record lists it
+    dedupe = Deduper(store, days=30, confirmed_by=lambda batch, lead: (batch, lead) == ("b1", "ld_sent"))
+    dedupe.claim("ld_sent", {"batch": "b1"}, lease_seconds=-5)
+    # WHEN it comes again (a repeat submission) THEN it is skipped, and the mark now says so by itself
+    assert dedupe.claim("ld_sent") is Claim.ALREADY_SENT
+    mark = store.get("dedupe#ld_sent")
+    assert mark is not None and mark["status"] == "sent"
+    assert Deduper(store, days=30).claim("ld_sent") is Claim.ALREADY_SENT  # no batch record needed now
+
+
+def test_a_lapsed_claim_no_batch_record_lists_is_held_as_an_unknown_outcome(
+    store: StateStore, captured_logs: io.StringIO
+) -> None:
+    # GIVEN a sender that claimed the lead and died before its batch ended (no batch record)
+    dedupe = Deduper(store, days=30, hold_seconds=3600, confirmed_by=lambda batch, lead: False)
+    dedupe.claim("ld_crashed", {"batch": "b9"}, lease_seconds=-5)
+    # THEN whether Clay got the row is unknown: the lead is held, as after a lost answer, and said so
+    assert dedupe.claim("ld_crashed") is Claim.HELD
+    assert 3590 <= dedupe.seconds_held("ld_crashed") <= 3600
+    assert "ended without recording it" in captured_logs.getvalue()
+
+
+def test_a_claim_within_its_lease_and_not_yet_recorded_is_in_flight(store: StateStore) -> None:
+    recorded: set[tuple[str, str]] = set()
+    dedupe = Deduper(store, days=30, confirmed_by=lambda batch, lead: (batch, lead) in recorded)
+    dedupe.claim("ld_busy", {"batch": "b1"}, lease_seconds=60)
+    assert dedupe.claim("ld_busy") is Claim.IN_FLIGHT  # its batch has not ended
+    # WHEN its batch ends and records it THEN it is sent, lease or not
+    recorded.add(("b1", "ld_busy"))
+    assert dedupe.claim("ld_busy") is Claim.ALREADY_SENT
 
 
 def test_lost_answer_holds_the_lead_until_the_mark_expires(store: StateStore) -> None:
@@ -348,7 +387,7 @@ def test_pool_never_overshoots_with_concurrent_batches(store: StateStore) -> Non
 # -- pacing --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("rate", "slots", "window"),
-    [(10, 10, 1.0), (25, 25, 1.0), (2.5, 2, 0.8), (0.5, 1, 2.0), (3, 3, 1.0), (1000, 1000, 1.0)],
+    [(10, 20, 2.0), (25, 50, 2.0), (2.5, 5, 2.0), (0.3, 1, 1 / 0.3), (3, 6, 2.0), (1000, 2000, 2.0)],
 )
 def test_window_size_keeps_the_rate_exact(store: StateStore, rate: float, slots: int, window: float) -> None:
     pacer = Pacer(store, rate)
@@ -366,7 +405,7 @@ def test_a_batch_reserves_its_slots_with_one_write_and_sends_each_at_its_time(st
     clock = FakeTime()
     window_start(clock)
     started = clock.now
-    pacer = Pacer(store, 5, sleep=clock.sleep, wall_clock=lambda: clock.now)
+    pacer = Pacer(store, 5, sleep=clock.sleep, wall_clock=lambda: clock.now, window=1.0)
     # WHEN a batch of five asks for its slots
     with recorded_dynamodb_calls() as calls:
         for remaining in range(5, 0, -1):
@@ -384,14 +423,14 @@ def test_a_new_window_starts_at_the_slot_the_clock_reached(store: StateStore) ->
     window_start(clock)
     started = clock.now
     clock.now += 0.55
-    pacer = Pacer(store, 10, sleep=clock.sleep, wall_clock=lambda: clock.now)
+    pacer = Pacer(store, 10, sleep=clock.sleep, wall_clock=lambda: clock.now, window=1.0)
     # WHEN it asks for ten slots THEN it gets the five left (0.5 s on), not five already past
     assert pacer.acquire(time.monotonic() + 60, wanted=10)
     assert store.counter(f"rate#1000#{int(started)}") == 10
     assert len(pacer._held) == 4
 
 
-@pytest.mark.parametrize(("rate", "sends", "writes"), [(5, 12, 3), (25, 30, 2), (10, 10, 1)])
+@pytest.mark.parametrize(("rate", "sends", "writes"), [(5, 12, 2), (25, 60, 2), (10, 10, 1)])
 def test_pacer_writes_once_per_window_it_sends_in(store: StateStore, rate: float, sends: int, writes: int) -> None:
     clock = FakeTime()
     window_start(clock)
@@ -406,8 +445,8 @@ def test_two_pacers_share_one_rate(store: StateStore) -> None:
     # GIVEN two instances at 5 per second, each with a batch of five
     clock = FakeTime()
     window_start(clock)
-    first = Pacer(store, 5, sleep=clock.sleep, wall_clock=lambda: clock.now)
-    second = Pacer(store, 5, sleep=clock.sleep, wall_clock=lambda: clock.now)
+    first = Pacer(store, 5, sleep=clock.sleep, wall_clock=lambda: clock.now, window=1.0)
+    second = Pacer(store, 5, sleep=clock.sleep, wall_clock=lambda: clock.now, window=1.0)
     start = clock.now
     # WHEN the first reserves the window THEN the second gets nothing there and waits for the next one
     assert first.acquire(time.monotonic() + 60, wanted=5)
@@ -425,7 +464,7 @@ def test_slots_held_when_their_window_ends_are_dropped(store: StateStore) -> Non
     # GIVEN a pacer that reserved a whole window but was slow to use it
     clock = FakeTime()
     window_start(clock)
-    pacer = Pacer(store, 5, sleep=clock.sleep, wall_clock=lambda: clock.now)
+    pacer = Pacer(store, 5, sleep=clock.sleep, wall_clock=lambda: clock.now, window=1.0)
     assert pacer.acquire(time.monotonic() + 60, wanted=5)
     clock.now += 1.5  # half way through the next window
     # WHEN it asks again THEN the old slots are not used: it reserves in the current window
@@ -436,7 +475,7 @@ def test_slots_held_when_their_window_ends_are_dropped(store: StateStore) -> Non
 
 def test_pacer_gives_up_rather_than_sleep_past_the_deadline(store: StateStore) -> None:
     clock = FakeTime()
-    pacer = Pacer(store, 0.5, sleep=clock.sleep, wall_clock=lambda: clock.now)
+    pacer = Pacer(store, 0.5, sleep=clock.sleep, wall_clock=lambda: clock.now, window=1.0)
     assert pacer.acquire(time.monotonic() + 60)
     assert not pacer.acquire(time.monotonic() + 0.5)  # the next window is up to two seconds away
     assert clock.sleeps == []
@@ -445,7 +484,7 @@ def test_pacer_gives_up_rather_than_sleep_past_the_deadline(store: StateStore) -
 def test_concurrent_sends_of_one_instance_share_its_slots(store: StateStore) -> None:
     # GIVEN one pacer at 20 per second and four threads sending a batch of twenty between them, each
     # asking for as many slots as the batch still lacks
-    pacer = Pacer(store, 20)
+    pacer = Pacer(store, 20, window=1.0)
     lock, lacking = threading.Lock(), [20]
 
     def send(_: int) -> bool:

@@ -1,7 +1,7 @@
 """Limits on sending to Clay, shared by every sender instance through STATE_TABLE.
 
 Each limit is an atomic conditional write, so concurrent instances never overshoot:
-- pacing   `rate#<window>#<index>`: a counter of send slots per one-second window, reserved
+- pacing   `rate#<window>#<index>`: a counter of send slots per two-second window, reserved
             several at a time; slot n is used at its own time within the window, so sends
             are spread over the second (Pacer).
 - pool     `pool#<url fingerprint>`: lifetime submissions per webhook URL, never past the limit;
@@ -39,6 +39,7 @@ DAY_SECONDS = 86_400
 FOREVER_SECONDS = 10 * 365 * DAY_SECONDS  # webhook lifetime counters and retirements never expire
 NEAR_LIMIT_RATIO = 0.9
 RATE_KEY_TTL_SECONDS = 300
+PACER_WINDOW_SECONDS = 2.0
 SPENT_CACHE_SECONDS = 60.0  # how long an instance trusts that a URL is full or gone before asking again
 
 Clock = Callable[[], datetime]
@@ -57,33 +58,75 @@ class Claim(enum.Enum):
     CLAIMED = "claimed"  # this caller may send the lead
     ALREADY_SENT = "already_sent"  # Clay has it: skip
     IN_FLIGHT = "in_flight"  # another instance is sending it right now: try again later
-    HELD = "held"  # an earlier send's answer was lost: wait until the hold ends (Deduper.seconds_held)
-
-
-_CLAIM_BY_STATUS = {"sent": Claim.ALREADY_SENT, "unknown": Claim.HELD}
+    HELD = "held"  # an earlier send's outcome is unknown: wait until the hold ends (Deduper.seconds_held)
 
 
 @dataclass(frozen=True)
 class Deduper:
+    """`dedupe#<lead_id>`: one mark per lead sent to Clay, for CLAY_DEDUPE_DAYS.
+
+    The claim is the only per-lead write of a send: it creates the mark as 'sending', with the
+    sending invocation's lease and its batch id. A successful send writes nothing more: the batch
+    record the sender writes once at the end of its batch (stale.SentBatch, one write per batch)
+    confirms every lead it lists. A mark found later is read as:
+    - 'sent' (an older confirmed mark, or one confirmed on an earlier look): already sent;
+    - 'sending', listed in its batch record: sent (the mark is then set to 'sent');
+    - 'sending', not listed, within its lease: another invocation is sending it now;
+    - 'sending', not listed, after its lease: the invocation that claimed it ended without
+      recording it (it died, or its batch record could not be written), so whether Clay got the
+      row is unknown: it is held as after a lost answer (hold), then sent once more;
+    - 'unknown': held (hold).
+    The crash window this leaves is one batch's sends (a confirm per lead made it one send): a
+    sender that dies after posting, before its batch ends, lets each lead it posted be sent once
+    more after the hold. A failed send (Clay refused, nothing created) releases the mark at once.
+    """
+
     store: StateStore
     days: int
-    in_flight_seconds: int = 300  # longer than one send can take, shorter than LeadQueue's visibility
+    in_flight_seconds: int = 300  # a claim's lease when the caller names none
+    hold_seconds: int = 21_600  # how long an unknown outcome holds the lead (CLAY_UNKNOWN_HOLD_SECONDS)
+    confirmed_by: Callable[[str, str], bool] | None = None  # (batch id, lead id) -> listed in that batch's record
 
-    def claim(self, lead_id: str, details: dict[str, Any] | None = None) -> Claim:
+    def claim(self, lead_id: str, details: dict[str, Any] | None = None, lease_seconds: float | None = None) -> Claim:
         """`details` ride on the mark's write (what `clay-pipeline trace` shows: batch, source, submitted_at)."""
         if self.days <= 0:
             return Claim.CLAIMED
         key = self._key(lead_id)
+        lease_until = int(time.time() + (self.in_flight_seconds if lease_seconds is None else lease_seconds)) + 1
+        attributes = {**(details or {}), "status": "sending", "lease_until": lease_until}
         for _ in range(2):  # a mark can expire between the failed put and the get: try once more
-            if self.store.put_mark(key, self.in_flight_seconds, {**(details or {}), "status": "sending"}):
+            if self.store.put_mark(key, self.days * DAY_SECONDS, attributes):
                 return Claim.CLAIMED
             mark = self.store.get(key)
             if mark is not None:
-                return _CLAIM_BY_STATUS.get(str(mark.get("status")), Claim.IN_FLIGHT)
+                return self._read(lead_id, mark)
         return Claim.IN_FLIGHT
 
+    def _read(self, lead_id: str, mark: dict[str, Any]) -> Claim:
+        status = str(mark.get("status"))
+        if status == "sent":
+            return Claim.ALREADY_SENT
+        if status == "unknown":
+            return Claim.HELD
+        batch = str(mark.get("batch") or "")
+        if batch and self.confirmed_by is not None and self.confirmed_by(batch, lead_id):
+            self.confirm(lead_id)  # later duplicates skip the batch record
+            return Claim.ALREADY_SENT
+        # Not recorded (yet): the claiming invocation may still be sending. An older 'sending' mark
+        # without a lease lived in_flight_seconds from its creation.
+        lease_until = int(mark.get("lease_until") or int(mark.get("created_at", 0)) + self.in_flight_seconds)
+        if lease_until >= time.time():
+            return Claim.IN_FLIGHT
+        if self.hold(lead_id, self.hold_seconds):
+            count("ClaySendUnknown")
+            logger.warning(
+                "the invocation that sent this lead ended without recording it: held, then sent once more",
+                extra={"lead_id": lead_id, "hold_seconds": self.hold_seconds},
+            )
+        return Claim.HELD
+
     def hold(self, lead_id: str, seconds: int) -> bool:
-        """Clay's answer to a POST was lost (read timeout): the row may or may not exist.
+        """Whether Clay created the row is unknown (its answer was lost, or the sender died after posting).
 
         The policy: neither forget the send (the next receive would POST again, perhaps a second
         paid row) nor trust it (the lead might never reach Clay). The mark becomes 'unknown' for
@@ -99,13 +142,14 @@ class Deduper:
         return True
 
     def seconds_held(self, lead_id: str) -> int:
-        """How long the lead is still held after a lost answer (0 when it is not)."""
+        """How long the lead is still held after an unknown outcome (0 when it is not)."""
         mark = self.store.get(self._key(lead_id))
         if mark is None or mark.get("status") != "unknown":
             return 0
         return max(0, int(mark[STATE_TTL]) - int(time.time()))
 
     def confirm(self, lead_id: str) -> None:
+        """Mark the lead sent (the routine path, which keeps no batch records, and a mark its batch confirmed)."""
         if self.days > 0:
             now = int(time.time())
             self.store.update(
@@ -312,7 +356,7 @@ class WebhookPool:
 # -- pacing --------------------------------------------------------------------------------
 @dataclass
 class Pacer:
-    """At most `rate_per_second` sends across all instances: a counter of send slots per one-second window.
+    """At most `rate_per_second` sends across all instances: a counter of send slots per window (two seconds).
 
     Slot n of window W may be used from W + n / rate, whichever instance holds it, so sends stay
     spread over each second. One conditional write reserves as many slots as the batch still
@@ -329,6 +373,9 @@ class Pacer:
     rate_per_second: float
     sleep: Callable[[float], None] = time.sleep
     wall_clock: Callable[[], float] = time.time
+    # Two seconds: a batch of ten at 10/s mostly falls in one window, so one reservation; longer windows
+    # would save little and hold slots an instance may not use for longer.
+    window: float = PACER_WINDOW_SECONDS
     slots: int = field(init=False)
     window_seconds: float = field(init=False)
     _held: deque[float] = field(default_factory=deque, init=False)  # wall-clock times of slots reserved here
@@ -336,8 +383,8 @@ class Pacer:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
-        # About a second (longer below one send a second), holding a whole number of slots at the exact rate.
-        self.slots = max(1, round(self.rate_per_second * max(1.0, 1 / self.rate_per_second)))
+        # About `window` (longer below one send per window), holding a whole number of slots at the exact rate.
+        self.slots = max(1, round(self.rate_per_second * max(self.window, 1 / self.rate_per_second)))
         self.window_seconds = self.slots / self.rate_per_second
 
     def acquire(self, deadline: float, wanted: int = 1) -> bool:

@@ -44,9 +44,9 @@ Endings of a record:
 
 HubSpot takes up to 100 contacts per call, so `start` claims every lead of the SQS batch and
 makes the batch's HubSpot upserts and webhook sends before the per-record pass; each result
-maps back to its record. Webhooks go out concurrently: every destination at once, and within a
+maps back to its record. HubSpot and the webhooks go out concurrently: every destination at once, and within a
 destination the batch's first lead alone (a probe: a destination that is down costs one lead's
-retries, and the others wait in the queue), then the rest up to WEBHOOK_FAN_OUT at a time. A
+retries, and the others wait in the queue), then the rest at once (up to WEBHOOK_FAN_OUT). A
 batch takes about two round trips of its slowest destination instead of one per lead, and Lambda
 bills the wall time.
 """
@@ -106,7 +106,7 @@ LEADS_TABLE_DESTINATION = "leads_table"  # the outcome record itself: always wri
 IN_FLIGHT_WAIT_SECONDS = 10  # per receive, at most until the other lease lapses
 MAX_WAIT_SECONDS = 900  # SQS's longest delay for the fresh copy near maxReceiveCount
 PAUSED_RESULT = DeliveryResult(Status.PAUSED, "paused")
-WEBHOOK_FAN_OUT = 4  # concurrent sends per destination once its probe answered
+WEBHOOK_FAN_OUT = 16  # concurrent sends per destination once its probe answered: a whole batch at once
 OWED_RESULTS = {
     Owed.ALREADY_DELIVERED: DeliveryResult(Status.DELIVERED, Owed.ALREADY_DELIVERED.value),
     Owed.UNCHANGED: DeliveryResult(Status.DELIVERED, Owed.UNCHANGED.value),
@@ -289,7 +289,7 @@ class LeadRouter:
         )
         # Threads kept across invocations (they start on first use): one runner per webhook destination,
         # and the sends they fan out. Slack paces its own messages (SlackAlert holds a lock while it waits).
-        self.runners = ThreadPoolExecutor(max_workers=len(self.webhooks), thread_name_prefix="destination")
+        self.runners = ThreadPoolExecutor(max_workers=len(self.webhooks) + 1, thread_name_prefix="destination")
         self.senders = ThreadPoolExecutor(
             max_workers=len(self.webhooks) * WEBHOOK_FAN_OUT, thread_name_prefix="delivery"
         )
@@ -342,9 +342,7 @@ class LeadRouter:
             newest[message.lead_key] = (record.message_id, message)
         for message_id, message in newest.values():
             self._attempts[message_id] = self._claim(message)
-        if "hubspot" in self.enabled:
-            self._upsert_to_hubspot(self._attempts)
-        self._send_webhooks(self._attempts)
+        self._send_webhooks(self._attempts, with_hubspot="hubspot" in self.enabled)
 
     # -- one record ------------------------------------------------------------------------
     def process(self, record: QueueRecord) -> str:
@@ -554,8 +552,9 @@ class LeadRouter:
         logger.warning("lead sent to the routing DLQ", extra={"reason": reason, "message_id": record.message_id})
 
     # -- deliveries ------------------------------------------------------------------------
-    def _send_webhooks(self, attempts: dict[str, Attempt]) -> None:
-        """Send every webhook the attempts owe, each destination on its own runner; results into self._sent."""
+    def _send_webhooks(self, attempts: dict[str, Attempt], with_hubspot: bool = False) -> None:
+        """Send every webhook the attempts owe, each destination on its own runner, and the batch's HubSpot
+        upserts alongside them (with_hubspot); results into self._sent and self._hubspot_results."""
         owing: dict[str, list[str]] = {}  # destination -> message ids, in batch order
         for message_id, attempt in attempts.items():
             self._sent.setdefault(message_id, {})
@@ -567,6 +566,8 @@ class LeadRouter:
             self.runners.submit(contextvars.copy_context().run, self._send_to, name, ids, attempts)
             for name, ids in owing.items()
         ]
+        if with_hubspot:
+            runs.append(self.runners.submit(contextvars.copy_context().run, self._upsert_to_hubspot, attempts))
         for run in runs:
             run.result()
 

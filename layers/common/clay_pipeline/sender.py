@@ -1,7 +1,7 @@
 """Sending one LeadQueue message to Clay (the record handler of queue_batch.process_batch).
 
 A record ends in one of four ways:
-- sent: Clay accepted the row (2xx); the dedupe mark becomes 'sent'.
+- sent: Clay accepted the row (2xx); the batch record confirms its dedupe mark (Deduper).
 - skipped: the lead was already sent within CLAY_DEDUPE_DAYS.
 - dead-lettered: it can never succeed (malformed, invalid, over 100 KB, Clay's 400/413);
   it goes to LEAD_DLQ_URL at once with the reason and counts as processed.
@@ -16,7 +16,8 @@ submission and budget unit stay counted and the dedupe mark holds the lead (Dedu
 Budget units and pool submissions are reserved for the rest of the batch at once; `finish`
 returns the ones no row used, so each costs about two writes per batch.
 `finish` also writes the batch's one `sent#` record (stale.py): which leads went to which
-webhook and when, what the stale-lead sweeper and `clay-pipeline trace` read.
+webhook and when, what the stale-lead sweeper and `clay-pipeline trace` read, and what confirms
+each lead's dedupe claim, so a sent lead costs one dedupe write instead of two.
 """
 
 from __future__ import annotations
@@ -36,11 +37,21 @@ from clay_pipeline import config
 from clay_pipeline.clay_client import ClayAnswer, ClayClient, Outcome
 from clay_pipeline.config import SenderSettings
 from clay_pipeline.intake import clay_payload, describe_problems, payload_problem
-from clay_pipeline.limits import Claim, Clock, DailyBudget, Deduper, Pacer, Webhook, WebhookPool, utc_now
+from clay_pipeline.limits import (
+    DAY_SECONDS,
+    Claim,
+    Clock,
+    DailyBudget,
+    Deduper,
+    Pacer,
+    Webhook,
+    WebhookPool,
+    utc_now,
+)
 from clay_pipeline.models import Lead
 from clay_pipeline.observability import count, level, logger
 from clay_pipeline.queue_batch import QueueRecord
-from clay_pipeline.stale import SentBatch
+from clay_pipeline.stale import SENT_RECORD_TTL_SECONDS, SentBatch
 from clay_pipeline.stores import Queue, SentBatches, StateStore, origin_attributes
 
 SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch
@@ -119,11 +130,17 @@ class ClaySender:
         self.concurrency = settings.clay_send_concurrency
         self._pending_lock = threading.Lock()
         self._posts = threading.local()  # POSTs to Clay for the record a thread is sending (for its batch record)
-        self.dedupe = Deduper(store, settings.clay_dedupe_days)
+        self.sent_batches = SentBatches(settings.state_table)
+        # One write per lead: the claim. The batch record written when the batch ends confirms the sends.
+        self.dedupe = Deduper(
+            store,
+            settings.clay_dedupe_days,
+            hold_seconds=settings.clay_unknown_hold_seconds,
+            confirmed_by=self.sent_batches.lists,
+        )
         self.budget = DailyBudget(store, settings.clay_daily_send_budget, clock)
         self.pool = WebhookPool(store, settings.clay_webhook_submission_limit)
         self.pacer = Pacer(store, settings.clay_send_rate_per_second, sleep=sleep)
-        self.sent_batches = SentBatches(settings.state_table)
         self.sleep = sleep
         # Longest one send can take: every attempt timing out, plus its backoff.
         attempts = settings.clay_retry_attempts + 1
@@ -148,10 +165,21 @@ class ClaySender:
         self.budget.return_unused()
         self.pool.return_unused()
         try:
-            self.invocation.batch.record(self.sent_batches)
-        except ClientError as error:  # the leads are in Clay: only the stale-lead check misses this batch
+            ttl = max(SENT_RECORD_TTL_SECONDS, self.settings.clay_dedupe_days * DAY_SECONDS)
+            self.invocation.batch.record(self.sent_batches, ttl)
+        except ClientError as error:
+            # The leads are in Clay; without the record the stale-lead check misses them, and their dedupe
+            # marks would read as unknown: confirm them one by one instead (what a send cost before).
             count("SentBatchNotRecorded")
             logger.warning("could not write the batch record of the leads sent", extra={"error": str(error)})
+            self._confirm_each(list(self.invocation.batch.leads))
+
+    def _confirm_each(self, lead_ids: list[str]) -> None:
+        for lead_id in lead_ids:
+            try:
+                self.dedupe.confirm(lead_id)
+            except ClientError as error:  # held, then sent once more: at most one extra row for this lead
+                logger.warning("could not confirm a lead's send", extra={"lead_id": lead_id, "error": str(error)})
 
     # -- one record ------------------------------------------------------------------------
     def process(self, record: QueueRecord) -> str:
@@ -174,7 +202,9 @@ class ClaySender:
         self._check_waits()
         state = self.invocation
         intake = {"source": lead.source, "submitted_at": lead.submitted_at.isoformat()}
-        claim = self.dedupe.claim(lead_id, {"batch": state.batch.batch_id, **intake})
+        # The claim's lease lasts as long as this invocation may: until then the batch record may still come.
+        lease = state.deadline - time.monotonic() + SAFETY_MARGIN_SECONDS
+        claim = self.dedupe.claim(lead_id, {"batch": state.batch.batch_id, **intake}, lease_seconds=lease)
         if claim is Claim.ALREADY_SENT:
             count("ClaySkippedDuplicate")
             logger.info("lead already sent to Clay; skipped", extra={"lead_id": lead_id})
@@ -206,8 +236,7 @@ class ClaySender:
                 raise HandBack(LOST_ANSWER, hold) from None
             self.dedupe.release(lead_id)
             raise
-        self.dedupe.confirm(lead_id)
-        kept = body.decode() if self.settings.stale_requeue else None
+        kept = body.decode() if self.settings.stale_requeue else None  # the batch record confirms the send
         state.batch.add(lead_id, webhook.index, record.receive_count, self._posts.count, kept)
         count("ClaySent")
         level("ClayWebhookUsage", webhook.submissions, webhook=str(webhook.index))

@@ -80,12 +80,16 @@ class SentBatch:
                 self.bodies[lead_id] = body
             self.last_sent = max(self.last_sent, now)
 
-    def record(self, batches: SentBatches) -> bool:
-        """One write (plus its index write); False when nothing was sent."""
+    def record(self, batches: SentBatches, ttl_seconds: int = SENT_RECORD_TTL_SECONDS) -> bool:
+        """One write (plus its index write); False when nothing was sent.
+
+        The record also confirms its leads' dedupe marks (limits.Deduper), so the sender keeps it as
+        long as those marks: `ttl_seconds` at least CLAY_DEDUPE_DAYS.
+        """
         if not self.leads:
             return False
         bodies = zlib.compress(dump_json(self.bodies).encode(), 9) if self.bodies else b""
-        batches.put(self.batch_id, self.last_sent, self.leads, SENT_RECORD_TTL_SECONDS, bodies)
+        batches.put(self.batch_id, self.last_sent, self.leads, ttl_seconds, bodies)
         return True
 
 

@@ -481,6 +481,17 @@ class SentBatches:
             item["bodies"] = {"B": bodies}
         client("dynamodb").put_item(TableName=self.table_name, Item=item)
 
+    def lists(self, batch_id: str, lead_id: str) -> bool:
+        """Whether that batch's record lists the lead as sent (reads only its entry)."""
+        response = client("dynamodb").get_item(
+            TableName=self.table_name,
+            Key={STATE_KEY: {"S": f"sent#{batch_id}"}},
+            ProjectionExpression="leads.#lead",
+            ExpressionAttributeNames={"#lead": lead_id},
+            ConsistentRead=True,
+        )
+        return bool(response.get("Item", {}).get("leads", {}).get("M", {}).get(lead_id))
+
     def get(self, batch_id: str) -> dict[str, Any] | None:
         response = client("dynamodb").get_item(TableName=self.table_name, Key={STATE_KEY: {"S": f"sent#{batch_id}"}})
         item = response.get("Item")
