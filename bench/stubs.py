@@ -56,6 +56,15 @@ def _sqs_answer(operation: str, params: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _counter_answer(params: dict[str, Any]) -> dict[str, Any] | None:
+    """A counter reservation (StateStore.reserve_up_to) answered as if the counter started at its start value."""
+    values = params.get("ExpressionAttributeValues", {})
+    if ":amount" not in values:
+        return None
+    start = int(values.get(":start", {}).get("N", "0"))
+    return {"Attributes": {"count": {"N": str(start + int(values[":amount"]["N"]))}}}
+
+
 class CannedAWS:
     """Answers every call of the given services at once and counts them by `service:Operation`."""
 
@@ -81,7 +90,7 @@ class CannedAWS:
             params = json.loads(request.body or b"{}")
             answer = _sqs_answer(operation, params)
         else:
-            answer = self.DYNAMODB.get(operation, {})
+            answer = _counter_answer(json.loads(request.body or b"{}")) or self.DYNAMODB.get(operation, {})
         headers = {"content-type": "application/x-amz-json-1.0", "x-amzn-requestid": "bench"}
         return AWSResponse(request.url, 200, headers, _Raw(json.dumps(answer).encode()))
 

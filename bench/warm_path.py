@@ -20,8 +20,10 @@ import hmac
 import json
 import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,8 +192,9 @@ def _set(table: str, key: dict[str, Any], value: str) -> None:
 
 
 def reference_sender() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """Per batch: one pool reservation (and, once per instance, the webhook-retired check); per
-    message: parse, dedupe mark, rate counter, POST, confirm."""
+    """Per batch: one pool reservation, one pacing reservation (and, once per instance, the webhook-retired
+    check); per message, four at a time on a thread pool as the sender posts them: parse, dedupe claim,
+    POST; per batch: the record of what was sent."""
     import requests
 
     session = requests.Session()
@@ -199,48 +202,79 @@ def reference_sender() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     state, url = os.environ["STATE_TABLE"], SECRETS["CLAY_WEBHOOK_URLS"]
     retired_checked: list[bool] = []
 
+    def send(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        lead = json.loads(record["body"])
+        lead_id = "ld_" + hashlib.sha256(lead["email"].lower().encode()).hexdigest()[:24]
+        _mark(state, f"dedupe#{lead_id}")
+        session.post(url, data=json.dumps({**lead, "lead_id": lead_id}), timeout=10).close()
+        return lead_id, {"M": {"t": {"N": str(int(time.time()))}}}
+
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if not retired_checked:
             client("dynamodb").get_item(TableName=state, Key={"pk": {"S": "webhook-dead#x"}}, ConsistentRead=True)
             retired_checked.append(True)
         _increment(state, "pool#x", len(event["Records"]))
-        for record in event["Records"]:
-            lead = json.loads(record["body"])
-            lead_id = "ld_" + hashlib.sha256(lead["email"].lower().encode()).hexdigest()[:24]
-            _mark(state, f"dedupe#{lead_id}")
-            _increment(state, f"rate#100#{int(time.time() * 10)}")
-            session.post(url, data=json.dumps({**lead, "lead_id": lead_id}), timeout=10).close()
-            _set(state, {"pk": {"S": f"dedupe#{lead_id}"}}, "sent")
+        _increment(state, f"rate#2000#{int(time.time() // 2)}", len(event["Records"]))
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            sent = dict(pool.map(send, event["Records"]))
+        client("dynamodb").put_item(
+            TableName=state, Item={"pk": {"S": f"sent#{uuid.uuid4().hex}"}, "leads": {"M": sent}}
+        )
         return {"batchItemFailures": []}
 
     return handler
 
 
 def reference_router() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """Per message: parse, one lead claim; per batch one HubSpot upsert; per message: POSTs and one write
-    recording the deliveries and the outcome on the lead's item. Sequential: the minimal way to make the same calls."""
+    """Once per instance: the pause switch; per message: parse, one lead claim; then the batch's HubSpot
+    upsert and every webhook at once on a thread pool, as the router sends them; per message one write
+    recording the deliveries and the outcome on the lead's item."""
     import requests
 
     session = requests.Session()
     session.trust_env = False  # as the library's sessions: no proxy lookups per request
-    leads = os.environ["LEADS_TABLE"]
+    leads, state = os.environ["LEADS_TABLE"], os.environ["STATE_TABLE"]
+    pause_read: list[bool] = []
+    pool = ThreadPoolExecutor(max_workers=16)
+
+    def post(url: str, payload: Any, headers: dict[str, str] | None = None) -> None:
+        session.post(url, json=payload, headers=headers or {}, timeout=10).close()
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if not pause_read:  # the destination pause switch, cached by each instance
+            client("dynamodb").get_item(TableName=state, Key={"pk": {"S": "pause#destinations"}})
+            pause_read.append(True)
         messages = [json.loads(record["body"]) for record in event["Records"]]
         for message in messages:
             _set(leads, {"lead_key": {"S": message["lead_key"]}}, "leased")
         inputs = [{"idProperty": "email", "id": m["lead"]["email"], "properties": m["lead"]} for m in messages]
-        session.post(
-            os.environ["HUBSPOT_BASE_URL"] + "/crm/v3/objects/contacts/batch/upsert",
-            json={"inputs": inputs},
-            headers={"authorization": f"Bearer {SECRETS['HUBSPOT_ACCESS_TOKEN']}"},
-            timeout=10,
-        ).close()
+        hubspot = os.environ["HUBSPOT_BASE_URL"] + "/crm/v3/objects/contacts/batch/upsert"
+        sends = [
+            pool.submit(
+                post, hubspot, {"inputs": inputs}, {"authorization": f"Bearer {SECRETS['HUBSPOT_ACCESS_TOKEN']}"}
+            )
+        ]
         for message in messages:
             if message["lead"]["icp_score"] >= 80:
                 for name in ("outreach", "zapier"):
-                    session.post(SECRETS[f"{name.upper()}_WEBHOOK_URL"], json=message["lead"], timeout=10).close()
-            _set(leads, {"lead_key": {"S": message["lead_key"]}}, "routed")
+                    sends.append(pool.submit(post, SECRETS[f"{name.upper()}_WEBHOOK_URL"], message["lead"]))
+        for sent in sends:
+            sent.result()
+        now = str(int(time.time()))
+        for message in messages:
+            routed = ["outreach", "zapier"] if message["lead"]["icp_score"] >= 80 else ["nurture"]
+            delivered = {"M": {name: {"M": {"at": {"N": now}, "status": {"S": "delivered"}}} for name in routed}}
+            client("dynamodb").update_item(
+                TableName=leads,
+                Key={"lead_key": {"S": message["lead_key"]}},
+                UpdateExpression="SET #s = :s, #o = :o, #d = :d",
+                ExpressionAttributeNames={"#s": "status", "#o": "outcome", "#d": "deliveries"},
+                ExpressionAttributeValues={
+                    ":s": {"S": "routed"},
+                    ":o": {"M": {"routes": {"L": [{"S": n} for n in routed]}, "version": {"S": message["lead_key"]}}},
+                    ":d": delivered,
+                },
+            )
         return {"batchItemFailures": []}
 
     return handler
