@@ -217,8 +217,8 @@ def run(runs: int = 10) -> Section:
             "children run `python -S` with PYTHONPATH = function code, bench/.cache/layer (pip install of "
             "layers/common/requirements.txt pinned by requirements.lock), the library, and boto3 as the runtime",
             "`+ clients` adds the boto3 clients of the services in the function's policy and the secrets provider",
-            "not counted: requests (about 27 ms here), imported by the queue consumers' first HTTP call, and the "
-            "X-Ray SDK (about 90 ms), loaded only with the DetailedTracing parameter on",
+            "not counted: requests, imported by the queue consumers' first HTTP call, and the X-Ray SDK, loaded "
+            "only with the DetailedTracing parameter on (their import times are in the next table)",
             "ready: spawn until the child has imported and built its clients (it then reports on stdout); "
             "exit: spawn until the process has exited (adds teardown, which Lambda does not wait for)",
             "peak RSS: the child's VmHWM (os.wait4's ru_maxrss would count the benchmark process it was forked from)",

@@ -45,7 +45,7 @@ from clay_pipeline.aws import client
 from clay_pipeline.router import WEBHOOK_FAN_OUT
 from clay_pipeline.stores import from_item, item_size
 from local.aws import function_environment
-from local.template import functions, parameter_defaults
+from local.template import functions, parameter_defaults, sqs_batch_size
 
 # -- prices: AWS public on-demand list prices, us-east-1, as published on 2026-11-22 ----------------
 # https://aws.amazon.com/lambda/pricing/ (arm64: $0.0000133334 per GB-s, first 7.5B GB-s a month;
@@ -356,7 +356,8 @@ class Scenario:
     send_rate: float = 10.0
     dynamodb_provisioned: bool = False  # what-if: provisioned capacity at PROVISIONED_UTILISATION
     extra_row_kb: float = 0.0  # enriched rows this much larger than the run's (every LeadsTable item grows)
-    sender_batch_size: int = 0  # SenderFunction's own BatchSize when it differs (the routine path's 100)
+    sender_batch_size: int = 0  # SenderFunction's own BatchSize when it differs from batch_size (the template's)
+    routine: bool = False  # the routine path: the sender starts runs of a whole batch, no per-lead POSTs
 
 
 def queue_consumer(logical_id: str) -> bool:
@@ -411,7 +412,7 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
             http_waits.append(calls * ASSUMED_HTTP_ROUND_TRIP[kind])
         # The router's HubSpot upserts go out alongside its webhooks: a batch waits for the slower of the two.
         io += max(http_waits, default=0.0) if name == "RouterFunction" else sum(http_waits)
-        if name == "SenderFunction" and not s.sender_batch_size:
+        if name == "SenderFunction" and not s.routine:
             io /= s.send_concurrency  # a batch's sends, and their state-table calls, overlap (CLAY_SEND_CONCURRENCY)
         seconds = cpu + io
         if name == "SenderFunction":  # each instance waits for its share of the shared rate
@@ -482,7 +483,8 @@ def run(leads: int = 200, mode: str = "table") -> Section:
         "template defaults, leads in bulk requests" + (", routine path" if routine else ""),
         sender_concurrency=int(defaults.get("SenderMaxConcurrency", 2)),
         send_rate=float(defaults.get("ClaySendRatePerSecond", 10)),
-        sender_batch_size=100 if routine else 0,  # the template's BatchSize on the routine path
+        sender_batch_size=sqs_batch_size("SenderFunction", {"ClayEnrichmentPath": mode}),
+        routine=routine,
         leads_per_intake_request=BULK_LEADS_PER_REQUEST,
     )
     single = replace(
@@ -539,8 +541,18 @@ def run(leads: int = 200, mode: str = "table") -> Section:
         Scenario(f"DynamoDB provisioned, {PROVISIONED_UTILISATION:.0%} utilised", dynamodb_provisioned=True),
         Scenario("enriched rows 1.5 KB larger (a wide Clay table)", extra_row_kb=BIG_ROW_EXTRA_KB),
     ]
-    if routine:  # every what-if keeps the routine path's sender batch of 100
-        alternatives = [replace(scenario, sender_batch_size=100) for scenario in alternatives]
+    # Every what-if keeps the path and the template's sender batch; on the table path the batch what-ifs
+    # change the sender's batch with the router's (the routine path's sender always takes 100).
+    alternatives = [
+        replace(
+            scenario,
+            routine=routine,
+            sender_batch_size=scenario.batch_size
+            if scenario.name.startswith("batch ") and not routine
+            else current.sender_batch_size,
+        )
+        for scenario in alternatives
+    ]
     # The what-ifs change one thing from the measured run (one lead per intake request) unless they say so.
     alternative_rows = []
     totals: dict[str, float] = {}

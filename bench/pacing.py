@@ -23,10 +23,10 @@ from harness import LambdaContext, Section, Target, quiet_logs
 from local.aws import Emulator, function_environment, provision
 from local.http_stub import StubServer
 from local.sqs_events import sqs_event, sqs_record
-from local.template import environment, load_handler_module
+from local.template import environment, load_handler_module, sqs_batch_size
 
 INSTANCES = 2
-BATCH = 10
+BATCH = sqs_batch_size("SenderFunction")  # the template's
 RATE_SHARE_TARGET = 0.9
 WEBHOOK_PATH = "/v3/sources/webhook/pull-in-data-from-a-webhook-bench"
 

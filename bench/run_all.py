@@ -22,10 +22,12 @@ from typing import Any
 from harness import ROOT, Section, machine, table
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
+LEVERS = ROOT / "bench" / "levers.md"
 
 # name -> (full options, quick options)
 BENCHMARKS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "cold_start": ({"runs": 10}, {"runs": 3}),
+    "import_time": ({"runs": 3}, {"runs": 1}),
     "warm_path": ({"events": 1500}, {"events": 200}),
     "pacing": ({"leads": 200}, {"leads": 60}),
     "end_to_end": ({"leads": 200}, {"leads": 40}),
@@ -76,6 +78,7 @@ def write_results(sections: list[Section], quick: bool) -> None:
         "",
         table(["benchmark", "target", "result"], summary_rows),
         "",
+        LEVERS.read_text().rstrip() + "\n",  # a recorded before/after table, kept beside the live figures
         *(section.markdown() for section in sections),
     ]
     RESULTS.write_text("\n".join(lines).rstrip() + "\n")

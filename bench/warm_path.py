@@ -6,8 +6,8 @@ The real handlers run as Lambda runs them (Powertools logging and metrics on, wr
 /dev/null; tracing off, as there is no X-Ray daemon). Each reference handler does only the same
 parsing, the same auth check and the same AWS and HTTP calls, with plain boto3 and requests;
 the benchmark checks that both made the same calls. CPU is time.process_time over many events,
-real and reference interleaved in blocks. SQS handlers get batches of 10 (the template's
-BatchSize): their figure is per message.
+real and reference interleaved in blocks. SQS handlers get batches of the template's BatchSize
+(sender 20, router 10): their figure is per message.
 
     python bench/warm_path.py [--events 1500]
 """
@@ -33,10 +33,11 @@ from clay_pipeline.aws import client
 from local.apigw import http_event
 from local.aws import FAKE_CREDENTIALS
 from local.sqs_events import sqs_event, sqs_record
-from local.template import load_handler_module, placeholder_environment
+from local.template import load_handler_module, placeholder_environment, sqs_batch_size
 
 RATIO_TARGET = 1.5
-BATCH = 10  # the template's BatchSize for both queues
+SENDER_BATCH = sqs_batch_size("SenderFunction")  # the template's BatchSizes
+ROUTER_BATCH = sqs_batch_size("RouterFunction")
 BLOCK = 50  # events per timed block; real and reference blocks alternate
 CALLBACK_SECRET = "bench-callback-secret-0123456789abcdefghij"  # noqa: S105 - a benchmark-only value
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:bench"
@@ -104,7 +105,7 @@ def lead_batches(count: int) -> list[dict[str, Any]]:
                     ),
                     QUEUE_ARN,
                 )
-                for i in range(BATCH)
+                for i in range(SENDER_BATCH)
             ]
         )
         for n in range(count)
@@ -119,7 +120,7 @@ def routing_batches(count: int) -> list[dict[str, Any]]:
             {"callback_id": f"ld_{n}_{i}#c0ffee", "lead_key": f"ld_{n}_{i}", "lead": lead, "received_at": "2026-11-22"}
         )
 
-    return [sqs_event([sqs_record(message(n, i), QUEUE_ARN) for i in range(BATCH)]) for n in range(count)]
+    return [sqs_event([sqs_record(message(n, i), QUEUE_ARN) for i in range(ROUTER_BATCH)]) for n in range(count)]
 
 
 # ------------------------------------------------------------------------------------------ references
@@ -175,9 +176,12 @@ def _increment(table: str, key: str, amount: int = 1) -> None:
     )
 
 
-def _mark(table: str, key: str) -> None:
+def _mark(table: str, key: str, attributes: dict[str, Any] | None = None) -> None:
     client("dynamodb").put_item(
-        TableName=table, Item={"pk": {"S": key}}, ConditionExpression="attribute_not_exists(pk)"
+        TableName=table,
+        Item={"pk": {"S": key}, **(attributes or {})},
+        ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
+        ExpressionAttributeValues={":now": {"N": str(int(time.time()))}},
     )
 
 
@@ -202,10 +206,24 @@ def reference_sender() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     state, url = os.environ["STATE_TABLE"], SECRETS["CLAY_WEBHOOK_URLS"]
     retired_checked: list[bool] = []
 
-    def send(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def send(record: dict[str, Any], batch: str) -> tuple[str, dict[str, Any]]:
         lead = json.loads(record["body"])
         lead_id = "ld_" + hashlib.sha256(lead["email"].lower().encode()).hexdigest()[:24]
-        _mark(state, f"dedupe#{lead_id}")
+        now = int(time.time())
+        # the mark's own fields: expiry, lease, status, and where the lead came from (what a trace shows)
+        _mark(
+            state,
+            f"dedupe#{lead_id}",
+            {
+                "expires_at": {"N": str(now + 30 * 86400)},
+                "created_at": {"N": str(now)},
+                "status": {"S": "sending"},
+                "lease_until": {"N": str(now + 60)},
+                "batch": {"S": batch},
+                "source": {"S": lead.get("source", "")},
+                "submitted_at": {"S": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now))},
+            },
+        )
         session.post(url, data=json.dumps({**lead, "lead_id": lead_id}), timeout=10).close()
         return lead_id, {"M": {"t": {"N": str(int(time.time()))}}}
 
@@ -215,11 +233,10 @@ def reference_sender() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
             retired_checked.append(True)
         _increment(state, "pool#x", len(event["Records"]))
         _increment(state, f"rate#2000#{int(time.time() // 2)}", len(event["Records"]))
+        batch = uuid.uuid4().hex
         with ThreadPoolExecutor(max_workers=4) as pool:
-            sent = dict(pool.map(send, event["Records"]))
-        client("dynamodb").put_item(
-            TableName=state, Item={"pk": {"S": f"sent#{uuid.uuid4().hex}"}, "leads": {"M": sent}}
-        )
+            sent = dict(pool.map(lambda record: send(record, batch), event["Records"]))
+        client("dynamodb").put_item(TableName=state, Item={"pk": {"S": f"sent#{batch}"}, "leads": {"M": sent}})
         return {"batchItemFailures": []}
 
     return handler
@@ -338,7 +355,7 @@ def run(events: int = 1500) -> Section:
     sender = load_handler_module("SenderFunction")
     router = load_handler_module("RouterFunction")
     aws = CannedAWS().install()
-    batches = max(20, events // BATCH)
+    batches = max(20, events // ROUTER_BATCH)  # each queue's batches carry about as many messages as callbacks
     ok = lambda status: lambda answer: answer.get("statusCode") == status  # noqa: E731
     no_failures = lambda answer: answer.get("batchItemFailures") == []  # noqa: E731
     cases = [
@@ -362,9 +379,9 @@ def run(events: int = 1500) -> Section:
             "sender (per message)",
             sender.lambda_handler,
             reference_sender(),
-            lead_batches(batches),
+            lead_batches(max(10, events // SENDER_BATCH)),
             LambdaContext("sender", remaining_ms=60_000),
-            BATCH,
+            SENDER_BATCH,
             no_failures,
         ),
         Case(
@@ -373,7 +390,7 @@ def run(events: int = 1500) -> Section:
             reference_router(),
             routing_batches(batches),
             LambdaContext("router", remaining_ms=30_000),
-            BATCH,
+            ROUTER_BATCH,
             no_failures,
         ),
     ]
@@ -384,7 +401,7 @@ def run(events: int = 1500) -> Section:
     aws.uninstall()
     worst = max(rows, key=lambda row: float(row[3]))
     return Section(
-        title=f"Warm path (CPU per message, stubs answer AWS and HTTP at once; {events} callbacks, {batches} batches)",
+        title=f"Warm path (CPU per message, stubs answer AWS and HTTP at once; {events} callbacks and leads)",
         headers=["handler", "real ms", "reference ms", "ratio", "calls per message (same in both)"],
         rows=rows,
         targets=[

@@ -185,6 +185,16 @@ def functions(template: dict[str, Any] | None = None) -> dict[str, FunctionSpec]
     return specs
 
 
+def sqs_batch_size(logical_id: str, parameters: dict[str, str] | None = None) -> int:
+    """The BatchSize of a function's SQS event source, with the template's defaults overridden by `parameters`."""
+    resolver = Resolver(refs={**parameter_defaults(), **(parameters or {})})
+    return next(
+        int(resolver.resolve(event["Properties"]).get("BatchSize", 10))
+        for event in functions()[logical_id].events.values()
+        if event["Type"] == "SQS"
+    )
+
+
 def placeholder_environment(logical_id: str) -> dict[str, str]:
     """A function's template environment without any AWS: parameter defaults, placeholder resource names."""
     resolver = Resolver(refs=parameter_defaults())

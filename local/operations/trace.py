@@ -209,7 +209,9 @@ class Tracer:
         if batch:
             record = SentBatches(self.target.state_table).get(str(batch))
             entry = ((record or {}).get("leads") or {}).get(lead_id)
-            trace.sent = SentLead.from_entry(lead_id, str(batch), entry) if entry else None
+            trace.sent = (
+                SentLead.from_entry(lead_id, str(batch), entry, int(record["sent_at"])) if record and entry else None
+            )
         if self.target.leads_table:
             trace.item = LeadsTable(self.target.leads_table).get(lead_id)
         item = trace.item or {}

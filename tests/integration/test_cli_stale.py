@@ -21,14 +21,9 @@ def test_stale_lists_leads_without_a_callback_and_marks_nothing(stack: Any, caps
     # GIVEN sends 30 and 2 hours ago, and 9 days ago (past the batch records' lifetime); one lead called back
     now = int(time.time())
     batches, leads = SentBatches(stack.table_names["StateTable"]), LeadsTable(stack.table_names["LeadsTable"])
-    entry = {"w": 1, "r": 2, "p": 1}
-    batches.put("b-30h", now - 30 * HOUR, {"ld_a": {**entry, "t": now - 30 * HOUR}}, SENT_RECORD_TTL_SECONDS)
-    batches.put(
-        "b-2h",
-        now - 2 * HOUR,
-        {"ld_b": {**entry, "t": now - 2 * HOUR}, "ld_c": {**entry, "t": now - 2 * HOUR}},
-        SENT_RECORD_TTL_SECONDS,
-    )
+    entry = [1, 0, 2, 1]  # stale.ENTRY: webhook 1, sent at the record's sent_at, 2 receives, 1 POST
+    batches.put("b-30h", now - 30 * HOUR, {"ld_a": entry}, SENT_RECORD_TTL_SECONDS)
+    batches.put("b-2h", now - 2 * HOUR, {"ld_b": entry, "ld_c": entry}, SENT_RECORD_TTL_SECONDS)
     leads.save_enrichment("ld_c", "ld_c#h", {"lead_id": "ld_c", "email": "c@x.io"}, iso(now - HOUR))
     # WHEN listed with the default 24 hours THEN only the 30-hour-old silent lead is stale
     code = main(["stale", "--json"])

@@ -53,7 +53,7 @@ def counts(stack: Provisioned, queue_id: str) -> tuple[int, int]:
 
 def test_event_source_settings_come_from_the_template(stack: Provisioned) -> None:
     source = lead_source(stack)
-    assert (source.batch_size, source.window_seconds, source.report_failures) == (10, 1.0, True)
+    assert (source.batch_size, source.window_seconds, source.report_failures) == (20, 1.0, True)
     assert source.concurrency == 2  # SenderMaxConcurrency's default
     assert source.queue_url == stack.queue_urls["LeadQueue"]
 

@@ -72,7 +72,7 @@ class History:
         self.leads = LeadsTable(self.leads_table)
 
     def batch(self, batch_id: str, sent_at: int, ids: list[str], bodies: bytes = b"") -> None:
-        entries = {lead: {"w": 0, "t": sent_at, "r": 1, "p": 1} for lead in ids}
+        entries = {lead: [0, 0, 1, 1] for lead in ids}  # stale.ENTRY
         self.batches.put(batch_id, sent_at, entries, SENT_RECORD_TTL_SECONDS, bodies)
 
     def callback(self, lead: str, at: float) -> None:
@@ -82,7 +82,7 @@ class History:
         """Many batch records and called-back leads at once (BatchWriteItem: 25 items per call)."""
         items: list[tuple[str, dict[str, Any]]] = []
         for sent_at, ids in sends.items():
-            entries = {lead: {"w": 0, "t": sent_at, "r": 1, "p": 1} for lead in ids}
+            entries = {lead: [0, 0, 1, 1] for lead in ids}  # stale.ENTRY
             record = {"pk": f"sent#{sent_at}", "sent_bucket": hour_bucket(sent_at), "sent_at": sent_at}
             items.append((self.state, to_item({**record, "leads": entries, "expires_at": sent_at + 8 * 86400})))
         for lead, at in called_back.items():

@@ -4,10 +4,10 @@ How the sweeper finds them without reading the whole table (DynamoDB bills a wri
 times a read unit, and every write per lead counts):
 
 - What is used: the sender writes one `sent#<batch id>` record per SQS batch it sent (the leads'
-  ids, each with its webhook index, send time, receives and POSTs: about half a KB for ten leads,
-  one write unit, so ~0.1 WRU per lead at the template's batch size), when the batch ends. Only
-  these records carry `sent_bucket` (the UTC hour), so the state table's SentByHour index is
-  sparse: one more write unit per batch, ~0.1 WRU per lead. A sweep reads its window's batch
+  ids, each with its webhook index, send time, receives and POSTs as a short list: about 1 KB
+  for the template's batch of twenty, one write unit, so ~0.05 WRU per lead), when the batch ends.
+  Only these records carry `sent_bucket` (the UTC hour), so the state table's SentByHour index is
+  sparse: one more write unit per batch, ~0.05 WRU per lead. A sweep reads its window's batch
   records with one Query per UTC hour it spans (half a read unit per 4 KB returned) and reads the
   window's leads from the leads table with BatchGetItem (half a unit per lead): what a run reads
   grows with the leads sent in its window, never with the table. bench/cost_model.py measures it.
@@ -51,6 +51,9 @@ from clay_pipeline.stores import LeadsTable, Queue, SentBatches, StateStore
 HOUR = 3600
 SENT_RECORD_DAYS = 8  # longer than the longest STALE_AFTER_HOURS (168) plus a missed day of sweeps
 SENT_RECORD_TTL_SECONDS = SENT_RECORD_DAYS * 86_400
+# A lead's entry in a batch record: [webhook index, seconds sent before the record's sent_at, receives,
+# POSTs]. Twenty leads take about 1 KB (one write unit) this way, fourteen as maps with named fields.
+ENTRY = ("webhook_index", "seconds_before_sent_at", "receives", "posts")
 CHECKPOINT_KEY = "sweep#stale"
 FIRST_WINDOW_SECONDS = HOUR  # the schedule's interval in template.yaml
 LEAD_ATTRIBUTES = ("received_at", "routing_status", "clay_sent_at", "requeued_at", "callbacks")
@@ -66,7 +69,8 @@ class SentBatch:
     """The leads one sender invocation sent to Clay, written as one batch record when the batch ends."""
 
     batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    leads: dict[str, dict[str, int]] = field(default_factory=dict)
+    entries: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # webhook index, receives, POSTs
+    sent_at: dict[str, int] = field(default_factory=dict)
     bodies: dict[str, str] = field(default_factory=dict)
     last_sent: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # the sender's concurrent sends
@@ -74,11 +78,20 @@ class SentBatch:
     def add(self, lead_id: str, webhook_index: int, receives: int, posts: int, body: str | None = None) -> None:
         now = int(time.time())
         with self._lock:
-            # One-letter names: the record is billed by its size (webhook, time, receives, POSTs).
-            self.leads[lead_id] = {"w": webhook_index, "t": now, "r": receives, "p": posts}
+            self.sent_at[lead_id] = now
+            self.entries[lead_id] = (webhook_index, receives, posts)
             if body is not None:
                 self.bodies[lead_id] = body
             self.last_sent = max(self.last_sent, now)
+
+    @property
+    def leads(self) -> dict[str, list[int]]:
+        """Each lead's entry, a list rather than a map because the record is billed by its size (ENTRY)."""
+        with self._lock:
+            return {
+                lead_id: [webhook, self.last_sent - self.sent_at[lead_id], receives, posts]
+                for lead_id, (webhook, receives, posts) in self.entries.items()
+            }
 
     def record(self, batches: SentBatches, ttl_seconds: int = SENT_RECORD_TTL_SECONDS) -> bool:
         """One write (plus its index write); False when nothing was sent.
@@ -86,7 +99,7 @@ class SentBatch:
         The record also confirms its leads' dedupe marks (limits.Deduper), so the sender keeps it as
         long as those marks: `ttl_seconds` at least CLAY_DEDUPE_DAYS.
         """
-        if not self.leads:
+        if not self.entries:
             return False
         bodies = zlib.compress(dump_json(self.bodies).encode(), 9) if self.bodies else b""
         batches.put(self.batch_id, self.last_sent, self.leads, ttl_seconds, bodies)
@@ -110,11 +123,13 @@ class SentLead:
     posts: int
 
     @classmethod
-    def from_entry(cls, lead_id: str, batch_id: str, entry: dict[str, Any]) -> SentLead:
-        def number(name: str) -> int:
-            return int(entry.get(name) or 0)
-
-        return cls(lead_id, batch_id, number("t"), number("w"), number("r"), number("p"))
+    def from_entry(cls, lead_id: str, batch_id: str, entry: Any, record_sent_at: int) -> SentLead:
+        """ENTRY, or the map {w, t, r, p} that records written before it hold (they expire in SENT_RECORD_DAYS)."""
+        if isinstance(entry, dict):
+            numbers = [int(entry.get(name) or 0) for name in ("w", "t", "r", "p")]
+            return cls(lead_id, batch_id, numbers[1], numbers[0], numbers[2], numbers[3])
+        webhook, before, receives, posts = (int(number) for number in entry)
+        return cls(lead_id, batch_id, record_sent_at - before, webhook, receives, posts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -178,7 +193,7 @@ class StaleLeads:
             batches += 1
             batch_id = str(record["pk"]).removeprefix("sent#")
             for lead_id, entry in (record.get("leads") or {}).items():
-                lead = SentLead.from_entry(lead_id, batch_id, entry)
+                lead = SentLead.from_entry(lead_id, batch_id, entry, int(record["sent_at"]))
                 if lead_id not in sent or lead.sent_at > sent[lead_id].sent_at:  # re-sent: the last send counts
                     sent[lead_id] = lead
         items = self.leads.batch_get(sent, LEAD_ATTRIBUTES)

@@ -457,7 +457,7 @@ def hour_buckets(start: float, end: float) -> list[str]:
 class SentBatches:
     """`sent#<batch id>` in STATE_TABLE: the leads one sender invocation sent to Clay, written once per batch.
 
-    {pk, sent_bucket (UTC hour), sent_at (the batch's last send), leads: {lead_id: {w, t, r, p}},
+    {pk, sent_bucket (UTC hour), sent_at (the batch's last send), leads: {lead_id: stale.ENTRY},
     bodies (binary, only when kept for re-queueing), expires_at}. Only these items carry
     sent_bucket, so the SentByHour index (sent_bucket, sent_at; projecting `leads`) is sparse: one
     index write per batch, and a time window is read with one Query per hour it spans.
@@ -466,7 +466,7 @@ class SentBatches:
     table_name: str
 
     def put(
-        self, batch_id: str, sent_at: int, leads: dict[str, dict[str, int]], ttl_seconds: int, bodies: bytes = b""
+        self, batch_id: str, sent_at: int, leads: dict[str, list[int]], ttl_seconds: int, bodies: bytes = b""
     ) -> None:
         item = to_item(
             {
