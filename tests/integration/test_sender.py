@@ -17,7 +17,7 @@ from clay_pipeline.limits import DailyBudget
 from clay_pipeline.models import Lead
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.stale import unpack_bodies
-from clay_pipeline.stores import Queue, SentBatches, StateStore, hour_bucket
+from clay_pipeline.stores import Queue, SentBatches, StateStore, hour_bucket, item_size
 from local.http_stub import RecordedRequest, Reply, StubServer
 from local.sqs_events import from_received
 from tests.conftest import LambdaContextStub
@@ -534,6 +534,62 @@ def test_a_batch_reserves_budget_and_pool_with_one_write_each(make_sender: Any, 
     assert calls.on("sent#", "PutItem") == 1
     assert 1 <= calls.on("rate#") <= 2
     assert sender.budget_count() == sender.pool_count(f"{clay.url}{HOOK_A}") == 10
+
+
+def test_the_templates_batch_of_twenty_at_ten_a_second_takes_few_writes_beyond_its_claims(
+    make_sender: Any, clay: StubServer
+) -> None:
+    # GIVEN the template's sender settings: a batch of twenty, 10 sends a second, four POSTs in flight
+    sender = make_sender(CLAY_SEND_RATE_PER_SECOND="10", CLAY_SEND_CONCURRENCY="4")
+    sender.enqueue(*(lead(n) for n in range(20)))
+    event = sender.receive(20)
+    # WHEN it is processed
+    with recorded_dynamodb_calls() as calls:
+        failures = sender.run(event)
+    # THEN all twenty reached Clay, each claimed once, with one pool write, at most three pacing
+    # writes (two-second windows of twenty slots) and one batch record
+    assert failures == []
+    assert len({request.json()["email"] for request in clay.received()}) == 20
+    assert calls.on("dedupe#", "PutItem") == 20
+    assert calls.on("pool#") == 1
+    assert 1 <= calls.on("rate#") <= 3
+    assert calls.on("sent#", "PutItem") == 1
+    # AND that record lists all twenty within one write unit (1 KB)
+    mark = sender.state.get(f"dedupe#{Lead.model_validate(lead(0)).lead_id}")
+    assert mark is not None
+    record = SentBatches(sender.state.table_name).get(str(mark["batch"]))
+    assert record is not None
+    assert len(record["leads"]) == 20
+    assert item_size({key: value for key, value in record.items() if key != "bodies"}) <= 1024
+
+
+def test_two_instances_given_the_same_lead_at_once_post_it_once(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN the same person queued twice (a producer's retry) and two instances each holding one copy
+    senders = [make_sender(CLAY_SEND_CONCURRENCY="4") for _ in range(2)]
+    senders[0].enqueue(lead(7), {**lead(7), "source": "csv"})
+    events = [senders[0].receive(1), senders[1].receive(1)]
+    start = threading.Barrier(2, timeout=5)
+    failures: dict[int, list[str]] = {}
+
+    def run(index: int) -> None:
+        start.wait()
+        failures[index] = senders[index].run(events[index])
+
+    # WHEN both instances process their copy at the same moment
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    # THEN Clay got one row; the other copy was skipped as sent or handed back while the first was in flight
+    assert sorted(failures) == [0, 1]
+    assert len(clay.received()) == 1
+    handed_back = [index for index in (0, 1) if failures[index]]
+    assert len(handed_back) <= 1
+    # AND a copy handed back is skipped once it comes round again: still one row
+    for index in handed_back:
+        assert senders[index].run(events[index]) == []
+    assert len(clay.received()) == 1
 
 
 def test_units_for_rows_not_sent_go_back_at_the_end_of_the_batch(make_sender: Any, clay: StubServer) -> None:
