@@ -435,6 +435,46 @@ def test_redelivery_and_repeat_submission_are_not_sent_twice(
     assert len(emitted_metrics(capsys.readouterr().out, "ClaySkippedDuplicate")) == 2
 
 
+@pytest.mark.parametrize("concurrency", ["1", "4"])
+def test_a_lead_queued_twice_in_one_batch_is_sent_once_and_neither_copy_comes_back(
+    make_sender: Any, clay: StubServer, capsys: pytest.CaptureFixture[str], concurrency: str
+) -> None:
+    # GIVEN one batch holding the same person twice (a producer's retry) among other leads
+    sender = make_sender(CLAY_SEND_CONCURRENCY=concurrency)
+    sender.enqueue(lead(1), lead(2), {**lead(1), "source": "web-form"}, lead(3))
+    event = sender.receive(4)
+    # WHEN the batch is processed
+    failures = sender.run(event)
+    # THEN Clay got three rows, the second copy was skipped at once (not handed back to wait for its
+    # own batch's claim) and nothing waits in the queue
+    assert failures == []
+    assert sorted(request.json()["email"] for request in clay.received()) == [
+        "person1@example.com",
+        "person2@example.com",
+        "person3@example.com",
+    ]
+    assert len(emitted_metrics(capsys.readouterr().out, "ClaySkippedDuplicate")) == 1
+    assert sender.lead_queue.visibility == {}
+    assert sender.dead_letters() == []
+
+
+def test_a_lead_queued_twice_in_one_batch_whose_first_copy_failed_tries_again_later(
+    make_sender: Any, clay: StubServer
+) -> None:
+    # GIVEN one batch holding the same person twice, and Clay failing the first POST for good (500s)
+    sender = make_sender(CLAY_RETRY_ATTEMPTS="0")
+    clay.script(HOOK_A, Reply(500))
+    sender.enqueue(lead(1), {**lead(1), "source": "web-form"})
+    event = sender.receive(2)
+    # WHEN the batch is processed
+    failures = sender.run(event)
+    # THEN neither copy is lost or skipped: both come back to the queue, and Clay has no row
+    assert sorted(failures) == sorted(ids(event))
+    assert len(clay.received()) == 1
+    assert clay.received()[0].json()["email"] == "person1@example.com"
+    assert sender.dead_letters() == []
+
+
 def test_lead_being_sent_elsewhere_waits_instead_of_being_skipped(make_sender: Any, clay: StubServer) -> None:
     # GIVEN another instance is sending the same lead right now
     sender = make_sender()
@@ -566,7 +606,7 @@ def test_the_templates_batch_of_twenty_at_ten_a_second_takes_few_writes_beyond_i
 def test_two_instances_given_the_same_lead_at_once_post_it_once(make_sender: Any, clay: StubServer) -> None:
     # GIVEN the same person queued twice (a producer's retry) and two instances each holding one copy
     senders = [make_sender(CLAY_SEND_CONCURRENCY="4") for _ in range(2)]
-    senders[0].enqueue(lead(7), {**lead(7), "source": "csv"})
+    senders[0].enqueue(lead(7), {**lead(7), "source": "web-form"})
     events = [senders[0].receive(1), senders[1].receive(1)]
     start = threading.Barrier(2, timeout=5)
     failures: dict[int, list[str]] = {}
@@ -590,6 +630,7 @@ def test_two_instances_given_the_same_lead_at_once_post_it_once(make_sender: Any
     for index in handed_back:
         assert senders[index].run(events[index]) == []
     assert len(clay.received()) == 1
+    assert senders[0].dead_letters() == []
 
 
 def test_units_for_rows_not_sent_go_back_at_the_end_of_the_batch(make_sender: Any, clay: StubServer) -> None:

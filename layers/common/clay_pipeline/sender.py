@@ -92,6 +92,26 @@ class Invocation:
     pending: int = 1  # records of the batch not yet processed, this one included: what to reserve for
     posting: int = 0  # records whose POST is in flight (they hold their pacing slot already)
     batch: SentBatch = field(default_factory=SentBatch)  # the leads sent in this invocation
+    copies: dict[str, FirstCopy] = field(default_factory=dict)  # lead id -> its first copy in this batch
+    copies_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def first_copy(self, lead_id: str) -> tuple[FirstCopy, bool]:
+        """The batch's first copy of this lead, and whether the caller's record is that copy."""
+        with self.copies_lock:
+            found = self.copies.get(lead_id)
+            if found is not None:
+                return found, False
+            self.copies[lead_id] = first = FirstCopy()
+            return first, True
+
+
+@dataclass
+class FirstCopy:
+    """A lead queued twice can land in one batch: its later copies wait for the first one's outcome
+    instead of meeting the first one's claim and coming back a visibility timeout later."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    in_clay: bool = False  # sent now, or found already sent
 
 
 def parse_lead(body: str) -> Lead:
@@ -199,6 +219,26 @@ class ClaySender:
         if problem := payload_problem(body, self.settings.clay_max_payload_bytes):
             raise DeadLetter("oversize", problem)
         lead_id = str(lead.lead_id)
+        copy, first = self.invocation.first_copy(lead_id)
+        if not first:
+            return self._later_copy(copy, lead_id)
+        try:
+            outcome = self._claim_and_send(record, lead, body, lead_id)
+            copy.in_clay = outcome in ("sent", "duplicate")
+            return outcome
+        finally:
+            copy.done.set()
+
+    def _later_copy(self, first: FirstCopy, lead_id: str) -> str:
+        # The first copy is already being processed on another thread (or was): its outcome decides.
+        first.done.wait(max(0.0, self.invocation.deadline - time.monotonic()))
+        if first.in_clay:
+            count("ClaySkippedDuplicate")
+            logger.info("lead queued twice in one batch; the first copy went to Clay", extra={"lead_id": lead_id})
+            return "duplicate"
+        raise HandBack("in_flight", IN_FLIGHT_WAIT_SECONDS)  # it did not reach Clay: this copy tries later
+
+    def _claim_and_send(self, record: QueueRecord, lead: Lead, body: bytes, lead_id: str) -> str:
         self._check_waits()
         state = self.invocation
         intake = {"source": lead.source, "submitted_at": lead.submitted_at.isoformat()}
