@@ -151,6 +151,11 @@ class ClayApiSimulator:
         with self._lock:
             self._throttle_next += requests_count
 
+    def finish(self, run_id: str) -> None:
+        """The run's results are ready from now on (a run that seemed stuck finally completes); no webhook."""
+        with self._lock:
+            self._runs[run_id].ready_at = time.monotonic()
+
     def send_test_event(self, webhook_id: str) -> Delivery:
         url, secret = self._webhooks[webhook_id]
         body = self._webhook_body(webhook_id, {})

@@ -265,6 +265,49 @@ def test_a_run_past_its_give_up_time_dead_letters_its_leads_and_alarms(
     assert pipeline.drain("RoutingQueue") == []
 
 
+def test_a_give_up_interrupted_part_way_is_finished_and_a_late_collection_routes_nothing(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a finished run whose give-up held it and then crashed before dead-lettering its leads
+    rows = [person(1), person(2)]
+    run_id = pipeline.start_run(*rows)
+    pipeline.runs.hold(run_id, "giving_up", 1, reason="routine_run_gave_up", detail="no results within 3600 s")
+    capsys.readouterr()
+    # WHEN its webhook brings a collection, with Clay's complete results
+    pipeline.collect(PollMessage(run_id, "webhook"))
+    # THEN nothing is routed: the give-up is finished instead, with the reason it started with
+    assert pipeline.drain("RoutingQueue") == []
+    dead = pipeline.drain("LeadDLQ")
+    assert sorted(d["lead_id"] for d in dead) == sorted(map(lead_id, rows))
+    assert {(d["reason"], d["detail"]) for d in dead} == {("routine_run_gave_up", "no results within 3600 s")}
+    assert pipeline.runs.ending(run_id) == "gave_up"
+    assert '"RoutineRunGaveUp":[1.0]' in capsys.readouterr().out.replace(" ", "")
+
+
+def test_a_give_up_meeting_a_collection_of_the_run_dead_letters_nothing(
+    stack: Any, load_function: Any, clay: ClayApiSimulator
+) -> None:
+    # GIVEN a run past its give-up time that a collector holds (the webhook's collection, accepting items)
+    clay.stuck_runs = frozenset({1})
+    pipeline = Pipeline(stack, load_function, clay, CLAY_RUN_GIVE_UP_SECONDS="1")
+    rows = [person(1), person(2)]
+    run_id = pipeline.start_run(*rows)
+    pipeline.runs.hold(run_id, "collecting", 1)
+    time.sleep(1.1)  # past the give-up time (not a measurement)
+    # WHEN the run's poll chain reaches the give-up time
+    pipeline.collect(PollMessage(run_id, "poll", 5))
+    # THEN it does not give up: no lead is dead-lettered, no poll follows, and the collection's hold stays
+    assert pipeline.drain("LeadDLQ") == []
+    assert pipeline.delayed_polls() == 0
+    assert pipeline.runs.ending(run_id) == "collecting"
+    # AND when the collection is retried with Clay's results, each lead is routed once and the run ends collected
+    clay.finish(run_id)
+    pipeline.collect(PollMessage(run_id, "webhook"))
+    assert sorted(m["body"]["lead_key"] for m in pipeline.drain("RoutingQueue")) == sorted(map(lead_id, rows))
+    assert pipeline.drain("LeadDLQ") == []
+    assert pipeline.runs.ending(run_id) == "collected"
+
+
 def test_the_next_poll_never_waits_past_the_give_up_time(
     stack: Any, load_function: Any, clay: ClayApiSimulator
 ) -> None:

@@ -1,12 +1,14 @@
-"""Routine run records and poll messages: round trips, the backoff schedule, one ending per run."""
+"""Routine run records and poll messages: round trips, the backoff schedule, one ending per run, and a
+collection and a give-up never both holding a run."""
 
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
-from clay_pipeline.routines import PollMessage, RunStore, poll_delay
+from clay_pipeline.routines import PollMessage, RunStore, Underway, poll_delay
 from clay_pipeline.stores import StateStore
 from local.aws import Provisioned
 from tests.dynamodb_calls import recorded_dynamodb_calls
@@ -88,3 +90,50 @@ def test_a_run_ends_once(runs: RunStore) -> None:
     assert runs.end("run_1", "collected", days=1) is True
     assert runs.end("run_1", "gave_up", days=1) is False  # another collector was first
     assert runs.ending("run_1") == "collected"
+
+
+def test_a_collection_and_a_give_up_exclude_each_other_and_each_can_retake_its_own(runs: RunStore) -> None:
+    # GIVEN a run a collector holds
+    assert runs.hold("run_1", "collecting", days=1) is True
+    # WHEN a give-up tries to hold it, and the collector (or its retry after a crash) takes it again
+    gave_up = runs.hold("run_1", "giving_up", days=1, reason="routine_run_gave_up", detail="late")
+    retaken = runs.hold("run_1", "collecting", days=1)
+    # THEN the give-up is refused and the collection goes on, and only its own ending replaces its hold
+    assert (gave_up, retaken) == (False, True)
+    assert runs.end("run_1", "gave_up", days=1) is False
+    assert runs.end("run_1", "collected", days=1) is True
+    assert runs.ending("run_1") == "collected"
+    # AND an ended run cannot be held again, by either
+    assert runs.hold("run_1", "collecting", days=1) is False
+    assert runs.hold("run_1", "giving_up", days=1) is False
+
+
+def test_a_give_up_keeps_its_reason_for_the_retry_that_finishes_it(runs: RunStore) -> None:
+    assert runs.hold("run_1", "giving_up", days=1, reason="routine_run_not_found", detail="Clay answered 404") is True
+    assert runs.hold("run_1", "collecting", days=1) is False
+    mark = runs.mark("run_1")
+    assert mark is not None
+    expected = ("giving_up", "routine_run_not_found", "Clay answered 404")
+    assert (mark["status"], mark["reason"], mark["detail"]) == expected
+
+
+def test_collectors_and_give_ups_racing_for_one_run_all_win_the_same_way(runs: RunStore) -> None:
+    # GIVEN eight threads, half collecting and half giving up the same run, released at once
+    ways: list[Underway] = ["collecting", "giving_up"] * 4
+    barrier = threading.Barrier(len(ways))
+    won: list[str] = []
+
+    def hold(way: Underway) -> None:
+        barrier.wait()
+        if runs.hold("run_race", way, days=1):
+            won.append(way)
+
+    threads = [threading.Thread(target=hold, args=(way,)) for way in ways]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    # THEN every thread that held the run holds it the same way as the mark says: never both ways
+    assert len(set(won)) == 1
+    assert len(won) == 4  # each of that way's threads may go on (collecting twice is idempotent)
+    assert runs.ending("run_race") == won[0]

@@ -4,7 +4,12 @@ CLAY_ENRICHMENT_PATH=routine sends leads to a Clay routine through the Public AP
 table webhook (routine_sender.py). Each run started is recorded once, `run#<routine_run_id>`:
 routine, lead ids, started at, and the items' inputs (zlib-compressed, so 100 leads cost a few
 write units; the record is never rewritten). Its ending is a small mark of its own,
-`run-done#<routine_run_id>` (collected or gave up), so the big record costs one write.
+`run-done#<routine_run_id>`, so the big record costs one write. The same mark keeps a run's
+collection and its give-up apart: a collector that has Clay's complete results first marks the run
+`collecting`, a give-up first marks it `giving_up`, each only over no mark or its own (a retry
+after a crash retakes it), and each then moves it to its ending (`collected`, `gave_up`). So a
+run whose webhook-triggered collection meets its poll chain's give-up has its leads either
+routed or dead-lettered, never both; that costs one write per collection of a run (100 leads).
 
 Results are collected without depending on Clay's run-finished webhook (not guaranteed):
 each run has a chain of delayed messages on RunPollQueue, `{"trigger": "poll"}`, the first
@@ -39,6 +44,8 @@ RUN_RECORD_DAYS = 30
 DAY_SECONDS = 86_400
 Trigger = Literal["poll", "webhook"]
 Ending = Literal["collected", "gave_up", "abandoned"]  # abandoned: the sender could not queue its polls
+Underway = Literal["collecting", "giving_up"]  # a run's mark while a collector or a give-up holds it
+UNDERWAY: dict[str, Underway] = {"collected": "collecting", "gave_up": "giving_up"}  # ending -> its hold
 
 
 @dataclass(frozen=True)
@@ -110,12 +117,23 @@ class RunStore:
         return Run(run_id, str(item.get("routine_id", "")), float(item["started_epoch"]), inputs)
 
     def ending(self, run_id: str) -> str | None:
-        mark = self.store.get(self._done_key(run_id))
+        """The run's mark: an Ending, an Underway hold, or None while nothing has decided it."""
+        mark = self.mark(run_id)
         return str(mark["status"]) if mark else None
 
+    def mark(self, run_id: str) -> dict[str, Any] | None:
+        return self.store.get(self._done_key(run_id))
+
+    def hold(self, run_id: str, way: Underway, days: int, **why: str) -> bool:
+        """Hold the run for a collection or a give-up; False when the other holds it or the run ended."""
+        key, attributes = self._done_key(run_id), {"status": way, **why}
+        return self.store.put_mark(key, days * DAY_SECONDS, attributes, replacing=("status", way))
+
     def end(self, run_id: str, ending: Ending, days: int) -> bool:
-        """Record how the run ended; False when another collector recorded it first."""
-        return self.store.put_mark(self._done_key(run_id), days * DAY_SECONDS, {"status": ending})
+        """Record how the run ended (over its own hold); False when another collector recorded it first."""
+        way = UNDERWAY.get(ending)
+        replacing = ("status", way) if way else None
+        return self.store.put_mark(self._done_key(run_id), days * DAY_SECONDS, {"status": ending}, replacing)
 
     @staticmethod
     def _key(run_id: str) -> str:

@@ -13,6 +13,8 @@ run already ended, and asks Clay for its results (every page):
   and its dedupe mark is released so a redrive sends it again. Then the run's ending is marked;
 - Clay answers 404/400 for the run, or the give-up time passes: every lead of the run goes to
   the DLQ with the reason, the run ends as gave_up and RoutineRunGaveUp raises the alarm;
+- a collection and a give-up of the same run exclude each other (routines.RunStore.hold): whichever
+  holds the run first decides every lead, and a retry after a crash finishes what it started;
 - 429: the same message comes back after Retry-After; 401/403/5xx: polled again later (the
   401 of a workspace not provisioned for the API is logged as such).
 A dependency failure (DynamoDB, SQS) fails the message: SQS retries it, and after
@@ -83,7 +85,10 @@ class RunCollector:
             count("RunUnknown")
             logger.warning("no record of this run; nothing to collect", extra={"routine_run_id": message.run_id})
             return "unknown_run"
-        if self.runs.ending(run.run_id) is not None:
+        mark = self.runs.mark(run.run_id)
+        if mark is not None and mark["status"] == "giving_up":  # a give-up stopped part way: finish it
+            return self._give_up(run, str(mark.get("reason", "")), str(mark.get("detail", "")))
+        if mark is not None and mark["status"] != "collecting":
             return "already_ended"
         try:
             results = self.api.results(run.run_id, self.settings.clay_results_page_size)
@@ -92,6 +97,8 @@ class RunCollector:
         count("RoutineRunPolled")
         if not results.complete:
             return self._not_yet(message, run, f"{results.finished} of {results.total} items finished")
+        if not self.runs.hold(run.run_id, "collecting", self.settings.run_mark_days):
+            return "already_ended"  # given up meanwhile: its leads are in the DLQ
         try:
             self._collect(run, results)
         except HttpError as error:
@@ -111,8 +118,7 @@ class RunCollector:
         remaining = run.started_at + self.settings.clay_run_give_up_seconds - time.time()
         if remaining <= 0:
             seconds = self.settings.clay_run_give_up_seconds
-            self._give_up(run, "routine_run_gave_up", f"no results within {seconds} s ({progress})")
-            return "gave_up"
+            return self._give_up(run, "routine_run_gave_up", f"no results within {seconds} s ({progress})")
         first, longest = self.settings.clay_run_first_poll_seconds, self.settings.clay_run_max_poll_seconds
         delay = poll_delay(message.attempt + 1, first, longest)
         next_poll = PollMessage(run.run_id, "poll", message.attempt + 1)
@@ -123,8 +129,9 @@ class RunCollector:
         extra = {"routine_run_id": run.run_id, "status": error.status, "clay_message": error.message}
         if error.outcome in (ApiOutcome.NOT_FOUND, ApiOutcome.INVALID):
             logger.error("Clay refused to give this run's results; its leads are dead-lettered", extra=extra)
-            self._give_up(run, f"routine_run_{error.outcome.value}", f"Clay answered {error.status}: {error.message}")
-            return "gave_up"
+            return self._give_up(
+                run, f"routine_run_{error.outcome.value}", f"Clay answered {error.status}: {error.message}"
+            )
         if error.outcome is ApiOutcome.THROTTLED:
             count("ClayThrottled")
             past_give_up = time.time() >= run.started_at + self.settings.clay_run_give_up_seconds
@@ -183,7 +190,11 @@ class RunCollector:
         count("RoutineItemDeadLettered", reason=reason)
         logger.warning("lead sent to the dead-letter queue", extra={"reason": reason, "routine_run_id": run.run_id})
 
-    def _give_up(self, run: Run, reason: str, detail: str) -> None:
+    def _give_up(self, run: Run, reason: str, detail: str) -> str:
+        days = self.settings.run_mark_days
+        if not self.runs.hold(run.run_id, "giving_up", days, reason=reason, detail=detail[:500]):
+            logger.info("the run's results are being collected: not giving up", extra={"routine_run_id": run.run_id})
+            return "collected_elsewhere"
         for lead_id, inputs in run.inputs.items():
             self._dead_letter(run, lead_id, inputs, reason, detail)
         if self.runs.end(run.run_id, "gave_up", self.settings.run_mark_days):
@@ -192,3 +203,4 @@ class RunCollector:
                 "gave up on a routine run; its leads are in the lead DLQ",
                 extra={"routine_run_id": run.run_id, "reason": reason, "leads": len(run.inputs)},
             )
+        return "gave_up"

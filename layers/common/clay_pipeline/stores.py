@@ -93,18 +93,35 @@ class StateStore:
 
     table_name: str
 
-    def put_mark(self, key: str, ttl_seconds: int, attributes: dict[str, Any] | None = None) -> bool:
-        """Create a mark unless a live one exists. True when this call created it."""
+    def put_mark(
+        self,
+        key: str,
+        ttl_seconds: int,
+        attributes: dict[str, Any] | None = None,
+        replacing: tuple[str, str] | None = None,
+    ) -> bool:
+        """Create a mark unless a live one exists. True when this call created it.
+
+        replacing (attribute, value): a live mark with that value is replaced too (True), so a step that
+        holds a mark can retake it after a crash and move it on, while any other live mark still wins.
+        """
         now = int(time.time())
         item = to_item({STATE_KEY: key, STATE_TTL: now + ttl_seconds, "created_at": now, **(attributes or {})})
+        # An expired mark may still be there until TTL deletes it: treat it as absent.
+        condition = "attribute_not_exists(#pk) OR #ttl < :now"
+        names = {"#pk": STATE_KEY, "#ttl": STATE_TTL}
+        values: dict[str, Any] = {":now": {"N": str(now)}}
+        if replacing is not None:
+            condition += " OR #replacing = :replacing"
+            names["#replacing"] = replacing[0]
+            values[":replacing"] = {"S": replacing[1]}
         try:
             client("dynamodb").put_item(
                 TableName=self.table_name,
                 Item=item,
-                # An expired mark may still be there until TTL deletes it: treat it as absent.
-                ConditionExpression="attribute_not_exists(#pk) OR #ttl < :now",
-                ExpressionAttributeNames={"#pk": STATE_KEY, "#ttl": STATE_TTL},
-                ExpressionAttributeValues={":now": {"N": str(now)}},
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             )
         except ClientError as error:
             if is_condition_failure(error):
