@@ -30,7 +30,7 @@ from local.aws import FAKE_CREDENTIALS, LOCAL_PREFIX, Emulator, Provisioned, fun
 from local.clay_sim import CallbackAuth, ClaySimulator
 from local.gateway import Gateway, http_routes
 from local.lambda_runtime import LambdaFunction
-from local.operations.dead_letters import QUEUES, DeadLetterQueue, QueuePair, lead_id_of
+from local.operations.dead_letters import QUEUES, DeadLetterQueue, lead_id_of
 from local.pollers import QueuePoller, event_sources
 from local.sinks import DESTINATIONS, Delivery, Sinks
 from local.template import functions, placeholder_environment
@@ -344,7 +344,7 @@ class LocalStack:
 
     def dead_letters(self, queue_id: str) -> list[dict[str, Any]]:
         """Every message in a DLQ (body and string attributes), left in the queue."""
-        pair = DEAD_LETTER_PAIRS.get(queue_id) or QueuePair(queue_id, queue_id, "", "lead_id")  # RunPollDLQ too
+        pair = DEAD_LETTER_PAIRS[queue_id]
         urls = self.resources.queue_urls
         messages = DeadLetterQueue(pair, urls[pair.dlq], urls.get(pair.source, "")).peek(wait_seconds=0)
         return [{"body": message.body, **message.attributes} for message in messages]

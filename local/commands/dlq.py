@@ -1,4 +1,5 @@
-"""`clay-pipeline dlq list|show|replay|purge`: what is in LeadDLQ and RoutingDLQ, and what to do with it.
+"""`clay-pipeline dlq list|show|replay|purge`: what is in LeadDLQ, RoutingDLQ (and the routine path's
+RunPollDLQ), and what to do with it.
 
 Exit codes: 0 done, 1 some messages could not be replayed, 2 a usage error (which includes purge
 without --yes and an unknown message id).
@@ -34,12 +35,19 @@ ORIGIN_ATTRIBUTES = ("source_message_id", "original_message_id")  # shown as "or
 
 
 def dlq_command(args: argparse.Namespace) -> int:
+    named = getattr(args, "queue", None)
     try:
-        pairs = [queue_pair(args.queue)] if getattr(args, "queue", None) else list(QUEUES.values())
+        pairs = [queue_pair(named)] if named else list(QUEUES.values())
     except ValueError as error:
         return usage_error(str(error))
-    needs = tuple(name for pair in pairs for name in (f"{pair.name}_dlq_url", f"{pair.name}_queue_url"))
-    return with_target(args, needs, lambda target: ACTIONS[args.action](args, target, pairs))
+    required = [pair for pair in pairs if named or pair.about_leads]  # RunPollDLQ, unnamed: when found
+    needs = tuple(name for pair in required for name in (f"{pair.name}_dlq_url", f"{pair.name}_queue_url"))
+
+    def act(target: Target) -> int:
+        found = [pair for pair in pairs if pair in required or getattr(target, f"{pair.name}_dlq_url")]
+        return ACTIONS[args.action](args, target, found)
+
+    return with_target(args, needs, act)
 
 
 def selection(args: argparse.Namespace) -> Selection:
@@ -107,7 +115,7 @@ def _print_message(message: DeadLetter, as_json: bool) -> None:
         return
     print(f"message {message.message_id} in {message.queue.dlq} (replays to {message.queue.source})")
     rows = [
-        ("lead", decoded["lead_id"] or "(unreadable body)"),
+        ("lead" if message.queue.about_leads else "run", decoded["lead_id"] or "(unreadable body)"),
         ("reason", decoded["reason"]),
         ("detail", decoded["detail"]),
         ("destinations", json.dumps(decoded["destinations"]) if decoded["destinations"] else ""),

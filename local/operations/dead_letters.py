@@ -32,23 +32,26 @@ REPLAY_ATTRIBUTES = ("original_message_id", "replayed_from", "replayed_at", "rep
 
 @dataclass(frozen=True)
 class QueuePair:
-    name: str  # "lead" or "routing"
+    name: str  # "lead", "routing" or "run_poll"
     dlq: str  # logical ids in template.yaml
     source: str
-    lead_key: str  # the body's field naming the lead
+    lead_key: str  # the body's field naming the lead (a run poll's: the run)
+    about_leads: bool = True  # False: its messages are run polls, which trace skips and listings show when found
 
 
 QUEUES = {
     "lead": QueuePair("lead", "LeadDLQ", "LeadQueue", "lead_id"),
     "routing": QueuePair("routing", "RoutingDLQ", "RoutingQueue", "lead_key"),
+    # Polls of routine runs that kept failing: a replay resumes polling the run (the routine path).
+    "runpoll": QueuePair("run_poll", "RunPollDLQ", "RunPollQueue", "routine_run_id", about_leads=False),
 }
 
 
 def queue_pair(name: str) -> QueuePair:
-    """ "lead", "routing", or a DLQ's logical id (LeadDLQ, RoutingDLQ), in any case."""
-    key = name.lower().removesuffix("dlq")
+    """ "lead", "routing", "run-poll", or a DLQ's logical id (LeadDLQ, RoutingDLQ, RunPollDLQ), in any case."""
+    key = name.lower().replace("-", "").replace("_", "").removesuffix("dlq")
     if key not in QUEUES:
-        raise ValueError(f"unknown queue {name!r}: lead (LeadDLQ) or routing (RoutingDLQ)")
+        raise ValueError(f"unknown queue {name!r}: lead (LeadDLQ), routing (RoutingDLQ) or run-poll (RunPollDLQ)")
     return QUEUES[key]
 
 

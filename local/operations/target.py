@@ -2,9 +2,10 @@
 
 In order of precedence, for each table and queue:
 1. its flag (--state-table, --leads-table, --lead-queue-url, --lead-dlq-url, --routing-queue-url,
-   --routing-dlq-url);
+   --routing-dlq-url, --run-poll-queue-url, --run-poll-dlq-url);
 2. --stack NAME: the deployed stack's outputs (StateTableName, LeadsTableName, LeadQueueUrl,
-   LeadDLQUrl, RoutingQueueUrl, RoutingDLQUrl), read with the usual AWS credentials and region;
+   LeadDLQUrl, RoutingQueueUrl, RoutingDLQUrl, RunPollQueueUrl, RunPollDLQUrl), read with the usual
+   AWS credentials and region;
 3. the environment variable of the same name as the functions use (STATE_TABLE, LEADS_TABLE, ...);
 4. the local stack: its clay-local-* tables and queues, in the loopback emulator AWS_ENDPOINT_URL
    points at, else the one a running `make run ARGS=--serve` wrote to .local-stack/serve.env.
@@ -31,6 +32,8 @@ STACK_OUTPUTS = {
     "lead_dlq_url": "LeadDLQUrl",
     "routing_queue_url": "RoutingQueueUrl",
     "routing_dlq_url": "RoutingDLQUrl",
+    "run_poll_queue_url": "RunPollQueueUrl",
+    "run_poll_dlq_url": "RunPollDLQUrl",
 }
 LOCAL_RESOURCES = {
     "state_table": "StateTable",
@@ -39,6 +42,8 @@ LOCAL_RESOURCES = {
     "lead_dlq_url": "LeadDLQ",
     "routing_queue_url": "RoutingQueue",
     "routing_dlq_url": "RoutingDLQ",
+    "run_poll_queue_url": "RunPollQueue",
+    "run_poll_dlq_url": "RunPollDLQ",
 }
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -55,6 +60,8 @@ class Target:
     lead_dlq_url: str = ""
     routing_queue_url: str = ""
     routing_dlq_url: str = ""
+    run_poll_queue_url: str = ""
+    run_poll_dlq_url: str = ""
     where: str = ""  # what it is, for the output: "stack clay-prod", "the local stack at http://..."
 
 

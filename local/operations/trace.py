@@ -229,7 +229,7 @@ class Tracer:
             self._dead_letters = []
             for pair in QUEUES.values():
                 url = getattr(self.target, f"{pair.name}_dlq_url")
-                if not url:
+                if not url or not pair.about_leads:
                     continue
                 queue = DeadLetterQueue(pair, url, getattr(self.target, f"{pair.name}_queue_url"))
                 self._dead_letters += queue.peek()

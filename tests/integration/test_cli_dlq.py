@@ -167,6 +167,32 @@ def test_replaying_a_routing_message_delivers_only_what_is_missing(
     assert set(item["deliveries"]) == {"slack", "outreach", "hubspot", "zapier"}
 
 
+def test_a_run_poll_that_kept_failing_is_listed_by_its_run_and_replayed_to_resume_polling(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a routine run's poll that SQS moved to RunPollDLQ after it kept failing
+    poll = json.dumps({"routine_run_id": "run_stalled", "trigger": "poll", "attempt": 3})
+    client("sqs").send_message(QueueUrl=stack.queue_urls["RunPollDLQ"], MessageBody=poll)
+    urls = stack.queue_urls
+    flags = ("--run-poll-dlq-url", urls["RunPollDLQ"], "--run-poll-queue-url", urls["RunPollQueue"])
+    # WHEN every DLQ is listed with its messages
+    code, out, _ = cli(capsys, "list", "--messages", *flags)
+    # THEN RunPollDLQ is among them, its poll grouped under SQS's own reason and named by its run
+    assert code == 0
+    run_poll_part = out[out.index("RunPollDLQ: ") :]
+    assert run_poll_part.startswith("RunPollDLQ: 1 message(s); replays go to RunPollQueue")
+    assert REDRIVEN in run_poll_part and "run_stalled" in run_poll_part
+    # WHEN it is replayed
+    code, out, _ = cli(capsys, "replay", "run-poll", "--no-progress", *flags)
+    # THEN the same poll is back in RunPollQueue for the collector to resume the run, and RunPollDLQ is empty
+    assert code == 0
+    assert out.startswith("replayed 1 of 1 message(s) from RunPollDLQ to RunPollQueue")
+    [message] = client("sqs").receive_message(QueueUrl=urls["RunPollQueue"], MessageAttributeNames=["All"])["Messages"]
+    assert message["Body"] == poll
+    assert message["MessageAttributes"]["replayed_from"]["StringValue"].startswith("RunPollDLQ:")
+    assert visible(stack, "RunPollDLQ") == 0
+
+
 # ------------------------------------------------------------------------------------- purge
 def test_purge_refuses_without_yes_and_deletes_only_the_selection(
     dead_letters: LeadJourney, stack: Any, capsys: pytest.CaptureFixture[str]

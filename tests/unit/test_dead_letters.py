@@ -65,5 +65,7 @@ def test_original_id_lead_and_queue_names() -> None:
     assert lead_id_of('{"email": "Jane@Acme.com"}').startswith("ld_")
     assert lead_id_of("{not json") == lead_id_of("[1]") == ""
     assert queue_pair("RoutingDLQ") is queue_pair("routing") is QUEUES["routing"]
+    assert queue_pair("RunPollDLQ") is queue_pair("run-poll") is queue_pair("run_poll") is QUEUES["runpoll"]
+    assert QUEUES["runpoll"].source == "RunPollQueue" and not QUEUES["runpoll"].about_leads
     with pytest.raises(ValueError, match="unknown queue"):
         queue_pair("billing")
