@@ -32,7 +32,7 @@ from typing import Any
 from harness import CACHE, ROOT, Section, Target, median
 
 from local.aws import FAKE_CREDENTIALS
-from local.template import functions, placeholder_environment
+from local.template import Resolver, functions, parameter_defaults, placeholder_environment
 
 LAYER = CACHE / "layer"
 RUNTIME = CACHE / "runtime"
@@ -112,7 +112,7 @@ def ensure_layer() -> None:
 
 def policy_services(logical_id: str) -> list[str]:
     services: set[str] = set()
-    for policy in functions()[logical_id].policies:
+    for policy in Resolver(refs=parameter_defaults()).resolve(functions()[logical_id].policies):  # as deployed
         statements = policy.get("Statement", []) if isinstance(policy, dict) else []
         for statement in statements:
             actions = statement.get("Action", [])

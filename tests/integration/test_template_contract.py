@@ -63,9 +63,11 @@ def settings_class(logical_id: str) -> type[config.Settings]:
     return settings
 
 
-def granted_actions(logical_id: str) -> set[str]:
+def granted_actions(logical_id: str, parameters: dict[str, str] | None = None) -> set[str]:
+    """The actions the function's policy grants when deployed with these parameters (else the defaults)."""
+    resolver = Resolver(refs={**parameter_defaults(), **(parameters or {})})
     actions: set[str] = set()
-    for policy in functions()[logical_id].policies:
+    for policy in resolver.resolve(functions()[logical_id].policies):
         for statement in policy["Statement"]:
             assert statement["Effect"] == "Allow"
             assert statement["Resource"] != "*", f"{logical_id}: {statement.get('Sid')} grants every resource"
@@ -267,7 +269,7 @@ def router_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
         app.lambda_handler(sqs_event([last]), LambdaContextStub(remaining_ms=60_000))
 
 
-def sweeper_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
+def sweeper_scenarios(stack: Provisioned, load: Callable[..., Any], requeue: bool = True) -> None:
     # a batch sent 90 minutes ago: one lead called back since, one not (stale, its body kept: re-queued once)
     state, leads = stack.table_names["StateTable"], stack.table_names["LeadsTable"]
     sent_at = int(time.time()) - 5400
@@ -278,9 +280,9 @@ def sweeper_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
     setup_client("dynamodb").put_item(TableName=state, Item=to_item({"pk": "dedupe#silent", "status": "sent"}))
     called_back = {"lead_key": "called", "received_at": datetime.now(UTC).isoformat(), "callbacks": 1}
     setup_client("dynamodb").put_item(TableName=leads, Item=to_item(called_back))
-    app = load("StaleSweeperFunction", STALE_AFTER_HOURS="1", STALE_REQUEUE="true")
+    app = load("StaleSweeperFunction", STALE_AFTER_HOURS="1", STALE_REQUEUE=str(requeue).lower())
     report = app.lambda_handler({}, LambdaContextStub(remaining_ms=300_000))
-    assert (report["stale"], report["requeued"]) == (1, 1)
+    assert (report["stale"], report["requeued"]) == (1, int(requeue))
 
 
 def signed_run_webhook(run_id: str, secret: str) -> dict[str, Any]:
@@ -330,6 +332,8 @@ SCENARIOS = {
     "RunWebhookFunction": run_webhook_scenarios,
     "RunCollectorFunction": run_collector_scenarios,
 }
+# The parameters a scenario's function is deployed with, where they change its policy.
+SCENARIO_PARAMETERS = {"StaleSweeperFunction": {"StaleRequeue": "true"}}
 
 
 def test_every_function_has_a_policy_scenario() -> None:
@@ -343,10 +347,23 @@ def test_policy_allows_exactly_the_calls_the_function_makes(
 ) -> None:
     with recorded_calls() as calls:
         SCENARIOS[logical_id](stack, load_function)
-    granted = granted_actions(logical_id)
+    granted = granted_actions(logical_id, SCENARIO_PARAMETERS.get(logical_id))
     made = calls.actions
     assert made - granted == set(), f"{logical_id} makes calls its policy does not allow"
     assert granted - made == set(), f"{logical_id} is granted actions it never uses"
+
+
+@pytest.mark.usefixtures("secrets_only_in_secrets_manager")
+def test_the_sweeper_without_requeue_may_neither_queue_leads_nor_delete_marks(
+    stack: Provisioned, load_function: Any
+) -> None:
+    # GIVEN the template's default, StaleRequeue=false WHEN the sweeper finds a stale lead
+    with recorded_calls() as calls:
+        sweeper_scenarios(stack, load_function, requeue=False)
+    # THEN its policy is exactly what it called, without the re-queue's two actions
+    granted = granted_actions("StaleSweeperFunction")
+    assert calls.actions == granted
+    assert {"sqs:SendMessage", "dynamodb:DeleteItem"}.isdisjoint(granted)
 
 
 # ------------------------------------------------------------------------------------- capacity mode
