@@ -152,7 +152,7 @@ class LeadTrace:
         if routing := trace["routing"]:
             for name, entry in routing["deliveries"].items():
                 events.append((entry["at"], "delivered", f"{name} (score {entry['score']}, payload {entry['hash']})"))
-            statuses = ", ".join(f"{name} {status}" for name, status in routing["destinations"].items())
+            statuses = ", ".join(f"{name} {status}" for name, status in sorted(routing["destinations"].items()))
             text = f"{routing['status']}: {statuses}" if statuses else str(routing["status"])
             if routing["skipped_reason"]:
                 text += f" ({routing['skipped_reason']})"
