@@ -165,6 +165,34 @@ def test_clay_resending_rows_enrols_each_lead_once_and_updates_hubspot_per_chang
     assert sum(int(item["callbacks"]) for item in table_items.values()) == summary.counts["callbacks accepted"]
 
 
+def test_per_column_callbacks_with_required_fields_enrol_each_lead_on_its_complete_row(
+    start_stack: StackFactory,
+) -> None:
+    # GIVEN a Clay table with one HTTP API column per enrichment (every row called back in parts, the last
+    # complete, parts and rows in parallel) and the router told a row is complete when it carries icp_score
+    stack = start_stack(
+        clay={"per_column_share": 1.0}, function_env={"RouterFunction": {"ROUTING_REQUIRED_FIELDS": "icp_score"}}
+    )
+    leads = generated_leads(12, bands=((90, 99), (80, 89), (50, 69)))
+    # WHEN they go through
+    stack.post_leads(leads)
+    settle(stack)
+    summary = stack.summary()
+    assert stack.clay.resent["partial"] >= 24
+    assert summary.problems == []
+    # THEN no lead was enrolled on a partial row: none in both nurture and outreach, nurture only for the leads
+    # the complete row scores 50-79, and every once-per-lead webhook carried the complete row
+    reached = {name: {d.payload["lead_id"] for d in stack.sinks.delivered(name)} for name in ("outreach", "nurture")}
+    assert reached["outreach"] and reached["nurture"]
+    assert reached["outreach"] & reached["nurture"] == set()
+    for name in ("outreach", "nurture", "zapier"):
+        payloads = [delivery.payload for delivery in stack.sinks.delivered(name)]
+        assert all("job_title" in payload and "industry" in payload for payload in payloads), name
+        assert all(payload["icp_score"] >= (80 if name == "outreach" else 0) for payload in payloads), name
+    assert len(stack.sinks.delivered("zapier")) == 12
+    assert summary.counts["routed"] == 12
+
+
 def test_destination_down_then_up_loses_nothing(start_stack: StackFactory) -> None:
     # GIVEN outreach and HubSpot are down
     stack = start_stack()

@@ -553,6 +553,38 @@ def test_per_column_callbacks_in_one_batch_route_only_the_newest(router: Router,
     assert router.outcome("ld_cols")["icp_score"] == 88
 
 
+def test_partial_rows_routed_apart_wait_for_the_required_column_and_enrol_the_lead_once(
+    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks
+) -> None:
+    # GIVEN ROUTING_REQUIRED_FIELDS=icp_score and a row whose per-column callbacks are routed one at a time:
+    # two partial rows without Clay's score (the formula would put them in nurture), then the complete row
+    router = Router(load_function("RouterFunction", **configured, ROUTING_REQUIRED_FIELDS="icp_score"), stack)
+    assert router.run(sqs_event([router.callback(1, lead("ld_pc", None, employee_count="1,200"))])) == []
+    assert router.outcome("ld_pc")["skipped_reason"] == (
+        "incomplete row: Clay has not sent icp_score yet (ROUTING_REQUIRED_FIELDS)"
+    )
+    assert router.run(sqs_event([router.callback(2, lead("ld_pc", None, job_title="VP Sales"))])) == []
+    # THEN nothing was delivered for the partial rows
+    assert sinks.calls() == {"outreach": 0, "nurture": 0, "zapier": 0, "hubspot": 0, "slack": 0}
+    # WHEN the complete row is routed THEN the lead goes where its real score sends it, once, never to nurture
+    complete = lead("ld_pc", 88, job_title="VP Sales", employee_count="1,200")
+    assert router.run(sqs_event([router.callback(3, complete)])) == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}
+    assert sinks.zapier.received()[0].json()["job_title"] == "VP Sales"  # Zapier got the whole row
+    outcome = router.outcome("ld_pc")
+    assert (outcome["routing_status"], outcome["icp_score"]) == ("routed", 88)
+    assert "skipped_reason" not in outcome
+
+
+def test_without_required_fields_a_row_clay_sent_no_score_is_routed_on_the_computed_score(
+    router: Router, sinks: Sinks
+) -> None:
+    # GIVEN the default (no ROUTING_REQUIRED_FIELDS): a table without a score column still gets routed
+    assert router.run(sqs_event([router.callback(1, lead("ld_ns", None, job_title="CEO", employee_count=500))])) == []
+    assert router.outcome("ld_ns")["routing_status"] == "routed"
+    assert sum(sinks.calls().values()) > 0
+
+
 def test_delivery_policies_setting_makes_zapier_follow_changes(
     load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks
 ) -> None:

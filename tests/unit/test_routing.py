@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from clay_pipeline.config import ConfigError
-from clay_pipeline.routing import DEFAULT_RULES, RuleSet, parse_rules
+from clay_pipeline.routing import DEFAULT_RULES, Decision, RuleSet, parse_required_fields, parse_rules
 
 pytestmark = pytest.mark.unit
 
@@ -224,3 +224,24 @@ def test_a_rule_with_an_unknown_policy_names_it() -> None:
     text = json.dumps([{"destination": "slack", "policy": "always", "when": []}])
     with pytest.raises(ConfigError, match=r"ROUTING_RULES\[0\] \(destination 'slack'\): policy"):
         RuleSet.from_setting(text)
+
+
+# ------------------------------------------------------------------------------------- required fields
+def test_required_fields_are_read_from_a_comma_separated_setting() -> None:
+    assert parse_required_fields(" icp_score , Job Title,,icp_score ") == ("icp_score", "Job Title")
+    assert parse_required_fields("") == ()
+    assert RuleSet.from_setting("", "", "icp_score").required == ("icp_score",)
+
+
+def test_a_row_without_a_required_column_chooses_nothing_and_says_why() -> None:
+    rules = RuleSet(DEFAULT_RULES, required=("icp_score", "job_title"))
+    hot = {"email": "a@acme.com", "icp_score": 95, "job_title": "CEO"}
+    # GIVEN the router computed the score (Clay sent the row without icp_score)
+    decision = rules.evaluate(hot, sent={"email", "job_title"})
+    assert decision == Decision(
+        (), "incomplete row: Clay has not sent icp_score yet (ROUTING_REQUIRED_FIELDS)", incomplete=True
+    )
+    # AND the complete row, or a check without what Clay sent, is routed by the rules as always
+    assert rules.evaluate(hot, sent=set(hot)).destinations == ("slack", "outreach", "hubspot", "zapier")
+    assert rules.evaluate(hot).destinations == ("slack", "outreach", "hubspot", "zapier")
+    assert DEFAULTS.evaluate(hot, sent={"email"}).destinations == ("slack", "outreach", "hubspot", "zapier")

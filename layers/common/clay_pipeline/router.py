@@ -131,7 +131,7 @@ class RoutingMessage:
     lead_key: str
     received_at: str
     lead: dict[str, Any]  # the validated lead with icp_score and tier filled in
-    score_computed: bool
+    sent: frozenset[str]  # the columns Clay sent with a value, before the score and tier were filled in
 
 
 def parse_message(body: str) -> RoutingMessage:
@@ -146,8 +146,8 @@ def parse_message(body: str) -> RoutingMessage:
     except ValidationError as error:
         raise InvalidMessage("invalid_lead", describe_problems(error)) from None
     fields = lead.to_message()
-    computed = lead.icp_score is None
-    if computed:
+    sent = frozenset(fields)
+    if lead.icp_score is None:
         fields["icp_score"] = icp_score(
             lead.employee_count, lead.industry, lead.job_title, lead.email, lead.phone
         ).score
@@ -158,7 +158,7 @@ def parse_message(body: str) -> RoutingMessage:
         lead_key=lead_key,
         received_at=str(document.get("received_at") or datetime.now(UTC).isoformat()),
         lead=fields,
-        score_computed=computed,
+        sent=sent,
     )
 
 
@@ -264,7 +264,9 @@ class LeadRouter:
     def __init__(self, settings: RouterSettings, http: HttpClient | None = None, sleep: Any = time.sleep) -> None:
         self.settings = settings
         # ConfigError at cold start for invalid rules or policies
-        self.rules = RuleSet.from_setting(settings.routing_rules, settings.delivery_policies)
+        self.rules = RuleSet.from_setting(
+            settings.routing_rules, settings.delivery_policies, settings.routing_required_fields
+        )
         self.ledger = LeadLedger(settings.leads_table, settings.delivery_lease_seconds)
         self.leads = LeadsTable(settings.leads_table)
         self.routing_queue = Queue(settings.routing_queue_url)
@@ -380,7 +382,10 @@ class LeadRouter:
 
         `carried`: destinations a pause held for the lead, delivered whatever the rules choose now.
         """
-        decision = self._with(self.rules.evaluate(message.lead), carried)
+        decision = self.rules.evaluate(message.lead, message.sent)
+        if decision.incomplete:  # nothing for a partial row, not even what a pause held: the complete row brings it
+            return Attempt(message, decision, ())
+        decision = self._with(decision, carried)
         deliveries = tuple(
             name for name in decision.destinations if name in self.enabled and name != LEADS_TABLE_DESTINATION
         )
@@ -489,7 +494,8 @@ class LeadRouter:
                 item = self.leads.record_routing(message.lead_key, message.callback_id, outcome.record())
                 # Still paused: the callback that was held (routed_received_at is not moved here) delivers it.
                 ready = self.enabled - self.paused
-                outcome.held_elsewhere = tuple(name for name in held_markers(item) if name in ready)
+                if not attempt.decision.incomplete:
+                    outcome.held_elsewhere = tuple(name for name in held_markers(item) if name in ready)
             return
         score = message.lead.get("icp_score")
         score = float(score) if isinstance(score, (int, float)) else None

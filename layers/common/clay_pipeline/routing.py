@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -150,6 +151,7 @@ class Rule(BaseModel):
 class Decision:
     destinations: tuple[str, ...]  # in rule order, each once
     skipped_reason: str | None = None
+    incomplete: bool = False  # the row lacks a ROUTING_REQUIRED_FIELDS column: nothing is delivered for it
 
 
 def _condition(field: str, op: str, value: Any = None) -> Condition:
@@ -166,19 +168,28 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 
 
 class RuleSet:
-    def __init__(self, rules: tuple[Rule, ...], policies: dict[str, Policy] | None = None) -> None:
+    def __init__(
+        self, rules: tuple[Rule, ...], policies: dict[str, Policy] | None = None, required: tuple[str, ...] = ()
+    ) -> None:
         self.rules = rules
         self.policies = resolve_policies(rules, policies or {})
+        self.required = required
 
     @classmethod
-    def from_setting(cls, text: str, policies: str = "") -> RuleSet:
-        """ROUTING_RULES and DELIVERY_POLICIES as configured: empty keeps the defaults."""
-        return cls(parse_rules(text) if text.strip() else DEFAULT_RULES, parse_policies(policies))
+    def from_setting(cls, text: str, policies: str = "", required: str = "") -> RuleSet:
+        """ROUTING_RULES, DELIVERY_POLICIES and ROUTING_REQUIRED_FIELDS as configured: empty keeps the defaults."""
+        rules = parse_rules(text) if text.strip() else DEFAULT_RULES
+        return cls(rules, parse_policies(policies), parse_required_fields(required))
 
     def policy(self, destination: str) -> Policy:
         return self.policies[destination]
 
-    def evaluate(self, lead: dict[str, Any]) -> Decision:
+    def evaluate(self, lead: dict[str, Any], sent: Collection[str] | None = None) -> Decision:
+        """The destinations the rules choose for the lead. `sent`: the columns Clay sent with a value, checked
+        against ROUTING_REQUIRED_FIELDS (a lead whose score the router computed was sent without icp_score)."""
+        if sent is not None and (missing := [name for name in self.required if name not in sent]):
+            reason = f"incomplete row: Clay has not sent {', '.join(missing)} yet (ROUTING_REQUIRED_FIELDS)"
+            return Decision((), reason, incomplete=True)
         chosen: list[str] = []
         unmet: list[str] = []
         for rule in self.rules:
@@ -191,6 +202,16 @@ class RuleSet:
         if chosen:
             return Decision(tuple(chosen))
         return Decision((), "no rule matched: " + "; ".join(unmet))
+
+
+def parse_required_fields(text: str) -> tuple[str, ...]:
+    """ROUTING_REQUIRED_FIELDS: comma-separated columns a callback must carry to be routed (empty: none).
+
+    For tables with one HTTP API column per enrichment: each column calls back with part of the row,
+    and routing a part would enrol the lead on a score computed from half its data (nurture now,
+    outreach when the last column arrives). Name a column only the complete row carries (icp_score).
+    """
+    return tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
 
 
 def parse_policies(text: str) -> dict[str, Policy]:
