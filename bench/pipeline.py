@@ -52,7 +52,6 @@ class Usage:
 
     invocations: int = 0
     cpu_seconds: float = 0.0  # the invoking thread's CPU (moto's server threads excluded)
-    wall_seconds: float = 0.0
 
 
 @contextlib.contextmanager
@@ -127,14 +126,13 @@ class Pipeline:
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
         usage = self.usage[logical_id]
         context = LambdaContext(logical_id, self.spec(logical_id).memory, self.spec(logical_id).timeout * 1000)
-        cpu, wall = time.thread_time(), time.perf_counter()
+        cpu = time.thread_time()
         try:
             with worker_threads_counted(usage):
                 return self.handlers[logical_id](event, context)
         finally:
             usage.invocations += 1
             usage.cpu_seconds += time.thread_time() - cpu
-            usage.wall_seconds += time.perf_counter() - wall
 
     # -- the pieces of a run -------------------------------------------------------------------
     def post_leads(self, leads: list[dict[str, Any]], per_request: int = 1) -> int:

@@ -53,7 +53,6 @@ class LambdaFunction:
         self.memory_mb = spec.memory
         self._idle: list[ModuleType] = []
         self._lock = threading.Lock()
-        self.cold_starts = 0
         self.invocations = 0
 
     def warm_up(self) -> None:
@@ -82,10 +81,7 @@ class LambdaFunction:
 
     def _cold_start(self) -> ModuleType:
         with _LOAD_LOCK:
-            module = load_handler_module(self.logical_id, self.environment)
-        with self._lock:
-            self.cold_starts += 1
-        return module
+            return load_handler_module(self.logical_id, self.environment)
 
 
 @contextlib.contextmanager

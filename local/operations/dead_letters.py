@@ -27,7 +27,6 @@ from clay_pipeline.models import Lead
 
 READ_VISIBILITY_SECONDS = 300  # long enough to read, select and replay a large DLQ before messages reappear
 REDRIVEN = "max_receives_exceeded"  # no reason attribute: SQS moved it after the source queue's maxReceiveCount
-REPLAY_ATTRIBUTES = ("original_message_id", "replayed_from", "replayed_at", "replay_reason")
 
 
 @dataclass(frozen=True)

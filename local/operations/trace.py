@@ -25,8 +25,6 @@ from clay_pipeline.stores import LeadsTable, SentBatches, StateStore, from_item
 from local.operations.dead_letters import QUEUES, DeadLetter, DeadLetterQueue
 from local.operations.target import Target
 
-KINDS = ("email", "lead_id", "domain")
-
 
 def kind_of(who: str) -> str:
     """email when it has an @, domain when it parses as one, else a lead_id."""

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 SECRET_CACHE_SECONDS = 300
 
@@ -86,12 +86,7 @@ def _secret_document(secret_id: str) -> dict[str, Any]:
     return document
 
 
-def _blank_to_none(value: Any) -> Any:
-    return None if isinstance(value, str) and not value.strip() else value
-
-
 Required = Annotated[str, Field(min_length=1)]
-OptionalStr = Annotated[str | None, BeforeValidator(_blank_to_none)]
 CLAY_MAX_PAYLOAD_BYTES = 100_000  # Clay answers 413 above 100 KB
 ClayPayloadBytes = Annotated[int, Field(ge=1024, le=262_144)]  # intake refuses, the sender dead-letters above it
 
