@@ -580,7 +580,7 @@ class QueueSendError(RuntimeError):
 
 
 # SQS message bodies may hold only #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF. JSON text
-# can carry the others (U+FFFE, U+FFFF, lone surrogates) only inside strings, where \uXXXX means the same.
+# can carry the others (U+FFFE, U+FFFF, lone surrogates) only inside strings, where a \u escape means the same.
 _SQS_UNSAFE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 # The classic SQS limits (queues created since 2025 may allow 1 MiB): each message, and each
 # SendMessageBatch's bodies together.
