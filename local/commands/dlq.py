@@ -36,18 +36,12 @@ ORIGIN_ATTRIBUTES = ("source_message_id", "original_message_id")  # shown as "or
 
 def dlq_command(args: argparse.Namespace) -> int:
     named = getattr(args, "queue", None)
-    try:
-        pairs = [queue_pair(named)] if named else list(QUEUES.values())
+    try:  # unnamed: the lead DLQs; RunPollDLQ (run polls, not leads) when asked for
+        pairs = [queue_pair(named)] if named else [pair for pair in QUEUES.values() if pair.about_leads]
     except ValueError as error:
         return usage_error(str(error))
-    required = [pair for pair in pairs if named or pair.about_leads]  # RunPollDLQ, unnamed: when found
-    needs = tuple(name for pair in required for name in (f"{pair.name}_dlq_url", f"{pair.name}_queue_url"))
-
-    def act(target: Target) -> int:
-        found = [pair for pair in pairs if pair in required or getattr(target, f"{pair.name}_dlq_url")]
-        return ACTIONS[args.action](args, target, found)
-
-    return with_target(args, needs, act)
+    needs = tuple(name for pair in pairs for name in (f"{pair.name}_dlq_url", f"{pair.name}_queue_url"))
+    return with_target(args, needs, lambda target: ACTIONS[args.action](args, target, pairs))
 
 
 def selection(args: argparse.Namespace) -> Selection:

@@ -35,7 +35,7 @@ class QueuePair:
     dlq: str  # logical ids in template.yaml
     source: str
     lead_key: str  # the body's field naming the lead (a run poll's: the run)
-    about_leads: bool = True  # False: its messages are run polls, which trace skips and listings show when found
+    about_leads: bool = True  # False: its messages are run polls, which trace and unnamed listings leave out
 
 
 QUEUES = {

@@ -175,13 +175,14 @@ def test_a_run_poll_that_kept_failing_is_listed_by_its_run_and_replayed_to_resum
     client("sqs").send_message(QueueUrl=stack.queue_urls["RunPollDLQ"], MessageBody=poll)
     urls = stack.queue_urls
     flags = ("--run-poll-dlq-url", urls["RunPollDLQ"], "--run-poll-queue-url", urls["RunPollQueue"])
-    # WHEN every DLQ is listed with its messages
-    code, out, _ = cli(capsys, "list", "--messages", *flags)
-    # THEN RunPollDLQ is among them, its poll grouped under SQS's own reason and named by its run
+    # WHEN RunPollDLQ is listed with its messages
+    code, out, _ = cli(capsys, "list", "run-poll", "--messages", *flags)
+    # THEN its poll is grouped under SQS's own reason and named by its run
     assert code == 0
-    run_poll_part = out[out.index("RunPollDLQ: ") :]
-    assert run_poll_part.startswith("RunPollDLQ: 1 message(s); replays go to RunPollQueue")
-    assert REDRIVEN in run_poll_part and "run_stalled" in run_poll_part
+    assert out.startswith("RunPollDLQ: 1 message(s); replays go to RunPollQueue")
+    assert REDRIVEN in out and "run_stalled" in out
+    # AND the lead DLQs listed without a name leave the run polls out
+    assert "RunPollDLQ" not in cli(capsys, "list", *flags)[1]
     # WHEN it is replayed
     code, out, _ = cli(capsys, "replay", "run-poll", "--no-progress", *flags)
     # THEN the same poll is back in RunPollQueue for the collector to resume the run, and RunPollDLQ is empty
