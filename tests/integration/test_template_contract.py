@@ -64,10 +64,18 @@ def settings_class(logical_id: str) -> type[config.Settings]:
 
 
 def granted_actions(logical_id: str, parameters: dict[str, str] | None = None) -> set[str]:
-    """The actions the function's policy grants when deployed with these parameters (else the defaults)."""
+    """The actions granted to the function when deployed with these parameters (else the defaults): its
+    Policies, and the AWS::IAM::Policy resources on the role SAM creates for it whose Condition holds."""
     resolver = Resolver(refs={**parameter_defaults(), **(parameters or {})})
+    documents = list(functions()[logical_id].policies)
+    for resource in resources_of_type("AWS::IAM::Policy").values():
+        if {"Ref": f"{logical_id}Role"} not in resource["Properties"]["Roles"]:
+            continue
+        if "Condition" in resource and not resolver.condition(resource["Condition"]):
+            continue  # not created with these parameters
+        documents.append(resource["Properties"]["PolicyDocument"])
     actions: set[str] = set()
-    for policy in resolver.resolve(functions()[logical_id].policies):
+    for policy in resolver.resolve(documents):
         for statement in policy["Statement"]:
             assert statement["Effect"] == "Allow"
             assert statement["Resource"] != "*", f"{logical_id}: {statement.get('Sid')} grants every resource"
