@@ -41,6 +41,21 @@ class Reply:
 Responder = Callable[[RecordedRequest], Reply]
 
 
+def answering_together(parties: int, timeout: float, reply: Reply) -> Responder:
+    """A responder that answers `reply` only once `parties` requests are in flight at the same time, and 503
+    when they came one after another (the first waits `timeout` in vain): proves requests are concurrent."""
+    together = threading.Barrier(parties, timeout=timeout)
+
+    def respond(request: RecordedRequest) -> Reply:
+        try:
+            together.wait()
+        except threading.BrokenBarrierError:
+            return Reply(503)
+        return reply
+
+    return respond
+
+
 class StubServer:
     """ThreadingHTTPServer on 127.0.0.1 with scripted replies and a request log."""
 

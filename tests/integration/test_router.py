@@ -26,7 +26,7 @@ from clay_pipeline.aws import client
 from clay_pipeline.config import ConfigError
 from clay_pipeline.pause import DestinationSwitch
 from clay_pipeline.stores import LeadsTable, StateStore, to_item
-from local.http_stub import RecordedRequest, Reply, StubServer
+from local.http_stub import RecordedRequest, Reply, StubServer, answering_together
 from local.sqs_events import from_received, sqs_event, sqs_record
 from tests.conftest import LambdaContextStub
 from tests.dynamodb_calls import before_dynamodb_calls
@@ -750,15 +750,7 @@ def test_each_lead_costs_one_claim_and_one_complete_write_and_no_read(router: Ro
 
 def test_a_leads_webhooks_are_sent_concurrently(router: Router, sinks: Sinks) -> None:
     # GIVEN Slack, outreach and Zapier each answering only once all three requests have arrived
-    arrived_together = threading.Barrier(3, timeout=1.5)
-
-    def after_the_others(request: RecordedRequest) -> Reply:
-        try:
-            arrived_together.wait()
-        except threading.BrokenBarrierError:
-            return Reply(503)  # sent one after another: the first waits in vain
-        return Reply(200)
-
+    after_the_others = answering_together(3, timeout=1.5, reply=Reply(200))
     for server in (sinks.slack, sinks.outreach, sinks.zapier):
         server.responder = after_the_others
     # WHEN a hot lead is routed THEN all three are delivered at the first attempt

@@ -18,7 +18,7 @@ from clay_pipeline.models import Lead
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.stale import unpack_bodies
 from clay_pipeline.stores import Queue, SentBatches, StateStore, hour_bucket, item_size
-from local.http_stub import RecordedRequest, Reply, StubServer
+from local.http_stub import Reply, StubServer, answering_together
 from local.sqs_events import from_received
 from tests.conftest import LambdaContextStub
 from tests.dynamodb_calls import recorded_dynamodb_calls
@@ -511,16 +511,7 @@ def test_waiting_message_about_to_reach_max_receives_is_requeued_fresh(make_send
 
 def test_a_batch_posts_concurrently_each_at_its_own_slot(make_sender: Any, clay: StubServer) -> None:
     # GIVEN a sender posting four at a time, and Clay answering a request only once four are in flight
-    together = threading.Barrier(4, timeout=3)
-
-    def four_at_once(request: RecordedRequest) -> Reply:
-        try:
-            together.wait()
-        except threading.BrokenBarrierError:
-            return Reply(503)  # posted one after another: the first waits in vain
-        return Reply(200, {"success": True})
-
-    clay.responder = four_at_once
+    clay.responder = answering_together(4, timeout=3, reply=Reply(200, {"success": True}))
     sender = make_sender(CLAY_SEND_CONCURRENCY="4", CLAY_RETRY_ATTEMPTS="0")
     # WHEN a batch of eight is processed
     _, failures = sender.send(*(lead(n) for n in range(8)))
