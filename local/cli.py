@@ -7,6 +7,11 @@ import importlib
 import sys
 from collections.abc import Callable
 
+from local.commands.common import EXIT_CODES, Exit, fail, run_cleanly
+
+# Commands whose purpose includes the functions' own logs (run: .local-stack/run.log; invoke: stderr).
+SHOWS_FUNCTION_LOGS = frozenset({"run", "invoke"})
+
 
 def _add_dlq_filters(parser: argparse.ArgumentParser) -> None:
     from local.commands.common import duration
@@ -76,7 +81,19 @@ def _operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="clay-pipeline", description=__doc__)
+    try:
+        args = _parser().parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the commands' modules load
+        return fail("interrupted", Exit.INTERRUPTED)
+    # Every command runs as local.commands.<name>.<name>_command(args) -> exit code, inside one
+    # wrapper that turns whatever it raises into one line on stderr and a documented exit code.
+    return run_cleanly(lambda: _command(args), debug=args.debug, quiet_logs=args.command not in SHOWS_FUNCTION_LOGS)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clay-pipeline", description=__doc__, epilog=EXIT_CODES)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--debug", action="store_true", help="on failure, the traceback; and the JSON logs")
     commands = parser.add_subparsers(dest="command", required=True)
 
     send = commands.add_parser("send", help="enqueue leads from a CSV or JSON-lines file")
@@ -101,12 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     invoke.add_argument("event", help="event JSON file, e.g. events/callback-token.json")
 
     _operations(commands)
-    args = parser.parse_args(argv)
-    # Powertools' logger (log_uncaught_exceptions) turns a crash into one long JSON line: a terminal
-    # gets Python's own traceback instead.
+    return parser
+
+
+def _command(args: argparse.Namespace) -> int:
+    module = importlib.import_module(f"local.commands.{args.command.replace('-', '_')}")
+    # Importing the pipeline's library creates Powertools' Logger(log_uncaught_exceptions=True), which
+    # installs its own sys.excepthook (a crash as one long JSON line): a terminal gets Python's own.
     sys.excepthook = sys.__excepthook__
-    module = importlib.import_module(f"local.commands.{args.command}")
-    command: Callable[[argparse.Namespace], int] = getattr(module, f"{args.command}_command")
+    command: Callable[[argparse.Namespace], int] = getattr(module, f"{args.command.replace('-', '_')}_command")
     return command(args)
 
 

@@ -2,7 +2,9 @@
 RunPollDLQ), and what to do with it.
 
 Exit codes: 0 done, 1 some messages could not be replayed, 2 a usage error (which includes purge
-without --yes and an unknown message id).
+without --yes and an unknown message id); the CLI's others (README "Exit codes") for AWS failures
+and interruptions. A read leaves the messages visible again as soon as it is done, interrupted or
+failed (local/operations/dead_letters.py says how, and where SQS limits that).
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from local.commands.common import age, print_json, usage_error, with_target
+from local.commands.common import age, print_json, printable, usage_error, with_target
 from local.operations.dead_letters import (
     QUEUES,
+    REDRIVEN,
     DeadLetter,
     DeadLetterQueue,
     QueuePair,
     Selection,
     group_by_reason,
+    interrupts_deferred,
     queue_pair,
 )
 from local.operations.target import Target
@@ -65,26 +69,30 @@ def _list(args: argparse.Namespace, target: Target, pairs: list[QueuePair]) -> i
     chosen = selection(args)
     report = {}
     for pair in pairs:
-        messages = open_queue(target, pair).peek()
+        queue = open_queue(target, pair)
+        messages = queue.peek()
         picked = chosen.pick(messages, now)
         report[pair.dlq] = {
             "messages": len(messages),
+            "held_by_another_reader": queue.in_flight,
             "selected": len(picked),
             "reasons": [group.summary(now) for group in group_by_reason(picked)],
         }
         if args.json:
             continue
         filtered = "" if chosen.everything else f" ({len(picked)} match the filters)"
-        print(f"{pair.dlq}: {len(messages)} message(s){filtered}; replays go to {pair.source}")
+        held = f" (and {queue.in_flight} held by another reader right now)" if queue.in_flight else ""
+        print(f"{pair.dlq}: {len(messages)} message(s){held}{filtered}; replays go to {pair.source}")
         for group in group_by_reason(picked):
             summary = group.summary(now)
             print(
-                f"  {summary['reason']:24} {summary['count']:5}   oldest {age(summary['oldest_seconds']):>7}"
-                f"   newest {age(summary['newest_seconds']):>7}   {summary['example_detail'][:70]}"
+                f"  {printable(summary['reason'], False):24} {summary['count']:5}   "
+                f"oldest {age(summary['oldest_seconds']):>7}   newest {age(summary['newest_seconds']):>7}   "
+                f"{printable(summary['example_detail'][:70], False)}"
             )
             if args.messages:
                 for message in group.messages:
-                    lead = message.lead_id or "(no lead id)"
+                    lead = printable(message.lead_id, False) or "(no lead id)"
                     print(f"      {message.message_id}  {lead:28}  {age(message.age_seconds(now))} ago")
     if args.json:
         print_json(report)
@@ -114,17 +122,26 @@ def _print_message(message: DeadLetter, as_json: bool) -> None:
         ("detail", decoded["detail"]),
         ("destinations", json.dumps(decoded["destinations"]) if decoded["destinations"] else ""),
         ("dead-lettered", f"{decoded['dead_lettered_at']} ({age(message.age_seconds(time.time()))} ago)"),
-        ("received", f"{message.receive_count} time(s)"),
+        ("attempts", _attempts(message)),
         ("original id", message.original_message_id),
         *((name, value) for name, value in decoded["attributes"].items() if name not in ORIGIN_ATTRIBUTES),
     ]
     for label, value in rows:
         if value:
-            print(f"  {label:14} {value}")
+            print(f"  {label:14} {printable(value, keep_newlines=False)}")
     body = decoded["body"]
     text = body if isinstance(body, str) else json.dumps(_shortened(body), indent=2, ensure_ascii=False)
     print("  body:")
     print("\n".join(f"    {line}" for line in text.splitlines()))
+
+
+def _attempts(message: DeadLetter) -> str:
+    """Deliveries from the source queue before it was dead-lettered (not reads of the DLQ)."""
+    attempts = message.delivery_attempts
+    if attempts is None:
+        return ""
+    by_sqs = f" (SQS moved it after {message.queue.source}'s maxReceiveCount)" if message.reason == REDRIVEN else ""
+    return f"{attempts} {'delivery' if attempts == 1 else 'deliveries'} from {message.queue.source}{by_sqs}"
 
 
 def _shortened(value: Any) -> Any:
@@ -157,7 +174,8 @@ def held(args: argparse.Namespace, target: Target, pairs: list[QueuePair]) -> It
     try:
         yield state
     finally:
-        queue.release([message for message in messages if message.message_id not in state.done])
+        with interrupts_deferred():
+            queue.release([message for message in messages if message.message_id not in state.done])
 
 
 def _replay(args: argparse.Namespace, target: Target, pairs: list[QueuePair]) -> int:
@@ -169,7 +187,8 @@ def _replay(args: argparse.Namespace, target: Target, pairs: list[QueuePair]) ->
             verb = "would replay" if args.dry_run else "nothing to replay:"
             print(f"{verb} {len(picked)} of {total} message(s) from {pair.dlq} to {pair.source}")
             for message in picked:
-                print(f"  {message.message_id}  {message.lead_id or '(no lead id)':28}  {message.reason}")
+                lead = printable(message.lead_id, False) or "(no lead id)"
+                print(f"  {message.message_id}  {lead:28}  {message.reason}")
             return 0
         replayed_at = datetime.now(UTC).isoformat()
         with tqdm(total=len(picked), unit="msg", desc="replaying", disable=args.no_progress, file=sys.stderr) as bar:

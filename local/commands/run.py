@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import logging
 import shlex
-import signal
 import sys
 import time
 import warnings
@@ -78,7 +77,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     out = sys.stdout
     LOG_PATH.parent.mkdir(exist_ok=True)
-    with LOG_PATH.open("w") as log, _functions_logging_to(log), _sigterm_like_ctrl_c():
+    with LOG_PATH.open("w") as log, _functions_logging_to(log):
         mode = getattr(args, "mode", "table")
         routine: dict[str, Any] = {"enrichment_path": "routine", **ROUTINE_RUN} if mode == "routine" else {}
         clay = CLAY_RESENDS if mode == "table" else {"duplicate_share": 0.1}
@@ -118,20 +117,6 @@ def _run(stack: LocalStack, leads: list[dict[str, Any]], path: Path, out: IO[str
         while True:
             time.sleep(1)
     return 0 if ok else 1
-
-
-@contextlib.contextmanager
-def _sigterm_like_ctrl_c() -> Iterator[None]:
-    """`kill` stops the stack as cleanly as Ctrl-C (the previous handler is back afterwards)."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _wait(stack: LocalStack, out: IO[str]) -> bool:

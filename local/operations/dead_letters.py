@@ -1,10 +1,19 @@
 """The two dead-letter queues as an operator sees them: read, group, select, replay, purge.
 
-SQS cannot filter or peek, so reading a DLQ receives every message (each stays invisible for
-READ_VISIBILITY_SECONDS) and `release` makes the ones not acted on visible again at once. Both
-functions write the reason a message was dead-lettered as message attributes (reason, detail,
-destinations, source_message_id); a message without them was moved by SQS itself after the
-source queue's maxReceiveCount.
+SQS cannot filter or peek, so reading a DLQ receives every message, which hides each from every
+other reader (and from the DLQ alarms and dashboard, which count visible messages) until it is made
+visible again. A read therefore hides them as briefly as it can: `peek` (list, show, trace) makes
+them visible again as soon as it has them, also when it fails or is interrupted (Ctrl-C and SIGTERM
+wait until the release is sent), and a read that finds fewer messages than the queue holds waits up
+to CONCURRENT_READ_WAIT_SECONDS for another reader to let its share go. Limits SQS sets: a reader
+killed outright (kill -9, a lost laptop lid) leaves what it held hidden for the read's visibility
+timeout (PEEK_VISIBILITY_SECONDS; replay and purge hold theirs for READ_VISIBILITY_SECONDS), and
+two listings at the same instant each see everything only once the other has released.
+
+Both functions write the reason a message was dead-lettered as message attributes (reason, detail,
+destinations, source_message_id, delivery_attempts: the source queue's receive count when they gave
+up); a message without them was moved by SQS itself after the source queue's maxReceiveCount. The
+DLQ's own ApproximateReceiveCount counts operator reads, not deliveries, and is not shown.
 
 A replay sends the body unchanged to the source queue, with `original_message_id` (the first
 message id the lead had in the source queue: a replayed message that dead-letters again keeps
@@ -15,9 +24,13 @@ no-op, so a replay never sends a lead to Clay twice nor delivers what was delive
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +39,8 @@ from clay_pipeline.aws import client
 from clay_pipeline.models import Lead
 
 READ_VISIBILITY_SECONDS = 300  # long enough to read, select and replay a large DLQ before messages reappear
+PEEK_VISIBILITY_SECONDS = 30  # a listing releases at once; this bounds what a killed one leaves hidden
+CONCURRENT_READ_WAIT_SECONDS = 10.0  # how long a read waits for messages another reader holds
 REDRIVEN = "max_receives_exceeded"  # no reason attribute: SQS moved it after the source queue's maxReceiveCount
 
 
@@ -78,7 +93,7 @@ class DeadLetter:
     body: str
     attributes: dict[str, str]  # message attributes, as strings
     sent_at: float  # epoch seconds: when it entered the DLQ (SQS keeps the original time for moved messages)
-    receive_count: int
+    max_receive_count: int | None = None  # the source queue's redrive maxReceiveCount, when known
 
     @property
     def reason(self) -> str:
@@ -93,6 +108,15 @@ class DeadLetter:
         attributes = self.attributes
         return attributes.get("original_message_id") or attributes.get("source_message_id") or self.message_id
 
+    @property
+    def delivery_attempts(self) -> int | None:
+        """How many times the source queue delivered it before it was dead-lettered: the function's
+        delivery_attempts attribute, else (moved by SQS) the source queue's maxReceiveCount."""
+        recorded = self.attributes.get("delivery_attempts", "")
+        if recorded.isdigit():
+            return int(recorded)
+        return self.max_receive_count if self.reason == REDRIVEN else None
+
     def age_seconds(self, now: float) -> float:
         return max(0.0, now - self.sent_at)
 
@@ -100,7 +124,8 @@ class DeadLetter:
         """Everything about the message, the body and the destinations' statuses parsed when they are JSON."""
         body = _json_or_text(self.body)
         destinations = _json_or_text(self.attributes.get("destinations", ""))
-        extra = {k: v for k, v in self.attributes.items() if k not in ("reason", "detail", "destinations")}
+        shown = ("reason", "detail", "destinations", "delivery_attempts")
+        extra = {k: v for k, v in self.attributes.items() if k not in shown}
         return {
             "queue": self.queue.dlq,
             "message_id": self.message_id,
@@ -109,7 +134,7 @@ class DeadLetter:
             "detail": self.attributes.get("detail", ""),
             "destinations": destinations or None,
             "dead_lettered_at": datetime.fromtimestamp(self.sent_at, UTC).isoformat(),
-            "receive_count": self.receive_count,
+            "delivery_attempts": self.delivery_attempts,
             "attributes": extra,
             "body": body,
         }
@@ -185,14 +210,44 @@ class DeadLetterQueue:
         self.pair = pair
         self.url = url
         self.source_url = source_url
+        self.in_flight = 0  # messages the last read could not see (another reader held them)
+        self._max_receive_count: int | None = None
 
-    def read_all(self, visibility: int = READ_VISIBILITY_SECONDS, wait_seconds: int = 1) -> list[DeadLetter]:
+    def read_all(
+        self,
+        visibility: int = READ_VISIBILITY_SECONDS,
+        wait_seconds: int = 1,
+        patience: float = CONCURRENT_READ_WAIT_SECONDS,
+    ) -> list[DeadLetter]:
         """Every message, received and kept invisible for `visibility` seconds: release or delete them after.
+        If it fails or is interrupted midway, what it received is released before the error goes on.
 
-        Long polling (wait_seconds) asks every SQS server, so an empty answer means none is left; short
-        polling samples a subset (fine for the emulator, which has one).
+        Long polling (wait_seconds) asks every SQS server, so an empty answer means none is visible; when
+        the queue holds more than that (another reader has them), it reads again for up to `patience`
+        seconds. `in_flight` is then how many it could not see.
         """
         found: dict[str, DeadLetter] = {}
+        try:
+            expected = self.count()
+            deadline = time.monotonic() + patience
+            while True:
+                self._receive_into(found, visibility, wait_seconds)
+                if len(found) >= expected or time.monotonic() >= deadline:
+                    break
+                # Another reader holds the rest. Let ours go as well (two readers each holding a part would
+                # wait for each other) and read again after a random pause, which breaks the tie.
+                with interrupts_deferred():
+                    self.release(found.values())
+                found = {}
+                time.sleep(_jitter.uniform(0.2, 1.0))
+        except BaseException:
+            with interrupts_deferred():
+                self.release(found.values())
+            raise
+        self.in_flight = max(0, expected - len(found))
+        return list(found.values())
+
+    def _receive_into(self, found: dict[str, DeadLetter], visibility: int, wait_seconds: int) -> None:
         while True:
             received = (
                 client("sqs")
@@ -207,15 +262,43 @@ class DeadLetterQueue:
                 .get("Messages", [])
             )
             if not received:
-                return list(found.values())
+                return
             for message in received:
                 found[message["MessageId"]] = self._parse(message)
 
-    def peek(self, wait_seconds: int = 1) -> list[DeadLetter]:
-        """Every message, left in the queue (read, then made visible again)."""
-        messages = self.read_all(visibility=60, wait_seconds=wait_seconds)
-        self.release(messages)
+    def count(self) -> int:
+        """Messages in the DLQ, visible or held by a reader (SQS's approximate counts)."""
+        attributes = (
+            client("sqs")
+            .get_queue_attributes(
+                QueueUrl=self.url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )
+            .get("Attributes", {})
+        )
+        return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
+            attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
+        )
+
+    def peek(self, wait_seconds: int = 1, patience: float = CONCURRENT_READ_WAIT_SECONDS) -> list[DeadLetter]:
+        """Every message, left in the queue: read, then made visible again at once (also on Ctrl-C)."""
+        messages = self.read_all(visibility=PEEK_VISIBILITY_SECONDS, wait_seconds=wait_seconds, patience=patience)
+        with interrupts_deferred():
+            self.release(messages)
         return messages
+
+    @property
+    def max_receive_count(self) -> int | None:
+        """The source queue's redrive maxReceiveCount (read once; None when it cannot be read)."""
+        if self._max_receive_count is None:
+            try:
+                attributes = client("sqs").get_queue_attributes(
+                    QueueUrl=self.source_url, AttributeNames=["RedrivePolicy"]
+                )["Attributes"]
+                self._max_receive_count = int(json.loads(attributes["RedrivePolicy"])["maxReceiveCount"])
+            except Exception:  # a count to show, never a reason to fail the command
+                self._max_receive_count = 0
+        return self._max_receive_count or None
 
     def _parse(self, message: dict[str, Any]) -> DeadLetter:
         system = message.get("Attributes", {})
@@ -229,7 +312,7 @@ class DeadLetterQueue:
             body=message["Body"],
             attributes=attributes,
             sent_at=int(system.get("SentTimestamp", "0")) / 1000,
-            receive_count=int(system.get("ApproximateReceiveCount", "1")),
+            max_receive_count=None if "reason" in attributes else self.max_receive_count,
         )
 
     def release(self, messages: Iterable[DeadLetter]) -> None:
@@ -286,3 +369,25 @@ class DeadLetterQueue:
             response = call(entries)
             done += len(response.get("Successful", entries))
         return done
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C or SIGTERM during the block waits until it ends (then raises KeyboardInterrupt): a release
+    of held messages is a few quick calls that must not be cut short. Main thread only (signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {number: signal.signal(number, lambda signum, frame: received.append(signum)) for number in _STOPS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if received:
+        raise KeyboardInterrupt
+
+
+_STOPS = (signal.SIGINT, signal.SIGTERM)
+_jitter = random.SystemRandom()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ from clay_pipeline.aws import client
 from local.cli import main
 from local.http_stub import Reply, StubServer
 from local.operations.dead_letters import REDRIVEN, DeadLetterQueue, queue_pair
+from tests.integration.test_cli_failures import CLI, cli_env
 from tests.lead_journey import LeadJourney
 
 pytestmark = pytest.mark.integration
@@ -48,6 +52,13 @@ def visible(stack: Any, queue_id: str) -> int:
         QueueUrl=stack.queue_urls[queue_id], AttributeNames=["ApproximateNumberOfMessages"]
     )["Attributes"]
     return int(attributes["ApproximateNumberOfMessages"])
+
+
+def not_visible(stack: Any, queue_id: str) -> int:
+    attributes = client("sqs").get_queue_attributes(
+        QueueUrl=stack.queue_urls[queue_id], AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
 def messages_in(stack: Any, queue_id: str) -> list[Any]:
@@ -205,3 +216,60 @@ def test_purge_refuses_without_yes_and_deletes_only_the_selection(
     code, out, _ = cli(capsys, "purge", "lead", "--reason", "oversize", "--yes")
     assert (code, out.strip()) == (0, "deleted 1 of 3 message(s) from LeadDLQ")
     assert sorted(m.reason for m in messages_in(stack, "LeadDLQ")) == sorted(["malformed_json", REDRIVEN])
+
+
+# ------------------------------------------------------------------------------------- reads hide nothing
+def fill_lead_dlq(stack: Any, count: int) -> None:
+    for number in range(count):
+        client("sqs").send_message(
+            QueueUrl=stack.queue_urls["LeadDLQ"],
+            MessageBody=json.dumps({"email": f"dead{number}@acme.com"}),
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": "oversize"}},
+        )
+
+
+def test_interrupted_list_leaves_every_message_visible(stack: Any, emulator: Any) -> None:
+    # GIVEN five dead letters, one of them held by another reader, so `dlq list` keeps reading for it
+    fill_lead_dlq(stack, 5)
+    held = client("sqs").receive_message(QueueUrl=stack.queue_urls["LeadDLQ"], VisibilityTimeout=120)["Messages"]
+    assert len(held) == 1
+    process = subprocess.Popen(  # noqa: S603 - our own CLI
+        [*CLI, "dlq", "list", "lead"], env=cli_env(emulator.endpoint), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    # WHEN Ctrl-C arrives while it holds the others (or between its reads)
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline and not_visible(stack, "LeadDLQ") < 5:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    # THEN it exits 130 with one line, and at once the four it read are visible again to every reader and alarm
+    assert process.returncode == 130, err
+    assert err.decode().strip().splitlines() == ["error: interrupted"]
+    assert (visible(stack, "LeadDLQ"), not_visible(stack, "LeadDLQ")) == (4, 1)
+
+
+def test_two_lists_at_once_both_see_every_message(stack: Any, emulator: Any) -> None:
+    fill_lead_dlq(stack, 6)
+    command = [*CLI, "dlq", "list", "lead", "--json"]
+    processes = [
+        subprocess.Popen(command, env=cli_env(emulator.endpoint), stdout=subprocess.PIPE)  # noqa: S603
+        for _ in range(2)
+    ]
+    reports = [json.loads(process.communicate(timeout=60)[0]) for process in processes]
+    assert [report["LeadDLQ"]["messages"] for report in reports] == [6, 6]
+    assert visible(stack, "LeadDLQ") == 6
+
+
+def test_show_reports_deliveries_before_dead_lettering_not_reads(
+    dead_letters: LeadJourney, stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the sender's malformed lead (dead-lettered on its first delivery) and one SQS moved itself
+    messages = messages_in(stack, "LeadDLQ")
+    [malformed] = [m for m in messages if m.reason == "malformed_json"]
+    [redriven] = [m for m in messages if m.reason == REDRIVEN]
+    # WHEN each is shown three times THEN the attempts stay what the source queue did
+    for _ in range(3):
+        _, out, _ = cli(capsys, "show", malformed.message_id)
+        assert "attempts       1 delivery from LeadQueue\n" in out
+    _, out, _ = cli(capsys, "show", redriven.message_id, "--json")
+    assert json.loads(out)["delivery_attempts"] == 10  # LeadQueue's maxReceiveCount

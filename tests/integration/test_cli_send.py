@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from clay_pipeline.aws import reset_clients
 from local.aws import FAKE_CREDENTIALS
 from local.cli import main
 from tests.integration.test_callback import drain
+from tests.integration.test_cli_failures import CLI, cli_env
 
 pytestmark = pytest.mark.integration
 
@@ -141,10 +143,10 @@ def test_unreachable_queue_is_one_plain_line(
     no_aws_settings(monkeypatch, tmp_path)
     # WHEN send is run
     code = main(["send", str(path), "--queue-url", f"http://127.0.0.1:{port}/123456789012/q", "--no-progress"])
-    # THEN it exits 1 with one plain line saying why, not a JSON log or a traceback
+    # THEN it exits 3 (unreachable) with one plain line saying why, not a JSON log or a traceback
     captured = capsys.readouterr()
-    assert code == 1
-    assert captured.err.strip().count("\n") == 0 and captured.err.startswith("error: cannot use the queue")
+    assert code == 3
+    assert captured.err.strip().count("\n") == 0 and captured.err.startswith("error: cannot reach AWS")
     assert "Could not connect" in captured.err and '{"level"' not in captured.out + captured.err
 
 
@@ -190,3 +192,86 @@ def test_latin1_csv_gets_a_clear_error_and_reads_with_its_encoding(
     assert main(["send", str(path), "--queue-url", queue_url, "--no-progress", "--encoding", "cp1252"]) == 0
     [message] = drain(queue_url)
     assert message["first_name"] == "José"
+
+
+# -- files that crashed it or misled (issue 24) ------------------------------------------------------
+def test_crash_inputs_are_reported_per_row_and_the_rest_is_sent(stack: Any, emulator: Any, tmp_path: Path) -> None:
+    # GIVEN a CSV with a 200,000-character field (csv's limit is 131,072) between two good rows, and a JSON
+    # lines file with a row nested 100,000 deep
+    big = tmp_path / "big.csv"
+    big.write_text(
+        f"Email,First Name,Notes\nann@acme.com,Ann,short\nbig@acme.com,Big,{'x' * 200_000}\nbob@acme.com,Bob,\n"
+    )
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"email": "cy@acme.com"}\n' + "[" * 100_000 + "]" * 100_000 + "\n")
+    queue_url = stack.queue_urls["LeadQueue"]
+    # WHEN each is sent from a terminal
+    results = [
+        subprocess.run(  # noqa: S603 - our own CLI
+            [*CLI, "send", str(path), "--queue-url", queue_url, "--no-progress"],
+            env=cli_env(emulator.endpoint),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        for path in (big, deep)
+    ]
+    # THEN the bad row is named by line, the others are queued, and nothing crashed
+    assert [result.returncode for result in results] == [0, 0], [result.stderr for result in results]
+    assert "sent 2 lead(s)" in results[0].stdout
+    assert "line 3: lead is 200" in results[0].stdout and "Clay accepts at most 100000" in results[0].stdout
+    assert "sent 1 lead(s)" in results[1].stdout and "line 2: JSON nested too deeply to read" in results[1].stdout
+    assert all("Traceback" not in result.stderr for result in results)
+    assert sorted(m["email"] for m in drain(queue_url)) == ["ann@acme.com", "bob@acme.com", "cy@acme.com"]
+
+
+@pytest.mark.parametrize(
+    ("text", "reported"),
+    [
+        ('Email,First Name,Company\nann@acme.com,"Ann,Acme\nbob@globex.com,Bob,Globex\n', "malformed CSV on line"),
+        (
+            'Email,First Name,Company\nann@acme.com,"Ann,Acme\nbob@globex.com,Bob,Globex\ncy@x.com,"Cy",Initech\n',
+            "malformed CSV on lines 2-4",
+        ),
+    ],
+    ids=["open-to-the-end", "closed-by-a-later-quote"],
+)
+def test_an_unterminated_quote_is_reported_not_swallowed(
+    stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, reported: str
+) -> None:
+    # GIVEN a row whose quote never closes: csv would read the next rows into its Company
+    path = tmp_path / "leads.csv"
+    path.write_text(text)
+    code = main(["send", str(path), "--queue-url", stack.queue_urls["LeadQueue"], "--no-progress"])
+    # THEN it is a rejected row with its lines, not "sent 1, rejected 0"
+    captured = capsys.readouterr()
+    assert code == 1 and "sent 0 lead(s)" in captured.out
+    assert f"line 2: {reported}" in captured.out
+    assert drain(stack.queue_urls["LeadQueue"]) == []
+
+
+def test_a_quoted_value_holding_rows_is_flagged(stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a quote opened on line 2 and closed on line 4, which strict CSV accepts as one long value
+    path = tmp_path / "leads.csv"
+    path.write_text(
+        'Email,First Name,Company\nann@acme.com,Ann,"Acme\nbob@globex.com,Bob,Globex\ncy@x.com,Cy,Initech"\n'
+    )
+    main(["send", str(path), "--queue-url", stack.queue_urls["LeadQueue"], "--no-progress"])
+    out = capsys.readouterr().out
+    assert "line 2: malformed CSV: a quoted value spans several lines that look like rows" in out
+    assert "(lines 2-4)" in out
+
+
+def test_duplicates_are_sent_once_and_reported(stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN the same person twice (the email differs only in case) and a Name column
+    path = tmp_path / "leads.csv"
+    path.write_text('Email,Name\njane@acme.com,Jane Doe\nJANE@acme.com,Jane Doe\nbob@globex.com,"Smith, Bob"\n')
+    code = main(["send", str(path), "--queue-url", stack.queue_urls["LeadQueue"], "--no-progress"])
+    captured = capsys.readouterr()
+    # THEN two leads are sent, the duplicate is named with the line it repeats, and names are split
+    assert code == 0
+    assert captured.out.startswith("sent 2 lead(s) to ") and "skipped 1 duplicate row(s)" in captured.out
+    assert "line 3: duplicate of line 2 (same lead): sent once" in captured.out
+    leads = sorted(drain(stack.queue_urls["LeadQueue"]), key=lambda lead: lead["email"])
+    assert [(lead["first_name"], lead["last_name"]) for lead in leads] == [("Bob", "Smith"), ("Jane", "Doe")]

@@ -24,7 +24,7 @@ NOW = 1_800_000_000.0
 def letter(message_id: str, reason: str | None, age: float, detail: str = "", **attributes: str) -> DeadLetter:
     values = {**attributes, **({"reason": reason} if reason else {}), **({"detail": detail} if detail else {})}
     body = json.dumps({"lead_key": f"ld_{message_id}", "lead": {}})
-    return DeadLetter(QUEUES["routing"], message_id, f"rh-{message_id}", body, values, NOW - age, 1)
+    return DeadLetter(QUEUES["routing"], message_id, f"rh-{message_id}", body, values, NOW - age, 5)
 
 
 MESSAGES = [

@@ -2,8 +2,16 @@
 
 Column names from CRMs and spreadsheet exports (Email, Work Email, Company Domain, Website,
 First Name, LinkedIn URL, Company...) are mapped to the Lead fields; other columns are
-passed through to Clay under a snake_case name. Rows are reported by line number. The column
-separator is read from the header row: spreadsheets outside the US often save ';'.
+passed through to Clay under a snake_case name; a single Name column is split into first and last
+name. Rows are reported by line number. The column separator is read from the header row:
+spreadsheets outside the US often save ';'.
+
+A file is hostile input as much as a callback is: a field of any size up to MAX_FIELD_CHARS is read
+(Clay's 100 KB limit then rejects the row, by line), JSON nested deeper than Python's parser goes is
+that line's error, and malformed quoting is caught (strict CSV: a stray quote, or an unterminated
+one at the end of the file) or flagged (a quoted value running over several lines that holds what
+looks like rows of its own: an unterminated quote swallowing the rows after it). The same lead twice
+in one file is sent once; the later rows are reported as duplicates.
 """
 
 from __future__ import annotations
@@ -21,6 +29,10 @@ CSV_IMPORT_SOURCE = "csv-import"
 JSON_LINES_SUFFIXES = frozenset({".jsonl", ".ndjson"})
 DELIMITERS = ",;\t|"
 DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with or without the byte-order mark Excel writes
+# csv's default field limit (131,072 characters) raises for the whole file; Clay refuses a row over 100 KB
+# anyway, so any field it could hold is read and the row rejected by size, and only a field past this stops.
+MAX_FIELD_CHARS = 16 * 1024 * 1024
+FULL_NAME_COLUMNS = ("name", "full_name", "contact_name", "person_name", "lead_name")
 
 # Lead field -> accepted column names (snake_cased), the first non-empty one wins.
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -63,7 +75,23 @@ def map_columns(row: dict[str, Any]) -> dict[str, Any]:
     for name, value in columns.items():
         if name not in _ALIAS_TO_FIELD:
             mapped.setdefault(name, value)
+    if "first_name" not in mapped and "last_name" not in mapped:
+        full_name = next((columns[name] for name in FULL_NAME_COLUMNS if isinstance(columns.get(name), str)), "")
+        mapped.update(split_name(full_name))
     return mapped
+
+
+def split_name(full_name: str) -> dict[str, str]:
+    """'Jane Doe' -> Jane / Doe; 'Doe, Jane' -> Jane / Doe; 'Ludwig van Beethoven' -> Ludwig / van Beethoven
+    (the first word is the first name: particles belong to the last); one word is a first name."""
+    text = " ".join(full_name.split())
+    if not text:
+        return {}
+    if text.count(",") == 1:
+        last, first = (part.strip() for part in text.split(","))
+        return {key: value for key, value in (("first_name", first), ("last_name", last)) if value}
+    first, _, last = text.partition(" ")
+    return {"first_name": first, "last_name": last} if last else {"first_name": first}
 
 
 def load_rows(path: Path, encoding: str = DEFAULT_ENCODING) -> Iterator[tuple[int, dict[str, Any] | str]]:
@@ -95,21 +123,66 @@ def _json_lines(path: Path, encoding: str) -> Iterator[tuple[int, dict[str, Any]
             except ValueError as error:
                 yield number, f"not valid JSON: {getattr(error, 'msg', 'parse error')}"
                 continue
+            except RecursionError:
+                yield number, "JSON nested too deeply to read"
+                continue
             yield number, row if isinstance(row, dict) else f"must be a JSON object, not {type(row).__name__}"
 
 
 def _csv_rows(path: Path, encoding: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
     with path.open(encoding=encoding, newline="") as handle:
         delimiter = delimiter_of(handle.readline())
         handle.seek(0)
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        for row in reader:
-            # line_num is the reader's line after the row, which is the row's own line for one-line rows.
-            yield reader.line_num, dict(row)
+        reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        try:
+            header = next(reader)
+        except (StopIteration, csv.Error):
+            return
+        last_line = reader.line_num
+        while True:
+            first_line = last_line + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                # strict mode names a stray quote; the reader goes on from the line after the error
+                last_line = reader.line_num
+                lines = f"line {first_line}" if last_line <= first_line else f"lines {first_line}-{last_line}"
+                yield first_line, f"malformed CSV on {lines}, not sent: {error} (a quote not closed, or text after one)"
+                continue
+            last_line = reader.line_num
+            if not fields:
+                continue
+            if problem := _swallowed_rows(fields, delimiter, len(header)):
+                yield first_line, f"malformed CSV: {problem} (lines {first_line}-{last_line})"
+                continue
+            yield first_line, _as_row(header, fields)
+
+
+def _as_row(header: list[str], fields: list[str]) -> dict[str, Any]:
+    """A row as csv.DictReader makes it, short rows padded with None (fields past the header are dropped)."""
+    row: dict[str, Any] = dict(zip(header, fields, strict=False))
+    for column in header[len(fields) :]:
+        row.setdefault(column, None)
+    return row
+
+
+def _swallowed_rows(fields: list[str], delimiter: str, columns: int) -> str:
+    """A quoted value running over lines that contains lines with as many separators as a row has: the
+    signature of a quote left open, which turns the rows after it into part of one value."""
+    if columns < 3:
+        return ""
+    for value in fields:
+        if "\n" in value and any(line.count(delimiter) >= columns - 1 for line in value.splitlines()[1:]):
+            return "a quoted value spans several lines that look like rows of their own: an unterminated quote?"
+    return ""
 
 
 def prepare(path: Path, source: str = CSV_IMPORT_SOURCE, encoding: str = DEFAULT_ENCODING) -> Rows:
-    """Every row of the file mapped and validated; rows and rejections are indexed by line number."""
+    """Every row of the file mapped and validated; rows and rejections are indexed by line number, and a
+    row that is the same lead as an earlier one (same lead_id) is a duplicate, not sent twice."""
     result = Rows()
     readable: list[dict[str, Any]] = []
     lines: list[int] = []
@@ -120,7 +193,13 @@ def prepare(path: Path, source: str = CSV_IMPORT_SOURCE, encoding: str = DEFAULT
         readable.append(map_columns(row))
         lines.append(line)
     checked = validate_rows(readable, source=source)
-    result.valid = [(lines[position], lead) for position, lead in checked.valid]
+    first_line_of: dict[str, int] = {}
+    for position, lead in checked.valid:
+        line = lines[position]
+        if (earlier := first_line_of.setdefault(str(lead.lead_id), line)) != line:
+            result.duplicates.append({"index": line, "error": f"duplicate of line {earlier} (same lead): sent once"})
+            continue
+        result.valid.append((line, lead))
     result.rejected.extend({**item, "index": lines[item["index"]]} for item in checked.rejected)
     result.rejected.sort(key=lambda item: int(item["index"]))
     return result

@@ -26,10 +26,12 @@ _warned_no_keys = False
 
 @dataclass
 class Rows:
-    """Validated rows: the valid leads with their position in the input, and the rejections."""
+    """Validated rows: the valid leads with their position in the input, the rejections, and (a file's)
+    rows skipped as the same lead as an earlier row."""
 
     valid: list[tuple[int, Lead]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
 
 
 def describe_problems(error: ValidationError) -> str:

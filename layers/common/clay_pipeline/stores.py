@@ -568,11 +568,17 @@ class SentBatches:
 
 
 def origin_attributes(record: QueueRecord) -> dict[str, str]:
-    """For a dead letter: the message's id, and the id its lead first had when it is a DLQ replay
-    (`clay-pipeline dlq replay` sets original_message_id), so a replay that fails again stays traceable."""
+    """For a dead letter: the message's id, the id its lead first had when it is a DLQ replay
+    (`clay-pipeline dlq replay` sets original_message_id), so a replay that fails again stays traceable,
+    and how many times the source queue delivered it (its ApproximateReceiveCount at the end: once a
+    message is in the DLQ, that count there grows with every operator read and says nothing about this)."""
     attributes = record.raw.get("messageAttributes") or {}
     original = str((attributes.get("original_message_id") or {}).get("stringValue") or "")
-    return {"source_message_id": record.message_id, "original_message_id": original}
+    return {
+        "source_message_id": record.message_id,
+        "original_message_id": original,
+        "delivery_attempts": str(record.receive_count),
+    }
 
 
 class QueueSendError(RuntimeError):
