@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 #   (the Clay API simulator checks the key and signs with the secret; events/run-webhook-*.json carry it)
 # CLAY_WEBHOOK_URLS and the destination URLs are added at start, once the servers have ports.
 LOCAL_SECRETS = {
-    "INTAKE_API_KEYS": "local-intake-key",
+    "INTAKE_API_KEYS": "local-intake-key-not-for-production",
     "CALLBACK_SECRETS": "local-callback-secret-not-for-production",
     "CALLBACK_JWT_USERS": "clay:local-clay-password",
     "CLAY_WEBHOOK_AUTH_TOKEN": "local-clay-webhook-token",  # nosec B105 - a dummy local secret

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from clay_pipeline.auth import check_environment_secrets
 from clay_pipeline.config import IntakeSettings
 from clay_pipeline.http_api import dispatch, lower_headers, raw_body
 from clay_pipeline.intake import accept_leads, authenticate
@@ -14,6 +15,7 @@ if TYPE_CHECKING:  # the type only: importing Powertools' utilities package cost
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = IntakeSettings.from_env()  # fails the cold start on bad configuration
+check_environment_secrets("INTAKE_API_KEYS")  # and on an API key too short to trust
 lead_queue = Queue(settings.lead_queue_url)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from clay_pipeline.auth import check_environment_secrets
 from clay_pipeline.config import RunPollSettings
 from clay_pipeline.http_api import dispatch, lower_headers, raw_body
 from clay_pipeline.observability import count, log_metrics, logger
@@ -13,6 +14,7 @@ if TYPE_CHECKING:  # the type only: importing Powertools' utilities package cost
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = RunPollSettings.from_env()  # fails the cold start on bad configuration
+check_environment_secrets("CLAY_WEBHOOK_SIGNING_SECRETS")  # and on a signing secret too short to trust
 webhook = RunWebhook(settings)
 
 

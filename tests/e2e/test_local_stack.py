@@ -315,7 +315,7 @@ def test_gateway_maps_requests_and_answers_like_api_gateway(start_stack: StackFa
     binary = requests.post(
         f"{stack.gateway.url}/leads",
         data=b"\x00\x01",
-        headers={"content-type": "application/octet-stream", "X-Api-Key": "local-intake-key"},
+        headers={"content-type": "application/octet-stream", "X-Api-Key": "local-intake-key-not-for-production"},
         timeout=10,
     )
     assert binary.status_code == 415
@@ -323,7 +323,7 @@ def test_gateway_maps_requests_and_answers_like_api_gateway(start_stack: StackFa
     accepted = requests.post(
         f"{stack.gateway.url}/leads",
         json={"email": "a@b.example"},
-        headers={"X-Api-Key": "local-intake-key"},
+        headers={"X-Api-Key": "local-intake-key-not-for-production"},
         timeout=10,
     )
     assert (accepted.status_code, accepted.json()) == (202, {"accepted": 1, "rejected": []})

@@ -11,7 +11,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from clay_pipeline import stores
 from clay_pipeline.aws import client
-from clay_pipeline.config import dump_json
+from clay_pipeline.config import ConfigError, clear_secret_cache, dump_json
 from clay_pipeline.models import Lead
 from local.apigw import http_event
 from tests.integration.test_callback import answer, drain
@@ -19,7 +19,8 @@ from tests.integration.test_callback import answer, drain
 pytestmark = pytest.mark.integration
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
-KEY = "local-intake-key"  # the key the events/intake-*.json files carry
+KEY = "local-intake-key-not-for-production"  # the key the events/intake-*.json files carry
+PREVIOUS_KEY = "previous-key-0123456789abcdef0123456"
 
 
 def leads_event(body: Any, key: str | None = KEY, **headers: str) -> dict[str, Any]:
@@ -34,7 +35,7 @@ def event_file(name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def intake(load_function: Any) -> Any:
-    return load_function("IntakeFunction", INTAKE_API_KEYS=f"previous-key,{KEY}")
+    return load_function("IntakeFunction", INTAKE_API_KEYS=f"{PREVIOUS_KEY},{KEY}")
 
 
 def test_single_lead_event_is_queued(intake: Any, stack: Any, lambda_context: Any) -> None:
@@ -79,7 +80,7 @@ def test_missing_or_wrong_key_is_401(intake: Any, stack: Any, lambda_context: An
 
 
 def test_previous_key_still_works(intake: Any, lambda_context: Any) -> None:
-    status, _ = answer(intake.lambda_handler(leads_event({"email": "a@b.co"}, key="previous-key"), lambda_context))
+    status, _ = answer(intake.lambda_handler(leads_event({"email": "a@b.co"}, key=PREVIOUS_KEY), lambda_context))
     assert status == 202
 
 
@@ -87,6 +88,31 @@ def test_no_keys_configured_refuses_everyone(load_function: Any, lambda_context:
     intake = load_function("IntakeFunction", INTAKE_API_KEYS="")
     status, _ = answer(intake.lambda_handler(leads_event({"email": "a@b.co"}, key=""), lambda_context))
     assert status == 401
+
+
+@pytest.mark.parametrize("keys", ["a", f"{KEY},short-key"], ids=["one-character", "a-short-second-key"])
+def test_a_weak_key_in_the_environment_fails_the_cold_start(load_function: Any, keys: str) -> None:
+    # GIVEN INTAKE_API_KEYS with a key below the callback secrets' floor THEN the function does not start
+    with pytest.raises(ConfigError, match=r"INTAKE_API_KEYS entry \d is shorter than 32 characters"):
+        load_function("IntakeFunction", INTAKE_API_KEYS=keys)
+
+
+def test_a_weak_key_rotated_into_secrets_manager_refuses_everyone(
+    load_function: Any, stack: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, captured_logs: Any
+) -> None:
+    # GIVEN the function started with the key in Secrets Manager, which is then rotated to "a"
+    monkeypatch.delenv("INTAKE_API_KEYS", raising=False)
+    secrets = client("secretsmanager")
+    secrets.put_secret_value(SecretId=stack.secret_id, SecretString=json.dumps({"INTAKE_API_KEYS": KEY}))
+    intake = load_function("IntakeFunction")
+    assert answer(intake.lambda_handler(leads_event({"email": "a@b.co"}), lambda_context))[0] == 202
+    secrets.put_secret_value(SecretId=stack.secret_id, SecretString=json.dumps({"INTAKE_API_KEYS": "a"}))
+    clear_secret_cache()
+    # WHEN anyone calls, even with the weak key THEN 401, and the log says why without the key
+    for key in (KEY, "a"):
+        assert answer(intake.lambda_handler(leads_event({"email": "a@b.co"}, key=key), lambda_context))[0] == 401
+    logs = captured_logs.getvalue()
+    assert "INTAKE_API_KEYS entry 1 is shorter than 32 characters" in logs and '"a"' not in logs
 
 
 def test_malformed_json_is_400(intake: Any, lambda_context: Any) -> None:

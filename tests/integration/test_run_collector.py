@@ -16,6 +16,7 @@ import pytest
 
 from clay_pipeline.aws import client
 from clay_pipeline.clay_api import ClayApiClient, run_item
+from clay_pipeline.config import ConfigError
 from clay_pipeline.limits import Deduper
 from clay_pipeline.models import Lead
 from clay_pipeline.routines import PollMessage, RunStore
@@ -438,3 +439,10 @@ def test_a_test_webhook_is_answered_200(pipeline: Pipeline, load_function: Any) 
     event = http_event("POST", "/clay/routine-webhook", body, {"x-clay-signature": sign(SECRET, body.encode())})
     assert answer_of(webhook.lambda_handler(event, LambdaContextStub())) == (200, {"received": True, "test": True})
     assert pipeline.drain("RunPollQueue") == []
+
+
+@pytest.mark.parametrize("secrets", ["a", f"{SECRET},whsec_short"], ids=["one-character", "a-short-previous"])
+def test_a_weak_signing_secret_fails_the_run_webhooks_cold_start(load_function: Any, secrets: str) -> None:
+    # GIVEN a run webhook signing secret below the callback secrets' floor THEN the function does not start
+    with pytest.raises(ConfigError, match=r"CLAY_WEBHOOK_SIGNING_SECRETS entry \d is shorter than 32 characters"):
+        load_function("RunWebhookFunction", CLAY_WEBHOOK_SIGNING_SECRETS=secrets)

@@ -198,10 +198,11 @@ def callback_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
 
 
 def intake_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
-    put_secrets(stack, {"INTAKE_API_KEYS": "policy-key"})
+    key = "policy-key-0123456789abcdef0123456789"
+    put_secrets(stack, {"INTAKE_API_KEYS": key})
     app = load("IntakeFunction")
     body = json.dumps({"leads": [{"email": f"p{i}@acme.com"} for i in range(12)]})
-    response = app.lambda_handler(http_event("POST", "/leads", body, {"x-api-key": "policy-key"}), LambdaContextStub())
+    response = app.lambda_handler(http_event("POST", "/leads", body, {"x-api-key": key}), LambdaContextStub())
     assert response["statusCode"] == 202
 
 
@@ -299,13 +300,13 @@ def signed_run_webhook(run_id: str, secret: str) -> dict[str, Any]:
 
 
 def run_webhook_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
-    put_secrets(stack, {"CLAY_WEBHOOK_SIGNING_SECRETS": "whsec_policy"})
+    put_secrets(stack, {"CLAY_WEBHOOK_SIGNING_SECRETS": "whsec_policy-0123456789abcdef0123456789"})
     app = load("RunWebhookFunction")
-    event = signed_run_webhook("run-w1", "whsec_policy")
+    event = signed_run_webhook("run-w1", "whsec_policy-0123456789abcdef0123456789")
     assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == 200
     assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == 200  # replay: a duplicate
     setup_client("sqs").delete_queue(QueueUrl=stack.queue_urls["RunPollQueue"])  # failure deletes the mark
-    failing = signed_run_webhook("run-w2", "whsec_policy")
+    failing = signed_run_webhook("run-w2", "whsec_policy-0123456789abcdef0123456789")
     assert app.lambda_handler(failing, LambdaContextStub())["statusCode"] == 503
 
 

@@ -98,7 +98,7 @@ def test_fuzzed_intake_requests_never_5xx_and_always_answer_json(
     # GIVEN a cold intake with a small row and size limit
     app = load_function(
         "IntakeFunction",
-        INTAKE_API_KEYS=f"previous-key-abcdefghijklmnop,{KEY}",
+        INTAKE_API_KEYS=f"previous-key-abcdefghijklmnopqrstuvw,{KEY}",
         INTAKE_MAX_LEADS=str(MAX_LEADS),
         INTAKE_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
     )

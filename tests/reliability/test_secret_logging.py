@@ -84,7 +84,7 @@ def test_callback_paths_never_log_secrets(load_function: Any, lambda_context: An
 
 
 def test_intake_paths_never_log_keys(load_function: Any, lambda_context: Any, all_output: Any) -> None:
-    app = load_function("IntakeFunction", INTAKE_API_KEYS=f"{INTAKE_KEY},other-key")
+    app = load_function("IntakeFunction", INTAKE_API_KEYS=f"{INTAKE_KEY},other-key-0123456789abcdef0123456789")
     for key in (INTAKE_KEY, INTAKE_KEY[:-1], ""):
         for body in (json.dumps({"email": "a@acme.com"}), "{bad", json.dumps([{"first_name": "x"}])):
             app.lambda_handler(http_event("POST", "/leads", body, {"x-api-key": key}), lambda_context)

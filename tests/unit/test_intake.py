@@ -105,8 +105,11 @@ def test_nothing_valid_is_400_and_nothing_queued_is_an_outage() -> None:
         accept_leads(SETTINGS, FakeQueue(refuse={0}), JSON, body({"email": "a@b.co"}))
 
 
+KEY_ONE = "key-one-0123456789abcdef0123456789"
+
+
 def test_api_key_checked_against_every_key_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INTAKE_API_KEYS", "key-one, key-two,key-three")
+    monkeypatch.setenv("INTAKE_API_KEYS", f"{KEY_ONE}, key-two-{'2' * 32},key-three-{'3' * 32}")
     calls: list[bytes] = []
     real = hmac.compare_digest
 
@@ -115,9 +118,9 @@ def test_api_key_checked_against_every_key_in_constant_time(monkeypatch: pytest.
         return real(a, b)
 
     monkeypatch.setattr(auth.hmac, "compare_digest", counting)
-    authenticate({"x-api-key": "key-one"})
+    authenticate({"x-api-key": KEY_ONE})
     assert len(calls) == 3  # a match on the first key still compares the rest
-    for wrong in ("", "key-on", "KEY-ONE", "key-one "):
+    for wrong in ("", KEY_ONE[:-1], KEY_ONE.upper(), f"{KEY_ONE} "):
         with pytest.raises(HttpError) as error:
             authenticate({"x-api-key": wrong})
         assert error.value.status == 401

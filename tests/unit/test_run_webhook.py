@@ -16,8 +16,8 @@ from local.clay_api_sim import sign
 
 pytestmark = pytest.mark.unit
 
-CURRENT = "whsec_current-0123456789abcdef"
-PREVIOUS = "whsec_previous-0123456789abcdef"
+CURRENT = "whsec_current-0123456789abcdef0123456789"
+PREVIOUS = "whsec_previous-0123456789abcdef012345678"
 BODY = b'{"webhookId":"wh_1","createdAt":"2026-11-22T10:00:00.000Z","data":{"routine_run_id":"run_abc"}}'
 
 

@@ -1,4 +1,4 @@
-"""Verifying who is calling: Clay's callback (token, HMAC or JWT) and the intake API key.
+"""Verifying who is calling: Clay's callback (token, HMAC or JWT), the intake API key and the run webhook.
 
 Every comparison is constant-time and every secret list is tried whole (rotation: the
 current secret first, then the previous ones). No secret configured means no caller is
@@ -45,15 +45,29 @@ def matches_any(candidate: str, secrets: list[str]) -> bool:
     return found and bool(candidate)
 
 
-def check_secrets(secrets: list[str]) -> list[str]:
-    """CALLBACK_SECRETS as given, or ConfigError when one is too short to trust (named by position only)."""
+def check_secrets(secrets: list[str], name: str = "CALLBACK_SECRETS") -> list[str]:
+    """Secrets as given, or ConfigError when one is too short to trust (named by position only).
+
+    One floor for every secret that guards an endpoint: the callback secrets, the intake API keys and the
+    run webhook's signing secrets (a short intake key lets anyone who guesses it queue leads, paid for in
+    Clay rows)."""
     for position, value in enumerate(secrets, start=1):
         if len(value) < MIN_SECRET_LENGTH:
             raise ConfigError(
-                f"CALLBACK_SECRETS entry {position} is shorter than {MIN_SECRET_LENGTH} characters;"
+                f"{name} entry {position} is shorter than {MIN_SECRET_LENGTH} characters;"
                 f" use at least {MIN_SECRET_LENGTH} random characters"
             )
     return secrets
+
+
+def check_environment_secrets(*names: str) -> None:
+    """At cold start: these secrets, when set in the environment, must be strong enough (ConfigError fails
+    the start). Values in Secrets Manager are read at run time, not here (no network call while the function
+    starts): a weak one refuses every caller with 401 and an error in the log instead."""
+    from clay_pipeline import config
+
+    for name in names:
+        check_secrets(config.secret_list(name, environment_only=True), name)
 
 
 def jwt_users(entries: Iterable[str]) -> dict[str, str]:

@@ -67,9 +67,8 @@ class CallbackRequest:
 
 def check_configuration(settings: CallbackSettings) -> None:
     """At cold start: a callback secret or JWT user set in the environment and too weak to trust fails the
-    start (ConfigError). Values in Secrets Manager are read at run time, not here (no network call while
-    the function starts): a weak one refuses every caller with 401 and an error in the log instead."""
-    auth.check_secrets(config.secret_list("CALLBACK_SECRETS", environment_only=True))
+    start (ConfigError); auth.check_environment_secrets says why only the environment's."""
+    auth.check_environment_secrets("CALLBACK_SECRETS")
     if settings.callback_auth_mode == "jwt":
         auth.jwt_users(config.secret_list("CALLBACK_JWT_USERS", environment_only=True))
 

@@ -47,14 +47,20 @@ _warned_unset: set[str] = set()
 
 
 def secrets_or_unauthorized(name: str, what: str) -> list[str]:
-    """The comma-separated secret `name`; 401 when it is empty (one error log per process): never fail open."""
-    from clay_pipeline import config
+    """The comma-separated secret `name`; 401 when it is empty or one entry is too weak to trust
+    (auth.check_secrets), with one error log per problem and process: never fail open."""
+    from clay_pipeline import auth, config
 
     secrets = config.secret_list(name)
-    if not secrets:
-        if name not in _warned_unset:
-            logger.error(f"{name} is not configured: every {what} is refused until it is set")
-            _warned_unset.add(name)
+    try:
+        problem = "" if secrets else f"{name} is not configured"
+        auth.check_secrets(secrets, name)
+    except config.ConfigError as error:
+        problem = str(error)
+    if problem:
+        if problem not in _warned_unset:
+            logger.error(f"{problem}: every {what} is refused until it is fixed")
+            _warned_unset.add(problem)
         raise unauthorized()
     return secrets
 

@@ -12,16 +12,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from clay_pipeline import auth, config
+from clay_pipeline import auth
 from clay_pipeline.config import CLAY_MAX_PAYLOAD_BYTES, IntakeSettings, dump_json
-from clay_pipeline.http_api import HttpError, check_content_type, check_size, parse_json, unauthorized
+from clay_pipeline.http_api import (
+    HttpError,
+    check_content_type,
+    check_size,
+    parse_json,
+    secrets_or_unauthorized,
+    unauthorized,
+)
 from clay_pipeline.models import Lead, field_errors
-from clay_pipeline.observability import logger
 from clay_pipeline.stores import Queue, QueueSendError
 
 API_KEY_HEADER = "x-api-key"
 QUEUE_FAILURE = "could not be queued; send this lead again"
-_warned_no_keys = False
 
 
 @dataclass
@@ -41,12 +46,9 @@ def describe_problems(error: ValidationError) -> str:
 
 
 def authenticate(headers: dict[str, str]) -> None:
-    """401 unless X-Api-Key is one of INTAKE_API_KEYS (constant-time; no keys means nobody gets in)."""
-    global _warned_no_keys
-    keys = config.secret_list("INTAKE_API_KEYS")
-    if not keys and not _warned_no_keys:
-        logger.error("INTAKE_API_KEYS is not configured: every request is refused until it is set")
-        _warned_no_keys = True
+    """401 unless X-Api-Key is one of INTAKE_API_KEYS (constant-time; no keys, or a key shorter than the
+    callback secrets' floor, means nobody gets in)."""
+    keys = secrets_or_unauthorized("INTAKE_API_KEYS", "request")
     if not auth.matches_any(headers.get(API_KEY_HEADER, ""), keys):
         raise unauthorized()
 
