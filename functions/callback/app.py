@@ -8,6 +8,8 @@ from clay_pipeline.callback import CallbackAcceptor, authenticate, check_configu
 from clay_pipeline.config import CallbackSettings
 from clay_pipeline.http_api import dispatch, lower_headers, raw_body, unauthorized
 from clay_pipeline.observability import count, log_metrics, logger, set_correlation_id
+from clay_pipeline.stores import StateStore
+from clay_pipeline.token_guard import TokenGuard
 
 if TYPE_CHECKING:  # the type only: importing Powertools' utilities package costs cold start
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -15,6 +17,7 @@ if TYPE_CHECKING:  # the type only: importing Powertools' utilities package cost
 settings = CallbackSettings.from_env()  # fails the cold start on bad configuration
 check_configuration(settings)  # and on a callback secret or JWT user too weak to trust
 acceptor = CallbackAcceptor(settings)
+token_guard = TokenGuard(StateStore(settings.state_table)) if settings.state_table else None
 
 
 def receive_callback(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -31,7 +34,8 @@ def receive_callback(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 def token(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     if settings.callback_auth_mode != "jwt":
         raise unauthorized()
-    return 200, issue_token(raw_body(event))
+    source_ip = str((event.get("requestContext") or {}).get("http", {}).get("sourceIp", ""))
+    return 200, issue_token(raw_body(event), source_ip, token_guard)
 
 
 ROUTES = {"POST /clay/callback": receive_callback, "POST /clay/token": token}

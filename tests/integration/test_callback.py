@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,7 +15,9 @@ import pytest
 from clay_pipeline import callback as callback_service
 from clay_pipeline.aws import client
 from clay_pipeline.config import ConfigError
-from clay_pipeline.stores import LeadsTable, Queue
+from clay_pipeline.http_api import HttpError
+from clay_pipeline.stores import LeadsTable, Queue, StateStore
+from clay_pipeline.token_guard import FREE_FAILURES, MAX_LOCK_SECONDS, TokenGuard, caller_key, lock_seconds
 from local.apigw import http_event
 
 pytestmark = pytest.mark.integration
@@ -511,3 +514,44 @@ def test_weak_users_in_the_config_secret_refuse_every_token_and_say_why(
     login = token_event(json.dumps({"username": "clay", "password": ""}))
     assert answer(app.lambda_handler(login, lambda_context)) == (401, {"error": "unauthorized"})
     assert "CALLBACK_JWT_USERS entry 1 must be user:password" in captured_logs.getvalue()
+
+
+# -- /clay/token slows repeated failures (token_guard) ------------------------------------------------------
+def token_request(app: Any, password: str, source_ip: str, context: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
+    body = json.dumps({"username": "clay", "password": password})
+    event = http_event("POST", "/clay/token", body, {"content-type": "application/json"}, source_ip=source_ip)
+    response = app.lambda_handler(event, context)
+    return response["statusCode"], json.loads(response["body"]), response.get("headers", {})
+
+
+def test_repeated_token_failures_lock_that_caller_out_and_only_that_caller(
+    load_function: Any, lambda_context: Any
+) -> None:
+    app = jwt_app(load_function)
+    # GIVEN a caller that failed FREE_FAILURES times: each got 401
+    for _ in range(FREE_FAILURES):
+        assert token_request(app, "guess", "203.0.113.7", lambda_context)[0] == 401
+    # WHEN it fails once more THEN it is locked out: 429 with Retry-After, even with the right password
+    assert token_request(app, "guess", "203.0.113.7", lambda_context)[0] == 401
+    status, body, headers = token_request(app, "pa55word-long-enough", "203.0.113.7", lambda_context)
+    assert (status, body["error"]) == (429, "too many failed attempts; try again later")
+    assert 1 <= int(headers["Retry-After"]) <= 2
+    # AND another caller (another address) still gets its token
+    assert token_request(app, "pa55word-long-enough", "198.51.100.9", lambda_context)[0] == 200
+
+
+def test_lockout_grows_exponentially_is_bounded_and_a_success_clears_it(stack: Any) -> None:
+    assert [lock_seconds(n) for n in range(1, FREE_FAILURES + 1)] == [0] * FREE_FAILURES
+    assert [lock_seconds(FREE_FAILURES + n) for n in range(1, 6)] == [2, 4, 8, 16, 32]
+    assert lock_seconds(FREE_FAILURES + 40) == MAX_LOCK_SECONDS == 300
+    guard = TokenGuard(StateStore(stack.table_names["StateTable"]))
+    key = caller_key("203.0.113.7", "clay")
+    now = time.time()
+    for failures in range(FREE_FAILURES + 1):
+        guard.failed(key, failures, now=now)
+    with pytest.raises(HttpError) as locked:
+        guard.check(key, now=now + 1)
+    assert locked.value.status == 429
+    assert guard.check(key, now=now + 2) == FREE_FAILURES + 1  # the lock has passed, the count stays
+    guard.succeeded(key, FREE_FAILURES + 1)
+    assert guard.check(key) == 0

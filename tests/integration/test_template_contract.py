@@ -195,6 +195,19 @@ def callback_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
         {"x-clay-signature": "policy-secret-0123456789abcdef0123456789"},
     )
     assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == 503
+    # jwt mode: a failed token request counts against its caller, a success clears the count
+    put_secrets(
+        stack,
+        {
+            "CALLBACK_SECRETS": "policy-secret-0123456789abcdef0123456789",
+            "CALLBACK_JWT_USERS": "clay:policy-password-0123456789",
+        },
+    )
+    app = load("CallbackFunction", CALLBACK_AUTH_MODE="jwt")
+    for password, status in (("wrong", 401), ("policy-password-0123456789", 200)):
+        body = json.dumps({"username": "clay", "password": password})
+        event = http_event("POST", "/clay/token", body, {"content-type": "application/json"})
+        assert app.lambda_handler(event, LambdaContextStub())["statusCode"] == status
 
 
 def intake_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:

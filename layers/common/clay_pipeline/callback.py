@@ -39,6 +39,7 @@ from clay_pipeline.http_api import (
 from clay_pipeline.models import EnrichedLead, body_hash, field_errors
 from clay_pipeline.observability import logger
 from clay_pipeline.stores import Acceptance, LeadsTable, Queue, item_size
+from clay_pipeline.token_guard import TokenGuard, caller_key
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -147,21 +148,28 @@ def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: by
     )
 
 
-def issue_token(body: bytes) -> dict[str, Any]:
-    """POST /clay/token: username and password in, bearer token out (jwt mode only)."""
+def issue_token(body: bytes, source_ip: str = "", guard: TokenGuard | None = None) -> dict[str, Any]:
+    """POST /clay/token: username and password in, bearer token out (jwt mode only). With a guard, repeated
+    failures from one caller (source IP and user name) are locked out for a while (token_guard)."""
     document = parse_json(body)
     if not isinstance(document, dict):
         raise unauthorized()
     username, password = document.get("username"), document.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise unauthorized()
+    key = caller_key(source_ip, username)
+    failures = guard.check(key) if guard else 0
     try:
         issuer = auth.TokenIssuer(config.secret_list("CALLBACK_JWT_USERS"), config.secret_list("CALLBACK_SECRETS"))
     except ConfigError as error:
         raise _refuse_misconfigured(error) from None
     token = issuer.issue(username, password)
     if token is None:
+        if guard:
+            guard.failed(key, failures)
         raise unauthorized()
+    if guard:
+        guard.succeeded(key, failures)
     return {"access_token": token, "token_type": auth.BEARER, "expires_in": auth.JWT_LIFETIME_SECONDS}
 
 

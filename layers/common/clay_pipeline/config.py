@@ -120,6 +120,7 @@ class CallbackSettings(Settings):
     # and the router adds its outcome and delivery ledger, a few KB) and the RoutingQueue message
     # (SQS's classic 256 KiB). The callback also measures both before accepting (413 when over).
     callback_max_body_bytes: int = Field(default=204_800, ge=1024, le=204_800)
+    state_table: str = ""  # /clay/token's failure counters (token_guard); unset: no lockout
 
 
 class IntakeSettings(Settings):
