@@ -90,7 +90,14 @@ deploy: build
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy --config-env $${ENV:-dev}
 
 # --config-env here too, so the answers land in the section `make deploy` reads (not [default]).
+# SAM asks "<Function> has no authentication. Is this okay? [y/N]" for each public route, and the
+# default N aborts the deploy: the note says why y is right (README, Deploy).
 deploy-guided: build
+	@echo "Note: SAM will ask up to four times '... has no authentication. Is this okay? [y/N]'"
+	@echo "(CallbackFunction twice, IntakeFunction, RunWebhookFunction). Answer y: API Gateway has no"
+	@echo "authorizer on these routes on purpose, because Clay and web forms cannot send AWS credentials;"
+	@echo "each function checks the caller itself (callback token, HMAC or JWT; the intake API key; the"
+	@echo "run webhook's signature) and refuses everyone when its secret is unset or weak."
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy --guided --config-env $${ENV:-dev}
 
 outputs: $(TOOLS)/sam/.installed

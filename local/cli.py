@@ -80,6 +80,25 @@ def _operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add_target_arguments(stale)
 
 
+def _secrets(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    secret = commands.add_parser("secret", help="list, fill in, set or rotate the config secret's values")
+    actions = secret.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="which settings are set (never their values)")
+    actions.add_parser("init", help="generate what the pipeline can generate, only where missing")
+    setter = actions.add_parser("set", help="set one value, keeping the others")
+    setter.add_argument("name", help="e.g. HUBSPOT_ACCESS_TOKEN")
+    setter.add_argument("value", help="the value, or - to read it from stdin")
+    getter = actions.add_parser("get", help="print one value (for scripts)")
+    getter.add_argument("name")
+    rotate = actions.add_parser("rotate", help="a new random value first, the current one kept after it")
+    rotate.add_argument("name", choices=("INTAKE_API_KEYS", "CALLBACK_SECRETS"))
+    for parser in actions.choices.values():
+        group = parser.add_argument_group("which secret (default: CONFIG_SECRET_ID, else the local stack's)")
+        group.add_argument("--secret-id", help="the secret's name or ARN")
+        group.add_argument("--stack", help="deployed stack name: its ConfigSecretName output")
+        group.add_argument("--region", help="AWS region (default: the AWS CLI's)")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -118,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("event", help="event JSON file, e.g. events/callback-token.json")
 
     _operations(commands)
+    _secrets(commands)
     return parser
 
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from clay_pipeline.aws import client, reset_clients
-from local.aws import FAKE_CREDENTIALS, LOCAL_PREFIX, attach
+from local.aws import FAKE_CREDENTIALS, LOCAL_PREFIX, Provisioned, attach
 from local.template import SERVE_ENV
 
 STACK_OUTPUTS = {
@@ -109,9 +109,18 @@ def _stack_outputs(stack: str) -> dict[str, str]:
 
 
 def _local_stack() -> dict[str, str]:
+    resources = _local_resources()
+    if resources is None:
+        return {}
+    names = {**resources.table_names, **resources.queue_urls}
+    return {name: names[logical_id] for name, logical_id in LOCAL_RESOURCES.items()}
+
+
+def _local_resources() -> Provisioned | None:
+    """The running local stack's resources (None when no emulator is known); TargetError when it is gone."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or _served_endpoint()
     if not endpoint or urlsplit(endpoint).hostname not in LOOPBACK:
-        return {}
+        return None
     os.environ["AWS_ENDPOINT_URL"] = endpoint  # this process's clients go to the emulator
     for name, value in FAKE_CREDENTIALS.items():  # the emulator takes any credentials: never a real one
         os.environ.setdefault(name, value)
@@ -119,8 +128,16 @@ def _local_stack() -> dict[str, str]:
     resources = attach(LOCAL_PREFIX)
     if resources is None:
         raise TargetError(f"no local stack at {endpoint}: start one with `make run ARGS=--serve`")
-    names = {**resources.table_names, **resources.queue_urls}
-    return {name: names[logical_id] for name, logical_id in LOCAL_RESOURCES.items()}
+    return resources
+
+
+def local_secret_id() -> str:
+    """The running local stack's config secret, '' when there is none."""
+    try:
+        resources = _local_resources()
+    except TargetError:
+        return ""
+    return (resources.secret_id or "") if resources else ""
 
 
 def _served_endpoint() -> str:
