@@ -108,6 +108,12 @@ class StackOptions:
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
 
 
+def queue_words(counts: dict[str, int]) -> str:
+    """{'Visible': 0, 'NotVisible': 27, 'Delayed': 0} -> '27 being processed'."""
+    words = {"Visible": "waiting", "NotVisible": "being processed", "Delayed": "delayed"}
+    return ", ".join(f"{counts[name]} {label}" for name, label in words.items() if counts.get(name))
+
+
 @dataclass
 class Summary:
     counts: dict[str, int]
@@ -309,8 +315,8 @@ class LocalStack:
         for queue_id in SOURCE_QUEUES:
             counts = self.queue_counts(queue_id)
             if any(counts.values()):
-                reasons.append(f"{queue_id} {counts}")
-        reasons += [f"{p.source.function_id} batch in flight" for p in self.pollers if p.in_flight]
+                reasons.append(f"{queue_id} holds {queue_words(counts)}")
+        reasons += [f"{p.source.function_id} is working on a batch" for p in self.pollers if p.in_flight]
         if self.gateway.in_flight:
             reasons.append(f"{self.gateway.in_flight} HTTP requests in flight")
         if self.clay.busy():

@@ -2,11 +2,13 @@
 
 The handler, its layer (clay_pipeline, importable from the project) and its environment come
 from template.yaml, and it runs against a local emulator:
-- AWS_ENDPOINT_URL unset: a local stack is started for this one invocation (emulator with the
-  template's resources, the local secrets, the Clay simulator and destination sinks; nothing
-  polls the queues) and stopped afterwards;
-- AWS_ENDPOINT_URL set (e.g. to the emulator of `clay-pipeline run --serve`): the resources
-  named `clay-local-*` there are used, created first if missing. Only loopback endpoints are used.
+- AWS_ENDPOINT_URL set, or a `clay-pipeline run --serve` up (its .local-stack/serve.env names a
+  live emulator): the resources named `clay-local-*` there are used, created first if missing, so
+  what the function does shows in that stack (`trace`, the sinks). Only loopback endpoints are used;
+- neither: a local stack is started for this one invocation (emulator with the template's
+  resources, the local secrets, the Clay simulator and destination sinks; nothing polls the
+  queues) and stopped afterwards.
+It says on stderr which one it used.
 HTTP events carry the dummy credentials of local.stack.LOCAL_SECRETS. The callback's auth
 mode is read from the event (a Bearer token: jwt; a hex signature: hmac; else token) unless
 CALLBACK_AUTH_MODE is set in the shell. The function's logs go to stderr and its response
@@ -31,6 +33,7 @@ from clay_pipeline.aws import client, reset_clients
 from clay_pipeline.config import clear_secret_cache
 from local.aws import FAKE_CREDENTIALS, LOCAL_PREFIX, Provisioned, attach, function_environment, provision
 from local.lambda_runtime import LambdaFunction, function_output_to
+from local.operations.target import serving_endpoint
 from local.stack import LOCAL_ENV_TAG, LOCAL_SECRETS, LocalStack, StackOptions
 from local.template import environment, functions, placeholder_environment
 
@@ -47,10 +50,16 @@ def invoke_command(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         print(f"error: cannot read the event {args.event}: {error}", file=sys.stderr)
         return 2
-    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "") or serving_endpoint()
     if endpoint and urlsplit(endpoint).hostname not in ("127.0.0.1", "localhost", "::1"):
         print(f"error: AWS_ENDPOINT_URL {endpoint} is not a local emulator", file=sys.stderr)
         return 2
+    where = (
+        f"the running local stack (AWS emulator {endpoint})"
+        if endpoint
+        else "a local stack started for this invocation (`make run ARGS=--serve` keeps one up to use instead)"
+    )
+    print(f"invoking {args.function} on {where}", file=sys.stderr, flush=True)
     out = sys.stdout
     with function_output_to(sys.stderr), _local_resources(args.function, endpoint) as env:
         try:
@@ -76,7 +85,8 @@ def _local_resources(logical_id: str, endpoint: str) -> Iterator[dict[str, str]]
         with LocalStack(StackOptions(pollers=False)) as stack:
             yield stack.function_env(logical_id)
         return
-    with environment({name: os.environ.get(name, value) for name, value in FAKE_CREDENTIALS.items()}):
+    implied = {name: os.environ.get(name, value) for name, value in FAKE_CREDENTIALS.items()}
+    with environment({**implied, "AWS_ENDPOINT_URL": endpoint}):
         reset_clients()
         clear_secret_cache()
         resources = attach(LOCAL_PREFIX) or _provision_local()

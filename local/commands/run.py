@@ -6,7 +6,9 @@ the local gateway, waits until every lead is routed or dead-lettered, prints the
 and exits 0 only when the counts reconcile (nothing lost, nothing twice). --serve keeps the
 stack up afterwards, prints its URLs and the commands to try from another terminal, and
 writes the URLs to .local-stack/serve.env for that terminal to `source` (removed on exit);
-Ctrl-C stops it cleanly. The functions' own logs and metrics go to .local-stack/run.log.
+Ctrl-C stops it cleanly. The functions' own logs and metrics go to .local-stack/run.log. While
+one `--serve` stack is up, another `run` leaves its serve.env and run.log alone (its own log is
+.local-stack/run.<pid>.log), and another `run --serve` is refused.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import shlex
 import sys
 import time
@@ -23,7 +26,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from clay_pipeline.csv_import import load_rows, map_columns
+from local.commands.common import fail
 from local.lambda_runtime import function_output_to
+from local.operations.target import serving_endpoint
 from local.stack import LOCAL_SECRETS, LocalStack, StackOptions
 from local.template import ROOT, SERVE_ENV
 
@@ -73,39 +78,52 @@ def read_leads(path: Path) -> list[dict[str, Any]]:
 def run_command(args: argparse.Namespace) -> int:
     path = Path(args.leads) if args.leads else SAMPLE_LEADS
     if not path.is_file():
-        print(f"error: {path} is not a file", file=sys.stderr)
-        return 2
+        return fail(f"{path} is not a file", 2)
     out = sys.stdout
-    LOG_PATH.parent.mkdir(exist_ok=True)
-    with LOG_PATH.open("w") as log, _functions_logging_to(log):
+    # Another `run --serve` is up: this run leaves its serve.env and its run.log alone (and cannot serve too).
+    serving = serving_endpoint()
+    if serving and args.serve:
+        return fail(f"a local stack is already serving (AWS emulator {serving}): stop it first (Ctrl-C there)", 2)
+    log_path = LOG_PATH.with_name(f"run.{os.getpid()}.log") if serving else LOG_PATH
+    log_path.parent.mkdir(exist_ok=True)
+    with log_path.open("w") as log, _functions_logging_to(log):
         mode = getattr(args, "mode", "table")
         routine: dict[str, Any] = {"enrichment_path": "routine", **ROUTINE_RUN} if mode == "routine" else {}
         clay = CLAY_RESENDS if mode == "table" else {"duplicate_share": 0.1}
         stack = LocalStack(StackOptions(clay=clay, function_env=LOCAL_FUNCTION_ENV, **routine))
         try:
-            return _run(stack, read_leads(path), path, out, serve=args.serve)
+            return _run(stack, read_leads(path), path, out, serve=args.serve, log_path=log_path)
         except KeyboardInterrupt:
             print("\ninterrupted; stopping the local stack", file=out)
             return 0 if args.serve else 130
         finally:
-            SERVE_ENV.unlink(missing_ok=True)  # its URLs die with the stack
+            if args.serve:
+                SERVE_ENV.unlink(missing_ok=True)  # its URLs die with the stack (only a serving run wrote it)
             with contextlib.suppress(Exception):
                 stack.stop()
 
 
-def _run(stack: LocalStack, leads: list[dict[str, Any]], path: Path, out: IO[str], serve: bool) -> int:
+def _run(
+    stack: LocalStack, leads: list[dict[str, Any]], path: Path, out: IO[str], serve: bool, log_path: Path = LOG_PATH
+) -> int:
     print("starting the local stack (AWS emulator, functions, gateway, queue pollers, Clay, sinks)...", file=out)
     stack.start()
-    print(f"gateway {stack.gateway.url}; function logs in {_shown(LOG_PATH)}", file=out)
+    print(f"gateway {stack.gateway.url}; function logs in {_shown(log_path)}", file=out)
     if stack.routine is not None:
         print(f"enrichment path: routine (Clay Public API simulator {stack.routine.api.base_url})", file=out)
     print(f"posting {len(leads)} leads from {_shown(path)} to POST /leads...", file=out)
+    posted = 0
     for answer in stack.post_leads(leads):
+        rejected = answer.get("rejected", [])
         print(
-            f"  intake answered {answer['status']}: {answer.get('accepted', 0)} accepted, "
-            f"{len(answer.get('rejected', []))} rejected",
+            f"  intake answered {answer['status']}: {answer.get('accepted', 0)} accepted, {len(rejected)} rejected",
             file=out,
         )
+        for item in rejected:
+            row = leads[posted + int(item["index"])]
+            shown = ", ".join(f"{key}={value}" for key, value in list(row.items())[:3])
+            print(f"    lead {posted + int(item['index']) + 1} ({shown}): {item['error']}", file=out)
+        posted += int(answer.get("accepted", 0)) + len(rejected)
     idle = _wait(stack, out)
     summary = stack.summary()
     print("\n" + summary.table(), file=out)
@@ -124,7 +142,7 @@ def _wait(stack: LocalStack, out: IO[str]) -> bool:
     while time.monotonic() < deadline:
         if stack.wait_idle(timeout=min(PROGRESS_SECONDS, deadline - time.monotonic())):
             return True
-        print(f"  still moving: {'; '.join(stack.busy()) or 'settling'}", file=out)
+        print(f"  still working: {'; '.join(stack.busy()) or 'settling'}", file=out)
     return False
 
 
@@ -158,7 +176,7 @@ def try_commands() -> list[str]:
         """curl -s -X POST "$GATEWAY_URL/clay/callback" -H "X-Clay-Signature: $CALLBACK_SECRET" \\
      -H 'content-type: application/json' -d '{"email": "vip@example.com", "icp_score": "95", "job_title": "CEO"}'""",
         'curl -s "$SINKS_URL/"',
-        f'AWS_ENDPOINT_URL="$AWS_EMULATOR_URL" {cli} invoke CallbackFunction events/callback-token.json',
+        f"{cli} invoke CallbackFunction events/callback-token.json",
     ]
 
 
@@ -194,8 +212,16 @@ def _shown(path: Path) -> str:
 
 @contextlib.contextmanager
 def _functions_logging_to(log: IO[str]) -> Iterator[None]:
-    """The functions' logs and metrics, and the stack's own warnings, go to `log`."""
+    """The functions' logs and metrics, and the stack's own warnings, go to `log`, each line once."""
+    from aws_lambda_powertools.logging.filters import SuppressFilter
+
+    from clay_pipeline.observability import logger
+
     logging.basicConfig(stream=log, level=logging.WARNING, force=True)
+    # basicConfig(force) replaced the root handler Powertools had filtered: filter the new one too, or
+    # every function line would also reach it (run.log held each line twice, once as plain text).
+    for handler in logging.root.handlers:
+        handler.addFilter(SuppressFilter(logger.service))
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
     with warnings.catch_warnings(), function_output_to(log):
         warnings.simplefilter("ignore")

@@ -22,9 +22,26 @@ def default_hours() -> float:
 
 
 def stale_command(args: argparse.Namespace) -> int:
-    if args.since > SENT_RECORD_DAYS * 86_400:
-        return usage_error(f"--since reaches past the batch records' lifetime ({SENT_RECORD_DAYS} days)")
+    if problem := window_problem(default_hours() if args.hours is None else args.hours, args.since, args.limit):
+        return usage_error(problem)
     return with_target(args, ("state_table", "leads_table"), lambda target: _run(args, target))
+
+
+def window_problem(hours: float, since: float, limit: int) -> str:
+    """Why the window cannot be looked up (it must end after it starts, within what is kept), or ''."""
+    kept_hours = SENT_RECORD_DAYS * 24
+    if since > SENT_RECORD_DAYS * 86_400:
+        return f"--since reaches past the batch records' lifetime ({SENT_RECORD_DAYS} days)"
+    if not 0 <= hours <= kept_hours:
+        return f"--hours {hours:g} is beyond what is kept: between 0 and {kept_hours} ({SENT_RECORD_DAYS} days)"
+    if hours * HOUR >= since:
+        return (
+            f"--hours {hours:g} reaches back past --since ({age(since)}): the window would be empty; "
+            f"pass a larger --since (at most {SENT_RECORD_DAYS}d)"
+        )
+    if limit < 0:
+        return "--limit must be 0 or more"
+    return ""
 
 
 def _run(args: argparse.Namespace, target: Target) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -138,6 +139,20 @@ def local_secret_id() -> str:
     except TargetError:
         return ""
     return (resources.secret_id or "") if resources else ""
+
+
+def serving_endpoint() -> str:
+    """The AWS emulator of a `clay-pipeline run --serve` that is up (named in its serve.env, and answering),
+    or '' (none, or a serve.env a killed stack left behind)."""
+    endpoint = _served_endpoint()
+    parts = urlsplit(endpoint)
+    if not endpoint or parts.hostname not in LOOPBACK or not parts.port:
+        return ""
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=0.5):
+            return endpoint
+    except OSError:
+        return ""
 
 
 def _served_endpoint() -> str:

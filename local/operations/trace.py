@@ -20,6 +20,7 @@ from clay_pipeline.aws import client
 from clay_pipeline.limits import dedupe_key
 from clay_pipeline.models import Lead, derive_lead_id, normalise_domain
 from clay_pipeline.pause import DestinationSwitch
+from clay_pipeline.routines import RunStore
 from clay_pipeline.stale import SentLead
 from clay_pipeline.stores import LeadsTable, SentBatches, StateStore, from_item
 from local.operations.dead_letters import QUEUES, DeadLetter, DeadLetterQueue
@@ -51,6 +52,7 @@ class LeadTrace:
     lead_id: str
     mark: dict[str, Any] | None = None  # the sender's dedupe mark
     sent: SentLead | None = None  # the lead's entry in its batch record
+    run: dict[str, Any] = field(default_factory=dict)  # the routine path: its run's start and ending
     item: dict[str, Any] | None = None  # the leads table item
     paused: dict[str, dict[str, Any]] = field(default_factory=dict)  # paused destinations
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -82,6 +84,9 @@ class LeadTrace:
             if mark
             else None,
             "clay": self.sent.to_dict() if self.sent else None,
+            "routine_run": {"routine_run_id": mark["routine_run_id"], **self.run}
+            if mark.get("routine_run_id")
+            else None,
             "callbacks": {
                 "count": int(item.get("callbacks") or 0),
                 "latest_received_at": when(item.get("received_at")),
@@ -136,6 +141,10 @@ class LeadTrace:
             posts = f"{clay['posts']} POST" + ("s" if clay["posts"] != 1 else "")
             text = f"webhook #{clay['webhook_index']}, attempt {clay['receives']} (SQS receive), {posts}"
             events.append((clay["sent_at"], "sent to Clay", f"{text}, batch {clay['batch'][:8]}"))
+        elif run := trace["routine_run"]:
+            ending = f", {run['ending']}" if run.get("ending") else ", not collected yet"
+            started = f" started {_short(run['started_at'])}" if run.get("started_at") else ""
+            events.append((dedupe["sent_at"], "sent to Clay", f"routine run {run['routine_run_id']}{started}{ending}"))
         elif dedupe and dedupe["sent_at"]:
             events.append((dedupe["sent_at"], "sent to Clay", "(no batch record: sent before it was kept)"))
         if callbacks := trace["callbacks"]:
@@ -210,6 +219,9 @@ class Tracer:
             trace.sent = (
                 SentLead.from_entry(lead_id, str(batch), entry, int(record["sent_at"])) if record and entry else None
             )
+        if run_id := str((trace.mark or {}).get("routine_run_id") or ""):
+            runs = RunStore(store)
+            trace.run = {"started_at": runs.started_at(run_id), "ending": runs.ending(run_id) or ""}
         if self.target.leads_table:
             trace.item = LeadsTable(self.target.leads_table).get(lead_id)
         item = trace.item or {}

@@ -8,6 +8,7 @@ waits until it is idle and asserts on what every part recorded (the reconciliati
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ from clay_pipeline.models import Lead
 from local.aws import Emulator
 from local.clay_sim import score_band
 from local.cli import main
-from local.commands.run import SAMPLE_LEADS, read_leads, run_command
+from local.commands.run import LOG_PATH, SAMPLE_LEADS, read_leads, run_command
 from local.stack import LocalStack, StackOptions
 
 pytestmark = pytest.mark.e2e
@@ -344,3 +345,11 @@ def test_run_command_reports_a_reconciled_sample(
     assert "reconciled: nothing lost, nothing twice" in out
     assert "sent to Clay" in out
     assert '"level"' not in out  # the functions' logs went to the log file
+    # AND the rows intake refused are named with their reason; progress is in words, not a Python dict
+    assert "lead 10 (email=not-an-email, first_name=Bad, last_name=Email): email: not a valid email address" in out
+    assert "{'Visible'" not in out
+    # AND each function's lines name it, each line once
+    log = LOG_PATH.read_text().splitlines()
+    services = {json.loads(line).get("service") for line in log if line.startswith('{"level"')}
+    assert services == {"intake", "sender", "callback", "router"}
+    assert not [line for line in log if line.startswith("INFO:")]

@@ -17,6 +17,7 @@ import pytest
 
 from clay_pipeline.models import Lead
 from local.aws import Emulator
+from local.cli import main
 from local.commands.run import run_command
 from local.stack import LocalStack, StackOptions
 from tests.e2e.test_local_stack import FAST_ENV, fast_options, generated_leads, settle
@@ -61,7 +62,9 @@ def lead_ids(rows: list[dict[str, Any]]) -> set[str]:
     return {str(Lead.model_validate(row).lead_id) for row in rows}
 
 
-def test_every_lead_is_routed_once_whatever_happens_to_the_run_webhooks(start_routine_stack: Any) -> None:
+def test_every_lead_is_routed_once_whatever_happens_to_the_run_webhooks(
+    start_routine_stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN runs of 5 whose webhooks arrive normally, never, twice and after forged copies; a sixth run that
     # never finishes; Clay failing about a tenth of the items, paging results 2 at a time and throttling
     stack = start_routine_stack(
@@ -103,6 +106,14 @@ def test_every_lead_is_routed_once_whatever_happens_to_the_run_webhooks(start_ro
     assert counts["dead-lettered (LeadDLQ)"] == counts["items failed"] + len(api.stuck_item_ids())
     assert len(table) == counts["items completed"] == counts["leads accepted for routing"]
     assert {str(item["enrichment"]["lead_id"]) for item in table.values()} <= lead_ids(rows)
+    # AND `trace` shows a routed lead's run, not "no batch record"
+    lead_id = sorted(table)[0]
+    names = stack.resources.table_names
+    tables = ["--state-table", names["StateTable"], "--leads-table", names["LeadsTable"]]
+    assert main(["trace", lead_id, *tables, "--no-dlq"]) == 0
+    out = capsys.readouterr().out
+    [sent] = [line for line in out.splitlines() if "sent to Clay" in line]
+    assert "routine run " in sent and "started " in sent and "collected" in sent, out
 
 
 def test_a_workspace_not_provisioned_holds_the_leads_until_it_is(start_routine_stack: Any) -> None:

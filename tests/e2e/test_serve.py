@@ -92,6 +92,15 @@ def test_the_readme_try_it_commands_work_against_run_serve(tmp_path: Path) -> No
         assert re.search(r'\{"received":true,"lead_key":"ld_\w+","duplicate":false\}', out)
         assert '"statusCode": 200' in out
         assert '{"level"' not in out  # JSON logs only on stderr, from invoke (as sam local invoke shows them)
+        assert f"invoking CallbackFunction on the running local stack (AWS emulator {urls['AWS_EMULATOR_URL']})" in (
+            pasted.stderr
+        )
+        # AND a second `run --serve` is refused without breaking this one's serve.env
+        second = subprocess.run(  # noqa: S603 - fixed arguments
+            [str(CLI), "run", "--serve"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert second.returncode == 2 and "a local stack is already serving" in second.stderr
+        assert SERVE_ENV.exists()
         # AND the sent leads go all the way through Clay to the destinations
         deadline = time.monotonic() + DELIVERY_TIMEOUT
         while not (seen := delivered_emails(urls["SINKS_URL"])) >= NEW_LEADS and time.monotonic() < deadline:

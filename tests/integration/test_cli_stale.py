@@ -52,3 +52,21 @@ def test_stale_lists_leads_without_a_callback_and_marks_nothing(stack: Any, caps
     assert leads.get("ld_a") is None
     # AND a window past the records' lifetime is refused
     assert main(["stale", "--since", "9d"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--hours", "200"], "--hours 200 is beyond what is kept: between 0 and 192 (8 days)"),
+        (["--hours", "-1"], "--hours -1 is beyond what is kept"),
+        (["--hours", "48", "--since", "1d"], "--hours 48 reaches back past --since (1d 00h): the window would be"),
+        (["--since", "9d"], "--since reaches past the batch records' lifetime (8 days)"),
+        (["--limit", "-3"], "--limit must be 0 or more"),
+    ],
+)
+def test_a_window_that_cannot_be_looked_up_is_a_usage_error(
+    arguments: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["stale", *arguments, "--state-table", "s", "--leads-table", "l"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1

@@ -148,12 +148,14 @@ class Deduper:
             return 0
         return max(0, int(mark[STATE_TTL]) - int(time.time()))
 
-    def confirm(self, lead_id: str) -> None:
-        """Mark the lead sent (the routine path, which keeps no batch records, and a mark its batch confirmed)."""
+    def confirm(self, lead_id: str, details: dict[str, str] | None = None) -> None:
+        """Mark the lead sent (the routine path, which keeps no batch records, and a mark its batch confirmed);
+        `details` ride on the same write (the routine path's run id, for `clay-pipeline trace`)."""
         if self.days > 0:
             now = int(time.time())
             self.store.update(
-                self._key(lead_id), {"status": "sent", "sent_at": now, "expires_at": now + self.days * DAY_SECONDS}
+                self._key(lead_id),
+                {"status": "sent", "sent_at": now, "expires_at": now + self.days * DAY_SECONDS, **(details or {})},
             )
 
     def release(self, lead_id: str) -> None:

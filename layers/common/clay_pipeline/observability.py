@@ -123,12 +123,16 @@ def log_metrics(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]
     Lambda runs one invocation per process, where per-thread keys change nothing. The local stack runs
     every function side by side in one process, sharing one logger whose keys the latest invocation
     sets for all; Powertools' thread-safe keys take precedence, so each thread's lines name their own
-    function, request and correlation id (the router's delivery threads inherit them).
+    service, function, request and correlation id (the router's delivery threads inherit them).
     """
+
+    # The function's service name as its environment had it when the handler was defined (its cold start):
+    # in Lambda the logger read the same at import; the local stack's one logger serves every function.
+    service = os.environ.get("POWERTOOLS_SERVICE_NAME") or logger.service
 
     @functools.wraps(handler)
     def publishing(event: Any, context: Any) -> Any:
-        logger.thread_safe_append_keys(**_context_keys(context), correlation_id=None)
+        logger.thread_safe_append_keys(**_context_keys(context), correlation_id=None, service=service)
         try:
             return handler(event, context)
         finally:

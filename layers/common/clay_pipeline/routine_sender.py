@@ -255,7 +255,7 @@ class RoutineSender(ClaySender):
             return
         for lead in run:
             try:
-                self.dedupe.confirm(lead.lead_id)
+                self.dedupe.confirm(lead.lead_id, {"routine_run_id": run_id})
             except Exception:  # the 'sending' mark expires instead: only the dedupe window is shorter
                 logger.exception("could not confirm a lead's dedupe mark", extra={"lead_id": lead.lead_id})
             for _ in lead.copies:

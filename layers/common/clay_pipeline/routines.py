@@ -116,6 +116,10 @@ class RunStore:
         inputs = json.loads(zlib.decompress(base64.b64decode(str(item["inputs_z"]))))
         return Run(run_id, str(item.get("routine_id", "")), float(item["started_epoch"]), inputs)
 
+    def started_at(self, run_id: str) -> str:
+        """When Clay accepted the run (ISO time), '' when it is not recorded (`clay-pipeline trace`)."""
+        return str((self.store.get(self._key(run_id)) or {}).get("started_at", ""))
+
     def ending(self, run_id: str) -> str | None:
         """The run's mark: an Ending, an Underway hold, or None while nothing has decided it."""
         mark = self.mark(run_id)
