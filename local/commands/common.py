@@ -107,7 +107,10 @@ def age(seconds: float) -> str:
 
 
 def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+    """Indented JSON; the terminal control characters json leaves raw (DEL, C1, bidi overrides) as JSON
+    escapes, so what the terminal gets is safe and still valid JSON for a script."""
+    text = json.dumps(value, indent=2, default=str, ensure_ascii=False)
+    print(_CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", text))
 
 
 def usage_error(message: str) -> int:

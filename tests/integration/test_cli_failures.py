@@ -232,3 +232,12 @@ def test_dlq_list_and_show_escape_control_characters(
     assert "\x1b" not in out and "\x07" not in out
     assert "ld_\\x1b]0;pwned\\x07" in out and "\\x1b[31mred" in out
     assert "attempts       3 deliveries from RoutingQueue" in out
+
+
+def test_json_output_stays_valid_json_with_the_control_characters_escaped(
+    hostile_dead_letter: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["dlq", "show", hostile_dead_letter, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert json.loads(out)["lead_id"] == "ld_\x1b]0;pwned\x07"
