@@ -162,9 +162,7 @@ class ClaySender:
         self.pool = WebhookPool(store, settings.clay_webhook_submission_limit)
         self.pacer = Pacer(store, settings.clay_send_rate_per_second, sleep=sleep)
         self.sleep = sleep
-        # Longest one send can take: every attempt timing out, plus its backoff.
-        attempts = settings.clay_retry_attempts + 1
-        self.send_seconds = settings.clay_request_timeout_seconds * attempts + settings.clay_retry_backoff_seconds * 4
+        self.send_seconds = self.clay.longest_seconds  # every attempt timing out, plus its backoff
         self.invocation = Invocation(deadline=math.inf, urls=[], auth_token=None)
 
     def start(self, remaining_ms: int, records: int = 1) -> None:
@@ -288,7 +286,7 @@ class ClaySender:
         with self._pending_lock:
             state.posting += 1
         try:
-            answer = self.clay.post(webhook.url, body, state.auth_token)
+            answer = self.clay.post(webhook.url, body, state.auth_token, deadline=state.deadline)
             self._posts.count = getattr(self._posts, "count", 0) + 1 + answer.retries
             return answer
         finally:
