@@ -166,6 +166,7 @@ class RouterSettings(Settings):
     routing_queue_max_receive_count: int = Field(default=5, ge=2, le=1000)  # keep equal to RoutingQueue's redrive
     routing_rules: str = ""
     delivery_policies: str = ""  # destination=once_per_lead|on_change,... over the defaults (routing.py)
+    unknown_outcome_policies: str = ""  # destination=hold|resend,...: a lost answer's next step (routing.py)
     routing_required_fields: str = ""  # columns a callback must carry to be routed (per-column tables; routing.py)
     hubspot_base_url: str = "https://api.hubapi.com"
     hubspot_batch_size: int = Field(default=100, ge=1, le=100)  # HubSpot's batch upsert takes at most 100 inputs
