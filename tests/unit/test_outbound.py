@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from urllib3.util.retry import Retry
 
 from clay_pipeline.outbound import OutboundError, retrying_session, send, url_problem
-from local.http_stub import Reply, StubServer
+from local.http_stub import DrippingServer, Reply, StubServer
 
 pytestmark = pytest.mark.unit
 
@@ -20,51 +18,18 @@ def session() -> object:
     return retrying_session(Retry(total=0, connect=0, read=0, status=0, other=0, redirect=0), pool_size=2)
 
 
-@pytest.fixture
-def dripping() -> Iterator[tuple[str, list[bytes]]]:
-    """A destination that reads the request, sends its headers at once, then a byte of its body every 0.4 s."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    received: list[bytes] = []
-    stop = threading.Event()
-
-    def answer(connection: socket.socket) -> None:
-        with connection:
-            received.append(connection.recv(65536))
-            connection.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n")
-            for _ in range(100):
-                if stop.wait(0.4):
-                    return
-                try:
-                    connection.sendall(b"x")
-                except OSError:
-                    return
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=answer, args=(connection,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook", received
-    stop.set()
-    listener.close()
-
-
-def test_a_dripping_answer_is_cut_at_the_deadline_not_after_each_read(dripping: tuple[str, list[bytes]]) -> None:
-    url, received = dripping
+def test_a_dripping_answer_is_cut_at_the_deadline_not_after_each_read() -> None:
     # WHEN a request with a 1.5 s budget meets a body that drips a byte every 0.4 s (each read is quick)
-    started = time.monotonic()
-    with pytest.raises(OutboundError) as failure:
-        send(session(), "POST", url, 1.5, json={"lead": 1})  # type: ignore[arg-type]
-    took = time.monotonic() - started
+    with DrippingServer() as dripping:
+        started = time.monotonic()
+        with pytest.raises(OutboundError) as failure:
+            send(session(), "POST", f"{dripping.url}/hook", 1.5, json={"lead": 1})  # type: ignore[arg-type]
+        took = time.monotonic() - started
     # THEN it ends at the deadline (the drip alone would take 40 s), and says the status line came: 200
     assert 1.4 <= took < 2.5
     assert (failure.value.reason, failure.value.sent, failure.value.status) == ("deadline", True, 200)
     assert not failure.value.unknown  # the destination answered 200: its outcome is known
-    assert len(received) == 1
+    assert len(dripping.received) == 1
 
 
 def test_a_request_answered_after_its_deadline_is_sent_with_an_unknown_outcome(http_stub: StubServer) -> None:
