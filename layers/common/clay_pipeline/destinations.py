@@ -285,9 +285,10 @@ def _slack_escape(text: Any) -> str:
 def hot_lead_message(lead: dict[str, Any]) -> dict[str, Any]:
     """The Slack text, each field cut to a length a message needs and the whole capped at SLACK_TEXT_LIMIT.
 
-    Slack truncates `text` longer than 40,000 characters and recommends keeping it to 4,000
-    (https://api.slack.com/reference/messaging/payload, "text"); a lead with long Clay columns in its
-    name or title must not become a 200 KB message, so a cut field ends with a marker.
+    Slack truncates message text longer than 40,000 characters and advises keeping it to 4,000
+    (https://api.slack.com/changelog/2018-04-truncating-really-long-messages; chat.postMessage, "text");
+    a lead with long Clay columns in its name or title must not become a 200 KB message, so a field is
+    cut at FIELD_LIMIT and the whole at SLACK_TEXT_LIMIT, each cut ending with a marker.
     """
     name = " ".join(str(lead[part]) for part in ("first_name", "last_name") if lead.get(part)) or lead.get("email")
     title, company = lead.get("job_title"), lead.get("company_name") or lead.get("domain")
