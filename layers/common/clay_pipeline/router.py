@@ -574,16 +574,16 @@ class LeadRouter:
         intent: the next claim treats it as unknown."""
         unknown: dict[str, dict[str, Any] | None] = {}
         done: list[str] = []
-        for name in attempt.marked:
+        unanswered = {name for name in attempt.intended if name not in sent}  # a send raised: its intent stays
+        for name in attempt.marked - unanswered:
             result = sent.get(name)
-            if result is None and name in attempt.intended:
-                continue  # owed and not answered (a send raised): the intent stays
             done.append(name)
             if result is not None and result.status is Status.UNKNOWN:
                 entry = Delivered(int(time.time()), attempt.payload_hashes[name], _score(attempt.message))
                 unknown[name] = {**entry.to_value(), "reason": result.reason}
         for name, intent in lease.lapsed.items():  # intents of an invocation that ended before recording them
-            done.append(name)
+            if name not in unanswered:  # (this attempt's own intent of a new payload may have replaced it)
+                done.append(name)
             if self._holds(name) and isinstance(intent, dict) and self._may_have_gone(lease, name, intent):
                 unknown[name] = {**intent, "reason": LAPSED_REASON}
         for name, result in sent.items():  # a new payload delivered (on_change) settles an older unknown one
