@@ -297,6 +297,11 @@ def test_a_failed_ledger_write_after_the_2xx_is_settled_both_ways(
     lapse_leases(router)
     assert router.run(sqs_event(records)) == []
     assert {f"{k}/{n}" for k in LEADS for n in unknown_of(router, k)} == ALL_HELD
+    # AND trace tells the operator what to run
+    code, out = cli(capsys, "trace", "hot", "--no-dlq")
+    assert code == 0
+    assert "outreach: sent, no answer (ended_before_recording); not sent again until settled" in out
+    assert "clay-pipeline settle hot outreach --delivered|--resend" in out
     # WHEN the operator says outreach arrived but (say the Zap's history shows it failed) Zapier did not
     assert cli(capsys, "settle", "hot", "outreach", "--delivered")[0] == 0
     assert cli(capsys, "settle", "hot", "zapier", "--resend")[0] == 0
