@@ -5,7 +5,8 @@ Every call goes through `send`:
 - **One deadline** covering connect, send and the whole answer. requests' timeouts are per socket
   operation (a destination that drips a byte every 0.4 s keeps a read alive forever), and neither
   requests, urllib3 nor httpx offers a total timeout, so a timer shuts the request's socket down when
-  its budget (derived by the caller from the invocation's remaining time) runs out.
+  its budget (derived by the caller from the invocation's remaining time) runs out (one watchdog
+  thread per process, see _Watchdog).
 - **No redirects**: a 3xx is returned as it is (`Answer.redirect` names its Location). Following one
   would POST the lead, and headers such as `x-clay-webhook-auth` or `clay-api-key` (requests strips
   only Authorization), to a host nobody configured.
@@ -21,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import heapq
 import ipaddress
+import itertools
 import json
 import socket
 import threading
@@ -190,9 +193,7 @@ def send(
         raise OutboundError("deadline")
     exchange = _Exchange()
     token = _EXCHANGE.set(exchange)
-    watchdog = threading.Timer(budget_seconds, exchange.expire)
-    watchdog.daemon = True
-    watchdog.start()
+    _WATCHDOG.watch(time.monotonic() + budget_seconds, exchange)
     # Each wait for a connection, and for bytes; without a read_timeout the deadline alone ends a read.
     connect = min(read_timeout or budget_seconds, budget_seconds)
     timeout = (connect, read_timeout if read_timeout and read_timeout < budget_seconds else budget_seconds + 1)
@@ -204,8 +205,7 @@ def send(
     except requests.RequestException as error:
         raise OutboundError(_reason(error, exchange), exchange.sent, exchange.status) from None
     finally:
-        watchdog.cancel()
-        exchange.detach()
+        exchange.detach()  # a later expiry finds no connection: nothing to shut down
         _EXCHANGE.reset(token)
     return answer
 
@@ -266,6 +266,37 @@ class _Exchange:
                 return
             with contextlib.suppress(OSError):  # the plain socket's shutdown, for TLS ones too
                 socket.socket.shutdown(connection.sock, socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One thread per process expiring the exchanges whose deadline passed (a Timer per request cost about
+    0.2 ms of thread start; an entry here costs a heap push). Finished exchanges stay queued until their
+    deadline and expire as no-ops (detached)."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, _Exchange]] = []
+        self._order = itertools.count()  # ties never compare exchanges
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: float, exchange: _Exchange) -> None:
+        with self._wake:
+            heapq.heappush(self._due, (deadline, next(self._order), exchange))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="outbound-deadlines", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._wake.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _, _, exchange = heapq.heappop(self._due)
+            exchange.expire()
+
+
+_WATCHDOG = _Watchdog()
 
 
 class _DeadlineConnection:
