@@ -43,7 +43,7 @@ class ClayAnswer:
     reason: str = ""  # short, safe to log: never the URL or the token
     retry_after: float | None = None
     retries: int = 0  # in-process repeats urllib3 made before this answer
-    ambiguous: bool = False  # a read timeout: Clay may or may not have created the row
+    ambiguous: bool = False  # sent, no answer (read timeout, deadline): Clay may or may not have created the row
 
 
 def webhook_fingerprint(url: str) -> str:

@@ -11,7 +11,7 @@ A record ends in one of four ways:
   its place: one that is about to reach maxReceiveCount is re-queued as a fresh copy instead,
   so waiting never dead-letters.
 Anything held for a send (dedupe mark, budget unit, pool submission) is given back when
-the row was not created; after a read timeout, when Clay may have created it, the pool
+the row was not created; after a lost answer (a read timeout, the deadline), when Clay may have created it, the pool
 submission and budget unit stay counted and the dedupe mark holds the lead (Deduper.hold).
 Budget units and pool submissions are reserved for the rest of the batch at once; `finish`
 returns the ones no row used, so each costs about two writes per batch.
@@ -58,7 +58,7 @@ SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report
 IN_FLIGHT_WAIT_SECONDS = 30
 RATE_WAIT_SECONDS = 2
 MAX_RETRY_DELAY_SECONDS = 900
-LOST_ANSWER = "clay_answer_lost"  # hand-back reason while a lead is held after a read timeout
+LOST_ANSWER = "clay_answer_lost"  # hand-back reason while a lead is held after a lost answer
 
 
 class HandBack(Exception):  # an outcome, not an error
@@ -268,7 +268,7 @@ class ClaySender:
             if ambiguous and self.dedupe.hold(lead_id, hold := self.settings.clay_unknown_hold_seconds):
                 count("ClaySendUnknown")
                 logger.warning(
-                    "Clay's answer was lost (read timeout): the lead is held, then sent once more unless marked sent",
+                    "Clay's answer was lost (no answer in time): the lead is held, then sent once more unless marked sent",
                     extra={"lead_id": lead_id, "hold_seconds": hold},
                 )
                 raise HandBack(LOST_ANSWER, hold) from None
