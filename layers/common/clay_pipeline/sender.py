@@ -268,7 +268,7 @@ class ClaySender:
             if ambiguous and self.dedupe.hold(lead_id, hold := self.settings.clay_unknown_hold_seconds):
                 count("ClaySendUnknown")
                 logger.warning(
-                    "Clay's answer was lost (no answer in time): the lead is held, then sent once more unless marked sent",
+                    "Clay's answer was lost: the lead is held, then sent once more unless marked sent",
                     extra={"lead_id": lead_id, "hold_seconds": hold},
                 )
                 raise HandBack(LOST_ANSWER, hold) from None
