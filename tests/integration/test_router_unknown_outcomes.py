@@ -80,10 +80,12 @@ def copies(sinks: Sinks) -> dict[str, dict[str, int]]:
     return table
 
 
-def show(title: str, table: dict[str, dict[str, int]]) -> None:
-    print(f"\n{title}: copies received per lead per destination")
-    for key, received in table.items():
-        print(f"  lead {key}: " + ", ".join(f"{name} {n}" for name, n in sorted(received.items())))
+def show(capsys: pytest.CaptureFixture[str], title: str, table: dict[str, dict[str, int]]) -> None:
+    """Print the copies (past the capture, which the CLI helper reads): `pytest -s` shows them."""
+    with capsys.disabled():
+        print(f"\n{title}: copies received per lead per destination")
+        for key, received in table.items():
+            print(f"  lead {key}: " + ", ".join(f"{name} {n}" for name, n in sorted(received.items())))
 
 
 def unknown_of(router: Router, key: str) -> dict[str, Any]:
@@ -153,7 +155,7 @@ def test_a_destination_that_processes_then_answers_late_receives_each_delivery_o
     route_queued(router)
     assert router.run(sqs_event([router.callback(2, lead(key, score)) for key, score in LEADS.items()])) == []
     table = copies(sinks)
-    show("late answers, 5 receives, a redrive and a re-send", table)
+    show(capsys, "late answers, 5 receives, a redrive and a re-send", table)
     # THEN every hold delivery arrived once: the lost answers were never sent again
     assert {key: {name: n for name, n in received.items() if name in HOLD} for key, received in table.items()} == {
         "hot": {"outreach": 1, "zapier": 1},
@@ -273,7 +275,7 @@ def test_a_killed_invocation_never_doubles_a_hold_delivery(
     # WHEN an operator settles each by looking in the destination
     answers = settle_by_looking(router, sinks, capsys)
     table = copies(sinks)
-    show(f"killed at {step}, settled {answers}", table)
+    show(capsys, f"killed at {step}, settled {answers}", table)
     # THEN every hold delivery arrived exactly once, and nothing is left unknown
     assert {name: table[key].get(name) for key in ("hot",) for name in ("outreach", "zapier")} == {
         "outreach": 1,
@@ -308,7 +310,7 @@ def test_a_failed_ledger_write_after_the_2xx_is_settled_both_ways(
     route_queued(router)
     # THEN outreach is recorded and never sent again; Zapier is sent once more, then recorded
     table = copies(sinks)
-    show("failed ledger write, settled both ways", table)
+    show(capsys, "failed ledger write, settled both ways", table)
     assert (table["hot"]["outreach"], table["hot"]["zapier"]) == (1, 2)
     item = router.ledger("hot")
     assert {"outreach", "zapier"} <= set(item["deliveries"]) and unknown_of(router, "hot") == {}
