@@ -93,8 +93,8 @@ deploy: build
 # SAM asks "<Function> has no authentication. Is this okay? [y/N]" for each public route, and the
 # default N aborts the deploy: the note says why y is right (README, Deploy).
 deploy-guided: build
-	@echo "Note: SAM will ask up to four times '... has no authentication. Is this okay? [y/N]'"
-	@echo "(CallbackFunction twice, IntakeFunction, RunWebhookFunction). Answer y: API Gateway has no"
+	@echo "Note: SAM will ask '... has no authentication. Is this okay? [y/N]' for CallbackFunction (twice),"
+	@echo "IntakeFunction and, on the routine path, RunWebhookFunction. Answer y: API Gateway has no"
 	@echo "authorizer on these routes on purpose, because Clay and web forms cannot send AWS credentials;"
 	@echo "each function checks the caller itself (callback token, HMAC or JWT; the intake API key; the"
 	@echo "run webhook's signature) and refuses everyone when its secret is unset or weak."

@@ -216,13 +216,20 @@ class LocalStack:
                     QueueUrl=self.resources.queue_urls[queue_id],
                     Attributes={"VisibilityTimeout": str(self.options.visibility_timeout)},
                 )
-        for logical_id in functions():
+        # The functions this deploy would have (RunWebhookFunction only on the routine path), and their routes.
+        deployed = {
+            logical_id: spec
+            for logical_id, spec in functions().items()
+            if not spec.condition or self.resources.resolver.condition(spec.condition)
+        }
+        for logical_id in deployed:
             function = LambdaFunction(logical_id, self.function_env(logical_id))
             function.warm_up()
             self.functions[logical_id] = function
-        self.gateway.serve(self.functions, http_routes())
+        routes = {route: logical_id for route, logical_id in http_routes().items() if logical_id in deployed}
+        self.gateway.serve(self.functions, routes)
         if self.options.pollers:
-            for source in event_sources(functions(), self.resources, self.options.default_concurrency):
+            for source in event_sources(deployed, self.resources, self.options.default_concurrency):
                 poller = QueuePoller(source, self.functions[source.function_id])
                 poller.start()
                 self.pollers.append(poller)

@@ -154,6 +154,7 @@ class FunctionSpec:
     environment: dict[str, Any]
     events: dict[str, Any]
     policies: list[Any]
+    condition: str = ""  # the template Condition the function is deployed under ('' : always)
 
     @property
     def module_path(self) -> Path:
@@ -181,6 +182,7 @@ def functions(template: dict[str, Any] | None = None) -> dict[str, FunctionSpec]
             environment=environment,
             events=props.get("Events", {}),
             policies=props.get("Policies", []),
+            condition=str(resource.get("Condition", "")),
         )
     return specs
 

@@ -312,6 +312,10 @@ def test_gateway_maps_requests_and_answers_like_api_gateway(start_stack: StackFa
     # unknown route: API Gateway's own 404
     missing = requests.get(f"{stack.gateway.url}/nowhere", timeout=10)
     assert (missing.status_code, missing.json()) == (404, {"message": "Not Found"})
+    # the routine path's run webhook is not deployed on the table path (ClayEnrichmentPath=table)
+    run_webhook = requests.post(f"{stack.gateway.url}/clay/routine-webhook", json={"data": {}}, timeout=10)
+    assert (run_webhook.status_code, run_webhook.json()) == (404, {"message": "Not Found"})
+    assert "RunWebhookFunction" not in stack.functions
     # a binary body reaches the handler base64-encoded and is refused by its content type
     binary = requests.post(
         f"{stack.gateway.url}/leads",

@@ -428,3 +428,13 @@ def test_provisioned_mode_sets_capacity_and_auto_scales_reads_and_writes_of_both
         m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"] for m in alarm["Metrics"] if "MetricStat" in m
     }
     assert watched == set(tables)
+
+
+def test_the_run_webhook_and_its_route_exist_only_on_the_routine_path() -> None:
+    template = load_template()
+    assert functions()["RunWebhookFunction"].condition == "UseRoutines"
+    assert template["Resources"]["RunWebhookLogGroup"]["Condition"] == "UseRoutines"
+    assert template["Outputs"]["RoutineWebhookUrl"]["Condition"] == "UseRoutines"
+    defaults = parameter_defaults(template)
+    assert not Resolver(refs=defaults).condition("UseRoutines")  # the table path, the default
+    assert Resolver(refs={**defaults, "ClayEnrichmentPath": "routine"}).condition("UseRoutines")
