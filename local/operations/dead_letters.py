@@ -231,7 +231,7 @@ class DeadLetterQueue:
             expected = self.count()
             deadline = time.monotonic() + patience
             while True:
-                self._receive_into(found, visibility, wait_seconds)
+                self._receive_into(found, visibility, wait_seconds, expected)
                 if len(found) >= expected or time.monotonic() >= deadline:
                     break
                 # Another reader holds the rest. Let ours go as well (two readers each holding a part would
@@ -247,8 +247,10 @@ class DeadLetterQueue:
         self.in_flight = max(0, expected - len(found))
         return list(found.values())
 
-    def _receive_into(self, found: dict[str, DeadLetter], visibility: int, wait_seconds: int) -> None:
-        while True:
+    def _receive_into(self, found: dict[str, DeadLetter], visibility: int, wait_seconds: int, expected: int) -> None:
+        """Receive until none is left visible, or every message the queue held is in `found`: a read longer
+        than `visibility` would otherwise receive its first messages again and never see the queue empty."""
+        while not (expected and len(found) >= expected):
             received = (
                 client("sqs")
                 .receive_message(
