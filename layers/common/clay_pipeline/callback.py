@@ -21,7 +21,7 @@ callback, bench/cost_model.py); here the lead's writes are the claim and the com
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,7 @@ from clay_pipeline.http_api import (
     unauthorized,
 )
 from clay_pipeline.models import EnrichedLead, body_hash, field_errors
-from clay_pipeline.observability import logger
+from clay_pipeline.observability import count, logger
 from clay_pipeline.stores import Acceptance, LeadsTable, Queue, item_size
 
 if TYPE_CHECKING:
@@ -63,6 +63,8 @@ class CallbackRequest:
     lead_key: str
     callback_id: str
     message: dict[str, Any]  # the lead as stored and queued
+    # Columns that could not be read: kept as sent, treated as missing, named in the 200 answer.
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
 
 def check_configuration(settings: CallbackSettings) -> None:
@@ -135,7 +137,7 @@ def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: by
             400, {"error": f"body must be a JSON object, not {type(document).__name__}"}, reason="not_object"
         )
     try:
-        lead = EnrichedLead.model_validate(document)
+        lead = EnrichedLead.read(document)
     except ValidationError as error:
         raise HttpError(
             400, {"error": "invalid fields", "fields": field_errors(error)}, reason="invalid_fields"
@@ -143,8 +145,14 @@ def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: by
     message = lead.to_message()
     check_fits(message)
     lead_key = str(lead.lead_id)
+    for warning in lead.warnings:  # a declared column (a fixed set): a bounded dimension
+        count("CallbackColumnUnreadable", column=warning["field"])
     return CallbackRequest(
-        lead=lead, lead_key=lead_key, callback_id=f"{lead_key}#{body_hash(document)[:32]}", message=message
+        lead=lead,
+        lead_key=lead_key,
+        callback_id=f"{lead_key}#{body_hash(document)[:32]}",
+        message=message,
+        warnings=lead.warnings,
     )
 
 
