@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 
 from clay_pipeline.models import MAX_VALUE_DEPTH
 
-extreme_numbers = st.sampled_from(
-    [1e200, -1e200, 1e-200, 5e-324, 1.7976931348623157e308, 1e125, 1e126, 1e-130, 1e-131, 0.1, -0.0]
-) | st.integers(10**37, 10**45) | st.integers(-(10**45), -(10**37))
+extreme_numbers = (
+    st.sampled_from([1e200, -1e200, 1e-200, 5e-324, 1.7976931348623157e308, 1e125, 1e126, 1e-130, 1e-131, 0.1, -0.0])
+    | st.integers(10**37, 10**45)
+    | st.integers(-(10**45), -(10**37))
+)
 lone_surrogates = st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3)
 odd_text = st.text(max_size=12) | lone_surrogates | st.sampled_from(["\uffff", "\ufffe", "\x00", "\u2028", " "])
 
