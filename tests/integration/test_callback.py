@@ -471,17 +471,46 @@ def token_event(raw: str | bytes) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("raw", "expected"),
+    ("raw", "expected", "error_part"),
     [
-        ("[" * 100_000 + "]" * 100_000, 400),
-        ('{"username": "clay", "password": "pa55word-\\ud800"}', 401),
-        ('{"username": "\\ud800", "password": "pa55word-long-enough"}', 401),
+        ("[" * 100_000 + "]" * 100_000, 413, "the limit is 4096"),
+        ("[" * 3_000_000 + "]" * 3_000_000, 413, "the limit is 4096"),  # 5.9 MB parsed before: +155 MB RSS
+        ("x" * 4097, 413, "the limit is 4096"),
+        ("", 400, "empty"),
+        ("username=clay&password=pa55word-long-enough", 400, "not valid JSON"),
+        ('["clay", "pa55word-long-enough"]', 400, "JSON object, not list"),
+        ('{"username": "clay"}', 400, "invalid fields"),
+        ('{"username": "clay", "password": 1234567890}', 400, "invalid fields"),
+        ('{"user": "clay", "pass": "pa55word-long-enough"}', 400, "invalid fields"),
+        ('{"username": "clay", "password": "wrong-password-12345"}', 401, "unauthorized"),
+        ('{"username": "nobody", "password": "pa55word-long-enough"}', 401, "unauthorized"),
+        ('{"username": "clay", "password": "pa55word-\\ud800"}', 401, "unauthorized"),
+        ('{"username": "\\ud800", "password": "pa55word-long-enough"}', 401, "unauthorized"),
     ],
-    ids=["100k-deep", "surrogate-password", "surrogate-user"],
+    ids=[
+        "100k-deep",
+        "5.9MB-deep",
+        "over-cap",
+        "empty",
+        "form-encoded",
+        "array",
+        "no-password",
+        "number-password",
+        "other-names",
+        "wrong-password",
+        "unknown-user",
+        "surrogate-password",
+        "surrogate-user",
+    ],
 )
-def test_token_endpoint_odd_bodies_are_4xx(load_function: Any, lambda_context: Any, raw: str, expected: int) -> None:
+def test_token_endpoint_answers_413_400_or_401_by_what_is_wrong(
+    load_function: Any, lambda_context: Any, raw: str, expected: int, error_part: str
+) -> None:
+    # Malformed request: 413 (too big, before parsing) or 400 (says what); wrong credentials: 401 (says nothing)
     code, body = answer(jwt_app(load_function).lambda_handler(token_event(raw), lambda_context))
-    assert code == expected and body["error"]
+    assert code == expected and error_part in json.dumps(body)
+    if expected == 401:
+        assert body == {"error": "unauthorized"}
 
 
 @pytest.mark.parametrize("users", ["clay:", ":pa55word-long-enough", "clay:short", "clay"])

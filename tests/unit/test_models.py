@@ -218,6 +218,15 @@ class TestEnrichedLeadLeniency:
     def test_an_invalid_lead_id_is_never_set_aside(self) -> None:
         assert "lead_id" in errors_of({"lead_id": "x" * 129, "email": "jane@acme.com"})
 
+    @pytest.mark.parametrize(
+        ("lead_id", "problem"),
+        [("ld\u0000x", "control characters"), ("ld\nx", "control characters"), ("ld\ud800", "not valid Unicode")],
+    )
+    def test_a_lead_id_dynamodb_cannot_key_is_a_field_error(self, lead_id: str, problem: str) -> None:
+        assert problem in errors_of({"lead_id": lead_id, "email": "jane@acme.com"})["lead_id"]
+        with pytest.raises(ValidationError, match=problem):
+            Lead.model_validate({"lead_id": lead_id, "email": "jane@acme.com"})
+
     def test_needs_an_identifier(self) -> None:
         problems = errors_of({"company_name": "Acme", "icp_score": "90"})
         assert "lead_id" in next(iter(problems.values()))

@@ -53,6 +53,7 @@ DEFAULT_CLAIM_SECONDS = 10.0  # a claim's lease without a Lambda context (the fu
 ENRICHMENT_MAX_STORED_BYTES = 300_000
 ROUTING_MESSAGE_MAX_BYTES = 262_144
 ROUTING_ENVELOPE_BYTES = 256  # callback_id, lead_key and received_at around the lead
+TOKEN_MAX_BODY_BYTES = 4096  # a username and a password: larger bodies get 413 before they are parsed
 _warned_no_secret = False
 _warned_config: set[str] = set()
 
@@ -156,14 +157,27 @@ def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: by
     )
 
 
-def issue_token(body: bytes) -> dict[str, Any]:
-    """POST /clay/token: username and password in, bearer token out (jwt mode only)."""
+def token_request(body: bytes) -> tuple[str, str]:
+    """The username and password of a POST /clay/token body. A body that is not a token request is the caller's
+    mistake and gets 400 saying what is wrong (nothing about the credentials); wrong credentials get 401.
+    The body is capped before it is parsed: parsing megabytes of nested arrays costs an unauthenticated
+    caller nothing and us CPU and memory."""
+    check_size(body, TOKEN_MAX_BODY_BYTES)
     document = parse_json(body)
     if not isinstance(document, dict):
-        raise unauthorized()
-    username, password = document.get("username"), document.get("password")
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise unauthorized()
+        raise HttpError(
+            400, {"error": f"body must be a JSON object, not {type(document).__name__}"}, reason="not_object"
+        )
+    fields = [name for name in ("username", "password") if not isinstance(document.get(name), str)]
+    if fields:
+        problems = [{"field": name, "error": "must be text"} for name in fields]
+        raise HttpError(400, {"error": "invalid fields", "fields": problems}, reason="invalid_fields")
+    return document["username"], document["password"]
+
+
+def issue_token(body: bytes) -> dict[str, Any]:
+    """POST /clay/token: username and password in, bearer token out (jwt mode only)."""
+    username, password = token_request(body)
     try:
         issuer = auth.TokenIssuer(config.secret_list("CALLBACK_JWT_USERS"), config.secret_list("CALLBACK_SECRETS"))
     except ConfigError as error:

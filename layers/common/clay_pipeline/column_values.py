@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Context, Decimal
@@ -261,3 +262,26 @@ def read_instant(value: Any) -> datetime:
 def instant_text(value: Any) -> str:
     """read_instant as ISO 8601 text in UTC (what the lead stores and destinations receive)."""
     return read_instant(value).isoformat()
+
+
+# -- identifiers ------------------------------------------------------------------------------------
+def is_unicode(text: str) -> bool:
+    """False for text holding a lone surrogate, which JSON allows (\\ud800) but UTF-8 cannot encode."""
+    return text.isascii() or not any("\ud800" <= char <= "\udfff" for char in text)
+
+
+def identifier_problem(value: Any, max_length: int) -> str | None:
+    """Why `value` cannot be an id written to DynamoDB (a key part, a mark), or None when it can.
+
+    An id is text of 1 to max_length characters that UTF-8 can encode (DynamoDB refuses a lone surrogate;
+    boto3 fails before the request, which looked like an outage) and holds no control characters.
+    """
+    if not isinstance(value, str):
+        return "must be text"
+    if not 1 <= len(value) <= max_length:
+        return f"must have 1-{max_length} characters"
+    if not is_unicode(value):
+        return "is not valid Unicode (a lone surrogate such as \\ud800)"
+    if not value.isprintable() and any(unicodedata.category(char) == "Cc" for char in value):
+        return "must not hold control characters"
+    return None

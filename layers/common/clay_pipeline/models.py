@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from clay_pipeline.column_values import instant_text, read_count, read_flag, read_score
+from clay_pipeline.column_values import identifier_problem, instant_text, is_unicode, read_count, read_flag, read_score
 
 # Spreadsheet and enrichment placeholders for "no value": the column is treated as not sent, silently.
 NULL_STRINGS = frozenset({"", "null", "none", "nil", "undefined", "n/a", "na", "nan", "-", "\u2013", "\u2014", "#n/a"})
@@ -46,6 +46,7 @@ MAX_VALUE_DEPTH = 16
 UNSTORABLE_NUMBER = "number cannot be stored: at most 38 significant digits, magnitude 1e-130 to 1e126"
 NOT_UNICODE = "is not valid Unicode (a lone surrogate such as \\ud800)"
 IDENTIFIERS = ("lead_id", "email", "domain", "linkedin_url")
+MAX_LEAD_ID_LENGTH = 128
 UNPARSED = "_unparsed"  # where a callback keeps, as Clay sent them, the columns it could not read
 Source = Literal["web-form", "crm-event", "csv-import", "api"]
 
@@ -91,11 +92,6 @@ def _storage_problem(value: Any) -> str | None:
         elif isinstance(item, (int, float)) and not isinstance(item, bool) and (problem := _number_problem(item)):
             return f"{where}{problem}"
     return None
-
-
-def is_unicode(text: str) -> bool:
-    """False for text holding a lone surrogate, which JSON allows (\\ud800) but UTF-8 cannot encode."""
-    return text.isascii() or not any("\ud800" <= char <= "\udfff" for char in text)
 
 
 def _storable(value: Any) -> Any:
@@ -185,7 +181,7 @@ class LeadFields(BaseModel):
     # Columns beyond the declared fields are kept, each checked against what the leads table can hold.
     __pydantic_extra__: dict[str, Storable] = Field(init=False)
 
-    lead_id: Text = Field(default=None, max_length=128)
+    lead_id: Text = Field(default=None, max_length=MAX_LEAD_ID_LENGTH)
     email: Text = None
     domain: Text = None
     first_name: Text = None
@@ -214,6 +210,14 @@ class LeadFields(BaseModel):
             sent_as[name] = key
             cleaned[name] = _parse_json_container(value)
         return cleaned
+
+    @field_validator("lead_id")
+    @classmethod
+    def _lead_id(cls, value: str | None) -> str | None:
+        # The leads table's key and part of every mark: text DynamoDB stores, without control characters.
+        if value and (problem := identifier_problem(value, MAX_LEAD_ID_LENGTH)):
+            raise ValueError(problem)
+        return value
 
     @field_validator("email")
     @classmethod
