@@ -45,6 +45,7 @@ def _pathological(n: int) -> list[str]:
         "1" * n + "x",  # the number pattern
         "1," + "111," * (n // 4) + "x",
         "1" * (n // 2) + "." + "1" * (n // 2) + "x",
+        "1" + " " * (n // 2) + "-" + " " * (n // 2) + "x",  # the quantity pattern's optional spaces side by side
         "a." * (n // 2) + "!",  # the domain pattern
         "linkedin.com/" + "/" * n,
         "https://" + "linkedin.com." * (n // 13) + "/in/x",

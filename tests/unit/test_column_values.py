@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from clay_pipeline.column_values import (
@@ -70,6 +72,25 @@ def test_quantities_as_clay_tables_write_them(
 def test_text_that_is_not_a_quantity_says_why(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         read_quantity(text)
+
+
+def test_long_runs_of_spaces_or_digits_are_refused_in_linear_time() -> None:
+    # GIVEN the pattern's worst cases (optional spaces side by side once backtracked for minutes on 10,000)
+    worst = [
+        "1" + " " * 5000 + "-" + " " * 5000 + "x",
+        "1" + " " * 5000 + "k" + " " * 5000 + "%x",
+        "$" + "1" * 40 + " " * 9000 + "x",
+        "1" * 9990 + "x",
+        "1," + "111," * 2500 + "x",
+    ]
+    started = time.perf_counter()
+    for text in worst:
+        with pytest.raises(ValueError):
+            read_quantity(text)
+        with pytest.raises(ValueError):
+            read_instant(text)
+    # THEN all of them take a small fraction of a second (a few milliseconds each)
+    assert time.perf_counter() - started < 1.0
 
 
 def test_numbers_keep_every_digit_and_their_type() -> None:

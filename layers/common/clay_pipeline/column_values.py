@@ -31,6 +31,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 MAX_NUMBER_DIGITS = 40  # longer digit strings are not numbers to us (int() refuses > 4,300 anyway)
+MAX_QUANTITY_TEXT = 100  # "$25,000,000 - $50,000,000 USD" is 29 characters: longer text is not a quantity
+MAX_INSTANT_TEXT = 100  # the longest date text we read (JavaScript's, with its zone name) is under 80
 SCALES = {
     "k": 3,
     "thousand": 3,
@@ -107,7 +109,12 @@ def _amount(match: re.Match[str], n: str, scale_of_other: str | None) -> Decimal
 
 def read_quantity(text: str) -> Quantity:
     """A number, range or open bucket written as text; ValueError when it is none of them."""
-    match = _QUANTITY.fullmatch(text.strip())
+    if sum(char.isdigit() for char in text) > MAX_NUMBER_DIGITS:
+        raise ValueError(f"has more than {MAX_NUMBER_DIGITS} digits")
+    # Whitespace runs made one space and the length bounded first: the pattern's optional spaces side by
+    # side would otherwise backtrack polynomially over a long run of them ("1" + 10,000 spaces + "-x").
+    text = " ".join(text.split())
+    match = _QUANTITY.fullmatch(text) if len(text) <= MAX_QUANTITY_TEXT else None
     if match is None:
         raise ValueError("is not a number")
     ranged = match["bnum"] is not None
@@ -244,7 +251,7 @@ def read_instant(value: Any) -> datetime:
     number = _json_number(value)
     if number is not None:
         moment = _from_epoch(number)
-    elif isinstance(value, str) and value.strip():
+    elif isinstance(value, str) and value.strip() and len(value.strip()) <= MAX_INSTANT_TEXT:
         moment = _parse_text_instant(value.strip())
     else:
         raise ValueError("is not a date")
