@@ -97,6 +97,12 @@ class TestEnrichedLeadLeniency:
         lead = EnrichedLead.read({"lead_id": "x", "employee_count": raw})
         assert (lead.employee_count, lead.warnings) == (expected, [])
 
+    @pytest.mark.parametrize("raw", [" 51-200 ", "10,000+", "1,001-5,000 employees"])
+    def test_a_range_is_scored_on_its_lower_bound_and_its_text_kept(self, raw: str) -> None:
+        message = EnrichedLead.read({"lead_id": "x", "employee_count": raw}).to_message()
+        assert message["_sent_as"] == {"employee_count": raw.strip()}
+        assert EnrichedLead.read(message).to_message() == message  # the router reads the queued lead the same
+
     @pytest.mark.parametrize(
         ("raw", "problem"),
         [

@@ -9,7 +9,7 @@ then keeps the value as Clay sent it, treats the column as missing and names it 
 `warnings` (models.EnrichedLead.read). docs/ARCHITECTURE.md ("Reading Clay's column values")
 lists what each messy value becomes.
 
-A range reads as its lower bound (and "10,000+" as 10,000):
+A range reads as its lower bound (and "10,000+" as 10,000; the lead keeps the text beside it):
 - it is the one figure every company in the bucket reaches, and an open bucket ("10,001+") has no
   midpoint, so one rule serves both;
 - the ICP formula's size steps (more than 10, 50, 200 and 1,000 employees, scoring.SIZE_STEPS) fall

@@ -32,7 +32,15 @@ from pydantic import (
     model_validator,
 )
 
-from clay_pipeline.column_values import identifier_problem, instant_text, is_unicode, read_count, read_flag, read_score
+from clay_pipeline.column_values import (
+    identifier_problem,
+    instant_text,
+    is_unicode,
+    read_count,
+    read_flag,
+    read_quantity,
+    read_score,
+)
 
 # Spreadsheet and enrichment placeholders for "no value": the column is treated as not sent, silently.
 NULL_STRINGS = frozenset({"", "null", "none", "nil", "undefined", "n/a", "na", "nan", "-", "\u2013", "\u2014", "#n/a"})
@@ -48,6 +56,8 @@ NOT_UNICODE = "is not valid Unicode (a lone surrogate such as \\ud800)"
 IDENTIFIERS = ("lead_id", "email", "domain", "linkedin_url")
 MAX_LEAD_ID_LENGTH = 128
 UNPARSED = "_unparsed"  # where a callback keeps, as Clay sent them, the columns it could not read
+SENT_AS = "_sent_as"  # the text of a count Clay sent as a range, read as its lower bound
+RANGED_COLUMNS = frozenset({"employee_count"})
 Source = Literal["web-form", "crm-event", "csv-import", "api"]
 
 
@@ -299,7 +309,10 @@ class EnrichedLead(LeadFields):
         Such a column is kept as Clay sent it under `_unparsed`, left out of the lead's fields (so
         scoring and routing treat it as missing) and named in `warnings`. Only what is left is an
         error: no identifier, a lead_id that is not one, or a value the leads table cannot store.
+        A count sent as a range ("51-200") is read as its lower bound, and its text is kept under `_sent_as`.
         """
+        if ranges := _ranges_sent(document):
+            document = {**document, SENT_AS: ranges}
         try:
             return cls.model_validate(document)
         except ValidationError as error:
@@ -333,6 +346,18 @@ class EnrichedLead(LeadFields):
 SET_ASIDE_COLUMNS = frozenset(
     field.alias or name for name, field in EnrichedLead.model_fields.items() if name != "lead_id"
 )
+
+
+def _ranges_sent(document: dict[str, Any]) -> dict[str, str]:
+    """The counts sent as a range or an open bucket ({"employee_count": "51-200"}): reading them keeps only
+    the lower bound, so the text is kept beside it."""
+    ranges: dict[str, str] = {}
+    for key, value in document.items():
+        if isinstance(key, str) and key.strip() in RANGED_COLUMNS and isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                if read_quantity(value).ranged:
+                    ranges[key.strip()] = value.strip()
+    return ranges
 
 
 def _readable_columns(error: ValidationError) -> dict[str, str]:
