@@ -40,7 +40,11 @@ Endings of a record:
 - a retryable failure (429, 5xx, timeout) after the in-invocation retries: back to the queue
   (batch item failure); on its last receive it is dead-lettered instead, with what failed;
 - a permanent failure (other 4xx) or a malformed message: ROUTING_DLQ_URL with the reasons and
-  each destination's status, and processed. Nothing delivered is lost: the DLQ has the lead.
+  each destination's status, and processed. Nothing delivered is lost: the DLQ has the lead;
+- a lead whose values break reading or claiming it (unroutable_lead): ROUTING_DLQ_URL at once,
+  alone, with the exception; the batch's other records go on. A dependency failure or an error
+  while delivering: back to the queue, and on its last receive ROUTING_DLQ_URL with the reason
+  (dependency_failed, routing_failed) instead of SQS's redrive, which carries none.
 
 HubSpot takes up to 100 contacts per call, so `start` claims every lead of the SQS batch and
 makes the batch's HubSpot upserts and webhook sends before the per-record pass; each result
