@@ -368,9 +368,12 @@ class LeadRouter:
                 self._unroutable[message_id] = error
         try:
             self._send_webhooks(self._attempts, with_hubspot="hubspot" in self.enabled)
-        except Exception:  # webhook sends record their own errors; a HubSpot upsert that raised is redone per record
-            logger.exception("the batch's HubSpot upsert failed; each lead retries its own in the per-record pass")
-            self._hubspot_results = {}
+        except Exception as error:  # webhook sends keep their own errors: only the batch's HubSpot upsert gets here
+            logger.exception("the batch's HubSpot upsert raised; its leads retry it, their other deliveries stand")
+            failed = DeliveryResult(Status.RETRYABLE, "hubspot_error", detail=f"{type(error).__name__}: {error}")
+            for message_id, attempt in self._attempts.items():
+                if "hubspot" in attempt.pending:
+                    self._hubspot_results.setdefault(message_id, failed)
 
     # -- one record ------------------------------------------------------------------------
     def process(self, record: QueueRecord) -> str:
