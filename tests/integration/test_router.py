@@ -936,10 +936,10 @@ def test_a_dependency_failing_for_one_lead_sends_only_that_record_back_then_dead
     # GIVEN DynamoDB throttling the claim of one lead of three
     claim = LeadLedger.claim
 
-    def throttled(ledger: LeadLedger, lead_key: str) -> Any:
+    def throttled(ledger: LeadLedger, lead_key: str, *args: Any, **kwargs: Any) -> Any:
         if lead_key == "ld_t":
             raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem")
-        return claim(ledger, lead_key)
+        return claim(ledger, lead_key, *args, **kwargs)
 
     monkeypatch.setattr(LeadLedger, "claim", throttled)
     records = [router.record(lead(name, 85)) for name in ("ld_a", "ld_t", "ld_c")]
