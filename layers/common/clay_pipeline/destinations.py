@@ -1,4 +1,4 @@
-"""Where routed leads go: outreach, nurture and Zapier webhooks, HubSpot, Slack.
+"""Where routed leads go: outreach, nurture and Zapier webhooks, Slack (HubSpot is hubspot.py, on the same HttpClient).
 
 Every call ends in a DeliveryResult: delivered (2xx), retryable (429, 5xx, connection error,
 timeout) or permanent (any other 4xx), with a short reason that is safe to log (never the
@@ -15,7 +15,7 @@ another's).
 Status retries are the caller's, through RetryPolicy, so each wait is checked against the
 time the invocation has left.
 
-URLs and the HubSpot token are read per call through config.secret (cached by Powertools),
+URLs are read per call through config.secret (cached by Powertools),
 so a rotated or newly added secret applies without a deploy; unset means the destination is off.
 """
 
@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from http.cookiejar import DefaultCookiePolicy
 from typing import TYPE_CHECKING, Any
 
@@ -43,8 +42,6 @@ if TYPE_CHECKING:  # requests is imported on first use: ~27 ms of cold start oth
 
 MIN_ATTEMPT_SECONDS = 0.5  # no attempt starts with less time than this left
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-HUBSPOT_UPSERT_PATH = "/crm/v3/objects/contacts/batch/upsert"
-HUBSPOT_RETRYABLE_CATEGORIES = frozenset({"RATE_LIMITS", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE", "TIMEOUT"})
 
 
 class Status(enum.StrEnum):
@@ -52,7 +49,7 @@ class Status(enum.StrEnum):
     RETRYABLE = "retryable"
     PERMANENT = "permanent"
     WITHHELD = "withheld"  # not sent on purpose (the lead qualifies only because its score dropped)
-    PAUSED = "paused"  # not sent now: an operator paused the destination (pause.py); the lead waits
+    PAUSED = "paused"  # not sent now: the destination is paused (pause.py), or HubSpot said to stop; the lead waits
 
 
 @dataclass(frozen=True)
@@ -128,10 +125,16 @@ class HttpClient:
         self, url: str, payload: Any, timeout: float, headers: dict[str, str] | None = None
     ) -> tuple[DeliveryResult, Any]:
         """POST JSON; the classified result and the parsed answer (None when it is not JSON)."""
+        return self.request_json("POST", url, payload, timeout, headers)
+
+    def request_json(
+        self, method: str, url: str, payload: Any, timeout: float, headers: dict[str, str] | None = None
+    ) -> tuple[DeliveryResult, Any]:
+        """Any method, a JSON body unless `payload` is None; the classified result and the parsed answer."""
         import requests
 
         try:
-            response = self.session.post(url, json=payload, headers=headers or {}, timeout=timeout)
+            response = self.session.request(method, url, json=payload, headers=headers or {}, timeout=timeout)
         except requests.RequestException as error:
             return classify_exception(error), None
         with response:
@@ -141,7 +144,7 @@ class HttpClient:
             except ValueError:
                 body = None
         if not result.delivered and isinstance(body, dict):
-            result = DeliveryResult(result.status, result.reason, result.retry_after, _short(body.get("message")))
+            result = DeliveryResult(result.status, result.reason, result.retry_after, short_text(body.get("message")))
         return result, body
 
 
@@ -281,94 +284,6 @@ def _short(value: Any, limit: int = 300) -> str:
     return re.sub(r"\s+", " ", str(value))[:limit] if value else ""
 
 
-class HubSpotContacts:
-    """Batch upsert of contacts by email; each input gets its own result (HubSpot answers per item)."""
-
-    name = "hubspot"
-    setting = "HUBSPOT_ACCESS_TOKEN"
-
-    def __init__(self, http: HttpClient, base_url: str) -> None:
-        self.http = http
-        self.url = base_url.rstrip("/") + HUBSPOT_UPSERT_PATH
-
-    def configured(self) -> bool:
-        return bool(config.secret(self.setting))
-
-    def payload(self, lead: dict[str, Any], received_at: str) -> Any:
-        return contact_input(lead, received_at)
-
-    def upsert(self, inputs: list[dict[str, Any]], timeout: float) -> dict[str, DeliveryResult]:
-        """One call (at most 100 inputs, distinct emails); the result of each input by its email."""
-        token = config.secret(self.setting)
-        emails = [str(item["id"]) for item in inputs]
-        if not token:
-            return dict.fromkeys(emails, DeliveryResult(Status.RETRYABLE, "not_configured"))
-        headers = {"authorization": f"Bearer {token}"}
-        result, body = self.http.post_json(self.url, {"inputs": inputs}, timeout, headers)
-        if not result.delivered:
-            return dict.fromkeys(emails, result)
-        return per_item_results(emails, body)
-
-
-def per_item_results(emails: list[str], body: Any) -> dict[str, DeliveryResult]:
-    """Map HubSpot's answer (200, or 207 multi-status with "errors") back to each input.
-
-    An error names its inputs in `context` (e.g. {"ids": ["a@x.com"]}). An input that no error
-    names is delivered, unless some error names no input at all: then which inputs failed is
-    unknown and they are retried, which is safe because an upsert by email is idempotent.
-    """
-    wanted = {email.lower(): email for email in emails}
-    results: dict[str, DeliveryResult] = {}
-    unattributed: DeliveryResult | None = None
-    errors = body.get("errors", []) if isinstance(body, dict) else []
-    for error in errors if isinstance(errors, list) else []:
-        if not isinstance(error, dict):
-            continue
-        category = str(error.get("category") or "ERROR").upper()
-        status = Status.RETRYABLE if category in HUBSPOT_RETRYABLE_CATEGORIES else Status.PERMANENT
-        outcome = DeliveryResult(status, f"hubspot_{category.lower()}", detail=_short(error.get("message")))
-        named = [wanted[value.lower()] for value in _context_values(error.get("context")) if value.lower() in wanted]
-        for email in named:
-            results[email] = outcome
-        if not named:
-            unattributed = DeliveryResult(Status.RETRYABLE, "hubspot_unattributed_error", detail=outcome.detail)
-    for email in emails:
-        results.setdefault(email, unattributed or DELIVERED)
-    return results
-
-
-def _context_values(context: Any) -> list[str]:
-    if not isinstance(context, dict):
-        return []
-    values: list[str] = []
-    for value in context.values():
-        values.extend(str(v) for v in (value if isinstance(value, list) else [value]))
-    return values
-
-
-def contact_input(lead: dict[str, Any], received_at: str) -> dict[str, Any]:
-    """The reference architecture's field mapping, idProperty email; unknown values are left out, not blanked."""
-    properties = {
-        "email": lead.get("email"),
-        "firstname": lead.get("first_name"),
-        "lastname": lead.get("last_name"),
-        "company": lead.get("company_name"),
-        "jobtitle": lead.get("job_title"),
-        "hs_lead_status": "NEW",
-        "clay_icp_score": lead.get("icp_score"),
-        "clay_enrichment_date": enrichment_date(lead.get("_clay_enriched_at") or received_at),
-    }
-    return {
-        "idProperty": "email",
-        "id": lead["email"],
-        "properties": {name: value for name, value in properties.items() if value not in (None, "")},
-    }
-
-
-def enrichment_date(value: Any) -> str | None:
-    """HubSpot date properties take YYYY-MM-DD (midnight UTC)."""
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date().isoformat()
+def short_text(value: Any, limit: int = 300) -> str:
+    """A destination's message on one line, cut to `limit` characters ('' for none)."""
+    return re.sub(r"\s+", " ", str(value))[:limit] if value else ""

@@ -64,6 +64,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from clay_pipeline.config import RouterSettings, dump_json
@@ -73,7 +74,6 @@ from clay_pipeline.destinations import (
     MIN_ATTEMPT_SECONDS,
     DeliveryResult,
     HttpClient,
-    HubSpotContacts,
     NurtureWebhook,
     OutreachWebhook,
     RetryPolicy,
@@ -83,6 +83,7 @@ from clay_pipeline.destinations import (
     ZapierWebhook,
     idempotency_key,
 )
+from clay_pipeline.hubspot import Contact, ContactMapping, HubSpotContacts
 from clay_pipeline.intake import describe_problems
 from clay_pipeline.models import EnrichedLead
 from clay_pipeline.observability import count, level, logger
@@ -282,7 +283,10 @@ class LeadRouter:
                 ZapierWebhook(http),
             )
         }
-        self.hubspot = HubSpotContacts(http, settings.hubspot_base_url)
+        mapping = ContactMapping.from_settings(  # ConfigError at cold start for an invalid mapping
+            settings.hubspot_property_map, settings.hubspot_owned_properties, settings.hubspot_new_contact_values
+        )
+        self.hubspot = HubSpotContacts(http, settings.hubspot_base_url, mapping)
         self.retry = RetryPolicy(
             settings.destination_timeout_seconds,
             settings.destination_retry_attempts,
@@ -439,9 +443,12 @@ class LeadRouter:
         seconds = min(busy.seconds, IN_FLIGHT_WAIT_SECONDS * record.receive_count)
         return self._wait(record, seconds, "in_flight: another invocation is routing this lead")
 
-    def _wait_for_resume(self, record: QueueRecord, attempt: Attempt) -> str:
-        """A destination the lead is owed is paused: wait in the queue, longer with each receive, never the DLQ."""
-        held = attempt.held
+    def _wait_for_resume(self, record: QueueRecord, attempt: Attempt, paused_now: tuple[str, ...] = ()) -> str:
+        """A destination the lead is owed is paused: wait in the queue, longer with each receive, never the DLQ.
+
+        `paused_now`: destinations that asked for the pause in this attempt (HubSpot's daily limit).
+        """
+        held = attempt.held or paused_now
         for name in held:
             count("DeliveryHeld", destination=name)
         logger.info(
@@ -508,7 +515,9 @@ class LeadRouter:
         # The outcome describes this callback: it is not written over a newer callback's enrichment.
         newest = attempt.lease.callback_id in ("", message.callback_id)
         record = outcome.record() if outcome is not None and newest else None
-        held: dict[str, str | None] = {name: message.received_at for name in attempt.held}  # for the next callback
+        # for the next callback: what a pause holds, the pause HubSpot asked for in this attempt included
+        waiting = (*attempt.held, *(name for name, result in sent.items() if result.status is Status.PAUSED))
+        held: dict[str, str | None] = {name: message.received_at for name in waiting}
         held |= {name: None for name in delivered if name in attempt.lease.held}  # made: no longer owed
         complete = self.ledger.complete
         if not complete(attempt.lease, delivered, message.received_at, record, message.callback_id, held):
@@ -533,7 +542,7 @@ class LeadRouter:
             return "routed"
         retryable, permanent = outcome.failures(Status.RETRYABLE), outcome.failures(Status.PERMANENT)
         if status == "paused":  # the rest is delivered and recorded: only the paused destinations wait
-            return self._wait_for_resume(record, attempt)
+            return self._wait_for_resume(record, attempt, tuple(outcome.failures(Status.PAUSED)))
         receives = record.receive_count
         if retryable and receives < self.settings.routing_queue_max_receive_count:
             summary = describe_failures({name: DeliveryResult(r.status, r.reason) for name, r in retryable.items()})
@@ -636,7 +645,11 @@ class LeadRouter:
         return self._hubspot_results[record.message_id]
 
     def _upsert_to_hubspot(self, attempts: dict[str, Attempt]) -> None:
-        """Upsert, in batches, the contact of every attempt that owes HubSpot one; each result by its record."""
+        """Upsert, in batches, the contact of every attempt that owes HubSpot one; each result by its record.
+
+        Each contact has its own outcome: one HubSpot refuses fails alone. When HubSpot says to stop
+        (its daily limit, a property it does not have) HubSpot is paused and every lead waits for it.
+        """
         owing = {message_id: a.message for message_id, a in attempts.items() if "hubspot" in a.pending}
         if not owing:
             return
@@ -645,20 +658,23 @@ class LeadRouter:
             result = by_email[message.lead["email"]]
             self._settle("hubspot", result)
             self._hubspot_results[message_id] = result
+        stops = {result.reason: result for result in by_email.values() if result.status is Status.PAUSED}
+        for result in stops.values():
+            self._pause_hubspot(result)
 
     def _upsert_contacts(self, messages: list[RoutingMessage]) -> dict[str, DeliveryResult]:
-        """One input per email (HubSpot refuses a batch naming a contact twice: the newest enrichment wins)."""
-        inputs: dict[str, dict[str, Any]] = {}
+        """One contact per email (HubSpot refuses a batch naming a contact twice: the newest enrichment wins)."""
+        contacts: dict[str, Contact] = {}
         for message in sorted(messages, key=lambda m: m.received_at):
-            inputs[message.lead["email"]] = self.hubspot.payload(message.lead, message.received_at)
-        results = dict.fromkeys(inputs, DeliveryResult(Status.RETRYABLE, "out_of_time"))
-        pending = dict(inputs)
+            contacts[message.lead["email"]] = self.hubspot.contact(message.lead, message.received_at)
+        results = dict.fromkeys(contacts, DeliveryResult(Status.RETRYABLE, "out_of_time"))
+        pending = dict(contacts)
         size = self.settings.hubspot_batch_size
 
         def send(timeout: float) -> DeliveryResult:
             batch = list(pending.values())
             for start in range(0, len(batch), size):
-                results.update(self.hubspot.upsert(batch[start : start + size], timeout))
+                results.update(self.hubspot.upsert(batch[start : start + size], timeout, self.deadline))
             for email in list(pending):
                 if results[email].status is not Status.RETRYABLE:
                     del pending[email]
@@ -667,3 +683,21 @@ class LeadRouter:
 
         self.retry.run(send, self.deadline)
         return results
+
+    def _pause_hubspot(self, result: DeliveryResult) -> None:
+        """HubSpot said to stop: pause it for as long as it said (the leads wait in RoutingQueue, never the DLQ)."""
+        until = int(time.time() + (result.retry_after or 0))
+        logger.error(
+            "HubSpot is paused: " + result.detail,
+            extra={
+                "destination": "hubspot",
+                "reason": result.reason,
+                "until": datetime.fromtimestamp(until, UTC).isoformat(),
+            },
+        )
+        count("DestinationAutoPaused", destination="hubspot", reason=result.reason)
+        self.paused = self.paused | {"hubspot"}
+        try:
+            self.switch.pause("hubspot", by="router", reason=result.detail, until=until)
+        except (ClientError, BotoCoreError) as error:  # the leads still wait: their results say paused
+            logger.warning("could not write the pause switch", extra={"error": str(error)})
