@@ -32,7 +32,8 @@ from local.http_stub import RecordedRequest, Reply, StubServer
 WEBHOOK_PATHS = {"outreach": "/outreach", "nurture": "/nurture", "slack": "/slack", "zapier": "/zapier"}
 DESTINATIONS = ("outreach", "hubspot", "nurture", "slack", "zapier")
 HUBSPOT_PATHS = frozenset({UPSERT_PATH, READ_PATH, PROPERTIES_PATH, GROUPS_PATH, ACCOUNT_PATH})
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# RFC 5322's atoms: stricter than the pipeline's own check (models.py), as HubSpot is
+EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # A portal's own contact properties (a subset): name -> (type, options of an enumeration)
 STANDARD_PROPERTIES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -134,6 +135,7 @@ class HubSpotSim:
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     limited: dict[str, int | None] = field(default_factory=dict)  # policyName -> 429s left (None: until lifted)
     _ids: Any = field(default_factory=lambda: itertools.count(1001))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         for name, (kind, options) in STANDARD_PROPERTIES.items():
@@ -151,7 +153,12 @@ class HubSpotSim:
         """Answer 429 with this policyName: `times` requests, or every one (None) until limit(None) lifts it."""
         self.limited = {} if policy is None else {policy: times}
 
-    def answer(self, request: RecordedRequest, record: Any) -> Reply:
+    def answer(self, request: RecordedRequest, record: Any = None) -> Reply:
+        """HubSpot's answer to a request on one of its paths; `record(Delivery)` is told each contact written."""
+        with self._lock:
+            return self._answer(request, record or (lambda delivery: None))
+
+    def _answer(self, request: RecordedRequest, record: Any) -> Reply:
         if self.token and request.headers.get("authorization") != f"Bearer {self.token}":
             return _error(401, "INVALID_AUTHENTICATION", "Authentication credentials not found.")
         if request.path == ACCOUNT_PATH:
@@ -375,16 +382,17 @@ class Sinks:
                 self.refused[destination] += 1
                 return Reply(503, {"message": f"{destination} is down"}, {"retry-after": "1"})
         if destination == "hubspot":
-            with self._lock:
-                return self.hubspot.answer(request, self.deliveries.append)
+            return self.hubspot.answer(request, self._record)
         try:
             payload = request.json()
         except ValueError:
             return Reply(400, {"message": "body is not JSON"})
-        key = request.headers.get(IDEMPOTENCY_HEADER.lower(), "")
-        with self._lock:
-            self.deliveries.append(Delivery(destination, key, payload))
+        self._record(Delivery(destination, request.headers.get(IDEMPOTENCY_HEADER.lower(), ""), payload))
         return Reply(200, b"ok" if destination == "slack" else {"ok": True})
+
+    def _record(self, delivery: Delivery) -> None:
+        with self._lock:
+            self.deliveries.append(delivery)
 
     @staticmethod
     def _destination(path: str) -> str | None:
