@@ -280,10 +280,6 @@ def hot_lead_message(lead: dict[str, Any]) -> dict[str, Any]:
     return {"text": text}
 
 
-def _short(value: Any, limit: int = 300) -> str:
-    return re.sub(r"\s+", " ", str(value))[:limit] if value else ""
-
-
 def short_text(value: Any, limit: int = 300) -> str:
     """A destination's message on one line, cut to `limit` characters ('' for none)."""
     return re.sub(r"\s+", " ", str(value))[:limit] if value else ""
