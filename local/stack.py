@@ -515,14 +515,21 @@ class Reconciliation:
         by_email = {str((item.get("enrichment") or {}).get("email", "")).lower(): lead for lead, item in table.items()}
         versions: list[tuple[str, str]] = []  # (lead, payload hash) per call, in arrival order
         mapping = self.stack.hubspot().mapping
+        created: set[str] = set()
+        reset: set[str] = set()  # contacts an update sent a rep-owned field to (it would undo a rep's work)
         for delivery in received:
             payload = delivery.payload
             if destination == "hubspot":  # what the router hashes: the update, without what only a create sends
+                if delivery.key in created and mapping.create_only & set(payload.get("properties") or {}):
+                    reset.add(delivery.key)
+                created.add(delivery.key)
                 payload = mapping.without_owned(payload)
                 lead = by_email.get(delivery.key, delivery.key)
             else:
                 lead = str(payload.get("lead_id", delivery.key)) if isinstance(payload, dict) else delivery.key
             versions.append((lead, payload_hash(payload)))
+        if reset:
+            self.problems.append(f"{destination}: {len(reset)} contacts updated with a rep-owned field")
         if repeated := [version for version, n in Counter(versions).items() if n > 1]:
             self.problems.append(f"{destination}: {len(repeated)} payloads delivered more than once to the same lead")
         last = {lead: digest for lead, digest in versions}

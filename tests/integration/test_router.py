@@ -1246,3 +1246,19 @@ def test_a_ten_secondly_429_is_retried_and_does_not_pause_hubspot(
     again = sqs_record(event["Records"][0]["body"], router.arn, receive_count=2)
     assert router.run(sqs_event([again])) == []
     assert "t1@acme.com" in crm.contacts
+
+
+def test_after_a_daily_429_the_batchs_other_chunks_are_not_sent_to_be_refused(
+    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks, crm: HubSpotSim
+) -> None:
+    # GIVEN HubSpot's daily limit reached and a batch of five HubSpot leads upserted two at a time
+    router = Router(load_function("RouterFunction", **configured, HUBSPOT_BATCH_SIZE="2"), stack)
+    crm.limit("DAILY")
+    records = [router.record(lead(f"k{n}", 75)) for n in range(5)]
+    failed = router.run(sqs_event(records))
+    # THEN one request reached HubSpot, and every lead waits for the reset (none dead-lettered)
+    assert len(sinks.hubspot.received()) == 2  # the refused batch read, and the account's time zone
+    assert [r.path for r in sinks.hubspot.received()] == [READ, "/account-info/v3/details"]
+    assert sorted(failed) == sorted(record["messageId"] for record in records)
+    assert {router.outcome(f"k{n}")["destinations"]["hubspot"] for n in range(5)} == {"paused"}
+    assert router.dead_letters() == []

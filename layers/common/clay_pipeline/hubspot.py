@@ -182,9 +182,13 @@ class ContactMapping:
 
     def without_owned(self, sent: dict[str, Any]) -> dict[str, Any]:
         """An input as sent, in update_input's shape: the create-only properties and the trace id left out."""
-        create_only = self.owned | frozenset(self.new_contact_values)
-        properties = {k: v for k, v in (sent.get("properties") or {}).items() if k not in create_only}
+        properties = {k: v for k, v in (sent.get("properties") or {}).items() if k not in self.create_only}
         return {"idProperty": sent.get("idProperty"), "id": sent.get("id"), "properties": properties}
+
+    @property
+    def create_only(self) -> frozenset[str]:
+        """The properties only the upsert that creates a contact sends."""
+        return self.owned | frozenset(self.new_contact_values)
 
     def needed_properties(self) -> list[str]:
         """Every contact property this mapping writes."""
@@ -276,7 +280,11 @@ class HubSpotContacts:
             existing = found
         inputs = [contact.input(new=contact.email.lower() not in existing) for contact in contacts]
         results = self._upsert(inputs, headers, timeout, deadline)
-        return {email: self._settled_pause(result, headers, timeout) for email, result in results.items()}
+        daily = next((result for result in results.values() if result.reason == DAILY_LIMIT), None)
+        if daily is None:
+            return results
+        paused = self._settled_pause(daily, headers, timeout)  # one look at the account, whatever the batch size
+        return {email: paused if result.reason == DAILY_LIMIT else result for email, result in results.items()}
 
     def _existing(
         self, emails: list[str], headers: dict[str, str], timeout: float, deadline: float
@@ -392,7 +400,7 @@ def refusal(result: DeliveryResult, body: Any) -> DeliveryResult:
         return DeliveryResult(Status.RETRYABLE, result.reason, result.retry_after, result.detail)
     if not isinstance(body, dict):
         return result
-    if result.reason == "throttled_429" and body.get("policyName") == DAILY_POLICY:
+    if body.get("policyName") == DAILY_POLICY:  # only HubSpot's 429s carry a policyName
         return DeliveryResult(Status.PAUSED, DAILY_LIMIT, None, short_text(body.get("message")))
     missing = missing_properties(body)
     if missing:

@@ -83,7 +83,7 @@ from clay_pipeline.destinations import (
     ZapierWebhook,
     idempotency_key,
 )
-from clay_pipeline.hubspot import Contact, ContactMapping, HubSpotContacts
+from clay_pipeline.hubspot import DAILY_LIMIT, PROPERTY_MISSING, Contact, ContactMapping, HubSpotContacts
 from clay_pipeline.intake import describe_problems
 from clay_pipeline.models import EnrichedLead
 from clay_pipeline.observability import count, level, logger
@@ -107,6 +107,7 @@ LEADS_TABLE_DESTINATION = "leads_table"  # the outcome record itself: always wri
 IN_FLIGHT_WAIT_SECONDS = 10  # per receive, at most until the other lease lapses
 MAX_WAIT_SECONDS = 900  # SQS's longest delay for the fresh copy near maxReceiveCount
 PAUSED_RESULT = DeliveryResult(Status.PAUSED, "paused")
+HUBSPOT_STOPS = frozenset({DAILY_LIMIT, PROPERTY_MISSING})  # HubSpot refuses every contact: pause, do not retry
 WEBHOOK_FAN_OUT = 16  # concurrent sends per destination once its probe answered: a whole batch at once
 OWED_RESULTS = {
     Owed.ALREADY_DELIVERED: DeliveryResult(Status.DELIVERED, Owed.ALREADY_DELIVERED.value),
@@ -674,7 +675,14 @@ class LeadRouter:
         def send(timeout: float) -> DeliveryResult:
             batch = list(pending.values())
             for start in range(0, len(batch), size):
-                results.update(self.hubspot.upsert(batch[start : start + size], timeout, self.deadline))
+                chunk = batch[start : start + size]
+                stop = next(
+                    (r for r in results.values() if r.status is Status.PAUSED and r.reason in HUBSPOT_STOPS), None
+                )
+                if stop is not None:  # HubSpot said to stop (its daily limit): the rest is not sent to be refused
+                    results.update(dict.fromkeys((contact.email for contact in chunk), stop))
+                    continue
+                results.update(self.hubspot.upsert(chunk, timeout, self.deadline))
             for email in list(pending):
                 if results[email].status is not Status.RETRYABLE:
                     del pending[email]
