@@ -35,17 +35,19 @@ say): a pause delays a delivery, it never drops one.
 
 Endings of a record:
 - routed / skipped / partial with nothing left to retry / superseded: processed;
-- the lead's lease is held by another invocation, or a destination it owes is paused: back to
-  the queue for a while (a fresh copy near maxReceiveCount), never toward the DLQ;
+- the lead's lease is held by another invocation, or a destination it owes is paused (by an
+  operator, or by the router itself when HubSpot says to stop: its DAILY limit, a missing
+  property): back to the queue for a while (a fresh copy near maxReceiveCount), never toward the DLQ;
 - a retryable failure (429, 5xx, timeout) after the in-invocation retries: back to the queue
   (batch item failure); on its last receive it is dead-lettered instead, with what failed;
 - a permanent failure (other 4xx) or a malformed message: ROUTING_DLQ_URL with the reasons and
   each destination's status, and processed. Nothing delivered is lost: the DLQ has the lead.
 
 HubSpot takes up to 100 contacts per call, so `start` claims every lead of the SQS batch and
-makes the batch's HubSpot upserts and webhook sends before the per-record pass; each result
-maps back to its record. HubSpot and the webhooks go out concurrently: every destination at once, and within a
-destination the batch's first lead alone (a probe: a destination that is down costs one lead's
+makes the batch's HubSpot upserts and webhook sends before the per-record pass; each contact's
+result maps back to its record (hubspot.py: one refused contact fails alone). HubSpot and the
+webhooks go out concurrently: every destination at once, and within a destination the batch's
+first lead alone (a probe: a destination that is down costs one lead's
 retries, and the others wait in the queue), then the rest at once (up to WEBHOOK_FAN_OUT). A
 batch takes about two round trips of its slowest destination instead of one per lead, and Lambda
 bills the wall time.
@@ -83,7 +85,7 @@ from clay_pipeline.destinations import (
     ZapierWebhook,
     idempotency_key,
 )
-from clay_pipeline.hubspot import DAILY_LIMIT, PROPERTY_MISSING, Contact, ContactMapping, HubSpotContacts
+from clay_pipeline.hubspot import Contact, ContactMapping, HubSpotContacts
 from clay_pipeline.intake import describe_problems
 from clay_pipeline.models import EnrichedLead
 from clay_pipeline.observability import count, level, logger
@@ -107,7 +109,6 @@ LEADS_TABLE_DESTINATION = "leads_table"  # the outcome record itself: always wri
 IN_FLIGHT_WAIT_SECONDS = 10  # per receive, at most until the other lease lapses
 MAX_WAIT_SECONDS = 900  # SQS's longest delay for the fresh copy near maxReceiveCount
 PAUSED_RESULT = DeliveryResult(Status.PAUSED, "paused")
-HUBSPOT_STOPS = frozenset({DAILY_LIMIT, PROPERTY_MISSING})  # HubSpot refuses every contact: pause, do not retry
 WEBHOOK_FAN_OUT = 16  # concurrent sends per destination once its probe answered: a whole batch at once
 OWED_RESULTS = {
     Owed.ALREADY_DELIVERED: DeliveryResult(Status.DELIVERED, Owed.ALREADY_DELIVERED.value),
@@ -676,9 +677,7 @@ class LeadRouter:
             batch = list(pending.values())
             for start in range(0, len(batch), size):
                 chunk = batch[start : start + size]
-                stop = next(
-                    (r for r in results.values() if r.status is Status.PAUSED and r.reason in HUBSPOT_STOPS), None
-                )
+                stop = next((r for r in results.values() if r.status is Status.PAUSED), None)
                 if stop is not None:  # HubSpot said to stop (its daily limit): the rest is not sent to be refused
                     results.update(dict.fromkeys((contact.email for contact in chunk), stop))
                     continue
