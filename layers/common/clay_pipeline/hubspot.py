@@ -7,20 +7,22 @@ What HubSpot documents, and what this module does with it:
   (`properties: {string: string}`), so every value is sent as one (`property_value`).
 - Errors: 207 Multi-Status with an `errors` list, each `{category, message, context}`, when the
   inputs carry a unique `objectWriteTraceId` (developers.hubspot.com/docs/api-reference/error-handling,
-  "Multi-status errors"); otherwise one refused input fails the whole batch with a 400 (the contacts
-  batch endpoint says so in as many words: "any errors with a single contact in your batch will
-  prevent the entire batch from processing"). Each input carries its email as `objectWriteTraceId`,
-  a 207's errors are mapped back to their inputs by their context, and a batch refused whole is split
-  in halves until the refused contact is alone: only it fails, with HubSpot's message.
+  "Multi-status errors", documented for the batch create endpoints; the upsert input takes the
+  field too). Otherwise one refused input fails the whole batch with a 400: the contacts batch
+  endpoint of the v1 API says so in as many words ("any errors with a single contact in your batch
+  will prevent the entire batch from processing"), and v3 refuses a batch with an invalid property
+  value the same way. So each input carries its email as `objectWriteTraceId`, a 207's errors are
+  mapped back to their inputs by their context, and a batch refused whole is split in halves until
+  the refused contact is alone: only it fails, with HubSpot's message.
 - A property the portal does not have is refused with `PROPERTY_DOESNT_EXIST` (context `propertyName`)
   for every input that sends it: that is a setup problem, not a bad contact. It becomes a PAUSED
   result naming the property and the command that creates it (`clay-pipeline hubspot setup`, which
-  uses `properties_plan`); the router pauses HubSpot and re-checks after PROPERTY_RECHECK_SECONDS.
+  uses `properties_plan`); the router pauses HubSpot and re-checks after RECHECK_SECONDS.
 - 429 bodies name their policy (`policyName`): `TEN_SECONDLY_ROLLING` is retried after a short wait;
   `DAILY` stops every call until the daily limit resets, which HubSpot's usage guidelines put at
   midnight in the account's time zone. The account's UTC offset comes from
   `GET /account-info/v3/details` (`utcOffsetMilliseconds`); when it cannot be read the reset time is
-  unknown and HubSpot is re-checked after PROPERTY_RECHECK_SECONDS instead of guessed at.
+  unknown and HubSpot is re-checked after RECHECK_SECONDS instead of guessed at.
 - Fields a rep owns (`hs_lead_status`, `lifecyclestage`, `hubspot_owner_id` and any named in
   HUBSPOT_OWNED_PROPERTIES) are sent only for a contact HubSpot does not have yet. Which contacts
   exist is read first with `POST /crm/v3/objects/contacts/batch/read` by email, so the owned fields
@@ -66,7 +68,7 @@ DAILY_POLICY = "DAILY"
 DAILY_LIMIT = "hubspot_daily_limit"
 PROPERTY_MISSING = "hubspot_property_missing"
 PROPERTY_MISSING_CODE = "PROPERTY_DOESNT_EXIST"
-PROPERTY_RECHECK_SECONDS = 900  # a pause whose end is not known is re-checked this often
+RECHECK_SECONDS = 900  # a pause whose end is not known is re-checked this often
 RESET_MARGIN_SECONDS = 120  # past midnight before trying again: clocks differ
 OUT_OF_TIME = DeliveryResult(Status.RETRYABLE, "out_of_time")
 
@@ -337,7 +339,7 @@ class HubSpotContacts:
             if isinstance(offset, int) and not isinstance(offset, bool):
                 self._utc_offset_ms = offset
         if self._utc_offset_ms is None:
-            return PROPERTY_RECHECK_SECONDS, "a re-check in 15 minutes (the account's time zone could not be read)"
+            return RECHECK_SECONDS, "a re-check in 15 minutes (the account's time zone could not be read)"
         now = datetime.now(UTC)
         reset = next_local_midnight(now, self._utc_offset_ms) + timedelta(seconds=RESET_MARGIN_SECONDS)
         return (reset - now).total_seconds(), f"{reset:%Y-%m-%d %H:%M}Z (midnight in the account's time zone)"
@@ -415,7 +417,7 @@ def property_missing(names: list[str]) -> DeliveryResult:
         f"HubSpot has no contact propert{'y' if len(names) == 1 else 'ies'} {', '.join(names)}:"
         f" create {'it' if len(names) == 1 else 'them'} with `{SETUP_COMMAND}`"
     )
-    return DeliveryResult(Status.PAUSED, PROPERTY_MISSING, PROPERTY_RECHECK_SECONDS, detail)
+    return DeliveryResult(Status.PAUSED, PROPERTY_MISSING, RECHECK_SECONDS, detail)
 
 
 def missing_properties(error: dict[str, Any]) -> list[str]:
