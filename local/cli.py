@@ -83,6 +83,7 @@ def _hubspot(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     setup.add_argument("--json", action="store_true")
     setup.add_argument("--base-url", help="default $HUBSPOT_BASE_URL, else https://api.hubapi.com")
     setup.add_argument("--stack", help="deployed stack name: the token from its config secret")
+    setup.add_argument("--region", help="AWS region of the stack (default: the AWS CLI's)")
     setup.add_argument("--secret-id", help="the config secret holding HUBSPOT_ACCESS_TOKEN (default $CONFIG_SECRET_ID)")
 
 

@@ -18,7 +18,7 @@ import sys
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from clay_pipeline.aws import client
+from clay_pipeline.aws import client, reset_clients
 from clay_pipeline.config import ConfigError, RouterSettings
 from clay_pipeline.destinations import HttpClient
 from clay_pipeline.hubspot import ContactMapping, HubSpotContacts, HubSpotError, PropertiesPlan
@@ -28,6 +28,9 @@ TIMEOUT_SECONDS = 15.0
 
 
 def hubspot_command(args: argparse.Namespace) -> int:
+    if args.region:
+        os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = args.region
+        reset_clients()
     try:
         if args.stack:
             os.environ["CONFIG_SECRET_ID"] = _config_secret(args.stack)
