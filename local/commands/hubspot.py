@@ -16,13 +16,12 @@ import dataclasses
 import os
 import sys
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from clay_pipeline.aws import client, reset_clients
+from clay_pipeline.aws import reset_clients
 from clay_pipeline.config import ConfigError, RouterSettings
 from clay_pipeline.destinations import HttpClient
 from clay_pipeline.hubspot import ContactMapping, HubSpotContacts, HubSpotError, PropertiesPlan
 from local.commands.common import print_json, usage_error
+from local.operations.target import TargetError, stack_outputs
 
 TIMEOUT_SECONDS = 15.0
 
@@ -37,7 +36,7 @@ def hubspot_command(args: argparse.Namespace) -> int:
         if args.secret_id:
             os.environ["CONFIG_SECRET_ID"] = args.secret_id
         mapping = ContactMapping.from_environment(dict(os.environ))
-    except (ConfigError, LookupError) as error:
+    except (ConfigError, TargetError) as error:
         return usage_error(str(error))
     base_url = (
         args.base_url or os.environ.get("HUBSPOT_BASE_URL") or RouterSettings.model_fields["hubspot_base_url"].default
@@ -56,14 +55,10 @@ def hubspot_command(args: argparse.Namespace) -> int:
 
 
 def _config_secret(stack: str) -> str:
-    try:
-        described = client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
-    except (ClientError, BotoCoreError) as error:
-        raise LookupError(f"cannot read stack {stack}: {error}") from None
-    outputs = {item["OutputKey"]: item["OutputValue"] for item in described.get("Outputs", [])}
-    if "ConfigSecretName" not in outputs:
-        raise LookupError(f"stack {stack} has no ConfigSecretName output")
-    return outputs["ConfigSecretName"]
+    secret_id = stack_outputs(stack).get("ConfigSecretName")
+    if not secret_id:
+        raise TargetError(f"stack {stack} has no ConfigSecretName output")
+    return secret_id
 
 
 def _report(plan: PropertiesPlan, dry_run: bool) -> str:

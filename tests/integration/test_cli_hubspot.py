@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 
 from clay_pipeline import config
@@ -29,7 +30,8 @@ def sinks() -> Iterator[Sinks]:
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HUBSPOT_ACCESS_TOKEN", "CONFIG_SECRET_ID", "HUBSPOT_BASE_URL", "HUBSPOT_PROPERTY_MAP"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # recorded, so what the command sets (CONFIG_SECRET_ID) is undone after
+        monkeypatch.delenv(name)
     config.clear_secret_cache()
 
 
@@ -92,6 +94,19 @@ def test_the_token_comes_from_the_config_secret_and_never_shows(
     assert code == 0
     assert "created clay_icp_score" in out
     assert TOKEN not in out + err
+    # AND --stack finds that secret through the stack's ConfigSecretName output
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "clay-crm-marker"}}},
+        "Outputs": {"ConfigSecretName": {"Value": stack.secret_id}},
+    }
+    boto3.session.Session().client("cloudformation").create_stack(
+        StackName="clay-crm", TemplateBody=json.dumps(template)
+    )
+    code, out, _ = cli(capsys, "--base-url", sinks.url, "--stack", "clay-crm")
+    assert (code, out.strip()) == (0, "nothing to change: the 8 contact properties the mapping writes exist")
+    code, _, err = cli(capsys, "--base-url", sinks.url, "--stack", "no-such-stack")
+    assert code == 2
+    assert "cannot read stack no-such-stack" in err
 
 
 def test_without_a_token_or_with_a_wrong_one_it_says_what_failed(
