@@ -10,7 +10,9 @@ PROPERTY_DOESNT_EXIST for a property the portal lacks, 429 bodies with `policyNa
 It is stricter than HubSpot in one way: a property value that is not a JSON string is refused
 (the API types them as strings; HubSpot itself converts numbers).
 A destination can be taken down (503 with Retry-After) for a while to test that nothing is
-lost. Only accepted deliveries are recorded as delivered; every request stays in `requests`.
+lost, or made slow: it processes each request at once and answers late, the way a real
+webhook's answer gets lost (the router's timeout passes after the delivery was made). Only
+accepted deliveries are recorded as delivered; every request stays in `requests`.
 `GET /` lists what each destination accepted (handy with --serve).
 """
 
@@ -337,6 +339,7 @@ class Sinks:
         self.server = StubServer(self._respond)
         self._lock = threading.Lock()
         self._down_until: dict[str, float] = {}
+        self._answer_after: dict[str, float] = {}  # destination -> seconds between processing and answering
         self.deliveries: list[Delivery] = []
         self.refused: dict[str, int] = dict.fromkeys(DESTINATIONS, 0)
 
@@ -363,6 +366,14 @@ class Sinks:
         with self._lock:
             self._down_until.pop(destination, None)
 
+    def slow(self, destination: str, seconds: float | None) -> None:
+        """Process this webhook destination's requests at once, then answer `seconds` later (None: at once)."""
+        with self._lock:
+            if seconds is None:
+                self._answer_after.pop(destination, None)
+            else:
+                self._answer_after[destination] = seconds
+
     def delivered(self, destination: str | None = None) -> list[Delivery]:
         with self._lock:
             return [d for d in self.deliveries if destination is None or d.destination == destination]
@@ -388,7 +399,9 @@ class Sinks:
         except ValueError:
             return Reply(400, {"message": "body is not JSON"})
         self._record(Delivery(destination, request.headers.get(IDEMPOTENCY_HEADER.lower(), ""), payload))
-        return Reply(200, b"ok" if destination == "slack" else {"ok": True})
+        with self._lock:
+            delay = self._answer_after.get(destination, 0.0)
+        return Reply(200, b"ok" if destination == "slack" else {"ok": True}, delay=delay)
 
     def _record(self, delivery: Delivery) -> None:
         with self._lock:
