@@ -70,6 +70,11 @@ def set_up_crm() -> HubSpotSim:
 
 @pytest.fixture
 def sinks(crm: HubSpotSim) -> Iterator[Sinks]:
+    yield from started_sinks(crm)
+
+
+def started_sinks(crm: HubSpotSim) -> Iterator[Sinks]:
+    """A loopback server per destination, HubSpot the simulator; stopped when the test ends."""
     servers = Sinks(StubServer(), StubServer(), StubServer(), StubServer(crm.answer), StubServer())
     for server in vars(servers).values():
         server.start()

@@ -16,11 +16,11 @@ import pytest
 
 from clay_pipeline.aws import client
 from local.cli import main
-from local.http_stub import RecordedRequest, Reply, StubServer
+from local.http_stub import RecordedRequest, Reply
 from local.sinks import HubSpotSim
 from local.sqs_events import from_received, sqs_event
 from tests.dynamodb_calls import before_dynamodb_calls
-from tests.integration.test_router import Router, Sinks, failing_complete_write, lead, set_up_crm
+from tests.integration.test_router import Router, Sinks, failing_complete_write, lead, set_up_crm, started_sinks
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +47,7 @@ def crm() -> HubSpotSim:
 
 @pytest.fixture
 def sinks(crm: HubSpotSim) -> Iterator[Sinks]:
-    servers = Sinks(StubServer(), StubServer(), StubServer(), StubServer(crm.answer), StubServer())
-    for server in vars(servers).values():
-        server.start()
-    yield servers
-    for server in vars(servers).values():
-        server.stop()
+    yield from started_sinks(crm)
 
 
 @pytest.fixture
