@@ -280,3 +280,18 @@ def test_setup_says_what_hubspot_refused(server: StubServer, monkeypatch: pytest
     monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "wrong")
     with pytest.raises(HubSpotError, match="reading /crm/v3/properties/contacts/groups failed: rejected_401"):
         HubSpotContacts(HttpClient(), server.url).setup_properties(timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-03-04T23:30:00-05:00", "2026-03-05"),
+        ("2026-03-04T10:00:00", "2026-03-04"),  # naive: UTC, as Clay's timestamps are
+        (1_772_668_800_000, "2026-03-05"),  # epoch milliseconds
+        ("9999-12-31T23:59:59-23:59", None),  # past what Python can hold: left out, not a crash
+        ("soon", None),
+    ],
+)
+def test_the_enrichment_date_is_a_utc_day_or_left_out(value: Any, expected: str | None) -> None:
+    contact = ContactMapping().contact({"email": "a@x.com", "_clay_enriched_at": value}, "not a date")
+    assert contact.update.get("clay_enrichment_date") == expected

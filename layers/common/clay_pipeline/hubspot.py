@@ -45,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from clay_pipeline import config
+from clay_pipeline.column_values import read_instant
 from clay_pipeline.config import HUBSPOT_NEW_CONTACT_VALUES, HUBSPOT_OWNED_PROPERTIES, ConfigError, dump_json
 from clay_pipeline.destinations import (
     DELIVERED,
@@ -231,12 +232,11 @@ def property_value(value: Any) -> str | None:
 
 
 def enrichment_date(value: Any) -> str | None:
-    """HubSpot date properties take YYYY-MM-DD (midnight UTC)."""
+    """HubSpot date properties take YYYY-MM-DD (midnight UTC); None for what is not a date (column_values)."""
     try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return read_instant(value).date().isoformat()
     except ValueError:
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date().isoformat()
 
 
 # -- the adapter -------------------------------------------------------------------------------
