@@ -41,7 +41,7 @@ FAST_ENV = {
 
 
 def fast_options(**overrides: Any) -> StackOptions:
-    clay = {"rate_per_second": 100.0, "burst": 100.0, "retry_backoff_seconds": 0.05, **overrides.pop("clay", {})}
+    clay = {"rate_per_second": 100.0, "burst": 100.0, **overrides.pop("clay", {})}
     extra_env = overrides.pop("function_env", {})
     env = {name: {**FAST_ENV.get(name, {}), **extra_env.get(name, {})} for name in {*FAST_ENV, *extra_env}}
     return StackOptions(visibility_timeout=VISIBILITY_TIMEOUT, function_env=env, clay=clay, **overrides)
