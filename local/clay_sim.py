@@ -297,6 +297,8 @@ class ClaySimulator:
         self._lock = threading.Lock()
         self._token_lock = threading.Lock()
         self._work: queue.Queue[dict[str, Any] | FollowUp | None] = queue.Queue()
+        self._open = threading.Event()  # callbacks go out while set (hold_callbacks clears it)
+        self._open.set()
         self._threads: list[threading.Thread] = []
         self._timers: list[threading.Timer] = []
         self._webhooks: dict[str, int] = {}  # id -> submissions
@@ -319,7 +321,15 @@ class ClaySimulator:
             self._threads.append(thread)
         return url
 
+    def hold_callbacks(self) -> None:
+        """Rows are taken in but not called back until release_callbacks (a test lines callbacks up)."""
+        self._open.clear()
+
+    def release_callbacks(self) -> None:
+        self._open.set()
+
     def stop(self) -> None:
+        self._open.set()
         for timer in self._timers:
             timer.cancel()
         for _ in self._threads:
@@ -422,6 +432,7 @@ class ClaySimulator:
     def _work_loop(self) -> None:
         session = requests.Session()
         while (work := self._work.get()) is not None:
+            self._open.wait()
             try:
                 if isinstance(work, FollowUp):
                     self._deliver(session, work.lead_id, work.body, work.kind)
