@@ -210,10 +210,12 @@ def waits(first: float = FIRST_RETRY_WAIT_SECONDS, cap: float = MAX_RETRY_WAIT_S
 class CallbackAcceptor:
     """Stores and queues each distinct callback once (the flow is in the module's docstring).
 
+    `max_wait_seconds` caps the waiting (a queue consumer hands its message back instead of waiting long);
     `clock` and `sleep` measure and spend the invocation's time (a benchmark runs outages on a virtual clock).
     """
 
-    def __init__(self, settings: CallbackSettings) -> None:
+    def __init__(self, settings: CallbackSettings, max_wait_seconds: float | None = None) -> None:
+        self.max_wait_seconds = max_wait_seconds
         self.leads = LeadsTable(settings.leads_table)
         self.routing_queue = Queue(settings.routing_queue_url)
         self._context: LambdaContext | None = None
@@ -227,7 +229,10 @@ class CallbackAcceptor:
     def accept(self, request: CallbackRequest) -> dict[str, Any]:
         received_at = datetime.now(UTC).isoformat()
         remaining = self._remaining_seconds()
-        deadline = self.clock() + max(0.0, remaining - DEADLINE_RESERVE_SECONDS)
+        patience = max(0.0, remaining - DEADLINE_RESERVE_SECONDS)
+        deadline = self.clock() + min(
+            patience, self.max_wait_seconds if self.max_wait_seconds is not None else patience
+        )
         lease_until = time.time() + remaining  # one value for every attempt: a retried claim recognises its own
         pause = waits()
         while True:
