@@ -58,7 +58,7 @@ MAX_RETRY_WAIT_SECONDS = 2.0
 # The deadline keeps this much of the Lambda's remaining time for the call in flight when it passes
 # (botocore's connect and read timeouts, aws.py), the release of the claim and the answer.
 DEADLINE_RESERVE_SECONDS = 5.0
-DEFAULT_CLAIM_SECONDS = 10.0  # a claim's lease without a Lambda context (the run collector's library use)
+DEFAULT_CLAIM_SECONDS = 10.0  # a claim's lease without a Lambda context (the library used outside Lambda)
 # Failures no wait mends: a deleted table or queue, a missing permission. Answered 503 at once.
 NOT_TRANSIENT_CODES = frozenset(
     {
@@ -191,7 +191,7 @@ def issue_token(body: bytes) -> dict[str, Any]:
 
 
 def is_transient(error: BaseException) -> bool:
-    """A DynamoDB or SQS failure a later attempt may not meet: an outage, a throttle, a timeout."""
+    """A DynamoDB or SQS failure a later attempt may not meet (an outage, a throttle, a timeout): worth a wait."""
     if not is_dependency_failure(error):
         return False
     if isinstance(error, ClientError):
@@ -230,9 +230,9 @@ class CallbackAcceptor:
         received_at = datetime.now(UTC).isoformat()
         remaining = self._remaining_seconds()
         patience = max(0.0, remaining - DEADLINE_RESERVE_SECONDS)
-        deadline = self.clock() + min(
-            patience, self.max_wait_seconds if self.max_wait_seconds is not None else patience
-        )
+        if self.max_wait_seconds is not None:
+            patience = min(patience, self.max_wait_seconds)
+        deadline = self.clock() + patience
         lease_until = time.time() + remaining  # one value for every attempt: a retried claim recognises its own
         pause = waits()
         while True:
@@ -281,7 +281,7 @@ class CallbackAcceptor:
 
     def _patiently(self, dependency: str, deadline: float, call: Callable[[], T]) -> T:
         """The call, retried after a transient failure (doubling waits) while the next try starts before `deadline`."""
-        pause = waits()
+        pause, first = waits(), True
         while True:
             try:
                 return call()
@@ -290,7 +290,11 @@ class CallbackAcceptor:
                 if not is_transient(error) or self.clock() + wait > deadline:
                     raise
                 count("CallbackDependencyRetry", dependency=dependency)
-                logger.warning("retrying a dependency", extra={"dependency": dependency, "error": type(error).__name__})
+                if first:  # once per call: an outage would otherwise log a line per retry
+                    logger.warning(
+                        "waiting for a dependency", extra={"dependency": dependency, "error": type(error).__name__}
+                    )
+                first = False
                 self.sleep(wait)
 
     def _remaining_seconds(self) -> float:
