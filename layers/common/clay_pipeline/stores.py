@@ -438,7 +438,7 @@ class LeadsTable:
                 raise
 
     def release_callback(self, lead_key: str, callback_id: str) -> None:
-        """The callback could not be queued: drop its claim and its count, so Clay's retry is accepted."""
+        """The callback could not be queued: drop its claim and its count, so a re-send is accepted."""
         client("dynamodb").update_item(
             TableName=self.table_name,
             Key=_lead_key(lead_key),
