@@ -73,6 +73,20 @@ def _operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     stale.add_argument("--limit", type=int, default=50, help="leads listed (default 50; --json lists all)")
     stale.add_argument("--json", action="store_true")
     add_target_arguments(stale)
+    _settle(commands)
+
+
+def _settle(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from local.operations.target import add_target_arguments
+
+    settle = commands.add_parser("settle", help="say whether a delivery whose outcome is unknown arrived")
+    settle.add_argument("lead", help="a lead_id or an email")
+    settle.add_argument("destination", help="outreach, nurture, zapier or slack (as `trace` shows it)")
+    answer = settle.add_mutually_exclusive_group(required=True)
+    answer.add_argument("--delivered", action="store_true", help="it arrived: record it, never send it again")
+    answer.add_argument("--resend", action="store_true", help="it did not: send it once more")
+    settle.add_argument("--json", action="store_true")
+    add_target_arguments(settle)
 
 
 def main(argv: list[str] | None = None) -> int:
