@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -77,6 +77,7 @@ T = TypeVar("T")
 ENRICHMENT_MAX_STORED_BYTES = 300_000
 ROUTING_MESSAGE_MAX_BYTES = 262_144
 ROUTING_ENVELOPE_BYTES = 256  # callback_id, lead_key and received_at around the lead
+TOKEN_MAX_BODY_BYTES = 4096  # a username and a password: larger bodies get 413 before they are parsed
 _warned_no_secret = False
 _warned_config: set[str] = set()
 
@@ -87,6 +88,8 @@ class CallbackRequest:
     lead_key: str
     callback_id: str
     message: dict[str, Any]  # the lead as stored and queued
+    # Columns that could not be read: kept as sent, treated as missing, named in the 200 answer.
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
 
 def check_configuration(settings: CallbackSettings) -> None:
@@ -159,7 +162,7 @@ def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: by
             400, {"error": f"body must be a JSON object, not {type(document).__name__}"}, reason="not_object"
         )
     try:
-        lead = EnrichedLead.model_validate(document)
+        lead = EnrichedLead.read(document)
     except ValidationError as error:
         raise HttpError(
             400, {"error": "invalid fields", "fields": field_errors(error)}, reason="invalid_fields"
@@ -167,19 +170,38 @@ def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: by
     message = lead.to_message()
     check_fits(message)
     lead_key = str(lead.lead_id)
+    for warning in lead.warnings:  # a declared column (a fixed set): a bounded dimension
+        count("CallbackColumnUnreadable", column=warning["field"])
     return CallbackRequest(
-        lead=lead, lead_key=lead_key, callback_id=f"{lead_key}#{body_hash(document)[:32]}", message=message
+        lead=lead,
+        lead_key=lead_key,
+        callback_id=f"{lead_key}#{body_hash(document)[:32]}",
+        message=message,
+        warnings=lead.warnings,
     )
+
+
+def token_request(body: bytes) -> tuple[str, str]:
+    """The username and password of a POST /clay/token body. A body that is not a token request is the caller's
+    mistake and gets 400 saying what is wrong (nothing about the credentials); wrong credentials get 401.
+    The body is capped before it is parsed: parsing megabytes of nested arrays costs an unauthenticated
+    caller nothing and us CPU and memory."""
+    check_size(body, TOKEN_MAX_BODY_BYTES)
+    document = parse_json(body)
+    if not isinstance(document, dict):
+        raise HttpError(
+            400, {"error": f"body must be a JSON object, not {type(document).__name__}"}, reason="not_object"
+        )
+    fields = [name for name in ("username", "password") if not isinstance(document.get(name), str)]
+    if fields:
+        problems = [{"field": name, "error": "must be text"} for name in fields]
+        raise HttpError(400, {"error": "invalid fields", "fields": problems}, reason="invalid_fields")
+    return document["username"], document["password"]
 
 
 def issue_token(body: bytes) -> dict[str, Any]:
     """POST /clay/token: username and password in, bearer token out (jwt mode only)."""
-    document = parse_json(body)
-    if not isinstance(document, dict):
-        raise unauthorized()
-    username, password = document.get("username"), document.get("password")
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise unauthorized()
+    username, password = token_request(body)
     try:
         issuer = auth.TokenIssuer(config.secret_list("CALLBACK_JWT_USERS"), config.secret_list("CALLBACK_SECRETS"))
     except ConfigError as error:
