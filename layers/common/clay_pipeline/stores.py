@@ -132,7 +132,7 @@ class StateStore:
         key: str,
         ttl_seconds: int,
         attributes: dict[str, Any] | None = None,
-        replacing: tuple[str, str] | None = None,
+        replacing: tuple[str, str | int] | None = None,
     ) -> bool:
         """Create a mark unless a live one exists. True when this call created it.
 
@@ -148,7 +148,7 @@ class StateStore:
         if replacing is not None:
             condition += " OR #replacing = :replacing"
             names["#replacing"] = replacing[0]
-            values[":replacing"] = {"S": replacing[1]}
+            values[":replacing"] = _attribute(replacing[1])
         try:
             client("dynamodb").put_item(
                 TableName=self.table_name,
