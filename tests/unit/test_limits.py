@@ -215,7 +215,7 @@ def test_budget_near_its_limit_takes_what_is_left(store: StateStore) -> None:
     # GIVEN 8 of today's 10 rows are used
     budget = DailyBudget(store, limit=10)
     key = f"budget#{datetime.now(UTC).date().isoformat()}"
-    store.increment_below(key, 10, ttl_seconds=60, amount=8)
+    store.reserve_up_to(key, 10, 8, ttl_seconds=60)
     # WHEN a batch of five asks for its rows
     taken = [budget.reserve(wanted) for wanted in range(5, 0, -1)]
     budget.return_unused()
@@ -301,7 +301,7 @@ def test_pool_rotates_mid_batch_when_a_webhook_fills(store: StateStore, captured
     # GIVEN webhook A has 48 of its 50 submissions used
     pool = WebhookPool(store, limit=50)
     key_a = f"pool#{webhook_fingerprint(URL_A)}"
-    store.increment_below(key_a, 50, ttl_seconds=60, amount=48)
+    store.reserve_up_to(key_a, 50, 48, ttl_seconds=60)
     # WHEN a batch of five is sent
     used = [pool.acquire([URL_A, URL_B], wanted) for wanted in range(5, 0, -1)]
     pool.return_unused()

@@ -113,7 +113,7 @@ class Settings(BaseModel):
     def from_env(cls, environ: dict[str, str] | None = None) -> Any:
         source = os.environ if environ is None else environ
         values = {name: source[name.upper()] for name in cls.model_fields if name.upper() in source}
-        values = {name: value for name, value in values.items() if value.strip() != "" or name == "routing_rules"}
+        values = {name: value for name, value in values.items() if value.strip() != ""}
         try:
             return cls(**values)
         except ValidationError as error:

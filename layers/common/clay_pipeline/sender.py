@@ -3,7 +3,7 @@
 A record ends in one of four ways:
 - sent: Clay accepted the row (2xx); the batch record confirms its dedupe mark (Deduper).
 - skipped: the lead was already sent within CLAY_DEDUPE_DAYS.
-- dead-lettered: it can never succeed (malformed, invalid, over 100 KB, Clay's 400/413);
+- dead-lettered: it can never succeed (malformed, invalid, over CLAY_MAX_PAYLOAD_BYTES, Clay's 400/413/422);
   it goes to LEAD_DLQ_URL at once with the reason and counts as processed.
 - handed back: it must wait (rate, 429, daily budget, every webhook full or gone, a lost
   answer being held) or failed in a way that may pass (5xx, connection error). Its visibility

@@ -226,10 +226,6 @@ class StateStore:
             raise
         return True
 
-    def increment_below(self, key: str, limit: int, ttl_seconds: int, amount: int = 1) -> int | None:
-        """Atomically add `amount` unless that would pass `limit`. Returns the new value, or None when full."""
-        return self._add_within(key, limit, amount, ttl_seconds)[0]
-
     def reserve_up_to(self, key: str, limit: int, wanted: int, ttl_seconds: int, start: int = 0) -> tuple[int, int]:
         """Atomically add as many of `wanted` units as still fit under `limit`: (units added, value after).
 
