@@ -91,14 +91,18 @@ class RoutineSender(ClaySender):
             settings.clay_retry_backoff_seconds,
         )
         self.runs = RunStore(store)
-        # A mark is confirmed by a recorded run (the invocation's batch list), and one left unrecorded is
-        # taken over rather than held: see the module docstring.
-        self.dedupe = replace(self.dedupe, confirmed_by=self.runs.lists, hold_unrecorded=False)
+        # A mark is confirmed by a recorded run (the invocation's batch list; or by the table path's batch
+        # record, before a switch of path), and one left unrecorded is taken over rather than held: see the
+        # module docstring.
+        self.dedupe = replace(self.dedupe, confirmed_by=self._confirms, hold_unrecorded=False)
         self.poll_queue = Queue(settings.run_poll_queue_url)
         # One slot per run: a full run stands for run_size leads of the shared rate.
         self.pacer = Pacer(store, settings.clay_send_rate_per_second / settings.clay_routine_run_size, sleep=sleep)
         self._failures: list[str] = []
         self._unconfirmed: dict[str, str] = {}  # lead id -> the recorded run whose lead's mark stayed 'sending'
+
+    def _confirms(self, batch_id: str, lead_id: str) -> bool:
+        return self.runs.lists(batch_id, lead_id) or self.sent_batches.lists(batch_id, lead_id)
 
     def start(self, remaining_ms: int, records: int = 1) -> None:
         """Per invocation: the deadline and the batch size (no table webhook URLs on this path)."""
