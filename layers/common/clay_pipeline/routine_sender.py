@@ -25,7 +25,7 @@ answers to a run start:
 - 401 (a wrong key, or the workspace is not provisioned for the API), 403, 404 (no such
   routine): an operator has to act, so the circuit opens (the ClayCircuitOpen alarm) and the
   leads wait CLAY_CIRCUIT_WAIT_SECONDS in the queue;
-- 400: the run's leads go to LEAD_DLQ_URL with Clay's message;
+- 400 and any other 4xx not named here: the run's leads go to LEAD_DLQ_URL with Clay's message;
 - 5xx, connection errors, timeouts: back to the queue with backoff.
 Dedupe marks and budget units of leads not sent are given back, as on the table path.
 """
