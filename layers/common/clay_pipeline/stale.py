@@ -215,15 +215,21 @@ LEAD_ID_COLUMN = "lead_id"  # the column the sender's row carries and the HTTP A
 
 
 def clay_filter_value(lead_ids: Iterable[str]) -> str:
-    """One comma-separated line: the values of a Clay table filter on the lead_id column."""
+    """One comma-separated line: the values of a Clay table filter `lead_id` *contains any of*.
+
+    Clay's text filters include "contains any of" a list of values (Clay University, "Comparison
+    operators"). It matches substrings, which is exact for derived ids (all `ld_` plus 24 hex digits);
+    a producer's own shorter id can also match a longer one that holds it.
+    """
     return ", ".join(lead_ids)
 
 
 def clay_run_condition(lead_ids: Iterable[str]) -> str:
     """A run condition ("Only run if") that holds for exactly these rows, in Clay's formula syntax.
 
-    `/lead_id` is Clay's column reference and `==` / `OR` its comparison and logical operators (Clay
-    University, "Conditional runs"); each id is a JSON string literal, so a quote inside one stays text.
+    `/lead_id` is Clay's column reference (Clay University, "Conditional runs"), `==` its exact text
+    comparison ("Comparison operators") and `OR` its logical operator; each id is a JSON string
+    literal, so a quote inside one stays text. Clay runs, and bills, only the rows whose condition holds.
     """
     return " OR ".join(f"/{LEAD_ID_COLUMN} == {json.dumps(lead_id, ensure_ascii=False)}" for lead_id in lead_ids)
 
