@@ -70,7 +70,7 @@ def _operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     stale = commands.add_parser("stale", help="leads sent to Clay with no callback since (read-only)")
     stale.add_argument("--hours", type=float, help="no callback for this many hours (default $STALE_AFTER_HOURS or 24)")
     stale.add_argument("--since", type=duration, default=duration("7d"), metavar="AGE", help="sent within (7d)")
-    stale.add_argument("--limit", type=int, default=50, help="leads listed (default 50; --json lists all)")
+    stale.add_argument("--limit", type=int, default=50, help="leads listed (default 50; --json and --export list all)")
     stale.add_argument("--json", action="store_true")
     stale.add_argument(
         "--export", choices=("filter", "condition"), help="only the ids, for a Clay table filter or run condition"
