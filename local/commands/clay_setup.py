@@ -38,8 +38,9 @@ RUN_CONDITION = "/ICP Score is not empty"
 # (a body that stays too large) is left out; the network errors keep Clay's defaults.
 MAX_RETRIES = 5  # the most Clay allows
 RETRY_STATUS_CODES = "408, 409, 429, 500-504"
-# API Gateway answers within its 30-second integration limit: Clay waiting as long never gives up on a
-# callback the function is still committing (Clay allows 1,000-100,000 ms).
+# The callback may wait out a DynamoDB or SQS outage inside the call, and API Gateway answers within its
+# 30-second integration limit: Clay waiting as long never shows an error (and retries) for a callback
+# that is still being committed (Clay allows 1,000-100,000 ms).
 RESPONSE_TIMEOUT_MS = 30_000
 MASK = "********"
 # The enrichment columns' usual names in a Clay table; the row's own columns keep the lead's field names.
