@@ -76,7 +76,24 @@ def _operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--export", choices=("filter", "condition"), help="only the ids, for a Clay table filter or run condition"
     )
     add_target_arguments(stale)
+    _settle(commands)
+    _clay_setup(commands)
 
+
+def _settle(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from local.operations.target import add_target_arguments
+
+    settle = commands.add_parser("settle", help="say whether a delivery whose outcome is unknown arrived")
+    settle.add_argument("lead", help="a lead_id or an email")
+    settle.add_argument("destination", help="outreach, nurture, zapier or slack (as `trace` shows it)")
+    answer = settle.add_mutually_exclusive_group(required=True)
+    answer.add_argument("--delivered", action="store_true", help="it arrived: record it, never send it again")
+    answer.add_argument("--resend", action="store_true", help="it did not: send it once more")
+    settle.add_argument("--json", action="store_true")
+    add_target_arguments(settle)
+
+
+def _clay_setup(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     setup = commands.add_parser("clay-setup", help="what to set in Clay: webhook source and HTTP API column")
     setup.add_argument("--stack", help="deployed stack name (default: the local stack of `make run ARGS=--serve`)")
     setup.add_argument("--region", help="AWS region of the stack (default: the AWS CLI's)")

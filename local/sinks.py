@@ -3,7 +3,9 @@
 One StubServer with a path per destination. Webhooks record the JSON they accept; HubSpot
 answers its batch shape {"status": "COMPLETE", "results": [...]} and records each input.
 A destination can be taken down (503 with Retry-After) for a while to test that nothing is
-lost. Only accepted deliveries are recorded as delivered; every request stays in `requests`.
+lost, or made slow: it processes each request at once and answers late, the way a real
+webhook's answer gets lost (the router's timeout passes after the delivery was made). Only
+accepted deliveries are recorded as delivered; every request stays in `requests`.
 `GET /` lists what each destination accepted (handy with --serve).
 """
 
@@ -35,6 +37,7 @@ class Sinks:
         self.server = StubServer(self._respond)
         self._lock = threading.Lock()
         self._down_until: dict[str, float] = {}
+        self._answer_after: dict[str, float] = {}  # destination -> seconds between processing and answering
         self.deliveries: list[Delivery] = []
         self.refused: dict[str, int] = dict.fromkeys(DESTINATIONS, 0)
 
@@ -60,6 +63,14 @@ class Sinks:
     def up(self, destination: str) -> None:
         with self._lock:
             self._down_until.pop(destination, None)
+
+    def slow(self, destination: str, seconds: float | None) -> None:
+        """Process this webhook destination's requests at once, then answer `seconds` later (None: at once)."""
+        with self._lock:
+            if seconds is None:
+                self._answer_after.pop(destination, None)
+            else:
+                self._answer_after[destination] = seconds
 
     def delivered(self, destination: str | None = None) -> list[Delivery]:
         with self._lock:
@@ -90,7 +101,8 @@ class Sinks:
         key = request.headers.get(IDEMPOTENCY_HEADER.lower(), "")
         with self._lock:
             self.deliveries.append(Delivery(destination, key, payload))
-        return Reply(200, b"ok" if destination == "slack" else {"ok": True})
+            delay = self._answer_after.get(destination, 0.0)
+        return Reply(200, b"ok" if destination == "slack" else {"ok": True}, delay=delay)
 
     def _upsert(self, payload: Any) -> Reply:
         inputs = payload.get("inputs") if isinstance(payload, dict) else None

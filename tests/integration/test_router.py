@@ -386,20 +386,20 @@ def test_a_lease_lost_mid_delivery_is_reported_and_the_deliveries_still_recorded
 def test_an_unexpected_error_records_the_other_deliveries_before_failing_the_record(
     router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN Zapier's delivery raising (a bug, not a destination's answer)
+    # GIVEN Slack's delivery raising (a bug, not a destination's answer; Slack resends after a lost answer)
     def broken(*args: Any) -> None:
         raise RuntimeError("a bug in a destination")
 
-    zapier = router.module.router.webhooks["zapier"]
-    working = zapier.deliver
-    monkeypatch.setattr(zapier, "deliver", broken)
+    slack = router.module.router.webhooks["slack"]
+    working = slack.deliver
+    monkeypatch.setattr(slack, "deliver", broken)
     record = router.record(lead("ld_e", 95))
     assert router.run(sqs_event([record])) == [record["messageId"]]
-    # THEN what succeeded is recorded and the lease freed, so the retry sends only to Zapier
+    # THEN what succeeded is recorded and the lease freed, so the retry sends only to Slack
     ledger = router.ledger("ld_e")
-    assert set(ledger["deliveries"]) == {"slack", "outreach", "hubspot"}
+    assert set(ledger["deliveries"]) == {"zapier", "outreach", "hubspot"}
     assert "lease_owner" not in ledger
-    monkeypatch.setattr(zapier, "deliver", working)
+    monkeypatch.setattr(slack, "deliver", working)
     assert router.run(sqs_event([record])) == []
     assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
 
@@ -682,28 +682,33 @@ def failing_complete_write() -> Any:
     return before_dynamodb_calls(fail, "UpdateItem")
 
 
-def test_a_crash_between_delivery_and_ledger_write_repeats_the_sends_with_the_same_key(
+def test_a_crash_between_delivery_and_ledger_write_leaves_held_deliveries_unknown_never_sent_twice(
     router: Router, sinks: Sinks
 ) -> None:
-    # GIVEN outreach delivered but the ledger write that records it never made (the documented crash window)
+    # GIVEN outreach, HubSpot and Zapier delivered but the ledger write that records them never made
     record = router.callback(1, lead("ld_crash", 85))
     with failing_complete_write():
         assert router.run(sqs_event([record])) == [record["messageId"]]
-    assert sinks.calls()["outreach"] == 1
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}
     item = router.ledger("ld_crash")
     assert item["deliveries"] == {} and "lease_owner" in item  # nothing recorded, the lease still held
+    assert {"sending_outreach", "sending_zapier"} <= set(item)  # but the intent was written before sending
     # WHEN the record comes back before the lease lapses THEN it waits: nothing is sent twice yet
     assert router.run(sqs_event([record])) == [record["messageId"]]
     assert sinks.calls()["outreach"] == 1
-    # WHEN it comes back after the lease lapsed THEN the sends of that attempt are repeated, with the same keys
+    # WHEN it comes back after the lease lapsed THEN outreach and Zapier (hold) are not sent again but marked
+    # unknown; HubSpot's upsert by email is idempotent, so it is simply repeated
     router.put_ledger("ld_crash", lease_until=int(time.time()) - 1)
     assert router.run(sqs_event([record])) == []
-    first, repeat = sinks.outreach.received()
-    assert first.headers["idempotency-key"] == repeat.headers["idempotency-key"]
-    # AND the ledger now holds them, so any later callback of the lead sends nothing more
-    assert set(router.ledger("ld_crash")["deliveries"]) == {"outreach", "hubspot", "zapier"}
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 2, "slack": 0}
+    item = router.ledger("ld_crash")
+    assert item["routing_status"] == "unknown"
+    assert item["destinations"] == {"outreach": "unknown", "hubspot": "delivered", "zapier": "unknown"}
+    assert item["unknown_outreach"]["reason"] == "ended_before_recording"
+    assert not any(name.startswith("sending_") for name in item)
+    # AND a later callback of the lead sends nothing more to them
     assert router.run(sqs_event([router.callback(2, lead("ld_crash", 86))])) == []
-    assert (sinks.calls()["outreach"], sinks.calls()["zapier"]) == (2, 2)
+    assert (sinks.calls()["outreach"], sinks.calls()["zapier"]) == (1, 1)
 
 
 # ------------------------------------------------------------------------------------- cost and speed

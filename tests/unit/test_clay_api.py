@@ -279,3 +279,12 @@ def test_run_ids_are_escaped_in_the_path(clay: StubServer) -> None:
     client_for(clay).results("run/../x")
     assert clay.received()[0].path == "/routines/run/run%2F..%2Fx/results"
     assert clay.received()[0].query == "limit=100"
+
+
+def test_a_redirect_is_not_followed_and_the_key_never_reaches_the_other_port(clay: StubServer) -> None:
+    with StubServer() as elsewhere:
+        clay.script("/routines/r1/run", Reply(308, {}, {"location": f"{elsewhere.url}/v0/routines/r1/run"}))
+        error = error_of(lambda: client_for(clay).start_run("r1", [run_item("a", {})]))
+        assert elsewhere.received() == []
+    assert (error.outcome, error.status, error.ambiguous) == (ApiOutcome.RETRYABLE, 308, False)
+    assert f"redirecting to {elsewhere.url}/v0/routines/r1/run" in error.message

@@ -118,11 +118,48 @@ def test_connection_refused_is_retryable(monkeypatch: Any) -> None:
     assert (result.status, result.reason) == (Status.RETRYABLE, "connection_error")
 
 
-def test_a_slow_destination_times_out_as_retryable(server: StubServer, monkeypatch: Any) -> None:
+def test_a_webhook_that_answers_too_late_has_an_unknown_outcome(server: StubServer, monkeypatch: Any) -> None:
+    # GIVEN a webhook that takes the request and answers after the time allowed
     monkeypatch.setenv("ZAPIER_WEBHOOK_URL", f"{server.url}/zap")
     server.script("/zap", Reply(200, delay=1.0))
     result = ZapierWebhook(HttpClient()).deliver(LEAD, "k", timeout=0.2)
-    assert (result.status, result.reason) == (Status.RETRYABLE, "timeout")
+    # THEN it may have processed it: unknown, not retryable (Zapier ignores Idempotency-Key)
+    assert (result.status, result.reason) == (Status.UNKNOWN, "deadline")
+    assert len(server.received("/zap")) == 1
+
+
+def test_an_idempotent_call_that_answers_too_late_is_retryable(server: StubServer) -> None:
+    # GIVEN HubSpot's upsert by email (repeating it cannot create a second contact) answering too late
+    server.script("/upsert", Reply(200, delay=1.0))
+    result, _ = HttpClient().post_json(f"{server.url}/upsert", {}, timeout=0.2)
+    assert (result.status, result.reason) == (Status.RETRYABLE, "deadline")
+
+
+def test_a_redirect_is_a_permanent_failure_naming_the_location_and_is_not_followed(monkeypatch: Any) -> None:
+    # GIVEN a destination answering 307 toward another loopback port
+    with StubServer() as elsewhere, StubServer() as server:
+        server.script("/zap", Reply(307, headers={"location": f"{elsewhere.url}/stolen?token=s3cret"}))
+        monkeypatch.setenv("ZAPIER_WEBHOOK_URL", f"{server.url}/zap")
+        result = ZapierWebhook(HttpClient()).deliver(LEAD, "k", timeout=2)
+        # THEN the other port receives nothing, and the failure names where it pointed (not its query)
+        assert elsewhere.received() == []
+    assert (result.status, result.reason) == (Status.PERMANENT, "redirected_307")
+    assert f"{elsewhere.url}/stolen;" in result.detail and "s3cret" not in result.detail
+
+
+def test_an_http_url_to_a_real_host_is_refused_before_anything_is_sent(monkeypatch: Any) -> None:
+    monkeypatch.setenv("ZAPIER_WEBHOOK_URL", "http://hooks.zapier.com/hooks/catch/1/abc")
+    result = ZapierWebhook(HttpClient()).deliver(LEAD, "k", timeout=2)
+    assert (result.status, result.reason) == (Status.PERMANENT, "insecure_url")
+    assert "https" in result.detail
+
+
+def test_a_long_lead_makes_a_slack_message_well_under_slacks_limit() -> None:
+    # GIVEN Clay columns of 100,000 characters in the name and the title
+    message = hot_lead_message({**LEAD, "first_name": "J" * 100_000, "job_title": "<VP>" * 25_000})
+    # THEN the text stays under the cap (Slack truncates at 40,000) and says where it was cut
+    assert len(message["text"]) <= destinations.SLACK_TEXT_LIMIT < 40_000
+    assert message["text"].count("[cut]") == 2
 
 
 # ------------------------------------------------------------------------------------- one session, several threads

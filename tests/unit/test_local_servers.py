@@ -60,6 +60,16 @@ def test_a_sink_that_is_down_answers_503_and_records_nothing_until_up(sinks: Sin
     assert len(sinks.delivered("slack")) == 1
 
 
+def test_a_slow_sink_processes_the_delivery_and_answers_after_the_caller_gave_up(sinks: Sinks) -> None:
+    url = sinks.secrets()["ZAPIER_WEBHOOK_URL"]
+    sinks.slow("zapier", 1.0)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.post(url, json={"lead_id": "a"}, timeout=0.2)
+    assert [d.payload for d in sinks.delivered("zapier")] == [{"lead_id": "a"}]  # processed all the same
+    sinks.slow("zapier", None)
+    assert requests.post(url, json={"lead_id": "b"}, timeout=0.5).status_code == 200
+
+
 def test_hubspot_sink_answers_the_batch_upsert_shape(sinks: Sinks) -> None:
     inputs = [{"idProperty": "email", "id": "A@x.com", "properties": {"email": "A@x.com"}}]
     url = sinks.url + HUBSPOT_UPSERT_PATH

@@ -16,12 +16,19 @@ what is still owed. Two callbacks of one lead never deliver concurrently: the se
 the lease held and waits in the queue (visibility hand-back, never toward the DLQ). Within a
 batch, only the newest callback of each lead is routed; older ones are superseded.
 
-The window this leaves: a crash (or a failed ledger write) after some 2xx answers but before
-the complete write. The lease then lapses (DELIVERY_LEASE_SECONDS, shorter than the queue's
-visibility timeout) and the retry repeats every send of that attempt, once_per_lead ones
-included. That is why webhooks carry an Idempotency-Key header, the same for every repeat of
-one delivery (the lead key for once_per_lead, the lead key and payload hash for on_change),
-and why HubSpot's upsert by email is harmless to repeat.
+A delivery whose answer is lost has an unknown outcome: the request went out in full and no
+answer came (a read timeout, the request's deadline), or the invocation ended (crash, Lambda
+timeout, a failed ledger write) between sending and recording. For a destination whose
+UNKNOWN_OUTCOME_POLICIES is "hold" (outreach, nurture and Zapier by default: routing.py) such a
+delivery is never sent again automatically. Its intent is written on the lead's item before the
+send (LeadLedger.record_intent, a third write, made only when such a delivery is owed), so a
+later claim that finds an intent nobody completed knows what may have gone out; the ledger then
+marks the destination `unknown` (DeliveryUnknown metric and alarm, shown by `trace`) until an
+operator settles it (`clay-pipeline settle LEAD DESTINATION --delivered|--resend`). A request
+that never left (DNS, connection refused, connect timeout) is retried as before. "resend"
+destinations (Slack by default, HubSpot always: its upsert by email is idempotent) are sent
+again after a lost answer or a lapsed lease, with the same Idempotency-Key for every repeat of
+one delivery (the lead key for once_per_lead, the lead key and payload hash for on_change).
 
 A destination an operator paused (pause.py: `clay-pipeline destination pause hubspot`) is not
 sent to: the lead's other destinations are delivered and recorded, and the record waits in the
@@ -37,7 +44,8 @@ Endings of a record:
 - routed / skipped / partial with nothing left to retry / superseded: processed;
 - the lead's lease is held by another invocation, or a destination it owes is paused: back to
   the queue for a while (a fresh copy near maxReceiveCount), never toward the DLQ;
-- a retryable failure (429, 5xx, timeout) after the in-invocation retries: back to the queue
+- every delivery made or held, some with an unknown outcome: processed; the lead waits for `settle`;
+- a retryable failure (429, 5xx, a request that never left) after the in-invocation retries: back to the queue
   (batch item failure); on its last receive it is dead-lettered instead, with what failed;
 - a permanent failure (other 4xx) or a malformed message: ROUTING_DLQ_URL with the reasons and
   each destination's status, and processed. Nothing delivered is lost: the DLQ has the lead.
@@ -54,6 +62,7 @@ bills the wall time.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import json
 import math
 import threading
@@ -88,7 +97,7 @@ from clay_pipeline.models import EnrichedLead
 from clay_pipeline.observability import count, level, logger
 from clay_pipeline.pause import DestinationSwitch
 from clay_pipeline.queue_batch import QueueRecord
-from clay_pipeline.routing import ONCE_PER_LEAD, Decision, RuleSet
+from clay_pipeline.routing import HOLD, ONCE_PER_LEAD, Decision, RuleSet, parse_unknown_outcomes
 from clay_pipeline.scoring import icp_score, tier_for
 from clay_pipeline.stores import (
     Busy,
@@ -111,7 +120,9 @@ OWED_RESULTS = {
     Owed.ALREADY_DELIVERED: DeliveryResult(Status.DELIVERED, Owed.ALREADY_DELIVERED.value),
     Owed.UNCHANGED: DeliveryResult(Status.DELIVERED, Owed.UNCHANGED.value),
     Owed.WITHHELD: DeliveryResult(Status.WITHHELD, Owed.WITHHELD.value),
+    Owed.UNKNOWN: DeliveryResult(Status.UNKNOWN, Owed.UNKNOWN.value),
 }
+LAPSED_REASON = "ended_before_recording"  # an intent found by a later claim: its invocation died after it
 
 
 class InvalidMessage(Exception):  # an outcome, not an error
@@ -174,6 +185,8 @@ class Attempt:
     payload_hashes: dict[str, str] = field(default_factory=dict)
     superseded: bool = False  # a newer callback of the lead was routed, or is later in this batch
     paused: frozenset[str] = frozenset()  # chosen deliveries whose destination an operator paused
+    intended: frozenset[str] = frozenset()  # pending deliveries to "hold" destinations (UNKNOWN_OUTCOME_POLICIES)
+    marked: frozenset[str] = frozenset()  # destinations whose intent this attempt wrote (stores.SENDING_PREFIX)
 
     @property
     def lease(self) -> Lease | None:
@@ -223,6 +236,8 @@ class Outcome:
             return "routed"
         if all(result.status is Status.PAUSED for result in unsettled):
             return "paused"
+        if all(result.status in (Status.UNKNOWN, Status.PAUSED) for result in unsettled):
+            return "paused" if any(result.status is Status.PAUSED for result in unsettled) else "unknown"
         return "partial" if any(result.delivered for result in counted) else "failed"
 
     def failures(self, status: Status) -> dict[str, DeliveryResult]:
@@ -236,6 +251,7 @@ class Outcome:
                 Status.WITHHELD: "withheld",
                 Status.RETRYABLE: "failed",
                 Status.PAUSED: "paused",
+                Status.UNKNOWN: "unknown",
                 Status.PERMANENT: f"permanent:{result.reason}",
             }[result.status]
         return statuses
@@ -253,6 +269,11 @@ class Outcome:
         }
 
 
+def _score(message: RoutingMessage) -> float | None:
+    score = message.lead.get("icp_score")
+    return float(score) if isinstance(score, (int, float)) else None
+
+
 def describe_failures(failures: dict[str, DeliveryResult]) -> str:
     return "; ".join(
         f"{name}: {result.reason}" + (f" ({result.detail})" if result.detail else "")
@@ -267,6 +288,7 @@ class LeadRouter:
         self.rules = RuleSet.from_setting(
             settings.routing_rules, settings.delivery_policies, settings.routing_required_fields
         )
+        self.unknown_outcomes = parse_unknown_outcomes(settings.unknown_outcome_policies)  # ConfigError when invalid
         self.ledger = LeadLedger(settings.leads_table, settings.delivery_lease_seconds)
         self.leads = LeadsTable(settings.leads_table)
         self.routing_queue = Queue(settings.routing_queue_url)
@@ -394,29 +416,51 @@ class LeadRouter:
         paused = frozenset(deliveries) & self.paused
         if paused == frozenset(deliveries):  # nothing could be sent now: wait without the lease
             return Attempt(message, decision, deliveries, paused=paused)
-        claim = self.ledger.claim(message.lead_key)
+        # The intent of every delivery this lease may make to a "hold" destination, in the claim's own write:
+        # a later claim that finds one uncompleted knows it may have gone out. Those found not owed are
+        # cleared by the complete write.
+        score, now = _score(message), int(time.time())
+        marked = {
+            name: Delivered(now, self._payload_hash(message, name), score)
+            for name in deliveries
+            if name not in paused and self._holds(name)
+        }
+        claim = self.ledger.claim(message.lead_key, marked)
         if not isinstance(claim, Lease):
             return Attempt(message, decision, deliveries, claim, paused=paused)
         if claim.history.supersedes(message.received_at):
-            return Attempt(message, decision, deliveries, claim, superseded=True)
+            return Attempt(message, decision, deliveries, claim, superseded=True, marked=frozenset(marked))
         held = tuple(name for name in claim.held if name in self.enabled and name not in deliveries)
         if held:  # an earlier callback's pause held these: this one delivers them
             decision = self._with(decision, held)
             deliveries += held
             paused = frozenset(deliveries) & self.paused
         owed_anyway = frozenset((*carried, *claim.held))  # chosen when they were held: never withheld now
-        hashes = {
-            name: payload_hash(self._destination(name).payload(message.lead, message.received_at))
-            for name in deliveries
-        }
+        hashes = {name: self._payload_hash(message, name) for name in deliveries}
         remembered = claim.history.remembered(time.time(), self.settings.delivery_mark_days)
         peak, score = peak_score(remembered), message.lead.get("icp_score")
         chosen_at_peak = None
         if peak is not None and isinstance(score, (int, float)) and score < peak:
             chosen = self.rules.evaluate({**message.lead, "icp_score": peak}).destinations
             chosen_at_peak = frozenset(chosen) | owed_anyway
-        owed = plan(deliveries, self.rules.policies, hashes, remembered, chosen_at_peak)
-        return Attempt(message, decision, deliveries, claim, owed, hashes, paused=paused)
+        unknown = {
+            name: Delivered.from_value(value)
+            for name, value in {**claim.lapsed, **claim.unknown}.items()
+            if self._holds(name) and isinstance(value, dict)
+        }
+        owed = plan(deliveries, self.rules.policies, hashes, remembered, chosen_at_peak, unknown)
+        attempt = Attempt(message, decision, deliveries, claim, owed, hashes, paused=paused)
+        intended = frozenset(name for name in attempt.pending if self._holds(name))
+        if unmarked := intended - marked.keys():  # held for the lead by a pause or a settle: one more write
+            self.ledger.record_intent(claim, {name: Delivered(now, hashes[name], score) for name in unmarked})
+        return dataclasses.replace(attempt, intended=intended, marked=frozenset(marked) | intended)
+
+    def _payload_hash(self, message: RoutingMessage, destination: str) -> str:
+        return payload_hash(self._destination(destination).payload(message.lead, message.received_at))
+
+    def _holds(self, destination: str) -> bool:
+        """A lost answer of this destination waits for an operator instead of being sent again."""
+        return self.unknown_outcomes.get(destination) == HOLD
 
     @staticmethod
     def _with(decision: Decision, carried: tuple[str, ...]) -> Decision:
@@ -427,8 +471,9 @@ class LeadRouter:
         return self.hubspot if name == "hubspot" else self.webhooks[name]
 
     def _supersede(self, attempt: Attempt) -> str:
-        if attempt.lease is not None:
-            self.ledger.complete(attempt.lease, {})  # frees the lease; the newer callback's outcome stays
+        if attempt.lease is not None:  # frees the lease; the newer callback's outcome stays
+            unknown, intents_done = self._unknown_marks(attempt, attempt.lease, {})
+            self.ledger.complete(attempt.lease, {}, unknown=unknown, intents_done=intents_done)
         count("CallbackSuperseded")
         logger.info("an older callback of the lead was superseded", extra={"lead_key": attempt.message.lead_key})
         return "superseded"
@@ -497,21 +542,22 @@ class LeadRouter:
                 if not attempt.decision.incomplete:
                     outcome.held_elsewhere = tuple(name for name in held_markers(item) if name in ready)
             return
-        score = message.lead.get("icp_score")
-        score = float(score) if isinstance(score, (int, float)) else None
-        now = int(time.time())
+        score, now = _score(message), int(time.time())
         delivered = {
             name: Delivered(now, attempt.payload_hashes[name], score)
             for name, result in sent.items()
             if result.delivered
         }
+        lease = attempt.lease
+        unknown, intents_done = self._unknown_marks(attempt, lease, sent)
         # The outcome describes this callback: it is not written over a newer callback's enrichment.
         newest = attempt.lease.callback_id in ("", message.callback_id)
         record = outcome.record() if outcome is not None and newest else None
         held: dict[str, str | None] = {name: message.received_at for name in attempt.held}  # for the next callback
         held |= {name: None for name in delivered if name in attempt.lease.held}  # made: no longer owed
         complete = self.ledger.complete
-        if not complete(attempt.lease, delivered, message.received_at, record, message.callback_id, held):
+        callback_id = message.callback_id
+        if not complete(lease, delivered, message.received_at, record, callback_id, held, unknown, intents_done):
             # Our lease lapsed and another invocation took the lead over: it may repeat these sends (the
             # Idempotency-Key is for that); the ledger recorded them for later attempts.
             logger.warning(
@@ -519,6 +565,47 @@ class LeadRouter:
                 extra={"lead_key": message.lead_key, "destinations": sorted(delivered)},
             )
             count("DeliveryLeaseLost")
+
+    def _unknown_marks(
+        self, attempt: Attempt, lease: Lease, sent: dict[str, DeliveryResult]
+    ) -> tuple[dict[str, dict[str, Any] | None], list[str]]:
+        """The unknown_<destination> marks to set (a value) or clear (None), and the intents whose outcome is now
+        known or recorded as unknown. An intended delivery without a result (a send that raised) keeps its
+        intent: the next claim treats it as unknown."""
+        unknown: dict[str, dict[str, Any] | None] = {}
+        done: list[str] = []
+        unanswered = {name for name in attempt.intended if name not in sent}  # a send raised: its intent stays
+        for name in attempt.marked - unanswered:
+            result = sent.get(name)
+            done.append(name)
+            if result is not None and result.status is Status.UNKNOWN:
+                entry = Delivered(int(time.time()), attempt.payload_hashes[name], _score(attempt.message))
+                unknown[name] = {**entry.to_value(), "reason": result.reason}
+        for name, intent in lease.lapsed.items():  # intents of an invocation that ended before recording them
+            if name not in unanswered:  # (this attempt's own intent of a new payload may have replaced it)
+                done.append(name)
+            if self._holds(name) and isinstance(intent, dict) and self._may_have_gone(lease, name, intent):
+                unknown[name] = {**intent, "reason": LAPSED_REASON}
+        for name, result in sent.items():  # a new payload delivered (on_change) settles an older unknown one
+            if result.delivered and name in lease.unknown:
+                unknown[name] = None
+        for name, value in unknown.items():
+            if value is not None and name not in lease.unknown:
+                count("DeliveryUnknown")  # what the alarm watches (service dimension only)
+                count("DeliveryUnknown", destination=name)
+                logger.warning(
+                    "delivery outcome unknown: not sent again until an operator settles it",
+                    extra={"lead_key": lease.lead_key, "destination": name, "reason": value["reason"]},
+                )
+        return unknown, done
+
+    def _may_have_gone(self, lease: Lease, destination: str, intent: dict[str, Any]) -> bool:
+        """Whether an uncompleted intent may have been sent: not when the ledger shows that invocation had
+        nothing to send (delivered once per lead before, or this very payload delivered last)."""
+        before = lease.history.delivered.get(destination)
+        if before is None:
+            return True
+        return self.rules.policy(destination) != ONCE_PER_LEAD and before.payload_hash != intent.get("hash")
 
     def _finish(self, record: QueueRecord, attempt: Attempt, outcome: Outcome) -> str:
         status = outcome.routing_status
@@ -531,6 +618,9 @@ class LeadRouter:
             count("LeadRouted")
             logger.info("lead routed", extra={**extra, "destinations": outcome.destination_statuses()})
             return "routed"
+        if status == "unknown":  # nothing left to retry: what is unknown waits for `clay-pipeline settle`
+            logger.warning("lead routed, some outcomes unknown", extra={**extra, **outcome.destination_statuses()})
+            return "unknown"
         retryable, permanent = outcome.failures(Status.RETRYABLE), outcome.failures(Status.PERMANENT)
         if status == "paused":  # the rest is delivered and recorded: only the paused destinations wait
             return self._wait_for_resume(record, attempt)
@@ -603,8 +693,8 @@ class LeadRouter:
                     self._errors.setdefault(message_id, error)
                 return
             self._settle(name, result)
-            if result.status is Status.RETRYABLE:
-                self._unavailable.setdefault(name, result)
+            if result.status in (Status.RETRYABLE, Status.UNKNOWN):  # the batch's other leads were not sent
+                self._unavailable.setdefault(name, DeliveryResult(Status.RETRYABLE, result.reason, result.retry_after))
         with self._results_lock:
             self._sent[message_id][name] = result
 
@@ -612,7 +702,15 @@ class LeadRouter:
         """One destination with its retries (on a delivery thread)."""
         key = self._idempotency_key(attempt, destination.name)
         lead = attempt.message.lead
-        return self.retry.run(lambda timeout: destination.deliver(lead, key, timeout), self.deadline)
+        resend = not self._holds(destination.name)
+
+        def deliver(timeout: float) -> DeliveryResult:
+            result = destination.deliver(lead, key, timeout)
+            if result.status is Status.UNKNOWN and resend:  # a repeat is acceptable here (same Idempotency-Key)
+                return DeliveryResult(Status.RETRYABLE, result.reason)
+            return result
+
+        return self.retry.run(deliver, self.deadline)
 
     def _idempotency_key(self, attempt: Attempt, destination: str) -> str:
         lead_key = attempt.message.lead_key

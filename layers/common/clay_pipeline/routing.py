@@ -53,6 +53,24 @@ DEFAULT_POLICIES: dict[str, Policy] = {
     "hubspot": ON_CHANGE,
     "leads_table": ON_CHANGE,
 }
+# What a webhook delivery whose answer was lost (it went out, no answer came) does next (delivery_policy.py):
+# - "hold": never re-sent automatically; the ledger marks it unknown, DeliveryUnknown alarms, and an operator
+#   settles it (`clay-pipeline settle LEAD DESTINATION --delivered|--resend`);
+# - "resend": sent again, with the same Idempotency-Key (a receiver that dedupes sees it once).
+UnknownOutcome = Literal["hold", "resend"]
+HOLD: UnknownOutcome = "hold"
+RESEND: UnknownOutcome = "resend"
+# Outreach and nurture enrol the prospect in a sequence: twice is the outcome to avoid, a delay is not. A
+# Zapier catch hook starts a Zap that creates something, and neither Zapier nor Slack honours
+# Idempotency-Key; but a hot-lead alert shown twice costs a glance, while one never shown costs the lead's
+# first hour, so Slack resends. HubSpot upserts by email (idempotent): always resent, not configurable.
+DEFAULT_UNKNOWN_OUTCOMES: dict[str, UnknownOutcome] = {
+    "outreach": HOLD,
+    "nurture": HOLD,
+    "zapier": HOLD,
+    "slack": RESEND,
+    "hubspot": RESEND,
+}
 NUMERIC_FIELDS = frozenset({"icp_score", "employee_count"})
 # Known lead fields that hold text: comparing them as numbers is a mistake in the rules.
 TEXT_FIELDS = frozenset(EnrichedLead.model_fields) - NUMERIC_FIELDS - {"email_verified"}
@@ -232,6 +250,23 @@ def parse_policies(text: str) -> dict[str, Policy]:
             raise ConfigError(f"DELIVERY_POLICIES names {destination} twice with different policies")
         policies[destination] = policy
     return policies
+
+
+def parse_unknown_outcomes(text: str) -> dict[str, UnknownOutcome]:
+    """UNKNOWN_OUTCOME_POLICIES: comma-separated destination=hold|resend pairs over DEFAULT_UNKNOWN_OUTCOMES."""
+    outcomes = dict(DEFAULT_UNKNOWN_OUTCOMES)
+    webhooks = ("outreach", "nurture", "zapier", "slack")
+    for pair in (part.strip() for part in text.split(",")):
+        if not pair:
+            continue
+        destination, _, choice = (piece.strip() for piece in pair.partition("="))
+        if destination not in webhooks:
+            why = " (HubSpot's upsert by email is safe to repeat: always resend)" if destination == "hubspot" else ""
+            raise ConfigError(f"UNKNOWN_OUTCOME_POLICIES: {destination!r} is not one of {', '.join(webhooks)}{why}")
+        if choice not in (HOLD, RESEND):
+            raise ConfigError(f"UNKNOWN_OUTCOME_POLICIES: {destination}={choice!r} is not hold or resend")
+        outcomes[destination] = HOLD if choice == HOLD else RESEND
+    return outcomes
 
 
 def resolve_policies(rules: tuple[Rule, ...], configured: dict[str, Policy]) -> dict[str, Policy]:
