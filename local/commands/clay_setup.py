@@ -52,6 +52,7 @@ ENRICHMENT_COLUMNS = {
     "icp_score": "ICP Score",
     "tier": "Tier",
     "email_verified": "Email Verified",
+    "clay_enriched_at": "Enriched At",  # sent as _clay_enriched_at: HubSpot's clay_enrichment_date
 }
 
 
@@ -61,11 +62,11 @@ def row_columns() -> list[str]:
 
 
 def body_columns() -> dict[str, str]:
-    """Callback field -> the Clay column its value comes from."""
+    """Callback field (as the callback reads it: its alias, if any) -> the Clay column its value comes from."""
     row = set(row_columns())
     return {
-        name: name if name in row else ENRICHMENT_COLUMNS.get(name, name.replace("_", " ").title())
-        for name in EnrichedLead.model_fields
+        field.alias or name: name if name in row else ENRICHMENT_COLUMNS.get(name, name.replace("_", " ").title())
+        for name, field in EnrichedLead.model_fields.items()
     }
 
 

@@ -122,7 +122,7 @@ def test_the_body_sends_every_callback_field_and_the_row_columns_are_the_lead_fi
     body = re.search(r"\n    (\{\n.*?\n    \})\n", out, re.DOTALL)
     assert body
     template = json.loads(body.group(1))
-    assert list(template) == list(EnrichedLead.model_fields)
+    assert list(template) == [field.alias or name for name, field in EnrichedLead.model_fields.items()]
     assert all(value.startswith("/") for value in template.values())  # Clay's column chips, quoted
     assert template["lead_id"] == "/lead_id" and template["icp_score"] == "/ICP Score"
     assert f"Columns per lead       {', '.join(Lead.model_fields)}, and any other field" in out

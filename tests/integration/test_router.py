@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from clay_pipeline.aws import client
 from clay_pipeline.config import ConfigError
 from clay_pipeline.pause import DestinationSwitch
-from clay_pipeline.stores import LeadsTable, StateStore, to_item
+from clay_pipeline.stores import LeadLedger, LeadsTable, StateStore, to_item
 from local.http_stub import RecordedRequest, Reply, StubServer, answering_together
 from local.sqs_events import from_received, sqs_event, sqs_record
 from tests.conftest import LambdaContextStub
@@ -885,6 +886,90 @@ def test_every_delivery_failing_on_the_last_receive_is_dead_lettered_with_what_f
     assert (dead["reason"], dead["detail"]) == ("retries_exhausted", "nurture: server_error_503")
     assert json.loads(dead["destinations"]) == {"nurture": "failed"}
     assert router.outcome("ld_x")["routing_status"] == "failed"
+
+
+# ------------------------------------------------------------------------------------- one lead, one record
+def test_a_callback_with_an_impossible_date_no_longer_fails_its_batch(router: Router, sinks: Sinks) -> None:
+    # GIVEN a batch of 10 hot leads, one of them enriched "at" a moment past the last one Python can hold
+    # (before: OverflowError in start(), and all 10 went to RoutingDLQ without a reason)
+    leads = [lead(f"ld_b{n}", 95) for n in range(9)] + [
+        lead("ld_year9999", 95, _clay_enriched_at="9999-12-31T23:59:59-23:59")
+    ]
+    assert router.run(sqs_event([router.record(item) for item in leads])) == []
+    # THEN all 10 are routed; the odd date is kept aside and HubSpot's enrichment date is the day it arrived
+    assert {router.outcome(item["lead_id"])["routing_status"] for item in leads} == {"routed"}
+    assert sinks.calls()["outreach"] == 10
+    [upsert] = sinks.hubspot.received(UPSERT)
+    dates = {i["id"]: i["properties"]["clay_enrichment_date"] for i in upsert.json()["inputs"]}
+    assert dates["ld_year9999@acme.com"] == "2026-01-01"
+    assert router.dead_letters() == []
+
+
+def test_a_lead_that_cannot_be_routed_goes_to_the_dlq_alone_with_the_reason(
+    router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a lead whose values break the outreach payload (a value nothing guarded), in a batch of 10
+    outreach = router.module.router.webhooks["outreach"]
+    mapped = outreach.payload
+
+    def breaks_on_poison(lead_fields: dict[str, Any], received_at: str) -> Any:
+        if lead_fields["lead_id"] == "ld_poison":
+            raise OverflowError("date value out of range")
+        return mapped(lead_fields, received_at)
+
+    monkeypatch.setattr(outreach, "payload", breaks_on_poison)
+    leads = [lead(f"ld_h{n}", 85) for n in range(9)] + [lead("ld_poison", 85)]
+    records = [router.record(item) for item in leads]
+    # WHEN routed THEN the batch does not fail: the 9 healthy leads are delivered
+    assert router.run(sqs_event(records)) == []
+    assert sinks.calls()["outreach"] == 9
+    assert {router.outcome(f"ld_h{n}")["routing_status"] for n in range(9)} == {"routed"}
+    # AND the poison lead is in RoutingDLQ alone, as it came, with why
+    [dead] = router.dead_letters()
+    assert dead["body"]["lead_key"] == "ld_poison"
+    assert (dead["reason"], dead["detail"]) == ("unroutable_lead", "OverflowError: date value out of range")
+
+
+def test_a_dependency_failing_for_one_lead_sends_only_that_record_back_then_dead_letters_it_with_the_reason(
+    router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN DynamoDB throttling the claim of one lead of three
+    claim = LeadLedger.claim
+
+    def throttled(ledger: LeadLedger, lead_key: str, *args: Any, **kwargs: Any) -> Any:
+        if lead_key == "ld_t":
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem")
+        return claim(ledger, lead_key, *args, **kwargs)
+
+    monkeypatch.setattr(LeadLedger, "claim", throttled)
+    records = [router.record(lead(name, 85)) for name in ("ld_a", "ld_t", "ld_c")]
+    # WHEN routed THEN only that record goes back to the queue (a retry may succeed); the others are delivered
+    assert router.run(sqs_event(records)) == [records[1]["messageId"]]
+    assert sinks.calls()["outreach"] == 2
+    assert router.dead_letters() == []
+    # AND on its last receive it goes to RoutingDLQ with the reason, not through SQS's redrive without one
+    last = router.record(lead("ld_t", 85), receive_count=5)
+    assert router.run(sqs_event([last])) == []
+    [dead] = router.dead_letters()
+    assert dead["reason"] == "dependency_failed" and dead["detail"].startswith("ClientError:")
+
+
+def test_a_batch_hubspot_upsert_that_raises_fails_only_its_leads_and_records_their_webhooks(
+    router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN HubSpot's upsert raising (a bug, not an answer) while two hot leads and a warm one are routed
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug in the upsert")
+
+    monkeypatch.setattr(router.module.router.hubspot, "upsert", broken)
+    records = [router.record(lead("ld_u1", 85)), router.record(lead("ld_u2", 85)), router.record(lead("ld_w", 55))]
+    # WHEN routed THEN the invocation does not fail: only the leads owing HubSpot go back to the queue
+    assert router.run(sqs_event(records)) == [records[0]["messageId"], records[1]["messageId"]]
+    assert router.outcome("ld_w")["routing_status"] == "routed"
+    # AND what they were delivered is in their ledger, so the retry sends only HubSpot
+    assert set(router.ledger("ld_u1")["deliveries"]) == {"outreach", "zapier"}
+    assert router.outcome("ld_u1")["destinations"]["hubspot"] == "failed"
+    assert router.dead_letters() == []
 
 
 @pytest.mark.parametrize(

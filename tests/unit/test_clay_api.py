@@ -154,8 +154,11 @@ def test_an_item_id_has_1_to_64_characters(item_id: str) -> None:
         run_item(item_id, {})
 
 
-def test_a_202_without_a_run_id_is_an_ambiguous_failure(clay: StubServer) -> None:
-    clay.script(RUN_PATH, Reply(202, {"status": "in_progress"}))
+@pytest.mark.parametrize("answer", [{"status": "in_progress"}, {"routine_run_id": "\ud800"}, {"routine_run_id": 7}])
+def test_a_202_without_a_run_id_we_can_store_is_an_ambiguous_failure(
+    clay: StubServer, answer: dict[str, object]
+) -> None:
+    clay.script(RUN_PATH, Reply(202, answer))
     error = error_of(lambda: client_for(clay).start_run(ROUTINE, ITEMS))
     assert (error.outcome, error.ambiguous) == (ApiOutcome.RETRYABLE, True)
 

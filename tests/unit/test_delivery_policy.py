@@ -125,6 +125,13 @@ def test_payload_hash_ignores_key_order_but_not_values() -> None:
     assert payload_hash({"a": 1}) != payload_hash({"a": 2})
 
 
+def test_newer_takes_a_naive_instant_as_utc_and_never_raises() -> None:
+    # (a hand-edited or replayed message: naive against aware raised TypeError, a year past 9999 OverflowError)
+    assert newer("2026-01-01T00:00:01", "2026-01-01T00:00:00+00:00")
+    assert not newer("2026-01-01T00:00:00+00:00", "2026-01-01T00:00:01")
+    assert newer("9999-12-31T23:59:59-23:59", "2026-01-01T00:00:00+00:00")  # not a moment: compared as text
+
+
 # ------------------------------------------------------------------------------------- unknown outcomes
 def test_an_unknown_outcome_is_not_owed_again_once_per_lead_whatever_the_payload() -> None:
     lost = {"outreach": delivered("old")}

@@ -21,7 +21,7 @@ callback, bench/cost_model.py); here the lead's writes are the claim and the com
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,7 @@ from clay_pipeline.http_api import (
     unauthorized,
 )
 from clay_pipeline.models import EnrichedLead, body_hash, field_errors
-from clay_pipeline.observability import logger
+from clay_pipeline.observability import count, logger
 from clay_pipeline.stores import Acceptance, LeadsTable, Queue, item_size
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ DEFAULT_CLAIM_SECONDS = 10.0  # a claim's lease without a Lambda context (the fu
 ENRICHMENT_MAX_STORED_BYTES = 300_000
 ROUTING_MESSAGE_MAX_BYTES = 262_144
 ROUTING_ENVELOPE_BYTES = 256  # callback_id, lead_key and received_at around the lead
+TOKEN_MAX_BODY_BYTES = 4096  # a username and a password: larger bodies get 413 before they are parsed
 _warned_no_secret = False
 _warned_config: set[str] = set()
 
@@ -63,6 +64,8 @@ class CallbackRequest:
     lead_key: str
     callback_id: str
     message: dict[str, Any]  # the lead as stored and queued
+    # Columns that could not be read: kept as sent, treated as missing, named in the 200 answer.
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
 
 def check_configuration(settings: CallbackSettings) -> None:
@@ -135,7 +138,7 @@ def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: by
             400, {"error": f"body must be a JSON object, not {type(document).__name__}"}, reason="not_object"
         )
     try:
-        lead = EnrichedLead.model_validate(document)
+        lead = EnrichedLead.read(document)
     except ValidationError as error:
         raise HttpError(
             400, {"error": "invalid fields", "fields": field_errors(error)}, reason="invalid_fields"
@@ -143,19 +146,38 @@ def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: by
     message = lead.to_message()
     check_fits(message)
     lead_key = str(lead.lead_id)
+    for warning in lead.warnings:  # a declared column (a fixed set): a bounded dimension
+        count("CallbackColumnUnreadable", column=warning["field"])
     return CallbackRequest(
-        lead=lead, lead_key=lead_key, callback_id=f"{lead_key}#{body_hash(document)[:32]}", message=message
+        lead=lead,
+        lead_key=lead_key,
+        callback_id=f"{lead_key}#{body_hash(document)[:32]}",
+        message=message,
+        warnings=lead.warnings,
     )
+
+
+def token_request(body: bytes) -> tuple[str, str]:
+    """The username and password of a POST /clay/token body. A body that is not a token request is the caller's
+    mistake and gets 400 saying what is wrong (nothing about the credentials); wrong credentials get 401.
+    The body is capped before it is parsed: parsing megabytes of nested arrays costs an unauthenticated
+    caller nothing and us CPU and memory."""
+    check_size(body, TOKEN_MAX_BODY_BYTES)
+    document = parse_json(body)
+    if not isinstance(document, dict):
+        raise HttpError(
+            400, {"error": f"body must be a JSON object, not {type(document).__name__}"}, reason="not_object"
+        )
+    fields = [name for name in ("username", "password") if not isinstance(document.get(name), str)]
+    if fields:
+        problems = [{"field": name, "error": "must be text"} for name in fields]
+        raise HttpError(400, {"error": "invalid fields", "fields": problems}, reason="invalid_fields")
+    return document["username"], document["password"]
 
 
 def issue_token(body: bytes) -> dict[str, Any]:
     """POST /clay/token: username and password in, bearer token out (jwt mode only)."""
-    document = parse_json(body)
-    if not isinstance(document, dict):
-        raise unauthorized()
-    username, password = document.get("username"), document.get("password")
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise unauthorized()
+    username, password = token_request(body)
     try:
         issuer = auth.TokenIssuer(config.secret_list("CALLBACK_JWT_USERS"), config.secret_list("CALLBACK_SECRETS"))
     except ConfigError as error:

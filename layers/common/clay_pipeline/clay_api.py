@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from clay_pipeline import config
+from clay_pipeline.column_values import identifier_problem
 from clay_pipeline.outbound import OutboundError, backoff_retry, parse_retry_after, remaining, retrying_session, send
 from clay_pipeline.routines import MAX_ITEM_ID_LENGTH
 
@@ -102,8 +103,8 @@ def classify(status: int, body: Any, retry_after_header: str | None = None) -> C
 
 def run_item(item_id: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """One item of a run; its id is how the result finds its lead again (Clay allows 1-64 characters)."""
-    if not 1 <= len(item_id) <= MAX_ITEM_ID_LENGTH:
-        raise ValueError(f"an item id has 1-{MAX_ITEM_ID_LENGTH} characters; this one has {len(item_id)}")
+    if problem := identifier_problem(item_id, MAX_ITEM_ID_LENGTH):
+        raise ValueError(f"an item id {problem}")
     return {"id": item_id, "inputs": inputs}
 
 
@@ -144,9 +145,9 @@ class ClayApiClient:
             body["webhook_id"] = webhook_id
         answer = self._call("POST", f"/routines/{quote(routine_id, safe='')}/run", deadline, json=body)
         run_id = answer.get("routine_run_id")
-        if not isinstance(run_id, str) or not run_id:
-            raise ClayApiError(ApiOutcome.RETRYABLE, 202, "accepted without a routine_run_id", ambiguous=True)
-        return run_id
+        if identifier_problem(run_id, MAX_ITEM_ID_LENGTH):  # the run is recorded under its id: one we can store
+            raise ClayApiError(ApiOutcome.RETRYABLE, 202, "accepted without a usable routine_run_id", ambiguous=True)
+        return str(run_id)
 
     def results(self, run_id: str, page_size: int = MAX_RUN_ITEMS, deadline: float = math.inf) -> RunResults:
         """The run's progress, and every item once it is complete (all pages, following the cursor), each

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from clay_pipeline.column_values import read_instant
 from clay_pipeline.config import dump_json
 from clay_pipeline.routing import ONCE_PER_LEAD, Policy
 
@@ -125,8 +126,9 @@ def payload_hash(payload: Any) -> str:
 
 
 def _instant(text: str) -> datetime | str:
+    """The moment in UTC (a naive one taken as UTC, so any two compare), else the text itself."""
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return read_instant(text)
     except ValueError:
         return text
 

@@ -33,13 +33,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from http.cookiejar import DefaultCookiePolicy
 from typing import TYPE_CHECKING, Any
 
 from urllib3.util.retry import Retry
 
 from clay_pipeline import config
+from clay_pipeline.column_values import read_instant
 from clay_pipeline.outbound import OutboundError, parse_retry_after, retrying_session, send, url_problem
 
 if TYPE_CHECKING:  # requests is imported on first use: ~27 ms of cold start otherwise
@@ -399,9 +399,8 @@ def contact_input(lead: dict[str, Any], received_at: str) -> dict[str, Any]:
 
 
 def enrichment_date(value: Any) -> str | None:
-    """HubSpot date properties take YYYY-MM-DD (midnight UTC)."""
+    """HubSpot date properties take YYYY-MM-DD (midnight UTC); None for what is not a date (column_values)."""
     try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return read_instant(value).date().isoformat()
     except ValueError:
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date().isoformat()

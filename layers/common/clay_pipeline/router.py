@@ -48,7 +48,11 @@ Endings of a record:
 - a retryable failure (429, 5xx, a request that never left) after the in-invocation retries: back to the queue
   (batch item failure); on its last receive it is dead-lettered instead, with what failed;
 - a permanent failure (other 4xx) or a malformed message: ROUTING_DLQ_URL with the reasons and
-  each destination's status, and processed. Nothing delivered is lost: the DLQ has the lead.
+  each destination's status, and processed. Nothing delivered is lost: the DLQ has the lead;
+- a lead whose values break reading or claiming it (unroutable_lead): ROUTING_DLQ_URL at once,
+  alone, with the exception; the batch's other records go on. A dependency failure or an error
+  while delivering: back to the queue, and on its last receive ROUTING_DLQ_URL with the reason
+  (dependency_failed, routing_failed) instead of SQS's redrive, which carries none.
 
 HubSpot takes up to 100 contacts per call, so `start` claims every lead of the SQS batch and
 makes the batch's HubSpot upserts and webhook sends before the per-record pass; each result
@@ -92,6 +96,7 @@ from clay_pipeline.destinations import (
     ZapierWebhook,
     idempotency_key,
 )
+from clay_pipeline.http_api import is_dependency_failure
 from clay_pipeline.intake import describe_problems
 from clay_pipeline.models import EnrichedLead
 from clay_pipeline.observability import count, level, logger
@@ -132,6 +137,14 @@ class InvalidMessage(Exception):  # an outcome, not an error
         self.detail = detail
 
 
+class Unroutable(Exception):
+    """Reading or claiming the lead raised: its values broke something, or a dependency failed meanwhile."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
+
+
 class RetryLater(Exception):  # an outcome, not an error
     """Some delivery may still succeed: the record goes back to the queue. The message is safe to log."""
 
@@ -153,7 +166,7 @@ def parse_message(body: str) -> RoutingMessage:
     if not isinstance(document, dict) or not isinstance(document.get("lead"), dict):
         raise InvalidMessage("not_routing_message", "body must be an object with a 'lead' object")
     try:
-        lead = EnrichedLead.model_validate(document["lead"])
+        lead = EnrichedLead.read(document["lead"])
     except ValidationError as error:
         raise InvalidMessage("invalid_lead", describe_problems(error)) from None
     fields = lead.to_message()
@@ -325,6 +338,7 @@ class LeadRouter:
         self._hubspot_results: dict[str, DeliveryResult] = {}  # by SQS message id, for this batch
         self._sent: dict[str, dict[str, DeliveryResult]] = {}  # by SQS message id: webhook results, this batch
         self._errors: dict[str, BaseException] = {}  # by SQS message id: a send that raised, this batch
+        self._unroutable: dict[str, Exception] = {}  # by SQS message id: reading or claiming it raised, this batch
         self._unavailable: dict[str, DeliveryResult] = {}  # destinations that failed after retries, this batch
         self._results_lock = threading.Lock()
 
@@ -350,26 +364,53 @@ class LeadRouter:
         self._sent = {}
         self._errors = {}
         self._unavailable = {}
+        self._unroutable = {}
         newest: dict[str, tuple[str, RoutingMessage]] = {}  # lead key -> (message id, message)
         for record in records:
             try:
                 message = parse_message(record.body)
+                previous = newest.get(message.lead_key)
+                # Per-column callbacks and re-runs arrive together: only the lead's newest version is routed.
+                older = previous is not None and newer(previous[1].received_at, message.received_at)
             except InvalidMessage:
                 continue  # dead-lettered by process()
-            previous = newest.get(message.lead_key)
-            # Per-column callbacks and re-runs arrive together: only the lead's newest version is routed.
-            if previous is not None and newer(previous[1].received_at, message.received_at):
+            except Exception as error:  # one lead's values must not fail the batch: process() isolates it
+                self._unroutable[record.message_id] = error
+                continue
+            if older:
                 self._attempts[record.message_id] = self._superseded(message)
                 continue
             if previous is not None:
                 self._attempts[previous[0]] = self._superseded(previous[1])
             newest[message.lead_key] = (record.message_id, message)
         for message_id, message in newest.values():
-            self._attempts[message_id] = self._claim(message)
-        self._send_webhooks(self._attempts, with_hubspot="hubspot" in self.enabled)
+            try:
+                self._attempts[message_id] = self._claim(message)
+            except Exception as error:  # a claimed lease lapses by itself (DELIVERY_LEASE_SECONDS)
+                self._unroutable[message_id] = error
+        try:
+            self._send_webhooks(self._attempts, with_hubspot="hubspot" in self.enabled)
+        except Exception as error:  # webhook sends keep their own errors: only the batch's HubSpot upsert gets here
+            logger.exception("the batch's HubSpot upsert raised; its leads retry it, their other deliveries stand")
+            failed = DeliveryResult(Status.RETRYABLE, "hubspot_error", detail=f"{type(error).__name__}: {error}")
+            for message_id, attempt in self._attempts.items():
+                if "hubspot" in attempt.pending:
+                    self._hubspot_results.setdefault(message_id, failed)
 
     # -- one record ------------------------------------------------------------------------
     def process(self, record: QueueRecord) -> str:
+        """Route one record. What it raises stays with it: a lead that cannot be routed is dead-lettered alone,
+        with the reason, and the batch's other records are routed (see _isolate)."""
+        try:
+            return self._process(record)
+        except RetryLater:
+            raise
+        except Exception as error:
+            return self._isolate(record, error)
+
+    def _process(self, record: QueueRecord) -> str:
+        if (unroutable := self._unroutable.pop(record.message_id, None)) is not None:
+            raise Unroutable(unroutable)  # what start() met reading or claiming this lead
         attempt = self._attempts.pop(record.message_id, None)
         if attempt is None:  # a message start could not parse, or a record it did not see
             try:
@@ -377,6 +418,8 @@ class LeadRouter:
             except InvalidMessage as error:
                 self._dead_letter(record, error.reason, error.detail, {})
                 return "dead_lettered"
+            except Exception as error:
+                raise Unroutable(error) from error
         if attempt.superseded:
             return self._supersede(attempt)
         if isinstance(attempt.claim, Busy):
@@ -395,6 +438,23 @@ class LeadRouter:
                 return self._wait_for_resume(record, attempt)
             outcome = self._route(record, attempt)
         return self._finish(record, attempt, outcome)
+
+    def _isolate(self, record: QueueRecord, error: Exception) -> str:
+        """A record that raised. Reading or claiming the lead failed on its own values (Unroutable): RoutingDLQ
+        now, with the reason, since every receive would fail the same way. A dependency failure (DynamoDB,
+        SQS) or an error while delivering: back to the queue, and on the last receive RoutingDLQ with the
+        reason rather than SQS's redrive, which carries none. What was delivered is in the ledger already."""
+        cause = error.error if isinstance(error, Unroutable) else error
+        dependency = is_dependency_failure(cause)
+        if dependency or not isinstance(error, Unroutable):
+            if record.receive_count < self.settings.routing_queue_max_receive_count:
+                raise cause
+            reason = "dependency_failed" if dependency else "routing_failed"
+        else:
+            reason = "unroutable_lead"
+        logger.exception("the lead cannot be routed", extra={"reason": reason, "message_id": record.message_id})
+        self._dead_letter(record, reason, f"{type(cause).__name__}: {cause}", {})
+        return "dead_lettered"
 
     def _superseded(self, message: RoutingMessage) -> Attempt:
         return Attempt(message, Decision(()), (), superseded=True)

@@ -32,8 +32,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 from pydantic import model_validator as _model_validator
 
+from clay_pipeline.column_values import number_or_none, read_flag
 from clay_pipeline.config import ConfigError
-from clay_pipeline.models import EnrichedLead, _parse_bool, _parse_number, is_null
+from clay_pipeline.models import EnrichedLead, is_null
 
 Destination = Literal["slack", "outreach", "hubspot", "nurture", "zapier", "leads_table"]
 DESTINATIONS: tuple[str, ...] = ("slack", "outreach", "hubspot", "nurture", "zapier", "leads_table")
@@ -84,13 +85,17 @@ def _is_number(value: Any) -> bool:
 
 
 def _as_number(value: Any) -> float | None:
-    value = _parse_number(value)
+    """What the column says as a number ("$1.2M", "51-200": its lower bound), or None (column_values)."""
+    value = number_or_none(value)
     return float(value) if _is_number(value) else None
 
 
 def _equal(actual: Any, expected: Any) -> bool:
     if isinstance(expected, bool):
-        return _parse_bool(actual) is expected
+        try:
+            return read_flag(actual) is expected
+        except ValueError:
+            return False
     if _is_number(expected):
         return _as_number(actual) == float(expected)
     return str(actual).strip().lower() == str(expected).strip().lower()
