@@ -403,9 +403,9 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
         http_waits = []
         for kind, count in m.http_calls.get(name, Counter()).items():
             calls = count / m.leads
-            if kind == "hubspot":  # one upsert per batch holding at least one HubSpot lead (up to 100 inputs)
+            if kind == "hubspot":  # per batch holding a HubSpot lead: a batch read by email, then one upsert
                 size = min(s.batch_size, 100)
-                calls = (1 - (1 - m.hubspot_share) ** size) / size
+                calls = 2 * (1 - (1 - m.hubspot_share) ** size) / size
             elif kind == "webhook" and name == "RouterFunction":
                 # All destinations at once; each sends the batch's first lead alone, then WEBHOOK_FAN_OUT at a time.
                 calls = (1 + math.ceil((s.batch_size - 1) / WEBHOOK_FAN_OUT)) / s.batch_size

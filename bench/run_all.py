@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "routine_cost": ({"leads": 200}, {"leads": 100}),
     "token_bodies": ({"runs": 3}, {"runs": 1}),
     "outbound_deadline": ({}, {}),
+    "callback_outages": ({"resends": 10_000}, {"resends": 1_000}),
 }
 
 

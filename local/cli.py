@@ -100,6 +100,18 @@ def _clay_setup(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     setup.add_argument("--show-secrets", action="store_true", help="print the secrets instead of masking them")
 
 
+def _hubspot(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    hubspot = commands.add_parser("hubspot", help="HubSpot setup: the contact properties the mapping needs")
+    hubspot_actions = hubspot.add_subparsers(dest="action", required=True)
+    setup = hubspot_actions.add_parser("setup", help="create the missing properties in the group clay (idempotent)")
+    setup.add_argument("--dry-run", action="store_true", help="say what would be created, change nothing")
+    setup.add_argument("--json", action="store_true")
+    setup.add_argument("--base-url", help="default $HUBSPOT_BASE_URL, else https://api.hubapi.com")
+    setup.add_argument("--stack", help="deployed stack name: the token from its config secret")
+    setup.add_argument("--region", help="AWS region of the stack (default: the AWS CLI's)")
+    setup.add_argument("--secret-id", help="the config secret holding HUBSPOT_ACCESS_TOKEN (default $CONFIG_SECRET_ID)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clay-pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     invoke.add_argument("event", help="event JSON file, e.g. events/callback-token.json")
 
     _operations(commands)
+    _hubspot(commands)
     args = parser.parse_args(argv)
     # Powertools' logger (log_uncaught_exceptions) turns a crash into one long JSON line: a terminal
     # gets Python's own traceback instead.

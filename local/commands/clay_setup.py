@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from clay_pipeline.aws import client
 from clay_pipeline.models import EnrichedLead, Lead
+from local.clay_sim import RECOMMENDED_RETRY
 from local.commands.common import usage_error
 from local.operations.target import TargetError, local_resources, served_values, stack_description, use_region
 from local.template import parameter_defaults
@@ -31,17 +32,15 @@ from local.template import parameter_defaults
 # A row whose score stays empty is never called back: `clay-pipeline stale` lists it after
 # STALE_AFTER_HOURS, and its `--export condition` runs the column for exactly those rows.
 RUN_CONDITION = "/ICP Score is not empty"
-# Clay's defaults are 1 retry of 408, 413 and 429 and of ECONNREFUSED, ECONNRESET, ETIMEDOUT, fired at once
-# (HTTP API, Step 9). The callback never relies on a retry (docs/ARCHITECTURE.md), but each one is a
-# cheap second chance: 408 and 429 are what API Gateway answers when slow or throttled, 409 a copy of
-# this very callback still in flight, 5xx a dependency failure. A status list replaces Clay's, so 413
-# (a body that stays too large) is left out; the network errors keep Clay's defaults.
-MAX_RETRIES = 5  # the most Clay allows
-RETRY_STATUS_CODES = "408, 409, 429, 500-504"
-# The callback may wait out a DynamoDB or SQS outage inside the call, and API Gateway answers within its
-# 30-second integration limit: Clay waiting as long never shows an error (and retries) for a callback
-# that is still being committed (Clay allows 1,000-100,000 ms).
-RESPONSE_TIMEOUT_MS = 30_000
+# Retry on failure: Clay's defaults are 1 retry of 408, 413 and 429 and of ECONNREFUSED, ECONNRESET,
+# ETIMEDOUT, fired at once (HTTP API, Step 9). The callback never relies on a retry (docs/ARCHITECTURE.md),
+# but each one is a cheap second chance: 408 and 429 are what API Gateway answers when slow or throttled,
+# 409 a copy of this very callback still in flight, 5xx a dependency failure; so RECOMMENDED_RETRY (the
+# policy the local Clay simulator and the outage bench run with) retries those five times, the most Clay
+# allows. A status list replaces Clay's, so 413 (a body that stays too large) is left out; the network
+# errors keep Clay's defaults. Its response timeout is API Gateway's 30-second limit: the callback may
+# wait out a DynamoDB or SQS outage inside the call, and a shorter timeout would show Clay an error (and
+# a retry) for a callback that is still being committed (Clay allows 1,000-100,000 ms).
 MASK = "********"
 # The enrichment columns' usual names in a Clay table; the row's own columns keep the lead's field names.
 ENRICHMENT_COLUMNS = {
@@ -226,9 +225,9 @@ def _column(pipeline: Pipeline) -> list[str]:
         "  Remove empty values    on",
         f"  Only run if            {RUN_CONDITION}",
         "  Retry on failure       on",
-        f"    Max retries          {MAX_RETRIES}",
-        f"    Status codes         {RETRY_STATUS_CODES}",
-        "    Error codes          leave empty (Clay's: ECONNREFUSED, ECONNRESET, ETIMEDOUT)",
-        f"  Response timeout       {RESPONSE_TIMEOUT_MS} ms",
+        f"    Max retries          {RECOMMENDED_RETRY.max_retries}",
+        f"    Status codes         {RECOMMENDED_RETRY.status_codes}",
+        f"    Error codes          leave empty (Clay's: {', '.join(RECOMMENDED_RETRY.error_codes)})",
+        f"  Response timeout       {RECOMMENDED_RETRY.response_timeout_ms} ms",
         f"  Custom rate limit      Request Limit {pipeline.api_rate}, Duration 1000 ms (the API's ApiThrottleRate)",
     ]

@@ -108,6 +108,11 @@ def stack_description(stack: str) -> tuple[dict[str, str], dict[str, str]]:
     return outputs, parameters
 
 
+def stack_outputs(stack: str) -> dict[str, str]:
+    """Every output of a deployed stack by its key; TargetError when the stack cannot be read."""
+    return stack_description(stack)[0]
+
+
 def use_region(region: str | None) -> None:
     """--region: this process's AWS clients go to that region."""
     if region:
@@ -116,7 +121,7 @@ def use_region(region: str | None) -> None:
 
 
 def _stack_outputs(stack: str) -> dict[str, str]:
-    outputs, _ = stack_description(stack)
+    outputs = stack_outputs(stack)
     return {name: outputs.get(key, "") for name, key in STACK_OUTPUTS.items()}
 
 

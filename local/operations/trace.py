@@ -170,7 +170,8 @@ class LeadTrace:
                 events.append(("", "routing", f"being routed now (lease until {_short(routing['lease_until'])})"))
         for name, entry in trace["paused_destinations"].items():
             reason = f": {entry['reason']}" if entry.get("reason") else ""
-            events.append((when(entry.get("at")), "paused", f"{name} is paused, its deliveries wait{reason}"))
+            until = f" until {_short(when(entry['until']))}" if entry.get("until") else ""
+            events.append((when(entry.get("at")), "paused", f"{name} is paused{until}, its deliveries wait{reason}"))
         for message in trace["dead_letters"]:
             text = f"{message['reason']} {message['detail']}".strip()
             events.append((message["dead_lettered_at"], f"in {message['queue']}", f"{text} ({message['message_id']})"))

@@ -16,10 +16,11 @@ import pytest
 
 from clay_pipeline.aws import client
 from local.cli import main
-from local.http_stub import RecordedRequest, Reply, StubServer
+from local.http_stub import RecordedRequest, Reply
+from local.sinks import HubSpotSim
 from local.sqs_events import from_received, sqs_event
 from tests.dynamodb_calls import before_dynamodb_calls
-from tests.integration.test_router import Router, Sinks, failing_complete_write, hubspot_answer, lead
+from tests.integration.test_router import Router, Sinks, failing_complete_write, lead, set_up_crm, started_sinks
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +41,13 @@ class LateAnswers:
 
 
 @pytest.fixture
-def sinks() -> Iterator[Sinks]:
-    servers = Sinks(StubServer(), StubServer(), StubServer(), StubServer(hubspot_answer), StubServer())
-    for server in vars(servers).values():
-        server.start()
-    yield servers
-    for server in vars(servers).values():
-        server.stop()
+def crm() -> HubSpotSim:
+    return set_up_crm()
+
+
+@pytest.fixture
+def sinks(crm: HubSpotSim) -> Iterator[Sinks]:
+    yield from started_sinks(crm)
 
 
 @pytest.fixture
@@ -128,7 +129,7 @@ def settle_by_looking(router: Router, sinks: Sinks, capsys: pytest.CaptureFixtur
 
 # ------------------------------------------------------------------------------------- answers after the timeout
 def test_a_destination_that_processes_then_answers_late_receives_each_delivery_once(
-    router: Router, sinks: Sinks, capsys: pytest.CaptureFixture[str]
+    router: Router, sinks: Sinks, crm: HubSpotSim, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN outreach, nurture and Zapier processing each request and answering after the 1 s timeout, and
     # HubSpot down, so the hot lead keeps coming back until it is dead-lettered
@@ -150,7 +151,7 @@ def test_a_destination_that_processes_then_answers_late_receives_each_delivery_o
     assert (dead["body"]["lead_key"], dead["reason"]) == ("hot", "retries_exhausted")
     assert json.loads(dead["destinations"])["outreach"] == "unknown"
     # WHEN HubSpot is back and the dead letter is redriven, and Clay re-sends both rows
-    sinks.hubspot.responder = hubspot_answer
+    sinks.hubspot.responder = crm.answer
     client("sqs").send_message(QueueUrl=router.stack.queue_urls["RoutingQueue"], MessageBody=json.dumps(dead["body"]))
     route_queued(router)
     assert router.run(sqs_event([router.callback(2, lead(key, score)) for key, score in LEADS.items()])) == []

@@ -21,7 +21,7 @@ from clay_pipeline.aws import client
 from local.apigw import http_event
 from local.sqs_events import from_received
 from tests.conftest import LambdaContextStub
-from tests.integration.test_router import Router, Sinks, configured, sinks  # noqa: F401 (fixtures)
+from tests.integration.test_router import Router, Sinks, configured, crm, sinks  # noqa: F401 (fixtures)
 from tests.reliability import hostile
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""Destinations against loopback servers: classification, payloads, HubSpot's per-item answers, Slack pacing."""
+"""Destinations against loopback servers: classification, payloads, retries, Slack pacing (HubSpot: test_hubspot.py)."""
 
 from __future__ import annotations
 
@@ -15,16 +15,13 @@ from clay_pipeline.destinations import (
     DELIVERED,
     DeliveryResult,
     HttpClient,
-    HubSpotContacts,
     OutreachWebhook,
     RetryPolicy,
     SlackAlert,
     Status,
     ZapierWebhook,
     classify,
-    contact_input,
     hot_lead_message,
-    per_item_results,
 )
 from local.http_stub import Reply, StubServer
 
@@ -293,101 +290,3 @@ def test_slack_paces_messages_and_waits_out_its_429(server: StubServer, monkeypa
     assert (paced.status, paced.reason) == (Status.RETRYABLE, "paced")
     assert len(server.received("/slack")) == 3
     assert server.received("/slack")[0].json()["text"].startswith(":fire: Hot lead: *Jane Doe*")
-
-
-# ------------------------------------------------------------------------------------- HubSpot
-def test_contact_input_maps_the_reference_fields() -> None:
-    item = contact_input({**LEAD, "_clay_enriched_at": "2026-03-04T23:30:00-05:00"}, "2026-01-01T00:00:00+00:00")
-    assert item == {
-        "idProperty": "email",
-        "id": "jane@acme.com",
-        "properties": {
-            "email": "jane@acme.com",
-            "firstname": "Jane",
-            "lastname": "Doe",
-            "company": "Acme",
-            "jobtitle": "VP Sales",
-            "hs_lead_status": "NEW",
-            "clay_icp_score": 92.0,
-            "clay_enrichment_date": "2026-03-05",  # the UTC date
-        },
-    }
-
-
-def test_contact_input_leaves_unknown_values_out_and_dates_from_receipt() -> None:
-    item = contact_input({"email": "a@x.com", "icp_score": 70}, "2026-02-01T10:00:00+00:00")
-    assert item["properties"] == {
-        "email": "a@x.com",
-        "hs_lead_status": "NEW",
-        "clay_icp_score": 70,
-        "clay_enrichment_date": "2026-02-01",
-    }
-
-
-def test_hubspot_upsert_sends_a_bearer_batch_and_maps_per_item_errors(server: StubServer, monkeypatch: Any) -> None:
-    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-test")
-    server.script(
-        "/crm/v3/objects/contacts/batch/upsert",
-        Reply(
-            207,
-            {
-                "status": "COMPLETE",
-                "results": [{"id": "101", "properties": {"email": "ok@x.com"}}],
-                "numErrors": 2,
-                "errors": [
-                    {
-                        "status": "error",
-                        "category": "VALIDATION_ERROR",
-                        "message": "bad",
-                        "context": {"ids": ["BAD@x.com"]},
-                    },
-                    {
-                        "status": "error",
-                        "category": "RATE_LIMITS",
-                        "message": "slow",
-                        "context": {"ids": ["slow@x.com"]},
-                    },
-                ],
-            },
-        ),
-    )
-    inputs = [
-        contact_input({"email": e, "icp_score": 80}, "2026-01-01T00:00:00Z")
-        for e in ("ok@x.com", "bad@x.com", "slow@x.com")
-    ]
-    results = HubSpotContacts(HttpClient(), server.url + "/").upsert(inputs, timeout=5)
-    assert results["ok@x.com"] == DELIVERED
-    assert (results["bad@x.com"].status, results["bad@x.com"].reason) == (Status.PERMANENT, "hubspot_validation_error")
-    assert results["bad@x.com"].detail == "bad"
-    assert (results["slow@x.com"].status, results["slow@x.com"].reason) == (Status.RETRYABLE, "hubspot_rate_limits")
-    [request] = server.received("/crm/v3/objects/contacts/batch/upsert")
-    assert request.headers["authorization"] == "Bearer pat-test"
-    assert [item["id"] for item in request.json()["inputs"]] == ["ok@x.com", "bad@x.com", "slow@x.com"]
-
-
-@pytest.mark.parametrize(
-    ("status", "expected"), [(401, Status.PERMANENT), (429, Status.RETRYABLE), (502, Status.RETRYABLE)]
-)
-def test_a_failed_hubspot_call_fails_every_input(
-    server: StubServer, monkeypatch: Any, status: int, expected: Status
-) -> None:
-    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-test")
-    server.script("/crm/v3/objects/contacts/batch/upsert", Reply(status, {"message": "no"}))
-    inputs = [contact_input({"email": e}, "2026-01-01") for e in ("a@x.com", "b@x.com")]
-    results = HubSpotContacts(HttpClient(), server.url).upsert(inputs, timeout=5)
-    assert {result.status for result in results.values()} == {expected}
-    assert set(results) == {"a@x.com", "b@x.com"}
-
-
-def test_an_error_naming_no_input_retries_the_unconfirmed_ones() -> None:
-    # GIVEN an error without context WHEN mapped THEN no input is known delivered: retry (upserts are idempotent)
-    body = {"status": "COMPLETE", "results": [], "errors": [{"category": "VALIDATION_ERROR", "message": "?"}]}
-    results = per_item_results(["a@x.com"], body)
-    assert (results["a@x.com"].status, results["a@x.com"].reason) == (Status.RETRYABLE, "hubspot_unattributed_error")
-
-
-def test_a_plain_200_delivers_every_input() -> None:
-    assert per_item_results(["a@x.com", "b@x.com"], {"status": "COMPLETE", "results": []}) == {
-        "a@x.com": DELIVERED,
-        "b@x.com": DELIVERED,
-    }

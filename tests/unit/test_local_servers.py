@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from clay_pipeline.destinations import HUBSPOT_UPSERT_PATH
+from clay_pipeline.hubspot import UPSERT_PATH
 from local.gateway import http_routes, to_http_response
 from local.sinks import Sinks
 
@@ -70,14 +70,17 @@ def test_a_slow_sink_processes_the_delivery_and_answers_after_the_caller_gave_up
     assert requests.post(url, json={"lead_id": "b"}, timeout=0.5).status_code == 200
 
 
-def test_hubspot_sink_answers_the_batch_upsert_shape(sinks: Sinks) -> None:
-    inputs = [{"idProperty": "email", "id": "A@x.com", "properties": {"email": "A@x.com"}}]
-    url = sinks.url + HUBSPOT_UPSERT_PATH
+def test_hubspot_sink_answers_the_batch_upsert_shape_with_new_flags(sinks: Sinks) -> None:
+    inputs = [{"idProperty": "email", "id": "A@x.com", "properties": {"email": "A@x.com", "firstname": "Al"}}]
+    url = sinks.url + UPSERT_PATH
     unauthorized = requests.post(url, json={"inputs": inputs}, headers={"authorization": "Bearer no"}, timeout=5)
     assert unauthorized.status_code == 401
-    answer = requests.post(url, json={"inputs": inputs}, headers={"authorization": f"Bearer {TOKEN}"}, timeout=5)
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    answer = requests.post(url, json={"inputs": inputs}, headers=headers, timeout=5)
     body = answer.json()
     assert (answer.status_code, body["status"], len(body["results"])) == (200, "COMPLETE", 1)
-    assert body["results"][0]["properties"] == {"email": "A@x.com"}
-    assert [d.key for d in sinks.delivered("hubspot")] == ["a@x.com"]
-    assert requests.get(sinks.url + "/", timeout=5).json()["hubspot"] == inputs
+    assert (body["results"][0]["properties"]["firstname"], body["results"][0]["new"]) == ("Al", True)
+    again = requests.post(url, json={"inputs": inputs}, headers=headers, timeout=5).json()
+    assert (again["results"][0]["id"], again["results"][0]["new"]) == (body["results"][0]["id"], False)
+    assert [d.key for d in sinks.delivered("hubspot")] == ["a@x.com", "a@x.com"]
+    assert requests.get(sinks.url + "/", timeout=5).json()["hubspot"] == inputs * 2

@@ -35,6 +35,9 @@ SECRET_NAMES = frozenset(
     }
 )
 CLAY_API_BASE_URL = "https://api.clay.com/public/v0"
+HUBSPOT_OWNED_PROPERTIES = "hs_lead_status,lifecyclestage,hubspot_owner_id"
+HUBSPOT_NEW_CONTACT_VALUES = "hs_lead_status=NEW"
+EMPTY_MEANS_NONE = frozenset({"routing_rules", "hubspot_owned_properties", "hubspot_new_contact_values"})
 
 
 class ConfigError(RuntimeError):
@@ -113,7 +116,7 @@ class Settings(BaseModel):
     def from_env(cls, environ: dict[str, str] | None = None) -> Any:
         source = os.environ if environ is None else environ
         values = {name: source[name.upper()] for name in cls.model_fields if name.upper() in source}
-        values = {name: value for name, value in values.items() if value.strip() != "" or name == "routing_rules"}
+        values = {name: value for name, value in values.items() if value.strip() != "" or name in EMPTY_MEANS_NONE}
         try:
             return cls(**values)
         except ValidationError as error:
@@ -181,6 +184,11 @@ class RouterSettings(Settings):
     routing_required_fields: str = ""  # columns a callback must carry to be routed (per-column tables; routing.py)
     hubspot_base_url: SecureUrl = "https://api.hubapi.com"
     hubspot_batch_size: int = Field(default=100, ge=1, le=100)  # HubSpot's batch upsert takes at most 100 inputs
+    # The contact mapping (hubspot.ContactMapping, checked at cold start): property=field pairs over the defaults,
+    # the properties a rep owns (sent only when the contact is created), and the values a new contact starts with.
+    hubspot_property_map: str = ""
+    hubspot_owned_properties: str = HUBSPOT_OWNED_PROPERTIES  # set empty: a rep owns none of them
+    hubspot_new_contact_values: str = HUBSPOT_NEW_CONTACT_VALUES  # set empty: none
     destination_timeout_seconds: float = Field(default=10, gt=0, le=60)
     destination_retry_attempts: int = Field(default=3, ge=0, le=10)  # in-invocation retries of 429/5xx/timeouts
     destination_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=30)

@@ -1,4 +1,4 @@
-"""Where routed leads go: outreach, nurture and Zapier webhooks, HubSpot, Slack.
+"""Where routed leads go: outreach, nurture and Zapier webhooks, Slack (HubSpot is hubspot.py, on the same HttpClient).
 
 Every call ends in a DeliveryResult: delivered (2xx), retryable (429, 5xx, a request that never
 left: DNS, connection refused, connect timeout), unknown (the whole request went out and no answer
@@ -19,7 +19,7 @@ another's).
 Status retries are the caller's, through RetryPolicy, so each wait is checked against the
 time the invocation has left.
 
-URLs and the HubSpot token are read per call through config.secret (cached by Powertools),
+URLs are read per call through config.secret (cached by Powertools),
 so a rotated or newly added secret applies without a deploy; unset means the destination is off.
 """
 
@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 from urllib3.util.retry import Retry
 
 from clay_pipeline import config
-from clay_pipeline.column_values import read_instant
 from clay_pipeline.outbound import OutboundError, parse_retry_after, retrying_session, send, url_problem
 
 if TYPE_CHECKING:  # requests is imported on first use: ~27 ms of cold start otherwise
@@ -47,8 +46,6 @@ if TYPE_CHECKING:  # requests is imported on first use: ~27 ms of cold start oth
 
 MIN_ATTEMPT_SECONDS = 0.5  # no attempt starts with less time than this left
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-HUBSPOT_UPSERT_PATH = "/crm/v3/objects/contacts/batch/upsert"
-HUBSPOT_RETRYABLE_CATEGORIES = frozenset({"RATE_LIMITS", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE", "TIMEOUT"})
 
 
 class Status(enum.StrEnum):
@@ -56,7 +53,7 @@ class Status(enum.StrEnum):
     RETRYABLE = "retryable"
     PERMANENT = "permanent"
     WITHHELD = "withheld"  # not sent on purpose (the lead qualifies only because its score dropped)
-    PAUSED = "paused"  # not sent now: an operator paused the destination (pause.py); the lead waits
+    PAUSED = "paused"  # not sent now: the destination is paused (pause.py), or HubSpot said to stop; the lead waits
     UNKNOWN = "unknown"  # sent, no answer: it may have been processed (a once-per-lead one waits for an operator)
 
 
@@ -146,10 +143,22 @@ class HttpClient:
     ) -> tuple[DeliveryResult, Any]:
         """POST JSON within `timeout` seconds in all (connect, send, the whole answer); the classified result
         and the parsed answer (None when it is not JSON). `idempotent`: see classify_failure."""
+        return self.request_json("POST", url, payload, timeout, headers, idempotent)
+
+    def request_json(
+        self,
+        method: str,
+        url: str,
+        payload: Any,
+        timeout: float,
+        headers: dict[str, str] | None = None,
+        idempotent: bool = True,
+    ) -> tuple[DeliveryResult, Any]:
+        """Any method, a JSON body unless `payload` is None, as post_json."""
         if problem := url_problem(url):
             return DeliveryResult(Status.PERMANENT, "insecure_url", detail=f"the configured URL {problem}"), None
         try:
-            answer = send(self.session, "POST", url, timeout, json=payload, headers=headers or {})
+            answer = send(self.session, method, url, timeout, json=payload, headers=headers or {})
         except OutboundError as error:
             return classify_failure(error, idempotent), None
         result = classify(answer.status, answer.headers.get("retry-after"))
@@ -157,7 +166,7 @@ class HttpClient:
         if (redirect := answer.redirect()) is not None:
             result = DeliveryResult(result.status, result.reason, detail=redirect)
         elif not result.delivered and isinstance(body, dict):
-            result = DeliveryResult(result.status, result.reason, result.retry_after, _short(body.get("message")))
+            result = DeliveryResult(result.status, result.reason, result.retry_after, short_text(body.get("message")))
         return result, body
 
 
@@ -310,97 +319,6 @@ def _cap(value: Any, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - len(CUT_MARKER)] + CUT_MARKER
 
 
-def _short(value: Any, limit: int = 300) -> str:
+def short_text(value: Any, limit: int = 300) -> str:
+    """A destination's message on one line, cut to `limit` characters ('' for none)."""
     return re.sub(r"\s+", " ", str(value))[:limit] if value else ""
-
-
-class HubSpotContacts:
-    """Batch upsert of contacts by email; each input gets its own result (HubSpot answers per item)."""
-
-    name = "hubspot"
-    setting = "HUBSPOT_ACCESS_TOKEN"
-
-    def __init__(self, http: HttpClient, base_url: str) -> None:
-        self.http = http
-        self.url = base_url.rstrip("/") + HUBSPOT_UPSERT_PATH
-
-    def configured(self) -> bool:
-        return bool(config.secret(self.setting))
-
-    def payload(self, lead: dict[str, Any], received_at: str) -> Any:
-        return contact_input(lead, received_at)
-
-    def upsert(self, inputs: list[dict[str, Any]], timeout: float) -> dict[str, DeliveryResult]:
-        """One call (at most 100 inputs, distinct emails); the result of each input by its email."""
-        token = config.secret(self.setting)
-        emails = [str(item["id"]) for item in inputs]
-        if not token:
-            return dict.fromkeys(emails, DeliveryResult(Status.RETRYABLE, "not_configured"))
-        headers = {"authorization": f"Bearer {token}"}
-        result, body = self.http.post_json(self.url, {"inputs": inputs}, timeout, headers)
-        if not result.delivered:
-            return dict.fromkeys(emails, result)
-        return per_item_results(emails, body)
-
-
-def per_item_results(emails: list[str], body: Any) -> dict[str, DeliveryResult]:
-    """Map HubSpot's answer (200, or 207 multi-status with "errors") back to each input.
-
-    An error names its inputs in `context` (e.g. {"ids": ["a@x.com"]}). An input that no error
-    names is delivered, unless some error names no input at all: then which inputs failed is
-    unknown and they are retried, which is safe because an upsert by email is idempotent.
-    """
-    wanted = {email.lower(): email for email in emails}
-    results: dict[str, DeliveryResult] = {}
-    unattributed: DeliveryResult | None = None
-    errors = body.get("errors", []) if isinstance(body, dict) else []
-    for error in errors if isinstance(errors, list) else []:
-        if not isinstance(error, dict):
-            continue
-        category = str(error.get("category") or "ERROR").upper()
-        status = Status.RETRYABLE if category in HUBSPOT_RETRYABLE_CATEGORIES else Status.PERMANENT
-        outcome = DeliveryResult(status, f"hubspot_{category.lower()}", detail=_short(error.get("message")))
-        named = [wanted[value.lower()] for value in _context_values(error.get("context")) if value.lower() in wanted]
-        for email in named:
-            results[email] = outcome
-        if not named:
-            unattributed = DeliveryResult(Status.RETRYABLE, "hubspot_unattributed_error", detail=outcome.detail)
-    for email in emails:
-        results.setdefault(email, unattributed or DELIVERED)
-    return results
-
-
-def _context_values(context: Any) -> list[str]:
-    if not isinstance(context, dict):
-        return []
-    values: list[str] = []
-    for value in context.values():
-        values.extend(str(v) for v in (value if isinstance(value, list) else [value]))
-    return values
-
-
-def contact_input(lead: dict[str, Any], received_at: str) -> dict[str, Any]:
-    """The reference architecture's field mapping, idProperty email; unknown values are left out, not blanked."""
-    properties = {
-        "email": lead.get("email"),
-        "firstname": lead.get("first_name"),
-        "lastname": lead.get("last_name"),
-        "company": lead.get("company_name"),
-        "jobtitle": lead.get("job_title"),
-        "hs_lead_status": "NEW",
-        "clay_icp_score": lead.get("icp_score"),
-        "clay_enrichment_date": enrichment_date(lead.get("_clay_enriched_at") or received_at),
-    }
-    return {
-        "idProperty": "email",
-        "id": lead["email"],
-        "properties": {name: value for name, value in properties.items() if value not in (None, "")},
-    }
-
-
-def enrichment_date(value: Any) -> str | None:
-    """HubSpot date properties take YYYY-MM-DD (midnight UTC); None for what is not a date (column_values)."""
-    try:
-        return read_instant(value).date().isoformat()
-    except ValueError:
-        return None

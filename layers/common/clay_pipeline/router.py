@@ -42,8 +42,9 @@ say): a pause delays a delivery, it never drops one.
 
 Endings of a record:
 - routed / skipped / partial with nothing left to retry / superseded: processed;
-- the lead's lease is held by another invocation, or a destination it owes is paused: back to
-  the queue for a while (a fresh copy near maxReceiveCount), never toward the DLQ;
+- the lead's lease is held by another invocation, or a destination it owes is paused (by an
+  operator, or by the router itself when HubSpot says to stop: its DAILY limit, a missing
+  property): back to the queue for a while (a fresh copy near maxReceiveCount), never toward the DLQ;
 - every delivery made or held, some with an unknown outcome: processed; the lead waits for `settle`;
 - a retryable failure (429, 5xx, a request that never left) after the in-invocation retries: back to the queue
   (batch item failure); on its last receive it is dead-lettered instead, with what failed;
@@ -55,9 +56,10 @@ Endings of a record:
   (dependency_failed, routing_failed) instead of SQS's redrive, which carries none.
 
 HubSpot takes up to 100 contacts per call, so `start` claims every lead of the SQS batch and
-makes the batch's HubSpot upserts and webhook sends before the per-record pass; each result
-maps back to its record. HubSpot and the webhooks go out concurrently: every destination at once, and within a
-destination the batch's first lead alone (a probe: a destination that is down costs one lead's
+makes the batch's HubSpot upserts and webhook sends before the per-record pass; each contact's
+result maps back to its record (hubspot.py: one refused contact fails alone). HubSpot and the
+webhooks go out concurrently: every destination at once, and within a destination the batch's
+first lead alone (a probe: a destination that is down costs one lead's
 retries, and the others wait in the queue), then the rest at once (up to WEBHOOK_FAN_OUT). A
 batch takes about two round trips of its slowest destination instead of one per lead, and Lambda
 bills the wall time.
@@ -77,6 +79,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from clay_pipeline.config import RouterSettings, dump_json
@@ -86,7 +89,6 @@ from clay_pipeline.destinations import (
     MIN_ATTEMPT_SECONDS,
     DeliveryResult,
     HttpClient,
-    HubSpotContacts,
     NurtureWebhook,
     OutreachWebhook,
     RetryPolicy,
@@ -97,6 +99,7 @@ from clay_pipeline.destinations import (
     idempotency_key,
 )
 from clay_pipeline.http_api import is_dependency_failure
+from clay_pipeline.hubspot import Contact, ContactMapping, HubSpotContacts
 from clay_pipeline.intake import describe_problems
 from clay_pipeline.models import EnrichedLead
 from clay_pipeline.observability import count, level, logger
@@ -317,7 +320,10 @@ class LeadRouter:
                 ZapierWebhook(http),
             )
         }
-        self.hubspot = HubSpotContacts(http, settings.hubspot_base_url)
+        mapping = ContactMapping.from_settings(  # ConfigError at cold start for an invalid mapping
+            settings.hubspot_property_map, settings.hubspot_owned_properties, settings.hubspot_new_contact_values
+        )
+        self.hubspot = HubSpotContacts(http, settings.hubspot_base_url, mapping)
         self.retry = RetryPolicy(
             settings.destination_timeout_seconds,
             settings.destination_retry_attempts,
@@ -544,9 +550,12 @@ class LeadRouter:
         seconds = min(busy.seconds, IN_FLIGHT_WAIT_SECONDS * record.receive_count)
         return self._wait(record, seconds, "in_flight: another invocation is routing this lead")
 
-    def _wait_for_resume(self, record: QueueRecord, attempt: Attempt) -> str:
-        """A destination the lead is owed is paused: wait in the queue, longer with each receive, never the DLQ."""
-        held = attempt.held
+    def _wait_for_resume(self, record: QueueRecord, attempt: Attempt, paused_now: tuple[str, ...] = ()) -> str:
+        """A destination the lead is owed is paused: wait in the queue, longer with each receive, never the DLQ.
+
+        `paused_now`: destinations that asked for the pause in this attempt (HubSpot's daily limit).
+        """
+        held = attempt.held or paused_now
         for name in held:
             count("DeliveryHeld", destination=name)
         logger.info(
@@ -613,7 +622,9 @@ class LeadRouter:
         # The outcome describes this callback: it is not written over a newer callback's enrichment.
         newest = attempt.lease.callback_id in ("", message.callback_id)
         record = outcome.record() if outcome is not None and newest else None
-        held: dict[str, str | None] = {name: message.received_at for name in attempt.held}  # for the next callback
+        # for the next callback: what a pause holds, the pause HubSpot asked for in this attempt included
+        waiting = (*attempt.held, *(name for name, result in sent.items() if result.status is Status.PAUSED))
+        held: dict[str, str | None] = {name: message.received_at for name in waiting}
         held |= {name: None for name in delivered if name in attempt.lease.held}  # made: no longer owed
         complete = self.ledger.complete
         callback_id = message.callback_id
@@ -683,7 +694,7 @@ class LeadRouter:
             return "unknown"
         retryable, permanent = outcome.failures(Status.RETRYABLE), outcome.failures(Status.PERMANENT)
         if status == "paused":  # the rest is delivered and recorded: only the paused destinations wait
-            return self._wait_for_resume(record, attempt)
+            return self._wait_for_resume(record, attempt, tuple(outcome.failures(Status.PAUSED)))
         receives = record.receive_count
         if retryable and receives < self.settings.routing_queue_max_receive_count:
             summary = describe_failures({name: DeliveryResult(r.status, r.reason) for name, r in retryable.items()})
@@ -794,7 +805,11 @@ class LeadRouter:
         return self._hubspot_results[record.message_id]
 
     def _upsert_to_hubspot(self, attempts: dict[str, Attempt]) -> None:
-        """Upsert, in batches, the contact of every attempt that owes HubSpot one; each result by its record."""
+        """Upsert, in batches, the contact of every attempt that owes HubSpot one; each result by its record.
+
+        Each contact has its own outcome: one HubSpot refuses fails alone. When HubSpot says to stop
+        (its daily limit, a property it does not have) HubSpot is paused and every lead waits for it.
+        """
         owing = {message_id: a.message for message_id, a in attempts.items() if "hubspot" in a.pending}
         if not owing:
             return
@@ -803,20 +818,28 @@ class LeadRouter:
             result = by_email[message.lead["email"]]
             self._settle("hubspot", result)
             self._hubspot_results[message_id] = result
+        stops = {result.reason: result for result in by_email.values() if result.status is Status.PAUSED}
+        for result in stops.values():
+            self._pause_hubspot(result)
 
     def _upsert_contacts(self, messages: list[RoutingMessage]) -> dict[str, DeliveryResult]:
-        """One input per email (HubSpot refuses a batch naming a contact twice: the newest enrichment wins)."""
-        inputs: dict[str, dict[str, Any]] = {}
+        """One contact per email (HubSpot refuses a batch naming a contact twice: the newest enrichment wins)."""
+        contacts: dict[str, Contact] = {}
         for message in sorted(messages, key=lambda m: m.received_at):
-            inputs[message.lead["email"]] = self.hubspot.payload(message.lead, message.received_at)
-        results = dict.fromkeys(inputs, DeliveryResult(Status.RETRYABLE, "out_of_time"))
-        pending = dict(inputs)
+            contacts[message.lead["email"]] = self.hubspot.contact(message.lead, message.received_at)
+        results = dict.fromkeys(contacts, DeliveryResult(Status.RETRYABLE, "out_of_time"))
+        pending = dict(contacts)
         size = self.settings.hubspot_batch_size
 
         def send(timeout: float) -> DeliveryResult:
             batch = list(pending.values())
             for start in range(0, len(batch), size):
-                results.update(self.hubspot.upsert(batch[start : start + size], timeout))
+                chunk = batch[start : start + size]
+                stop = next((r for r in results.values() if r.status is Status.PAUSED), None)
+                if stop is not None:  # HubSpot said to stop (its daily limit): the rest is not sent to be refused
+                    results.update(dict.fromkeys((contact.email for contact in chunk), stop))
+                    continue
+                results.update(self.hubspot.upsert(chunk, timeout, self.deadline))
             for email in list(pending):
                 if results[email].status is not Status.RETRYABLE:
                     del pending[email]
@@ -825,3 +848,21 @@ class LeadRouter:
 
         self.retry.run(send, self.deadline)
         return results
+
+    def _pause_hubspot(self, result: DeliveryResult) -> None:
+        """HubSpot said to stop: pause it for as long as it said (the leads wait in RoutingQueue, never the DLQ)."""
+        until = int(time.time() + (result.retry_after or 0))
+        logger.error(
+            "HubSpot is paused: " + result.detail,
+            extra={
+                "destination": "hubspot",
+                "reason": result.reason,
+                "until": datetime.fromtimestamp(until, UTC).isoformat(),
+            },
+        )
+        count("DestinationAutoPaused", destination="hubspot", reason=result.reason)
+        self.paused = self.paused | {"hubspot"}
+        try:
+            self.switch.pause("hubspot", by="router", reason=result.detail, until=until)
+        except (ClientError, BotoCoreError) as error:  # the leads still wait: their results say paused
+            logger.warning("could not write the pause switch", extra={"error": str(error)})

@@ -63,7 +63,8 @@ class RunCollector:
             settings.clay_retry_backoff_seconds,
         )
         self.callback_settings = settings.callback_settings()
-        self.acceptor = acceptor or CallbackAcceptor(self.callback_settings)
+        # A poll message is handed back rather than waiting long on a dependency or an identical callback in flight.
+        self.acceptor = acceptor or CallbackAcceptor(self.callback_settings, max_wait_seconds=2.0)
         self.poll_queue = Queue(settings.run_poll_queue_url)
         self.dead_letters = Queue(settings.lead_dlq_url)
         self.dedupe = Deduper(self.store, settings.clay_dedupe_days)
