@@ -35,17 +35,13 @@ def stale_command(args: argparse.Namespace) -> int:
 
 
 def window_problem(hours: float, since: float, limit: int) -> str:
-    """Why the window cannot be looked up (it must end after it starts, within what is kept), or ''."""
+    """Why the window cannot be looked up (it lies beyond what is kept), or ''. A window --since makes empty
+    (--since shorter than --hours) is looked up as it is: nothing is stale in it."""
     kept_hours = SENT_RECORD_DAYS * 24
     if since > SENT_RECORD_DAYS * 86_400:
         return f"--since reaches past the batch records' lifetime ({SENT_RECORD_DAYS} days)"
     if not 0 <= hours <= kept_hours:
         return f"--hours {hours:g} is beyond what is kept: between 0 and {kept_hours} ({SENT_RECORD_DAYS} days)"
-    if hours * HOUR >= since:
-        return (
-            f"--hours {hours:g} reaches back past --since ({age(since)}): the window would be empty; "
-            f"pass a larger --since (at most {SENT_RECORD_DAYS}d)"
-        )
     if limit < 0:
         return "--limit must be 0 or more"
     return ""
