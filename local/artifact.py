@@ -72,17 +72,22 @@ def layer_site(build: Path) -> Path:
 
 
 def runtime_dir(work: Path) -> Path:
-    """A directory holding the runtime's own packages (boto3, botocore, s3transfer), as Lambda's runtime does."""
+    """A directory holding what Lambda's python runtime provides: boto3, botocore, s3transfer and their dependencies.
+
+    The layer (earlier on the path) has its own jmespath, dateutil, six and urllib3; a function without
+    it (the cold-start baseline) gets these, as on Lambda.
+    """
+    import importlib
+
     runtime = work / "runtime"
     runtime.mkdir(parents=True, exist_ok=True)
-    import boto3
-    import botocore
-    import s3transfer
-
-    for package in (boto3, botocore, s3transfer):
-        link = runtime / package.__name__
+    for name in (*RUNTIME_PACKAGES, "jmespath", "dateutil", "six", "urllib3"):
+        module = importlib.import_module(name)
+        source = Path(str(module.__file__))
+        target = source.parent if source.name == "__init__.py" else source
+        link = runtime / target.name
         if not link.exists():
-            link.symlink_to(Path(str(package.__file__)).parent)
+            link.symlink_to(target)
     return runtime
 
 

@@ -170,7 +170,7 @@ class CallbackAcceptor:
     """Stores and queues each distinct callback once (the flow is in the module's docstring)."""
 
     def __init__(self, settings: CallbackSettings) -> None:
-        self.leads = LeadsTable(settings.leads_table)
+        self.leads = LeadsTable(settings.leads_table, retention_days=settings.lead_retention_days)
         self.routing_queue = Queue(settings.routing_queue_url)
         self._context: LambdaContext | None = None
 
