@@ -85,7 +85,7 @@ from clay_pipeline.destinations import (
 )
 from clay_pipeline.intake import describe_problems
 from clay_pipeline.models import EnrichedLead
-from clay_pipeline.observability import count, level, logger
+from clay_pipeline.observability import count, level, logger, summarize
 from clay_pipeline.pause import DestinationSwitch
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.routing import ONCE_PER_LEAD, Decision, RuleSet
@@ -523,13 +523,15 @@ class LeadRouter:
     def _finish(self, record: QueueRecord, attempt: Attempt, outcome: Outcome) -> str:
         status = outcome.routing_status
         extra = {"lead_key": outcome.message.lead_key, "routing_status": status, "tier": outcome.message.lead["tier"]}
-        if status == "skipped":
+        tier = {"tier": extra["tier"]}
+        if status == "skipped":  # one line per batch for the leads skipped, one for those routed
             count("LeadSkipped")
-            logger.info("lead skipped", extra={**extra, "skipped_reason": outcome.skipped_reason})
+            summarize("leads skipped", outcome.message.lead_key, {**tier, "skipped_reason": outcome.skipped_reason})
             return "skipped"
         if status == "routed":
             count("LeadRouted")
-            logger.info("lead routed", extra={**extra, "destinations": outcome.destination_statuses()})
+            destinations = outcome.destination_statuses()
+            summarize("leads routed", outcome.message.lead_key, {**tier, "destinations": destinations})
             return "routed"
         retryable, permanent = outcome.failures(Status.RETRYABLE), outcome.failures(Status.PERMANENT)
         if status == "paused":  # the rest is delivered and recorded: only the paused destinations wait
