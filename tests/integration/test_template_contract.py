@@ -415,3 +415,18 @@ def test_provisioned_mode_sets_capacity_and_auto_scales_reads_and_writes_of_both
         m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"] for m in alarm["Metrics"] if "MetricStat" in m
     }
     assert watched == set(tables)
+
+
+def test_the_lead_backlog_alarm_fires_well_before_lead_queue_drops_leads() -> None:
+    # GIVEN LeadQueue's retention and the backlog alarm's threshold, at their bounds and default
+    resources = load_template()["Resources"]
+    retention = int(resources["LeadQueue"]["Properties"]["MessageRetentionPeriod"])
+    alarm = resources["LeadBacklogAgeAlarm"]["Properties"]
+    parameter = load_template()["Parameters"]["LeadQueueAgeAlarmSeconds"]
+    # THEN it watches LeadQueue's oldest lead, and even at its highest setting leaves two days to act
+    assert alarm["MetricName"] == "ApproximateAgeOfOldestMessage"
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["LeadQueue", "QueueName"]}}]
+    assert alarm["Threshold"] == {"Ref": "LeadQueueAgeAlarmSeconds"}
+    assert parameter["MaxValue"] <= retention - 2 * 86400
+    assert int(parameter["Default"]) <= retention / 4
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
