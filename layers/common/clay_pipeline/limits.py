@@ -40,6 +40,7 @@ FOREVER_SECONDS = 10 * 365 * DAY_SECONDS  # webhook lifetime counters and retire
 NEAR_LIMIT_RATIO = 0.9
 RATE_KEY_TTL_SECONDS = 300
 PACER_WINDOW_SECONDS = 2.0
+MIN_LATENESS_SECONDS = 0.1  # the least lateness a slot is allowed: a reservation's own round trip fits in it
 CLAY_BURST = 20  # rows Clay takes from a workspace in one second: 10/s with bursts of 20 (as local/clay_sim.py)
 SPENT_CACHE_SECONDS = 60.0  # how long an instance trusts that a URL is full or gone before asking again
 
@@ -392,9 +393,11 @@ class Pacer:
         # About `window` (longer below one send per window), holding a whole number of slots at the exact rate.
         self.slots = max(1, round(self.rate_per_second * max(self.window, 1 / self.rate_per_second)))
         self.window_seconds = self.slots / self.rate_per_second
-        # rate x (1 + max_late) + 1 <= CLAY_BURST: late sends never crowd a second past Clay's burst (at
-        # least one slot's interval: above about 19/s the rate itself passes Clay's, and bounds nothing)
-        self.max_late = max(1 / self.rate_per_second, (CLAY_BURST - 1) / self.rate_per_second - 1)
+        # rate x (1 + max_late) + 1 <= CLAY_BURST: late sends never crowd a second past Clay's burst. Above
+        # about 17/s that leaves no room for a DynamoDB round trip of lateness (MIN_LATENESS), and the rate
+        # is past Clay's own anyway: nothing is skipped.
+        late = (CLAY_BURST - 1) / self.rate_per_second - 1
+        self.max_late = late if late >= MIN_LATENESS_SECONDS else math.inf
 
     def acquire(self, deadline: float, wanted: int = 1) -> bool:
         """Wait for a send slot, reserving up to `wanted` at once; False if none comes before `deadline`."""
