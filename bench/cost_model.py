@@ -65,7 +65,8 @@ from local.template import functions, parameter_defaults, resources_of_type, sqs
 #   metric a month; dashboards: $3.00 per dashboard a month),
 #   https://aws.amazon.com/xray/pricing/ ($5.00 per 1M traces recorded, $0.50 per 1M traces
 #   retrieved or scanned), https://aws.amazon.com/secrets-manager/pricing/ ($0.40 per secret a
-#   month, $0.05 per 10,000 API calls).
+#   month, $0.05 per 10,000 API calls), https://aws.amazon.com/kms/pricing/ ($1.00 per customer
+#   managed key a month; the alarm topic's few requests are within the free 20,000 a month).
 # Free tiers are ignored. Checked against third-party mirrors of the Lambda arm64 rate
 # (1333340e-10 per GB-s) and DynamoDB's on-demand rates; update here when AWS changes them.
 PRICES_DATE = "2026-11-22"
@@ -84,6 +85,7 @@ CUSTOM_METRIC_MONTH = 0.30
 ALARM_METRIC_MONTH = 0.10
 DASHBOARD_MONTH = 3.00
 XRAY_TRACE = 5.00 / 1e6
+KMS_KEY_MONTH = 1.00
 SECRET_MONTH = 0.40
 SECRET_CALL = 0.05 / 10_000
 # Provisioned capacity (https://aws.amazon.com/dynamodb/pricing/provisioned/, same date): $0.00065
@@ -549,9 +551,9 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
         http_waits = []
         for kind, count in m.http_calls.get(name, Counter()).items():
             calls = count / m.leads
-            if kind == "hubspot":  # one upsert per batch holding at least one HubSpot lead (up to 100 inputs)
+            if kind == "hubspot":  # per batch holding a HubSpot lead: a batch read by email, then one upsert
                 size = min(s.batch_size, 100)
-                calls = (1 - (1 - m.hubspot_share) ** size) / size
+                calls = 2 * (1 - (1 - m.hubspot_share) ** size) / size
             elif kind == "webhook" and name == "RouterFunction":
                 # All destinations at once; each sends the batch's first lead alone, then WEBHOOK_FAN_OUT at a time.
                 calls = (1 + math.ceil((s.batch_size - 1) / WEBHOOK_FAN_OUT)) / s.batch_size
@@ -698,6 +700,7 @@ def fixed_monthly(m: Measured, s: Scenario) -> list[tuple[str, str, float]]:
         for alarm in alarms.values()
         if alarm.get("Condition") is None or (alarm.get("Condition") == "IsProvisioned" and s.dynamodb_provisioned)
     )
+    keys = resources_of_type("AWS::KMS::Key")
     queues = [name for name in functions() if queue_source(name)]
     instances = len(functions()) - 1 + s.sender_concurrency
     secret_calls = instances * 3600 / SECRET_CACHE_SECONDS * HOURS_PER_MONTH
@@ -710,6 +713,7 @@ def fixed_monthly(m: Measured, s: Scenario) -> list[tuple[str, str, float]]:
         ),
         ("CloudWatch alarms", f"{len(alarms)} alarms, {alarm_metrics} metrics", alarm_metrics * ALARM_METRIC_MONTH),
         ("CloudWatch dashboard", "1", DASHBOARD_MONTH),
+        ("KMS customer managed keys", f"{len(keys)} (the alarm topic's)", len(keys) * KMS_KEY_MONTH),
         (
             "Secrets Manager",
             f"1 secret, {secret_calls:,.0f} GetSecretValue (one per warm instance per 5 min)",

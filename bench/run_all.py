@@ -34,6 +34,9 @@ BENCHMARKS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "cost_model": ({"leads": 200}, {"leads": 40}),
     "routine_path": ({"leads": 300}, {"leads": 100}),
     "routine_cost": ({"leads": 200}, {"leads": 100}),
+    "token_bodies": ({"runs": 3}, {"runs": 1}),
+    "outbound_deadline": ({}, {}),
+    "callback_outages": ({"resends": 10_000}, {"resends": 1_000}),
 }
 
 

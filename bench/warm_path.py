@@ -245,7 +245,7 @@ def reference_sender() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
 
 def reference_router() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """Once per instance: the pause switch; per message: parse, one lead claim; then the batch's HubSpot
-    upsert and every webhook at once on a thread pool, as the router sends them; per message one write
+    read and upsert and every webhook at once on a thread pool, as the router sends them; per message one write
     recording the deliveries and the outcome on the lead's item."""
     import requests
 
@@ -266,12 +266,14 @@ def reference_router() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
         for message in messages:
             _set(leads, {"lead_key": {"S": message["lead_key"]}}, "leased")
         inputs = [{"idProperty": "email", "id": m["lead"]["email"], "properties": m["lead"]} for m in messages]
-        hubspot = os.environ["HUBSPOT_BASE_URL"] + "/crm/v3/objects/contacts/batch/upsert"
-        sends = [
-            pool.submit(
-                post, hubspot, {"inputs": inputs}, {"authorization": f"Bearer {SECRETS['HUBSPOT_ACCESS_TOKEN']}"}
-            )
-        ]
+        hubspot = os.environ["HUBSPOT_BASE_URL"] + "/crm/v3/objects/contacts/batch"
+        auth = {"authorization": f"Bearer {SECRETS['HUBSPOT_ACCESS_TOKEN']}"}
+
+        def read_then_upsert() -> None:  # which contacts exist (rep-owned fields only on create), then the upsert
+            post(hubspot + "/read", {"idProperty": "email", "inputs": [{"id": i["id"]} for i in inputs]}, auth)
+            post(hubspot + "/upsert", {"inputs": inputs}, auth)
+
+        sends = [pool.submit(read_then_upsert)]
         for message in messages:
             if message["lead"]["icp_score"] >= 80:
                 for name in ("outreach", "zapier"):

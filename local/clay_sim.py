@@ -11,8 +11,16 @@ always gets the same company, industry, title, size, phone and ICP score; scores
 routing band and some rows get none) and POSTed to the callback URL with every value as text
 ("85", "1,200") and empty columns left out. Auth is a static header, or the JWT flow (POST
 the token URL with username and password, then `Authorization: Bearer`). The column has its
-own rate limit, retries 429/5xx/connection errors with backoff, and on request sends a share
-of rows twice or loses a share of first responses (so it retries what we already accepted).
+own rate limit and, on request, sends a share of rows twice or loses a share of first answers
+(a connection reset after we answered: retried, so it repeats what we already accepted).
+
+Its "Retry on failure" follows Clay University's HTTP API page (clay-run/public-docs,
+docs/http-api-integration-overview.md, Step 9), defaults included (RetryPolicy): on by default;
+status codes 408, 413 and 429 and the network errors ECONNREFUSED, ECONNRESET and ETIMEDOUT;
+max retries 1 (1-5); retries fire immediately, with no delay; the status list can be replaced
+("429, 500-503"). Every other answer, 5xx and 409 included, is recorded in the cell and the
+row is given up. Each call waits at most the column's response timeout (1,000-100,000 ms; the
+page gives no default, so the simulator's is the maximum): past it the call is ETIMEDOUT.
 
 Clay also sends a row again later, and the simulator models that on request (each share picks
 rows by their lead id, so a run is repeatable): a re-run column (changed job title and a new
@@ -44,7 +52,6 @@ from local.http_stub import RecordedRequest, Reply, StubServer
 WEBHOOK_PREFIX = "/v3/sources/webhook/pull-in-data-from-a-webhook-"
 AUTH_HEADER = "x-clay-webhook-auth"
 MAX_ROW_BYTES = 100_000
-RETRYABLE = frozenset({429, 500, 502, 503, 504})
 TOKEN_REFRESH_SECONDS = 55 * 60  # Clay refreshes the column's JWT about every 55 minutes
 
 INDUSTRIES = (
@@ -136,6 +143,74 @@ def enrich(row: dict[str, Any], enriched_at: str) -> dict[str, str]:
     return {name: str(value) for name, value in columns.items() if value not in (None, "")}
 
 
+# Clay University, HTTP API, Step 9 "Retry on failure" (clay-run/public-docs, docs/http-api-integration-overview.md).
+CLAY_RETRY_STATUS_CODES = "408, 413, 429"
+CLAY_RETRY_ERROR_CODES = ("ECONNREFUSED", "ECONNRESET", "ETIMEDOUT")
+CLAY_MAX_RETRIES = 1  # configurable 1-5
+# The same page bounds the response timeout to 1,000-100,000 ms and states no default: the maximum is assumed.
+CLAY_RESPONSE_TIMEOUT_MS = 100_000
+
+
+def parse_status_codes(text: str) -> frozenset[int]:
+    """Clay's "Status codes to retry": comma-separated 4XX/5XX codes, `-` for ranges ("429, 500-503")."""
+    codes: set[int] = set()
+    for part in (piece.strip() for piece in text.split(",")):
+        if not part:
+            continue
+        first, _, last = part.partition("-")
+        low, high = int(first), int(last or first)
+        if not 400 <= low <= high <= 599:
+            raise ValueError(f"not a 4XX/5XX status code or range: {part!r}")
+        codes.update(range(low, high + 1))
+    return frozenset(codes)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The HTTP API column's "Retry on failure" settings, Clay's defaults as defaults."""
+
+    enabled: bool = True
+    max_retries: int = CLAY_MAX_RETRIES
+    status_codes: str = CLAY_RETRY_STATUS_CODES
+    error_codes: tuple[str, ...] = CLAY_RETRY_ERROR_CODES
+    response_timeout_ms: int = CLAY_RESPONSE_TIMEOUT_MS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_retries <= 5:
+            raise ValueError("Clay allows 1-5 max retries")
+        if not 1_000 <= self.response_timeout_ms <= 100_000:
+            raise ValueError("Clay allows a response timeout of 1,000-100,000 ms")
+        parse_status_codes(self.status_codes)
+
+    @property
+    def attempts(self) -> int:
+        return 1 + (self.max_retries if self.enabled else 0)
+
+    def retries(self, status: int | None, error: str | None) -> bool:
+        """Whether Clay retries a call that ended with this status (or this network error, status None)."""
+        if not self.enabled:
+            return False
+        if status is None:
+            return error in self.error_codes
+        return status in parse_status_codes(self.status_codes)
+
+
+# What README's "Wire Clay to it" asks users to set on the column: 5xx and 409 retried too, five times.
+RECOMMENDED_RETRY = RetryPolicy(max_retries=5, status_codes="408, 409, 429, 500-504")
+
+
+def network_error_code(error: requests.RequestException) -> str:
+    """The Node.js error code Clay would see for a failed call (what "Error codes to retry" matches)."""
+    text = repr(error)
+    if isinstance(error, requests.Timeout):
+        return "ETIMEDOUT"
+    if "Connection refused" in text or "ConnectionRefusedError" in text:
+        return "ECONNREFUSED"
+    if "Failed to resolve" in text or "NameResolutionError" in text:
+        return "ENOTFOUND"
+    return "ECONNRESET" if isinstance(error, requests.ConnectionError) else "EPROTO"
+
+
 @dataclass
 class CallbackAuth:
     """How the HTTP API column authenticates: a static header, or the JWT flow."""
@@ -160,11 +235,12 @@ class CallbackAttempt:
     lead_id: str
     copy: int  # 0 for the row's delivery, 1 for a duplicate delivery
     attempt: int
-    status: int | None  # None: the connection failed
+    status: int | None  # None: the connection failed (error says how)
     answer: dict[str, Any] | None
-    lost: bool = False  # the simulator ignored this answer on purpose, and retried
+    lost: bool = False  # the simulator dropped this answer on purpose (ECONNRESET), and retried
     body_digest: str = ""  # which version of the row this call carried
     kind: str = "row"  # row, partial, rerun, resend or rescore
+    error: str = ""  # the network error Clay saw: ECONNREFUSED, ECONNRESET, ETIMEDOUT
 
 
 @dataclass(frozen=True)
@@ -204,9 +280,7 @@ class ClaySimulator:
     max_row_bytes: int = MAX_ROW_BYTES
     submission_limit: int = 50_000
     callback_rate_per_second: float = 20.0
-    callback_attempts: int = 5
-    retry_backoff_seconds: float = 0.2
-    max_retry_wait_seconds: float = 2.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)  # the column's "Retry on failure": Clay's defaults
     duplicate_share: float = 0.0  # rows whose callback is delivered twice
     lost_response_share: float = 0.0  # rows whose first answer is ignored, so the call is retried
     rerun_share: float = 0.0  # rows called back again later with changed columns (a re-run column)
@@ -223,6 +297,8 @@ class ClaySimulator:
         self._lock = threading.Lock()
         self._token_lock = threading.Lock()
         self._work: queue.Queue[dict[str, Any] | FollowUp | None] = queue.Queue()
+        self._open = threading.Event()  # callbacks go out while set (hold_callbacks clears it)
+        self._open.set()
         self._threads: list[threading.Thread] = []
         self._timers: list[threading.Timer] = []
         self._webhooks: dict[str, int] = {}  # id -> submissions
@@ -245,7 +321,15 @@ class ClaySimulator:
             self._threads.append(thread)
         return url
 
+    def hold_callbacks(self) -> None:
+        """Rows are taken in but not called back until release_callbacks (a test lines callbacks up)."""
+        self._open.clear()
+
+    def release_callbacks(self) -> None:
+        self._open.set()
+
     def stop(self) -> None:
+        self._open.set()
         for timer in self._timers:
             timer.cancel()
         for _ in self._threads:
@@ -348,6 +432,7 @@ class ClaySimulator:
     def _work_loop(self) -> None:
         session = requests.Session()
         while (work := self._work.get()) is not None:
+            self._open.wait()
             try:
                 if isinstance(work, FollowUp):
                     self._deliver(session, work.lead_id, work.body, work.kind)
@@ -403,42 +488,42 @@ class ClaySimulator:
     def _call(
         self, session: requests.Session, lead_id: str, copy: int, columns: dict[str, str], kind: str, lose_first: bool
     ) -> bool:
-        """POST with retries; True once a 2xx answer was kept."""
+        """POST, retried as the column's RetryPolicy says (immediately); True once a 2xx answer was kept."""
         body = json.dumps(columns).encode()
         version = hashlib.sha256(json.dumps(columns, sort_keys=True).encode()).hexdigest()[:16]
-        for attempt in range(1, self.callback_attempts + 1):
+        for attempt in range(1, self.retry.attempts + 1):
             self._outbound.wait()
-            status, answer, retry_after = self._post(session, body)
+            status, answer, error = self._post(session, body)
             lost = lose_first and attempt == 1 and status is not None and status < 300
+            if lost:  # the answer never reached Clay: the connection was reset after we processed the call
+                error = "ECONNRESET"
             with self._lock:
-                self.callbacks.append(CallbackAttempt(lead_id, copy, attempt, status, answer, lost, version, kind))
+                self.callbacks.append(
+                    CallbackAttempt(lead_id, copy, attempt, status, answer, lost, version, kind, error)
+                )
             if status is not None and 200 <= status < 300 and not lost:
                 return True
-            if status is not None and status not in RETRYABLE and not lost:
-                return False  # Clay records the error in the cell and moves on
-            backoff = self.retry_backoff_seconds * 2 ** (attempt - 1)
-            time.sleep(min(self.max_retry_wait_seconds, retry_after if retry_after is not None else backoff))
+            if not self.retry.retries(None if lost else status, error):
+                return False  # Clay records the error in the cell and moves on to the next row
         return False
 
-    def _post(self, session: requests.Session, body: bytes) -> tuple[int | None, dict[str, Any] | None, float | None]:
+    def _post(self, session: requests.Session, body: bytes) -> tuple[int | None, dict[str, Any] | None, str]:
+        """(status, JSON answer, "") or, when the call failed, (None, None, the network error code)."""
         headers = {"content-type": "application/json"}
         try:
             headers.update(self._auth_headers(session))
-            response = session.post(self.callback_url, data=body, headers=headers, timeout=10)
-        except requests.RequestException:
-            return None, None, None
+            response = session.post(
+                self.callback_url, data=body, headers=headers, timeout=self.retry.response_timeout_ms / 1000
+            )
+        except requests.RequestException as error:
+            return None, None, network_error_code(error)
         if response.status_code == 401 and self.auth.mode == "jwt":
             self._token = None  # expired or rotated: fetch a new one on the retry
         try:
             answer = response.json()
         except ValueError:
             answer = None
-        retry_after = response.headers.get("retry-after")
-        return (
-            response.status_code,
-            answer if isinstance(answer, dict) else None,
-            float(retry_after) if retry_after and retry_after.isdigit() else None,
-        )
+        return response.status_code, answer if isinstance(answer, dict) else None, ""
 
     def _auth_headers(self, session: requests.Session) -> dict[str, str]:
         if self.auth.mode != "jwt":

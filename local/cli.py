@@ -73,6 +73,32 @@ def _operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     stale.add_argument("--limit", type=int, default=50, help="leads listed (default 50; --json lists all)")
     stale.add_argument("--json", action="store_true")
     add_target_arguments(stale)
+    _settle(commands)
+
+
+def _settle(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from local.operations.target import add_target_arguments
+
+    settle = commands.add_parser("settle", help="say whether a delivery whose outcome is unknown arrived")
+    settle.add_argument("lead", help="a lead_id or an email")
+    settle.add_argument("destination", help="outreach, nurture, zapier or slack (as `trace` shows it)")
+    answer = settle.add_mutually_exclusive_group(required=True)
+    answer.add_argument("--delivered", action="store_true", help="it arrived: record it, never send it again")
+    answer.add_argument("--resend", action="store_true", help="it did not: send it once more")
+    settle.add_argument("--json", action="store_true")
+    add_target_arguments(settle)
+
+
+def _hubspot(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    hubspot = commands.add_parser("hubspot", help="HubSpot setup: the contact properties the mapping needs")
+    hubspot_actions = hubspot.add_subparsers(dest="action", required=True)
+    setup = hubspot_actions.add_parser("setup", help="create the missing properties in the group clay (idempotent)")
+    setup.add_argument("--dry-run", action="store_true", help="say what would be created, change nothing")
+    setup.add_argument("--json", action="store_true")
+    setup.add_argument("--base-url", help="default $HUBSPOT_BASE_URL, else https://api.hubapi.com")
+    setup.add_argument("--stack", help="deployed stack name: the token from its config secret")
+    setup.add_argument("--region", help="AWS region of the stack (default: the AWS CLI's)")
+    setup.add_argument("--secret-id", help="the config secret holding HUBSPOT_ACCESS_TOKEN (default $CONFIG_SECRET_ID)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     invoke.add_argument("event", help="event JSON file, e.g. events/callback-token.json")
 
     _operations(commands)
+    _hubspot(commands)
     args = parser.parse_args(argv)
     # Powertools' logger (log_uncaught_exceptions) turns a crash into one long JSON line: a terminal
     # gets Python's own traceback instead.

@@ -8,6 +8,7 @@ how long the test took.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import defaultdict, deque
@@ -149,3 +150,45 @@ class StubServer:
             handler.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (its timeout): nothing to answer
+
+
+class DrippingServer:
+    """A destination that reads each request, sends its status line and headers at once, then its body one
+    byte per `interval` seconds: every read is quick, so only a deadline on the whole answer ends it."""
+
+    def __init__(self, body_bytes: int = 100, interval: float = 0.4) -> None:
+        self.body_bytes = body_bytes
+        self.interval = interval
+        self.received: list[bytes] = []
+        self._stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def __enter__(self) -> DrippingServer:
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._listener.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection:
+            self.received.append(connection.recv(65536))
+            head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {self.body_bytes}\r\n\r\n"
+            connection.sendall(head.encode())
+            for _ in range(self.body_bytes):
+                if self._stop.wait(self.interval):
+                    return
+                try:
+                    connection.sendall(b" ")
+                except OSError:
+                    return

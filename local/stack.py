@@ -22,7 +22,8 @@ import requests
 from clay_pipeline.aws import client, reset_clients
 from clay_pipeline.config import clear_secret_cache
 from clay_pipeline.delivery_policy import Delivered, payload_hash
-from clay_pipeline.destinations import idempotency_key
+from clay_pipeline.destinations import HttpClient, idempotency_key
+from clay_pipeline.hubspot import ContactMapping, HubSpotContacts
 from clay_pipeline.models import Lead
 from clay_pipeline.routing import ONCE_PER_LEAD, RuleSet
 from clay_pipeline.stores import from_item
@@ -106,6 +107,7 @@ class StackOptions:
     enrichment_path: str = "table"  # routine: Clay's Public API simulator instead of the table (routine_stack.py)
     routine: dict[str, Any] = field(default_factory=dict)  # ClayApiSimulator settings (runs, webhooks...)
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
+    hubspot_setup: bool = True  # run `clay-pipeline hubspot setup` against the sink, as a user does after deploying
 
 
 @dataclass
@@ -210,6 +212,8 @@ class LocalStack:
                     QueueUrl=self.resources.queue_urls[queue_id],
                     Attributes={"VisibilityTimeout": str(self.options.visibility_timeout)},
                 )
+        if self.options.hubspot_setup:
+            self.hubspot().setup_properties(timeout=10)
         for logical_id in functions():
             function = LambdaFunction(logical_id, self.function_env(logical_id))
             function.warm_up()
@@ -222,6 +226,11 @@ class LocalStack:
                 self.pollers.append(poller)
         self.started_at = time.monotonic()
         return self
+
+    def hubspot(self) -> HubSpotContacts:
+        """The HubSpot adapter with the router's mapping, pointed at the sink (the token from the stack's secret)."""
+        mapping = ContactMapping.from_environment(self.function_env("RouterFunction"))
+        return HubSpotContacts(HttpClient(), self.sinks.url, mapping)
 
     def function_env(self, logical_id: str) -> dict[str, str]:
         """The template's environment with local values: the callback's auth mode, HubSpot's base URL, overrides."""
@@ -505,13 +514,22 @@ class Reconciliation:
     ) -> int:
         by_email = {str((item.get("enrichment") or {}).get("email", "")).lower(): lead for lead, item in table.items()}
         versions: list[tuple[str, str]] = []  # (lead, payload hash) per call, in arrival order
+        mapping = self.stack.hubspot().mapping
+        created: set[str] = set()
+        reset: set[str] = set()  # contacts an update sent a rep-owned field to (it would undo a rep's work)
         for delivery in received:
             payload = delivery.payload
-            if destination == "hubspot":
+            if destination == "hubspot":  # what the router hashes: the update, without what only a create sends
+                if delivery.key in created and mapping.create_only & set(payload.get("properties") or {}):
+                    reset.add(delivery.key)
+                created.add(delivery.key)
+                payload = mapping.without_owned(payload)
                 lead = by_email.get(delivery.key, delivery.key)
             else:
                 lead = str(payload.get("lead_id", delivery.key)) if isinstance(payload, dict) else delivery.key
             versions.append((lead, payload_hash(payload)))
+        if reset:
+            self.problems.append(f"{destination}: {len(reset)} contacts updated with a rep-owned field")
         if repeated := [version for version, n in Counter(versions).items() if n > 1]:
             self.problems.append(f"{destination}: {len(repeated)} payloads delivered more than once to the same lead")
         last = {lead: digest for lead, digest in versions}

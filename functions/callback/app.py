@@ -23,8 +23,14 @@ def receive_callback(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     request = parse_callback(settings, headers, body)
     set_correlation_id(request.lead_key)
     result = acceptor.accept(request)
+    if request.warnings:  # the columns kept as sent and treated as missing (a duplicate has the same)
+        result["warnings"] = request.warnings
     count("CallbackDuplicate" if result["duplicate"] else "CallbackAccepted")
-    logger.info("callback accepted", extra={"lead_key": request.lead_key, "duplicate": result["duplicate"]})
+    unreadable = [warning["field"] for warning in request.warnings]
+    logger.info(
+        "callback accepted",
+        extra={"lead_key": request.lead_key, "duplicate": result["duplicate"], "unreadable_columns": unreadable},
+    )
     return 200, result
 
 

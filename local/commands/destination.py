@@ -42,7 +42,8 @@ def _run(args: argparse.Namespace, target: Target) -> int:
     for name, state in states.items():
         if state["paused"]:
             reason = f": {state['reason']}" if state.get("reason") else ""
-            print(f"{name:10} paused since {when(state.get('at'))} by {state.get('by') or '?'}{reason}")
+            until = f" until {when(state['until'])}" if state.get("until") else ""
+            print(f"{name:10} paused since {when(state.get('at'))}{until} by {state.get('by') or '?'}{reason}")
         else:
             print(f"{name:10} delivering")
     return 0

@@ -99,12 +99,17 @@ def resolve(args: argparse.Namespace, needs: tuple[str, ...]) -> Target:
     return Target(**values, where=where if not any(given.values()) else f"{where} (and the flags given)")
 
 
-def _stack_outputs(stack: str) -> dict[str, str]:
+def stack_outputs(stack: str) -> dict[str, str]:
+    """Every output of a deployed stack by its key; TargetError when the stack cannot be read."""
     try:
         described = client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
     except (ClientError, BotoCoreError) as error:
         raise TargetError(f"cannot read stack {stack}: {error}") from None
-    outputs = {item["OutputKey"]: item["OutputValue"] for item in described.get("Outputs", [])}
+    return {item["OutputKey"]: item["OutputValue"] for item in described.get("Outputs", [])}
+
+
+def _stack_outputs(stack: str) -> dict[str, str]:
+    outputs = stack_outputs(stack)
     return {name: outputs.get(key, "") for name, key in STACK_OUTPUTS.items()}
 
 

@@ -21,7 +21,7 @@ from clay_pipeline.limits import dedupe_key
 from clay_pipeline.models import Lead, derive_lead_id, normalise_domain
 from clay_pipeline.pause import DestinationSwitch
 from clay_pipeline.stale import SentLead
-from clay_pipeline.stores import LeadsTable, SentBatches, StateStore, from_item
+from clay_pipeline.stores import SENDING_PREFIX, UNKNOWN_PREFIX, LeadsTable, SentBatches, StateStore, from_item, markers
 from local.operations.dead_letters import QUEUES, DeadLetter, DeadLetterQueue
 from local.operations.target import Target
 
@@ -111,6 +111,11 @@ class LeadTrace:
                     for name, entry in sorted((item.get("deliveries") or {}).items())
                     if isinstance(entry, dict)
                 },
+                # sent, no answer (or the invocation ended before recording): `clay-pipeline settle` decides
+                "unknown": {
+                    name: {"at": when(entry.get("at")), "reason": entry.get("reason"), "hash": entry.get("hash")}
+                    for name, entry in sorted(_unknown(item).items())
+                },
                 "lease_until": when(item.get("lease_until")),
             }
             if item.get("routing_status") not in (None, "stale") or item.get("deliveries")
@@ -155,11 +160,18 @@ class LeadTrace:
             if routing["skipped_reason"]:
                 text += f" ({routing['skipped_reason']})"
             events.append((routing["routed_at"], "outcome", text))
+            for name, entry in routing["unknown"].items():
+                text = (
+                    f"{name}: sent, no answer ({entry['reason']}); not sent again until settled: "
+                    f"clay-pipeline settle {self.lead_id} {name} --delivered|--resend"
+                )
+                events.append((entry["at"], "unknown", text))
             if routing["lease_until"]:
                 events.append(("", "routing", f"being routed now (lease until {_short(routing['lease_until'])})"))
         for name, entry in trace["paused_destinations"].items():
             reason = f": {entry['reason']}" if entry.get("reason") else ""
-            events.append((when(entry.get("at")), "paused", f"{name} is paused, its deliveries wait{reason}"))
+            until = f" until {_short(when(entry['until']))}" if entry.get("until") else ""
+            events.append((when(entry.get("at")), "paused", f"{name} is paused{until}, its deliveries wait{reason}"))
         for message in trace["dead_letters"]:
             text = f"{message['reason']} {message['detail']}".strip()
             events.append((message["dead_lettered_at"], f"in {message['queue']}", f"{text} ({message['message_id']})"))
@@ -177,6 +189,17 @@ class LeadTrace:
         if not self.dead_letters:
             lines.append(f"  {'':20} {'dead letters':13} none")
         return "\n".join(lines)
+
+
+def _unknown(item: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Deliveries whose outcome is unknown: marked so, or an intent whose lease lapsed uncompleted."""
+    found = {name: entry for name, entry in markers(item, UNKNOWN_PREFIX).items() if isinstance(entry, dict)}
+    lease_until = item.get("lease_until")
+    if lease_until is None or int(lease_until) < datetime.now(UTC).timestamp():
+        for name, entry in markers(item, SENDING_PREFIX).items():
+            if isinstance(entry, dict) and name not in (item.get("deliveries") or {}):
+                found.setdefault(name, {**entry, "reason": "ended_before_recording"})
+    return found
 
 
 def _short(iso: str) -> str:

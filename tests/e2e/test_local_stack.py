@@ -20,7 +20,7 @@ import requests
 from clay_pipeline.aws import client
 from clay_pipeline.models import Lead
 from local.aws import Emulator
-from local.clay_sim import score_band
+from local.clay_sim import RECOMMENDED_RETRY, score_band
 from local.cli import main
 from local.commands.run import SAMPLE_LEADS, read_leads, run_command
 from local.stack import LocalStack, StackOptions
@@ -41,7 +41,7 @@ FAST_ENV = {
 
 
 def fast_options(**overrides: Any) -> StackOptions:
-    clay = {"rate_per_second": 100.0, "burst": 100.0, "retry_backoff_seconds": 0.05, **overrides.pop("clay", {})}
+    clay = {"rate_per_second": 100.0, "burst": 100.0, **overrides.pop("clay", {})}
     extra_env = overrides.pop("function_env", {})
     env = {name: {**FAST_ENV.get(name, {}), **extra_env.get(name, {})} for name in {*FAST_ENV, *extra_env}}
     return StackOptions(visibility_timeout=VISIBILITY_TIMEOUT, function_env=env, clay=clay, **overrides)
@@ -108,8 +108,8 @@ def test_sample_flows_end_to_end_and_reconciles(start_stack: StackFactory) -> No
 
 def test_clay_duplicates_and_retries_reach_each_destination_once(start_stack: StackFactory) -> None:
     # GIVEN Clay sends half the rows twice and loses a third of its first answers (so it retries),
-    # and the API answers the first callbacks with 503, 503 and 429
-    stack = start_stack(clay={"duplicate_share": 0.5, "lost_response_share": 0.35})
+    # and the API answers the first callbacks with 503, 503 and 429 (the column retries 5xx as README recommends)
+    stack = start_stack(clay={"duplicate_share": 0.5, "lost_response_share": 0.35, "retry": RECOMMENDED_RETRY})
     stack.gateway.inject("POST /clay/callback", 503, 503, 429)
     leads = generated_leads(12, bands=((90, 99), (80, 89)))
     # WHEN the leads go through

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.pause import PAUSE_KEY
+from clay_pipeline.pause import PAUSE_KEY, DestinationSwitch
 from clay_pipeline.stores import StateStore
 from local.cli import main
 
@@ -77,3 +77,13 @@ def test_without_a_pipeline_to_work_on_it_says_how_to_name_one(
     assert code == 0
     assert set(json.loads(out)) == {"slack", "outreach", "hubspot", "nurture", "zapier"}
     assert os.environ["AWS_ENDPOINT_URL"] == endpoint
+
+
+def test_a_pause_the_router_set_shows_its_end_and_reason(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN HubSpot paused by the router for its daily limit, until a known time
+    switch = DestinationSwitch(StateStore(stack.table_names["StateTable"]))
+    switch.pause("hubspot", by="router", reason="HubSpot's daily API limit is reached", until=1_900_000_000)
+    # THEN list says until when, by whom and why
+    _, out, _ = cli(capsys, "list")
+    lines = dict(line.split(maxsplit=1) for line in out.splitlines())
+    assert lines["hubspot"].endswith("until 2030-03-17T17:46:40+00:00 by router: HubSpot's daily API limit is reached")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -44,3 +45,26 @@ def test_only_real_destinations_can_be_paused(stack: Any) -> None:
         switch.resume("salesforce")
     assert not switch.resume("slack")  # never paused
     assert all(not state["paused"] for state in switch.states().values())
+
+
+def test_a_pause_with_an_end_ends_by_itself(stack: Any) -> None:
+    # GIVEN HubSpot paused by the router until a moment that has passed, Slack until one to come
+    store = StateStore(stack.table_names["StateTable"])
+    router_side = DestinationSwitch(store, cache_seconds=0)
+    router_side.pause("hubspot", by="router", reason="daily limit", until=int(time.time()) - 1)
+    assert router_side.paused() == frozenset()  # read again: the pause is over
+    router_side.pause("slack", by="router", until=int(time.time()) + 3600)
+    # THEN only Slack is paused, and the operator's view says until when
+    assert router_side.paused() == frozenset({"slack"})
+    states = DestinationSwitch(store).states()
+    assert (states["hubspot"]["paused"], states["slack"]["paused"]) == (False, True)
+    assert states["slack"]["until"] > time.time()
+
+
+def test_the_instance_that_pauses_obeys_at_once(stack: Any) -> None:
+    # GIVEN a router-side switch that read nothing paused and caches that for a minute
+    switch = DestinationSwitch(StateStore(stack.table_names["StateTable"]), cache_seconds=60)
+    assert switch.paused() == frozenset()
+    # WHEN it pauses HubSpot itself THEN it does not wait for its cache to know
+    switch.pause("hubspot", by="router", until=int(time.time()) + 60)
+    assert switch.paused() == frozenset({"hubspot"})

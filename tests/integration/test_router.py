@@ -1,7 +1,7 @@
 """RouterFunction against moto's server and loopback stand-ins for every destination.
 
-Outreach, nurture and Zapier are plain recording servers; HubSpot answers like HubSpot's batch
-upsert (200, or 207 with an "errors" list naming the failed inputs); Slack is scripted with
+Outreach, nurture and Zapier are plain recording servers; HubSpot is the stateful simulator
+(local/sinks.HubSpotSim: contacts by email, batch read and upsert, HubSpot's refusals); Slack is scripted with
 429 + Retry-After where a test needs it. The delivery ledger (on the lead's LeadsTable item)
 is read and written directly where a test needs another invocation's lease.
 """
@@ -16,17 +16,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from clay_pipeline.aws import client
 from clay_pipeline.config import ConfigError
 from clay_pipeline.pause import DestinationSwitch
-from clay_pipeline.stores import LeadsTable, StateStore, to_item
+from clay_pipeline.stores import LeadLedger, LeadsTable, StateStore, to_item
 from local.http_stub import RecordedRequest, Reply, StubServer, answering_together
+from local.sinks import HubSpotSim
 from local.sqs_events import from_received, sqs_event, sqs_record
 from tests.conftest import LambdaContextStub
 from tests.dynamodb_calls import before_dynamodb_calls
@@ -35,31 +37,9 @@ pytestmark = pytest.mark.integration
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 UPSERT = "/crm/v3/objects/contacts/batch/upsert"
+READ = "/crm/v3/objects/contacts/batch/read"
 RECEIVED_AT = "2026-01-01T00:00:00+00:00"
 DAY = 86400
-
-
-def hubspot_answer(request: RecordedRequest) -> Reply:
-    """HubSpot-shaped: inputs whose email starts with "invalid" fail validation, the rest are upserted."""
-    inputs = request.json()["inputs"]
-    bad = [item["id"] for item in inputs if item["id"].startswith("invalid")]
-    results = [{"id": str(100 + n), "properties": {"email": item["id"]}} for n, item in enumerate(inputs)]
-    body: dict[str, Any] = {
-        "status": "COMPLETE",
-        "results": [r for r in results if r["properties"]["email"] not in bad],
-    }
-    if not bad:
-        return Reply(200, body)
-    errors = [
-        {
-            "status": "error",
-            "category": "VALIDATION_ERROR",
-            "message": 'Property values were not valid: "clay_icp_score" does not exist',
-            "context": {"ids": [email]},
-        }
-        for email in bad
-    ]
-    return Reply(207, {**body, "numErrors": len(bad), "errors": errors})
 
 
 @dataclass
@@ -71,12 +51,32 @@ class Sinks:
     slack: StubServer
 
     def calls(self) -> dict[str, int]:
-        return {name: len(server.received()) for name, server in vars(self).items()}
+        """Requests per destination (HubSpot: its upserts, not the batch reads before them)."""
+        return {
+            name: len(server.received(UPSERT if name == "hubspot" else None)) for name, server in vars(self).items()
+        }
 
 
 @pytest.fixture
-def sinks() -> Iterator[Sinks]:
-    servers = Sinks(StubServer(), StubServer(), StubServer(), StubServer(hubspot_answer), StubServer())
+def crm() -> HubSpotSim:
+    return set_up_crm()
+
+
+def set_up_crm() -> HubSpotSim:
+    """HubSpot: the stateful simulator, with the custom properties `clay-pipeline hubspot setup` creates."""
+    hubspot = HubSpotSim()
+    hubspot.add_custom_properties([("clay_icp_score", "number"), ("clay_enrichment_date", "date")])
+    return hubspot
+
+
+@pytest.fixture
+def sinks(crm: HubSpotSim) -> Iterator[Sinks]:
+    yield from started_sinks(crm)
+
+
+def started_sinks(crm: HubSpotSim) -> Iterator[Sinks]:
+    """A loopback server per destination, HubSpot the simulator; stopped when the test ends."""
+    servers = Sinks(StubServer(), StubServer(), StubServer(), StubServer(crm.answer), StubServer())
     for server in vars(servers).values():
         server.start()
     yield servers
@@ -230,15 +230,16 @@ def test_hot_lead_goes_to_slack_outreach_hubspot_zapier_and_the_leads_table(rout
         {
             "idProperty": "email",
             "id": "jane.doe@acme.com",
-            "properties": {
+            "objectWriteTraceId": "jane.doe@acme.com",
+            "properties": {  # every value a string; a new contact: its lead status is set
                 "email": "jane.doe@acme.com",
                 "firstname": "Jane",
                 "lastname": "Doe",
                 "company": "Acme",
                 "jobtitle": "VP Sales",
-                "hs_lead_status": "NEW",
-                "clay_icp_score": 95.0,
+                "clay_icp_score": "95",
                 "clay_enrichment_date": "2026-01-01",
+                "hs_lead_status": "NEW",
             },
         }
     ]
@@ -275,7 +276,7 @@ def test_scoreless_lead_is_scored_with_the_reference_formula(router: Router, sin
     outcome = router.outcome("ld_scoreless_li_initech")
     assert (outcome["icp_score"], outcome["tier"]) == (85, "A")
     assert outcome["routes"] == ["outreach", "hubspot", "zapier"]
-    assert sinks.hubspot.received(UPSERT)[0].json()["inputs"][0]["properties"]["clay_icp_score"] == 85
+    assert sinks.hubspot.received(UPSERT)[0].json()["inputs"][0]["properties"]["clay_icp_score"] == "85"
     assert sinks.calls()["slack"] == 0
 
 
@@ -386,20 +387,20 @@ def test_a_lease_lost_mid_delivery_is_reported_and_the_deliveries_still_recorded
 def test_an_unexpected_error_records_the_other_deliveries_before_failing_the_record(
     router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN Zapier's delivery raising (a bug, not a destination's answer)
+    # GIVEN Slack's delivery raising (a bug, not a destination's answer; Slack resends after a lost answer)
     def broken(*args: Any) -> None:
         raise RuntimeError("a bug in a destination")
 
-    zapier = router.module.router.webhooks["zapier"]
-    working = zapier.deliver
-    monkeypatch.setattr(zapier, "deliver", broken)
+    slack = router.module.router.webhooks["slack"]
+    working = slack.deliver
+    monkeypatch.setattr(slack, "deliver", broken)
     record = router.record(lead("ld_e", 95))
     assert router.run(sqs_event([record])) == [record["messageId"]]
-    # THEN what succeeded is recorded and the lease freed, so the retry sends only to Zapier
+    # THEN what succeeded is recorded and the lease freed, so the retry sends only to Slack
     ledger = router.ledger("ld_e")
-    assert set(ledger["deliveries"]) == {"slack", "outreach", "hubspot"}
+    assert set(ledger["deliveries"]) == {"zapier", "outreach", "hubspot"}
     assert "lease_owner" not in ledger
-    monkeypatch.setattr(zapier, "deliver", working)
+    monkeypatch.setattr(slack, "deliver", working)
     assert router.run(sqs_event([record])) == []
     assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
 
@@ -464,10 +465,12 @@ def test_three_callbacks_of_one_lead_enrol_it_once_and_update_hubspot_per_change
     # AND HubSpot (on change) got one upsert per distinct contact payload, each carrying the change
     inputs = hubspot_inputs(sinks)
     assert [(i["properties"]["jobtitle"], i["properties"]["clay_icp_score"]) for i in inputs] == [
-        ("VP Sales", 85),
-        ("CRO", 85),
-        ("CRO", 95),
+        ("VP Sales", "85"),
+        ("CRO", "85"),
+        ("CRO", "95"),
     ]
+    # AND only the upsert that created the contact set its lead status: the re-sends carry no rep-owned field
+    assert [i["properties"].get("hs_lead_status") for i in inputs] == ["NEW", None, None]
     # AND the leads table has the latest score, every destination kept and how many callbacks the lead had
     item = router.outcome("R-1")
     assert (item["icp_score"], item["routing_status"], item["callbacks"]) == (95, "routed", 3)
@@ -549,7 +552,7 @@ def test_per_column_callbacks_in_one_batch_route_only_the_newest(router: Router,
     # WHEN routed in one invocation THEN only the complete (newest) version is delivered
     assert router.run(sqs_event(partials)) == []
     assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}
-    assert hubspot_inputs(sinks)[0]["properties"]["clay_icp_score"] == 88
+    assert hubspot_inputs(sinks)[0]["properties"]["clay_icp_score"] == "88"
     assert router.outcome("ld_cols")["icp_score"] == 88
 
 
@@ -682,28 +685,33 @@ def failing_complete_write() -> Any:
     return before_dynamodb_calls(fail, "UpdateItem")
 
 
-def test_a_crash_between_delivery_and_ledger_write_repeats_the_sends_with_the_same_key(
+def test_a_crash_between_delivery_and_ledger_write_leaves_held_deliveries_unknown_never_sent_twice(
     router: Router, sinks: Sinks
 ) -> None:
-    # GIVEN outreach delivered but the ledger write that records it never made (the documented crash window)
+    # GIVEN outreach, HubSpot and Zapier delivered but the ledger write that records them never made
     record = router.callback(1, lead("ld_crash", 85))
     with failing_complete_write():
         assert router.run(sqs_event([record])) == [record["messageId"]]
-    assert sinks.calls()["outreach"] == 1
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}
     item = router.ledger("ld_crash")
     assert item["deliveries"] == {} and "lease_owner" in item  # nothing recorded, the lease still held
+    assert {"sending_outreach", "sending_zapier"} <= set(item)  # but the intent was written before sending
     # WHEN the record comes back before the lease lapses THEN it waits: nothing is sent twice yet
     assert router.run(sqs_event([record])) == [record["messageId"]]
     assert sinks.calls()["outreach"] == 1
-    # WHEN it comes back after the lease lapsed THEN the sends of that attempt are repeated, with the same keys
+    # WHEN it comes back after the lease lapsed THEN outreach and Zapier (hold) are not sent again but marked
+    # unknown; HubSpot's upsert by email is idempotent, so it is simply repeated
     router.put_ledger("ld_crash", lease_until=int(time.time()) - 1)
     assert router.run(sqs_event([record])) == []
-    first, repeat = sinks.outreach.received()
-    assert first.headers["idempotency-key"] == repeat.headers["idempotency-key"]
-    # AND the ledger now holds them, so any later callback of the lead sends nothing more
-    assert set(router.ledger("ld_crash")["deliveries"]) == {"outreach", "hubspot", "zapier"}
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 2, "slack": 0}
+    item = router.ledger("ld_crash")
+    assert item["routing_status"] == "unknown"
+    assert item["destinations"] == {"outreach": "unknown", "hubspot": "delivered", "zapier": "unknown"}
+    assert item["unknown_outreach"]["reason"] == "ended_before_recording"
+    assert not any(name.startswith("sending_") for name in item)
+    # AND a later callback of the lead sends nothing more to them
     assert router.run(sqs_event([router.callback(2, lead("ld_crash", 86))])) == []
-    assert (sinks.calls()["outreach"], sinks.calls()["zapier"]) == (2, 2)
+    assert (sinks.calls()["outreach"], sinks.calls()["zapier"]) == (1, 1)
 
 
 # ------------------------------------------------------------------------------------- cost and speed
@@ -824,23 +832,30 @@ def test_permanent_error_goes_to_the_dlq_with_reasons_and_statuses(router: Route
     assert router.outcome("ld_d")["routing_status"] == "partial"
 
 
-def test_hubspot_per_item_errors_map_back_to_their_records(router: Router, sinks: Sinks) -> None:
-    # GIVEN three HubSpot-bound leads in one batch, one of which HubSpot refuses
-    records = [
-        router.record(lead("ok1", 75)),
-        router.record(lead("invalid", 75)),
-        router.record(lead("ok2", 75)),
-    ]
-    assert router.run(sqs_event(records)) == []
-    # THEN one upsert carried all three, and only the refused one is dead-lettered
-    [upsert] = sinks.hubspot.received(UPSERT)
-    assert [item["id"] for item in upsert.json()["inputs"]] == ["ok1@acme.com", "invalid@acme.com", "ok2@acme.com"]
+@pytest.mark.parametrize("multi_status", [False, True], ids=["refused-whole", "207-per-input"])
+def test_one_contact_hubspot_refuses_is_dead_lettered_alone_with_hubspots_message(
+    router: Router, sinks: Sinks, crm: HubSpotSim, multi_status: bool
+) -> None:
+    # GIVEN ten HubSpot-bound leads in one batch, one with an email HubSpot refuses (a comma: valid to Clay,
+    # not to HubSpot), and HubSpot refusing the whole batch for it (or, with multi-status, just that input)
+    crm.multi_status = multi_status
+    leads = [lead(f"c{n}", 75) for n in range(10)]
+    leads[6]["email"] = "jane,doe@acme.com"
+    assert router.run(sqs_event([router.record(item) for item in leads])) == []
+    # THEN the nine valid contacts are in HubSpot, and only the refused lead is dead-lettered, with HubSpot's message
+    assert sorted(crm.contacts) == sorted(f"c{n}@acme.com" for n in range(10) if n != 6)
     [dead] = router.dead_letters()
-    assert dead["body"]["lead_key"] == "invalid"
-    assert dead["detail"].startswith('hubspot: hubspot_validation_error (Property values were not valid: "clay_icp')
-    assert router.outcome("invalid")["destinations"]["hubspot"] == "permanent:hubspot_validation_error"
-    assert router.outcome("ok1")["destinations"]["hubspot"] == "delivered"
-    assert router.outcome("ok2")["routing_status"] == "routed"
+    assert dead["body"]["lead_key"] == "c6"
+    assert dead["reason"] == "permanent_failure"
+    assert dead["detail"] == (
+        "hubspot: hubspot_validation_error (Property values were not valid: Email address jane,doe@acme.com is invalid)"
+    )
+    assert router.outcome("c6")["destinations"]["hubspot"] == "permanent:hubspot_validation_error"
+    assert [router.outcome(f"c{n}")["routing_status"] for n in range(10) if n != 6] == ["routed"] * 9
+    # AND isolating it cost a few calls: one 207, or log2(10) rounds of halves when HubSpot refuses the batch whole
+    upserts = sinks.hubspot.received(UPSERT)
+    print(f"\nHubSpot upserts for 10 contacts, 1 refused ({'207' if multi_status else 'split'}): {len(upserts)}")
+    assert len(upserts) == (1 if multi_status else 7)
 
 
 def test_hubspot_retries_only_the_items_it_rate_limited(router: Router, sinks: Sinks) -> None:
@@ -880,6 +895,90 @@ def test_every_delivery_failing_on_the_last_receive_is_dead_lettered_with_what_f
     assert (dead["reason"], dead["detail"]) == ("retries_exhausted", "nurture: server_error_503")
     assert json.loads(dead["destinations"]) == {"nurture": "failed"}
     assert router.outcome("ld_x")["routing_status"] == "failed"
+
+
+# ------------------------------------------------------------------------------------- one lead, one record
+def test_a_callback_with_an_impossible_date_no_longer_fails_its_batch(router: Router, sinks: Sinks) -> None:
+    # GIVEN a batch of 10 hot leads, one of them enriched "at" a moment past the last one Python can hold
+    # (before: OverflowError in start(), and all 10 went to RoutingDLQ without a reason)
+    leads = [lead(f"ld_b{n}", 95) for n in range(9)] + [
+        lead("ld_year9999", 95, _clay_enriched_at="9999-12-31T23:59:59-23:59")
+    ]
+    assert router.run(sqs_event([router.record(item) for item in leads])) == []
+    # THEN all 10 are routed; the odd date is kept aside and HubSpot's enrichment date is the day it arrived
+    assert {router.outcome(item["lead_id"])["routing_status"] for item in leads} == {"routed"}
+    assert sinks.calls()["outreach"] == 10
+    [upsert] = sinks.hubspot.received(UPSERT)
+    dates = {i["id"]: i["properties"]["clay_enrichment_date"] for i in upsert.json()["inputs"]}
+    assert dates["ld_year9999@acme.com"] == "2026-01-01"
+    assert router.dead_letters() == []
+
+
+def test_a_lead_that_cannot_be_routed_goes_to_the_dlq_alone_with_the_reason(
+    router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a lead whose values break the outreach payload (a value nothing guarded), in a batch of 10
+    outreach = router.module.router.webhooks["outreach"]
+    mapped = outreach.payload
+
+    def breaks_on_poison(lead_fields: dict[str, Any], received_at: str) -> Any:
+        if lead_fields["lead_id"] == "ld_poison":
+            raise OverflowError("date value out of range")
+        return mapped(lead_fields, received_at)
+
+    monkeypatch.setattr(outreach, "payload", breaks_on_poison)
+    leads = [lead(f"ld_h{n}", 85) for n in range(9)] + [lead("ld_poison", 85)]
+    records = [router.record(item) for item in leads]
+    # WHEN routed THEN the batch does not fail: the 9 healthy leads are delivered
+    assert router.run(sqs_event(records)) == []
+    assert sinks.calls()["outreach"] == 9
+    assert {router.outcome(f"ld_h{n}")["routing_status"] for n in range(9)} == {"routed"}
+    # AND the poison lead is in RoutingDLQ alone, as it came, with why
+    [dead] = router.dead_letters()
+    assert dead["body"]["lead_key"] == "ld_poison"
+    assert (dead["reason"], dead["detail"]) == ("unroutable_lead", "OverflowError: date value out of range")
+
+
+def test_a_dependency_failing_for_one_lead_sends_only_that_record_back_then_dead_letters_it_with_the_reason(
+    router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN DynamoDB throttling the claim of one lead of three
+    claim = LeadLedger.claim
+
+    def throttled(ledger: LeadLedger, lead_key: str, *args: Any, **kwargs: Any) -> Any:
+        if lead_key == "ld_t":
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem")
+        return claim(ledger, lead_key, *args, **kwargs)
+
+    monkeypatch.setattr(LeadLedger, "claim", throttled)
+    records = [router.record(lead(name, 85)) for name in ("ld_a", "ld_t", "ld_c")]
+    # WHEN routed THEN only that record goes back to the queue (a retry may succeed); the others are delivered
+    assert router.run(sqs_event(records)) == [records[1]["messageId"]]
+    assert sinks.calls()["outreach"] == 2
+    assert router.dead_letters() == []
+    # AND on its last receive it goes to RoutingDLQ with the reason, not through SQS's redrive without one
+    last = router.record(lead("ld_t", 85), receive_count=5)
+    assert router.run(sqs_event([last])) == []
+    [dead] = router.dead_letters()
+    assert dead["reason"] == "dependency_failed" and dead["detail"].startswith("ClientError:")
+
+
+def test_a_batch_hubspot_upsert_that_raises_fails_only_its_leads_and_records_their_webhooks(
+    router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN HubSpot's upsert raising (a bug, not an answer) while two hot leads and a warm one are routed
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug in the upsert")
+
+    monkeypatch.setattr(router.module.router.hubspot, "upsert", broken)
+    records = [router.record(lead("ld_u1", 85)), router.record(lead("ld_u2", 85)), router.record(lead("ld_w", 55))]
+    # WHEN routed THEN the invocation does not fail: only the leads owing HubSpot go back to the queue
+    assert router.run(sqs_event(records)) == [records[0]["messageId"], records[1]["messageId"]]
+    assert router.outcome("ld_w")["routing_status"] == "routed"
+    # AND what they were delivered is in their ledger, so the retry sends only HubSpot
+    assert set(router.ledger("ld_u1")["deliveries"]) == {"outreach", "zapier"}
+    assert router.outcome("ld_u1")["destinations"]["hubspot"] == "failed"
+    assert router.dead_letters() == []
 
 
 @pytest.mark.parametrize(
@@ -1074,7 +1173,7 @@ def test_a_pause_delays_a_delivery_never_drops_it_when_a_lower_score_follows(
     assert router.run(sqs_event([sqs_record(second["body"], router.arn, receive_count=2)])) == []
     # THEN HubSpot got the lead once, its newest version, and nothing else was sent twice
     [upsert] = sinks.hubspot.received(UPSERT)
-    assert upsert.json()["inputs"][0]["properties"]["clay_icp_score"] == 60
+    assert upsert.json()["inputs"][0]["properties"]["clay_icp_score"] == "60"
     assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
     item = router.outcome("ld_rs")
     assert item["routing_status"] == "routed"
@@ -1097,3 +1196,168 @@ def test_a_callback_choosing_nothing_still_delivers_what_a_pause_held(
     assert sinks.calls()["zapier"] == 1
     assert router.run(sqs_event([sqs_record(first["body"], router.arn, receive_count=2)])) == []
     assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}
+
+
+# ------------------------------------------------------------------------------------- HubSpot as a CRM
+def test_a_resend_of_an_existing_contact_carries_none_of_the_rep_owned_fields(
+    router: Router, sinks: Sinks, crm: HubSpotSim
+) -> None:
+    # GIVEN a contact HubSpot already has, whose lead status and lifecycle stage a rep set
+    crm.contacts["rep@acme.com"] = {
+        "id": "77",
+        "createdAt": "2026-01-01T00:00:00.000Z",
+        "properties": {"email": "rep@acme.com", "hs_lead_status": "CONNECTED", "lifecyclestage": "opportunity"},
+    }
+    # WHEN Clay sends the lead again
+    assert router.run(sqs_event([router.record(lead("rep", 75, job_title="CTO"))])) == []
+    # THEN the upsert carries the enrichment but none of the rep-owned fields, and the rep's values stay
+    [upsert] = sinks.hubspot.received(UPSERT)
+    properties = upsert.json()["inputs"][0]["properties"]
+    assert not {"hs_lead_status", "lifecyclestage", "hubspot_owner_id"} & set(properties)
+    assert properties["jobtitle"] == "CTO"
+    kept = crm.contacts["rep@acme.com"]["properties"]
+    assert (kept["hs_lead_status"], kept["lifecyclestage"], kept["jobtitle"]) == ("CONNECTED", "opportunity", "CTO")
+
+
+def test_owned_fields_a_mapping_names_go_only_to_contacts_hubspot_creates(
+    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks, crm: HubSpotSim
+) -> None:
+    # GIVEN a mapping that also sends Clay's owner column as hubspot_owner_id (rep-owned by default) and a
+    # lifecycle stage for new contacts; one contact exists, one does not
+    router = Router(
+        load_function(
+            "RouterFunction",
+            **configured,
+            HUBSPOT_PROPERTY_MAP="hubspot_owner_id=owner_id",
+            HUBSPOT_NEW_CONTACT_VALUES="hs_lead_status=NEW,lifecyclestage=lead",
+        ),
+        stack,
+    )
+    crm.contacts["old@acme.com"] = {"id": "5", "createdAt": "", "properties": {"email": "old@acme.com"}}
+    records = [router.record(lead(name, 75, owner_id="4242")) for name in ("old", "new")]
+    assert router.run(sqs_event(records)) == []
+    # THEN one batch read, one upsert: the new contact gets the owner and the starting values, the old one neither
+    assert len(sinks.hubspot.received(READ)) == 1
+    [upsert] = sinks.hubspot.received(UPSERT)
+    by_email = {item["id"]: item["properties"] for item in upsert.json()["inputs"]}
+    assert {k: by_email["new@acme.com"][k] for k in ("hubspot_owner_id", "hs_lead_status", "lifecyclestage")} == {
+        "hubspot_owner_id": "4242",
+        "hs_lead_status": "NEW",
+        "lifecyclestage": "lead",
+    }
+    assert not {"hubspot_owner_id", "hs_lead_status", "lifecyclestage"} & set(by_email["old@acme.com"])
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("HUBSPOT_PROPERTY_MAP", "Job Title=job_title", "'Job Title' is not a HubSpot property name"),
+        ("HUBSPOT_PROPERTY_MAP", "email=work_email", "email is the contact's id"),
+        ("HUBSPOT_PROPERTY_MAP", "jobtitle", "'jobtitle' is not property=value"),
+        ("HUBSPOT_NEW_CONTACT_VALUES", "jobtitle=Unknown", "jobtitle is also mapped from a lead field"),
+        ("HUBSPOT_OWNED_PROPERTIES", "email", "email is the contact's id, sent always"),
+    ],
+)
+def test_an_invalid_hubspot_mapping_stops_the_router_at_cold_start(
+    load_function: Any, configured: dict[str, str], setting: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"{setting}: .*{message}"):
+        load_function("RouterFunction", **configured, **{setting: value})
+
+
+def test_a_missing_property_pauses_hubspot_with_the_command_to_run_and_no_lead_is_dead_lettered(
+    pausable: tuple[Router, DestinationSwitch], sinks: Sinks, crm: HubSpotSim, caplog: pytest.LogCaptureFixture
+) -> None:
+    router, switch = pausable
+    # GIVEN a portal without the custom properties (nobody ran the setup command)
+    del crm.properties["clay_icp_score"], crm.properties["clay_enrichment_date"]
+    event = router.queued([lead(f"m{n}", 85) for n in range(3)])
+    # WHEN the batch is routed
+    failed = router.run(event)
+    # THEN nothing is dead-lettered: the leads wait in the queue, the others destinations are delivered
+    assert sorted(failed) == sorted(record["messageId"] for record in event["Records"])
+    assert router.dead_letters() == []
+    assert sinks.calls() == {"outreach": 3, "nurture": 0, "zapier": 3, "hubspot": 1, "slack": 0}
+    assert router.outcome("m0")["destinations"]["hubspot"] == "paused"
+    # AND HubSpot is paused by the router, saying which properties are missing and what to run, for 15 minutes
+    state = switch.states()["hubspot"]
+    reason = "HubSpot has no contact properties clay_enrichment_date, clay_icp_score: create them with"
+    assert (state["paused"], state["by"]) == (True, "router")
+    assert state["reason"] == reason + " `clay-pipeline hubspot setup`"
+    assert 890 <= state["until"] - time.time() <= 900
+    [logged] = [r for r in caplog.records if r.levelname == "ERROR"]  # the router's error log says it too
+    assert reason in logged.getMessage()
+    # WHEN the properties are created and the pause is lifted THEN the leads come back and reach HubSpot
+    crm.add_custom_properties([("clay_icp_score", "number"), ("clay_enrichment_date", "date")])
+    assert switch.resume("hubspot")
+    again = [sqs_record(r["body"], router.arn, message_id=r["messageId"], receive_count=2) for r in event["Records"]]
+    assert router.run(sqs_event(again)) == []
+    assert sorted(crm.contacts) == ["m0@acme.com", "m1@acme.com", "m2@acme.com"]
+    assert sinks.calls()["outreach"] == 3  # not sent again
+
+
+def test_a_daily_429_pauses_hubspot_until_midnight_in_the_accounts_time_zone(
+    pausable: tuple[Router, DestinationSwitch], sinks: Sinks, crm: HubSpotSim
+) -> None:
+    router, switch = pausable
+    # GIVEN HubSpot's daily limit reached, in an account at UTC-5
+    crm.limit("DAILY")
+    event = router.queued([lead("d1", 75)])
+    # WHEN routed THEN one call, not a retry every few seconds: HubSpot is paused and the lead waits
+    assert router.run(event) == [event["Records"][0]["messageId"]]
+    assert len(sinks.hubspot.received(UPSERT)) == 0  # the batch read was refused: no upsert tried
+    assert len(sinks.hubspot.received(READ)) == 1
+    assert router.dead_letters() == []
+    state = switch.states()["hubspot"]
+    now = datetime.now(UTC)
+    local = now - timedelta(hours=5)
+    midnight = datetime(local.year, local.month, local.day, tzinfo=UTC) + timedelta(days=1, hours=5)
+    assert state["paused"] and state["by"] == "router"
+    assert abs(state["until"] - (midnight.timestamp() + 120)) < 2  # two minutes past the reset
+    assert "daily API limit" in state["reason"] and "midnight in the account's time zone" in state["reason"]
+
+
+def test_a_daily_429_without_the_accounts_time_zone_rechecks_in_15_minutes(
+    pausable: tuple[Router, DestinationSwitch], crm: HubSpotSim
+) -> None:
+    router, switch = pausable
+    crm.limit("DAILY")
+    crm.utc_offset_ms = None  # the account details call is refused
+    event = router.queued([lead("d2", 75)])
+    assert router.run(event) == [event["Records"][0]["messageId"]]
+    state = switch.states()["hubspot"]
+    assert 890 <= state["until"] - time.time() <= 900
+    assert "time zone could not be read" in state["reason"]
+
+
+def test_a_ten_secondly_429_is_retried_and_does_not_pause_hubspot(
+    pausable: tuple[Router, DestinationSwitch], sinks: Sinks, crm: HubSpotSim
+) -> None:
+    router, switch = pausable
+    # GIVEN HubSpot's ten-second window full for the next request, and too little time left to wait it out
+    crm.limit("TEN_SECONDLY_ROLLING", times=1)
+    event = router.queued([lead("t1", 75)])
+    # WHEN routed THEN the lead goes back to the queue as retryable, HubSpot is not paused
+    assert router.run(event, remaining_ms=8000) == [event["Records"][0]["messageId"]]
+    assert not switch.states()["hubspot"]["paused"]
+    assert router.outcome("t1")["destinations"]["hubspot"] == "failed"
+    # AND its next receive delivers it
+    again = sqs_record(event["Records"][0]["body"], router.arn, receive_count=2)
+    assert router.run(sqs_event([again])) == []
+    assert "t1@acme.com" in crm.contacts
+
+
+def test_after_a_daily_429_the_batchs_other_chunks_are_not_sent_to_be_refused(
+    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks, crm: HubSpotSim
+) -> None:
+    # GIVEN HubSpot's daily limit reached and a batch of five HubSpot leads upserted two at a time
+    router = Router(load_function("RouterFunction", **configured, HUBSPOT_BATCH_SIZE="2"), stack)
+    crm.limit("DAILY")
+    records = [router.record(lead(f"k{n}", 75)) for n in range(5)]
+    failed = router.run(sqs_event(records))
+    # THEN one request reached HubSpot, and every lead waits for the reset (none dead-lettered)
+    assert len(sinks.hubspot.received()) == 2  # the refused batch read, and the account's time zone
+    assert [r.path for r in sinks.hubspot.received()] == [READ, "/account-info/v3/details"]
+    assert sorted(failed) == sorted(record["messageId"] for record in records)
+    assert {router.outcome(f"k{n}")["destinations"]["hubspot"] for n in range(5)} == {"paused"}
+    assert router.dead_letters() == []

@@ -369,11 +369,14 @@ def test_results_are_read_page_by_page(stack: Any, load_function: Any, clay: Cla
 
 
 def test_a_result_that_fails_validation_is_dead_lettered(stack: Any, load_function: Any, http_stub: StubServer) -> None:
-    # GIVEN Clay's result for the lead has an ICP score that is not a number
+    # GIVEN Clay's result for the lead holds a value the leads table cannot store (nested 20 levels)
     pipeline = Pipeline(stack, load_function, http_stub)
     key = lead_id(person(1))
     pipeline.runs.record("run_x", "r", {key: Lead.model_validate(person(1)).to_message()})
-    item = {"id": key, "status": "complete", "result": {"icp_score": "very high"}}
+    deep: Any = "leaf"
+    for _ in range(20):
+        deep = [deep]
+    item = {"id": key, "status": "complete", "result": {"icp_score": "90", "history": deep}}
     page = {"routine_run_id": "run_x", "status": "complete", "total": 1, "finished": 1, "data": [item]}
     http_stub.script("/routines/run/run_x/results", Reply(200, page))
     # WHEN it is collected
@@ -381,8 +384,26 @@ def test_a_result_that_fails_validation_is_dead_lettered(stack: Any, load_functi
     # THEN it goes to the DLQ naming the field, and is not routed
     [dead] = pipeline.drain("LeadDLQ")
     assert dead["reason"] == "invalid_result"
-    assert "icp_score" in dead["detail"]
+    assert "history" in dead["detail"]
     assert pipeline.drain("RoutingQueue") == []
+
+
+def test_a_result_with_a_score_that_cannot_be_read_is_routed_without_it(
+    stack: Any, load_function: Any, http_stub: StubServer
+) -> None:
+    # GIVEN Clay's result for the lead has an ICP score that is not a number
+    pipeline = Pipeline(stack, load_function, http_stub)
+    key = lead_id(person(1))
+    pipeline.runs.record("run_y", "r", {key: Lead.model_validate(person(1)).to_message()})
+    item = {"id": key, "status": "complete", "result": {"icp_score": "very high"}}
+    page = {"routine_run_id": "run_y", "status": "complete", "total": 1, "finished": 1, "data": [item]}
+    http_stub.script("/routines/run/run_y/results", Reply(200, page))
+    # WHEN it is collected THEN the lead is routed as a callback would be: the score kept as sent, missing
+    pipeline.collect(PollMessage("run_y"))
+    [message] = pipeline.drain("RoutingQueue")
+    assert "icp_score" not in message["body"]["lead"]
+    assert message["body"]["lead"]["_unparsed"] == {"icp_score": "very high"}
+    assert pipeline.drain("LeadDLQ") == []
 
 
 def test_unknown_runs_and_bad_messages_are_dropped(pipeline: Pipeline) -> None:

@@ -276,6 +276,10 @@ def router_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
         app.lambda_handler(sqs_event([waiting]), LambdaContextStub(remaining_ms=60_000))
         last = sqs_record(message("r3", 85), arn, receive_count=4)
         app.lambda_handler(sqs_event([last]), LambdaContextStub(remaining_ms=60_000))
+        # HubSpot's daily limit: the router pauses HubSpot (an entry in the pause switch)
+        daily = Reply(429, {"status": "error", "errorType": "RATE_LIMIT", "policyName": "DAILY"})
+        sinks.script("/crm/v3/objects/contacts/batch/read", daily)
+        app.lambda_handler(sqs_event([sqs_record(message("r4", 75), arn)]), LambdaContextStub(remaining_ms=60_000))
 
 
 def sweeper_scenarios(stack: Provisioned, load: Callable[..., Any], requeue: bool = True) -> None:

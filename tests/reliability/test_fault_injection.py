@@ -15,6 +15,7 @@ import pytest
 
 from clay_pipeline.aws import client
 from local.aws import Emulator
+from local.clay_sim import RECOMMENDED_RETRY
 from local.http_stub import Reply
 from local.stack import LocalStack, StackOptions
 
@@ -60,7 +61,8 @@ def faulty_stack(emulator: Emulator) -> Iterator[LocalStack]:
     options = StackOptions(
         visibility_timeout=2,  # handed-back messages return quickly
         # Clay allows 4 rows/s while the sender paces at 10/s: a storm of 429s with Retry-After.
-        clay={"rate_per_second": 4, "burst": 4, "duplicate_share": 0.2, "retry_backoff_seconds": 0.1},
+        # The column retries as README recommends (5xx too): the gateway's injected 5xx below are retried.
+        clay={"rate_per_second": 4, "burst": 4, "duplicate_share": 0.2, "retry": RECOMMENDED_RETRY},
         function_env={
             "SenderFunction": {
                 "CLAY_SEND_RATE_PER_SECOND": "10",

@@ -154,8 +154,11 @@ def test_an_item_id_has_1_to_64_characters(item_id: str) -> None:
         run_item(item_id, {})
 
 
-def test_a_202_without_a_run_id_is_an_ambiguous_failure(clay: StubServer) -> None:
-    clay.script(RUN_PATH, Reply(202, {"status": "in_progress"}))
+@pytest.mark.parametrize("answer", [{"status": "in_progress"}, {"routine_run_id": "\ud800"}, {"routine_run_id": 7}])
+def test_a_202_without_a_run_id_we_can_store_is_an_ambiguous_failure(
+    clay: StubServer, answer: dict[str, object]
+) -> None:
+    clay.script(RUN_PATH, Reply(202, answer))
     error = error_of(lambda: client_for(clay).start_run(ROUTINE, ITEMS))
     assert (error.outcome, error.ambiguous) == (ApiOutcome.RETRYABLE, True)
 
@@ -279,3 +282,12 @@ def test_run_ids_are_escaped_in_the_path(clay: StubServer) -> None:
     client_for(clay).results("run/../x")
     assert clay.received()[0].path == "/routines/run/run%2F..%2Fx/results"
     assert clay.received()[0].query == "limit=100"
+
+
+def test_a_redirect_is_not_followed_and_the_key_never_reaches_the_other_port(clay: StubServer) -> None:
+    with StubServer() as elsewhere:
+        clay.script("/routines/r1/run", Reply(308, {}, {"location": f"{elsewhere.url}/v0/routines/r1/run"}))
+        error = error_of(lambda: client_for(clay).start_run("r1", [run_item("a", {})]))
+        assert elsewhere.received() == []
+    assert (error.outcome, error.status, error.ambiguous) == (ApiOutcome.RETRYABLE, 308, False)
+    assert f"redirecting to {elsewhere.url}/v0/routines/r1/run" in error.message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from email.utils import formatdate
-from time import time
+from time import monotonic, time
 
 import pytest
 
@@ -124,3 +124,23 @@ def test_refused_connection_is_retryable_and_not_ambiguous() -> None:
     answer = ClayClient(0.5, retry_attempts=1, backoff_seconds=0).post(f"http://127.0.0.1:{port}/hook", b"{}")
     assert answer.outcome is Outcome.RETRYABLE
     assert not answer.ambiguous
+
+
+def test_a_redirect_is_not_followed_and_the_token_never_reaches_the_other_port(clay: StubServer) -> None:
+    # GIVEN Clay's webhook answering 307 toward another loopback port
+    with StubServer() as elsewhere:
+        clay.script(HOOK, Reply(307, {}, {"location": f"{elsewhere.url}/grab"}))
+        answer = ClayClient(2).post(clay.url + HOOK, b"{}", auth_token="tok")
+        # THEN that port receives nothing (no row, no x-clay-webhook-auth), and the lead waits for an operator
+        assert elsewhere.received() == []
+    assert (answer.outcome, answer.reason, answer.ambiguous) == (Outcome.RETRYABLE, "redirected_307", False)
+
+
+def test_a_post_and_its_retries_end_by_the_invocations_deadline(clay: StubServer) -> None:
+    # GIVEN Clay taking 3 s per answer, a 2 s timeout per read and 0.5 s left in the invocation
+    clay.script(HOOK, Reply(200, {}, delay=3.0))
+    started = monotonic()
+    answer = ClayClient(2).post(clay.url + HOOK, b"{}", deadline=monotonic() + 0.5)
+    # THEN it ends at the deadline, as an ambiguous send (Clay may have the row)
+    assert monotonic() - started < 1.5
+    assert (answer.reason, answer.ambiguous) == ("deadline", True)

@@ -16,8 +16,10 @@ from local.clay_sim import (
     AUTH_HEADER,
     CallbackAuth,
     ClaySimulator,
+    RetryPolicy,
     TokenBucket,
     enrich,
+    parse_status_codes,
     partial_bodies,
     rerun,
     rescore,
@@ -38,7 +40,7 @@ def make_sim(http_stub: StubServer) -> Iterator[Any]:
     def make(**settings: Any) -> ClaySimulator:
         settings.setdefault("auth", CallbackAuth("token", "X-Clay-Signature", SECRET))
         sim = ClaySimulator(
-            callback_url=f"{http_stub.url}/clay/callback", webhook_token=TOKEN, retry_backoff_seconds=0.01, **settings
+            callback_url=f"{settings.pop('callback_url', http_stub.url)}/clay/callback", webhook_token=TOKEN, **settings
         )
         sim.start()
         sims.append(sim)
@@ -134,32 +136,99 @@ def test_callback_sends_the_static_header_and_the_enriched_row(make_sim: Any, ht
     assert "," in callback.json()["employee_count"] or callback.json()["employee_count"].isdigit()
 
 
-def test_callback_retries_5xx_and_429_then_stops(make_sim: Any, http_stub: StubServer) -> None:
+# ------------------------------------------------------------------ the column's "Retry on failure" (Clay's docs)
+def test_by_default_a_429_is_retried_once_and_immediately(make_sim: Any, http_stub: StubServer) -> None:
     sim = make_sim()
-    http_stub.script("/clay/callback", Reply(503), Reply(429, headers={"retry-after": "0"}))
+    http_stub.script("/clay/callback", Reply(429, headers={"retry-after": "30"}))
     post(sim.create_webhook(), {"lead_id": "ld_8"})
     wait_until_done(sim)
-    assert [c.status for c in sim.callbacks] == [503, 429, 200]
-    bodies = {r.body for r in http_stub.received("/clay/callback")}
-    assert len(bodies) == 1  # every retry carries the identical body
+    assert [c.status for c in sim.callbacks] == [429, 200]
+    first, retry = http_stub.received("/clay/callback")
+    assert first.body == retry.body  # the retry carries the identical body
+    assert retry.received_at - first.received_at < 1.0  # no delay, Retry-After ignored
     assert sim.abandoned == []
 
 
-def test_callback_gives_up_on_a_4xx(make_sim: Any, http_stub: StubServer) -> None:
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 409, 400, 401])
+def test_by_default_5xx_409_and_400_are_not_retried(make_sim: Any, http_stub: StubServer, status: int) -> None:
     sim = make_sim()
-    http_stub.script("/clay/callback", Reply(400, {"error": "bad"}))
+    http_stub.script("/clay/callback", Reply(status, {"error": "x"}))
     post(sim.create_webhook(), {"lead_id": "ld_9"})
     wait_until_done(sim)
-    assert [c.status for c in sim.callbacks] == [400]
-    assert sim.abandoned == ["ld_9"]
+    assert [c.status for c in sim.callbacks] == [status]
+    assert sim.abandoned == ["ld_9"]  # Clay shows the error in the cell and moves on
+
+
+def test_by_default_max_retries_is_one(make_sim: Any, http_stub: StubServer) -> None:
+    sim = make_sim()
+    http_stub.script("/clay/callback", Reply(408), Reply(413), Reply(200))
+    post(sim.create_webhook(), {"lead_id": "ld_10"})
+    wait_until_done(sim)
+    assert [c.status for c in sim.callbacks] == [408, 413]
+    assert sim.abandoned == ["ld_10"]
+
+
+def test_a_replaced_status_list_and_more_retries(make_sim: Any, http_stub: StubServer) -> None:
+    sim = make_sim(retry=RetryPolicy(max_retries=3, status_codes="429, 500-503"))
+    http_stub.script("/clay/callback", Reply(503), Reply(500), Reply(502))
+    post(sim.create_webhook(), {"lead_id": "ld_11"})
+    wait_until_done(sim)
+    assert [c.status for c in sim.callbacks] == [503, 500, 502, 200]
+    # AND the list replaces the defaults: 408 is no longer retried
+    http_stub.script("/clay/callback", Reply(408))
+    post(sim.create_webhook(), {"lead_id": "ld_12"})
+    wait_until_done(sim)
+    assert [c.status for c in sim.callbacks if c.lead_id == "ld_12"] == [408]
+
+
+def test_retry_on_failure_off_never_retries(make_sim: Any, http_stub: StubServer) -> None:
+    sim = make_sim(retry=RetryPolicy(enabled=False))
+    http_stub.script("/clay/callback", Reply(429))
+    post(sim.create_webhook(), {"lead_id": "ld_13"})
+    wait_until_done(sim)
+    assert [c.status for c in sim.callbacks] == [429]
+
+
+def test_past_the_response_timeout_the_call_is_etimedout_and_retried(make_sim: Any, http_stub: StubServer) -> None:
+    sim = make_sim(retry=RetryPolicy(response_timeout_ms=1_000))
+    http_stub.script("/clay/callback", Reply(200, {"received": True}, delay=1.5))
+    post(sim.create_webhook(), {"lead_id": "ld_14"})
+    wait_until_done(sim)
+    assert [(c.status, c.error) for c in sim.callbacks] == [(None, "ETIMEDOUT"), (200, "")]
+
+
+def test_a_refused_connection_is_econnrefused_and_retried_once(make_sim: Any) -> None:
+    closed = StubServer()
+    closed.start()
+    closed.stop()  # a port nothing listens on any more
+    sim = make_sim(callback_url=closed.url)
+    post(sim.create_webhook(), {"lead_id": "ld_15"})
+    wait_until_done(sim)
+    assert [(c.status, c.error) for c in sim.callbacks] == [(None, "ECONNREFUSED"), (None, "ECONNREFUSED")]
+    assert sim.abandoned == ["ld_15"]
+
+
+def test_status_lists_parse_like_clays_field() -> None:
+    assert parse_status_codes("408, 413, 429") == {408, 413, 429}
+    assert parse_status_codes("429, 500-503") == {429, 500, 501, 502, 503}
+    for wrong in ("200", "500-450", "abc", "600"):
+        with pytest.raises(ValueError):
+            parse_status_codes(wrong)
+
+
+@pytest.mark.parametrize("settings", [{"max_retries": 0}, {"max_retries": 6}, {"response_timeout_ms": 999}])
+def test_settings_outside_clays_ranges_are_refused(settings: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(**settings)
 
 
 def test_duplicate_deliveries_and_lost_answers_repeat_the_same_body(make_sim: Any, http_stub: StubServer) -> None:
     sim = make_sim(duplicate_share=1.0, lost_response_share=1.0)
     post(sim.create_webhook(), {"lead_id": "ld_10"})
     wait_until_done(sim)
-    # the first answer is lost (so retried), then the row is delivered a second time
+    # the first answer is lost (ECONNRESET, so retried), then the row is delivered a second time
     assert [(c.copy, c.attempt, c.lost) for c in sim.callbacks] == [(0, 1, True), (0, 2, False), (1, 1, False)]
+    assert sim.callbacks[0].error == "ECONNRESET"
     assert len({r.body for r in http_stub.received("/clay/callback")}) == 1
 
 

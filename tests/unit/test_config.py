@@ -9,7 +9,7 @@ import pytest
 
 from clay_pipeline import config
 from clay_pipeline.aws import client
-from clay_pipeline.config import CallbackSettings, ConfigError
+from clay_pipeline.config import CallbackSettings, ConfigError, RouterSettings
 
 pytestmark = pytest.mark.unit
 
@@ -81,3 +81,11 @@ def test_secret_that_is_not_an_object_is_a_config_error(stack: Any, monkeypatch:
     config.clear_secret_cache()
     with pytest.raises(ConfigError, match="JSON object"):
         config.secret("SLACK_WEBHOOK_URL")
+
+
+def test_a_base_url_must_be_https_except_to_loopback() -> None:
+    base = {"STATE_TABLE": "s", "LEADS_TABLE": "l", "ROUTING_QUEUE_URL": "q", "ROUTING_DLQ_URL": "d"}
+    with pytest.raises(ConfigError, match=r"HUBSPOT_BASE_URL: .*must be an https URL"):
+        RouterSettings.from_env({**base, "HUBSPOT_BASE_URL": "http://api.hubapi.com"})
+    local = RouterSettings.from_env({**base, "HUBSPOT_BASE_URL": "http://127.0.0.1:8080"})
+    assert local.hubspot_base_url == "http://127.0.0.1:8080"

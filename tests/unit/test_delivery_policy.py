@@ -123,3 +123,32 @@ def test_ledger_entries_round_trip_and_old_bare_timestamps_are_read() -> None:
 def test_payload_hash_ignores_key_order_but_not_values() -> None:
     assert payload_hash({"a": 1, "b": "x"}) == payload_hash({"b": "x", "a": 1})
     assert payload_hash({"a": 1}) != payload_hash({"a": 2})
+
+
+def test_newer_takes_a_naive_instant_as_utc_and_never_raises() -> None:
+    # (a hand-edited or replayed message: naive against aware raised TypeError, a year past 9999 OverflowError)
+    assert newer("2026-01-01T00:00:01", "2026-01-01T00:00:00+00:00")
+    assert not newer("2026-01-01T00:00:00+00:00", "2026-01-01T00:00:01")
+    assert newer("9999-12-31T23:59:59-23:59", "2026-01-01T00:00:00+00:00")  # not a moment: compared as text
+
+
+# ------------------------------------------------------------------------------------- unknown outcomes
+def test_an_unknown_outcome_is_not_owed_again_once_per_lead_whatever_the_payload() -> None:
+    lost = {"outreach": delivered("old")}
+    result = plan(("outreach",), DEFAULT_POLICIES, {"outreach": "new"}, {}, None, lost)
+    assert result == {"outreach": Owed.UNKNOWN}
+
+
+def test_an_unknown_on_change_delivery_blocks_only_its_own_payload() -> None:
+    policies = {**DEFAULT_POLICIES, "zapier": ON_CHANGE}
+    lost = {"zapier": delivered("sent")}
+    assert plan(("zapier",), policies, {"zapier": "sent"}, {}, None, lost) == {"zapier": Owed.UNKNOWN}
+    assert plan(("zapier",), policies, {"zapier": "changed"}, {}, None, lost) == {"zapier": Owed.SEND}
+
+
+def test_a_delivery_recorded_after_an_unknown_one_wins() -> None:
+    # GIVEN outreach both delivered (settled, or a late write) and marked unknown THEN it is delivered
+    result = plan(
+        ("outreach",), DEFAULT_POLICIES, {"outreach": "h"}, {"outreach": delivered()}, None, {"outreach": delivered()}
+    )
+    assert result == {"outreach": Owed.ALREADY_DELIVERED}

@@ -1,4 +1,4 @@
-"""Destinations against loopback servers: classification, payloads, HubSpot's per-item answers, Slack pacing."""
+"""Destinations against loopback servers: classification, payloads, retries, Slack pacing (HubSpot: test_hubspot.py)."""
 
 from __future__ import annotations
 
@@ -15,16 +15,13 @@ from clay_pipeline.destinations import (
     DELIVERED,
     DeliveryResult,
     HttpClient,
-    HubSpotContacts,
     OutreachWebhook,
     RetryPolicy,
     SlackAlert,
     Status,
     ZapierWebhook,
     classify,
-    contact_input,
     hot_lead_message,
-    per_item_results,
 )
 from local.http_stub import Reply, StubServer
 
@@ -118,11 +115,48 @@ def test_connection_refused_is_retryable(monkeypatch: Any) -> None:
     assert (result.status, result.reason) == (Status.RETRYABLE, "connection_error")
 
 
-def test_a_slow_destination_times_out_as_retryable(server: StubServer, monkeypatch: Any) -> None:
+def test_a_webhook_that_answers_too_late_has_an_unknown_outcome(server: StubServer, monkeypatch: Any) -> None:
+    # GIVEN a webhook that takes the request and answers after the time allowed
     monkeypatch.setenv("ZAPIER_WEBHOOK_URL", f"{server.url}/zap")
     server.script("/zap", Reply(200, delay=1.0))
     result = ZapierWebhook(HttpClient()).deliver(LEAD, "k", timeout=0.2)
-    assert (result.status, result.reason) == (Status.RETRYABLE, "timeout")
+    # THEN it may have processed it: unknown, not retryable (Zapier ignores Idempotency-Key)
+    assert (result.status, result.reason) == (Status.UNKNOWN, "deadline")
+    assert len(server.received("/zap")) == 1
+
+
+def test_an_idempotent_call_that_answers_too_late_is_retryable(server: StubServer) -> None:
+    # GIVEN HubSpot's upsert by email (repeating it cannot create a second contact) answering too late
+    server.script("/upsert", Reply(200, delay=1.0))
+    result, _ = HttpClient().post_json(f"{server.url}/upsert", {}, timeout=0.2)
+    assert (result.status, result.reason) == (Status.RETRYABLE, "deadline")
+
+
+def test_a_redirect_is_a_permanent_failure_naming_the_location_and_is_not_followed(monkeypatch: Any) -> None:
+    # GIVEN a destination answering 307 toward another loopback port
+    with StubServer() as elsewhere, StubServer() as server:
+        server.script("/zap", Reply(307, headers={"location": f"{elsewhere.url}/stolen?token=s3cret"}))
+        monkeypatch.setenv("ZAPIER_WEBHOOK_URL", f"{server.url}/zap")
+        result = ZapierWebhook(HttpClient()).deliver(LEAD, "k", timeout=2)
+        # THEN the other port receives nothing, and the failure names where it pointed (not its query)
+        assert elsewhere.received() == []
+    assert (result.status, result.reason) == (Status.PERMANENT, "redirected_307")
+    assert f"{elsewhere.url}/stolen;" in result.detail and "s3cret" not in result.detail
+
+
+def test_an_http_url_to_a_real_host_is_refused_before_anything_is_sent(monkeypatch: Any) -> None:
+    monkeypatch.setenv("ZAPIER_WEBHOOK_URL", "http://hooks.zapier.com/hooks/catch/1/abc")
+    result = ZapierWebhook(HttpClient()).deliver(LEAD, "k", timeout=2)
+    assert (result.status, result.reason) == (Status.PERMANENT, "insecure_url")
+    assert "https" in result.detail
+
+
+def test_a_long_lead_makes_a_slack_message_well_under_slacks_limit() -> None:
+    # GIVEN Clay columns of 100,000 characters in the name and the title
+    message = hot_lead_message({**LEAD, "first_name": "J" * 100_000, "job_title": "<VP>" * 25_000})
+    # THEN the text stays under the cap (Slack truncates at 40,000) and says where it was cut
+    assert len(message["text"]) <= destinations.SLACK_TEXT_LIMIT < 40_000
+    assert message["text"].count("[cut]") == 2
 
 
 # ------------------------------------------------------------------------------------- one session, several threads
@@ -256,101 +290,3 @@ def test_slack_paces_messages_and_waits_out_its_429(server: StubServer, monkeypa
     assert (paced.status, paced.reason) == (Status.RETRYABLE, "paced")
     assert len(server.received("/slack")) == 3
     assert server.received("/slack")[0].json()["text"].startswith(":fire: Hot lead: *Jane Doe*")
-
-
-# ------------------------------------------------------------------------------------- HubSpot
-def test_contact_input_maps_the_reference_fields() -> None:
-    item = contact_input({**LEAD, "_clay_enriched_at": "2026-03-04T23:30:00-05:00"}, "2026-01-01T00:00:00+00:00")
-    assert item == {
-        "idProperty": "email",
-        "id": "jane@acme.com",
-        "properties": {
-            "email": "jane@acme.com",
-            "firstname": "Jane",
-            "lastname": "Doe",
-            "company": "Acme",
-            "jobtitle": "VP Sales",
-            "hs_lead_status": "NEW",
-            "clay_icp_score": 92.0,
-            "clay_enrichment_date": "2026-03-05",  # the UTC date
-        },
-    }
-
-
-def test_contact_input_leaves_unknown_values_out_and_dates_from_receipt() -> None:
-    item = contact_input({"email": "a@x.com", "icp_score": 70}, "2026-02-01T10:00:00+00:00")
-    assert item["properties"] == {
-        "email": "a@x.com",
-        "hs_lead_status": "NEW",
-        "clay_icp_score": 70,
-        "clay_enrichment_date": "2026-02-01",
-    }
-
-
-def test_hubspot_upsert_sends_a_bearer_batch_and_maps_per_item_errors(server: StubServer, monkeypatch: Any) -> None:
-    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-test")
-    server.script(
-        "/crm/v3/objects/contacts/batch/upsert",
-        Reply(
-            207,
-            {
-                "status": "COMPLETE",
-                "results": [{"id": "101", "properties": {"email": "ok@x.com"}}],
-                "numErrors": 2,
-                "errors": [
-                    {
-                        "status": "error",
-                        "category": "VALIDATION_ERROR",
-                        "message": "bad",
-                        "context": {"ids": ["BAD@x.com"]},
-                    },
-                    {
-                        "status": "error",
-                        "category": "RATE_LIMITS",
-                        "message": "slow",
-                        "context": {"ids": ["slow@x.com"]},
-                    },
-                ],
-            },
-        ),
-    )
-    inputs = [
-        contact_input({"email": e, "icp_score": 80}, "2026-01-01T00:00:00Z")
-        for e in ("ok@x.com", "bad@x.com", "slow@x.com")
-    ]
-    results = HubSpotContacts(HttpClient(), server.url + "/").upsert(inputs, timeout=5)
-    assert results["ok@x.com"] == DELIVERED
-    assert (results["bad@x.com"].status, results["bad@x.com"].reason) == (Status.PERMANENT, "hubspot_validation_error")
-    assert results["bad@x.com"].detail == "bad"
-    assert (results["slow@x.com"].status, results["slow@x.com"].reason) == (Status.RETRYABLE, "hubspot_rate_limits")
-    [request] = server.received("/crm/v3/objects/contacts/batch/upsert")
-    assert request.headers["authorization"] == "Bearer pat-test"
-    assert [item["id"] for item in request.json()["inputs"]] == ["ok@x.com", "bad@x.com", "slow@x.com"]
-
-
-@pytest.mark.parametrize(
-    ("status", "expected"), [(401, Status.PERMANENT), (429, Status.RETRYABLE), (502, Status.RETRYABLE)]
-)
-def test_a_failed_hubspot_call_fails_every_input(
-    server: StubServer, monkeypatch: Any, status: int, expected: Status
-) -> None:
-    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-test")
-    server.script("/crm/v3/objects/contacts/batch/upsert", Reply(status, {"message": "no"}))
-    inputs = [contact_input({"email": e}, "2026-01-01") for e in ("a@x.com", "b@x.com")]
-    results = HubSpotContacts(HttpClient(), server.url).upsert(inputs, timeout=5)
-    assert {result.status for result in results.values()} == {expected}
-    assert set(results) == {"a@x.com", "b@x.com"}
-
-
-def test_an_error_naming_no_input_retries_the_unconfirmed_ones() -> None:
-    # GIVEN an error without context WHEN mapped THEN no input is known delivered: retry (upserts are idempotent)
-    body = {"status": "COMPLETE", "results": [], "errors": [{"category": "VALIDATION_ERROR", "message": "?"}]}
-    results = per_item_results(["a@x.com"], body)
-    assert (results["a@x.com"].status, results["a@x.com"].reason) == (Status.RETRYABLE, "hubspot_unattributed_error")
-
-
-def test_a_plain_200_delivers_every_input() -> None:
-    assert per_item_results(["a@x.com", "b@x.com"], {"status": "COMPLETE", "results": []}) == {
-        "a@x.com": DELIVERED,
-        "b@x.com": DELIVERED,
-    }

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from clay_pipeline.destinations import HUBSPOT_UPSERT_PATH
+from clay_pipeline.hubspot import UPSERT_PATH
 from local.gateway import http_routes, to_http_response
 from local.sinks import Sinks
 
@@ -60,14 +60,27 @@ def test_a_sink_that_is_down_answers_503_and_records_nothing_until_up(sinks: Sin
     assert len(sinks.delivered("slack")) == 1
 
 
-def test_hubspot_sink_answers_the_batch_upsert_shape(sinks: Sinks) -> None:
-    inputs = [{"idProperty": "email", "id": "A@x.com", "properties": {"email": "A@x.com"}}]
-    url = sinks.url + HUBSPOT_UPSERT_PATH
+def test_a_slow_sink_processes_the_delivery_and_answers_after_the_caller_gave_up(sinks: Sinks) -> None:
+    url = sinks.secrets()["ZAPIER_WEBHOOK_URL"]
+    sinks.slow("zapier", 1.0)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.post(url, json={"lead_id": "a"}, timeout=0.2)
+    assert [d.payload for d in sinks.delivered("zapier")] == [{"lead_id": "a"}]  # processed all the same
+    sinks.slow("zapier", None)
+    assert requests.post(url, json={"lead_id": "b"}, timeout=0.5).status_code == 200
+
+
+def test_hubspot_sink_answers_the_batch_upsert_shape_with_new_flags(sinks: Sinks) -> None:
+    inputs = [{"idProperty": "email", "id": "A@x.com", "properties": {"email": "A@x.com", "firstname": "Al"}}]
+    url = sinks.url + UPSERT_PATH
     unauthorized = requests.post(url, json={"inputs": inputs}, headers={"authorization": "Bearer no"}, timeout=5)
     assert unauthorized.status_code == 401
-    answer = requests.post(url, json={"inputs": inputs}, headers={"authorization": f"Bearer {TOKEN}"}, timeout=5)
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    answer = requests.post(url, json={"inputs": inputs}, headers=headers, timeout=5)
     body = answer.json()
     assert (answer.status_code, body["status"], len(body["results"])) == (200, "COMPLETE", 1)
-    assert body["results"][0]["properties"] == {"email": "A@x.com"}
-    assert [d.key for d in sinks.delivered("hubspot")] == ["a@x.com"]
-    assert requests.get(sinks.url + "/", timeout=5).json()["hubspot"] == inputs
+    assert (body["results"][0]["properties"]["firstname"], body["results"][0]["new"]) == ("Al", True)
+    again = requests.post(url, json={"inputs": inputs}, headers=headers, timeout=5).json()
+    assert (again["results"][0]["id"], again["results"][0]["new"]) == (body["results"][0]["id"], False)
+    assert [d.key for d in sinks.delivered("hubspot")] == ["a@x.com", "a@x.com"]
+    assert requests.get(sinks.url + "/", timeout=5).json()["hubspot"] == inputs * 2

@@ -27,7 +27,16 @@ def test_poll_message_defaults_to_a_first_poll() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    ["not json", "[]", '{"run": "x"}', '{"routine_run_id": 7}', '{"routine_run_id": "r", "trigger": "cron"}'],
+    [
+        "not json",
+        "[]",
+        '{"run": "x"}',
+        '{"routine_run_id": 7}',
+        '{"routine_run_id": "r", "trigger": "cron"}',
+        '{"routine_run_id": ""}',
+        '{"routine_run_id": "\\ud800"}',
+        '{"routine_run_id": "run\\u0007"}',
+    ],
 )
 def test_anything_else_is_not_a_poll_message(body: str) -> None:
     with pytest.raises(ValueError):

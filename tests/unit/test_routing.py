@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from clay_pipeline.config import ConfigError
-from clay_pipeline.routing import Decision, RuleSet, default_rules, parse_required_fields, parse_rules
+from clay_pipeline.routing import (
+    Decision,
+    RuleSet,
+    default_rules,
+    parse_required_fields,
+    parse_rules,
+    parse_unknown_outcomes,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -245,3 +252,28 @@ def test_a_row_without_a_required_column_chooses_nothing_and_says_why() -> None:
     assert rules.evaluate(hot, sent=set(hot)).destinations == ("slack", "outreach", "hubspot", "zapier")
     assert rules.evaluate(hot).destinations == ("slack", "outreach", "hubspot", "zapier")
     assert DEFAULTS.evaluate(hot, sent={"email"}).destinations == ("slack", "outreach", "hubspot", "zapier")
+
+
+# ------------------------------------------------------------------------------------- unknown outcomes
+def test_unknown_outcome_defaults_hold_what_must_not_double_and_resend_the_rest() -> None:
+    assert parse_unknown_outcomes("") == {
+        "outreach": "hold",
+        "nurture": "hold",
+        "zapier": "hold",
+        "slack": "resend",
+        "hubspot": "resend",
+    }
+    assert parse_unknown_outcomes(" slack = hold , zapier=resend")["slack"] == "hold"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("hubspot=hold", "always resend"),
+        ("fax=hold", "'fax' is not one of"),
+        ("slack=maybe", "slack='maybe' is not hold or resend"),
+    ],
+)
+def test_invalid_unknown_outcome_policies_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_unknown_outcomes(text)

@@ -11,8 +11,10 @@ from clay_pipeline.aws import client
 from clay_pipeline.config import RunPollSettings
 from clay_pipeline.http_api import HttpError
 from clay_pipeline.run_webhook import RunWebhook, verify_signature
+from local.apigw import http_event
 from local.aws import Provisioned
 from local.clay_api_sim import sign
+from tests.conftest import LambdaContextStub
 
 pytestmark = pytest.mark.unit
 
@@ -158,6 +160,7 @@ def test_an_oversize_body_is_refused_before_the_signature_is_computed(webhook: R
         (b'{"data": {"routine_run_id": 5}}', 400),
         (b'{"data": {"other": "x"}}', 400),
         (b'{"data": {"routine_run_id": "' + b"r" * 65 + b'"}}', 400),
+        (b'{"data": {"routine_run_id": ""}}', 400),
     ],
 )
 def test_signed_but_malformed_deliveries_get_a_clear_400(webhook: RunWebhook, body: bytes, status: int) -> None:
@@ -165,3 +168,27 @@ def test_signed_but_malformed_deliveries_get_a_clear_400(webhook: RunWebhook, bo
         webhook.receive(headers(sign(CURRENT, body)), body)
     assert raised.value.status == status
     assert "error" in raised.value.body
+
+
+@pytest.mark.parametrize(
+    ("run_id", "problem"),
+    [
+        ("\\ud800", "not valid Unicode"),  # got 503 before: boto3 could not encode the mark's key
+        ("run_\\udfff_x", "not valid Unicode"),
+        ("run\\u0000abc", "control characters"),
+        ("run\\nabc", "control characters"),
+    ],
+)
+def test_a_signed_run_id_dynamodb_cannot_store_is_a_400_through_the_handler(
+    load_function: Any, stack: Provisioned, run_id: str, problem: str
+) -> None:
+    # GIVEN a correctly signed delivery whose run id is JSON text that is not a storable id
+    app = load_function("RunWebhookFunction", CLAY_WEBHOOK_SIGNING_SECRETS=CURRENT)
+    body = ('{"webhookId":"wh_1","data":{"routine_run_id":"' + run_id + '"}}').encode()
+    event = http_event("POST", "/clay/routine-webhook", body, headers(sign(CURRENT, body)))
+    response = app.lambda_handler(event, LambdaContextStub())
+    # THEN it is the sender's mistake, named; nothing is marked or queued
+    assert response["statusCode"] == 400
+    [field] = json.loads(response["body"])["fields"]
+    assert field["field"] == "data.routine_run_id" and problem in field["error"]
+    assert polls(stack) == []

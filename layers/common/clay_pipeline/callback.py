@@ -3,15 +3,20 @@
 A callback is a version of a lead: `callback_id` is `<lead_key>#<hash of the canonical body>`.
 Exactly once takes two writes, both on the lead's LEADS_TABLE item (stores.LeadsTable):
 1. one conditional write claims the version (a `pending_<version>` lease that ends with the
-   invocation's remaining time) and stores the lead, unless the version is already accepted
-   (answered as a duplicate) or claimed by a live lease (an identical callback in flight: wait,
-   then 409 so Clay retries);
-2. after the routing message is queued, a second write adds the version to the item's
-   `versions` set and ends the claim.
-If queueing fails, the claim is dropped and the answer is 503, so Clay's retry is accepted. A
-crash after 1 leaves a lease that lapses, and the retry is accepted then; a crash between the
-queueing and 2 lets the retry queue the version again, which the router's per-lead ledger
-absorbs (nothing is delivered twice). If DynamoDB fails, nothing is queued.
+   invocation's remaining time) and stores the lead, unless the version is one of the lead's
+   recent accepted versions (answered as a duplicate) or claimed by a live lease (an identical
+   callback in flight: wait for it, then 409);
+2. after the routing message is queued, a second write adds the version to the item's bounded
+   `versions` list and ends the claim.
+
+Clay's HTTP API column does not retry a 5xx by default (it retries 408, 413, 429 and network
+errors, once, immediately: docs/ARCHITECTURE.md, "The callback and Clay's retries"), so a 503 is
+a lost lead. Each DynamoDB and SQS call is therefore retried with backoff inside the invocation
+until its deadline (the Lambda's remaining time less DEADLINE_RESERVE_SECONDS): an outage shorter
+than that costs a slower answer, not a callback. Only past the deadline is the claim dropped and
+503 answered. A crash after 1 leaves a lease that lapses, and a re-send is accepted then; a crash
+between the queueing and 2 lets a re-send queue the version again, which the router's per-lead
+ledger absorbs (nothing is delivered twice). If DynamoDB fails, nothing is queued.
 
 Hand-written rather than Powertools' idempotency utility: it keeps its in-progress and completion
 records in an item of its own, two writes per callback beside the lead's own write (3 WRU per
@@ -21,10 +26,12 @@ callback, bench/cost_model.py); here the lead's writes are the claim and the com
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from clay_pipeline import auth, config
@@ -33,19 +40,36 @@ from clay_pipeline.http_api import (
     HttpError,
     check_content_type,
     check_size,
+    is_dependency_failure,
     parse_json,
     unauthorized,
 )
 from clay_pipeline.models import EnrichedLead, body_hash, field_errors
-from clay_pipeline.observability import logger
+from clay_pipeline.observability import count, logger
 from clay_pipeline.stores import Acceptance, LeadsTable, Queue, item_size
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-# Waits for a concurrent identical callback to finish before answering 409 (seconds).
-IN_PROGRESS_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8)
-DEFAULT_CLAIM_SECONDS = 10.0  # a claim's lease without a Lambda context (the function's timeout)
+# Waits between the retries of a failed DynamoDB or SQS call, and between looks at an identical callback
+# in flight, doubling up to the cap (seconds), until the invocation's deadline.
+FIRST_RETRY_WAIT_SECONDS = 0.05
+MAX_RETRY_WAIT_SECONDS = 2.0
+# The deadline keeps this much of the Lambda's remaining time for the call in flight when it passes
+# (botocore's connect and read timeouts, aws.py), the release of the claim and the answer.
+DEADLINE_RESERVE_SECONDS = 5.0
+DEFAULT_CLAIM_SECONDS = 10.0  # a claim's lease without a Lambda context (the library used outside Lambda)
+# Failures no wait mends: a deleted table or queue, a missing permission. Answered 503 at once.
+NOT_TRANSIENT_CODES = frozenset(
+    {
+        "ResourceNotFoundException",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "AccessDenied",
+        "AccessDeniedException",
+    }
+)
+T = TypeVar("T")
 # What an accepted lead may take, measured after normalisation (values can grow: "1e5" is queued as
 # 100000.0, and a list of small numbers takes 1.5 times its JSON in DynamoDB):
 # - in LEADS_TABLE: 300 KB of the 400 KB item, leaving 100 KB for the router's outcome and ledger;
@@ -53,6 +77,7 @@ DEFAULT_CLAIM_SECONDS = 10.0  # a claim's lease without a Lambda context (the fu
 ENRICHMENT_MAX_STORED_BYTES = 300_000
 ROUTING_MESSAGE_MAX_BYTES = 262_144
 ROUTING_ENVELOPE_BYTES = 256  # callback_id, lead_key and received_at around the lead
+TOKEN_MAX_BODY_BYTES = 4096  # a username and a password: larger bodies get 413 before they are parsed
 _warned_no_secret = False
 _warned_config: set[str] = set()
 
@@ -63,6 +88,8 @@ class CallbackRequest:
     lead_key: str
     callback_id: str
     message: dict[str, Any]  # the lead as stored and queued
+    # Columns that could not be read: kept as sent, treated as missing, named in the 200 answer.
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
 
 def check_configuration(settings: CallbackSettings) -> None:
@@ -135,7 +162,7 @@ def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: by
             400, {"error": f"body must be a JSON object, not {type(document).__name__}"}, reason="not_object"
         )
     try:
-        lead = EnrichedLead.model_validate(document)
+        lead = EnrichedLead.read(document)
     except ValidationError as error:
         raise HttpError(
             400, {"error": "invalid fields", "fields": field_errors(error)}, reason="invalid_fields"
@@ -143,19 +170,38 @@ def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: by
     message = lead.to_message()
     check_fits(message)
     lead_key = str(lead.lead_id)
+    for warning in lead.warnings:  # a declared column (a fixed set): a bounded dimension
+        count("CallbackColumnUnreadable", column=warning["field"])
     return CallbackRequest(
-        lead=lead, lead_key=lead_key, callback_id=f"{lead_key}#{body_hash(document)[:32]}", message=message
+        lead=lead,
+        lead_key=lead_key,
+        callback_id=f"{lead_key}#{body_hash(document)[:32]}",
+        message=message,
+        warnings=lead.warnings,
     )
+
+
+def token_request(body: bytes) -> tuple[str, str]:
+    """The username and password of a POST /clay/token body. A body that is not a token request is the caller's
+    mistake and gets 400 saying what is wrong (nothing about the credentials); wrong credentials get 401.
+    The body is capped before it is parsed: parsing megabytes of nested arrays costs an unauthenticated
+    caller nothing and us CPU and memory."""
+    check_size(body, TOKEN_MAX_BODY_BYTES)
+    document = parse_json(body)
+    if not isinstance(document, dict):
+        raise HttpError(
+            400, {"error": f"body must be a JSON object, not {type(document).__name__}"}, reason="not_object"
+        )
+    fields = [name for name in ("username", "password") if not isinstance(document.get(name), str)]
+    if fields:
+        problems = [{"field": name, "error": "must be text"} for name in fields]
+        raise HttpError(400, {"error": "invalid fields", "fields": problems}, reason="invalid_fields")
+    return document["username"], document["password"]
 
 
 def issue_token(body: bytes) -> dict[str, Any]:
     """POST /clay/token: username and password in, bearer token out (jwt mode only)."""
-    document = parse_json(body)
-    if not isinstance(document, dict):
-        raise unauthorized()
-    username, password = document.get("username"), document.get("password")
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise unauthorized()
+    username, password = token_request(body)
     try:
         issuer = auth.TokenIssuer(config.secret_list("CALLBACK_JWT_USERS"), config.secret_list("CALLBACK_SECRETS"))
     except ConfigError as error:
@@ -166,13 +212,37 @@ def issue_token(body: bytes) -> dict[str, Any]:
     return {"access_token": token, "token_type": auth.BEARER, "expires_in": auth.JWT_LIFETIME_SECONDS}
 
 
-class CallbackAcceptor:
-    """Stores and queues each distinct callback once (the flow is in the module's docstring)."""
+def is_transient(error: BaseException) -> bool:
+    """A DynamoDB or SQS failure a later attempt may not meet (an outage, a throttle, a timeout): worth a wait."""
+    if not is_dependency_failure(error):
+        return False
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", "")) not in NOT_TRANSIENT_CODES
+    return True
 
-    def __init__(self, settings: CallbackSettings) -> None:
+
+def waits(first: float = FIRST_RETRY_WAIT_SECONDS, cap: float = MAX_RETRY_WAIT_SECONDS) -> Iterator[float]:
+    """Doubling waits from `first`, at most `cap` each."""
+    wait = first
+    while True:
+        yield wait
+        wait = min(cap, wait * 2)
+
+
+class CallbackAcceptor:
+    """Stores and queues each distinct callback once (the flow is in the module's docstring).
+
+    `max_wait_seconds` caps the waiting (a queue consumer hands its message back instead of waiting long);
+    `clock` and `sleep` measure and spend the invocation's time (a benchmark runs outages on a virtual clock).
+    """
+
+    def __init__(self, settings: CallbackSettings, max_wait_seconds: float | None = None) -> None:
+        self.max_wait_seconds = max_wait_seconds
         self.leads = LeadsTable(settings.leads_table, retention_days=settings.lead_retention_days)
         self.routing_queue = Queue(settings.routing_queue_url)
         self._context: LambdaContext | None = None
+        self.clock: Callable[[], float] = time.monotonic
+        self.sleep: Callable[[float], None] = time.sleep
 
     def register_context(self, context: LambdaContext | None) -> None:
         # A claim's lease ends with this invocation's remaining time: a crash frees it then.
@@ -180,22 +250,34 @@ class CallbackAcceptor:
 
     def accept(self, request: CallbackRequest) -> dict[str, Any]:
         received_at = datetime.now(UTC).isoformat()
-        for wait in (*IN_PROGRESS_WAITS, None):
-            acceptance = self.leads.accept_callback(
-                request.lead_key, request.callback_id, request.message, received_at, self._lease_seconds()
+        remaining = self._remaining_seconds()
+        patience = max(0.0, remaining - DEADLINE_RESERVE_SECONDS)
+        if self.max_wait_seconds is not None:
+            patience = min(patience, self.max_wait_seconds)
+        deadline = self.clock() + patience
+        lease_until = time.time() + remaining  # one value for every attempt: a retried claim recognises its own
+        pause = waits()
+        while True:
+            acceptance = self._patiently(
+                "LeadsTable",
+                deadline,
+                lambda: self.leads.accept_callback(
+                    request.lead_key, request.callback_id, request.message, received_at, lease_until
+                ),
             )
             if acceptance is Acceptance.DUPLICATE:
                 return {"received": True, "lead_key": request.lead_key, "duplicate": True}
             if acceptance is Acceptance.ACCEPTED:
                 break
-            if wait is None:
+            wait = next(pause)  # an identical callback holds the claim: it finishes, or its lease lapses
+            if self.clock() + wait > deadline:
                 raise HttpError(
                     409,
                     {"error": "an identical callback is being processed; retry later", "duplicate": True},
                     headers={"retry-after": "2"},
                     reason="in_progress",
                 )
-            time.sleep(wait)
+            self.sleep(wait)
         message = {
             "callback_id": request.callback_id,
             "lead_key": request.lead_key,
@@ -203,14 +285,41 @@ class CallbackAcceptor:
             "received_at": received_at,
         }
         try:
-            self.routing_queue.send(message)
+            self._patiently("RoutingQueue", deadline, lambda: self.routing_queue.send(message))
         except Exception:
             self._release(request)
             raise
-        self.leads.complete_callback(request.lead_key, request.callback_id)
+        try:
+            self._patiently(
+                "LeadsTable", deadline, lambda: self.leads.complete_callback(request.lead_key, request.callback_id)
+            )
+        except Exception as error:
+            if not is_dependency_failure(error):
+                raise
+            # Queued, so not lost: the claim lapses with its lease, and a re-send queues it again (the router's
+            # ledger absorbs that copy). Answering 503 here would only make Clay show an error for a routed lead.
+            logger.warning("queued, but the version could not be recorded", extra={"error": type(error).__name__})
         return {"received": True, "lead_key": request.lead_key, "duplicate": False}
 
-    def _lease_seconds(self) -> float:
+    def _patiently(self, dependency: str, deadline: float, call: Callable[[], T]) -> T:
+        """The call, retried after a transient failure (doubling waits) while the next try starts before `deadline`."""
+        pause, first = waits(), True
+        while True:
+            try:
+                return call()
+            except Exception as error:
+                wait = next(pause)
+                if not is_transient(error) or self.clock() + wait > deadline:
+                    raise
+                count("CallbackDependencyRetry", dependency=dependency)
+                if first:  # once per call: an outage would otherwise log a line per retry
+                    logger.warning(
+                        "waiting for a dependency", extra={"dependency": dependency, "error": type(error).__name__}
+                    )
+                first = False
+                self.sleep(wait)
+
+    def _remaining_seconds(self) -> float:
         if self._context is None:
             return DEFAULT_CLAIM_SECONDS
         return max(1.0, self._context.get_remaining_time_in_millis() / 1000)
@@ -218,5 +327,5 @@ class CallbackAcceptor:
     def _release(self, request: CallbackRequest) -> None:
         try:
             self.leads.release_callback(request.lead_key, request.callback_id)
-        except Exception as error:  # the claim then lapses with its lease: Clay's retry gets 409 until then
+        except Exception as error:  # the claim then lapses with its lease: a re-send waits for it, then is accepted
             logger.warning("could not release the callback's claim", extra={"error": type(error).__name__})

@@ -12,19 +12,23 @@ header (a Bearer header gets 401). Every non-2xx answer carries `{"message"}`, w
 One requests Session per process. urllib3's Retry repeats connection failures for both calls,
 and 5xx and read timeouts for GETs only: a POST that timed out may have started the run, so the
 caller decides (the sender hands the leads back). 429 is never slept on here: the caller knows
-how much time it has left and whether Retry-After fits.
+how much time it has left and whether Retry-After fits. A call and its retries have one deadline
+(outbound.send: the caller's `deadline`, else the longest the retries take), redirects are
+refused (a 3xx would carry clay-api-key to another host) and the base URL must be https.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from clay_pipeline import config
-from clay_pipeline.outbound import backoff_retry, is_read_timeout, parse_retry_after, retrying_session
+from clay_pipeline.column_values import identifier_problem
+from clay_pipeline.outbound import OutboundError, backoff_retry, parse_retry_after, remaining, retrying_session, send
 from clay_pipeline.routines import MAX_ITEM_ID_LENGTH
 
 if TYPE_CHECKING:  # requests is imported on first use: ~27 ms of cold start otherwise
@@ -99,8 +103,8 @@ def classify(status: int, body: Any, retry_after_header: str | None = None) -> C
 
 def run_item(item_id: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """One item of a run; its id is how the result finds its lead again (Clay allows 1-64 characters)."""
-    if not 1 <= len(item_id) <= MAX_ITEM_ID_LENGTH:
-        raise ValueError(f"an item id has 1-{MAX_ITEM_ID_LENGTH} characters; this one has {len(item_id)}")
+    if problem := identifier_problem(item_id, MAX_ITEM_ID_LENGTH):
+        raise ValueError(f"an item id {problem}")
     return {"id": item_id, "inputs": inputs}
 
 
@@ -115,6 +119,7 @@ class ClayApiClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_seconds = timeout_seconds
+        self.longest_seconds = timeout_seconds * (retry_attempts + 1) + backoff_seconds * 4  # a call and its retries
         self._api_key = api_key  # read per call: the Secrets Manager cache picks up a rotated key
         # read errors and 5xx are repeated for GETs only: a POST that timed out may have started the run
         self._retry = backoff_retry(
@@ -129,27 +134,30 @@ class ClayApiClient:
             self._session = retrying_session(self._retry, pool_size=4)
         return self._session
 
-    def start_run(self, routine_id: str, items: list[dict[str, Any]], webhook_id: str = "") -> str:
-        """Start a run of 1-100 items (see run_item); its routine_run_id."""
+    def start_run(
+        self, routine_id: str, items: list[dict[str, Any]], webhook_id: str = "", deadline: float = math.inf
+    ) -> str:
+        """Start a run of 1-100 items (see run_item) by the monotonic `deadline`; its routine_run_id."""
         if not 1 <= len(items) <= MAX_RUN_ITEMS:
             raise ValueError(f"a run has 1-{MAX_RUN_ITEMS} items, not {len(items)}")
         body: dict[str, Any] = {"items": items}
         if webhook_id:
             body["webhook_id"] = webhook_id
-        answer = self._call("POST", f"/routines/{quote(routine_id, safe='')}/run", json=body)
+        answer = self._call("POST", f"/routines/{quote(routine_id, safe='')}/run", deadline, json=body)
         run_id = answer.get("routine_run_id")
-        if not isinstance(run_id, str) or not run_id:
-            raise ClayApiError(ApiOutcome.RETRYABLE, 202, "accepted without a routine_run_id", ambiguous=True)
-        return run_id
+        if identifier_problem(run_id, MAX_ITEM_ID_LENGTH):  # the run is recorded under its id: one we can store
+            raise ClayApiError(ApiOutcome.RETRYABLE, 202, "accepted without a usable routine_run_id", ambiguous=True)
+        return str(run_id)
 
-    def results(self, run_id: str, page_size: int = MAX_RUN_ITEMS) -> RunResults:
-        """The run's progress, and every item once it is complete (all pages, following the cursor)."""
+    def results(self, run_id: str, page_size: int = MAX_RUN_ITEMS, deadline: float = math.inf) -> RunResults:
+        """The run's progress, and every item once it is complete (all pages, following the cursor), each
+        page by the monotonic `deadline`."""
         items: list[ItemResult] = []
         cursor: str | None = None
         seen: set[str] = set()
         for _ in range(MAX_RESULT_PAGES):
             params = {"limit": str(page_size), **({"cursor": cursor} if cursor else {})}
-            page = self._call("GET", f"/routines/run/{quote(run_id, safe='')}/results", params=params)
+            page = self._call("GET", f"/routines/run/{quote(run_id, safe='')}/results", deadline, params=params)
             total, finished = _count(page.get("total")), _count(page.get("finished"))
             if page.get("status") != "complete":
                 if page.get("status") == "in_progress" and not items:
@@ -164,35 +172,33 @@ class ClayApiClient:
             seen.add(cursor)
         raise ClayApiError(ApiOutcome.RETRYABLE, 200, f"more than {MAX_RESULT_PAGES} pages of results")
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        import requests
-
+    def _call(self, method: str, path: str, deadline: float, **kwargs: Any) -> dict[str, Any]:
         key = self._api_key()
         if not key:
             raise ClayApiError(ApiOutcome.UNAUTHORIZED, None, "CLAY_API_KEY is not configured")
         headers = {API_KEY_HEADER: key, "accept": "application/json"}
+        budget = remaining(deadline, self.longest_seconds)
         try:
-            response = self.session.request(
-                method, self.base_url + path, headers=headers, timeout=self.timeout_seconds, **kwargs
+            answer = send(
+                self.session, method, self.base_url + path, budget, self.timeout_seconds, headers=headers, **kwargs
             )
-        except requests.exceptions.ConnectTimeout:
-            raise ClayApiError(ApiOutcome.RETRYABLE, None, "connect timeout") from None
-        except requests.exceptions.RetryError:
-            raise ClayApiError(ApiOutcome.RETRYABLE, None, "retries exhausted") from None
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as error:
-            if is_read_timeout(error):
-                raise ClayApiError(ApiOutcome.RETRYABLE, None, "read timeout", ambiguous=method == "POST") from None
-            raise ClayApiError(ApiOutcome.RETRYABLE, None, "connection error") from None
-        with response:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            if response.status_code in (200, 202) and isinstance(body, dict):
-                return body
-            if 200 <= response.status_code < 300:
-                raise ClayApiError(ApiOutcome.RETRYABLE, response.status_code, "the answer is not a JSON object")
-            raise classify(response.status_code, body, response.headers.get("retry-after"))
+        except OutboundError as error:
+            if error.reason == "insecure_url":
+                raise ClayApiError(ApiOutcome.RETRYABLE, None, "CLAY_API_BASE_URL must be https") from None
+            text = error.reason.replace("_", " ")
+            if error.status is not None:
+                text = f"answered {error.status} but the body was cut ({text})"
+            # A POST that went out unanswered (or answered 2xx without the rest) may have started the run.
+            started = method == "POST" and (error.unknown or (error.status is not None and 200 <= error.status < 300))
+            raise ClayApiError(ApiOutcome.RETRYABLE, error.status, text, ambiguous=started) from None
+        body = answer.json()
+        if answer.status in (200, 202) and isinstance(body, dict):
+            return body
+        if (redirect := answer.redirect()) is not None:  # not followed: clay-api-key must not reach another host
+            raise ClayApiError(ApiOutcome.RETRYABLE, answer.status, f"Clay {redirect}")
+        if 200 <= answer.status < 300:
+            raise ClayApiError(ApiOutcome.RETRYABLE, answer.status, "the answer is not a JSON object")
+        raise classify(answer.status, body, answer.headers.get("retry-after"))
 
 
 def _count(value: Any) -> int:

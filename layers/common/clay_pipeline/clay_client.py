@@ -2,19 +2,22 @@
 
 One requests Session per process (connection reuse across invocations). urllib3's Retry
 repeats connect errors and 5xx with exponential backoff and jitter; it never repeats a
-read timeout, because Clay's webhook has no idempotency and a request that timed out may
-already have created the row. 429 is not retried here: the sender decides whether the
-Retry-After fits in the function's remaining time.
+request that went out unanswered (read timeout, the deadline), because Clay's webhook has no
+idempotency and such a request may already have created the row. 429 is not retried here:
+the sender decides whether the Retry-After fits in the function's remaining time. A post and
+its retries have one deadline (outbound.send), redirects are refused (a 3xx would carry
+x-clay-webhook-auth to another host) and the URL must be https.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from clay_pipeline.outbound import backoff_retry, is_read_timeout, parse_retry_after, retrying_session
+from clay_pipeline.outbound import OutboundError, backoff_retry, parse_retry_after, remaining, retrying_session, send
 
 if TYPE_CHECKING:  # requests is imported on first use: ~27 ms of cold start otherwise
     import requests
@@ -40,7 +43,7 @@ class ClayAnswer:
     reason: str = ""  # short, safe to log: never the URL or the token
     retry_after: float | None = None
     retries: int = 0  # in-process repeats urllib3 made before this answer
-    ambiguous: bool = False  # a read timeout: Clay may or may not have created the row
+    ambiguous: bool = False  # sent, no answer (read timeout, deadline): Clay may or may not have created the row
 
 
 def webhook_fingerprint(url: str) -> str:
@@ -53,6 +56,8 @@ class ClayClient:
         self, timeout_seconds: float, retry_attempts: int = 2, backoff_seconds: float = 0.5, pool_size: int = 4
     ) -> None:
         self.timeout_seconds = timeout_seconds
+        # Longest one post may take: every attempt timing out, plus the backoff between them.
+        self.longest_seconds = timeout_seconds * (retry_attempts + 1) + backoff_seconds * 4
         self.pool_size = pool_size  # connections kept to Clay: one per concurrent send
         self._retry = backoff_retry(retry_attempts, backoff_seconds, frozenset({"POST"}), RETRYABLE_STATUSES)
         self._session: requests.Session | None = None
@@ -64,27 +69,24 @@ class ClayClient:
             self._session = retrying_session(self._retry, pool_size=self.pool_size)
         return self._session
 
-    def post(self, url: str, body: bytes, auth_token: str | None = None) -> ClayAnswer:
-        import requests
-
+    def post(self, url: str, body: bytes, auth_token: str | None = None, deadline: float = math.inf) -> ClayAnswer:
+        """POST one row; it and its retries end by the monotonic `deadline` (the invocation's)."""
         headers = {"content-type": "application/json"}
         if auth_token:
             headers[AUTH_HEADER] = auth_token
+        budget = remaining(deadline, self.longest_seconds)
         try:
-            response = self.session.post(url, data=body, headers=headers, timeout=self.timeout_seconds)
-        except requests.exceptions.ConnectTimeout:
-            return ClayAnswer(Outcome.RETRYABLE, reason="connect_timeout")
-        except requests.exceptions.RetryError:
-            return ClayAnswer(Outcome.RETRYABLE, reason="retries_exhausted")
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as error:
-            if is_read_timeout(error):
-                return ClayAnswer(Outcome.RETRYABLE, reason="read_timeout", ambiguous=True)
-            return ClayAnswer(Outcome.RETRYABLE, reason="connection_error")
-        retries = _retries_made(response)
-        try:
-            return classify(response.status_code, response.headers.get("retry-after"), retries)
-        finally:
-            response.close()
+            answer = send(self.session, "POST", url, budget, self.timeout_seconds, data=body, headers=headers)
+        except OutboundError as error:
+            if error.status is not None:  # the status line came, the rest did not: the status is Clay's answer
+                return classify(error.status)
+            if error.reason == "insecure_url":  # fixable by an operator, like a wrong token
+                return ClayAnswer(Outcome.RETRYABLE, reason="insecure_url")
+            return ClayAnswer(Outcome.RETRYABLE, reason=error.reason, ambiguous=error.unknown)
+        if 300 <= answer.status < 400:
+            # Not followed: x-clay-webhook-auth must not reach another host. Fixable by an operator.
+            return ClayAnswer(Outcome.RETRYABLE, answer.status, f"redirected_{answer.status}", retries=answer.retries)
+        return classify(answer.status, answer.headers.get("retry-after"), answer.retries)
 
 
 def classify(status: int, retry_after_header: str | None = None, retries: int = 0) -> ClayAnswer:
@@ -105,8 +107,3 @@ def classify(status: int, retry_after_header: str | None = None, retries: int = 
     if 400 <= status < 500:
         return ClayAnswer(Outcome.PERMANENT, status, f"rejected_{status}", retries=retries)
     return ClayAnswer(Outcome.RETRYABLE, status, f"server_error_{status}", retries=retries)
-
-
-def _retries_made(response: Any) -> int:
-    retries = getattr(response.raw, "retries", None)
-    return len(retries.history) if retries is not None else 0

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 SECRET_CACHE_SECONDS = 300
 
@@ -35,6 +35,9 @@ SECRET_NAMES = frozenset(
     }
 )
 CLAY_API_BASE_URL = "https://api.clay.com/public/v0"
+HUBSPOT_OWNED_PROPERTIES = "hs_lead_status,lifecyclestage,hubspot_owner_id"
+HUBSPOT_NEW_CONTACT_VALUES = "hs_lead_status=NEW"
+EMPTY_MEANS_NONE = frozenset({"routing_rules", "hubspot_owned_properties", "hubspot_new_contact_values"})
 
 
 class ConfigError(RuntimeError):
@@ -87,6 +90,17 @@ def _secret_document(secret_id: str) -> dict[str, Any]:
 
 
 Required = Annotated[str, Field(min_length=1)]
+
+
+def _secure(url: str) -> str:
+    from clay_pipeline.outbound import url_problem
+
+    if problem := url_problem(url):
+        raise ValueError(f"{url!r} {problem}")
+    return url
+
+
+SecureUrl = Annotated[str, AfterValidator(_secure)]  # https, or http to a loopback address (local runs)
 CLAY_MAX_PAYLOAD_BYTES = 100_000  # Clay answers 413 above 100 KB
 ClayPayloadBytes = Annotated[int, Field(ge=1024, le=262_144)]  # intake refuses, the sender dead-letters above it
 
@@ -102,7 +116,7 @@ class Settings(BaseModel):
     def from_env(cls, environ: dict[str, str] | None = None) -> Any:
         source = os.environ if environ is None else environ
         values = {name: source[name.upper()] for name in cls.model_fields if name.upper() in source}
-        values = {name: value for name, value in values.items() if value.strip() != "" or name == "routing_rules"}
+        values = {name: value for name, value in values.items() if value.strip() != "" or name in EMPTY_MEANS_NONE}
         try:
             return cls(**values)
         except ValidationError as error:
@@ -153,7 +167,7 @@ class SenderSettings(Settings):
     stale_requeue: bool = False  # keep each sent lead's body in its batch record, for the stale sweeper to re-queue
     # The routine path (routines.py): leads go to a Clay routine through the Public API instead of a table.
     clay_enrichment_path: Literal["table", "routine"] = "table"
-    clay_api_base_url: str = CLAY_API_BASE_URL
+    clay_api_base_url: SecureUrl = CLAY_API_BASE_URL
     clay_routine_id: str = ""  # required on the routine path
     clay_run_webhook_id: str = ""  # the webhook `clay webhooks create` registered; unset: polling only
     clay_routine_run_size: int = Field(default=100, ge=1, le=100)  # items per run (Clay takes 1-100)
@@ -169,9 +183,15 @@ class RouterSettings(Settings):
     routing_queue_max_receive_count: int = Field(default=5, ge=2, le=1000)  # keep equal to RoutingQueue's redrive
     routing_rules: str = ""
     delivery_policies: str = ""  # destination=once_per_lead|on_change,... over the defaults (routing.py)
+    unknown_outcome_policies: str = ""  # destination=hold|resend,...: a lost answer's next step (routing.py)
     routing_required_fields: str = ""  # columns a callback must carry to be routed (per-column tables; routing.py)
-    hubspot_base_url: str = "https://api.hubapi.com"
+    hubspot_base_url: SecureUrl = "https://api.hubapi.com"
     hubspot_batch_size: int = Field(default=100, ge=1, le=100)  # HubSpot's batch upsert takes at most 100 inputs
+    # The contact mapping (hubspot.ContactMapping, checked at cold start): property=field pairs over the defaults,
+    # the properties a rep owns (sent only when the contact is created), and the values a new contact starts with.
+    hubspot_property_map: str = ""
+    hubspot_owned_properties: str = HUBSPOT_OWNED_PROPERTIES  # set empty: a rep owns none of them
+    hubspot_new_contact_values: str = HUBSPOT_NEW_CONTACT_VALUES  # set empty: none
     destination_timeout_seconds: float = Field(default=10, gt=0, le=60)
     destination_retry_attempts: int = Field(default=3, ge=0, le=10)  # in-invocation retries of 429/5xx/timeouts
     destination_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=30)
@@ -195,7 +215,7 @@ class RunPollSettings(Settings):
 
     state_table: Required
     run_poll_queue_url: Required
-    clay_api_base_url: str = CLAY_API_BASE_URL
+    clay_api_base_url: SecureUrl = CLAY_API_BASE_URL
     clay_request_timeout_seconds: float = Field(default=10, gt=0, le=60)
     clay_retry_attempts: int = Field(default=2, ge=0, le=5)
     clay_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=10)

@@ -10,6 +10,11 @@ LeadsTable item) and each destination's policy (routing.DEFAULT_POLICIES) decide
 - on_change: delivered again only when the payload that destination receives changed (a hash
   of the mapped payload, so an identical re-send costs no call and a real change updates it).
 
+A delivery whose outcome is unknown (it went out and no answer came, or the invocation ended between
+sending and recording: see stores.SENDING_PREFIX) to a destination whose UNKNOWN_OUTCOME_POLICIES is
+"hold" is not owed again until an operator settles it: once_per_lead never, on_change not for the
+same payload (a changed payload is a new delivery).
+
 A lead that moves up a band is delivered to the destinations it newly qualifies for. One that
 drops is not "un-routed", and a destination it qualifies for only because its score dropped
 (nurture after outreach) is withheld: the rules, applied at the highest score the lead was
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from clay_pipeline.column_values import read_instant
 from clay_pipeline.config import dump_json
 from clay_pipeline.routing import ONCE_PER_LEAD, Policy
 
@@ -35,6 +41,7 @@ class Owed(enum.StrEnum):
     ALREADY_DELIVERED = "already_delivered"  # once_per_lead, delivered within the mark days
     UNCHANGED = "unchanged"  # on_change, this very payload was delivered last
     WITHHELD = "withheld_score_dropped"  # chosen only because the score dropped below the peak
+    UNKNOWN = "unknown_outcome"  # an earlier delivery may have arrived: an operator settles it
 
 
 @dataclass(frozen=True)
@@ -89,16 +96,21 @@ def plan(
     payload_hashes: Mapping[str, str],
     remembered: Mapping[str, Delivered],
     chosen_at_peak: frozenset[str] | None,
+    unknown: Mapping[str, Delivered] | None = None,
 ) -> dict[str, Owed]:
     """What each chosen destination is owed.
 
     `chosen_at_peak`: the rules' choice at the lead's peak score, when its score dropped below it.
+    `unknown`: held deliveries whose outcome is unknown, by destination.
     """
     owed: dict[str, Owed] = {}
     for name in chosen:
         entry = remembered.get(name)
+        lost = (unknown or {}).get(name)
         if entry is not None and policies[name] == ONCE_PER_LEAD:
             owed[name] = Owed.ALREADY_DELIVERED
+        elif lost is not None and (policies[name] == ONCE_PER_LEAD or lost.payload_hash == payload_hashes[name]):
+            owed[name] = Owed.UNKNOWN
         elif entry is not None and entry.payload_hash == payload_hashes[name]:
             owed[name] = Owed.UNCHANGED
         elif entry is None and chosen_at_peak is not None and name not in chosen_at_peak:
@@ -114,8 +126,9 @@ def payload_hash(payload: Any) -> str:
 
 
 def _instant(text: str) -> datetime | str:
+    """The moment in UTC (a naive one taken as UTC, so any two compare), else the text itself."""
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return read_instant(text)
     except ValueError:
         return text
 

@@ -1,9 +1,13 @@
-"""Where routed leads go: outreach, nurture and Zapier webhooks, HubSpot, Slack.
+"""Where routed leads go: outreach, nurture and Zapier webhooks, Slack (HubSpot is hubspot.py, on the same HttpClient).
 
-Every call ends in a DeliveryResult: delivered (2xx), retryable (429, 5xx, connection error,
-timeout) or permanent (any other 4xx), with a short reason that is safe to log (never the
-URL or the token: both are secrets). One requests Session per process; urllib3's Retry
-repeats connection errors only (the request never left, so repeating cannot duplicate).
+Every call ends in a DeliveryResult: delivered (2xx), retryable (429, 5xx, a request that never
+left: DNS, connection refused, connect timeout), unknown (the whole request went out and no answer
+came: a read timeout or the request's deadline; the destination may have processed it), or
+permanent (any other 4xx, a 3xx: redirects are never followed, an http URL), with a short reason
+that is safe to log (never the URL or the token: both are secrets). One requests Session per
+process; urllib3's Retry repeats connection errors only (the request never left, so repeating
+cannot duplicate). Each request has one deadline covering connect, send and the whole answer
+(outbound.send).
 
 The router sends a lead's webhooks from several threads through that one Session. requests
 does not promise a thread-safe Session, but this use is the common safe subset: the Session
@@ -15,7 +19,7 @@ another's).
 Status retries are the caller's, through RetryPolicy, so each wait is checked against the
 time the invocation has left.
 
-URLs and the HubSpot token are read per call through config.secret (cached by Powertools),
+URLs are read per call through config.secret (cached by Powertools),
 so a rotated or newly added secret applies without a deploy; unset means the destination is off.
 """
 
@@ -29,22 +33,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from http.cookiejar import DefaultCookiePolicy
 from typing import TYPE_CHECKING, Any
 
 from urllib3.util.retry import Retry
 
 from clay_pipeline import config
-from clay_pipeline.outbound import is_read_timeout, parse_retry_after, retrying_session
+from clay_pipeline.outbound import OutboundError, parse_retry_after, retrying_session, send, url_problem
 
 if TYPE_CHECKING:  # requests is imported on first use: ~27 ms of cold start otherwise
     import requests
 
 MIN_ATTEMPT_SECONDS = 0.5  # no attempt starts with less time than this left
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-HUBSPOT_UPSERT_PATH = "/crm/v3/objects/contacts/batch/upsert"
-HUBSPOT_RETRYABLE_CATEGORIES = frozenset({"RATE_LIMITS", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE", "TIMEOUT"})
 
 
 class Status(enum.StrEnum):
@@ -52,7 +53,8 @@ class Status(enum.StrEnum):
     RETRYABLE = "retryable"
     PERMANENT = "permanent"
     WITHHELD = "withheld"  # not sent on purpose (the lead qualifies only because its score dropped)
-    PAUSED = "paused"  # not sent now: an operator paused the destination (pause.py); the lead waits
+    PAUSED = "paused"  # not sent now: the destination is paused (pause.py), or HubSpot said to stop; the lead waits
+    UNKNOWN = "unknown"  # sent, no answer: it may have been processed (a once-per-lead one waits for an operator)
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,14 @@ class DeliveryResult:
 DELIVERED = DeliveryResult(Status.DELIVERED, "delivered")
 
 
+SLACK_TEXT_LIMIT = 3000  # characters of a hot-lead message: Slack truncates text past 40,000 (see hot_lead_message)
+
+
 def classify(status_code: int, retry_after_header: str | None = None) -> DeliveryResult:
     if 200 <= status_code < 300:
         return DELIVERED
+    if 300 <= status_code < 400:  # outbound.send never follows one: the configured URL must be fixed
+        return DeliveryResult(Status.PERMANENT, f"redirected_{status_code}")
     if status_code == 429:
         return DeliveryResult(Status.RETRYABLE, "throttled_429", parse_retry_after(retry_after_header))
     if status_code >= 500:
@@ -85,14 +92,16 @@ def classify(status_code: int, retry_after_header: str | None = None) -> Deliver
     return DeliveryResult(Status.PERMANENT, f"rejected_{status_code}")
 
 
-def classify_exception(error: requests.RequestException) -> DeliveryResult:
-    import requests
-
-    if isinstance(error, requests.Timeout) or is_read_timeout(error):
-        return DeliveryResult(Status.RETRYABLE, "timeout")
-    if isinstance(error, requests.ConnectionError):
-        return DeliveryResult(Status.RETRYABLE, "connection_error")
-    return DeliveryResult(Status.RETRYABLE, "request_error")
+def classify_failure(error: OutboundError, idempotent: bool = True) -> DeliveryResult:
+    """A request without a complete answer. `idempotent`: repeating the call cannot do it twice (an upsert by
+    email), so a lost answer is simply retryable; otherwise it is UNKNOWN."""
+    if error.status is not None:  # the status line came, the body did not: the status is the answer
+        return classify(error.status)
+    if error.reason == "insecure_url":
+        return DeliveryResult(Status.PERMANENT, "insecure_url")
+    if error.unknown:
+        return DeliveryResult(Status.RETRYABLE if idempotent else Status.UNKNOWN, error.reason)
+    return DeliveryResult(Status.RETRYABLE, error.reason)
 
 
 class HttpClient:
@@ -125,23 +134,39 @@ class HttpClient:
         return self._session
 
     def post_json(
-        self, url: str, payload: Any, timeout: float, headers: dict[str, str] | None = None
+        self,
+        url: str,
+        payload: Any,
+        timeout: float,
+        headers: dict[str, str] | None = None,
+        idempotent: bool = True,
     ) -> tuple[DeliveryResult, Any]:
-        """POST JSON; the classified result and the parsed answer (None when it is not JSON)."""
-        import requests
+        """POST JSON within `timeout` seconds in all (connect, send, the whole answer); the classified result
+        and the parsed answer (None when it is not JSON). `idempotent`: see classify_failure."""
+        return self.request_json("POST", url, payload, timeout, headers, idempotent)
 
+    def request_json(
+        self,
+        method: str,
+        url: str,
+        payload: Any,
+        timeout: float,
+        headers: dict[str, str] | None = None,
+        idempotent: bool = True,
+    ) -> tuple[DeliveryResult, Any]:
+        """Any method, a JSON body unless `payload` is None, as post_json."""
+        if problem := url_problem(url):
+            return DeliveryResult(Status.PERMANENT, "insecure_url", detail=f"the configured URL {problem}"), None
         try:
-            response = self.session.post(url, json=payload, headers=headers or {}, timeout=timeout)
-        except requests.RequestException as error:
-            return classify_exception(error), None
-        with response:
-            result = classify(response.status_code, response.headers.get("retry-after"))
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-        if not result.delivered and isinstance(body, dict):
-            result = DeliveryResult(result.status, result.reason, result.retry_after, _short(body.get("message")))
+            answer = send(self.session, method, url, timeout, json=payload, headers=headers or {})
+        except OutboundError as error:
+            return classify_failure(error, idempotent), None
+        result = classify(answer.status, answer.headers.get("retry-after"))
+        body = answer.json()
+        if (redirect := answer.redirect()) is not None:
+            result = DeliveryResult(result.status, result.reason, detail=redirect)
+        elif not result.delivered and isinstance(body, dict):
+            result = DeliveryResult(result.status, result.reason, result.retry_after, short_text(body.get("message")))
         return result, body
 
 
@@ -207,7 +232,8 @@ class WebhookDestination:
         url = config.secret(self.setting)
         if not url:
             return DeliveryResult(Status.RETRYABLE, "not_configured")  # turned off mid-invocation
-        result, _ = self.http.post_json(url, lead, timeout, {IDEMPOTENCY_HEADER: key})
+        # Not idempotent: Slack's incoming webhooks and Zapier's catch hooks ignore Idempotency-Key.
+        result, _ = self.http.post_json(url, lead, timeout, {IDEMPOTENCY_HEADER: key}, idempotent=False)
         return result
 
 
@@ -266,109 +292,33 @@ def _slack_escape(text: Any) -> str:
 
 
 def hot_lead_message(lead: dict[str, Any]) -> dict[str, Any]:
+    """The Slack text, each field cut to a length a message needs and the whole capped at SLACK_TEXT_LIMIT.
+
+    Slack truncates message text longer than 40,000 characters and advises keeping it to 4,000
+    (https://api.slack.com/changelog/2018-04-truncating-really-long-messages; chat.postMessage, "text");
+    a lead with long Clay columns in its name or title must not become a 200 KB message, so a field is
+    cut at FIELD_LIMIT and the whole at SLACK_TEXT_LIMIT, each cut ending with a marker.
+    """
     name = " ".join(str(lead[part]) for part in ("first_name", "last_name") if lead.get(part)) or lead.get("email")
     title, company = lead.get("job_title"), lead.get("company_name") or lead.get("domain")
-    role = " at ".join(_slack_escape(part) for part in (title, company) if part)
+    role = " at ".join(_slack_escape(_cap(part, FIELD_LIMIT)) for part in (title, company) if part)
     score = lead.get("icp_score")
     score_text = f"{score:g}" if isinstance(score, (int, float)) else "?"
-    text = f":fire: Hot lead: *{_slack_escape(name or 'unknown')}*"
+    text = f":fire: Hot lead: *{_slack_escape(_cap(name or 'unknown', FIELD_LIMIT))}*"
     text += f", {role}" if role else ""
-    text += f" (ICP {score_text}, tier {_slack_escape(lead.get('tier') or '?')})"
-    return {"text": text}
+    text += f" (ICP {score_text}, tier {_slack_escape(_cap(lead.get('tier') or '?', 20))})"
+    return {"text": _cap(text, SLACK_TEXT_LIMIT)}
 
 
-def _short(value: Any, limit: int = 300) -> str:
+FIELD_LIMIT = 300  # characters of one lead field in a Slack message
+CUT_MARKER = "… [cut]"
+
+
+def _cap(value: Any, limit: int) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - len(CUT_MARKER)] + CUT_MARKER
+
+
+def short_text(value: Any, limit: int = 300) -> str:
+    """A destination's message on one line, cut to `limit` characters ('' for none)."""
     return re.sub(r"\s+", " ", str(value))[:limit] if value else ""
-
-
-class HubSpotContacts:
-    """Batch upsert of contacts by email; each input gets its own result (HubSpot answers per item)."""
-
-    name = "hubspot"
-    setting = "HUBSPOT_ACCESS_TOKEN"
-
-    def __init__(self, http: HttpClient, base_url: str) -> None:
-        self.http = http
-        self.url = base_url.rstrip("/") + HUBSPOT_UPSERT_PATH
-
-    def configured(self) -> bool:
-        return bool(config.secret(self.setting))
-
-    def payload(self, lead: dict[str, Any], received_at: str) -> Any:
-        return contact_input(lead, received_at)
-
-    def upsert(self, inputs: list[dict[str, Any]], timeout: float) -> dict[str, DeliveryResult]:
-        """One call (at most 100 inputs, distinct emails); the result of each input by its email."""
-        token = config.secret(self.setting)
-        emails = [str(item["id"]) for item in inputs]
-        if not token:
-            return dict.fromkeys(emails, DeliveryResult(Status.RETRYABLE, "not_configured"))
-        headers = {"authorization": f"Bearer {token}"}
-        result, body = self.http.post_json(self.url, {"inputs": inputs}, timeout, headers)
-        if not result.delivered:
-            return dict.fromkeys(emails, result)
-        return per_item_results(emails, body)
-
-
-def per_item_results(emails: list[str], body: Any) -> dict[str, DeliveryResult]:
-    """Map HubSpot's answer (200, or 207 multi-status with "errors") back to each input.
-
-    An error names its inputs in `context` (e.g. {"ids": ["a@x.com"]}). An input that no error
-    names is delivered, unless some error names no input at all: then which inputs failed is
-    unknown and they are retried, which is safe because an upsert by email is idempotent.
-    """
-    wanted = {email.lower(): email for email in emails}
-    results: dict[str, DeliveryResult] = {}
-    unattributed: DeliveryResult | None = None
-    errors = body.get("errors", []) if isinstance(body, dict) else []
-    for error in errors if isinstance(errors, list) else []:
-        if not isinstance(error, dict):
-            continue
-        category = str(error.get("category") or "ERROR").upper()
-        status = Status.RETRYABLE if category in HUBSPOT_RETRYABLE_CATEGORIES else Status.PERMANENT
-        outcome = DeliveryResult(status, f"hubspot_{category.lower()}", detail=_short(error.get("message")))
-        named = [wanted[value.lower()] for value in _context_values(error.get("context")) if value.lower() in wanted]
-        for email in named:
-            results[email] = outcome
-        if not named:
-            unattributed = DeliveryResult(Status.RETRYABLE, "hubspot_unattributed_error", detail=outcome.detail)
-    for email in emails:
-        results.setdefault(email, unattributed or DELIVERED)
-    return results
-
-
-def _context_values(context: Any) -> list[str]:
-    if not isinstance(context, dict):
-        return []
-    values: list[str] = []
-    for value in context.values():
-        values.extend(str(v) for v in (value if isinstance(value, list) else [value]))
-    return values
-
-
-def contact_input(lead: dict[str, Any], received_at: str) -> dict[str, Any]:
-    """The reference architecture's field mapping, idProperty email; unknown values are left out, not blanked."""
-    properties = {
-        "email": lead.get("email"),
-        "firstname": lead.get("first_name"),
-        "lastname": lead.get("last_name"),
-        "company": lead.get("company_name"),
-        "jobtitle": lead.get("job_title"),
-        "hs_lead_status": "NEW",
-        "clay_icp_score": lead.get("icp_score"),
-        "clay_enrichment_date": enrichment_date(lead.get("_clay_enriched_at") or received_at),
-    }
-    return {
-        "idProperty": "email",
-        "id": lead["email"],
-        "properties": {name: value for name, value in properties.items() if value not in (None, "")},
-    }
-
-
-def enrichment_date(value: Any) -> str | None:
-    """HubSpot date properties take YYYY-MM-DD (midnight UTC)."""
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date().isoformat()

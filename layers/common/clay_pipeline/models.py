@@ -3,7 +3,9 @@
 Clay's HTTP API column renders every value through a text template, so numbers arrive as
 "85" or "1,200", booleans as "TRUE", lists as JSON strings, empty cells as "" or "null",
 and empty columns may be missing. The validators here accept all of that and keep
-unknown columns (extra="allow") so nothing a user added to the table is dropped.
+unknown columns (extra="allow") so nothing a user added to the table is dropped. The readers of
+numbers, counts, scores, flags and dates are in column_values.py; a column they cannot read is
+set aside by EnrichedLead.read (kept as sent, missing for scoring and routing, named in warnings).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import re
 from datetime import UTC, datetime
 from decimal import Decimal, DecimalException
@@ -25,46 +26,43 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-NULL_STRINGS = frozenset({"", "null", "none", "nil", "undefined", "n/a", "na", "nan", "-"})
-TRUE_STRINGS = frozenset({"true", "yes", "y", "1", "t"})
-FALSE_STRINGS = frozenset({"false", "no", "n", "0", "f"})
+from clay_pipeline.column_values import (
+    identifier_problem,
+    instant_text,
+    is_unicode,
+    read_count,
+    read_flag,
+    read_quantity,
+    read_score,
+)
+
+# Spreadsheet and enrichment placeholders for "no value": the column is treated as not sent, silently.
+NULL_STRINGS = frozenset({"", "null", "none", "nil", "undefined", "n/a", "na", "nan", "-", "\u2013", "\u2014", "#n/a"})
 # The domain starts with a non-dot and its last label holds no dot, so a failed match backtracks
 # over each character once (the earlier [^@\s]+\.[^@\s]+ took about a second on 10,000 dots).
 _EMAIL = re.compile(r"[^@\s]+@[^@\s.][^@\s]*\.[^@\s.]+")
-_NUMBER = re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?")
 # What DynamoDB can store (the leads table holds every column): numbers of at most 38 significant
 # digits with a magnitude from 1e-130 to below 1e126, values nested at most 32 levels (the table
 # item and its enrichment map take two; 16 leaves room), map keys that are not empty, valid Unicode.
 MAX_VALUE_DEPTH = 16
-MAX_NUMBER_TEXT_DIGITS = 40  # longer digit strings are not numbers to us (and int() refuses > 4,300)
 UNSTORABLE_NUMBER = "number cannot be stored: at most 38 significant digits, magnitude 1e-130 to 1e126"
 NOT_UNICODE = "is not valid Unicode (a lone surrogate such as \\ud800)"
 IDENTIFIERS = ("lead_id", "email", "domain", "linkedin_url")
+MAX_LEAD_ID_LENGTH = 128
+UNPARSED = "_unparsed"  # where a callback keeps, as Clay sent them, the columns it could not read
+SENT_AS = "_sent_as"  # the text of a count Clay sent as a range, read as its lower bound
+RANGED_COLUMNS = frozenset({"employee_count"})
 Source = Literal["web-form", "crm-event", "csv-import", "api"]
 
 
 def is_null(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip().lower() in NULL_STRINGS)
-
-
-def _parse_number(value: Any) -> Any:
-    """'1,200' -> 1200, '85' -> 85, '85.5' -> 85.5; anything else is left for pydantic to reject."""
-    if isinstance(value, str):
-        text = value.strip().replace("_", "")
-        if text.endswith("+"):  # Clay's employee ranges such as "10,000+"
-            text = text[:-1]
-        digits = text.replace(",", "")
-        if len(digits) <= MAX_NUMBER_TEXT_DIGITS and _NUMBER.fullmatch(text):
-            if "." not in digits:
-                return int(digits)  # every digit kept (float() would round past 15)
-            number = float(digits)
-            return int(number) if number.is_integer() else number
-    return value
 
 
 def _number_problem(value: int | float) -> str | None:
@@ -106,24 +104,9 @@ def _storage_problem(value: Any) -> str | None:
     return None
 
 
-def is_unicode(text: str) -> bool:
-    """False for text holding a lone surrogate, which JSON allows (\\ud800) but UTF-8 cannot encode."""
-    return text.isascii() or not any("\ud800" <= char <= "\udfff" for char in text)
-
-
 def _storable(value: Any) -> Any:
     if problem := _storage_problem(value):
         raise ValueError(problem)
-    return value
-
-
-def _parse_bool(value: Any) -> Any:
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in TRUE_STRINGS:
-            return True
-        if text in FALSE_STRINGS:
-            return False
     return value
 
 
@@ -177,9 +160,11 @@ def normalise_linkedin_url(value: str) -> str:
 
 
 Text = Annotated[str | None, BeforeValidator(_strip)]
-Number = Annotated[int | None, BeforeValidator(_parse_number), AfterValidator(_storable)]
+Count = Annotated[int | None, BeforeValidator(read_count), AfterValidator(_storable)]
+Score = Annotated[float | None, BeforeValidator(read_score)]
+Flag = Annotated[bool | None, BeforeValidator(read_flag)]
+Instant = Annotated[str | None, BeforeValidator(instant_text)]  # ISO 8601 in UTC
 Storable = Annotated[Any, AfterValidator(_storable)]
-Flag = Annotated[bool | None, BeforeValidator(_parse_bool)]
 
 
 def derive_lead_id(
@@ -206,7 +191,7 @@ class LeadFields(BaseModel):
     # Columns beyond the declared fields are kept, each checked against what the leads table can hold.
     __pydantic_extra__: dict[str, Storable] = Field(init=False)
 
-    lead_id: Text = Field(default=None, max_length=128)
+    lead_id: Text = Field(default=None, max_length=MAX_LEAD_ID_LENGTH)
     email: Text = None
     domain: Text = None
     first_name: Text = None
@@ -235,6 +220,14 @@ class LeadFields(BaseModel):
             sent_as[name] = key
             cleaned[name] = _parse_json_container(value)
         return cleaned
+
+    @field_validator("lead_id")
+    @classmethod
+    def _lead_id(cls, value: str | None) -> str | None:
+        # The leads table's key and part of every mark: text DynamoDB stores, without control characters.
+        if value and (problem := identifier_problem(value, MAX_LEAD_ID_LENGTH)):
+            raise ValueError(problem)
+        return value
 
     @field_validator("email")
     @classmethod
@@ -287,31 +280,94 @@ class Lead(LeadFields):
 
 
 class EnrichedLead(LeadFields):
-    """A row Clay's HTTP API column POSTs back to us."""
+    """A row Clay's HTTP API column POSTs back to us.
+
+    Read it with `read`: a column whose value cannot be read is kept, not refused.
+    """
 
     job_title: Text = None
     industry: Text = None
-    employee_count: Number = Field(default=None, ge=0)
+    employee_count: Count = None
     phone: Text = None
-    icp_score: float | None = None
+    icp_score: Score = None
     tier: Text = None
     email_verified: Flag = None
-
-    @field_validator("icp_score", mode="before")
-    @classmethod
-    def _score(cls, value: Any) -> Any:
-        value = _parse_number(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError("must be a number from 0 to 100")
-        # Clay formulas occasionally overshoot (bonus points); clamp instead of dropping a lead.
-        # Rounded so that a tiny value (1e-200) stays a number the leads table can store.
-        return round(min(100.0, max(0.0, float(value))), 6)
+    # When Clay enriched the row (Clay's own column); HubSpot's clay_enrichment_date is its day.
+    clay_enriched_at: Instant = Field(default=None, alias="_clay_enriched_at")
+    _warnings: list[dict[str, str]] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _require_identifier(self) -> EnrichedLead:
         if not self.has_identifier():
             raise ValueError(f"needs at least one of {', '.join(IDENTIFIERS)}")
         return self
+
+    @classmethod
+    def read(cls, document: dict[str, Any]) -> EnrichedLead:
+        """Validate a callback's body, setting aside each column whose value cannot be read.
+
+        Such a column is kept as Clay sent it under `_unparsed`, left out of the lead's fields (so
+        scoring and routing treat it as missing) and named in `warnings`. Only what is left is an
+        error: no identifier, a lead_id that is not one, or a value the leads table cannot store.
+        A count sent as a range ("51-200") is read as its lower bound, and its text is kept under `_sent_as`.
+        """
+        if ranges := _ranges_sent(document):
+            document = {**document, SENT_AS: ranges}
+        try:
+            return cls.model_validate(document)
+        except ValidationError as error:
+            problems = _readable_columns(error)
+            if not problems:
+                raise
+            sent_as = {key.strip(): key for key in document if isinstance(key, str)}
+            kept = {
+                key: value for key, value in document.items() if not (isinstance(key, str) and key.strip() in problems)
+            }
+            try:
+                lead = cls.model_validate({**kept, UNPARSED: {name: document[sent_as[name]] for name in problems}})
+            except ValidationError:
+                raise error from None  # what the columns said, not what setting them aside led to
+        lead._warnings = [
+            {"field": name, "warning": f"{problem}: kept as sent under {UNPARSED}, treated as missing"}
+            for name, problem in problems.items()
+        ]
+        return lead
+
+    @property
+    def warnings(self) -> list[dict[str, str]]:
+        """The columns `read` set aside, each with why (no value echoed)."""
+        return list(self._warnings)
+
+    def to_message(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True, by_alias=True)
+
+
+# Every declared column but lead_id (the key the callback is stored under) can be set aside.
+SET_ASIDE_COLUMNS = frozenset(
+    field.alias or name for name, field in EnrichedLead.model_fields.items() if name != "lead_id"
+)
+
+
+def _ranges_sent(document: dict[str, Any]) -> dict[str, str]:
+    """The counts sent as a range or an open bucket ({"employee_count": "51-200"}): reading them keeps only
+    the lower bound, so the text is kept beside it."""
+    ranges: dict[str, str] = {}
+    for key, value in document.items():
+        if isinstance(key, str) and key.strip() in RANGED_COLUMNS and isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                if read_quantity(value).ranged:
+                    ranges[key.strip()] = value.strip()
+    return ranges
+
+
+def _readable_columns(error: ValidationError) -> dict[str, str]:
+    """The declared columns among the errors, with each one's first problem ({column: problem})."""
+    problems: dict[str, str] = {}
+    for item in error.errors(include_input=False, include_url=False):
+        column = item["loc"][0] if item["loc"] else None
+        if isinstance(column, str) and column in SET_ASIDE_COLUMNS:
+            problems.setdefault(column, str(item["msg"]).removeprefix("Value error, "))
+    return problems
 
 
 def field_errors(error: ValidationError) -> list[dict[str, str]]:

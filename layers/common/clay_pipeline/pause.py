@@ -9,6 +9,10 @@ stores.Queue.hold, never toward the DLQ) and go out on the first receive after t
 cleared and the router's copy refreshed; the destinations that are not paused are delivered
 meanwhile, and the ledger keeps them from being sent again when the lead comes back.
 
+The router pauses HubSpot itself when HubSpot says to stop (its DAILY API limit, a contact
+property that does not exist: hubspot.py), by "router" and with `until`: the pause ends by itself
+then (when HubSpot's daily limit resets, or a re-check), and an operator may resume it earlier.
+
 If the switch cannot be read, the router keeps the state it last read (nothing paused at a cold
 start): a read failure must not stop every delivery.
 """
@@ -59,20 +63,27 @@ class DestinationSwitch:
                 "could not read the destination pause switch; keeping the last state", extra={"error": str(error)}
             )
             return self._paused
-        self._paused = frozenset((item or {}).get(PAUSED) or {}) & frozenset(PAUSABLE)
+        entries = (item or {}).get(PAUSED) or {}
+        self._paused = frozenset(name for name, entry in entries.items() if not _ended(entry)) & frozenset(PAUSABLE)
         self._read_at = now
         return self._paused
 
     # -- the operator's side: direct -------------------------------------------------------
     def states(self) -> dict[str, dict[str, Any]]:
-        """Every pausable destination's switch: {name: {"paused": bool, "at", "by", "reason"}} (a consistent read)."""
+        """Every pausable destination's switch: {name: {"paused": bool, "at", "by", "reason", "until"}} (a consistent
+        read). A pause whose `until` has passed is not paused any more."""
         entries = (self.store.get(PAUSE_KEY) or {}).get(PAUSED) or {}
-        return {name: {PAUSED: name in entries, **(entries.get(name) or {})} for name in PAUSABLE}
+        return {
+            name: {**(entries.get(name) or {}), PAUSED: name in entries and not _ended(entries[name])}
+            for name in PAUSABLE
+        }
 
-    def pause(self, destination: str, by: str = "", reason: str = "") -> None:
+    def pause(self, destination: str, by: str = "", reason: str = "", until: int | None = None) -> None:
+        """`until` (epoch seconds): the pause ends by itself then; None: until resumed."""
         self._check(destination)
-        entry = {"at": int(time.time()), "by": by or None, "reason": reason or None}
+        entry = {"at": int(time.time()), "by": by or None, "reason": reason or None, "until": until}
         self.store.put_entry(PAUSE_KEY, PAUSED, destination, entry)
+        self._paused = self._paused | {destination}  # this instance obeys its own pause at once
 
     def resume(self, destination: str) -> bool:
         """False when the destination was not paused."""
@@ -83,3 +94,8 @@ class DestinationSwitch:
     def _check(destination: str) -> None:
         if destination not in PAUSABLE:
             raise UnknownDestination(destination)
+
+
+def _ended(entry: Any) -> bool:
+    until = entry.get("until") if isinstance(entry, dict) else None
+    return until is not None and float(until) <= time.time()

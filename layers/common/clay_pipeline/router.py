@@ -16,12 +16,19 @@ what is still owed. Two callbacks of one lead never deliver concurrently: the se
 the lease held and waits in the queue (visibility hand-back, never toward the DLQ). Within a
 batch, only the newest callback of each lead is routed; older ones are superseded.
 
-The window this leaves: a crash (or a failed ledger write) after some 2xx answers but before
-the complete write. The lease then lapses (DELIVERY_LEASE_SECONDS, shorter than the queue's
-visibility timeout) and the retry repeats every send of that attempt, once_per_lead ones
-included. That is why webhooks carry an Idempotency-Key header, the same for every repeat of
-one delivery (the lead key for once_per_lead, the lead key and payload hash for on_change),
-and why HubSpot's upsert by email is harmless to repeat.
+A delivery whose answer is lost has an unknown outcome: the request went out in full and no
+answer came (a read timeout, the request's deadline), or the invocation ended (crash, Lambda
+timeout, a failed ledger write) between sending and recording. For a destination whose
+UNKNOWN_OUTCOME_POLICIES is "hold" (outreach, nurture and Zapier by default: routing.py) such a
+delivery is never sent again automatically. Its intent is written on the lead's item before the
+send (LeadLedger.record_intent, a third write, made only when such a delivery is owed), so a
+later claim that finds an intent nobody completed knows what may have gone out; the ledger then
+marks the destination `unknown` (DeliveryUnknown metric and alarm, shown by `trace`) until an
+operator settles it (`clay-pipeline settle LEAD DESTINATION --delivered|--resend`). A request
+that never left (DNS, connection refused, connect timeout) is retried as before. "resend"
+destinations (Slack by default, HubSpot always: its upsert by email is idempotent) are sent
+again after a lost answer or a lapsed lease, with the same Idempotency-Key for every repeat of
+one delivery (the lead key for once_per_lead, the lead key and payload hash for on_change).
 
 A destination an operator paused (pause.py: `clay-pipeline destination pause hubspot`) is not
 sent to: the lead's other destinations are delivered and recorded, and the record waits in the
@@ -35,17 +42,24 @@ say): a pause delays a delivery, it never drops one.
 
 Endings of a record:
 - routed / skipped / partial with nothing left to retry / superseded: processed;
-- the lead's lease is held by another invocation, or a destination it owes is paused: back to
-  the queue for a while (a fresh copy near maxReceiveCount), never toward the DLQ;
-- a retryable failure (429, 5xx, timeout) after the in-invocation retries: back to the queue
+- the lead's lease is held by another invocation, or a destination it owes is paused (by an
+  operator, or by the router itself when HubSpot says to stop: its DAILY limit, a missing
+  property): back to the queue for a while (a fresh copy near maxReceiveCount), never toward the DLQ;
+- every delivery made or held, some with an unknown outcome: processed; the lead waits for `settle`;
+- a retryable failure (429, 5xx, a request that never left) after the in-invocation retries: back to the queue
   (batch item failure); on its last receive it is dead-lettered instead, with what failed;
 - a permanent failure (other 4xx) or a malformed message: ROUTING_DLQ_URL with the reasons and
-  each destination's status, and processed. Nothing delivered is lost: the DLQ has the lead.
+  each destination's status, and processed. Nothing delivered is lost: the DLQ has the lead;
+- a lead whose values break reading or claiming it (unroutable_lead): ROUTING_DLQ_URL at once,
+  alone, with the exception; the batch's other records go on. A dependency failure or an error
+  while delivering: back to the queue, and on its last receive ROUTING_DLQ_URL with the reason
+  (dependency_failed, routing_failed) instead of SQS's redrive, which carries none.
 
 HubSpot takes up to 100 contacts per call, so `start` claims every lead of the SQS batch and
-makes the batch's HubSpot upserts and webhook sends before the per-record pass; each result
-maps back to its record. HubSpot and the webhooks go out concurrently: every destination at once, and within a
-destination the batch's first lead alone (a probe: a destination that is down costs one lead's
+makes the batch's HubSpot upserts and webhook sends before the per-record pass; each contact's
+result maps back to its record (hubspot.py: one refused contact fails alone). HubSpot and the
+webhooks go out concurrently: every destination at once, and within a destination the batch's
+first lead alone (a probe: a destination that is down costs one lead's
 retries, and the others wait in the queue), then the rest at once (up to WEBHOOK_FAN_OUT). A
 batch takes about two round trips of its slowest destination instead of one per lead, and Lambda
 bills the wall time.
@@ -54,6 +68,7 @@ bills the wall time.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import json
 import math
 import threading
@@ -64,6 +79,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from clay_pipeline.config import RouterSettings, dump_json
@@ -73,7 +89,6 @@ from clay_pipeline.destinations import (
     MIN_ATTEMPT_SECONDS,
     DeliveryResult,
     HttpClient,
-    HubSpotContacts,
     NurtureWebhook,
     OutreachWebhook,
     RetryPolicy,
@@ -83,12 +98,14 @@ from clay_pipeline.destinations import (
     ZapierWebhook,
     idempotency_key,
 )
+from clay_pipeline.http_api import is_dependency_failure
+from clay_pipeline.hubspot import Contact, ContactMapping, HubSpotContacts
 from clay_pipeline.intake import describe_problems
 from clay_pipeline.models import EnrichedLead
 from clay_pipeline.observability import count, level, logger, summarize
 from clay_pipeline.pause import DestinationSwitch
 from clay_pipeline.queue_batch import QueueRecord
-from clay_pipeline.routing import ONCE_PER_LEAD, Decision, RuleSet
+from clay_pipeline.routing import HOLD, ONCE_PER_LEAD, Decision, RuleSet, parse_unknown_outcomes
 from clay_pipeline.scoring import icp_score, tier_for
 from clay_pipeline.stores import (
     Busy,
@@ -111,7 +128,9 @@ OWED_RESULTS = {
     Owed.ALREADY_DELIVERED: DeliveryResult(Status.DELIVERED, Owed.ALREADY_DELIVERED.value),
     Owed.UNCHANGED: DeliveryResult(Status.DELIVERED, Owed.UNCHANGED.value),
     Owed.WITHHELD: DeliveryResult(Status.WITHHELD, Owed.WITHHELD.value),
+    Owed.UNKNOWN: DeliveryResult(Status.UNKNOWN, Owed.UNKNOWN.value),
 }
+LAPSED_REASON = "ended_before_recording"  # an intent found by a later claim: its invocation died after it
 
 
 class InvalidMessage(Exception):  # an outcome, not an error
@@ -119,6 +138,14 @@ class InvalidMessage(Exception):  # an outcome, not an error
         super().__init__(reason)
         self.reason = reason
         self.detail = detail
+
+
+class Unroutable(Exception):
+    """Reading or claiming the lead raised: its values broke something, or a dependency failed meanwhile."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
 
 
 class RetryLater(Exception):  # an outcome, not an error
@@ -142,7 +169,7 @@ def parse_message(body: str) -> RoutingMessage:
     if not isinstance(document, dict) or not isinstance(document.get("lead"), dict):
         raise InvalidMessage("not_routing_message", "body must be an object with a 'lead' object")
     try:
-        lead = EnrichedLead.model_validate(document["lead"])
+        lead = EnrichedLead.read(document["lead"])
     except ValidationError as error:
         raise InvalidMessage("invalid_lead", describe_problems(error)) from None
     fields = lead.to_message()
@@ -174,6 +201,8 @@ class Attempt:
     payload_hashes: dict[str, str] = field(default_factory=dict)
     superseded: bool = False  # a newer callback of the lead was routed, or is later in this batch
     paused: frozenset[str] = frozenset()  # chosen deliveries whose destination an operator paused
+    intended: frozenset[str] = frozenset()  # pending deliveries to "hold" destinations (UNKNOWN_OUTCOME_POLICIES)
+    marked: frozenset[str] = frozenset()  # destinations whose intent this attempt wrote (stores.SENDING_PREFIX)
 
     @property
     def lease(self) -> Lease | None:
@@ -223,6 +252,8 @@ class Outcome:
             return "routed"
         if all(result.status is Status.PAUSED for result in unsettled):
             return "paused"
+        if all(result.status in (Status.UNKNOWN, Status.PAUSED) for result in unsettled):
+            return "paused" if any(result.status is Status.PAUSED for result in unsettled) else "unknown"
         return "partial" if any(result.delivered for result in counted) else "failed"
 
     def failures(self, status: Status) -> dict[str, DeliveryResult]:
@@ -236,6 +267,7 @@ class Outcome:
                 Status.WITHHELD: "withheld",
                 Status.RETRYABLE: "failed",
                 Status.PAUSED: "paused",
+                Status.UNKNOWN: "unknown",
                 Status.PERMANENT: f"permanent:{result.reason}",
             }[result.status]
         return statuses
@@ -253,6 +285,11 @@ class Outcome:
         }
 
 
+def _score(message: RoutingMessage) -> float | None:
+    score = message.lead.get("icp_score")
+    return float(score) if isinstance(score, (int, float)) else None
+
+
 def describe_failures(failures: dict[str, DeliveryResult]) -> str:
     return "; ".join(
         f"{name}: {result.reason}" + (f" ({result.detail})" if result.detail else "")
@@ -267,6 +304,7 @@ class LeadRouter:
         self.rules = RuleSet.from_setting(
             settings.routing_rules, settings.delivery_policies, settings.routing_required_fields
         )
+        self.unknown_outcomes = parse_unknown_outcomes(settings.unknown_outcome_policies)  # ConfigError when invalid
         self.ledger = LeadLedger(settings.leads_table, settings.delivery_lease_seconds)
         self.leads = LeadsTable(settings.leads_table)
         self.routing_queue = Queue(settings.routing_queue_url)
@@ -282,7 +320,10 @@ class LeadRouter:
                 ZapierWebhook(http),
             )
         }
-        self.hubspot = HubSpotContacts(http, settings.hubspot_base_url)
+        mapping = ContactMapping.from_settings(  # ConfigError at cold start for an invalid mapping
+            settings.hubspot_property_map, settings.hubspot_owned_properties, settings.hubspot_new_contact_values
+        )
+        self.hubspot = HubSpotContacts(http, settings.hubspot_base_url, mapping)
         self.retry = RetryPolicy(
             settings.destination_timeout_seconds,
             settings.destination_retry_attempts,
@@ -303,6 +344,7 @@ class LeadRouter:
         self._hubspot_results: dict[str, DeliveryResult] = {}  # by SQS message id, for this batch
         self._sent: dict[str, dict[str, DeliveryResult]] = {}  # by SQS message id: webhook results, this batch
         self._errors: dict[str, BaseException] = {}  # by SQS message id: a send that raised, this batch
+        self._unroutable: dict[str, Exception] = {}  # by SQS message id: reading or claiming it raised, this batch
         self._unavailable: dict[str, DeliveryResult] = {}  # destinations that failed after retries, this batch
         self._results_lock = threading.Lock()
 
@@ -328,26 +370,53 @@ class LeadRouter:
         self._sent = {}
         self._errors = {}
         self._unavailable = {}
+        self._unroutable = {}
         newest: dict[str, tuple[str, RoutingMessage]] = {}  # lead key -> (message id, message)
         for record in records:
             try:
                 message = parse_message(record.body)
+                previous = newest.get(message.lead_key)
+                # Per-column callbacks and re-runs arrive together: only the lead's newest version is routed.
+                older = previous is not None and newer(previous[1].received_at, message.received_at)
             except InvalidMessage:
                 continue  # dead-lettered by process()
-            previous = newest.get(message.lead_key)
-            # Per-column callbacks and re-runs arrive together: only the lead's newest version is routed.
-            if previous is not None and newer(previous[1].received_at, message.received_at):
+            except Exception as error:  # one lead's values must not fail the batch: process() isolates it
+                self._unroutable[record.message_id] = error
+                continue
+            if older:
                 self._attempts[record.message_id] = self._superseded(message)
                 continue
             if previous is not None:
                 self._attempts[previous[0]] = self._superseded(previous[1])
             newest[message.lead_key] = (record.message_id, message)
         for message_id, message in newest.values():
-            self._attempts[message_id] = self._claim(message)
-        self._send_webhooks(self._attempts, with_hubspot="hubspot" in self.enabled)
+            try:
+                self._attempts[message_id] = self._claim(message)
+            except Exception as error:  # a claimed lease lapses by itself (DELIVERY_LEASE_SECONDS)
+                self._unroutable[message_id] = error
+        try:
+            self._send_webhooks(self._attempts, with_hubspot="hubspot" in self.enabled)
+        except Exception as error:  # webhook sends keep their own errors: only the batch's HubSpot upsert gets here
+            logger.exception("the batch's HubSpot upsert raised; its leads retry it, their other deliveries stand")
+            failed = DeliveryResult(Status.RETRYABLE, "hubspot_error", detail=f"{type(error).__name__}: {error}")
+            for message_id, attempt in self._attempts.items():
+                if "hubspot" in attempt.pending:
+                    self._hubspot_results.setdefault(message_id, failed)
 
     # -- one record ------------------------------------------------------------------------
     def process(self, record: QueueRecord) -> str:
+        """Route one record. What it raises stays with it: a lead that cannot be routed is dead-lettered alone,
+        with the reason, and the batch's other records are routed (see _isolate)."""
+        try:
+            return self._process(record)
+        except RetryLater:
+            raise
+        except Exception as error:
+            return self._isolate(record, error)
+
+    def _process(self, record: QueueRecord) -> str:
+        if (unroutable := self._unroutable.pop(record.message_id, None)) is not None:
+            raise Unroutable(unroutable)  # what start() met reading or claiming this lead
         attempt = self._attempts.pop(record.message_id, None)
         if attempt is None:  # a message start could not parse, or a record it did not see
             try:
@@ -355,6 +424,8 @@ class LeadRouter:
             except InvalidMessage as error:
                 self._dead_letter(record, error.reason, error.detail, {})
                 return "dead_lettered"
+            except Exception as error:
+                raise Unroutable(error) from error
         if attempt.superseded:
             return self._supersede(attempt)
         if isinstance(attempt.claim, Busy):
@@ -373,6 +444,23 @@ class LeadRouter:
                 return self._wait_for_resume(record, attempt)
             outcome = self._route(record, attempt)
         return self._finish(record, attempt, outcome)
+
+    def _isolate(self, record: QueueRecord, error: Exception) -> str:
+        """A record that raised. Reading or claiming the lead failed on its own values (Unroutable): RoutingDLQ
+        now, with the reason, since every receive would fail the same way. A dependency failure (DynamoDB,
+        SQS) or an error while delivering: back to the queue, and on the last receive RoutingDLQ with the
+        reason rather than SQS's redrive, which carries none. What was delivered is in the ledger already."""
+        cause = error.error if isinstance(error, Unroutable) else error
+        dependency = is_dependency_failure(cause)
+        if dependency or not isinstance(error, Unroutable):
+            if record.receive_count < self.settings.routing_queue_max_receive_count:
+                raise cause
+            reason = "dependency_failed" if dependency else "routing_failed"
+        else:
+            reason = "unroutable_lead"
+        logger.exception("the lead cannot be routed", extra={"reason": reason, "message_id": record.message_id})
+        self._dead_letter(record, reason, f"{type(cause).__name__}: {cause}", {})
+        return "dead_lettered"
 
     def _superseded(self, message: RoutingMessage) -> Attempt:
         return Attempt(message, Decision(()), (), superseded=True)
@@ -394,29 +482,51 @@ class LeadRouter:
         paused = frozenset(deliveries) & self.paused
         if paused == frozenset(deliveries):  # nothing could be sent now: wait without the lease
             return Attempt(message, decision, deliveries, paused=paused)
-        claim = self.ledger.claim(message.lead_key)
+        # The intent of every delivery this lease may make to a "hold" destination, in the claim's own write:
+        # a later claim that finds one uncompleted knows it may have gone out. Those found not owed are
+        # cleared by the complete write.
+        score, now = _score(message), int(time.time())
+        marked = {
+            name: Delivered(now, self._payload_hash(message, name), score)
+            for name in deliveries
+            if name not in paused and self._holds(name)
+        }
+        claim = self.ledger.claim(message.lead_key, marked)
         if not isinstance(claim, Lease):
             return Attempt(message, decision, deliveries, claim, paused=paused)
         if claim.history.supersedes(message.received_at):
-            return Attempt(message, decision, deliveries, claim, superseded=True)
+            return Attempt(message, decision, deliveries, claim, superseded=True, marked=frozenset(marked))
         held = tuple(name for name in claim.held if name in self.enabled and name not in deliveries)
         if held:  # an earlier callback's pause held these: this one delivers them
             decision = self._with(decision, held)
             deliveries += held
             paused = frozenset(deliveries) & self.paused
         owed_anyway = frozenset((*carried, *claim.held))  # chosen when they were held: never withheld now
-        hashes = {
-            name: payload_hash(self._destination(name).payload(message.lead, message.received_at))
-            for name in deliveries
-        }
+        hashes = {name: self._payload_hash(message, name) for name in deliveries}
         remembered = claim.history.remembered(time.time(), self.settings.delivery_mark_days)
         peak, score = peak_score(remembered), message.lead.get("icp_score")
         chosen_at_peak = None
         if peak is not None and isinstance(score, (int, float)) and score < peak:
             chosen = self.rules.evaluate({**message.lead, "icp_score": peak}).destinations
             chosen_at_peak = frozenset(chosen) | owed_anyway
-        owed = plan(deliveries, self.rules.policies, hashes, remembered, chosen_at_peak)
-        return Attempt(message, decision, deliveries, claim, owed, hashes, paused=paused)
+        unknown = {
+            name: Delivered.from_value(value)
+            for name, value in {**claim.lapsed, **claim.unknown}.items()
+            if self._holds(name) and isinstance(value, dict)
+        }
+        owed = plan(deliveries, self.rules.policies, hashes, remembered, chosen_at_peak, unknown)
+        attempt = Attempt(message, decision, deliveries, claim, owed, hashes, paused=paused)
+        intended = frozenset(name for name in attempt.pending if self._holds(name))
+        if unmarked := intended - marked.keys():  # held for the lead by a pause or a settle: one more write
+            self.ledger.record_intent(claim, {name: Delivered(now, hashes[name], score) for name in unmarked})
+        return dataclasses.replace(attempt, intended=intended, marked=frozenset(marked) | intended)
+
+    def _payload_hash(self, message: RoutingMessage, destination: str) -> str:
+        return payload_hash(self._destination(destination).payload(message.lead, message.received_at))
+
+    def _holds(self, destination: str) -> bool:
+        """A lost answer of this destination waits for an operator instead of being sent again."""
+        return self.unknown_outcomes.get(destination) == HOLD
 
     @staticmethod
     def _with(decision: Decision, carried: tuple[str, ...]) -> Decision:
@@ -427,8 +537,9 @@ class LeadRouter:
         return self.hubspot if name == "hubspot" else self.webhooks[name]
 
     def _supersede(self, attempt: Attempt) -> str:
-        if attempt.lease is not None:
-            self.ledger.complete(attempt.lease, {})  # frees the lease; the newer callback's outcome stays
+        if attempt.lease is not None:  # frees the lease; the newer callback's outcome stays
+            unknown, intents_done = self._unknown_marks(attempt, attempt.lease, {})
+            self.ledger.complete(attempt.lease, {}, unknown=unknown, intents_done=intents_done)
         count("CallbackSuperseded")
         logger.info("an older callback of the lead was superseded", extra={"lead_key": attempt.message.lead_key})
         return "superseded"
@@ -439,9 +550,12 @@ class LeadRouter:
         seconds = min(busy.seconds, IN_FLIGHT_WAIT_SECONDS * record.receive_count)
         return self._wait(record, seconds, "in_flight: another invocation is routing this lead")
 
-    def _wait_for_resume(self, record: QueueRecord, attempt: Attempt) -> str:
-        """A destination the lead is owed is paused: wait in the queue, longer with each receive, never the DLQ."""
-        held = attempt.held
+    def _wait_for_resume(self, record: QueueRecord, attempt: Attempt, paused_now: tuple[str, ...] = ()) -> str:
+        """A destination the lead is owed is paused: wait in the queue, longer with each receive, never the DLQ.
+
+        `paused_now`: destinations that asked for the pause in this attempt (HubSpot's daily limit).
+        """
+        held = attempt.held or paused_now
         for name in held:
             count("DeliveryHeld", destination=name)
         logger.info(
@@ -497,21 +611,24 @@ class LeadRouter:
                 if not attempt.decision.incomplete:
                     outcome.held_elsewhere = tuple(name for name in held_markers(item) if name in ready)
             return
-        score = message.lead.get("icp_score")
-        score = float(score) if isinstance(score, (int, float)) else None
-        now = int(time.time())
+        score, now = _score(message), int(time.time())
         delivered = {
             name: Delivered(now, attempt.payload_hashes[name], score)
             for name, result in sent.items()
             if result.delivered
         }
+        lease = attempt.lease
+        unknown, intents_done = self._unknown_marks(attempt, lease, sent)
         # The outcome describes this callback: it is not written over a newer callback's enrichment.
         newest = attempt.lease.callback_id in ("", message.callback_id)
         record = outcome.record() if outcome is not None and newest else None
-        held: dict[str, str | None] = {name: message.received_at for name in attempt.held}  # for the next callback
+        # for the next callback: what a pause holds, the pause HubSpot asked for in this attempt included
+        waiting = (*attempt.held, *(name for name, result in sent.items() if result.status is Status.PAUSED))
+        held: dict[str, str | None] = {name: message.received_at for name in waiting}
         held |= {name: None for name in delivered if name in attempt.lease.held}  # made: no longer owed
         complete = self.ledger.complete
-        if not complete(attempt.lease, delivered, message.received_at, record, message.callback_id, held):
+        callback_id = message.callback_id
+        if not complete(lease, delivered, message.received_at, record, callback_id, held, unknown, intents_done):
             # Our lease lapsed and another invocation took the lead over: it may repeat these sends (the
             # Idempotency-Key is for that); the ledger recorded them for later attempts.
             logger.warning(
@@ -519,6 +636,47 @@ class LeadRouter:
                 extra={"lead_key": message.lead_key, "destinations": sorted(delivered)},
             )
             count("DeliveryLeaseLost")
+
+    def _unknown_marks(
+        self, attempt: Attempt, lease: Lease, sent: dict[str, DeliveryResult]
+    ) -> tuple[dict[str, dict[str, Any] | None], list[str]]:
+        """The unknown_<destination> marks to set (a value) or clear (None), and the intents whose outcome is now
+        known or recorded as unknown. An intended delivery without a result (a send that raised) keeps its
+        intent: the next claim treats it as unknown."""
+        unknown: dict[str, dict[str, Any] | None] = {}
+        done: list[str] = []
+        unanswered = {name for name in attempt.intended if name not in sent}  # a send raised: its intent stays
+        for name in attempt.marked - unanswered:
+            result = sent.get(name)
+            done.append(name)
+            if result is not None and result.status is Status.UNKNOWN:
+                entry = Delivered(int(time.time()), attempt.payload_hashes[name], _score(attempt.message))
+                unknown[name] = {**entry.to_value(), "reason": result.reason}
+        for name, intent in lease.lapsed.items():  # intents of an invocation that ended before recording them
+            if name not in unanswered:  # (this attempt's own intent of a new payload may have replaced it)
+                done.append(name)
+            if self._holds(name) and isinstance(intent, dict) and self._may_have_gone(lease, name, intent):
+                unknown[name] = {**intent, "reason": LAPSED_REASON}
+        for name, result in sent.items():  # a new payload delivered (on_change) settles an older unknown one
+            if result.delivered and name in lease.unknown:
+                unknown[name] = None
+        for name, value in unknown.items():
+            if value is not None and name not in lease.unknown:
+                count("DeliveryUnknown")  # what the alarm watches (service dimension only)
+                count("DeliveryUnknown", destination=name)
+                logger.warning(
+                    "delivery outcome unknown: not sent again until an operator settles it",
+                    extra={"lead_key": lease.lead_key, "destination": name, "reason": value["reason"]},
+                )
+        return unknown, done
+
+    def _may_have_gone(self, lease: Lease, destination: str, intent: dict[str, Any]) -> bool:
+        """Whether an uncompleted intent may have been sent: not when the ledger shows that invocation had
+        nothing to send (delivered once per lead before, or this very payload delivered last)."""
+        before = lease.history.delivered.get(destination)
+        if before is None:
+            return True
+        return self.rules.policy(destination) != ONCE_PER_LEAD and before.payload_hash != intent.get("hash")
 
     def _finish(self, record: QueueRecord, attempt: Attempt, outcome: Outcome) -> str:
         status = outcome.routing_status
@@ -533,9 +691,12 @@ class LeadRouter:
             destinations = outcome.destination_statuses()
             summarize("leads routed", outcome.message.lead_key, {**tier, "destinations": destinations})
             return "routed"
+        if status == "unknown":  # nothing left to retry: what is unknown waits for `clay-pipeline settle`
+            logger.warning("lead routed, some outcomes unknown", extra={**extra, **outcome.destination_statuses()})
+            return "unknown"
         retryable, permanent = outcome.failures(Status.RETRYABLE), outcome.failures(Status.PERMANENT)
         if status == "paused":  # the rest is delivered and recorded: only the paused destinations wait
-            return self._wait_for_resume(record, attempt)
+            return self._wait_for_resume(record, attempt, tuple(outcome.failures(Status.PAUSED)))
         receives = record.receive_count
         if retryable and receives < self.settings.routing_queue_max_receive_count:
             summary = describe_failures({name: DeliveryResult(r.status, r.reason) for name, r in retryable.items()})
@@ -605,8 +766,8 @@ class LeadRouter:
                     self._errors.setdefault(message_id, error)
                 return
             self._settle(name, result)
-            if result.status is Status.RETRYABLE:
-                self._unavailable.setdefault(name, result)
+            if result.status in (Status.RETRYABLE, Status.UNKNOWN):  # the batch's other leads were not sent
+                self._unavailable.setdefault(name, DeliveryResult(Status.RETRYABLE, result.reason, result.retry_after))
         with self._results_lock:
             self._sent[message_id][name] = result
 
@@ -614,7 +775,15 @@ class LeadRouter:
         """One destination with its retries (on a delivery thread)."""
         key = self._idempotency_key(attempt, destination.name)
         lead = attempt.message.lead
-        return self.retry.run(lambda timeout: destination.deliver(lead, key, timeout), self.deadline)
+        resend = not self._holds(destination.name)
+
+        def deliver(timeout: float) -> DeliveryResult:
+            result = destination.deliver(lead, key, timeout)
+            if result.status is Status.UNKNOWN and resend:  # a repeat is acceptable here (same Idempotency-Key)
+                return DeliveryResult(Status.RETRYABLE, result.reason)
+            return result
+
+        return self.retry.run(deliver, self.deadline)
 
     def _idempotency_key(self, attempt: Attempt, destination: str) -> str:
         lead_key = attempt.message.lead_key
@@ -638,7 +807,11 @@ class LeadRouter:
         return self._hubspot_results[record.message_id]
 
     def _upsert_to_hubspot(self, attempts: dict[str, Attempt]) -> None:
-        """Upsert, in batches, the contact of every attempt that owes HubSpot one; each result by its record."""
+        """Upsert, in batches, the contact of every attempt that owes HubSpot one; each result by its record.
+
+        Each contact has its own outcome: one HubSpot refuses fails alone. When HubSpot says to stop
+        (its daily limit, a property it does not have) HubSpot is paused and every lead waits for it.
+        """
         owing = {message_id: a.message for message_id, a in attempts.items() if "hubspot" in a.pending}
         if not owing:
             return
@@ -647,20 +820,28 @@ class LeadRouter:
             result = by_email[message.lead["email"]]
             self._settle("hubspot", result)
             self._hubspot_results[message_id] = result
+        stops = {result.reason: result for result in by_email.values() if result.status is Status.PAUSED}
+        for result in stops.values():
+            self._pause_hubspot(result)
 
     def _upsert_contacts(self, messages: list[RoutingMessage]) -> dict[str, DeliveryResult]:
-        """One input per email (HubSpot refuses a batch naming a contact twice: the newest enrichment wins)."""
-        inputs: dict[str, dict[str, Any]] = {}
+        """One contact per email (HubSpot refuses a batch naming a contact twice: the newest enrichment wins)."""
+        contacts: dict[str, Contact] = {}
         for message in sorted(messages, key=lambda m: m.received_at):
-            inputs[message.lead["email"]] = self.hubspot.payload(message.lead, message.received_at)
-        results = dict.fromkeys(inputs, DeliveryResult(Status.RETRYABLE, "out_of_time"))
-        pending = dict(inputs)
+            contacts[message.lead["email"]] = self.hubspot.contact(message.lead, message.received_at)
+        results = dict.fromkeys(contacts, DeliveryResult(Status.RETRYABLE, "out_of_time"))
+        pending = dict(contacts)
         size = self.settings.hubspot_batch_size
 
         def send(timeout: float) -> DeliveryResult:
             batch = list(pending.values())
             for start in range(0, len(batch), size):
-                results.update(self.hubspot.upsert(batch[start : start + size], timeout))
+                chunk = batch[start : start + size]
+                stop = next((r for r in results.values() if r.status is Status.PAUSED), None)
+                if stop is not None:  # HubSpot said to stop (its daily limit): the rest is not sent to be refused
+                    results.update(dict.fromkeys((contact.email for contact in chunk), stop))
+                    continue
+                results.update(self.hubspot.upsert(chunk, timeout, self.deadline))
             for email in list(pending):
                 if results[email].status is not Status.RETRYABLE:
                     del pending[email]
@@ -669,3 +850,21 @@ class LeadRouter:
 
         self.retry.run(send, self.deadline)
         return results
+
+    def _pause_hubspot(self, result: DeliveryResult) -> None:
+        """HubSpot said to stop: pause it for as long as it said (the leads wait in RoutingQueue, never the DLQ)."""
+        until = int(time.time() + (result.retry_after or 0))
+        logger.error(
+            "HubSpot is paused: " + result.detail,
+            extra={
+                "destination": "hubspot",
+                "reason": result.reason,
+                "until": datetime.fromtimestamp(until, UTC).isoformat(),
+            },
+        )
+        count("DestinationAutoPaused", destination="hubspot", reason=result.reason)
+        self.paused = self.paused | {"hubspot"}
+        try:
+            self.switch.pause("hubspot", by="router", reason=result.detail, until=until)
+        except (ClientError, BotoCoreError) as error:  # the leads still wait: their results say paused
+            logger.warning("could not write the pause switch", extra={"error": str(error)})

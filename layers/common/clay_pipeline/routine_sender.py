@@ -213,7 +213,9 @@ class RoutineSender(ClaySender):
             if not self.pacer.acquire(self.invocation.deadline - self.send_seconds):
                 raise HandBack("rate_wait", RATE_WAIT_SECONDS)
             try:
-                return self.api.start_run(self.settings.clay_routine_id, items, self.settings.clay_run_webhook_id)
+                return self.api.start_run(
+                    self.settings.clay_routine_id, items, self.settings.clay_run_webhook_id, self.invocation.deadline
+                )
             except ClayApiError as error:
                 self._handle_api_refusal(error)
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from clay_pipeline.column_values import identifier_problem
 from clay_pipeline.config import dump_json
 from clay_pipeline.stores import StateStore
 
@@ -73,8 +74,10 @@ class PollMessage:
     def parse(cls, body: str) -> PollMessage:
         """A message from RunPollQueue; ValueError when it is not one."""
         document = json.loads(body)
-        if not isinstance(document, dict) or not isinstance(document.get("routine_run_id"), str):
+        if not isinstance(document, dict):
             raise ValueError("not a run poll message: needs a routine_run_id string")
+        if problem := identifier_problem(document.get("routine_run_id"), MAX_ITEM_ID_LENGTH):
+            raise ValueError(f"not a run poll message: its routine_run_id {problem}")
         trigger = document.get("trigger", "poll")
         if trigger not in ("poll", "webhook"):
             raise ValueError(f"unknown trigger {str(trigger)[:40]}")

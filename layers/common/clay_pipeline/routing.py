@@ -33,8 +33,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 from pydantic import model_validator as _model_validator
 
+from clay_pipeline.column_values import number_or_none, read_flag
 from clay_pipeline.config import ConfigError
-from clay_pipeline.models import EnrichedLead, _parse_bool, _parse_number, is_null
+from clay_pipeline.models import EnrichedLead, is_null
 
 Destination = Literal["slack", "outreach", "hubspot", "nurture", "zapier", "leads_table"]
 DESTINATIONS: tuple[str, ...] = ("slack", "outreach", "hubspot", "nurture", "zapier", "leads_table")
@@ -54,6 +55,24 @@ DEFAULT_POLICIES: dict[str, Policy] = {
     "hubspot": ON_CHANGE,
     "leads_table": ON_CHANGE,
 }
+# What a webhook delivery whose answer was lost (it went out, no answer came) does next (delivery_policy.py):
+# - "hold": never re-sent automatically; the ledger marks it unknown, DeliveryUnknown alarms, and an operator
+#   settles it (`clay-pipeline settle LEAD DESTINATION --delivered|--resend`);
+# - "resend": sent again, with the same Idempotency-Key (a receiver that dedupes sees it once).
+UnknownOutcome = Literal["hold", "resend"]
+HOLD: UnknownOutcome = "hold"
+RESEND: UnknownOutcome = "resend"
+# Outreach and nurture enrol the prospect in a sequence: twice is the outcome to avoid, a delay is not. A
+# Zapier catch hook starts a Zap that creates something, and neither Zapier nor Slack honours
+# Idempotency-Key; but a hot-lead alert shown twice costs a glance, while one never shown costs the lead's
+# first hour, so Slack resends. HubSpot upserts by email (idempotent): always resent, not configurable.
+DEFAULT_UNKNOWN_OUTCOMES: dict[str, UnknownOutcome] = {
+    "outreach": HOLD,
+    "nurture": HOLD,
+    "zapier": HOLD,
+    "slack": RESEND,
+    "hubspot": RESEND,
+}
 NUMERIC_FIELDS = frozenset({"icp_score", "employee_count"})
 # Known lead fields that hold text: comparing them as numbers is a mistake in the rules.
 TEXT_FIELDS = frozenset(EnrichedLead.model_fields) - NUMERIC_FIELDS - {"email_verified"}
@@ -67,13 +86,17 @@ def _is_number(value: Any) -> bool:
 
 
 def _as_number(value: Any) -> float | None:
-    value = _parse_number(value)
+    """What the column says as a number ("$1.2M", "51-200": its lower bound), or None (column_values)."""
+    value = number_or_none(value)
     return float(value) if _is_number(value) else None
 
 
 def _equal(actual: Any, expected: Any) -> bool:
     if isinstance(expected, bool):
-        return _parse_bool(actual) is expected
+        try:
+            return read_flag(actual) is expected
+        except ValueError:
+            return False
     if _is_number(expected):
         return _as_number(actual) == float(expected)
     return str(actual).strip().lower() == str(expected).strip().lower()
@@ -238,6 +261,23 @@ def parse_policies(text: str) -> dict[str, Policy]:
             raise ConfigError(f"DELIVERY_POLICIES names {destination} twice with different policies")
         policies[destination] = policy
     return policies
+
+
+def parse_unknown_outcomes(text: str) -> dict[str, UnknownOutcome]:
+    """UNKNOWN_OUTCOME_POLICIES: comma-separated destination=hold|resend pairs over DEFAULT_UNKNOWN_OUTCOMES."""
+    outcomes = dict(DEFAULT_UNKNOWN_OUTCOMES)
+    webhooks = ("outreach", "nurture", "zapier", "slack")
+    for pair in (part.strip() for part in text.split(",")):
+        if not pair:
+            continue
+        destination, _, choice = (piece.strip() for piece in pair.partition("="))
+        if destination not in webhooks:
+            why = " (HubSpot's upsert by email is safe to repeat: always resend)" if destination == "hubspot" else ""
+            raise ConfigError(f"UNKNOWN_OUTCOME_POLICIES: {destination!r} is not one of {', '.join(webhooks)}{why}")
+        if choice not in (HOLD, RESEND):
+            raise ConfigError(f"UNKNOWN_OUTCOME_POLICIES: {destination}={choice!r} is not hold or resend")
+        outcomes[destination] = HOLD if choice == HOLD else RESEND
+    return outcomes
 
 
 def resolve_policies(rules: tuple[Rule, ...], configured: dict[str, Policy]) -> dict[str, Policy]:

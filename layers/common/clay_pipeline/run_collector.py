@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 IN_PROGRESS_RETRY_SECONDS = 2  # the other path is accepting the same item right now
 MAX_DELAY_SECONDS = 900  # SQS's longest message delay
+SAFETY_MARGIN_SECONDS = 2.0  # left at the end of an invocation to report the batch
 AUTH_OUTCOMES = frozenset({ApiOutcome.UNAUTHORIZED, ApiOutcome.FORBIDDEN})
 
 
@@ -62,13 +63,17 @@ class RunCollector:
             settings.clay_retry_backoff_seconds,
         )
         self.callback_settings = settings.callback_settings()
-        self.acceptor = acceptor or CallbackAcceptor(self.callback_settings)
+        # A poll message is handed back rather than waiting long on a dependency or an identical callback in flight.
+        self.acceptor = acceptor or CallbackAcceptor(self.callback_settings, max_wait_seconds=2.0)
         self.poll_queue = Queue(settings.run_poll_queue_url)
         self.dead_letters = Queue(settings.lead_dlq_url)
         self.dedupe = Deduper(self.store, settings.clay_dedupe_days)
+        self.deadline = math.inf  # time.monotonic() by which a call to Clay must end: the invocation's
 
     def register_context(self, context: LambdaContext | None) -> None:
         self.acceptor.register_context(context)
+        if context is not None:
+            self.deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS
 
     # -- one poll message --------------------------------------------------------------------
     def process(self, record: QueueRecord) -> str:
@@ -91,7 +96,7 @@ class RunCollector:
         if mark is not None and mark["status"] != "collecting":
             return "already_ended"
         try:
-            results = self.api.results(run.run_id, self.settings.clay_results_page_size)
+            results = self.api.results(run.run_id, self.settings.clay_results_page_size, self.deadline)
         except ClayApiError as error:
             return self._after_error(message, run, error)
         count("RoutineRunPolled")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from clay_pipeline import auth
+from clay_pipeline.column_values import identifier_problem
 from clay_pipeline.config import RunPollSettings
 from clay_pipeline.http_api import (
     HttpError,
@@ -54,13 +55,14 @@ def run_id_of(body: bytes, headers: dict[str, str]) -> str | None:
     if not data:
         return None
     run_id = data.get("routine_run_id")
-    if not isinstance(run_id, str) or not 1 <= len(run_id) <= MAX_ITEM_ID_LENGTH:
+    # Written to DynamoDB (the run's mark): an id it cannot store is the sender's mistake (400), not an outage.
+    if problem := identifier_problem(run_id, MAX_ITEM_ID_LENGTH):
         raise HttpError(
             400,
-            {"error": "invalid fields", "fields": [{"field": "data.routine_run_id", "error": "must be a run id"}]},
+            {"error": "invalid fields", "fields": [{"field": "data.routine_run_id", "error": problem}]},
             reason="invalid_fields",
         )
-    return run_id
+    return str(run_id)
 
 
 class RunWebhook:

@@ -11,7 +11,7 @@ A record ends in one of four ways:
   its place: one that is about to reach maxReceiveCount is re-queued as a fresh copy instead,
   so waiting never dead-letters.
 Anything held for a send (dedupe mark, budget unit, pool submission) is given back when
-the row was not created; after a read timeout, when Clay may have created it, the pool
+the row was not created; after a lost answer (a read timeout, the deadline), when Clay may have created it, the pool
 submission and budget unit stay counted and the dedupe mark holds the lead (Deduper.hold).
 Budget units and pool submissions are reserved for the rest of the batch at once; `finish`
 returns the ones no row used, so each costs about two writes per batch.
@@ -58,7 +58,7 @@ SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report
 IN_FLIGHT_WAIT_SECONDS = 30
 RATE_WAIT_SECONDS = 2
 MAX_RETRY_DELAY_SECONDS = 900
-LOST_ANSWER = "clay_answer_lost"  # hand-back reason while a lead is held after a read timeout
+LOST_ANSWER = "clay_answer_lost"  # hand-back reason while a lead is held after a lost answer
 
 
 class HandBack(Exception):  # an outcome, not an error
@@ -162,9 +162,7 @@ class ClaySender:
         self.pool = WebhookPool(store, settings.clay_webhook_submission_limit)
         self.pacer = Pacer(store, settings.clay_send_rate_per_second, sleep=sleep)
         self.sleep = sleep
-        # Longest one send can take: every attempt timing out, plus its backoff.
-        attempts = settings.clay_retry_attempts + 1
-        self.send_seconds = settings.clay_request_timeout_seconds * attempts + settings.clay_retry_backoff_seconds * 4
+        self.send_seconds = self.clay.longest_seconds  # every attempt timing out, plus its backoff
         self.invocation = Invocation(deadline=math.inf, urls=[], auth_token=None)
 
     def start(self, remaining_ms: int, records: int = 1) -> None:
@@ -270,7 +268,7 @@ class ClaySender:
             if ambiguous and self.dedupe.hold(lead_id, hold := self.settings.clay_unknown_hold_seconds):
                 count("ClaySendUnknown")
                 logger.warning(
-                    "Clay's answer was lost (read timeout): the lead is held, then sent once more unless marked sent",
+                    "Clay's answer was lost: the lead is held, then sent once more unless marked sent",
                     extra={"lead_id": lead_id, "hold_seconds": hold},
                 )
                 raise HandBack(LOST_ANSWER, hold) from None
@@ -288,7 +286,7 @@ class ClaySender:
         with self._pending_lock:
             state.posting += 1
         try:
-            answer = self.clay.post(webhook.url, body, state.auth_token)
+            answer = self.clay.post(webhook.url, body, state.auth_token, deadline=state.deadline)
             self._posts.count = getattr(self._posts, "count", 0) + 1 + answer.retries
             return answer
         finally:

@@ -293,8 +293,16 @@ class StateStore:
         return int(item.get("count", 0)) if item else 0
 
 
-VERSIONS = "versions"  # the lead item's set of accepted callback versions
+VERSIONS = "versions"  # the lead item's list of its most recently accepted callback versions, oldest first
 PENDING_PREFIX = "pending_"  # + version: the lease of a callback being accepted
+# Exactly once needs the versions an identical re-send can still carry: Clay's retries (immediate) and its
+# re-sends of a lost answer come within a few versions of the original. The list keeps the newest
+# KEPT_VERSIONS; it is trimmed back to that once it reaches KEPT_VERSIONS + TRIM_SLACK (one extra write
+# per TRIM_SLACK callbacks of a lead that has many), so the item holds at most 47 versions of 32
+# characters (about 1.6 KB), whatever the number of re-sends. A version older than that is accepted
+# again when it is re-sent (docs/ARCHITECTURE.md, "Bounded state per lead").
+KEPT_VERSIONS = 32
+TRIM_SLACK = 16
 
 
 def callback_version(callback_id: str) -> str:
@@ -304,7 +312,7 @@ def callback_version(callback_id: str) -> str:
 
 class Acceptance(enum.Enum):
     ACCEPTED = "accepted"  # claimed and stored: queue it, then complete_callback
-    DUPLICATE = "duplicate"  # this very body was accepted before
+    DUPLICATE = "duplicate"  # this very body was accepted recently
     IN_PROGRESS = "in_progress"  # an identical callback holds the claim right now
 
 
@@ -320,14 +328,15 @@ class LeadsTable:
     retention_days: int = 0
 
     def accept_callback(
-        self, lead_key: str, callback_id: str, lead: dict[str, Any], received_at: str, lease_seconds: float
+        self, lead_key: str, callback_id: str, lead: dict[str, Any], received_at: str, lease_until: float
     ) -> Acceptance:
         """Claim a callback and store its lead, in one conditional write (see callback.py for the flow).
 
-        The claim is a top-level attribute `pending_<version>` holding the lease's end; an accepted
-        version is in the `versions` set (complete_callback). The enrichment replaces the stored one
-        unless a newer callback of the lead was stored already, and `callbacks` counts the lead's
-        callbacks either way.
+        The claim is a top-level attribute `pending_<version>` holding the lease's end (epoch seconds);
+        an accepted version is in the `versions` list (complete_callback). The enrichment replaces the
+        stored one unless a newer callback of the lead was stored already, and `callbacks` counts the
+        lead's callbacks either way. A retry of this call with the same `lease_until` (its first try
+        may have been written before its answer was lost) recognises its own claim: ACCEPTED.
         """
         version = callback_version(callback_id)
         now = time.time()
@@ -338,7 +347,7 @@ class LeadsTable:
                 ":received_at": received_at,
                 ":status": "received",
                 ":one": 1,
-                ":lease": now + lease_seconds,
+                ":lease": lease_until,
                 ":now": now,
                 ":version": version,
             }
@@ -369,6 +378,8 @@ class LeadsTable:
             old = from_item(error.response.get("Item", {}))
             if version in (old.get(VERSIONS) or []):
                 return Acceptance.DUPLICATE
+            if old.get(PENDING_PREFIX + version) == lease_until:
+                return Acceptance.ACCEPTED  # our own claim, written by a try whose answer was lost
             if float(old.get(PENDING_PREFIX + version, 0)) >= now:
                 return Acceptance.IN_PROGRESS
             # A newer callback of the lead is stored: claim and count this one without replacing it.
@@ -388,18 +399,55 @@ class LeadsTable:
         return Acceptance.ACCEPTED
 
     def complete_callback(self, lead_key: str, callback_id: str) -> None:
-        """The callback is queued: its version is accepted for good and its claim ends."""
+        """The callback is queued: its version joins the recent versions and its claim ends (one write, and
+        a trimming write once the list reaches KEPT_VERSIONS + TRIM_SLACK). Safe to repeat."""
         version = callback_version(callback_id)
-        client("dynamodb").update_item(
-            TableName=self.table_name,
-            Key=_lead_key(lead_key),
-            UpdateExpression="ADD #versions :version REMOVE #pending",
-            ExpressionAttributeNames={"#pending": PENDING_PREFIX + version, "#versions": VERSIONS},
-            ExpressionAttributeValues={":version": {"SS": [version]}},
-        )
+        names = {"#pending": PENDING_PREFIX + version, "#versions": VERSIONS}
+        try:
+            response = client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key=_lead_key(lead_key),
+                UpdateExpression=(
+                    "SET #versions = list_append(if_not_exists(#versions, :none), :version) REMOVE #pending"
+                ),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":version": {"L": [{"S": version}]}, ":none": {"L": []}},
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ValidationException":
+                raise
+            # An item written before the list: `versions` is a string set that only grew. It starts again here.
+            client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key=_lead_key(lead_key),
+                UpdateExpression="SET #versions = :version REMOVE #pending",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":version": {"L": [{"S": version}]}},
+            )
+            return
+        kept = [entry.get("S", "") for entry in response.get("Attributes", {}).get(VERSIONS, {}).get("L", [])]
+        if len(kept) >= KEPT_VERSIONS + TRIM_SLACK:
+            self._trim_versions(lead_key, kept)
+
+    def _trim_versions(self, lead_key: str, kept: list[str]) -> None:
+        """Drop the oldest versions down to KEPT_VERSIONS, unless another invocation trimmed them first."""
+        excess = len(kept) - KEPT_VERSIONS
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key=_lead_key(lead_key),
+                UpdateExpression="REMOVE " + ", ".join(f"#versions[{index}]" for index in range(excess)),
+                ConditionExpression="#versions[0] = :oldest",
+                ExpressionAttributeNames={"#versions": VERSIONS},
+                ExpressionAttributeValues={":oldest": {"S": kept[0]}},
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
 
     def release_callback(self, lead_key: str, callback_id: str) -> None:
-        """The callback could not be queued: drop its claim and its count, so Clay's retry is accepted."""
+        """The callback could not be queued: drop its claim and its count, so a re-send is accepted."""
         client("dynamodb").update_item(
             TableName=self.table_name,
             Key=_lead_key(lead_key),
@@ -410,7 +458,7 @@ class LeadsTable:
 
     def save_enrichment(self, lead_key: str, callback_id: str, lead: dict[str, Any], received_at: str) -> None:
         """Store a lead's enrichment as an accepted callback would (tests and tools that bypass the callback)."""
-        if self.accept_callback(lead_key, callback_id, lead, received_at, lease_seconds=0) is Acceptance.ACCEPTED:
+        if self.accept_callback(lead_key, callback_id, lead, received_at, lease_until=0) is Acceptance.ACCEPTED:
             self.complete_callback(lead_key, callback_id)
 
     def record_routing(self, lead_key: str, callback_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
@@ -707,11 +755,20 @@ class Queue:
 DELIVERIES, LEASE_UNTIL, LEASE_OWNER = "deliveries", "lease_until", "lease_owner"  # ledger attributes
 ROUTED_RECEIVED_AT = "routed_received_at"
 HELD_PREFIX = "held_"  # held_<destination>: a paused destination still owes the lead a delivery (pause.py)
+# sending_<destination>: the intent, written before a delivery whose repeat must not happen unseen; the
+# complete write removes it. Found by a later claim, it means the invocation ended before recording.
+SENDING_PREFIX = "sending_"
+UNKNOWN_PREFIX = "unknown_"  # unknown_<destination>: sent, outcome unknown; waits for `clay-pipeline settle`
 
 
 def held_markers(item: dict[str, Any]) -> dict[str, str]:
     """{destination: received_at of the callback that was held for it} from a lead's item."""
-    return {name.removeprefix(HELD_PREFIX): str(value) for name, value in item.items() if name.startswith(HELD_PREFIX)}
+    return {name: str(value) for name, value in markers(item, HELD_PREFIX).items()}
+
+
+def markers(item: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """{destination: value} of the lead item's `<prefix><destination>` attributes."""
+    return {name.removeprefix(prefix): value for name, value in item.items() if name.startswith(prefix)}
 
 
 @dataclass(frozen=True)
@@ -723,6 +780,10 @@ class Lease:
     history: LeadHistory
     callback_id: str  # the callback whose enrichment the item held at the claim ('' when none)
     held: dict[str, str] = field(default_factory=dict)  # destinations a pause held for the lead: see held_markers
+    # Intents an earlier invocation recorded and never completed (it ended between sending and recording),
+    # and deliveries already known to be unknown: {destination: {at, hash, score[, reason]}}
+    lapsed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unknown: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -744,43 +805,63 @@ class LeadLedger:
     table_name: str
     lease_seconds: int
 
-    def claim(self, lead_key: str) -> Lease | Busy:
-        """Take the lead's lease and read its ledger, unless another invocation holds an unexpired lease."""
+    def claim(self, lead_key: str, intents: dict[str, Delivered] | None = None) -> Lease | Busy:
+        """Take the lead's lease and read its ledger, unless another invocation holds an unexpired lease.
+
+        `intents`: deliveries this lease may make whose repeat must not happen unseen (sending_<destination>),
+        written in the same write. The ledger returned is the item as it was before (ALL_OLD), so intents an
+        earlier invocation left uncompleted are seen even where this claim writes its own over them.
+        """
         now = int(time.time())
         owner = uuid.uuid4().hex
+        update = _Update()
+        update.set((LEASE_UNTIL,), now + self.lease_seconds)
+        update.set((LEASE_OWNER,), owner)
+        update.set_if_absent(DELIVERIES, {})  # the complete write adds deliveries.<destination> to it
+        update.set_or_remove({f"{SENDING_PREFIX}{name}": entry.to_value() for name, entry in (intents or {}).items()})
+        lease = update.name(LEASE_UNTIL)
+        # A lapsed lease (its invocation crashed or timed out) is taken over.
+        condition = f"attribute_not_exists({lease}) OR {lease} < {update.value(now)}"
         try:
             response = client("dynamodb").update_item(
                 TableName=self.table_name,
                 Key=_lead_key(lead_key),
-                UpdateExpression=(
-                    "SET #lease_until = :lease_until, #owner = :owner, "
-                    "#deliveries = if_not_exists(#deliveries, :nothing)"
-                ),
-                # A lapsed lease (its invocation crashed or timed out) is taken over.
-                ConditionExpression="attribute_not_exists(#lease_until) OR #lease_until < :now",
-                ExpressionAttributeNames={
-                    "#lease_until": LEASE_UNTIL,
-                    "#owner": LEASE_OWNER,
-                    "#deliveries": DELIVERIES,
-                },
-                ExpressionAttributeValues=to_item(
-                    {":lease_until": now + self.lease_seconds, ":owner": owner, ":nothing": {}, ":now": now}
-                ),
-                ReturnValues="ALL_NEW",
+                ConditionExpression=condition,
+                ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",  # when the other lease lapses, at no extra cost
+                **update.request(),
             )
         except ClientError as error:
             if not is_condition_failure(error):
                 raise
             held_until = int(error.response.get("Item", {}).get(LEASE_UNTIL, {}).get("N", now + self.lease_seconds))
             return Busy(max(1, held_until - now + 1))
-        item = from_item(response["Attributes"])
+        item = from_item(response.get("Attributes") or {})
         deliveries = item.get(DELIVERIES) or {}
         history = LeadHistory(
             {name: Delivered.from_value(value) for name, value in deliveries.items()},
             str(item.get(ROUTED_RECEIVED_AT) or ""),
         )
-        return Lease(lead_key, owner, history, str(item.get("callback_id") or ""), held_markers(item))
+        return Lease(
+            lead_key,
+            owner,
+            history,
+            str(item.get("callback_id") or ""),
+            held_markers(item),
+            markers(item, SENDING_PREFIX),
+            markers(item, UNKNOWN_PREFIX),
+        )
+
+    def record_intent(self, lease: Lease, intents: dict[str, Delivered]) -> None:
+        """Before sending: which deliveries this lease is about to make (one write, only while the lease is ours).
+
+        Raises ClientError (a condition failure when the lease was lost): nothing may be sent then."""
+        update = _Update()
+        update.set_or_remove({f"{SENDING_PREFIX}{name}": entry.to_value() for name, entry in intents.items()})
+        condition = f"{update.name(LEASE_OWNER)} = {update.value(lease.owner)}"
+        client("dynamodb").update_item(
+            TableName=self.table_name, Key=_lead_key(lease.lead_key), ConditionExpression=condition, **update.request()
+        )
 
     def complete(
         self,
@@ -790,14 +871,19 @@ class LeadLedger:
         outcome: dict[str, Any] | None = None,
         callback_id: str = "",
         held: dict[str, str | None] | None = None,
+        unknown: dict[str, dict[str, Any] | None] | None = None,
+        intents_done: Iterable[str] = (),
     ) -> bool:
         """Add the deliveries, the routing outcome (unless a newer callback was stored since) and free the lease.
 
-        One write, which also sets (a received_at) or clears (None) the `held` markers given. False when
+        One write, which also sets (a value) or clears (None) the `held` and `unknown` markers given, and
+        removes the intents of `intents_done` (their outcome is known, or recorded as unknown). False when
         the lease was no longer ours (it lapsed and another invocation took it): the deliveries are then
         recorded without touching the new owner's lease or outcome.
         """
-        marks = {f"{HELD_PREFIX}{name}": value for name, value in (held or {}).items()}
+        marks: dict[str, Any] = {f"{HELD_PREFIX}{name}": value for name, value in (held or {}).items()}
+        marks |= {f"{UNKNOWN_PREFIX}{name}": value for name, value in (unknown or {}).items()}
+        marks |= {f"{SENDING_PREFIX}{name}": None for name in intents_done}
         try:
             self._write(lease, delivered, routed_received_at, outcome, callback_id, marks)
         except ClientError as error:
@@ -807,10 +893,54 @@ class LeadLedger:
             if old.get(LEASE_OWNER) == lease.owner:  # still ours: a newer callback was stored meanwhile
                 self._write(lease, delivered, routed_received_at, None, "", marks)
                 return True
-            if delivered:
+            if delivered or marks:
                 self._write(lease, delivered, None, None, "", marks, owned=False)
             return False
         return True
+
+    def settle(self, lead_key: str, destination: str, delivered: bool, received_at: str = "") -> dict[str, Any]:
+        """An operator's word on a delivery whose outcome is unknown (or whose intent lapsed); the entry settled.
+
+        delivered: it reached the destination, so it becomes a delivery and is never sent again. Otherwise it is
+        owed again: held_<destination> makes the lead's next routing send it (whatever the rules choose then).
+        Raises LookupError when the lead has no such entry, or while an invocation holds the lead's lease.
+        """
+        item = LeadsTable(self.table_name).get(lead_key)
+        if item is None:
+            raise LookupError(f"no lead {lead_key!r} in the leads table")
+        unknown, sending = f"{UNKNOWN_PREFIX}{destination}", f"{SENDING_PREFIX}{destination}"
+        entry = item.get(unknown) or item.get(sending)
+        if not isinstance(entry, dict):
+            raise LookupError(f"{destination} of lead {lead_key} has no unknown outcome to settle")
+        update = _Update()
+        if delivered:
+            fields = {key: entry[key] for key in ("at", "hash", "score") if key in entry}
+            update.set((DELIVERIES, destination), {**fields, "settled": "delivered"})
+            status = "delivered"
+        else:
+            update.set((f"{HELD_PREFIX}{destination}",), received_at or str(item.get("received_at") or ""))
+            status = "resend"
+        if isinstance(item.get("destinations"), dict) and destination in item["destinations"]:
+            update.set(("destinations", destination), status)
+        update.remove(unknown)
+        update.remove(sending)
+        now = update.value(int(time.time()))
+        lease = update.name(LEASE_UNTIL)
+        condition = (
+            f"(attribute_exists({update.name(unknown)}) OR attribute_exists({update.name(sending)})) "
+            f"AND (attribute_not_exists({lease}) OR {lease} < {now})"
+        )
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table_name, Key=_lead_key(lead_key), ConditionExpression=condition, **update.request()
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+            raise LookupError(
+                f"lead {lead_key} is being routed now or {destination} was settled meanwhile: look again"
+            ) from None
+        return dict(entry)
 
     def mark_held(self, lead_key: str, destinations: Iterable[str], received_at: str) -> None:
         """Remember, without the lease, that paused destinations owe the lead a delivery (one write)."""
@@ -886,6 +1016,10 @@ class _Update:
 
     def set(self, path: tuple[str, ...], value: Any) -> None:
         self.sets.append(f"{'.'.join(self.name(part) for part in path)} = {self.value(value)}")
+
+    def set_if_absent(self, attribute: str, value: Any) -> None:
+        name = self.name(attribute)
+        self.sets.append(f"{name} = if_not_exists({name}, {self.value(value)})")
 
     def set_or_remove(self, attributes: dict[str, Any]) -> None:
         """SET each attribute, REMOVE those whose value is None (DynamoDB stores no nulls here)."""
