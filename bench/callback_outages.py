@@ -203,7 +203,8 @@ def run(resends: int = 10_000) -> Section:
         "Clay's defaults: 408/413/429 and network errors retried once, at once, response timeout 100,000 ms (its"
         " documented maximum; the page states no default); with a 10 s timeout Clay gives up waiting and retries"
         " (ETIMEDOUT) while the first invocation runs on. README's settings: max retries 5, status codes"
-        " 408, 409, 429, 500-504. Callbacks arrive once a second through the outage; the callback function's"
+        " 408, 409, 429, 500-504, response timeout 30,000 ms (API Gateway's limit). Callbacks arrive once a"
+        " second through the outage; the callback function's"
         " timeout is the template's. 'errors in Clay': callbacks Clay's cell shows as failed (ETIMEDOUT or an"
         " error answer), lost or not (an invocation that went on may have queued it)."
     )

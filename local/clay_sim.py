@@ -195,8 +195,9 @@ class RetryPolicy:
         return status in parse_status_codes(self.status_codes)
 
 
-# What README's "Wire Clay to it" asks users to set on the column: 5xx and 409 retried too, five times.
-RECOMMENDED_RETRY = RetryPolicy(max_retries=5, status_codes="408, 409, 429, 500-504")
+# What README's "Wire Clay to it" asks users to set on the column (`clay-pipeline clay-setup` prints it,
+# the reasons are there): 5xx and 409 retried too, five times, waiting as long as API Gateway does.
+RECOMMENDED_RETRY = RetryPolicy(max_retries=5, status_codes="408, 409, 429, 500-504", response_timeout_ms=30_000)
 
 
 def network_error_code(error: requests.RequestException) -> str:

@@ -70,10 +70,14 @@ def _operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     stale = commands.add_parser("stale", help="leads sent to Clay with no callback since (read-only)")
     stale.add_argument("--hours", type=float, help="no callback for this many hours (default $STALE_AFTER_HOURS or 24)")
     stale.add_argument("--since", type=duration, default=duration("7d"), metavar="AGE", help="sent within (7d)")
-    stale.add_argument("--limit", type=int, default=50, help="leads listed (default 50; --json lists all)")
+    stale.add_argument("--limit", type=int, default=50, help="leads listed (default 50; --json and --export list all)")
     stale.add_argument("--json", action="store_true")
+    stale.add_argument(
+        "--export", choices=("filter", "condition"), help="only the ids, for a Clay table filter or run condition"
+    )
     add_target_arguments(stale)
     _settle(commands)
+    _clay_setup(commands)
 
 
 def _settle(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -87,6 +91,13 @@ def _settle(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     answer.add_argument("--resend", action="store_true", help="it did not: send it once more")
     settle.add_argument("--json", action="store_true")
     add_target_arguments(settle)
+
+
+def _clay_setup(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    setup = commands.add_parser("clay-setup", help="what to set in Clay: webhook source and HTTP API column")
+    setup.add_argument("--stack", help="deployed stack name (default: the local stack of `make run ARGS=--serve`)")
+    setup.add_argument("--region", help="AWS region of the stack (default: the AWS CLI's)")
+    setup.add_argument("--show-secrets", action="store_true", help="print the secrets instead of masking them")
 
 
 def _hubspot(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -132,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     # Powertools' logger (log_uncaught_exceptions) turns a crash into one long JSON line: a terminal
     # gets Python's own traceback instead.
     sys.excepthook = sys.__excepthook__
-    module = importlib.import_module(f"local.commands.{args.command}")
-    command: Callable[[argparse.Namespace], int] = getattr(module, f"{args.command}_command")
+    name = args.command.replace("-", "_")  # clay-setup: local.commands.clay_setup.clay_setup_command
+    module = importlib.import_module(f"local.commands.{name}")
+    command: Callable[[argparse.Namespace], int] = getattr(module, f"{name}_command")
     return command(args)
 
 

@@ -16,20 +16,17 @@ import dataclasses
 import os
 import sys
 
-from clay_pipeline.aws import reset_clients
 from clay_pipeline.config import ConfigError, RouterSettings
 from clay_pipeline.destinations import HttpClient
 from clay_pipeline.hubspot import ContactMapping, HubSpotContacts, HubSpotError, PropertiesPlan
 from local.commands.common import print_json, usage_error
-from local.operations.target import TargetError, stack_outputs
+from local.operations.target import TargetError, stack_outputs, use_region
 
 TIMEOUT_SECONDS = 15.0
 
 
 def hubspot_command(args: argparse.Namespace) -> int:
-    if args.region:
-        os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = args.region
-        reset_clients()
+    use_region(args.region)
     try:
         if args.stack:
             os.environ["CONFIG_SECRET_ID"] = _config_secret(args.stack)

@@ -3,15 +3,22 @@
 Read-only: it marks nothing and moves no checkpoint (the hourly StaleSweeperFunction does that).
 The window is sent between --since ago and --hours ago; it reads the batch records of that
 window through the SentByHour index and the window's leads, and says how many it read.
+
+--export prints only the stale leads' ids, for recovering them in Clay without a second row: `filter`
+as the values of a table filter on the lead_id column, `condition` as the HTTP API column's run
+condition for exactly those rows, in place of its usual one while they run (README, "Leads that
+never came back"). The count goes to stderr, so
+the output can be piped to the clipboard as it is.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
-from clay_pipeline.stale import HOUR, SENT_RECORD_DAYS, StaleLeads, iso
+from clay_pipeline.stale import HOUR, SENT_RECORD_DAYS, Lookup, StaleLeads, clay_filter_value, clay_run_condition, iso
 from clay_pipeline.stores import LeadsTable, SentBatches
 from local.commands.common import age, print_json, usage_error, with_target
 from local.operations.target import Target
@@ -32,6 +39,8 @@ def _run(args: argparse.Namespace, target: Target) -> int:
     hours = default_hours() if args.hours is None else args.hours
     start, end = int(now - args.since), int(now - hours * HOUR)
     lookup = StaleLeads(SentBatches(target.state_table), LeadsTable(target.leads_table)).find(start, end)
+    if args.export:
+        return _export(args.export, lookup, f"sent to Clay between {age(now - start)} and {age(now - end)} ago")
     if args.json:
         print_json(
             {
@@ -57,4 +66,19 @@ def _run(args: argparse.Namespace, target: Target) -> int:
         )
     if len(lookup.stale) > args.limit:
         print(f"  ... and {len(lookup.stale) - args.limit} more (--limit, or --json for all)")
+    return 0
+
+
+def _export(form: str, lookup: Lookup, window: str) -> int:
+    """Every stale lead's id on stdout in the form asked for; what it is, on stderr."""
+    lead_ids = [lead.sent.lead_id for lead in lookup.stale]
+    print(f"{len(lead_ids)} stale lead(s) {window}", file=sys.stderr)
+    if not lead_ids:
+        return 0
+    if form == "filter":
+        print(clay_filter_value(lead_ids))
+        if any("," in lead_id for lead_id in lead_ids):
+            print("warning: some lead_ids hold a comma; use --export condition for those", file=sys.stderr)
+    else:  # alone: a row the column's usual condition skipped (no score) is called back too, and scored here
+        print(clay_run_condition(lead_ids))
     return 0

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from clay_pipeline.aws import client, reset_clients
-from local.aws import FAKE_CREDENTIALS, LOCAL_PREFIX, attach
+from local.aws import FAKE_CREDENTIALS, LOCAL_PREFIX, Provisioned, attach
 from local.template import SERVE_ENV
 
 STACK_OUTPUTS = {
@@ -75,9 +75,7 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve(args: argparse.Namespace, needs: tuple[str, ...]) -> Target:
     """The target from the arguments; TargetError when one of `needs` cannot be found."""
-    if getattr(args, "region", None):
-        os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = args.region
-        reset_clients()
+    use_region(getattr(args, "region", None))
     given = {name: getattr(args, name, None) or "" for name in STACK_OUTPUTS}
     stack = getattr(args, "stack", None)
     if stack:
@@ -99,13 +97,27 @@ def resolve(args: argparse.Namespace, needs: tuple[str, ...]) -> Target:
     return Target(**values, where=where if not any(given.values()) else f"{where} (and the flags given)")
 
 
-def stack_outputs(stack: str) -> dict[str, str]:
-    """Every output of a deployed stack by its key; TargetError when the stack cannot be read."""
+def stack_description(stack: str) -> tuple[dict[str, str], dict[str, str]]:
+    """A deployed stack's outputs and parameters, each by key; TargetError when it cannot be read."""
     try:
         described = client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
     except (ClientError, BotoCoreError) as error:
         raise TargetError(f"cannot read stack {stack}: {error}") from None
-    return {item["OutputKey"]: item["OutputValue"] for item in described.get("Outputs", [])}
+    outputs = {item["OutputKey"]: item["OutputValue"] for item in described.get("Outputs", [])}
+    parameters = {item["ParameterKey"]: item.get("ParameterValue", "") for item in described.get("Parameters", [])}
+    return outputs, parameters
+
+
+def stack_outputs(stack: str) -> dict[str, str]:
+    """Every output of a deployed stack by its key; TargetError when the stack cannot be read."""
+    return stack_description(stack)[0]
+
+
+def use_region(region: str | None) -> None:
+    """--region: this process's AWS clients go to that region."""
+    if region:
+        os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
+        reset_clients()
 
 
 def _stack_outputs(stack: str) -> dict[str, str]:
@@ -113,10 +125,11 @@ def _stack_outputs(stack: str) -> dict[str, str]:
     return {name: outputs.get(key, "") for name, key in STACK_OUTPUTS.items()}
 
 
-def _local_stack() -> dict[str, str]:
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or _served_endpoint()
+def local_resources() -> Provisioned | None:
+    """The local stack's resources, this process's clients pointed at its emulator; None when none is up."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or served_values().get("AWS_EMULATOR_URL", "")
     if not endpoint or urlsplit(endpoint).hostname not in LOOPBACK:
-        return {}
+        return None
     os.environ["AWS_ENDPOINT_URL"] = endpoint  # this process's clients go to the emulator
     for name, value in FAKE_CREDENTIALS.items():  # the emulator takes any credentials: never a real one
         os.environ.setdefault(name, value)
@@ -124,16 +137,25 @@ def _local_stack() -> dict[str, str]:
     resources = attach(LOCAL_PREFIX)
     if resources is None:
         raise TargetError(f"no local stack at {endpoint}: start one with `make run ARGS=--serve`")
+    return resources
+
+
+def _local_stack() -> dict[str, str]:
+    resources = local_resources()
+    if resources is None:
+        return {}
     names = {**resources.table_names, **resources.queue_urls}
     return {name: names[logical_id] for name, logical_id in LOCAL_RESOURCES.items()}
 
 
-def _served_endpoint() -> str:
-    """AWS_EMULATOR_URL of a running `clay-pipeline run --serve` (its serve.env), '' when none is up."""
+def served_values() -> dict[str, str]:
+    """What a running `clay-pipeline run --serve` wrote to its serve.env (URLs, local keys); {} when none is up."""
     if not SERVE_ENV.is_file():
-        return ""
+        return {}
+    values = {}
     for line in SERVE_ENV.read_text().splitlines():
         words = shlex.split(line, comments=True)
-        if len(words) == 2 and words[0] == "export" and words[1].startswith("AWS_EMULATOR_URL="):
-            return words[1].split("=", 1)[1]
-    return ""
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            name, value = words[1].split("=", 1)
+            values[name] = value
+    return values

@@ -50,6 +50,20 @@ def shell_without_aws(home: Path) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
 
 
+def clay_setup(home: Path, *flags: str) -> str:
+    """`clay-pipeline clay-setup` from the second terminal; its output (it must succeed)."""
+    done = subprocess.run(  # noqa: S603 - fixed arguments
+        [str(CLI), "clay-setup", *flags],
+        check=False,
+        cwd=ROOT,
+        env=shell_without_aws(home),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
 def delivered_emails(sinks_url: str) -> set[str]:
     destinations = requests.get(f"{sinks_url}/", timeout=10).json()
     return {str(payload.get("email", "")).lower() for payloads in destinations.values() for payload in payloads}
@@ -97,6 +111,11 @@ def test_the_readme_try_it_commands_work_against_run_serve(tmp_path: Path) -> No
         while not (seen := delivered_emails(urls["SINKS_URL"])) >= NEW_LEADS and time.monotonic() < deadline:
             time.sleep(1)
         assert seen >= NEW_LEADS, NEW_LEADS - seen
+        # AND clay-setup finds the served stack from that terminal, its secret masked unless asked for
+        masked, shown = (clay_setup(tmp_path, *flags) for flags in ((), ("--show-secrets",)))
+        assert f"Endpoint URL           {urls['GATEWAY_URL']}/clay/callback\n" in masked
+        assert urls["CALLBACK_SECRET"] not in masked
+        assert f"X-Clay-Signature: {urls['CALLBACK_SECRET']}\n" in shown
         # AND Ctrl-C stops the stack, exits 0 and removes the URLs file
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)

@@ -52,3 +52,24 @@ def test_stale_lists_leads_without_a_callback_and_marks_nothing(stack: Any, caps
     assert leads.get("ld_a") is None
     # AND a window past the records' lifetime is refused
     assert main(["stale", "--since", "9d"]) == 2
+
+
+def test_export_prints_only_the_ids_for_clay(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN two leads sent 30 hours ago without a callback, and one called back
+    now = int(time.time())
+    batches, leads = SentBatches(stack.table_names["StateTable"]), LeadsTable(stack.table_names["LeadsTable"])
+    entry = [0, 0, 1, 1]
+    batches.put("b-30h", now - 30 * HOUR, {"ld_a": entry, "ld_b": entry, "ld_c": entry}, SENT_RECORD_TTL_SECONDS)
+    leads.save_enrichment("ld_c", "ld_c#h", {"lead_id": "ld_c", "email": "c@x.io"}, iso(now - HOUR))
+    # WHEN exported for a table filter THEN stdout is one pasteable line, the count on stderr
+    assert main(["stale", "--export", "filter"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "ld_a, ld_b\n"
+    assert err.startswith("2 stale lead(s) sent to Clay between 7d 00h and 1d 00h ago")
+    # AND as the HTTP API column's run condition for exactly those rows
+    assert main(["stale", "--export", "condition"]) == 0
+    assert capsys.readouterr().out == '/lead_id == "ld_a" OR /lead_id == "ld_b"\n'
+    # AND with none stale, nothing to paste
+    assert main(["stale", "--export", "filter", "--since", "1h"]) == 0
+    out, err = capsys.readouterr()
+    assert (out, err.split(" ")[0]) == ("", "0")

@@ -6,6 +6,7 @@ the router could not know. Each test prints the copies each destination received
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
 import time
@@ -197,8 +198,14 @@ class Killed(BaseException):
     """The invocation is gone (a Lambda timeout, an out-of-memory kill): no except clause of ours runs after it."""
 
 
+# The invocation a delivery call belongs to: the router's threads run each task in a copy of the submitting
+# context, so a task the killed invocation queued still belongs to it when it starts after the kill.
+_invocation: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar("invocation", default=None)
+
+
 class Invocation:
-    """Kills the router at one step; from then on, until the invocation returns, none of its writes is made."""
+    """Kills the router at one step; from then on none of its writes is made and none of its queued deliveries
+    goes out, even one whose thread starts after the next invocation began (a process that is gone)."""
 
     def __init__(self, router: Router, step: str) -> None:
         self.router = router
@@ -223,28 +230,27 @@ class Invocation:
 
     def run(self) -> None:
         """One invocation of the batch, killed at the step; then the process is gone (and a new one starts)."""
-        webhooks = self.router.module.router.webhooks.values()
-        real = {destination.name: destination.deliver for destination in webhooks}
-        for destination in webhooks:
-            destination.deliver = self._deliver(real[destination.name])  # type: ignore[method-assign]
+        for destination in self.router.module.router.webhooks.values():
+            destination.deliver = self._deliver(destination.name, destination.deliver)  # type: ignore[method-assign]
+        token = _invocation.set(self)
         try:
             with before_dynamodb_calls(self.before_write, "UpdateItem"):
                 self.router.run(sqs_event([self.router.record(lead(key, score)) for key, score in LEADS.items()]))
         except (Killed, ConnectionError):
             pass
         finally:
-            # The process is gone: its other delivery threads (still running here, in one process) die too.
-            time.sleep(0.3)
-            for destination in webhooks:
-                destination.deliver = real[destination.name]  # type: ignore[method-assign]
-            self.dead = False
+            _invocation.reset(token)
 
-    def _deliver(self, real: Any) -> Any:
+    def _deliver(self, name: str, real: Any) -> Any:
         def deliver(*args: Any) -> Any:
+            if _invocation.get() is not self:  # a later invocation's call: the process it runs in is alive
+                return real(*args)
             if self.dead or self.step == "before_send":
                 self.die()
             result = real(*args)
-            if self.step == "after_send":  # the destination processed it; the invocation dies with the answer
+            # A hold destination processed it; the invocation dies with the answer (not on Slack's: had Slack's
+            # thread finished first, the hold deliveries would all have died before sending).
+            if self.step == "after_send" and name in HOLD:
                 self.die()
             return result
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from clay_pipeline.aws import client
 from clay_pipeline.clay_api import NOT_PROVISIONED
@@ -16,8 +18,8 @@ from clay_pipeline.routines import PollMessage, RunStore
 from clay_pipeline.stores import StateStore
 from local.clay_api_sim import ClayApiSimulator
 from local.http_stub import Reply, StubServer
-from tests.dynamodb_calls import recorded_dynamodb_calls
-from tests.integration.test_sender import Sender, ids, lead
+from tests.dynamodb_calls import before_dynamodb_calls, recorded_dynamodb_calls
+from tests.integration.test_sender import Sender, emitted_metrics, ids, lead
 
 pytestmark = pytest.mark.integration
 
@@ -269,6 +271,98 @@ def test_a_run_whose_poll_cannot_be_queued_is_abandoned_and_its_leads_go_back(
     [run] = clay.runs()
     assert runs_of(stack).ending(run.run_id) == "abandoned"
     assert sender.state.get(f"dedupe#{lead_id(lead(1))}") is None
+
+
+# ------------------------------------------------------------------ the dedupe mark between claim and confirm
+def failing_writes_of(key: str, operation: str) -> Any:
+    """DynamoDB failing `operation` on `key` (throttled past botocore's retries), every other call going through."""
+
+    def fail(params: dict[str, Any], **_: Any) -> None:
+        if (params.get("Key") or params.get("Item") or {}).get("pk", {}).get("S") == key:
+            error = {"Code": "ProvisionedThroughputExceededException", "Message": "injected"}
+            raise ClientError({"Error": error}, operation)
+
+    return before_dynamodb_calls(fail, operation)
+
+
+def lease_passed(sender: Sender, key: str) -> None:
+    """Time passing: the invocation that took the claim can no longer be running."""
+    sender.state.update(key, {"lease_until": int(time.time()) - 1})
+
+
+def test_a_lead_whose_confirm_failed_after_its_run_was_recorded_is_skipped_later_not_held_or_sent_again(
+    make_sender: Any, clay: ClayApiSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN Clay accepted a lead's run and it was recorded, but writing the lead's 'sent' mark failed
+    sender = make_sender()
+    key = f"dedupe#{lead_id(lead(1))}"
+    with failing_writes_of(key, "UpdateItem"):
+        _, failures = sender.send(lead(1))
+    assert failures == []
+    [run] = clay.runs()
+    capsys.readouterr()
+    # WHEN a later copy of the lead comes after the claiming invocation's lease
+    lease_passed(sender, key)
+    _, failures = sender.send(lead(1))
+    # THEN it is skipped: the recorded run has it, so no second run, no wait and no lost answer
+    assert failures == []
+    assert [r.run_id for r in clay.runs()] == [run.run_id]
+    output = capsys.readouterr().out
+    assert emitted_metrics(output, "ClaySendUnknown") == []
+    assert len(emitted_metrics(output, "ClaySkippedDuplicate")) == 1
+    mark = sender.state.get(key)
+    assert mark is not None
+    assert mark["status"] == "sent"
+
+
+def test_a_lead_whose_claimant_died_before_recording_its_run_is_sent_again_without_a_lost_answer(
+    make_sender: Any, clay: ClayApiSimulator, stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN an invocation killed after Clay's 202 and before it recorded the run (nothing collects that run)
+    crashed = make_sender()
+
+    class Killed(BaseException):
+        pass
+
+    def kill(params: dict[str, Any], **_: Any) -> None:
+        if params["Item"]["pk"]["S"].startswith("run#"):
+            raise Killed
+
+    with before_dynamodb_calls(kill, "PutItem"), pytest.raises(Killed):
+        crashed.send(lead(1))
+    [orphan] = clay.runs()
+    assert runs_of(stack).get(orphan.run_id) is None
+    capsys.readouterr()
+    # WHEN a later copy of the lead comes after that invocation's lease
+    key = f"dedupe#{lead_id(lead(1))}"
+    lease_passed(crashed, key)
+    sender = make_sender()
+    _, failures = sender.send(lead(1))
+    # THEN it goes in a new, recorded run at once: Clay's 202 was not lost, the run was just never recorded
+    assert failures == []
+    runs = clay.runs()
+    assert len(runs) == 2
+    assert runs_of(stack).get(runs[1].run_id) is not None
+    assert emitted_metrics(capsys.readouterr().out, "ClaySendUnknown") == []
+    mark = sender.state.get(key)
+    assert mark is not None
+    assert mark["status"] == "sent"
+
+
+def test_a_lead_held_after_a_lost_answer_waits_out_its_hold_on_the_routine_path(
+    make_sender: Any, clay: ClayApiSimulator
+) -> None:
+    # GIVEN a lead held after a lost answer (a table-path send before the switch to the routine path)
+    sender = make_sender()
+    key = f"dedupe#{lead_id(lead(1))}"
+    sender.state.put_mark(key, 3600, {"status": "unknown"})
+    # WHEN it comes to the routine sender
+    event, failures = sender.send(lead(1))
+    # THEN it waits out the hold and no run starts
+    assert failures == ids(event)
+    [seconds] = sender.lead_queue.visibility.values()  # type: ignore[attr-defined]
+    assert 3500 <= seconds <= 3600
+    assert clay.runs() == []
 
 
 def test_routine_path_needs_a_routine_id(load_function: Any) -> None:

@@ -647,7 +647,7 @@ def test_units_for_rows_not_sent_go_back_at_the_end_of_the_batch(make_sender: An
 def test_pool_rotates_mid_batch_when_a_webhook_fills(make_sender: Any, clay: StubServer) -> None:
     # GIVEN webhooks of three submissions, the first already used once
     sender = make_sender(CLAY_WEBHOOK_SUBMISSION_LIMIT="3")
-    sender.state.increment_below(f"pool#{webhook_fingerprint(clay.url + HOOK_A)}", 3, ttl_seconds=60)
+    sender.state.reserve_up_to(f"pool#{webhook_fingerprint(clay.url + HOOK_A)}", 3, 1, ttl_seconds=60)
     # WHEN a batch of four is processed
     _, failures = sender.send(*(lead(n) for n in range(4)))
     # THEN the first webhook takes its last two and the second the rest; neither passes its limit

@@ -112,6 +112,24 @@ def test_template_sets_only_variables_the_function_reads(logical_id: str) -> Non
     assert not unused, f"{logical_id}: the template sets {sorted(unused)} but nothing reads them"
 
 
+def test_every_max_receive_count_the_code_reads_is_its_queues_redrive_count() -> None:
+    # The handlers re-queue a waiting message as a fresh copy on its last receive before the DLQ: they
+    # must know the count SQS dead-letters at, so `<X>_QUEUE_MAX_RECEIVE_COUNT` (set by the template, or
+    # the setting's default) must equal the maxReceiveCount of the queue `<X>_QUEUE_URL` names.
+    queues = resources_of_type("AWS::SQS::Queue")
+    checked = set()
+    for logical_id, spec in functions().items():
+        for name, field in settings_class(logical_id).model_fields.items():
+            if not name.endswith("_queue_max_receive_count"):
+                continue
+            queue = spec.environment[name.upper().replace("_MAX_RECEIVE_COUNT", "_URL")]["Ref"]
+            redrive = queues[queue]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+            read = int(spec.environment.get(name.upper(), field.default))
+            assert read == redrive, f"{logical_id} reads {name.upper()}={read}; {queue} dead-letters at {redrive}"
+            checked.add((logical_id, queue))
+    assert checked == {("SenderFunction", "LeadQueue"), ("RouterFunction", "RoutingQueue")}
+
+
 def test_no_secret_is_a_template_parameter_or_environment_value() -> None:
     template = load_template()
     parameters = {name.upper() for name in template.get("Parameters", {})}

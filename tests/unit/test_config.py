@@ -16,12 +16,12 @@ pytestmark = pytest.mark.unit
 BASE = {"STATE_TABLE": "state", "LEADS_TABLE": "leads", "ROUTING_QUEUE_URL": "https://queue"}
 
 
-def test_defaults_from_design() -> None:
+def test_callback_defaults() -> None:
     settings = CallbackSettings.from_env(BASE)
     assert settings.callback_auth_mode == "token"
     assert settings.callback_secret_header == "X-Clay-Signature"
     assert settings.callback_tolerance_seconds == 300
-    assert settings.callback_max_body_bytes == 204_800  # DESIGN said 1 MiB; DynamoDB items hold 400 KB
+    assert settings.callback_max_body_bytes == 204_800  # not 1 MiB: DynamoDB items hold 400 KB
 
 
 def test_missing_required_setting_names_it() -> None:

@@ -97,6 +97,23 @@ def test_a_lapsed_claim_no_batch_record_lists_is_held_as_an_unknown_outcome(
     assert "ended without recording it" in captured_logs.getvalue()
 
 
+def test_a_lapsed_unrecorded_claim_is_taken_over_by_one_copy_when_unrecorded_claims_are_not_held(
+    store: StateStore, captured_logs: io.StringIO
+) -> None:
+    # GIVEN the routine path's dedupe (a run no record lists is collected by nothing) and a claimant that died
+    dedupe = Deduper(store, days=30, confirmed_by=lambda batch, lead: False, hold_unrecorded=False)
+    dedupe.claim("ld_orphan", {"batch": "b9"}, lease_seconds=-5)
+    # WHEN ten later copies of other invocations claim it at once
+    with ThreadPoolExecutor(10) as pool:
+        claims = list(pool.map(lambda n: dedupe.claim("ld_orphan", {"batch": f"b{n}"}, lease_seconds=60), range(10)))
+    # THEN one takes the mark over and sends, the others find it in flight, and nothing is held as a lost answer
+    assert sorted(claim.value for claim in claims) == ["claimed"] + ["in_flight"] * 9
+    mark = store.get("dedupe#ld_orphan")
+    assert mark is not None and mark["status"] == "sending" and mark["batch"] != "b9"
+    assert dedupe.seconds_held("ld_orphan") == 0
+    assert "ended without recording a send: it is sent again" in captured_logs.getvalue()
+
+
 def test_a_claim_within_its_lease_and_not_yet_recorded_is_in_flight(store: StateStore) -> None:
     recorded: set[tuple[str, str]] = set()
     dedupe = Deduper(store, days=30, confirmed_by=lambda batch, lead: (batch, lead) in recorded)
@@ -198,7 +215,7 @@ def test_budget_near_its_limit_takes_what_is_left(store: StateStore) -> None:
     # GIVEN 8 of today's 10 rows are used
     budget = DailyBudget(store, limit=10)
     key = f"budget#{datetime.now(UTC).date().isoformat()}"
-    store.increment_below(key, 10, ttl_seconds=60, amount=8)
+    store.reserve_up_to(key, 10, 8, ttl_seconds=60)
     # WHEN a batch of five asks for its rows
     taken = [budget.reserve(wanted) for wanted in range(5, 0, -1)]
     budget.return_unused()
@@ -284,7 +301,7 @@ def test_pool_rotates_mid_batch_when_a_webhook_fills(store: StateStore, captured
     # GIVEN webhook A has 48 of its 50 submissions used
     pool = WebhookPool(store, limit=50)
     key_a = f"pool#{webhook_fingerprint(URL_A)}"
-    store.increment_below(key_a, 50, ttl_seconds=60, amount=48)
+    store.reserve_up_to(key_a, 50, 48, ttl_seconds=60)
     # WHEN a batch of five is sent
     used = [pool.acquire([URL_A, URL_B], wanted) for wanted in range(5, 0, -1)]
     pool.return_unused()

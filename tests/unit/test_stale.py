@@ -7,7 +7,15 @@ from datetime import UTC, datetime
 import pytest
 
 from clay_pipeline.models import derive_lead_id
-from clay_pipeline.stale import SentBatch, SentLead, called_back_since, iso, unpack_bodies
+from clay_pipeline.stale import (
+    SentBatch,
+    SentLead,
+    called_back_since,
+    clay_filter_value,
+    clay_run_condition,
+    iso,
+    unpack_bodies,
+)
 from clay_pipeline.stores import hour_bucket, hour_buckets, item_size
 
 pytestmark = pytest.mark.unit
@@ -70,3 +78,11 @@ def test_records_written_before_the_list_entries_are_still_read() -> None:
     # WHEN read THEN its own send time counts, not the record's
     lead = SentLead.from_entry("ld_1", "b1", entry, 1_700_000_050)
     assert (lead.sent_at, lead.webhook_index, lead.receives, lead.posts) == (1_700_000_000, 1, 2, 3)
+
+
+def test_the_clay_exports_name_exactly_the_given_ids() -> None:
+    ids = [derive_lead_id("a@x.io", None, None, None, None) or "", "ld_b"]
+    assert clay_filter_value(ids) == f"{ids[0]}, ld_b"
+    assert clay_run_condition(ids) == f'/lead_id == "{ids[0]}" OR /lead_id == "ld_b"'
+    # a producer's own lead_id with a quote or a backslash stays one string literal
+    assert clay_run_condition(['we"ird\\id']) == '/lead_id == "we\\"ird\\\\id"'

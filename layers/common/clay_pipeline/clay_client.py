@@ -31,8 +31,8 @@ GONE_STATUSES = frozenset({404, 410})
 class Outcome(enum.Enum):
     ACCEPTED = "accepted"  # 2xx: the row exists in Clay
     THROTTLED = "throttled"  # 429: wait Retry-After
-    RETRYABLE = "retryable"  # 5xx, connection error, timeout: back to the queue
-    PERMANENT = "permanent"  # 400, 413: the same body will never be accepted
+    RETRYABLE = "retryable"  # 5xx, 401/403 (a token to fix), a redirect, connection error, timeout: back to the queue
+    PERMANENT = "permanent"  # 400, 413, 422 and any other 4xx not named here: the same body will never be accepted
     GONE = "gone"  # 404, 410: the webhook was deleted or retired
 
 

@@ -37,7 +37,8 @@ SECRET_NAMES = frozenset(
 CLAY_API_BASE_URL = "https://api.clay.com/public/v0"
 HUBSPOT_OWNED_PROPERTIES = "hs_lead_status,lifecyclestage,hubspot_owner_id"
 HUBSPOT_NEW_CONTACT_VALUES = "hs_lead_status=NEW"
-EMPTY_MEANS_NONE = frozenset({"routing_rules", "hubspot_owned_properties", "hubspot_new_contact_values"})
+# Settings whose empty value means "none" rather than their (non-empty) default.
+EMPTY_MEANS_NONE = frozenset({"hubspot_owned_properties", "hubspot_new_contact_values"})
 
 
 class ConfigError(RuntimeError):
@@ -150,7 +151,7 @@ class SenderSettings(Settings):
     state_table: Required
     lead_queue_url: Required  # hand-backs change visibility here; a message near maxReceiveCount is re-queued
     lead_dlq_url: Required  # permanent failures (400, 413, malformed) go here at once, with the reason
-    lead_queue_max_receive_count: int = Field(default=10, ge=2, le=1000)  # keep equal to LeadQueue's redrive
+    lead_queue_max_receive_count: int = Field(default=10, ge=2, le=1000)  # LeadQueue's redrive (a template test)
     clay_webhook_submission_limit: int = Field(default=50_000, ge=1)
     clay_send_rate_per_second: float = Field(default=10, gt=0, le=1000)
     clay_send_concurrency: int = Field(default=4, ge=1, le=16)  # a batch's POSTs in flight at once, each at its slot
@@ -180,7 +181,7 @@ class RouterSettings(Settings):
     leads_table: Required  # each lead's record, with its delivery ledger
     routing_queue_url: Required  # a lead another invocation is routing waits here (visibility hand-back)
     routing_dlq_url: Required  # permanent failures and exhausted retries go here with the reasons
-    routing_queue_max_receive_count: int = Field(default=5, ge=2, le=1000)  # keep equal to RoutingQueue's redrive
+    routing_queue_max_receive_count: int = Field(default=5, ge=2, le=1000)  # RoutingQueue's redrive (a template test)
     routing_rules: str = ""
     delivery_policies: str = ""  # destination=once_per_lead|on_change,... over the defaults (routing.py)
     unknown_outcome_policies: str = ""  # destination=hold|resend,...: a lost answer's next step (routing.py)

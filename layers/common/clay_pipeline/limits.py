@@ -8,9 +8,11 @@ Each limit is an atomic conditional write, so concurrent instances never oversho
             the next URL in CLAY_WEBHOOK_URLS is used once one is full.
 - retired  `webhook-dead#<url fingerprint>`: Clay answered 404/410 for that URL.
 - budget   `budget#<UTC date>`: rows sent today, never past CLAY_DAILY_SEND_BUDGET.
-- dedupe   `dedupe#<lead_id>`: 'sending' while a POST is in flight (short TTL, so a crash
-            frees it), 'sent' for CLAY_DEDUPE_DAYS after Clay accepted the row, 'unknown' for
-            CLAY_UNKNOWN_HOLD_SECONDS after Clay's answer was lost (see Deduper.hold).
+- dedupe   `dedupe#<lead_id>`: 'sending' from the claim on, for CLAY_DEDUPE_DAYS, with the
+            claiming invocation's lease and batch id (what confirms it is in Deduper), 'sent' once
+            confirmed, 'unknown' for CLAY_UNKNOWN_HOLD_SECONDS after Clay's answer was lost
+            (Deduper.hold). A crash does not free a 'sending' mark: the lease tells a later copy
+            its claimant is gone.
 Pool and budget units are reserved for a whole batch with one write (BatchReservations) and the
 unused ones given back with one more at its end, instead of a write per lead.
 Webhook URLs are secrets: keys and logs carry a fingerprint or the URL's index, never the URL.
@@ -67,18 +69,21 @@ class Claim(enum.Enum):
 class Deduper:
     """`dedupe#<lead_id>`: one mark per lead sent to Clay, for CLAY_DEDUPE_DAYS.
 
-    The claim is the only per-lead write of a send: it creates the mark as 'sending', with the
-    sending invocation's lease and its batch id. A successful send writes nothing more: the batch
-    record the sender writes once at the end of its batch (stale.SentBatch, one write per batch)
-    confirms every lead it lists. A mark found later is read as:
+    The claim creates the mark as 'sending', with the claiming invocation's lease and its batch id.
+    What confirms it: on the table path the batch record the sender writes once at the end of its
+    batch (stale.SentBatch) lists every lead it sent; on the routine path the sender sets each
+    lead of a recorded run to 'sent' (and lists the ones it could not set in routines.RunStore's
+    batch list). A mark found later is read as:
     - 'sent' (an older confirmed mark, or one confirmed on an earlier look): already sent;
-    - 'sending', listed in its batch record: sent (the mark is then set to 'sent');
-    - 'sending', not listed, within its lease: another invocation is sending it now;
-    - 'sending', not listed, after its lease: the invocation that claimed it ended without
-      recording it (it died, or its batch record could not be written), so whether Clay got the
-      row is unknown: it is held as after a lost answer (hold), then sent once more;
+    - 'sending', confirmed by its batch (`confirmed_by`): sent (the mark is then set to 'sent');
+    - 'sending', not confirmed, within its lease: another invocation is sending it now;
+    - 'sending', not confirmed, after its lease: the invocation that claimed it ended without
+      recording a send. On the table path whether Clay got the row is unknown (it may have died
+      after posting), so it is held as after a lost answer (hold), then sent once more. With
+      `hold_unrecorded` False (the routine path) nothing is unknown: a run no record lists is
+      collected by nothing, so the mark is taken over and the lead sent again at once;
     - 'unknown': held (hold).
-    The crash window this leaves is one batch's sends (a confirm per lead made it one send): a
+    The table path's crash window is one batch's sends (a confirm per lead made it one send): a
     sender that dies after posting, before its batch ends, lets each lead it posted be sent once
     more after the hold. A failed send (Clay refused, nothing created) releases the mark at once.
     """
@@ -87,7 +92,8 @@ class Deduper:
     days: int
     in_flight_seconds: int = 300  # a claim's lease when the caller names none
     hold_seconds: int = 21_600  # how long an unknown outcome holds the lead (CLAY_UNKNOWN_HOLD_SECONDS)
-    confirmed_by: Callable[[str, str], bool] | None = None  # (batch id, lead id) -> listed in that batch's record
+    confirmed_by: Callable[[str, str], bool] | None = None  # (batch id, lead id) -> that batch recorded the send
+    hold_unrecorded: bool = True  # False: an unconfirmed mark past its lease is taken over, not held
 
     def claim(self, lead_id: str, details: dict[str, Any] | None = None, lease_seconds: float | None = None) -> Claim:
         """`details` ride on the mark's write (what `clay-pipeline trace` shows: batch, source, submitted_at)."""
@@ -96,15 +102,25 @@ class Deduper:
         key = self._key(lead_id)
         lease_until = int(time.time() + (self.in_flight_seconds if lease_seconds is None else lease_seconds)) + 1
         attributes = {**(details or {}), "status": "sending", "lease_until": lease_until}
-        for _ in range(2):  # a mark can expire between the failed put and the get: try once more
-            if self.store.put_mark(key, self.days * DAY_SECONDS, attributes):
+        replacing: tuple[str, str | int] | None = None
+        # Twice: a mark can expire between the failed put and the get, or be taken over on the first look.
+        for _ in range(2):
+            if self.store.put_mark(key, self.days * DAY_SECONDS, attributes, replacing=replacing):
                 return Claim.CLAIMED
             mark = self.store.get(key)
-            if mark is not None:
-                return self._read(lead_id, mark)
+            if mark is None:
+                continue
+            claim = self._read(lead_id, mark)
+            if claim is not None:
+                return claim
+            # Only over that very mark (its batch id is its invocation's): of two copies taking it over, one
+            # wins and the other finds it in flight. A routine mark from before claims named their batch: its creation.
+            batch = str(mark.get("batch") or "")
+            replacing = ("batch", batch) if batch else ("created_at", int(mark["created_at"]))
         return Claim.IN_FLIGHT
 
-    def _read(self, lead_id: str, mark: dict[str, Any]) -> Claim:
+    def _read(self, lead_id: str, mark: dict[str, Any]) -> Claim | None:
+        """What the mark says; None when its claimant ended unrecorded and the mark is to be taken over."""
         status = str(mark.get("status"))
         if status == "sent":
             return Claim.ALREADY_SENT
@@ -119,6 +135,12 @@ class Deduper:
         lease_until = int(mark.get("lease_until") or int(mark.get("created_at", 0)) + self.in_flight_seconds)
         if lease_until >= time.time():
             return Claim.IN_FLIGHT
+        if not self.hold_unrecorded:
+            logger.warning(
+                "the invocation that claimed this lead ended without recording a send: it is sent again",
+                extra={"lead_id": lead_id},
+            )
+            return None
         if self.hold(lead_id, self.hold_seconds):
             count("ClaySendUnknown")
             logger.warning(
@@ -151,7 +173,7 @@ class Deduper:
         return max(0, int(mark[STATE_TTL]) - int(time.time()))
 
     def confirm(self, lead_id: str) -> None:
-        """Mark the lead sent (the routine path, which keeps no batch records, and a mark its batch confirmed)."""
+        """Mark the lead sent (the routine path's leads of a recorded run, and a mark its batch confirmed)."""
         if self.days > 0:
             now = int(time.time())
             self.store.update(

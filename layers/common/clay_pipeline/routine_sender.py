@@ -8,6 +8,15 @@ CLAY_ROUTINE_RUN_SIZE runs a second: full runs send at most CLAY_SEND_RATE_PER_S
 second, as the table path does. After Clay's 202 the run is recorded (routines.RunStore), its
 first poll message is queued (the collector takes it from there) and the dedupe marks become 'sent'.
 
+On this path a lead is in Clay when a recorded run has it: Clay's 202 names the run, and a run
+this sender did not record is collected by nothing. So a mark that cannot be set to 'sent' is
+confirmed by the invocation's batch list instead (RunStore.list_unconfirmed; a later copy is
+skipped), and a 'sending' mark whose claimant ended without recording a run is taken over after
+its lease and the lead sent again at once, never held as a lost answer (limits.Deduper,
+hold_unrecorded). If the batch list cannot be written either, the later copy goes in a second
+run: one more item of Clay's credits, whose result the callback's acceptance takes as a duplicate
+when it is the same.
+
 A message ends as on the table path: sent, skipped (already sent), dead-lettered at once with the
 reason, or handed back with a wait (visibility, or a fresh copy near maxReceiveCount). Clay's
 answers to a run start:
@@ -16,7 +25,7 @@ answers to a run start:
 - 401 (a wrong key, or the workspace is not provisioned for the API), 403, 404 (no such
   routine): an operator has to act, so the circuit opens (the ClayCircuitOpen alarm) and the
   leads wait CLAY_CIRCUIT_WAIT_SECONDS in the queue;
-- 400: the run's leads go to LEAD_DLQ_URL with Clay's message;
+- 400 and any other 4xx not named here: the run's leads go to LEAD_DLQ_URL with Clay's message;
 - 5xx, connection errors, timeouts: back to the queue with backoff.
 Dedupe marks and budget units of leads not sent are given back, as on the table path.
 """
@@ -26,23 +35,25 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from clay_pipeline.clay_api import MAX_ITEM_ID_LENGTH, ApiOutcome, ClayApiClient, ClayApiError, run_item
 from clay_pipeline.config import ConfigError, SenderSettings, dump_json
-from clay_pipeline.limits import Claim, Clock, Pacer, utc_now
+from clay_pipeline.limits import DAY_SECONDS, Claim, Clock, Pacer, utc_now
 from clay_pipeline.observability import count, logger
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.routines import RUN_RECORD_DAYS, PollMessage, RunStore
 from clay_pipeline.sender import (
     IN_FLIGHT_WAIT_SECONDS,
+    LOST_ANSWER,
     RATE_WAIT_SECONDS,
     SAFETY_MARGIN_SECONDS,
     ClaySender,
     DeadLetter,
     HandBack,
     Invocation,
+    claim_details,
     parse_lead,
 )
 from clay_pipeline.stores import Queue, StateStore
@@ -80,10 +91,18 @@ class RoutineSender(ClaySender):
             settings.clay_retry_backoff_seconds,
         )
         self.runs = RunStore(store)
+        # A mark is confirmed by a recorded run (the invocation's batch list; or by the table path's batch
+        # record, before a switch of path), and one left unrecorded is taken over rather than held: see the
+        # module docstring.
+        self.dedupe = replace(self.dedupe, confirmed_by=self._confirms, hold_unrecorded=False)
         self.poll_queue = Queue(settings.run_poll_queue_url)
         # One slot per run: a full run stands for run_size leads of the shared rate.
         self.pacer = Pacer(store, settings.clay_send_rate_per_second / settings.clay_routine_run_size, sleep=sleep)
         self._failures: list[str] = []
+        self._unconfirmed: dict[str, str] = {}  # lead id -> the recorded run whose lead's mark stayed 'sending'
+
+    def _confirms(self, batch_id: str, lead_id: str) -> bool:
+        return self.runs.lists(batch_id, lead_id) or self.sent_batches.lists(batch_id, lead_id)
 
     def start(self, remaining_ms: int, records: int = 1) -> None:
         """Per invocation: the deadline and the batch size (no table webhook URLs on this path)."""
@@ -97,7 +116,7 @@ class RoutineSender(ClaySender):
     def handle(self, records: list[QueueRecord], remaining_ms: int) -> dict[str, Any]:
         """One LeadQueue batch; the partial batch response (messages to keep in the queue)."""
         self.start(remaining_ms, len(records))
-        self._failures = []
+        self._failures, self._unconfirmed = [], {}
         try:
             admitted: dict[str, PendingLead] = {}
             for record in records:
@@ -127,12 +146,16 @@ class RoutineSender(ClaySender):
                 admitted[lead_id].copies.append(record)
                 return
             self._check_waits()
-            claim = self.dedupe.claim(lead_id)
+            # The claim's lease lasts as long as this invocation may: until then its run may still be recorded.
+            lease = self.invocation.deadline - time.monotonic() + SAFETY_MARGIN_SECONDS
+            claim = self.dedupe.claim(lead_id, claim_details(lead, self.invocation.batch.batch_id), lease)
             if claim is Claim.ALREADY_SENT:
                 self._skip(lead_id)
                 return
             if claim is Claim.IN_FLIGHT:
                 raise HandBack("in_flight", IN_FLIGHT_WAIT_SECONDS)
+            if claim is Claim.HELD:  # an unknown outcome of the table path (before a switch of path)
+                raise HandBack(LOST_ANSWER, self.dedupe.seconds_held(lead_id))
             admitted[lead_id] = PendingLead(record, lead_id, inputs, size)
         except (DeadLetter, HandBack) as ending:
             self._end(record, ending)
@@ -258,13 +281,23 @@ class RoutineSender(ClaySender):
         for lead in run:
             try:
                 self.dedupe.confirm(lead.lead_id)
-            except Exception:  # the 'sending' mark expires instead: only the dedupe window is shorter
+            except Exception:  # the batch list confirms it instead
                 logger.exception("could not confirm a lead's dedupe mark", extra={"lead_id": lead.lead_id})
+                self._unconfirmed[lead.lead_id] = run_id
             for _ in lead.copies:
                 self._skip(lead.lead_id)
+        if self._unconfirmed:
+            self._list_unconfirmed()
         count("RoutineRunStarted")
         count("ClaySent", len(run))
         logger.info("routine run started", extra={"routine_run_id": run_id, "items": len(run)})
+
+    def _list_unconfirmed(self) -> None:
+        try:
+            ttl = self.settings.clay_dedupe_days * DAY_SECONDS
+            self.runs.list_unconfirmed(self.invocation.batch.batch_id, self._unconfirmed, ttl)
+        except Exception:  # a later copy takes the mark over after its lease: one more item in a second run
+            logger.exception("could not list the leads whose dedupe marks stayed unconfirmed")
 
     def _give_back(self, run: list[PendingLead], keep_budget: bool) -> None:
         """The leads were not sent (or will be sent again): their dedupe marks and budget units go back."""

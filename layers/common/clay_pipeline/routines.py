@@ -10,6 +10,9 @@ collection and its give-up apart: a collector that has Clay's complete results f
 after a crash retakes it), and each then moves it to its ending (`collected`, `gave_up`). So a
 run whose webhook-triggered collection meets its poll chain's give-up has its leads either
 routed or dead-lettered, never both; that costs one write per collection of a run (100 leads).
+Leads of recorded runs whose dedupe marks the sender could not set to 'sent' are listed under
+`run-leads#<batch id>` (RunStore.list_unconfirmed): a later copy of such a lead is then skipped,
+not sent in a second run.
 
 Results are collected without depending on Clay's run-finished webhook (not guaranteed):
 each run has a chain of delayed messages on RunPollQueue, `{"trigger": "poll"}`, the first
@@ -37,7 +40,7 @@ from typing import Any, Literal
 
 from clay_pipeline.column_values import identifier_problem
 from clay_pipeline.config import dump_json
-from clay_pipeline.stores import StateStore
+from clay_pipeline.stores import STATE_TTL, StateStore
 
 MAX_ITEM_ID_LENGTH = 64  # Clay's limit on a routine item's id (a lead_id); also bounds a run id we accept
 
@@ -138,9 +141,24 @@ class RunStore:
         replacing = ("status", way) if way else None
         return self.store.put_mark(self._done_key(run_id), days * DAY_SECONDS, {"status": ending}, replacing)
 
+    def list_unconfirmed(self, batch_id: str, runs: dict[str, str], ttl_seconds: int) -> None:
+        """`run-leads#<batch id>`: leads of one sender invocation's recorded runs whose dedupe marks could
+        not be set to 'sent' (lead id -> run id). It confirms those marks instead (limits.Deduper), so it
+        lives as long as they do; rewritten whole as the invocation's list grows."""
+        self.store.update(self._batch_key(batch_id), {"leads": runs, STATE_TTL: int(time.time()) + ttl_seconds})
+
+    def lists(self, batch_id: str, lead_id: str) -> bool:
+        """Whether a recorded run of that sender invocation has the lead (its batch list names it)."""
+        item = self.store.get(self._batch_key(batch_id))
+        return lead_id in ((item or {}).get("leads") or {})
+
     @staticmethod
     def _key(run_id: str) -> str:
         return f"run#{run_id}"
+
+    @staticmethod
+    def _batch_key(batch_id: str) -> str:
+        return f"run-leads#{batch_id}"
 
     @staticmethod
     def _done_key(run_id: str) -> str:

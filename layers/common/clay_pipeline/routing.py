@@ -1,6 +1,6 @@
 """Routing rules: which destinations an enriched lead goes to.
 
-ROUTING_RULES is a JSON array that replaces the default rules (DESIGN.md "Routing defaults").
+ROUTING_RULES is a JSON array that replaces the default rules (DEFAULT_RULES; README "Routing defaults").
 Each rule names one destination and the conditions, all of which must hold (and):
 
     [{"destination": "slack", "when": [{"field": "icp_score", "op": ">=", "value": 90}]},

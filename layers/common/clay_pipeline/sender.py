@@ -3,7 +3,7 @@
 A record ends in one of four ways:
 - sent: Clay accepted the row (2xx); the batch record confirms its dedupe mark (Deduper).
 - skipped: the lead was already sent within CLAY_DEDUPE_DAYS.
-- dead-lettered: it can never succeed (malformed, invalid, over 100 KB, Clay's 400/413);
+- dead-lettered: it can never succeed (malformed, invalid, over CLAY_MAX_PAYLOAD_BYTES, Clay's 400/413/422);
   it goes to LEAD_DLQ_URL at once with the reason and counts as processed.
 - handed back: it must wait (rate, 429, daily budget, every webhook full or gone, a lost
   answer being held) or failed in a way that may pass (5xx, connection error). Its visibility
@@ -129,6 +129,11 @@ def parse_lead(body: str) -> Lead:
         raise DeadLetter("invalid_lead", describe_problems(error)) from None
 
 
+def claim_details(lead: Lead, batch_id: str) -> dict[str, str]:
+    """What a lead's dedupe claim records besides its status: its batch, and for `trace` where it came from."""
+    return {"batch": batch_id, "source": lead.source, "submitted_at": lead.submitted_at.isoformat()}
+
+
 class ClaySender:
     def __init__(
         self,
@@ -239,10 +244,9 @@ class ClaySender:
     def _claim_and_send(self, record: QueueRecord, lead: Lead, body: bytes, lead_id: str) -> str:
         self._check_waits()
         state = self.invocation
-        intake = {"source": lead.source, "submitted_at": lead.submitted_at.isoformat()}
         # The claim's lease lasts as long as this invocation may: until then the batch record may still come.
         lease = state.deadline - time.monotonic() + SAFETY_MARGIN_SECONDS
-        claim = self.dedupe.claim(lead_id, {"batch": state.batch.batch_id, **intake}, lease_seconds=lease)
+        claim = self.dedupe.claim(lead_id, claim_details(lead, state.batch.batch_id), lease_seconds=lease)
         if claim is Claim.ALREADY_SENT:
             count("ClaySkippedDuplicate")
             logger.info("lead already sent to Clay; skipped", extra={"lead_id": lead_id})

@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -203,6 +203,35 @@ class StaleLeads:
             if not called_back_since(items.get(lead_id), lead.sent_at)
         ]
         return Lookup(start, end, batches, len(sent), sorted(stale, key=lambda s: (s.sent.sent_at, s.sent.lead_id)))
+
+
+# -- recovering them in Clay ---------------------------------------------------------------------
+# A stale lead's row is in the Clay table (the batch record lists only leads Clay accepted); only its
+# HTTP API column's call back did not get through. Running that column again for exactly those rows costs
+# one Clay action per row and no data credits (Clay University, "HTTP API", FAQ "Does using HTTP API
+# consume Data Credits?"), where re-queueing the lead (STALE_REQUEUE) creates a second row whose every
+# enrichment column runs, and is billed, again.
+LEAD_ID_COLUMN = "lead_id"  # the column the sender's row carries and the HTTP API column's body sends back
+
+
+def clay_filter_value(lead_ids: Iterable[str]) -> str:
+    """One comma-separated line: the values of a Clay table filter `lead_id` *contains any of*.
+
+    Clay's text filters include "contains any of" a list of values (Clay University, "Comparison
+    operators"). It matches substrings, which is exact for derived ids (all `ld_` plus 24 hex digits);
+    a producer's own shorter id can also match a longer one that holds it.
+    """
+    return ", ".join(lead_ids)
+
+
+def clay_run_condition(lead_ids: Iterable[str]) -> str:
+    """A run condition ("Only run if") that holds for exactly these rows, in Clay's formula syntax.
+
+    `/lead_id` is Clay's column reference (Clay University, "Conditional runs"), `==` its exact text
+    comparison ("Comparison operators") and `OR` its logical operator; each id is a JSON string
+    literal, so a quote inside one stays text. Clay runs, and bills, only the rows whose condition holds.
+    """
+    return " OR ".join(f"/{LEAD_ID_COLUMN} == {json.dumps(lead_id, ensure_ascii=False)}" for lead_id in lead_ids)
 
 
 # -- the scheduled sweep --------------------------------------------------------------------------

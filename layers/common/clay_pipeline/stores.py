@@ -132,7 +132,7 @@ class StateStore:
         key: str,
         ttl_seconds: int,
         attributes: dict[str, Any] | None = None,
-        replacing: tuple[str, str] | None = None,
+        replacing: tuple[str, str | int] | None = None,
     ) -> bool:
         """Create a mark unless a live one exists. True when this call created it.
 
@@ -148,7 +148,7 @@ class StateStore:
         if replacing is not None:
             condition += " OR #replacing = :replacing"
             names["#replacing"] = replacing[0]
-            values[":replacing"] = {"S": replacing[1]}
+            values[":replacing"] = _attribute(replacing[1])
         try:
             client("dynamodb").put_item(
                 TableName=self.table_name,
@@ -225,10 +225,6 @@ class StateStore:
                 return False
             raise
         return True
-
-    def increment_below(self, key: str, limit: int, ttl_seconds: int, amount: int = 1) -> int | None:
-        """Atomically add `amount` unless that would pass `limit`. Returns the new value, or None when full."""
-        return self._add_within(key, limit, amount, ttl_seconds)[0]
 
     def reserve_up_to(self, key: str, limit: int, wanted: int, ttl_seconds: int, start: int = 0) -> tuple[int, int]:
         """Atomically add as many of `wanted` units as still fit under `limit`: (units added, value after).
