@@ -27,6 +27,10 @@ rows by their lead id, so a run is repeatable): a re-run column (changed job tit
 enrichment timestamp), a retry of the same body, a re-scored row (one band higher or lower),
 each `resend_delay_seconds` after the first callback; and one HTTP API column per enrichment
 (partial bodies, one per enrichment, before the complete one).
+And a share of rows hold what real enrichment columns hold (`messy_share`, MESSY_COLUMNS): size
+buckets and suffixes ("51-200", "1.2K", "$1.2M"), "N/A" and "-", which the callback reads, and an
+out-of-range score ("101", "1,000") or a date it cannot read, which it keeps as sent, treats as
+missing and names in its answer's `warnings`.
 Everything received and sent is recorded for assertions and the summary.
 """
 
@@ -81,6 +85,17 @@ IDENTITY_COLUMNS = ("lead_id", "email", "first_name", "last_name", "linkedin_url
 # One HTTP API column per enrichment: the columns each one sends beside the identity (the last sends everything).
 ENRICHMENT_COLUMNS = (("company_name", "industry", "employee_count"), ("job_title", "phone", "email_verified"))
 RERUN_TITLES = {title: f"Senior {title}" for title in TITLES}
+# Columns as users' Clay tables really fill them (one set per messy row, picked by its lead id): the first
+# three are read (a bucket as its lower bound, a suffix scaled, "N/A" and "-" as empty); the last three carry
+# a value the callback keeps as sent and names in `warnings` (a score outside 0-100, a date it cannot read).
+MESSY_COLUMNS: tuple[dict[str, str], ...] = (
+    {"employee_count": " 51-200 ", "annual_revenue": "$1.2M"},
+    {"employee_count": "1.2K", "annual_revenue": "3.5 billion"},
+    {"employee_count": "N/A", "phone": "-"},
+    {"icp_score": "101"},
+    {"_clay_enriched_at": "last Tuesday"},
+    {"employee_count": "10,000+", "icp_score": "1,000"},
+)
 
 
 class TokenBucket:
@@ -261,7 +276,8 @@ def rerun(columns: dict[str, str], enriched_at: str) -> dict[str, str]:
 
 def rescore(columns: dict[str, str], up: bool) -> dict[str, str]:
     """The row re-scored one band higher or lower (a row without a score gets a low one)."""
-    score = int(columns["icp_score"]) if columns.get("icp_score") else 30
+    text = columns.get("icp_score", "")
+    score = min(99, int(text)) if text.isdigit() else 30  # a messy score ("1,000") is re-scored from a low one
     return {**columns, "icp_score": str(min(99, score + 15) if up else max(5, score - 25))}
 
 
@@ -288,6 +304,7 @@ class ClaySimulator:
     resend_share: float = 0.0  # rows called back again later with the very same body
     rescore_share: float = 0.0  # rows called back again later one score band higher or lower
     per_column_share: float = 0.0  # rows called back in partial bodies (one per enrichment), the last complete
+    messy_share: float = 0.0  # rows whose columns hold messy values (MESSY_COLUMNS), some the callback warns on
     resend_delay_seconds: float = 1.0
     workers: int = 2
 
@@ -312,6 +329,7 @@ class ClaySimulator:
         self.abandoned: list[str] = []  # lead ids whose callback never got a 2xx
         self.pending = 0  # rows accepted, and later callbacks scheduled, whose callbacks are not finished
         self.resent: Counter[str] = Counter()  # kind -> later callbacks sent (partial, rerun, resend, rescore)
+        self.messy: set[str] = set()  # lead ids of rows sent with messy columns
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> str:
@@ -388,6 +406,15 @@ class ClaySimulator:
         with self._lock:
             return {(c.lead_id, c.body_digest) for c in self.callbacks}
 
+    def warned(self) -> list[str]:
+        """Lead id of each callback answered 2xx with `warnings` (columns kept as sent, not understood)."""
+        with self._lock:
+            return [
+                c.lead_id
+                for c in self.callbacks
+                if c.status is not None and 200 <= c.status < 300 and (c.answer or {}).get("warnings")
+            ]
+
     def busy(self) -> bool:
         with self._lock:
             return self.pending > 0
@@ -447,6 +474,10 @@ class ClaySimulator:
         lead_id = str(row.get("lead_id", ""))
         columns = enrich(row, datetime.now(UTC).isoformat())
         digest = _digest(lead_id or json.dumps(columns))
+        if digest[15] / 256 < self.messy_share:
+            columns = {**columns, **MESSY_COLUMNS[digest[16] % len(MESSY_COLUMNS)]}
+            with self._lock:
+                self.messy.add(lead_id)
         if digest[10] / 256 < self.per_column_share:
             for partial in partial_bodies(columns):
                 self._deliver(session, lead_id, partial, "partial")

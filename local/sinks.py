@@ -129,7 +129,8 @@ def _error(status: int, category: str, message: str, **extra: Any) -> Reply:
 class HubSpotSim:
     """HubSpot's contacts, properties and limits, in memory (the sink's HubSpot paths)."""
 
-    token: str = ""  # when set, any other bearer token gets 401
+    token: str = ""  # when set, any other bearer token gets 401 (a revoked or mistyped private app token)
+    missing_scopes: tuple[str, ...] = ()  # scopes the private app lacks: the contacts calls get 403 MISSING_SCOPES
     multi_status: bool = False  # 207 with per-input errors when the inputs carry objectWriteTraceId
     utc_offset_ms: int | None = -18_000_000  # the account's (US/Eastern in winter); None: the details call fails
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)  # by lower-case email
@@ -174,6 +175,18 @@ class HubSpotSim:
                     "utcOffset": "-05:00",
                     "utcOffsetMilliseconds": self.utc_offset_ms,
                 },
+            )
+        if self.missing_scopes and request.path in (READ_PATH, UPSERT_PATH):
+            return _error(
+                403,
+                "MISSING_SCOPES",
+                "This app hasn't been granted all required scopes to make this call.",
+                errors=[
+                    {
+                        "message": "One or more of the following scopes are required.",
+                        "context": {"requiredGranularScopes": list(self.missing_scopes)},
+                    }
+                ],
             )
         throttled = self._throttled()
         if throttled is not None:

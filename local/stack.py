@@ -81,6 +81,9 @@ SUMMARY_SECTIONS = (
             "rows called back again: same body",
             "rows called back again: re-scored",
             "partial callbacks (one per column)",
+            "rows with messy columns",
+            "callbacks answered with warnings",
+            "their leads routed or skipped",
         ),
     ),
     ("router", ("routed", "skipped (no destination)", "once-per-lead deliveries doubled")),
@@ -398,6 +401,8 @@ class Reconciliation:
         self._check_clay(clay_ids, lead_dlq_ids)
         self._check_callbacks(clay_ids, clay.accepted_versions(), clay.versions_sent())
         self._check_routing(accepted_callbacks, table, routing_dlq_ids)
+        warned = set(clay.warned())
+        self._check_warned(warned, table, routing_dlq_ids)
         policies, distinct, doubled = self._check_destinations(table)
         for queue_id in SOURCE_QUEUES:
             if any((counts := stack.queue_counts(queue_id)).values()):
@@ -415,6 +420,17 @@ class Reconciliation:
             "duplicates dropped": len(clay.answered(duplicate=True)),
             "callbacks retried by Clay": sum(1 for c in clay.callbacks if c.attempt > 1),
             **{label: clay.resent[kind] for kind, label in RESEND_LABELS.items() if clay.resent[kind]},
+            **(
+                {
+                    "rows with messy columns": len(clay.messy),
+                    "callbacks answered with warnings": len(clay.warned()),
+                    "their leads routed or skipped": sum(
+                        1 for lead in warned if str(table.get(lead, {}).get("routing_status")) in FINISHED
+                    ),
+                }
+                if clay.messy
+                else {}
+            ),
             "routed": statuses["routed"],
             "skipped (no destination)": statuses["skipped"],
             "once-per-lead deliveries doubled": doubled,
@@ -464,6 +480,16 @@ class Reconciliation:
         )
         if unfinished:
             self.problems.append(f"callbacks neither routed, skipped nor dead-lettered: {unfinished}")
+
+    def _check_warned(self, warned: set[str], table: dict[str, dict[str, Any]], routing_dlq_ids: set[str]) -> None:
+        """A callback answered with warnings was still accepted: its lead is stored and routed (or skipped), never
+        dead-lettered for the columns it could not read."""
+        lost = sorted(lead for lead in warned if lead not in table or lead in routing_dlq_ids)
+        lost += sorted(
+            lead for lead in warned if lead in table and str(table[lead].get("routing_status")) not in FINISHED
+        )
+        if lost:
+            self.problems.append(f"callbacks answered with warnings but not routed: {lost}")
 
     def _check_destinations(self, table: dict[str, dict[str, Any]]) -> tuple[dict[str, str], dict[str, int], int]:
         """Each destination got what the lead's ledger says, under its policy.

@@ -193,6 +193,39 @@ def test_per_column_callbacks_with_required_fields_enrol_each_lead_on_its_comple
     assert summary.counts["routed"] == 12
 
 
+def test_messy_clay_columns_are_answered_with_warnings_and_every_lead_is_still_routed(
+    start_stack: StackFactory,
+) -> None:
+    # GIVEN a Clay table whose columns are messy for every row, as real enrichment fills them ("51-200",
+    # "1.2K", "$1.2M", "N/A", a score of "101" or "1,000", a date nobody can read)
+    stack = start_stack(clay={"messy_share": 1.0})
+    leads = generated_leads(18, bands=((90, 99), (80, 89), (70, 79), (50, 69)))
+    # WHEN they go through
+    stack.post_leads(leads)
+    settle(stack)
+    summary = stack.summary()
+    # THEN every callback was accepted (200), none refused for a column, and the unreadable ones said so
+    assert stack.clay.messy == {str(Lead.model_validate(lead).lead_id) for lead in leads}
+    assert all(c.status == 200 for c in stack.clay.callbacks)
+    warned = set(stack.clay.warned())
+    assert 0 < len(warned) < 18  # some sets are read without a warning, some are not
+    answers = [c.answer or {} for c in stack.clay.callbacks if c.lead_id in warned]
+    fields = {w["field"] for answer in answers for w in answer.get("warnings", [])}
+    assert fields <= {"icp_score", "_clay_enriched_at"} and fields
+    # AND nothing was lost: each lead routed (a score kept as sent is missing, so routed as unscored)
+    assert summary.problems == []
+    assert summary.counts["callbacks accepted"] == 18
+    assert summary.counts["callbacks answered with warnings"] == len(stack.clay.warned()) >= len(warned)
+    assert summary.counts["their leads routed or skipped"] == len(warned)
+    assert summary.counts["dead-lettered (RoutingDLQ)"] == 0
+    table = stack.leads_table()
+    assert all(table[lead]["routing_status"] in ("routed", "skipped") for lead in warned)
+    for lead in warned:
+        unparsed = table[lead]["enrichment"].get("_unparsed") or {}
+        assert unparsed, f"{lead}: the value Clay sent is kept"
+    assert re.search(rf"their leads routed or skipped +{len(warned)}\n", summary.table())
+
+
 def test_destination_down_then_up_loses_nothing(start_stack: StackFactory) -> None:
     # GIVEN outreach and HubSpot are down
     stack = start_stack()

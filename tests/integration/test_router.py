@@ -1330,6 +1330,54 @@ def test_a_daily_429_without_the_accounts_time_zone_rechecks_in_15_minutes(
     assert "time zone could not be read" in state["reason"]
 
 
+@pytest.mark.parametrize(
+    ("refuse", "reason", "said"),
+    [
+        (lambda crm: setattr(crm, "token", "a-token-rotated-in-hubspot"), "refused HUBSPOT_ACCESS_TOKEN (401", ""),
+        (
+            lambda crm: setattr(crm, "missing_scopes", ("crm.objects.contacts.write",)),
+            "lack of a scope (403)",
+            "hasn't been granted all required scopes",
+        ),
+    ],
+    ids=["revoked_token_401", "missing_scope_403"],
+)
+def test_a_refused_token_pauses_hubspot_naming_the_setting_and_scopes_and_no_lead_is_dead_lettered(
+    pausable: tuple[Router, DestinationSwitch],
+    sinks: Sinks,
+    crm: HubSpotSim,
+    refuse: Any,
+    reason: str,
+    said: str,
+) -> None:
+    router, switch = pausable
+    # GIVEN HubSpot refusing the private app (a revoked token, or a scope the app was not granted)
+    refuse(crm)
+    event = router.queued([lead(f"tk{n}", 85) for n in range(5)])
+    # WHEN the batch is routed
+    failed = router.run(event)
+    # THEN one refused call, not one per lead: nothing dead-lettered, the leads wait, the others are delivered
+    assert sorted(failed) == sorted(record["messageId"] for record in event["Records"])
+    assert router.dead_letters() == []
+    assert sinks.calls() == {"outreach": 5, "nurture": 0, "zapier": 5, "hubspot": 0, "slack": 0}
+    assert len(sinks.hubspot.received(READ)) == 1 and sinks.hubspot.received(UPSERT) == []
+    assert router.outcome("tk0")["destinations"]["hubspot"] == "paused"
+    # AND HubSpot is paused by the router for a 15-minute re-check, naming the setting and the scopes to fix
+    state = switch.states()["hubspot"]
+    assert (state["paused"], state["by"]) == (True, "router")
+    assert 890 <= state["until"] - time.time() <= 900
+    assert reason in state["reason"] and "HUBSPOT_ACCESS_TOKEN" in state["reason"]
+    assert "crm.objects.contacts.write" in state["reason"] and said in state["reason"]
+    assert "a-token-rotated-in-hubspot" not in state["reason"]
+    # WHEN the token is fixed and the pause ends THEN the waiting leads reach HubSpot, nothing else is sent again
+    crm.token, crm.missing_scopes = "", ()
+    assert switch.resume("hubspot")
+    again = [sqs_record(r["body"], router.arn, message_id=r["messageId"], receive_count=2) for r in event["Records"]]
+    assert router.run(sqs_event(again)) == []
+    assert sorted(crm.contacts) == [f"tk{n}@acme.com" for n in range(5)]
+    assert sinks.calls()["outreach"] == 5
+
+
 def test_a_ten_secondly_429_is_retried_and_does_not_pause_hubspot(
     pausable: tuple[Router, DestinationSwitch], sinks: Sinks, crm: HubSpotSim
 ) -> None:

@@ -14,6 +14,7 @@ import requests
 from clay_pipeline.models import EnrichedLead
 from local.clay_sim import (
     AUTH_HEADER,
+    MESSY_COLUMNS,
     CallbackAuth,
     ClaySimulator,
     RetryPolicy,
@@ -287,3 +288,26 @@ def test_resends_are_called_back_later_and_each_version_recorded(make_sim: Any) 
     versions = {c.kind: c.body_digest for c in sim.callbacks}
     assert versions["resend"] == versions["row"]
     assert len({c.body_digest for c in sim.callbacks}) == 5
+
+
+@pytest.mark.parametrize(("columns", "warned"), [(c, i >= 3) for i, c in enumerate(MESSY_COLUMNS)])
+def test_each_messy_column_set_reads_as_the_simulator_says(columns: dict[str, str], warned: bool) -> None:
+    # GIVEN a row enriched as usual, then given one set of messy columns
+    row = {**enrich({"lead_id": "ld_messy", "email": "m@acme.com"}, "2026-05-01T10:00:00Z"), **columns}
+    # WHEN the callback's model reads it THEN the first sets are understood, the last ones named in warnings
+    lead = EnrichedLead.read(row)
+    assert bool(lead.warnings) is warned
+    assert {w["field"] for w in lead.warnings} <= set(columns)
+
+
+def test_a_messy_share_sends_messy_columns_for_those_rows_only(make_sim: Any, http_stub: StubServer) -> None:
+    sim = make_sim(messy_share=0.5, burst=100.0)
+    webhook = sim.create_webhook()
+    for n in range(40):
+        assert post(webhook, {"lead_id": f"ld_m{n}", "email": f"m{n}@acme.com"}).status_code == 200
+    wait_until_done(sim)
+    bodies = {json.loads(r.body)["lead_id"]: json.loads(r.body) for r in http_stub.requests}
+    assert 8 < len(sim.messy) < 32
+    for lead_id, body in bodies.items():
+        messy = any(all(body.get(k) == v for k, v in columns.items()) for columns in MESSY_COLUMNS)
+        assert messy is (lead_id in sim.messy), lead_id

@@ -14,6 +14,7 @@ from clay_pipeline.destinations import DELIVERED, HttpClient, Status
 from clay_pipeline.hubspot import (
     ACCOUNT_PATH,
     READ_PATH,
+    REQUIRED_SCOPES,
     UPSERT_PATH,
     Contact,
     ContactMapping,
@@ -210,12 +211,34 @@ def test_a_read_timeout_on_the_upsert_is_retryable(server: StubServer) -> None:
     assert result.status is Status.RETRYABLE
 
 
-@pytest.mark.parametrize(("status", "expected"), [(401, Status.PERMANENT), (502, Status.RETRYABLE)])
+@pytest.mark.parametrize(("status", "expected"), [(401, Status.PAUSED), (403, Status.PAUSED), (502, Status.RETRYABLE)])
 def test_a_failed_call_fails_every_contact_without_splitting(server: StubServer, status: int, expected: Status) -> None:
     server.script(READ_PATH, Reply(status, {"status": "error", "message": "no", "category": "INVALID_AUTHENTICATION"}))
     results = HubSpotContacts(HttpClient(), server.url).upsert(contacts("a@x.com", "b@x.com"), timeout=5)
     assert {result.status for result in results.values()} == {expected}
     assert server.received(UPSERT_PATH) == []
+
+
+@pytest.mark.parametrize(
+    ("refuse", "reason", "words"),
+    [
+        ({"token": "another-token"}, "hubspot_token_refused", "refused HUBSPOT_ACCESS_TOKEN (401"),
+        ({"missing_scopes": ("crm.objects.contacts.write",)}, "hubspot_scopes_missing", "lack of a scope (403)"),
+    ],
+)
+def test_a_refused_token_is_a_pause_naming_the_setting_and_the_scopes(
+    server: StubServer, crm: HubSpotSim, refuse: dict[str, Any], reason: str, words: str
+) -> None:
+    # GIVEN HubSpot refusing the app's token or one of its scopes
+    for name, value in refuse.items():
+        setattr(crm, name, value)
+    results = HubSpotContacts(HttpClient(), server.url).upsert(contacts("a@x.com", "b@x.com"), timeout=5)
+    # THEN every contact is paused for a 15-minute re-check, with what to fix, after one refused call
+    assert {(r.status, r.reason, r.retry_after) for r in results.values()} == {(Status.PAUSED, reason, 900)}
+    [detail] = {r.detail for r in results.values()}
+    assert words in detail and "HUBSPOT_ACCESS_TOKEN" in detail
+    assert all(scope in detail for scope in REQUIRED_SCOPES)
+    assert len(server.received(READ_PATH)) == 1 and server.received(UPSERT_PATH) == []
 
 
 def test_an_error_naming_no_input_retries_the_unconfirmed_ones() -> None:

@@ -49,6 +49,18 @@ def test_unknown_deliveries_raise_an_alarm_on_the_metric_the_router_emits() -> N
     assert emitted()["DeliveryUnknown"] >= {frozenset({"service"})}
 
 
+def test_a_destination_the_router_pauses_raises_an_alarm_on_every_dimension_set_it_emits() -> None:
+    # GIVEN the alarm's Metrics Insights query (one series across every destination and reason)
+    alarm = load_template()["Resources"]["DestinationAutoPausedAlarm"]["Properties"]
+    [query] = [metric for metric in alarm["Metrics"] if metric.get("ReturnData")]
+    found = re.fullmatch(r"SELECT SUM\((\w+)\) FROM SCHEMA\(ClayPipeline, ([\w, ]+)\)", query["Expression"])
+    assert found, query["Expression"]
+    # THEN it reads the metric the router counts, with exactly the dimensions it counts it with
+    name, dimensions = found.group(1), frozenset(found.group(2).split(", "))
+    assert emitted()[name] == {dimensions} == {frozenset({"destination", "reason", "service"})}
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+
+
 def emitted() -> dict[str, set[frozenset[str]]]:
     """Each metric the code counts by a literal name, with the dimension sets it is published with (Powertools
     adds service to every one). Names built at run time (f"{name}Rejected") are not found here."""

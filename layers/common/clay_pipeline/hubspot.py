@@ -18,6 +18,12 @@ What HubSpot documents, and what this module does with it:
   for every input that sends it: that is a setup problem, not a bad contact. It becomes a PAUSED
   result naming the property and the command that creates it (`clay-pipeline hubspot setup`, which
   uses `properties_plan`); the router pauses HubSpot and re-checks after RECHECK_SECONDS.
+- 401 (the token is invalid: revoked, rotated or mistyped) and 403 (the private app lacks a scope, category
+  `MISSING_SCOPES`) answer every contact alike (developers.hubspot.com/docs/api/error-handling, "401
+  Unauthorized", "403 Forbidden"): a setup problem, not a bad contact. Each becomes a PAUSED result naming
+  HUBSPOT_ACCESS_TOKEN and the scopes the app needs (REQUIRED_SCOPES: the contacts batch read and upsert,
+  and the setup command's property calls); the router pauses HubSpot and re-checks after RECHECK_SECONDS,
+  so the leads wait in RoutingQueue instead of each being dead-lettered.
 - 429 bodies name their policy (`policyName`): `TEN_SECONDLY_ROLLING` is retried after a short wait;
   `DAILY` stops every call until the daily limit resets, which HubSpot's usage guidelines put at
   midnight in the account's time zone. The account's UTC offset comes from
@@ -69,6 +75,15 @@ DAILY_POLICY = "DAILY"
 DAILY_LIMIT = "hubspot_daily_limit"
 PROPERTY_MISSING = "hubspot_property_missing"
 PROPERTY_MISSING_CODE = "PROPERTY_DOESNT_EXIST"
+TOKEN_REFUSED = "hubspot_token_refused"  # noqa: S105 - a reason, not a secret (401)
+SCOPES_MISSING = "hubspot_scopes_missing"  # 403
+# The private app's scopes: contacts read and write (batch read, upsert), contact schemas (the setup command).
+REQUIRED_SCOPES = (
+    "crm.objects.contacts.read",
+    "crm.objects.contacts.write",
+    "crm.schemas.contacts.read",
+    "crm.schemas.contacts.write",
+)
 RECHECK_SECONDS = 900  # a pause whose end is not known is re-checked this often
 RESET_MARGIN_SECONDS = 120  # past midnight before trying again: clocks differ
 OUT_OF_TIME = DeliveryResult(Status.RETRYABLE, "out_of_time")
@@ -402,6 +417,8 @@ def refusal(result: DeliveryResult, body: Any) -> DeliveryResult:
         return DeliveryResult(Status.RETRYABLE, result.reason, result.retry_after, result.detail)
     if not isinstance(body, dict):
         return result
+    if result.reason in ("rejected_401", "rejected_403"):
+        return access_refused(result.reason == "rejected_401", body)
     if body.get("policyName") == DAILY_POLICY:  # only HubSpot's 429s carry a policyName
         return DeliveryResult(Status.PAUSED, DAILY_LIMIT, None, short_text(body.get("message")))
     missing = missing_properties(body)
@@ -410,6 +427,24 @@ def refusal(result: DeliveryResult, body: Any) -> DeliveryResult:
     category = str(body.get("category") or "").lower()
     reason = f"hubspot_{category}" if category and result.status is Status.PERMANENT else result.reason
     return DeliveryResult(result.status, reason, result.retry_after, short_text(body.get("message")) or result.detail)
+
+
+def access_refused(unauthorized: bool, body: Any) -> DeliveryResult:
+    """HubSpot refused the token (401) or its scopes (403): pause, naming the setting and the scopes to fix."""
+    scopes = ", ".join(REQUIRED_SCOPES)
+    message = short_text(body.get("message")) if isinstance(body, dict) else ""
+    said = f". HubSpot said: {message}" if message else ""
+    if unauthorized:
+        detail = (
+            "HubSpot refused HUBSPOT_ACCESS_TOKEN (401: revoked, rotated or mistyped): put the private app's current"
+            f" access token in the setting (it needs the scopes {scopes})"
+        )
+        return DeliveryResult(Status.PAUSED, TOKEN_REFUSED, RECHECK_SECONDS, detail + said)
+    detail = (
+        f"HubSpot refused a call for lack of a scope (403): grant the private app behind HUBSPOT_ACCESS_TOKEN the"
+        f" scopes {scopes}"
+    )
+    return DeliveryResult(Status.PAUSED, SCOPES_MISSING, RECHECK_SECONDS, detail + said)
 
 
 def property_missing(names: list[str]) -> DeliveryResult:
