@@ -16,7 +16,7 @@ help:
 	@echo "make run                 run the whole pipeline locally (ARGS=--serve keeps it up for curl and send)"
 	@echo "make test                lint, type-check, template checks and every test"
 	@echo "make unit, make integration, make e2e   one layer of tests (ARGS= goes to pytest)"
-	@echo "make bench               benchmarks that print figures (bench/RESULTS.md)"
+	@echo "make bench               benchmarks that print figures (bench/RESULTS.md; builds the artifact with sam)"
 	@echo "make build               sam build (installs SAM CLI into .venv-tools if needed)"
 	@echo "make deploy-guided       first deploy: sam deploy --guided, answers saved as [ENV] (default dev)"
 	@echo "make deploy              sam deploy --config-env ENV (ENV=dev by default, ENV=prod)"
@@ -113,7 +113,7 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	$(PY) -m pytest -m e2e $(ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) $(TOOLS)/sam/.installed
 	$(PY) bench/run_all.py $(ARGS)
 
 # Re-pin every transitive dependency after changing a top-level pin.

@@ -29,7 +29,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import json
 import math
+import os
 import threading
 import time
 from collections import Counter, defaultdict
@@ -45,16 +48,25 @@ from clay_pipeline.aws import client
 from clay_pipeline.router import WEBHOOK_FAN_OUT
 from clay_pipeline.stores import from_item, item_size
 from local.aws import function_environment
-from local.template import functions, parameter_defaults, sqs_batch_size
+from local.template import functions, parameter_defaults, resources_of_type, sqs_batch_size
 
 # -- prices: AWS public on-demand list prices, us-east-1, as published on 2026-11-22 ----------------
 # https://aws.amazon.com/lambda/pricing/ (arm64: $0.0000133334 per GB-s, first 7.5B GB-s a month;
-#   $0.20 per 1M requests), https://aws.amazon.com/api-gateway/pricing/ (HTTP API: $1.00 per 1M
-#   requests, first 300M a month), https://aws.amazon.com/sqs/pricing/ (standard queue: $0.40 per
-#   1M requests, each 64 KB chunk a request, a batch of up to 10 one request),
-#   https://aws.amazon.com/dynamodb/pricing/on-demand/ ($0.625 per 1M write request units,
-#   $0.125 per 1M read request units, since the November 2024 price cut),
-#   https://aws.amazon.com/cloudwatch/pricing/ (logs ingestion $0.50 per GB).
+#   $0.20 per 1M requests; the INIT phase is billed as duration since 2025-08-01),
+#   https://aws.amazon.com/api-gateway/pricing/ (HTTP API: $1.00 per 1M requests, first 300M a month),
+#   https://aws.amazon.com/sqs/pricing/ (standard queue: $0.40 per 1M requests, each 64 KB chunk a
+#   request, a batch of up to 10 one request),
+#   https://aws.amazon.com/dynamodb/pricing/on-demand/ ($0.625 per 1M write request units, $0.125 per
+#   1M read request units since the November 2024 price cut; Standard table class storage $0.25 per
+#   GB-month, each item's size plus 100 bytes of overhead; continuous backups (PITR) $0.20 per GB-month),
+#   https://aws.amazon.com/cloudwatch/pricing/ (Logs: ingestion $0.50 per GB (Standard class),
+#   archival $0.03 per GB-month; metrics: $0.30 per custom metric a month (first 10,000), EMF
+#   metrics are log lines, billed as ingestion too; alarms: $0.10 per standard-resolution alarm
+#   metric a month; dashboards: $3.00 per dashboard a month),
+#   https://aws.amazon.com/xray/pricing/ ($5.00 per 1M traces recorded, $0.50 per 1M traces
+#   retrieved or scanned), https://aws.amazon.com/secrets-manager/pricing/ ($0.40 per secret a
+#   month, $0.05 per 10,000 API calls), https://aws.amazon.com/kms/pricing/ ($1.00 per customer
+#   managed key a month; the alarm topic's few requests are within the free 20,000 a month).
 # Free tiers are ignored. Checked against third-party mirrors of the Lambda arm64 rate
 # (1333340e-10 per GB-s) and DynamoDB's on-demand rates; update here when AWS changes them.
 PRICES_DATE = "2026-11-22"
@@ -64,7 +76,18 @@ HTTP_API_REQUEST = 1.00 / 1e6
 SQS_REQUEST = 0.40 / 1e6
 DYNAMODB_WRU = 0.625 / 1e6
 DYNAMODB_RRU = 0.125 / 1e6
+DYNAMODB_STORAGE_GB_MONTH = 0.25
+DYNAMODB_PITR_GB_MONTH = 0.20
+DYNAMODB_ITEM_OVERHEAD = 100  # bytes DynamoDB adds to each item's (and each index entry's) billed size
 LOGS_GB = 0.50
+LOGS_ARCHIVE_GB_MONTH = 0.03
+CUSTOM_METRIC_MONTH = 0.30
+ALARM_METRIC_MONTH = 0.10
+DASHBOARD_MONTH = 3.00
+XRAY_TRACE = 5.00 / 1e6
+KMS_KEY_MONTH = 1.00
+SECRET_MONTH = 0.40
+SECRET_CALL = 0.05 / 10_000
 # Provisioned capacity (https://aws.amazon.com/dynamodb/pricing/provisioned/, same date): $0.00065
 # per WCU-hour and $0.00013 per RCU-hour. A unit used at the auto scaling target utilisation
 # carries 3600 x utilisation requests an hour; the template uses on-demand, so this is a what-if
@@ -72,15 +95,54 @@ LOGS_GB = 0.50
 DYNAMODB_WCU_HOUR = 0.00065
 DYNAMODB_RCU_HOUR = 0.00013
 PROVISIONED_UTILISATION = 0.7
-DEFAULTS_TARGET = 6.0  # USD per million leads, template defaults (issue 14)
+DEFAULTS_TARGET = 6.0  # USD per million leads, template defaults, the whole bill (issue 23)
 HIGH_VOLUME_TARGET = 4.0  # USD per million leads, the documented high-volume profile
 BULK_LEADS_PER_REQUEST = 100  # POST /leads with {"leads": [...]}: the documented path for integrations
 BIG_ROW_EXTRA_KB = 1.5  # what-if: enriched rows of about 2 KB instead of the run's ~0.5 KB
+HOURS_PER_MONTH = 730
+SMALL_VOLUME = 1_000_000  # leads a month: the fixed costs spread over a small user's volume too
 
 # -- assumptions for the duration model ---------------------------------------------------------
 FULL_VCPU_MB = 1769  # Lambda gives one full vCPU at 1769 MB, proportionally less below
 ASSUMED_AWS_ROUND_TRIP = {"dynamodb": 0.006, "sqs": 0.010, "secretsmanager": 0.020}  # seconds, in-region
 ASSUMED_HTTP_ROUND_TRIP = {"clay": 0.300, "hubspot": 0.400, "webhook": 0.200}  # seconds, over the internet
+# Lambda CPU: the handlers' CPU in the run is expressed in units of a fixed calibration workload run in the
+# same process before and after the drive (calibration_cpu), times what that workload took on the machine the
+# figures were first taken on. A busy or slower host stretches both alike, so the bill does not follow the host.
+CALIBRATION_SECONDS = 0.020  # calibration_cpu() on the 2-core Xeon of bench/RESULTS.md, 2026-12-06
+# Cold starts (the INIT phase is billed): each function keeps this many instances at the reference rate (the
+# sender SenderMaxConcurrency), each replaced this often (Lambda does not document an environment's lifetime;
+# hours is what is commonly observed), each init taking the built artifact's CPU (bench/cold_start.py).
+ASSUMED_ENVIRONMENT_HOURS = 2.0
+INIT_CPU_SECONDS = 0.40  # import + clients at one full vCPU, the slowest function (bench/cold_start.py, rounded up)
+# X-Ray with Tracing Active: Lambda samples each function's invocations with X-Ray's default rule, 1 a second
+# then 5 % (Lambda does not apply custom sampling rules; HTTP APIs do not trace), modelled per function.
+XRAY_RESERVOIR_PER_SECOND = 1.0
+XRAY_FIXED_RATE = 0.05
+# Idle queue polling: Lambda long-polls (20 s) each SQS event source with about five pollers.
+SQS_IDLE_POLLERS = 5
+SQS_IDLE_REQUESTS_PER_POLLER_MINUTE = 3
+SECRET_CACHE_SECONDS = 300  # config.py's cache: one GetSecretValue per warm instance per 5 minutes
+# Lambda's platform log lines with LogFormat JSON, as documented (monitoring-cloudwatchlogs-logformat):
+# platform.start and platform.report per invocation (SystemLogLevel INFO; WARN drops them).
+PLATFORM_LINES = (
+    '{"time":"2026-12-06T10:00:00.000Z","type":"platform.start","record":{"requestId":'
+    '"6d68ca91-49c9-448d-89b8-7ca3e6dc66aa","version":"$LATEST"}}',
+    '{"time":"2026-12-06T10:00:00.025Z","type":"platform.report","record":{"requestId":'
+    '"6d68ca91-49c9-448d-89b8-7ca3e6dc66aa","metrics":{"durationMs":24.81,"billedDurationMs":25,'
+    '"memorySizeMB":128,"maxMemoryUsedMB":62},"tracing":{"spanId":"1b2c3d4e5f607182","type":"X-Amzn-Trace-Id",'
+    '"value":"Root=1-6752cc1a-0bb7d2e63e4f1a2b3c4d5e6f;Parent=1b2c3d4e5f607182;Sampled=0"},"status":"success"}}',
+)
+LAMBDA_TRACE_HEADER = "Root=1-6752cc1a-0bb7d2e63e4f1a2b3c4d5e6f;Parent=1b2c3d4e5f607182;Sampled=0"
+PLATFORM_LOG_BYTES = sum(len(line) + 1 for line in PLATFORM_LINES)
+ACCESS_LOG_VALUES = {  # what HttpApi's access log format expands to for a typical callback
+    "$context.requestId": "JjzJ1gLgoAMEV3Q=",
+    "$context.identity.sourceIp": "203.0.113.10",
+    "$context.routeKey": "POST /clay/callback",
+    "$context.status": "200",
+    "$context.responseLatency": "24",
+    "$context.integrationErrorMessage": "-",
+}
 
 WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem"})
 READ_OPERATIONS = frozenset({"GetItem"})
@@ -200,17 +262,73 @@ class Meter:
 
 
 class CountingSink:
-    """A write-only stream that counts bytes (what CloudWatch Logs would ingest)."""
+    """A write-only stream that counts bytes (what CloudWatch Logs would ingest): log lines and EMF metric lines
+    apart, by the function running (`current`), and the distinct custom metrics the EMF lines publish."""
 
     def __init__(self) -> None:
         self.bytes = 0
+        self.metric_bytes = 0
+        self.current = POLLER
+        self.by_function: Counter[str] = Counter()
+        self.metrics: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
 
     def write(self, text: str) -> int:
-        self.bytes += len(text.encode())
+        size = len(text.encode())
+        if '"_aws"' in text:
+            self.metric_bytes += size
+            self._publish(text)
+        else:
+            self.bytes += size
+            self.by_function[self.current] += size
         return len(text)
+
+    def _publish(self, text: str) -> None:
+        document = json.loads(text)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for dimension_set in directive["Dimensions"]:
+                dimensions = tuple((name, str(document.get(name))) for name in dimension_set)
+                for metric in directive["Metrics"]:
+                    self.metrics.add((directive["Namespace"], metric["Name"], dimensions))
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
 
     def flush(self) -> None:
         return None
+
+
+def calibration_cpu(rounds: int = 5) -> float:
+    """CPU seconds of a fixed workload (JSON, hashing, dicts: the handlers' kind of work), median of `rounds`."""
+    lead = {"email": "jane@acme.com", "first_name": "Jane", "company": "Acme", "icp_score": 85, "tags": ["a", "b"]}
+    samples = []
+    for _ in range(rounds):
+        started = time.thread_time()
+        for number in range(3000):
+            text = json.dumps({**lead, "n": number}, sort_keys=True)
+            hashlib.sha256(text.encode()).hexdigest()
+            json.loads(text)
+        samples.append(time.thread_time() - started)
+    return sorted(samples)[rounds // 2]
+
+
+def stored_items(reader: Any, table_names: dict[str, str]) -> list[tuple[str, str, int, float | None]]:
+    """(table, key prefix, billed bytes, days until its TTL or None) of every item and index entry in the tables."""
+    now = time.time()
+    found = []
+    for table_id, name in table_names.items():
+        for page in reader.get_paginator("scan").paginate(TableName=name):
+            for raw in page["Items"]:
+                item = from_item(raw)
+                key = str(item.get("pk") or item.get("lead_key") or "")
+                prefix = key.split("#", 1)[0] + "#" if "#" in key else "<lead>"
+                expires = item.get("expires_at")
+                days = (float(expires) - now) / 86400 if expires is not None else None
+                found.append((table_id, prefix, item_size(item) + DYNAMODB_ITEM_OVERHEAD, days))
+                for attribute, (index, projected) in INDEXED.items():
+                    if attribute in item:
+                        entry = {field: item[field] for field in projected if field in item}
+                        found.append((f"{table_id} {index}", prefix, item_size(entry) + DYNAMODB_ITEM_OVERHEAD, days))
+    return found
 
 
 @dataclass
@@ -226,6 +344,12 @@ class Measured:
     hubspot_share: float  # leads upserted to HubSpot / leads
     write_sizes: list[tuple[str, str, str, str, int]] = field(default_factory=list)  # see Meter
     sweep: dict[str, float] = field(default_factory=dict)  # the stale sweep's reads: see measure_sweep
+    metric_bytes: int = 0  # EMF lines (metrics on, as deployed)
+    metrics: set[tuple[str, str, tuple[tuple[str, str], ...]]] = field(default_factory=set)  # distinct custom metrics
+    log_bytes_by_function: dict[str, int] = field(default_factory=dict)  # log line bytes (EMF apart)
+    calibration: float = CALIBRATION_SECONDS  # calibration_cpu() around the run
+    stored: list[tuple[str, str, int, float | None]] = field(default_factory=list)  # see stored_items
+    leads_stored: int = 0  # leads whose items `stored` holds (the warm-up's too)
 
 
 WARM_UP_LEADS = 20  # a first pass through every function, not measured: the run then bills warm invocations
@@ -267,6 +391,8 @@ def measure(
 
     # the template's log level: its bytes count
     pipeline = (pipeline or Pipeline(prefix="bench-cost", log_level="INFO")).start()
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"  # metrics on, as deployed: their EMF lines are logs too
+    os.environ["_X_AMZN_TRACE_ID"] = LAMBDA_TRACE_HEADER  # Lambda sets it (sampled or not); Powertools logs it
     sink = CountingSink()
     handler = logger.registered_handler
     previous = handler.setStream(sink)  # type: ignore[attr-defined]
@@ -276,21 +402,24 @@ def measure(
             drive(pipeline, WARM_UP_LEADS, "warm-up")
         pipeline.usage.clear()
         pipeline.web.clear()
-        sink.bytes = 0
+        sink.reset()
         meter = (meter or Meter()).install()
+        calibration = [calibration_cpu()]
         with contextlib.redirect_stdout(sink):
             original_invoke = pipeline.invoke
 
             def invoke(logical_id: str, event: dict[str, Any]) -> Any:
-                meter.current = logical_id
+                meter.current = sink.current = logical_id
                 try:
                     return original_invoke(logical_id, event)
                 finally:
-                    meter.current = POLLER
+                    meter.current = sink.current = POLLER
 
             pipeline.invoke = invoke  # type: ignore[method-assign]
             http = drive(pipeline, leads, "cost")
             sweep = measure_sweep(pipeline, meter) if drive is drive_table else {}  # table path's batch records
+        calibration.append(calibration_cpu())
+        tables = {name: pipeline.stack.table_names[name] for name in ("StateTable", "LeadsTable")}
         usage = pipeline.usage
         return Measured(
             leads=leads,
@@ -304,6 +433,12 @@ def measure(
             hubspot_share=len(pipeline.deliveries()["hubspot"]) / leads,
             write_sizes=meter.write_sizes,
             sweep=sweep,
+            metric_bytes=sink.metric_bytes,
+            metrics=sink.metrics,
+            log_bytes_by_function=dict(sink.by_function),
+            calibration=sum(calibration) / len(calibration),
+            stored=stored_items(meter._reader, tables),
+            leads_stored=leads + WARM_UP_LEADS,
         )
     finally:
         handler.setStream(previous)  # type: ignore[attr-defined]
@@ -358,6 +493,11 @@ class Scenario:
     extra_row_kb: float = 0.0  # enriched rows this much larger than the run's (every LeadsTable item grows)
     sender_batch_size: int = 0  # SenderFunction's own BatchSize when it differs from batch_size (the template's)
     routine: bool = False  # the routine path: the sender starts runs of a whole batch, no per-lead POSTs
+    tracing_active: bool = False  # TracingMode=Active: Lambda samples every function's invocations for X-Ray
+    platform_logs: bool = True  # SystemLogLevel INFO: Lambda's platform.start / platform.report lines per invocation
+    lead_retention_days: int = 90  # LeadRetentionDays: how long a lead's item is stored (0: kept, priced per year)
+    log_retention_days: int = 30  # LogRetentionDays
+    function_log_share: float = 1.0  # what-if: this share of the measured function log lines (metrics kept)
 
 
 def queue_consumer(logical_id: str) -> bool:
@@ -388,11 +528,19 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
         else:
             sqs += count / m.leads
     gb_seconds = 0.0
+    init_gb_seconds = 0.0
     per_function: dict[str, float] = {}
+    leads_per_hour = s.send_rate * 3600
     for name in m.invocations:
         spec = functions()[name]
         memory = s.memory_mb or spec.memory
-        cpu = m.cpu_seconds[name] / m.leads * max(1.0, FULL_VCPU_MB / memory)
+        share = max(1.0, FULL_VCPU_MB / memory)
+        # CPU in calibration units (CALIBRATION_SECONDS): the same on a quiet and a busy host
+        cpu = m.cpu_seconds[name] / m.calibration * CALIBRATION_SECONDS / m.leads * share
+        instances = s.sender_concurrency if name == "SenderFunction" else 1
+        init_gb_seconds += (
+            instances / ASSUMED_ENVIRONMENT_HOURS / leads_per_hour * INIT_CPU_SECONDS * share * memory / 1024
+        )
         # The intake's SendMessageBatch carries ten leads of a bulk request, one of a single-lead request.
         batched = min(10, s.leads_per_intake_request) / s.leads_per_intake_request if name == "IntakeFunction" else 1
         io = sum(
@@ -421,33 +569,199 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
             seconds = max(seconds, busy / s.send_rate)
         gb_seconds += seconds * memory / 1024
         per_function[name] = seconds * memory / 1024
+    api_requests = sum(invocations.get(name, 0) for name in HTTP_FUNCTIONS)
     return {
         "lambda_requests": sum(invocations.values()),
         "gb_seconds": gb_seconds,
+        "init_gb_seconds": init_gb_seconds,
         **{f"gb_seconds:{name}": value for name, value in per_function.items()},
-        "api_requests": sum(invocations.get(name, 0) for name in HTTP_FUNCTIONS),
+        "api_requests": api_requests,
         "sqs_requests": sqs,
         "wru": sum(units_by_write(m.write_sizes, s.extra_row_kb * 1024).values()) / m.leads,
         "rru": sum(m.rru.values()) / m.leads + sweep_per_lead(m),
-        "log_gb": m.log_bytes / m.leads / 1e9,
+        **observability_units(m, s, invocations, api_requests),
+        "storage_gb_months": storage_gb_months(m, s),
         "dynamodb_provisioned": float(s.dynamodb_provisioned),
     }
 
 
-def dollars_per_million(units: dict[str, float]) -> dict[str, float]:
-    million = 1e6
+def observability_units(
+    m: Measured, s: Scenario, invocations: dict[str, float], api_requests: float
+) -> dict[str, float]:
+    """Log bytes (function lines, EMF metric lines, platform and access lines), their archive, X-Ray traces per lead."""
+    lambda_requests = sum(invocations.values())
+    # EMF lines are written once per invocation: they scale with invocations, the log lines with leads.
+    metric_bytes = m.metric_bytes / m.leads * lambda_requests / max(1e-9, measured_requests(m))
+    # The intake logs per request (bulk requests carry many leads); the others per lead or per batch, as measured.
+    intake_share = invocations.get("IntakeFunction", 0) * m.leads / max(1, m.invocations.get("IntakeFunction", 0))
+    lines = sum(
+        size * (intake_share if name == "IntakeFunction" else 1) for name, size in m.log_bytes_by_function.items()
+    )
+    function_log_bytes = lines / m.leads * s.function_log_share + metric_bytes
+    platform_bytes = PLATFORM_LOG_BYTES * lambda_requests if s.platform_logs else 0.0
+    access_bytes = access_log_bytes() * api_requests
+    traces = 0.0
+    if s.tracing_active:
+        for per_lead_invocations in invocations.values():
+            rate = per_lead_invocations * s.send_rate  # invocations a second at the reference rate
+            reservoir = min(rate, XRAY_RESERVOIR_PER_SECOND)
+            traces += (reservoir + XRAY_FIXED_RATE * (rate - reservoir)) / s.send_rate
+    log_bytes = function_log_bytes + platform_bytes + access_bytes
+    return {
+        "function_log_bytes": function_log_bytes,
+        "metric_bytes": metric_bytes,
+        "platform_log_bytes": platform_bytes,
+        "access_log_bytes": access_bytes,
+        "log_archive_gb_months": log_bytes / 1e9 * s.log_retention_days / 30,
+        "xray_traces": traces,
+    }
+
+
+def measured_requests(m: Measured) -> float:
+    """Lambda invocations per lead in the measured run (one lead per intake request)."""
+    return sum(m.invocations.values()) / m.leads
+
+
+def access_log_bytes() -> int:
+    """One HTTP API access log line: the template's format with a typical callback's values."""
+    api = resources_of_type("AWS::Serverless::HttpApi")["HttpApi"]["Properties"]
+    line = str(api["AccessLogSettings"]["Format"])
+    for variable, value in sorted(ACCESS_LOG_VALUES.items(), key=lambda item: -len(item[0])):
+        line = line.replace(variable, value)
+    return len(line) + 1
+
+
+def storage_gb_months(m: Measured, s: Scenario) -> float:
+    """GB-months of table storage per lead: each item (and index entry) for as long as it is kept.
+
+    Items with a TTL are kept until it (DynamoDB deletes expired items within days, not counted); a lead's
+    LeadsTable item for LeadRetentionDays, or a year when kept for good (0: the figure grows by a twelfth
+    each month after). Items shared by all leads (pool, pacing, checkpoints) are per table, not per lead.
+    """
+    retention = s.lead_retention_days or 365
+    total = 0.0
+    for table, prefix, size, days in m.stored:
+        if table == "LeadsTable":
+            kept = retention
+        elif days is not None and prefix in ("dedupe#", "sent#", "run#", "run-done#", "run-webhook#"):
+            kept = max(0.0, days)
+        else:
+            continue
+        total += size / 1e9 * kept / 30
+    return total / m.leads_stored
+
+
+@dataclass(frozen=True)
+class LineItem:
+    """One line of the bill: what is counted, how many per lead, at what unit price."""
+
+    name: str
+    unit: str
+    per_lead: float
+    price: float  # USD per unit
+
+    @property
+    def per_million(self) -> float:
+        return self.per_lead * self.price * 1e6
+
+
+def bill(units: dict[str, float]) -> list[LineItem]:
+    """The variable bill, line by line, for one scenario's units per lead."""
     wru_price, rru_price = DYNAMODB_WRU, DYNAMODB_RRU
     if units["dynamodb_provisioned"]:
         wru_price = DYNAMODB_WCU_HOUR / (3600 * PROVISIONED_UTILISATION)
         rru_price = DYNAMODB_RCU_HOUR / (3600 * PROVISIONED_UTILISATION)
-    return {
-        "Lambda requests": units["lambda_requests"] * LAMBDA_REQUEST * million,
-        "Lambda GB-s": units["gb_seconds"] * LAMBDA_GB_SECOND * million,
-        "HTTP API": units["api_requests"] * HTTP_API_REQUEST * million,
-        "SQS": units["sqs_requests"] * SQS_REQUEST * million,
-        "DynamoDB writes": units["wru"] * wru_price * million,
-        "DynamoDB reads": units["rru"] * rru_price * million,
-    }
+    return [
+        LineItem("Lambda requests", "requests", units["lambda_requests"], LAMBDA_REQUEST),
+        LineItem("Lambda duration (modelled)", "GB-s", units["gb_seconds"], LAMBDA_GB_SECOND),
+        LineItem("Lambda init (cold starts, modelled)", "GB-s", units["init_gb_seconds"], LAMBDA_GB_SECOND),
+        LineItem("HTTP API requests", "requests", units["api_requests"], HTTP_API_REQUEST),
+        LineItem("SQS requests", "requests", units["sqs_requests"], SQS_REQUEST),
+        LineItem("DynamoDB writes", "WRU", units["wru"], wru_price),
+        LineItem("DynamoDB reads", "RRU", units["rru"], rru_price),
+        LineItem("DynamoDB storage", "GB-months", units["storage_gb_months"], DYNAMODB_STORAGE_GB_MONTH),
+        LineItem("DynamoDB PITR backups", "GB-months", units["storage_gb_months"], DYNAMODB_PITR_GB_MONTH),
+        LineItem("Logs: function lines", "bytes", units["function_log_bytes"] - units["metric_bytes"], LOGS_GB / 1e9),
+        LineItem("Logs: EMF metric lines", "bytes", units["metric_bytes"], LOGS_GB / 1e9),
+        LineItem("Logs: Lambda platform lines", "bytes", units["platform_log_bytes"], LOGS_GB / 1e9),
+        LineItem("Logs: HTTP API access lines", "bytes", units["access_log_bytes"], LOGS_GB / 1e9),
+        LineItem(
+            "Logs: archive (LogRetentionDays)", "GB-months", units["log_archive_gb_months"], LOGS_ARCHIVE_GB_MONTH
+        ),
+        LineItem("X-Ray traces recorded", "traces", units["xray_traces"], XRAY_TRACE),
+    ]
+
+
+def fixed_monthly(m: Measured, s: Scenario) -> list[tuple[str, str, float]]:
+    """(item, what is counted, USD a month) of what the stack costs whatever its volume."""
+    alarms = resources_of_type("AWS::CloudWatch::Alarm")
+    alarm_metrics = sum(
+        len([q for q in alarm["Properties"].get("Metrics", []) if "MetricStat" in q]) or 1
+        for alarm in alarms.values()
+        if alarm.get("Condition") is None or (alarm.get("Condition") == "IsProvisioned" and s.dynamodb_provisioned)
+    )
+    keys = resources_of_type("AWS::KMS::Key")
+    queues = [name for name in functions() if queue_source(name)]
+    instances = len(functions()) - 1 + s.sender_concurrency
+    secret_calls = instances * 3600 / SECRET_CACHE_SECONDS * HOURS_PER_MONTH
+    idle_polls = len(queues) * SQS_IDLE_POLLERS * SQS_IDLE_REQUESTS_PER_POLLER_MINUTE * 60 * HOURS_PER_MONTH
+    rows = [
+        (
+            "CloudWatch custom metrics",
+            f"{len(m.metrics)} metric and dimension sets the run published",
+            len(m.metrics) * CUSTOM_METRIC_MONTH,
+        ),
+        ("CloudWatch alarms", f"{len(alarms)} alarms, {alarm_metrics} metrics", alarm_metrics * ALARM_METRIC_MONTH),
+        ("CloudWatch dashboard", "1", DASHBOARD_MONTH),
+        ("KMS customer managed keys", f"{len(keys)} (the alarm topic's)", len(keys) * KMS_KEY_MONTH),
+        (
+            "Secrets Manager",
+            f"1 secret, {secret_calls:,.0f} GetSecretValue (one per warm instance per 5 min)",
+            SECRET_MONTH + secret_calls * SECRET_CALL,
+        ),
+        (
+            "SQS idle polling",
+            f"{len(queues)} event sources, {idle_polls:,.0f} empty receives",
+            idle_polls * SQS_REQUEST,
+        ),
+    ]
+    if s.dynamodb_provisioned:  # the floor auto scaling never goes under, whatever the volume
+        floor_wcu, floor_rcu = 2 * 5 + 2, 2 * 2 + 5  # TableWriteCapacityMin x 2 tables + SentByHour's, reads alike
+        rows.append(
+            (
+                "DynamoDB provisioned floor (below the reference volume)",
+                f"{floor_wcu} WCU, {floor_rcu} RCU",
+                (floor_wcu * DYNAMODB_WCU_HOUR + floor_rcu * DYNAMODB_RCU_HOUR) * HOURS_PER_MONTH,
+            )
+        )
+    return rows
+
+
+def queue_source(logical_id: str) -> bool:
+    return logical_id in ("SenderFunction", "RouterFunction", "RunCollectorFunction")
+
+
+def reference_volume(s: Scenario) -> float:
+    """Leads a month at the configured rate around the clock: the volume the fixed costs are spread over."""
+    return s.send_rate * 3600 * HOURS_PER_MONTH
+
+
+def total_per_million(m: Measured, s: Scenario, volume: float | None = None) -> float:
+    """The whole bill per million leads: the variable lines plus the fixed monthly costs spread over `volume`."""
+    volume = volume or reference_volume(s)
+    variable = sum(item.per_million for item in bill(per_lead(m, s)))
+    fixed = sum(cost for _, _, cost in fixed_monthly(m, s))
+    if s.dynamodb_provisioned and volume < reference_volume(s):
+        # under the floor's volume the provisioned capacity is the floor, not the per-request what-if
+        items = bill(per_lead(m, s))
+        variable -= sum(
+            item.per_million
+            for item in items
+            if item.name.startswith("DynamoDB w") or item.name.startswith("DynamoDB r")
+        )
+    else:
+        fixed -= sum(cost for name, _, cost in fixed_monthly(m, s) if name.startswith("DynamoDB provisioned floor"))
+    return variable + fixed / volume * 1e6
 
 
 def stale_lookup_note(m: Measured, writes: Counter[tuple[str, str, str, str]]) -> str:
@@ -469,6 +783,24 @@ def stale_lookup_note(m: Measured, writes: Counter[tuple[str, str, str, str]]) -
     )
 
 
+def template_scenario(mode: str, parameters: dict[str, str] | None = None) -> Scenario:
+    """The template's defaults (with `parameters` over them), leads in bulk intake requests."""
+    values = {**parameter_defaults(), **(parameters or {})}
+    routine = mode == "routine"
+    return Scenario(
+        "template defaults, leads in bulk requests" + (", routine path" if routine else ""),
+        sender_concurrency=int(values["SenderMaxConcurrency"]),
+        send_rate=float(values["ClaySendRatePerSecond"]),
+        sender_batch_size=sqs_batch_size("SenderFunction", {"ClayEnrichmentPath": mode}),
+        routine=routine,
+        leads_per_intake_request=BULK_LEADS_PER_REQUEST,
+        tracing_active=values["TracingMode"] == "Active",
+        platform_logs=values["SystemLogLevel"] != "WARN",
+        lead_retention_days=int(values["LeadRetentionDays"]),
+        log_retention_days=int(values["LogRetentionDays"]),
+    )
+
+
 def run(leads: int = 200, mode: str = "table") -> Section:
     """mode routine: ClayEnrichmentPath=routine, measured by routine_cost.py (runs of 100, webhook and poller)."""
     routine = mode == "routine"
@@ -478,29 +810,48 @@ def run(leads: int = 200, mode: str = "table") -> Section:
         m = measure_routine(leads)
     else:
         m = measure(leads)
-    defaults = parameter_defaults()
-    current = Scenario(
-        "template defaults, leads in bulk requests" + (", routine path" if routine else ""),
-        sender_concurrency=int(defaults.get("SenderMaxConcurrency", 2)),
-        send_rate=float(defaults.get("ClaySendRatePerSecond", 10)),
-        sender_batch_size=sqs_batch_size("SenderFunction", {"ClayEnrichmentPath": mode}),
-        routine=routine,
-        leads_per_intake_request=BULK_LEADS_PER_REQUEST,
-    )
+    current = template_scenario(mode)
     single = replace(
         current, name="template defaults, one lead per intake request (a web form)", leads_per_intake_request=1
     )
     high_volume = replace(
         current,
-        name="high-volume profile: TableBillingMode=PROVISIONED, FunctionMemorySize=128, bulk intake, steady load",
+        name="high-volume profile: TableBillingMode=PROVISIONED, FunctionMemorySize=128, LeadRetentionDays=30, "
+        "SystemLogLevel=WARN, bulk intake, steady load",
         memory_mb=128,
         dynamodb_provisioned=True,
         steady_load=True,  # the steady 10 rows/s that provisioned capacity is sized for
+        lead_retention_days=30,
+        platform_logs=False,
     )
     units = per_lead(m, current)
-    costs = dollars_per_million(units)
-    total = sum(costs.values())
-    logs = units["log_gb"] * LOGS_GB * 1e6
+    items = bill(units)
+    variable = sum(item.per_million for item in items)
+    fixed = fixed_monthly(m, current)
+    fixed_total = sum(cost for _, _, cost in fixed)
+    volume = reference_volume(current)
+    total = total_per_million(m, current)
+    rows: list[list[Any]] = [
+        [item.name, item.unit, f"{item.per_lead:.4g}", f"{item.price:.4g}", f"{item.per_million:.3f}"] for item in items
+    ]
+    rows += [
+        ["variable, per lead", "", "", "", f"{variable:.2f}"],
+        [
+            f"fixed, {fixed_total:.2f} USD a month over {volume / 1e6:.1f}M leads (the configured rate, all month)",
+            "",
+            "",
+            "",
+            f"{fixed_total / volume * 1e6:.3f}",
+        ],
+        ["total (Clay excluded)", "", "", "", f"{total:.2f}"],
+        [
+            f"total at {SMALL_VOLUME / 1e6:g}M leads a month (the fixed costs over fewer leads)",
+            "",
+            "",
+            "",
+            f"{total_per_million(m, current, SMALL_VOLUME):.2f}",
+        ],
+    ]
     per_function = {
         name: ", ".join(
             f"{service}:{operation} {count / m.leads:.2f}"
@@ -511,24 +862,6 @@ def run(leads: int = 200, mode: str = "table") -> Section:
         + (f"; RRU {m.rru[name] / m.leads:.2f}" if m.rru.get(name) else "")
         for name in (*m.invocations, POLLER)
     }
-    rows: list[list[Any]] = [
-        ["Lambda requests", f"{units['lambda_requests']:.3f}", f"{costs['Lambda requests']:.3f}"],
-        ["Lambda GB-s (modelled)", f"{units['gb_seconds']:.4f}", f"{costs['Lambda GB-s']:.3f}"],
-        *[
-            [
-                f"  of which {name}",
-                f"{units[f'gb_seconds:{name}']:.4f}",
-                f"{units[f'gb_seconds:{name}'] * LAMBDA_GB_SECOND * 1e6:.3f}",
-            ]
-            for name in m.invocations
-        ],
-        ["HTTP API requests", f"{units['api_requests']:.3f}", f"{costs['HTTP API']:.3f}"],
-        ["SQS requests", f"{units['sqs_requests']:.3f}", f"{costs['SQS']:.3f}"],
-        ["DynamoDB write request units", f"{units['wru']:.2f}", f"{costs['DynamoDB writes']:.3f}"],
-        ["DynamoDB read request units", f"{units['rru']:.2f}", f"{costs['DynamoDB reads']:.3f}"],
-        ["total (Clay excluded)", "", f"{total:.2f}"],
-        ["CloudWatch Logs ingestion (extra)", f"{m.log_bytes / m.leads:.0f} B", f"{logs:.3f}"],
-    ]
     alternatives = [
         current,
         single,
@@ -537,40 +870,51 @@ def run(leads: int = 200, mode: str = "table") -> Section:
         Scenario("batch 100 (needs a batching window)", batch_size=100),
         Scenario("memory 128 MB", memory_mb=128),
         Scenario("memory 512 MB", memory_mb=512),
-        Scenario("memory 1024 MB", memory_mb=1024),
         Scenario(f"DynamoDB provisioned, {PROVISIONED_UTILISATION:.0%} utilised", dynamodb_provisioned=True),
         Scenario("enriched rows 1.5 KB larger (a wide Clay table)", extra_row_kb=BIG_ROW_EXTRA_KB),
     ]
-    # Every what-if keeps the path and the template's sender batch; on the table path the batch what-ifs
-    # change the sender's batch with the router's (the routine path's sender always takes 100).
+    # Every what-if keeps the path, the template's sender batch and observability settings; on the table path
+    # the batch what-ifs change the sender's batch with the router's (the routine path's sender always takes 100).
     alternatives = [
-        replace(
-            scenario,
-            routine=routine,
-            sender_batch_size=scenario.batch_size
-            if scenario.name.startswith("batch ") and not routine
-            else current.sender_batch_size,
-        )
-        for scenario in alternatives
+        alternatives[0],
+        alternatives[1],
+        alternatives[2],
+        *[
+            replace(
+                scenario,
+                routine=routine,
+                tracing_active=current.tracing_active,
+                platform_logs=current.platform_logs,
+                lead_retention_days=current.lead_retention_days,
+                log_retention_days=current.log_retention_days,
+                send_rate=current.send_rate,
+                sender_concurrency=current.sender_concurrency,
+                sender_batch_size=scenario.batch_size
+                if scenario.name.startswith("batch ") and not routine
+                else current.sender_batch_size,
+            )
+            for scenario in alternatives[3:]
+        ],
     ]
     # The what-ifs change one thing from the measured run (one lead per intake request) unless they say so.
     alternative_rows = []
     totals: dict[str, float] = {}
     for scenario in alternatives:
         scenario_units = per_lead(m, scenario)
-        scenario_costs = dollars_per_million(scenario_units)
-        totals[scenario.name] = sum(scenario_costs.values())
+        lines = {item.name: item.per_million for item in bill(scenario_units)}
+        totals[scenario.name] = total_per_million(m, scenario)
         alternative_rows.append(
             [
                 scenario.name,
                 f"{scenario_units['lambda_requests']:.2f}",
                 f"{scenario_units['gb_seconds']:.4f}",
                 f"{scenario_units['sqs_requests']:.2f}",
-                f"{scenario_costs['Lambda requests'] + scenario_costs['Lambda GB-s']:.2f}",
-                f"{scenario_costs['DynamoDB writes'] + scenario_costs['DynamoDB reads']:.2f}",
-                f"{sum(scenario_costs.values()):.2f}",
+                f"{sum(v for k, v in lines.items() if k.startswith('Lambda')):.2f}",
+                f"{lines['DynamoDB writes'] + lines['DynamoDB reads']:.2f}",
+                f"{totals[scenario.name]:.2f}",
             ]
         )
+    lever_rows = lever_table(m, current)
     from harness import table
 
     enrichment = "runs of 100 items, each with one signed webhook and one poll" if routine else "one callback each"
@@ -584,8 +928,28 @@ def run(leads: int = 200, mode: str = "table") -> Section:
     )
     lead_items = [size / 1024 for _, table_name, _, _, size in m.write_sizes if table_name == "LeadsTable"]
     big_row = f"+{BIG_ROW_EXTRA_KB:g} KB rows"
+    log_lines = ", ".join(
+        f"{name} {m.log_bytes_by_function.get(name, 0) / m.leads:.0f}" for name in (*m.invocations, POLLER)
+    )
+    lead_sizes = [row[2] for row in m.stored if row[0] == "LeadsTable"]
     notes = [stale_lookup_note(m, writes)] if m.sweep else []
     notes += [
+        "fixed monthly costs, spread over the leads of the month:\n\n"
+        + table(["item", "counted", "USD a month"], [[name, what, f"{cost:.2f}"] for name, what, cost in fixed]),
+        "levers, each measured or modelled on this run with only it changed (before: as the template was before "
+        "issue 23):\n\n" + table(["lever", "before", "after", "USD per million, before", "after"], lever_rows),
+        f"logs per lead, measured from what the handlers wrote with metrics on: {m.log_bytes / m.leads:.0f} B of log "
+        f"lines and {m.metric_bytes / m.leads:.0f} B of EMF metric lines (one lead per request); by function, "
+        f"bytes per lead: {log_lines}; platform lines {PLATFORM_LOG_BYTES} B per invocation (platform.start and "
+        f"platform.report as Lambda documents them), access lines {access_log_bytes()} B per HTTP API request (the "
+        "template's format)",
+        f"X-Ray: {'Active' if current.tracing_active else 'PassThrough'} tracing; with Active, each function's "
+        f"invocations at the reference rate are sampled {XRAY_RESERVOIR_PER_SECOND:g} a second, then "
+        f"{XRAY_FIXED_RATE:.0%} (X-Ray's default rule, which Lambda applies; it does not apply custom sampling "
+        "rules and HTTP APIs do not trace, so PassThrough records nothing unless a caller sampled)",
+        f"storage: LeadsTable items for LeadRetentionDays ({current.lead_retention_days or 'kept; a year shown'}), "
+        "StateTable dedupe marks and batch records until their TTL, each item's size + 100 B, the SentByHour index "
+        f"entries too; {len(lead_sizes)} lead items, {sum(lead_sizes) / max(1, len(lead_sizes)):.0f} B on average",
         "DynamoDB writes per lead (WRU, billed by item size: one unit per started KB of the larger of the item "
         f"before and after the write; the run's LeadsTable items {sum(lead_items) / max(1, len(lead_items)):.2f} KB "
         f"on average, {max(lead_items, default=0):.2f} KB at most; the last column with every enriched row "
@@ -594,41 +958,66 @@ def run(leads: int = 200, mode: str = "table") -> Section:
         f"{m.leads} leads, one per intake request, {enrichment}; invocations: "
         + ", ".join(f"{name} {count}" for name, count in m.invocations.items()),
         "calls per lead by function: " + " | ".join(f"{name}: {text}" for name, text in per_function.items() if text),
-        f"prices: us-east-1 on-demand list prices as of {PRICES_DATE} (Lambda arm64 $0.0000133334/GB-s and "
-        "$0.20/M requests, HTTP API $1.00/M, SQS $0.40/M, DynamoDB $0.625/M WRU and $0.125/M RRU, logs $0.50/GB; "
-        "provisioned what-if: $0.00065/WCU-hour, $0.00013/RCU-hour); free tiers ignored",
-        f"duration model: run CPU x {FULL_VCPU_MB}/memory (vCPU share) + assumed round trips "
+        f"prices: us-east-1 list prices as of {PRICES_DATE}, cited in bench/cost_model.py (the unit price column); "
+        "provisioned what-if: $0.00065/WCU-hour, $0.00013/RCU-hour at "
+        f"{PROVISIONED_UTILISATION:.0%} utilisation; free tiers ignored",
+        f"duration model: handler CPU in units of a calibration workload (this run: {m.calibration * 1000:.1f} ms, "
+        f"priced as {CALIBRATION_SECONDS * 1000:.0f} ms) x {FULL_VCPU_MB}/memory (vCPU share) + assumed round trips "
         f"{ASSUMED_AWS_ROUND_TRIP} and {ASSUMED_HTTP_ROUND_TRIP} s; sender at least SenderMaxConcurrency / rate "
         "per lead (a backlog: every sender instance waits its turn for a pacing slot, and the wait is billed), "
-        "1 / rate at a steady load (one instance busy)",
-        "not per lead: idle SQS long polls (about 5 pollers x 3 requests/min per queue, ~$0.35 a month each), "
-        "Secrets Manager (one GetSecretValue per instance per 5 minutes), alarms and custom metrics (per month)",
-        "what batch size, memory, bulk intake and DynamoDB capacity mode change:\n\n"
+        f"1 / rate at a steady load; init: {INIT_CPU_SECONDS} s of vCPU per cold start, one instance per function "
+        f"(the sender SenderMaxConcurrency) replaced every {ASSUMED_ENVIRONMENT_HOURS:g} h",
+        "what batch size, memory, bulk intake and DynamoDB capacity mode change (whole bill, fixed costs at the "
+        "reference volume):\n\n"
         + table(
             ["scenario", "Lambda req/lead", "GB-s/lead", "SQS req/lead", "Lambda $/M", "DynamoDB $/M", "total $/M"],
             alternative_rows,
         ),
     ]
     return Section(
-        title=f"Cost model{', routine path' if routine else ''} (per lead, and USD per million leads; "
+        title=f"Cost model, the whole bill{', routine path' if routine else ''} (per lead, and USD per million leads; "
         f"prices of {PRICES_DATE})",
-        headers=["item", "per lead", "USD per million leads"],
+        headers=["item", "unit", "per lead", "USD per unit", "USD per million leads"],
         rows=rows,
         targets=[
             Target(
-                f"template defaults at most {DEFAULTS_TARGET:g} USD per million leads (leads in bulk requests, "
-                "Clay excluded)",
+                f"template defaults at most {DEFAULTS_TARGET:g} USD per million leads, whole bill (leads in bulk "
+                "requests, Clay excluded)",
                 total <= DEFAULTS_TARGET,
                 f"({total:.2f} USD; one lead per request: {totals[single.name]:.2f})",
             ),
             Target(
-                f"high-volume profile at most {HIGH_VOLUME_TARGET:g} USD per million leads",
+                f"high-volume profile at most {HIGH_VOLUME_TARGET:g} USD per million leads, whole bill",
                 totals[high_volume.name] <= HIGH_VOLUME_TARGET,
-                f"({totals[high_volume.name]:.2f} USD)",
+                f"({totals[high_volume.name]:.2f} USD; at {SMALL_VOLUME / 1e6:g}M leads a month: "
+                f"{total_per_million(m, high_volume, SMALL_VOLUME):.2f})",
             ),
         ],
         notes=notes,
     )
+
+
+def lever_table(m: Measured, current: Scenario) -> list[list[str]]:
+    """The whole bill's levers: each setting before issue 23 (or now) against the change, all else as now."""
+    levers: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = [
+        ("TracingMode", "Active (before)", {"tracing_active": True}, "PassThrough (default)", {}),
+        ("LeadRetentionDays", "kept for good (before; a year shown)", {"lead_retention_days": 0}, "90 (default)", {}),
+        ("LeadRetentionDays", "90 (default)", {}, "30 (high-volume profile)", {"lead_retention_days": 30}),
+        ("SystemLogLevel", "INFO (default)", {}, "WARN (high-volume profile)", {"platform_logs": False}),
+        ("LogRetentionDays", "30 (default)", {}, "7", {"log_retention_days": 7}),
+    ]
+    rows = []
+    for name, before_label, before, after_label, after in levers:
+        rows.append(
+            [
+                name,
+                before_label,
+                after_label,
+                f"{total_per_million(m, replace(current, **before)):.2f}",
+                f"{total_per_million(m, replace(current, **after)):.2f}",
+            ]
+        )
+    return rows
 
 
 def main() -> None:

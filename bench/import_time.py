@@ -1,6 +1,6 @@
 """Cold start by package: which imports a function's init spends its time on (`python -X importtime`).
 
-The children are cold_start.py's `+ clients` children (same layer, runtime and environment), for
+The children are cold_start.py's `+ clients` children of the built artifact (same layout and environment), for
 the functions with the most imports, plus the imports the functions keep out of init.
 
     python bench/import_time.py [--runs 3]
@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import Any
 
-from cold_start import Variant, ensure_layer, variants
+from cold_start import Variant, built_layout, variants
 from harness import Section, median
 
 PROFILED = ("CallbackFunction", "RouterFunction", "SenderFunction")
@@ -55,9 +55,8 @@ def medians(samples: list[dict[str, float]]) -> dict[str, float]:
 
 def run(runs: int = 3) -> Section:
     """The largest top-level imports of the heaviest functions, and of the imports kept out of init."""
-    ensure_layer()
-    chosen = variants()
-    for variant in chosen:  # warm-up: bytecode and page cache, as cold_start.py does
+    chosen = variants(built_layout())
+    for variant in chosen:  # warm-up: the page cache, as cold_start.py does
         import_times(variant)
     by_name = {variant.name: variant for variant in chosen}
     rows: list[list[Any]] = []

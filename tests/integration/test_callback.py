@@ -19,6 +19,7 @@ from clay_pipeline.http_api import HttpError
 from clay_pipeline.stores import LeadsTable, Queue, StateStore
 from clay_pipeline.token_guard import FREE_FAILURES, MAX_LOCK_SECONDS, TokenGuard, caller_key, lock_seconds
 from local.apigw import http_event
+from local.template import parameter_defaults
 
 pytestmark = pytest.mark.integration
 
@@ -83,6 +84,23 @@ def test_accepts_and_hands_off_to_routing_queue(callback: Any, stack: Any, lambd
     assert stored["enrichment"]["icp_score"] == 85
     assert stored["callback_id"] == message["callback_id"]
     assert stored["routing_status"] == "received"
+
+
+def test_the_leads_item_expires_after_the_template_retention_and_0_keeps_it(
+    callback: Any, load_function: Any, stack: Any, lambda_context: Any
+) -> None:
+    # GIVEN the template's LeadRetentionDays WHEN a callback is accepted THEN its item carries the table's TTL
+    days = int(parameter_defaults()["LeadRetentionDays"])
+    before = time.time()
+    callback.lambda_handler(callback_event(LEAD), lambda_context)
+    stored = LeadsTable(stack.table_names["LeadsTable"]).get("ld_jane")
+    assert stored is not None
+    assert before + days * 86400 - 1 <= float(stored["expires_at"]) <= time.time() + days * 86400
+    # GIVEN retention 0 WHEN another lead is accepted THEN its item has no expiry
+    keeping = load_function("CallbackFunction", CALLBACK_SECRETS=SECRET, LEAD_RETENTION_DAYS="0")
+    keeping.lambda_handler(callback_event({**LEAD, "lead_id": "ld_kept", "email": "kept@acme.com"}), lambda_context)
+    kept = LeadsTable(stack.table_names["LeadsTable"]).get("ld_kept")
+    assert kept is not None and "expires_at" not in kept
 
 
 def test_identical_retry_is_a_duplicate_and_not_routed_again(callback: Any, stack: Any, lambda_context: Any) -> None:

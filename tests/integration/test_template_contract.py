@@ -50,6 +50,7 @@ RUNTIME_VARIABLES = {
     "POWERTOOLS_LOG_LEVEL",
     "POWERTOOLS_LOGGER_LOG_EVENT",
     "POWERTOOLS_TRACE_DISABLED",
+    "PYDANTIC_DISABLE_PLUGINS",
     "CONFIG_SECRET_ID",
 }
 
@@ -460,3 +461,18 @@ def test_the_run_webhook_and_its_route_exist_only_on_the_routine_path() -> None:
     defaults = parameter_defaults(template)
     assert not Resolver(refs=defaults).condition("UseRoutines")  # the table path, the default
     assert Resolver(refs={**defaults, "ClayEnrichmentPath": "routine"}).condition("UseRoutines")
+
+
+def test_the_lead_backlog_alarm_fires_well_before_lead_queue_drops_leads() -> None:
+    # GIVEN LeadQueue's retention and the backlog alarm's threshold, at their bounds and default
+    resources = load_template()["Resources"]
+    retention = int(resources["LeadQueue"]["Properties"]["MessageRetentionPeriod"])
+    alarm = resources["LeadBacklogAgeAlarm"]["Properties"]
+    parameter = load_template()["Parameters"]["LeadQueueAgeAlarmSeconds"]
+    # THEN it watches LeadQueue's oldest lead, and even at its highest setting leaves two days to act
+    assert alarm["MetricName"] == "ApproximateAgeOfOldestMessage"
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["LeadQueue", "QueueName"]}}]
+    assert alarm["Threshold"] == {"Ref": "LeadQueueAgeAlarmSeconds"}
+    assert parameter["MaxValue"] <= retention - 2 * 86400
+    assert int(parameter["Default"]) <= retention / 4
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]

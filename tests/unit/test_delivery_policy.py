@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from clay_pipeline.delivery_policy import Delivered, LeadHistory, Owed, newer, payload_hash, peak_score, plan
-from clay_pipeline.routing import DEFAULT_POLICIES, DEFAULT_RULES, ON_CHANGE, RuleSet
+from clay_pipeline.routing import DEFAULT_POLICIES, ON_CHANGE, RuleSet, default_rules
 
 pytestmark = pytest.mark.unit
 
 NOW = 1_800_000_000
 DAY = 86400
-RULES = RuleSet(DEFAULT_RULES)
+RULES = RuleSet(default_rules())
 
 
 def delivered(payload_hash: str = "h", score: float | None = 85, days_ago: float = 0) -> Delivered:

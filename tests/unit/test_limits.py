@@ -519,3 +519,23 @@ def test_concurrent_sends_of_one_instance_share_its_slots(store: StateStore) -> 
     assert all(granted)
     counted = sum(int(item["count"]) for item in scan_rate_counters(store))
     assert counted - len(pacer._held) >= 20
+
+
+def test_a_slot_reached_too_late_is_skipped_so_no_second_passes_clays_burst(store: StateStore) -> None:
+    # GIVEN a pacer at 10 per second that reserved a window's slots, then was held up for 1.5 s
+    clock = FakeTime()
+    window_start(clock, 2.0)
+    pacer = Pacer(store, 10, sleep=clock.sleep, wall_clock=lambda: clock.now)
+    started = clock.now
+    assert pacer.acquire(time.monotonic() + 60, wanted=20)
+    clock.now += 1.5
+    # WHEN it sends the rest as fast as the slots allow
+    sends = [clock.now]
+    while pacer.acquire(time.monotonic() + 60, wanted=1) and clock.now < started + 6:
+        sends.append(clock.now)
+    # THEN the slots more than max_late behind were skipped, not fired at once
+    assert pacer.max_late == pytest.approx(0.9)
+    late_burst = [at for at in sends if at == started + 1.5]
+    assert len(late_burst) == 10  # slots 0.6 s to 1.5 s: each within 0.9 s of its time
+    # AND no sliding second holds more than Clay's burst of 20
+    assert max(sum(1 for at in sends if start <= at < start + 1) for start in sends) <= 20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -100,3 +101,42 @@ def test_with_tracing_disabled_the_tracer_decorates_nothing_and_never_loads_the_
     assert tracer.capture_lambda_handler(handler) is handler
     assert tracer.capture_method(capture_response=False)(handler) is handler
     assert "aws_xray_sdk.core" not in sys.modules
+
+
+def test_per_lead_outcomes_are_one_line_per_batch_without_the_repeated_context_keys() -> None:
+    from clay_pipeline.observability import logger, summarize
+
+    class Context:
+        function_name = "RouterFunction"
+        memory_limit_in_mb = 128
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:RouterFunction"
+        aws_request_id = "request-1"
+
+    logged_meanwhile: list[str] = []
+
+    @logger.inject_lambda_context(log_event=False, clear_state=True)
+    @log_metrics
+    def handler(event: dict[str, Any], context: Any) -> None:
+        # GIVEN three leads of one batch routed and one skipped
+        for lead in ("ld_a", "ld_b", "ld_c"):
+            summarize("leads routed", lead, {"destinations": {"zapier": "delivered"}})
+        summarize("leads skipped", "ld_d", {"skipped_reason": "no_destination"})
+        logged_meanwhile.append(stream.getvalue())
+
+    # WHEN the invocation ends
+    stream = io.StringIO()
+    previous = logger.registered_handler.setStream(stream)  # type: ignore[attr-defined]
+    try:
+        handler({}, Context())
+    finally:
+        logger.registered_handler.setStream(previous)  # type: ignore[attr-defined]
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    # THEN nothing was logged per lead meanwhile, and one line per outcome names every lead of the batch
+    assert logged_meanwhile == [""]
+    by_message = {line["message"]: line for line in lines}
+    assert set(by_message["leads routed"]["leads"]) == {"ld_a", "ld_b", "ld_c"}
+    assert by_message["leads skipped"]["leads"] == {"ld_d": {"skipped_reason": "no_destination"}}
+    # AND the lines keep the function and request but not what the log group and platform lines already say
+    assert by_message["leads routed"]["function_request_id"] == "request-1"
+    assert "function_arn" not in by_message["leads routed"]
+    assert "function_memory_size" not in by_message["leads routed"]

@@ -9,9 +9,9 @@ import pytest
 
 from clay_pipeline.config import ConfigError
 from clay_pipeline.routing import (
-    DEFAULT_RULES,
     Decision,
     RuleSet,
+    default_rules,
     parse_required_fields,
     parse_rules,
     parse_unknown_outcomes,
@@ -19,7 +19,7 @@ from clay_pipeline.routing import (
 
 pytestmark = pytest.mark.unit
 
-DEFAULTS = RuleSet(DEFAULT_RULES)
+DEFAULTS = RuleSet(default_rules())
 
 
 def rules(*items: dict[str, Any]) -> RuleSet:
@@ -52,7 +52,7 @@ def test_default_rules_follow_the_design_table(lead: dict[str, Any], destination
 
 
 def test_empty_setting_keeps_the_defaults() -> None:
-    assert RuleSet.from_setting("  ").rules == DEFAULT_RULES
+    assert RuleSet.from_setting("  ").rules == default_rules()
 
 
 def test_a_lead_below_every_rule_is_skipped_with_each_rules_unmet_condition() -> None:
@@ -241,7 +241,7 @@ def test_required_fields_are_read_from_a_comma_separated_setting() -> None:
 
 
 def test_a_row_without_a_required_column_chooses_nothing_and_says_why() -> None:
-    rules = RuleSet(DEFAULT_RULES, required=("icp_score", "job_title"))
+    rules = RuleSet(default_rules(), required=("icp_score", "job_title"))
     hot = {"email": "a@acme.com", "icp_score": 95, "job_title": "CEO"}
     # GIVEN the router computed the score (Clay sent the row without icp_score)
     decision = rules.evaluate(hot, sent={"email", "job_title"})

@@ -245,7 +245,7 @@ class CallbackAcceptor:
 
     def __init__(self, settings: CallbackSettings, max_wait_seconds: float | None = None) -> None:
         self.max_wait_seconds = max_wait_seconds
-        self.leads = LeadsTable(settings.leads_table)
+        self.leads = LeadsTable(settings.leads_table, retention_days=settings.lead_retention_days)
         self.routing_queue = Queue(settings.routing_queue_url)
         self._context: LambdaContext | None = None
         self.clock: Callable[[], float] = time.monotonic

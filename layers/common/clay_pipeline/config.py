@@ -136,6 +136,9 @@ class CallbackSettings(Settings):
     # (SQS's classic 256 KiB). The callback also measures both before accepting (413 when over).
     callback_max_body_bytes: int = Field(default=204_800, ge=1024, le=204_800)
     state_table: str = ""  # /clay/token's failure counters (token_guard); unset: no lockout
+    # A lead's item (enrichment, routing outcome, delivery ledger) expires this many days after its latest
+    # callback (DynamoDB TTL on expires_at); 0 keeps it for good. The storage it bills: bench/cost_model.py.
+    lead_retention_days: int = Field(default=0, ge=0, le=3650)
 
 
 class IntakeSettings(Settings):
@@ -233,10 +236,15 @@ class RunCollectorSettings(RunPollSettings):
     lead_dlq_url: Required  # failed items and the leads of runs given up, with Clay's message
     clay_results_page_size: int = Field(default=100, ge=1, le=100)
     clay_dedupe_days: int = Field(default=30, ge=0, le=365)  # a failed item's dedupe mark is released
+    lead_retention_days: int = Field(default=0, ge=0, le=3650)  # as CallbackSettings
 
     def callback_settings(self) -> CallbackSettings:
         """The callback's acceptance rules, applied to run results (the same lead items and queue)."""
-        return CallbackSettings(leads_table=self.leads_table, routing_queue_url=self.routing_queue_url)
+        return CallbackSettings(
+            leads_table=self.leads_table,
+            routing_queue_url=self.routing_queue_url,
+            lead_retention_days=self.lead_retention_days,
+        )
 
 
 def dump_json(value: Any) -> str:

@@ -42,6 +42,8 @@ FOREVER_SECONDS = 10 * 365 * DAY_SECONDS  # webhook lifetime counters and retire
 NEAR_LIMIT_RATIO = 0.9
 RATE_KEY_TTL_SECONDS = 300
 PACER_WINDOW_SECONDS = 2.0
+MIN_LATENESS_SECONDS = 0.1  # the least lateness a slot is allowed: a reservation's own round trip fits in it
+CLAY_BURST = 20  # rows Clay takes from a workspace in one second: 10/s with bursts of 20 (as local/clay_sim.py)
 SPENT_CACHE_SECONDS = 60.0  # how long an instance trusts that a URL is full or gone before asking again
 
 Clock = Callable[[], datetime]
@@ -387,9 +389,12 @@ class Pacer:
     needs (StateStore.reserve_up_to): about one write per seven sends instead of one per send. A new
     window's counter starts at the slot the clock has reached, so the first instance in a window
     never gets slots already past. Slots an instance holds when their window ends are dropped
-    unused (their window counted them). Every window holds at most `slots` sends; any sliding
-    second at most rate + slots - 1 in the worst case (bench/pacing.py measures the busiest one).
-    Hand-written because no library shares a rate limit between Lambda instances through DynamoDB.
+    unused (their window counted them), and so is a slot its sends reach more than `max_late`
+    seconds after its time. Slot times lie on one grid, 1 / rate apart, each used at most once, so
+    a sliding second holds at most the slots of 1 + max_late seconds: rate x (1 + max_late) + 1
+    sends, which max_late keeps at Clay's burst (CLAY_BURST, 20) at 10/s (bench/pacing.py measures
+    the busiest second). Hand-written because no library shares a rate limit between Lambda
+    instances through DynamoDB.
     Thread-safe: a sender's concurrent sends share one Pacer.
     """
 
@@ -403,6 +408,7 @@ class Pacer:
     window: float = PACER_WINDOW_SECONDS
     slots: int = field(init=False)
     window_seconds: float = field(init=False)
+    max_late: float = field(init=False)  # a slot reached later than this after its time is skipped
     _held: deque[float] = field(default_factory=deque, init=False)  # wall-clock times of slots reserved here
     _filled_window: int | None = field(default=None, init=False)  # a window this instance saw full
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -411,6 +417,11 @@ class Pacer:
         # About `window` (longer below one send per window), holding a whole number of slots at the exact rate.
         self.slots = max(1, round(self.rate_per_second * max(self.window, 1 / self.rate_per_second)))
         self.window_seconds = self.slots / self.rate_per_second
+        # rate x (1 + max_late) + 1 <= CLAY_BURST: late sends never crowd a second past Clay's burst. Above
+        # about 17/s that leaves no room for a DynamoDB round trip of lateness (MIN_LATENESS), and the rate
+        # is past Clay's own anyway: nothing is skipped.
+        late = (CLAY_BURST - 1) / self.rate_per_second - 1
+        self.max_late = late if late >= MIN_LATENESS_SECONDS else math.inf
 
     def acquire(self, deadline: float, wanted: int = 1) -> bool:
         """Wait for a send slot, reserving up to `wanted` at once; False if none comes before `deadline`."""
@@ -419,6 +430,8 @@ class Pacer:
                 at = self._next_slot(max(1, wanted))
             if at is not None:
                 wait = at - self.wall_clock()
+                if wait < -self.max_late:
+                    continue  # too late for its second: spent, like a slot whose window ended
                 if wait <= 0:
                     return True
                 if time.monotonic() + wait > deadline:

@@ -102,7 +102,7 @@ from clay_pipeline.http_api import is_dependency_failure
 from clay_pipeline.hubspot import Contact, ContactMapping, HubSpotContacts
 from clay_pipeline.intake import describe_problems
 from clay_pipeline.models import EnrichedLead
-from clay_pipeline.observability import count, level, logger
+from clay_pipeline.observability import count, level, logger, summarize
 from clay_pipeline.pause import DestinationSwitch
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.routing import HOLD, ONCE_PER_LEAD, Decision, RuleSet, parse_unknown_outcomes
@@ -681,13 +681,15 @@ class LeadRouter:
     def _finish(self, record: QueueRecord, attempt: Attempt, outcome: Outcome) -> str:
         status = outcome.routing_status
         extra = {"lead_key": outcome.message.lead_key, "routing_status": status, "tier": outcome.message.lead["tier"]}
-        if status == "skipped":
+        tier = {"tier": extra["tier"]}
+        if status == "skipped":  # one line per batch for the leads skipped, one for those routed
             count("LeadSkipped")
-            logger.info("lead skipped", extra={**extra, "skipped_reason": outcome.skipped_reason})
+            summarize("leads skipped", outcome.message.lead_key, {**tier, "skipped_reason": outcome.skipped_reason})
             return "skipped"
         if status == "routed":
             count("LeadRouted")
-            logger.info("lead routed", extra={**extra, "destinations": outcome.destination_statuses()})
+            destinations = outcome.destination_statuses()
+            summarize("leads routed", outcome.message.lead_key, {**tier, "destinations": destinations})
             return "routed"
         if status == "unknown":  # nothing left to retry: what is unknown waits for `clay-pipeline settle`
             logger.warning("lead routed, some outcomes unknown", extra={**extra, **outcome.destination_statuses()})

@@ -23,6 +23,7 @@ rule's own "policy" field overrides both for its destination.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Collection
@@ -102,7 +103,9 @@ def _equal(actual: Any, expected: Any) -> bool:
 
 
 class Condition(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: only the router validates rules; the other functions import this module (through
+    # stores) without paying for the schemas at their cold start
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     field: str = Field(min_length=1)
     op: Operator
@@ -147,7 +150,7 @@ class Condition(BaseModel):
 
 
 class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     destination: Destination
     when: tuple[Condition, ...] = ()
@@ -181,13 +184,16 @@ def _condition(field: str, op: str, value: Any = None) -> Condition:
     return Condition(field=field, op=op, value=value)  # type: ignore[arg-type]
 
 
-DEFAULT_RULES: tuple[Rule, ...] = (
-    Rule(destination="slack", when=(_condition("icp_score", ">=", 90),)),
-    Rule(destination="outreach", when=(_condition("icp_score", ">=", 80), _condition("email", "present"))),
-    Rule(destination="hubspot", when=(_condition("icp_score", ">=", 70), _condition("email", "present"))),
-    Rule(destination="nurture", when=(_condition("icp_score", ">=", 50), _condition("icp_score", "<", 80))),
-    Rule(destination="zapier", when=(_condition("email", "present"),)),
-)
+@functools.cache
+def default_rules() -> tuple[Rule, ...]:
+    """The rules when ROUTING_RULES is empty (built on first use: validating them builds the schemas)."""
+    return (
+        Rule(destination="slack", when=(_condition("icp_score", ">=", 90),)),
+        Rule(destination="outreach", when=(_condition("icp_score", ">=", 80), _condition("email", "present"))),
+        Rule(destination="hubspot", when=(_condition("icp_score", ">=", 70), _condition("email", "present"))),
+        Rule(destination="nurture", when=(_condition("icp_score", ">=", 50), _condition("icp_score", "<", 80))),
+        Rule(destination="zapier", when=(_condition("email", "present"),)),
+    )
 
 
 class RuleSet:
@@ -201,7 +207,7 @@ class RuleSet:
     @classmethod
     def from_setting(cls, text: str, policies: str = "", required: str = "") -> RuleSet:
         """ROUTING_RULES, DELIVERY_POLICIES and ROUTING_REQUIRED_FIELDS as configured: empty keeps the defaults."""
-        rules = parse_rules(text) if text.strip() else DEFAULT_RULES
+        rules = parse_rules(text) if text.strip() else default_rules()
         return cls(rules, parse_policies(policies), parse_required_fields(required))
 
     def policy(self, destination: str) -> Policy:

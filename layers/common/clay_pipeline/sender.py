@@ -49,7 +49,7 @@ from clay_pipeline.limits import (
     utc_now,
 )
 from clay_pipeline.models import Lead
-from clay_pipeline.observability import count, level, logger
+from clay_pipeline.observability import count, level, logger, summarize
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.stale import SENT_RECORD_TTL_SECONDS, SentBatch
 from clay_pipeline.stores import Queue, SentBatches, StateStore, origin_attributes
@@ -282,7 +282,7 @@ class ClaySender:
         state.batch.add(lead_id, webhook.index, record.receive_count, self._posts.count, kept)
         count("ClaySent")
         level("ClayWebhookUsage", webhook.submissions, webhook=str(webhook.index))
-        logger.info("lead sent to Clay", extra={"lead_id": lead_id, "webhook_index": webhook.index})
+        summarize("leads sent to Clay", lead_id, {"webhook_index": webhook.index})  # one line per batch
         return "sent"
 
     def _post(self, webhook: Webhook, body: bytes) -> ClayAnswer:

@@ -314,9 +314,14 @@ class Acceptance(enum.Enum):
 
 @dataclass(frozen=True)
 class LeadsTable:
-    """LEADS_TABLE: one item per lead key with its latest enrichment and routing outcome."""
+    """LEADS_TABLE: one item per lead key with its latest enrichment and routing outcome.
+
+    retention_days: each accepted callback sets the item's expires_at (the table's TTL) that many days
+    ahead; 0 keeps items for good.
+    """
 
     table_name: str
+    retention_days: int = 0
 
     def accept_callback(
         self, lead_key: str, callback_id: str, lead: dict[str, Any], received_at: str, lease_until: float
@@ -345,9 +350,13 @@ class LeadsTable:
         )
         names = {"#pending": PENDING_PREFIX + version, "#versions": VERSIONS}
         claim = "(attribute_not_exists(#pending) OR #pending < :now) AND NOT contains(#versions, :version)"
+        expiry = ""
+        if self.retention_days:
+            values[":expires"] = {"N": str(int(now) + self.retention_days * 86400)}
+            expiry = f", {STATE_TTL} = :expires"
         store = (
             "SET callback_id = :callback_id, enrichment = :lead, received_at = :received_at, "
-            "routing_status = :status, #pending = :lease REMOVE routes, destinations, skipped_reason"
+            f"routing_status = :status, #pending = :lease{expiry} REMOVE routes, destinations, skipped_reason"
         )
         try:
             client("dynamodb").update_item(
