@@ -75,7 +75,7 @@ DAILY_POLICY = "DAILY"
 DAILY_LIMIT = "hubspot_daily_limit"
 PROPERTY_MISSING = "hubspot_property_missing"
 PROPERTY_MISSING_CODE = "PROPERTY_DOESNT_EXIST"
-TOKEN_REFUSED = "hubspot_token_refused"  # noqa: S105 - a reason, not a secret (401)
+TOKEN_REFUSED = "hubspot_token_refused"  # noqa: S105  # nosec B105 - a reason, not a secret (401)
 SCOPES_MISSING = "hubspot_scopes_missing"  # 403
 # The private app's scopes: contacts read and write (batch read, upsert), contact schemas (the setup command).
 REQUIRED_SCOPES = (
