@@ -69,10 +69,13 @@ def test_set_keeps_the_others_and_refuses_what_a_function_would_refuse(
     assert code == 2 and "INTAKE_API_KEYS entry 1 is shorter than 32 characters" in err and "nothing was changed" in err
     assert stored(stack) == configured
     # WHEN a value comes from stdin THEN it is stored, the others kept, and it is not printed
-    monkeypatch.setattr("sys.stdin", io.StringIO("https://hooks.slack.com/services/T0/B0/secretpart\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("https://hooks.example.test/services/team/channel/secretpart\n"))
     code, out, _ = secret(capsys, stack, "set", "SLACK_WEBHOOK_URL", "-")
     assert code == 0 and "secretpart" not in out
-    assert stored(stack) == {**configured, "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/secretpart"}
+    assert stored(stack) == {
+        **configured,
+        "SLACK_WEBHOOK_URL": "https://hooks.example.test/services/team/channel/secretpart",
+    }
     code, _, err = secret(capsys, stack, "set", "NOT_A_SETTING", "x")
     assert code == 2 and "is not a secret setting" in err
 
