@@ -128,7 +128,7 @@ def test_a_webhook_that_answers_too_late_has_an_unknown_outcome(server: StubServ
 def test_an_idempotent_call_that_answers_too_late_is_retryable(server: StubServer) -> None:
     # GIVEN HubSpot's upsert by email (repeating it cannot create a second contact) answering too late
     server.script("/upsert", Reply(200, delay=1.0))
-    result, _ = HttpClient().post_json(f"{server.url}/upsert", {}, timeout=0.2)
+    result, _ = HttpClient().request_json("POST", f"{server.url}/upsert", {}, timeout=0.2)
     assert (result.status, result.reason) == (Status.RETRYABLE, "deadline")
 
 

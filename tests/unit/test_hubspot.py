@@ -26,21 +26,12 @@ from clay_pipeline.hubspot import (
 )
 from local.http_stub import Reply, StubServer
 from local.sinks import HubSpotSim
+from tests.unit.test_destinations import LEAD  # the same lead the webhook destinations are tested with
 
 pytestmark = pytest.mark.unit
 
 TOKEN = "pat-test"
 RECEIVED_AT = "2026-01-01T00:00:00+00:00"
-LEAD = {
-    "lead_id": "ld_1",
-    "email": "jane@acme.com",
-    "first_name": "Jane",
-    "last_name": "Doe",
-    "company_name": "Acme",
-    "job_title": "VP Sales",
-    "icp_score": 92.0,
-    "tier": "A",
-}
 
 
 @pytest.fixture(autouse=True)

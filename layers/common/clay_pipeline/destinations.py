@@ -133,18 +133,6 @@ class HttpClient:
                     self._session = session
         return self._session
 
-    def post_json(
-        self,
-        url: str,
-        payload: Any,
-        timeout: float,
-        headers: dict[str, str] | None = None,
-        idempotent: bool = True,
-    ) -> tuple[DeliveryResult, Any]:
-        """POST JSON within `timeout` seconds in all (connect, send, the whole answer); the classified result
-        and the parsed answer (None when it is not JSON). `idempotent`: see classify_failure."""
-        return self.request_json("POST", url, payload, timeout, headers, idempotent)
-
     def request_json(
         self,
         method: str,
@@ -154,7 +142,9 @@ class HttpClient:
         headers: dict[str, str] | None = None,
         idempotent: bool = True,
     ) -> tuple[DeliveryResult, Any]:
-        """Any method, a JSON body unless `payload` is None, as post_json."""
+        """A JSON body (none when `payload` is None) within `timeout` seconds in all (connect, send, the whole
+        answer); the classified result and the parsed answer (None when it is not JSON). `idempotent`: see
+        classify_failure."""
         if problem := url_problem(url):
             return DeliveryResult(Status.PERMANENT, "insecure_url", detail=f"the configured URL {problem}"), None
         try:
@@ -233,7 +223,7 @@ class WebhookDestination:
         if not url:
             return DeliveryResult(Status.RETRYABLE, "not_configured")  # turned off mid-invocation
         # Not idempotent: Slack's incoming webhooks and Zapier's catch hooks ignore Idempotency-Key.
-        result, _ = self.http.post_json(url, lead, timeout, {IDEMPOTENCY_HEADER: key}, idempotent=False)
+        result, _ = self.http.request_json("POST", url, lead, timeout, {IDEMPOTENCY_HEADER: key}, idempotent=False)
         return result
 
 

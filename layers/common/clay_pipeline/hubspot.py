@@ -311,7 +311,7 @@ class HubSpotContacts:
         if left < MIN_ATTEMPT_SECONDS:
             return OUT_OF_TIME
         body = {"idProperty": "email", "properties": ["email"], "inputs": [{"id": email} for email in emails]}
-        result, answer = self.http.post_json(self.base_url + READ_PATH, body, min(timeout, left), headers)
+        result, answer = self.http.request_json("POST", self.base_url + READ_PATH, body, min(timeout, left), headers)
         if not result.delivered:
             return refusal(result, answer)
         found = answer.get("results", []) if isinstance(answer, dict) else []
@@ -327,7 +327,9 @@ class HubSpotContacts:
         left = deadline - time.monotonic()
         if left < MIN_ATTEMPT_SECONDS:
             return dict.fromkeys(emails, OUT_OF_TIME)
-        result, body = self.http.post_json(self.base_url + UPSERT_PATH, {"inputs": inputs}, min(timeout, left), headers)
+        result, body = self.http.request_json(
+            "POST", self.base_url + UPSERT_PATH, {"inputs": inputs}, min(timeout, left), headers
+        )
         if result.delivered:
             return per_item_results(emails, body)
         refused = refusal(result, body)
@@ -378,7 +380,7 @@ class HubSpotContacts:
             for path, body in ([(GROUPS_PATH, plan.group)] if plan.group else []) + [
                 (PROPERTIES_PATH, definition) for definition in plan.create
             ]:
-                result, _ = self.http.post_json(self.base_url + path, body, timeout, headers)
+                result, _ = self.http.request_json("POST", self.base_url + path, body, timeout, headers)
                 if not result.delivered:
                     raise HubSpotError(f"creating {body['name']} failed: {_described(result)}")
         return plan
