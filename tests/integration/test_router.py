@@ -191,6 +191,11 @@ def lead(lead_id: str, score: float | None = None, **fields: Any) -> dict[str, A
 
 @pytest.fixture
 def configured(sinks: Sinks) -> dict[str, str]:
+    return destination_settings(sinks)
+
+
+def destination_settings(sinks: Sinks) -> dict[str, str]:
+    """The router's settings with every destination on the loopback sinks."""
     return {
         "OUTREACH_WEBHOOK_URL": f"{sinks.outreach.url}/outreach",
         "NURTURE_WEBHOOK_URL": f"{sinks.nurture.url}/nurture",

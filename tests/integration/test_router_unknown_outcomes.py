@@ -21,7 +21,15 @@ from local.http_stub import RecordedRequest, Reply
 from local.sinks import HubSpotSim
 from local.sqs_events import from_received, sqs_event
 from tests.dynamodb_calls import before_dynamodb_calls
-from tests.integration.test_router import Router, Sinks, failing_complete_write, lead, set_up_crm, started_sinks
+from tests.integration.test_router import (
+    Router,
+    Sinks,
+    destination_settings,
+    failing_complete_write,
+    lead,
+    set_up_crm,
+    started_sinks,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -54,14 +62,8 @@ def sinks(crm: HubSpotSim) -> Iterator[Sinks]:
 @pytest.fixture
 def router(load_function: Any, stack: Any, sinks: Sinks) -> Router:
     settings = {
-        "OUTREACH_WEBHOOK_URL": f"{sinks.outreach.url}/outreach",
-        "NURTURE_WEBHOOK_URL": f"{sinks.nurture.url}/nurture",
-        "ZAPIER_WEBHOOK_URL": f"{sinks.zapier.url}/hooks/catch/1/abc",
-        "SLACK_WEBHOOK_URL": f"{sinks.slack.url}/services/T0/B0/X",
-        "HUBSPOT_ACCESS_TOKEN": "pat-na1-test",
-        "HUBSPOT_BASE_URL": sinks.hubspot.url,
+        **destination_settings(sinks),
         "DESTINATION_RETRY_ATTEMPTS": "2",
-        "DESTINATION_RETRY_BACKOFF_SECONDS": "0.01",
         "DESTINATION_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
         "SLACK_MIN_INTERVAL_SECONDS": "0.01",
     }
