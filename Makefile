@@ -80,7 +80,7 @@ checkov: $(TOOLS)/checkov/.installed
 	$(CHECKOV) --quiet --compact --skip-download --framework cloudformation -f template.yaml
 
 bandit: $(STAMP)
-	$(VENV)/bin/bandit --quiet --recursive layers/common/clay_pipeline functions local
+	$(VENV)/bin/bandit --quiet --recursive layers/common/clay_pipeline functions local cli
 
 # sam build needs the runtime's python on PATH; the layer is built for the template's arm64.
 build: $(TOOLS)/sam/.installed

@@ -98,7 +98,7 @@ class Bench:
         return lead_key, False
 
     def routed(self) -> set[str]:
-        from clay_pipeline.aws import client
+        from clay_pipeline.adapters.aws import client
 
         sqs, keys = client("sqs"), set()
         while messages := sqs.receive_message(QueueUrl=self.routing_queue_url, MaxNumberOfMessages=10).get(
@@ -135,7 +135,7 @@ class Bench:
 
 
 def setup() -> tuple[Bench, Any]:
-    from clay_pipeline import aws
+    from clay_pipeline.adapters import aws
     from local.aws import Emulator, function_environment, provision
     from local.template import functions, load_handler_module
 
@@ -161,8 +161,8 @@ def item_sizes(resends: int) -> list[list[Any]]:
     """
     from moto import mock_aws
 
-    from clay_pipeline.aws import reset_clients
-    from clay_pipeline.stores import LeadsTable
+    from clay_pipeline.adapters.aws import reset_clients
+    from clay_pipeline.adapters.leads_table import LeadsTable
     from local.aws import provision
 
     endpoint = os.environ.pop("AWS_ENDPOINT_URL", None)  # mock_aws answers AWS's own endpoints
@@ -177,7 +177,8 @@ def item_sizes(resends: int) -> list[list[Any]]:
 
 
 def _item_sizes(leads: Any, resends: int) -> list[list[Any]]:
-    from clay_pipeline.stores import Acceptance, item_size
+    from clay_pipeline.adapters.dynamodb import item_size
+    from clay_pipeline.adapters.leads_table import Acceptance
 
     lead = {"lead_id": "ld_wide", **{f"column_{n}": "x" * 500 for n in range(100)}}
     marks = {1, 10, 100, 1_000, 10_000, resends}

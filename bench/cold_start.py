@@ -55,10 +55,10 @@ PEAK_MB_TARGET = 100
 
 BASELINE = 'import boto3\nboto3.session.Session().client("dynamodb")\n'
 IMPORT_HANDLER = "import app\n"
-# What the first event adds: the clients of the services in the policy (cached by clay_pipeline.aws),
+# What the first event adds: the clients of the services in the policy (cached by clay_pipeline.adapters.aws),
 # and the secrets provider (config reads the JSON secret through it when no env var overrides).
 FIRST_EVENT = """import app
-from clay_pipeline.aws import client
+from clay_pipeline.adapters.aws import client
 from clay_pipeline import config
 for service in {services!r}:
     client(service)

@@ -44,9 +44,9 @@ import boto3
 from harness import Section, Target
 from pipeline import CLAY_PATH, DESTINATION_PATHS, Pipeline, enrichment_for, sample_leads
 
-from clay_pipeline.aws import client
-from clay_pipeline.router import WEBHOOK_FAN_OUT
-from clay_pipeline.stores import from_item, item_size
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.dynamodb import from_item, item_size
+from clay_pipeline.services.router import WEBHOOK_FAN_OUT
 from local.aws import function_environment
 from local.template import functions, parameter_defaults, resources_of_type, sqs_batch_size
 
@@ -448,7 +448,7 @@ def measure(
 def measure_sweep(pipeline: Pipeline, meter: Meter) -> dict[str, float]:
     """One stale sweep over the whole run, a day later by its clock: its read units and what it read."""
     from clay_pipeline.config import SweeperSettings
-    from clay_pipeline.stale import HOUR, StaleSweeper
+    from clay_pipeline.services.sweeper import HOUR, StaleSweeper
 
     settings = SweeperSettings.from_env(function_environment(SWEEPER, pipeline.stack))
     sweeper = StaleSweeper(settings, clock=lambda: time.time() + settings.stale_after_hours * HOUR + 60)

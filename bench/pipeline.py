@@ -26,7 +26,7 @@ from typing import Any
 
 from harness import LambdaContext, quiet_logs
 
-from clay_pipeline.aws import client
+from clay_pipeline.adapters.aws import client
 from local.apigw import http_event
 from local.aws import Emulator, Provisioned, function_environment, provision
 from local.http_stub import StubServer

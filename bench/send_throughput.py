@@ -36,7 +36,7 @@ def timed_send(path: Path, queue_url: str, endpoint: str) -> tuple[float, str]:
     env = {**os.environ, "AWS_ENDPOINT_URL": endpoint}
     started = time.monotonic()
     result = subprocess.run(  # noqa: S603 - the project's own CLI
-        [sys.executable, "-m", "local.cli", "send", str(path), "--queue-url", queue_url, "--no-progress"],
+        [sys.executable, "-m", "cli.main", "send", str(path), "--queue-url", queue_url, "--no-progress"],
         env=env,
         capture_output=True,
         text=True,

@@ -1,6 +1,6 @@
 """Instant answers for AWS and HTTP calls, so a benchmark measures the handler's own CPU.
 
-AWS: a botocore `before-send` hook on the library's cached clients (clay_pipeline.aws.client)
+AWS: a botocore `before-send` hook on the library's cached clients (clay_pipeline.adapters.aws.client)
 returns a canned response after the request was built and signed: serialisation, signing and
 parsing are still paid, only the network is skipped. Every call is counted per operation.
 
@@ -24,7 +24,7 @@ from botocore.awsrequest import AWSResponse
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
-from clay_pipeline.aws import client
+from clay_pipeline.adapters.aws import client
 
 
 class _Raw:

@@ -30,7 +30,7 @@ from typing import Any
 
 from harness import LambdaContext, Section, Target, logs_to_devnull
 
-from clay_pipeline.aws import client
+from clay_pipeline.adapters.aws import client
 from local.apigw import http_event
 from local.aws import FAKE_CREDENTIALS
 from local.sqs_events import sqs_event, sqs_record

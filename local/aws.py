@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from clay_pipeline.aws import client, reset_clients
+from clay_pipeline.adapters.aws import client, reset_clients
 from clay_pipeline.config import clear_secret_cache
 from local.template import Resolver, load_template, parameter_defaults, resources_of_type
 

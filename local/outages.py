@@ -1,7 +1,7 @@
 """A dependency down for a while: DynamoDB or SQS refusing the pipeline's calls for N seconds.
 
 The outage sits where a real one is felt: in botocore, just before a request leaves the shared
-client (clay_pipeline.aws.client), it fails as a refused connection (EndpointConnectionError),
+client (clay_pipeline.adapters.aws.client), it fails as a refused connection (EndpointConnectionError),
 so botocore's own retries, the callback's retries and every error path run as they would
 against AWS. The clock is time.monotonic unless a benchmark passes a virtual one.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import EndpointConnectionError
 
-from clay_pipeline.aws import client
+from clay_pipeline.adapters.aws import client
 
 _ids = itertools.count()
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from clay_pipeline.aws import client
+from clay_pipeline.adapters.aws import client
 from local.aws import Provisioned
 from local.lambda_runtime import LambdaFunction
 from local.sqs_events import from_received

@@ -21,8 +21,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from cli.operations.dead_letters import lead_id_of
 from local.clay_api_sim import ClayApiSimulator
-from local.operations.dead_letters import lead_id_of
 from local.stack import (
     LOCAL_SECRETS,
     SOURCE_QUEUES,

@@ -27,8 +27,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from clay_pipeline.destinations import IDEMPOTENCY_HEADER
-from clay_pipeline.hubspot import ACCOUNT_PATH, GROUPS_PATH, PROPERTIES_PATH, READ_PATH, UPSERT_PATH
+from clay_pipeline.adapters.hubspot import ACCOUNT_PATH, GROUPS_PATH, PROPERTIES_PATH, READ_PATH, UPSERT_PATH
+from clay_pipeline.adapters.webhooks import IDEMPOTENCY_HEADER
 from local.http_stub import RecordedRequest, Reply, StubServer
 
 WEBHOOK_PATHS = {"outreach": "/outreach", "nurture": "/nurture", "slack": "/slack", "zapier": "/zapier"}

@@ -19,19 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from clay_pipeline.aws import client, reset_clients
+from clay_pipeline.adapters.aws import client, reset_clients
+from clay_pipeline.adapters.dynamodb import from_item
+from clay_pipeline.adapters.hubspot import ContactMapping, HubSpotContacts
+from clay_pipeline.adapters.webhooks import HttpClient, idempotency_key
 from clay_pipeline.config import clear_secret_cache
-from clay_pipeline.delivery_policy import Delivered, payload_hash
-from clay_pipeline.destinations import HttpClient, idempotency_key
-from clay_pipeline.hubspot import ContactMapping, HubSpotContacts
-from clay_pipeline.models import Lead
-from clay_pipeline.routing import ONCE_PER_LEAD, RuleSet
-from clay_pipeline.stores import from_item
+from clay_pipeline.core.leads import Lead
+from clay_pipeline.core.policies import Delivered, payload_hash
+from clay_pipeline.core.rules import ONCE_PER_LEAD, RuleSet
+from cli.operations.dead_letters import QUEUES, DeadLetterQueue, lead_id_of
 from local.aws import FAKE_CREDENTIALS, LOCAL_PREFIX, Emulator, Provisioned, function_environment, provision
 from local.clay_sim import CallbackAuth, ClaySimulator
 from local.gateway import Gateway, http_routes
 from local.lambda_runtime import LambdaFunction
-from local.operations.dead_letters import QUEUES, DeadLetterQueue, lead_id_of
 from local.pollers import QueuePoller, event_sources
 from local.sinks import DESTINATIONS, Delivery, Sinks
 from local.template import functions, placeholder_environment

@@ -15,7 +15,7 @@ from clay_pipeline.config import clear_secret_cache
 from clay_pipeline.observability import discard_dimensioned_counts
 from local.aws import FAKE_CREDENTIALS, Emulator, Provisioned, function_environment, provision
 from local.http_stub import StubServer
-from local.template import load_handler_module
+from local.template import load_handler_module, placeholder_environment
 
 # No test may reach a real AWS endpoint or pick up a developer's credentials.
 os.environ.update(FAKE_CREDENTIALS)
@@ -78,6 +78,33 @@ def load_function(stack: Provisioned, monkeypatch: pytest.MonkeyPatch) -> Any:
         return load_handler_module(logical_id)
 
     return load
+
+
+# A loopback port nothing listens on: an AWS call made where a test expects none is refused at once.
+CLOSED_AWS_ENDPOINT = "http://127.0.0.1:9"
+
+
+@pytest.fixture
+def load_function_without_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Cold-start a function with its template environment and placeholder resource names, and no AWS at all:
+    for tests whose answer comes before any AWS call (a refusal, a validation error). Any AWS call the code
+    makes fails loudly (connection refused), so a test cannot pass by silently skipping a write."""
+    from clay_pipeline.adapters.aws import reset_clients
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", CLOSED_AWS_ENDPOINT)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    reset_clients()
+    clear_secret_cache()
+
+    def load(logical_id: str, **overrides: str) -> ModuleType:
+        for name, value in {**placeholder_environment(logical_id), **overrides}.items():
+            monkeypatch.setenv(name, value)
+        return load_handler_module(logical_id)
+
+    yield load
+    monkeypatch.undo()  # the emulator's endpoint again before the clients are rebuilt for the next test
+    reset_clients()
+    clear_secret_cache()
 
 
 @pytest.fixture

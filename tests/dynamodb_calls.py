@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from clay_pipeline.aws import client
+from clay_pipeline.adapters.aws import client
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from clay_pipeline.aws import client
+from clay_pipeline.adapters.aws import client
 from local.apigw import http_event
 from local.http_stub import StubServer
 from local.sqs_events import from_received

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from clay_pipeline.callback import CallbackAcceptor, authenticate, check_configuration, issue_token, parse_callback
+from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import CallbackSettings
 from clay_pipeline.http_api import dispatch, lower_headers, raw_body, unauthorized
 from clay_pipeline.observability import count, log_metrics, logger, set_correlation_id
-from clay_pipeline.stores import StateStore
-from clay_pipeline.token_guard import TokenGuard
+from clay_pipeline.services.callback import (
+    CallbackAcceptor,
+    authenticate,
+    check_configuration,
+    issue_token,
+    parse_callback,
+)
+from clay_pipeline.services.token_guard import TokenGuard
 
 if TYPE_CHECKING:  # the type only: importing Powertools' utilities package costs cold start
     from aws_lambda_powertools.utilities.typing import LambdaContext

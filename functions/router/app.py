@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from clay_pipeline.config import RouterSettings
 from clay_pipeline.observability import log_metrics, logger, tracer
 from clay_pipeline.queue_batch import process_batch, records_of
-from clay_pipeline.router import LeadRouter, RetryLater
+from clay_pipeline.services.router import LeadRouter, RetryLater
 
 if TYPE_CHECKING:  # the type only: importing Powertools' utilities package costs cold start
     from aws_lambda_powertools.utilities.typing import LambdaContext

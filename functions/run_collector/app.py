@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from clay_pipeline.config import RunCollectorSettings
 from clay_pipeline.observability import log_metrics, logger, tracer
 from clay_pipeline.queue_batch import process_batch, records_of
-from clay_pipeline.run_collector import RunCollector
+from clay_pipeline.services.run_collector import RunCollector
 
 if TYPE_CHECKING:  # the type only: importing Powertools' utilities package costs cold start
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from clay_pipeline.config import SenderSettings
 from clay_pipeline.observability import log_metrics, logger, tracer
 from clay_pipeline.queue_batch import process_batch, records_of
-from clay_pipeline.sender import ClaySender, HandBack
+from clay_pipeline.services.sender import ClaySender, HandBack
 
 if TYPE_CHECKING:  # the type only: importing Powertools' utilities package costs cold start
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # the type only: importing Powertools' utilities package cost
 settings = SenderSettings.from_env()  # fails the cold start on bad configuration
 # CLAY_ENRICHMENT_PATH: a Clay table's webhook, row by row (table), or runs of a Clay routine (routine).
 if settings.clay_enrichment_path == "routine":
-    from clay_pipeline.routine_sender import RoutineSender  # the Public API client: only on this path
+    from clay_pipeline.services.routine_sender import RoutineSender  # the Public API client: only on this path
 
     sender: ClaySender = RoutineSender(settings)
 else:

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from clay_pipeline.config import SweeperSettings
 from clay_pipeline.observability import log_metrics, logger, tracer
-from clay_pipeline.stale import StaleSweeper
+from clay_pipeline.services.sweeper import StaleSweeper
 
 settings = SweeperSettings.from_env()  # fails the cold start on bad configuration
 sweeper = StaleSweeper(settings)

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from cli.commands.invoke import invoke_command
 from local.aws import Emulator
-from local.commands.invoke import invoke_command
 from local.stack import LocalStack, StackOptions
 
 pytestmark = pytest.mark.e2e

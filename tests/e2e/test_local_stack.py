@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import requests
 
-from clay_pipeline.aws import client
-from clay_pipeline.models import Lead
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.core.leads import Lead
+from cli.commands.run import LOG_PATH, SAMPLE_LEADS, read_leads, run_command
+from cli.main import main
 from local.aws import Emulator
 from local.clay_sim import RECOMMENDED_RETRY, score_band
-from local.cli import main
-from local.commands.run import LOG_PATH, SAMPLE_LEADS, read_leads, run_command
 from local.stack import LocalStack, StackOptions
 
 pytestmark = pytest.mark.e2e
@@ -373,7 +373,7 @@ def test_run_command_reports_a_reconciled_sample(
 ) -> None:
     # GIVEN no other stack holds the emulator's state (moto's backends are shared by the process)
     emulator.reset()
-    monkeypatch.setattr("local.commands.run.LocalStack", lambda options: LocalStack(fast_options(), emulator))
+    monkeypatch.setattr("cli.commands.run.LocalStack", lambda options: LocalStack(fast_options(), emulator))
     # WHEN `clay-pipeline run` runs the sample
     code = run_command(argparse.Namespace(serve=False, leads=None))
     # THEN it exits 0 and prints the reconciled summary table

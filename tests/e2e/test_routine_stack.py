@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.models import Lead
+from clay_pipeline.core.leads import Lead
+from cli.commands.run import run_command
+from cli.main import main
 from local.aws import Emulator
-from local.cli import main
-from local.commands.run import run_command
 from local.stack import LocalStack, StackOptions
 from tests.e2e.test_local_stack import FAST_ENV, fast_options, generated_leads, settle
 
@@ -151,7 +151,7 @@ def test_run_command_in_routine_mode_reconciles(
             dataclasses.replace(options, clay=fast.clay, function_env=ROUTINE_ENV, visibility_timeout=15), emulator
         )
 
-    monkeypatch.setattr("local.commands.run.LocalStack", fast_stack)
+    monkeypatch.setattr("cli.commands.run.LocalStack", fast_stack)
     # WHEN it runs the sample
     code = run_command(argparse.Namespace(serve=False, leads=None, mode="routine"))
     # THEN it exits 0 with the routine summary, every webhook case shown

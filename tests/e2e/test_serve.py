@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from local.commands.run import SERVE_ENV
+from cli.commands.run import SERVE_ENV
 
 pytestmark = pytest.mark.e2e
 

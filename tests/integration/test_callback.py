@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline import callback as callback_service
-from clay_pipeline.aws import client
-from clay_pipeline.config import ConfigError
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.leads_table import LeadsTable
+from clay_pipeline.adapters.queues import Queue
+from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.core.errors import ConfigError
 from clay_pipeline.http_api import HttpError
-from clay_pipeline.stores import LeadsTable, Queue, StateStore
-from clay_pipeline.token_guard import FREE_FAILURES, MAX_LOCK_SECONDS, TokenGuard, caller_key, lock_seconds
+from clay_pipeline.services import callback as callback_service
+from clay_pipeline.services.token_guard import FREE_FAILURES, MAX_LOCK_SECONDS, TokenGuard, caller_key, lock_seconds
 from local.apigw import http_event
 from local.template import parameter_defaults
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.aws import client
-from clay_pipeline.models import EnrichedLead, Lead
-from local.cli import main
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.core.leads import EnrichedLead, Lead
+from cli.main import main
 
 pytestmark = pytest.mark.integration
 
@@ -136,7 +136,7 @@ def test_the_local_stack_is_found_through_serve_env(
     client("secretsmanager").put_secret_value(SecretId=stack.secret_id, SecretString=json.dumps(SECRETS))
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     monkeypatch.delenv("AWS_ENDPOINT_URL")
-    monkeypatch.setattr("local.operations.target.SERVE_ENV", tmp_path / "serve.env")
+    monkeypatch.setattr("cli.operations.target.SERVE_ENV", tmp_path / "serve.env")
     # WHEN none is up THEN it says how to start one or name a stack
     code, out, err = clay_setup(capsys)
     assert (code, out) == (2, "")

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.pause import PAUSE_KEY, DestinationSwitch
-from clay_pipeline.stores import StateStore
-from local.cli import main
+from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.services.pause import PAUSE_KEY, DestinationSwitch
+from cli.main import main
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ def test_without_a_pipeline_to_work_on_it_says_how_to_name_one(
     # GIVEN no AWS_ENDPOINT_URL and no local stack serving
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     monkeypatch.delenv("AWS_ENDPOINT_URL")
-    monkeypatch.setattr("local.operations.target.SERVE_ENV", tmp_path / "serve.env")
+    monkeypatch.setattr("cli.operations.target.SERVE_ENV", tmp_path / "serve.env")
     code, _, err = cli(capsys, "list")
     assert code == 2
     assert "pass --stack NAME or --state-table" in err

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.aws import client
-from local.cli import main
+from clay_pipeline.adapters.aws import client
+from cli.main import main
+from cli.operations.dead_letters import REDRIVEN, DeadLetterQueue, queue_pair
 from local.http_stub import Reply, StubServer
-from local.operations.dead_letters import REDRIVEN, DeadLetterQueue, queue_pair
 from tests.integration.test_cli_failures import CLI, cli_env
 from tests.lead_journey import LeadJourney
 

@@ -18,15 +18,15 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline import aws
-from clay_pipeline.aws import client, reset_clients
-from local.cli import main
-from local.commands.common import Exit, printable
+from clay_pipeline.adapters import aws
+from clay_pipeline.adapters.aws import client, reset_clients
+from cli.commands.common import Exit, printable
+from cli.main import main
 from local.http_stub import Reply, StubServer
 
 pytestmark = pytest.mark.integration
 
-CLI = [sys.executable, "-m", "local.cli"]
+CLI = [sys.executable, "-m", "cli.main"]
 DLQ_FLAGS = [
     "--lead-dlq-url",
     "{q}",

@@ -10,8 +10,8 @@ import boto3
 import pytest
 
 from clay_pipeline import config
-from clay_pipeline.aws import client
-from local.cli import main
+from clay_pipeline.adapters.aws import client
+from cli.main import main
 from local.sinks import Sinks
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.aws import client
-from local.cli import main
+from clay_pipeline.adapters.aws import client
+from cli.main import main
 
 pytestmark = pytest.mark.integration
 

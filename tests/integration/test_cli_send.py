@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline import stores
-from clay_pipeline.aws import reset_clients
+from clay_pipeline.adapters import queues
+from clay_pipeline.adapters.aws import reset_clients
+from cli.main import main
 from local.aws import FAKE_CREDENTIALS
-from local.cli import main
 from tests.integration.test_callback import drain
 from tests.integration.test_cli_failures import CLI, cli_env
 
@@ -89,7 +89,7 @@ def test_usage_errors_exit_2(stack: Any, tmp_path: Path, monkeypatch: pytest.Mon
 def test_rows_the_queue_refused_exit_1_and_are_listed(
     stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(stores.Queue, "send_batch", lambda self, messages, attempts=3: [0])
+    monkeypatch.setattr(queues.Queue, "send_batch", lambda self, messages, attempts=3: [0])
     path = tmp_path / "leads.csv"
     path.write_text(CSV)
     code = main(["send", str(path), "--queue-url", stack.queue_urls["LeadQueue"], "--no-progress"])

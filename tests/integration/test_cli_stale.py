@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.stale import SENT_RECORD_TTL_SECONDS, iso
-from clay_pipeline.stores import LeadsTable, SentBatches
-from local.cli import main
+from clay_pipeline.adapters.batch_records import SentBatches
+from clay_pipeline.adapters.leads_table import LeadsTable
+from clay_pipeline.services.sweeper import SENT_RECORD_TTL_SECONDS, iso
+from cli.main import main
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ from typing import Any
 import boto3
 import pytest
 
-from clay_pipeline.pause import DestinationSwitch
-from clay_pipeline.stores import StateStore
-from local.cli import main
+from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.services.pause import DestinationSwitch
+from cli.main import main
 from local.http_stub import Reply, StubServer
 from tests.lead_journey import LeadJourney
 

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from clay_pipeline import stores
-from clay_pipeline.aws import client
-from clay_pipeline.config import ConfigError, clear_secret_cache, dump_json
-from clay_pipeline.models import Lead
+from clay_pipeline.adapters import queues
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.config import clear_secret_cache
+from clay_pipeline.core.errors import ConfigError
+from clay_pipeline.core.json_text import dump_json
+from clay_pipeline.core.leads import Lead
 from local.apigw import http_event
 from tests.integration.test_callback import answer, drain
 
@@ -148,7 +150,7 @@ def test_queue_outage_is_503_so_the_caller_retries(
     def refuse(self: Any, messages: list[dict[str, Any]], attempts: int = 3) -> list[int]:
         return list(range(len(messages)))
 
-    monkeypatch.setattr(stores.Queue, "send_batch", refuse)
+    monkeypatch.setattr(queues.Queue, "send_batch", refuse)
     status, body = answer(intake.lambda_handler(leads_event([{"email": "a@b.co"}]), lambda_context))
     assert status == 503
     assert body == {"error": "temporarily unavailable; retry"}
@@ -157,7 +159,7 @@ def test_queue_outage_is_503_so_the_caller_retries(
 def test_rows_the_queue_refused_are_reported_for_resending(
     intake: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stores.Queue, "send_batch", lambda self, messages, attempts=3: [1])
+    monkeypatch.setattr(queues.Queue, "send_batch", lambda self, messages, attempts=3: [1])
     rows = [{"email": "a@b.co"}, {"email": "c@d.co"}, {"email": "e@f.co"}]
     status, body = answer(intake.lambda_handler(leads_event(rows), lambda_context))
     assert status == 202

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.aws import client
+from clay_pipeline.adapters.aws import client
 from local.aws import Provisioned
 from local.pollers import EventSource, QueuePoller, event_sources, failed_ids
 from local.template import functions

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.pause import DestinationSwitch, UnknownDestination
-from clay_pipeline.stores import StateStore
+from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.services.pause import DestinationSwitch, UnknownDestination
 from tests.dynamodb_calls import recorded_dynamodb_calls
 
 pytestmark = pytest.mark.integration

@@ -23,10 +23,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from clay_pipeline.aws import client
-from clay_pipeline.config import ConfigError
-from clay_pipeline.pause import DestinationSwitch
-from clay_pipeline.stores import LeadLedger, LeadsTable, StateStore, to_item
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.dynamodb import to_item
+from clay_pipeline.adapters.leads_table import LeadsTable
+from clay_pipeline.adapters.ledger import LeadLedger
+from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.core.errors import ConfigError
+from clay_pipeline.services.pause import DestinationSwitch
 from local.http_stub import RecordedRequest, Reply, StubServer, answering_together
 from local.sinks import HubSpotSim
 from local.sqs_events import from_received, sqs_event, sqs_record

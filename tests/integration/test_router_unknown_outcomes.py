@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.aws import client
-from local.cli import main
+from clay_pipeline.adapters.aws import client
+from cli.main import main
 from local.http_stub import RecordedRequest, Reply
 from local.sinks import HubSpotSim
 from local.sqs_events import from_received, sqs_event

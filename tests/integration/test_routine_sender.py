@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from clay_pipeline.aws import client
-from clay_pipeline.clay_api import NOT_PROVISIONED
-from clay_pipeline.models import Lead
-from clay_pipeline.routines import PollMessage, RunStore
-from clay_pipeline.stores import StateStore
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.clay_api import NOT_PROVISIONED
+from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.core.leads import Lead
+from clay_pipeline.services.routines import PollMessage, RunStore
 from local.clay_api_sim import ClayApiSimulator
 from local.http_stub import Reply, StubServer
 from tests.dynamodb_calls import before_dynamodb_calls, recorded_dynamodb_calls

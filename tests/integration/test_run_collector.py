@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.aws import client
-from clay_pipeline.clay_api import ClayApiClient, run_item
-from clay_pipeline.config import ConfigError
-from clay_pipeline.limits import Deduper
-from clay_pipeline.models import Lead
-from clay_pipeline.routines import PollMessage, RunStore
-from clay_pipeline.stores import LeadsTable, StateStore
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.clay_api import ClayApiClient, run_item
+from clay_pipeline.adapters.leads_table import LeadsTable
+from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.core.errors import ConfigError
+from clay_pipeline.core.leads import Lead
+from clay_pipeline.services.routines import PollMessage, RunStore
+from clay_pipeline.services.sending_limits import Deduper
 from local.apigw import http_event
 from local.clay_api_sim import ClayApiSimulator, sign
 from local.http_stub import Reply, StubServer

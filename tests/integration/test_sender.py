@@ -11,13 +11,16 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.aws import client
-from clay_pipeline.clay_client import webhook_fingerprint
-from clay_pipeline.limits import DailyBudget
-from clay_pipeline.models import Lead
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.batch_records import SentBatches, hour_bucket
+from clay_pipeline.adapters.clay_webhook import webhook_fingerprint
+from clay_pipeline.adapters.dynamodb import item_size
+from clay_pipeline.adapters.queues import Queue
+from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.core.leads import Lead
 from clay_pipeline.queue_batch import QueueRecord
-from clay_pipeline.stale import unpack_bodies
-from clay_pipeline.stores import Queue, SentBatches, StateStore, hour_bucket, item_size
+from clay_pipeline.services.sending_limits import DailyBudget
+from clay_pipeline.services.sweeper import unpack_bodies
 from local.http_stub import Reply, StubServer, answering_together
 from local.sqs_events import from_received
 from tests.conftest import LambdaContextStub

@@ -16,10 +16,13 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline import stale
-from clay_pipeline.aws import client
-from clay_pipeline.stale import CHECKPOINT_KEY, SENT_RECORD_TTL_SECONDS, iso
-from clay_pipeline.stores import LeadsTable, SentBatches, StateStore, hour_bucket, to_item
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.batch_records import SentBatches, hour_bucket
+from clay_pipeline.adapters.dynamodb import to_item
+from clay_pipeline.adapters.leads_table import LeadsTable
+from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.services import sweeper as stale
+from clay_pipeline.services.sweeper import CHECKPOINT_KEY, SENT_RECORD_TTL_SECONDS, iso
 from local.http_stub import StubServer
 from local.sqs_events import from_received
 from tests.conftest import LambdaContextStub

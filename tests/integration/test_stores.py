@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.aws import client
-from clay_pipeline.stores import KEPT_VERSIONS, TRIM_SLACK, Acceptance, LeadsTable, Queue, item_size
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.dynamodb import item_size
+from clay_pipeline.adapters.leads_table import KEPT_VERSIONS, TRIM_SLACK, Acceptance, LeadsTable
+from clay_pipeline.adapters.queues import Queue
 
 pytestmark = pytest.mark.integration
 

@@ -23,9 +23,11 @@ import boto3
 import pytest
 
 from clay_pipeline import config
-from clay_pipeline.aws import client
-from clay_pipeline.routines import PollMessage, RunStore
-from clay_pipeline.stores import StateStore, hour_bucket, to_item
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.batch_records import hour_bucket
+from clay_pipeline.adapters.dynamodb import to_item
+from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.services.routines import PollMessage, RunStore
 from local.apigw import http_event
 from local.aws import Provisioned
 from local.clay_api_sim import sign

@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from clay_pipeline.models import MAX_VALUE_DEPTH
+from clay_pipeline.core.leads import MAX_VALUE_DEPTH
 
 extreme_numbers = (
     st.sampled_from([1e200, -1e200, 1e-200, 5e-324, 1.7976931348623157e308, 1e125, 1e126, 1e-130, 1e-131, 0.1, -0.0])

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from clay_pipeline.aws import client
-from clay_pipeline.callback import DEADLINE_RESERVE_SECONDS, is_transient
-from clay_pipeline.stores import Acceptance, LeadsTable
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.leads_table import Acceptance, LeadsTable
+from clay_pipeline.services.callback import DEADLINE_RESERVE_SECONDS, is_transient
 from local.apigw import http_event
 from local.outages import Outage
 from tests.conftest import LambdaContextStub

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from clay_pipeline import auth
-from clay_pipeline.aws import client
-from clay_pipeline.stores import LeadsTable
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.leads_table import LeadsTable
+from clay_pipeline.core import auth
 from local.apigw import http_event
 from local.http_stub import StubServer
 from local.sqs_events import sqs_event, sqs_record

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.aws import client
+from clay_pipeline.adapters.aws import client
 from local.aws import Emulator
 from local.clay_sim import RECOMMENDED_RETRY
 from local.http_stub import Reply

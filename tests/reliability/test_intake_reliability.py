@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from clay_pipeline.config import dump_json
-from clay_pipeline.models import Lead
+from clay_pipeline.core.json_text import dump_json
+from clay_pipeline.core.leads import Lead
 from local.apigw import http_event
 from tests.conftest import LambdaContextStub
 from tests.reliability import hostile

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from clay_pipeline.aws import client
+from clay_pipeline.adapters.aws import client
 from local.apigw import http_event
 from local.sqs_events import from_received
 from tests.conftest import LambdaContextStub

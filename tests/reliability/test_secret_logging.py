@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.aws import client
+from clay_pipeline.adapters.aws import client
 from local.apigw import http_event
 from local.http_stub import Reply, StubServer
 from local.sqs_events import sqs_event, sqs_record

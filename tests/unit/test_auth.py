@@ -9,8 +9,8 @@ import time
 import jwt
 import pytest
 
-from clay_pipeline import auth
-from clay_pipeline.config import ConfigError
+from clay_pipeline.core import auth
+from clay_pipeline.core.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

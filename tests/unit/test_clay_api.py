@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from clay_pipeline.clay_api import (
+from clay_pipeline.adapters.clay_api import (
     API_KEY_HEADER,
     NOT_PROVISIONED,
     ApiOutcome,

@@ -8,8 +8,8 @@ from time import monotonic, time
 
 import pytest
 
-from clay_pipeline.clay_client import AUTH_HEADER, ClayClient, Outcome, classify, webhook_fingerprint
-from clay_pipeline.outbound import DEFAULT_RETRY_AFTER_SECONDS, parse_retry_after
+from clay_pipeline.adapters.clay_webhook import AUTH_HEADER, ClayClient, Outcome, classify, webhook_fingerprint
+from clay_pipeline.adapters.http import DEFAULT_RETRY_AFTER_SECONDS, parse_retry_after
 from local.http_stub import Reply, StubServer
 
 pytestmark = pytest.mark.unit

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from clay_pipeline.models import EnrichedLead
+from clay_pipeline.core.leads import EnrichedLead
 from local.clay_sim import (
     AUTH_HEADER,
     MESSY_COLUMNS,

@@ -1,4 +1,4 @@
-"""Durations and ages as the operator commands read and print them (local/commands/common.py)."""
+"""Durations and ages as the operator commands read and print them (cli/commands/common.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from local.commands.common import age, duration
+from cli.commands.common import age, duration
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from clay_pipeline.column_values import (
+from clay_pipeline.core.column_values import (
     number_or_none,
     read_count,
     read_flag,
@@ -15,7 +15,7 @@ from clay_pipeline.column_values import (
     read_quantity,
     read_score,
 )
-from clay_pipeline.scoring import size_points
+from clay_pipeline.core.scoring import size_points
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from clay_pipeline import config
-from clay_pipeline.aws import client
-from clay_pipeline.config import CallbackSettings, ConfigError, RouterSettings
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.config import CallbackSettings, RouterSettings
+from clay_pipeline.core.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""Selecting and grouping dead letters (local/operations/dead_letters.py), without a queue."""
+"""Selecting and grouping dead letters (cli/operations/dead_letters.py), without a queue."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from local.operations.dead_letters import (
+from cli.operations.dead_letters import (
     QUEUES,
     REDRIVEN,
     DeadLetter,

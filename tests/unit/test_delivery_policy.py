@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clay_pipeline.delivery_policy import Delivered, LeadHistory, Owed, newer, payload_hash, peak_score, plan
-from clay_pipeline.routing import DEFAULT_POLICIES, ON_CHANGE, RuleSet, default_rules
+from clay_pipeline.core.policies import Delivered, LeadHistory, Owed, newer, payload_hash, peak_score, plan
+from clay_pipeline.core.rules import DEFAULT_POLICIES, ON_CHANGE, RuleSet, default_rules
 
 pytestmark = pytest.mark.unit
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline import destinations
-from clay_pipeline.destinations import (
+from clay_pipeline.adapters import webhooks as destinations
+from clay_pipeline.adapters.webhooks import (
     DELIVERED,
     DeliveryResult,
     HttpClient,

@@ -9,6 +9,7 @@ import pytest
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
 
+from clay_pipeline.adapters.queues import QueueSendError
 from clay_pipeline.http_api import (
     HttpError,
     check_content_type,
@@ -19,7 +20,6 @@ from clay_pipeline.http_api import (
     raw_body,
 )
 from clay_pipeline.observability import log_metrics
-from clay_pipeline.stores import QueueSendError
 from local.apigw import http_event
 
 pytestmark = pytest.mark.unit

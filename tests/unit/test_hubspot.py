@@ -9,9 +9,7 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.config import ConfigError
-from clay_pipeline.destinations import DELIVERED, HttpClient, Status
-from clay_pipeline.hubspot import (
+from clay_pipeline.adapters.hubspot import (
     ACCOUNT_PATH,
     READ_PATH,
     REQUIRED_SCOPES,
@@ -24,6 +22,8 @@ from clay_pipeline.hubspot import (
     per_item_results,
     property_value,
 )
+from clay_pipeline.adapters.webhooks import DELIVERED, HttpClient, Status
+from clay_pipeline.core.errors import ConfigError
 from local.http_stub import Reply, StubServer
 from local.sinks import HubSpotSim
 from tests.unit.test_destinations import LEAD  # the same lead the webhook destinations are tested with

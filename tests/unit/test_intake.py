@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline import auth
+from clay_pipeline.adapters.queues import QueueSendError
 from clay_pipeline.config import IntakeSettings
+from clay_pipeline.core import auth
 from clay_pipeline.http_api import HttpError
-from clay_pipeline.intake import accept_leads, authenticate, enqueue, read_rows, validate_rows
-from clay_pipeline.stores import QueueSendError
+from clay_pipeline.services.intake import accept_leads, authenticate, enqueue, read_rows, validate_rows
 
 pytestmark = pytest.mark.unit
 

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline import limits
-from clay_pipeline.aws import client
-from clay_pipeline.clay_client import webhook_fingerprint
-from clay_pipeline.limits import Claim, DailyBudget, Deduper, Pacer, WebhookPool
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.clay_webhook import webhook_fingerprint
+from clay_pipeline.adapters.dynamodb import from_item
+from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.observability import flush_dimensioned_counts
-from clay_pipeline.stores import StateStore, from_item
+from clay_pipeline.services import sending_limits as limits
+from clay_pipeline.services.sending_limits import Claim, DailyBudget, Deduper, Pacer, WebhookPool
 from tests.dynamodb_calls import recorded_dynamodb_calls
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from clay_pipeline.hubspot import UPSERT_PATH
+from clay_pipeline.adapters.hubspot import UPSERT_PATH
 from local.gateway import http_routes, to_http_response
 from local.sinks import Sinks
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from clay_pipeline import models
-from clay_pipeline.models import EnrichedLead, Lead, body_hash, derive_lead_id, field_errors
+from clay_pipeline.core import leads as models
+from clay_pipeline.core.leads import EnrichedLead, Lead, body_hash, derive_lead_id, field_errors
 
 pytestmark = pytest.mark.unit
 
@@ -401,3 +402,15 @@ class TestPathologicalText:
     def test_invalid_emails_still_fail(self, email: str) -> None:
         with pytest.raises(ValidationError):
             Lead.model_validate({"email": email})
+
+
+def test_the_cores_number_context_is_the_one_boto3_writes_with() -> None:
+    from boto3.dynamodb.types import DYNAMODB_CONTEXT
+
+    from clay_pipeline.core.leads import DYNAMODB_NUMBERS
+
+    def settings(context: Any) -> tuple[Any, ...]:  # flags left out: each use of a context sets them
+        traps = sorted(trap.__name__ for trap, on in context.traps.items() if on)
+        return (context.prec, context.rounding, context.Emin, context.Emax, context.clamp, traps)
+
+    assert settings(DYNAMODB_NUMBERS) == settings(DYNAMODB_CONTEXT)

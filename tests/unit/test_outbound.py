@@ -8,7 +8,7 @@ import time
 import pytest
 from urllib3.util.retry import Retry
 
-from clay_pipeline.outbound import OutboundError, retrying_session, send, url_problem
+from clay_pipeline.adapters.http import OutboundError, retrying_session, send, url_problem
 from local.http_stub import DrippingServer, Reply, StubServer
 
 pytestmark = pytest.mark.unit

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from clay_pipeline import auth
 from clay_pipeline.config import CallbackSettings, SenderSettings
-from local.commands.run import try_commands
+from clay_pipeline.core import auth
+from cli.commands.run import try_commands
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from clay_pipeline.routines import PollMessage, RunStore, Underway, poll_delay
-from clay_pipeline.stores import StateStore
+from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.services.routines import PollMessage, RunStore, Underway, poll_delay
 from local.aws import Provisioned
 from tests.dynamodb_calls import recorded_dynamodb_calls
 

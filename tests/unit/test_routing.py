@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.config import ConfigError
-from clay_pipeline.routing import (
+from clay_pipeline.core.errors import ConfigError
+from clay_pipeline.core.rules import (
     Decision,
     RuleSet,
     default_rules,

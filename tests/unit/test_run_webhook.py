@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.aws import client
+from clay_pipeline.adapters.aws import client
 from clay_pipeline.config import RunPollSettings
 from clay_pipeline.http_api import HttpError
-from clay_pipeline.run_webhook import RunWebhook, verify_signature
+from clay_pipeline.services.run_webhook import RunWebhook, verify_signature
 from local.apigw import http_event
 from local.aws import Provisioned
 from local.clay_api_sim import sign

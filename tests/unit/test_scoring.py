@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clay_pipeline.scoring import data_points, icp_score, industry_points, size_points, tier_for, title_points
+from clay_pipeline.core.scoring import data_points, icp_score, industry_points, size_points, tier_for, title_points
 
 pytestmark = pytest.mark.unit
 

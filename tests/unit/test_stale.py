@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from clay_pipeline.models import derive_lead_id
-from clay_pipeline.stale import (
+from clay_pipeline.adapters.batch_records import hour_bucket, hour_buckets
+from clay_pipeline.adapters.dynamodb import item_size
+from clay_pipeline.core.leads import derive_lead_id
+from clay_pipeline.services.sweeper import (
     SentBatch,
     SentLead,
     called_back_since,
@@ -16,7 +18,6 @@ from clay_pipeline.stale import (
     iso,
     unpack_bodies,
 )
-from clay_pipeline.stores import hour_bucket, hour_buckets, item_size
 
 pytestmark = pytest.mark.unit
 

@@ -12,8 +12,8 @@ from boto3.dynamodb.types import TypeSerializer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clay_pipeline.config import dump_json
-from clay_pipeline.stores import from_item, to_item
+from clay_pipeline.adapters.dynamodb import from_item, to_item
+from clay_pipeline.core.json_text import dump_json
 
 pytestmark = pytest.mark.unit
 

@@ -65,7 +65,7 @@ def emitted() -> dict[str, set[frozenset[str]]]:
     """Each metric the code counts by a literal name, with the dimension sets it is published with (Powertools
     adds service to every one). Names built at run time (f"{name}Rejected") are not found here."""
     found: dict[str, set[frozenset[str]]] = {}
-    for path in [*LIBRARY.glob("*.py"), *FUNCTIONS.glob("*/app.py")]:
+    for path in [*LIBRARY.rglob("*.py"), *FUNCTIONS.glob("*/app.py")]:
         for names, arguments in re.findall(r"\b(?:count|level)\(\s*([^,()]+?)\s*(?:,([^)]*))?\)", path.read_text()):
             dimensions = frozenset(re.findall(r"\b(\w+)=", arguments)) | {"service"}
             for name in re.findall(r'(?<![{\w])"(\w+)"', names):

@@ -9,11 +9,12 @@ wins: that is how local runs and tests configure them.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
+
+from clay_pipeline.core.errors import ConfigError
 
 SECRET_CACHE_SECONDS = 300
 
@@ -39,10 +40,6 @@ HUBSPOT_OWNED_PROPERTIES = "hs_lead_status,lifecyclestage,hubspot_owner_id"
 HUBSPOT_NEW_CONTACT_VALUES = "hs_lead_status=NEW"
 # Settings whose empty value means "none" rather than their (non-empty) default.
 EMPTY_MEANS_NONE = frozenset({"hubspot_owned_properties", "hubspot_new_contact_values"})
-
-
-class ConfigError(RuntimeError):
-    """A setting is missing or invalid; raised at cold start so the deploy fails loudly."""
 
 
 def secret(name: str) -> str:
@@ -78,7 +75,7 @@ def _secrets_provider() -> Any:
     # One provider per process: its cache is what keeps GetSecretValue calls to one per 5 minutes.
     from aws_lambda_powertools.utilities import parameters
 
-    from clay_pipeline.aws import client
+    from clay_pipeline.adapters.aws import client
 
     return parameters.SecretsProvider(boto3_client=client("secretsmanager"))
 
@@ -94,7 +91,7 @@ Required = Annotated[str, Field(min_length=1)]
 
 
 def _secure(url: str) -> str:
-    from clay_pipeline.outbound import url_problem
+    from clay_pipeline.adapters.http import url_problem
 
     if problem := url_problem(url):
         raise ValueError(f"{url!r} {problem}")
@@ -245,8 +242,3 @@ class RunCollectorSettings(RunPollSettings):
             routing_queue_url=self.routing_queue_url,
             lead_retention_days=self.lead_retention_days,
         )
-
-
-def dump_json(value: Any) -> str:
-    """Compact JSON used for every message body and canonical hash."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, default=str)

@@ -11,8 +11,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
+from clay_pipeline.adapters.queues import QueueSendError
 from clay_pipeline.observability import count, logger
-from clay_pipeline.stores import QueueSendError
 
 JSON_CONTENT_TYPES = ("application/json", "text/json")
 # AWS refusing the request itself (an item over 400 KB, a message SQS cannot carry): a retry of the
@@ -49,13 +49,15 @@ _warned_unset: set[str] = set()
 def secrets_or_unauthorized(name: str, what: str) -> list[str]:
     """The comma-separated secret `name`; 401 when it is empty or one entry is too weak to trust
     (auth.check_secrets), with one error log per problem and process: never fail open."""
-    from clay_pipeline import auth, config
+    from clay_pipeline import config
+    from clay_pipeline.core import auth
+    from clay_pipeline.core.errors import ConfigError
 
     secrets = config.secret_list(name)
     try:
         problem = "" if secrets else f"{name} is not configured"
         auth.check_secrets(secrets, name)
-    except config.ConfigError as error:
+    except ConfigError as error:
         problem = str(error)
     if problem:
         if problem not in _warned_unset:

@@ -1,0 +1,258 @@
+"""The router's delivery ledger, kept on the lead's LeadsTable item."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.dynamodb import from_item, is_condition_failure
+from clay_pipeline.adapters.leads_table import ItemUpdate, LeadsTable, lead_item_key
+from clay_pipeline.core.policies import Delivered, LeadHistory
+
+if TYPE_CHECKING:
+    pass
+
+
+# -- router's delivery ledger, kept on the lead's LeadsTable item --------------------------------
+DELIVERIES, LEASE_UNTIL, LEASE_OWNER = "deliveries", "lease_until", "lease_owner"  # ledger attributes
+ROUTED_RECEIVED_AT = "routed_received_at"
+HELD_PREFIX = "held_"  # held_<destination>: a paused destination still owes the lead a delivery (pause.py)
+# sending_<destination>: the intent, written before a delivery whose repeat must not happen unseen; the
+# complete write removes it. Found by a later claim, it means the invocation ended before recording.
+SENDING_PREFIX = "sending_"
+UNKNOWN_PREFIX = "unknown_"  # unknown_<destination>: sent, outcome unknown; waits for `clay-pipeline settle`
+
+
+def held_markers(item: dict[str, Any]) -> dict[str, str]:
+    """{destination: received_at of the callback that was held for it} from a lead's item."""
+    return {name: str(value) for name, value in markers(item, HELD_PREFIX).items()}
+
+
+def markers(item: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """{destination: value} of the lead item's `<prefix><destination>` attributes."""
+    return {name.removeprefix(prefix): value for name, value in item.items() if name.startswith(prefix)}
+
+
+@dataclass(frozen=True)
+class Lease:
+    """An invocation's hold on one lead's deliveries, and what the ledger knew when it was taken."""
+
+    lead_key: str
+    owner: str  # this claim's token: the complete write frees the lease only while it is still ours
+    history: LeadHistory
+    callback_id: str  # the callback whose enrichment the item held at the claim ('' when none)
+    held: dict[str, str] = field(default_factory=dict)  # destinations a pause held for the lead: see held_markers
+    # Intents an earlier invocation recorded and never completed (it ended between sending and recording),
+    # and deliveries already known to be unknown: {destination: {at, hash, score[, reason]}}
+    lapsed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unknown: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Another invocation holds the lead's lease."""
+
+    seconds: int  # until that lease lapses, at the latest
+
+
+@dataclass(frozen=True)
+class LeadLedger:
+    """The lead's delivery ledger, merged into its LeadsTable item so routing a lead costs two writes.
+
+    {lead_key, ..., deliveries: {destination: {at, hash, score}}, routed_received_at,
+    lease_until, lease_owner}: the claim takes the lease and returns the item (no read), the complete
+    write adds the deliveries, records the routing outcome and frees the lease.
+    """
+
+    table_name: str
+    lease_seconds: int
+
+    def claim(self, lead_key: str, intents: dict[str, Delivered] | None = None) -> Lease | Busy:
+        """Take the lead's lease and read its ledger, unless another invocation holds an unexpired lease.
+
+        `intents`: deliveries this lease may make whose repeat must not happen unseen (sending_<destination>),
+        written in the same write. The ledger returned is the item as it was before (ALL_OLD), so intents an
+        earlier invocation left uncompleted are seen even where this claim writes its own over them.
+        """
+        now = int(time.time())
+        owner = uuid.uuid4().hex
+        update = ItemUpdate()
+        update.set((LEASE_UNTIL,), now + self.lease_seconds)
+        update.set((LEASE_OWNER,), owner)
+        update.set_if_absent(DELIVERIES, {})  # the complete write adds deliveries.<destination> to it
+        update.set_or_remove({f"{SENDING_PREFIX}{name}": entry.to_value() for name, entry in (intents or {}).items()})
+        lease = update.name(LEASE_UNTIL)
+        # A lapsed lease (its invocation crashed or timed out) is taken over.
+        condition = f"attribute_not_exists({lease}) OR {lease} < {update.value(now)}"
+        try:
+            response = client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key=lead_item_key(lead_key),
+                ConditionExpression=condition,
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",  # when the other lease lapses, at no extra cost
+                **update.request(),
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+            held_until = int(error.response.get("Item", {}).get(LEASE_UNTIL, {}).get("N", now + self.lease_seconds))
+            return Busy(max(1, held_until - now + 1))
+        item = from_item(response.get("Attributes") or {})
+        deliveries = item.get(DELIVERIES) or {}
+        history = LeadHistory(
+            {name: Delivered.from_value(value) for name, value in deliveries.items()},
+            str(item.get(ROUTED_RECEIVED_AT) or ""),
+        )
+        return Lease(
+            lead_key,
+            owner,
+            history,
+            str(item.get("callback_id") or ""),
+            held_markers(item),
+            markers(item, SENDING_PREFIX),
+            markers(item, UNKNOWN_PREFIX),
+        )
+
+    def record_intent(self, lease: Lease, intents: dict[str, Delivered]) -> None:
+        """Before sending: which deliveries this lease is about to make (one write, only while the lease is ours).
+
+        Raises ClientError (a condition failure when the lease was lost): nothing may be sent then."""
+        update = ItemUpdate()
+        update.set_or_remove({f"{SENDING_PREFIX}{name}": entry.to_value() for name, entry in intents.items()})
+        condition = f"{update.name(LEASE_OWNER)} = {update.value(lease.owner)}"
+        client("dynamodb").update_item(
+            TableName=self.table_name,
+            Key=lead_item_key(lease.lead_key),
+            ConditionExpression=condition,
+            **update.request(),
+        )
+
+    def complete(
+        self,
+        lease: Lease,
+        delivered: dict[str, Delivered],
+        routed_received_at: str | None = None,
+        outcome: dict[str, Any] | None = None,
+        callback_id: str = "",
+        held: dict[str, str | None] | None = None,
+        unknown: dict[str, dict[str, Any] | None] | None = None,
+        intents_done: Iterable[str] = (),
+    ) -> bool:
+        """Add the deliveries, the routing outcome (unless a newer callback was stored since) and free the lease.
+
+        One write, which also sets (a value) or clears (None) the `held` and `unknown` markers given, and
+        removes the intents of `intents_done` (their outcome is known, or recorded as unknown). False when
+        the lease was no longer ours (it lapsed and another invocation took it): the deliveries are then
+        recorded without touching the new owner's lease or outcome.
+        """
+        marks: dict[str, Any] = {f"{HELD_PREFIX}{name}": value for name, value in (held or {}).items()}
+        marks |= {f"{UNKNOWN_PREFIX}{name}": value for name, value in (unknown or {}).items()}
+        marks |= {f"{SENDING_PREFIX}{name}": None for name in intents_done}
+        try:
+            self._write(lease, delivered, routed_received_at, outcome, callback_id, marks)
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+            old = from_item(error.response.get("Item", {}))
+            if old.get(LEASE_OWNER) == lease.owner:  # still ours: a newer callback was stored meanwhile
+                self._write(lease, delivered, routed_received_at, None, "", marks)
+                return True
+            if delivered or marks:
+                self._write(lease, delivered, None, None, "", marks, owned=False)
+            return False
+        return True
+
+    def settle(self, lead_key: str, destination: str, delivered: bool, received_at: str = "") -> dict[str, Any]:
+        """An operator's word on a delivery whose outcome is unknown (or whose intent lapsed); the entry settled.
+
+        delivered: it reached the destination, so it becomes a delivery and is never sent again. Otherwise it is
+        owed again: held_<destination> makes the lead's next routing send it (whatever the rules choose then).
+        Raises LookupError when the lead has no such entry, or while an invocation holds the lead's lease.
+        """
+        item = LeadsTable(self.table_name).get(lead_key)
+        if item is None:
+            raise LookupError(f"no lead {lead_key!r} in the leads table")
+        unknown, sending = f"{UNKNOWN_PREFIX}{destination}", f"{SENDING_PREFIX}{destination}"
+        entry = item.get(unknown) or item.get(sending)
+        if not isinstance(entry, dict):
+            raise LookupError(f"{destination} of lead {lead_key} has no unknown outcome to settle")
+        update = ItemUpdate()
+        if delivered:
+            fields = {key: entry[key] for key in ("at", "hash", "score") if key in entry}
+            update.set((DELIVERIES, destination), {**fields, "settled": "delivered"})
+            status = "delivered"
+        else:
+            update.set((f"{HELD_PREFIX}{destination}",), received_at or str(item.get("received_at") or ""))
+            status = "resend"
+        if isinstance(item.get("destinations"), dict) and destination in item["destinations"]:
+            update.set(("destinations", destination), status)
+        update.remove(unknown)
+        update.remove(sending)
+        now = update.value(int(time.time()))
+        lease = update.name(LEASE_UNTIL)
+        condition = (
+            f"(attribute_exists({update.name(unknown)}) OR attribute_exists({update.name(sending)})) "
+            f"AND (attribute_not_exists({lease}) OR {lease} < {now})"
+        )
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key=lead_item_key(lead_key),
+                ConditionExpression=condition,
+                **update.request(),
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+            raise LookupError(
+                f"lead {lead_key} is being routed now or {destination} was settled meanwhile: look again"
+            ) from None
+        return dict(entry)
+
+    def mark_held(self, lead_key: str, destinations: Iterable[str], received_at: str) -> None:
+        """Remember, without the lease, that paused destinations owe the lead a delivery (one write)."""
+        update = ItemUpdate()
+        update.set_or_remove({f"{HELD_PREFIX}{name}": received_at for name in destinations})
+        client("dynamodb").update_item(TableName=self.table_name, Key=lead_item_key(lead_key), **update.request())
+
+    def _write(
+        self,
+        lease: Lease,
+        delivered: dict[str, Delivered],
+        routed_received_at: str | None,
+        outcome: dict[str, Any] | None,
+        callback_id: str,
+        marks: dict[str, str | None],
+        owned: bool = True,
+    ) -> None:
+        update = ItemUpdate()
+        for destination, entry in delivered.items():
+            update.set((DELIVERIES, destination), entry.to_value())
+        if routed_received_at:
+            update.set((ROUTED_RECEIVED_AT,), routed_received_at)
+        update.set_or_remove({**(outcome or {}), **marks})
+        conditions = []
+        if owned:
+            update.remove(LEASE_UNTIL)
+            update.remove(LEASE_OWNER)
+            conditions.append(f"{update.name(LEASE_OWNER)} = {update.value(lease.owner)}")
+            if outcome is not None:
+                name = update.name("callback_id")
+                conditions.append(f"(attribute_not_exists({name}) OR {name} = {update.value(callback_id)})")
+        if update.empty:
+            return
+        extra: dict[str, Any] = {}
+        if conditions:
+            extra = {
+                "ConditionExpression": " AND ".join(conditions),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        key = lead_item_key(lease.lead_key)
+        client("dynamodb").update_item(TableName=self.table_name, Key=key, **update.request(), **extra)

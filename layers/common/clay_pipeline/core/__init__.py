@@ -1,0 +1,1 @@
+"""The pure core: decisions on plain data. Imports no AWS or HTTP library; clocks are passed in."""

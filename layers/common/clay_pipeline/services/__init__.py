@@ -1,0 +1,1 @@
+"""Services: orchestrate the core and the adapters for one function each."""

@@ -1,0 +1,343 @@
+"""Accepting Clay's enriched rows: verify, validate, and accept each callback exactly once.
+
+A callback is a version of a lead: `callback_id` is `<lead_key>#<hash of the canonical body>`.
+Exactly once takes two writes, both on the lead's LEADS_TABLE item (stores.LeadsTable):
+1. one conditional write claims the version (a `pending_<version>` lease that ends with the
+   invocation's remaining time) and stores the lead, unless the version is one of the lead's
+   recent accepted versions (answered as a duplicate) or claimed by a live lease (an identical
+   callback in flight: wait for it, then 409);
+2. after the routing message is queued, a second write adds the version to the item's bounded
+   `versions` list and ends the claim.
+
+Clay's HTTP API column does not retry a 5xx by default (it retries 408, 413, 429 and network
+errors, once, immediately: docs/ARCHITECTURE.md, "The callback and Clay's retries"), so a 503 is
+a lost lead. Each DynamoDB and SQS call is therefore retried with backoff inside the invocation
+until its deadline (the Lambda's remaining time less DEADLINE_RESERVE_SECONDS): an outage shorter
+than that costs a slower answer, not a callback. Only past the deadline is the claim dropped and
+503 answered. A crash after 1 leaves a lease that lapses, and a re-send is accepted then; a crash
+between the queueing and 2 lets a re-send queue the version again, which the router's per-lead
+ledger absorbs (nothing is delivered twice). If DynamoDB fails, nothing is queued.
+
+Hand-written rather than Powertools' idempotency utility: it keeps its in-progress and completion
+records in an item of its own, two writes per callback beside the lead's own write (3 WRU per
+callback, bench/cost_model.py); here the lead's writes are the claim and the completion.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from clay_pipeline import config
+from clay_pipeline.adapters.dynamodb import item_size
+from clay_pipeline.adapters.leads_table import Acceptance, LeadsTable
+from clay_pipeline.adapters.queues import Queue
+from clay_pipeline.config import CallbackSettings
+from clay_pipeline.core import auth
+from clay_pipeline.core.errors import ConfigError
+from clay_pipeline.core.json_text import dump_json
+from clay_pipeline.core.leads import EnrichedLead, body_hash, field_errors
+from clay_pipeline.http_api import (
+    HttpError,
+    check_content_type,
+    check_size,
+    is_dependency_failure,
+    parse_json,
+    unauthorized,
+)
+from clay_pipeline.observability import count, logger
+from clay_pipeline.services.token_guard import TokenGuard, caller_key
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+# Waits between the retries of a failed DynamoDB or SQS call, and between looks at an identical callback
+# in flight, doubling up to the cap (seconds), until the invocation's deadline.
+FIRST_RETRY_WAIT_SECONDS = 0.05
+MAX_RETRY_WAIT_SECONDS = 2.0
+# The deadline keeps this much of the Lambda's remaining time for the call in flight when it passes
+# (botocore's connect and read timeouts, aws.py), the release of the claim and the answer.
+DEADLINE_RESERVE_SECONDS = 5.0
+DEFAULT_CLAIM_SECONDS = 10.0  # a claim's lease without a Lambda context (the library used outside Lambda)
+# Failures no wait mends: a deleted table or queue, a missing permission. Answered 503 at once.
+NOT_TRANSIENT_CODES = frozenset(
+    {
+        "ResourceNotFoundException",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "AccessDenied",
+        "AccessDeniedException",
+    }
+)
+T = TypeVar("T")
+# What an accepted lead may take, measured after normalisation (values can grow: "1e5" is queued as
+# 100000.0, and a list of small numbers takes 1.5 times its JSON in DynamoDB):
+# - in LEADS_TABLE: 300 KB of the 400 KB item, leaving 100 KB for the router's outcome and ledger;
+# - on RoutingQueue: SQS's classic 256 KiB message (queues may allow 1 MiB; this fits both).
+ENRICHMENT_MAX_STORED_BYTES = 300_000
+ROUTING_MESSAGE_MAX_BYTES = 262_144
+ROUTING_ENVELOPE_BYTES = 256  # callback_id, lead_key and received_at around the lead
+TOKEN_MAX_BODY_BYTES = 4096  # a username and a password: larger bodies get 413 before they are parsed
+_warned_no_secret = False
+_warned_config: set[str] = set()
+
+
+@dataclass(frozen=True)
+class CallbackRequest:
+    lead: EnrichedLead
+    lead_key: str
+    callback_id: str
+    message: dict[str, Any]  # the lead as stored and queued
+    # Columns that could not be read: kept as sent, treated as missing, named in the 200 answer.
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+
+def check_configuration(settings: CallbackSettings) -> None:
+    """At cold start: a callback secret or JWT user set in the environment and too weak to trust fails the
+    start (ConfigError); auth.check_environment_secrets says why only the environment's."""
+    auth.check_environment_secrets("CALLBACK_SECRETS")
+    if settings.callback_auth_mode == "jwt":
+        auth.jwt_users(config.secret_list("CALLBACK_JWT_USERS", environment_only=True))
+
+
+def _refuse_misconfigured(error: ConfigError) -> HttpError:
+    """A secret rotated to a weak value refuses every caller (401), with one error in the log per problem."""
+    if str(error) not in _warned_config:
+        logger.error(f"{error}: every caller is refused until it is fixed")
+        _warned_config.add(str(error))
+    return unauthorized()
+
+
+def authenticate(settings: CallbackSettings, headers: dict[str, str], body: bytes) -> None:
+    """Raise 401 unless the caller proves it knows a current or previous secret."""
+    global _warned_no_secret
+    secrets = config.secret_list("CALLBACK_SECRETS")
+    if not secrets:
+        if not _warned_no_secret:
+            logger.error("CALLBACK_SECRETS is not configured: every callback is refused until it is set")
+            _warned_no_secret = True
+        raise unauthorized()
+    jwt_mode = settings.callback_auth_mode == "jwt"
+    try:
+        users = auth.jwt_users(config.secret_list("CALLBACK_JWT_USERS")) if jwt_mode else {}
+        verifier = auth.callback_verifier(
+            settings.callback_auth_mode,
+            settings.callback_secret_header,
+            secrets,
+            settings.callback_tolerance_seconds,
+            users=users.keys(),
+        )
+    except ConfigError as error:
+        raise _refuse_misconfigured(error) from None
+    if not verifier.verify(headers, body):
+        raise unauthorized()
+
+
+def check_fits(message: dict[str, Any]) -> None:
+    """413 when the normalised lead would not fit the leads table item or the routing message."""
+    stored = item_size({"enrichment": message})
+    if stored > ENRICHMENT_MAX_STORED_BYTES:
+        raise HttpError(
+            413,
+            {"error": f"the lead takes {stored} bytes in the leads table; the limit is {ENRICHMENT_MAX_STORED_BYTES}"},
+            reason="oversize_stored",
+        )
+    queued = len(dump_json(message).encode()) + ROUTING_ENVELOPE_BYTES
+    if queued > ROUTING_MESSAGE_MAX_BYTES:
+        raise HttpError(
+            413,
+            {"error": f"the lead is {queued} bytes as a queue message; the limit is {ROUTING_MESSAGE_MAX_BYTES}"},
+            reason="oversize_message",
+        )
+
+
+def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: bytes) -> CallbackRequest:
+    """Size, content type, JSON and fields, in that order: cheap checks before parsing."""
+    check_size(body, settings.callback_max_body_bytes)
+    check_content_type(headers)
+    document = parse_json(body)
+    if not isinstance(document, dict):
+        raise HttpError(
+            400, {"error": f"body must be a JSON object, not {type(document).__name__}"}, reason="not_object"
+        )
+    try:
+        lead = EnrichedLead.read(document)
+    except ValidationError as error:
+        raise HttpError(
+            400, {"error": "invalid fields", "fields": field_errors(error)}, reason="invalid_fields"
+        ) from None
+    message = lead.to_message()
+    check_fits(message)
+    lead_key = str(lead.lead_id)
+    for warning in lead.warnings:  # a declared column (a fixed set): a bounded dimension
+        count("CallbackColumnUnreadable", column=warning["field"])
+    return CallbackRequest(
+        lead=lead,
+        lead_key=lead_key,
+        callback_id=f"{lead_key}#{body_hash(document)[:32]}",
+        message=message,
+        warnings=lead.warnings,
+    )
+
+
+def token_request(body: bytes) -> tuple[str, str]:
+    """The username and password of a POST /clay/token body. A body that is not a token request is the caller's
+    mistake and gets 400 saying what is wrong (nothing about the credentials); wrong credentials get 401.
+    The body is capped before it is parsed: parsing megabytes of nested arrays costs an unauthenticated
+    caller nothing and us CPU and memory."""
+    check_size(body, TOKEN_MAX_BODY_BYTES)
+    document = parse_json(body)
+    if not isinstance(document, dict):
+        raise HttpError(
+            400, {"error": f"body must be a JSON object, not {type(document).__name__}"}, reason="not_object"
+        )
+    fields = [name for name in ("username", "password") if not isinstance(document.get(name), str)]
+    if fields:
+        problems = [{"field": name, "error": "must be text"} for name in fields]
+        raise HttpError(400, {"error": "invalid fields", "fields": problems}, reason="invalid_fields")
+    return document["username"], document["password"]
+
+
+def issue_token(body: bytes, source_ip: str = "", guard: TokenGuard | None = None) -> dict[str, Any]:
+    """POST /clay/token: username and password in, bearer token out (jwt mode only). With a guard, repeated
+    failures from one caller (source IP and user name) are locked out for a while (token_guard)."""
+    username, password = token_request(body)
+    key = caller_key(source_ip, username)
+    failures = guard.check(key) if guard else 0
+    try:
+        issuer = auth.TokenIssuer(config.secret_list("CALLBACK_JWT_USERS"), config.secret_list("CALLBACK_SECRETS"))
+    except ConfigError as error:
+        raise _refuse_misconfigured(error) from None
+    token = issuer.issue(username, password)
+    if token is None:
+        if guard:
+            guard.failed(key, failures)
+        raise unauthorized()
+    if guard:
+        guard.succeeded(key, failures)
+    return {"access_token": token, "token_type": auth.BEARER, "expires_in": auth.JWT_LIFETIME_SECONDS}
+
+
+def is_transient(error: BaseException) -> bool:
+    """A DynamoDB or SQS failure a later attempt may not meet (an outage, a throttle, a timeout): worth a wait."""
+    if not is_dependency_failure(error):
+        return False
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", "")) not in NOT_TRANSIENT_CODES
+    return True
+
+
+def waits(first: float = FIRST_RETRY_WAIT_SECONDS, cap: float = MAX_RETRY_WAIT_SECONDS) -> Iterator[float]:
+    """Doubling waits from `first`, at most `cap` each."""
+    wait = first
+    while True:
+        yield wait
+        wait = min(cap, wait * 2)
+
+
+class CallbackAcceptor:
+    """Stores and queues each distinct callback once (the flow is in the module's docstring).
+
+    `max_wait_seconds` caps the waiting (a queue consumer hands its message back instead of waiting long);
+    `clock` and `sleep` measure and spend the invocation's time (a benchmark runs outages on a virtual clock).
+    """
+
+    def __init__(self, settings: CallbackSettings, max_wait_seconds: float | None = None) -> None:
+        self.max_wait_seconds = max_wait_seconds
+        self.leads = LeadsTable(settings.leads_table, retention_days=settings.lead_retention_days)
+        self.routing_queue = Queue(settings.routing_queue_url)
+        self._context: LambdaContext | None = None
+        self.clock: Callable[[], float] = time.monotonic
+        self.sleep: Callable[[float], None] = time.sleep
+
+    def register_context(self, context: LambdaContext | None) -> None:
+        # A claim's lease ends with this invocation's remaining time: a crash frees it then.
+        self._context = context
+
+    def accept(self, request: CallbackRequest) -> dict[str, Any]:
+        received_at = datetime.now(UTC).isoformat()
+        remaining = self._remaining_seconds()
+        patience = max(0.0, remaining - DEADLINE_RESERVE_SECONDS)
+        if self.max_wait_seconds is not None:
+            patience = min(patience, self.max_wait_seconds)
+        deadline = self.clock() + patience
+        lease_until = time.time() + remaining  # one value for every attempt: a retried claim recognises its own
+        pause = waits()
+        while True:
+            acceptance = self._patiently(
+                "LeadsTable",
+                deadline,
+                lambda: self.leads.accept_callback(
+                    request.lead_key, request.callback_id, request.message, received_at, lease_until
+                ),
+            )
+            if acceptance is Acceptance.DUPLICATE:
+                return {"received": True, "lead_key": request.lead_key, "duplicate": True}
+            if acceptance is Acceptance.ACCEPTED:
+                break
+            wait = next(pause)  # an identical callback holds the claim: it finishes, or its lease lapses
+            if self.clock() + wait > deadline:
+                raise HttpError(
+                    409,
+                    {"error": "an identical callback is being processed; retry later", "duplicate": True},
+                    headers={"retry-after": "2"},
+                    reason="in_progress",
+                )
+            self.sleep(wait)
+        message = {
+            "callback_id": request.callback_id,
+            "lead_key": request.lead_key,
+            "lead": request.message,
+            "received_at": received_at,
+        }
+        try:
+            self._patiently("RoutingQueue", deadline, lambda: self.routing_queue.send(message))
+        except Exception:
+            self._release(request)
+            raise
+        try:
+            self._patiently(
+                "LeadsTable", deadline, lambda: self.leads.complete_callback(request.lead_key, request.callback_id)
+            )
+        except Exception as error:
+            if not is_dependency_failure(error):
+                raise
+            # Queued, so not lost: the claim lapses with its lease, and a re-send queues it again (the router's
+            # ledger absorbs that copy). Answering 503 here would only make Clay show an error for a routed lead.
+            logger.warning("queued, but the version could not be recorded", extra={"error": type(error).__name__})
+        return {"received": True, "lead_key": request.lead_key, "duplicate": False}
+
+    def _patiently(self, dependency: str, deadline: float, call: Callable[[], T]) -> T:
+        """The call, retried after a transient failure (doubling waits) while the next try starts before `deadline`."""
+        pause, first = waits(), True
+        while True:
+            try:
+                return call()
+            except Exception as error:
+                wait = next(pause)
+                if not is_transient(error) or self.clock() + wait > deadline:
+                    raise
+                count("CallbackDependencyRetry", dependency=dependency)
+                if first:  # once per call: an outage would otherwise log a line per retry
+                    logger.warning(
+                        "waiting for a dependency", extra={"dependency": dependency, "error": type(error).__name__}
+                    )
+                first = False
+                self.sleep(wait)
+
+    def _remaining_seconds(self) -> float:
+        if self._context is None:
+            return DEFAULT_CLAIM_SECONDS
+        return max(1.0, self._context.get_remaining_time_in_millis() / 1000)
+
+    def _release(self, request: CallbackRequest) -> None:
+        try:
+            self.leads.release_callback(request.lead_key, request.callback_id)
+        except Exception as error:  # the claim then lapses with its lease: a re-send waits for it, then is accepted
+            logger.warning("could not release the callback's claim", extra={"error": type(error).__name__})

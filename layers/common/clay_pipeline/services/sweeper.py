@@ -1,0 +1,321 @@
+"""Stale leads: sent to Clay, and no callback after STALE_AFTER_HOURS.
+
+How the sweeper finds them without reading the whole table (DynamoDB bills a write unit at five
+times a read unit, and every write per lead counts):
+
+- What is used: the sender writes one `sent#<batch id>` record per SQS batch it sent (the leads'
+  ids, each with its webhook index, send time, receives and POSTs as a short list: about 1 KB
+  for the template's batch of twenty, one write unit, so ~0.05 WRU per lead), when the batch ends.
+  Only these records carry `sent_bucket` (the UTC hour), so the state table's SentByHour index is
+  sparse: one more write unit per batch, ~0.05 WRU per lead. A sweep reads its window's batch
+  records with one Query per UTC hour it spans (half a read unit per 4 KB returned) and reads the
+  window's leads from the leads table with BatchGetItem (half a unit per lead): what a run reads
+  grows with the leads sent in its window, never with the table. bench/cost_model.py measures it.
+- Rejected: an index over the leads' own items or dedupe marks (one index write per lead, ~1 WRU
+  per lead, ten times the above); a Scan (reads every item of the table every run); one item per
+  hour appended to (every append is billed at the whole item's size, up to 400 KB); keys from an
+  allocated sequence per hour (a counter write per batch on top of the record, and empty slots to
+  read).
+- The sweep's window is (checkpoint, now - STALE_AFTER_HOURS]: each run starts where the last one
+  ended (`sweep#stale` in the state table), so a failed or missed run is caught up by the next and
+  no window is read twice. A first run looks back one schedule interval; batch records expire
+  after SENT_RECORD_DAYS, which bounds how far a sweep ever looks back.
+
+Crash windows: a sender that dies after sending but before its batch ends (a Lambda timeout) writes
+no batch record, so those leads are not watched (they reached Clay; only the stale check misses
+them). The sweeper re-reads its whole window if it fails before the checkpoint write; marking
+stale is conditional and idempotent. Re-queueing (STALE_REQUEUE, off by default: each re-send
+costs Clay actions and creates a second row) is at most once per lead: `requeued_at` is written
+before the dedupe mark is removed and the lead re-queued, so a crash in between loses the
+re-queue, never doubles it. It needs the lead's body, which the sender keeps in the batch record
+(compressed) only while STALE_REQUEUE is on, at a few more write units per batch.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from clay_pipeline.adapters.batch_records import SentBatches
+from clay_pipeline.adapters.leads_table import LeadsTable
+from clay_pipeline.adapters.queues import Queue
+from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.config import SweeperSettings
+from clay_pipeline.core.json_text import dump_json
+from clay_pipeline.observability import count, level, logger
+from clay_pipeline.services.sending_limits import dedupe_key
+
+HOUR = 3600
+SENT_RECORD_DAYS = 8  # longer than the longest STALE_AFTER_HOURS (168) plus a missed day of sweeps
+SENT_RECORD_TTL_SECONDS = SENT_RECORD_DAYS * 86_400
+# A lead's entry in a batch record: [webhook index, seconds sent before the record's sent_at, receives,
+# POSTs]. Twenty leads take about 1 KB (one write unit) this way, fourteen as maps with named fields.
+ENTRY = ("webhook_index", "seconds_before_sent_at", "receives", "posts")
+CHECKPOINT_KEY = "sweep#stale"
+FIRST_WINDOW_SECONDS = HOUR  # the schedule's interval in template.yaml
+LEAD_ATTRIBUTES = ("received_at", "routing_status", "clay_sent_at", "requeued_at", "callbacks")
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+# -- the sender's side ----------------------------------------------------------------------------
+@dataclass
+class SentBatch:
+    """The leads one sender invocation sent to Clay, written as one batch record when the batch ends."""
+
+    batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    entries: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # webhook index, receives, POSTs
+    sent_at: dict[str, int] = field(default_factory=dict)
+    bodies: dict[str, str] = field(default_factory=dict)
+    last_sent: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # the sender's concurrent sends
+
+    def add(self, lead_id: str, webhook_index: int, receives: int, posts: int, body: str | None = None) -> None:
+        now = int(time.time())
+        with self._lock:
+            self.sent_at[lead_id] = now
+            self.entries[lead_id] = (webhook_index, receives, posts)
+            if body is not None:
+                self.bodies[lead_id] = body
+            self.last_sent = max(self.last_sent, now)
+
+    @property
+    def leads(self) -> dict[str, list[int]]:
+        """Each lead's entry, a list rather than a map because the record is billed by its size (ENTRY)."""
+        with self._lock:
+            return {
+                lead_id: [webhook, self.last_sent - self.sent_at[lead_id], receives, posts]
+                for lead_id, (webhook, receives, posts) in self.entries.items()
+            }
+
+    def record(self, batches: SentBatches, ttl_seconds: int = SENT_RECORD_TTL_SECONDS) -> bool:
+        """One write (plus its index write); False when nothing was sent.
+
+        The record also confirms its leads' dedupe marks (limits.Deduper), so the sender keeps it as
+        long as those marks: `ttl_seconds` at least CLAY_DEDUPE_DAYS.
+        """
+        if not self.entries:
+            return False
+        bodies = zlib.compress(dump_json(self.bodies).encode(), 9) if self.bodies else b""
+        batches.put(self.batch_id, self.last_sent, self.leads, ttl_seconds, bodies)
+        return True
+
+
+def unpack_bodies(data: bytes) -> dict[str, str]:
+    return dict(json.loads(zlib.decompress(data))) if data else {}
+
+
+# -- the lookup (the sweeper's, and `clay-pipeline stale`'s) ----------------------------------
+@dataclass(frozen=True)
+class SentLead:
+    """One lead's entry in a batch record."""
+
+    lead_id: str
+    batch_id: str
+    sent_at: int
+    webhook_index: int
+    receives: int
+    posts: int
+
+    @classmethod
+    def from_entry(cls, lead_id: str, batch_id: str, entry: Any, record_sent_at: int) -> SentLead:
+        """ENTRY, or the map {w, t, r, p} that records written before it hold (they expire in SENT_RECORD_DAYS)."""
+        if isinstance(entry, dict):
+            numbers = [int(entry.get(name) or 0) for name in ("w", "t", "r", "p")]
+            return cls(lead_id, batch_id, numbers[1], numbers[0], numbers[2], numbers[3])
+        webhook, before, receives, posts = (int(number) for number in entry)
+        return cls(lead_id, batch_id, record_sent_at - before, webhook, receives, posts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lead_id": self.lead_id,
+            "batch": self.batch_id,
+            "sent_at": iso(self.sent_at),
+            "webhook_index": self.webhook_index,
+            "receives": self.receives,
+            "posts": self.posts,
+        }
+
+
+def called_back_since(item: dict[str, Any] | None, sent_at: int) -> bool:
+    received = str((item or {}).get("received_at") or "")
+    return bool(received) and datetime.fromisoformat(received).timestamp() >= sent_at
+
+
+@dataclass(frozen=True)
+class StaleLead:
+    sent: SentLead
+    item: dict[str, Any] | None  # the lead's leads-table attributes (LEAD_ATTRIBUTES), None when it has no item
+
+    @property
+    def already_marked(self) -> bool:
+        item = self.item or {}
+        return item.get("routing_status") == "stale" and item.get("clay_sent_at") == iso(self.sent.sent_at)
+
+    @property
+    def requeued(self) -> bool:
+        return bool((self.item or {}).get("requeued_at"))
+
+    def to_dict(self) -> dict[str, Any]:
+        item = self.item or {}
+        return {
+            **self.sent.to_dict(),
+            "earlier_callbacks": int(item.get("callbacks") or 0),
+            "marked_stale": self.already_marked,
+            "requeued_at": item.get("requeued_at"),
+        }
+
+
+@dataclass(frozen=True)
+class Lookup:
+    start: int
+    end: int
+    batches: int  # batch records read
+    leads: int  # distinct leads sent in the window
+    stale: list[StaleLead]
+
+
+@dataclass(frozen=True)
+class StaleLeads:
+    batches: SentBatches
+    leads: LeadsTable
+
+    def find(self, start: int, end: int) -> Lookup:
+        """Leads whose last send in (start, end] has no callback since: one Query per hour, BatchGetItem per 100."""
+        sent: dict[str, SentLead] = {}
+        batches = 0
+        for record in self.batches.between(start, end):
+            batches += 1
+            batch_id = str(record["pk"]).removeprefix("sent#")
+            for lead_id, entry in (record.get("leads") or {}).items():
+                lead = SentLead.from_entry(lead_id, batch_id, entry, int(record["sent_at"]))
+                if lead_id not in sent or lead.sent_at > sent[lead_id].sent_at:  # re-sent: the last send counts
+                    sent[lead_id] = lead
+        items = self.leads.batch_get(sent, LEAD_ATTRIBUTES)
+        stale = [
+            StaleLead(lead, items.get(lead_id))
+            for lead_id, lead in sent.items()
+            if not called_back_since(items.get(lead_id), lead.sent_at)
+        ]
+        return Lookup(start, end, batches, len(sent), sorted(stale, key=lambda s: (s.sent.sent_at, s.sent.lead_id)))
+
+
+# -- recovering them in Clay ---------------------------------------------------------------------
+# A stale lead's row is in the Clay table (the batch record lists only leads Clay accepted); only its
+# HTTP API column's call back did not get through. Running that column again for exactly those rows costs
+# one Clay action per row and no data credits (Clay University, "HTTP API", FAQ "Does using HTTP API
+# consume Data Credits?"), where re-queueing the lead (STALE_REQUEUE) creates a second row whose every
+# enrichment column runs, and is billed, again.
+LEAD_ID_COLUMN = "lead_id"  # the column the sender's row carries and the HTTP API column's body sends back
+
+
+def clay_filter_value(lead_ids: Iterable[str]) -> str:
+    """One comma-separated line: the values of a Clay table filter `lead_id` *contains any of*.
+
+    Clay's text filters include "contains any of" a list of values (Clay University, "Comparison
+    operators"). It matches substrings, which is exact for derived ids (all `ld_` plus 24 hex digits);
+    a producer's own shorter id can also match a longer one that holds it.
+    """
+    return ", ".join(lead_ids)
+
+
+def clay_run_condition(lead_ids: Iterable[str]) -> str:
+    """A run condition ("Only run if") that holds for exactly these rows, in Clay's formula syntax.
+
+    `/lead_id` is Clay's column reference (Clay University, "Conditional runs"), `==` its exact text
+    comparison ("Comparison operators") and `OR` its logical operator; each id is a JSON string
+    literal, so a quote inside one stays text. Clay runs, and bills, only the rows whose condition holds.
+    """
+    return " OR ".join(f"/{LEAD_ID_COLUMN} == {json.dumps(lead_id, ensure_ascii=False)}" for lead_id in lead_ids)
+
+
+# -- the scheduled sweep --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SweepReport:
+    start: int
+    end: int
+    batches: int
+    leads_checked: int
+    stale: int  # marked stale by this run
+    requeued: int
+    already_marked: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**vars(self), "start": iso(self.start), "end": iso(self.end)}
+
+
+class StaleSweeper:
+    def __init__(self, settings: SweeperSettings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = StateStore(settings.state_table)
+        self.batches = SentBatches(settings.state_table)
+        self.leads = LeadsTable(settings.leads_table)
+        self.lookup = StaleLeads(self.batches, self.leads)
+        self.lead_queue = Queue(settings.lead_queue_url)
+        from clay_pipeline.services.pause import (
+            DestinationSwitch,  # here: the sender imports this module, not the rules
+        )
+
+        self.switch = DestinationSwitch(self.store, cache_seconds=0)
+
+    def window(self) -> tuple[int, int]:
+        """(checkpoint, now - STALE_AFTER_HOURS], never reaching back past the batch records' lifetime."""
+        now = int(self.clock())
+        end = now - self.settings.stale_after_hours * HOUR
+        checkpoint = self.store.get(CHECKPOINT_KEY)
+        start = int(checkpoint["swept_to"]) if checkpoint else end - FIRST_WINDOW_SECONDS
+        return max(start, now - SENT_RECORD_TTL_SECONDS), end
+
+    def run(self) -> SweepReport:
+        start, end = self.window()
+        lookup = self.lookup.find(start, end) if end > start else Lookup(start, end, 0, 0, [])
+        now = iso(self.clock())
+        marked = requeued = already = 0
+        bodies: dict[str, dict[str, str]] = {}  # batch id -> its kept bodies, read once per batch
+        for lead in lookup.stale:
+            if lead.already_marked:
+                already += 1
+                continue
+            requeue = self.settings.stale_requeue and not lead.requeued
+            if not self.leads.mark_stale(lead.sent.lead_id, iso(lead.sent.sent_at), now, requeue):
+                continue  # a callback arrived meanwhile
+            marked += 1
+            if requeue and self._requeue(lead.sent, bodies):
+                requeued += 1
+        if end > start:
+            self.store.update(CHECKPOINT_KEY, {"swept_to": end, "swept_at": int(self.clock())})
+        report = SweepReport(start, end, lookup.batches, lookup.leads, marked, requeued, already)
+        count("LeadsStale", marked)  # published even when 0, so the alarm and the dashboard have data
+        count("LeadsRequeued", requeued)
+        for name in self.switch.paused():  # the dashboard shows a pause even while no lead is routed
+            level("DestinationPaused", 1, destination=name)
+        log = logger.warning if marked else logger.info
+        log("stale lead sweep", extra=report.to_dict())
+        return report
+
+    def _requeue(self, lead: SentLead, bodies: dict[str, dict[str, str]]) -> bool:
+        """Remove the dedupe mark (else the sender skips the lead as sent) and queue the kept body once more."""
+        if lead.batch_id not in bodies:
+            record = self.batches.get(lead.batch_id)
+            bodies[lead.batch_id] = unpack_bodies(record["bodies"]) if record else {}
+        body = bodies[lead.batch_id].get(lead.lead_id)
+        if body is None:
+            logger.warning(
+                "stale lead not re-queued: its body was not kept (STALE_REQUEUE was off when it was sent)",
+                extra={"lead_id": lead.lead_id},
+            )
+            return False
+        self.store.delete(dedupe_key(lead.lead_id))
+        self.lead_queue.send_raw(body, attributes={"requeued_by": "stale-sweeper", "original_batch": lead.batch_id})
+        logger.info("stale lead re-queued for Clay", extra={"lead_id": lead.lead_id})
+        return True

@@ -1,5 +1,0 @@
-"""The `clay-pipeline` subcommands: local.commands.<name> exposes <name>_command(args) -> exit code.
-
-local/cli.py imports only the module of the command given, so `send` or `trace` never load the
-local stack that `run` and `invoke` need.
-"""
