@@ -22,10 +22,10 @@ from clay_pipeline.adapters.dynamodb import from_item
 from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.ledger import SENDING_PREFIX, UNKNOWN_PREFIX, markers
 from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.core import state_keys
 from clay_pipeline.core.leads import Lead, derive_lead_id, normalise_domain
 from clay_pipeline.services.pause import DestinationSwitch
 from clay_pipeline.services.routines import RunStore
-from clay_pipeline.services.sending_limits import dedupe_key
 from clay_pipeline.services.sweeper import SentLead
 from cli.operations.dead_letters import QUEUES, DeadLetter, DeadLetterQueue
 from cli.operations.target import Target
@@ -238,7 +238,7 @@ class Tracer:
 
     def trace(self, lead_id: str) -> LeadTrace:
         store = StateStore(self.target.state_table)
-        trace = LeadTrace(lead_id, mark=store.get(dedupe_key(lead_id)))
+        trace = LeadTrace(lead_id, mark=store.get(state_keys.dedupe(lead_id)))
         batch = (trace.mark or {}).get("batch")
         if batch:
             record = SentBatches(self.target.state_table).get(str(batch))

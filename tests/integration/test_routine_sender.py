@@ -113,7 +113,7 @@ def test_first_poll_message_names_the_run(make_sender: Any, clay: ClayApiSimulat
 def test_run_starts_are_paced_per_run_at_the_lead_rate(make_sender: Any, clay: ClayApiSimulator) -> None:
     # GIVEN 10 leads a second and runs of 5: each run start takes the shared pacer's slot of half a second
     sender = make_sender(CLAY_SEND_RATE_PER_SECOND="10", CLAY_ROUTINE_RUN_SIZE="5")
-    assert sender.module.sender.pacer.rate_per_second == 2.0
+    assert sender.module.sender.sending.pacer.rate_per_second == 2.0
     # WHEN 10 leads are sent
     with recorded_dynamodb_calls() as calls:
         _, failures = sender.send(*(lead(n) for n in range(10)))

@@ -8,8 +8,9 @@ from time import monotonic, time
 
 import pytest
 
-from clay_pipeline.adapters.clay_webhook import AUTH_HEADER, ClayClient, Outcome, classify, webhook_fingerprint
+from clay_pipeline.adapters.clay_webhook import AUTH_HEADER, ClayClient, webhook_fingerprint
 from clay_pipeline.adapters.http import DEFAULT_RETRY_AFTER_SECONDS, parse_retry_after
+from clay_pipeline.core.sending import Outcome
 from local.http_stub import Reply, StubServer
 
 pytestmark = pytest.mark.unit
@@ -20,30 +21,6 @@ HOOK = "/v3/sources/webhook/pull-in-data-from-a-webhook-1234"
 @pytest.fixture
 def clay(http_stub: StubServer) -> StubServer:
     return http_stub
-
-
-@pytest.mark.parametrize(
-    ("status", "outcome"),
-    [
-        (200, Outcome.ACCEPTED),
-        (202, Outcome.ACCEPTED),
-        (429, Outcome.THROTTLED),
-        (400, Outcome.PERMANENT),
-        (413, Outcome.PERMANENT),
-        (422, Outcome.PERMANENT),
-        (404, Outcome.GONE),
-        (410, Outcome.GONE),
-        (401, Outcome.RETRYABLE),  # a wrong token is an operator fix, not a reason to drop leads
-        (500, Outcome.RETRYABLE),
-        (503, Outcome.RETRYABLE),
-    ],
-)
-def test_classify(status: int, outcome: Outcome) -> None:
-    assert classify(status).outcome is outcome
-
-
-def test_413_reason_names_the_size_problem() -> None:
-    assert classify(413).reason == "payload_too_large"
 
 
 @pytest.mark.parametrize(

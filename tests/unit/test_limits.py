@@ -18,7 +18,9 @@ from clay_pipeline.adapters.dynamodb import from_item
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.observability import flush_dimensioned_counts
 from clay_pipeline.services import sending_limits as limits
-from clay_pipeline.services.sending_limits import Claim, DailyBudget, Deduper, Pacer, WebhookPool
+from clay_pipeline.core.sending import Claim
+from clay_pipeline.services.dedupe import Deduper
+from clay_pipeline.services.sending_limits import DailyBudget, Pacer, WebhookPool
 from tests.dynamodb_calls import recorded_dynamodb_calls
 
 pytestmark = pytest.mark.unit

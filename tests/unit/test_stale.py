@@ -6,11 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from clay_pipeline.adapters.batch_records import hour_bucket, hour_buckets
+from clay_pipeline.adapters.batch_records import SentBatch, hour_bucket, hour_buckets
 from clay_pipeline.adapters.dynamodb import item_size
 from clay_pipeline.core.leads import derive_lead_id
 from clay_pipeline.services.sweeper import (
-    SentBatch,
     SentLead,
     called_back_since,
     clay_filter_value,

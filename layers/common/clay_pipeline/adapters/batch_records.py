@@ -1,18 +1,21 @@
-"""The sender's `sent#` batch records and their SentByHour time index on the state table."""
+"""The sender's `sent#` batch records (SentBatch, what one invocation sent) and their SentByHour time index on
+the state table (SentBatches: writing and reading them)."""
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
+import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.dynamodb import STATE_KEY, STATE_TTL, from_item, to_item
-
-if TYPE_CHECKING:
-    pass
-
+from clay_pipeline.core import state_keys
+from clay_pipeline.core.json_text import dump_json
 
 # -- the sender's batch records and their time index ---------------------------------------------
 SENT_INDEX = "SentByHour"
@@ -52,7 +55,7 @@ class SentBatches:
     ) -> None:
         item = to_item(
             {
-                STATE_KEY: f"sent#{batch_id}",
+                STATE_KEY: state_keys.sent(batch_id),
                 SENT_BUCKET: hour_bucket(sent_at),
                 SENT_AT: sent_at,
                 "leads": leads,
@@ -67,7 +70,7 @@ class SentBatches:
         """Whether that batch's record lists the lead as sent (reads only its entry)."""
         response = client("dynamodb").get_item(
             TableName=self.table_name,
-            Key={STATE_KEY: {"S": f"sent#{batch_id}"}},
+            Key={STATE_KEY: {"S": state_keys.sent(batch_id)}},
             ProjectionExpression="leads.#lead",
             ExpressionAttributeNames={"#lead": lead_id},
             ConsistentRead=True,
@@ -75,7 +78,9 @@ class SentBatches:
         return bool(response.get("Item", {}).get("leads", {}).get("M", {}).get(lead_id))
 
     def get(self, batch_id: str) -> dict[str, Any] | None:
-        response = client("dynamodb").get_item(TableName=self.table_name, Key={STATE_KEY: {"S": f"sent#{batch_id}"}})
+        response = client("dynamodb").get_item(
+            TableName=self.table_name, Key={STATE_KEY: {"S": state_keys.sent(batch_id)}}
+        )
         item = response.get("Item")
         if not item:
             return None
@@ -96,3 +101,45 @@ class SentBatches:
             for page in pages:
                 for item in page.get("Items", []):
                     yield from_item(item)
+
+
+@dataclass
+class SentBatch:
+    """The leads one sender invocation sent to Clay, written as one batch record when the batch ends."""
+
+    batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    entries: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # webhook index, receives, POSTs
+    sent_at: dict[str, int] = field(default_factory=dict)
+    bodies: dict[str, str] = field(default_factory=dict)
+    last_sent: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # the sender's concurrent sends
+
+    def add(self, lead_id: str, webhook_index: int, receives: int, posts: int, body: str | None = None) -> None:
+        now = int(time.time())
+        with self._lock:
+            self.sent_at[lead_id] = now
+            self.entries[lead_id] = (webhook_index, receives, posts)
+            if body is not None:
+                self.bodies[lead_id] = body
+            self.last_sent = max(self.last_sent, now)
+
+    @property
+    def leads(self) -> dict[str, list[int]]:
+        """Each lead's entry, a list rather than a map because the record is billed by its size (sweeper.ENTRY)."""
+        with self._lock:
+            return {
+                lead_id: [webhook, self.last_sent - self.sent_at[lead_id], receives, posts]
+                for lead_id, (webhook, receives, posts) in self.entries.items()
+            }
+
+    def record(self, batches: SentBatches, ttl_seconds: int) -> bool:
+        """One write (plus its index write); False when nothing was sent.
+
+        The record also confirms its leads' dedupe marks (services/dedupe.py), so the sender keeps it as
+        long as those marks: `ttl_seconds` at least CLAY_DEDUPE_DAYS.
+        """
+        if not self.entries:
+            return False
+        bodies = zlib.compress(dump_json(self.bodies).encode(), 9) if self.bodies else b""
+        batches.put(self.batch_id, self.last_sent, self.leads, ttl_seconds, bodies)
+        return True

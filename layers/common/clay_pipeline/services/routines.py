@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from clay_pipeline.adapters.dynamodb import STATE_TTL
 from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.core import state_keys
 from clay_pipeline.core.column_values import identifier_problem
 from clay_pipeline.core.json_text import dump_json
 
@@ -159,12 +160,12 @@ class RunStore:
 
     @staticmethod
     def _key(run_id: str) -> str:
-        return f"run#{run_id}"
+        return state_keys.run(run_id)
 
     @staticmethod
     def _batch_key(batch_id: str) -> str:
-        return f"run-leads#{batch_id}"
+        return state_keys.run_leads(batch_id)
 
     @staticmethod
     def _done_key(run_id: str) -> str:
-        return f"run-done#{run_id}"
+        return state_keys.run_done(run_id)

@@ -34,12 +34,10 @@ re-queue, never doubles it. It needs the lead's body, which the sender keeps in 
 from __future__ import annotations
 
 import json
-import threading
 import time
-import uuid
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,9 +46,8 @@ from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import SweeperSettings
-from clay_pipeline.core.json_text import dump_json
+from clay_pipeline.core import state_keys
 from clay_pipeline.observability import count, level, logger
-from clay_pipeline.services.sending_limits import dedupe_key
 
 HOUR = 3600
 SENT_RECORD_DAYS = 8  # longer than the longest STALE_AFTER_HOURS (168) plus a missed day of sweeps
@@ -58,56 +55,13 @@ SENT_RECORD_TTL_SECONDS = SENT_RECORD_DAYS * 86_400
 # A lead's entry in a batch record: [webhook index, seconds sent before the record's sent_at, receives,
 # POSTs]. Twenty leads take about 1 KB (one write unit) this way, fourteen as maps with named fields.
 ENTRY = ("webhook_index", "seconds_before_sent_at", "receives", "posts")
-CHECKPOINT_KEY = "sweep#stale"
+CHECKPOINT_KEY = state_keys.sweep_checkpoint()
 FIRST_WINDOW_SECONDS = HOUR  # the schedule's interval in template.yaml
 LEAD_ATTRIBUTES = ("received_at", "routing_status", "clay_sent_at", "requeued_at", "callbacks")
 
 
 def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
-
-
-# -- the sender's side ----------------------------------------------------------------------------
-@dataclass
-class SentBatch:
-    """The leads one sender invocation sent to Clay, written as one batch record when the batch ends."""
-
-    batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    entries: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # webhook index, receives, POSTs
-    sent_at: dict[str, int] = field(default_factory=dict)
-    bodies: dict[str, str] = field(default_factory=dict)
-    last_sent: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # the sender's concurrent sends
-
-    def add(self, lead_id: str, webhook_index: int, receives: int, posts: int, body: str | None = None) -> None:
-        now = int(time.time())
-        with self._lock:
-            self.sent_at[lead_id] = now
-            self.entries[lead_id] = (webhook_index, receives, posts)
-            if body is not None:
-                self.bodies[lead_id] = body
-            self.last_sent = max(self.last_sent, now)
-
-    @property
-    def leads(self) -> dict[str, list[int]]:
-        """Each lead's entry, a list rather than a map because the record is billed by its size (ENTRY)."""
-        with self._lock:
-            return {
-                lead_id: [webhook, self.last_sent - self.sent_at[lead_id], receives, posts]
-                for lead_id, (webhook, receives, posts) in self.entries.items()
-            }
-
-    def record(self, batches: SentBatches, ttl_seconds: int = SENT_RECORD_TTL_SECONDS) -> bool:
-        """One write (plus its index write); False when nothing was sent.
-
-        The record also confirms its leads' dedupe marks (limits.Deduper), so the sender keeps it as
-        long as those marks: `ttl_seconds` at least CLAY_DEDUPE_DAYS.
-        """
-        if not self.entries:
-            return False
-        bodies = zlib.compress(dump_json(self.bodies).encode(), 9) if self.bodies else b""
-        batches.put(self.batch_id, self.last_sent, self.leads, ttl_seconds, bodies)
-        return True
 
 
 def unpack_bodies(data: bytes) -> dict[str, str]:
@@ -195,7 +149,7 @@ class StaleLeads:
         batches = 0
         for record in self.batches.between(start, end):
             batches += 1
-            batch_id = str(record["pk"]).removeprefix("sent#")
+            batch_id = state_keys.batch_id_of_sent(str(record["pk"]))
             for lead_id, entry in (record.get("leads") or {}).items():
                 lead = SentLead.from_entry(lead_id, batch_id, entry, int(record["sent_at"]))
                 if lead_id not in sent or lead.sent_at > sent[lead_id].sent_at:  # re-sent: the last send counts
@@ -315,7 +269,7 @@ class StaleSweeper:
                 extra={"lead_id": lead.lead_id},
             )
             return False
-        self.store.delete(dedupe_key(lead.lead_id))
+        self.store.delete(state_keys.dedupe(lead.lead_id))
         self.lead_queue.send_raw(body, attributes={"requeued_by": "stale-sweeper", "original_batch": lead.batch_id})
         logger.info("stale lead re-queued for Clay", extra={"lead_id": lead.lead_id})
         return True

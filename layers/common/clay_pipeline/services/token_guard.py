@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 from clay_pipeline.adapters.dynamodb import STATE_TTL
 from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.core import state_keys
 from clay_pipeline.http_api import HttpError
 
 FREE_FAILURES = 5
 MAX_LOCK_SECONDS = 300
 FORGET_AFTER_SECONDS = 3600
-KEY_PREFIX = "token-failures#"
 
 
 def lock_seconds(failures: int) -> int:
@@ -45,7 +45,7 @@ def lock_seconds(failures: int) -> int:
 
 def caller_key(source_ip: str, username: str) -> str:
     user = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{KEY_PREFIX}{source_ip or 'unknown'}#{user}"
+    return state_keys.token_failures(source_ip or "unknown", user)
 
 
 @dataclass(frozen=True)
