@@ -23,7 +23,7 @@ from cli.commands.common import age, print_json, printable, usage_error, with_ta
 from cli.operations.dead_letters import (
     QUEUES,
     REDRIVEN,
-    DeadLetter,
+    DeadLetterMessage,
     DeadLetterQueue,
     QueuePair,
     Selection,
@@ -110,7 +110,7 @@ def _show(args: argparse.Namespace, target: Target, pairs: list[QueuePair]) -> i
     return usage_error(f"no message {args.message_id} in {names}")
 
 
-def _print_message(message: DeadLetter, as_json: bool) -> None:
+def _print_message(message: DeadLetterMessage, as_json: bool) -> None:
     decoded = message.decoded()
     if as_json:
         print_json(decoded)
@@ -135,7 +135,7 @@ def _print_message(message: DeadLetter, as_json: bool) -> None:
     print("\n".join(f"    {line}" for line in text.splitlines()))
 
 
-def _attempts(message: DeadLetter) -> str:
+def _attempts(message: DeadLetterMessage) -> str:
     """Deliveries from the source queue before it was dead-lettered (not reads of the DLQ)."""
     attempts = message.delivery_attempts
     if attempts is None:
@@ -160,8 +160,8 @@ def _shortened(value: Any) -> Any:
 class Held:
     pair: QueuePair
     queue: DeadLetterQueue
-    messages: list[DeadLetter]  # all of the DLQ's, invisible until released
-    picked: list[DeadLetter]  # the selection
+    messages: list[DeadLetterMessage]  # all of the DLQ's, invisible until released
+    picked: list[DeadLetterMessage]  # the selection
     done: set[str] = field(default_factory=set)  # ids replayed or deleted: not released
 
 

@@ -86,7 +86,7 @@ def lead_id_of(body: str, key: str = "lead_id") -> str:
 
 
 @dataclass(frozen=True)
-class DeadLetter:
+class DeadLetterMessage:
     queue: QueuePair
     message_id: str
     receipt_handle: str
@@ -162,7 +162,7 @@ class Selection:
     def everything(self) -> bool:
         return not (self.reasons or self.message_ids or self.text) and self.older_than is self.newer_than is None
 
-    def matches(self, message: DeadLetter, now: float) -> bool:
+    def matches(self, message: DeadLetterMessage, now: float) -> bool:
         age = message.age_seconds(now)
         attributes = message.attributes
         searched = " ".join((message.reason, attributes.get("detail", ""), attributes.get("destinations", "")))
@@ -174,7 +174,7 @@ class Selection:
             and (not self.text or self.text.lower() in searched.lower())
         )
 
-    def pick(self, messages: Iterable[DeadLetter], now: float | None = None) -> list[DeadLetter]:
+    def pick(self, messages: Iterable[DeadLetterMessage], now: float | None = None) -> list[DeadLetterMessage]:
         now = time.time() if now is None else now
         picked = sorted((m for m in messages if self.matches(m, now)), key=lambda m: m.sent_at)
         return picked[: self.limit] if self.limit is not None else picked
@@ -183,7 +183,7 @@ class Selection:
 @dataclass
 class ReasonGroup:
     reason: str
-    messages: list[DeadLetter] = field(default_factory=list)
+    messages: list[DeadLetterMessage] = field(default_factory=list)
 
     def summary(self, now: float) -> dict[str, Any]:
         ages = [m.age_seconds(now) for m in self.messages]
@@ -198,7 +198,7 @@ class ReasonGroup:
         }
 
 
-def group_by_reason(messages: Iterable[DeadLetter]) -> list[ReasonGroup]:
+def group_by_reason(messages: Iterable[DeadLetterMessage]) -> list[ReasonGroup]:
     groups: dict[str, ReasonGroup] = {}
     for message in messages:
         groups.setdefault(message.reason, ReasonGroup(message.reason)).messages.append(message)
@@ -218,7 +218,7 @@ class DeadLetterQueue:
         visibility: int = READ_VISIBILITY_SECONDS,
         wait_seconds: int = 1,
         patience: float = CONCURRENT_READ_WAIT_SECONDS,
-    ) -> list[DeadLetter]:
+    ) -> list[DeadLetterMessage]:
         """Every message, received and kept invisible for `visibility` seconds: release or delete them after.
         If it fails or is interrupted midway, what it received is released before the error goes on.
 
@@ -226,7 +226,7 @@ class DeadLetterQueue:
         the queue holds more than that (another reader has them), it reads again for up to `patience`
         seconds. `in_flight` is then how many it could not see.
         """
-        found: dict[str, DeadLetter] = {}
+        found: dict[str, DeadLetterMessage] = {}
         try:
             expected = self.count()
             deadline = time.monotonic() + patience
@@ -247,7 +247,9 @@ class DeadLetterQueue:
         self.in_flight = max(0, expected - len(found))
         return list(found.values())
 
-    def _receive_into(self, found: dict[str, DeadLetter], visibility: int, wait_seconds: int, expected: int) -> None:
+    def _receive_into(
+        self, found: dict[str, DeadLetterMessage], visibility: int, wait_seconds: int, expected: int
+    ) -> None:
         """Receive until none is left visible, or every message the queue held is in `found`: a read longer
         than `visibility` would otherwise receive its first messages again and never see the queue empty."""
         while not (expected and len(found) >= expected):
@@ -282,7 +284,7 @@ class DeadLetterQueue:
             attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
         )
 
-    def peek(self, wait_seconds: int = 1, patience: float = CONCURRENT_READ_WAIT_SECONDS) -> list[DeadLetter]:
+    def peek(self, wait_seconds: int = 1, patience: float = CONCURRENT_READ_WAIT_SECONDS) -> list[DeadLetterMessage]:
         """Every message, left in the queue: read, then made visible again at once (also on Ctrl-C)."""
         messages = self.read_all(visibility=PEEK_VISIBILITY_SECONDS, wait_seconds=wait_seconds, patience=patience)
         with interrupts_deferred():
@@ -302,12 +304,12 @@ class DeadLetterQueue:
                 self._max_receive_count = 0
         return self._max_receive_count or None
 
-    def _parse(self, message: dict[str, Any]) -> DeadLetter:
+    def _parse(self, message: dict[str, Any]) -> DeadLetterMessage:
         system = message.get("Attributes", {})
         attributes = {
             name: value.get("StringValue", "") for name, value in message.get("MessageAttributes", {}).items()
         }
-        return DeadLetter(
+        return DeadLetterMessage(
             queue=self.pair,
             message_id=message["MessageId"],
             receipt_handle=message["ReceiptHandle"],
@@ -317,7 +319,7 @@ class DeadLetterQueue:
             max_receive_count=None if "reason" in attributes else self.max_receive_count,
         )
 
-    def release(self, messages: Iterable[DeadLetter]) -> None:
+    def release(self, messages: Iterable[DeadLetterMessage]) -> None:
         """Visible again now (they were only read)."""
         self._in_tens(
             messages,
@@ -327,13 +329,13 @@ class DeadLetterQueue:
             ),
         )
 
-    def delete(self, messages: Iterable[DeadLetter]) -> int:
+    def delete(self, messages: Iterable[DeadLetterMessage]) -> int:
         """Delete them; the number deleted."""
         return self._in_tens(
             messages, lambda entries: client("sqs").delete_message_batch(QueueUrl=self.url, Entries=entries)
         )
 
-    def replay(self, messages: list[DeadLetter], replayed_at: str) -> list[DeadLetter]:
+    def replay(self, messages: list[DeadLetterMessage], replayed_at: str) -> list[DeadLetterMessage]:
         """Send up to ten to the source queue (body unchanged, traceable attributes), then delete those sent
         from the DLQ. Returns the ones replayed; the others stay in the DLQ."""
         entries = []
@@ -363,7 +365,7 @@ class DeadLetterQueue:
         client("sqs").purge_queue(QueueUrl=self.url)
 
     @staticmethod
-    def _in_tens(messages: Iterable[DeadLetter], call: Callable[[list[dict[str, str]]], Any]) -> int:
+    def _in_tens(messages: Iterable[DeadLetterMessage], call: Callable[[list[dict[str, str]]], Any]) -> int:
         handles = [message.receipt_handle for message in messages]
         done = 0
         for start in range(0, len(handles), 10):

@@ -365,6 +365,6 @@ def test_a_lead_held_after_a_lost_answer_waits_out_its_hold_on_the_routine_path(
     assert clay.runs() == []
 
 
-def test_routine_path_needs_a_routine_id(load_function: Any) -> None:
+def test_routine_path_needs_a_routine_id(load_function_without_aws: Any) -> None:
     with pytest.raises(Exception, match="CLAY_ROUTINE_ID"):
-        load_function("SenderFunction", CLAY_ENRICHMENT_PATH="routine", CLAY_ROUTINE_ID="")
+        load_function_without_aws("SenderFunction", CLAY_ENRICHMENT_PATH="routine", CLAY_ROUTINE_ID="")

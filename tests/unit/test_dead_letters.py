@@ -9,7 +9,7 @@ import pytest
 from cli.operations.dead_letters import (
     QUEUES,
     REDRIVEN,
-    DeadLetter,
+    DeadLetterMessage,
     Selection,
     group_by_reason,
     lead_id_of,
@@ -21,10 +21,10 @@ pytestmark = pytest.mark.unit
 NOW = 1_800_000_000.0
 
 
-def letter(message_id: str, reason: str | None, age: float, detail: str = "", **attributes: str) -> DeadLetter:
+def letter(message_id: str, reason: str | None, age: float, detail: str = "", **attributes: str) -> DeadLetterMessage:
     values = {**attributes, **({"reason": reason} if reason else {}), **({"detail": detail} if detail else {})}
     body = json.dumps({"lead_key": f"ld_{message_id}", "lead": {}})
-    return DeadLetter(QUEUES["routing"], message_id, f"rh-{message_id}", body, values, NOW - age, 5)
+    return DeadLetterMessage(QUEUES["routing"], message_id, f"rh-{message_id}", body, values, NOW - age, 5)
 
 
 MESSAGES = [

@@ -23,7 +23,7 @@ from clay_pipeline.adapters.http import (
     retrying_session,
     send,
 )
-from clay_pipeline.core.sending import RETRYABLE_STATUSES, ClayAnswer, Outcome, classify
+from clay_pipeline.core.sending import RETRYABLE_STATUSES, ClayAnswer, WebhookOutcome, classify
 
 if TYPE_CHECKING:  # requests is imported on first use: ~27 ms of cold start otherwise
     import requests
@@ -66,9 +66,11 @@ class ClayClient:
             if error.status is not None:  # the status line came, the rest did not: the status is Clay's answer
                 return classify(error.status, parse_retry_after(None))
             if error.reason == "insecure_url":  # fixable by an operator, like a wrong token
-                return ClayAnswer(Outcome.RETRYABLE, reason="insecure_url")
-            return ClayAnswer(Outcome.RETRYABLE, reason=error.reason, ambiguous=error.unknown)
+                return ClayAnswer(WebhookOutcome.RETRYABLE, reason="insecure_url")
+            return ClayAnswer(WebhookOutcome.RETRYABLE, reason=error.reason, ambiguous=error.unknown)
         if 300 <= answer.status < 400:
             # Not followed: x-clay-webhook-auth must not reach another host. Fixable by an operator.
-            return ClayAnswer(Outcome.RETRYABLE, answer.status, f"redirected_{answer.status}", retries=answer.retries)
+            return ClayAnswer(
+                WebhookOutcome.RETRYABLE, answer.status, f"redirected_{answer.status}", retries=answer.retries
+            )
         return classify(answer.status, parse_retry_after(answer.headers.get("retry-after")), answer.retries)

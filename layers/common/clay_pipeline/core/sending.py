@@ -27,6 +27,7 @@ MAX_RETRY_DELAY_SECONDS = 900
 LOST_ANSWER = "clay_answer_lost"  # the wait's reason while a lead is held after a lost answer
 NEAR_LIMIT_RATIO = 0.9
 CLAY_BURST = 20  # rows Clay takes from a workspace in one second: 10/s with bursts of 20 (as local/clay_sim.py)
+PACER_WINDOW_SECONDS = 2.0  # the pacer's window (services/sending_limits.py Pacer says why two seconds)
 MIN_LATENESS_SECONDS = 0.1  # the least lateness a slot is allowed: a reservation's own round trip fits in it
 
 
@@ -125,7 +126,7 @@ PERMANENT_STATUSES = frozenset({400, 413, 422})
 GONE_STATUSES = frozenset({404, 410})
 
 
-class Outcome(enum.Enum):
+class WebhookOutcome(enum.Enum):
     """A table webhook's answer to one row."""
 
     ACCEPTED = "accepted"  # 2xx: the row exists in Clay
@@ -137,7 +138,7 @@ class Outcome(enum.Enum):
 
 @dataclass(frozen=True)
 class ClayAnswer:
-    outcome: Outcome
+    outcome: WebhookOutcome
     status: int | None = None
     reason: str = ""  # short, safe to log: never the URL or the token
     retry_after: float | None = None
@@ -148,20 +149,20 @@ class ClayAnswer:
 def classify(status: int, retry_after: float | None = None, retries: int = 0) -> ClayAnswer:
     """A table webhook's status (and its Retry-After in seconds, already parsed) as an answer."""
     if 200 <= status < 300:
-        return ClayAnswer(Outcome.ACCEPTED, status, "accepted", retries=retries)
+        return ClayAnswer(WebhookOutcome.ACCEPTED, status, "accepted", retries=retries)
     if status == 429:
-        return ClayAnswer(Outcome.THROTTLED, status, "throttled", retry_after=retry_after, retries=retries)
+        return ClayAnswer(WebhookOutcome.THROTTLED, status, "throttled", retry_after=retry_after, retries=retries)
     if status in GONE_STATUSES:
-        return ClayAnswer(Outcome.GONE, status, f"webhook_gone_{status}", retries=retries)
+        return ClayAnswer(WebhookOutcome.GONE, status, f"webhook_gone_{status}", retries=retries)
     if status in PERMANENT_STATUSES:
         reason = "payload_too_large" if status == 413 else f"rejected_{status}"
-        return ClayAnswer(Outcome.PERMANENT, status, reason, retries=retries)
+        return ClayAnswer(WebhookOutcome.PERMANENT, status, reason, retries=retries)
     if status in (401, 403):
         # A wrong or rotated x-clay-webhook-auth token: fixable by an operator, so keep the message.
-        return ClayAnswer(Outcome.RETRYABLE, status, f"unauthorized_{status}", retries=retries)
+        return ClayAnswer(WebhookOutcome.RETRYABLE, status, f"unauthorized_{status}", retries=retries)
     if 400 <= status < 500:
-        return ClayAnswer(Outcome.PERMANENT, status, f"rejected_{status}", retries=retries)
-    return ClayAnswer(Outcome.RETRYABLE, status, f"server_error_{status}", retries=retries)
+        return ClayAnswer(WebhookOutcome.PERMANENT, status, f"rejected_{status}", retries=retries)
+    return ClayAnswer(WebhookOutcome.RETRYABLE, status, f"server_error_{status}", retries=retries)
 
 
 class ApiOutcome(enum.Enum):
@@ -202,11 +203,11 @@ class Step(enum.Enum):
 
 def webhook_refusal(answer: ClayAnswer) -> Literal[Step.NEXT_WEBHOOK, Step.WAIT_OUT_THROTTLE] | DeadLetter | Wait:
     """A table webhook's answer other than ACCEPTED: try again now, dead-letter the lead, or let it wait."""
-    if answer.outcome is Outcome.GONE:
+    if answer.outcome is WebhookOutcome.GONE:
         return Step.NEXT_WEBHOOK
-    if answer.outcome is Outcome.THROTTLED:
+    if answer.outcome is WebhookOutcome.THROTTLED:
         return Step.WAIT_OUT_THROTTLE
-    if answer.outcome is Outcome.PERMANENT:
+    if answer.outcome is WebhookOutcome.PERMANENT:
         return DeadLetter(answer.reason, f"Clay answered {answer.status}")
     return Wait(answer.reason, 0, failure=True, ambiguous=answer.ambiguous)
 

@@ -37,8 +37,8 @@ from clay_pipeline.core.sending import (
     LOST_ANSWER,
     RATE_WAIT_SECONDS,
     ClayAnswer,
-    Outcome,
     Step,
+    WebhookOutcome,
     webhook_refusal,
 )
 from clay_pipeline.observability import count, level, logger, summarize
@@ -226,7 +226,7 @@ class ClaySender:
                 raise
             if answer.retries:
                 count("ClayRetried", answer.retries)
-            if answer.outcome is Outcome.ACCEPTED:
+            if answer.outcome is WebhookOutcome.ACCEPTED:
                 return webhook
             if not answer.ambiguous:
                 self.pool.release(webhook)

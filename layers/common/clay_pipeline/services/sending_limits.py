@@ -31,6 +31,7 @@ from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.core import state_keys
 from clay_pipeline.core.sending import (
     DAY_SECONDS,
+    PACER_WINDOW_SECONDS,
     PacingWindow,
     budget_day,
     near_limit_threshold,
@@ -41,7 +42,6 @@ from clay_pipeline.observability import count, logger
 
 FOREVER_SECONDS = 10 * 365 * DAY_SECONDS  # webhook lifetime counters and retirements never expire
 RATE_KEY_TTL_SECONDS = 300
-PACER_WINDOW_SECONDS = 2.0
 SPENT_CACHE_SECONDS = 60.0  # how long an instance trusts that a URL is full or gone before asking again
 
 Clock = Callable[[], datetime]
