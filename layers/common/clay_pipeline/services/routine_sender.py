@@ -101,9 +101,8 @@ class RoutineSender:
         # One slot per run: a full run stands for run_size leads of the shared rate.
         pacer = Pacer(store, settings.clay_send_rate_per_second / settings.clay_routine_run_size, sleep=sleep)
         self.sending = LeadSending(settings, dedupe, budget, pacer, self.api.longest_seconds, sleep)
-        self.poll_queue = Queue(settings.run_poll_queue_url)
+        self.routine = RoutineRuns(self.sending, self.api, self.runs, Queue(settings.run_poll_queue_url))
         self._failures: list[str] = []
-        self._unconfirmed: dict[str, str] = {}  # lead id -> the recorded run whose lead's mark stayed 'sending'
 
     def _confirms(self, batch_id: str, lead_id: str) -> bool:
         return self.runs.lists(batch_id, lead_id) or self.sent_batches.lists(batch_id, lead_id)
@@ -111,7 +110,8 @@ class RoutineSender:
     def handle(self, records: list[QueueRecord], remaining_ms: int) -> dict[str, Any]:
         """One LeadQueue batch; the partial batch response (messages to keep in the queue)."""
         self.sending.begin(remaining_ms, len(records))  # no table webhook URLs on this path
-        self._failures, self._unconfirmed = [], {}
+        self._failures = []
+        self.routine.unconfirmed = {}
         try:
             admitted: dict[str, PendingLead] = {}
             for record in records:
@@ -173,7 +173,7 @@ class RoutineSender:
             run = self._reserve_budget(run)
             if not run:
                 return
-            run_id = self._start_run([run_item(lead.lead_id, lead.inputs) for lead in run])
+            run_id = self.routine.start([run_item(lead.lead_id, lead.inputs) for lead in run])
         except (DeadLetter, Wait) as ending:
             self._give_back(run, keep_budget=isinstance(ending, Wait) and ending.ambiguous)
             for lead in run:
@@ -185,7 +185,12 @@ class RoutineSender:
             for lead in run:
                 self._end_lead(lead, Wait("dependency_failed", 0, failure=True))
             return
-        self._record(run_id, run)
+        if not self.routine.record(run_id, run):
+            # Nothing collects this run: its leads go back and are sent again in a new run (Clay's credits
+            # for this one are spent, so their budget units stay counted).
+            self._give_back(run, keep_budget=True)
+            for lead in run:
+                self._end_lead(lead, Wait("run_not_recorded", 0, failure=True))
 
     def _reserve_budget(self, run: list[PendingLead]) -> list[PendingLead]:
         """The leads that got a unit of today's budget; the others wait for the next UTC day."""
@@ -201,15 +206,35 @@ class RoutineSender:
             self.sending.invocation.pending = max(1, self.sending.invocation.pending - 1)
         return run
 
-    def _start_run(self, items: list[dict[str, Any]]) -> str:
+    def _give_back(self, run: list[PendingLead], keep_budget: bool) -> None:
+        """The leads were not sent (or will be sent again): their dedupe marks and budget units go back."""
+        for lead in run:
+            if lead.budget_key and not keep_budget:
+                self.sending.budget.release(lead.budget_key)
+            lead.budget_key = None
+            self.sending.dedupe.release(lead.lead_id)
+
+
+class RoutineRuns:
+    """Starting a run of the routine (CLAY_ROUTINE_ID) at its pacing slot, and recording the run Clay started."""
+
+    def __init__(self, sending: LeadSending, api: ClayApiClient, runs: RunStore, poll_queue: Queue) -> None:
+        self.sending = sending
+        self.api = api
+        self.runs = runs
+        self.poll_queue = poll_queue
+        self.unconfirmed: dict[str, str] = {}  # lead id -> the recorded run whose lead's mark stayed 'sending'
+
+    def start(self, items: list[dict[str, Any]]) -> str:
         """POST the run when the shared pacer gives a slot, waiting out 429s that fit; its routine_run_id."""
         sending = self.sending
         while True:
             if not sending.pacer.acquire(sending.invocation.deadline - sending.send_seconds):
                 raise Wait("rate_wait", RATE_WAIT_SECONDS)
             try:
+                settings = sending.settings
                 return self.api.start_run(
-                    self.settings.clay_routine_id, items, self.settings.clay_run_webhook_id, sending.invocation.deadline
+                    settings.clay_routine_id, items, settings.clay_run_webhook_id, sending.invocation.deadline
                 )
             except ClayApiError as error:
                 self._handle_api_refusal(error)
@@ -230,48 +255,38 @@ class RoutineSender:
             logger.warning("Clay run start failed; its leads go back to the queue", extra=extra)
         raise refusal
 
-    def _record(self, run_id: str, run: list[PendingLead]) -> None:
-        """Clay runs it: record it and queue its first poll, then the leads count as sent."""
+    def record(self, run_id: str, run: list[PendingLead]) -> bool:
+        """Clay runs it: record it and queue its first poll, then the leads count as sent. False when it could
+        not be recorded: nothing would collect it (a recorded run is then marked ended, so a late webhook does
+        not collect it next to the run its leads go in again)."""
+        settings = self.sending.settings
         try:
-            self.runs.record(run_id, self.settings.clay_routine_id, {lead.lead_id: lead.inputs for lead in run})
-            first_poll = self.settings.clay_run_first_poll_seconds
+            self.runs.record(run_id, settings.clay_routine_id, {lead.lead_id: lead.inputs for lead in run})
+            first_poll = settings.clay_run_first_poll_seconds
             self.poll_queue.send(PollMessage(run_id).to_message(), delay_seconds=first_poll)
         except Exception:
-            # Nothing would collect this run: its leads go back and are sent again in a new run
-            # (Clay's credits for this one are spent, so their budget units stay counted). A recorded run
-            # is marked ended, so a late webhook does not collect it next to the new one.
             logger.exception("a started routine run could not be recorded", extra={"routine_run_id": run_id})
             with contextlib.suppress(Exception):
                 self.runs.end(run_id, "abandoned", RUN_RECORD_DAYS)
-            self._give_back(run, keep_budget=True)
-            for lead in run:
-                self._end_lead(lead, Wait("run_not_recorded", 0, failure=True))
-            return
+            return False
         for lead in run:
             try:
                 self.sending.dedupe.confirm(lead.lead_id, {"routine_run_id": run_id})
             except Exception:  # the batch list confirms it instead
                 logger.exception("could not confirm a lead's dedupe mark", extra={"lead_id": lead.lead_id})
-                self._unconfirmed[lead.lead_id] = run_id
+                self.unconfirmed[lead.lead_id] = run_id
             for _ in lead.copies:
                 skipped(lead.lead_id)
-        if self._unconfirmed:
+        if self.unconfirmed:
             self._list_unconfirmed()
         count("RoutineRunStarted")
         count("ClaySent", len(run))
         logger.info("routine run started", extra={"routine_run_id": run_id, "items": len(run)})
+        return True
 
     def _list_unconfirmed(self) -> None:
         try:
-            ttl = self.settings.clay_dedupe_days * DAY_SECONDS
-            self.runs.list_unconfirmed(self.sending.invocation.batch.batch_id, self._unconfirmed, ttl)
+            ttl = self.sending.settings.clay_dedupe_days * DAY_SECONDS
+            self.runs.list_unconfirmed(self.sending.invocation.batch.batch_id, self.unconfirmed, ttl)
         except Exception:  # a later copy takes the mark over after its lease: one more item in a second run
             logger.exception("could not list the leads whose dedupe marks stayed unconfirmed")
-
-    def _give_back(self, run: list[PendingLead], keep_budget: bool) -> None:
-        """The leads were not sent (or will be sent again): their dedupe marks and budget units go back."""
-        for lead in run:
-            if lead.budget_key and not keep_budget:
-                self.sending.budget.release(lead.budget_key)
-            lead.budget_key = None
-            self.sending.dedupe.release(lead.lead_id)

@@ -87,9 +87,10 @@ class ClaySender:
         budget = DailyBudget(store, settings.clay_daily_send_budget, clock)
         pacer = Pacer(store, settings.clay_send_rate_per_second, sleep=sleep)
         self.sending = LeadSending(settings, dedupe, budget, pacer, self.clay.longest_seconds, sleep)
-        self.pool = WebhookPool(store, settings.clay_webhook_submission_limit)
-        self._lock = threading.Lock()  # the batch's counts and its first copies: records are sent concurrently
-        self._posts = threading.local()  # POSTs to Clay for the record a thread is sending (for its batch record)
+        self.webhooks = TableWebhooks(
+            self.sending, self.clay, WebhookPool(store, settings.clay_webhook_submission_limit)
+        )
+        self._lock = threading.Lock()  # the batch's pending count and its first copies: records are sent concurrently
         self._copies: dict[str, FirstCopy] = {}  # lead id -> its first copy in this batch
 
     def start(self, remaining_ms: int, records: int = 1) -> None:
@@ -104,7 +105,7 @@ class ClaySender:
         """End of the batch: budget units and pool submissions reserved for rows not sent go back, and the
         batch record of what was sent is written (one write)."""
         self.sending.budget.return_unused()
-        self.pool.return_unused()
+        self.webhooks.pool.return_unused()
         batch = self.sending.invocation.batch
         try:
             batch.record(self.sent_batches, max(SENT_RECORD_TTL_SECONDS, self.settings.clay_dedupe_days * DAY_SECONDS))
@@ -165,15 +166,14 @@ class ClaySender:
         if not self.sending.claim(lead, lead_id):
             return "duplicate"
         budget_key: str | None = None
-        self._posts.count = 0  # this record's POSTs: records are sent concurrently, one thread each
         try:
             budget_key = self.sending.reserve_budget()
-            webhook = self._send(body)
+            webhook, posts = self.webhooks.send(body)
         except BaseException as error:
             self._give_back(lead_id, budget_key, ambiguous=getattr(error, "ambiguous", False))
             raise
         kept = body.decode() if self.settings.stale_requeue else None  # the batch record confirms the send
-        self.sending.invocation.batch.add(lead_id, webhook.index, record.receive_count, self._posts.count, kept)
+        self.sending.invocation.batch.add(lead_id, webhook.index, record.receive_count, posts, kept)
         count("ClaySent")
         level("ClayWebhookUsage", webhook.submissions, webhook=str(webhook.index))
         summarize("leads sent to Clay", lead_id, {"webhook_index": webhook.index})  # one line per batch
@@ -194,21 +194,21 @@ class ClaySender:
             raise Wait(LOST_ANSWER, hold) from None
         sending.dedupe.release(lead_id)
 
-    def _post(self, webhook: Webhook, body: bytes) -> ClayAnswer:
-        state = self.sending.invocation
-        with self._lock:
-            state.posting += 1
-        try:
-            answer = self.clay.post(webhook.url, body, state.auth_token, deadline=state.deadline)
-            self._posts.count = getattr(self._posts, "count", 0) + 1 + answer.retries
-            return answer
-        finally:
-            with self._lock:
-                state.posting -= 1
 
-    def _send(self, body: bytes) -> Webhook:
-        """POST to the first usable webhook, moving on when one is gone and waiting out short 429s."""
+class TableWebhooks:
+    """The table path's webhooks (CLAY_WEBHOOK_URLS): one row POSTed to the first usable one, at its pacing slot."""
+
+    def __init__(self, sending: LeadSending, clay: ClayClient, pool: WebhookPool) -> None:
+        self.sending = sending
+        self.clay = clay
+        self.pool = pool
+        self._lock = threading.Lock()  # the invocation's count of POSTs in flight: records are sent concurrently
+
+    def send(self, body: bytes) -> tuple[Webhook, int]:
+        """POST to the first usable webhook, moving on when one is gone and waiting out short 429s: the webhook
+        that took the row, and the POSTs it took (for the batch record)."""
         state = self.sending.invocation
+        posts = 0
         while True:
             webhook = self.pool.acquire(state.urls, state.pending)
             if webhook is None:
@@ -221,16 +221,27 @@ class ClaySender:
                 if not self.sending.pacer.acquire(deadline, wanted=state.pending - state.posting):
                     raise Wait("rate_wait", RATE_WAIT_SECONDS)
                 answer = self._post(webhook, body)
+                posts += 1 + answer.retries
             except BaseException:
                 self.pool.release(webhook)
                 raise
             if answer.retries:
                 count("ClayRetried", answer.retries)
             if answer.outcome is WebhookOutcome.ACCEPTED:
-                return webhook
+                return webhook, posts
             if not answer.ambiguous:
                 self.pool.release(webhook)
             self._handle_refusal(webhook, answer)
+
+    def _post(self, webhook: Webhook, body: bytes) -> ClayAnswer:
+        state = self.sending.invocation
+        with self._lock:
+            state.posting += 1
+        try:
+            return self.clay.post(webhook.url, body, state.auth_token, deadline=state.deadline)
+        finally:
+            with self._lock:
+                state.posting -= 1
 
     def _handle_refusal(self, webhook: Webhook, answer: ClayAnswer) -> None:
         """Returns when the send should be tried again now; raises the record's ending otherwise."""
