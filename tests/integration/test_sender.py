@@ -718,7 +718,7 @@ def test_a_lead_posted_by_an_instance_that_died_before_its_batch_ended_is_held_n
     assert len(emitted_metrics(capsys.readouterr().out, "ClaySendUnknown")) == 1
 
 
-# ------------------------------------------------------------------------------------- batch record (stale.py)
+# ----------------------------------------------------------------------- batch record (batch_records.SentBatch)
 def test_a_batch_writes_one_record_of_what_it_sent_and_the_marks_point_to_it(
     make_sender: Any, clay: StubServer, stack: Any
 ) -> None:

@@ -149,7 +149,7 @@ class RunStore:
 
     def list_unconfirmed(self, batch_id: str, runs: dict[str, str], ttl_seconds: int) -> None:
         """`run-leads#<batch id>`: leads of one sender invocation's recorded runs whose dedupe marks could
-        not be set to 'sent' (lead id -> run id). It confirms those marks instead (limits.Deduper), so it
+        not be set to 'sent' (lead id -> run id). It confirms those marks instead (dedupe.Deduper), so it
         lives as long as they do; rewritten whole as the invocation's list grows."""
         self.store.update(self._batch_key(batch_id), {"leads": runs, STATE_TTL: int(time.time()) + ttl_seconds})
 
