@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
+from clay_pipeline.adapters import batch_records
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.batch_records import SentBatches, hour_bucket
 from clay_pipeline.adapters.dynamodb import to_item
 from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.state_table import StateStore
-from clay_pipeline.services import sweeper as stale
 from clay_pipeline.services.sweeper import CHECKPOINT_KEY, SENT_RECORD_TTL_SECONDS, iso
 from local.http_stub import StubServer
 from local.sqs_events import from_received
@@ -248,7 +248,7 @@ def test_a_stale_lead_is_requeued_to_clay_once_when_enabled(
     )
     # WHEN the sender sends it again (a minute later, by the batch record's clock) and Clay is silent again
     later = time.time() + 60
-    monkeypatch.setattr(stale, "time", SimpleNamespace(time=lambda: later))
+    monkeypatch.setattr(batch_records, "time", SimpleNamespace(time=lambda: later))
     send_one()
     assert len(http_stub.received("/hook")) == 2
     StateStore(history.state).delete(CHECKPOINT_KEY)
