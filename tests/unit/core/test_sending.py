@@ -57,7 +57,7 @@ def claimed(batch: str = "b1", lease_seconds: float = 60, at: float = NOW) -> di
 
 # -- the dedupe mark -----------------------------------------------------------------------------------
 def test_a_claim_within_its_lease_and_not_yet_recorded_is_in_flight() -> None:
-    # GIVEN a lead claimed by a batch that has not ended (moved from tests/unit/test_limits.py: plain marks)
+    # GIVEN a lead claimed by a batch that has not ended
     mark = claimed("b1", lease_seconds=60)
     assert claim_of(reading(mark)) is Claim.IN_FLIGHT  # its batch has not ended
     # WHEN its batch ends and records it THEN it is sent, lease or not
@@ -342,7 +342,6 @@ def test_a_webhook_is_near_its_limit_at_ninety_percent() -> None:
     [(10, 20, 2.0), (25, 50, 2.0), (2.5, 5, 2.0), (0.3, 1, 1 / 0.3), (3, 6, 2.0), (1000, 2000, 2.0)],
 )
 def test_window_size_keeps_the_rate_exact(rate: float, slots: int, window: float) -> None:
-    # moved from tests/unit/test_limits.py: the window arithmetic needs no table
     pacer = pacing_window(rate, PACER_WINDOW_SECONDS)
     assert pacer.slots == slots
     assert pacer.seconds == pytest.approx(window)
