@@ -100,8 +100,8 @@ def run(leads: int = 200, rate: float = 10) -> Section:
                 thread.start()
             for thread in threads:
                 thread.join()
-            slots = senders[0].sender.pacer.slots
-            max_late = senders[0].sender.pacer.max_late
+            slots = senders[0].sender.sending.pacer.slots
+            max_late = senders[0].sender.sending.pacer.max_late
     finally:
         clay.stop()
         callbacks.stop()

@@ -57,7 +57,8 @@ def process_batch(
 
     With workers > 1 the records are handled concurrently (the handler must be thread-safe), each in a
     copy of the invocation's context so its log keys go along. `expected` exceptions are outcomes the
-    handler already logged (a record that must wait); anything else is logged here with its traceback.
+    handler already logged (core.outcomes.Wait: a record that must wait); anything else is logged here with
+    its traceback.
     Either way the record stays in the queue for its next receive.
     """
     batch = list(records)
