@@ -3,7 +3,8 @@
 A record ends in one of four ways:
 - sent: Clay accepted the row (2xx); the batch record confirms its dedupe mark (Deduper).
 - skipped: the lead was already sent within CLAY_DEDUPE_DAYS.
-- dead-lettered or waiting (core/outcomes.py's DeadLetter and Wait; lead_sending.py says how each ends).
+- dead-lettered: it can never succeed (core/outcomes.py's DeadLetter);
+- waiting: it goes back to the queue for a while (core/outcomes.py's Wait; lead_sending.py says how).
 What Clay's answer means is core/sending.py's (classify, webhook_refusal, throttle_wait).
 Anything held for a send (dedupe mark, budget unit, pool submission) is given back when
 the row was not created; after a lost answer (a read timeout, the deadline), when Clay may have created it, the pool
