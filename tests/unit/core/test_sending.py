@@ -19,7 +19,6 @@ from clay_pipeline.core.sending import (
     MarkReading,
     Step,
     WebhookOutcome,
-    api_outcome,
     budget_day,
     claim_of,
     claim_wait,
@@ -213,23 +212,6 @@ def test_a_5xx_or_a_lost_answer_is_a_failure_that_waits_with_backoff() -> None:
 
 
 # -- Clay's answers: the routine's run start -----------------------------------------------------------
-@pytest.mark.parametrize(
-    ("status", "outcome"),
-    [
-        (429, ApiOutcome.THROTTLED),
-        (401, ApiOutcome.UNAUTHORIZED),
-        (403, ApiOutcome.FORBIDDEN),
-        (404, ApiOutcome.NOT_FOUND),
-        (400, ApiOutcome.INVALID),
-        (422, ApiOutcome.INVALID),
-        (500, ApiOutcome.RETRYABLE),
-        (503, ApiOutcome.RETRYABLE),
-    ],
-)
-def test_api_outcome(status: int, outcome: ApiOutcome) -> None:
-    assert api_outcome(status) is outcome
-
-
 @pytest.mark.parametrize("outcome", [ApiOutcome.UNAUTHORIZED, ApiOutcome.FORBIDDEN, ApiOutcome.NOT_FOUND])
 def test_a_refused_run_an_operator_must_fix_opens_the_circuit(outcome: ApiOutcome) -> None:
     assert run_refusal(outcome, 401, "Unauthorized", ambiguous=False) is Step.OPEN_CIRCUIT

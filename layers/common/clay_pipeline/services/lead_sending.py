@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from clay_pipeline.adapters.batch_records import SentBatch
 from clay_pipeline.adapters.queues import Queue, origin_attributes
+from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import SenderSettings
 from clay_pipeline.core.leads import Lead
 from clay_pipeline.core.outcomes import DeadLetter, Wait
@@ -39,7 +40,7 @@ from clay_pipeline.observability import count, logger
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.services.dedupe import Deduper
 from clay_pipeline.services.intake import describe_problems
-from clay_pipeline.services.sending_limits import DailyBudget, Pacer
+from clay_pipeline.services.sending_limits import Clock, DailyBudget, Pacer, utc_now
 
 SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch
 
@@ -79,16 +80,27 @@ class LeadSending:
     def __init__(
         self,
         settings: SenderSettings,
-        dedupe: Deduper,
-        budget: DailyBudget,
-        pacer: Pacer,
+        confirmed_by: Callable[[str, str], bool],
         send_seconds: float,
+        *,
+        pacing_rate: float,
+        hold_unrecorded: bool = True,
+        clock: Clock = utc_now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """`confirmed_by` (batch id, lead id): that batch recorded the send (Deduper); `send_seconds`: the longest
+        one send may take; `pacing_rate`: sends (table path) or runs (routine path) a second."""
         self.settings = settings
-        self.dedupe = dedupe
-        self.budget = budget
-        self.pacer = pacer
+        store = StateStore(settings.state_table)
+        self.dedupe = Deduper(
+            store,
+            settings.clay_dedupe_days,
+            hold_seconds=settings.clay_unknown_hold_seconds,
+            confirmed_by=confirmed_by,
+            hold_unrecorded=hold_unrecorded,
+        )
+        self.budget = DailyBudget(store, settings.clay_daily_send_budget, clock)
+        self.pacer = Pacer(store, pacing_rate, sleep=sleep)
         self.send_seconds = send_seconds  # the longest one send may take: every attempt timing out, plus backoff
         self.sleep = sleep
         self.lead_queue = Queue(settings.lead_queue_url)

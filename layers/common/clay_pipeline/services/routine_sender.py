@@ -49,10 +49,9 @@ from clay_pipeline.core.outcomes import DeadLetter, Wait
 from clay_pipeline.core.sending import DAY_SECONDS, RATE_WAIT_SECONDS, Step, group_runs, run_refusal
 from clay_pipeline.observability import count, logger
 from clay_pipeline.queue_batch import QueueRecord
-from clay_pipeline.services.dedupe import Deduper
 from clay_pipeline.services.lead_sending import LeadSending, parse_lead, skipped
 from clay_pipeline.services.routines import RUN_RECORD_DAYS, PollMessage, RunStore
-from clay_pipeline.services.sending_limits import Clock, DailyBudget, Pacer, utc_now
+from clay_pipeline.services.sending_limits import Clock, utc_now
 
 MAX_RUN_INPUT_BYTES = 256_000  # a run's inputs: the POST body, and the run record (compressed) under DynamoDB's 400 KB
 
@@ -89,18 +88,16 @@ class RoutineSender:
         self.sent_batches = SentBatches(settings.state_table)
         # A mark is confirmed by a recorded run (the invocation's batch list; or by the table path's batch
         # record, before a switch of path), and one left unrecorded is taken over rather than held: see the
-        # module docstring.
-        dedupe = Deduper(
-            store,
-            settings.clay_dedupe_days,
-            hold_seconds=settings.clay_unknown_hold_seconds,
-            confirmed_by=self._confirms,
+        # module docstring. One pacing slot per run: a full run stands for run_size leads of the shared rate.
+        self.sending = LeadSending(
+            settings,
+            self._confirms,
+            self.api.longest_seconds,
+            pacing_rate=settings.clay_send_rate_per_second / settings.clay_routine_run_size,
             hold_unrecorded=False,
+            clock=clock,
+            sleep=sleep,
         )
-        budget = DailyBudget(store, settings.clay_daily_send_budget, clock)
-        # One slot per run: a full run stands for run_size leads of the shared rate.
-        pacer = Pacer(store, settings.clay_send_rate_per_second / settings.clay_routine_run_size, sleep=sleep)
-        self.sending = LeadSending(settings, dedupe, budget, pacer, self.api.longest_seconds, sleep)
         self.routine = RoutineRuns(self.sending, self.api, self.runs, Queue(settings.run_poll_queue_url))
         self._failures: list[str] = []
 

@@ -44,10 +44,9 @@ from clay_pipeline.core.sending import (
 )
 from clay_pipeline.observability import count, level, logger, summarize
 from clay_pipeline.queue_batch import QueueRecord
-from clay_pipeline.services.dedupe import Deduper
 from clay_pipeline.services.intake import clay_payload, payload_problem
 from clay_pipeline.services.lead_sending import LeadSending, parse_lead
-from clay_pipeline.services.sending_limits import Clock, DailyBudget, Pacer, Webhook, WebhookPool, utc_now
+from clay_pipeline.services.sending_limits import Clock, Webhook, WebhookPool, utc_now
 from clay_pipeline.services.sweeper import SENT_RECORD_TTL_SECONDS
 
 
@@ -79,15 +78,14 @@ class ClaySender:
         self.concurrency = settings.clay_send_concurrency
         self.sent_batches = SentBatches(settings.state_table)
         # One write per lead: the claim. The batch record written when the batch ends confirms the sends.
-        dedupe = Deduper(
-            store,
-            settings.clay_dedupe_days,
-            hold_seconds=settings.clay_unknown_hold_seconds,
-            confirmed_by=self.sent_batches.lists,
+        self.sending = LeadSending(
+            settings,
+            self.sent_batches.lists,
+            self.clay.longest_seconds,
+            pacing_rate=settings.clay_send_rate_per_second,
+            clock=clock,
+            sleep=sleep,
         )
-        budget = DailyBudget(store, settings.clay_daily_send_budget, clock)
-        pacer = Pacer(store, settings.clay_send_rate_per_second, sleep=sleep)
-        self.sending = LeadSending(settings, dedupe, budget, pacer, self.clay.longest_seconds, sleep)
         self.webhooks = TableWebhooks(
             self.sending, self.clay, WebhookPool(store, settings.clay_webhook_submission_limit)
         )
