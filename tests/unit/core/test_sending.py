@@ -34,6 +34,7 @@ from clay_pipeline.core.sending import (
     run_refusal,
     seconds_held,
     seconds_until_next_day,
+    slot_delay,
     takeover_condition,
     throttle_wait,
     webhook_refusal,
@@ -346,6 +347,17 @@ def test_a_windows_slots_lie_on_one_grid() -> None:
     assert window.slot_times(7, 2, 5) == pytest.approx([7.4, 7.6, 7.8])
     # AND the next window is 0.45 s away, plus the jitter asked for
     assert window.until_next(now, 0.1) == pytest.approx(0.55)
+
+
+def test_a_held_slot_is_waited_for_used_when_due_and_skipped_when_too_late() -> None:
+    # GIVEN a slot at t=10.0 and a lateness allowance of 0.9 s
+    # THEN before its time the sender sleeps until it; at or after it (within 0.9 s) it sends at once
+    assert slot_delay(10.0, 9.75, 0.9) == pytest.approx(0.25)
+    assert slot_delay(10.0, 10.0, 0.9) == 0
+    assert slot_delay(10.0, 10.85, 0.9) == 0
+    # AND later than that the slot is skipped; with no allowance (math.inf) a slot is never skipped
+    assert slot_delay(10.0, 10.91, 0.9) is None
+    assert slot_delay(10.0, 99.0, math.inf) == 0
 
 
 # -- routine runs ----------------------------------------------------------------------------------------

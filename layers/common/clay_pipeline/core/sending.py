@@ -337,6 +337,15 @@ class PacingWindow:
         return (self.index(now) + 1) * self.seconds - now + jitter
 
 
+def slot_delay(at: float, now: float, max_late: float) -> float | None:
+    """Seconds until a held slot's time `at` (0 when it is due); None when `now` is more than `max_late` past it:
+    the slot is skipped, spent like a slot whose window ended, so late sends never crowd one second."""
+    wait = at - now
+    if wait < -max_late:
+        return None
+    return max(0.0, wait)
+
+
 def pacing_window(rate_per_second: float, window: float) -> PacingWindow:
     """About `window` seconds (longer below one send per window), holding a whole number of slots at the exact rate.
 

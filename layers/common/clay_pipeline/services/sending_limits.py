@@ -37,6 +37,7 @@ from clay_pipeline.core.sending import (
     near_limit_threshold,
     pacing_window,
     seconds_until_next_day,
+    slot_delay,
 )
 from clay_pipeline.observability import count, logger
 
@@ -287,10 +288,10 @@ class Pacer:
             with self._lock:
                 at = self._next_slot(max(1, wanted))
             if at is not None:
-                wait = at - self.wall_clock()
-                if wait < -self.max_late:
+                wait = slot_delay(at, self.wall_clock(), self.max_late)
+                if wait is None:
                     continue  # too late for its second: spent, like a slot whose window ended
-                if wait <= 0:
+                if wait == 0:
                     return True
                 if time.monotonic() + wait > deadline:
                     return False
