@@ -17,6 +17,7 @@ from clay_pipeline.core.sending import (
     ClayAnswer,
     InvocationWaits,
     MarkReading,
+    Reservation,
     Step,
     WebhookOutcome,
     budget_day,
@@ -311,6 +312,18 @@ def test_the_budget_day_is_the_utc_date_and_resets_at_midnight() -> None:
     assert seconds_until_next_day(now) == 30
     assert seconds_until_next_day(datetime(2026, 5, 2, 0, 0, 0, tzinfo=UTC)) == 86_400
     assert seconds_until_next_day(datetime(2026, 5, 1, 23, 59, 59, 999_999, tzinfo=UTC)) == 1
+
+
+def test_a_reservation_hands_out_its_units_in_order_and_takes_one_back() -> None:
+    # GIVEN a write that added 5 units and left the counter at 12 (units 8 to 12 are this batch's)
+    reservation = Reservation.granted(5, 12)
+    # WHEN three are taken and the third is given back (its send did not happen)
+    taken = [reservation.take() for _ in range(3)]
+    reservation.give_back()
+    # THEN they were 8, 9, 10; the next take is 10 again, and three stay unused for the batch's end
+    assert taken == [8, 9, 10]
+    assert reservation.unused == 3
+    assert reservation.take() == 10
 
 
 def test_a_webhook_is_near_its_limit_at_ninety_percent() -> None:

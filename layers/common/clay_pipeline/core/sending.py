@@ -297,6 +297,33 @@ def seconds_until_next_day(now: datetime) -> int:
     return max(1, math.ceil((tomorrow - now).total_seconds()))
 
 
+@dataclass
+class Reservation:
+    """Units of a shared counter (budget, pool) one instance reserved and hands out one by one:
+    the counter values next_number..last_number."""
+
+    next_number: int
+    last_number: int
+
+    @classmethod
+    def granted(cls, added: int, value: int) -> Reservation:
+        """What a conditional write that added `added` units, leaving the counter at `value`, reserved."""
+        return cls(next_number=value - added + 1, last_number=value)
+
+    @property
+    def unused(self) -> int:
+        return self.last_number - self.next_number + 1
+
+    def take(self) -> int:
+        """The next unit's counter value (its number: the pool's submission count)."""
+        self.next_number += 1
+        return self.next_number - 1
+
+    def give_back(self) -> None:
+        """The unit last taken was not used: the next take hands it out again."""
+        self.next_number -= 1
+
+
 def near_limit_threshold(limit: int) -> int:
     """The submission count from which a webhook is near its lifetime limit (90%)."""
     return math.ceil(limit * NEAR_LIMIT_RATIO)

@@ -33,6 +33,7 @@ from clay_pipeline.core.sending import (
     DAY_SECONDS,
     PACER_WINDOW_SECONDS,
     PacingWindow,
+    Reservation,
     budget_day,
     near_limit_threshold,
     pacing_window,
@@ -53,18 +54,6 @@ def utc_now() -> datetime:
 
 
 # -- units reserved per batch --------------------------------------------------------------
-@dataclass
-class Reservation:
-    """Counter values this instance added and hands out one by one: next_number..last_number."""
-
-    next_number: int
-    last_number: int
-
-    @property
-    def unused(self) -> int:
-        return self.last_number - self.next_number + 1
-
-
 @dataclass
 class BatchReservations:
     """Units of shared counters (`count` never past `limit`) reserved a batch at a time.
@@ -91,14 +80,13 @@ class BatchReservations:
                 added, value = self.store.reserve_up_to(key, self.limit, max(1, wanted), self.ttl_seconds)
                 if not added:
                     return None
-                held = self._held[key] = Reservation(next_number=value - added + 1, last_number=value)
-            held.next_number += 1
-            return held.next_number - 1
+                held = self._held[key] = Reservation.granted(added, value)
+            return held.take()
 
     def give_back(self, key: str) -> None:
         """A unit taken was not used: it serves another lead of this batch, or returns at the end."""
         with self._lock:
-            self._held[key].next_number -= 1
+            self._held[key].give_back()
 
     def return_unused(self) -> None:
         with self._lock:
