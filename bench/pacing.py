@@ -21,7 +21,7 @@ from typing import Any
 
 from harness import LambdaContext, Section, Target, quiet_logs
 
-from clay_pipeline.core.sending import CLAY_BURST
+from clay_pipeline.core.pacing import CLAY_BURST
 from local.aws import Emulator, function_environment, provision
 from local.http_stub import StubServer
 from local.sqs_events import sqs_event, sqs_record

@@ -29,16 +29,13 @@ from botocore.exceptions import ClientError
 from clay_pipeline.adapters.clay_webhook import webhook_fingerprint
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.core import state_keys
+from clay_pipeline.core.pacing import PACER_WINDOW_SECONDS, PacingWindow, pacing_window, slot_delay
 from clay_pipeline.core.sending import (
     DAY_SECONDS,
-    PACER_WINDOW_SECONDS,
-    PacingWindow,
     Reservation,
     budget_day,
     near_limit_threshold,
-    pacing_window,
     seconds_until_next_day,
-    slot_delay,
 )
 from clay_pipeline.observability import count, logger
 
