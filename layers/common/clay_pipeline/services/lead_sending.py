@@ -3,8 +3,8 @@ the invocation's deadline and waits, the shared limits (dedupe, daily budget, pa
 Clay's 429, and how a LeadQueue record ends.
 
 A record that is not sent ends in one of these ways (core/outcomes.py):
-- DeadLetter: it can never succeed (malformed, invalid, over CLAY_MAX_PAYLOAD_BYTES, Clay's 400/413/422);
-  it goes to LEAD_DLQ_URL at once with the reason and counts as processed;
+- DeadLetter: it can never succeed (malformed, invalid, over CLAY_MAX_PAYLOAD_BYTES, a body or run Clay
+  refuses for good: core/sending.py); it goes to LEAD_DLQ_URL at once with the reason and counts as processed;
 - Wait: it must wait (rate, 429, daily budget, every webhook full or gone, a lost answer being held)
   or failed in a way that may pass (`failure`: 5xx, connection error). Its visibility is set to the
   wait (a failure's: backoff with jitter) and it is reported as a batch item failure. Waits do not
