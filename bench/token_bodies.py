@@ -1,9 +1,9 @@
 """What an unauthenticated POST /clay/token costs us, by body: CPU and peak memory per request.
 
 The token endpoint is public (JWT mode): anyone can post anything. Its body is capped at
-callback.TOKEN_MAX_BODY_BYTES before it is parsed, so a large body costs a length check; the
+token_guard.TOKEN_MAX_BODY_BYTES before it is parsed, so a large body costs a length check; the
 "parsed first" column is what the same body cost when it was parsed before any check (json.loads
-through http_api.parse_json, as the endpoint did before the cap).
+through request_body.parse_json, as the endpoint did before the cap).
 
     python bench/token_bodies.py [--runs 3]
 """
@@ -20,7 +20,9 @@ from typing import Any
 
 from harness import LambdaContext, Section, Target, logs_to_devnull, median
 
-from clay_pipeline.http_api import HttpError, parse_json
+from clay_pipeline.core.errors import Rejected
+from clay_pipeline.core.request_body import parse_json
+from clay_pipeline.http_api import answer_to
 from local.apigw import http_event
 from local.aws import FAKE_CREDENTIALS
 from local.template import load_handler_module, placeholder_environment
@@ -41,8 +43,8 @@ def cost(call: Callable[[], Any]) -> tuple[float, float, str]:
     started = time.process_time()
     try:
         outcome = str(call())
-    except HttpError as error:
-        outcome = str(error.status)
+    except Rejected as rejection:
+        outcome = str(answer_to(rejection).status)
     cpu = (time.process_time() - started) * 1000
     return cpu, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024, outcome
 
