@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
@@ -21,3 +24,15 @@ def test_only_failures_a_wait_can_mend_are_retried() -> None:
     assert not is_transient(client_error("AWS.SimpleQueueService.NonExistentQueue"))
     assert not is_transient(client_error("ValidationException"))  # our request is wrong: a bug
     assert not is_transient(KeyError("enrichment"))
+
+
+def test_classifying_a_failure_does_not_load_powertools_parameters() -> None:
+    """GetParameterError is recognised by its class only once Powertools' parameters are loaded (by the first
+    secret read): classifying an error must not load that package itself (about 185 ms of imports)."""
+    script = (
+        "import sys\n"
+        "from clay_pipeline.adapters.aws_failures import is_dependency_failure\n"
+        "assert is_dependency_failure(ValueError('a bug')) is False\n"
+        "assert 'aws_lambda_powertools.utilities.parameters' not in sys.modules, 'loaded'\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)  # noqa: S603 - a fixed script
