@@ -530,9 +530,12 @@ def test_token_endpoint_answers_413_or_400_to_a_malformed_request(
     ("raw", "expected", "error_part"), WRONG_TOKEN_CREDENTIALS.values(), ids=WRONG_TOKEN_CREDENTIALS.keys()
 )
 def test_token_endpoint_answers_401_to_wrong_credentials(
-    load_function: Any, lambda_context: Any, raw: str, expected: int, error_part: str
+    load_function: Any, stack: Any, lambda_context: Any, raw: str, expected: int, error_part: str
 ) -> None:
     assert_token_answer(jwt_app(load_function), lambda_context, raw, expected, error_part)
+    # AND the failure counts toward that caller's lockout (why these answers need the state table)
+    guard = TokenGuard(StateStore(stack.table_names["StateTable"]))
+    assert guard.check(caller_key("127.0.0.1", json.loads(raw)["username"])) == 1
 
 
 @pytest.mark.parametrize("users", ["clay:", ":pa55word-long-enough", "clay:short", "clay"])
