@@ -243,8 +243,8 @@ def run(resends: int = 10_000) -> Section:
         rows=sizes,
     )
     section.notes.append(
-        "Lead item over re-sends (a 50 KB lead, each re-send a new version, driven on LeadsTable directly, in"
-        " moto in-process):\n\n" + size_table.markdown().removeprefix("## \n\n")
+        "Lead item over re-sends (a 50 KB lead, each re-send a new version, driven on the callback claims directly,"
+        " in moto in-process):\n\n" + size_table.markdown().removeprefix("## \n\n")
     )
     largest = max(row[3] for row in sizes)
     first = sizes[0][2]
