@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from clay_pipeline.adapters.secret_store import seed_resource
+from clay_pipeline.config import SecretSeedSettings
 from clay_pipeline.observability import logger
 
 if TYPE_CHECKING:  # the type only: importing Powertools' utilities package costs cold start
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
+settings = SecretSeedSettings.from_env()  # fails the cold start on bad configuration, as every function does
 RESPONSE_TIMEOUT_SECONDS = 20
 MAX_REASON_CHARACTERS = 1000  # the whole answer must stay under CloudFormation's 4096 bytes
 

@@ -254,3 +254,8 @@ class RunCollectorSettings(RunPollSettings):
             routing_queue_url=self.routing_queue_url,
             lead_retention_days=self.lead_retention_days,
         )
+
+
+class SecretSeedSettings(Settings):
+    """SecretSeedFunction: nothing from its environment; which secrets to fill comes in the SecretSeed custom
+    resource's properties (template.yaml), so one template change updates both."""
