@@ -12,8 +12,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from clay_pipeline.adapters.aws import client, reset_clients
-from clay_pipeline.adapters.secret_store import seed_resource
-from clay_pipeline.config import SHARED_SECRET_RESOURCE, clear_secret_cache
+from clay_pipeline.adapters.secret_store import seed
+from clay_pipeline.config import SECRET_RESOURCES, SHARED_SECRET_RESOURCE, clear_secret_cache
 from local.template import Resolver, load_template, parameter_defaults, resources_of_type
 
 # moto accepts any credentials; these keep tests and local runs away from real ones.
@@ -212,8 +212,11 @@ def provision(
         resolver.refs[logical_id] = name
         resolver.attributes[(logical_id, "Arn")] = name
         secret_id = name if shared else secret_id
-    for resource in resources_of_type("Custom::SecretSeed", template).values():
-        seed_resource(resolver.resolve(resource["Properties"]))
+    if secret_id:
+        # Every secret is created whatever the enrichment path (`invoke` and the tests run either path's
+        # functions), so each is seeded, as the template's SecretSeed seeds those a deploy creates.
+        others = {name: names for name, names in SECRET_RESOURCES.items() if name != SHARED_SECRET_RESOURCE}
+        seed(secret_id, {resolver.refs[name]: names for name, names in others.items() if name in resolver.refs})
     return Provisioned(resolver=resolver, queue_urls=queue_urls, table_names=table_names, secret_id=secret_id)
 
 

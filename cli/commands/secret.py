@@ -74,7 +74,8 @@ class Secrets:
         return self._values[secret_id]
 
     def value(self, name: str) -> str:
-        secret_id = self.secret_id(name)
+        """The value functions read: from its own secret (locally, the shared one the process reads)."""
+        secret_id = self.shared_id if self.mirror_to_shared else self.secret_id(name)
         value = self.values(secret_id).get(name) if secret_id else None
         return str(value).strip() if is_set(value) else ""
 
@@ -113,8 +114,10 @@ def secret_command(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace, target: Secrets) -> int:
-    for secret_id in dict.fromkeys(target.secret_ids.values()):
-        held = sorted(name for name in SECRET_NAMES if target.secret_id(name) == secret_id)
+    # locally: the shared secret, which the one process reads for every function, holds every name
+    listed = [target.shared_id] if target.mirror_to_shared else dict.fromkeys(target.secret_ids.values())
+    for secret_id in listed:
+        held = sorted(name for name in SECRET_NAMES if target.mirror_to_shared or target.secret_id(name) == secret_id)
         values = target.values(secret_id)
         print(secret_id)
         for name in held:
@@ -165,7 +168,10 @@ def _set(args: argparse.Namespace, target: Secrets) -> int:
     if problem := _refused(args.name, value):
         return usage_error(f"{problem} (nothing was changed)")
     target.write({args.name: value})
-    print(f"{args.name} set in {target.secret_id(args.name)}; the functions read it within 5 minutes")
+    where = target.secret_id(args.name)
+    if target.mirror_to_shared and target.shared_id != where:
+        where += f" and {target.shared_id}"
+    print(f"{args.name} set in {where}; the functions read it within 5 minutes")
     return Exit.OK
 
 
