@@ -201,9 +201,9 @@ def provision(
         resolver.attributes[(logical_id, "Arn")] = f"arn:aws:sqs:us-east-1:{ACCOUNT}:{name}"
         resolver.attributes[(logical_id, "QueueName")] = name
 
-    # `secrets` go into the shared ConfigSecret, as a stack deployed before the split kept them, and the
-    # template's SecretSeed copies each into the per-concern secret holding it, as a deploy does. The process
-    # reads the shared one (CONFIG_SECRET_ID): one process runs every local function, and it keeps every value.
+    # `secrets` go into the shared ConfigSecret, as a stack deployed before the split kept them, and `seed`
+    # copies each into the per-concern secret holding it, as a deploy's SecretSeed does. The process reads the
+    # shared one (CONFIG_SECRET_ID): one process runs every local function, and it keeps every value.
     secret_id = None
     for logical_id in resources_of_type("AWS::SecretsManager::Secret", template):
         name = f"{prefix}/{logical_id}"
@@ -213,8 +213,7 @@ def provision(
         resolver.attributes[(logical_id, "Arn")] = name
         secret_id = name if shared else secret_id
     if secret_id:
-        # Every secret is created whatever the enrichment path (`invoke` and the tests run either path's
-        # functions), so each is seeded, as the template's SecretSeed seeds those a deploy creates.
+        # every one, whatever the enrichment path: `invoke` and the tests run either path's functions
         others = {name: names for name, names in SECRET_RESOURCES.items() if name != SHARED_SECRET_RESOURCE}
         seed(secret_id, {resolver.refs[name]: names for name, names in others.items() if name in resolver.refs})
     return Provisioned(resolver=resolver, queue_urls=queue_urls, table_names=table_names, secret_id=secret_id)
