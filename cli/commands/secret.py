@@ -16,10 +16,11 @@ HUBSPOT_ACCESS_TOKEN never regenerates the intake keys:
   prints one value, for a script;
 - `prune` removes from the shared ConfigSecret the values the upgrade's SecretSeed copied into their own
   secrets, once every one of them holds its value (else it changes nothing and names what is missing).
-Which secrets: --stack NAME (its outputs), else --secret-id or CONFIG_SECRET_ID (one secret taken to hold
-every name), else the local stack's: there each name is written to its own secret and to the shared one,
-which the local stack's single process reads for every function. Functions read a changed value within
-5 minutes (their cache). Values are printed only by `get`; everything else names settings.
+Which secrets: --stack NAME (its outputs; a stack deployed before the split has only ConfigSecretName, which
+holds every name), else --secret-id or CONFIG_SECRET_ID (one secret taken to hold every name), else the
+local stack's: there each name is written to its own secret and to the shared one, which the local stack's
+single process reads for every function. Functions read a changed value within 5 minutes (their cache).
+Values are printed only by `get`; everything else names settings.
 """
 
 from __future__ import annotations
@@ -227,7 +228,10 @@ def _target(args: argparse.Namespace) -> Secrets:
     if args.stack:
         from cli.operations.target import stack_secrets
 
-        return Secrets(stack_secrets(args.stack))
+        found = stack_secrets(args.stack)
+        if set(found) == {SHARED_SECRET_RESOURCE}:  # deployed before the split: one secret holds every name
+            return Secrets(dict.fromkeys(SECRET_RESOURCES, found[SHARED_SECRET_RESOURCE]))
+        return Secrets(found)
     one = args.secret_id or os.environ.get("CONFIG_SECRET_ID", "")
     if one:
         return Secrets(dict.fromkeys(SECRET_RESOURCES, one))

@@ -243,3 +243,21 @@ def test_prune_keeps_a_value_whose_secret_the_stack_does_not_deploy(
     out = capsys.readouterr().out
     assert "kept in" in out and "not deployed on this stack's path: CLAY_WEBHOOK_URLS" in out
     assert values_of(stack.resolver.refs["ConfigSecret"]) == shared
+
+
+def test_a_stack_deployed_before_the_split_keeps_every_name_in_its_one_secret(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a stack not upgraded yet: its only secret output is ConfigSecretName
+    shared = stack.resolver.refs["ConfigSecret"]
+    outputs = {"ConfigSecretName": {"Value": shared}}
+    template = {"Resources": {"Marker": {"Type": "AWS::SQS::Queue"}}, "Outputs": outputs}
+    client("cloudformation").create_stack(StackName="before-the-split", TemplateBody=json.dumps(template))
+    # WHEN a value is set and read back THEN it is in that one secret, and prune has nothing to do there
+    assert main(["secret", "set", "HUBSPOT_ACCESS_TOKEN", "pat-na1-old-stack", "--stack", "before-the-split"]) == 0
+    assert values_of(shared) == {"HUBSPOT_ACCESS_TOKEN": "pat-na1-old-stack"}
+    assert main(["secret", "get", "HUBSPOT_ACCESS_TOKEN", "--stack", "before-the-split"]) == 0
+    assert main(["secret", "prune", "--stack", "before-the-split"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1] == "pat-na1-old-stack"
+    assert out.splitlines()[2] == f"nothing to prune: {shared} is the one secret every function reads here"
