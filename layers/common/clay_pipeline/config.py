@@ -42,7 +42,7 @@ SECRET_RESOURCES: dict[str, frozenset[str]] = {
 # The secret every value lived in before the split (stacks deployed before it): the template's SecretSeed
 # copies each value it still holds into the secret that holds it now, and `clay-pipeline secret prune`
 # then removes the copies from it. It stays the callback's.
-SHARED_SECRET_RESOURCE = "ConfigSecret"  # noqa: S105 - a template resource name, not a secret
+SHARED_SECRET_RESOURCE = "ConfigSecret"  # noqa: S105  # nosec B105 - a template resource name, not a secret
 # Names that are secrets: never logged, never put in a template parameter.
 SECRET_NAMES: frozenset[str] = frozenset().union(*SECRET_RESOURCES.values())
 # The secret resource holding each name.
