@@ -190,8 +190,8 @@ def _prune(args: argparse.Namespace, target: Secrets) -> int:
     if missing:
         return fail(
             f"not pruned: {', '.join(f'{name} (not in {target.secret_id(name)})' for name in missing)} only in "
-            f"{shared_id}; deploy this version first (its SecretSeed copies them), or clay-pipeline secret set "
-            "NAME VALUE; nothing was changed"
+            f"{shared_id}: set each in its own secret (clay-pipeline secret set NAME VALUE; on a stack not yet "
+            "upgraded, deploying this version copies them); nothing was changed"
         )
     if removable:
         target.replace(shared_id, {name: value for name, value in shared.items() if name not in removable})
