@@ -3,8 +3,8 @@
 A lead is found by its id, which is derived from the normalised email (or domain and names),
 so an email or a lead_id costs a few GetItems: the dedupe mark (intake source and time, the
 sender's batch), the batch record (webhook index, send time, receives, POSTs) or on the routine
-path the run (`run#`, its `run-done#` ending, and the `run-leads#<batch>` list when the mark
-names no run), the leads table
+path the run (`run#`, its `run-done#` ending; the mark names it, else the `run-leads#<batch>`
+list, else the lead's dead letter when the collector released the mark), the leads table
 item (callbacks, latest body hash, score, tier, routing outcome, delivery ledger, stale mark),
 the pause switch, and both DLQs (read and released; --no-dlq skips them). A domain is looked up
 as the domain-only lead id and then by scanning the leads table for enrichments of that domain
@@ -45,6 +45,9 @@ RUN_STATES = {
 CONFIRMATIONS = {
     "mark": "the sender set the dedupe mark sent when it recorded the run",
     "run_list": "the sender could not set the dedupe mark sent: its list run-leads#{batch} names the run",
+    # run_collector.py: a failed (or missing) item is dead-lettered with its run, and its dedupe mark released
+    "dead_letter": "its result went to LeadDLQ with the run's id (the dedupe mark was released: a replay sends it "
+    "in a new run)",
 }
 
 
@@ -167,7 +170,7 @@ class LeadTrace:
             text = f"webhook #{clay['webhook_index']}, attempt {clay['receives']} (SQS receive), {posts}"
             events.append((clay["sent_at"], "sent to Clay", f"{text}, batch {clay['batch'][:8]}"))
         elif run := trace["routine_run"]:
-            events.append((run["started_at"] or dedupe["sent_at"], "sent to Clay", _run_story(run)))
+            events.append((run["started_at"] or (dedupe or {}).get("sent_at", ""), "sent to Clay", _run_story(run)))
         elif dedupe and dedupe["sent_at"]:
             events.append((dedupe["sent_at"], "sent to Clay", "(no batch record: sent before it was kept)"))
         if callbacks := trace["callbacks"]:
@@ -278,6 +281,8 @@ class Tracer:
         # the lead's own destinations when it was routed; every paused one otherwise
         trace.paused = {name: state for name, state in paused.items() if name in routes or not routes}
         trace.dead_letters = [message for message in self._all_dead_letters() if message.lead_id == lead_id]
+        if not trace.run and not trace.sent:  # a routine lead the collector dead-lettered: its mark is gone
+            trace.run = self._dead_lettered_run(store, trace.dead_letters)
         return trace
 
     @staticmethod
@@ -292,6 +297,16 @@ class Tracer:
             return {}
         summary = runs.summary(run_id)
         return {"routine_run_id": run_id, **summary, "confirmed_by": confirmed_by, "batch": mark.get("batch")}
+
+    @staticmethod
+    def _dead_lettered_run(store: StateStore, dead_letters: list[DeadLetter]) -> dict[str, Any]:
+        """The run named on the lead's latest dead letter from the run collector, {} when none names one."""
+        named = [message for message in dead_letters if message.attributes.get("routine_run_id")]
+        if not named:
+            return {}
+        run_id = max(named, key=lambda message: message.sent_at).attributes["routine_run_id"]
+        summary = RunStore(store).summary(run_id)
+        return {"routine_run_id": run_id, **summary, "confirmed_by": "dead_letter", "batch": None}
 
     def _all_dead_letters(self) -> list[DeadLetter]:
         if not self.read_dead_letters:

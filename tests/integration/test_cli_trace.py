@@ -11,12 +11,13 @@ import pytest
 
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.services.pause import DestinationSwitch
-from clay_pipeline.services.routines import RunStore
+from clay_pipeline.services.routines import PollMessage, RunStore
 from cli.main import main
 from local.clay_api_sim import ClayApiSimulator
 from local.http_stub import Reply, StubServer
 from tests.integration import test_routine_sender as routine_path
-from tests.integration.test_routine_sender import lease_passed, sent_with_its_confirm_failing
+from tests.integration.test_routine_sender import API_KEY, lead_id, lease_passed, sent_with_its_confirm_failing
+from tests.integration.test_run_collector import Pipeline
 from tests.integration.test_sender import lead
 from tests.lead_journey import LeadJourney
 
@@ -197,3 +198,23 @@ def test_trace_finds_the_run_through_the_senders_list_when_the_mark_could_not_be
     assert traced["dedupe"]["status"] == "sent"
     assert (traced["routine_run"]["routine_run_id"], traced["routine_run"]["confirmed_by"]) == (run.run_id, "run_list")
     assert traced["routine_run"]["batch"] == mark["batch"]
+
+
+def test_trace_names_the_run_of_a_lead_the_collector_dead_lettered(
+    make_sender: Any, clay: ClayApiSimulator, stack: Any, load_function: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a lead sent in a run whose item Clay failed: the collector dead-lettered it and released its mark
+    clay.failed_share = 1.0
+    make_sender().send(lead(1))
+    [run] = clay.runs()
+    clay.finish(run.run_id)
+    Pipeline(stack, load_function, clay, CLAY_API_KEY=API_KEY).collect(PollMessage(run.run_id))
+    capsys.readouterr()  # the functions' metrics
+    assert StateStore(stack.table_names["StateTable"]).get(f"dedupe#{lead_id(lead(1))}") is None
+    # WHEN it is traced
+    code, out = trace(capsys, "person1@example.com")
+    # THEN the run is named from its dead letter, with how it ended, next to the dead letter itself
+    assert code == 0
+    assert f"routine run {run.run_id} (1 items), started 20" in out
+    assert ", collected; its result went to LeadDLQ with the run's id (the dedupe mark was released" in out
+    assert "in LeadDLQ    routine_item_failed No enrichment data found for this person" in out
