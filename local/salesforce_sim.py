@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from clay_pipeline.core.salesforce_records import FIELD_TYPES, MAX_RECORDS, REQUIRED_FIELDS, Kind
+from clay_pipeline.core.salesforce_records import FIELD_TYPES, MAX_RECORDS, REQUIRED_FIELDS, FieldType, Kind
 from local.http_stub import RecordedRequest, Reply, StubServer
 
 TOKEN_PATH = "/services/oauth2/token"  # noqa: S105  # nosec B105 - a path
@@ -40,7 +40,11 @@ _QUERY = re.compile(r"^/services/data/v(\d+)\.0/query/?$")
 _SOQL = re.compile(r"^SELECT\s+Id\s*,\s*(\w+)\s+FROM\s+(\w+)\s+WHERE\s+(\w+)\s+IN\s*\((.*)\)\s*$", re.DOTALL)
 _LITERAL = re.compile(r"'((?:[^'\\]|\\.)*)'")
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
-CUSTOM_FIELDS = {"Clay_Lead_Id__c": 255, "Clay_ICP_Score__c": None, "Clay_Tier__c": 10}  # the README's setup
+CUSTOM_FIELDS: dict[str, Any] = {
+    "Clay_Lead_Id__c": 255,
+    "Clay_ICP_Score__c": FieldType(Kind.NUMBER),
+    "Clay_Tier__c": 10,
+}  # the README's setup
 LOCKED_MESSAGE = "unable to obtain exclusive access to this record or 1 records: {}"
 LIMIT_MESSAGES = {
     True: "TotalRequests Limit exceeded.",
@@ -67,9 +71,11 @@ class SalesforceSim:
     client_id: str = "sim-client-id"
     client_secret: str = "sim-client-secret"  # noqa: S105  # nosec B105 - the simulator's own
     run_as_user: bool = True  # False: the app has no run-as user (invalid_grant)
+    sessions_refused: bool = False  # True: tokens are issued but every data call gets 401 (a user deactivated)
     external_id_fields: dict[str, set[str]] = field(
         default_factory=lambda: {"Lead": {"Clay_Lead_Id__c"}, "Contact": {"Clay_Lead_Id__c"}}
     )
+    custom_fields: dict[str, Any] = field(default_factory=lambda: dict(CUSTOM_FIELDS))  # name -> length or FieldType
     records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (object, external id) -> fields
     written: list[Written] = field(default_factory=list)
     server: StubServer = field(init=False)
@@ -147,7 +153,7 @@ class SalesforceSim:
             if request.path == TOKEN_PATH:
                 return self._grant(request)
             token = request.headers.get("authorization", "").removeprefix("Bearer ")
-            if token not in self._tokens:
+            if token not in self._tokens or self.sessions_refused:
                 return _errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
             if self._limit[0] > 0:
                 self._limit[0] -= 1
@@ -185,7 +191,7 @@ class SalesforceSim:
 
     def _fields(self, sobject: str) -> dict[str, Any]:
         """The object's fields: name -> FieldType, or a length for the custom ones."""
-        return {**FIELD_TYPES.get(sobject, {}), **CUSTOM_FIELDS}
+        return {**FIELD_TYPES.get(sobject, {}), **self.custom_fields}
 
     def _upsert(self, version: int, sobject: str, external_id: str, request: RecordedRequest) -> Reply:
         if version < 46 or sobject not in FIELD_TYPES:
@@ -271,7 +277,7 @@ class SalesforceSim:
         selected, sobject, where, values = found.groups()
         if sobject not in FIELD_TYPES:
             return _errors(400, "INVALID_TYPE", f"sObject type '{sobject}' is not supported.")
-        if selected != where or where not in self.external_id_fields.get(sobject, set()) | set(CUSTOM_FIELDS):
+        if selected != where or where not in self.external_id_fields.get(sobject, set()) | set(self.custom_fields):
             return _errors(400, "INVALID_FIELD", f"No such column '{where}' on entity '{sobject}'.")
         wanted = [re.sub(r"\\(.)", r"\1", literal) for literal in _LITERAL.findall(values)]
         rows = [
