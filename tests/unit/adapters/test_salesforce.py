@@ -156,7 +156,7 @@ def test_the_token_is_cached_per_container_and_a_rotated_secret_takes_a_new_one(
     for n in range(3):
         crm.upsert(records(crm, [lead(n)]), timeout=10)
     assert len(org.calls("token")) == 1
-    org.client_secret = "rotated"  # noqa: S105 - the simulator's
+    org.client_secret = "rotated"
     monkeypatch.setenv("SALESFORCE_CLIENT_SECRET", "rotated")
     assert crm.upsert(records(crm, [lead(9)]), timeout=10)["ld_0009"].delivered
     assert len(org.calls("token")) == 2

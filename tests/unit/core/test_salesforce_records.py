@@ -151,7 +151,7 @@ def test_invalid_settings_are_a_config_error_naming_the_setting(settings: tuple[
 def test_api_version_must_have_the_collections_upsert() -> None:
     assert check_api_version("v62.0") == "v62.0"
     for version in ("v45.0", "62.0", "v62.1", "latest"):
-        with pytest.raises(ValueError, match="v46.0 or later"):
+        with pytest.raises(ValueError, match=r"v46\.0 or later"):
             check_api_version(version)
 
 
