@@ -27,6 +27,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -78,22 +79,24 @@ class SalesforceSim:
     custom_fields: dict[str, Any] = field(default_factory=lambda: dict(CUSTOM_FIELDS))  # name -> length or FieldType
     records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (object, external id) -> fields
     written: list[Written] = field(default_factory=list)
-    server: StubServer = field(init=False)
+    instance_url: str = ""  # what the token answer names: this simulator's own server, or the sinks' it is mounted in
+    requests: list[RecordedRequest] = field(default_factory=list)  # every request it answered, in order
+    server: StubServer | None = field(default=None, init=False)  # its own server (start), when not mounted
     _tokens: set[str] = field(default_factory=set)
     _limit: list[Any] = field(default_factory=lambda: [0, True])  # REQUEST_LIMIT_EXCEEDED: [requests left, total]
     _locked: dict[str, int] = field(default_factory=dict)  # lead_id -> UNABLE_TO_LOCK_ROW answers left
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __post_init__(self) -> None:
-        self.server = StubServer(self._answer)
-
-    # -- lifecycle ------------------------------------------------------------------------------
+    # -- lifecycle (standalone: its own server; in the local stack it answers on the sinks' server) --------
     def start(self) -> str:
-        return self.server.start()
+        self.server = StubServer(self.answer)
+        self.instance_url = self.server.start()
+        return self.instance_url
 
     def stop(self) -> None:
-        self.server.stop()
+        if self.server is not None:
+            self.server.stop()
 
     def __enter__(self) -> SalesforceSim:
         self.start()
@@ -104,7 +107,7 @@ class SalesforceSim:
 
     @property
     def url(self) -> str:
-        return self.server.url
+        return self.instance_url
 
     def secrets(self) -> dict[str, str]:
         """The router's Salesforce secrets for this org (SALESFORCE_LOGIN_URL is an environment variable)."""
@@ -132,7 +135,8 @@ class SalesforceSim:
         """The requests of one kind: token, query or upsert."""
         patterns = {"token": re.compile(re.escape(TOKEN_PATH) + "$"), "query": _QUERY, "upsert": _UPSERT}
         matcher = patterns[kind]
-        return [request for request in self.server.received() if matcher.match(request.path)]
+        with self._lock:
+            return [request for request in self.requests if matcher.match(request.path)]
 
     def upserted(self) -> list[list[dict[str, Any]]]:
         """The records of each upsert request, in order."""
@@ -148,21 +152,35 @@ class SalesforceSim:
             return [w for w in self.written if lead_id is None or w.lead_id == lead_id]
 
     # -- answering -----------------------------------------------------------------------------------
-    def _answer(self, request: RecordedRequest) -> Reply:
+    def answer(self, request: RecordedRequest, record: Callable[[Written], None] | None = None) -> Reply:
+        """Salesforce's answer to a request on one of its paths; `record` is told each record written."""
         with self._lock:
-            if request.path == TOKEN_PATH:
-                return self._grant(request)
-            token = request.headers.get("authorization", "").removeprefix("Bearer ")
-            if token not in self._tokens or self.sessions_refused:
-                return _errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
-            if self._limit[0] > 0:
-                self._limit[0] -= 1
-                return _errors(403, "REQUEST_LIMIT_EXCEEDED", LIMIT_MESSAGES[bool(self._limit[1])])
-            if (found := _UPSERT.match(request.path)) and request.method == "PATCH":
-                return self._upsert(int(found.group(1)), found.group(2), found.group(3), request)
-            if (found := _QUERY.match(request.path)) and request.method == "GET":
-                return self._query(parse_qs(request.query).get("q", [""])[0])
-            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+            self.requests.append(request)
+            written = len(self.written)
+            reply = self._answer(request)
+            new = self.written[written:]
+        for item in new:
+            (record or (lambda _: None))(item)
+        return reply
+
+    @staticmethod
+    def handles(path: str) -> bool:
+        return path == TOKEN_PATH or path.startswith("/services/data/")
+
+    def _answer(self, request: RecordedRequest) -> Reply:
+        if request.path == TOKEN_PATH:
+            return self._grant(request)
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if token not in self._tokens or self.sessions_refused:
+            return _errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        if self._limit[0] > 0:
+            self._limit[0] -= 1
+            return _errors(403, "REQUEST_LIMIT_EXCEEDED", LIMIT_MESSAGES[bool(self._limit[1])])
+        if (found := _UPSERT.match(request.path)) and request.method == "PATCH":
+            return self._upsert(int(found.group(1)), found.group(2), found.group(3), request)
+        if (found := _QUERY.match(request.path)) and request.method == "GET":
+            return self._query(parse_qs(request.query).get("q", [""])[0])
+        return _errors(404, "NOT_FOUND", "The requested resource does not exist")
 
     def _grant(self, request: RecordedRequest) -> Reply:
         form = {name: values[0] for name, values in parse_qs(request.body.decode()).items()}
@@ -182,8 +200,8 @@ class SalesforceSim:
                 "access_token": token,
                 "signature": secrets.token_urlsafe(16),
                 "scope": "api",
-                "instance_url": self.server.url,
-                "id": f"{self.server.url}/id/00DSIM/005SIM",
+                "instance_url": self.instance_url,
+                "id": f"{self.instance_url}/id/00DSIM/005SIM",
                 "token_type": "Bearer",
                 "issued_at": str(int(time.time() * 1000)),
             },

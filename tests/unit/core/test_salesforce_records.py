@@ -68,6 +68,8 @@ def test_body_carries_type_and_external_id_and_the_create_part_only_when_new() -
     assert new["LeadSource"] == "Other"
     assert "LeadSource" not in existing and existing["Clay_Lead_Id__c"] == "ld_1"
     assert mapping.update_payload(LEAD, RECEIVED_AT) == existing  # what on_change hashes: no create-only field
+    sent = {name: value for name, value in new.items() if name not in ("attributes", "Clay_Lead_Id__c")}
+    assert mapping.as_update("ld_1", sent) == existing  # a create, read back as the update it hashes as
 
 
 def test_lead_without_last_name_or_company_gets_the_placeholder_only_on_create() -> None:

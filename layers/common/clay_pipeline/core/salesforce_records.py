@@ -235,6 +235,16 @@ class RecordMapping:
         values = {**record.update, **record.create} if new else record.update
         return {"attributes": {"type": self.sobject}, self.external_id_field: record.lead_id, **values}
 
+    def as_update(self, lead_id: str, written: dict[str, Any]) -> dict[str, Any]:
+        """The fields a record was written with, in update_payload's shape: the create-only fields and the
+        required-field placeholders left out (what the local stack's reconciliation compares)."""
+        kept = {
+            name: value
+            for name, value in written.items()
+            if name not in self.create_only and not (name in REQUIRED_FIELDS[self.sobject] and value == NOT_PROVIDED)
+        }
+        return self.body(SalesforceRecord(lead_id, kept), new=False)
+
     def update_payload(self, lead: dict[str, Any], received_at: str) -> dict[str, Any]:
         """What an update of the record sends: what on_change compares (the create-only fields are not in it)."""
         return self.body(self.record(lead, received_at), new=False)
