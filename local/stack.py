@@ -21,9 +21,10 @@ import requests
 
 from clay_pipeline.adapters.aws import client, reset_clients
 from clay_pipeline.adapters.dynamodb import from_item
-from clay_pipeline.adapters.hubspot import ContactMapping, HubSpotContacts
+from clay_pipeline.adapters.hubspot import HubSpotContacts
 from clay_pipeline.adapters.webhooks import HttpClient, idempotency_key
 from clay_pipeline.config import clear_secret_cache
+from clay_pipeline.core.hubspot_contacts import ContactMapping
 from clay_pipeline.core.leads import Lead
 from clay_pipeline.core.policies import Delivered, payload_hash
 from clay_pipeline.core.rules import ONCE_PER_LEAD, RuleSet

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 
 from clay_pipeline.core.errors import ConfigError
+from clay_pipeline.core.hubspot_contacts import HUBSPOT_NEW_CONTACT_VALUES, HUBSPOT_OWNED_PROPERTIES
 
 SECRET_CACHE_SECONDS = 300
 
@@ -38,8 +39,6 @@ SECRET_NAMES = frozenset(
     }
 )
 CLAY_API_BASE_URL = "https://api.clay.com/public/v0"
-HUBSPOT_OWNED_PROPERTIES = "hs_lead_status,lifecyclestage,hubspot_owner_id"
-HUBSPOT_NEW_CONTACT_VALUES = "hs_lead_status=NEW"
 # Settings whose empty value means "none" rather than their (non-empty) default.
 EMPTY_MEANS_NONE = frozenset({"hubspot_owned_properties", "hubspot_new_contact_values"})
 

@@ -13,7 +13,7 @@ Several rules may name one destination: it is chosen once. Rules are checked at 
 (ConfigError naming the rule's index and destination, and the problem).
 
 Clay sends a row again whenever a column re-runs, so each destination also has a delivery
-policy (DEFAULT_POLICIES; the router's ledger applies it, see delivery_policy.py):
+policy (DEFAULT_POLICIES; the router's ledger applies it, see core/policies.py):
 - "once_per_lead": at most one delivery per lead for DELIVERY_MARK_DAYS, whatever later
   callbacks say (a sequence must never enrol a prospect twice);
 - "on_change": delivered again only when the payload that destination receives changed.
@@ -56,7 +56,7 @@ DEFAULT_POLICIES: dict[str, Policy] = {
     "salesforce": ON_CHANGE,  # an upsert by external id: a changed row updates the record
     "leads_table": ON_CHANGE,
 }
-# What a webhook delivery whose answer was lost (it went out, no answer came) does next (delivery_policy.py):
+# What a webhook delivery whose answer was lost (it went out, no answer came) does next (core/routing_plan.py):
 # - "hold": never re-sent automatically; the ledger marks it unknown, DeliveryUnknown alarms, and an operator
 #   settles it (`clay-pipeline settle LEAD DESTINATION --delivered|--resend`);
 # - "resend": sent again, with the same Idempotency-Key (a receiver that dedupes sees it once).

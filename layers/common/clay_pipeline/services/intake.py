@@ -16,7 +16,7 @@ from clay_pipeline.adapters.queues import Queue, QueueSendError
 from clay_pipeline.config import CLAY_MAX_PAYLOAD_BYTES, IntakeSettings
 from clay_pipeline.core import auth
 from clay_pipeline.core.json_text import dump_json
-from clay_pipeline.core.leads import Lead, field_errors
+from clay_pipeline.core.leads import Lead, describe_problems
 from clay_pipeline.http_api import (
     HttpError,
     check_content_type,
@@ -38,12 +38,6 @@ class Rows:
     valid: list[tuple[int, Lead]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
-
-
-def describe_problems(error: ValidationError) -> str:
-    """'email: not a valid email address; needs an email, a domain or a linkedin_url' (no input echoed)."""
-    problems = field_errors(error)
-    return "; ".join(p["error"] if p["field"] == "body" else f"{p['field']}: {p['error']}" for p in problems)
 
 
 def authenticate(headers: dict[str, str]) -> None:
