@@ -14,7 +14,8 @@ from clay_pipeline.adapters.salesforce import (
     SETUP_PROBLEM,
     SalesforceRecords,
 )
-from clay_pipeline.adapters.webhooks import HttpClient, Status
+from clay_pipeline.adapters.webhooks import HttpClient
+from clay_pipeline.core.deliveries import Status
 from clay_pipeline.core.salesforce_records import FieldType, Kind, RecordMapping, SalesforceRecord
 from local.salesforce_sim import SalesforceSim
 

@@ -33,12 +33,16 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 from clay_pipeline import config
+from clay_pipeline.adapters.crm import upsert_in_batches
 from clay_pipeline.adapters.http import OutboundError, send, url_problem
-from clay_pipeline.adapters.webhooks import MIN_ATTEMPT_SECONDS, DeliveryResult, HttpClient, Status, classify_failure
+from clay_pipeline.adapters.webhooks import MIN_ATTEMPT_SECONDS, HttpClient, RetryPolicy, classify_failure
+from clay_pipeline.core.deliveries import OUT_OF_TIME, DeliveryResult, Status
+from clay_pipeline.core.routing_message import RoutingMessage
 from clay_pipeline.core.salesforce_records import (
     MAX_RECORDS,
     RecordMapping,
@@ -60,7 +64,6 @@ TOKEN_PATH = "/services/oauth2/token"  # noqa: S105  # nosec B105 - a path, not 
 CLIENT_ID, CLIENT_SECRET = "SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"  # nosec B105 - names
 RECHECK_SECONDS = 900  # a pause whose end is not known is re-checked this often
 LOCK_WAIT_SECONDS = 2.0  # UNABLE_TO_LOCK_ROW: the other transaction is usually done within seconds
-OUT_OF_TIME = DeliveryResult(Status.RETRYABLE, "out_of_time")
 GRANT_REFUSED = "salesforce_grant_refused"
 SESSION_REFUSED = "salesforce_session_refused"
 SETUP_PROBLEM = "salesforce_setup"
@@ -68,16 +71,27 @@ DAILY_LIMIT = "salesforce_daily_limit"
 
 
 class SalesforceRecords:
-    """Leads upserted into one object by external id in batches of up to 200; each lead gets its own result."""
+    """Leads upserted into one object by external id in batches of up to 200; each lead gets its own result.
+
+    A batched CRM destination (adapters/crm.BatchedCrm): the router calls upsert_leads with a whole batch."""
 
     name = "salesforce"
+    label = "Salesforce"
     setting = CLIENT_ID
 
-    def __init__(self, http: HttpClient, login_url: str, api_version: str, mapping: RecordMapping | None = None):
+    def __init__(
+        self,
+        http: HttpClient,
+        login_url: str,
+        api_version: str,
+        mapping: RecordMapping | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.http = http
         self.login_url = login_url.rstrip("/")
         self.api_version = api_version
         self.mapping = mapping or RecordMapping()
+        self.retry = retry or RetryPolicy(timeout_seconds=10, attempts=0, backoff_seconds=0)
         self._token: tuple[str, Token] | None = None  # (credentials key, token): per container, rotation-aware
         self._token_lock = threading.Lock()
 
@@ -92,6 +106,18 @@ class SalesforceRecords:
         return self.mapping.record(lead, received_at)
 
     # -- upsert ---------------------------------------------------------------------------------
+    def upsert_leads(self, messages: Mapping[str, RoutingMessage], deadline: float) -> dict[str, DeliveryResult]:
+        """Every message's lead, upserted in requests of 200 with the retries; each result by the message's key.
+
+        One record per lead_id: a request naming an external id twice would make Salesforce refuse the repeat,
+        so the newest enrichment of a lead wins (by received_at)."""
+        records: dict[str, SalesforceRecord] = {}
+        for message in sorted(messages.values(), key=lambda m: m.received_at):
+            record = self.record(message.lead, message.received_at)
+            records[record.lead_id] = record
+        by_lead = upsert_in_batches(records, MAX_RECORDS, self.upsert, self.retry, deadline)
+        return {key: by_lead[str(message.lead["lead_id"])] for key, message in messages.items()}
+
     def upsert(
         self, records: list[SalesforceRecord], timeout: float, deadline: float | None = None
     ) -> dict[str, DeliveryResult]:

@@ -91,7 +91,10 @@ class LeadRouter:
     ) -> None:
         self.settings = settings
         rules = RuleSet.from_setting(
-            settings.routing_rules, settings.delivery_policies, settings.routing_required_fields
+            settings.routing_rules,
+            settings.delivery_policies,
+            settings.routing_required_fields,
+            salesforce=bool(settings.salesforce_login_url),  # its default rule only when it may be on
         )
         unknown_outcomes = parse_unknown_outcomes(settings.unknown_outcome_policies)
         self.config = RoutingConfig(rules, unknown_outcomes, settings.delivery_mark_days)
