@@ -226,7 +226,14 @@ class LocalStack:
         if self.resources.secret_id:
             client("secretsmanager").tag_resource(
                 SecretId=self.resources.secret_id,
-                Tags=[{"Key": f"{LOCAL_ENV_TAG}HUBSPOT_BASE_URL", "Value": self.sinks.url}],
+                Tags=[
+                    {"Key": f"{LOCAL_ENV_TAG}HUBSPOT_BASE_URL", "Value": self.sinks.url},
+                    *(
+                        [{"Key": f"{LOCAL_ENV_TAG}SALESFORCE_LOGIN_URL", "Value": self.sinks.url}]
+                        if self.options.crm != "hubspot"
+                        else []
+                    ),
+                ],
             )
         self._set_process_env({"CONFIG_SECRET_ID": self.resources.secret_id or ""})
         if self.options.visibility_timeout is not None:
