@@ -14,7 +14,8 @@ id, the SOQL query by external id, and their failure modes (core/salesforce_reco
 - `GET /services/data/vNN.0/query?q=SELECT Id, F FROM O WHERE F IN ('a', ...)`: the records found.
 - A session ends (`expire_sessions`): every call with an older token gets 401 INVALID_SESSION_ID. Injected:
   403 REQUEST_LIMIT_EXCEEDED (`limit_requests`: the 24-hour allocation, or concurrent calls) and per-record
-  UNABLE_TO_LOCK_ROW (`lock_rows`).
+  UNABLE_TO_LOCK_ROW (`lock_rows`); an upsert whose records are written but whose answer comes late
+  (`answer_after`: the client's deadline passes first, the answer is lost).
 
 Every request is recorded (`server.requests`); `calls(kind)` counts them ("token", "query", "upsert"), and
 `records` holds what the org has, by object and external id.
@@ -73,6 +74,7 @@ class SalesforceSim:
     client_secret: str = "sim-client-secret"  # noqa: S105  # nosec B105 - the simulator's own
     run_as_user: bool = True  # False: the app has no run-as user (invalid_grant)
     sessions_refused: bool = False  # True: tokens are issued but every data call gets 401 (a user deactivated)
+    answer_after: float = 0.0  # seconds between writing an upsert's records and answering (a lost answer)
     external_id_fields: dict[str, set[str]] = field(
         default_factory=lambda: {"Lead": {"Clay_Lead_Id__c"}, "Contact": {"Clay_Lead_Id__c"}}
     )
@@ -177,7 +179,9 @@ class SalesforceSim:
             self._limit[0] -= 1
             return _errors(403, "REQUEST_LIMIT_EXCEEDED", LIMIT_MESSAGES[bool(self._limit[1])])
         if (found := _UPSERT.match(request.path)) and request.method == "PATCH":
-            return self._upsert(int(found.group(1)), found.group(2), found.group(3), request)
+            reply = self._upsert(int(found.group(1)), found.group(2), found.group(3), request)
+            reply.delay = self.answer_after  # the records are written now; the answer may come too late
+            return reply
         if (found := _QUERY.match(request.path)) and request.method == "GET":
             return self._query(parse_qs(request.query).get("q", [""])[0])
         return _errors(404, "NOT_FOUND", "The requested resource does not exist")

@@ -249,3 +249,19 @@ def test_no_answer_is_retryable_since_an_upsert_by_external_id_repeats_safely(mo
     crm = SalesforceRecords(HttpClient(connect_retries=0), "http://127.0.0.1:9", "v62.0")  # nothing listens
     result = crm.upsert([crm.record(lead(1), RECEIVED_AT)], timeout=2)["ld_0001"]
     assert result.status is Status.RETRYABLE and result.reason == "connection_error"
+
+
+def test_a_lost_answer_is_retried_and_the_record_is_not_doubled(org: SalesforceSim) -> None:
+    # GIVEN Salesforce writes the records, then answers after the client gave up (the answer is lost)
+    crm = adapter(org)
+    org.answer_after = 1.5
+    lost = crm.upsert(records(crm, [lead(1), lead(2)]), timeout=1.0)
+    assert {result.status for result in lost.values()} == {Status.RETRYABLE}  # an upsert repeats safely
+    assert len(org.writes()) == 2  # Salesforce did write them
+    # WHEN it is sent again
+    org.answer_after = 0.0
+    again = crm.upsert(records(crm, [lead(1), lead(2)]), timeout=5)
+    # THEN the repeat updates the records the lost call created: one record per lead
+    assert {result.reason for result in again.values()} == {"salesforce_updated"}
+    assert [w.created for w in org.writes()] == [True, True, False, False]
+    assert len(org.records) == 2
