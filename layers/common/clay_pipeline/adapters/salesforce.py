@@ -115,27 +115,21 @@ class SalesforceRecords:
         for message in sorted(messages.values(), key=lambda m: m.received_at):
             record = self.record(message.lead, message.received_at)
             records[record.lead_id] = record
-        by_lead = upsert_in_batches(records, MAX_RECORDS, self.upsert, self.retry, deadline)
+        by_lead = self.upsert_records(list(records.values()), deadline)
         return {key: by_lead[str(message.lead["lead_id"])] for key, message in messages.items()}
 
-    def upsert(
-        self, records: list[SalesforceRecord], timeout: float, deadline: float | None = None
-    ) -> dict[str, DeliveryResult]:
-        """Every record (distinct lead_ids), in requests of at most 200: each lead's result by its lead_id.
+    def upsert_records(self, records: list[SalesforceRecord], deadline: float) -> dict[str, DeliveryResult]:
+        """Records of distinct lead_ids in requests of at most 200 (adapters/crm.upsert_in_batches: the retries,
+        and nothing more sent once Salesforce says to stop); each lead's result by its lead_id."""
+        batches = {record.lead_id: record for record in records}
+        return upsert_in_batches(batches, MAX_RECORDS, self.upsert, self.retry, deadline)
 
-        Every request gets at most `timeout` seconds and none starts past `deadline` (time.monotonic()). Once
-        Salesforce says to stop (a PAUSED result), the rest is not sent to be refused.
-        """
-        deadline = time.monotonic() + timeout if deadline is None else deadline
-        results: dict[str, DeliveryResult] = {}
-        for start in range(0, len(records), MAX_RECORDS):
-            chunk = records[start : start + MAX_RECORDS]
-            stop = next((result for result in results.values() if result.status is Status.PAUSED), None)
-            if stop is not None:
-                results.update(dict.fromkeys((record.lead_id for record in chunk), stop))
-                continue
-            results.update(self._upsert_batch(chunk, timeout, deadline))
-        return results
+    def upsert(self, batch: list[SalesforceRecord], timeout: float, deadline: float) -> dict[str, DeliveryResult]:
+        """One batch (at most 200 records, distinct lead_ids): each lead's result by its lead_id. Every request
+        gets at most `timeout` seconds and none starts past `deadline` (time.monotonic())."""
+        if len(batch) > MAX_RECORDS:
+            raise ValueError(f"a collections upsert takes at most {MAX_RECORDS} records, not {len(batch)}")
+        return self._upsert_batch(batch, timeout, deadline)
 
     def _upsert_batch(
         self, batch: list[SalesforceRecord], timeout: float, deadline: float
