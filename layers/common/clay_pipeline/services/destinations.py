@@ -58,13 +58,15 @@ class Destinations:
         mapping = ContactMapping.from_settings(
             settings.hubspot_property_map, settings.hubspot_owned_properties, settings.hubspot_new_contact_values
         )
-        records = RecordMapping.from_settings(
-            settings.salesforce_object, settings.salesforce_external_id_field, settings.salesforce_field_map
-        )
         crms: list[BatchedCrm] = [
             HubSpotContacts(http, settings.hubspot_base_url, mapping, retry, settings.hubspot_batch_size),
-            SalesforceRecords(http, settings.salesforce_login_url, settings.salesforce_api_version, records, retry),
         ]
+        if settings.salesforce_login_url:  # without it Salesforce is not a destination of this deployment at all
+            records = RecordMapping.from_settings(
+                settings.salesforce_object, settings.salesforce_external_id_field, settings.salesforce_field_map
+            )
+            login, version = settings.salesforce_login_url, settings.salesforce_api_version
+            crms.append(SalesforceRecords(http, login, version, records, retry))
         return cls({d.name: d for d in webhooks}, {d.name: d for d in crms}, retry)
 
     @property
