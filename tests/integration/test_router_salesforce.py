@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from clay_pipeline.adapters.callback_claims import CallbackClaims
 from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.services.pause import DestinationSwitch
@@ -42,7 +43,7 @@ class Router:
         key = str(lead["lead_id"])
         callback_id = f"{key}#h{version}"
         received_at = f"2026-01-01T00:{version:02d}:00+00:00"
-        self.leads.save_enrichment(key, callback_id, lead, received_at)
+        CallbackClaims(self.leads.table_name).save_enrichment(key, callback_id, lead, received_at)
         body = {"callback_id": callback_id, "lead_key": key, "lead": lead, "received_at": received_at}
         return sqs_record(json.dumps(body), self.arn, message_id=f"m-{callback_id}", receive_count=receive_count)
 
