@@ -119,7 +119,7 @@ def readme_dlq_shows() -> list[tuple[str, list[str]]]:
     return [(message_id, printed.splitlines()) for message_id, printed in found]
 
 
-AGE = re.compile(r" \(\d+[smhd] ago\)$")
+AGE = re.compile(r" \(\d+[smhd](?: \d+[smhd])? ago\)$")  # "(10s ago)", "(7m 48s ago)", as common.age prints
 
 
 @pytest.mark.parametrize(("message_id", "printed"), readme_dlq_shows())
