@@ -113,10 +113,14 @@ def test_a_weak_key_rotated_into_secrets_manager_refuses_everyone(
     # GIVEN the function started with the key in Secrets Manager, which is then rotated to "a"
     monkeypatch.delenv("INTAKE_API_KEYS", raising=False)
     secrets = client("secretsmanager")
-    secrets.put_secret_value(SecretId=stack.secret_id, SecretString=json.dumps({"INTAKE_API_KEYS": KEY}))
+    secrets.put_secret_value(
+        SecretId=stack.resolver.refs["IntakeSecret"], SecretString=json.dumps({"INTAKE_API_KEYS": KEY})
+    )
     intake = load_function("IntakeFunction")
     assert answer(intake.lambda_handler(leads_event({"email": "a@b.co"}), lambda_context))[0] == 202
-    secrets.put_secret_value(SecretId=stack.secret_id, SecretString=json.dumps({"INTAKE_API_KEYS": "a"}))
+    secrets.put_secret_value(
+        SecretId=stack.resolver.refs["IntakeSecret"], SecretString=json.dumps({"INTAKE_API_KEYS": "a"})
+    )
     clear_secret_cache()
     # WHEN anyone calls, even with the weak key THEN 401, and the log says why without the key
     for key in (KEY, "a"):
