@@ -20,7 +20,7 @@ from clay_pipeline.core.hubspot_contacts import (
     property_value,
     until_daily_reset,
 )
-from tests.unit.test_destinations import LEAD  # the same lead the webhook destinations are tested with
+from tests.unit.adapters.test_webhooks import LEAD  # the same lead the webhook destinations are tested with
 
 pytestmark = pytest.mark.unit
 
