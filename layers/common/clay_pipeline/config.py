@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from clay_pipeline.core.errors import ConfigError
-from clay_pipeline.core.hubspot_contacts import HUBSPOT_NEW_CONTACT_VALUES, HUBSPOT_OWNED_PROPERTIES
+from clay_pipeline.core.hubspot_defaults import HUBSPOT_NEW_CONTACT_VALUES, HUBSPOT_OWNED_PROPERTIES
 
 SECRET_CACHE_SECONDS = 300
 
