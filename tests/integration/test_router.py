@@ -23,6 +23,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.callback_claims import CallbackClaims
 from clay_pipeline.adapters.dynamodb import to_item
 from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.ledger import LeadLedger
@@ -105,7 +106,7 @@ class Router:
         """A RoutingQueue record as the callback queues it (the lead is stored first, like the callback does)."""
         key = str(lead["lead_id"])
         callback_id = callback_id or f"{key}#h1"
-        self.leads.save_enrichment(key, callback_id, lead, received_at)
+        CallbackClaims(self.leads.table_name).save_enrichment(key, callback_id, lead, received_at)
         return routing_record(lead, callback_id, received_at, self.arn, receive_count)
 
     def run(self, event: dict[str, Any], remaining_ms: int = 20_000) -> list[str]:

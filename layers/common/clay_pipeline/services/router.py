@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from clay_pipeline.adapters.aws_failures import is_dependency_failure
 from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.ledger import LeadLedger
 from clay_pipeline.adapters.queues import Queue, origin_attributes
@@ -58,7 +59,6 @@ from clay_pipeline.core.policies import Busy
 from clay_pipeline.core.routing_message import RoutingMessage, newest_per_lead, parse_message
 from clay_pipeline.core.routing_outcome import Outcome, build_outcome, ending, retryable_summary
 from clay_pipeline.core.routing_plan import LEADS_TABLE_DESTINATION, Attempt, RoutingConfig
-from clay_pipeline.http_api import is_dependency_failure
 from clay_pipeline.observability import count, level, logger, summarize
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.services.claims import LeadClaims
