@@ -99,11 +99,18 @@ class RoutingConfig:
 
     @classmethod
     def from_settings(
-        cls, rules: str, policies: str, required_fields: str, unknown_outcomes: str, mark_days: int
+        cls,
+        rules: str,
+        policies: str,
+        required_fields: str,
+        unknown_outcomes: str,
+        mark_days: int,
+        salesforce: bool = False,
     ) -> RoutingConfig:
         """ROUTING_RULES, DELIVERY_POLICIES, ROUTING_REQUIRED_FIELDS, UNKNOWN_OUTCOME_POLICIES, DELIVERY_MARK_DAYS;
-        ConfigError naming the setting and the problem."""
-        rule_set = RuleSet.from_setting(rules, policies, required_fields)
+        ConfigError naming the setting and the problem. `salesforce`: the default rules include Salesforce's
+        (core/rules.default_rules)."""
+        rule_set = RuleSet.from_setting(rules, policies, required_fields, salesforce)
         return cls(rule_set, parse_unknown_outcomes(unknown_outcomes), mark_days)
 
     def holds(self, destination: str) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 from clay_pipeline.adapters.crm import BatchedCrm
 from clay_pipeline.adapters.hubspot import HubSpotContacts
+from clay_pipeline.adapters.salesforce import SalesforceRecords
 from clay_pipeline.adapters.webhooks import (
     HttpClient,
     NurtureWebhook,
@@ -28,6 +29,7 @@ from clay_pipeline.config import RouterSettings
 from clay_pipeline.core.hubspot_contacts import ContactMapping
 from clay_pipeline.core.policies import payload_hash
 from clay_pipeline.core.routing_message import RoutingMessage
+from clay_pipeline.core.salesforce_records import RecordMapping
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Destinations:
     def from_settings(
         cls, settings: RouterSettings, http: HttpClient, sleep: Callable[[float], None] = time.sleep
     ) -> Destinations:
-        """ConfigError at cold start for an invalid HubSpot mapping."""
+        """ConfigError at cold start for an invalid HubSpot or Salesforce mapping."""
         retry = RetryPolicy(
             settings.destination_timeout_seconds,
             settings.destination_retry_attempts,
@@ -59,6 +61,12 @@ class Destinations:
         crms: list[BatchedCrm] = [
             HubSpotContacts(http, settings.hubspot_base_url, mapping, retry, settings.hubspot_batch_size),
         ]
+        if settings.salesforce_login_url:  # without it Salesforce is not a destination of this deployment at all
+            records = RecordMapping.from_settings(
+                settings.salesforce_object, settings.salesforce_external_id_field, settings.salesforce_field_map
+            )
+            login, version = settings.salesforce_login_url, settings.salesforce_api_version
+            crms.append(SalesforceRecords(http, login, version, records, retry))
         return cls({d.name: d for d in webhooks}, {d.name: d for d in crms}, retry)
 
     @property

@@ -95,6 +95,7 @@ class LeadRouter:
             settings.routing_required_fields,
             settings.unknown_outcome_policies,
             settings.delivery_mark_days,
+            salesforce=bool(settings.salesforce_login_url),  # its default rule only when it may be on
         )
         self.ledger = LeadLedger(settings.leads_table, settings.delivery_lease_seconds)
         self.leads = LeadsTable(settings.leads_table)
