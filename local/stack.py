@@ -21,19 +21,22 @@ import requests
 
 from clay_pipeline.adapters.aws import client, reset_clients
 from clay_pipeline.adapters.dynamodb import from_item
-from clay_pipeline.adapters.hubspot import ContactMapping, HubSpotContacts
+from clay_pipeline.adapters.hubspot import HubSpotContacts
 from clay_pipeline.adapters.webhooks import HttpClient, idempotency_key
 from clay_pipeline.config import clear_secret_cache
+from clay_pipeline.core.hubspot_contacts import ContactMapping
 from clay_pipeline.core.leads import Lead
 from clay_pipeline.core.policies import Delivered, payload_hash
 from clay_pipeline.core.rules import ONCE_PER_LEAD, RuleSet
+from clay_pipeline.core.salesforce_records import RecordMapping
 from cli.operations.dead_letters import QUEUES, DeadLetterQueue, lead_id_of
 from local.aws import FAKE_CREDENTIALS, LOCAL_PREFIX, Emulator, Provisioned, function_environment, provision
 from local.clay_sim import CallbackAuth, ClaySimulator
 from local.gateway import Gateway, http_routes
 from local.lambda_runtime import LambdaFunction
 from local.pollers import QueuePoller, event_sources
-from local.sinks import DESTINATIONS, Delivery, Sinks
+from local.salesforce_sim import SalesforceSim
+from local.sinks import Delivery, Sinks
 from local.template import functions, placeholder_environment
 
 if TYPE_CHECKING:
@@ -47,6 +50,8 @@ if TYPE_CHECKING:
 # - CALLBACK_JWT_USERS: the username:password the Clay simulator's JWT flow posts to /clay/token
 # - CLAY_WEBHOOK_AUTH_TOKEN: x-clay-webhook-auth, checked by the Clay simulator
 # - HUBSPOT_ACCESS_TOKEN: the bearer token the HubSpot sink expects
+# - SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET: the client credentials the Salesforce simulator checks
+#   (Salesforce is on only with StackOptions.crm salesforce or both: SALESFORCE_LOGIN_URL is set then)
 # - CLAY_API_KEY, CLAY_WEBHOOK_SIGNING_SECRETS: the routine path's Public API key and run webhook secret
 #   (the Clay API simulator checks the key and signs with the secret; events/run-webhook-*.json carry it)
 # CLAY_WEBHOOK_URLS and the destination URLs are added at start, once the servers have ports.
@@ -56,6 +61,8 @@ LOCAL_SECRETS = {
     "CALLBACK_JWT_USERS": "clay:local-clay-password",
     "CLAY_WEBHOOK_AUTH_TOKEN": "local-clay-webhook-token",  # nosec B105 - a dummy local secret
     "HUBSPOT_ACCESS_TOKEN": "local-hubspot-token",  # nosec B105 - a dummy local secret
+    "SALESFORCE_CLIENT_ID": SalesforceSim.client_id,
+    "SALESFORCE_CLIENT_SECRET": SalesforceSim.client_secret,
     "CLAY_API_KEY": "local-clay-api-key",  # nosec B105 - a dummy local secret
     "CLAY_WEBHOOK_SIGNING_SECRETS": "whsec_local-run-webhook-secret-not-for-production",  # nosec B105
 }
@@ -64,6 +71,7 @@ SOURCE_QUEUES = ("LeadQueue", "RoutingQueue", "RunPollQueue")
 DEAD_LETTER_QUEUES = ("LeadDLQ", "RoutingDLQ", "RunPollDLQ")
 DEAD_LETTER_PAIRS = {pair.dlq: pair for pair in QUEUES.values()}
 FINISHED = frozenset({"routed", "skipped"})
+CRMS = ("hubspot", "salesforce", "both")  # StackOptions.crm
 LOCAL_ENV_TAG = "local-env:"  # tags on the config secret: environment `invoke` gives functions of a running stack
 
 
@@ -111,6 +119,7 @@ class StackOptions:
     routine: dict[str, Any] = field(default_factory=dict)  # ClayApiSimulator settings (runs, webhooks...)
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
     hubspot_setup: bool = True  # run `clay-pipeline hubspot setup` against the sink, as a user does after deploying
+    crm: str = "hubspot"  # the CRM destinations on: hubspot, salesforce (HubSpot's token left out) or both
 
 
 def queue_words(counts: dict[str, int]) -> str:
@@ -166,7 +175,10 @@ class LocalStack:
         self.options = options or StackOptions()
         self._given_emulator = emulator
         self.emulator: Emulator | None = None
-        self.sinks = Sinks(hubspot_token=LOCAL_SECRETS["HUBSPOT_ACCESS_TOKEN"])
+        crm = self.options.crm
+        if crm not in CRMS:
+            raise ValueError(f"crm must be one of {', '.join(CRMS)}, not {crm!r}")
+        self.sinks = Sinks(hubspot_token=LOCAL_SECRETS["HUBSPOT_ACCESS_TOKEN"], salesforce=crm != "hubspot")
         self.gateway = Gateway()
         self.clay: ClaySimulator
         self.routine: RoutineClay | None = None  # the routine path's Clay API simulator
@@ -201,6 +213,8 @@ class LocalStack:
         self.clay.start()
         self.webhook_urls = [self.clay.create_webhook() for _ in range(self.options.webhooks)]
         secrets = {**LOCAL_SECRETS, "CLAY_WEBHOOK_URLS": ",".join(self.webhook_urls), **self.sinks.secrets()}
+        if self.options.crm == "salesforce":  # HubSpot off: its token is not in the secret
+            secrets.pop("HUBSPOT_ACCESS_TOKEN")
         parameters = dict(self.options.parameters)
         if self.options.enrichment_path == "routine":
             from local.routine_stack import RoutineClay
@@ -212,7 +226,14 @@ class LocalStack:
         if self.resources.secret_id:
             client("secretsmanager").tag_resource(
                 SecretId=self.resources.secret_id,
-                Tags=[{"Key": f"{LOCAL_ENV_TAG}HUBSPOT_BASE_URL", "Value": self.sinks.url}],
+                Tags=[
+                    {"Key": f"{LOCAL_ENV_TAG}HUBSPOT_BASE_URL", "Value": self.sinks.url},
+                    *(
+                        [{"Key": f"{LOCAL_ENV_TAG}SALESFORCE_LOGIN_URL", "Value": self.sinks.url}]
+                        if self.options.crm != "hubspot"
+                        else []
+                    ),
+                ],
             )
         self._set_process_env({"CONFIG_SECRET_ID": self.resources.secret_id or ""})
         if self.options.visibility_timeout is not None:
@@ -221,7 +242,7 @@ class LocalStack:
                     QueueUrl=self.resources.queue_urls[queue_id],
                     Attributes={"VisibilityTimeout": str(self.options.visibility_timeout)},
                 )
-        if self.options.hubspot_setup:
+        if self.options.hubspot_setup and self.options.crm != "salesforce":
             self.hubspot().setup_properties(timeout=10)
         # The functions this deploy would have (RunWebhookFunction only on the routine path), and their routes.
         deployed = {
@@ -248,13 +269,25 @@ class LocalStack:
         mapping = ContactMapping.from_environment(self.function_env("RouterFunction"))
         return HubSpotContacts(HttpClient(), self.sinks.url, mapping)
 
+    def salesforce_mapping(self) -> RecordMapping:
+        """The router's Salesforce mapping (its object, external id field and SALESFORCE_FIELD_MAP)."""
+        env = self.function_env("RouterFunction")
+        return RecordMapping.from_settings(
+            env.get("SALESFORCE_OBJECT") or "Lead",
+            env.get("SALESFORCE_EXTERNAL_ID_FIELD") or "Clay_Lead_Id__c",
+            env.get("SALESFORCE_FIELD_MAP", ""),
+        )
+
     def function_env(self, logical_id: str) -> dict[str, str]:
-        """The template's environment with local values: the callback's auth mode, HubSpot's base URL, overrides."""
+        """The template's environment with local values: the callback's auth mode, HubSpot's base URL, the
+        Salesforce simulator as the org's login URL (when Salesforce is on), overrides."""
         env = function_environment(logical_id, self.resources)
         if "CALLBACK_AUTH_MODE" in env:
             env["CALLBACK_AUTH_MODE"] = self.options.callback_auth_mode
         if "HUBSPOT_BASE_URL" in env:
             env["HUBSPOT_BASE_URL"] = self.sinks.url
+        if "SALESFORCE_LOGIN_URL" in env and self.options.crm != "hubspot":
+            env["SALESFORCE_LOGIN_URL"] = self.sinks.url
         return {**env, **self.options.function_env.get(logical_id, {})}
 
     def stop(self) -> None:
@@ -518,7 +551,7 @@ class Reconciliation:
         policies = RuleSet.from_setting(env.get("ROUTING_RULES", ""), env.get("DELIVERY_POLICIES", "")).policies
         distinct: dict[str, int] = {}
         doubled = 0
-        for destination in DESTINATIONS:
+        for destination in self.stack.sinks.destinations:
             ledger = {
                 lead: Delivered.from_value(entry)
                 for lead, item in table.items()
@@ -554,6 +587,7 @@ class Reconciliation:
         by_email = {str((item.get("enrichment") or {}).get("email", "")).lower(): lead for lead, item in table.items()}
         versions: list[tuple[str, str]] = []  # (lead, payload hash) per call, in arrival order
         mapping = self.stack.hubspot().mapping
+        records = self.stack.salesforce_mapping() if destination == "salesforce" else None
         created: set[str] = set()
         reset: set[str] = set()  # contacts an update sent a rep-owned field to (it would undo a rep's work)
         for delivery in received:
@@ -564,11 +598,16 @@ class Reconciliation:
                 created.add(delivery.key)
                 payload = mapping.without_owned(payload)
                 lead = by_email.get(delivery.key, delivery.key)
+            elif records is not None:  # Salesforce: the key is the lead_id (the external id); the same check
+                if delivery.key in created and records.create_only & set(payload):
+                    reset.add(delivery.key)
+                created.add(delivery.key)
+                payload, lead = records.as_update(delivery.key, payload), delivery.key
             else:
                 lead = str(payload.get("lead_id", delivery.key)) if isinstance(payload, dict) else delivery.key
             versions.append((lead, payload_hash(payload)))
         if reset:
-            self.problems.append(f"{destination}: {len(reset)} contacts updated with a rep-owned field")
+            self.problems.append(f"{destination}: {len(reset)} records updated with a rep-owned field")
         if repeated := [version for version, n in Counter(versions).items() if n > 1]:
             self.problems.append(f"{destination}: {len(repeated)} payloads delivered more than once to the same lead")
         last = {lead: digest for lead, digest in versions}

@@ -5,19 +5,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.dynamodb import from_item, is_condition_failure
 from clay_pipeline.adapters.leads_table import ItemUpdate, LeadsTable, lead_item_key
-from clay_pipeline.core.policies import Delivered, LeadHistory
-
-if TYPE_CHECKING:
-    pass
-
+from clay_pipeline.core.policies import Busy, Delivered, LeadHistory, Lease
 
 # -- router's delivery ledger, kept on the lead's LeadsTable item --------------------------------
 DELIVERIES, LEASE_UNTIL, LEASE_OWNER = "deliveries", "lease_until", "lease_owner"  # ledger attributes
@@ -37,28 +33,6 @@ def held_markers(item: dict[str, Any]) -> dict[str, str]:
 def markers(item: dict[str, Any], prefix: str) -> dict[str, Any]:
     """{destination: value} of the lead item's `<prefix><destination>` attributes."""
     return {name.removeprefix(prefix): value for name, value in item.items() if name.startswith(prefix)}
-
-
-@dataclass(frozen=True)
-class Lease:
-    """An invocation's hold on one lead's deliveries, and what the ledger knew when it was taken."""
-
-    lead_key: str
-    owner: str  # this claim's token: the complete write frees the lease only while it is still ours
-    history: LeadHistory
-    callback_id: str  # the callback whose enrichment the item held at the claim ('' when none)
-    held: dict[str, str] = field(default_factory=dict)  # destinations a pause held for the lead: see held_markers
-    # Intents an earlier invocation recorded and never completed (it ended between sending and recording),
-    # and deliveries already known to be unknown: {destination: {at, hash, score[, reason]}}
-    lapsed: dict[str, dict[str, Any]] = field(default_factory=dict)
-    unknown: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Busy:
-    """Another invocation holds the lead's lease."""
-
-    seconds: int  # until that lease lapses, at the latest
 
 
 @dataclass(frozen=True)
@@ -169,6 +143,54 @@ class LeadLedger:
             return False
         return True
 
+    def mark_held(self, lead_key: str, destinations: Iterable[str], received_at: str) -> None:
+        """Remember, without the lease, that paused destinations owe the lead a delivery (one write)."""
+        update = ItemUpdate()
+        update.set_or_remove({f"{HELD_PREFIX}{name}": received_at for name in destinations})
+        client("dynamodb").update_item(TableName=self.table_name, Key=lead_item_key(lead_key), **update.request())
+
+    def _write(
+        self,
+        lease: Lease,
+        delivered: dict[str, Delivered],
+        routed_received_at: str | None,
+        outcome: dict[str, Any] | None,
+        callback_id: str,
+        marks: dict[str, str | None],
+        owned: bool = True,
+    ) -> None:
+        update = ItemUpdate()
+        for destination, entry in delivered.items():
+            update.set((DELIVERIES, destination), entry.to_value())
+        if routed_received_at:
+            update.set((ROUTED_RECEIVED_AT,), routed_received_at)
+        update.set_or_remove({**(outcome or {}), **marks})
+        conditions = []
+        if owned:
+            update.remove(LEASE_UNTIL)
+            update.remove(LEASE_OWNER)
+            conditions.append(f"{update.name(LEASE_OWNER)} = {update.value(lease.owner)}")
+            if outcome is not None:
+                name = update.name("callback_id")
+                conditions.append(f"(attribute_not_exists({name}) OR {name} = {update.value(callback_id)})")
+        if update.empty:
+            return
+        extra: dict[str, Any] = {}
+        if conditions:
+            extra = {
+                "ConditionExpression": " AND ".join(conditions),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        key = lead_item_key(lease.lead_key)
+        client("dynamodb").update_item(TableName=self.table_name, Key=key, **update.request(), **extra)
+
+
+@dataclass(frozen=True)
+class Settlements:
+    """The operator's side of the ledger: settling a delivery whose outcome is unknown (`clay-pipeline settle`)."""
+
+    table_name: str
+
     def settle(self, lead_key: str, destination: str, delivered: bool, received_at: str = "") -> dict[str, Any]:
         """An operator's word on a delivery whose outcome is unknown (or whose intent lapsed); the entry settled.
 
@@ -215,44 +237,3 @@ class LeadLedger:
                 f"lead {lead_key} is being routed now or {destination} was settled meanwhile: look again"
             ) from None
         return dict(entry)
-
-    def mark_held(self, lead_key: str, destinations: Iterable[str], received_at: str) -> None:
-        """Remember, without the lease, that paused destinations owe the lead a delivery (one write)."""
-        update = ItemUpdate()
-        update.set_or_remove({f"{HELD_PREFIX}{name}": received_at for name in destinations})
-        client("dynamodb").update_item(TableName=self.table_name, Key=lead_item_key(lead_key), **update.request())
-
-    def _write(
-        self,
-        lease: Lease,
-        delivered: dict[str, Delivered],
-        routed_received_at: str | None,
-        outcome: dict[str, Any] | None,
-        callback_id: str,
-        marks: dict[str, str | None],
-        owned: bool = True,
-    ) -> None:
-        update = ItemUpdate()
-        for destination, entry in delivered.items():
-            update.set((DELIVERIES, destination), entry.to_value())
-        if routed_received_at:
-            update.set((ROUTED_RECEIVED_AT,), routed_received_at)
-        update.set_or_remove({**(outcome or {}), **marks})
-        conditions = []
-        if owned:
-            update.remove(LEASE_UNTIL)
-            update.remove(LEASE_OWNER)
-            conditions.append(f"{update.name(LEASE_OWNER)} = {update.value(lease.owner)}")
-            if outcome is not None:
-                name = update.name("callback_id")
-                conditions.append(f"(attribute_not_exists({name}) OR {name} = {update.value(callback_id)})")
-        if update.empty:
-            return
-        extra: dict[str, Any] = {}
-        if conditions:
-            extra = {
-                "ConditionExpression": " AND ".join(conditions),
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }
-        key = lead_item_key(lease.lead_key)
-        client("dynamodb").update_item(TableName=self.table_name, Key=key, **update.request(), **extra)

@@ -26,7 +26,7 @@ from clay_pipeline.adapters.batch_records import SentBatch
 from clay_pipeline.adapters.queues import Queue, origin_attributes
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import SenderSettings
-from clay_pipeline.core.leads import Lead
+from clay_pipeline.core.leads import Lead, describe_problems
 from clay_pipeline.core.outcomes import DeadLetter, Wait
 from clay_pipeline.core.sending import (
     Claim,
@@ -39,7 +39,6 @@ from clay_pipeline.core.sending import (
 from clay_pipeline.observability import count, logger
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.services.dedupe import Deduper
-from clay_pipeline.services.intake import describe_problems
 from clay_pipeline.services.sending_limits import Clock, DailyBudget, Pacer, utc_now
 
 SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch

@@ -1,4 +1,4 @@
-"""Destinations against loopback servers: classification, payloads, retries, Slack pacing (HubSpot: test_hubspot.py)."""
+"""adapters/webhooks.py on loopback servers: classification, payloads, retries, Slack pacing."""
 
 from __future__ import annotations
 
@@ -12,17 +12,15 @@ import pytest
 
 from clay_pipeline.adapters import webhooks as destinations
 from clay_pipeline.adapters.webhooks import (
-    DELIVERED,
-    DeliveryResult,
     HttpClient,
     OutreachWebhook,
     RetryPolicy,
     SlackAlert,
-    Status,
     ZapierWebhook,
     classify,
     hot_lead_message,
 )
+from clay_pipeline.core.deliveries import DELIVERED, DeliveryResult, Status
 from local.http_stub import Reply, StubServer
 
 pytestmark = pytest.mark.unit
