@@ -211,7 +211,7 @@ def test_a_record_with_a_lock_and_a_real_error_is_dead_lettered_for_the_real_one
         (503, None, Verdict.WAIT, False),
         (
             404,
-            [{"errorCode": "NOT_FOUND", "message": "Provided external ID field does not exist"}],
+            [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}],
             Verdict.PAUSE,
             False,
         ),
