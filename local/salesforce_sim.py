@@ -9,7 +9,9 @@ id, the SOQL query by external id, and their failure modes (core/salesforce_reco
   on the object, at most 200 records, each of the object's type; a field the object lacks refuses the whole
   request (400 INVALID_FIELD), as does a value its type cannot take (400 JSON_PARSER_ERROR); per record: a new
   Lead needs LastName and Company (REQUIRED_FIELD_MISSING), text longer than its field is STRING_TOO_LONG, a
-  malformed email INVALID_EMAIL_ADDRESS. The answer is one UpsertResult per record, in order: `{id, success,
+  malformed email INVALID_EMAIL_ADDRESS, a field the run-as user may not edit (`read_only_fields`: field-level
+  security) INVALID_FIELD_FOR_INSERT_UPDATE "Unable to create/update fields: ..." (as commonly reported; the
+  documentation lists the code, not this message). The answer is one UpsertResult per record, in order: `{id, success,
   created, errors}`. What the documentation says about the whole-request refusals, and where it is silent:
   - a missing external id field: 404 `[{"errorCode": "NOT_FOUND", "message": "The requested resource does not
     exist"}]`, the "Incorrect external ID field" answer the REST API Developer Guide shows for an upsert by
@@ -93,6 +95,7 @@ class SalesforceSim:
         default_factory=lambda: {"Lead": {"Clay_Lead_Id__c"}, "Contact": {"Clay_Lead_Id__c"}}
     )
     custom_fields: dict[str, Any] = field(default_factory=lambda: dict(CUSTOM_FIELDS))  # name -> length or FieldType
+    read_only_fields: set[str] = field(default_factory=set)  # the run-as user's permission set lacks Edit on them
     records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (object, external id) -> fields
     written: list[Written] = field(default_factory=list)
     instance_url: str = ""  # what the token answer names: this simulator's own server, or the sinks' it is mounted in
@@ -277,6 +280,12 @@ class SalesforceSim:
                 self._locked[lead_id] -= 1
             return _failed("UNABLE_TO_LOCK_ROW", LOCKED_MESSAGE.format(lead_id), [])
         values = {name: value for name, value in record.items() if name not in ("attributes", external_id)}
+        if read_only := sorted(self.read_only_fields & set(values)):  # field-level security, on each record
+            message = (
+                f"Unable to create/update fields: {', '.join(read_only)}. Please check the security settings of this"
+                " field and verify that it is read/write for your profile or permission set."
+            )
+            return _failed("INVALID_FIELD_FOR_INSERT_UPDATE", message, read_only)
         problems = [problem for name, value in values.items() if (problem := self._problem(sobject, name, value))]
         if problems:
             code, message, name = problems[0]

@@ -247,6 +247,20 @@ def test_a_missing_external_id_field_or_mapped_field_is_a_setup_pause(org: Sales
     assert "permission set" in missing.detail and not org.writes()
 
 
+def test_a_field_the_permission_set_cannot_edit_pauses_salesforce_instead_of_dead_lettering(
+    org: SalesforceSim,
+) -> None:
+    # GIVEN the run-as user's permission set lacks Edit on the tier field (field-level security)
+    org.read_only_fields.add("Clay_Tier__c")
+    results = upsert(adapter(org), [lead(1), lead(2, tier=None)])
+    # THEN the lead carrying it pauses Salesforce with the field and the permission set to check; the other is written
+    paused = results["ld_0001"]
+    assert paused.status is Status.PAUSED and paused.reason == SETUP_PROBLEM
+    assert "Unable to create/update fields: Clay_Tier__c" in paused.detail
+    assert "permission set" in paused.detail
+    assert results["ld_0002"].delivered and [w.lead_id for w in org.writes()] == ["ld_0002"]
+
+
 def test_contacts_need_only_a_last_name(org: SalesforceSim) -> None:
     crm = adapter(org, sobject="Contact")
     results = upsert(crm, [lead(1, last_name=None, company_name=None)])
