@@ -24,8 +24,8 @@ id, the SOQL query by external id, and their failure modes (core/salesforce_reco
   - a field the object does not have: the documentation is silent on whether it refuses the whole collection
     or only the records carrying it, and on the message. The simulator refuses the whole request with 400
     INVALID_FIELD "No such column '<field>' on sobject of type <SObject>" (the wording Salesforce's INVALID_FIELD
-    errors use in SOQL, "No such column ... on entity ..."). The adapter pauses Salesforce for that form; a
-    per-record INVALID_FIELD would dead-letter the leads carrying the field, to be replayed after the fix.
+    errors use in SOQL, "No such column ... on entity ..."). The adapter pauses Salesforce for either form
+    (a per-record INVALID_FIELD is one of core/salesforce_records.SETUP_CODES).
 - `GET /services/data/vNN.0/query?q=SELECT Id, F FROM O WHERE F IN ('a', ...)`: the records found.
 - A session ends (`expire_sessions`): every call with an older token gets 401 INVALID_SESSION_ID. Injected:
   403 REQUEST_LIMIT_EXCEEDED (`limit_requests`: the 24-hour allocation, or concurrent calls) and per-record
