@@ -29,6 +29,8 @@ from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.ledger import LeadLedger
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.core.errors import ConfigError
+from clay_pipeline.core.outcomes import Wait
+from clay_pipeline.queue_batch import records_of
 from clay_pipeline.services.pause import DestinationSwitch
 from local.http_stub import RecordedRequest, Reply, StubServer
 from local.sinks import HubSpotSim
@@ -309,6 +311,21 @@ def test_a_lease_held_by_another_invocation_sends_the_record_back_untouched(rout
     # AND it comes back once that lease has lapsed, not after the queue's 6-minute visibility timeout
     assert router.routing_queue_messages() == []
     assert 1 <= router.seconds_until_visible() <= 10
+
+
+def test_the_wait_the_router_raises_carries_the_delay_it_set_on_the_message(router: Router, sinks: Sinks) -> None:
+    # GIVEN another invocation holding the lead's lease for 3 more seconds
+    router.put_ledger("ld_wd", lease_until=int(time.time()) + 3, lease_owner="other", deliveries={})
+    event = router.queued([lead("ld_wd", 95)])
+    records = records_of(event)
+    # WHEN the record is routed THEN the Wait's delay_seconds is what the router set on the message
+    batch = router.module.router.start(records, 20_000)
+    with pytest.raises(Wait) as raised:
+        batch.process(records[0])
+    assert 1 <= raised.value.delay_seconds <= 5
+    # AND the message is out of sight for that long, not for the queue's visibility timeout
+    assert abs(router.seconds_until_visible() - raised.value.delay_seconds) <= 1.5
+    assert sum(sinks.calls().values()) == 0
 
 
 def test_a_lease_held_elsewhere_on_the_last_receive_waits_as_a_fresh_copy_not_in_the_dlq(
