@@ -49,6 +49,7 @@ def routing_setup(environ: dict[str, str]) -> tuple[RoutingConfig, Destinations]
         settings.routing_required_fields,
         settings.unknown_outcome_policies,
         settings.delivery_mark_days,
+        salesforce=bool(settings.salesforce_login_url),  # as the router's cold start: its default rule when on
     )
     return config, Destinations.from_settings(settings, HttpClient())
 

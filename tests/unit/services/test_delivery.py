@@ -21,7 +21,7 @@ from clay_pipeline.core.json_text import dump_json
 from clay_pipeline.core.outcomes import DeadLetter, Wait
 from clay_pipeline.core.policies import LeadHistory, Lease
 from clay_pipeline.core.routing_message import parse_message
-from clay_pipeline.core.routing_outcome import Outcome, build_outcome, ending
+from clay_pipeline.core.routing_outcome import Outcome, build_outcome, delivered_entries, ending
 from clay_pipeline.core.routing_plan import LEADS_TABLE_DESTINATION, Attempt, PlanContext
 from clay_pipeline.queue_batch import QueueRecord, records_of
 from clay_pipeline.services.delivery import BatchDeliveries, DeliveryPools
@@ -61,6 +61,7 @@ class DeliveryBatch:
         self.outcomes: dict[str, Outcome] = {}
         self.sent: dict[str, tuple[Attempt, dict[str, DeliveryResult]]] = {}  # by lead key
         self.dead: list[dict[str, Any]] = []
+        self.ledger: dict[str, LeadHistory] = {}  # by lead key: what was delivered, carried to the next run
 
     def record(self, lead: dict[str, Any], receive_count: int = 1) -> dict[str, Any]:
         return routing_record(lead, f"{lead['lead_id']}#h1", RECEIVED_AT, ARN, receive_count)
@@ -82,6 +83,7 @@ class DeliveryBatch:
             outcome = build_outcome(attempt, sent, enabled)
             self.outcomes[attempt.message.lead_key] = outcome
             self.sent[attempt.message.lead_key] = (attempt, sent)
+            self._remember(attempt, sent)
             end = ending(outcome, records[record_id].receive_count, 5)
             if isinstance(end, DeadLetter):
                 statuses = dump_json(outcome.destination_statuses())
@@ -91,10 +93,16 @@ class DeliveryBatch:
                 failed.append(record_id)
         return failed
 
+    def _remember(self, attempt: Attempt, sent: dict[str, DeliveryResult]) -> None:
+        """The complete write's deliveries, as plain data: the lead's next run is claimed with them."""
+        history = self.ledger.get(attempt.message.lead_key, LeadHistory({}))
+        delivered = {**history.delivered, **delivered_entries(attempt, sent, int(time.time()))}
+        self.ledger[attempt.message.lead_key] = LeadHistory(delivered, attempt.message.received_at)
+
     def _claimed(self, record: QueueRecord, enabled: frozenset[str]) -> Attempt:
         message = parse_message(record.body, datetime.now(UTC))
         choice = self.config.choose(message, enabled, frozenset())
-        lease = Lease(message.lead_key, "test", LeadHistory({}), "")
+        lease = Lease(message.lead_key, "test", self.ledger.get(message.lead_key, LeadHistory({})), "")
 
         def hash_of(name: str) -> str:
             return self.destinations.payload_hash(message, name)
@@ -104,7 +112,10 @@ class DeliveryBatch:
         return attempt
 
     def outcome(self, lead_key: str) -> dict[str, Any]:
-        return self.outcomes[lead_key].record("")
+        """The lead's outcome and its ledger's deliveries, as the integration tests read the lead's item."""
+        history = self.ledger.get(lead_key, LeadHistory({}))
+        deliveries = {name: entry.to_value() for name, entry in history.delivered.items()}
+        return {**self.outcomes[lead_key].record(""), "deliveries": deliveries}
 
     def dead_letters(self) -> list[dict[str, Any]]:
         return list(self.dead)
