@@ -1,4 +1,7 @@
-"""RouterFunction against moto's server and loopback stand-ins for every destination.
+"""RouterFunction against moto's server and loopback stand-ins for every destination: what the ledger, the queues
+and the pause switch hold. A lead's deliveries as such (the events, retries of what failed, permanent failures,
+HubSpot's batches) are tested without AWS in tests/unit/services/test_delivery.py, the routing decisions in
+tests/unit/core/test_routing_decisions.py.
 
 Outreach, nurture and Zapier are plain recording servers; HubSpot is the stateful simulator
 (local/sinks.HubSpotSim: contacts by email, batch read and upsert, HubSpot's refusals); Slack is scripted with
@@ -232,72 +235,7 @@ def event_file(name: str) -> dict[str, Any]:
     return event
 
 
-# ------------------------------------------------------------------------------------- the four events
-def test_hot_lead_goes_to_slack_outreach_hubspot_zapier_and_the_leads_table(router: Router, sinks: Sinks) -> None:
-    # GIVEN events/router-hot.json: a 95-score VP with email WHEN routed
-    failed = router.run(event_file("router-hot.json"))
-    # THEN every destination of the default table got it exactly once
-    assert failed == []
-    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
-    assert sinks.outreach.received()[0].json()["email"] == "jane.doe@acme.com"
-    assert "*Jane Doe*, VP Sales at Acme (ICP 95, tier A)" in sinks.slack.received()[0].json()["text"]
-    [upsert] = sinks.hubspot.received(UPSERT)
-    assert upsert.headers["authorization"] == "Bearer pat-na1-test"
-    assert upsert.json()["inputs"] == [
-        {
-            "idProperty": "email",
-            "id": "jane.doe@acme.com",
-            "objectWriteTraceId": "jane.doe@acme.com",
-            "properties": {  # every value a string; a new contact: its lead status is set
-                "email": "jane.doe@acme.com",
-                "firstname": "Jane",
-                "lastname": "Doe",
-                "company": "Acme",
-                "jobtitle": "VP Sales",
-                "clay_icp_score": "95",
-                "clay_enrichment_date": "2026-01-01",
-                "hs_lead_status": "NEW",
-            },
-        }
-    ]
-    outcome = router.outcome("ld_hot_jane_acme")
-    assert outcome["routing_status"] == "routed"
-    assert (outcome["tier"], outcome["icp_score"]) == ("A", 95)
-    assert outcome["routes"] == ["slack", "outreach", "hubspot", "zapier"]
-    assert set(outcome["destinations"].values()) == {"delivered"}
-    assert "skipped_reason" not in outcome
-
-
 # ------------------------------------------------------------------------------------- exactly once
-def test_partial_failure_then_retry_delivers_only_the_missing_destination(router: Router, sinks: Sinks) -> None:
-    # GIVEN Slack failing (500 on the call and its in-invocation retry) while the others succeed
-    sinks.slack.script("/services/T0/B0/X", Reply(500), Reply(500))
-    record = router.record(lead("ld_p", 95))
-    # WHEN routed THEN the record goes back to the queue and the leads table shows what is missing
-    assert router.run(sqs_event([record])) == [record["messageId"]]
-    outcome = router.outcome("ld_p")
-    assert outcome["routing_status"] == "partial"
-    assert outcome["destinations"] == {
-        "slack": "failed",
-        "outreach": "delivered",
-        "hubspot": "delivered",
-        "zapier": "delivered",
-    }
-    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 2}
-    # AND the successes are in the ledger, whose lease is freed for the retry
-    ledger = router.ledger("ld_p")
-    assert set(ledger["deliveries"]) == {"outreach", "hubspot", "zapier"}
-    assert "lease_owner" not in ledger
-    # WHEN the same batch is retried (Slack recovered) THEN only Slack is sent to
-    assert router.run(sqs_event([record])) == []
-    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 3}
-    assert router.outcome("ld_p")["routing_status"] == "routed"
-    # AND a third delivery of the message sends nothing at all
-    router.run(sqs_event([record]))
-    assert sinks.calls()["slack"] == 3 and sinks.calls()["outreach"] == 1
-    assert router.dead_letters() == []
-
-
 def test_a_lease_held_by_another_invocation_sends_the_record_back_untouched(router: Router, sinks: Sinks) -> None:
     # GIVEN another invocation routing the same lead for 3 more seconds (another callback of it, or a duplicate)
     router.put_ledger("ld_f", lease_until=int(time.time()) + 3, lease_owner="other", deliveries={})
@@ -400,7 +338,6 @@ def test_an_unexpected_error_records_the_other_deliveries_before_failing_the_rec
     assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
 
 
-# ------------------------------------------------------------------------------------- Clay sending a row again
 # ------------------------------------------------------------------------------------- Clay sending a row again
 def hubspot_inputs(sinks: Sinks) -> list[dict[str, Any]]:
     return [item for request in sinks.hubspot.received(UPSERT) for item in request.json()["inputs"]]
@@ -538,43 +475,7 @@ def test_each_lead_costs_one_claim_and_one_complete_write_and_no_read(router: Ro
     assert [operation for operation, _, _ in calls] == ["UpdateItem", "UpdateItem"]
 
 
-# ------------------------------------------------------------------------------------- permanent failures and the DLQ
-def test_permanent_error_goes_to_the_dlq_with_reasons_and_statuses(router: Router, sinks: Sinks) -> None:
-    sinks.outreach.script("/outreach", Reply(400, {"message": "sequence id missing"}))
-    record = router.record(lead("ld_d", 85))
-    # WHEN outreach refuses the lead with a 400 THEN the record is processed (not retried) and dead-lettered
-    assert router.run(sqs_event([record])) == []
-    [dead] = router.dead_letters()
-    assert dead["reason"] == "permanent_failure"
-    assert dead["detail"] == "outreach: rejected_400 (sequence id missing)"
-    assert json.loads(dead["destinations"]) == {
-        "outreach": "permanent:rejected_400",
-        "hubspot": "delivered",
-        "zapier": "delivered",
-    }
-    assert dead["body"]["lead"]["lead_id"] == "ld_d"  # the original message: a redrive replays it
-    assert dead["source_message_id"] == record["messageId"]
-    assert sinks.calls()["outreach"] == 1  # a 4xx is not retried
-    assert router.outcome("ld_d")["routing_status"] == "partial"
-
-
 # ------------------------------------------------------------------------------------- one lead, one record
-def test_a_callback_with_an_impossible_date_no_longer_fails_its_batch(router: Router, sinks: Sinks) -> None:
-    # GIVEN a batch of 10 hot leads, one of them enriched "at" a moment past the last one Python can hold
-    # (before: OverflowError in start(), and all 10 went to RoutingDLQ without a reason)
-    leads = [lead(f"ld_b{n}", 95) for n in range(9)] + [
-        lead("ld_year9999", 95, _clay_enriched_at="9999-12-31T23:59:59-23:59")
-    ]
-    assert router.run(sqs_event([router.record(item) for item in leads])) == []
-    # THEN all 10 are routed; the odd date is kept aside and HubSpot's enrichment date is the day it arrived
-    assert {router.outcome(item["lead_id"])["routing_status"] for item in leads} == {"routed"}
-    assert sinks.calls()["outreach"] == 10
-    [upsert] = sinks.hubspot.received(UPSERT)
-    dates = {i["id"]: i["properties"]["clay_enrichment_date"] for i in upsert.json()["inputs"]}
-    assert dates["ld_year9999@acme.com"] == "2026-01-01"
-    assert router.dead_letters() == []
-
-
 def test_a_lead_that_cannot_be_routed_goes_to_the_dlq_alone_with_the_reason(
     router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
