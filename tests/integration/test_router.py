@@ -525,24 +525,6 @@ def test_a_dependency_failing_for_one_lead_sends_only_that_record_back_then_dead
     assert dead["reason"] == "dependency_failed" and dead["detail"].startswith("ClientError:")
 
 
-def test_a_batch_hubspot_upsert_that_raises_fails_only_its_leads_and_records_their_webhooks(
-    router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN HubSpot's upsert raising (a bug, not an answer) while two hot leads and a warm one are routed
-    def broken(*args: Any) -> None:
-        raise RuntimeError("a bug in the upsert")
-
-    monkeypatch.setattr(router.module.router.crms["hubspot"], "upsert", broken)
-    records = [router.record(lead("ld_u1", 85)), router.record(lead("ld_u2", 85)), router.record(lead("ld_w", 55))]
-    # WHEN routed THEN the invocation does not fail: only the leads owing HubSpot go back to the queue
-    assert router.run(sqs_event(records)) == [records[0]["messageId"], records[1]["messageId"]]
-    assert router.outcome("ld_w")["routing_status"] == "routed"
-    # AND what they were delivered is in their ledger, so the retry sends only HubSpot
-    assert set(router.ledger("ld_u1")["deliveries"]) == {"outreach", "zapier"}
-    assert router.outcome("ld_u1")["destinations"]["hubspot"] == "failed"
-    assert router.dead_letters() == []
-
-
 # ------------------------------------------------------------------------------------- configuration
 def test_unconfigured_destinations_are_off_and_say_so_once(
     load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks, captured_logs: io.StringIO

@@ -486,6 +486,24 @@ def test_a_callback_with_an_impossible_date_no_longer_fails_its_batch(router: De
     assert router.dead_letters() == []
 
 
+def test_a_batch_hubspot_upsert_that_raises_fails_only_its_leads_and_records_their_webhooks(
+    router: DeliveryBatch, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN HubSpot's upsert raising (a bug, not an answer) while two hot leads and a warm one are routed
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug in the upsert")
+
+    monkeypatch.setattr(router.destinations.crms["hubspot"], "upsert", broken)
+    records = [router.record(lead("ld_u1", 85)), router.record(lead("ld_u2", 85)), router.record(lead("ld_w", 55))]
+    # WHEN routed THEN the invocation does not fail: only the leads owing HubSpot go back to the queue
+    assert router.run(sqs_event(records)) == [records[0]["messageId"], records[1]["messageId"]]
+    assert router.outcome("ld_w")["routing_status"] == "routed"
+    # AND what they were delivered is in their ledger, so the retry sends only HubSpot
+    assert set(router.ledger("ld_u1")["deliveries"]) == {"outreach", "zapier"}
+    assert router.outcome("ld_u1")["destinations"]["hubspot"] == "failed"
+    assert router.dead_letters() == []
+
+
 # ------------------------------------------------------------------------------------- unknown outcomes
 def test_a_destination_that_never_answers_is_unknown_and_the_batch_waits(batch: BatchFactory, sinks: Sinks) -> None:
     # (from tests/integration/test_router_unknown_outcomes.py, with its router's settings)
