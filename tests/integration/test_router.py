@@ -317,27 +317,6 @@ def test_a_lease_lost_mid_delivery_is_reported_and_the_deliveries_still_recorded
     assert '"DeliveryLeaseLost":[1.0]' in capsys.readouterr().out
 
 
-def test_an_unexpected_error_records_the_other_deliveries_before_failing_the_record(
-    router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN Slack's delivery raising (a bug, not a destination's answer; Slack resends after a lost answer)
-    def broken(*args: Any) -> None:
-        raise RuntimeError("a bug in a destination")
-
-    slack = router.module.router.webhooks["slack"]
-    working = slack.deliver
-    monkeypatch.setattr(slack, "deliver", broken)
-    record = router.record(lead("ld_e", 95))
-    assert router.run(sqs_event([record])) == [record["messageId"]]
-    # THEN what succeeded is recorded and the lease freed, so the retry sends only to Slack
-    ledger = router.ledger("ld_e")
-    assert set(ledger["deliveries"]) == {"zapier", "outreach", "hubspot"}
-    assert "lease_owner" not in ledger
-    monkeypatch.setattr(slack, "deliver", working)
-    assert router.run(sqs_event([record])) == []
-    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
-
-
 # ------------------------------------------------------------------------------------- Clay sending a row again
 def hubspot_inputs(sinks: Sinks) -> list[dict[str, Any]]:
     return [item for request in sinks.hubspot.received(UPSERT) for item in request.json()["inputs"]]

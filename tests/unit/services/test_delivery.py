@@ -84,7 +84,12 @@ class DeliveryBatch:
         failed = []
         for record_id, attempt in attempts.items():
             sent: dict[str, Any] = {}
-            deliveries.collect(record_id, attempt, sent)
+            try:
+                deliveries.collect(record_id, attempt, sent)
+            except Exception:  # as RoutingBatch._route: what was delivered is recorded, the record goes back
+                self._remember(attempt, sent)
+                failed.append(record_id)
+                continue
             outcome = build_outcome(attempt, sent, enabled)
             self.outcomes[attempt.message.lead_key] = outcome
             self.sent[attempt.message.lead_key] = (attempt, sent)
@@ -121,8 +126,9 @@ class DeliveryBatch:
         """The lead's outcome and its ledger's deliveries, as the integration tests read the lead's item."""
         history = self.histories.get(lead_key, LeadHistory({}))
         deliveries = {name: entry.to_value() for name, entry in history.delivered.items()}
-        outcome = {name: value for name, value in self.outcomes[lead_key].record("").items() if value is not None}
-        return {**outcome, "deliveries": deliveries}  # None: an attribute the write removes
+        written = self.outcomes[lead_key].record("") if lead_key in self.outcomes else {}  # none when a send raised
+        outcome = {name: value for name, value in written.items() if value is not None}  # None: the write removes it
+        return {"routing_status": "received", **outcome, "deliveries": deliveries}
 
     def ledger(self, lead_key: str) -> dict[str, Any]:
         """The lead's item: its delivery ledger beside the outcome (no lease: each run's claim is freed)."""
@@ -502,6 +508,27 @@ def test_a_batch_hubspot_upsert_that_raises_fails_only_its_leads_and_records_the
     assert set(router.ledger("ld_u1")["deliveries"]) == {"outreach", "zapier"}
     assert router.outcome("ld_u1")["destinations"]["hubspot"] == "failed"
     assert router.dead_letters() == []
+
+
+def test_an_unexpected_error_records_the_other_deliveries_before_failing_the_record(
+    router: DeliveryBatch, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN Slack's delivery raising (a bug, not a destination's answer; Slack resends after a lost answer)
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug in a destination")
+
+    slack = router.destinations.webhooks["slack"]
+    working = slack.deliver
+    monkeypatch.setattr(slack, "deliver", broken)
+    record = router.record(lead("ld_e", 95))
+    assert router.run(sqs_event([record])) == [record["messageId"]]
+    # THEN what succeeded is recorded and the lease freed, so the retry sends only to Slack
+    ledger = router.ledger("ld_e")
+    assert set(ledger["deliveries"]) == {"zapier", "outreach", "hubspot"}
+    assert "lease_owner" not in ledger
+    monkeypatch.setattr(slack, "deliver", working)
+    assert router.run(sqs_event([record])) == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
 
 
 # ------------------------------------------------------------------------------------- unknown outcomes
