@@ -120,3 +120,39 @@ class HttpApiColumn:
                     return {}
                 cached = self._token = (str(response.json()["access_token"]), time.monotonic())
         return {"authorization": f"Bearer {cached[0]}"}
+
+
+class CallbackLog:
+    """Every call the column made, in order, and what the assertions and the summary read from them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.attempts: list[CallbackAttempt] = []
+
+    def record(self, attempt: CallbackAttempt) -> None:
+        with self._lock:
+            self.attempts.append(attempt)
+
+    def _accepted(self) -> list[CallbackAttempt]:
+        """The calls answered 2xx, answers the simulator lost included."""
+        with self._lock:
+            return [c for c in self.attempts if c.status is not None and 200 <= c.status < 300]
+
+    def answered(self, duplicate: bool) -> list[str]:
+        """Lead ids of callbacks we answered 2xx (not lost on purpose), new or duplicate as asked."""
+        return [
+            c.lead_id for c in self._accepted() if not c.lost and bool((c.answer or {}).get("duplicate")) is duplicate
+        ]
+
+    def accepted_versions(self) -> list[tuple[str, str]]:
+        """(lead id, body digest) of every 2xx answer that was not a duplicate: each version of a row accepted."""
+        return [(c.lead_id, c.body_digest) for c in self._accepted() if not (c.answer or {}).get("duplicate")]
+
+    def versions_sent(self) -> set[tuple[str, str]]:
+        """(lead id, body digest) of every distinct body the column called back with."""
+        with self._lock:
+            return {(c.lead_id, c.body_digest) for c in self.attempts}
+
+    def warned(self) -> list[str]:
+        """Lead id of each callback answered 2xx with `warnings` (columns kept as sent, not understood)."""
+        return [c.lead_id for c in self._accepted() if (c.answer or {}).get("warnings")]

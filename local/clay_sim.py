@@ -27,13 +27,14 @@ import json
 import queue
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
-from local.clay_column import CallbackAttempt, CallbackAuth, HttpApiColumn
+from local.clay_column import CallbackAttempt, CallbackAuth, CallbackLog, HttpApiColumn
 from local.clay_enrichment import MESSY_COLUMNS, enrich, lead_digest, partial_bodies, rerun, rescore
 from local.clay_retry import RetryPolicy
 from local.clay_table_webhook import MAX_ROW_BYTES, ReceivedRow, TableWebhook
@@ -47,6 +48,70 @@ class FollowUp:
     lead_id: str
     body: dict[str, str]
     kind: str
+
+
+class CallbackWorkers:
+    """The column's worker pool: rows and later callbacks queued, each handled by one of `count` threads."""
+
+    def __init__(self, count: int, handle: Callable[[requests.Session, dict[str, Any] | FollowUp], None]) -> None:
+        self._count = count
+        self._handle = handle
+        self._lock = threading.Lock()
+        self._work: queue.Queue[dict[str, Any] | FollowUp | None] = queue.Queue()
+        self._open = threading.Event()  # work is handled while set (hold clears it)
+        self._open.set()
+        self._threads: list[threading.Thread] = []
+        self._timers: list[threading.Timer] = []
+        self.pending = 0  # work queued or scheduled, not finished
+
+    def start(self) -> None:
+        for number in range(self._count):
+            thread = threading.Thread(target=self._loop, name=f"clay-column-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def stop(self) -> None:
+        self._open.set()
+        for timer in self._timers:
+            timer.cancel()
+        for _ in self._threads:
+            self._work.put(None)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def put(self, work: dict[str, Any] | FollowUp) -> None:
+        with self._lock:
+            self.pending += 1
+        self._work.put(work)
+
+    def later(self, delay_seconds: float, work: FollowUp) -> None:
+        """Queue the work after a delay (counted as pending from now until it is done)."""
+        with self._lock:
+            self.pending += 1
+        timer = threading.Timer(delay_seconds, self._work.put, args=(work,))
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+
+    def busy(self) -> bool:
+        with self._lock:
+            return self.pending > 0
+
+    def _loop(self) -> None:
+        session = requests.Session()
+        while (work := self._work.get()) is not None:
+            self._open.wait()
+            try:
+                self._handle(session, work)
+            finally:
+                with self._lock:
+                    self.pending -= 1
 
 
 @dataclass
@@ -79,46 +144,32 @@ class ClaySimulator:
             max_row_bytes=self.max_row_bytes,
             submission_limit=self.submission_limit,
         )
+        self.log = CallbackLog()
         self.column = HttpApiColumn(
-            self.callback_url, self.auth, self.retry, self.callback_rate_per_second, self._record_callback
+            self.callback_url, self.auth, self.retry, self.callback_rate_per_second, self.log.record
         )
+        self.pool = CallbackWorkers(self.workers, self._handle)
         self.server = StubServer(self.webhook.respond)
         self._lock = threading.Lock()
-        self._work: queue.Queue[dict[str, Any] | FollowUp | None] = queue.Queue()
-        self._open = threading.Event()  # callbacks go out while set (hold_callbacks clears it)
-        self._open.set()
-        self._threads: list[threading.Thread] = []
-        self._timers: list[threading.Timer] = []
-        self.callbacks: list[CallbackAttempt] = []
         self.abandoned: list[str] = []  # lead ids whose callback never got a 2xx
-        self.pending = 0  # rows accepted, and later callbacks scheduled, whose callbacks are not finished
         self.resent: Counter[str] = Counter()  # kind -> later callbacks sent (partial, rerun, resend, rescore)
         self.messy: set[str] = set()  # lead ids of rows sent with messy columns
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> str:
         url = self.server.start()
-        for number in range(self.workers):
-            thread = threading.Thread(target=self._work_loop, name=f"clay-column-{number}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self.pool.start()
         return url
 
     def hold_callbacks(self) -> None:
         """Rows are taken in but not called back until release_callbacks (a test lines callbacks up)."""
-        self._open.clear()
+        self.pool.hold()
 
     def release_callbacks(self) -> None:
-        self._open.set()
+        self.pool.release()
 
     def stop(self) -> None:
-        self._open.set()
-        for timer in self._timers:
-            timer.cancel()
-        for _ in self._threads:
-            self._work.put(None)
-        for thread in self._threads:
-            thread.join(timeout=5)
+        self.pool.stop()
         self.server.stop()
 
     @property
@@ -131,6 +182,7 @@ class ClaySimulator:
     def retire(self, webhook_url: str) -> None:
         self.webhook.retire(webhook_url)
 
+    # -- facts (the table webhook's, the column's calls in `log`) -------------------------
     @property
     def rows(self) -> list[ReceivedRow]:
         return self.webhook.rows
@@ -141,69 +193,50 @@ class ClaySimulator:
         return self.webhook.inbound
 
     @property
+    def callbacks(self) -> list[CallbackAttempt]:
+        return self.log.attempts
+
+    @property
     def token_requests(self) -> int:
         return self.column.token_requests
 
-    # -- facts -----------------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Rows accepted, and later callbacks scheduled, whose callbacks are not finished."""
+        return self.pool.pending
+
     def lead_ids(self) -> list[str]:
         return self.webhook.lead_ids()
 
     def answered(self, duplicate: bool) -> list[str]:
-        """Lead ids of callbacks we answered 2xx (not lost on purpose), new or duplicate as asked."""
-        with self._lock:
-            return [
-                c.lead_id
-                for c in self.callbacks
-                if c.status is not None
-                and 200 <= c.status < 300
-                and not c.lost
-                and bool((c.answer or {}).get("duplicate")) is duplicate
-            ]
+        return self.log.answered(duplicate)
 
     def accepted_callbacks(self) -> list[str]:
         """Lead ids of every 2xx answer that was not a duplicate, including answers the simulator lost."""
-        return [lead_id for lead_id, _ in self.accepted_versions()]
+        return [lead_id for lead_id, _ in self.log.accepted_versions()]
 
     def accepted_versions(self) -> list[tuple[str, str]]:
-        """(lead id, body digest) of every 2xx answer that was not a duplicate: each version of a row accepted."""
-        with self._lock:
-            return [
-                (c.lead_id, c.body_digest)
-                for c in self.callbacks
-                if c.status is not None and 200 <= c.status < 300 and not (c.answer or {}).get("duplicate")
-            ]
+        return self.log.accepted_versions()
 
     def versions_sent(self) -> set[tuple[str, str]]:
-        """(lead id, body digest) of every distinct body the column called back with."""
-        with self._lock:
-            return {(c.lead_id, c.body_digest) for c in self.callbacks}
+        return self.log.versions_sent()
 
     def warned(self) -> list[str]:
-        """Lead id of each callback answered 2xx with `warnings` (columns kept as sent, not understood)."""
-        with self._lock:
-            return [
-                c.lead_id
-                for c in self.callbacks
-                if c.status is not None and 200 <= c.status < 300 and (c.answer or {}).get("warnings")
-            ]
+        return self.log.warned()
 
     def busy(self) -> bool:
-        with self._lock:
-            return self.pending > 0
+        return self.pool.busy()
 
-    # -- outbound HTTP API column ----------------------------------------------------------
-    def _work_loop(self) -> None:
-        session = requests.Session()
-        while (work := self._work.get()) is not None:
-            self._open.wait()
-            try:
-                if isinstance(work, FollowUp):
-                    self._deliver(session, work.lead_id, work.body, work.kind)
-                else:
-                    self._deliver_row(session, work)
-            finally:
-                with self._lock:
-                    self.pending -= 1
+    # -- what the column sends for each row ------------------------------------------------
+    def _accept(self, row: dict[str, Any]) -> None:
+        """A row the table webhook took in: its callbacks are pending until the column is done with it."""
+        self.pool.put(row)
+
+    def _handle(self, session: requests.Session, work: dict[str, Any] | FollowUp) -> None:
+        if isinstance(work, FollowUp):
+            self._deliver(session, work.lead_id, work.body, work.kind)
+        else:
+            self._deliver_row(session, work)
 
     def _deliver_row(self, session: requests.Session, row: dict[str, Any]) -> None:
         lead_id = str(row.get("lead_id", ""))
@@ -221,20 +254,15 @@ class ClaySimulator:
         for copy in range(copies):
             self._deliver(session, lead_id, columns, "row", copy, lose_first and copy == 0)
         if digest[11] / 256 < self.rerun_share:
-            self._later(FollowUp(lead_id, rerun(columns, datetime.now(UTC).isoformat()), "rerun"))
+            self.pool.later(
+                self.resend_delay_seconds, FollowUp(lead_id, rerun(columns, datetime.now(UTC).isoformat()), "rerun")
+            )
         if digest[12] / 256 < self.resend_share:
-            self._later(FollowUp(lead_id, columns, "resend"))
+            self.pool.later(self.resend_delay_seconds, FollowUp(lead_id, columns, "resend"))
         if digest[13] / 256 < self.rescore_share:
-            self._later(FollowUp(lead_id, rescore(columns, up=digest[14] % 2 == 0), "rescore"))
-
-    def _later(self, follow_up: FollowUp) -> None:
-        """Call the row back again after resend_delay_seconds (counted as pending until it is done)."""
-        with self._lock:
-            self.pending += 1
-        timer = threading.Timer(self.resend_delay_seconds, self._work.put, args=(follow_up,))
-        timer.daemon = True
-        self._timers.append(timer)
-        timer.start()
+            self.pool.later(
+                self.resend_delay_seconds, FollowUp(lead_id, rescore(columns, up=digest[14] % 2 == 0), "rescore")
+            )
 
     def _deliver(
         self,
@@ -251,13 +279,3 @@ class ClaySimulator:
         if not self.column.call(session, lead_id, copy, columns, kind, lose_first):
             with self._lock:
                 self.abandoned.append(lead_id)
-
-    def _accept(self, row: dict[str, Any]) -> None:
-        """A row the table webhook took in: its callbacks are pending until the column is done with it."""
-        with self._lock:
-            self.pending += 1
-        self._work.put(row)
-
-    def _record_callback(self, attempt: CallbackAttempt) -> None:
-        with self._lock:
-            self.callbacks.append(attempt)
