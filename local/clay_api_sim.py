@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -206,39 +207,54 @@ class ClayApiSimulator:
         limit_text, cursor = query.get("limit", "20"), query.get("cursor", "0")
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
             return Reply(400, {"message": "limit must be an integer from 1 to 100"})
-        total = len(run.items)
         now = time.monotonic()
         if now < run.ready_at:
-            finished = 0 if run.stuck else min(total - 1, int(total * (1 - (run.ready_at - now) / self.run_seconds)))
-            return Reply(202, {"routine_run_id": run_id, "status": "in_progress", "total": total, "finished": finished})
-        if not cursor.isdigit() or int(cursor) > total:
-            return Reply(400, {"message": "Invalid cursor"})
-        start = int(cursor)
-        end = start + min(int(limit_text), self.page_limit)
-        body: dict[str, Any] = {
-            "routine_run_id": run_id,
-            "status": "complete",
-            "total": total,
-            "finished": total,
-            "data": self._results(run)[start:end],
-        }
-        if end < total:
-            body["cursor"] = str(end)
-        return Reply(200, body)
+            return in_progress(run, now, self.run_seconds)
+        return results_page(run, cursor, min(int(limit_text), self.page_limit), self._results)
 
     def _results(self, run: SimulatedRun) -> list[dict[str, Any]]:
         """The run's item results, made once when first asked for after it finished."""
         with self._lock:
             if not run.results:
                 enriched_at = datetime.now(UTC).isoformat()
-                run.results = [self._item_result(item, enriched_at) for item in run.items]
+                run.results = [item_result(item, enriched_at, self.failed_share) for item in run.items]
             return run.results
 
-    def _item_result(self, item: dict[str, Any], enriched_at: str) -> dict[str, Any]:
-        item_id = str(item["id"])
-        if hashlib.sha256(item_id.encode()).digest()[10] / 256 < self.failed_share:
-            return {"id": item_id, "status": "failed", "error": {"message": FAILURE_MESSAGE}}
-        return {"id": item_id, "status": "complete", "result": enrich(dict(item["inputs"]), enriched_at)}
+
+def in_progress(run: SimulatedRun, now: float, run_seconds: float) -> Reply:
+    """The 202 for a run still working: how many items are done so far (none, for a stuck run)."""
+    total = len(run.items)
+    finished = 0 if run.stuck else min(total - 1, int(total * (1 - (run.ready_at - now) / run_seconds)))
+    return Reply(202, {"routine_run_id": run.run_id, "status": "in_progress", "total": total, "finished": finished})
+
+
+def results_page(
+    run: SimulatedRun, cursor: str, size: int, results: Callable[[SimulatedRun], list[dict[str, Any]]]
+) -> Reply:
+    """One page of a finished run's results from `cursor` (an item offset), with the next cursor unless last."""
+    total = len(run.items)
+    if not cursor.isdigit() or int(cursor) > total:
+        return Reply(400, {"message": "Invalid cursor"})
+    start = int(cursor)
+    end = start + size
+    body: dict[str, Any] = {
+        "routine_run_id": run.run_id,
+        "status": "complete",
+        "total": total,
+        "finished": total,
+        "data": results(run)[start:end],
+    }
+    if end < total:
+        body["cursor"] = str(end)
+    return Reply(200, body)
+
+
+def item_result(item: dict[str, Any], enriched_at: str, failed_share: float) -> dict[str, Any]:
+    """One item's result: enriched as the table simulator enriches a row, or failed (a share, by item id)."""
+    item_id = str(item["id"])
+    if hashlib.sha256(item_id.encode()).digest()[10] / 256 < failed_share:
+        return {"id": item_id, "status": "failed", "error": {"message": FAILURE_MESSAGE}}
+    return {"id": item_id, "status": "complete", "result": enrich(dict(item["inputs"]), enriched_at)}
 
 
 def run_request_problem(body: Any, webhooks: set[str]) -> str:
