@@ -172,7 +172,7 @@ class HubSpotSim:
         if request.path == PROPERTIES_PATH:
             return self._create_property(payload)
         if request.path == GROUPS_PATH:
-            return self._create_group(payload)
+            return _create_group(self.groups, payload)
         inputs = payload.get("inputs") if isinstance(payload, dict) else None
         if not isinstance(inputs, list) or not inputs or len(inputs) > 100:
             return _error(400, "VALIDATION_ERROR", "inputs: between 1 and 100 required")
@@ -257,20 +257,6 @@ class HubSpotSim:
         self.properties[name] = created
         return Reply(201, created.definition())
 
-    def _create_group(self, payload: Any) -> Reply:
-        name = str(payload.get("name", "")) if isinstance(payload, dict) else ""
-        if not name or not payload.get("label"):
-            return _error(400, "VALIDATION_ERROR", "name and label are required")
-        if name in self.groups:
-            return _error(409, "OBJECT_ALREADY_EXISTS", f"A property group named '{name}' already exists.")
-        self.groups[name] = {
-            "name": name,
-            "label": payload["label"],
-            "displayOrder": payload.get("displayOrder", -1),
-            "archived": False,
-        }
-        return Reply(201, self.groups[name])
-
 
 def _read(contacts: dict[str, dict[str, Any]], inputs: list[Any], wanted: list[str]) -> Reply:
     """The batch read by email: found contacts, and a 207 naming the rest OBJECT_NOT_FOUND."""
@@ -343,3 +329,18 @@ def _unknown_properties(unknown: list[str]) -> Reply:
         for name in unknown
     ]
     return _error(400, "VALIDATION_ERROR", f"Property values were not valid: {json.dumps(errors)}", errors=errors)
+
+
+def _create_group(groups: dict[str, dict[str, Any]], payload: Any) -> Reply:
+    name = str(payload.get("name", "")) if isinstance(payload, dict) else ""
+    if not name or not payload.get("label"):
+        return _error(400, "VALIDATION_ERROR", "name and label are required")
+    if name in groups:
+        return _error(409, "OBJECT_ALREADY_EXISTS", f"A property group named '{name}' already exists.")
+    groups[name] = {
+        "name": name,
+        "label": payload["label"],
+        "displayOrder": payload.get("displayOrder", -1),
+        "archived": False,
+    }
+    return Reply(201, groups[name])
