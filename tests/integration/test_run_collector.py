@@ -23,7 +23,8 @@ from clay_pipeline.core.leads import Lead
 from clay_pipeline.services.dedupe import Deduper
 from clay_pipeline.services.routines import PollMessage, RunStore
 from local.apigw import http_event
-from local.clay_api_sim import ClayApiSimulator, sign
+from local.clay_api_sim import ClayApiSimulator
+from local.clay_run_webhooks import sign
 from local.http_stub import Reply, StubServer
 from local.sqs_events import sqs_event, sqs_record
 from tests.conftest import LambdaContextStub

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-CLAY_BURST = 20  # rows Clay takes from a workspace in one second: 10/s with bursts of 20 (as local/clay_sim.py)
+CLAY_BURST = 20  # rows Clay takes from a workspace in one second: 10/s with bursts of 20 (local/clay_table_webhook.py)
 PACER_WINDOW_SECONDS = 2.0  # the pacer's window (services/sending_limits.py Pacer says why two seconds)
 MIN_LATENESS_SECONDS = 0.1  # the least lateness a slot is allowed: a reservation's own round trip fits in it
 
