@@ -14,12 +14,11 @@ routine stack's own (local/routine_stack.py).
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
 from end_to_end import sample_rows
-from harness import Section, Target, logs_to_devnull, quiet_logs
+from harness import Section, Target, command_line, logs_to_devnull, quiet_logs
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING"}
 FUNCTIONS = ("IntakeFunction", "SenderFunction", "RunWebhookFunction", "RunCollectorFunction", "RouterFunction")
@@ -107,13 +106,5 @@ def run(leads: int = 300, run_seconds: float = 2.0) -> Section:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--leads", type=int, default=300)
-    parser.add_argument("--run-seconds", type=float, default=2.0)
-    options = parser.parse_args()
-    run(options.leads, options.run_seconds).show()
-
-
 if __name__ == "__main__":
-    main()
+    command_line(run, __doc__)

@@ -11,7 +11,6 @@ is leads queued per second of the command's wall time, start-up included; the ba
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import Section, Target, logs_to_devnull, quiet_logs
+from harness import Section, Target, command_line, logs_to_devnull, quiet_logs
 
 BAR_LEADS_PER_SECOND = 100.0
 STACKS = (("emulator only (nothing consumes)", False), ("whole stack up (sender consuming)", True))
@@ -81,11 +80,5 @@ def run(leads: int = 2000) -> Section:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--leads", type=int, default=2000)
-    run(parser.parse_args().leads).show()
-
-
 if __name__ == "__main__":
-    main()
+    command_line(run, __doc__)

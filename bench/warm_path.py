@@ -14,7 +14,6 @@ real and reference interleaved in blocks of 50 messages, the ratio the median of
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import json
@@ -28,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from harness import LambdaContext, Section, Target, logs_to_devnull
+from harness import LambdaContext, Section, Target, command_line, logs_to_devnull
 
 from clay_pipeline.adapters.aws import client
 from local.apigw import http_event
@@ -432,11 +431,5 @@ def run(events: int = 1500) -> Section:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1500)
-    run(parser.parse_args().events).show()
-
-
 if __name__ == "__main__":
-    main()
+    command_line(run, __doc__)

@@ -15,7 +15,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,24 @@ def answering_together(parties: int, timeout: float, reply: Reply) -> Responder:
     return respond
 
 
-class StubServer:
+class Served:
+    """`with server:` starts a local server or simulator and stops it after, whatever its start and stop do."""
+
+    def start(self) -> object:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class StubServer(Served):
     """ThreadingHTTPServer on 127.0.0.1 with scripted replies and a request log."""
 
     def __init__(self, responder: Responder | None = None) -> None:
@@ -112,13 +129,6 @@ class StubServer:
         if self._server:
             self._server.shutdown()
             self._server.server_close()
-
-    def __enter__(self) -> StubServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- handling --------------------------------------------------------------------------
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
