@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from harness import Section, Target, command_line, logs_to_devnull, quiet_logs
+from harness import Section, Target, command_line, leads_finished, logs_to_devnull, quiet_logs
 
 
 def sample_rows(count: int) -> list[dict[str, Any]]:
@@ -44,19 +44,14 @@ def run(leads: int = 200, duplicates: float = 0.2, rate: float = 10.0) -> Sectio
         },
         prefix="bench-e2e",
     )
-    stack = LocalStack(options)
-    with logs_to_devnull():
-        stack.start()
-        try:
-            started = time.monotonic()
-            stack.post_leads(sample_rows(leads), chunk=100)
-            settled = stack.wait_idle(timeout=max(120.0, 3 * leads / rate))
-            elapsed = time.monotonic() - started
-            summary = stack.summary()
-        finally:
-            stack.stop()
+    with logs_to_devnull(), LocalStack(options) as stack:
+        started = time.monotonic()
+        stack.post_leads(sample_rows(leads), chunk=100)
+        settled = stack.wait_idle(timeout=max(120.0, 3 * leads / rate))
+        elapsed = time.monotonic() - started
+        summary = stack.summary()
     counts = summary.counts
-    finished = counts["routed"] + counts["skipped (no destination)"] + counts["dead-lettered (RoutingDLQ)"]
+    finished = leads_finished(counts)
     rows: list[list[Any]] = [[label, value] for label, value in counts.items()]
     rows += [[f"routed to {name}", value] for name, value in summary.routed.items()]
     rows += [

@@ -58,6 +58,11 @@ def command_line(run: Callable[..., Section], description: str | None) -> None:
     run(**vars(parser.parse_args())).show()
 
 
+def leads_finished(counts: dict[str, int]) -> int:
+    """Leads whose journey through the local stack ended: routed, skipped (no destination) or dead-lettered."""
+    return counts["routed"] + counts["skipped (no destination)"] + counts["dead-lettered (RoutingDLQ)"]
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(c) for c in headers], *[[fmt(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]

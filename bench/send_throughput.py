@@ -57,15 +57,11 @@ def run(leads: int = 2000) -> Section:
         path = Path(directory) / "leads.csv"
         write_leads(path, leads)
         for label, pollers in STACKS:
-            stack = LocalStack(StackOptions(pollers=pollers, prefix=f"bench-send{int(pollers)}"))
-            with logs_to_devnull():
-                stack.start()
-                try:
-                    assert stack.emulator is not None
-                    queue_url = stack.resources.queue_urls["LeadQueue"]
-                    elapsed, summary = timed_send(path, queue_url, stack.emulator.endpoint)
-                finally:
-                    stack.stop()
+            options = StackOptions(pollers=pollers, prefix=f"bench-send{int(pollers)}")
+            with logs_to_devnull(), LocalStack(options) as stack:
+                assert stack.emulator is not None
+                queue_url = stack.resources.queue_urls["LeadQueue"]
+                elapsed, summary = timed_send(path, queue_url, stack.emulator.endpoint)
             rows.append([label, leads, f"{elapsed:.2f}", f"{leads / elapsed:.0f}", summary])
     slowest = min(float(row[3]) for row in rows)
     return Section(

@@ -360,8 +360,10 @@ def run(events: int = 1500) -> Section:
     from stubs import CannedAWS, instant_http
 
     configure()
-    callback = load_handler_module("CallbackFunction")
-    callback_hmac = load_handler_module("CallbackFunction", {"CALLBACK_AUTH_MODE": "hmac"})
+    callbacks = {  # by auth mode
+        "token": load_handler_module("CallbackFunction"),
+        "hmac": load_handler_module("CallbackFunction", {"CALLBACK_AUTH_MODE": "hmac"}),
+    }
     sender = load_handler_module("SenderFunction")
     router = load_handler_module("RouterFunction")
     aws = CannedAWS().install()
@@ -369,21 +371,16 @@ def run(events: int = 1500) -> Section:
     ok = lambda status: lambda answer: answer.get("statusCode") == status  # noqa: E731
     no_failures = lambda answer: answer.get("batchItemFailures") == []  # noqa: E731
     cases = [
-        Case(
-            "callback (token)",
-            callback.lambda_handler,
-            reference_callback("token"),
-            callback_events(events, "token"),
-            LambdaContext("callback", remaining_ms=10_000),
-            check=ok(200),
-        ),
-        Case(
-            "callback (hmac)",
-            callback_hmac.lambda_handler,
-            reference_callback("hmac"),
-            callback_events(events, "hmac"),
-            LambdaContext("callback", remaining_ms=10_000),
-            check=ok(200),
+        *(
+            Case(
+                f"callback ({mode})",
+                callback.lambda_handler,
+                reference_callback(mode),
+                callback_events(events, mode),
+                LambdaContext("callback", remaining_ms=10_000),
+                check=ok(200),
+            )
+            for mode, callback in callbacks.items()
         ),
         Case(
             "sender (per message)",
