@@ -10,7 +10,6 @@ required fields and field lengths, and expires sessions on demand.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,12 +25,6 @@ from tests.conftest import LambdaContextStub
 pytestmark = pytest.mark.integration
 
 RECEIVED_AT = "2026-01-01T00:00:00+00:00"
-
-
-@pytest.fixture
-def org() -> Iterator[SalesforceSim]:
-    with SalesforceSim() as sim:
-        yield sim
 
 
 class Router:
