@@ -15,12 +15,12 @@ import pytest
 
 from clay_pipeline.config import CLAY_MAX_PAYLOAD_BYTES, CallbackSettings, SenderSettings
 from clay_pipeline.core import auth
+from clay_pipeline.core.outcomes import DeadLetter as SenderDeadLetter
 from clay_pipeline.services.intake import clay_payload, payload_problem
-from clay_pipeline.services.sender import DeadLetter as SenderDeadLetter
 from clay_pipeline.services.sender import parse_lead
 from cli.commands import dlq
 from cli.commands.run import try_commands
-from cli.operations.dead_letters import QUEUES, DeadLetter
+from cli.operations.dead_letters import QUEUES, DeadLetterMessage
 
 pytestmark = pytest.mark.unit
 
@@ -138,7 +138,7 @@ def test_dlq_show_samples_are_what_the_command_prints(
         "source_message_id": facts["original id"],  # adapters.queues.origin_attributes
         "delivery_attempts": "1",
     }
-    message = DeadLetter(QUEUES["lead"], message_id, "receipt", body, attributes, dead_lettered.timestamp())
+    message = DeadLetterMessage(QUEUES["lead"], message_id, "receipt", body, attributes, dead_lettered.timestamp())
     # WHEN `dlq show` prints it
     dlq._print_message(message, as_json=False)
     # THEN the README shows exactly that (the age aside, which depends on when it ran)
