@@ -15,7 +15,7 @@ import pytest
 
 from clay_pipeline.config import CLAY_MAX_PAYLOAD_BYTES, CallbackSettings, SenderSettings
 from clay_pipeline.core import auth
-from clay_pipeline.core.outcomes import DeadLetter as SenderDeadLetter
+from clay_pipeline.core.outcomes import DeadLetter
 from clay_pipeline.services.intake import clay_payload, payload_problem
 from clay_pipeline.services.sender import parse_lead
 from cli.commands import dlq
@@ -102,14 +102,14 @@ DEAD_LETTER_BODIES = [
 ]
 
 
-def sender_dead_letter(body: str) -> SenderDeadLetter:
+def sender_dead_letter(body: str) -> DeadLetter:
     """Why the sender dead-letters this body (its own checks, in its order)."""
     try:
         problem = payload_problem(clay_payload(parse_lead(body)), CLAY_MAX_PAYLOAD_BYTES)
-    except SenderDeadLetter as refused:
+    except DeadLetter as refused:
         return refused
     assert problem, "the sender would send this body"
-    return SenderDeadLetter("oversize", problem)
+    return DeadLetter("oversize", problem)
 
 
 def readme_dlq_shows() -> list[tuple[str, list[str]]]:
