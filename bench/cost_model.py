@@ -12,7 +12,7 @@ global secondary index's key (the sender's sent# batch records: SentByHour) is b
 by its projected size. The per-lead write table lists the writes by function, table and key
 prefix. Log and metric bytes the handlers write are counted too.
 
-The stale-lead sweep (stale.py) runs once over the run's window at the end, with its clock moved
+The stale-lead sweep (services/sweeper.py) runs once over the run's window at the end, with its clock moved
 past STALE_AFTER_HOURS: its reads are priced per lead swept (a Query of the batch records, billed
 by the bytes returned per page, and a BatchGetItem of each lead's item, billed per item's size, a
 missing item at the minimum) and per run (the checkpoint and the pause switch).
@@ -22,7 +22,7 @@ by the vCPU share Lambda gives the memory size (1 vCPU at 1769 MB), plus an assu
 per AWS call and per HTTP call (ASSUMED_* below; the router sends a batch's webhooks concurrently:
 a probe round trip, then ceil((batch - 1) / WEBHOOK_FAN_OUT) more), plus the sender's pacing wait.
 
-    python bench/cost_model.py [--leads 200]
+    python bench/cost_model.py [--leads 200]   (the routine path: python bench/routine_cost.py)
 """
 
 from __future__ import annotations
@@ -771,7 +771,8 @@ def stale_lookup_note(m: Measured, writes: Counter[tuple[str, str, str, str]]) -
     hourly_rru = per_lead_rru * LEADS_PER_SWEEP + sweep["fixed_rru"]
     sent_units = sum(units for (_, _, _, prefix), units in writes.items() if prefix == "sent#")
     return (
-        f"stale-lead lookup (stale.py): the sender's batch records cost {sent_units / m.leads:.2f} WRU per lead "
+        f"stale-lead lookup (services/sweeper.py): the sender's batch records cost {sent_units / m.leads:.2f} WRU "
+        "per lead "
         "(the record and its SentByHour index entry, one each per batch); one sweep over this run's "
         f"{sweep['leads']:.0f} leads read {sweep['batches']:.0f} batch records with {sweep['queries']:.0f} "
         f"Query and {sweep['batch_gets']:.0f} BatchGetItem calls: {sweep['rru']:.1f} RRU, of which "
@@ -801,15 +802,14 @@ def template_scenario(mode: str, parameters: dict[str, str] | None = None) -> Sc
     )
 
 
-def run(leads: int = 200, mode: str = "table") -> Section:
-    """mode routine: ClayEnrichmentPath=routine, measured by routine_cost.py (runs of 100, webhook and poller)."""
+def run(leads: int = 200, mode: str = "table", measured: Measured | None = None) -> Section:
+    """The bill of `measured`, else of a run of the table path measured here. mode routine
+    (ClayEnrichmentPath=routine) is measured by routine_cost.py (runs of 100, webhook and poller), which
+    passes its measurement in."""
     routine = mode == "routine"
-    if routine:
-        from routine_cost import measure_routine
-
-        m = measure_routine(leads)
-    else:
-        m = measure(leads)
+    if measured is None and routine:
+        raise ValueError("the routine path is measured by routine_cost.py: python bench/routine_cost.py")
+    m = measure(leads) if measured is None else measured
     current = template_scenario(mode)
     single = replace(
         current, name="template defaults, one lead per intake request (a web form)", leads_per_intake_request=1
@@ -1023,9 +1023,7 @@ def lever_table(m: Measured, current: Scenario) -> list[list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=200)
-    parser.add_argument("--mode", choices=("table", "routine"), default="table", help="enrichment path")
-    options = parser.parse_args()
-    run(options.leads, options.mode).show()
+    run(parser.parse_args().leads).show()
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ def sample_rows(count: int) -> list[dict[str, Any]]:
 
 
 def run(leads: int = 200, duplicates: float = 0.2, rate: float = 10.0) -> Section:
+    from local.reconciliation import reconcile
     from local.stack import LocalStack, StackOptions
 
     quiet_logs()
@@ -53,7 +54,7 @@ def run(leads: int = 200, duplicates: float = 0.2, rate: float = 10.0) -> Sectio
             stack.post_leads(sample_rows(leads), chunk=100)
             settled = stack.wait_idle(timeout=max(120.0, 3 * leads / rate))
             elapsed = time.monotonic() - started
-            summary = stack.summary()
+            summary = reconcile(stack)
         finally:
             stack.stop()
     counts = summary.counts

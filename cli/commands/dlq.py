@@ -4,7 +4,7 @@ RunPollDLQ), and what to do with it.
 Exit codes: 0 done, 1 some messages could not be replayed, 2 a usage error (which includes purge
 without --yes and an unknown message id); the CLI's others (README "Exit codes") for AWS failures
 and interruptions. A read leaves the messages visible again as soon as it is done, interrupted or
-failed (cli/operations/dead_letters.py says how, and where SQS limits that).
+failed (clay_pipeline/adapters/dead_letter_queues.py says how, and where SQS limits that).
 """
 
 from __future__ import annotations
@@ -19,18 +19,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cli.commands.common import age, print_json, printable, usage_error, with_target
-from cli.operations.dead_letters import (
+from clay_pipeline.adapters.dead_letter_queues import (
     QUEUES,
     REDRIVEN,
-    DeadLetter,
+    DeadLetterMessage,
     DeadLetterQueue,
     QueuePair,
-    Selection,
-    group_by_reason,
     interrupts_deferred,
     queue_pair,
 )
+from cli.commands.common import age, print_json, printable, usage_error, with_target
+from cli.operations.dead_letters import Selection, group_by_reason
 from cli.operations.target import Target
 
 REPLAY_CHUNK = 10  # SendMessageBatch and DeleteMessageBatch take ten
@@ -110,7 +109,7 @@ def _show(args: argparse.Namespace, target: Target, pairs: list[QueuePair]) -> i
     return usage_error(f"no message {args.message_id} in {names}")
 
 
-def _print_message(message: DeadLetter, as_json: bool) -> None:
+def _print_message(message: DeadLetterMessage, as_json: bool) -> None:
     decoded = message.decoded()
     if as_json:
         print_json(decoded)
@@ -135,7 +134,7 @@ def _print_message(message: DeadLetter, as_json: bool) -> None:
     print("\n".join(f"    {line}" for line in text.splitlines()))
 
 
-def _attempts(message: DeadLetter) -> str:
+def _attempts(message: DeadLetterMessage) -> str:
     """Deliveries from the source queue before it was dead-lettered (not reads of the DLQ)."""
     attempts = message.delivery_attempts
     if attempts is None:
@@ -160,8 +159,8 @@ def _shortened(value: Any) -> Any:
 class Held:
     pair: QueuePair
     queue: DeadLetterQueue
-    messages: list[DeadLetter]  # all of the DLQ's, invisible until released
-    picked: list[DeadLetter]  # the selection
+    messages: list[DeadLetterMessage]  # all of the DLQ's, invisible until released
+    picked: list[DeadLetterMessage]  # the selection
     done: set[str] = field(default_factory=set)  # ids replayed or deleted: not released
 
 

@@ -29,6 +29,7 @@ from clay_pipeline.services.csv_import import load_rows, map_columns
 from cli.commands.common import fail
 from cli.operations.target import serving_endpoint
 from local.lambda_runtime import function_output_to
+from local.reconciliation import reconcile
 from local.stack import LOCAL_SECRETS, LocalStack, StackOptions
 from local.template import ROOT, SERVE_ENV
 
@@ -128,7 +129,7 @@ def _run(
             print(f"    lead {posted + int(item['index']) + 1} ({shown}): {item['error']}", file=out)
         posted += int(answer.get("accepted", 0)) + len(rejected)
     idle = _wait(stack, out)
-    summary = stack.summary()
+    summary = reconcile(stack)
     print("\n" + summary.table(), file=out)
     ok = idle and summary.reconciles
     if not idle:

@@ -18,6 +18,7 @@ from typing import Any
 
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.batch_records import SentBatches
+from clay_pipeline.adapters.dead_letter_queues import QUEUES, DeadLetterMessage, DeadLetterQueue
 from clay_pipeline.adapters.dynamodb import from_item
 from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.ledger import SENDING_PREFIX, UNKNOWN_PREFIX, markers
@@ -27,7 +28,6 @@ from clay_pipeline.services.pause import DestinationSwitch
 from clay_pipeline.services.routines import RunStore
 from clay_pipeline.services.sending_limits import dedupe_key
 from clay_pipeline.services.sweeper import SentLead
-from cli.operations.dead_letters import QUEUES, DeadLetter, DeadLetterQueue
 from cli.operations.target import Target
 
 
@@ -59,7 +59,7 @@ class LeadTrace:
     run: dict[str, Any] = field(default_factory=dict)  # the routine path: its run's start and ending
     item: dict[str, Any] | None = None  # the leads table item
     paused: dict[str, dict[str, Any]] = field(default_factory=dict)  # paused destinations
-    dead_letters: list[DeadLetter] = field(default_factory=list)
+    dead_letters: list[DeadLetterMessage] = field(default_factory=list)
 
     @property
     def found(self) -> bool:
@@ -225,7 +225,7 @@ class Tracer:
     target: Target
     read_dead_letters: bool = True
     scanned: int = 0  # leads table items a domain lookup read
-    _dead_letters: list[DeadLetter] | None = None
+    _dead_letters: list[DeadLetterMessage] | None = None
 
     def lead_ids(self, who: str, kind: str) -> list[str]:
         if kind == "lead_id":
@@ -259,7 +259,7 @@ class Tracer:
         trace.dead_letters = [message for message in self._all_dead_letters() if message.lead_id == lead_id]
         return trace
 
-    def _all_dead_letters(self) -> list[DeadLetter]:
+    def _all_dead_letters(self) -> list[DeadLetterMessage]:
         if not self.read_dead_letters:
             return []
         if self._dead_letters is None:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.dead_letter_queues import REDRIVEN, DeadLetterQueue, queue_pair
 from cli.main import main
-from cli.operations.dead_letters import REDRIVEN, DeadLetterQueue, queue_pair
 from local.http_stub import Reply, StubServer
 from tests.integration.test_cli_failures import CLI, cli_env
 from tests.lead_journey import LeadJourney

@@ -1,4 +1,5 @@
-"""Selecting and grouping dead letters (cli/operations/dead_letters.py), without a queue."""
+"""Reading dead letters (clay_pipeline/adapters/dead_letter_queues.py) and selecting and grouping them
+(cli/operations/dead_letters.py), without a queue."""
 
 from __future__ import annotations
 
@@ -6,25 +7,18 @@ import json
 
 import pytest
 
-from cli.operations.dead_letters import (
-    QUEUES,
-    REDRIVEN,
-    DeadLetter,
-    Selection,
-    group_by_reason,
-    lead_id_of,
-    queue_pair,
-)
+from clay_pipeline.adapters.dead_letter_queues import QUEUES, REDRIVEN, DeadLetterMessage, lead_id_of, queue_pair
+from cli.operations.dead_letters import Selection, group_by_reason
 
 pytestmark = pytest.mark.unit
 
 NOW = 1_800_000_000.0
 
 
-def letter(message_id: str, reason: str | None, age: float, detail: str = "", **attributes: str) -> DeadLetter:
+def letter(message_id: str, reason: str | None, age: float, detail: str = "", **attributes: str) -> DeadLetterMessage:
     values = {**attributes, **({"reason": reason} if reason else {}), **({"detail": detail} if detail else {})}
     body = json.dumps({"lead_key": f"ld_{message_id}", "lead": {}})
-    return DeadLetter(QUEUES["routing"], message_id, f"rh-{message_id}", body, values, NOW - age, 5)
+    return DeadLetterMessage(QUEUES["routing"], message_id, f"rh-{message_id}", body, values, NOW - age, 5)
 
 
 MESSAGES = [
