@@ -36,7 +36,7 @@ from clay_pipeline.adapters.http import (
     send,
 )
 from clay_pipeline.core.column_values import identifier_problem
-from clay_pipeline.services.routines import MAX_ITEM_ID_LENGTH
+from clay_pipeline.core.routines import MAX_ITEM_ID_LENGTH
 
 if TYPE_CHECKING:  # requests is imported on first use: ~27 ms of cold start otherwise
     import requests

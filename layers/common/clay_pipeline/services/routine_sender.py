@@ -44,9 +44,10 @@ from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import SenderSettings
 from clay_pipeline.core.errors import ConfigError
 from clay_pipeline.core.json_text import dump_json
+from clay_pipeline.core.routines import PollMessage
 from clay_pipeline.observability import count, logger
 from clay_pipeline.queue_batch import QueueRecord
-from clay_pipeline.services.routines import RUN_RECORD_DAYS, PollMessage, RunStore
+from clay_pipeline.services.routines import RUN_RECORD_DAYS, RunStore
 from clay_pipeline.services.sender import (
     IN_FLIGHT_WAIT_SECONDS,
     LOST_ANSWER,

@@ -32,11 +32,12 @@ from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import RunCollectorSettings
 from clay_pipeline.core.json_text import dump_json
+from clay_pipeline.core.routines import DAY_SECONDS, PollMessage, Run, poll_delay
 from clay_pipeline.http_api import HttpError
 from clay_pipeline.observability import count, logger
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.services.callback import CallbackAcceptor, parse_callback
-from clay_pipeline.services.routines import DAY_SECONDS, PollMessage, Run, RunStore, poll_delay
+from clay_pipeline.services.routines import RunStore
 from clay_pipeline.services.sending_limits import Deduper
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import RunPollSettings
 from clay_pipeline.core import auth
 from clay_pipeline.core.column_values import identifier_problem
+from clay_pipeline.core.routines import DAY_SECONDS, MAX_ITEM_ID_LENGTH, PollMessage
 from clay_pipeline.http_api import (
     HttpError,
     check_content_type,
@@ -28,7 +29,6 @@ from clay_pipeline.http_api import (
     secrets_or_unauthorized,
     unauthorized,
 )
-from clay_pipeline.services.routines import DAY_SECONDS, MAX_ITEM_ID_LENGTH, PollMessage
 
 SIGNATURE_HEADER = "X-Clay-Signature"
 
