@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from clay_pipeline.services.csv_import import load_rows, map_columns
 from cli.commands.common import fail
+from cli.operations.csv_import import load_rows, map_columns
 from cli.operations.target import serving_endpoint
 from local.lambda_runtime import function_output_to
 from local.reconciliation import reconcile
