@@ -97,7 +97,7 @@ def test_list_filters_by_reason_text_and_age(dead_letters: LeadJourney, capsys: 
     assert [queue["selected"] for queue in json.loads(out).values()] == [3, 2]
 
 
-def test_an_unknown_queue_or_duration_is_a_usage_error(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unknown_queue_or_duration_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(capsys, "list", "billing")[0] == 2
     with pytest.raises(SystemExit):
         main(["dlq", "list", "--older-than", "yesterday"])

@@ -465,7 +465,7 @@ def test_a_test_webhook_is_answered_200(pipeline: Pipeline, load_function: Any) 
 
 
 @pytest.mark.parametrize("secrets", ["a", f"{SECRET},whsec_short"], ids=["one-character", "a-short-previous"])
-def test_a_weak_signing_secret_fails_the_run_webhooks_cold_start(load_function: Any, secrets: str) -> None:
+def test_a_weak_signing_secret_fails_the_run_webhooks_cold_start(load_function_without_aws: Any, secrets: str) -> None:
     # GIVEN a run webhook signing secret below the callback secrets' floor THEN the function does not start
     with pytest.raises(ConfigError, match=r"CLAY_WEBHOOK_SIGNING_SECRETS entry \d is shorter than 32 characters"):
-        load_function("RunWebhookFunction", CLAY_WEBHOOK_SIGNING_SECRETS=secrets)
+        load_function_without_aws("RunWebhookFunction", CLAY_WEBHOOK_SIGNING_SECRETS=secrets)
