@@ -1,5 +1,6 @@
 """The README as a newcomer uses it: its make targets exist, its commands match what the tools print,
-its HMAC recipe signs as the callback verifies, and it links nowhere outside the repository."""
+its HMAC recipe signs as the callback verifies, and it (and docs/OPERATIONS.md, the operator's reference
+it links) links nowhere outside the repository."""
 
 from __future__ import annotations
 
@@ -41,10 +42,24 @@ def test_try_it_block_is_what_run_serve_prints() -> None:
     assert block.splitlines() == [line for command in try_commands() for line in command.splitlines()]
 
 
-def test_readme_links_only_inside_the_repository() -> None:
-    for target in re.findall(r"\]\(([^)]+)\)", README):
+def anchors(path: Path) -> set[str]:
+    """The heading anchors of a Markdown file, as GitHub makes them."""
+    titles = re.findall(r"^#+ (.*)$", path.read_text(), re.MULTILINE)
+    return {re.sub(r"[^a-z0-9 _-]", "", title.lower()).replace(" ", "-") for title in titles}
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/OPERATIONS.md"])
+def test_readme_links_only_inside_the_repository(document: str) -> None:
+    # The operator's reference moved out of the README into docs/OPERATIONS.md: both link only inside the
+    # repository, and a link to a section names one that exists.
+    path = ROOT / document
+    for target in re.findall(r"\]\(([^)]+)\)", path.read_text()):
         assert not re.match(r"[a-z]+:", target), target
-        assert (ROOT / target.split("#")[0]).exists(), target
+        file, _, anchor = target.partition("#")
+        linked = (path.parent / file).resolve() if file else path
+        assert linked.exists(), target
+        if anchor and linked.suffix == ".md":
+            assert anchor in anchors(linked), target
 
 
 @pytest.mark.parametrize(
