@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clay_pipeline.adapters.aws import client
-from clay_pipeline.adapters.batch_records import SentBatches
+from clay_pipeline.adapters.batch_records import SentBatches, SentLead
 from clay_pipeline.adapters.dead_letter_queues import QUEUES, DeadLetterMessage, DeadLetterQueue
 from clay_pipeline.adapters.dynamodb import from_item
 from clay_pipeline.adapters.leads_table import LeadsTable
@@ -27,7 +27,6 @@ from clay_pipeline.core.leads import Lead, derive_lead_id, normalise_domain
 from clay_pipeline.services.pause import DestinationSwitch
 from clay_pipeline.services.routines import RunStore
 from clay_pipeline.services.sending_limits import dedupe_key
-from clay_pipeline.services.sweeper import SentLead
 from cli.operations.target import Target
 
 

@@ -1,4 +1,5 @@
-"""The stale lookup's time arithmetic (stale.py, stores.hour_buckets), without a table."""
+"""The batch records' entries and hours (adapters/batch_records.py) and the stale lookup's arithmetic
+(services/sweeper.py), without a table."""
 
 from __future__ import annotations
 
@@ -6,18 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from clay_pipeline.adapters.batch_records import hour_bucket, hour_buckets
+from clay_pipeline.adapters.batch_records import SentBatch, SentLead, hour_bucket, hour_buckets, iso, unpack_bodies
 from clay_pipeline.adapters.dynamodb import item_size
 from clay_pipeline.core.leads import derive_lead_id
-from clay_pipeline.services.sweeper import (
-    SentBatch,
-    SentLead,
-    called_back_since,
-    clay_filter_value,
-    clay_run_condition,
-    iso,
-    unpack_bodies,
-)
+from clay_pipeline.services.sweeper import called_back_since, clay_filter_value, clay_run_condition
 
 pytestmark = pytest.mark.unit
 

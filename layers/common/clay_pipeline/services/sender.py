@@ -15,7 +15,7 @@ the row was not created; after a lost answer (a read timeout, the deadline), whe
 submission and budget unit stay counted and the dedupe mark holds the lead (Deduper.hold).
 Budget units and pool submissions are reserved for the rest of the batch at once; `finish`
 returns the ones no row used, so each costs about two writes per batch.
-`finish` also writes the batch's one `sent#` record (stale.py): which leads went to which
+`finish` also writes the batch's one `sent#` record (adapters/batch_records.py): which leads went to which
 webhook and when, what the stale-lead sweeper and `clay-pipeline trace` read, and what confirms
 each lead's dedupe claim, so a sent lead costs one dedupe write instead of two.
 """
@@ -34,7 +34,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from clay_pipeline import config
-from clay_pipeline.adapters.batch_records import SentBatches
+from clay_pipeline.adapters.batch_records import SENT_RECORD_TTL_SECONDS, SentBatch, SentBatches
 from clay_pipeline.adapters.clay_webhook import ClayAnswer, ClayClient, Outcome
 from clay_pipeline.adapters.queues import Queue, origin_attributes
 from clay_pipeline.adapters.state_table import StateStore
@@ -54,7 +54,6 @@ from clay_pipeline.services.sending_limits import (
     WebhookPool,
     utc_now,
 )
-from clay_pipeline.services.sweeper import SENT_RECORD_TTL_SECONDS, SentBatch
 
 SAFETY_MARGIN_SECONDS = 2.0  # left unused at the end of an invocation to report the batch
 IN_FLIGHT_WAIT_SECONDS = 30

@@ -34,118 +34,28 @@ re-queue, never doubles it. It needs the lead's body, which the sender keeps in 
 from __future__ import annotations
 
 import json
-import threading
 import time
-import uuid
-import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from clay_pipeline.adapters.batch_records import SentBatches
+from clay_pipeline.adapters.batch_records import SENT_RECORD_TTL_SECONDS, SentBatches, SentLead, iso, unpack_bodies
 from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import SweeperSettings
-from clay_pipeline.core.json_text import dump_json
 from clay_pipeline.observability import count, level, logger
+from clay_pipeline.services.pause import DestinationSwitch
 from clay_pipeline.services.sending_limits import dedupe_key
 
 HOUR = 3600
-SENT_RECORD_DAYS = 8  # longer than the longest STALE_AFTER_HOURS (168) plus a missed day of sweeps
-SENT_RECORD_TTL_SECONDS = SENT_RECORD_DAYS * 86_400
-# A lead's entry in a batch record: [webhook index, seconds sent before the record's sent_at, receives,
-# POSTs]. Twenty leads take about 1 KB (one write unit) this way, fourteen as maps with named fields.
-ENTRY = ("webhook_index", "seconds_before_sent_at", "receives", "posts")
 CHECKPOINT_KEY = "sweep#stale"
 FIRST_WINDOW_SECONDS = HOUR  # the schedule's interval in template.yaml
 LEAD_ATTRIBUTES = ("received_at", "routing_status", "clay_sent_at", "requeued_at", "callbacks")
 
 
-def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
-
-
-# -- the sender's side ----------------------------------------------------------------------------
-@dataclass
-class SentBatch:
-    """The leads one sender invocation sent to Clay, written as one batch record when the batch ends."""
-
-    batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    entries: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # webhook index, receives, POSTs
-    sent_at: dict[str, int] = field(default_factory=dict)
-    bodies: dict[str, str] = field(default_factory=dict)
-    last_sent: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # the sender's concurrent sends
-
-    def add(self, lead_id: str, webhook_index: int, receives: int, posts: int, body: str | None = None) -> None:
-        now = int(time.time())
-        with self._lock:
-            self.sent_at[lead_id] = now
-            self.entries[lead_id] = (webhook_index, receives, posts)
-            if body is not None:
-                self.bodies[lead_id] = body
-            self.last_sent = max(self.last_sent, now)
-
-    @property
-    def leads(self) -> dict[str, list[int]]:
-        """Each lead's entry, a list rather than a map because the record is billed by its size (ENTRY)."""
-        with self._lock:
-            return {
-                lead_id: [webhook, self.last_sent - self.sent_at[lead_id], receives, posts]
-                for lead_id, (webhook, receives, posts) in self.entries.items()
-            }
-
-    def record(self, batches: SentBatches, ttl_seconds: int = SENT_RECORD_TTL_SECONDS) -> bool:
-        """One write (plus its index write); False when nothing was sent.
-
-        The record also confirms its leads' dedupe marks (limits.Deduper), so the sender keeps it as
-        long as those marks: `ttl_seconds` at least CLAY_DEDUPE_DAYS.
-        """
-        if not self.entries:
-            return False
-        bodies = zlib.compress(dump_json(self.bodies).encode(), 9) if self.bodies else b""
-        batches.put(self.batch_id, self.last_sent, self.leads, ttl_seconds, bodies)
-        return True
-
-
-def unpack_bodies(data: bytes) -> dict[str, str]:
-    return dict(json.loads(zlib.decompress(data))) if data else {}
-
-
 # -- the lookup (the sweeper's, and `clay-pipeline stale`'s) ----------------------------------
-@dataclass(frozen=True)
-class SentLead:
-    """One lead's entry in a batch record."""
-
-    lead_id: str
-    batch_id: str
-    sent_at: int
-    webhook_index: int
-    receives: int
-    posts: int
-
-    @classmethod
-    def from_entry(cls, lead_id: str, batch_id: str, entry: Any, record_sent_at: int) -> SentLead:
-        """ENTRY, or the map {w, t, r, p} that records written before it hold (they expire in SENT_RECORD_DAYS)."""
-        if isinstance(entry, dict):
-            numbers = [int(entry.get(name) or 0) for name in ("w", "t", "r", "p")]
-            return cls(lead_id, batch_id, numbers[1], numbers[0], numbers[2], numbers[3])
-        webhook, before, receives, posts = (int(number) for number in entry)
-        return cls(lead_id, batch_id, record_sent_at - before, webhook, receives, posts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "lead_id": self.lead_id,
-            "batch": self.batch_id,
-            "sent_at": iso(self.sent_at),
-            "webhook_index": self.webhook_index,
-            "receives": self.receives,
-            "posts": self.posts,
-        }
-
-
 def called_back_since(item: dict[str, Any] | None, sent_at: int) -> bool:
     received = str((item or {}).get("received_at") or "")
     return bool(received) and datetime.fromisoformat(received).timestamp() >= sent_at
@@ -262,10 +172,6 @@ class StaleSweeper:
         self.leads = LeadsTable(settings.leads_table)
         self.lookup = StaleLeads(self.batches, self.leads)
         self.lead_queue = Queue(settings.lead_queue_url)
-        from clay_pipeline.services.pause import (
-            DestinationSwitch,  # here: the sender imports this module, not the rules
-        )
-
         self.switch = DestinationSwitch(self.store, cache_seconds=0)
 
     def window(self) -> tuple[int, int]:
