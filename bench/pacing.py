@@ -4,7 +4,7 @@ Both instances share the limit through STATE_TABLE (moto's server); each process
 SQS batches of the template's BatchSize (20) in a thread, with the template's concurrent sends.
 Figures come from the server's own request log: the achieved rate as a share of the limit, and
 the busiest one-second window, which must stay within Clay's burst of 20 rows (the pacer's
-bound: limits.Pacer skips a slot reached more than max_late after its time).
+bound: sending_limits.Pacer skips a slot reached more than max_late after its time).
 
 Clay is the simulator (local/clay_sim.py: 429 above its rate and burst, like Clay), its
 callbacks going to a recording sink; without it, a recording StubServer answering 200.

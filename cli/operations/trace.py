@@ -68,7 +68,7 @@ class LeadTrace:
         mark, item = self.mark or {}, self.item or {}
         enrichment = item.get("enrichment") or {}
         status = mark.get("status")
-        if status == "sending" and self.sent:  # its batch record confirms it (limits.Deduper)
+        if status == "sending" and self.sent:  # its batch record confirms it (sending_limits.Deduper)
             status = "sent"
         callback_id = str(item.get("callback_id") or "")
         return {

@@ -311,21 +311,6 @@ def test_a_give_up_meeting_a_collection_of_the_run_dead_letters_nothing(
     assert pipeline.runs.ending(run_id) == "collected"
 
 
-def test_the_next_poll_never_waits_past_the_give_up_time(
-    stack: Any, load_function: Any, clay: ClayApiSimulator
-) -> None:
-    clay.stuck_runs = frozenset({1})
-    pipeline = Pipeline(stack, load_function, clay, CLAY_RUN_GIVE_UP_SECONDS="3", CLAY_RUN_FIRST_POLL_SECONDS="600")
-    run_id = pipeline.start_run(person(1))
-    pipeline.collect(PollMessage(run_id, "poll", 4))
-    messages = (
-        client("sqs")
-        .receive_message(QueueUrl=stack.queue_urls["RunPollQueue"], WaitTimeSeconds=5, MaxNumberOfMessages=1)
-        .get("Messages", [])
-    )
-    assert [PollMessage.parse(m["Body"]) for m in messages] == [PollMessage(run_id, "poll", 5)]
-
-
 def test_a_429_brings_the_same_poll_back_after_retry_after(pipeline: Pipeline, clay: ClayApiSimulator) -> None:
     run_id = pipeline.start_run(person(1))
     clay.throttle(1)

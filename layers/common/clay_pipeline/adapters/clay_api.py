@@ -13,7 +13,7 @@ One requests Session per process. urllib3's Retry repeats connection failures fo
 and 5xx and read timeouts for GETs only: a POST that timed out may have started the run, so the
 caller decides (the sender hands the leads back). 429 is never slept on here: the caller knows
 how much time it has left and whether Retry-After fits. A call and its retries have one deadline
-(outbound.send: the caller's `deadline`, else the longest the retries take), redirects are
+(adapters/http.py: the caller's `deadline`, else the longest the retries take), redirects are
 refused (a 3xx would carry clay-api-key to another host) and the base URL must be https.
 """
 

@@ -18,6 +18,7 @@ partial batch failures and a DLQ (with an alarm) for a poll that keeps failing.
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -74,3 +75,36 @@ def poll_delay(attempt: int, first_seconds: int, max_seconds: int) -> int:
     base = min(max_seconds, first_seconds * 2 ** min(attempt, 16))
     # random jitter, not security: hence nosec B311
     return max(1, min(max_seconds, round(base * random.uniform(0.8, 1.2))))  # nosec B311
+
+
+@dataclass(frozen=True)
+class NextPoll:
+    message: PollMessage
+    delay_seconds: int
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    reason: str
+    detail: str
+
+
+def after_no_results(
+    message: PollMessage,
+    started_at: float,
+    now: float,
+    give_up_seconds: int,
+    first_poll_seconds: int,
+    max_poll_seconds: int,
+    progress: str,
+) -> NextPoll | GiveUp | None:
+    """What follows a read of a run that has no results yet: nothing for a webhook's message (the run's poll
+    chain goes on), the give-up once the run's time is over, else the chain's next poll, never due after the
+    give-up time."""
+    if message.trigger == "webhook":
+        return None
+    remaining = started_at + give_up_seconds - now
+    if remaining <= 0:
+        return GiveUp("routine_run_gave_up", f"no results within {give_up_seconds} s ({progress})")
+    delay = poll_delay(message.attempt + 1, first_poll_seconds, max_poll_seconds)
+    return NextPoll(PollMessage(message.run_id, "poll", message.attempt + 1), min(delay, math.ceil(remaining)))
