@@ -19,7 +19,6 @@ LIBRARY = ROOT / "layers" / "common"
 # Where each project package's source lives; bench/ and functions/ are not packages (bench scripts import
 # each other by bare name with bench/ on sys.path; each handler is loaded from its own folder).
 PACKAGE_ROOTS = {"clay_pipeline": LIBRARY / "clay_pipeline", "local": ROOT / "local", "cli": ROOT / "cli"}
-PROJECT_TOPS = {*PACKAGE_ROOTS, "bench", "functions", "tests"}
 
 # What the pure core may import besides itself: the standard library, pydantic and PyJWT.
 CORE_THIRD_PARTY = {"pydantic", "pydantic_core", "jwt", "typing_extensions"}
@@ -112,6 +111,18 @@ def test_every_package_folder_is_found() -> None:
     assert any(module.startswith("functions.") for module in MODULES)
 
 
+def test_deferred_type_only_and_relative_imports_are_read(tmp_path: Path) -> None:
+    """Guards the scan: an import inside a function, under TYPE_CHECKING or relative is an import."""
+    source = tmp_path / "sample.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from clay_pipeline.services.router import LeadRouter\n"
+        "def later():\n    import boto3\n    from . import leads\n    from .rules import RuleSet\n"
+    )
+    names = set(imported_names("clay_pipeline.core.sample", source))
+    assert {"clay_pipeline.services.router", "boto3", "clay_pipeline.core.leads", "clay_pipeline.core.rules"} <= names
+
+
 def test_core_imports_only_the_standard_library_pydantic_jwt_and_the_core() -> None:
     def allowed(name: str) -> bool:
         return (
@@ -127,6 +138,12 @@ def test_core_imports_only_the_standard_library_pydantic_jwt_and_the_core() -> N
 
 def test_adapters_import_no_service() -> None:
     found = crossings("clay_pipeline.adapters", None, ("clay_pipeline.services",))
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("module", ["config", "observability", "http_api", "queue_batch"])
+def test_the_top_level_modules_import_no_service(module: str) -> None:
+    found = crossings(f"clay_pipeline.{module}", None, ("clay_pipeline.services",))
     assert not found, "\n".join(found)
 
 
