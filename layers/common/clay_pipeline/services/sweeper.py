@@ -33,11 +33,9 @@ re-queue, never doubles it. It needs the lead's body, which the sender keeps in 
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from clay_pipeline.adapters.batch_records import SENT_RECORD_TTL_SECONDS, SentBatches, SentLead, iso, unpack_bodies
@@ -45,6 +43,7 @@ from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import SweeperSettings
+from clay_pipeline.core.stale_leads import called_back_since, sweep_window
 from clay_pipeline.observability import count, level, logger
 from clay_pipeline.services.pause import DestinationSwitch
 from clay_pipeline.services.sending_limits import dedupe_key
@@ -56,11 +55,6 @@ LEAD_ATTRIBUTES = ("received_at", "routing_status", "clay_sent_at", "requeued_at
 
 
 # -- the lookup (the sweeper's, and `clay-pipeline stale`'s) ----------------------------------
-def called_back_since(item: dict[str, Any] | None, sent_at: int) -> bool:
-    received = str((item or {}).get("received_at") or "")
-    return bool(received) and datetime.fromisoformat(received).timestamp() >= sent_at
-
-
 @dataclass(frozen=True)
 class StaleLead:
     sent: SentLead
@@ -119,35 +113,6 @@ class StaleLeads:
         return Lookup(start, end, batches, len(sent), sorted(stale, key=lambda s: (s.sent.sent_at, s.sent.lead_id)))
 
 
-# -- recovering them in Clay ---------------------------------------------------------------------
-# A stale lead's row is in the Clay table (the batch record lists only leads Clay accepted); only its
-# HTTP API column's call back did not get through. Running that column again for exactly those rows costs
-# one Clay action per row and no data credits (Clay University, "HTTP API", FAQ "Does using HTTP API
-# consume Data Credits?"), where re-queueing the lead (STALE_REQUEUE) creates a second row whose every
-# enrichment column runs, and is billed, again.
-LEAD_ID_COLUMN = "lead_id"  # the column the sender's row carries and the HTTP API column's body sends back
-
-
-def clay_filter_value(lead_ids: Iterable[str]) -> str:
-    """One comma-separated line: the values of a Clay table filter `lead_id` *contains any of*.
-
-    Clay's text filters include "contains any of" a list of values (Clay University, "Comparison
-    operators"). It matches substrings, which is exact for derived ids (all `ld_` plus 24 hex digits);
-    a producer's own shorter id can also match a longer one that holds it.
-    """
-    return ", ".join(lead_ids)
-
-
-def clay_run_condition(lead_ids: Iterable[str]) -> str:
-    """A run condition ("Only run if") that holds for exactly these rows, in Clay's formula syntax.
-
-    `/lead_id` is Clay's column reference (Clay University, "Conditional runs"), `==` its exact text
-    comparison ("Comparison operators") and `OR` its logical operator; each id is a JSON string
-    literal, so a quote inside one stays text. Clay runs, and bills, only the rows whose condition holds.
-    """
-    return " OR ".join(f"/{LEAD_ID_COLUMN} == {json.dumps(lead_id, ensure_ascii=False)}" for lead_id in lead_ids)
-
-
 # -- the scheduled sweep --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SweepReport:
@@ -176,11 +141,15 @@ class StaleSweeper:
 
     def window(self) -> tuple[int, int]:
         """(checkpoint, now - STALE_AFTER_HOURS], never reaching back past the batch records' lifetime."""
-        now = int(self.clock())
-        end = now - self.settings.stale_after_hours * HOUR
         checkpoint = self.store.get(CHECKPOINT_KEY)
-        start = int(checkpoint["swept_to"]) if checkpoint else end - FIRST_WINDOW_SECONDS
-        return max(start, now - SENT_RECORD_TTL_SECONDS), end
+        swept_to = int(checkpoint["swept_to"]) if checkpoint else None
+        return sweep_window(
+            int(self.clock()),
+            self.settings.stale_after_hours * HOUR,
+            swept_to,
+            FIRST_WINDOW_SECONDS,
+            SENT_RECORD_TTL_SECONDS,
+        )
 
     def run(self) -> SweepReport:
         start, end = self.window()
