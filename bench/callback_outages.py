@@ -16,7 +16,7 @@ On the virtual clock each AWS call is one attempt refused at once (botocore's ow
 real seconds; in AWS they only add attempts inside the same waits).
 
 The lead item's size over re-sends is measured apart, with moto in-process (mock_aws): the real
-LeadsTable code, two writes per re-send, about 30 ms each re-send (10,000 in about 5 minutes; through
+callback claims code, two writes per re-send, about 30 ms each re-send (10,000 in about 5 minutes; through
 the emulator's HTTP server it took about 16). moto's own work per write (parsing, the update
 expression, copying the item) is most of it; --quick measures 1,000 re-sends.
 
@@ -156,37 +156,39 @@ def setup() -> tuple[Bench, Any]:
 def item_sizes(resends: int) -> list[list[Any]]:
     """A wide lead (about 50 KB) called back `resends` times, each a new version: its item's size as it goes.
 
-    The real LeadsTable code writes the template's LeadsTable in moto in-process (mock_aws): each write
+    The real callback claims code writes the template's LeadsTable in moto in-process (mock_aws): each write
     costs moto's own work but no HTTP round trip to its server, and nothing here is concurrent.
     """
     from moto import mock_aws
 
     from clay_pipeline.adapters.aws import reset_clients
-    from clay_pipeline.adapters.leads_table import LeadsTable
     from local.aws import provision
 
     endpoint = os.environ.pop("AWS_ENDPOINT_URL", None)  # mock_aws answers AWS's own endpoints
     with mock_aws():
         reset_clients()
         try:
-            return _item_sizes(LeadsTable(provision("bench-sizes").table_names["LeadsTable"]), resends)
+            return _item_sizes(provision("bench-sizes").table_names["LeadsTable"], resends)
         finally:
             if endpoint is not None:
                 os.environ["AWS_ENDPOINT_URL"] = endpoint
             reset_clients()
 
 
-def _item_sizes(leads: Any, resends: int) -> list[list[Any]]:
+def _item_sizes(table_name: str, resends: int) -> list[list[Any]]:
+    from clay_pipeline.adapters.callback_claims import CallbackClaims
     from clay_pipeline.adapters.dynamodb import item_size
-    from clay_pipeline.adapters.leads_table import Acceptance
+    from clay_pipeline.adapters.leads_table import LeadsTable
+    from clay_pipeline.core.callback_acceptance import Acceptance
 
+    claims, leads = CallbackClaims(table_name), LeadsTable(table_name)
     lead = {"lead_id": "ld_wide", **{f"column_{n}": "x" * 500 for n in range(100)}}
     marks = {1, 10, 100, 1_000, 10_000, resends}
     rows, largest = [], 0
     for number in range(1, resends + 1):
         callback_id = f"ld_wide#{number:032x}"
-        if leads.accept_callback("ld_wide", callback_id, lead, f"{number:012d}", time.time()) is Acceptance.ACCEPTED:
-            leads.complete_callback("ld_wide", callback_id)
+        if claims.accept("ld_wide", callback_id, lead, f"{number:012d}", time.time()) is Acceptance.ACCEPTED:
+            claims.complete("ld_wide", callback_id)
         if number in marks or number % 97 == 0:
             item = leads.get("ld_wide") or {}
             largest = max(largest, item_size(item))
@@ -241,8 +243,8 @@ def run(resends: int = 10_000) -> Section:
         rows=sizes,
     )
     section.notes.append(
-        "Lead item over re-sends (a 50 KB lead, each re-send a new version, driven on LeadsTable directly, in"
-        " moto in-process):\n\n" + size_table.markdown().removeprefix("## \n\n")
+        "Lead item over re-sends (a 50 KB lead, each re-send a new version, driven on the callback claims directly,"
+        " in moto in-process):\n\n" + size_table.markdown().removeprefix("## \n\n")
     )
     largest = max(row[3] for row in sizes)
     first = sizes[0][2]

@@ -702,7 +702,16 @@ def fixed_monthly(m: Measured, s: Scenario) -> list[tuple[str, str, float]]:
     )
     keys = resources_of_type("AWS::KMS::Key")
     queues = [name for name in functions() if queue_source(name)]
-    instances = len(functions()) - 1 + s.sender_concurrency
+    # The functions that read a secret, each one warm instance but the sender (SenderMaxConcurrency of them);
+    # SecretSeedFunction runs once per deploy that changes the secrets.
+    readers = [name for name, spec in functions().items() if "CONFIG_SECRET_ID" in spec.environment]
+    instances = len(readers) - 1 + s.sender_concurrency
+    other_path = "UseTablePath" if s.routine else "UseRoutines"  # one secret per concern, some per path only
+    secrets = [
+        name
+        for name, res in resources_of_type("AWS::SecretsManager::Secret").items()
+        if res.get("Condition") != other_path
+    ]
     secret_calls = instances * 3600 / SECRET_CACHE_SECONDS * HOURS_PER_MONTH
     idle_polls = len(queues) * SQS_IDLE_POLLERS * SQS_IDLE_REQUESTS_PER_POLLER_MINUTE * 60 * HOURS_PER_MONTH
     rows = [
@@ -716,8 +725,9 @@ def fixed_monthly(m: Measured, s: Scenario) -> list[tuple[str, str, float]]:
         ("KMS customer managed keys", f"{len(keys)} (the alarm topic's)", len(keys) * KMS_KEY_MONTH),
         (
             "Secrets Manager",
-            f"1 secret, {secret_calls:,.0f} GetSecretValue (one per warm instance per 5 min)",
-            SECRET_MONTH + secret_calls * SECRET_CALL,
+            f"{len(secrets)} secrets (one per concern), {secret_calls:,.0f} GetSecretValue"
+            " (one per warm instance per 5 min)",
+            len(secrets) * SECRET_MONTH + secret_calls * SECRET_CALL,
         ),
         (
             "SQS idle polling",

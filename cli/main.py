@@ -99,7 +99,7 @@ def _settle(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _secrets(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    secret = commands.add_parser("secret", help="list, fill in, set or rotate the config secret's values")
+    secret = commands.add_parser("secret", help="list, fill in, set, rotate or prune the pipeline's secrets")
     actions = secret.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="which settings are set (never their values)")
     actions.add_parser("init", help="generate what the pipeline can generate, only where missing")
@@ -110,10 +110,13 @@ def _secrets(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     getter.add_argument("name")
     rotate = actions.add_parser("rotate", help="a new random value first, the current one kept after it")
     rotate.add_argument("name", choices=("INTAKE_API_KEYS", "CALLBACK_SECRETS"))
+    actions.add_parser(
+        "prune", help="after an upgrade: remove from the shared secret the values now in their own secrets"
+    )
     for parser in actions.choices.values():
-        group = parser.add_argument_group("which secret (default: CONFIG_SECRET_ID, else the local stack's)")
-        group.add_argument("--secret-id", help="the secret's name or ARN")
-        group.add_argument("--stack", help="deployed stack name: its ConfigSecretName output")
+        group = parser.add_argument_group("which secrets (default: CONFIG_SECRET_ID, else the local stack's)")
+        group.add_argument("--secret-id", help="one secret's name or ARN, taken to hold every name")
+        group.add_argument("--stack", help="deployed stack name: each name in its own secret (the *SecretName outputs)")
         group.add_argument("--region", help="AWS region (default: the AWS CLI's)")
 
 

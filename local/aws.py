@@ -12,7 +12,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from clay_pipeline.adapters.aws import client, reset_clients
-from clay_pipeline.config import clear_secret_cache
+from clay_pipeline.adapters.secret_store import seed
+from clay_pipeline.config import SECRET_RESOURCES, SHARED_SECRET_RESOURCE, clear_secret_cache
 from local.template import Resolver, load_template, parameter_defaults, resources_of_type
 
 # moto accepts any credentials; these keep tests and local runs away from real ones.
@@ -143,7 +144,7 @@ def provision(
     template: dict[str, Any] | None = None,
     parameters: dict[str, str] | None = None,
 ) -> Provisioned:
-    """Create the template's tables, queues (DLQs first) and config secret in the emulator.
+    """Create the template's tables, queues (DLQs first) and secrets in the emulator, and seed the secrets.
 
     `parameters` override the template's parameter defaults (what `sam deploy --parameter-overrides` does).
     """
@@ -200,12 +201,21 @@ def provision(
         resolver.attributes[(logical_id, "Arn")] = f"arn:aws:sqs:us-east-1:{ACCOUNT}:{name}"
         resolver.attributes[(logical_id, "QueueName")] = name
 
+    # `secrets` go into the shared ConfigSecret, as a stack deployed before the split kept them, and `seed`
+    # copies each into the per-concern secret holding it, as a deploy's SecretSeed does. The process reads the
+    # shared one (CONFIG_SECRET_ID): one process runs every local function, and it keeps every value.
     secret_id = None
     for logical_id in resources_of_type("AWS::SecretsManager::Secret", template):
-        secret_id = f"{prefix}/{logical_id}"
-        client("secretsmanager").create_secret(Name=secret_id, SecretString=json.dumps(secrets or {}))
-        resolver.refs[logical_id] = secret_id
-        resolver.attributes[(logical_id, "Arn")] = secret_id
+        name = f"{prefix}/{logical_id}"
+        shared = logical_id == SHARED_SECRET_RESOURCE
+        client("secretsmanager").create_secret(Name=name, SecretString=json.dumps(secrets or {}) if shared else "{}")
+        resolver.refs[logical_id] = name
+        resolver.attributes[(logical_id, "Arn")] = name
+        secret_id = name if shared else secret_id
+    if secret_id:
+        # every one, whatever the enrichment path: `invoke` and the tests run either path's functions
+        others = {name: names for name, names in SECRET_RESOURCES.items() if name != SHARED_SECRET_RESOURCE}
+        seed(secret_id, {resolver.refs[name]: names for name, names in others.items() if name in resolver.refs})
     return Provisioned(resolver=resolver, queue_urls=queue_urls, table_names=table_names, secret_id=secret_id)
 
 
@@ -234,7 +244,9 @@ def attach(prefix: str) -> Provisioned | None:
         for logical_id in resources_of_type("AWS::SecretsManager::Secret"):
             secret_id = f"{prefix}/{logical_id}"
             client("secretsmanager").describe_secret(SecretId=secret_id)
-            found.secret_id = resolver.refs[logical_id] = secret_id
+            resolver.refs[logical_id] = resolver.attributes[(logical_id, "Arn")] = secret_id
+            if logical_id == SHARED_SECRET_RESOURCE:
+                found.secret_id = secret_id
     except ClientError:
         return None
     return found

@@ -1,7 +1,7 @@
 """The whole pipeline on one machine: emulator, functions, gateway, pollers, Clay simulator and sinks.
 
 LocalStack starts moto's server, creates what template.yaml declares, writes the local
-secrets into the config secret (CONFIG_SECRET_ID, as deployed) and serves the functions:
+secrets into the shared config secret (seeded into the per-concern ones) and serves the functions:
 HTTP routes through the gateway, queues through pollers. Clay is the simulator and the
 destinations are the sinks, all on 127.0.0.1. `wait_idle` knows when the pipeline has
 settled; local/reconciliation.py counts what happened and checks it.

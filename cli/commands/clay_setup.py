@@ -3,8 +3,9 @@
 For a deployed stack (--stack NAME: its outputs CallbackUrl, TokenUrl, ConfigSecretName and its
 parameters CallbackAuthMode, CallbackSecretHeader, ApiThrottleRate) or the local one (the URLs a running
 `make run ARGS=--serve` wrote to .local-stack/serve.env, the template's defaults), it prints the webhook
-source's side and the HTTP API column's settings as Clay's screens name them. The config secret is read
-only with --show-secrets: without it each secret is masked and named with where it lives.
+source's side and the HTTP API column's settings as Clay's screens name them. The secrets (the callback's,
+and the table webhooks' ClayWebhookSecretName) are read only with --show-secrets: without it each secret is
+masked and named with where it lives.
 
 The settings follow Clay University: "HTTP API" (body chips, headers, custom rate limit, remove empty
 values, retry on failure, response timeout), "HTTP API with JWT authentication", "Conditional runs" and
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from clay_pipeline.adapters.aws import client
+from clay_pipeline.config import SECRET_RESOURCE_OF
 from clay_pipeline.core.leads import EnrichedLead, Lead
 from cli.commands.common import usage_error
 from cli.operations.target import TargetError, local_resources, served_values, stack_description, use_region
@@ -85,18 +87,24 @@ class Pipeline:
     auth_mode: str
     secret_header: str
     api_rate: str
-    secret_name: str
-    secrets: dict[str, Any] | None = None  # the config secret, only when --show-secrets asked for it
+    secret_name: str  # the callback's (ConfigSecret); locally it holds every value
+    secrets: dict[str, Any] | None = None  # the values Clay needs, only when --show-secrets asked for them
+    # a deployed stack's other secrets by template resource (config.SECRET_RESOURCES): the table webhooks'
+    other_secrets: dict[str, str] = field(default_factory=dict)
+
+    def secret_of(self, name: str) -> str:
+        """The secret holding this setting."""
+        return self.other_secrets.get(SECRET_RESOURCE_OF[name], self.secret_name)
 
     def secret(self, name: str, first: bool = False) -> str:
         """The value, or where it lives; `first`: only the current one of a comma-separated list."""
         if self.secrets is None:
             which = f"the first value of {name}" if first else name
-            return f"{MASK}  ({which} in secret {self.secret_name}; --show-secrets prints it)"
+            return f"{MASK}  ({which} in secret {self.secret_of(name)}; --show-secrets prints it)"
         value = str(self.secrets.get(name) or "").strip()
         if first:  # the current value, as config.secret_list reads the list
             value = next((part.strip() for part in value.split(",") if part.strip()), "")
-        return value or f"(not set: {name} in secret {self.secret_name} is empty)"
+        return value or f"(not set: {name} in secret {self.secret_of(name)} is empty)"
 
     def jwt_login(self) -> tuple[str, str]:
         """Username and password of the first CALLBACK_JWT_USERS entry (`user:password`), or where it lives."""
@@ -124,6 +132,8 @@ def deployed(stack: str, show_secrets: bool) -> Pipeline:
         raise TargetError(f"stack {stack} has no output {', '.join(missing)}: is it this project's stack?")
     defaults = parameter_defaults()
     secret_name = outputs["ConfigSecretName"]
+    # the table webhooks' own secret (ClayWebhookSecretName; absent on a stack deployed before the split)
+    others = {"ClayWebhookSecret": outputs["ClayWebhookSecretName"]} if outputs.get("ClayWebhookSecretName") else {}
     return Pipeline(
         where=f"stack {stack}",
         callback_url=outputs["CallbackUrl"],
@@ -132,7 +142,8 @@ def deployed(stack: str, show_secrets: bool) -> Pipeline:
         secret_header=parameters.get("CallbackSecretHeader") or defaults["CallbackSecretHeader"],
         api_rate=parameters.get("ApiThrottleRate") or defaults["ApiThrottleRate"],
         secret_name=secret_name,
-        secrets=_read_secret(secret_name) if show_secrets else None,
+        secrets=_read_secrets([secret_name, *others.values()]) if show_secrets else None,
+        other_secrets=others,
     )
 
 
@@ -152,6 +163,15 @@ def local(show_secrets: bool) -> Pipeline:
         secret_name=resources.secret_id,
         secrets=_read_secret(resources.secret_id) if show_secrets else None,
     )
+
+
+def _read_secrets(secret_ids: list[str]) -> dict[str, Any]:
+    """Their values, a later secret's set value over an earlier one's: the table webhooks' own secret over what
+    the shared one may still hold after an upgrade (until `clay-pipeline secret prune`)."""
+    values: dict[str, Any] = {}
+    for secret_id in secret_ids:
+        values.update({name: value for name, value in _read_secret(secret_id).items() if str(value or "").strip()})
+    return values
 
 
 def _read_secret(secret_id: str) -> dict[str, Any]:

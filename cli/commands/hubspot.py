@@ -4,8 +4,8 @@ It reads the portal's property groups and contact properties first and creates o
 (a custom property the mapping names: `clay_icp_score` as a number, `clay_enrichment_date` as a date,
 any other as single-line text), so a second run changes nothing. A property that exists is never
 changed, even with another type than expected: that is reported. The token is HUBSPOT_ACCESS_TOKEN
-from the environment, else from the config secret (CONFIG_SECRET_ID, or --stack NAME's
-ConfigSecretName output), as the router reads it; the mapping is HUBSPOT_PROPERTY_MAP,
+from the environment, else from the router's secret (CONFIG_SECRET_ID, or --stack NAME's
+DestinationSecretName output), as the router reads it; the mapping is HUBSPOT_PROPERTY_MAP,
 HUBSPOT_OWNED_PROPERTIES and HUBSPOT_NEW_CONTACT_VALUES from the environment: the values you deploy.
 """
 
@@ -21,7 +21,7 @@ from clay_pipeline.adapters.webhooks import HttpClient
 from clay_pipeline.config import RouterSettings
 from clay_pipeline.core.errors import ConfigError
 from cli.commands.common import print_json, usage_error
-from cli.operations.target import TargetError, stack_outputs, use_region
+from cli.operations.target import TargetError, stack_secrets, use_region
 
 TIMEOUT_SECONDS = 15.0
 
@@ -53,10 +53,9 @@ def hubspot_command(args: argparse.Namespace) -> int:
 
 
 def _config_secret(stack: str) -> str:
-    secret_id = stack_outputs(stack).get("ConfigSecretName")
-    if not secret_id:
-        raise TargetError(f"stack {stack} has no ConfigSecretName output")
-    return secret_id
+    """The router's secret (DestinationSecretName; ConfigSecretName on a stack deployed before the split)."""
+    secrets = stack_secrets(stack)
+    return secrets.get("DestinationSecret") or secrets["ConfigSecret"]
 
 
 def _report(plan: PropertiesPlan, dry_run: bool) -> str:

@@ -1,30 +1,39 @@
-"""`clay-pipeline secret list|init|set|get|rotate`: the pipeline's config secret, one value at a time.
+"""`clay-pipeline secret list|init|set|get|rotate|prune`: the pipeline's secrets, one value at a time.
 
-The stack keeps every secret setting in one Secrets Manager secret, a JSON object
-(`clay-pipeline/<stage>/config`, output ConfigSecretName). These commands change one value and
-keep the others, so filling in HUBSPOT_ACCESS_TOKEN never regenerates the intake keys:
+A deployed stack keeps its secret settings in one Secrets Manager secret per concern, each a JSON
+object, so each function's role reads only its own (config.SECRET_RESOURCES says which holds each
+name; outputs `<resource>Name`, e.g. ConfigSecretName for the callback's, IntakeSecretName). These
+commands find the secret holding a name, change that one value and keep the others, so filling in
+HUBSPOT_ACCESS_TOKEN never regenerates the intake keys:
 - `init` fills only what is missing: strong random values for the ones the pipeline itself checks
   (INTAKE_API_KEYS, CALLBACK_SECRETS, CALLBACK_JWT_USERS), and names the ones only you can give;
 - `set NAME VALUE` (VALUE `-` reads it from stdin, out of the shell's history) refuses a value the
   functions would refuse (a key shorter than 32 characters, a JWT user without a strong password);
 - `rotate NAME` puts a new random value first and keeps the current one after it (both accepted),
   for INTAKE_API_KEYS and CALLBACK_SECRETS; `set NAME NEW` later drops the old one;
-- `list` shows which are set, never a value; `get NAME` prints one value, for a script.
-Which secret: --secret-id, else --stack NAME (its ConfigSecretName output), else CONFIG_SECRET_ID,
-else the local stack's. Functions read a changed value within 5 minutes (their cache).
+- `list` shows, per secret, which of its names are set, never a value, and a name set in a secret that
+  does not hold it (left in the shared ConfigSecret by a stack deployed before the split); `get NAME`
+  prints one value, for a script;
+- `prune` removes from the shared ConfigSecret the values the upgrade's SecretSeed copied into their own
+  secrets, once every one of them holds its value (else it changes nothing and names what is missing).
+Which secrets: --stack NAME (its outputs; a stack deployed before the split has only ConfigSecretName, which
+holds every name), else --secret-id or CONFIG_SECRET_ID (one secret taken to hold every name), else the
+local stack's: there each name is written to its own secret and to the shared one, which the local stack's
+single process reads for every function. Functions read a changed value within 5 minutes (their cache).
+Values are printed only by `get`; everything else names settings.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import sys
 from collections.abc import Callable
+from typing import Any
 
-from clay_pipeline.adapters.aws import client
-from clay_pipeline.config import SECRET_NAMES
+from clay_pipeline.adapters.secret_store import is_set, read_values, write_values
+from clay_pipeline.config import SECRET_NAMES, SECRET_RESOURCE_OF, SECRET_RESOURCES, SHARED_SECRET_RESOURCE
 from clay_pipeline.core import auth
 from clay_pipeline.core.errors import ConfigError
 from cli.commands.common import Exit, fail, usage_error
@@ -43,47 +52,110 @@ CHECKS: dict[str, Callable[[list[str]], object]] = {
 }
 
 
+class Secrets:
+    """The secrets of the target, each read once, and where each name lives."""
+
+    def __init__(self, secret_ids: dict[str, str], mirror_to_shared: bool = False) -> None:
+        self.secret_ids = secret_ids  # by template resource; a resource the stack does not deploy is absent
+        # the local stack: its one process reads the shared secret for every function, so a change goes there too
+        self.mirror_to_shared = mirror_to_shared
+        self._values: dict[str, dict[str, Any]] = {}
+
+    @property
+    def shared_id(self) -> str:
+        return self.secret_ids.get(SHARED_SECRET_RESOURCE, "")
+
+    def secret_id(self, name: str) -> str:
+        """The secret holding this name, '' when the target has none (not deployed on its path)."""
+        return self.secret_ids.get(SECRET_RESOURCE_OF[name], "")
+
+    def values(self, secret_id: str) -> dict[str, Any]:
+        if secret_id not in self._values:
+            self._values[secret_id] = read_values(secret_id)
+        return self._values[secret_id]
+
+    def value(self, name: str) -> str:
+        """The value functions read: from its own secret (locally, the shared one the process reads)."""
+        secret_id = self.shared_id if self.mirror_to_shared else self.secret_id(name)
+        value = self.values(secret_id).get(name) if secret_id else None
+        return str(value).strip() if is_set(value) else ""
+
+    def replace(self, secret_id: str, values: dict[str, Any]) -> None:
+        """The whole of one secret's values."""
+        self._values[secret_id] = values
+        write_values(secret_id, values)
+
+    def write(self, changes: dict[str, str]) -> None:
+        """Each changed name into its own secret (and the shared one, locally), the others' values kept."""
+        holders: dict[str, dict[str, str]] = {}
+        mirrors = [self.shared_id] if self.mirror_to_shared else []
+        for name, value in changes.items():
+            for secret_id in dict.fromkeys([self.secret_id(name), *mirrors]):
+                holders.setdefault(secret_id, {})[name] = value
+        for secret_id, mine in holders.items():
+            self.replace(secret_id, {**self.values(secret_id), **mine})
+
+
 def secret_command(args: argparse.Namespace) -> int:
     if getattr(args, "name", None) and args.name not in SECRET_NAMES:
         return usage_error(f"{args.name} is not a secret setting: one of {', '.join(sorted(SECRET_NAMES))}")
     if args.region:
         os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = args.region
-    secret_id = _secret_id(args)
-    if not secret_id:
-        return usage_error("which secret? pass --secret-id or --stack, set CONFIG_SECRET_ID, or start the local stack")
-    return ACTIONS[args.action](args, secret_id, _read(secret_id))
+    from cli.operations.target import TargetError
+
+    try:
+        target = _target(args)
+    except TargetError as error:
+        return usage_error(str(error))
+    if not target.secret_ids:
+        return usage_error("which secret? pass --stack or --secret-id, set CONFIG_SECRET_ID, or start the local stack")
+    if getattr(args, "name", None) and not target.secret_id(args.name):
+        return usage_error(f"{args.name} is not used by this stack (its secret is deployed only on the other path)")
+    return ACTIONS[args.action](args, target)
 
 
-def _list(args: argparse.Namespace, secret_id: str, values: dict[str, str]) -> int:
-    for name in sorted(SECRET_NAMES):
-        hint = "  (secret init makes one)" if name in GENERATED and not values.get(name) else ""
-        print(f"{name:30} {'set' if values.get(name) else 'not set'}{hint}")
-    for name in sorted(set(values) - SECRET_NAMES):
-        print(f"{name:30} set, but no function reads it")
+def _list(args: argparse.Namespace, target: Secrets) -> int:
+    # locally: the shared secret, which the one process reads for every function, holds every name
+    listed = [target.shared_id] if target.mirror_to_shared else dict.fromkeys(target.secret_ids.values())
+    for secret_id in listed:
+        held = sorted(name for name in SECRET_NAMES if target.mirror_to_shared or target.secret_id(name) == secret_id)
+        values = target.values(secret_id)
+        print(secret_id)
+        for name in held:
+            hint = "  (secret init makes one)" if name in GENERATED and not is_set(values.get(name)) else ""
+            print(f"  {name:30} {'set' if is_set(values.get(name)) else 'not set'}{hint}")
+        for name in sorted(name for name in set(values) - set(held) if is_set(values[name])):
+            own = target.secret_id(name) if name in SECRET_NAMES else ""
+            where = f"; it belongs in {own} (secret prune removes it here once it is there)" if own else ""
+            print(f"  {name:30} set, but no function reads it here{where}")
     return Exit.OK
 
 
-def _get(args: argparse.Namespace, secret_id: str, values: dict[str, str]) -> int:
-    if not values.get(args.name):
-        return fail(f"{args.name} is not set in {secret_id}")
-    print(values[args.name])
+def _get(args: argparse.Namespace, target: Secrets) -> int:
+    value = target.value(args.name)
+    if not value:
+        return fail(f"{args.name} is not set in {target.secret_id(args.name)}")
+    print(value)
     return Exit.OK
 
 
-def _init(args: argparse.Namespace, secret_id: str, values: dict[str, str]) -> int:
-    made = [name for name in GENERATED if not values.get(name)]
+def _init(args: argparse.Namespace, target: Secrets) -> int:
+    made = [name for name in GENERATED if target.secret_id(name) and not target.value(name)]
     if made:
-        _write(secret_id, {**values, **{name: GENERATED[name]() for name in made}})
-    print(f"generated {', '.join(made) or 'nothing (all were set)'} in {secret_id}")
-    missing = sorted(name for name in SECRET_NAMES - set(GENERATED) if not values.get(name))
+        target.write({name: GENERATED[name]() for name in made})
+    where = ", ".join(dict.fromkeys(target.secret_id(name) for name in made))
+    print(f"generated {', '.join(made) + ' in ' + where if made else 'nothing (all were set)'}")
+    missing = sorted(
+        name for name in SECRET_NAMES - set(GENERATED) if target.secret_id(name) and not target.value(name)
+    )
     if missing:
         print(f"still to set, those you use (clay-pipeline secret set NAME VALUE): {', '.join(missing)}")
     return Exit.OK
 
 
-def _rotate(args: argparse.Namespace, secret_id: str, values: dict[str, str]) -> int:
-    current = [value for value in (values.get(args.name) or "").split(",") if value.strip()]
-    _write(secret_id, {**values, args.name: ",".join([GENERATED[args.name](), *current[:1]])})
+def _rotate(args: argparse.Namespace, target: Secrets) -> int:
+    current = [value for value in target.value(args.name).split(",") if value.strip()]
+    target.write({args.name: ",".join([GENERATED[args.name](), *current[:1]])})
     print(
         f"{args.name}: a new value first, the current one kept after it; both are accepted within 5 minutes. "
         f"Move the callers to the new one (clay-pipeline secret get {args.name} prints both), then drop the "
@@ -92,21 +164,50 @@ def _rotate(args: argparse.Namespace, secret_id: str, values: dict[str, str]) ->
     return Exit.OK
 
 
-def _set(args: argparse.Namespace, secret_id: str, values: dict[str, str]) -> int:
+def _set(args: argparse.Namespace, target: Secrets) -> int:
     value = sys.stdin.read().strip() if args.value == "-" else args.value.strip()
     if problem := _refused(args.name, value):
         return usage_error(f"{problem} (nothing was changed)")
-    _write(secret_id, {**values, args.name: value})
-    print(f"{args.name} set in {secret_id}; the functions read it within 5 minutes")
+    target.write({args.name: value})
+    where = target.secret_id(args.name)
+    if target.mirror_to_shared and target.shared_id != where:
+        where += f" and {target.shared_id}"
+    print(f"{args.name} set in {where}; the functions read it within 5 minutes")
     return Exit.OK
 
 
-ACTIONS: dict[str, Callable[[argparse.Namespace, str, dict[str, str]], int]] = {
+def _prune(args: argparse.Namespace, target: Secrets) -> int:
+    """Remove from the shared secret each value its own secret now holds; nothing while any is still missing."""
+    shared_id = target.shared_id
+    if target.mirror_to_shared or len(set(target.secret_ids.values())) == 1:
+        print(f"nothing to prune: {shared_id or 'this secret'} is the one secret every function reads here")
+        return Exit.OK
+    shared = target.values(shared_id)
+    strays = sorted(name for name in shared if name in SECRET_NAMES and target.secret_id(name) != shared_id)
+    unknown = sorted(name for name in strays if not target.secret_id(name) and is_set(shared[name]))
+    removable = [name for name in strays if name not in unknown and (not is_set(shared[name]) or target.value(name))]
+    missing = sorted(set(strays) - set(unknown) - set(removable))
+    if missing:
+        return fail(
+            f"not pruned: {', '.join(f'{name} (not in {target.secret_id(name)})' for name in missing)} only in "
+            f"{shared_id}: set each in its own secret (clay-pipeline secret set NAME VALUE; on a stack not yet "
+            "upgraded, deploying this version copies them); nothing was changed"
+        )
+    if removable:
+        target.replace(shared_id, {name: value for name, value in shared.items() if name not in removable})
+    print(f"pruned from {shared_id}: {', '.join(removable)}" if removable else f"nothing to prune in {shared_id}")
+    if unknown:
+        print(f"kept in {shared_id}, their secret is not deployed on this stack's path: {', '.join(unknown)}")
+    return Exit.OK
+
+
+ACTIONS: dict[str, Callable[[argparse.Namespace, Secrets], int]] = {
     "list": _list,
     "get": _get,
     "init": _init,
     "rotate": _rotate,
     "set": _set,
+    "prune": _prune,
 }
 
 
@@ -122,25 +223,22 @@ def _refused(name: str, value: str) -> str:
     return ""
 
 
-def _secret_id(args: argparse.Namespace) -> str:
-    if args.secret_id:
-        return str(args.secret_id)
+def _target(args: argparse.Namespace) -> Secrets:
+    """The target's secrets by template resource (config.SECRET_RESOURCES)."""
     if args.stack:
-        described = client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
-        outputs = {item["OutputKey"]: item["OutputValue"] for item in described.get("Outputs", [])}
-        return outputs.get("ConfigSecretName", "")
-    if os.environ.get("CONFIG_SECRET_ID"):
-        return os.environ["CONFIG_SECRET_ID"]
-    from cli.operations.target import local_secret_id
+        from cli.operations.target import stack_secrets
 
-    return local_secret_id()
+        found = stack_secrets(args.stack)
+        if set(found) == {SHARED_SECRET_RESOURCE}:  # deployed before the split: one secret holds every name
+            return Secrets(dict.fromkeys(SECRET_RESOURCES, found[SHARED_SECRET_RESOURCE]))
+        return Secrets(found)
+    one = args.secret_id or os.environ.get("CONFIG_SECRET_ID", "")
+    if one:
+        return Secrets(dict.fromkeys(SECRET_RESOURCES, one))
+    from cli.operations.target import local_resources
 
-
-def _read(secret_id: str) -> dict[str, str]:
-    text = client("secretsmanager").get_secret_value(SecretId=secret_id).get("SecretString") or "{}"
-    document = json.loads(text)
-    return {str(name): str(value) for name, value in document.items()} if isinstance(document, dict) else {}
-
-
-def _write(secret_id: str, values: dict[str, str]) -> None:
-    client("secretsmanager").put_secret_value(SecretId=secret_id, SecretString=json.dumps(values))
+    resources = local_resources()
+    if resources is None or not resources.secret_id:
+        return Secrets({})
+    local_ids = {resource: resources.resolver.refs[resource] for resource in SECRET_RESOURCES}
+    return Secrets(local_ids, mirror_to_shared=True)

@@ -114,6 +114,18 @@ def stack_outputs(stack: str) -> dict[str, str]:
     return stack_description(stack)[0]
 
 
+def stack_secrets(stack: str) -> dict[str, str]:
+    """A deployed stack's secrets by template resource (config.SECRET_RESOURCES), from its `<resource>Name`
+    outputs; a secret the stack's path does not deploy is absent. TargetError when it has none."""
+    from clay_pipeline.config import SECRET_RESOURCES
+
+    outputs = stack_outputs(stack)
+    found = {resource: outputs[f"{resource}Name"] for resource in SECRET_RESOURCES if outputs.get(f"{resource}Name")}
+    if not found:
+        raise TargetError(f"stack {stack} has no ConfigSecretName output: is it this project's stack?")
+    return found
+
+
 def use_region(region: str | None) -> None:
     """--region: this process's AWS clients go to that region."""
     if region:

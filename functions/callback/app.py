@@ -6,16 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import CallbackSettings
-from clay_pipeline.http_api import dispatch, lower_headers, raw_body, unauthorized
+from clay_pipeline.core.errors import Unauthorized
+from clay_pipeline.http_api import dispatch, lower_headers, raw_body
 from clay_pipeline.observability import count, log_metrics, logger, set_correlation_id
-from clay_pipeline.services.callback import (
-    CallbackAcceptor,
-    authenticate,
-    check_configuration,
-    issue_token,
-    parse_callback,
-)
-from clay_pipeline.services.token_guard import TokenGuard
+from clay_pipeline.services.callback import CallbackAcceptor, authenticate, check_configuration, parse_callback
+from clay_pipeline.services.token_guard import TokenGuard, issue_token
 
 if TYPE_CHECKING:  # the type only: importing Powertools' utilities package costs cold start
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -45,7 +40,7 @@ def receive_callback(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 def token(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     if settings.callback_auth_mode != "jwt":
-        raise unauthorized()
+        raise Unauthorized()
     source_ip = str((event.get("requestContext") or {}).get("http", {}).get("sourceIp", ""))
     return 200, issue_token(raw_body(event), source_ip, token_guard)
 

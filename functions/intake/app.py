@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.config import IntakeSettings
-from clay_pipeline.core.auth import check_environment_secrets
 from clay_pipeline.http_api import dispatch, lower_headers, raw_body
 from clay_pipeline.observability import count, log_metrics, logger
+from clay_pipeline.services.caller_auth import check_environment_secrets
 from clay_pipeline.services.intake import accept_leads, authenticate
 
 if TYPE_CHECKING:  # the type only: importing Powertools' utilities package costs cold start

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from clay_pipeline.config import RunPollSettings
-from clay_pipeline.core.auth import check_environment_secrets
 from clay_pipeline.http_api import dispatch, lower_headers, raw_body
 from clay_pipeline.observability import count, log_metrics, logger
+from clay_pipeline.services.caller_auth import check_environment_secrets
 from clay_pipeline.services.run_webhook import RunWebhook
 
 if TYPE_CHECKING:  # the type only: importing Powertools' utilities package costs cold start

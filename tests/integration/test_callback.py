@@ -1,4 +1,5 @@
-"""CallbackFunction against moto's server: accept, duplicate, re-enrichment, failures, concurrency."""
+"""CallbackFunction: accept, duplicate, re-enrichment, failures and concurrency against moto's server; refusals
+that come before any AWS call (authentication, bad input, size limits, cold-start checks) without AWS at all."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.adapters.state_table import StateStore
-from clay_pipeline.core.errors import ConfigError
-from clay_pipeline.http_api import HttpError
-from clay_pipeline.services import callback as callback_service
+from clay_pipeline.core.errors import ConfigError, TooManyAttempts
+from clay_pipeline.http_api import answer_to
+from clay_pipeline.services import caller_auth
 from clay_pipeline.services.token_guard import FREE_FAILURES, MAX_LOCK_SECONDS, TokenGuard, caller_key, lock_seconds
 from local.apigw import http_event
 from local.template import parameter_defaults
@@ -66,6 +67,13 @@ def answer(response: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 @pytest.fixture
 def callback(load_function: Any) -> Any:
     return load_function("CallbackFunction", CALLBACK_SECRETS=f"{SECRET},{OLD_SECRET}")
+
+
+@pytest.fixture
+def callback_without_aws(load_function_without_aws: Any) -> Any:
+    """The same function with no AWS behind it: any read or write it tries is refused at once, so a refusal
+    answered this way stored and queued nothing (a write would have failed the request with a 503)."""
+    return load_function_without_aws("CallbackFunction", CALLBACK_SECRETS=f"{SECRET},{OLD_SECRET}")
 
 
 def test_accepts_and_hands_off_to_routing_queue(callback: Any, stack: Any, lambda_context: Any) -> None:
@@ -140,15 +148,6 @@ def test_the_leads_table_counts_every_callback_of_a_lead_but_not_identical_retri
     assert (stored["callbacks"], stored["enrichment"]["icp_score"]) == (3, 91)
 
 
-def test_a_late_older_callback_is_counted_but_does_not_replace_the_newer_enrichment(stack: Any) -> None:
-    leads = LeadsTable(stack.table_names["LeadsTable"])
-    leads.save_enrichment("ld_late", "ld_late#new", {"icp_score": 90}, "2026-01-01T00:02:00+00:00")
-    leads.save_enrichment("ld_late", "ld_late#old", {"icp_score": 40}, "2026-01-01T00:01:00+00:00")
-    stored = leads.get("ld_late")
-    assert stored is not None
-    assert (stored["callbacks"], stored["callback_id"], stored["enrichment"]) == (2, "ld_late#new", {"icp_score": 90})
-
-
 def test_rotated_secret_accepted_and_wrong_one_refused(callback: Any, stack: Any, lambda_context: Any) -> None:
     assert answer(callback.lambda_handler(callback_event(LEAD, OLD_SECRET), lambda_context))[0] == 200
     status, body = answer(callback.lambda_handler(callback_event({**LEAD, "x": 1}, "guess"), lambda_context))
@@ -161,7 +160,7 @@ def test_no_secret_configured_fails_closed(
 ) -> None:
     # GIVEN no CALLBACK_SECRETS in the environment nor in the config secret
     app = load_function("CallbackFunction")
-    monkeypatch.setattr(callback_service, "_warned_no_secret", False)
+    monkeypatch.setattr(caller_auth, "_logged_problems", set())
     app.lambda_handler(callback_event(LEAD, ""), lambda_context)
     status, body = answer(app.lambda_handler(callback_event(LEAD, ""), lambda_context))
     # THEN every callback is refused and the misconfiguration is logged once
@@ -194,13 +193,13 @@ def test_secret_read_from_config_secret(load_function: Any, stack: Any, lambda_c
     ids=["malformed", "array", "string", "empty", "no-identifier", "content-type", "unstorable", "bad-only-identifier"],
 )
 def test_bad_input_gets_a_clear_error_and_nothing_is_stored(
-    callback: Any, stack: Any, lambda_context: Any, body: str, headers: dict[str, str], status: int, error_part: str
+    callback_without_aws: Any, lambda_context: Any, body: str, headers: dict[str, str], status: int, error_part: str
 ) -> None:
-    response = callback.lambda_handler(callback_event(body, **headers), lambda_context)
+    """Nothing is stored: without AWS, a write would have been refused and the answer a 503."""
+    response = callback_without_aws.lambda_handler(callback_event(body, **headers), lambda_context)
     code, answer_body = answer(response)
     assert code == status
     assert error_part in json.dumps(answer_body)
-    assert drain(stack.queue_urls["RoutingQueue"]) == []
 
 
 def test_columns_that_cannot_be_read_are_accepted_with_warnings_and_kept_as_sent(
@@ -236,11 +235,11 @@ def test_a_clean_callback_has_no_warnings_key(callback: Any, lambda_context: Any
     assert "warnings" not in answer(callback.lambda_handler(callback_event(LEAD), lambda_context))[1]
 
 
-def test_oversized_body_is_refused_before_parsing(callback: Any, stack: Any, lambda_context: Any) -> None:
+def test_oversized_body_is_refused_before_parsing(callback_without_aws: Any, lambda_context: Any) -> None:
+    """Nothing is queued: without AWS, a write would have been refused and the answer a 503."""
     huge = json.dumps({**LEAD, "notes": "x" * 1_100_000})
-    code, body = answer(callback.lambda_handler(callback_event(huge), lambda_context))
+    code, body = answer(callback_without_aws.lambda_handler(callback_event(huge), lambda_context))
     assert code == 413 and "limit is 204800" in body["error"]
-    assert drain(stack.queue_urls["RoutingQueue"]) == []
 
 
 def test_hmac_over_base64_body(load_function: Any, stack: Any, lambda_context: Any) -> None:
@@ -289,9 +288,9 @@ def test_jwt_flow(load_function: Any, stack: Any, lambda_context: Any) -> None:
     assert answer(app.lambda_handler(not_json, lambda_context))[0] == 400
 
 
-def test_token_endpoint_is_closed_outside_jwt_mode(callback: Any, lambda_context: Any) -> None:
+def test_token_endpoint_is_closed_outside_jwt_mode(callback_without_aws: Any, lambda_context: Any) -> None:
     event = http_event("POST", "/clay/token", json.dumps({"username": "clay", "password": "x"}))
-    assert answer(callback.lambda_handler(event, lambda_context))[0] == 401
+    assert answer(callback_without_aws.lambda_handler(event, lambda_context))[0] == 401
 
 
 def test_sqs_failure_gives_5xx_then_retry_succeeds_once(callback: Any, stack: Any, lambda_context: Any) -> None:
@@ -342,16 +341,12 @@ def test_fifty_concurrent_identical_callbacks_route_once(load_function: Any, sta
     assert all(body.get("duplicate") is True for code, body in responses if code == 409)
 
 
-def test_unknown_route_is_404(callback: Any, lambda_context: Any) -> None:
+def test_unknown_route_is_404(callback_without_aws: Any, lambda_context: Any) -> None:
     event = http_event("GET", "/clay/callback", None, {"x-clay-signature": SECRET})
-    assert answer(callback.lambda_handler(event, lambda_context)) == (404, {"error": "not found"})
+    assert answer(callback_without_aws.lambda_handler(event, lambda_context)) == (404, {"error": "not found"})
 
 
 # -- bad input is a 4xx naming the problem, never a 503 Clay would retry forever (issue 15) --------------
-def stored_count(stack: Any) -> int:
-    return int(client("dynamodb").scan(TableName=stack.table_names["LeadsTable"], Select="COUNT")["Count"])
-
-
 def padded(size: int, **fields: Any) -> bytes:
     """A callback body of exactly `size` bytes (a notes column fills it up)."""
     base = {"lead_id": "ld_big", "email": "big@acme.com", **fields, "notes": ""}
@@ -361,13 +356,13 @@ def padded(size: int, **fields: Any) -> bytes:
 
 @pytest.mark.parametrize("size", [405_000, 399_000, 1_048_000], ids=["405KB", "just-under-400KB", "1MB"])
 def test_body_the_leads_table_cannot_hold_is_a_413_naming_the_limit(
-    callback: Any, stack: Any, lambda_context: Any, size: int
+    callback_without_aws: Any, lambda_context: Any, size: int
 ) -> None:
+    """Nothing is stored or queued: without AWS, a write would have been refused and the answer a 503."""
     # GIVEN an authenticated body larger than the callback cap (DynamoDB's item limit is 400 KB)
-    code, body = answer(callback.lambda_handler(callback_event(padded(size)), lambda_context))
+    code, body = answer(callback_without_aws.lambda_handler(callback_event(padded(size)), lambda_context))
     # THEN 413 names the limit, and nothing is stored or queued
-    assert code == 413 and f"the limit is {callback.settings.callback_max_body_bytes}" in body["error"]
-    assert drain(stack.queue_urls["RoutingQueue"]) == [] and stored_count(stack) == 0
+    assert code == 413 and f"the limit is {callback_without_aws.settings.callback_max_body_bytes}" in body["error"]
 
 
 def test_bodies_around_the_cap(callback: Any, stack: Any, lambda_context: Any) -> None:
@@ -386,24 +381,24 @@ def test_bodies_around_the_cap(callback: Any, stack: Any, lambda_context: Any) -
 
 
 def test_body_that_grows_past_the_item_limit_when_stored_is_a_413(
-    callback: Any, stack: Any, lambda_context: Any
+    callback_without_aws: Any, lambda_context: Any
 ) -> None:
+    """Nothing is stored: without AWS, a write would have been refused and the answer a 503."""
     # GIVEN a body under the cap whose values take more room in DynamoDB than in JSON ("1," is 3 bytes there)
     ones = [1] * 100_000
     raw = json.dumps({"lead_id": "ld_ones", "scores": ones}, separators=(",", ":")).encode()
-    assert len(raw) < callback.settings.callback_max_body_bytes
-    code, body = answer(callback.lambda_handler(callback_event(raw), lambda_context))
+    assert len(raw) < callback_without_aws.settings.callback_max_body_bytes
+    code, body = answer(callback_without_aws.lambda_handler(callback_event(raw), lambda_context))
     # THEN the leads table limit is named and nothing is stored
     assert code == 413 and "leads table" in body["error"] and "the limit is 300000" in body["error"]
-    assert stored_count(stack) == 0
 
 
-def test_body_that_grows_past_the_queue_limit_is_a_413(callback: Any, stack: Any, lambda_context: Any) -> None:
+def test_body_that_grows_past_the_queue_limit_is_a_413(callback_without_aws: Any, lambda_context: Any) -> None:
+    """Nothing is stored or queued: without AWS, a write would have been refused and the answer a 503."""
     # GIVEN numbers written short (1e5) that become long in the routing message (100000.0)
     raw = ("{" + '"lead_id":"ld_floats","f":[' + ",".join(["1e5"] * 45_000) + "]}").encode()
-    code, body = answer(callback.lambda_handler(callback_event(raw), lambda_context))
+    code, body = answer(callback_without_aws.lambda_handler(callback_event(raw), lambda_context))
     assert code == 413 and "queue message" in body["error"] and "the limit is 262144" in body["error"]
-    assert drain(stack.queue_urls["RoutingQueue"]) == [] and stored_count(stack) == 0
 
 
 @pytest.mark.parametrize(
@@ -419,12 +414,12 @@ def test_body_that_grows_past_the_queue_limit_is_a_413(callback: Any, stack: Any
     ids=["1e200", "1e-200", "40-digits", "500-deep", "lone-surrogate", "empty-key"],
 )
 def test_values_the_stores_cannot_hold_are_a_400_naming_the_field(
-    callback: Any, stack: Any, lambda_context: Any, raw: str, field: str
+    callback_without_aws: Any, lambda_context: Any, raw: str, field: str
 ) -> None:
-    code, body = answer(callback.lambda_handler(callback_event(raw), lambda_context))
+    """Nothing is stored or queued: without AWS, a write would have been refused and the answer a 503."""
+    code, body = answer(callback_without_aws.lambda_handler(callback_event(raw), lambda_context))
     assert code == 400, body
     assert field in {item["field"] for item in body["fields"]}
-    assert drain(stack.queue_urls["RoutingQueue"]) == [] and stored_count(stack) == 0
 
 
 @pytest.mark.parametrize(
@@ -439,11 +434,11 @@ def test_values_the_stores_cannot_hold_are_a_400_naming_the_field(
     ids=["100k-deep", "NaN", "trimmed-name-collision", "empty-name", "surrogate-name"],
 )
 def test_bodies_that_cannot_be_read_as_a_lead_are_a_400(
-    callback: Any, stack: Any, lambda_context: Any, raw: str, error_part: str
+    callback_without_aws: Any, lambda_context: Any, raw: str, error_part: str
 ) -> None:
-    code, body = answer(callback.lambda_handler(callback_event(raw), lambda_context))
+    """Nothing is stored or queued: without AWS, a write would have been refused and the answer a 503."""
+    code, body = answer(callback_without_aws.lambda_handler(callback_event(raw), lambda_context))
     assert code == 400 and error_part in json.dumps(body, ensure_ascii=False)
-    assert drain(stack.queue_urls["RoutingQueue"]) == [] and stored_count(stack) == 0
 
 
 def test_a_bug_is_a_500_with_its_own_metric_and_the_retry_is_not_blocked(
@@ -468,9 +463,9 @@ def test_a_bug_is_a_500_with_its_own_metric_and_the_retry_is_not_blocked(
 
 @pytest.mark.parametrize("stamp", ["9" * 5000, "1e400", "\u00b2"], ids=["5000-digits", "1e400", "superscript-two"])
 def test_hmac_timestamp_nobody_can_read_is_a_401_counted_as_an_auth_failure(
-    load_function: Any, stack: Any, lambda_context: Any, capsys: pytest.CaptureFixture[str], stamp: str
+    load_function_without_aws: Any, lambda_context: Any, capsys: pytest.CaptureFixture[str], stamp: str
 ) -> None:
-    app = load_function("CallbackFunction", CALLBACK_AUTH_MODE="hmac", CALLBACK_SECRETS=SECRET)
+    app = load_function_without_aws("CallbackFunction", CALLBACK_AUTH_MODE="hmac", CALLBACK_SECRETS=SECRET)
     raw = json.dumps(LEAD).encode()
     signature = hmac.new(SECRET.encode(), stamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
     event = callback_event(raw, signature, **{"x-clay-timestamp": stamp})
@@ -493,59 +488,65 @@ def token_event(raw: str | bytes) -> dict[str, Any]:
     return http_event("POST", "/clay/token", raw, {"content-type": "application/json"})
 
 
-@pytest.mark.parametrize(
-    ("raw", "expected", "error_part"),
-    [
-        ("[" * 100_000 + "]" * 100_000, 413, "the limit is 4096"),
-        # 5.9 MB of nested arrays: parsed before authenticating, it cost 0.37 s of CPU and +100 MB of memory
-        ("[" + ",".join(["[[]]"] * 1_180_000) + "]", 413, "the limit is 4096"),
-        ("x" * 4097, 413, "the limit is 4096"),
-        ("", 400, "empty"),
-        ("username=clay&password=pa55word-long-enough", 400, "not valid JSON"),
-        ('["clay", "pa55word-long-enough"]', 400, "JSON object, not list"),
-        ('{"username": "clay"}', 400, "invalid fields"),
-        ('{"username": "clay", "password": 1234567890}', 400, "invalid fields"),
-        ('{"user": "clay", "pass": "pa55word-long-enough"}', 400, "invalid fields"),
-        ('{"username": "clay", "password": "wrong-password-12345"}', 401, "unauthorized"),
-        ('{"username": "nobody", "password": "pa55word-long-enough"}', 401, "unauthorized"),
-        ('{"username": "clay", "password": "pa55word-\\ud800"}', 401, "unauthorized"),
-        ('{"username": "\\ud800", "password": "pa55word-long-enough"}', 401, "unauthorized"),
-    ],
-    ids=[
-        "100k-deep",
-        "5.9MB-deep",
-        "over-cap",
-        "empty",
-        "form-encoded",
-        "array",
-        "no-password",
-        "number-password",
-        "other-names",
-        "wrong-password",
-        "unknown-user",
-        "surrogate-password",
-        "surrogate-user",
-    ],
-)
-def test_token_endpoint_answers_413_400_or_401_by_what_is_wrong(
-    load_function: Any, lambda_context: Any, raw: str, expected: int, error_part: str
-) -> None:
-    # Malformed request: 413 (too big, before parsing) or 400 (says what); wrong credentials: 401 (says nothing)
-    code, body = answer(jwt_app(load_function).lambda_handler(token_event(raw), lambda_context))
+# Malformed requests: 413 (too big, before parsing) or 400 (says what), answered before the lockout is read
+MALFORMED_TOKEN_REQUESTS = {
+    "100k-deep": ("[" * 100_000 + "]" * 100_000, 413, "the limit is 4096"),
+    # 5.9 MB of nested arrays: parsed before authenticating, it cost 0.37 s of CPU and +100 MB of memory
+    "5.9MB-deep": ("[" + ",".join(["[[]]"] * 1_180_000) + "]", 413, "the limit is 4096"),
+    "over-cap": ("x" * 4097, 413, "the limit is 4096"),
+    "empty": ("", 400, "empty"),
+    "form-encoded": ("username=clay&password=pa55word-long-enough", 400, "not valid JSON"),
+    "array": ('["clay", "pa55word-long-enough"]', 400, "JSON object, not list"),
+    "no-password": ('{"username": "clay"}', 400, "invalid fields"),
+    "number-password": ('{"username": "clay", "password": 1234567890}', 400, "invalid fields"),
+    "other-names": ('{"user": "clay", "pass": "pa55word-long-enough"}', 400, "invalid fields"),
+}
+# Wrong credentials: 401 (says nothing), after the caller's failures were read and counted (STATE_TABLE)
+WRONG_TOKEN_CREDENTIALS = {
+    "wrong-password": ('{"username": "clay", "password": "wrong-password-12345"}', 401, "unauthorized"),
+    "unknown-user": ('{"username": "nobody", "password": "pa55word-long-enough"}', 401, "unauthorized"),
+    "surrogate-password": ('{"username": "clay", "password": "pa55word-\\ud800"}', 401, "unauthorized"),
+    "surrogate-user": ('{"username": "\\ud800", "password": "pa55word-long-enough"}', 401, "unauthorized"),
+}
+
+
+def assert_token_answer(app: Any, lambda_context: Any, raw: str, expected: int, error_part: str) -> None:
+    code, body = answer(app.lambda_handler(token_event(raw), lambda_context))
     assert code == expected and error_part in json.dumps(body)
     if expected == 401:
         assert body == {"error": "unauthorized"}
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected", "error_part"), MALFORMED_TOKEN_REQUESTS.values(), ids=MALFORMED_TOKEN_REQUESTS.keys()
+)
+def test_token_endpoint_answers_413_or_400_to_a_malformed_request(
+    load_function_without_aws: Any, lambda_context: Any, raw: str, expected: int, error_part: str
+) -> None:
+    assert_token_answer(jwt_app(load_function_without_aws), lambda_context, raw, expected, error_part)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected", "error_part"), WRONG_TOKEN_CREDENTIALS.values(), ids=WRONG_TOKEN_CREDENTIALS.keys()
+)
+def test_token_endpoint_answers_401_to_wrong_credentials(
+    load_function: Any, stack: Any, lambda_context: Any, raw: str, expected: int, error_part: str
+) -> None:
+    assert_token_answer(jwt_app(load_function), lambda_context, raw, expected, error_part)
+    # AND the failure counts toward that caller's lockout (why these answers need the state table)
+    guard = TokenGuard(StateStore(stack.table_names["StateTable"]))
+    assert guard.check(caller_key("127.0.0.1", json.loads(raw)["username"])) == 1
+
+
 @pytest.mark.parametrize("users", ["clay:", ":pa55word-long-enough", "clay:short", "clay"])
-def test_jwt_users_that_would_let_a_guess_in_fail_the_cold_start(load_function: Any, users: str) -> None:
+def test_jwt_users_that_would_let_a_guess_in_fail_the_cold_start(load_function_without_aws: Any, users: str) -> None:
     with pytest.raises(ConfigError, match="CALLBACK_JWT_USERS entry 1"):
-        jwt_app(load_function, users)
+        jwt_app(load_function_without_aws, users)
 
 
-def test_short_callback_secret_fails_the_cold_start(load_function: Any) -> None:
+def test_short_callback_secret_fails_the_cold_start(load_function_without_aws: Any) -> None:
     with pytest.raises(ConfigError, match="CALLBACK_SECRETS entry 2"):
-        load_function("CallbackFunction", CALLBACK_SECRETS=f"{SECRET},short")
+        load_function_without_aws("CallbackFunction", CALLBACK_SECRETS=f"{SECRET},short")
 
 
 def test_weak_users_after_a_rotation_refuse_every_token(
@@ -583,7 +584,7 @@ def test_weak_users_in_the_config_secret_refuse_every_token_and_say_why(
         SecretId=stack.secret_id, SecretString=json.dumps({"CALLBACK_SECRETS": SECRET, "CALLBACK_JWT_USERS": "clay:"})
     )
     monkeypatch.delenv("CALLBACK_JWT_USERS", raising=False)
-    monkeypatch.setattr(callback_service, "_warned_config", set())  # logged once per process
+    monkeypatch.setattr(caller_auth, "_logged_problems", set())  # logged once per process
     app = load_function("CallbackFunction", CALLBACK_AUTH_MODE="jwt")  # no network call while starting
     # WHEN Clay asks for a token with the empty password THEN it gets none, and the log names the entry
     login = token_event(json.dumps({"username": "clay", "password": ""}))
@@ -624,9 +625,9 @@ def test_lockout_grows_exponentially_is_bounded_and_a_success_clears_it(stack: A
     now = time.time()
     for failures in range(FREE_FAILURES + 1):
         guard.failed(key, failures, now=now)
-    with pytest.raises(HttpError) as locked:
+    with pytest.raises(TooManyAttempts) as locked:
         guard.check(key, now=now + 1)
-    assert locked.value.status == 429
+    assert answer_to(locked.value).status == 429
     assert guard.check(key, now=now + 2) == FREE_FAILURES + 1  # the lock has passed, the count stays
     guard.succeeded(key, FREE_FAILURES + 1)
     assert guard.check(key) == 0

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from clay_pipeline.adapters.batch_records import SENT_RECORD_TTL_SECONDS, SentBatches, iso
+from clay_pipeline.adapters.callback_claims import CallbackClaims
 from clay_pipeline.adapters.leads_table import LeadsTable
 from cli.main import main
 
@@ -24,7 +25,9 @@ def test_stale_lists_leads_without_a_callback_and_marks_nothing(stack: Any, caps
     entry = [1, 0, 2, 1]  # batch_records.ENTRY: webhook 1, sent at the record's sent_at, 2 receives, 1 POST
     batches.put("b-30h", now - 30 * HOUR, {"ld_a": entry}, SENT_RECORD_TTL_SECONDS)
     batches.put("b-2h", now - 2 * HOUR, {"ld_b": entry, "ld_c": entry}, SENT_RECORD_TTL_SECONDS)
-    leads.save_enrichment("ld_c", "ld_c#h", {"lead_id": "ld_c", "email": "c@x.io"}, iso(now - HOUR))
+    CallbackClaims(leads.table_name).save_enrichment(
+        "ld_c", "ld_c#h", {"lead_id": "ld_c", "email": "c@x.io"}, iso(now - HOUR)
+    )
     # WHEN listed with the default 24 hours THEN only the 30-hour-old silent lead is stale
     code = main(["stale", "--json"])
     report = json.loads(capsys.readouterr().out)
@@ -77,7 +80,9 @@ def test_export_prints_only_the_ids_for_clay(stack: Any, capsys: pytest.CaptureF
     batches, leads = SentBatches(stack.table_names["StateTable"]), LeadsTable(stack.table_names["LeadsTable"])
     entry = [0, 0, 1, 1]
     batches.put("b-30h", now - 30 * HOUR, {"ld_a": entry, "ld_b": entry, "ld_c": entry}, SENT_RECORD_TTL_SECONDS)
-    leads.save_enrichment("ld_c", "ld_c#h", {"lead_id": "ld_c", "email": "c@x.io"}, iso(now - HOUR))
+    CallbackClaims(leads.table_name).save_enrichment(
+        "ld_c", "ld_c#h", {"lead_id": "ld_c", "email": "c@x.io"}, iso(now - HOUR)
+    )
     # WHEN exported for a table filter THEN stdout is one pasteable line, the count on stderr
     assert main(["stale", "--export", "filter"]) == 0
     out, err = capsys.readouterr()

@@ -1,4 +1,5 @@
-"""IntakeFunction against moto's server: POST /leads events in, LeadQueue messages out."""
+"""IntakeFunction: POST /leads events in, LeadQueue messages out (moto's server); refusals answered before
+any AWS call, and answers to a queue replaced in the test, without AWS at all."""
 
 from __future__ import annotations
 
@@ -40,6 +41,13 @@ def intake(load_function: Any) -> Any:
     return load_function("IntakeFunction", INTAKE_API_KEYS=f"{PREVIOUS_KEY},{KEY}")
 
 
+@pytest.fixture
+def intake_without_aws(load_function_without_aws: Any) -> Any:
+    """The same function with no AWS behind it: a message it tries to queue is refused at once, so a refusal
+    answered this way queued nothing (the queueing would have failed the request with a 503)."""
+    return load_function_without_aws("IntakeFunction", INTAKE_API_KEYS=f"{PREVIOUS_KEY},{KEY}")
+
+
 def test_single_lead_event_is_queued(intake: Any, stack: Any, lambda_context: Any) -> None:
     # GIVEN events/intake-single.json WHEN it is posted
     status, body = answer(intake.lambda_handler(event_file("intake-single.json"), lambda_context))
@@ -66,19 +74,19 @@ def test_bulk_event_queues_valid_rows_and_reports_the_others(intake: Any, stack:
     assert {m.get("domain") for m in messages} >= {"globex.com", "northwind.io"}
 
 
-def test_invalid_event_is_a_400_naming_the_problem(intake: Any, stack: Any, lambda_context: Any) -> None:
-    status, body = answer(intake.lambda_handler(event_file("intake-invalid.json"), lambda_context))
+def test_invalid_event_is_a_400_naming_the_problem(intake_without_aws: Any, lambda_context: Any) -> None:
+    """Nothing is queued: without AWS, a message would have been refused and the answer a 503."""
+    status, body = answer(intake_without_aws.lambda_handler(event_file("intake-invalid.json"), lambda_context))
     assert status == 400
     assert body["accepted"] == 0
     assert body["rejected"][0]["index"] == 0
-    assert drain(stack.queue_urls["LeadQueue"]) == []
 
 
 @pytest.mark.parametrize("key", [None, "", "wrong-key", KEY + "x", KEY.upper()])
-def test_missing_or_wrong_key_is_401(intake: Any, stack: Any, lambda_context: Any, key: str | None) -> None:
-    status, body = answer(intake.lambda_handler(leads_event({"email": "a@b.co"}, key=key), lambda_context))
+def test_missing_or_wrong_key_is_401(intake_without_aws: Any, lambda_context: Any, key: str | None) -> None:
+    """Nothing is queued: without AWS, a message would have been refused and the answer a 503."""
+    status, body = answer(intake_without_aws.lambda_handler(leads_event({"email": "a@b.co"}, key=key), lambda_context))
     assert (status, body) == (401, {"error": "unauthorized"})
-    assert drain(stack.queue_urls["LeadQueue"]) == []
 
 
 def test_previous_key_still_works(intake: Any, lambda_context: Any) -> None:
@@ -86,17 +94,17 @@ def test_previous_key_still_works(intake: Any, lambda_context: Any) -> None:
     assert status == 202
 
 
-def test_no_keys_configured_refuses_everyone(load_function: Any, lambda_context: Any) -> None:
-    intake = load_function("IntakeFunction", INTAKE_API_KEYS="")
+def test_no_keys_configured_refuses_everyone(load_function_without_aws: Any, lambda_context: Any) -> None:
+    intake = load_function_without_aws("IntakeFunction", INTAKE_API_KEYS="")
     status, _ = answer(intake.lambda_handler(leads_event({"email": "a@b.co"}, key=""), lambda_context))
     assert status == 401
 
 
 @pytest.mark.parametrize("keys", ["a", f"{KEY},short-key"], ids=["one-character", "a-short-second-key"])
-def test_a_weak_key_in_the_environment_fails_the_cold_start(load_function: Any, keys: str) -> None:
+def test_a_weak_key_in_the_environment_fails_the_cold_start(load_function_without_aws: Any, keys: str) -> None:
     # GIVEN INTAKE_API_KEYS with a key below the callback secrets' floor THEN the function does not start
     with pytest.raises(ConfigError, match=r"INTAKE_API_KEYS entry \d is shorter than 32 characters"):
-        load_function("IntakeFunction", INTAKE_API_KEYS=keys)
+        load_function_without_aws("IntakeFunction", INTAKE_API_KEYS=keys)
 
 
 def test_a_weak_key_rotated_into_secrets_manager_refuses_everyone(
@@ -105,10 +113,14 @@ def test_a_weak_key_rotated_into_secrets_manager_refuses_everyone(
     # GIVEN the function started with the key in Secrets Manager, which is then rotated to "a"
     monkeypatch.delenv("INTAKE_API_KEYS", raising=False)
     secrets = client("secretsmanager")
-    secrets.put_secret_value(SecretId=stack.secret_id, SecretString=json.dumps({"INTAKE_API_KEYS": KEY}))
+    secrets.put_secret_value(
+        SecretId=stack.resolver.refs["IntakeSecret"], SecretString=json.dumps({"INTAKE_API_KEYS": KEY})
+    )
     intake = load_function("IntakeFunction")
     assert answer(intake.lambda_handler(leads_event({"email": "a@b.co"}), lambda_context))[0] == 202
-    secrets.put_secret_value(SecretId=stack.secret_id, SecretString=json.dumps({"INTAKE_API_KEYS": "a"}))
+    secrets.put_secret_value(
+        SecretId=stack.resolver.refs["IntakeSecret"], SecretString=json.dumps({"INTAKE_API_KEYS": "a"})
+    )
     clear_secret_cache()
     # WHEN anyone calls, even with the weak key THEN 401, and the log says why without the key
     for key in (KEY, "a"):
@@ -117,18 +129,18 @@ def test_a_weak_key_rotated_into_secrets_manager_refuses_everyone(
     assert "INTAKE_API_KEYS entry 1 is shorter than 32 characters" in logs and '"a"' not in logs
 
 
-def test_malformed_json_is_400(intake: Any, lambda_context: Any) -> None:
-    status, body = answer(intake.lambda_handler(leads_event('{"email": "a@b.co",'), lambda_context))
+def test_malformed_json_is_400(intake_without_aws: Any, lambda_context: Any) -> None:
+    status, body = answer(intake_without_aws.lambda_handler(leads_event('{"email": "a@b.co",'), lambda_context))
     assert status == 400
     assert body["error"].startswith("body is not valid JSON")
 
 
-def test_oversize_body_is_413(load_function: Any, stack: Any, lambda_context: Any) -> None:
-    intake = load_function("IntakeFunction", INTAKE_API_KEYS=KEY, INTAKE_MAX_BODY_BYTES="2048")
+def test_oversize_body_is_413(load_function_without_aws: Any, lambda_context: Any) -> None:
+    """Nothing is queued: without AWS, a message would have been refused and the answer a 503."""
+    intake = load_function_without_aws("IntakeFunction", INTAKE_API_KEYS=KEY, INTAKE_MAX_BODY_BYTES="2048")
     big = {"email": "a@b.co", "notes": "x" * 3000}
     status, _ = answer(intake.lambda_handler(leads_event(big), lambda_context))
     assert status == 413
-    assert drain(stack.queue_urls["LeadQueue"]) == []
 
 
 def test_500_rows_are_accepted_and_501_refused(intake: Any, stack: Any, lambda_context: Any) -> None:
@@ -145,23 +157,23 @@ def test_500_rows_are_accepted_and_501_refused(intake: Any, stack: Any, lambda_c
 
 
 def test_queue_outage_is_503_so_the_caller_retries(
-    intake: Any, stack: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    intake_without_aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def refuse(self: Any, messages: list[dict[str, Any]], attempts: int = 3) -> list[int]:
         return list(range(len(messages)))
 
     monkeypatch.setattr(queues.Queue, "send_batch", refuse)
-    status, body = answer(intake.lambda_handler(leads_event([{"email": "a@b.co"}]), lambda_context))
+    status, body = answer(intake_without_aws.lambda_handler(leads_event([{"email": "a@b.co"}]), lambda_context))
     assert status == 503
     assert body == {"error": "temporarily unavailable; retry"}
 
 
 def test_rows_the_queue_refused_are_reported_for_resending(
-    intake: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    intake_without_aws: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(queues.Queue, "send_batch", lambda self, messages, attempts=3: [1])
     rows = [{"email": "a@b.co"}, {"email": "c@d.co"}, {"email": "e@f.co"}]
-    status, body = answer(intake.lambda_handler(leads_event(rows), lambda_context))
+    status, body = answer(intake_without_aws.lambda_handler(leads_event(rows), lambda_context))
     assert status == 202
     assert body["accepted"] == 2
     assert body["rejected"] == [{"index": 1, "error": "could not be queued; send this lead again"}]
@@ -276,7 +288,7 @@ def test_lone_surrogate_row_is_rejected_and_strands_nobody(intake: Any, stack: A
     ],
     ids=["100k-deep", "1e200", "600-deep-column", "email-backtracking"],
 )
-def test_bodies_that_once_gave_503_are_4xx(intake: Any, stack: Any, lambda_context: Any, raw: str) -> None:
-    status, body = answer(intake.lambda_handler(leads_event(raw), lambda_context))
+def test_bodies_that_once_gave_503_are_4xx(intake_without_aws: Any, lambda_context: Any, raw: str) -> None:
+    """Nothing is queued: without AWS, a message would have been refused and the answer a 503."""
+    status, body = answer(intake_without_aws.lambda_handler(leads_event(raw), lambda_context))
     assert status == 400 and body["error"]
-    assert drain(stack.queue_urls["LeadQueue"]) == []

@@ -24,6 +24,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.callback_claims import CallbackClaims
 from clay_pipeline.adapters.dynamodb import to_item
 from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.ledger import LeadLedger
@@ -106,7 +107,7 @@ class Router:
         """A RoutingQueue record as the callback queues it (the lead is stored first, like the callback does)."""
         key = str(lead["lead_id"])
         callback_id = callback_id or f"{key}#h1"
-        self.leads.save_enrichment(key, callback_id, lead, received_at)
+        CallbackClaims(self.leads.table_name).save_enrichment(key, callback_id, lead, received_at)
         body = {"callback_id": callback_id, "lead_key": key, "lead": lead, "received_at": received_at}
         return sqs_record(json.dumps(body), self.arn, message_id=f"m-{callback_id}", receive_count=receive_count)
 

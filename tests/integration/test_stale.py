@@ -19,6 +19,7 @@ import pytest
 from clay_pipeline.adapters import batch_records
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.batch_records import SENT_RECORD_TTL_SECONDS, SentBatches, hour_bucket, iso
+from clay_pipeline.adapters.callback_claims import CallbackClaims
 from clay_pipeline.adapters.dynamodb import to_item
 from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.state_table import StateStore
@@ -79,7 +80,9 @@ class History:
         self.batches.put(batch_id, sent_at, entries, SENT_RECORD_TTL_SECONDS, bodies)
 
     def callback(self, lead: str, at: float) -> None:
-        self.leads.save_enrichment(lead, f"{lead}#h", {"lead_id": lead, "email": f"{lead}@x.io"}, iso(at))
+        CallbackClaims(self.leads_table).save_enrichment(
+            lead, f"{lead}#h", {"lead_id": lead, "email": f"{lead}@x.io"}, iso(at)
+        )
 
     def bulk(self, sends: dict[int, list[str]], called_back: dict[str, float]) -> None:
         """Many batch records and called-back leads at once (BatchWriteItem: 25 items per call)."""

@@ -67,8 +67,8 @@ def settings_class(logical_id: str) -> type[config.Settings]:
     return settings
 
 
-def granted_actions(logical_id: str, parameters: dict[str, str] | None = None) -> set[str]:
-    """The actions granted to the function when deployed with these parameters (else the defaults): its
+def granted_statements(logical_id: str, parameters: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The statements granted to the function when deployed with these parameters (else the defaults): its
     Policies, and the AWS::IAM::Policy resources on the role SAM creates for it whose Condition holds."""
     resolver = Resolver(refs={**parameter_defaults(), **(parameters or {})})
     documents = list(functions()[logical_id].policies)
@@ -78,15 +78,41 @@ def granted_actions(logical_id: str, parameters: dict[str, str] | None = None) -
         if "Condition" in resource and not resolver.condition(resource["Condition"]):
             continue  # not created with these parameters
         documents.append(resource["Properties"]["PolicyDocument"])
+    return [statement for policy in resolver.resolve(documents) for statement in policy["Statement"]]
+
+
+def granted_actions(logical_id: str, parameters: dict[str, str] | None = None) -> set[str]:
     actions: set[str] = set()
-    for policy in resolver.resolve(documents):
-        for statement in policy["Statement"]:
-            assert statement["Effect"] == "Allow"
-            assert statement["Resource"] != "*", f"{logical_id}: {statement.get('Sid')} grants every resource"
-            listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            assert all("*" not in action for action in listed), f"{logical_id}: wildcard action"
-            actions.update(listed)
+    for statement in granted_statements(logical_id, parameters):
+        assert statement["Effect"] == "Allow"
+        assert statement["Resource"] != "*", f"{logical_id}: {statement.get('Sid')} grants every resource"
+        listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert all("*" not in action for action in listed), f"{logical_id}: wildcard action"
+        actions.update(listed)
     return actions
+
+
+SECRET_RESOURCE_REFS = {resource: f"local-{resource}" for resource in config.SECRET_RESOURCES}  # Resolver's Ref
+
+
+def readable_secrets(logical_id: str, parameters: dict[str, str] | None = None) -> set[str]:
+    """The secret resources the function's role may GetSecretValue on, deployed with these parameters."""
+    by_ref = {ref: resource for resource, ref in SECRET_RESOURCE_REFS.items()}
+    readable: set[str] = set()
+    for statement in granted_statements(logical_id, parameters):
+        listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if any(action.startswith("secretsmanager:") for action in listed):
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            readable.update(by_ref.get(resource, resource) for resource in resources)
+    return readable
+
+
+def config_secret_of(logical_id: str, parameters: dict[str, str] | None = None) -> str:
+    """The secret resource the function's CONFIG_SECRET_ID names ('' when it has none)."""
+    resolver = Resolver(refs={**parameter_defaults(), **(parameters or {})})
+    value = functions()[logical_id].environment.get("CONFIG_SECRET_ID")
+    by_ref = {ref: resource for resource, ref in SECRET_RESOURCE_REFS.items()}
+    return by_ref[resolver.resolve(value)] if value is not None else ""
 
 
 # ------------------------------------------------------------------------------------- handlers and environment
@@ -148,6 +174,11 @@ class CallRecorder:
 
     def __init__(self) -> None:
         self.actions: set[str] = set()
+        self.secrets_read: set[str] = set()  # SecretIds of GetSecretValue
+
+    def parameters(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        if not CallRecorder.paused and model.name == "GetSecretValue":
+            self.secrets_read.add(str(params["SecretId"]))
 
     def __call__(self, model: Any, **_: Any) -> None:
         if CallRecorder.paused:
@@ -171,11 +202,15 @@ def recorded_calls() -> Iterator[CallRecorder]:
     clients = [client(service) for service in SERVICES]
     for aws_client in clients:
         aws_client.meta.events.register("before-call.*.*", recorder, unique_id="policy-recorder")
+        aws_client.meta.events.register(
+            "before-parameter-build.*.*", recorder.parameters, unique_id="policy-recorder-params"
+        )
     try:
         yield recorder
     finally:
         for aws_client in clients:
             aws_client.meta.events.unregister("before-call.*.*", unique_id="policy-recorder")
+            aws_client.meta.events.unregister("before-parameter-build.*.*", unique_id="policy-recorder-params")
 
 
 def setup_client(service: str) -> Any:
@@ -184,7 +219,13 @@ def setup_client(service: str) -> Any:
 
 
 def put_secrets(stack: Provisioned, values: dict[str, str]) -> None:
-    setup_client("secretsmanager").put_secret_value(SecretId=stack.secret_id, SecretString=json.dumps(values))
+    """Each value into the one secret that holds it as deployed (config.SECRET_RESOURCES), every other
+    secret emptied: a function reading a name from the wrong secret finds nothing."""
+    for resource, names in config.SECRET_RESOURCES.items():
+        held = {name: value for name, value in values.items() if name in names}
+        setup_client("secretsmanager").put_secret_value(
+            SecretId=stack.resolver.refs[resource], SecretString=json.dumps(held)
+        )
     config.clear_secret_cache()
 
 
@@ -261,7 +302,11 @@ def sender_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
         # the routine path: a run started, recorded and its first poll queued; a lead already sent skipped
         put_secrets(stack, {"CLAY_API_KEY": "policy-api-key"})
         routine = load(
-            "SenderFunction", CLAY_ENRICHMENT_PATH="routine", CLAY_API_BASE_URL=clay.url, CLAY_ROUTINE_ID="r1"
+            "SenderFunction",
+            CLAY_ENRICHMENT_PATH="routine",
+            CLAY_API_BASE_URL=clay.url,
+            CLAY_ROUTINE_ID="r1",
+            CONFIG_SECRET_ID=stack.resolver.refs[config_secret_of("SenderFunction", ROUTINE)],
         )
         clay.script("/routines/r1/run", Reply(202, {"routine_run_id": "run-s1", "status": "in_progress"}))
         records = [sqs_record(json.dumps({"email": "s4@acme.com"}), arn), sqs_record(lead, arn)]
@@ -371,7 +416,30 @@ def run_collector_scenarios(stack: Provisioned, load: Callable[..., Any]) -> Non
         assert answer == {"batchItemFailures": []}
 
 
+def secret_seed_scenarios(stack: Provisioned, load: Callable[..., Any]) -> None:
+    """The upgrade: values only in the shared secret are copied into the per-concern ones (read, then write)."""
+    put_secrets(stack, {})
+    with not_recorded():
+        legacy = {"INTAKE_API_KEYS": "policy-key-0123456789abcdef0123456789", "HUBSPOT_ACCESS_TOKEN": "pat-p"}
+        setup_client("secretsmanager").put_secret_value(SecretId=stack.secret_id, SecretString=json.dumps(legacy))
+    resource = load_template()["Resources"]["SecretSeed"]
+    app = load("SecretSeedFunction")
+    with StubServer() as cloudformation:
+        event = {
+            "RequestType": "Create",
+            "ResponseURL": f"{cloudformation.url}/response",
+            "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/policy/1",
+            "RequestId": "policy-1",
+            "LogicalResourceId": "SecretSeed",
+            "ResourceType": "Custom::SecretSeed",
+            "ResourceProperties": stack.resolver.resolve(resource["Properties"]),
+        }
+        app.lambda_handler(event, LambdaContextStub())
+        assert json.loads(cloudformation.requests[0].body)["Status"] == "SUCCESS"
+
+
 SCENARIOS = {
+    "SecretSeedFunction": secret_seed_scenarios,
     "CallbackFunction": callback_scenarios,
     "IntakeFunction": intake_scenarios,
     "SenderFunction": sender_scenarios,
@@ -380,6 +448,7 @@ SCENARIOS = {
     "RunWebhookFunction": run_webhook_scenarios,
     "RunCollectorFunction": run_collector_scenarios,
 }
+ROUTINE = {"ClayEnrichmentPath": "routine"}
 # The parameters a scenario's function is deployed with, where they change its policy.
 SCENARIO_PARAMETERS = {"StaleSweeperFunction": {"StaleRequeue": "true"}}
 
@@ -399,6 +468,120 @@ def test_policy_allows_exactly_the_calls_the_function_makes(
     made = calls.actions
     assert made - granted == set(), f"{logical_id} makes calls its policy does not allow"
     assert granted - made == set(), f"{logical_id} is granted actions it never uses"
+    if logical_id == SEED:
+        return  # it reads every secret by design: test_the_seed_reads_the_shared_secret_and_fills_only_the_others
+    # and it read only the secret its CONFIG_SECRET_ID names (on each path the scenario runs)
+    paths = [SCENARIO_PARAMETERS.get(logical_id), *([ROUTINE] if logical_id == "SenderFunction" else [])]
+    own = {
+        stack.resolver.refs[config_secret_of(logical_id, path)] for path in paths if config_secret_of(logical_id, path)
+    }
+    assert calls.secrets_read <= own, f"{logical_id} read secrets other than its own"
+
+
+# ------------------------------------------------------------------------------------- one secret per concern
+SEED = "SecretSeedFunction"  # the upgrade's custom resource provider: reads the shared secret, fills the others
+
+
+def secret_grants(logical_id: str, parameters: dict[str, str]) -> dict[str, set[str]]:
+    """The secretsmanager actions the function's role is granted on each secret resource."""
+    by_ref = {ref: resource for resource, ref in SECRET_RESOURCE_REFS.items()}
+    grants: dict[str, set[str]] = {}
+    for statement in granted_statements(logical_id, parameters):
+        listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for resource in resources:
+            grants.setdefault(by_ref.get(resource, resource), set()).update(
+                action for action in listed if action.startswith("secretsmanager:")
+            )
+    return grants
+
+
+def deployed_secrets(parameters: dict[str, str]) -> set[str]:
+    resolver = Resolver(refs={**parameter_defaults(), **parameters})
+    return {
+        logical_id
+        for logical_id, resource in resources_of_type("AWS::SecretsManager::Secret").items()
+        if "Condition" not in resource or resolver.condition(resource["Condition"])
+    }
+
+
+@pytest.mark.parametrize("path", [{}, ROUTINE], ids=["table", "routine"])
+def test_the_seed_reads_the_shared_secret_and_fills_only_the_others(path: dict[str, str]) -> None:
+    # GIVEN the stack deployed on this path
+    shared = config.SHARED_SECRET_RESOURCE
+    others = deployed_secrets(path) - {shared}
+    # THEN the seed may only read the shared secret, and read and write each per-concern one deployed
+    assert secret_grants(SEED, path) == {
+        shared: {"secretsmanager:GetSecretValue"},
+        **{secret: {"secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"} for secret in others},
+    }
+    # AND the custom resource fills each of them with exactly the names config.SECRET_RESOURCES gives it
+    resource = load_template()["Resources"]["SecretSeed"]
+    properties = Resolver(refs={**parameter_defaults(), **path}).resolve(resource["Properties"])
+    assert properties["SharedSecret"] == SECRET_RESOURCE_REFS[shared]
+    by_ref = {ref: resource for resource, ref in SECRET_RESOURCE_REFS.items()}
+    filled = {by_ref[target["SecretId"]]: set(target["Names"]) for target in properties["Secrets"]}
+    assert filled == {secret: set(config.SECRET_RESOURCES[secret]) for secret in others}
+
+
+@pytest.mark.parametrize("path", [{}, ROUTINE], ids=["table", "routine"])
+@pytest.mark.parametrize("logical_id", sorted(functions()))
+def test_each_function_reading_a_per_concern_secret_waits_for_the_seed(logical_id: str, path: dict[str, str]) -> None:
+    # GIVEN the secret the function's CONFIG_SECRET_ID names on this path
+    own = config_secret_of(logical_id, path)
+    depends_on = load_template()["Resources"][logical_id].get("DependsOn", [])
+    depends_on = [depends_on] if isinstance(depends_on, str) else depends_on
+    # THEN it is updated only after SecretSeed filled that secret (a new stack's, or one upgraded from the shared)
+    switches = own not in ("", config.SHARED_SECRET_RESOURCE)
+    assert ("SecretSeed" in depends_on) == switches, logical_id
+    # AND on the upgrade it moves to a new role with its new secret in one step (the role's Path is create-only,
+    # so a changed one replaces the role; the old one, still allowed the shared secret, goes in the cleanup)
+    if switches:
+        assert functions()[logical_id].policies and "RolePath" in load_template()["Resources"][logical_id]["Properties"]
+
+
+@pytest.mark.parametrize("path", [{}, ROUTINE], ids=["table", "routine"])
+@pytest.mark.parametrize("logical_id", sorted(set(functions()) - {SEED}))
+def test_each_function_may_read_only_the_secret_its_config_secret_id_names(
+    logical_id: str, path: dict[str, str]
+) -> None:
+    own = config_secret_of(logical_id, path)
+    assert readable_secrets(logical_id, path) == ({own} if own else set())
+
+
+def test_the_intake_function_cannot_read_the_routers_or_clays_secrets() -> None:
+    for path in ({}, ROUTINE):
+        readable = readable_secrets("IntakeFunction", path)
+        assert readable == {"IntakeSecret"}
+        assert {"DestinationSecret", "ClayApiSecret", "ClayWebhookSecret", "ConfigSecret"}.isdisjoint(readable)
+
+
+def test_every_secret_resource_of_the_mapping_is_in_the_template_with_an_output() -> None:
+    template = load_template()
+    assert set(resources_of_type("AWS::SecretsManager::Secret")) == set(config.SECRET_RESOURCES)
+    assert {f"{resource}Name" for resource in config.SECRET_RESOURCES} <= set(template["Outputs"])
+
+
+@pytest.mark.parametrize("logical_id", sorted(functions()))
+@pytest.mark.usefixtures("secrets_only_in_secrets_manager")
+def test_each_function_reads_only_names_its_own_secret_holds(
+    stack: Provisioned, load_function: Any, logical_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN every secret read recorded by name WHEN the function runs its policy scenarios
+    read: set[str] = set()
+    real_secret = config.secret
+
+    def recording_secret(name: str) -> str:
+        read.add(name)
+        return real_secret(name)
+
+    monkeypatch.setattr(config, "secret", recording_secret)
+    SCENARIOS[logical_id](stack, load_function)
+    # THEN each name it read is one the secret its CONFIG_SECRET_ID names holds (config.SECRET_RESOURCES)
+    paths = [{}, ROUTINE] if logical_id == "SenderFunction" else [SCENARIO_PARAMETERS.get(logical_id, {})]
+    held = set().union(*(config.SECRET_RESOURCES.get(config_secret_of(logical_id, path), set()) for path in paths))
+    assert read <= held, f"{logical_id} reads {sorted(read - held)} from a secret its role cannot read"
+    assert bool(read) == bool(held)
 
 
 @pytest.mark.usefixtures("secrets_only_in_secrets_manager")

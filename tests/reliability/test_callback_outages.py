@@ -11,11 +11,11 @@ import time
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
 
 from clay_pipeline.adapters.aws import client
-from clay_pipeline.adapters.leads_table import Acceptance, LeadsTable
-from clay_pipeline.services.callback import DEADLINE_RESERVE_SECONDS, is_transient
+from clay_pipeline.adapters.callback_claims import CallbackClaims
+from clay_pipeline.core.callback_acceptance import Acceptance
+from clay_pipeline.services.callback import DEADLINE_RESERVE_SECONDS
 from local.apigw import http_event
 from local.outages import Outage
 from tests.conftest import LambdaContextStub
@@ -96,13 +96,13 @@ def test_a_completion_write_that_never_lands_still_answers_200_for_a_queued_call
     # GIVEN DynamoDB going down right after the claim, for longer than the invocation waits
     outage = Outage("dynamodb", 30.0)
 
-    class LeadsGoingDown(LeadsTable):
-        def accept_callback(self, *args: Any, **kwargs: Any) -> Acceptance:
-            acceptance = super().accept_callback(*args, **kwargs)
+    class ClaimsGoingDown(CallbackClaims):
+        def accept(self, *args: Any, **kwargs: Any) -> Acceptance:
+            acceptance = super().accept(*args, **kwargs)
             outage.start()
             return acceptance
 
-    monkeypatch.setattr(app.acceptor, "leads", LeadsGoingDown(app.acceptor.leads.table_name))
+    monkeypatch.setattr(app.acceptor, "claims", ClaimsGoingDown(app.acceptor.claims.table_name))
     try:
         status, answer, _ = post(app, LEAD, remaining_ms=7_000)
     finally:
@@ -111,28 +111,3 @@ def test_a_completion_write_that_never_lands_still_answers_200_for_a_queued_call
     assert outage.refused > 0
     assert (status, answer["duplicate"]) == (200, False)
     assert len(routed(stack)) == 1
-
-
-def test_a_claim_whose_answer_was_lost_is_recognised_by_its_retry(stack: Any) -> None:
-    # GIVEN a claim write that DynamoDB applied, then its answer lost (the same call tried again)
-    leads = LeadsTable(stack.table_names["LeadsTable"])
-    lease_until = time.time() + 20
-    args = ("ld_lost", "ld_lost#" + "a" * 32, {"lead_id": "ld_lost"}, "2026-01-01T00:00:00+00:00")
-    assert leads.accept_callback(*args, lease_until) is Acceptance.ACCEPTED
-    # WHEN the retry carries the same lease THEN it is this invocation's own claim: accepted, not in progress
-    assert leads.accept_callback(*args, lease_until) is Acceptance.ACCEPTED
-    # AND another invocation with its own lease still sees the claim as in progress
-    assert leads.accept_callback(*args, lease_until + 1) is Acceptance.IN_PROGRESS
-
-
-def test_only_failures_a_wait_can_mend_are_retried() -> None:
-    def client_error(code: str) -> ClientError:
-        return ClientError({"Error": {"Code": code, "Message": code}}, "UpdateItem")
-
-    assert is_transient(EndpointConnectionError(endpoint_url="https://dynamodb"))
-    assert is_transient(client_error("ProvisionedThroughputExceededException"))
-    assert is_transient(client_error("InternalServerError"))
-    assert not is_transient(client_error("ResourceNotFoundException"))  # a deleted table: no wait mends it
-    assert not is_transient(client_error("AWS.SimpleQueueService.NonExistentQueue"))
-    assert not is_transient(client_error("ValidationException"))  # our request is wrong: a bug
-    assert not is_transient(KeyError("enrichment"))

@@ -1,4 +1,4 @@
-"""API Gateway v2 plumbing: raw bytes, size, content type, JSON errors, and what each failure answers."""
+"""API Gateway v2 plumbing: raw bytes, headers, and what each refusal and each failure answers."""
 
 from __future__ import annotations
 
@@ -10,15 +10,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPe
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
 
 from clay_pipeline.adapters.queues import QueueSendError
-from clay_pipeline.http_api import (
-    HttpError,
-    check_content_type,
-    check_size,
-    dispatch,
-    lower_headers,
-    parse_json,
-    raw_body,
-)
+from clay_pipeline.core.errors import BadRequest, InProgress, Rejected, TooManyAttempts, Unauthorized
+from clay_pipeline.core.request_body import parse_json
+from clay_pipeline.http_api import HttpAnswer, answer_to, dispatch, lower_headers, raw_body
 from clay_pipeline.observability import log_metrics
 from local.apigw import http_event
 
@@ -34,44 +28,14 @@ def test_raw_body_text_and_base64() -> None:
 
 
 def test_invalid_base64_is_a_400() -> None:
-    with pytest.raises(HttpError) as caught:
+    with pytest.raises(Rejected) as caught:
         raw_body({"body": "!!!not base64", "isBase64Encoded": True})
-    assert caught.value.status == 400 and "base64" in caught.value.body["error"]
+    answer = answer_to(caught.value)
+    assert answer.status == 400 and "base64" in answer.body["error"]
 
 
 def test_missing_body_is_empty() -> None:
     assert raw_body({"headers": {}}) == b""
-
-
-def test_size_limit() -> None:
-    check_size(b"x" * 10, 10)
-    with pytest.raises(HttpError) as caught:
-        check_size(b"x" * 11, 10)
-    assert caught.value.status == 413
-
-
-@pytest.mark.parametrize(
-    "content_type", ["", "application/json", "application/json; charset=utf-8", "application/vnd.api+json", "text/json"]
-)
-def test_json_content_types_pass(content_type: str) -> None:
-    check_content_type({"content-type": content_type} if content_type else {})
-
-
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
-def test_other_content_types_are_415(content_type: str) -> None:
-    with pytest.raises(HttpError) as caught:
-        check_content_type({"content-type": content_type})
-    assert caught.value.status == 415
-
-
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [(b"", "empty"), (b"   ", "empty"), (b"{", "not valid JSON"), (b"\xff\xfe", "not UTF-8"), (b"NaN-", "not valid")],
-)
-def test_parse_json_errors_are_clear(body: bytes, message: str) -> None:
-    with pytest.raises(HttpError) as caught:
-        parse_json(body)
-    assert caught.value.status == 400 and message in caught.value.body["error"]
 
 
 def test_lower_headers() -> None:
@@ -83,23 +47,10 @@ def test_text_body_with_a_lone_surrogate_is_not_utf8() -> None:
     # GIVEN an event whose text body holds a raw lone surrogate (it cannot be UTF-8 encoded)
     body = raw_body({"body": '{"a": "\ud800"}'})
     # THEN its bytes are kept as they are, and parsing them names the problem
-    with pytest.raises(HttpError) as caught:
+    with pytest.raises(Rejected) as caught:
         parse_json(body)
-    assert caught.value.status == 400 and "not UTF-8" in caught.value.body["error"]
-
-
-@pytest.mark.parametrize("depth", [100_000, 1_000_000])
-def test_json_nested_beyond_the_parser_is_a_400(depth: int) -> None:
-    with pytest.raises(HttpError) as caught:
-        parse_json(b"[" * depth + b"]" * depth)
-    assert caught.value.status == 400 and "nested too deeply" in caught.value.body["error"]
-
-
-@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
-def test_non_json_number_constants_are_a_400(constant: bytes) -> None:
-    with pytest.raises(HttpError) as caught:
-        parse_json(b'{"lead_id": "x", "score": ' + constant + b"}")
-    assert caught.value.status == 400 and constant.decode().lstrip("-") in caught.value.body["error"]
+    answer = answer_to(caught.value)
+    assert answer.status == 400 and "not UTF-8" in answer.body["error"]
 
 
 # -- what an exception becomes: 503 only when a dependency failed --------------------------
@@ -188,3 +139,32 @@ def test_an_unexpected_error_is_a_500_with_its_own_metric_not_a_retry(
     status, body, metrics = answered(error, capsys)
     assert (status, body) == (500, {"error": "internal error"})
     assert metrics == {"TestUnexpectedError"}
+
+
+# -- what a refusal answers: the one map from the domain's kinds to HTTP ------------------------------------
+@pytest.mark.parametrize(
+    ("rejection", "expected"),
+    [
+        (
+            BadRequest("invalid fields", reason="invalid_fields", fields=[{"field": "email", "error": "x"}]),
+            HttpAnswer(400, {"error": "invalid fields", "fields": [{"field": "email", "error": "x"}]}, {}),
+        ),
+        (Unauthorized(), HttpAnswer(401, {"error": "unauthorized"}, {})),
+        (
+            InProgress("busy; retry later", reason="in_progress", retry_after_seconds=2, duplicate=True),
+            HttpAnswer(409, {"error": "busy; retry later", "duplicate": True}, {"Retry-After": "2"}),
+        ),
+        (
+            TooManyAttempts("too many", reason="locked_out", retry_after_seconds=30),
+            HttpAnswer(429, {"error": "too many"}, {"Retry-After": "30"}),
+        ),
+    ],
+    ids=["400", "401", "409", "429"],
+)
+def test_each_kind_of_refusal_answers_its_status_body_and_retry_after(
+    rejection: Rejected, expected: HttpAnswer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert answer_to(rejection) == expected
+    # AND through dispatch: the same answer, counted as a rejection by its reason
+    status, body, metrics = answered(rejection, capsys)
+    assert (status, body, metrics) == (expected.status, expected.body, {"TestRejected"})

@@ -11,7 +11,8 @@ import pytest
 from clay_pipeline.adapters.queues import QueueSendError
 from clay_pipeline.config import IntakeSettings
 from clay_pipeline.core import auth
-from clay_pipeline.http_api import HttpError
+from clay_pipeline.core.errors import Rejected
+from clay_pipeline.http_api import answer_to
 from clay_pipeline.services.intake import accept_leads, authenticate, enqueue, read_rows, validate_rows
 
 pytestmark = pytest.mark.unit
@@ -53,15 +54,15 @@ def test_one_lead_an_array_or_a_leads_object(document: Any) -> None:
     ],
 )
 def test_bad_bodies(raw: bytes, status: int) -> None:
-    with pytest.raises(HttpError) as error:
+    with pytest.raises(Rejected) as error:
         read_rows(SETTINGS, JSON, raw)
-    assert error.value.status == status
+    assert answer_to(error.value).status == status
 
 
 def test_declared_non_json_is_415() -> None:
-    with pytest.raises(HttpError) as error:
+    with pytest.raises(Rejected) as error:
         read_rows(SETTINGS, {"content-type": "text/csv"}, b"email\na@b.co")
-    assert error.value.status == 415
+    assert answer_to(error.value).status == 415
 
 
 def test_each_row_validated_on_its_own() -> None:
@@ -98,9 +99,9 @@ def test_accept_counts_and_sorts_rejections() -> None:
 
 
 def test_nothing_valid_is_400_and_nothing_queued_is_an_outage() -> None:
-    with pytest.raises(HttpError) as error:
+    with pytest.raises(Rejected) as error:
         accept_leads(SETTINGS, FakeQueue(), JSON, body([{"x": 1}]))
-    assert error.value.status == 400
+    assert answer_to(error.value).status == 400
     with pytest.raises(QueueSendError):
         accept_leads(SETTINGS, FakeQueue(refuse={0}), JSON, body({"email": "a@b.co"}))
 
@@ -121,6 +122,6 @@ def test_api_key_checked_against_every_key_in_constant_time(monkeypatch: pytest.
     authenticate({"x-api-key": KEY_ONE})
     assert len(calls) == 3  # a match on the first key still compares the rest
     for wrong in ("", KEY_ONE[:-1], KEY_ONE.upper(), f"{KEY_ONE} "):
-        with pytest.raises(HttpError) as error:
+        with pytest.raises(Rejected) as error:
             authenticate({"x-api-key": wrong})
-        assert error.value.status == 401
+        assert answer_to(error.value).status == 401

@@ -1,4 +1,7 @@
-"""The run-finished webhook: signature over the raw bytes (rotation, forgeries), test events, replays."""
+"""The run-finished webhook: signature over the raw bytes (rotation, forgeries), test events, replays.
+
+Deliveries refused before any AWS call run without AWS (load_function_without_aws): marking or queueing
+anything there would be a refused call, an error instead of the answer checked."""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ import pytest
 
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.config import RunPollSettings
-from clay_pipeline.http_api import HttpError
+from clay_pipeline.core.errors import Rejected
+from clay_pipeline.http_api import answer_to
 from clay_pipeline.services.run_webhook import RunWebhook, verify_signature
 from local.apigw import http_event
 from local.aws import Provisioned
@@ -93,6 +97,14 @@ def webhook(stack: Provisioned, monkeypatch: pytest.MonkeyPatch) -> RunWebhook:
     return RunWebhook(settings)
 
 
+@pytest.fixture
+def webhook_without_aws(load_function_without_aws: Any) -> RunWebhook:
+    """The function's own RunWebhook, with no AWS behind it: any mark or message it tries is refused at once."""
+    app = load_function_without_aws("RunWebhookFunction", CLAY_WEBHOOK_SIGNING_SECRETS=f"{CURRENT},{PREVIOUS}")
+    webhook: RunWebhook = app.webhook
+    return webhook
+
+
 def polls(stack: Provisioned) -> list[dict[str, Any]]:
     messages = client("sqs").receive_message(QueueUrl=stack.queue_urls["RunPollQueue"], MaxNumberOfMessages=10)
     return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
@@ -123,32 +135,34 @@ def test_a_replay_with_another_envelope_but_the_same_run_is_a_duplicate(webhook:
     assert webhook.receive(headers(sign(PREVIOUS, other)), other)["duplicate"] is True
 
 
-def test_a_test_delivery_is_answered_and_queues_nothing(webhook: RunWebhook, stack: Provisioned) -> None:
+def test_a_test_delivery_is_answered_and_queues_nothing(webhook_without_aws: RunWebhook) -> None:
+    """Nothing is queued: without AWS, a mark or a message would have been a refused call, not this answer."""
     body = b'{"webhookId":"wh_1","createdAt":"2026-11-22T10:00:00.000Z","data":{}}'
-    assert webhook.receive(headers(sign(CURRENT, body)), body) == {"received": True, "test": True}
-    assert polls(stack) == []
+    assert webhook_without_aws.receive(headers(sign(CURRENT, body)), body) == {"received": True, "test": True}
 
 
 def status_of(webhook: RunWebhook, request_headers: dict[str, str], body: bytes) -> int:
-    with pytest.raises(HttpError) as raised:
+    with pytest.raises(Rejected) as raised:
         webhook.receive(request_headers, body)
-    return raised.value.status
+    return answer_to(raised.value).status
 
 
-def test_an_unsigned_delivery_is_refused_and_queues_nothing(webhook: RunWebhook, stack: Provisioned) -> None:
-    assert status_of(webhook, headers(None), BODY) == 401
-    assert polls(stack) == []
+def test_an_unsigned_delivery_is_refused_and_queues_nothing(webhook_without_aws: RunWebhook) -> None:
+    """Nothing is queued: without AWS, a mark or a message would have been a refused call, not this answer."""
+    assert status_of(webhook_without_aws, headers(None), BODY) == 401
 
 
-def test_no_secret_configured_refuses_every_delivery(webhook: RunWebhook, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_secret_configured_refuses_every_delivery(
+    webhook_without_aws: RunWebhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CLAY_WEBHOOK_SIGNING_SECRETS", "")
-    assert status_of(webhook, headers(sign(CURRENT, BODY)), BODY) == 401
-    assert status_of(webhook, headers(sign("", BODY)), BODY) == 401
+    assert status_of(webhook_without_aws, headers(sign(CURRENT, BODY)), BODY) == 401
+    assert status_of(webhook_without_aws, headers(sign("", BODY)), BODY) == 401
 
 
-def test_an_oversize_body_is_refused_before_the_signature_is_computed(webhook: RunWebhook) -> None:
+def test_an_oversize_body_is_refused_before_the_signature_is_computed(webhook_without_aws: RunWebhook) -> None:
     big = b"{" + b" " * 70_000 + b"}"
-    assert status_of(webhook, headers(None), big) == 413
+    assert status_of(webhook_without_aws, headers(None), big) == 413
 
 
 @pytest.mark.parametrize(
@@ -163,11 +177,13 @@ def test_an_oversize_body_is_refused_before_the_signature_is_computed(webhook: R
         (b'{"data": {"routine_run_id": ""}}', 400),
     ],
 )
-def test_signed_but_malformed_deliveries_get_a_clear_400(webhook: RunWebhook, body: bytes, status: int) -> None:
-    with pytest.raises(HttpError) as raised:
-        webhook.receive(headers(sign(CURRENT, body)), body)
-    assert raised.value.status == status
-    assert "error" in raised.value.body
+def test_signed_but_malformed_deliveries_get_a_clear_400(
+    webhook_without_aws: RunWebhook, body: bytes, status: int
+) -> None:
+    with pytest.raises(Rejected) as raised:
+        webhook_without_aws.receive(headers(sign(CURRENT, body)), body)
+    assert answer_to(raised.value).status == status
+    assert "error" in answer_to(raised.value).body
 
 
 @pytest.mark.parametrize(
@@ -180,10 +196,11 @@ def test_signed_but_malformed_deliveries_get_a_clear_400(webhook: RunWebhook, bo
     ],
 )
 def test_a_signed_run_id_dynamodb_cannot_store_is_a_400_through_the_handler(
-    load_function: Any, stack: Provisioned, run_id: str, problem: str
+    load_function_without_aws: Any, run_id: str, problem: str
 ) -> None:
+    """Nothing is marked or queued: without AWS, either would have been a refused call and a 503."""
     # GIVEN a correctly signed delivery whose run id is JSON text that is not a storable id
-    app = load_function("RunWebhookFunction", CLAY_WEBHOOK_SIGNING_SECRETS=CURRENT)
+    app = load_function_without_aws("RunWebhookFunction", CLAY_WEBHOOK_SIGNING_SECRETS=CURRENT)
     body = ('{"webhookId":"wh_1","data":{"routine_run_id":"' + run_id + '"}}').encode()
     event = http_event("POST", "/clay/routine-webhook", body, headers(sign(CURRENT, body)))
     response = app.lambda_handler(event, LambdaContextStub())
@@ -191,4 +208,3 @@ def test_a_signed_run_id_dynamodb_cannot_store_is_a_400_through_the_handler(
     assert response["statusCode"] == 400
     [field] = json.loads(response["body"])["fields"]
     assert field["field"] == "data.routine_run_id" and problem in field["error"]
-    assert polls(stack) == []

@@ -1,9 +1,9 @@
 """Settings: non-secret values validated at cold start, secrets read at run time.
 
-Secrets live in one Secrets Manager secret (a JSON object) named by CONFIG_SECRET_ID and
-are read through Powertools parameters with its cache, so a rotated value is picked up
-within SECRET_CACHE_SECONDS without a deploy. An environment variable of the same name
-wins: that is how local runs and tests configure them.
+Secrets live in Secrets Manager, one secret (a JSON object) per concern (SECRET_RESOURCES); each
+function's CONFIG_SECRET_ID names the one holding what it reads. They are read through Powertools
+parameters with its cache, so a rotated value is picked up within SECRET_CACHE_SECONDS without a deploy.
+An environment variable of the same name wins: that is how local runs and tests configure them.
 """
 
 from __future__ import annotations
@@ -18,23 +18,35 @@ from clay_pipeline.core.errors import ConfigError
 
 SECRET_CACHE_SECONDS = 300
 
+# Which deployed secret holds each secret setting, by template.yaml resource (its output is <resource>Name):
+# one secret per concern, and each function's CONFIG_SECRET_ID and IAM name only the one it reads, so e.g. the
+# intake function cannot read the HubSpot token (tests/integration/test_template_contract.py checks both).
+SECRET_RESOURCES: dict[str, frozenset[str]] = {
+    "ConfigSecret": frozenset({"CALLBACK_SECRETS", "CALLBACK_JWT_USERS"}),  # CallbackFunction
+    "IntakeSecret": frozenset({"INTAKE_API_KEYS"}),  # IntakeFunction
+    "ClayWebhookSecret": frozenset({"CLAY_WEBHOOK_URLS", "CLAY_WEBHOOK_AUTH_TOKEN"}),  # SenderFunction (table path)
+    # routine path: the Public API key (clay api-keys create); SenderFunction and RunCollectorFunction
+    "ClayApiSecret": frozenset({"CLAY_API_KEY"}),
+    "DestinationSecret": frozenset(  # RouterFunction
+        {
+            "OUTREACH_WEBHOOK_URL",
+            "NURTURE_WEBHOOK_URL",
+            "SLACK_WEBHOOK_URL",
+            "ZAPIER_WEBHOOK_URL",
+            "HUBSPOT_ACCESS_TOKEN",
+        }
+    ),
+    # routine path: whsec_ secrets of the run webhook, current first; RunWebhookFunction
+    "RunWebhookSecret": frozenset({"CLAY_WEBHOOK_SIGNING_SECRETS"}),
+}
+# The secret every value lived in before the split (stacks deployed before it): the template's SecretSeed
+# copies each value it still holds into the secret that holds it now, and `clay-pipeline secret prune`
+# then removes the copies from it. It stays the callback's.
+SHARED_SECRET_RESOURCE = "ConfigSecret"  # noqa: S105  # nosec B105 - a template resource name, not a secret
 # Names that are secrets: never logged, never put in a template parameter.
-SECRET_NAMES = frozenset(
-    {
-        "CLAY_WEBHOOK_URLS",
-        "CLAY_WEBHOOK_AUTH_TOKEN",
-        "CALLBACK_SECRETS",
-        "CALLBACK_JWT_USERS",
-        "INTAKE_API_KEYS",
-        "OUTREACH_WEBHOOK_URL",
-        "NURTURE_WEBHOOK_URL",
-        "SLACK_WEBHOOK_URL",
-        "ZAPIER_WEBHOOK_URL",
-        "HUBSPOT_ACCESS_TOKEN",
-        "CLAY_API_KEY",  # routine path: the Public API key (clay api-keys create)
-        "CLAY_WEBHOOK_SIGNING_SECRETS",  # routine path: whsec_ secrets of the run webhook, current first
-    }
-)
+SECRET_NAMES: frozenset[str] = frozenset().union(*SECRET_RESOURCES.values())
+# The secret resource holding each name.
+SECRET_RESOURCE_OF = {name: resource for resource, names in SECRET_RESOURCES.items() for name in names}
 CLAY_API_BASE_URL = "https://api.clay.com/public/v0"
 HUBSPOT_OWNED_PROPERTIES = "hs_lead_status,lifecyclestage,hubspot_owner_id"
 HUBSPOT_NEW_CONTACT_VALUES = "hs_lead_status=NEW"
@@ -242,3 +254,8 @@ class RunCollectorSettings(RunPollSettings):
             routing_queue_url=self.routing_queue_url,
             lead_retention_days=self.lead_retention_days,
         )
+
+
+class SecretSeedSettings(Settings):
+    """SecretSeedFunction: nothing from its environment; which secrets to fill comes in the SecretSeed custom
+    resource's properties (template.yaml), so one template change updates both."""

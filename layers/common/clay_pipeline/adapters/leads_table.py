@@ -1,189 +1,26 @@
-"""The leads table: one item per lead, callback acceptance (exactly once per distinct callback)."""
+"""The leads table: one item per lead with its latest enrichment and routing outcome.
+
+How a callback's enrichment gets there, once per distinct callback, is callback_claims.py.
+"""
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from clay_pipeline.adapters.aws import client
-from clay_pipeline.adapters.dynamodb import STATE_TTL, from_item, is_condition_failure, to_item
-
-if TYPE_CHECKING:
-    pass
-
-
-VERSIONS = "versions"  # the lead item's list of its most recently accepted callback versions, oldest first
-PENDING_PREFIX = "pending_"  # + version: the lease of a callback being accepted
-# Exactly once needs the versions an identical re-send can still carry: Clay's retries (immediate) and its
-# re-sends of a lost answer come within a few versions of the original. The list keeps the newest
-# KEPT_VERSIONS; it is trimmed back to that once it reaches KEPT_VERSIONS + TRIM_SLACK (one extra write
-# per TRIM_SLACK callbacks of a lead that has many), so the item holds at most 47 versions of 32
-# characters (about 1.6 KB), whatever the number of re-sends. A version older than that is accepted
-# again when it is re-sent (docs/ARCHITECTURE.md, "Bounded state per lead").
-KEPT_VERSIONS = 32
-TRIM_SLACK = 16
-
-
-def callback_version(callback_id: str) -> str:
-    """The body hash part of a callback id (`<lead_key>#<hash>`): what tells two callbacks of a lead apart."""
-    return callback_id.rsplit("#", 1)[-1]
-
-
-class Acceptance(enum.Enum):
-    ACCEPTED = "accepted"  # claimed and stored: queue it, then complete_callback
-    DUPLICATE = "duplicate"  # this very body was accepted recently
-    IN_PROGRESS = "in_progress"  # an identical callback holds the claim right now
+from clay_pipeline.adapters.dynamodb import from_item, is_condition_failure, to_item
 
 
 @dataclass(frozen=True)
 class LeadsTable:
-    """LEADS_TABLE: one item per lead key with its latest enrichment and routing outcome.
-
-    retention_days: each accepted callback sets the item's expires_at (the table's TTL) that many days
-    ahead; 0 keeps items for good.
-    """
+    """LEADS_TABLE: one item per lead key with its latest enrichment and routing outcome."""
 
     table_name: str
-    retention_days: int = 0
-
-    def accept_callback(
-        self, lead_key: str, callback_id: str, lead: dict[str, Any], received_at: str, lease_until: float
-    ) -> Acceptance:
-        """Claim a callback and store its lead, in one conditional write (see callback.py for the flow).
-
-        The claim is a top-level attribute `pending_<version>` holding the lease's end (epoch seconds);
-        an accepted version is in the `versions` list (complete_callback). The enrichment replaces the
-        stored one unless a newer callback of the lead was stored already, and `callbacks` counts the
-        lead's callbacks either way. A retry of this call with the same `lease_until` (its first try
-        may have been written before its answer was lost) recognises its own claim: ACCEPTED.
-        """
-        version = callback_version(callback_id)
-        now = time.time()
-        values = to_item(
-            {
-                ":callback_id": callback_id,
-                ":lead": lead,
-                ":received_at": received_at,
-                ":status": "received",
-                ":one": 1,
-                ":lease": lease_until,
-                ":now": now,
-                ":version": version,
-            }
-        )
-        names = {"#pending": PENDING_PREFIX + version, "#versions": VERSIONS}
-        claim = "(attribute_not_exists(#pending) OR #pending < :now) AND NOT contains(#versions, :version)"
-        expiry = ""
-        if self.retention_days:
-            values[":expires"] = {"N": str(int(now) + self.retention_days * 86400)}
-            expiry = f", {STATE_TTL} = :expires"
-        store = (
-            "SET callback_id = :callback_id, enrichment = :lead, received_at = :received_at, "
-            f"routing_status = :status, #pending = :lease{expiry} REMOVE routes, destinations, skipped_reason"
-        )
-        try:
-            client("dynamodb").update_item(
-                TableName=self.table_name,
-                Key=lead_item_key(lead_key),
-                UpdateExpression=store + " ADD callbacks :one",
-                ConditionExpression=f"{claim} AND (attribute_not_exists(received_at) OR received_at <= :received_at)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if not is_condition_failure(error):
-                raise
-            old = from_item(error.response.get("Item", {}))
-            if version in (old.get(VERSIONS) or []):
-                return Acceptance.DUPLICATE
-            if old.get(PENDING_PREFIX + version) == lease_until:
-                return Acceptance.ACCEPTED  # our own claim, written by a try whose answer was lost
-            if float(old.get(PENDING_PREFIX + version, 0)) >= now:
-                return Acceptance.IN_PROGRESS
-            # A newer callback of the lead is stored: claim and count this one without replacing it.
-            try:
-                client("dynamodb").update_item(
-                    TableName=self.table_name,
-                    Key=lead_item_key(lead_key),
-                    UpdateExpression="SET #pending = :lease ADD callbacks :one",
-                    ConditionExpression=claim,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues={k: values[k] for k in (":lease", ":now", ":version", ":one")},
-                )
-            except ClientError as retry_error:
-                if not is_condition_failure(retry_error):
-                    raise
-                return Acceptance.IN_PROGRESS  # claimed meanwhile by an identical callback: ask again
-        return Acceptance.ACCEPTED
-
-    def complete_callback(self, lead_key: str, callback_id: str) -> None:
-        """The callback is queued: its version joins the recent versions and its claim ends (one write, and
-        a trimming write once the list reaches KEPT_VERSIONS + TRIM_SLACK). Safe to repeat."""
-        version = callback_version(callback_id)
-        names = {"#pending": PENDING_PREFIX + version, "#versions": VERSIONS}
-        try:
-            response = client("dynamodb").update_item(
-                TableName=self.table_name,
-                Key=lead_item_key(lead_key),
-                UpdateExpression=(
-                    "SET #versions = list_append(if_not_exists(#versions, :none), :version) REMOVE #pending"
-                ),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={":version": {"L": [{"S": version}]}, ":none": {"L": []}},
-                ReturnValues="UPDATED_NEW",
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ValidationException":
-                raise
-            # An item written before the list: `versions` is a string set that only grew. It starts again here.
-            client("dynamodb").update_item(
-                TableName=self.table_name,
-                Key=lead_item_key(lead_key),
-                UpdateExpression="SET #versions = :version REMOVE #pending",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={":version": {"L": [{"S": version}]}},
-            )
-            return
-        kept = [entry.get("S", "") for entry in response.get("Attributes", {}).get(VERSIONS, {}).get("L", [])]
-        if len(kept) >= KEPT_VERSIONS + TRIM_SLACK:
-            self._trim_versions(lead_key, kept)
-
-    def _trim_versions(self, lead_key: str, kept: list[str]) -> None:
-        """Drop the oldest versions down to KEPT_VERSIONS, unless another invocation trimmed them first."""
-        excess = len(kept) - KEPT_VERSIONS
-        try:
-            client("dynamodb").update_item(
-                TableName=self.table_name,
-                Key=lead_item_key(lead_key),
-                UpdateExpression="REMOVE " + ", ".join(f"#versions[{index}]" for index in range(excess)),
-                ConditionExpression="#versions[0] = :oldest",
-                ExpressionAttributeNames={"#versions": VERSIONS},
-                ExpressionAttributeValues={":oldest": {"S": kept[0]}},
-            )
-        except ClientError as error:
-            if not is_condition_failure(error):
-                raise
-
-    def release_callback(self, lead_key: str, callback_id: str) -> None:
-        """The callback could not be queued: drop its claim and its count, so a re-send is accepted."""
-        client("dynamodb").update_item(
-            TableName=self.table_name,
-            Key=lead_item_key(lead_key),
-            UpdateExpression="REMOVE #pending ADD callbacks :minus_one",
-            ExpressionAttributeNames={"#pending": PENDING_PREFIX + callback_version(callback_id)},
-            ExpressionAttributeValues={":minus_one": {"N": "-1"}},
-        )
-
-    def save_enrichment(self, lead_key: str, callback_id: str, lead: dict[str, Any], received_at: str) -> None:
-        """Store a lead's enrichment as an accepted callback would (tests and tools that bypass the callback)."""
-        if self.accept_callback(lead_key, callback_id, lead, received_at, lease_until=0) is Acceptance.ACCEPTED:
-            self.complete_callback(lead_key, callback_id)
 
     def record_routing(self, lead_key: str, callback_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
         """Write the router's outcome for this callback (ignored if a newer enrichment replaced it); None removes.

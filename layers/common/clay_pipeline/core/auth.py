@@ -60,16 +60,6 @@ def check_secrets(secrets: list[str], name: str = "CALLBACK_SECRETS") -> list[st
     return secrets
 
 
-def check_environment_secrets(*names: str) -> None:
-    """At cold start: these secrets, when set in the environment, must be strong enough (ConfigError fails
-    the start). Values in Secrets Manager are read at run time, not here (no network call while the function
-    starts): a weak one refuses every caller with 401 and an error in the log instead."""
-    from clay_pipeline import config
-
-    for name in names:
-        check_secrets(config.secret_list(name, environment_only=True), name)
-
-
 def jwt_users(entries: Iterable[str]) -> dict[str, str]:
     """CALLBACK_JWT_USERS ('user:password' pairs) as a dict, or ConfigError naming the bad entry by position.
 

@@ -62,7 +62,7 @@ Source = Literal["web-form", "crm-event", "csv-import", "api"]
 
 # DynamoDB's numbers: 38 significant digits, magnitudes 1E-130 to 1E+126 (Amazon DynamoDB Developer Guide,
 # "Supported data types": Number). The same context boto3 writes with (boto3.dynamodb.types.DYNAMODB_CONTEXT;
-# tests/unit/test_models.py checks they are equal), kept here so the core imports no AWS library.
+# tests/unit/core/test_leads.py checks they are equal), kept here so the core imports no AWS library.
 DYNAMODB_NUMBERS = Context(
     prec=38, rounding=ROUND_HALF_EVEN, Emin=-128, Emax=126, traps=[Clamped, Inexact, Overflow, Rounded, Underflow]
 )

@@ -1,7 +1,8 @@
 """Accepting Clay's enriched rows: verify, validate, and accept each callback exactly once.
 
 A callback is a version of a lead: `callback_id` is `<lead_key>#<hash of the canonical body>`.
-Exactly once takes two writes, both on the lead's LEADS_TABLE item (stores.LeadsTable):
+Exactly once takes two writes, both on the lead's LEADS_TABLE item (adapters/callback_claims.py; what
+a refused claim means is core/callback_acceptance.py):
 1. one conditional write claims the version (a `pending_<version>` lease that ends with the
    invocation's remaining time) and stores the lead, unless the version is one of the lead's
    recent accepted versions (answered as a duplicate) or claimed by a live lease (an identical
@@ -31,28 +32,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from clay_pipeline import config
+from clay_pipeline.adapters.aws_failures import is_dependency_failure, is_transient
+from clay_pipeline.adapters.callback_claims import CallbackClaims
 from clay_pipeline.adapters.dynamodb import item_size
-from clay_pipeline.adapters.leads_table import Acceptance, LeadsTable
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.config import CallbackSettings
 from clay_pipeline.core import auth
-from clay_pipeline.core.errors import ConfigError
+from clay_pipeline.core.callback_acceptance import Acceptance
+from clay_pipeline.core.errors import BadRequest, ConfigError, InProgress, TooLarge, Unauthorized
 from clay_pipeline.core.json_text import dump_json
 from clay_pipeline.core.leads import EnrichedLead, body_hash, field_errors
-from clay_pipeline.http_api import (
-    HttpError,
-    check_content_type,
-    check_size,
-    is_dependency_failure,
-    parse_json,
-    unauthorized,
-)
+from clay_pipeline.core.request_body import check_content_type, check_size, json_object, parse_json
 from clay_pipeline.observability import count, logger
-from clay_pipeline.services.token_guard import TokenGuard, caller_key
+from clay_pipeline.services.caller_auth import check_environment_secrets, refuse_everyone, secrets_or_unauthorized
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -65,16 +60,6 @@ MAX_RETRY_WAIT_SECONDS = 2.0
 # (botocore's connect and read timeouts, aws.py), the release of the claim and the answer.
 DEADLINE_RESERVE_SECONDS = 5.0
 DEFAULT_CLAIM_SECONDS = 10.0  # a claim's lease without a Lambda context (the library used outside Lambda)
-# Failures no wait mends: a deleted table or queue, a missing permission. Answered 503 at once.
-NOT_TRANSIENT_CODES = frozenset(
-    {
-        "ResourceNotFoundException",
-        "AWS.SimpleQueueService.NonExistentQueue",
-        "QueueDoesNotExist",
-        "AccessDenied",
-        "AccessDeniedException",
-    }
-)
 T = TypeVar("T")
 # What an accepted lead may take, measured after normalisation (values can grow: "1e5" is queued as
 # 100000.0, and a list of small numbers takes 1.5 times its JSON in DynamoDB):
@@ -83,9 +68,6 @@ T = TypeVar("T")
 ENRICHMENT_MAX_STORED_BYTES = 300_000
 ROUTING_MESSAGE_MAX_BYTES = 262_144
 ROUTING_ENVELOPE_BYTES = 256  # callback_id, lead_key and received_at around the lead
-TOKEN_MAX_BODY_BYTES = 4096  # a username and a password: larger bodies get 413 before they are parsed
-_warned_no_secret = False
-_warned_config: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -100,29 +82,15 @@ class CallbackRequest:
 
 def check_configuration(settings: CallbackSettings) -> None:
     """At cold start: a callback secret or JWT user set in the environment and too weak to trust fails the
-    start (ConfigError); auth.check_environment_secrets says why only the environment's."""
-    auth.check_environment_secrets("CALLBACK_SECRETS")
+    start (ConfigError); caller_auth says why only the environment's."""
+    check_environment_secrets("CALLBACK_SECRETS")
     if settings.callback_auth_mode == "jwt":
         auth.jwt_users(config.secret_list("CALLBACK_JWT_USERS", environment_only=True))
 
 
-def _refuse_misconfigured(error: ConfigError) -> HttpError:
-    """A secret rotated to a weak value refuses every caller (401), with one error in the log per problem."""
-    if str(error) not in _warned_config:
-        logger.error(f"{error}: every caller is refused until it is fixed")
-        _warned_config.add(str(error))
-    return unauthorized()
-
-
 def authenticate(settings: CallbackSettings, headers: dict[str, str], body: bytes) -> None:
-    """Raise 401 unless the caller proves it knows a current or previous secret."""
-    global _warned_no_secret
-    secrets = config.secret_list("CALLBACK_SECRETS")
-    if not secrets:
-        if not _warned_no_secret:
-            logger.error("CALLBACK_SECRETS is not configured: every callback is refused until it is set")
-            _warned_no_secret = True
-        raise unauthorized()
+    """Unauthorized unless the caller proves it knows a current or previous secret."""
+    secrets = secrets_or_unauthorized("CALLBACK_SECRETS", "callback")
     jwt_mode = settings.callback_auth_mode == "jwt"
     try:
         users = auth.jwt_users(config.secret_list("CALLBACK_JWT_USERS")) if jwt_mode else {}
@@ -133,26 +101,24 @@ def authenticate(settings: CallbackSettings, headers: dict[str, str], body: byte
             settings.callback_tolerance_seconds,
             users=users.keys(),
         )
-    except ConfigError as error:
-        raise _refuse_misconfigured(error) from None
+    except ConfigError as error:  # a JWT user rotated to a weak value
+        raise refuse_everyone(str(error), "caller") from None
     if not verifier.verify(headers, body):
-        raise unauthorized()
+        raise Unauthorized()
 
 
 def check_fits(message: dict[str, Any]) -> None:
     """413 when the normalised lead would not fit the leads table item or the routing message."""
     stored = item_size({"enrichment": message})
     if stored > ENRICHMENT_MAX_STORED_BYTES:
-        raise HttpError(
-            413,
-            {"error": f"the lead takes {stored} bytes in the leads table; the limit is {ENRICHMENT_MAX_STORED_BYTES}"},
+        raise TooLarge(
+            f"the lead takes {stored} bytes in the leads table; the limit is {ENRICHMENT_MAX_STORED_BYTES}",
             reason="oversize_stored",
         )
     queued = len(dump_json(message).encode()) + ROUTING_ENVELOPE_BYTES
     if queued > ROUTING_MESSAGE_MAX_BYTES:
-        raise HttpError(
-            413,
-            {"error": f"the lead is {queued} bytes as a queue message; the limit is {ROUTING_MESSAGE_MAX_BYTES}"},
+        raise TooLarge(
+            f"the lead is {queued} bytes as a queue message; the limit is {ROUTING_MESSAGE_MAX_BYTES}",
             reason="oversize_message",
         )
 
@@ -161,17 +127,11 @@ def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: by
     """Size, content type, JSON and fields, in that order: cheap checks before parsing."""
     check_size(body, settings.callback_max_body_bytes)
     check_content_type(headers)
-    document = parse_json(body)
-    if not isinstance(document, dict):
-        raise HttpError(
-            400, {"error": f"body must be a JSON object, not {type(document).__name__}"}, reason="not_object"
-        )
+    document = json_object(parse_json(body))
     try:
         lead = EnrichedLead.read(document)
     except ValidationError as error:
-        raise HttpError(
-            400, {"error": "invalid fields", "fields": field_errors(error)}, reason="invalid_fields"
-        ) from None
+        raise BadRequest("invalid fields", reason="invalid_fields", fields=field_errors(error)) from None
     message = lead.to_message()
     check_fits(message)
     lead_key = str(lead.lead_id)
@@ -184,53 +144,6 @@ def parse_callback(settings: CallbackSettings, headers: dict[str, str], body: by
         message=message,
         warnings=lead.warnings,
     )
-
-
-def token_request(body: bytes) -> tuple[str, str]:
-    """The username and password of a POST /clay/token body. A body that is not a token request is the caller's
-    mistake and gets 400 saying what is wrong (nothing about the credentials); wrong credentials get 401.
-    The body is capped before it is parsed: parsing megabytes of nested arrays costs an unauthenticated
-    caller nothing and us CPU and memory."""
-    check_size(body, TOKEN_MAX_BODY_BYTES)
-    document = parse_json(body)
-    if not isinstance(document, dict):
-        raise HttpError(
-            400, {"error": f"body must be a JSON object, not {type(document).__name__}"}, reason="not_object"
-        )
-    fields = [name for name in ("username", "password") if not isinstance(document.get(name), str)]
-    if fields:
-        problems = [{"field": name, "error": "must be text"} for name in fields]
-        raise HttpError(400, {"error": "invalid fields", "fields": problems}, reason="invalid_fields")
-    return document["username"], document["password"]
-
-
-def issue_token(body: bytes, source_ip: str = "", guard: TokenGuard | None = None) -> dict[str, Any]:
-    """POST /clay/token: username and password in, bearer token out (jwt mode only). With a guard, repeated
-    failures from one caller (source IP and user name) are locked out for a while (token_guard)."""
-    username, password = token_request(body)
-    key = caller_key(source_ip, username)
-    failures = guard.check(key) if guard else 0
-    try:
-        issuer = auth.TokenIssuer(config.secret_list("CALLBACK_JWT_USERS"), config.secret_list("CALLBACK_SECRETS"))
-    except ConfigError as error:
-        raise _refuse_misconfigured(error) from None
-    token = issuer.issue(username, password)
-    if token is None:
-        if guard:
-            guard.failed(key, failures)
-        raise unauthorized()
-    if guard:
-        guard.succeeded(key, failures)
-    return {"access_token": token, "token_type": auth.BEARER, "expires_in": auth.JWT_LIFETIME_SECONDS}
-
-
-def is_transient(error: BaseException) -> bool:
-    """A DynamoDB or SQS failure a later attempt may not meet (an outage, a throttle, a timeout): worth a wait."""
-    if not is_dependency_failure(error):
-        return False
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code", "")) not in NOT_TRANSIENT_CODES
-    return True
 
 
 def waits(first: float = FIRST_RETRY_WAIT_SECONDS, cap: float = MAX_RETRY_WAIT_SECONDS) -> Iterator[float]:
@@ -250,7 +163,7 @@ class CallbackAcceptor:
 
     def __init__(self, settings: CallbackSettings, max_wait_seconds: float | None = None) -> None:
         self.max_wait_seconds = max_wait_seconds
-        self.leads = LeadsTable(settings.leads_table, retention_days=settings.lead_retention_days)
+        self.claims = CallbackClaims(settings.leads_table, retention_days=settings.lead_retention_days)
         self.routing_queue = Queue(settings.routing_queue_url)
         self._context: LambdaContext | None = None
         self.clock: Callable[[], float] = time.monotonic
@@ -273,7 +186,7 @@ class CallbackAcceptor:
             acceptance = self._patiently(
                 "LeadsTable",
                 deadline,
-                lambda: self.leads.accept_callback(
+                lambda: self.claims.accept(
                     request.lead_key, request.callback_id, request.message, received_at, lease_until
                 ),
             )
@@ -283,11 +196,11 @@ class CallbackAcceptor:
                 break
             wait = next(pause)  # an identical callback holds the claim: it finishes, or its lease lapses
             if self.clock() + wait > deadline:
-                raise HttpError(
-                    409,
-                    {"error": "an identical callback is being processed; retry later", "duplicate": True},
-                    headers={"retry-after": "2"},
+                raise InProgress(
+                    "an identical callback is being processed; retry later",
                     reason="in_progress",
+                    retry_after_seconds=2,
+                    duplicate=True,
                 )
             self.sleep(wait)
         message = {
@@ -302,9 +215,7 @@ class CallbackAcceptor:
             self._release(request)
             raise
         try:
-            self._patiently(
-                "LeadsTable", deadline, lambda: self.leads.complete_callback(request.lead_key, request.callback_id)
-            )
+            self._patiently("LeadsTable", deadline, lambda: self.claims.complete(request.lead_key, request.callback_id))
         except Exception as error:
             if not is_dependency_failure(error):
                 raise
@@ -338,6 +249,6 @@ class CallbackAcceptor:
 
     def _release(self, request: CallbackRequest) -> None:
         try:
-            self.leads.release_callback(request.lead_key, request.callback_id)
+            self.claims.release(request.lead_key, request.callback_id)
         except Exception as error:  # the claim then lapses with its lease: a re-send waits for it, then is accepted
             logger.warning("could not release the callback's claim", extra={"error": type(error).__name__})

@@ -15,16 +15,11 @@ from pydantic import ValidationError
 from clay_pipeline.adapters.queues import Queue, QueueSendError
 from clay_pipeline.config import CLAY_MAX_PAYLOAD_BYTES, IntakeSettings
 from clay_pipeline.core import auth
+from clay_pipeline.core.errors import BadRequest, TooLarge, Unauthorized
 from clay_pipeline.core.json_text import dump_json
 from clay_pipeline.core.leads import Lead, field_errors
-from clay_pipeline.http_api import (
-    HttpError,
-    check_content_type,
-    check_size,
-    parse_json,
-    secrets_or_unauthorized,
-    unauthorized,
-)
+from clay_pipeline.core.request_body import check_content_type, check_size, parse_json
+from clay_pipeline.services.caller_auth import secrets_or_unauthorized
 
 API_KEY_HEADER = "x-api-key"
 QUEUE_FAILURE = "could not be queued; send this lead again"
@@ -51,7 +46,7 @@ def authenticate(headers: dict[str, str]) -> None:
     callback secrets' floor, means nobody gets in)."""
     keys = secrets_or_unauthorized("INTAKE_API_KEYS", "request")
     if not auth.matches_any(headers.get(API_KEY_HEADER, ""), keys):
-        raise unauthorized()
+        raise Unauthorized()
 
 
 def read_rows(settings: IntakeSettings, headers: dict[str, str], body: bytes) -> list[Any]:
@@ -62,15 +57,13 @@ def read_rows(settings: IntakeSettings, headers: dict[str, str], body: bytes) ->
     if isinstance(document, dict) and "leads" in document:
         document = document["leads"]
         if not isinstance(document, list):
-            raise HttpError(400, {"error": '"leads" must be an array'}, reason="not_array")
+            raise BadRequest('"leads" must be an array', reason="not_array")
     rows = document if isinstance(document, list) else [document]
     if not rows:
-        raise HttpError(400, {"error": "no leads in the body"}, reason="empty")
+        raise BadRequest("no leads in the body", reason="empty")
     if len(rows) > settings.intake_max_leads:
         limit = settings.intake_max_leads
-        raise HttpError(
-            413, {"error": f"{len(rows)} leads in one request; the limit is {limit}"}, reason="too_many_leads"
-        )
+        raise TooLarge(f"{len(rows)} leads in one request; the limit is {limit}", reason="too_many_leads")
     return rows
 
 
@@ -114,12 +107,11 @@ def enqueue(queue: Queue, rows: Rows) -> list[dict[str, Any]]:
 
 
 def accept_leads(settings: IntakeSettings, queue: Queue, headers: dict[str, str], body: bytes) -> dict[str, Any]:
-    """The whole request after authentication: the 202 body, or an HttpError when nothing could be accepted."""
+    """The whole request after authentication: the 202 body; BadRequest when no row is valid, QueueSendError
+    when no valid row could be queued."""
     rows = validate_rows(read_rows(settings, headers, body), max_payload_bytes=settings.clay_max_payload_bytes)
     if not rows.valid:
-        raise HttpError(
-            400, {"error": "no valid leads", "accepted": 0, "rejected": rows.rejected}, reason="no_valid_leads"
-        )
+        raise BadRequest("no valid leads", reason="no_valid_leads", accepted=0, rejected=rows.rejected)
     unqueued = enqueue(queue, rows)
     if len(unqueued) == len(rows.valid):
         raise QueueSendError("no lead could be queued")  # the handler answers 503: the caller retries

@@ -82,6 +82,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from clay_pipeline.adapters.aws_failures import is_dependency_failure
 from clay_pipeline.adapters.hubspot import Contact, ContactMapping, HubSpotContacts
 from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.ledger import Busy, LeadLedger, Lease, held_markers
@@ -107,7 +108,6 @@ from clay_pipeline.core.leads import EnrichedLead
 from clay_pipeline.core.policies import Delivered, Owed, newer, payload_hash, peak_score, plan
 from clay_pipeline.core.rules import HOLD, ONCE_PER_LEAD, Decision, RuleSet, parse_unknown_outcomes
 from clay_pipeline.core.scoring import icp_score, tier_for
-from clay_pipeline.http_api import is_dependency_failure
 from clay_pipeline.observability import count, level, logger, summarize
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.services.intake import describe_problems

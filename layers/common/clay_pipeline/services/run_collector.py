@@ -31,9 +31,9 @@ from clay_pipeline.adapters.clay_api import ApiOutcome, ClayApiClient, ClayApiEr
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import RunCollectorSettings
+from clay_pipeline.core.errors import InProgress, Rejected
 from clay_pipeline.core.json_text import dump_json
 from clay_pipeline.core.routines import DAY_SECONDS, GiveUp, PollMessage, Run, after_no_results
-from clay_pipeline.http_api import HttpError
 from clay_pipeline.observability import count, logger
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.services.callback import CallbackAcceptor, parse_callback
@@ -109,9 +109,7 @@ class RunCollector:
             return "already_ended"  # given up meanwhile: its leads are in the DLQ
         try:
             self._collect(run, results)
-        except HttpError as error:
-            if error.status != 409:
-                raise
+        except InProgress:
             self.poll_queue.send(message.to_message(), delay_seconds=IN_PROGRESS_RETRY_SECONDS)
             return "retry"
         if self.runs.end(run.run_id, "collected", self.settings.run_mark_days):
@@ -179,7 +177,7 @@ class RunCollector:
         document = {**inputs, **item.result, "lead_id": lead_id}
         try:
             request = parse_callback(self.callback_settings, {}, dump_json(document).encode())
-        except HttpError as error:  # 400 (or 413): this result can never be accepted as it is
+        except Rejected as error:  # 400 (or 413): this result can never be accepted as it is
             self._dead_letter(run, lead_id, inputs, "invalid_result", dump_json(error.body))
             return
         result = self.acceptor.accept(request)

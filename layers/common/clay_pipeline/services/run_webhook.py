@@ -20,15 +20,10 @@ from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import RunPollSettings
 from clay_pipeline.core import auth
 from clay_pipeline.core.column_values import identifier_problem
+from clay_pipeline.core.errors import BadRequest, Unauthorized
+from clay_pipeline.core.request_body import check_content_type, check_size, parse_json
 from clay_pipeline.core.routines import DAY_SECONDS, MAX_ITEM_ID_LENGTH, PollMessage
-from clay_pipeline.http_api import (
-    HttpError,
-    check_content_type,
-    check_size,
-    parse_json,
-    secrets_or_unauthorized,
-    unauthorized,
-)
+from clay_pipeline.services.caller_auth import secrets_or_unauthorized
 
 SIGNATURE_HEADER = "X-Clay-Signature"
 
@@ -43,7 +38,7 @@ def verify_signature(headers: dict[str, str], body: bytes, secrets: list[str]) -
 def authenticate(headers: dict[str, str], body: bytes) -> None:
     secrets = secrets_or_unauthorized("CLAY_WEBHOOK_SIGNING_SECRETS", "run webhook")
     if not verify_signature(headers, body, secrets):
-        raise unauthorized()
+        raise Unauthorized()
 
 
 def run_id_of(body: bytes, headers: dict[str, str]) -> str | None:
@@ -51,17 +46,15 @@ def run_id_of(body: bytes, headers: dict[str, str]) -> str | None:
     check_content_type(headers)
     document = parse_json(body)
     if not isinstance(document, dict) or not isinstance(document.get("data"), dict):
-        raise HttpError(400, {"error": "body must be a JSON object with a 'data' object"}, reason="not_object")
+        raise BadRequest("body must be a JSON object with a 'data' object", reason="not_object")
     data = document["data"]
     if not data:
         return None
     run_id = data.get("routine_run_id")
     # Written to DynamoDB (the run's mark): an id it cannot store is the sender's mistake (400), not an outage.
     if problem := identifier_problem(run_id, MAX_ITEM_ID_LENGTH):
-        raise HttpError(
-            400,
-            {"error": "invalid fields", "fields": [{"field": "data.routine_run_id", "error": problem}]},
-            reason="invalid_fields",
+        raise BadRequest(
+            "invalid fields", reason="invalid_fields", fields=[{"field": "data.routine_run_id", "error": problem}]
         )
     return str(run_id)
 

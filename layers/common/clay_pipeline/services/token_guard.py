@@ -1,4 +1,5 @@
-"""POST /clay/token slows repeated failures from one caller, then locks it out for a while.
+"""POST /clay/token (JWT mode): a bearer token for a user's password; repeated failures from one caller
+are slowed, then locked out for a while.
 
 A password guess costs an attacker one HTTP request; without a limit the JWT users' passwords (16
 characters at least) are the only defence. The design, in STATE_TABLE (one item per caller):
@@ -25,15 +26,21 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
+from clay_pipeline import config
 from clay_pipeline.adapters.dynamodb import STATE_TTL
 from clay_pipeline.adapters.state_table import StateStore
-from clay_pipeline.http_api import HttpError
+from clay_pipeline.core import auth
+from clay_pipeline.core.errors import BadRequest, ConfigError, TooManyAttempts, Unauthorized
+from clay_pipeline.core.request_body import check_size, json_object, parse_json
+from clay_pipeline.services.caller_auth import refuse_everyone
 
 FREE_FAILURES = 5
 MAX_LOCK_SECONDS = 300
 FORGET_AFTER_SECONDS = 3600
 KEY_PREFIX = "token-failures#"
+TOKEN_MAX_BODY_BYTES = 4096  # a username and a password: larger bodies get 413 before they are parsed
 
 
 def lock_seconds(failures: int) -> int:
@@ -53,17 +60,15 @@ class TokenGuard:
     store: StateStore
 
     def check(self, key: str, now: float | None = None) -> int:
-        """The caller's failures so far; 429 with Retry-After while it is locked out."""
+        """The caller's failures so far; TooManyAttempts, with the wait, while it is locked out."""
         now = time.time() if now is None else now
         item = self.store.get(key) or {}
         locked_until = float(item.get("locked_until", 0))
         if locked_until > now:
-            wait = math.ceil(locked_until - now)
-            raise HttpError(
-                429,
-                {"error": "too many failed attempts; try again later"},
-                headers={"Retry-After": str(wait)},
+            raise TooManyAttempts(
+                "too many failed attempts; try again later",
                 reason="locked_out",
+                retry_after_seconds=math.ceil(locked_until - now),
             )
         return int(item.get("failures", 0))
 
@@ -82,3 +87,37 @@ class TokenGuard:
     def succeeded(self, key: str, failures_before: int) -> None:
         if failures_before:
             self.store.delete(key)
+
+
+def token_request(body: bytes) -> tuple[str, str]:
+    """The username and password of a POST /clay/token body. A body that is not a token request is the caller's
+    mistake and gets 400 saying what is wrong (nothing about the credentials); wrong credentials get 401.
+    The body is capped before it is parsed: parsing megabytes of nested arrays costs an unauthenticated
+    caller nothing and us CPU and memory."""
+    check_size(body, TOKEN_MAX_BODY_BYTES)
+    document = json_object(parse_json(body))
+    fields = [name for name in ("username", "password") if not isinstance(document.get(name), str)]
+    if fields:
+        problems = [{"field": name, "error": "must be text"} for name in fields]
+        raise BadRequest("invalid fields", reason="invalid_fields", fields=problems)
+    return document["username"], document["password"]
+
+
+def issue_token(body: bytes, source_ip: str = "", guard: TokenGuard | None = None) -> dict[str, Any]:
+    """POST /clay/token: username and password in, bearer token out (jwt mode only). With a guard, repeated
+    failures from one caller (source IP and user name) are locked out for a while."""
+    username, password = token_request(body)
+    key = caller_key(source_ip, username)
+    failures = guard.check(key) if guard else 0
+    try:
+        issuer = auth.TokenIssuer(config.secret_list("CALLBACK_JWT_USERS"), config.secret_list("CALLBACK_SECRETS"))
+    except ConfigError as error:  # a secret or JWT user rotated to a weak value
+        raise refuse_everyone(str(error), "caller") from None
+    token = issuer.issue(username, password)
+    if token is None:
+        if guard:
+            guard.failed(key, failures)
+        raise Unauthorized()
+    if guard:
+        guard.succeeded(key, failures)
+    return {"access_token": token, "token_type": auth.BEARER, "expires_in": auth.JWT_LIFETIME_SECONDS}
