@@ -46,7 +46,7 @@ from pipeline import CLAY_PATH, DESTINATION_PATHS, Pipeline, enrichment_for, sam
 
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.dynamodb import from_item, item_size
-from clay_pipeline.services.router import WEBHOOK_FAN_OUT
+from clay_pipeline.services.delivery import WEBHOOK_FAN_OUT
 from local.aws import function_environment
 from local.template import functions, parameter_defaults, resources_of_type, sqs_batch_size
 

@@ -171,6 +171,12 @@ def _parser() -> argparse.ArgumentParser:
         default="table",
         help="enrichment path: a Clay table (webhook + HTTP API column) or a Clay routine (Public API runs)",
     )
+    run.add_argument(
+        "--crm",
+        choices=("hubspot", "salesforce", "both"),
+        default="hubspot",
+        help="the CRM destination on: HubSpot (default), Salesforce (its simulator; HubSpot off) or both",
+    )
 
     invoke = commands.add_parser("invoke", help="invoke a function with an event file, like sam local invoke")
     invoke.add_argument("function", help="logical id in template.yaml, e.g. CallbackFunction")

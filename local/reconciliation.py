@@ -23,7 +23,7 @@ from clay_pipeline.adapters.dead_letter_queues import lead_id_of
 from clay_pipeline.adapters.webhooks import idempotency_key
 from clay_pipeline.core.policies import Delivered, payload_hash
 from clay_pipeline.core.rules import ONCE_PER_LEAD, RuleSet
-from local.sinks import DESTINATIONS, Delivery
+from local.sinks import Delivery
 from local.stack import FINISHED, SOURCE_QUEUES, LocalStack
 
 SUMMARY_SECTIONS = (
@@ -225,7 +225,7 @@ class Reconciliation:
         policies = RuleSet.from_setting(env.get("ROUTING_RULES", ""), env.get("DELIVERY_POLICIES", "")).policies
         distinct: dict[str, int] = {}
         doubled = 0
-        for destination in DESTINATIONS:
+        for destination in self.stack.sinks.destinations:
             ledger = {
                 lead: Delivered.from_value(entry)
                 for lead, item in table.items()
@@ -261,6 +261,7 @@ class Reconciliation:
         by_email = {str((item.get("enrichment") or {}).get("email", "")).lower(): lead for lead, item in table.items()}
         versions: list[tuple[str, str]] = []  # (lead, payload hash) per call, in arrival order
         mapping = self.stack.hubspot().mapping
+        records = self.stack.salesforce_mapping() if destination == "salesforce" else None
         created: set[str] = set()
         reset: set[str] = set()  # contacts an update sent a rep-owned field to (it would undo a rep's work)
         for delivery in received:
@@ -271,11 +272,16 @@ class Reconciliation:
                 created.add(delivery.key)
                 payload = mapping.without_owned(payload)
                 lead = by_email.get(delivery.key, delivery.key)
+            elif records is not None:  # Salesforce: the key is the lead_id (the external id); the same check
+                if delivery.key in created and records.create_only & set(payload):
+                    reset.add(delivery.key)
+                created.add(delivery.key)
+                payload, lead = records.as_update(delivery.key, payload), delivery.key
             else:
                 lead = str(payload.get("lead_id", delivery.key)) if isinstance(payload, dict) else delivery.key
             versions.append((lead, payload_hash(payload)))
         if reset:
-            self.problems.append(f"{destination}: {len(reset)} contacts updated with a rep-owned field")
+            self.problems.append(f"{destination}: {len(reset)} records updated with a rep-owned field")
         if repeated := [version for version, n in Counter(versions).items() if n > 1]:
             self.problems.append(f"{destination}: {len(repeated)} payloads delivered more than once to the same lead")
         last = {lead: digest for lead, digest in versions}

@@ -1,4 +1,4 @@
-"""Destination sinks on loopback: outreach, nurture, Slack, Zapier webhooks and a stateful HubSpot.
+"""Destination sinks on loopback: outreach, nurture, Slack, Zapier webhooks, a stateful HubSpot and Salesforce.
 
 One StubServer with a path per destination. Webhooks record the JSON they accept. HubSpot
 (HubSpotSim) keeps contacts by email and property definitions, and answers like HubSpot does
@@ -9,6 +9,7 @@ PROPERTY_DOESNT_EXIST for a property the portal lacks, 429 bodies with `policyNa
 (TEN_SECONDLY_ROLLING, DAILY), the property and property group APIs, and the account's UTC offset.
 It is stricter than HubSpot in one way: a property value that is not a JSON string is refused
 (the API types them as strings; HubSpot itself converts numbers).
+Salesforce (local/salesforce_sim.SalesforceSim) answers its token and data paths on the same server.
 A destination can be taken down (503 with Retry-After) for a while to test that nothing is
 lost, or made slow: it processes each request at once and answers late, the way a real
 webhook's answer gets lost (the router's timeout passes after the delivery was made). Only
@@ -30,9 +31,10 @@ from typing import Any
 from clay_pipeline.adapters.hubspot import ACCOUNT_PATH, GROUPS_PATH, PROPERTIES_PATH, READ_PATH, UPSERT_PATH
 from clay_pipeline.adapters.webhooks import IDEMPOTENCY_HEADER
 from local.http_stub import RecordedRequest, Reply, StubServer
+from local.salesforce_sim import SalesforceSim, Written
 
 WEBHOOK_PATHS = {"outreach": "/outreach", "nurture": "/nurture", "slack": "/slack", "zapier": "/zapier"}
-DESTINATIONS = ("outreach", "hubspot", "nurture", "slack", "zapier")
+DESTINATIONS = ("outreach", "hubspot", "nurture", "slack", "zapier")  # Salesforce too when the sinks have it
 HUBSPOT_PATHS = frozenset({UPSERT_PATH, READ_PATH, PROPERTIES_PATH, GROUPS_PATH, ACCOUNT_PATH})
 # RFC 5322's atoms: stricter than the pipeline's own check (core/leads.py), as HubSpot is
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
@@ -347,17 +349,20 @@ class HubSpotSim:
 
 
 class Sinks:
-    def __init__(self, hubspot_token: str = "") -> None:  # nosec B107 - empty: no token check
+    def __init__(self, hubspot_token: str = "", salesforce: bool = False) -> None:  # nosec B107 - empty: no check
         self.hubspot = HubSpotSim(token=hubspot_token)  # with a token, HubSpot answers 401 to any other
+        self.salesforce = SalesforceSim()  # when on, its token endpoint and data API answer on this server's paths
+        self.destinations = (*DESTINATIONS, "salesforce") if salesforce else DESTINATIONS
         self.server = StubServer(self._respond)
         self._lock = threading.Lock()
         self._down_until: dict[str, float] = {}
         self._answer_after: dict[str, float] = {}  # destination -> seconds between processing and answering
         self.deliveries: list[Delivery] = []
-        self.refused: dict[str, int] = dict.fromkeys(DESTINATIONS, 0)
+        self.refused: dict[str, int] = dict.fromkeys(self.destinations, 0)
 
     def start(self) -> str:
-        return self.server.start()
+        self.salesforce.instance_url = self.server.start()
+        return self.server.url
 
     def stop(self) -> None:
         self.server.stop()
@@ -392,14 +397,14 @@ class Sinks:
             return [d for d in self.deliveries if destination is None or d.destination == destination]
 
     def counts(self) -> dict[str, int]:
-        return {name: len(self.delivered(name)) for name in DESTINATIONS}
+        return {name: len(self.delivered(name)) for name in self.destinations}
 
     # -- answering -------------------------------------------------------------------------
     def _respond(self, request: RecordedRequest) -> Reply:
         if request.method == "GET" and request.path == "/":
-            return Reply(200, {name: [d.payload for d in self.delivered(name)] for name in DESTINATIONS})
+            return Reply(200, {name: [d.payload for d in self.delivered(name)] for name in self.destinations})
         destination = self._destination(request.path)
-        if destination is None:
+        if destination is None or destination not in self.destinations:
             return Reply(404, {"message": "no such sink"})
         with self._lock:
             if self._down_until.get(destination, 0.0) > time.monotonic():
@@ -407,6 +412,8 @@ class Sinks:
                 return Reply(503, {"message": f"{destination} is down"}, {"retry-after": "1"})
         if destination == "hubspot":
             return self.hubspot.answer(request, self._record)
+        if destination == "salesforce":
+            return self.salesforce.answer(request, self._record_salesforce)
         try:
             payload = request.json()
         except ValueError:
@@ -420,8 +427,14 @@ class Sinks:
         with self._lock:
             self.deliveries.append(delivery)
 
+    def _record_salesforce(self, written: Written) -> None:
+        """A record Salesforce wrote, as the upsert sent it (the key: its lead_id, the external id)."""
+        self._record(Delivery("salesforce", written.lead_id, written.fields))
+
     @staticmethod
     def _destination(path: str) -> str | None:
         if path in HUBSPOT_PATHS:
             return "hubspot"
+        if SalesforceSim.handles(path):
+            return "salesforce"  # answered only when the sinks have Salesforce on (_respond: 404 otherwise)
         return next((name for name, sink_path in WEBHOOK_PATHS.items() if sink_path == path), None)

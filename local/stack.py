@@ -25,16 +25,19 @@ import requests
 from clay_pipeline.adapters.aws import client, reset_clients
 from clay_pipeline.adapters.dead_letter_queues import QUEUES, DeadLetterQueue
 from clay_pipeline.adapters.dynamodb import from_item
-from clay_pipeline.adapters.hubspot import ContactMapping, HubSpotContacts
+from clay_pipeline.adapters.hubspot import HubSpotContacts
 from clay_pipeline.adapters.webhooks import HttpClient
 from clay_pipeline.config import clear_secret_cache
+from clay_pipeline.core.hubspot_contacts import ContactMapping
 from clay_pipeline.core.leads import Lead
+from clay_pipeline.core.salesforce_records import RecordMapping
 from local.aws import FAKE_CREDENTIALS, LOCAL_PREFIX, Emulator, Provisioned, function_environment, provision
 from local.clay_api_sim import ClayApiSimulator
 from local.clay_sim import CallbackAuth, ClaySimulator
 from local.gateway import Gateway, http_routes
 from local.lambda_runtime import LambdaFunction
 from local.pollers import QueuePoller, event_sources
+from local.salesforce_sim import SalesforceSim
 from local.sinks import Sinks
 from local.template import functions, placeholder_environment
 
@@ -46,6 +49,8 @@ from local.template import functions, placeholder_environment
 # - CALLBACK_JWT_USERS: the username:password the Clay simulator's JWT flow posts to /clay/token
 # - CLAY_WEBHOOK_AUTH_TOKEN: x-clay-webhook-auth, checked by the Clay simulator
 # - HUBSPOT_ACCESS_TOKEN: the bearer token the HubSpot sink expects
+# - SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET: the client credentials the Salesforce simulator checks
+#   (Salesforce is on only with StackOptions.crm salesforce or both: SALESFORCE_LOGIN_URL is set then)
 # - CLAY_API_KEY, CLAY_WEBHOOK_SIGNING_SECRETS: the routine path's Public API key and run webhook secret
 #   (the Clay API simulator checks the key and signs with the secret; events/run-webhook-*.json carry it)
 # CLAY_WEBHOOK_URLS and the destination URLs are added at start, once the servers have ports.
@@ -55,6 +60,8 @@ LOCAL_SECRETS = {
     "CALLBACK_JWT_USERS": "clay:local-clay-password",
     "CLAY_WEBHOOK_AUTH_TOKEN": "local-clay-webhook-token",  # nosec B105 - a dummy local secret
     "HUBSPOT_ACCESS_TOKEN": "local-hubspot-token",  # nosec B105 - a dummy local secret
+    "SALESFORCE_CLIENT_ID": SalesforceSim.client_id,
+    "SALESFORCE_CLIENT_SECRET": SalesforceSim.client_secret,
     "CLAY_API_KEY": "local-clay-api-key",  # nosec B105 - a dummy local secret
     "CLAY_WEBHOOK_SIGNING_SECRETS": "whsec_local-run-webhook-secret-not-for-production",  # nosec B105
 }
@@ -63,6 +70,7 @@ SOURCE_QUEUES = ("LeadQueue", "RoutingQueue", "RunPollQueue")
 DEAD_LETTER_QUEUES = ("LeadDLQ", "RoutingDLQ", "RunPollDLQ")
 DEAD_LETTER_PAIRS = {pair.dlq: pair for pair in QUEUES.values()}
 FINISHED = frozenset({"routed", "skipped"})
+CRMS = ("hubspot", "salesforce", "both")  # StackOptions.crm
 LOCAL_ENV_TAG = "local-env:"  # tags on the config secret: environment `invoke` gives functions of a running stack
 
 
@@ -105,6 +113,7 @@ class StackOptions:
     routine: dict[str, Any] = field(default_factory=dict)  # ClayApiSimulator settings (runs, webhooks...)
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
     hubspot_setup: bool = True  # run `clay-pipeline hubspot setup` against the sink, as a user does after deploying
+    crm: str = "hubspot"  # the CRM destinations on: hubspot, salesforce (HubSpot's token left out) or both
 
 
 def queue_words(counts: dict[str, int]) -> str:
@@ -118,7 +127,10 @@ class LocalStack:
         self.options = options or StackOptions()
         self._given_emulator = emulator
         self.emulator: Emulator | None = None
-        self.sinks = Sinks(hubspot_token=LOCAL_SECRETS["HUBSPOT_ACCESS_TOKEN"])
+        crm = self.options.crm
+        if crm not in CRMS:
+            raise ValueError(f"crm must be one of {', '.join(CRMS)}, not {crm!r}")
+        self.sinks = Sinks(hubspot_token=LOCAL_SECRETS["HUBSPOT_ACCESS_TOKEN"], salesforce=crm != "hubspot")
         self.gateway = Gateway()
         self.clay: ClaySimulator
         self.routine: RoutineClay | None = None  # the routine path's Clay API simulator
@@ -153,6 +165,8 @@ class LocalStack:
         self.clay.start()
         self.webhook_urls = [self.clay.create_webhook() for _ in range(self.options.webhooks)]
         secrets = {**LOCAL_SECRETS, "CLAY_WEBHOOK_URLS": ",".join(self.webhook_urls), **self.sinks.secrets()}
+        if self.options.crm == "salesforce":  # HubSpot off: its token is not in the secret
+            secrets.pop("HUBSPOT_ACCESS_TOKEN")
         parameters = dict(self.options.parameters)
         if self.options.enrichment_path == "routine":
             self.routine = RoutineClay.start(self.gateway.url, self.options.routine)
@@ -162,7 +176,14 @@ class LocalStack:
         if self.resources.secret_id:
             client("secretsmanager").tag_resource(
                 SecretId=self.resources.secret_id,
-                Tags=[{"Key": f"{LOCAL_ENV_TAG}HUBSPOT_BASE_URL", "Value": self.sinks.url}],
+                Tags=[
+                    {"Key": f"{LOCAL_ENV_TAG}HUBSPOT_BASE_URL", "Value": self.sinks.url},
+                    *(
+                        [{"Key": f"{LOCAL_ENV_TAG}SALESFORCE_LOGIN_URL", "Value": self.sinks.url}]
+                        if self.options.crm != "hubspot"
+                        else []
+                    ),
+                ],
             )
         self._set_process_env({"CONFIG_SECRET_ID": self.resources.secret_id or ""})
         if self.options.visibility_timeout is not None:
@@ -171,7 +192,7 @@ class LocalStack:
                     QueueUrl=self.resources.queue_urls[queue_id],
                     Attributes={"VisibilityTimeout": str(self.options.visibility_timeout)},
                 )
-        if self.options.hubspot_setup:
+        if self.options.hubspot_setup and self.options.crm != "salesforce":
             self.hubspot().setup_properties(timeout=10)
         # The functions this deploy would have (RunWebhookFunction only on the routine path), and their routes.
         deployed = {
@@ -198,13 +219,25 @@ class LocalStack:
         mapping = ContactMapping.from_environment(self.function_env("RouterFunction"))
         return HubSpotContacts(HttpClient(), self.sinks.url, mapping)
 
+    def salesforce_mapping(self) -> RecordMapping:
+        """The router's Salesforce mapping (its object, external id field and SALESFORCE_FIELD_MAP)."""
+        env = self.function_env("RouterFunction")
+        return RecordMapping.from_settings(
+            env.get("SALESFORCE_OBJECT") or "Lead",
+            env.get("SALESFORCE_EXTERNAL_ID_FIELD") or "Clay_Lead_Id__c",
+            env.get("SALESFORCE_FIELD_MAP", ""),
+        )
+
     def function_env(self, logical_id: str) -> dict[str, str]:
-        """The template's environment with local values: the callback's auth mode, HubSpot's base URL, overrides."""
+        """The template's environment with local values: the callback's auth mode, HubSpot's base URL, the
+        Salesforce simulator as the org's login URL (when Salesforce is on), overrides."""
         env = function_environment(logical_id, self.resources)
         if "CALLBACK_AUTH_MODE" in env:
             env["CALLBACK_AUTH_MODE"] = self.options.callback_auth_mode
         if "HUBSPOT_BASE_URL" in env:
             env["HUBSPOT_BASE_URL"] = self.sinks.url
+        if "SALESFORCE_LOGIN_URL" in env and self.options.crm != "hubspot":
+            env["SALESFORCE_LOGIN_URL"] = self.sinks.url
         return {**env, **self.options.function_env.get(logical_id, {})}
 
     def stop(self) -> None:

@@ -16,10 +16,11 @@ import dataclasses
 import os
 import sys
 
-from clay_pipeline.adapters.hubspot import ContactMapping, HubSpotContacts, HubSpotError, PropertiesPlan
+from clay_pipeline.adapters.hubspot import HubSpotContacts, HubSpotError
 from clay_pipeline.adapters.webhooks import HttpClient
 from clay_pipeline.config import RouterSettings
 from clay_pipeline.core.errors import ConfigError
+from clay_pipeline.core.hubspot_contacts import ContactMapping, PropertiesPlan
 from cli.commands.common import print_json, usage_error
 from cli.operations.target import TargetError, stack_secrets, use_region
 

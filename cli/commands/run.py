@@ -1,7 +1,8 @@
 """`clay-pipeline run` (`make run`): the whole pipeline on the embedded local stack.
 
 Starts the stack (--mode=routine: leads enriched by a Clay routine through the Public API instead
-of a table), POSTs the sample leads (local/sample_leads.csv, or --leads) to /leads on
+of a table; --crm=salesforce: the Salesforce simulator as the CRM instead of HubSpot, --crm=both: the
+two), POSTs the sample leads (local/sample_leads.csv, or --leads) to /leads on
 the local gateway, waits until every lead is routed or dead-lettered, prints the summary
 and exits 0 only when the counts reconcile (nothing lost, nothing twice). --serve keeps the
 stack up afterwards, prints its URLs and the commands to try from another terminal, and
@@ -94,7 +95,8 @@ def run_command(args: argparse.Namespace) -> int:
         mode = getattr(args, "mode", "table")
         routine: dict[str, Any] = {"enrichment_path": "routine", **ROUTINE_RUN} if mode == "routine" else {}
         clay = CLAY_RESENDS if mode == "table" else {"duplicate_share": 0.1}
-        stack = LocalStack(StackOptions(clay=clay, function_env=LOCAL_FUNCTION_ENV, **routine))
+        crm = getattr(args, "crm", "hubspot")
+        stack = LocalStack(StackOptions(clay=clay, function_env=LOCAL_FUNCTION_ENV, crm=crm, **routine))
         try:
             return _run(stack, read_leads(path), path, out, serve=args.serve, log_path=log_path)
         except KeyboardInterrupt:

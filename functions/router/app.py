@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from clay_pipeline.config import RouterSettings
+from clay_pipeline.core.outcomes import Wait
 from clay_pipeline.observability import log_metrics, logger, tracer
 from clay_pipeline.queue_batch import process_batch, records_of
-from clay_pipeline.services.router import LeadRouter, RetryLater
+from clay_pipeline.services.router import LeadRouter
 
 if TYPE_CHECKING:  # the type only: importing Powertools' utilities package costs cold start
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -20,8 +21,8 @@ router = LeadRouter(settings)  # parses ROUTING_RULES: invalid rules fail the co
 @log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # HubSpot takes the whole batch in one call and webhooks go out together: sends happen before the
-    # per-record pass. Leads waiting for a destination (RetryLater) are a normal answer, not an error.
+    # A batched CRM takes the whole batch in few calls and webhooks go out together: sends happen before the
+    # per-record pass. Leads waiting in the queue (Wait) are a normal answer, not an error.
     records = records_of(event)
-    router.start(records, context.get_remaining_time_in_millis())
-    return process_batch(records, router.process, expected=(RetryLater,))
+    batch = router.start(records, context.get_remaining_time_in_millis())
+    return process_batch(records, batch.process, expected=(Wait,))

@@ -391,3 +391,27 @@ def test_run_command_reports_a_reconciled_sample(
     services = {json.loads(line).get("service") for line in log if line.startswith('{"level"')}
     assert services == {"intake", "sender", "callback", "router"}
     assert not [line for line in log if line.startswith("INFO:")]
+
+
+def test_salesforce_as_the_crm_upserts_each_qualifying_lead_once_per_distinct_payload(
+    start_stack: StackFactory,
+) -> None:
+    # GIVEN the stack with Salesforce's simulator as the CRM (HubSpot off), and Clay calling rows back again
+    resends = {"rerun_share": 0.5, "resend_share": 0.3, "rescore_share": 0.5, "duplicate_share": 0.2}
+    stack = start_stack(crm="salesforce", clay={**resends, "resend_delay_seconds": 0.5})
+    leads = generated_leads(16, bands=((90, 99), (80, 89), (70, 79), (50, 69)))
+    # WHEN the leads go through and every later callback has been routed
+    stack.post_leads(leads)
+    settle(stack)
+    summary = reconcile(stack)
+    # THEN it reconciles: Salesforce got one upsert per distinct payload of each lead, none with a rep's field
+    # on an update, and what its ledger says each lead got last is what Salesforce has
+    assert summary.problems == []
+    assert summary.routed["hubspot"] == 0
+    calls = summary.routed["salesforce"]
+    assert calls > 0 and calls == summary.distinct_payloads["salesforce"]
+    assert re.search(rf"routed to salesforce \(on_change\): calls / distinct +{calls} / {calls}\n", summary.table())
+    # AND every lead the rules sent to Salesforce has its record, keyed by its lead_id
+    routed = {key for key, item in stack.leads_table().items() if "salesforce" in (item.get("deliveries") or {})}
+    assert routed and routed == {key for key in routed if stack.sinks.salesforce.record(key) is not None}
+    assert len(stack.sinks.salesforce.calls("token")) >= 1

@@ -40,7 +40,13 @@ def test_pause_list_and_resume(stack: Any, capsys: pytest.CaptureFixture[str]) -
     assert lines["hubspot"].startswith("paused since") and lines["hubspot"].endswith(
         ": HubSpot maintenance until 14:00"
     )
-    assert {name for name, text in lines.items() if text == "delivering"} == {"slack", "outreach", "nurture", "zapier"}
+    assert {name for name, text in lines.items() if text == "delivering"} == {
+        "slack",
+        "outreach",
+        "salesforce",
+        "nurture",
+        "zapier",
+    }
     # AND a second destination paused keeps the first
     assert cli(capsys, "pause", "slack")[0] == 0
     _, out, _ = cli(capsys, "list", "--json")
@@ -75,7 +81,7 @@ def test_without_a_pipeline_to_work_on_it_says_how_to_name_one(
     (tmp_path / "serve.env").write_text(f"# written by run --serve\nexport AWS_EMULATOR_URL={endpoint}\n")
     code, out, _ = cli(capsys, "list", "--json")
     assert code == 0
-    assert set(json.loads(out)) == {"slack", "outreach", "hubspot", "nurture", "zapier"}
+    assert set(json.loads(out)) == {"slack", "outreach", "hubspot", "salesforce", "nurture", "zapier"}
     assert os.environ["AWS_ENDPOINT_URL"] == endpoint
 
 

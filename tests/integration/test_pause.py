@@ -42,7 +42,7 @@ def test_only_real_destinations_can_be_paused(stack: Any) -> None:
     with pytest.raises(UnknownDestination):
         switch.pause("leads_table")
     with pytest.raises(UnknownDestination):
-        switch.resume("salesforce")
+        switch.resume("pipedrive")  # salesforce is a destination now
     assert not switch.resume("slack")  # never paused
     assert all(not state["paused"] for state in switch.states().values())
 

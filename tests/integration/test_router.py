@@ -979,7 +979,7 @@ def test_a_batch_hubspot_upsert_that_raises_fails_only_its_leads_and_records_the
     def broken(*args: Any) -> None:
         raise RuntimeError("a bug in the upsert")
 
-    monkeypatch.setattr(router.module.router.hubspot, "upsert", broken)
+    monkeypatch.setattr(router.module.router.crms["hubspot"], "upsert", broken)
     records = [router.record(lead("ld_u1", 85)), router.record(lead("ld_u2", 85)), router.record(lead("ld_w", 55))]
     # WHEN routed THEN the invocation does not fail: only the leads owing HubSpot go back to the queue
     assert router.run(sqs_event(records)) == [records[0]["messageId"], records[1]["messageId"]]

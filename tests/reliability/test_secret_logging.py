@@ -208,3 +208,44 @@ def test_routine_paths_never_log_the_api_key_or_signing_secret(load_function: An
     output = all_output()
     assert "not provisioned for the Public API" in output  # the refusals were logged
     assert leaked(output, [API_KEY, SIGNING_SECRET, signature]) == []
+
+
+SALESFORCE_ID = "3MVG9-SALESFORCE-CLIENT-ID-0123456789abcdef"
+SALESFORCE_SECRET = "SALESFORCE-SECRET-fedcba9876543210fedcba98"
+
+
+def test_salesforce_paths_never_log_the_client_credentials_or_the_access_token(
+    load_function: Any, stack: Any, all_output: Any
+) -> None:
+    from local.salesforce_sim import SalesforceSim
+
+    with SalesforceSim(client_id=SALESFORCE_ID, client_secret=SALESFORCE_SECRET) as org:
+        app = load_function(
+            "RouterFunction",
+            SALESFORCE_LOGIN_URL=org.url,
+            **org.secrets(),
+            DESTINATION_RETRY_ATTEMPTS="0",
+            DESTINATION_PAUSE_CACHE_SECONDS="0",
+        )
+        arn = str(stack.resolver.attributes[("RoutingQueue", "Arn")])
+
+        def route(number: int, **fields: Any) -> None:
+            lead = {"lead_id": f"ld_sf{number}", "email": f"s{number}@acme.com", "icp_score": 80, **fields}
+            body = {"callback_id": f"ld_sf{number}#1", "lead_key": f"ld_sf{number}", "lead": lead}
+            message = json.dumps({**body, "received_at": "2026-11-22T00:00:00+00:00"})
+            app.lambda_handler(sqs_event([sqs_record(message, arn)]), LambdaContextStub(remaining_ms=20_000))
+
+        route(1)  # a token, a query, an upsert
+        org.expire_sessions()
+        route(2)  # 401, a new token, the same request again
+        route(3, email="not an email")  # a record Salesforce refuses: dead-lettered with its message
+        org.client_secret = "rotated"  # the grant refused: Salesforce paused, with a reason naming the setting
+        org.expire_sessions()
+        route(4)
+        tokens = {
+            r.headers["authorization"].removeprefix("Bearer ") for r in org.requests if "authorization" in r.headers
+        }
+        assert len(tokens) == 2 and org.calls("upsert")
+    output = all_output()
+    assert "salesforce" in output.lower()  # the paths did log
+    assert leaked(output, [SALESFORCE_ID, SALESFORCE_SECRET, *tokens]) == []

@@ -12,17 +12,15 @@ import pytest
 
 from clay_pipeline.adapters import webhooks as destinations
 from clay_pipeline.adapters.webhooks import (
-    DELIVERED,
-    DeliveryResult,
     HttpClient,
     OutreachWebhook,
     RetryPolicy,
     SlackAlert,
-    Status,
     ZapierWebhook,
     classify,
     hot_lead_message,
 )
+from clay_pipeline.core.deliveries import DELIVERED, DeliveryResult, Status
 from local.http_stub import Reply, StubServer
 
 pytestmark = pytest.mark.unit

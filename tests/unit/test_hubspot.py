@@ -9,21 +9,18 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.adapters.hubspot import (
-    ACCOUNT_PATH,
-    READ_PATH,
+from clay_pipeline.adapters.hubspot import ACCOUNT_PATH, READ_PATH, UPSERT_PATH, HubSpotContacts, HubSpotError
+from clay_pipeline.adapters.webhooks import HttpClient
+from clay_pipeline.core.deliveries import DELIVERED, Status
+from clay_pipeline.core.errors import ConfigError
+from clay_pipeline.core.hubspot_contacts import (
     REQUIRED_SCOPES,
-    UPSERT_PATH,
     Contact,
     ContactMapping,
-    HubSpotContacts,
-    HubSpotError,
     next_local_midnight,
     per_item_results,
     property_value,
 )
-from clay_pipeline.adapters.webhooks import DELIVERED, HttpClient, Status
-from clay_pipeline.core.errors import ConfigError
 from local.http_stub import Reply, StubServer
 from local.sinks import HubSpotSim
 from tests.unit.test_destinations import LEAD  # the same lead the webhook destinations are tested with

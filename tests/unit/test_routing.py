@@ -184,6 +184,7 @@ def test_default_policies_enrol_once_and_update_the_crm_on_change() -> None:
         "nurture": "once_per_lead",
         "zapier": "once_per_lead",
         "hubspot": "on_change",
+        "salesforce": "on_change",
         "leads_table": "on_change",
     }
 
@@ -262,6 +263,7 @@ def test_unknown_outcome_defaults_hold_what_must_not_double_and_resend_the_rest(
         "zapier": "hold",
         "slack": "resend",
         "hubspot": "resend",
+        "salesforce": "resend",
     }
     assert parse_unknown_outcomes(" slack = hold , zapier=resend")["slack"] == "hold"
 
@@ -270,6 +272,7 @@ def test_unknown_outcome_defaults_hold_what_must_not_double_and_resend_the_rest(
     ("text", "message"),
     [
         ("hubspot=hold", "always resend"),
+        ("salesforce=hold", "external id is safe to repeat"),
         ("fax=hold", "'fax' is not one of"),
         ("slack=maybe", "slack='maybe' is not hold or resend"),
     ],
@@ -277,3 +280,17 @@ def test_unknown_outcome_defaults_hold_what_must_not_double_and_resend_the_rest(
 def test_invalid_unknown_outcome_policies_say_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_unknown_outcomes(text)
+
+
+def test_salesforce_default_rule_only_when_its_login_url_is_set() -> None:
+    # GIVEN the default rules with Salesforce on (SALESFORCE_LOGIN_URL set) and off
+    lead = {"icp_score": 75, "email": "a@acme.com"}
+    # THEN a lead HubSpot gets goes to Salesforce too, and without a login URL no lead names it
+    assert RuleSet.from_setting("", salesforce=True).evaluate(lead).destinations == (
+        "hubspot",
+        "salesforce",
+        "nurture",
+        "zapier",
+    )
+    assert "salesforce" not in RuleSet.from_setting("").evaluate(lead).destinations
+    assert RuleSet.from_setting("", salesforce=True).policy("salesforce") == "on_change"

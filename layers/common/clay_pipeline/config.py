@@ -12,9 +12,10 @@ import functools
 import os
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 
 from clay_pipeline.core.errors import ConfigError
+from clay_pipeline.core.hubspot_contacts import HUBSPOT_NEW_CONTACT_VALUES, HUBSPOT_OWNED_PROPERTIES
 
 SECRET_CACHE_SECONDS = 300
 
@@ -34,6 +35,8 @@ SECRET_RESOURCES: dict[str, frozenset[str]] = {
             "SLACK_WEBHOOK_URL",
             "ZAPIER_WEBHOOK_URL",
             "HUBSPOT_ACCESS_TOKEN",
+            "SALESFORCE_CLIENT_ID",  # the External Client App's consumer key (client credentials flow)
+            "SALESFORCE_CLIENT_SECRET",
         }
     ),
     # routine path: whsec_ secrets of the run webhook, current first; RunWebhookFunction
@@ -48,8 +51,6 @@ SECRET_NAMES: frozenset[str] = frozenset().union(*SECRET_RESOURCES.values())
 # The secret resource holding each name.
 SECRET_RESOURCE_OF = {name: resource for resource, names in SECRET_RESOURCES.items() for name in names}
 CLAY_API_BASE_URL = "https://api.clay.com/public/v0"
-HUBSPOT_OWNED_PROPERTIES = "hs_lead_status,lifecyclestage,hubspot_owner_id"
-HUBSPOT_NEW_CONTACT_VALUES = "hs_lead_status=NEW"
 # Settings whose empty value means "none" rather than their (non-empty) default.
 EMPTY_MEANS_NONE = frozenset({"hubspot_owned_properties", "hubspot_new_contact_values"})
 
@@ -111,6 +112,7 @@ def _secure(url: str) -> str:
 
 
 SecureUrl = Annotated[str, AfterValidator(_secure)]  # https, or http to a loopback address (local runs)
+OptionalSecureUrl = Annotated[str, AfterValidator(lambda url: _secure(url) if url else url)]  # "" is off
 CLAY_MAX_PAYLOAD_BYTES = 100_000  # Clay answers 413 above 100 KB
 ClayPayloadBytes = Annotated[int, Field(ge=1024, le=262_144)]  # intake refuses, the sender dead-letters above it
 
@@ -203,6 +205,28 @@ class RouterSettings(Settings):
     hubspot_property_map: str = ""
     hubspot_owned_properties: str = HUBSPOT_OWNED_PROPERTIES  # set empty: a rep owns none of them
     hubspot_new_contact_values: str = HUBSPOT_NEW_CONTACT_VALUES  # set empty: none
+    # Salesforce (adapters/salesforce.py): off unless the login URL and SALESFORCE_CLIENT_ID (a secret) are set.
+    salesforce_login_url: OptionalSecureUrl = ""  # the org's My Domain URL: https://<domain>.my.salesforce.com
+    salesforce_object: Literal["Lead", "Contact"] = "Lead"
+    salesforce_external_id_field: str = "Clay_Lead_Id__c"
+    salesforce_api_version: str = Field(default="v62.0", pattern=r"^v\d{2,3}\.0$")  # v46.0 or later
+    salesforce_field_map: str = ""  # JSON over the object's default mapping (core/salesforce_records.py)
+
+    @model_validator(mode="after")
+    def _salesforce_mapping(self) -> RouterSettings:
+        # ConfigError at cold start for an old API version, a bad external id field or SALESFORCE_FIELD_MAP
+        # (imported here: the other functions' cold starts do not load the Salesforce mapping)
+        from clay_pipeline.core.salesforce_records import RecordMapping, check_api_version
+
+        try:
+            check_api_version(self.salesforce_api_version)
+        except ValueError as error:
+            raise ConfigError(f"invalid configuration: SALESFORCE_API_VERSION: {error}") from None
+        RecordMapping.from_settings(
+            self.salesforce_object, self.salesforce_external_id_field, self.salesforce_field_map
+        )
+        return self
+
     destination_timeout_seconds: float = Field(default=10, gt=0, le=60)
     destination_retry_attempts: int = Field(default=3, ge=0, le=10)  # in-invocation retries of 429/5xx/timeouts
     destination_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=30)

@@ -5,19 +5,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.dynamodb import from_item, is_condition_failure
 from clay_pipeline.adapters.leads_table import ItemUpdate, LeadsTable, lead_item_key
-from clay_pipeline.core.policies import Delivered, LeadHistory
-
-if TYPE_CHECKING:
-    pass
-
+from clay_pipeline.core.policies import Busy, Delivered, LeadHistory, Lease
 
 # -- router's delivery ledger, kept on the lead's LeadsTable item --------------------------------
 DELIVERIES, LEASE_UNTIL, LEASE_OWNER = "deliveries", "lease_until", "lease_owner"  # ledger attributes
@@ -37,28 +33,6 @@ def held_markers(item: dict[str, Any]) -> dict[str, str]:
 def markers(item: dict[str, Any], prefix: str) -> dict[str, Any]:
     """{destination: value} of the lead item's `<prefix><destination>` attributes."""
     return {name.removeprefix(prefix): value for name, value in item.items() if name.startswith(prefix)}
-
-
-@dataclass(frozen=True)
-class Lease:
-    """An invocation's hold on one lead's deliveries, and what the ledger knew when it was taken."""
-
-    lead_key: str
-    owner: str  # this claim's token: the complete write frees the lease only while it is still ours
-    history: LeadHistory
-    callback_id: str  # the callback whose enrichment the item held at the claim ('' when none)
-    held: dict[str, str] = field(default_factory=dict)  # destinations a pause held for the lead: see held_markers
-    # Intents an earlier invocation recorded and never completed (it ended between sending and recording),
-    # and deliveries already known to be unknown: {destination: {at, hash, score[, reason]}}
-    lapsed: dict[str, dict[str, Any]] = field(default_factory=dict)
-    unknown: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Busy:
-    """Another invocation holds the lead's lease."""
-
-    seconds: int  # until that lease lapses, at the latest
 
 
 @dataclass(frozen=True)

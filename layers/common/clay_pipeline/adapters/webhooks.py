@@ -1,6 +1,6 @@
-"""Where routed leads go: outreach, nurture and Zapier webhooks, Slack (HubSpot is hubspot.py, on the same HttpClient).
+"""Where routed leads go: outreach, nurture and Zapier webhooks, Slack (HubSpot: hubspot.py, on the same HttpClient).
 
-Every call ends in a DeliveryResult: delivered (2xx), retryable (429, 5xx, a request that never
+Every call ends in a DeliveryResult (core/deliveries.py): delivered (2xx), retryable (429, 5xx, a request that never
 left: DNS, connection refused, connect timeout), unknown (the whole request went out and no answer
 came: a read timeout or the request's deadline; the destination may have processed it), or
 permanent (any other 4xx, a 3xx: redirects are never followed, an http URL), with a short reason
@@ -25,10 +25,8 @@ so a rotated or newly added secret applies without a deploy; unset means the des
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import random
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -40,41 +38,13 @@ from urllib3.util.retry import Retry
 
 from clay_pipeline import config
 from clay_pipeline.adapters.http import OutboundError, parse_retry_after, retrying_session, send, url_problem
+from clay_pipeline.core.deliveries import DELIVERED, OUT_OF_TIME, DeliveryResult, Status, short_text
 
 if TYPE_CHECKING:  # requests is imported on first use: ~27 ms of cold start otherwise
     import requests
 
 MIN_ATTEMPT_SECONDS = 0.5  # no attempt starts with less time than this left
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-
-
-class Status(enum.StrEnum):
-    DELIVERED = "delivered"
-    RETRYABLE = "retryable"
-    PERMANENT = "permanent"
-    WITHHELD = "withheld"  # not sent on purpose (the lead qualifies only because its score dropped)
-    PAUSED = "paused"  # not sent now: the destination is paused (pause.py), or HubSpot said to stop; the lead waits
-    UNKNOWN = "unknown"  # sent, no answer: it may have been processed (a once-per-lead one waits for an operator)
-
-
-@dataclass(frozen=True)
-class DeliveryResult:
-    status: Status
-    reason: str  # short and safe to log
-    retry_after: float | None = None  # seconds the destination asked us to wait (429)
-    detail: str = ""  # the destination's own words (may carry lead data): for the DLQ, not the logs
-
-    @property
-    def delivered(self) -> bool:
-        return self.status is Status.DELIVERED
-
-    @property
-    def settled(self) -> bool:
-        """Nothing more to do for this destination: delivered, or withheld on purpose."""
-        return self.status in (Status.DELIVERED, Status.WITHHELD)
-
-
-DELIVERED = DeliveryResult(Status.DELIVERED, "delivered")
 
 
 SLACK_TEXT_LIMIT = 3000  # characters of a hot-lead message: Slack truncates text past 40,000 (see hot_lead_message)
@@ -171,7 +141,7 @@ class RetryPolicy:
 
     def run(self, send: Callable[[float], DeliveryResult], deadline: float) -> DeliveryResult:
         """Call send(timeout) until it is not retryable, attempts run out, or the next wait would pass the deadline."""
-        result = DeliveryResult(Status.RETRYABLE, "out_of_time")
+        result = OUT_OF_TIME
         for attempt in range(self.attempts + 1):
             remaining = deadline - time.monotonic()
             if remaining < MIN_ATTEMPT_SECONDS:
@@ -307,8 +277,3 @@ CUT_MARKER = "… [cut]"
 def _cap(value: Any, limit: int) -> str:
     text = str(value)
     return text if len(text) <= limit else text[: limit - len(CUT_MARKER)] + CUT_MARKER
-
-
-def short_text(value: Any, limit: int = 300) -> str:
-    """A destination's message on one line, cut to `limit` characters ('' for none)."""
-    return re.sub(r"\s+", " ", str(value))[:limit] if value else ""

@@ -387,6 +387,12 @@ def field_errors(error: ValidationError) -> list[dict[str, str]]:
     return problems
 
 
+def describe_problems(error: ValidationError) -> str:
+    """'email: not a valid email address; needs an email, a domain or a linkedin_url' (no input echoed)."""
+    problems = field_errors(error)
+    return "; ".join(p["error"] if p["field"] == "body" else f"{p['field']}: {p['error']}" for p in problems)
+
+
 def body_hash(body: Any) -> str:
     """Hash of the canonical JSON of a body: identical retries match, re-enrichments do not."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -2,8 +2,8 @@
 
 Clay calls the same row back again whenever a column re-runs or auto-updates, and tables with
 one HTTP API column per enrichment call back several times per row: a callback is a version
-of a lead, not a new lead. So the ledger is kept per lead (stores.LeadLedger, on the lead's
-LeadsTable item) and each destination's policy (routing.DEFAULT_POLICIES) decides:
+of a lead, not a new lead. So the ledger is kept per lead (adapters/ledger.LeadLedger, on the lead's
+LeadsTable item) and each destination's policy (core/rules.DEFAULT_POLICIES) decides:
 
 - once_per_lead: delivered at most once per lead within DELIVERY_MARK_DAYS, whatever later
   callbacks say;
@@ -11,7 +11,7 @@ LeadsTable item) and each destination's policy (routing.DEFAULT_POLICIES) decide
   of the mapped payload, so an identical re-send costs no call and a real change updates it).
 
 A delivery whose outcome is unknown (it went out and no answer came, or the invocation ended between
-sending and recording: see stores.SENDING_PREFIX) to a destination whose UNKNOWN_OUTCOME_POLICIES is
+sending and recording: see ledger.SENDING_PREFIX) to a destination whose UNKNOWN_OUTCOME_POLICIES is
 "hold" is not owed again until an operator settles it: once_per_lead never, on_change not for the
 same payload (a changed payload is a new delivery).
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -83,6 +83,28 @@ class LeadHistory:
     def supersedes(self, received_at: str) -> bool:
         """True when a newer callback of this lead was already routed: this older one must not undo it."""
         return bool(self.routed_received_at) and newer(self.routed_received_at, received_at)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """An invocation's hold on one lead's deliveries, and what the ledger knew when it was taken."""
+
+    lead_key: str
+    owner: str  # this claim's token: the complete write frees the lease only while it is still ours
+    history: LeadHistory
+    callback_id: str  # the callback whose enrichment the item held at the claim ('' when none)
+    held: dict[str, str] = field(default_factory=dict)  # what a pause held for the lead (ledger.held_markers)
+    # Intents an earlier invocation recorded and never completed (it ended between sending and recording),
+    # and deliveries already known to be unknown: {destination: {at, hash, score[, reason]}}
+    lapsed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unknown: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Another invocation holds the lead's lease."""
+
+    seconds: int  # until that lease lapses, at the latest
 
 
 def peak_score(remembered: Mapping[str, Delivered]) -> float | None:

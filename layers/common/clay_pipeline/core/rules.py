@@ -13,7 +13,7 @@ Several rules may name one destination: it is chosen once. Rules are checked at 
 (ConfigError naming the rule's index and destination, and the problem).
 
 Clay sends a row again whenever a column re-runs, so each destination also has a delivery
-policy (DEFAULT_POLICIES; the router's ledger applies it, see delivery_policy.py):
+policy (DEFAULT_POLICIES; the router's ledger applies it, see core/policies.py):
 - "once_per_lead": at most one delivery per lead for DELIVERY_MARK_DAYS, whatever later
   callbacks say (a sequence must never enrol a prospect twice);
 - "on_change": delivered again only when the payload that destination receives changed.
@@ -37,8 +37,8 @@ from clay_pipeline.core.column_values import number_or_none, read_flag
 from clay_pipeline.core.errors import ConfigError
 from clay_pipeline.core.leads import EnrichedLead, is_null
 
-Destination = Literal["slack", "outreach", "hubspot", "nurture", "zapier", "leads_table"]
-DESTINATIONS: tuple[str, ...] = ("slack", "outreach", "hubspot", "nurture", "zapier", "leads_table")
+Destination = Literal["slack", "outreach", "hubspot", "salesforce", "nurture", "zapier", "leads_table"]
+DESTINATIONS: tuple[str, ...] = ("slack", "outreach", "hubspot", "salesforce", "nurture", "zapier", "leads_table")
 Operator = Literal[">=", "<", "==", "present", "contains"]
 Policy = Literal["once_per_lead", "on_change"]
 ONCE_PER_LEAD: Policy = "once_per_lead"
@@ -53,9 +53,10 @@ DEFAULT_POLICIES: dict[str, Policy] = {
     "nurture": ONCE_PER_LEAD,
     "zapier": ONCE_PER_LEAD,
     "hubspot": ON_CHANGE,
+    "salesforce": ON_CHANGE,  # an upsert by external id: a changed row updates the record
     "leads_table": ON_CHANGE,
 }
-# What a webhook delivery whose answer was lost (it went out, no answer came) does next (delivery_policy.py):
+# What a webhook delivery whose answer was lost (it went out, no answer came) does next (core/routing_plan.py):
 # - "hold": never re-sent automatically; the ledger marks it unknown, DeliveryUnknown alarms, and an operator
 #   settles it (`clay-pipeline settle LEAD DESTINATION --delivered|--resend`);
 # - "resend": sent again, with the same Idempotency-Key (a receiver that dedupes sees it once).
@@ -65,13 +66,15 @@ RESEND: UnknownOutcome = "resend"
 # Outreach and nurture enrol the prospect in a sequence: twice is the outcome to avoid, a delay is not. A
 # Zapier catch hook starts a Zap that creates something, and neither Zapier nor Slack honours
 # Idempotency-Key; but a hot-lead alert shown twice costs a glance, while one never shown costs the lead's
-# first hour, so Slack resends. HubSpot upserts by email (idempotent): always resent, not configurable.
+# first hour, so Slack resends. HubSpot upserts by email and Salesforce by external id (the lead_id): a
+# repeat updates what the first made, so both are always resent, not configurable.
 DEFAULT_UNKNOWN_OUTCOMES: dict[str, UnknownOutcome] = {
     "outreach": HOLD,
     "nurture": HOLD,
     "zapier": HOLD,
     "slack": RESEND,
     "hubspot": RESEND,
+    "salesforce": RESEND,
 }
 NUMERIC_FIELDS = frozenset({"icp_score", "employee_count"})
 # Known lead fields that hold text: comparing them as numbers is a mistake in the rules.
@@ -185,15 +188,22 @@ def _condition(field: str, op: str, value: Any = None) -> Condition:
 
 
 @functools.cache
-def default_rules() -> tuple[Rule, ...]:
-    """The rules when ROUTING_RULES is empty (built on first use: validating them builds the schemas)."""
-    return (
+def default_rules(salesforce: bool = False) -> tuple[Rule, ...]:
+    """The rules when ROUTING_RULES is empty (built on first use: validating them builds the schemas).
+
+    `salesforce`: Salesforce's rule too (SALESFORCE_LOGIN_URL is set). Without a login URL Salesforce is off and
+    its rule is left out, so a deployment without it records no `salesforce: off` on every lead."""
+    rules = (
         Rule(destination="slack", when=(_condition("icp_score", ">=", 90),)),
         Rule(destination="outreach", when=(_condition("icp_score", ">=", 80), _condition("email", "present"))),
         Rule(destination="hubspot", when=(_condition("icp_score", ">=", 70), _condition("email", "present"))),
         Rule(destination="nurture", when=(_condition("icp_score", ">=", 50), _condition("icp_score", "<", 80))),
         Rule(destination="zapier", when=(_condition("email", "present"),)),
     )
+    if not salesforce:
+        return rules
+    crm = Rule(destination="salesforce", when=(_condition("icp_score", ">=", 70), _condition("email", "present")))
+    return (*rules[:3], crm, *rules[3:])
 
 
 class RuleSet:
@@ -205,9 +215,10 @@ class RuleSet:
         self.required = required
 
     @classmethod
-    def from_setting(cls, text: str, policies: str = "", required: str = "") -> RuleSet:
-        """ROUTING_RULES, DELIVERY_POLICIES and ROUTING_REQUIRED_FIELDS as configured: empty keeps the defaults."""
-        rules = parse_rules(text) if text.strip() else default_rules()
+    def from_setting(cls, text: str, policies: str = "", required: str = "", salesforce: bool = False) -> RuleSet:
+        """ROUTING_RULES, DELIVERY_POLICIES and ROUTING_REQUIRED_FIELDS as configured: empty keeps the defaults
+        (`salesforce`: with Salesforce's default rule, see default_rules)."""
+        rules = parse_rules(text) if text.strip() else default_rules(salesforce)
         return cls(rules, parse_policies(policies), parse_required_fields(required))
 
     def policy(self, destination: str) -> Policy:
@@ -272,7 +283,10 @@ def parse_unknown_outcomes(text: str) -> dict[str, UnknownOutcome]:
             continue
         destination, _, choice = (piece.strip() for piece in pair.partition("="))
         if destination not in webhooks:
-            why = " (HubSpot's upsert by email is safe to repeat: always resend)" if destination == "hubspot" else ""
+            why = {
+                "hubspot": " (HubSpot's upsert by email is safe to repeat: always resend)",
+                "salesforce": " (Salesforce's upsert by external id is safe to repeat: always resend)",
+            }.get(destination, "")
             raise ConfigError(f"UNKNOWN_OUTCOME_POLICIES: {destination!r} is not one of {', '.join(webhooks)}{why}")
         if choice not in (HOLD, RESEND):
             raise ConfigError(f"UNKNOWN_OUTCOME_POLICIES: {destination}={choice!r} is not hold or resend")

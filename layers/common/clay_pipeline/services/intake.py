@@ -17,7 +17,7 @@ from clay_pipeline.config import CLAY_MAX_PAYLOAD_BYTES, IntakeSettings
 from clay_pipeline.core import auth
 from clay_pipeline.core.errors import BadRequest, TooLarge, Unauthorized
 from clay_pipeline.core.json_text import dump_json
-from clay_pipeline.core.leads import Lead, field_errors
+from clay_pipeline.core.leads import Lead, describe_problems
 from clay_pipeline.core.request_body import check_content_type, check_size, parse_json
 from clay_pipeline.services.caller_auth import secrets_or_unauthorized
 
@@ -33,12 +33,6 @@ class Rows:
     valid: list[tuple[int, Lead]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
-
-
-def describe_problems(error: ValidationError) -> str:
-    """'email: not a valid email address; needs an email, a domain or a linkedin_url' (no input echoed)."""
-    problems = field_errors(error)
-    return "; ".join(p["error"] if p["field"] == "body" else f"{p['field']}: {p['error']}" for p in problems)
 
 
 def authenticate(headers: dict[str, str]) -> None:

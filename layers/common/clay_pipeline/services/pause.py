@@ -5,12 +5,12 @@
 item at most once per DESTINATION_PAUSE_CACHE_SECONDS per instance, eventually consistent (half a
 read unit), and not at all while its copy is fresh: pausing adds no write per lead and at most one
 read per invocation. A paused destination's deliveries wait in RoutingQueue (visibility hand-back,
-stores.Queue.hold, never toward the DLQ) and go out on the first receive after the switch is
+adapters/queues.Queue.hold, never toward the DLQ) and go out on the first receive after the switch is
 cleared and the router's copy refreshed; the destinations that are not paused are delivered
 meanwhile, and the ledger keeps them from being sent again when the lead comes back.
 
 The router pauses HubSpot itself when HubSpot says to stop (its DAILY API limit, a contact
-property that does not exist: hubspot.py), by "router" and with `until`: the pause ends by itself
+property that does not exist: adapters/hubspot.py), by "router" and with `until`: the pause ends by itself
 then (when HubSpot's daily limit resets, or a re-check), and an operator may resume it earlier.
 
 If the switch cannot be read, the router keeps the state it last read (nothing paused at a cold

@@ -39,10 +39,10 @@ from clay_pipeline.adapters.clay_webhook import ClayAnswer, ClayClient, Outcome
 from clay_pipeline.adapters.queues import Queue, origin_attributes
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import SenderSettings
-from clay_pipeline.core.leads import Lead
+from clay_pipeline.core.leads import Lead, describe_problems
 from clay_pipeline.observability import count, level, logger, summarize
 from clay_pipeline.queue_batch import QueueRecord
-from clay_pipeline.services.intake import clay_payload, describe_problems, payload_problem
+from clay_pipeline.services.intake import clay_payload, payload_problem
 from clay_pipeline.services.sending_limits import (
     DAY_SECONDS,
     Claim,
