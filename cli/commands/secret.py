@@ -30,6 +30,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from clay_pipeline.adapters.secret_store import is_set, read_values, write_values
@@ -55,11 +56,16 @@ CHECKS: dict[str, Callable[[list[str]], object]] = {
 class Secrets:
     """The secrets of the target, each read once, and where each name lives."""
 
-    def __init__(self, secret_ids: dict[str, str], mirror_to_shared: bool = False) -> None:
+    def __init__(
+        self,
+        secret_ids: dict[str, str],
+        mirror_to_shared: bool = False,
+        values: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.secret_ids = secret_ids  # by template resource; a resource the stack does not deploy is absent
         # the local stack: its one process reads the shared secret for every function, so a change goes there too
         self.mirror_to_shared = mirror_to_shared
-        self._values: dict[str, dict[str, Any]] = {}
+        self._values: dict[str, dict[str, Any]] = dict(values or {})  # by secret id, each read once
 
     @property
     def shared_id(self) -> str:
@@ -109,26 +115,40 @@ def secret_command(args: argparse.Namespace) -> int:
         return usage_error(str(error))
     if not target.secret_ids:
         return usage_error("which secret? pass --stack or --secret-id, set CONFIG_SECRET_ID, or start the local stack")
-    if getattr(args, "name", None) and not target.secret_id(args.name):
-        return usage_error(f"{args.name} is not used by this stack (its secret is deployed only on the other path)")
+    if getattr(args, "name", None) and (problem := not_deployed(args.name, target)):
+        return usage_error(problem)
     return ACTIONS[args.action](args, target)
 
 
+def not_deployed(name: str, target: Secrets) -> str:
+    """Why the target has no secret for this name ('' when it has one)."""
+    if target.secret_id(name):
+        return ""
+    return f"{name} is not used by this stack (its secret is deployed only on the other path)"
+
+
 def _list(args: argparse.Namespace, target: Secrets) -> int:
+    print("\n".join(listing(target)))
+    return Exit.OK
+
+
+def listing(target: Secrets) -> list[str]:
+    """Per secret, which of its names are set (never a value), and names set where no function reads them."""
+    lines = []
     # locally: the shared secret, which the one process reads for every function, holds every name
     listed = [target.shared_id] if target.mirror_to_shared else dict.fromkeys(target.secret_ids.values())
     for secret_id in listed:
         held = sorted(name for name in SECRET_NAMES if target.mirror_to_shared or target.secret_id(name) == secret_id)
         values = target.values(secret_id)
-        print(secret_id)
+        lines.append(secret_id)
         for name in held:
             hint = "  (secret init makes one)" if name in GENERATED and not is_set(values.get(name)) else ""
-            print(f"  {name:30} {'set' if is_set(values.get(name)) else 'not set'}{hint}")
+            lines.append(f"  {name:30} {'set' if is_set(values.get(name)) else 'not set'}{hint}")
         for name in sorted(name for name in set(values) - set(held) if is_set(values[name])):
             own = target.secret_id(name) if name in SECRET_NAMES else ""
             where = f"; it belongs in {own} (secret prune removes it here once it is there)" if own else ""
-            print(f"  {name:30} set, but no function reads it here{where}")
-    return Exit.OK
+            lines.append(f"  {name:30} set, but no function reads it here{where}")
+    return lines
 
 
 def _get(args: argparse.Namespace, target: Secrets) -> int:
@@ -140,22 +160,37 @@ def _get(args: argparse.Namespace, target: Secrets) -> int:
 
 
 def _init(args: argparse.Namespace, target: Secrets) -> int:
-    made = [name for name in GENERATED if target.secret_id(name) and not target.value(name)]
+    made = to_generate(target)
     if made:
         target.write({name: GENERATED[name]() for name in made})
+    print("\n".join(init_report(target, made)))
+    return Exit.OK
+
+
+def to_generate(target: Secrets) -> list[str]:
+    """What `init` generates: the generated names the target holds and has no value for."""
+    return [name for name in GENERATED if target.secret_id(name) and not target.value(name)]
+
+
+def init_report(target: Secrets, made: list[str]) -> list[str]:
+    """What `init` says: the names it generated, where, and the ones only the operator can give."""
     where = ", ".join(dict.fromkeys(target.secret_id(name) for name in made))
-    print(f"generated {', '.join(made) + ' in ' + where if made else 'nothing (all were set)'}")
+    lines = [f"generated {', '.join(made) + ' in ' + where if made else 'nothing (all were set)'}"]
     missing = sorted(
         name for name in SECRET_NAMES - set(GENERATED) if target.secret_id(name) and not target.value(name)
     )
     if missing:
-        print(f"still to set, those you use (clay-pipeline secret set NAME VALUE): {', '.join(missing)}")
-    return Exit.OK
+        lines.append(f"still to set, those you use (clay-pipeline secret set NAME VALUE): {', '.join(missing)}")
+    return lines
+
+
+def rotated(current: str, new: str) -> str:
+    """The new value first, then the current one (its first entry): both accepted until the old is dropped."""
+    return ",".join([new, *[value for value in current.split(",") if value.strip()][:1]])
 
 
 def _rotate(args: argparse.Namespace, target: Secrets) -> int:
-    current = [value for value in target.value(args.name).split(",") if value.strip()]
-    target.write({args.name: ",".join([GENERATED[args.name](), *current[:1]])})
+    target.write({args.name: rotated(target.value(args.name), GENERATED[args.name]())})
     print(
         f"{args.name}: a new value first, the current one kept after it; both are accepted within 5 minutes. "
         f"Move the callers to the new one (clay-pipeline secret get {args.name} prints both), then drop the "
@@ -176,28 +211,51 @@ def _set(args: argparse.Namespace, target: Secrets) -> int:
     return Exit.OK
 
 
-def _prune(args: argparse.Namespace, target: Secrets) -> int:
-    """Remove from the shared secret each value its own secret now holds; nothing while any is still missing."""
-    shared_id = target.shared_id
+@dataclass(frozen=True)
+class Prune:
+    """What `prune` may do with the names a stack deployed before the split left in the shared secret."""
+
+    removable: list[str]  # its own secret holds it now (or it was never set): removed from the shared secret
+    missing: list[str]  # set only in the shared secret: while any is, nothing is removed
+    unknown: list[str]  # its secret is not deployed on this stack's path: kept for a switch of path
+
+
+def prune_plan(target: Secrets) -> Prune | None:
+    """None when the shared secret is the one secret every function reads (nothing to prune)."""
     if target.mirror_to_shared or len(set(target.secret_ids.values())) == 1:
-        print(f"nothing to prune: {shared_id or 'this secret'} is the one secret every function reads here")
-        return Exit.OK
+        return None
+    shared_id = target.shared_id
     shared = target.values(shared_id)
     strays = sorted(name for name in shared if name in SECRET_NAMES and target.secret_id(name) != shared_id)
     unknown = sorted(name for name in strays if not target.secret_id(name) and is_set(shared[name]))
     removable = [name for name in strays if name not in unknown and (not is_set(shared[name]) or target.value(name))]
-    missing = sorted(set(strays) - set(unknown) - set(removable))
-    if missing:
-        return fail(
-            f"not pruned: {', '.join(f'{name} (not in {target.secret_id(name)})' for name in missing)} only in "
-            f"{shared_id}: set each in its own secret (clay-pipeline secret set NAME VALUE; on a stack not yet "
-            "upgraded, deploying this version copies them); nothing was changed"
-        )
-    if removable:
-        target.replace(shared_id, {name: value for name, value in shared.items() if name not in removable})
-    print(f"pruned from {shared_id}: {', '.join(removable)}" if removable else f"nothing to prune in {shared_id}")
-    if unknown:
-        print(f"kept in {shared_id}, their secret is not deployed on this stack's path: {', '.join(unknown)}")
+    return Prune(removable, sorted(set(strays) - set(unknown) - set(removable)), unknown)
+
+
+def prune_refusal(target: Secrets, plan: Prune) -> str:
+    missing = ", ".join(f"{name} (not in {target.secret_id(name)})" for name in plan.missing)
+    return (
+        f"not pruned: {missing} only in {target.shared_id}: set each in its own secret (clay-pipeline secret set "
+        "NAME VALUE; on a stack not yet upgraded, deploying this version copies them); nothing was changed"
+    )
+
+
+def _prune(args: argparse.Namespace, target: Secrets) -> int:
+    """Remove from the shared secret each value its own secret now holds; nothing while any is still missing."""
+    shared_id = target.shared_id
+    plan = prune_plan(target)
+    if plan is None:
+        print(f"nothing to prune: {shared_id or 'this secret'} is the one secret every function reads here")
+        return Exit.OK
+    if plan.missing:
+        return fail(prune_refusal(target, plan))
+    shared = target.values(shared_id)
+    if plan.removable:
+        target.replace(shared_id, {name: value for name, value in shared.items() if name not in plan.removable})
+    removed = ", ".join(plan.removable)
+    print(f"pruned from {shared_id}: {removed}" if plan.removable else f"nothing to prune in {shared_id}")
+    if plan.unknown:
+        print(f"kept in {shared_id}, their secret is not deployed on this stack's path: {', '.join(plan.unknown)}")
     return Exit.OK
 
 
@@ -228,10 +286,7 @@ def _target(args: argparse.Namespace) -> Secrets:
     if args.stack:
         from cli.operations.target import stack_secrets
 
-        found = stack_secrets(args.stack)
-        if set(found) == {SHARED_SECRET_RESOURCE}:  # deployed before the split: one secret holds every name
-            return Secrets(dict.fromkeys(SECRET_RESOURCES, found[SHARED_SECRET_RESOURCE]))
-        return Secrets(found)
+        return Secrets(stack_holders(stack_secrets(args.stack)))
     one = args.secret_id or os.environ.get("CONFIG_SECRET_ID", "")
     if one:
         return Secrets(dict.fromkeys(SECRET_RESOURCES, one))
@@ -242,3 +297,11 @@ def _target(args: argparse.Namespace) -> Secrets:
         return Secrets({})
     local_ids = {resource: resources.resolver.refs[resource] for resource in SECRET_RESOURCES}
     return Secrets(local_ids, mirror_to_shared=True)
+
+
+def stack_holders(found: dict[str, str]) -> dict[str, str]:
+    """A stack's secrets by template resource, from its outputs: one deployed before the split has only
+    ConfigSecretName, and that one secret holds every name."""
+    if set(found) == {SHARED_SECRET_RESOURCE}:
+        return dict.fromkeys(SECRET_RESOURCES, found[SHARED_SECRET_RESOURCE])
+    return found

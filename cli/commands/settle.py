@@ -14,7 +14,7 @@ import argparse
 from pydantic import ValidationError
 
 from clay_pipeline.adapters.leads_table import LeadsTable
-from clay_pipeline.adapters.ledger import LeadLedger
+from clay_pipeline.adapters.ledger import Settlements
 from clay_pipeline.adapters.queues import Queue
 from cli.commands.common import print_json, usage_error, with_target
 from cli.operations.target import Target
@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace, target: Target) -> int:
         [lead_id] = Tracer(target, read_dead_letters=False).lead_ids(who, kind)
     except (ValidationError, ValueError) as error:
         return usage_error(f"{who!r} is not a valid {kind}: {str(error).splitlines()[0]}")
-    ledger = LeadLedger(target.leads_table, lease_seconds=0)  # settling takes no lease
+    ledger = Settlements(target.leads_table)
     try:
         entry = ledger.settle(lead_id, args.destination, delivered=args.delivered)
     except LookupError as error:

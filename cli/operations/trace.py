@@ -2,7 +2,9 @@
 
 A lead is found by its id, which is derived from the normalised email (or domain and names),
 so an email or a lead_id costs a few GetItems: the dedupe mark (intake source and time, the
-sender's batch), the batch record (webhook index, send time, receives, POSTs), the leads table
+sender's batch), the batch record (webhook index, send time, receives, POSTs) or on the routine
+path the run (`run#`, its `run-done#` ending; the mark names it, else the `run-leads#<batch>`
+list, else the lead's dead letter when the collector released the mark), the leads table
 item (callbacks, latest body hash, score, tier, routing outcome, delivery ledger, stale mark),
 the pause switch, and both DLQs (read and released; --no-dlq skips them). A domain is looked up
 as the domain-only lead id and then by scanning the leads table for enrichments of that domain
@@ -28,6 +30,24 @@ from clay_pipeline.services.pause import DestinationSwitch
 from clay_pipeline.services.routines import RunStore
 from clay_pipeline.services.sending_limits import dedupe_key
 from cli.operations.target import Target
+
+# A run's mark (routines.RunStore), as a sentence: '' while nothing has decided it.
+RUN_STATES = {
+    "": "not collected yet",
+    "collecting": "being collected",
+    "collected": "collected",
+    "giving_up": "being given up",
+    "gave_up": "given up (its leads went to LeadDLQ)",
+    "abandoned": "abandoned (its polls could not be queued; its leads were sent again)",
+}
+# Where the lead's send on the routine path is confirmed (routine_sender.py)
+CONFIRMATIONS = {
+    "mark": "the sender set the dedupe mark sent when it recorded the run",
+    "run_list": "the sender could not set the dedupe mark sent: its list run-leads#{batch} names the run",
+    # run_collector.py: a failed (or missing) item is dead-lettered with its run, and its dedupe mark released
+    "dead_letter": "its result went to LeadDLQ with the run's id (the dedupe mark was released: a replay sends it "
+    "in a new run)",
+}
 
 
 def kind_of(who: str) -> str:
@@ -55,7 +75,7 @@ class LeadTrace:
     lead_id: str
     mark: dict[str, Any] | None = None  # the sender's dedupe mark
     sent: SentLead | None = None  # the lead's entry in its batch record
-    run: dict[str, Any] = field(default_factory=dict)  # the routine path: its run's start and ending
+    run: dict[str, Any] = field(default_factory=dict)  # the routine path: the lead's run (RoutineRun.to_dict)
     item: dict[str, Any] | None = None  # the leads table item
     paused: dict[str, dict[str, Any]] = field(default_factory=dict)  # paused destinations
     dead_letters: list[DeadLetterMessage] = field(default_factory=list)
@@ -68,8 +88,9 @@ class LeadTrace:
         mark, item = self.mark or {}, self.item or {}
         enrichment = item.get("enrichment") or {}
         status = mark.get("status")
-        if status == "sending" and self.sent:  # its batch record confirms it (sending_limits.Deduper)
+        if status == "sending" and (self.sent or self.run):  # its batch record or run list confirms it (Deduper)
             status = "sent"
+        sent_at = mark.get("sent_at") or (self.sent.sent_at if self.sent else None) or self.run.get("started_at")
         callback_id = str(item.get("callback_id") or "")
         return {
             "lead_id": self.lead_id,
@@ -80,16 +101,14 @@ class LeadTrace:
             "dedupe": {
                 "status": status,
                 "claimed_at": when(mark.get("created_at")),
-                "sent_at": when(mark.get("sent_at") or (self.sent.sent_at if self.sent else None)),
+                "sent_at": when(sent_at),
                 "expires_at": when(mark.get("expires_at")),
                 "batch": mark.get("batch"),
             }
             if mark
             else None,
             "clay": self.sent.to_dict() if self.sent else None,
-            "routine_run": {"routine_run_id": mark["routine_run_id"], **self.run}
-            if mark.get("routine_run_id")
-            else None,
+            "routine_run": self.run or None,
             "callbacks": {
                 "count": int(item.get("callbacks") or 0),
                 "latest_received_at": when(item.get("received_at")),
@@ -150,9 +169,7 @@ class LeadTrace:
             text = f"webhook #{clay['webhook_index']}, attempt {clay['receives']} (SQS receive), {posts}"
             events.append((clay["sent_at"], "sent to Clay", f"{text}, batch {clay['batch'][:8]}"))
         elif run := trace["routine_run"]:
-            ending = f", {run['ending']}" if run.get("ending") else ", not collected yet"
-            started = f" started {_short(run['started_at'])}" if run.get("started_at") else ""
-            events.append((dedupe["sent_at"], "sent to Clay", f"routine run {run['routine_run_id']}{started}{ending}"))
+            events.append((run["started_at"] or (dedupe or {}).get("sent_at", ""), "sent to Clay", _run_story(run)))
         elif dedupe and dedupe["sent_at"]:
             events.append((dedupe["sent_at"], "sent to Clay", "(no batch record: sent before it was kept)"))
         if callbacks := trace["callbacks"]:
@@ -214,6 +231,15 @@ def _unknown(item: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
+def _run_story(run: dict[str, Any]) -> str:
+    """The routine run a lead went in: when Clay accepted it, how it stands, what confirms the lead's send."""
+    items = f" ({run['items']} items)" if run.get("items") is not None else ""
+    started = f", started {_short(run['started_at'])}" if run["started_at"] else ", its record has expired"
+    state = RUN_STATES.get(run["ending"], run["ending"])
+    confirmation = CONFIRMATIONS[run["confirmed_by"]].format(batch=run["batch"])
+    return f"routine run {run['routine_run_id']}{items}{started}, {state}; {confirmation}"
+
+
 def _short(iso: str) -> str:
     """2026-12-02T03:40:01.123+00:00 -> 2026-12-02 03:40:01Z"""
     return f"{iso[:10]} {iso[11:19]}Z" if iso else ""
@@ -245,9 +271,7 @@ class Tracer:
             trace.sent = (
                 SentLead.from_entry(lead_id, str(batch), entry, int(record["sent_at"])) if record and entry else None
             )
-        if run_id := str((trace.mark or {}).get("routine_run_id") or ""):
-            runs = RunStore(store)
-            trace.run = {"started_at": runs.started_at(run_id), "ending": runs.ending(run_id) or ""}
+        trace.run = self._routine_run(store, lead_id, trace.mark or {}) if not trace.sent else {}
         if self.target.leads_table:
             trace.item = LeadsTable(self.target.leads_table).get(lead_id)
         item = trace.item or {}
@@ -256,7 +280,32 @@ class Tracer:
         # the lead's own destinations when it was routed; every paused one otherwise
         trace.paused = {name: state for name, state in paused.items() if name in routes or not routes}
         trace.dead_letters = [message for message in self._all_dead_letters() if message.lead_id == lead_id]
+        if not trace.run and not trace.sent:  # a routine lead the collector dead-lettered: its mark is gone
+            trace.run = self._dead_lettered_run(store, trace.dead_letters)
         return trace
+
+    @staticmethod
+    def _routine_run(store: StateStore, lead_id: str, mark: dict[str, Any]) -> dict[str, Any]:
+        """The routine run that has the lead: named on its mark when the sender set it sent, else by the
+        sender invocation's `run-leads#<batch>` list (written when it could not set the mark)."""
+        runs = RunStore(store)
+        run_id, confirmed_by = str(mark.get("routine_run_id") or ""), "mark"
+        if not run_id and mark.get("batch"):
+            run_id, confirmed_by = runs.listed_run(str(mark["batch"]), lead_id) or "", "run_list"
+        if not run_id:
+            return {}
+        summary = runs.summary(run_id)
+        return {"routine_run_id": run_id, **summary, "confirmed_by": confirmed_by, "batch": mark.get("batch")}
+
+    @staticmethod
+    def _dead_lettered_run(store: StateStore, dead_letters: list[DeadLetterMessage]) -> dict[str, Any]:
+        """The run named on the lead's latest dead letter from the run collector, {} when none names one."""
+        named = [message for message in dead_letters if message.attributes.get("routine_run_id")]
+        if not named:
+            return {}
+        run_id = max(named, key=lambda message: message.sent_at).attributes["routine_run_id"]
+        summary = RunStore(store).summary(run_id)
+        return {"routine_run_id": run_id, **summary, "confirmed_by": "dead_letter", "batch": None}
 
     def _all_dead_letters(self) -> list[DeadLetterMessage]:
         if not self.read_dead_letters:

@@ -1,4 +1,5 @@
-"""`clay-pipeline trace` on moto: a lead sent, called back and routed by the real handlers, one delivery refused."""
+"""`clay-pipeline trace` on moto: a lead sent, called back and routed by the real handlers, one delivery refused;
+and on the routine path, a lead sent in a run of the Clay API simulator."""
 
 from __future__ import annotations
 
@@ -9,12 +10,23 @@ import boto3
 import pytest
 
 from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.core.routines import PollMessage
 from clay_pipeline.services.pause import DestinationSwitch
+from clay_pipeline.services.routines import RunStore
 from cli.main import main
+from local.clay_api_sim import ClayApiSimulator
 from local.http_stub import Reply, StubServer
+from tests.integration import test_routine_sender as routine_path
+from tests.integration.test_routine_sender import API_KEY, lead_id, lease_passed, sent_with_its_confirm_failing
+from tests.integration.test_run_collector import Pipeline
+from tests.integration.test_sender import lead
 from tests.lead_journey import LeadJourney
 
 pytestmark = pytest.mark.integration
+
+# the routine path's fixtures: the Clay API simulator and a SenderFunction with CLAY_ENRICHMENT_PATH=routine on it
+clay = routine_path.clay
+make_sender = routine_path.make_sender
 
 JANE = {"email": "Jane.Doe@Acme.com", "first_name": "Jane", "last_name": "Doe", "source": "web-form"}
 
@@ -128,3 +140,82 @@ def test_trace_finds_a_deployed_stack_by_its_outputs(
     # AND a stack that does not exist is a usage error naming it
     assert main(["trace", "jane.doe@acme.com", "--stack", "no-such-stack"]) == 2
     assert "cannot read stack no-such-stack" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the routine path (CLAY_ENRICHMENT_PATH=routine)
+def test_trace_shows_the_routine_run_named_on_the_leads_mark(
+    make_sender: Any, clay: ClayApiSimulator, stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a lead sent in a routine run that was then collected
+    make_sender().send(lead(1), lead(2))
+    [run] = clay.runs()
+    RunStore(StateStore(stack.table_names["StateTable"])).end(run.run_id, "collected", 1)
+    capsys.readouterr()  # the sender's metrics
+    # WHEN it is traced
+    code, out = trace(capsys, "person1@example.com", "--no-dlq")
+    # THEN the run is shown: its id, its items, when Clay accepted it, how it ended, what confirms the send
+    assert code == 0
+    assert "no batch record" not in out
+    [line] = [line for line in out.splitlines() if line[23:36].strip() == "sent to Clay"]
+    assert f"routine run {run.run_id} (2 items), started 20" in line
+    assert line.endswith(", collected; the sender set the dedupe mark sent when it recorded the run")
+    code, out = trace(capsys, "person1@example.com", "--no-dlq", "--json")
+    [traced] = json.loads(out)["leads"]
+    assert traced["dedupe"]["status"] == "sent"
+    assert traced["clay"] is None
+    routine_run = traced["routine_run"]
+    assert (routine_run["routine_run_id"], routine_run["items"]) == (run.run_id, 2)
+    assert (routine_run["ending"], routine_run["confirmed_by"]) == ("collected", "mark")
+    assert routine_run["started_at"].startswith("20")
+
+
+def test_trace_finds_the_run_through_the_senders_list_when_the_mark_could_not_be_set(
+    make_sender: Any, clay: ClayApiSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN Clay accepted the lead's run and it was recorded, but writing the lead's 'sent' mark failed:
+    # the mark stays 'sending' and the sender's run-leads#<batch> list names the run
+    sender = make_sender()
+    key = sent_with_its_confirm_failing(sender, lead(1))
+    capsys.readouterr()  # the sender's metrics
+    [run] = clay.runs()
+    mark = sender.state.get(key)
+    assert mark is not None and mark["status"] == "sending"
+    # WHEN it is traced
+    code, out = trace(capsys, "person1@example.com", "--no-dlq")
+    # THEN the lead counts as sent, in that run, not yet collected, confirmed by the list
+    assert code == 0
+    assert "dedupe mark   sent" in out
+    assert "no batch record" not in out
+    assert f"routine run {run.run_id} (1 items), started 20" in out
+    listed = f"the sender could not set the dedupe mark sent: its list run-leads#{mark['batch']} names the run"
+    assert f", not collected yet; {listed}" in out
+    # AND after a later copy was skipped on that list (the mark then says sent, with no run on it) the same
+    lease_passed(sender, key)
+    sender.send(lead(1))
+    assert [r.run_id for r in clay.runs()] == [run.run_id]
+    capsys.readouterr()  # the sender's metrics
+    code, out = trace(capsys, "person1@example.com", "--no-dlq", "--json")
+    [traced] = json.loads(out)["leads"]
+    assert traced["dedupe"]["status"] == "sent"
+    assert (traced["routine_run"]["routine_run_id"], traced["routine_run"]["confirmed_by"]) == (run.run_id, "run_list")
+    assert traced["routine_run"]["batch"] == mark["batch"]
+
+
+def test_trace_names_the_run_of_a_lead_the_collector_dead_lettered(
+    make_sender: Any, clay: ClayApiSimulator, stack: Any, load_function: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a lead sent in a run whose item Clay failed: the collector dead-lettered it and released its mark
+    clay.failed_share = 1.0
+    make_sender().send(lead(1))
+    [run] = clay.runs()
+    clay.finish(run.run_id)
+    Pipeline(stack, load_function, clay, CLAY_API_KEY=API_KEY).collect(PollMessage(run.run_id))
+    capsys.readouterr()  # the functions' metrics
+    assert StateStore(stack.table_names["StateTable"]).get(f"dedupe#{lead_id(lead(1))}") is None
+    # WHEN it is traced
+    code, out = trace(capsys, "person1@example.com")
+    # THEN the run is named from its dead letter, with how it ended, next to the dead letter itself
+    assert code == 0
+    assert f"routine run {run.run_id} (1 items), started 20" in out
+    assert ", collected; its result went to LeadDLQ with the run's id (the dedupe mark was released" in out
+    assert "in LeadDLQ    routine_item_failed No enrichment data found for this person" in out

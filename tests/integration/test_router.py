@@ -9,7 +9,6 @@ is read and written directly where a test needs another invocation's lease.
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import threading
 import time
@@ -31,7 +30,7 @@ from clay_pipeline.adapters.ledger import LeadLedger
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.core.errors import ConfigError
 from clay_pipeline.services.pause import DestinationSwitch
-from local.http_stub import RecordedRequest, Reply, StubServer, answering_together
+from local.http_stub import RecordedRequest, Reply, StubServer
 from local.sinks import HubSpotSim
 from local.sqs_events import from_received, sqs_event, sqs_record
 from tests.conftest import LambdaContextStub
@@ -108,8 +107,7 @@ class Router:
         key = str(lead["lead_id"])
         callback_id = callback_id or f"{key}#h1"
         CallbackClaims(self.leads.table_name).save_enrichment(key, callback_id, lead, received_at)
-        body = {"callback_id": callback_id, "lead_key": key, "lead": lead, "received_at": received_at}
-        return sqs_record(json.dumps(body), self.arn, message_id=f"m-{callback_id}", receive_count=receive_count)
+        return routing_record(lead, callback_id, received_at, self.arn, receive_count)
 
     def run(self, event: dict[str, Any], remaining_ms: int = 20_000) -> list[str]:
         """Invoke the handler; the ids of the records it reported as failed."""
@@ -177,6 +175,14 @@ class Router:
             {"body": parse_body(m["Body"]), **{k: v["StringValue"] for k, v in m.get("MessageAttributes", {}).items()}}
             for m in messages.get("Messages", [])
         ]
+
+
+def routing_record(
+    lead: dict[str, Any], callback_id: str, received_at: str, arn: str, receive_count: int = 1
+) -> dict[str, Any]:
+    """A RoutingQueue record of the lead as the callback queues it."""
+    body = {"callback_id": callback_id, "lead_key": str(lead["lead_id"]), "lead": lead, "received_at": received_at}
+    return sqs_record(json.dumps(body), arn, message_id=f"m-{callback_id}", receive_count=receive_count)
 
 
 def parse_body(body: str) -> Any:
@@ -260,35 +266,6 @@ def test_hot_lead_goes_to_slack_outreach_hubspot_zapier_and_the_leads_table(rout
     assert "skipped_reason" not in outcome
 
 
-def test_warm_lead_goes_to_nurture_and_zapier(router: Router, sinks: Sinks) -> None:
-    assert router.run(event_file("router-warm.json")) == []
-    assert sinks.calls() == {"outreach": 0, "nurture": 1, "zapier": 1, "hubspot": 0, "slack": 0}
-    outcome = router.outcome("ld_warm_omar_globex")
-    assert (outcome["routing_status"], outcome["tier"], outcome["routes"]) == ("routed", "B", ["nurture", "zapier"])
-
-
-def test_cold_lead_is_skipped_with_the_reason(router: Router, sinks: Sinks) -> None:
-    # GIVEN a 20-score lead without email WHEN routed THEN nothing is sent and the leads table says why
-    assert router.run(event_file("router-cold.json")) == []
-    assert sum(sinks.calls().values()) == 0
-    outcome = router.outcome("ld_cold_ann_tiny")
-    assert outcome["routing_status"] == "skipped"
-    assert outcome["routes"] == []
-    assert outcome["skipped_reason"].startswith("no rule matched: slack needs icp_score >= 90;")
-    assert router.dead_letters() == []
-
-
-def test_scoreless_lead_is_scored_with_the_reference_formula(router: Router, sinks: Sinks) -> None:
-    # GIVEN a Director at an 800-person IT company with email and no score from Clay
-    assert router.run(event_file("router-scoreless.json")) == []
-    # THEN 25 (size) + 30 (industry) + 20 (title) + 10 (email) = 85, tier A: outreach, HubSpot, Zapier; not Slack
-    outcome = router.outcome("ld_scoreless_li_initech")
-    assert (outcome["icp_score"], outcome["tier"]) == (85, "A")
-    assert outcome["routes"] == ["outreach", "hubspot", "zapier"]
-    assert sinks.hubspot.received(UPSERT)[0].json()["inputs"][0]["properties"]["clay_icp_score"] == "85"
-    assert sinks.calls()["slack"] == 0
-
-
 # ------------------------------------------------------------------------------------- exactly once
 def test_partial_failure_then_retry_delivers_only_the_missing_destination(router: Router, sinks: Sinks) -> None:
     # GIVEN Slack failing (500 on the call and its in-invocation retry) while the others succeed
@@ -365,14 +342,6 @@ def test_a_lapsed_lease_is_taken_over_and_sends_only_what_is_missing(router: Rou
     assert ledger["deliveries"]["outreach"]["score"] == 95
 
 
-def test_a_delivery_older_than_the_mark_days_is_sent_again(router: Router, sinks: Sinks) -> None:
-    # GIVEN an outreach mark 31 days old (DELIVERY_MARK_DAYS is 30) that TTL has not deleted yet
-    router.put_ledger("ld_o", deliveries={"outreach": {"at": int(time.time()) - 31 * DAY}})
-    # WHEN the callback is routed again THEN the stale mark does not count: outreach gets it
-    assert router.run(sqs_event([router.record(lead("ld_o", 85))])) == []
-    assert sinks.calls()["outreach"] == 1
-
-
 def test_a_lease_lost_mid_delivery_is_reported_and_the_deliveries_still_recorded(
     router: Router, sinks: Sinks, captured_logs: io.StringIO, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -414,48 +383,6 @@ def test_an_unexpected_error_records_the_other_deliveries_before_failing_the_rec
     assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
 
 
-def test_slack_429_retry_after_is_waited_out_within_the_invocation(router: Router, sinks: Sinks) -> None:
-    sinks.slack.script("/services/T0/B0/X", Reply(429, {"ok": False}, headers={"retry-after": "1"}))
-    record = router.record(lead("ld_s", 95))
-    assert router.run(sqs_event([record])) == []
-    first, second = sinks.slack.received()
-    assert second.received_at - first.received_at >= 0.9  # Slack's Retry-After was respected
-    assert router.outcome("ld_s")["destinations"]["slack"] == "delivered"
-
-
-def test_slack_429_longer_than_the_time_left_fails_back_without_sleeping(router: Router, sinks: Sinks) -> None:
-    # GIVEN Slack asking for 10 minutes WHEN 20 s remain THEN no wait: the record goes back to the queue
-    sinks.slack.script("/services/T0/B0/X", Reply(429, {"ok": False}, headers={"retry-after": "600"}))
-    record = router.record(lead("ld_t", 95))
-    assert router.run(sqs_event([record]), remaining_ms=20_000) == [record["messageId"]]
-    assert sinks.calls()["slack"] == 1
-    assert router.outcome("ld_t")["destinations"]["slack"] == "failed"
-
-
-def test_a_destination_failing_after_its_retries_is_not_retried_for_the_rest_of_the_batch(
-    router: Router, sinks: Sinks
-) -> None:
-    # GIVEN outreach down (503) and two outreach-bound leads in one batch
-    sinks.outreach.responder = lambda request: Reply(503)
-    records = [router.record(lead("ld_u1", 85)), router.record(lead("ld_u2", 85))]
-    # WHEN routed THEN both wait in the queue, but only the first lead spent calls (1 + 1 retry) on outreach
-    assert router.run(sqs_event(records)) == [record["messageId"] for record in records]
-    assert sinks.calls()["outreach"] == 2
-    assert sinks.calls()["zapier"] == 2  # the healthy destinations still got both leads
-    assert router.outcome("ld_u2")["destinations"]["outreach"] == "failed"
-
-
-def test_slack_paces_several_hot_leads_in_one_batch(
-    load_function: Any, stack: Any, configured: Any, sinks: Sinks
-) -> None:
-    router = Router(load_function("RouterFunction", **{**configured, "SLACK_MIN_INTERVAL_SECONDS": "0.3"}), stack)
-    records = [router.record(lead(f"ld_h{i}", 92)) for i in range(3)]
-    assert router.run(sqs_event(records)) == []
-    arrivals = [request.received_at for request in sinks.slack.received()]
-    assert len(arrivals) == 3
-    assert all(later - earlier >= 0.25 for earlier, later in itertools.pairwise(arrivals))
-
-
 # ------------------------------------------------------------------------------------- Clay sending a row again
 def hubspot_inputs(sinks: Sinks) -> list[dict[str, Any]]:
     return [item for request in sinks.hubspot.received(UPSERT) for item in request.json()["inputs"]]
@@ -492,150 +419,9 @@ def test_three_callbacks_of_one_lead_enrol_it_once_and_update_hubspot_per_change
     assert set(item["deliveries"]) == {"outreach", "hubspot", "zapier", "slack"}
 
 
-def test_a_resend_whose_mapped_payload_is_unchanged_costs_no_hubspot_call(router: Router, sinks: Sinks) -> None:
-    # GIVEN a routed lead
-    first = lead("ld_same", 75, _clay_enriched_at="2026-01-01T00:00:00Z")
-    assert router.run(sqs_event([router.callback(1, first)])) == []
-    # WHEN Clay sends it again with only a column HubSpot does not receive changed (same day's timestamp)
-    again = {**first, "_clay_enriched_at": "2026-01-01T09:30:00Z", "twitter": "@jane"}
-    assert router.run(sqs_event([router.callback(2, again)])) == []
-    # THEN no destination is called again, and the outcome says HubSpot already has this payload
-    assert sinks.calls() == {"outreach": 0, "nurture": 1, "zapier": 1, "hubspot": 1, "slack": 0}
-    assert router.outcome("ld_same")["destinations"]["hubspot"] == "delivered"
-
-
-def test_a_lead_moving_up_a_band_reaches_only_what_it_newly_qualifies_for(router: Router, sinks: Sinks) -> None:
-    # GIVEN a warm lead (60): nurture and Zapier
-    assert router.run(sqs_event([router.callback(1, lead("ld_up", 60))])) == []
-    assert sinks.calls() == {"outreach": 0, "nurture": 1, "zapier": 1, "hubspot": 0, "slack": 0}
-    # WHEN re-scored 85 THEN outreach and HubSpot get it; nurture and Zapier are not sent again
-    assert router.run(sqs_event([router.callback(2, lead("ld_up", 85))])) == []
-    assert sinks.calls() == {"outreach": 1, "nurture": 1, "zapier": 1, "hubspot": 1, "slack": 0}
-    # WHEN re-scored 92 THEN only Slack is new
-    assert router.run(sqs_event([router.callback(3, lead("ld_up", 92))])) == []
-    assert sinks.calls() == {"outreach": 1, "nurture": 1, "zapier": 1, "hubspot": 2, "slack": 1}
-    assert set(router.outcome("ld_up")["deliveries"]) == {"nurture", "zapier", "outreach", "hubspot", "slack"}
-
-
-def test_a_lead_dropping_a_band_is_not_unrouted_nor_sent_to_the_lower_band(router: Router, sinks: Sinks) -> None:
-    # GIVEN a lead routed at 85: outreach, HubSpot, Zapier
-    assert router.run(sqs_event([router.callback(1, lead("ld_down", 85))])) == []
-    # WHEN a re-run scores it 60 (a nurture score)
-    assert router.run(sqs_event([router.callback(2, lead("ld_down", 60))])) == []
-    # THEN nurture is withheld (it qualifies only because the score dropped) and nothing else is called
-    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}
-    item = router.outcome("ld_down")
-    assert (item["icp_score"], item["tier"], item["routing_status"]) == (60, "B", "routed")
-    assert item["destinations"] == {"nurture": "withheld", "zapier": "delivered"}
-    # AND the destinations it got are kept in its ledger
-    assert set(item["deliveries"]) == {"outreach", "hubspot", "zapier"}
-
-
-def test_a_small_drop_within_the_band_still_reaches_a_destination_it_qualifies_for(
-    router: Router, sinks: Sinks
-) -> None:
-    # GIVEN a 95 lead without an email (Slack only), then 92 with an email
-    assert router.run(sqs_event([router.callback(1, lead("ld_dip", 95, email=None))])) == []
-    assert router.run(sqs_event([router.callback(2, lead("ld_dip", 92))])) == []
-    # THEN outreach, HubSpot and Zapier get it: at 95 the rules would have chosen them too
-    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
-
-
-def test_an_older_callback_routed_after_a_newer_one_is_superseded(router: Router, sinks: Sinks) -> None:
-    # GIVEN the second callback (score 60) routed before the first (score 85) arrives (SQS does not keep order)
-    newer_record, older_record = router.callback(2, lead("ld_late", 60)), router.callback(1, lead("ld_late", 85))
-    assert router.run(sqs_event([newer_record])) == []
-    # WHEN the older one is routed THEN it delivers nothing and the newer outcome stays
-    assert router.run(sqs_event([older_record])) == []
-    assert sinks.calls() == {"outreach": 0, "nurture": 1, "zapier": 1, "hubspot": 0, "slack": 0}
-    assert router.outcome("ld_late")["icp_score"] == 60
-
-
-def test_per_column_callbacks_in_one_batch_route_only_the_newest(router: Router, sinks: Sinks) -> None:
-    # GIVEN three partial callbacks of one row in one batch, the last complete (one HTTP API column per enrichment)
-    partials = [
-        router.callback(1, lead("ld_cols", None, job_title="VP Sales")),
-        router.callback(2, lead("ld_cols", None, employee_count="1,200")),
-        router.callback(3, lead("ld_cols", 88, job_title="VP Sales", employee_count="1,200")),
-    ]
-    # WHEN routed in one invocation THEN only the complete (newest) version is delivered
-    assert router.run(sqs_event(partials)) == []
-    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}
-    assert hubspot_inputs(sinks)[0]["properties"]["clay_icp_score"] == "88"
-    assert router.outcome("ld_cols")["icp_score"] == 88
-
-
-def test_partial_rows_routed_apart_wait_for_the_required_column_and_enrol_the_lead_once(
-    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks
-) -> None:
-    # GIVEN ROUTING_REQUIRED_FIELDS=icp_score and a row whose per-column callbacks are routed one at a time:
-    # two partial rows without Clay's score (the formula would put them in nurture), then the complete row
-    router = Router(load_function("RouterFunction", **configured, ROUTING_REQUIRED_FIELDS="icp_score"), stack)
-    assert router.run(sqs_event([router.callback(1, lead("ld_pc", None, employee_count="1,200"))])) == []
-    assert router.outcome("ld_pc")["skipped_reason"] == (
-        "incomplete row: Clay has not sent icp_score yet (ROUTING_REQUIRED_FIELDS)"
-    )
-    assert router.run(sqs_event([router.callback(2, lead("ld_pc", None, job_title="VP Sales"))])) == []
-    # THEN nothing was delivered for the partial rows
-    assert sinks.calls() == {"outreach": 0, "nurture": 0, "zapier": 0, "hubspot": 0, "slack": 0}
-    # WHEN the complete row is routed THEN the lead goes where its real score sends it, once, never to nurture
-    complete = lead("ld_pc", 88, job_title="VP Sales", employee_count="1,200")
-    assert router.run(sqs_event([router.callback(3, complete)])) == []
-    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}
-    assert sinks.zapier.received()[0].json()["job_title"] == "VP Sales"  # Zapier got the whole row
-    outcome = router.outcome("ld_pc")
-    assert (outcome["routing_status"], outcome["icp_score"]) == ("routed", 88)
-    assert "skipped_reason" not in outcome
-
-
-def test_without_required_fields_a_row_clay_sent_no_score_is_routed_on_the_computed_score(
-    router: Router, sinks: Sinks
-) -> None:
-    # GIVEN the default (no ROUTING_REQUIRED_FIELDS): a table without a score column still gets routed
-    assert router.run(sqs_event([router.callback(1, lead("ld_ns", None, job_title="CEO", employee_count=500))])) == []
-    assert router.outcome("ld_ns")["routing_status"] == "routed"
-    assert sum(sinks.calls().values()) > 0
-
-
-def test_delivery_policies_setting_makes_zapier_follow_changes(
-    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks
-) -> None:
-    router = Router(load_function("RouterFunction", **configured, DELIVERY_POLICIES="zapier=on_change"), stack)
-    assert router.run(sqs_event([router.callback(1, lead("ld_z", 40, job_title="CTO"))])) == []
-    assert router.run(sqs_event([router.callback(2, lead("ld_z", 40, job_title="CTO"))])) == []  # same payload
-    assert router.run(sqs_event([router.callback(3, lead("ld_z", 45, job_title="CEO"))])) == []  # changed
-    # THEN Zapier got one call per distinct payload, each with its own Idempotency-Key
-    received = sinks.zapier.received()
-    assert [request.json()["job_title"] for request in received] == ["CTO", "CEO"]
-    assert len({request.headers["idempotency-key"] for request in received}) == 2
-
-
-def test_a_rules_policy_field_makes_hubspot_once_per_lead(
-    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks
-) -> None:
-    rules = [
-        {"destination": "hubspot", "policy": "once_per_lead", "when": [{"field": "email", "op": "present"}]},
-    ]
-    router = Router(load_function("RouterFunction", **configured, ROUTING_RULES=json.dumps(rules)), stack)
-    for number, score in enumerate((70, 80, 90), start=1):
-        assert router.run(sqs_event([router.callback(number, lead("ld_h1", score))])) == []
-    assert sinks.calls()["hubspot"] == 1
-
-
-def test_contradicting_policies_fail_the_cold_start(load_function: Any, configured: dict[str, str]) -> None:
+def test_contradicting_policies_fail_the_cold_start(load_function_without_aws: Any, configured: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match=r"DELIVERY_POLICIES: zapier='twice' is not one of once_per_lead, on_change"):
-        load_function("RouterFunction", **configured, DELIVERY_POLICIES="zapier=twice")
-
-
-def test_once_per_lead_webhooks_carry_the_same_idempotency_key_for_every_callback_of_the_lead(
-    router: Router, sinks: Sinks
-) -> None:
-    # GIVEN outreach failing the first callback's delivery (so the second callback's routing retries it)
-    sinks.outreach.script("/outreach", Reply(503), Reply(503))
-    assert router.run(sqs_event([router.callback(1, lead("ld_k", 85))])) != []
-    assert router.run(sqs_event([router.callback(2, lead("ld_k", 86))])) == []
-    keys = {request.headers["idempotency-key"] for request in sinks.outreach.received()}
-    assert len(keys) == 1  # a receiver that dedupes drops any repeat of the lead
+        load_function_without_aws("RouterFunction", **configured, DELIVERY_POLICIES="zapier=twice")
 
 
 def claims_meet(parties: int) -> Any:
@@ -765,62 +551,6 @@ def test_each_lead_costs_one_claim_and_one_complete_write_and_no_read(router: Ro
     assert [operation for operation, _, _ in calls] == ["UpdateItem", "UpdateItem"]
 
 
-def test_a_leads_webhooks_are_sent_concurrently(router: Router, sinks: Sinks) -> None:
-    # GIVEN Slack, outreach and Zapier each answering only once all three requests have arrived
-    after_the_others = answering_together(3, timeout=1.5, reply=Reply(200))
-    for server in (sinks.slack, sinks.outreach, sinks.zapier):
-        server.responder = after_the_others
-    # WHEN a hot lead is routed THEN all three are delivered at the first attempt
-    assert router.run(sqs_event([router.record(lead("ld_cc", 95))])) == []
-    assert set(router.outcome("ld_cc")["destinations"].values()) == {"delivered"}
-    assert (sinks.calls()["slack"], sinks.calls()["outreach"], sinks.calls()["zapier"]) == (1, 1, 1)
-
-
-def test_a_batch_probes_each_destination_with_one_lead_then_fans_out(router: Router, sinks: Sinks) -> None:
-    # GIVEN five outreach-bound leads in one batch; outreach notes whether its first request was alone, and
-    # answers the other four only if all four are in flight together
-    lock, in_flight, first_alone = threading.Lock(), [0], []
-    together = threading.Barrier(4, timeout=2)
-
-    def outreach(request: RecordedRequest) -> Reply:
-        with lock:
-            in_flight[0] += 1
-            first = not first_alone
-            if first:
-                first_alone.append(None)
-        try:
-            if first:
-                time.sleep(0.2)
-                first_alone[0] = in_flight[0] == 1
-                return Reply(200)
-            together.wait()
-            return Reply(200)
-        except threading.BrokenBarrierError:
-            return Reply(503)
-        finally:
-            with lock:
-                in_flight[0] -= 1
-
-    sinks.outreach.responder = outreach
-    records = [router.record(lead(f"ld_fan{i}", 85)) for i in range(5)]
-    # WHEN routed THEN the first lead went alone, then the other four at once, each delivered at the first try
-    assert router.run(sqs_event(records)) == []
-    assert first_alone == [True]
-    assert sinks.calls()["outreach"] == 5
-
-
-def test_a_lead_takes_as_long_as_its_slowest_destination_not_the_sum(router: Router, sinks: Sinks) -> None:
-    # GIVEN outreach and Zapier each taking 0.5 s to answer
-    delay = 0.5
-    for server in (sinks.outreach, sinks.zapier):
-        server.responder = lambda request: Reply(200, delay=delay)
-    assert router.run(sqs_event([router.record(lead("ld_sl", 85))])) == []
-    # THEN the second request did not wait for the first answer: they arrived well within one delay
-    [outreach], [zapier] = sinks.outreach.received(), sinks.zapier.received()
-    apart = abs(outreach.received_at - zapier.received_at)
-    assert apart / delay < 0.5, f"requests {apart:.2f} s apart: sent one after the other"
-
-
 # ------------------------------------------------------------------------------------- permanent failures and the DLQ
 def test_permanent_error_goes_to_the_dlq_with_reasons_and_statuses(router: Router, sinks: Sinks) -> None:
     sinks.outreach.script("/outreach", Reply(400, {"message": "sequence id missing"}))
@@ -839,71 +569,6 @@ def test_permanent_error_goes_to_the_dlq_with_reasons_and_statuses(router: Route
     assert dead["source_message_id"] == record["messageId"]
     assert sinks.calls()["outreach"] == 1  # a 4xx is not retried
     assert router.outcome("ld_d")["routing_status"] == "partial"
-
-
-@pytest.mark.parametrize("multi_status", [False, True], ids=["refused-whole", "207-per-input"])
-def test_one_contact_hubspot_refuses_is_dead_lettered_alone_with_hubspots_message(
-    router: Router, sinks: Sinks, crm: HubSpotSim, multi_status: bool
-) -> None:
-    # GIVEN ten HubSpot-bound leads in one batch, one with an email HubSpot refuses (a comma: valid to Clay,
-    # not to HubSpot), and HubSpot refusing the whole batch for it (or, with multi-status, just that input)
-    crm.multi_status = multi_status
-    leads = [lead(f"c{n}", 75) for n in range(10)]
-    leads[6]["email"] = "jane,doe@acme.com"
-    assert router.run(sqs_event([router.record(item) for item in leads])) == []
-    # THEN the nine valid contacts are in HubSpot, and only the refused lead is dead-lettered, with HubSpot's message
-    assert sorted(crm.contacts) == sorted(f"c{n}@acme.com" for n in range(10) if n != 6)
-    [dead] = router.dead_letters()
-    assert dead["body"]["lead_key"] == "c6"
-    assert dead["reason"] == "permanent_failure"
-    assert dead["detail"] == (
-        "hubspot: hubspot_validation_error (Property values were not valid: Email address jane,doe@acme.com is invalid)"
-    )
-    assert router.outcome("c6")["destinations"]["hubspot"] == "permanent:hubspot_validation_error"
-    assert [router.outcome(f"c{n}")["routing_status"] for n in range(10) if n != 6] == ["routed"] * 9
-    # AND isolating it cost a few calls: one 207, or log2(10) rounds of halves when HubSpot refuses the batch whole
-    upserts = sinks.hubspot.received(UPSERT)
-    print(f"\nHubSpot upserts for 10 contacts, 1 refused ({'207' if multi_status else 'split'}): {len(upserts)}")
-    assert len(upserts) == (1 if multi_status else 7)
-
-
-def test_hubspot_retries_only_the_items_it_rate_limited(router: Router, sinks: Sinks) -> None:
-    throttled = {
-        "status": "COMPLETE",
-        "results": [{"id": "1", "properties": {"email": "a1@acme.com"}}],
-        "errors": [
-            {"status": "error", "category": "RATE_LIMITS", "message": "slow", "context": {"ids": ["a2@acme.com"]}}
-        ],
-    }
-    sinks.hubspot.script(UPSERT, Reply(207, throttled))
-    assert router.run(sqs_event([router.record(lead("a1", 75)), router.record(lead("a2", 75))])) == []
-    first, second = sinks.hubspot.received(UPSERT)
-    assert len(first.json()["inputs"]) == 2
-    assert [item["id"] for item in second.json()["inputs"]] == ["a2@acme.com"]
-
-
-def test_two_enrichments_of_one_contact_make_one_hubspot_input(router: Router, sinks: Sinks) -> None:
-    records = [
-        router.record(lead("same", 75), callback_id="same#old"),
-        router.record(lead("same", 78, job_title="CTO"), callback_id="same#new"),
-    ]
-    assert router.run(sqs_event(records)) == []
-    [upsert] = sinks.hubspot.received(UPSERT)
-    assert len(upsert.json()["inputs"]) == 1  # HubSpot refuses a batch naming a contact twice
-
-
-def test_every_delivery_failing_on_the_last_receive_is_dead_lettered_with_what_failed(
-    router: Router, sinks: Sinks
-) -> None:
-    # GIVEN the fifth receive (RoutingQueue's maxReceiveCount) of a lead whose only destination keeps failing
-    sinks.nurture.responder = lambda request: Reply(503)
-    record = router.record(lead("ld_x", 55, email=None), receive_count=5)
-    # THEN it is not handed back to be redriven without reasons: the DLQ gets it with the failure
-    assert router.run(sqs_event([record])) == []
-    [dead] = router.dead_letters()
-    assert (dead["reason"], dead["detail"]) == ("retries_exhausted", "nurture: server_error_503")
-    assert json.loads(dead["destinations"]) == {"nurture": "failed"}
-    assert router.outcome("ld_x")["routing_status"] == "failed"
 
 
 # ------------------------------------------------------------------------------------- one lead, one record
@@ -1028,36 +693,10 @@ def test_unconfigured_destinations_are_off_and_say_so_once(
     assert all(entry["level"] == "INFO" for entry in announcements)
 
 
-def test_a_lead_whose_only_destinations_are_off_is_skipped(
-    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks
-) -> None:
-    settings = {k: v for k, v in configured.items() if k != "ZAPIER_WEBHOOK_URL"}
-    router = Router(load_function("RouterFunction", **settings), stack)
-    assert router.run(sqs_event([router.record(lead("z1", 30))])) == []
-    outcome = router.outcome("z1")
-    assert (outcome["routing_status"], outcome["skipped_reason"]) == (
-        "skipped",
-        "every chosen destination is off: zapier",
-    )
-    assert outcome["destinations"] == {"zapier": "off"}
-
-
-def test_routing_rules_from_the_environment_replace_the_defaults(
-    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks
-) -> None:
-    rules = [{"destination": "outreach", "when": [{"field": "industry", "op": "==", "value": "Healthcare"}]}]
-    router = Router(load_function("RouterFunction", **configured, ROUTING_RULES=json.dumps(rules)), stack)
-    records = [router.record(lead("c1", 99)), router.record(lead("c2", 10, industry="healthcare"))]
-    assert router.run(sqs_event(records)) == []
-    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 0, "hubspot": 0, "slack": 0}
-    assert router.outcome("c1")["routing_status"] == "skipped"
-    assert router.outcome("c2")["routes"] == ["outreach"]
-
-
-def test_invalid_routing_rules_fail_the_cold_start(load_function: Any) -> None:
+def test_invalid_routing_rules_fail_the_cold_start(load_function_without_aws: Any) -> None:
     rules = '[{"destination": "slack", "when": [{"field": "icp_score", "op": "=>", "value": 90}]}]'
     with pytest.raises(ConfigError, match=r"ROUTING_RULES\[0\] \(destination 'slack'\): when\[0\]\.op"):
-        load_function("RouterFunction", ROUTING_RULES=rules)
+        load_function_without_aws("RouterFunction", ROUTING_RULES=rules)
 
 
 def test_metrics_count_routed_skipped_deliveries_and_dead_letters(
@@ -1160,101 +799,7 @@ def test_an_unreadable_pause_switch_keeps_the_last_state_it_read(
     assert "could not read the destination pause switch" in captured_logs.getvalue()
 
 
-def test_a_pause_delays_a_delivery_never_drops_it_when_a_lower_score_follows(
-    pausable: tuple[Router, DestinationSwitch], sinks: Sinks
-) -> None:
-    router, switch = pausable
-    # GIVEN HubSpot paused while a 95 lead is routed (its HubSpot upsert is held)
-    switch.pause("hubspot")
-    first = router.callback(1, lead("ld_rs", 95))
-    assert router.run(sqs_event([first])) == [first["messageId"]]
-    assert sinks.calls()["hubspot"] == 0
-    # WHEN Clay re-scores the lead to 60 (HubSpot's rule no longer chooses it) while HubSpot is still paused
-    second = router.callback(2, lead("ld_rs", 60))
-    assert router.run(sqs_event([second])) == [second["messageId"]]
-    # THEN the newer callback takes over what the pause holds: it waits for HubSpot too
-    item = router.outcome("ld_rs")
-    assert item["destinations"]["hubspot"] == "paused"
-    assert "hubspot" in item["routes"]
-    # WHEN HubSpot resumes and both records come back, the older first
-    switch.resume("hubspot")
-    assert router.run(sqs_event([sqs_record(first["body"], router.arn, receive_count=2)])) == []
-    assert router.run(sqs_event([sqs_record(second["body"], router.arn, receive_count=2)])) == []
-    # THEN HubSpot got the lead once, its newest version, and nothing else was sent twice
-    [upsert] = sinks.hubspot.received(UPSERT)
-    assert upsert.json()["inputs"][0]["properties"]["clay_icp_score"] == "60"
-    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
-    item = router.outcome("ld_rs")
-    assert item["routing_status"] == "routed"
-    assert not [name for name in item if name.startswith("held_")]
-
-
-def test_a_callback_choosing_nothing_still_delivers_what_a_pause_held(
-    pausable: tuple[Router, DestinationSwitch], sinks: Sinks
-) -> None:
-    router, switch = pausable
-    # GIVEN a lead whose Zapier delivery a pause held (and its other destinations delivered)
-    switch.pause("zapier")
-    first = router.callback(1, lead("ld_cn", 85))
-    assert router.run(sqs_event([first])) == [first["messageId"]]
-    # WHEN, after the resume, a newer callback without an email (no rule chooses anything) comes first
-    switch.resume("zapier")
-    newer = router.callback(2, lead("ld_cn", 20, email=None))
-    assert router.run(sqs_event([newer])) == []
-    # THEN it delivered the held Zapier call, and the older record then has nothing left to do
-    assert sinks.calls()["zapier"] == 1
-    assert router.run(sqs_event([sqs_record(first["body"], router.arn, receive_count=2)])) == []
-    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}
-
-
 # ------------------------------------------------------------------------------------- HubSpot as a CRM
-def test_a_resend_of_an_existing_contact_carries_none_of_the_rep_owned_fields(
-    router: Router, sinks: Sinks, crm: HubSpotSim
-) -> None:
-    # GIVEN a contact HubSpot already has, whose lead status and lifecycle stage a rep set
-    crm.contacts["rep@acme.com"] = {
-        "id": "77",
-        "createdAt": "2026-01-01T00:00:00.000Z",
-        "properties": {"email": "rep@acme.com", "hs_lead_status": "CONNECTED", "lifecyclestage": "opportunity"},
-    }
-    # WHEN Clay sends the lead again
-    assert router.run(sqs_event([router.record(lead("rep", 75, job_title="CTO"))])) == []
-    # THEN the upsert carries the enrichment but none of the rep-owned fields, and the rep's values stay
-    [upsert] = sinks.hubspot.received(UPSERT)
-    properties = upsert.json()["inputs"][0]["properties"]
-    assert not {"hs_lead_status", "lifecyclestage", "hubspot_owner_id"} & set(properties)
-    assert properties["jobtitle"] == "CTO"
-    kept = crm.contacts["rep@acme.com"]["properties"]
-    assert (kept["hs_lead_status"], kept["lifecyclestage"], kept["jobtitle"]) == ("CONNECTED", "opportunity", "CTO")
-
-
-def test_owned_fields_a_mapping_names_go_only_to_contacts_hubspot_creates(
-    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks, crm: HubSpotSim
-) -> None:
-    # GIVEN a mapping that also sends Clay's owner column as hubspot_owner_id (rep-owned by default) and a
-    # lifecycle stage for new contacts; one contact exists, one does not
-    router = Router(
-        load_function(
-            "RouterFunction",
-            **configured,
-            HUBSPOT_PROPERTY_MAP="hubspot_owner_id=owner_id",
-            HUBSPOT_NEW_CONTACT_VALUES="hs_lead_status=NEW,lifecyclestage=lead",
-        ),
-        stack,
-    )
-    crm.contacts["old@acme.com"] = {"id": "5", "createdAt": "", "properties": {"email": "old@acme.com"}}
-    records = [router.record(lead(name, 75, owner_id="4242")) for name in ("old", "new")]
-    assert router.run(sqs_event(records)) == []
-    # THEN one batch read, one upsert: the new contact gets the owner and the starting values, the old one neither
-    assert len(sinks.hubspot.received(READ)) == 1
-    [upsert] = sinks.hubspot.received(UPSERT)
-    by_email = {item["id"]: item["properties"] for item in upsert.json()["inputs"]}
-    assert {k: by_email["new@acme.com"][k] for k in ("hubspot_owner_id", "hs_lead_status", "lifecyclestage")} == {
-        "hubspot_owner_id": "4242",
-        "hs_lead_status": "NEW",
-        "lifecyclestage": "lead",
-    }
-    assert not {"hubspot_owner_id", "hs_lead_status", "lifecyclestage"} & set(by_email["old@acme.com"])
 
 
 @pytest.mark.parametrize(
@@ -1268,10 +813,10 @@ def test_owned_fields_a_mapping_names_go_only_to_contacts_hubspot_creates(
     ],
 )
 def test_an_invalid_hubspot_mapping_stops_the_router_at_cold_start(
-    load_function: Any, configured: dict[str, str], setting: str, value: str, message: str
+    load_function_without_aws: Any, configured: dict[str, str], setting: str, value: str, message: str
 ) -> None:
     with pytest.raises(ConfigError, match=f"{setting}: .*{message}"):
-        load_function("RouterFunction", **configured, **{setting: value})
+        load_function_without_aws("RouterFunction", **configured, **{setting: value})
 
 
 def test_a_missing_property_pauses_hubspot_with_the_command_to_run_and_no_lead_is_dead_lettered(
@@ -1385,36 +930,3 @@ def test_a_refused_token_pauses_hubspot_naming_the_setting_and_scopes_and_no_lea
     assert router.run(sqs_event(again)) == []
     assert sorted(crm.contacts) == [f"tk{n}@acme.com" for n in range(5)]
     assert sinks.calls()["outreach"] == 5
-
-
-def test_a_ten_secondly_429_is_retried_and_does_not_pause_hubspot(
-    pausable: tuple[Router, DestinationSwitch], sinks: Sinks, crm: HubSpotSim
-) -> None:
-    router, switch = pausable
-    # GIVEN HubSpot's ten-second window full for the next request, and too little time left to wait it out
-    crm.limit("TEN_SECONDLY_ROLLING", times=1)
-    event = router.queued([lead("t1", 75)])
-    # WHEN routed THEN the lead goes back to the queue as retryable, HubSpot is not paused
-    assert router.run(event, remaining_ms=8000) == [event["Records"][0]["messageId"]]
-    assert not switch.states()["hubspot"]["paused"]
-    assert router.outcome("t1")["destinations"]["hubspot"] == "failed"
-    # AND its next receive delivers it
-    again = sqs_record(event["Records"][0]["body"], router.arn, receive_count=2)
-    assert router.run(sqs_event([again])) == []
-    assert "t1@acme.com" in crm.contacts
-
-
-def test_after_a_daily_429_the_batchs_other_chunks_are_not_sent_to_be_refused(
-    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks, crm: HubSpotSim
-) -> None:
-    # GIVEN HubSpot's daily limit reached and a batch of five HubSpot leads upserted two at a time
-    router = Router(load_function("RouterFunction", **configured, HUBSPOT_BATCH_SIZE="2"), stack)
-    crm.limit("DAILY")
-    records = [router.record(lead(f"k{n}", 75)) for n in range(5)]
-    failed = router.run(sqs_event(records))
-    # THEN one request reached HubSpot, and every lead waits for the reset (none dead-lettered)
-    assert len(sinks.hubspot.received()) == 2  # the refused batch read, and the account's time zone
-    assert [r.path for r in sinks.hubspot.received()] == [READ, "/account-info/v3/details"]
-    assert sorted(failed) == sorted(record["messageId"] for record in records)
-    assert {router.outcome(f"k{n}")["destinations"]["hubspot"] for n in range(5)} == {"paused"}
-    assert router.dead_letters() == []

@@ -286,6 +286,15 @@ def failing_writes_of(key: str, operation: str) -> Any:
     return before_dynamodb_calls(fail, operation)
 
 
+def sent_with_its_confirm_failing(sender: Sender, row: dict[str, Any]) -> str:
+    """The lead's run is started and recorded, but writing its 'sent' mark fails; the mark's key."""
+    key = f"dedupe#{lead_id(row)}"
+    with failing_writes_of(key, "UpdateItem"):
+        _, failures = sender.send(row)
+    assert failures == []
+    return key
+
+
 def lease_passed(sender: Sender, key: str) -> None:
     """Time passing: the invocation that took the claim can no longer be running."""
     sender.state.update(key, {"lease_until": int(time.time()) - 1})
@@ -296,10 +305,7 @@ def test_a_lead_whose_confirm_failed_after_its_run_was_recorded_is_skipped_later
 ) -> None:
     # GIVEN Clay accepted a lead's run and it was recorded, but writing the lead's 'sent' mark failed
     sender = make_sender()
-    key = f"dedupe#{lead_id(lead(1))}"
-    with failing_writes_of(key, "UpdateItem"):
-        _, failures = sender.send(lead(1))
-    assert failures == []
+    key = sent_with_its_confirm_failing(sender, lead(1))
     [run] = clay.runs()
     capsys.readouterr()
     # WHEN a later copy of the lead comes after the claiming invocation's lease

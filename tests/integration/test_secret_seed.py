@@ -1,5 +1,6 @@
 """SecretSeedFunction (the SecretSeed custom resource) against moto's Secrets Manager, answering CloudFormation
-through a loopback server playing the presigned ResponseURL."""
+through a loopback server playing the presigned ResponseURL; the answers that involve no secret with no AWS at
+all. Which values the seed copies, on plain data: tests/unit/adapters/test_secret_store.py."""
 
 from __future__ import annotations
 
@@ -16,17 +17,10 @@ from local.aws import Provisioned
 from local.http_stub import Reply, StubServer
 from local.template import load_template
 from tests.conftest import LambdaContextStub
+from tests.unit.adapters.test_secret_store import LEGACY
 
 pytestmark = pytest.mark.integration
 
-LEGACY = {  # what a stack deployed before the split kept in its one shared secret
-    "CALLBACK_SECRETS": "legacy-callback-secret-0123456789abcdef",
-    "INTAKE_API_KEYS": "legacy-intake-key-0123456789abcdef012345",
-    "CLAY_WEBHOOK_URLS": "https://api.clay.com/v3/sources/webhook/pull-in-data-from-a-webhook-legacy",
-    "HUBSPOT_ACCESS_TOKEN": "pat-na1-legacy-token",
-    "SLACK_WEBHOOK_URL": "https://hooks.example.com/services/T0/B0/legacy",
-    "ZAPIER_WEBHOOK_URL": "",  # not set: nothing to copy
-}
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/clay-pipeline-dev/1"
 
 
@@ -59,6 +53,12 @@ def request(
 ) -> dict[str, Any]:
     """The request CloudFormation sends the provider: the template's SecretSeed properties, resolved."""
     properties = stack.resolver.resolve(load_template()["Resources"]["SecretSeed"]["Properties"])
+    return cfn_request(cloudformation, request_type, properties, **fields)
+
+
+def cfn_request(
+    cloudformation: StubServer, request_type: str, properties: dict[str, Any], **fields: Any
+) -> dict[str, Any]:
     return {
         "RequestType": request_type,
         "ResponseURL": f"{cloudformation.url}/cfn-response?X-Amz-Signature=presigned",
@@ -137,14 +137,23 @@ def test_an_update_run_again_copies_nothing_and_keeps_its_physical_id(
     assert document["PhysicalResourceId"] == "SecretSeed-req-create"
 
 
-def test_delete_changes_nothing_and_answers_success(
-    stack: Provisioned, cloudformation: StubServer, seed_function: Any
-) -> None:
-    shared, intake = refs(stack, "ConfigSecret", "IntakeSecret")
-    put(shared, LEGACY)
-    delete = request(stack, cloudformation, "Delete", PhysicalResourceId="SecretSeed-req-create")
-    seed_function.lambda_handler(delete, LambdaContextStub("secret-seed"))
-    assert values_of(intake) == {} and values_of(shared) == LEGACY
+@pytest.fixture
+def seed_without_aws(load_function_without_aws: Any) -> Any:
+    """The provider with no AWS at all: a secret read or write fails loudly (connection refused)."""
+    return load_function_without_aws("SecretSeedFunction")
+
+
+def request_without_aws(cloudformation: StubServer, request_type: str = "Create", **fields: Any) -> dict[str, Any]:
+    """A request naming secrets by placeholder ids (the provider cannot reach any)."""
+    properties = {"SharedSecret": "shared", "Secrets": [{"SecretId": "intake", "Names": ["INTAKE_API_KEYS"]}]}
+    return cfn_request(cloudformation, request_type, properties, **fields)
+
+
+def test_delete_changes_nothing_and_answers_success(cloudformation: StubServer, seed_without_aws: Any) -> None:
+    # WHEN CloudFormation deletes SecretSeed THEN it answers SUCCESS without touching a secret: with no AWS
+    # reachable, any read or write would have failed the seed and answered FAILED
+    delete = request_without_aws(cloudformation, "Delete", PhysicalResourceId="SecretSeed-req-create")
+    seed_without_aws.lambda_handler(delete, LambdaContextStub("secret-seed"))
     assert answered(cloudformation)["Status"] == "SUCCESS"
 
 
@@ -205,10 +214,12 @@ def test_neither_a_value_nor_the_response_url_is_logged(
 
 
 def test_an_answer_cloudformation_did_not_take_fails_the_invocation_so_lambda_retries_it(
-    stack: Provisioned, cloudformation: StubServer, seed_function: Any
+    cloudformation: StubServer, seed_without_aws: Any
 ) -> None:
     # GIVEN the presigned URL refusing the answer (expired) WHEN the seed runs THEN the invocation fails: Lambda
-    # invokes the asynchronous request again, and the seed, being idempotent, answers again
+    # invokes the asynchronous request again, and the seed, being idempotent, answers again (whatever the
+    # seed's own outcome: here FAILED, no AWS being reachable)
     cloudformation.script("/cfn-response", Reply(403))
     with pytest.raises(Exception, match="403"):
-        seed_function.lambda_handler(request(stack, cloudformation), LambdaContextStub("secret-seed"))
+        seed_without_aws.lambda_handler(request_without_aws(cloudformation), LambdaContextStub("secret-seed"))
+    assert answered(cloudformation)["Status"] == "FAILED"

@@ -117,8 +117,9 @@ def config_secret_of(logical_id: str, parameters: dict[str, str] | None = None) 
 
 # ------------------------------------------------------------------------------------- handlers and environment
 @pytest.mark.parametrize("logical_id", sorted(functions()))
-def test_handler_exists_and_is_callable(load_function: Any, logical_id: str) -> None:
-    module = load_function(
+def test_handler_exists_and_is_callable(load_function_without_aws: Any, logical_id: str) -> None:
+    # A cold start makes no AWS call (the secrets are in the environment): no emulator needed
+    module = load_function_without_aws(
         logical_id, **{name: "placeholder-0123456789abcdef-0123456789" for name in config.SECRET_NAMES}
     )
     assert functions()[logical_id].handler == "app.lambda_handler"
@@ -460,14 +461,30 @@ def test_every_function_has_a_policy_scenario() -> None:
 @pytest.mark.parametrize("logical_id", sorted(functions()))
 @pytest.mark.usefixtures("secrets_only_in_secrets_manager")
 def test_policy_allows_exactly_the_calls_the_function_makes(
-    stack: Provisioned, load_function: Any, logical_id: str
+    stack: Provisioned, load_function: Any, logical_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """One run of the function's scenarios, three checks: its AWS calls against its policy, the secret names it
+    reads against what its own secret holds, and the secrets it reads against the one its CONFIG_SECRET_ID names."""
+    # GIVEN every AWS call and every secret read by name recorded WHEN the function runs its policy scenarios
+    read: set[str] = set()
+    real_secret = config.secret
+
+    def recording_secret(name: str) -> str:
+        read.add(name)
+        return real_secret(name)
+
+    monkeypatch.setattr(config, "secret", recording_secret)
     with recorded_calls() as calls:
         SCENARIOS[logical_id](stack, load_function)
     granted = granted_actions(logical_id, SCENARIO_PARAMETERS.get(logical_id))
     made = calls.actions
     assert made - granted == set(), f"{logical_id} makes calls its policy does not allow"
     assert granted - made == set(), f"{logical_id} is granted actions it never uses"
+    # THEN each name it read is one the secret its CONFIG_SECRET_ID names holds (config.SECRET_RESOURCES)
+    paths_read = [{}, ROUTINE] if logical_id == "SenderFunction" else [SCENARIO_PARAMETERS.get(logical_id, {})]
+    held = set().union(*(config.SECRET_RESOURCES.get(config_secret_of(logical_id, path), set()) for path in paths_read))
+    assert read <= held, f"{logical_id} reads {sorted(read - held)} from a secret its role cannot read"
+    assert bool(read) == bool(held)
     if logical_id == SEED:
         return  # it reads every secret by design: test_the_seed_reads_the_shared_secret_and_fills_only_the_others
     # and it read only the secret its CONFIG_SECRET_ID names (on each path the scenario runs)
@@ -560,28 +577,6 @@ def test_every_secret_resource_of_the_mapping_is_in_the_template_with_an_output(
     template = load_template()
     assert set(resources_of_type("AWS::SecretsManager::Secret")) == set(config.SECRET_RESOURCES)
     assert {f"{resource}Name" for resource in config.SECRET_RESOURCES} <= set(template["Outputs"])
-
-
-@pytest.mark.parametrize("logical_id", sorted(functions()))
-@pytest.mark.usefixtures("secrets_only_in_secrets_manager")
-def test_each_function_reads_only_names_its_own_secret_holds(
-    stack: Provisioned, load_function: Any, logical_id: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN every secret read recorded by name WHEN the function runs its policy scenarios
-    read: set[str] = set()
-    real_secret = config.secret
-
-    def recording_secret(name: str) -> str:
-        read.add(name)
-        return real_secret(name)
-
-    monkeypatch.setattr(config, "secret", recording_secret)
-    SCENARIOS[logical_id](stack, load_function)
-    # THEN each name it read is one the secret its CONFIG_SECRET_ID names holds (config.SECRET_RESOURCES)
-    paths = [{}, ROUTINE] if logical_id == "SenderFunction" else [SCENARIO_PARAMETERS.get(logical_id, {})]
-    held = set().union(*(config.SECRET_RESOURCES.get(config_secret_of(logical_id, path), set()) for path in paths))
-    assert read <= held, f"{logical_id} reads {sorted(read - held)} from a secret its role cannot read"
-    assert bool(read) == bool(held)
 
 
 @pytest.mark.usefixtures("secrets_only_in_secrets_manager")

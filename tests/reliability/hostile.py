@@ -16,6 +16,18 @@ from hypothesis import strategies as st
 
 from clay_pipeline.core.leads import MAX_VALUE_DEPTH
 
+
+def json_values(text_size: int, key_size: int, max_leaves: int) -> st.SearchStrategy[Any]:
+    """Any JSON document: scalars, and lists and objects of them (what a fuzzer posts as a body or a column)."""
+    return st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=text_size),
+        lambda children: (
+            st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=key_size), children, max_size=4)
+        ),
+        max_leaves=max_leaves,
+    )
+
+
 extreme_numbers = (
     st.sampled_from([1e200, -1e200, 1e-200, 5e-324, 1.7976931348623157e308, 1e125, 1e126, 1e-130, 1e-131, 0.1, -0.0])
     | st.integers(10**37, 10**45)

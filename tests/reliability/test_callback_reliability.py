@@ -46,11 +46,7 @@ def stored_leads(stack: Any) -> int:
 
 
 # ------------------------------------------------------------------------------------------ fuzzing
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
-    max_leaves=12,
-)
+json_values = hostile.json_values(text_size=40, key_size=12, max_leaves=12)
 lead_like = st.fixed_dictionaries(
     {},
     optional={

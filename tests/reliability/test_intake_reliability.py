@@ -26,11 +26,7 @@ KEY = "reliability-intake-key-0123456789"
 MAX_LEADS = 5  # small, so the fuzzer reaches the too-many-leads refusal
 MAX_BODY_BYTES = 2048  # the smallest limit the settings allow, so oversize bodies are cheap to make
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
-    max_leaves=10,
-)
+json_values = hostile.json_values(text_size=30, key_size=10, max_leaves=10)
 lead_like = st.fixed_dictionaries(
     {},
     optional={

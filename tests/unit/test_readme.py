@@ -1,24 +1,32 @@
-"""The README as a newcomer uses it: its make targets exist, its commands match what the tools print,
-its HMAC recipe signs as the callback verifies, and it (and docs/OPERATIONS.md, the operator's reference
-it links) links nowhere outside the repository."""
+"""The README as a newcomer uses it, and docs/OPERATIONS.md (the operator's reference it links): the make
+targets exist, the commands match what the tools print (the try-it block, `dlq show`), the HMAC recipe signs
+as the callback verifies, and they link nowhere outside the repository."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from clay_pipeline.config import CallbackSettings, SenderSettings
+from clay_pipeline.adapters.dead_letter_queues import QUEUES, DeadLetterMessage
+from clay_pipeline.config import CLAY_MAX_PAYLOAD_BYTES, CallbackSettings, SenderSettings
 from clay_pipeline.core import auth
+from clay_pipeline.services.intake import clay_payload, payload_problem
+from clay_pipeline.services.sender import DeadLetter as SenderDeadLetter
+from clay_pipeline.services.sender import parse_lead
+from cli.commands import dlq
 from cli.commands.run import try_commands
 
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
+OPERATIONS = (ROOT / "docs" / "OPERATIONS.md").read_text()
 
 
 def block_after(marker: str) -> str:
@@ -93,3 +101,61 @@ def test_hmac_recipe_signs_as_the_callback_verifies() -> None:
     verifier = auth.HmacVerifier("X-Clay-Signature", [secret], tolerance_seconds=300)
     headers = {"x-clay-signature": f"sha256={signature}", "x-clay-timestamp": stamp}
     assert verifier.verify(headers, body.encode())
+
+
+# The bodies the `dlq show` samples of docs/OPERATIONS.md were made with: put straight on LeadQueue by a producer that
+# skips the intake (which refuses an oversize lead itself), and a message cut off mid-string.
+DEAD_LETTER_BODIES = [
+    json.dumps(
+        {
+            "email": "big.notes@initech.example",
+            "first_name": "Peter",
+            **{f"notes_{number}": "x" * 9_500 for number in range(12)},
+        }
+    ),
+    '{"email": "cut-off@',
+]
+
+
+def sender_dead_letter(body: str) -> SenderDeadLetter:
+    """Why the sender dead-letters this body (its own checks, in its order)."""
+    try:
+        problem = payload_problem(clay_payload(parse_lead(body)), CLAY_MAX_PAYLOAD_BYTES)
+    except SenderDeadLetter as refused:
+        return refused
+    assert problem, "the sender would send this body"
+    return SenderDeadLetter("oversize", problem)
+
+
+def readme_dlq_shows() -> list[tuple[str, list[str]]]:
+    """Each `$ clay-pipeline dlq show ID` in docs/OPERATIONS.md: the id, and the lines printed after it."""
+    found = re.findall(r"^\$ clay-pipeline dlq show (\S+)\n(.*?)(?=\n\n|\n```)", OPERATIONS, re.DOTALL | re.MULTILINE)
+    assert len(found) == 2, "docs/OPERATIONS.md shows an oversize lead and a replayed malformed one"
+    return [(message_id, printed.splitlines()) for message_id, printed in found]
+
+
+AGE = re.compile(r" \(\d+[smhd](?: \d+[smhd])? ago\)$")  # "(10s ago)", "(7m 48s ago)", as common.age prints
+
+
+@pytest.mark.parametrize(("message_id", "printed"), readme_dlq_shows())
+def test_dlq_show_samples_are_what_the_command_prints(
+    message_id: str, printed: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the dead letter the sender writes for the sample's body (reason and detail from its own checks;
+    # the message ids and the time are a run's, taken from the sample)
+    facts = {line[2:16].strip(): line[17:] for line in printed[1:] if re.match(r"  [a-z]", line)}  # label, value
+    [body] = [body for body in DEAD_LETTER_BODIES if sender_dead_letter(body).reason == facts["reason"]]
+    ending = sender_dead_letter(body)
+    dead_lettered = datetime.fromisoformat(AGE.sub("", facts["dead-lettered"]))
+    attributes = {
+        "reason": ending.reason,
+        "detail": ending.detail,
+        "source_message_id": facts["original id"],  # adapters.queues.origin_attributes
+        "delivery_attempts": "1",
+    }
+    message = DeadLetterMessage(QUEUES["lead"], message_id, "receipt", body, attributes, dead_lettered.timestamp())
+    # WHEN `dlq show` prints it
+    dlq._print_message(message, as_json=False)
+    # THEN docs/OPERATIONS.md shows exactly that (the age aside, which depends on when it ran)
+    shown = capsys.readouterr().out.splitlines()
+    assert [AGE.sub("", line) for line in shown] == [AGE.sub("", line) for line in printed]

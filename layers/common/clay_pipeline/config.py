@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 
 from clay_pipeline.core.errors import ConfigError
-from clay_pipeline.core.hubspot_contacts import HUBSPOT_NEW_CONTACT_VALUES, HUBSPOT_OWNED_PROPERTIES
+from clay_pipeline.core.hubspot_defaults import HUBSPOT_NEW_CONTACT_VALUES, HUBSPOT_OWNED_PROPERTIES
 
 SECRET_CACHE_SECONDS = 300
 
@@ -195,9 +195,9 @@ class RouterSettings(Settings):
     routing_dlq_url: Required  # permanent failures and exhausted retries go here with the reasons
     routing_queue_max_receive_count: int = Field(default=5, ge=2, le=1000)  # RoutingQueue's redrive (a template test)
     routing_rules: str = ""
-    delivery_policies: str = ""  # destination=once_per_lead|on_change,... over the defaults (routing.py)
-    unknown_outcome_policies: str = ""  # destination=hold|resend,...: a lost answer's next step (routing.py)
-    routing_required_fields: str = ""  # columns a callback must carry to be routed (per-column tables; routing.py)
+    delivery_policies: str = ""  # destination=once_per_lead|on_change,... over the defaults (core/rules.py)
+    unknown_outcome_policies: str = ""  # destination=hold|resend,...: a lost answer's next step (core/rules.py)
+    routing_required_fields: str = ""  # columns a callback must carry to be routed (per-column tables; core/rules.py)
     hubspot_base_url: SecureUrl = "https://api.hubapi.com"
     hubspot_batch_size: int = Field(default=100, ge=1, le=100)  # HubSpot's batch upsert takes at most 100 inputs
     # The contact mapping (hubspot.ContactMapping, checked at cold start): property=field pairs over the defaults,

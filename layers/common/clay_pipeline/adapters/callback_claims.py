@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.dynamodb import STATE_TTL, from_item, is_condition_failure, to_item
-from clay_pipeline.adapters.leads_table import lead_item_key
+from clay_pipeline.adapters.leads_table import lead_item_key, update_lead_if
 from clay_pipeline.core.callback_acceptance import (
     ACCEPTANCE_OF_REFUSAL,
     Acceptance,
@@ -95,18 +95,15 @@ class CallbackClaims:
             if refusal is not Refusal.NEWER_STORED:
                 return ACCEPTANCE_OF_REFUSAL[refusal]
             # A newer callback of the lead is stored: claim and count this one without replacing it.
-            try:
-                client("dynamodb").update_item(
-                    TableName=self.table_name,
-                    Key=lead_item_key(lead_key),
-                    UpdateExpression="SET #pending = :lease ADD callbacks :one",
-                    ConditionExpression=claim,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues={k: values[k] for k in (":lease", ":now", ":version", ":one")},
-                )
-            except ClientError as retry_error:
-                if not is_condition_failure(retry_error):
-                    raise
+            claimed = update_lead_if(
+                self.table_name,
+                lead_key,
+                claim,
+                UpdateExpression="SET #pending = :lease ADD callbacks :one",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={k: values[k] for k in (":lease", ":now", ":version", ":one")},
+            )
+            if not claimed:
                 return Acceptance.IN_PROGRESS  # claimed meanwhile by an identical callback: ask again
         return Acceptance.ACCEPTED
 
@@ -144,18 +141,14 @@ class CallbackClaims:
 
     def _trim_versions(self, lead_key: str, oldest: str, excess: int) -> None:
         """Drop the `excess` oldest versions, unless another invocation trimmed them first."""
-        try:
-            client("dynamodb").update_item(
-                TableName=self.table_name,
-                Key=lead_item_key(lead_key),
-                UpdateExpression="REMOVE " + ", ".join(f"#versions[{index}]" for index in range(excess)),
-                ConditionExpression="#versions[0] = :oldest",
-                ExpressionAttributeNames={"#versions": VERSIONS},
-                ExpressionAttributeValues={":oldest": {"S": oldest}},
-            )
-        except ClientError as error:
-            if not is_condition_failure(error):
-                raise
+        update_lead_if(
+            self.table_name,
+            lead_key,
+            "#versions[0] = :oldest",
+            UpdateExpression="REMOVE " + ", ".join(f"#versions[{index}]" for index in range(excess)),
+            ExpressionAttributeNames={"#versions": VERSIONS},
+            ExpressionAttributeValues={":oldest": {"S": oldest}},
+        )
 
     def release(self, lead_key: str, callback_id: str) -> None:
         """The callback could not be queued: drop its claim and its count, so a re-send is accepted."""

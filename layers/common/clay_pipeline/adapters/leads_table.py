@@ -92,22 +92,25 @@ class LeadsTable:
         if requeue:
             update.set(("requeued_at",), stale_at)
             condition += f" AND attribute_not_exists({update.name('requeued_at')})"
-        try:
-            client("dynamodb").update_item(
-                TableName=self.table_name,
-                Key=lead_item_key(lead_key),
-                ConditionExpression=condition,
-                **update.request(),
-            )
-        except ClientError as error:
-            if is_condition_failure(error):
-                return False
-            raise
-        return True
+        return update_lead_if(self.table_name, lead_key, condition, **update.request())
 
 
 def lead_item_key(lead_key: str) -> dict[str, Any]:
     return {"lead_key": {"S": lead_key}}
+
+
+def update_lead_if(table_name: str, lead_key: str, condition: str, **request: Any) -> bool:
+    """One UpdateItem on a lead's item under `condition`: False when the condition did not hold (nothing
+    written); any other failure is raised. `request` holds the UpdateExpression and its names and values."""
+    try:
+        client("dynamodb").update_item(
+            TableName=table_name, Key=lead_item_key(lead_key), ConditionExpression=condition, **request
+        )
+    except ClientError as error:
+        if is_condition_failure(error):
+            return False
+        raise
+    return True
 
 
 class ItemUpdate:

@@ -143,6 +143,54 @@ class LeadLedger:
             return False
         return True
 
+    def mark_held(self, lead_key: str, destinations: Iterable[str], received_at: str) -> None:
+        """Remember, without the lease, that paused destinations owe the lead a delivery (one write)."""
+        update = ItemUpdate()
+        update.set_or_remove({f"{HELD_PREFIX}{name}": received_at for name in destinations})
+        client("dynamodb").update_item(TableName=self.table_name, Key=lead_item_key(lead_key), **update.request())
+
+    def _write(
+        self,
+        lease: Lease,
+        delivered: dict[str, Delivered],
+        routed_received_at: str | None,
+        outcome: dict[str, Any] | None,
+        callback_id: str,
+        marks: dict[str, str | None],
+        owned: bool = True,
+    ) -> None:
+        update = ItemUpdate()
+        for destination, entry in delivered.items():
+            update.set((DELIVERIES, destination), entry.to_value())
+        if routed_received_at:
+            update.set((ROUTED_RECEIVED_AT,), routed_received_at)
+        update.set_or_remove({**(outcome or {}), **marks})
+        conditions = []
+        if owned:
+            update.remove(LEASE_UNTIL)
+            update.remove(LEASE_OWNER)
+            conditions.append(f"{update.name(LEASE_OWNER)} = {update.value(lease.owner)}")
+            if outcome is not None:
+                name = update.name("callback_id")
+                conditions.append(f"(attribute_not_exists({name}) OR {name} = {update.value(callback_id)})")
+        if update.empty:
+            return
+        extra: dict[str, Any] = {}
+        if conditions:
+            extra = {
+                "ConditionExpression": " AND ".join(conditions),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        key = lead_item_key(lease.lead_key)
+        client("dynamodb").update_item(TableName=self.table_name, Key=key, **update.request(), **extra)
+
+
+@dataclass(frozen=True)
+class Settlements:
+    """The operator's side of the ledger: settling a delivery whose outcome is unknown (`clay-pipeline settle`)."""
+
+    table_name: str
+
     def settle(self, lead_key: str, destination: str, delivered: bool, received_at: str = "") -> dict[str, Any]:
         """An operator's word on a delivery whose outcome is unknown (or whose intent lapsed); the entry settled.
 
@@ -189,44 +237,3 @@ class LeadLedger:
                 f"lead {lead_key} is being routed now or {destination} was settled meanwhile: look again"
             ) from None
         return dict(entry)
-
-    def mark_held(self, lead_key: str, destinations: Iterable[str], received_at: str) -> None:
-        """Remember, without the lease, that paused destinations owe the lead a delivery (one write)."""
-        update = ItemUpdate()
-        update.set_or_remove({f"{HELD_PREFIX}{name}": received_at for name in destinations})
-        client("dynamodb").update_item(TableName=self.table_name, Key=lead_item_key(lead_key), **update.request())
-
-    def _write(
-        self,
-        lease: Lease,
-        delivered: dict[str, Delivered],
-        routed_received_at: str | None,
-        outcome: dict[str, Any] | None,
-        callback_id: str,
-        marks: dict[str, str | None],
-        owned: bool = True,
-    ) -> None:
-        update = ItemUpdate()
-        for destination, entry in delivered.items():
-            update.set((DELIVERIES, destination), entry.to_value())
-        if routed_received_at:
-            update.set((ROUTED_RECEIVED_AT,), routed_received_at)
-        update.set_or_remove({**(outcome or {}), **marks})
-        conditions = []
-        if owned:
-            update.remove(LEASE_UNTIL)
-            update.remove(LEASE_OWNER)
-            conditions.append(f"{update.name(LEASE_OWNER)} = {update.value(lease.owner)}")
-            if outcome is not None:
-                name = update.name("callback_id")
-                conditions.append(f"(attribute_not_exists({name}) OR {name} = {update.value(callback_id)})")
-        if update.empty:
-            return
-        extra: dict[str, Any] = {}
-        if conditions:
-            extra = {
-                "ConditionExpression": " AND ".join(conditions),
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }
-        key = lead_item_key(lease.lead_key)
-        client("dynamodb").update_item(TableName=self.table_name, Key=key, **update.request(), **extra)

@@ -15,11 +15,9 @@ from typing import Any
 from clay_pipeline.core.column_values import read_instant
 from clay_pipeline.core.deliveries import DELIVERED, DeliveryResult, Status, short_text
 from clay_pipeline.core.errors import ConfigError
+from clay_pipeline.core.hubspot_defaults import HUBSPOT_NEW_CONTACT_VALUES, HUBSPOT_OWNED_PROPERTIES
 from clay_pipeline.core.json_text import dump_json
 
-# The defaults of HUBSPOT_OWNED_PROPERTIES and HUBSPOT_NEW_CONTACT_VALUES (config.RouterSettings).
-HUBSPOT_OWNED_PROPERTIES = "hs_lead_status,lifecyclestage,hubspot_owner_id"
-HUBSPOT_NEW_CONTACT_VALUES = "hs_lead_status=NEW"
 SETUP_COMMAND = "clay-pipeline hubspot setup"
 PROPERTY_GROUP = {"name": "clay", "label": "Clay", "displayOrder": -1}
 RETRYABLE_CATEGORIES = frozenset({"RATE_LIMITS", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE", "TIMEOUT"})

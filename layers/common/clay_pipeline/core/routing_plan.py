@@ -26,7 +26,7 @@ from typing import Any
 from clay_pipeline.core.deliveries import DeliveryResult, Status
 from clay_pipeline.core.policies import Busy, Delivered, Lease, Owed, peak_score, plan
 from clay_pipeline.core.routing_message import RoutingMessage
-from clay_pipeline.core.rules import HOLD, ONCE_PER_LEAD, Decision, RuleSet, UnknownOutcome
+from clay_pipeline.core.rules import HOLD, ONCE_PER_LEAD, Decision, RuleSet, UnknownOutcome, parse_unknown_outcomes
 
 LEADS_TABLE_DESTINATION = "leads_table"  # the outcome record itself: always written, never "off"
 LAPSED_REASON = "ended_before_recording"  # an intent found by a later claim: its invocation died after it
@@ -96,6 +96,22 @@ class RoutingConfig:
     rules: RuleSet
     unknown_outcomes: Mapping[str, UnknownOutcome]
     mark_days: int
+
+    @classmethod
+    def from_settings(
+        cls,
+        rules: str,
+        policies: str,
+        required_fields: str,
+        unknown_outcomes: str,
+        mark_days: int,
+        salesforce: bool = False,
+    ) -> RoutingConfig:
+        """ROUTING_RULES, DELIVERY_POLICIES, ROUTING_REQUIRED_FIELDS, UNKNOWN_OUTCOME_POLICIES, DELIVERY_MARK_DAYS;
+        ConfigError naming the setting and the problem. `salesforce`: the default rules include Salesforce's
+        (core/rules.default_rules)."""
+        rule_set = RuleSet.from_setting(rules, policies, required_fields, salesforce)
+        return cls(rule_set, parse_unknown_outcomes(unknown_outcomes), mark_days)
 
     def holds(self, destination: str) -> bool:
         """A lost answer of this destination waits for an operator instead of being sent again."""

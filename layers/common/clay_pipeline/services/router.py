@@ -59,7 +59,6 @@ from clay_pipeline.core.policies import Busy
 from clay_pipeline.core.routing_message import RoutingMessage, newest_per_lead, parse_message
 from clay_pipeline.core.routing_outcome import Outcome, build_outcome, ending, retryable_summary
 from clay_pipeline.core.routing_plan import LEADS_TABLE_DESTINATION, Attempt, RoutingConfig
-from clay_pipeline.core.rules import RuleSet, parse_unknown_outcomes
 from clay_pipeline.observability import count, level, logger, summarize
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.services.claims import LeadClaims
@@ -90,14 +89,14 @@ class LeadRouter:
         self, settings: RouterSettings, http: HttpClient | None = None, sleep: Callable[[float], None] = time.sleep
     ) -> None:
         self.settings = settings
-        rules = RuleSet.from_setting(
+        self.config = RoutingConfig.from_settings(  # ConfigError at cold start for invalid rules or policies
             settings.routing_rules,
             settings.delivery_policies,
             settings.routing_required_fields,
+            settings.unknown_outcome_policies,
+            settings.delivery_mark_days,
             salesforce=bool(settings.salesforce_login_url),  # its default rule only when it may be on
         )
-        unknown_outcomes = parse_unknown_outcomes(settings.unknown_outcome_policies)
-        self.config = RoutingConfig(rules, unknown_outcomes, settings.delivery_mark_days)
         self.ledger = LeadLedger(settings.leads_table, settings.delivery_lease_seconds)
         self.leads = LeadsTable(settings.leads_table)
         self.endings = RecordEndings(

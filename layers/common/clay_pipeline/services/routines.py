@@ -58,10 +58,6 @@ class RunStore:
         inputs = json.loads(zlib.decompress(base64.b64decode(str(item["inputs_z"]))))
         return Run(run_id, str(item.get("routine_id", "")), float(item["started_epoch"]), inputs)
 
-    def started_at(self, run_id: str) -> str:
-        """When Clay accepted the run (ISO time), '' when it is not recorded (`clay-pipeline trace`)."""
-        return str((self.store.get(self._key(run_id)) or {}).get("started_at", ""))
-
     def ending(self, run_id: str) -> str | None:
         """The run's mark: an Ending, an Underway hold, or None while nothing has decided it."""
         mark = self.mark(run_id)
@@ -89,8 +85,23 @@ class RunStore:
 
     def lists(self, batch_id: str, lead_id: str) -> bool:
         """Whether a recorded run of that sender invocation has the lead (its batch list names it)."""
+        return self.listed_run(batch_id, lead_id) is not None
+
+    def listed_run(self, batch_id: str, lead_id: str) -> str | None:
+        """The recorded run that the sender invocation's batch list names for the lead, None when it names none."""
         item = self.store.get(self._batch_key(batch_id))
-        return lead_id in ((item or {}).get("leads") or {})
+        run_id = ((item or {}).get("leads") or {}).get(lead_id)
+        return str(run_id) if run_id else None
+
+    def summary(self, run_id: str) -> dict[str, Any]:
+        """What `clay-pipeline trace` shows of a run: when Clay accepted it (ISO, '' when not recorded or
+        expired), its items and its mark ('' while nothing has decided it)."""
+        item = self.store.get(self._key(run_id)) or {}
+        return {
+            "started_at": str(item.get("started_at", "")),
+            "items": int(item["items"]) if item.get("items") is not None else None,
+            "ending": self.ending(run_id) or "",
+        }
 
     @staticmethod
     def _key(run_id: str) -> str:

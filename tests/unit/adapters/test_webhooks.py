@@ -1,4 +1,4 @@
-"""Destinations against loopback servers: classification, payloads, retries, Slack pacing (HubSpot: test_hubspot.py)."""
+"""adapters/webhooks.py on loopback servers: classification, payloads, retries, Slack pacing."""
 
 from __future__ import annotations
 
