@@ -147,6 +147,13 @@ def test_the_top_level_modules_import_no_service(module: str) -> None:
     assert not found, "\n".join(found)
 
 
+@pytest.mark.parametrize("layer", ["clay_pipeline.core", "clay_pipeline.adapters", "clay_pipeline.services"])
+def test_only_the_handlers_map_errors_to_http(layer: str) -> None:
+    """http_api.py is the one place a domain error becomes an HTTP answer: below the handlers nothing imports it."""
+    found = crossings(layer, None, ("clay_pipeline.http_api",))
+    assert not found, "\n".join(found)
+
+
 def test_services_import_no_handler() -> None:
     found = crossings("clay_pipeline.services", None, ("functions", "app"))
     assert not found, "\n".join(found)
