@@ -22,7 +22,11 @@ by the vCPU share Lambda gives the memory size (1 vCPU at 1769 MB), plus an assu
 per AWS call and per HTTP call (ASSUMED_* below; the router sends a batch's webhooks concurrently:
 a probe round trip, then ceil((batch - 1) / WEBHOOK_FAN_OUT) more), plus the sender's pacing wait.
 
-    python bench/cost_model.py [--leads 200]   (the routine path: python bench/routine_cost.py)
+With `--crm salesforce` (or `both`) the router also upserts to the Salesforce simulator (local/salesforce_sim.py)
+and the report adds Salesforce's API calls per 1,000 leads and the share of an org's documented 24-hour API
+request allocation a day at Clay's rate uses (Salesforce's calls cost no AWS money: see salesforce_calls_note).
+
+    python bench/cost_model.py [--leads 200] [--crm salesforce]   (the routine path: python bench/routine_cost.py)
 """
 
 from __future__ import annotations
@@ -46,8 +50,10 @@ from pipeline import CLAY_PATH, DESTINATION_PATHS, Pipeline, enrichment_for, sam
 
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.dynamodb import from_item, item_size
+from clay_pipeline.core.salesforce_records import MAX_RECORDS as SALESFORCE_MAX_RECORDS
 from clay_pipeline.services.delivery import WEBHOOK_FAN_OUT
 from local.aws import function_environment
+from local.salesforce_sim import SalesforceSim
 from local.template import functions, parameter_defaults, resources_of_type, sqs_batch_size
 
 # -- prices: AWS public on-demand list prices, us-east-1, as published on 2026-11-22 ----------------
@@ -118,6 +124,24 @@ INIT_CPU_SECONDS = 0.40  # import + clients at one full vCPU, the slowest functi
 # X-Ray with Tracing Active: Lambda samples each function's invocations with X-Ray's default rule, 1 a second
 # then 5 % (Lambda does not apply custom sampling rules; HTTP APIs do not trace), modelled per function.
 XRAY_RESERVOIR_PER_SECOND = 1.0
+# Salesforce (--crm): a REST call to the org's My Domain (assumed, like the other round trips); the client
+# credentials token lasts the org's session timeout, two hours by default (adapters/salesforce.py), and each router
+# instance fetches its own: at most RouterFunction's MaximumConcurrency instances, each fetching one per session
+# and repeating the one call the expired session refused.
+ASSUMED_SALESFORCE_ROUND_TRIP = 0.300
+SALESFORCE_SESSION_HOURS = 2.0
+# Salesforce Developer Limits and Allocations Quick Reference, "API Request Limits and Allocations"
+# (developer.salesforce.com/docs/platform/salesforce-app-limits-cheatsheet/guide/
+#   salesforce-app-limits-platform-api.html):
+# the org's total API requests in a rolling 24 hours are 15,000 for a Developer Edition org, and 100,000 plus,
+# per license, 1,000 (Enterprise and Professional with API access, a Salesforce license) or 5,000 (Unlimited and
+# Performance) for a production org; calls past it are refused with REQUEST_LIMIT_EXCEEDED until usage drops.
+SALESFORCE_ALLOCATIONS = (
+    ("Developer Edition", 15_000),
+    ("Enterprise Edition, 50 Salesforce licenses", 100_000 + 50 * 1_000),
+    ("Enterprise Edition, 200 Salesforce licenses", 100_000 + 200 * 1_000),
+    ("Unlimited Edition, 50 Salesforce licenses", 100_000 + 50 * 5_000),
+)
 XRAY_FIXED_RATE = 0.05
 # Idle queue polling: Lambda long-polls (20 s) each SQS event source with about five pollers.
 SQS_IDLE_POLLERS = 5
@@ -150,6 +174,7 @@ POLLER = "poller"  # the event source mapping's own ReceiveMessage / DeleteMessa
 SWEEPER = "StaleSweeperFunction"
 INDEXED = {"sent_bucket": ("SentByHour", ("pk", "sent_bucket", "sent_at", "leads"))}  # index key -> its projection
 LEADS_PER_SWEEP = 36_000  # an hourly sweep at the template's 10 rows/s to Clay
+SALESFORCE_KINDS = ("token", "query", "upsert")  # SalesforceSim.calls
 HTTP_FUNCTIONS = ("IntakeFunction", "CallbackFunction", "RunWebhookFunction")  # billed as HTTP API requests
 
 
@@ -350,6 +375,8 @@ class Measured:
     calibration: float = CALIBRATION_SECONDS  # calibration_cpu() around the run
     stored: list[tuple[str, str, int, float | None]] = field(default_factory=list)  # see stored_items
     leads_stored: int = 0  # leads whose items `stored` holds (the warm-up's too)
+    salesforce_calls: Counter[str] = field(default_factory=Counter)  # --crm: token, query, upsert in the run
+    salesforce_share: float = 0.0  # leads upserted to Salesforce / leads
 
 
 WARM_UP_LEADS = 20  # a first pass through every function, not measured: the run then bills warm invocations
@@ -384,13 +411,37 @@ def router_http_calls(pipeline: Pipeline) -> Counter[str]:
     )
 
 
+def salesforce_settings(org: SalesforceSim | None, crm: str) -> dict[str, str]:
+    """The router's settings for `crm` (hubspot: none; salesforce: HubSpot's token left out; both)."""
+    if org is None:
+        return {}
+    hubspot_off = {"HUBSPOT_ACCESS_TOKEN": ""} if crm == "salesforce" else {}
+    return {"SALESFORCE_LOGIN_URL": org.url, **org.secrets(), **hubspot_off}
+
+
+def salesforce_counts(org: SalesforceSim | None) -> Counter[str]:
+    """The simulator's requests so far by kind, and the records it wrote."""
+    if org is None:
+        return Counter()
+    return Counter({kind: len(org.calls(kind)) for kind in SALESFORCE_KINDS} | {"writes": len(org.writes())})
+
+
 def measure(
-    leads: int, pipeline: Pipeline | None = None, drive: Drive = drive_table, meter: Meter | None = None
+    leads: int,
+    pipeline: Pipeline | None = None,
+    drive: Drive = drive_table,
+    meter: Meter | None = None,
+    crm: str = "hubspot",
 ) -> Measured:
+    """crm salesforce or both: the router upserts to the Salesforce simulator too (HubSpot off with salesforce)."""
     from clay_pipeline.observability import logger
 
+    org = SalesforceSim() if crm != "hubspot" else None
+    if org is not None:
+        org.start()
     # the template's log level: its bytes count
-    pipeline = (pipeline or Pipeline(prefix="bench-cost", log_level="INFO")).start()
+    settings = salesforce_settings(org, crm)
+    pipeline = (pipeline or Pipeline(prefix="bench-cost", log_level="INFO", extra_secrets=settings)).start()
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"  # metrics on, as deployed: their EMF lines are logs too
     os.environ["_X_AMZN_TRACE_ID"] = LAMBDA_TRACE_HEADER  # Lambda sets it (sampled or not); Powertools logs it
     sink = CountingSink()
@@ -403,6 +454,7 @@ def measure(
         pipeline.usage.clear()
         pipeline.web.clear()
         sink.reset()
+        salesforce_before = salesforce_counts(org)  # the warm-up's calls (each instance's token) left out
         meter = (meter or Meter()).install()
         calibration = [calibration_cpu()]
         with contextlib.redirect_stdout(sink):
@@ -419,6 +471,8 @@ def measure(
             http = drive(pipeline, leads, "cost")
             sweep = measure_sweep(pipeline, meter) if drive is drive_table else {}  # table path's batch records
         calibration.append(calibration_cpu())
+        salesforce = salesforce_counts(org)
+        salesforce.subtract(salesforce_before)
         tables = {name: pipeline.stack.table_names[name] for name in ("StateTable", "LeadsTable")}
         usage = pipeline.usage
         return Measured(
@@ -439,10 +493,14 @@ def measure(
             calibration=sum(calibration) / len(calibration),
             stored=stored_items(meter._reader, tables),
             leads_stored=leads + WARM_UP_LEADS,
+            salesforce_calls=Counter({kind: salesforce[kind] for kind in SALESFORCE_KINDS}),
+            salesforce_share=salesforce["writes"] / leads,
         )
     finally:
         handler.setStream(previous)  # type: ignore[attr-defined]
         pipeline.stop()
+        if org is not None:
+            org.stop()
 
 
 def measure_sweep(pipeline: Pipeline, meter: Meter) -> dict[str, float]:
@@ -558,6 +616,7 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
                 # All destinations at once; each sends the batch's first lead alone, then WEBHOOK_FAN_OUT at a time.
                 calls = (1 + math.ceil((s.batch_size - 1) / WEBHOOK_FAN_OUT)) / s.batch_size
             http_waits.append(calls * ASSUMED_HTTP_ROUND_TRIP[kind])
+        http_waits += [salesforce_wait(m, s)] if name == "RouterFunction" else []
         # The router's HubSpot upserts go out alongside its webhooks: a batch waits for the slower of the two.
         io += max(http_waits, default=0.0) if name == "RouterFunction" else sum(http_waits)
         if name == "SenderFunction" and not s.routine:
@@ -583,6 +642,12 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
         "storage_gb_months": storage_gb_months(m, s),
         "dynamodb_provisioned": float(s.dynamodb_provisioned),
     }
+
+
+def salesforce_wait(m: Measured, s: Scenario) -> float:
+    """The router's wait per lead on Salesforce (--crm): a query, then an upsert, per batch holding a lead of it."""
+    size = min(s.batch_size, SALESFORCE_MAX_RECORDS)
+    return 2 * (1 - (1 - m.salesforce_share) ** size) / size * ASSUMED_SALESFORCE_ROUND_TRIP
 
 
 def observability_units(
@@ -794,6 +859,51 @@ def stale_lookup_note(m: Measured, writes: Counter[tuple[str, str, str, str]]) -
     )
 
 
+def router_instances() -> int:
+    """RouterFunction's most concurrent instances: its SQS event source's MaximumConcurrency."""
+    return next(
+        int((event["Properties"].get("ScalingConfig") or {}).get("MaximumConcurrency", 1000))
+        for event in functions()["RouterFunction"].events.values()
+        if event["Type"] == "SQS"
+    )
+
+
+def salesforce_calls_note(m: Measured, s: Scenario) -> str:
+    """Salesforce's API calls per 1,000 leads and per day at Clay's rate, against documented org allocations.
+
+    They cost no AWS money; they count against the org's rolling 24-hour API request allocation, which every
+    integration of the org shares. Queries and upserts are counted in the run (the router's batches as deployed);
+    token fetches, and the call an expired session refuses before each, are modelled: each router instance fetches
+    one per session (SALESFORCE_SESSION_HOURS), at most MaximumConcurrency instances. The allocation page covers the
+    SOAP and REST APIs; it does not say whether the OAuth token endpoint counts: counted here, to be safe."""
+    from harness import table
+
+    leads_per_day = s.send_rate * 86_400
+    instances = router_instances()
+    sessions_per_day = instances * 24 / SALESFORCE_SESSION_HOURS
+    per_lead = {kind: m.salesforce_calls[kind] / m.leads for kind in ("query", "upsert")}
+    per_lead["token (modelled)"] = sessions_per_day / leads_per_day
+    per_lead["refused by an expired session (modelled)"] = sessions_per_day / leads_per_day
+    total = sum(per_lead.values())
+    rows = [[kind, f"{value * 1000:.1f}", f"{value * leads_per_day:,.0f}"] for kind, value in per_lead.items()]
+    rows.append(["total", f"{total * 1000:.1f}", f"{total * leads_per_day:,.0f}"])
+    shares = [
+        [name, f"{allocation:,}", f"{total * leads_per_day / allocation:.0%}", f"{allocation / total:,.0f}"]
+        for name, allocation in SALESFORCE_ALLOCATIONS
+    ]
+    return (
+        f"Salesforce API calls (no AWS charge; they count against the org's 24-hour API request allocation): "
+        f"{m.salesforce_share:.0%} of the run's leads upserted, the router's batches of {s.batch_size} (RoutingQueue's "
+        f"BatchSize: a query and an upsert per batch holding a Salesforce lead); a day at Clay's rate is "
+        f"{leads_per_day:,.0f} leads ({s.send_rate:g}/s all day), {instances} router instances at most:\n\n"
+        + table(["call", "per 1,000 leads", "a day at Clay's rate"], rows)
+        + '\n\nshare of documented allocations (Salesforce\'s "API Request Limits and Allocations": 15,000 for a '
+        "Developer Edition org, 100,000 + 1,000 per Salesforce license in Enterprise, + 5,000 in Unlimited) a day "
+        "at Clay's rate uses, and the leads a day that allocation would carry if Salesforce had it to itself:\n\n"
+        + table(["org", "calls per 24 h", "share used", "leads a day it carries"], shares)
+    )
+
+
 def template_scenario(mode: str, parameters: dict[str, str] | None = None) -> Scenario:
     """The template's defaults (with `parameters` over them), leads in bulk intake requests."""
     values = {**parameter_defaults(), **(parameters or {})}
@@ -812,14 +922,15 @@ def template_scenario(mode: str, parameters: dict[str, str] | None = None) -> Sc
     )
 
 
-def run(leads: int = 200, mode: str = "table", measured: Measured | None = None) -> Section:
+def run(leads: int = 200, mode: str = "table", crm: str = "hubspot", measured: Measured | None = None) -> Section:
     """The bill of `measured`, else of a run of the table path measured here. mode routine
     (ClayEnrichmentPath=routine) is measured by routine_cost.py (runs of 100, webhook and poller), which
-    passes its measurement in."""
+    passes its measurement in. crm salesforce or both: Salesforce on in the router, its API calls in a note
+    (salesforce_calls_note)."""
     routine = mode == "routine"
     if measured is None and routine:
         raise ValueError("the routine path is measured by routine_cost.py: python bench/routine_cost.py")
-    m = measure(leads) if measured is None else measured
+    m = measure(leads, crm=crm) if measured is None else measured
     current = template_scenario(mode)
     single = replace(
         current, name="template defaults, one lead per intake request (a web form)", leads_per_intake_request=1
@@ -943,6 +1054,7 @@ def run(leads: int = 200, mode: str = "table", measured: Measured | None = None)
     )
     lead_sizes = [row[2] for row in m.stored if row[0] == "LeadsTable"]
     notes = [stale_lookup_note(m, writes)] if m.sweep else []
+    notes += [salesforce_calls_note(m, current)] if crm != "hubspot" and not routine else []
     notes += [
         "fixed monthly costs, spread over the leads of the month:\n\n"
         + table(["item", "counted", "USD a month"], [[name, what, f"{cost:.2f}"] for name, what, cost in fixed]),
@@ -985,7 +1097,8 @@ def run(leads: int = 200, mode: str = "table", measured: Measured | None = None)
         ),
     ]
     return Section(
-        title=f"Cost model, the whole bill{', routine path' if routine else ''} (per lead, and USD per million leads; "
+        title=f"Cost model, the whole bill{', routine path' if routine else ''}"
+        f"{'' if crm == 'hubspot' else f', CRM: {crm}'} (per lead, and USD per million leads; "
         f"prices of {PRICES_DATE})",
         headers=["item", "unit", "per lead", "USD per unit", "USD per million leads"],
         rows=rows,
@@ -1033,7 +1146,14 @@ def lever_table(m: Measured, current: Scenario) -> list[list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=200)
-    run(parser.parse_args().leads).show()
+    parser.add_argument(
+        "--crm",
+        choices=("hubspot", "salesforce", "both"),
+        default="hubspot",
+        help="the CRM destinations on (salesforce: the Salesforce simulator instead of HubSpot; table path only)",
+    )
+    options = parser.parse_args()
+    run(options.leads, crm=options.crm).show()
 
 
 if __name__ == "__main__":

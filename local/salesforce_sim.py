@@ -6,11 +6,26 @@ id, the SOQL query by external id, and their failure modes (core/salesforce_reco
   `invalid_client_id`, a wrong secret 400 `invalid_client`, another grant type 400 `unsupported_grant_type`, an app
   without a run-as user 400 `invalid_grant` ("no client credentials user enabled").
 - `PATCH /services/data/vNN.0/composite/sobjects/{SObject}/{ExternalIdField}`: the external id field must exist
-  on the object (404 NOT_FOUND "Provided external ID field does not exist or is not accessible"), at most 200
-  records (400), each of the object's type; a field the object lacks refuses the whole request (400
-  INVALID_FIELD), as does a value its type cannot take (400 JSON_PARSER_ERROR); per record: a new Lead needs
-  LastName and Company (REQUIRED_FIELD_MISSING), text longer than its field is STRING_TOO_LONG, a malformed email
-  INVALID_EMAIL_ADDRESS. The answer is one UpsertResult per record, in order: `{id, success, created, errors}`.
+  on the object, at most 200 records, each of the object's type; a field the object lacks refuses the whole
+  request (400 INVALID_FIELD), as does a value its type cannot take (400 JSON_PARSER_ERROR); per record: a new
+  Lead needs LastName and Company (REQUIRED_FIELD_MISSING), text longer than its field is STRING_TOO_LONG, a
+  malformed email INVALID_EMAIL_ADDRESS, a field the run-as user may not edit (`read_only_fields`: field-level
+  security) INVALID_FIELD_FOR_INSERT_UPDATE "Unable to create/update fields: ..." (as commonly reported; the
+  documentation lists the code, not this message). The answer is one UpsertResult per record, in order: `{id, success,
+  created, errors}`. What the documentation says about the whole-request refusals, and where it is silent:
+  - a missing external id field: 404 `[{"errorCode": "NOT_FOUND", "message": "The requested resource does not
+    exist"}]`, the "Incorrect external ID field" answer the REST API Developer Guide shows for an upsert by
+    external id ("Insert or Update (Upsert) a Record Using an External ID"); the collections page shows none of
+    its own, and the documented message does not name the field.
+  - more than 200 records: the collections page says "The list can contain up to 200 objects" and that a request
+    that is not well formed gets a 400; it names no error code or message. EXCEEDED_ID_LIMIT "record limit
+    reached. cannot submit more than 200 records into this call" is the SOAP API's answer to the same limit
+    (as commonly reported, not on a documentation page): the adapter never sends more, and reads any 400 alike.
+  - a field the object does not have: the documentation is silent on whether it refuses the whole collection
+    or only the records carrying it, and on the message. The simulator refuses the whole request with 400
+    INVALID_FIELD "No such column '<field>' on sobject of type <SObject>" (the wording Salesforce's INVALID_FIELD
+    errors use in SOQL, "No such column ... on entity ..."). The adapter pauses Salesforce for either form
+    (a per-record INVALID_FIELD is one of core/salesforce_records.SETUP_CODES).
 - `GET /services/data/vNN.0/query?q=SELECT Id, F FROM O WHERE F IN ('a', ...)`: the records found.
 - A session ends (`expire_sessions`): every call with an older token gets 401 INVALID_SESSION_ID. Injected:
   403 REQUEST_LIMIT_EXCEEDED (`limit_requests`: the 24-hour allocation, or concurrent calls) and per-record
@@ -47,6 +62,7 @@ CUSTOM_FIELDS: dict[str, Any] = {
     "Clay_ICP_Score__c": FieldType(Kind.NUMBER),
     "Clay_Tier__c": 10,
 }  # the README's setup
+NOT_FOUND_MESSAGE = "The requested resource does not exist"  # REST API's 404 NOT_FOUND, as documented
 LOCKED_MESSAGE = "unable to obtain exclusive access to this record or 1 records: {}"
 LIMIT_MESSAGES = {
     True: "TotalRequests Limit exceeded.",
@@ -79,6 +95,7 @@ class SalesforceSim:
         default_factory=lambda: {"Lead": {"Clay_Lead_Id__c"}, "Contact": {"Clay_Lead_Id__c"}}
     )
     custom_fields: dict[str, Any] = field(default_factory=lambda: dict(CUSTOM_FIELDS))  # name -> length or FieldType
+    read_only_fields: set[str] = field(default_factory=set)  # the run-as user's permission set lacks Edit on them
     records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (object, external id) -> fields
     written: list[Written] = field(default_factory=list)
     instance_url: str = ""  # what the token answer names: this simulator's own server, or the sinks' it is mounted in
@@ -184,7 +201,7 @@ class SalesforceSim:
             return reply
         if (found := _QUERY.match(request.path)) and request.method == "GET":
             return self._query(parse_qs(request.query).get("q", [""])[0])
-        return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+        return _errors(404, "NOT_FOUND", NOT_FOUND_MESSAGE)
 
     def _grant(self, request: RecordedRequest) -> Reply:
         form = {name: values[0] for name, values in parse_qs(request.body.decode()).items()}
@@ -217,10 +234,9 @@ class SalesforceSim:
 
     def _upsert(self, version: int, sobject: str, external_id: str, request: RecordedRequest) -> Reply:
         if version < 46 or sobject not in FIELD_TYPES:
-            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+            return _errors(404, "NOT_FOUND", NOT_FOUND_MESSAGE)
         if external_id not in self.external_id_fields.get(sobject, set()):
-            message = f"Provided external ID field does not exist or is not accessible: {external_id}"
-            return _errors(404, "NOT_FOUND", message)
+            return _errors(404, "NOT_FOUND", NOT_FOUND_MESSAGE)  # documented; names no field (module docstring)
         try:
             payload = request.json()
         except ValueError:
@@ -229,7 +245,9 @@ class SalesforceSim:
         if not isinstance(records, list) or not records:
             return _errors(400, "INVALID_FIELD", "records: a list of sObjects is required")
         if len(records) > MAX_RECORDS:
-            return _errors(400, "EXCEEDED_ID_LIMIT", f"Record limit exceeded. Limit is {MAX_RECORDS}")
+            # 400 is documented; the code and message are not (the SOAP API's, as the module docstring says)
+            message = f"record limit reached. cannot submit more than {MAX_RECORDS} records into this call"
+            return _errors(400, "EXCEEDED_ID_LIMIT", message)
         known = self._fields(sobject)
         for record in records:
             if not isinstance(record, dict) or (record.get("attributes") or {}).get("type") != sobject:
@@ -237,7 +255,7 @@ class SalesforceSim:
             for name, value in record.items():
                 if name == "attributes":
                     continue
-                if name not in known:
+                if name not in known:  # whole request or this record alone: undocumented (module docstring)
                     return _errors(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {sobject}")
                 kind = known[name]
                 if getattr(kind, "kind", None) in (Kind.INT, Kind.NUMBER) and not _is_number(value, kind.kind):
@@ -262,6 +280,12 @@ class SalesforceSim:
                 self._locked[lead_id] -= 1
             return _failed("UNABLE_TO_LOCK_ROW", LOCKED_MESSAGE.format(lead_id), [])
         values = {name: value for name, value in record.items() if name not in ("attributes", external_id)}
+        if read_only := sorted(self.read_only_fields & set(values)):  # field-level security, on each record
+            message = (
+                f"Unable to create/update fields: {', '.join(read_only)}. Please check the security settings of this"
+                " field and verify that it is read/write for your profile or permission set."
+            )
+            return _failed("INVALID_FIELD_FOR_INSERT_UPDATE", message, read_only)
         problems = [problem for name, value in values.items() if (problem := self._problem(sobject, name, value))]
         if problems:
             code, message, name = problems[0]

@@ -21,7 +21,8 @@ DESTINATION_PATHS = {"outreach": "/outreach", "nurture": "/nurture", "slack": "/
 
 
 class LeadJourney:
-    def __init__(self, load_function: Any, stack: Any, web: StubServer) -> None:
+    def __init__(self, load_function: Any, stack: Any, web: StubServer, **settings: str) -> None:
+        """`settings`: more environment for the three functions (Salesforce's login URL and credentials)."""
         self.stack = stack
         self.web = web
         env = {
@@ -35,6 +36,7 @@ class LeadJourney:
             "DESTINATION_RETRY_ATTEMPTS": "0",
             "SLACK_MIN_INTERVAL_SECONDS": "0",
             "DESTINATION_PAUSE_CACHE_SECONDS": "0",
+            **settings,
         }
         self.sender = load_function("SenderFunction", **env)
         self.callback = load_function("CallbackFunction", **env)

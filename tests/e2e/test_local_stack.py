@@ -20,6 +20,7 @@ import requests
 
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.core.leads import Lead
+from clay_pipeline.services.router import IN_FLIGHT_WAIT_SECONDS
 from cli.commands.run import LOG_PATH, SAMPLE_LEADS, read_leads, run_command
 from cli.main import main
 from local.aws import Emulator
@@ -402,7 +403,13 @@ def test_salesforce_as_the_crm_upserts_each_qualifying_lead_once_per_distinct_pa
     leads = generated_leads(16, bands=((90, 99), (80, 89), (70, 79), (50, 69)))
     # WHEN the leads go through and every later callback has been routed
     stack.post_leads(leads)
-    settle(stack)
+    # Clay's re-run and re-score of a row reach RoutingQueue together (its identical re-send is dropped as a
+    # duplicate): three versions of a lead at most. The router's five concurrent batches may split them, and each
+    # version that finds the lead's lease held waits IN_FLIGHT_WAIT_SECONDS x its receive count (10 s, then 20 s
+    # when two meet again): up to 30 s on top of a run without collisions, which under load alone can take most
+    # of IDLE_TIMEOUT. That schedule, not a guess, is what settling may take longer.
+    lease_waits = IN_FLIGHT_WAIT_SECONDS * (1 + 2)
+    assert stack.wait_idle(IDLE_TIMEOUT + lease_waits), f"the pipeline did not settle: {stack.busy()}"
     summary = reconcile(stack)
     # THEN it reconciles: Salesforce got one upsert per distinct payload of each lead, none with a rep's field
     # on an update, and what its ledger says each lead got last is what Salesforce has

@@ -14,6 +14,7 @@ from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.dead_letter_queues import REDRIVEN, DeadLetterQueue, queue_pair
 from cli.main import main
 from local.http_stub import Reply, StubServer
+from local.salesforce_sim import SalesforceSim
 from tests.integration.test_cli_failures import CLI, cli_env
 from tests.lead_journey import LeadJourney
 
@@ -176,6 +177,50 @@ def test_replaying_a_routing_message_delivers_only_what_is_missing(
     item = journey.router.router.leads.get(first.lead_id)
     assert item["routing_status"] == "routed"
     assert set(item["deliveries"]) == {"slack", "outreach", "hubspot", "zapier"}
+
+
+def test_a_lead_salesforce_refused_is_replayed_after_the_fix_to_salesforce_alone_once(
+    load_function: Any, stack: Any, http_stub: StubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN Salesforce on beside the other destinations, in an org whose admin made Clay_Tier__c Text(5),
+    # and a hot lead whose Clay row carries a longer tier
+    with SalesforceSim() as org:
+        org.custom_fields["Clay_Tier__c"] = 5
+        journey = LeadJourney(load_function, stack, http_stub, SALESFORCE_LOGIN_URL=org.url, **org.secrets())
+        journey.send(HOT)
+        [row] = journey.clay_rows()
+        journey.call_back({**row, "icp_score": 95, "tier": "Enterprise"})
+        journey.route()
+        # THEN Salesforce refused that record alone (STRING_TOO_LONG): the lead is dead-lettered for Salesforce,
+        # every other destination got it once
+        [refused] = messages_in(stack, "RoutingDLQ")
+        assert refused.reason == "permanent_failure" and "salesforce_string_too_long" in refused.attributes["detail"]
+        others = ("slack", "outreach", "hubspot", "zapier")
+        assert {name: journey.calls(name) for name in others} == dict.fromkeys(others, 1)
+        assert (len(org.calls("upsert")), org.writes()) == (1, [])
+        # WHEN the admin widens the field (the README's Text(10)) and the lead is replayed
+        org.custom_fields["Clay_Tier__c"] = 10
+        capsys.readouterr()  # the functions' metric lines so far
+        code, out, _ = cli(capsys, "replay", "routing", "--grep", "salesforce", "--no-progress")
+        assert code == 0 and out.startswith("replayed 1 of 1 message(s) from RoutingDLQ to RoutingQueue")
+        journey.route()
+        # THEN Salesforce created the record once, keyed by the lead_id; nothing else was sent again
+        [written] = org.writes()
+        assert (written.lead_id, written.created) == (refused.lead_id, True)
+        assert written.fields["Clay_Tier__c"] == "Enterprise"
+        assert len(org.calls("upsert")) == 2
+        assert {name: journey.calls(name) for name in others} == dict.fromkeys(others, 1)
+        assert messages_in(stack, "RoutingDLQ") == []
+        item = journey.router.router.leads.get(refused.lead_id)
+        assert item["routing_status"] == "routed" and item["destinations"]["salesforce"] == "delivered"
+        assert set(item["deliveries"]) == {*others, "salesforce"}
+        # AND another replay of the same lead (an operator's second try) costs Salesforce no call
+        calls = len(org.requests)
+        client("sqs").send_message(QueueUrl=stack.queue_urls["RoutingDLQ"], MessageBody=refused.body)
+        assert cli(capsys, "replay", "routing", "--no-progress")[0] == 0
+        journey.route()
+        assert len(org.requests) == calls and len(org.writes()) == 1
+        assert {name: journey.calls(name) for name in others} == dict.fromkeys(others, 1)
 
 
 def test_a_run_poll_that_kept_failing_is_listed_by_its_run_and_replayed_to_resume_polling(

@@ -1,4 +1,7 @@
-"""The destination pause switch (pause.py) on moto: one item, read at most once per cache window."""
+"""The destination pause switch (pause.py) on moto: one item, read at most once per cache window.
+
+How its entries are read (a pause with an `until` ending by itself) is tested on plain data in
+tests/unit/core/test_pause_switch.py."""
 
 from __future__ import annotations
 
@@ -45,20 +48,6 @@ def test_only_real_destinations_can_be_paused(stack: Any) -> None:
         switch.resume("pipedrive")  # salesforce is a destination now
     assert not switch.resume("slack")  # never paused
     assert all(not state["paused"] for state in switch.states().values())
-
-
-def test_a_pause_with_an_end_ends_by_itself(stack: Any) -> None:
-    # GIVEN HubSpot paused by the router until a moment that has passed, Slack until one to come
-    store = StateStore(stack.table_names["StateTable"])
-    router_side = DestinationSwitch(store, cache_seconds=0)
-    router_side.pause("hubspot", by="router", reason="daily limit", until=int(time.time()) - 1)
-    assert router_side.paused() == frozenset()  # read again: the pause is over
-    router_side.pause("slack", by="router", until=int(time.time()) + 3600)
-    # THEN only Slack is paused, and the operator's view says until when
-    assert router_side.paused() == frozenset({"slack"})
-    states = DestinationSwitch(store).states()
-    assert (states["hubspot"]["paused"], states["slack"]["paused"]) == (False, True)
-    assert states["slack"]["until"] > time.time()
 
 
 def test_the_instance_that_pauses_obeys_at_once(stack: Any) -> None:

@@ -1,4 +1,7 @@
-"""RouterFunction against moto's server and loopback stand-ins for every destination.
+"""RouterFunction against moto's server and loopback stand-ins for every destination: what the ledger, the queues
+and the pause switch hold. A lead's deliveries as such (the events, retries of what failed, permanent failures,
+HubSpot's batches) are tested without AWS in tests/unit/services/test_delivery.py, the routing decisions in
+tests/unit/core/test_routing_decisions.py.
 
 Outreach, nurture and Zapier are plain recording servers; HubSpot is the stateful simulator
 (local/sinks.HubSpotSim: contacts by email, batch read and upsert, HubSpot's refusals); Slack is scripted with
@@ -29,6 +32,8 @@ from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.ledger import LeadLedger
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.core.errors import ConfigError
+from clay_pipeline.core.outcomes import Wait
+from clay_pipeline.queue_batch import records_of
 from clay_pipeline.services.pause import DestinationSwitch
 from local.http_stub import RecordedRequest, Reply, StubServer
 from local.sinks import HubSpotSim
@@ -230,72 +235,7 @@ def event_file(name: str) -> dict[str, Any]:
     return event
 
 
-# ------------------------------------------------------------------------------------- the four events
-def test_hot_lead_goes_to_slack_outreach_hubspot_zapier_and_the_leads_table(router: Router, sinks: Sinks) -> None:
-    # GIVEN events/router-hot.json: a 95-score VP with email WHEN routed
-    failed = router.run(event_file("router-hot.json"))
-    # THEN every destination of the default table got it exactly once
-    assert failed == []
-    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
-    assert sinks.outreach.received()[0].json()["email"] == "jane.doe@acme.com"
-    assert "*Jane Doe*, VP Sales at Acme (ICP 95, tier A)" in sinks.slack.received()[0].json()["text"]
-    [upsert] = sinks.hubspot.received(UPSERT)
-    assert upsert.headers["authorization"] == "Bearer pat-na1-test"
-    assert upsert.json()["inputs"] == [
-        {
-            "idProperty": "email",
-            "id": "jane.doe@acme.com",
-            "objectWriteTraceId": "jane.doe@acme.com",
-            "properties": {  # every value a string; a new contact: its lead status is set
-                "email": "jane.doe@acme.com",
-                "firstname": "Jane",
-                "lastname": "Doe",
-                "company": "Acme",
-                "jobtitle": "VP Sales",
-                "clay_icp_score": "95",
-                "clay_enrichment_date": "2026-01-01",
-                "hs_lead_status": "NEW",
-            },
-        }
-    ]
-    outcome = router.outcome("ld_hot_jane_acme")
-    assert outcome["routing_status"] == "routed"
-    assert (outcome["tier"], outcome["icp_score"]) == ("A", 95)
-    assert outcome["routes"] == ["slack", "outreach", "hubspot", "zapier"]
-    assert set(outcome["destinations"].values()) == {"delivered"}
-    assert "skipped_reason" not in outcome
-
-
 # ------------------------------------------------------------------------------------- exactly once
-def test_partial_failure_then_retry_delivers_only_the_missing_destination(router: Router, sinks: Sinks) -> None:
-    # GIVEN Slack failing (500 on the call and its in-invocation retry) while the others succeed
-    sinks.slack.script("/services/T0/B0/X", Reply(500), Reply(500))
-    record = router.record(lead("ld_p", 95))
-    # WHEN routed THEN the record goes back to the queue and the leads table shows what is missing
-    assert router.run(sqs_event([record])) == [record["messageId"]]
-    outcome = router.outcome("ld_p")
-    assert outcome["routing_status"] == "partial"
-    assert outcome["destinations"] == {
-        "slack": "failed",
-        "outreach": "delivered",
-        "hubspot": "delivered",
-        "zapier": "delivered",
-    }
-    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 2}
-    # AND the successes are in the ledger, whose lease is freed for the retry
-    ledger = router.ledger("ld_p")
-    assert set(ledger["deliveries"]) == {"outreach", "hubspot", "zapier"}
-    assert "lease_owner" not in ledger
-    # WHEN the same batch is retried (Slack recovered) THEN only Slack is sent to
-    assert router.run(sqs_event([record])) == []
-    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 3}
-    assert router.outcome("ld_p")["routing_status"] == "routed"
-    # AND a third delivery of the message sends nothing at all
-    router.run(sqs_event([record]))
-    assert sinks.calls()["slack"] == 3 and sinks.calls()["outreach"] == 1
-    assert router.dead_letters() == []
-
-
 def test_a_lease_held_by_another_invocation_sends_the_record_back_untouched(router: Router, sinks: Sinks) -> None:
     # GIVEN another invocation routing the same lead for 3 more seconds (another callback of it, or a duplicate)
     router.put_ledger("ld_f", lease_until=int(time.time()) + 3, lease_owner="other", deliveries={})
@@ -309,6 +249,21 @@ def test_a_lease_held_by_another_invocation_sends_the_record_back_untouched(rout
     # AND it comes back once that lease has lapsed, not after the queue's 6-minute visibility timeout
     assert router.routing_queue_messages() == []
     assert 1 <= router.seconds_until_visible() <= 10
+
+
+def test_the_wait_the_router_raises_carries_the_delay_it_set_on_the_message(router: Router, sinks: Sinks) -> None:
+    # GIVEN another invocation holding the lead's lease for 3 more seconds
+    router.put_ledger("ld_wd", lease_until=int(time.time()) + 3, lease_owner="other", deliveries={})
+    event = router.queued([lead("ld_wd", 95)])
+    records = records_of(event)
+    # WHEN the record is routed THEN the Wait's delay_seconds is what the router set on the message
+    batch = router.module.router.start(records, 20_000)
+    with pytest.raises(Wait) as raised:
+        batch.process(records[0])
+    assert 1 <= raised.value.delay_seconds <= 5
+    # AND the message is out of sight for that long, not for the queue's visibility timeout
+    assert abs(router.seconds_until_visible() - raised.value.delay_seconds) <= 1.5
+    assert sum(sinks.calls().values()) == 0
 
 
 def test_a_lease_held_elsewhere_on_the_last_receive_waits_as_a_fresh_copy_not_in_the_dlq(
@@ -362,61 +317,9 @@ def test_a_lease_lost_mid_delivery_is_reported_and_the_deliveries_still_recorded
     assert '"DeliveryLeaseLost":[1.0]' in capsys.readouterr().out
 
 
-def test_an_unexpected_error_records_the_other_deliveries_before_failing_the_record(
-    router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN Slack's delivery raising (a bug, not a destination's answer; Slack resends after a lost answer)
-    def broken(*args: Any) -> None:
-        raise RuntimeError("a bug in a destination")
-
-    slack = router.module.router.webhooks["slack"]
-    working = slack.deliver
-    monkeypatch.setattr(slack, "deliver", broken)
-    record = router.record(lead("ld_e", 95))
-    assert router.run(sqs_event([record])) == [record["messageId"]]
-    # THEN what succeeded is recorded and the lease freed, so the retry sends only to Slack
-    ledger = router.ledger("ld_e")
-    assert set(ledger["deliveries"]) == {"zapier", "outreach", "hubspot"}
-    assert "lease_owner" not in ledger
-    monkeypatch.setattr(slack, "deliver", working)
-    assert router.run(sqs_event([record])) == []
-    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
-
-
 # ------------------------------------------------------------------------------------- Clay sending a row again
 def hubspot_inputs(sinks: Sinks) -> list[dict[str, Any]]:
     return [item for request in sinks.hubspot.received(UPSERT) for item in request.json()["inputs"]]
-
-
-def test_three_callbacks_of_one_lead_enrol_it_once_and_update_hubspot_per_change(router: Router, sinks: Sinks) -> None:
-    # GIVEN lead R-1 (score 85, with an email) called back as enriched
-    first = lead("R-1", 85, job_title="VP Sales", _clay_enriched_at="2026-01-01T00:00:00Z")
-    assert router.run(sqs_event([router.callback(1, first)])) == []
-    # WHEN a re-run column changes job_title and its timestamp, then the score column re-runs to 95
-    rerun = {**first, "job_title": "CRO", "_clay_enriched_at": "2026-01-01T00:05:00Z"}
-    assert router.run(sqs_event([router.callback(2, rerun)])) == []
-    assert router.run(sqs_event([router.callback(3, {**rerun, "icp_score": 95})])) == []
-    # THEN outreach and Zapier (once per lead) got the lead once, Slack once (when it first reached 90)
-    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 3, "slack": 1}
-    # AND HubSpot (on change) got one upsert per distinct contact payload, each carrying the change
-    inputs = hubspot_inputs(sinks)
-    assert [(i["properties"]["jobtitle"], i["properties"]["clay_icp_score"]) for i in inputs] == [
-        ("VP Sales", "85"),
-        ("CRO", "85"),
-        ("CRO", "95"),
-    ]
-    # AND only the upsert that created the contact set its lead status: the re-sends carry no rep-owned field
-    assert [i["properties"].get("hs_lead_status") for i in inputs] == ["NEW", None, None]
-    # AND the leads table has the latest score, every destination kept and how many callbacks the lead had
-    item = router.outcome("R-1")
-    assert (item["icp_score"], item["routing_status"], item["callbacks"]) == (95, "routed", 3)
-    assert item["destinations"] == {
-        "slack": "delivered",
-        "outreach": "delivered",
-        "hubspot": "delivered",
-        "zapier": "delivered",
-    }
-    assert set(item["deliveries"]) == {"outreach", "hubspot", "zapier", "slack"}
 
 
 def test_contradicting_policies_fail_the_cold_start(load_function_without_aws: Any, configured: dict[str, str]) -> None:
@@ -551,43 +454,7 @@ def test_each_lead_costs_one_claim_and_one_complete_write_and_no_read(router: Ro
     assert [operation for operation, _, _ in calls] == ["UpdateItem", "UpdateItem"]
 
 
-# ------------------------------------------------------------------------------------- permanent failures and the DLQ
-def test_permanent_error_goes_to_the_dlq_with_reasons_and_statuses(router: Router, sinks: Sinks) -> None:
-    sinks.outreach.script("/outreach", Reply(400, {"message": "sequence id missing"}))
-    record = router.record(lead("ld_d", 85))
-    # WHEN outreach refuses the lead with a 400 THEN the record is processed (not retried) and dead-lettered
-    assert router.run(sqs_event([record])) == []
-    [dead] = router.dead_letters()
-    assert dead["reason"] == "permanent_failure"
-    assert dead["detail"] == "outreach: rejected_400 (sequence id missing)"
-    assert json.loads(dead["destinations"]) == {
-        "outreach": "permanent:rejected_400",
-        "hubspot": "delivered",
-        "zapier": "delivered",
-    }
-    assert dead["body"]["lead"]["lead_id"] == "ld_d"  # the original message: a redrive replays it
-    assert dead["source_message_id"] == record["messageId"]
-    assert sinks.calls()["outreach"] == 1  # a 4xx is not retried
-    assert router.outcome("ld_d")["routing_status"] == "partial"
-
-
 # ------------------------------------------------------------------------------------- one lead, one record
-def test_a_callback_with_an_impossible_date_no_longer_fails_its_batch(router: Router, sinks: Sinks) -> None:
-    # GIVEN a batch of 10 hot leads, one of them enriched "at" a moment past the last one Python can hold
-    # (before: OverflowError in start(), and all 10 went to RoutingDLQ without a reason)
-    leads = [lead(f"ld_b{n}", 95) for n in range(9)] + [
-        lead("ld_year9999", 95, _clay_enriched_at="9999-12-31T23:59:59-23:59")
-    ]
-    assert router.run(sqs_event([router.record(item) for item in leads])) == []
-    # THEN all 10 are routed; the odd date is kept aside and HubSpot's enrichment date is the day it arrived
-    assert {router.outcome(item["lead_id"])["routing_status"] for item in leads} == {"routed"}
-    assert sinks.calls()["outreach"] == 10
-    [upsert] = sinks.hubspot.received(UPSERT)
-    dates = {i["id"]: i["properties"]["clay_enrichment_date"] for i in upsert.json()["inputs"]}
-    assert dates["ld_year9999@acme.com"] == "2026-01-01"
-    assert router.dead_letters() == []
-
-
 def test_a_lead_that_cannot_be_routed_goes_to_the_dlq_alone_with_the_reason(
     router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -635,40 +502,6 @@ def test_a_dependency_failing_for_one_lead_sends_only_that_record_back_then_dead
     assert router.run(sqs_event([last])) == []
     [dead] = router.dead_letters()
     assert dead["reason"] == "dependency_failed" and dead["detail"].startswith("ClientError:")
-
-
-def test_a_batch_hubspot_upsert_that_raises_fails_only_its_leads_and_records_their_webhooks(
-    router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN HubSpot's upsert raising (a bug, not an answer) while two hot leads and a warm one are routed
-    def broken(*args: Any) -> None:
-        raise RuntimeError("a bug in the upsert")
-
-    monkeypatch.setattr(router.module.router.crms["hubspot"], "upsert", broken)
-    records = [router.record(lead("ld_u1", 85)), router.record(lead("ld_u2", 85)), router.record(lead("ld_w", 55))]
-    # WHEN routed THEN the invocation does not fail: only the leads owing HubSpot go back to the queue
-    assert router.run(sqs_event(records)) == [records[0]["messageId"], records[1]["messageId"]]
-    assert router.outcome("ld_w")["routing_status"] == "routed"
-    # AND what they were delivered is in their ledger, so the retry sends only HubSpot
-    assert set(router.ledger("ld_u1")["deliveries"]) == {"outreach", "zapier"}
-    assert router.outcome("ld_u1")["destinations"]["hubspot"] == "failed"
-    assert router.dead_letters() == []
-
-
-@pytest.mark.parametrize(
-    ("body", "reason"),
-    [
-        ("{not json", "malformed_json"),
-        (json.dumps({"callback_id": "c", "lead": "x"}), "not_routing_message"),
-        (json.dumps({"callback_id": "c", "lead_key": "k", "lead": {"first_name": "Nobody"}}), "invalid_lead"),
-    ],
-)
-def test_malformed_messages_are_dead_lettered(router: Router, body: str, reason: str) -> None:
-    record = sqs_record(body, router.arn)
-    assert router.run(sqs_event([record])) == []
-    [dead] = router.dead_letters()
-    assert dead["reason"] == reason
-    assert dead["body"] == parse_body(body)  # kept byte for byte
 
 
 # ------------------------------------------------------------------------------------- configuration

@@ -1,4 +1,6 @@
-"""RouterFunction delivering to Salesforce (the batched-CRM seam) against moto and the Salesforce simulator.
+"""RouterFunction delivering to Salesforce (the batched-CRM seam) against moto and the Salesforce simulator: the
+pause the router writes when Salesforce refuses its grant. The deliveries themselves (batches, bad records, an
+expired session, unchanged resends, Salesforce off) are tested without AWS in tests/unit/services/test_delivery.py.
 
 Only Salesforce is configured: the other destinations are off, so every call counted is Salesforce's. The
 simulator (local/salesforce_sim.py) checks the client credentials, the external id field, the 200-record limit,
@@ -68,9 +70,9 @@ class Router:
         ]
 
 
-@pytest.fixture
-def router(load_function: Any, stack: Any, org: SalesforceSim) -> Router:
-    settings = {
+def salesforce_settings(org: SalesforceSim) -> dict[str, str]:
+    """The router's settings with only Salesforce on, at the simulator."""
+    return {
         **org.secrets(),
         "SALESFORCE_LOGIN_URL": org.url,
         "SALESFORCE_FIELD_MAP": json.dumps({"Status": {"value": "Open - Not Contacted"}}),
@@ -79,7 +81,11 @@ def router(load_function: Any, stack: Any, org: SalesforceSim) -> Router:
         "DESTINATION_TIMEOUT_SECONDS": "5",
         "DESTINATION_PAUSE_CACHE_SECONDS": "0",
     }
-    return Router(load_function("RouterFunction", **settings), stack)
+
+
+@pytest.fixture
+def router(load_function: Any, stack: Any, org: SalesforceSim) -> Router:
+    return Router(load_function("RouterFunction", **salesforce_settings(org)), stack)
 
 
 def lead(n: int, score: float = 75, **fields: Any) -> dict[str, Any]:
@@ -92,78 +98,6 @@ def lead(n: int, score: float = 75, **fields: Any) -> dict[str, Any]:
         "icp_score": score,
         **fields,
     }
-
-
-def test_250_leads_go_to_salesforce_in_two_requests_each_keyed_by_its_lead_id(
-    router: Router, org: SalesforceSim
-) -> None:
-    # GIVEN a batch of 250 qualifying leads (score 75, an email) WHEN the router runs once
-    leads = [lead(n) for n in range(250)]
-    failed = router.run([router.record(item) for item in leads])
-    # THEN two upserts of 200 and 50 records, each carrying its lead_id as the external id, one token
-    assert failed == []
-    batches = org.upserted()
-    assert [len(batch) for batch in batches] == [200, 50]
-    assert sorted(record["Clay_Lead_Id__c"] for batch in batches for record in batch) == [i["lead_id"] for i in leads]
-    assert len(org.calls("token")) == 1 and len(org.calls("query")) == 2
-    # every lead written once, recorded delivered in its ledger
-    assert sorted(w.lead_id for w in org.writes()) == [i["lead_id"] for i in leads]
-    outcome = router.outcome("ld_sf_0007")
-    assert outcome["routing_status"] == "routed" and outcome["destinations"]["salesforce"] == "delivered"
-    assert "salesforce" in outcome["deliveries"]
-    assert "salesforce" in outcome["routes"]
-
-
-def test_one_bad_record_dead_letters_that_lead_alone_and_the_rest_are_delivered(
-    router: Router, org: SalesforceSim
-) -> None:
-    # GIVEN an org whose tier field holds one character, and one lead whose tier does not fit
-    org.custom_fields["Clay_Tier__c"] = 1
-    leads = [lead(1, tier="A"), lead(2, tier="AB"), lead(3, tier="B")]
-    failed = router.run([router.record(item) for item in leads])
-    assert failed == []  # dead-lettered, not retried
-    [dead] = router.dead_letters()
-    assert dead["body"]["lead_key"] == "ld_sf_0002" and dead["reason"] == "permanent_failure"
-    assert "salesforce_string_too_long" in dead["detail"] and "Clay_Tier__c" in dead["detail"]
-    assert json.loads(dead["destinations"])["salesforce"] == "permanent:salesforce_string_too_long"
-    assert sorted(w.lead_id for w in org.writes()) == ["ld_sf_0001", "ld_sf_0003"]
-    assert router.outcome("ld_sf_0001")["destinations"]["salesforce"] == "delivered"
-
-
-def test_an_expired_session_costs_one_refresh_and_no_lead_is_lost_or_doubled(
-    router: Router, org: SalesforceSim
-) -> None:
-    assert router.run([router.record(lead(n)) for n in range(5)]) == []
-    # WHEN the org's session times out between two batches
-    org.expire_sessions()
-    assert router.run([router.record(lead(n)) for n in range(5, 10)]) == []
-    # THEN one new token; each lead written exactly once
-    assert len(org.calls("token")) == 2
-    assert sorted(w.lead_id for w in org.writes()) == [f"ld_sf_{n:04d}" for n in range(10)]
-    assert all(router.outcome(f"ld_sf_{n:04d}")["destinations"]["salesforce"] == "delivered" for n in range(10))
-
-
-def test_an_unchanged_resend_costs_no_call_and_a_changed_one_updates_without_the_reps_fields(
-    router: Router, org: SalesforceSim
-) -> None:
-    first = lead(1, company_name=None)
-    assert router.run([router.record(first)]) == []
-    [created] = org.upserted()[0]
-    assert created["Status"] == "Open - Not Contacted" and created["Company"] == "[not provided]"
-    calls = len(org.requests)
-    # a rep works the lead
-    org.records[("Lead", "ld_sf_0001")].update(Status="Working - Contacted", Company="Acme Corp")
-    # WHEN Clay sends the same row again: no call at all
-    assert router.run([router.record(first, version=2)]) == []
-    assert len(org.requests) == calls
-    assert router.outcome("ld_sf_0001")["routing_status"] == "routed"
-    # WHEN it sends a changed row: an update without Status, LeadSource or the Company placeholder
-    assert router.run([router.record({**first, "job_title": "CTO"}, version=3)]) == []
-    update = org.upserted()[-1][0]
-    assert update["Title"] == "CTO" and not {"Status", "LeadSource", "Company"} & set(update)
-    kept = org.record("ld_sf_0001")
-    assert kept is not None and kept["Status"] == "Working - Contacted" and kept["Company"] == "Acme Corp"
-    assert [w.created for w in org.writes()] == [True, False]
 
 
 def test_a_refused_grant_pauses_salesforce_and_the_leads_wait_instead_of_dead_lettering(
@@ -181,11 +115,3 @@ def test_a_refused_grant_pauses_salesforce_and_the_leads_wait_instead_of_dead_le
     # the leads wait (handed back to the queue, never toward the DLQ)
     assert set(failed) <= {record["messageId"] for record in records}
     assert router.outcome("ld_sf_0000")["destinations"]["salesforce"] == "paused"
-
-
-def test_salesforce_is_off_without_its_login_url(load_function: Any, stack: Any, org: SalesforceSim) -> None:
-    module = load_function("RouterFunction", **org.secrets(), SALESFORCE_LOGIN_URL="")
-    router = Router(module, stack)
-    assert router.run([router.record(lead(1))]) == []
-    assert not org.requests
-    assert "salesforce" not in router.outcome("ld_sf_0001")["routes"]

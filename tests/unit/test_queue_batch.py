@@ -7,16 +7,13 @@ import json
 
 import pytest
 
+from clay_pipeline.core.outcomes import Wait
 from clay_pipeline.queue_batch import QueueRecord, process_batch, records_of
 from local.sqs_events import sqs_event, sqs_record
 
 pytestmark = pytest.mark.unit
 
 ARN = "arn:aws:sqs:us-east-1:123456789012:queue"
-
-
-class Wait(Exception):
-    pass
 
 
 def test_records_carry_id_receipt_body_and_receive_count() -> None:
@@ -55,3 +52,19 @@ def test_only_the_records_whose_handler_raised_are_reported(captured_logs: io.St
     errors = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
     assert [(e["level"], e["message_id"]) for e in errors] == [("ERROR", "bug")]
     assert "KeyError" in errors[0]["exception"]
+
+
+def test_a_wait_is_reported_as_it_came_and_its_delay_is_left_to_the_service_that_set_it() -> None:
+    # GIVEN a record whose handler set its delay (60 s) and raised the Wait saying so
+    [record] = records_of(sqs_event([sqs_record("{}", ARN, message_id="m1")]))
+    raised: list[Wait] = []
+
+    def handle(record: QueueRecord) -> None:
+        raised.append(Wait("paused: hubspot", 60))
+        raise raised[-1]
+
+    # WHEN processed THEN the record is only reported (SQS keeps it): no delay or visibility in the answer
+    assert process_batch([record], handle, expected=(Wait,)) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    # AND the Wait says what the handler set, whole seconds, never negative
+    assert raised[0].delay_seconds == 60
+    assert (Wait("x", 1.2).delay_seconds, Wait("x", -5).delay_seconds, Wait("x").delay_seconds) == (2, 0, 0)

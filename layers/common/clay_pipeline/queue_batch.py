@@ -57,8 +57,9 @@ def process_batch(
 
     With workers > 1 the records are handled concurrently (the handler must be thread-safe), each in a
     copy of the invocation's context so its log keys go along. `expected` exceptions are outcomes the
-    handler already logged (a record that must wait); anything else is logged here with its traceback.
-    Either way the record stays in the queue for its next receive.
+    handler already logged (a record that must wait: core/outcomes.Wait, whose delay the handler already set on
+    the message); anything else is logged here with its traceback. Either way the record stays in the queue for
+    its next receive; nothing here changes its visibility.
     """
     batch = list(records)
     if workers <= 1 or len(batch) <= 1:

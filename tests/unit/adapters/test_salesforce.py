@@ -1,13 +1,16 @@
 """Salesforce's adapter against the Salesforce simulator on loopback (local/salesforce_sim.py): the token and its
-one refresh, batches of 200 by external id, one outcome per lead, create-only fields, and the setup problems."""
+one refresh, batches of 200 by external id, one outcome per lead, create-only fields, the setup problems, and the
+simulator's whole-request refusals as the REST API documents them."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import requests
 
 from clay_pipeline.adapters.salesforce import (
     DAILY_LIMIT,
@@ -18,7 +21,7 @@ from clay_pipeline.adapters.salesforce import (
 from clay_pipeline.adapters.webhooks import HttpClient, RetryPolicy
 from clay_pipeline.core.deliveries import DeliveryResult, Status
 from clay_pipeline.core.salesforce_records import FieldType, Kind, RecordMapping, SalesforceRecord
-from local.salesforce_sim import SalesforceSim
+from local.salesforce_sim import TOKEN_PATH, SalesforceSim
 
 pytestmark = pytest.mark.unit
 
@@ -236,12 +239,26 @@ def test_a_missing_external_id_field_or_mapped_field_is_a_setup_pause(org: Sales
     org.external_id_fields["Lead"] = set()
     result = upsert(adapter(org), [lead(1)])["ld_0001"]
     assert result.status is Status.PAUSED and result.reason == SETUP_PROBLEM
-    assert "SALESFORCE_EXTERNAL_ID_FIELD" in result.detail and "Provided external ID field" in result.detail
+    assert "SALESFORCE_EXTERNAL_ID_FIELD" in result.detail and "The requested resource does not exist" in result.detail
     org.external_id_fields["Lead"] = {"Clay_Lead_Id__c"}
     crm = adapter(org, json.dumps({"Lead_Score__c": "icp_score"}))
     missing = upsert(crm, [lead(2)])["ld_0002"]
     assert missing.status is Status.PAUSED and "No such column 'Lead_Score__c'" in missing.detail
     assert "permission set" in missing.detail and not org.writes()
+
+
+def test_a_field_the_permission_set_cannot_edit_pauses_salesforce_instead_of_dead_lettering(
+    org: SalesforceSim,
+) -> None:
+    # GIVEN the run-as user's permission set lacks Edit on the tier field (field-level security)
+    org.read_only_fields.add("Clay_Tier__c")
+    results = upsert(adapter(org), [lead(1), lead(2, tier=None)])
+    # THEN the lead carrying it pauses Salesforce with the field and the permission set to check; the other is written
+    paused = results["ld_0001"]
+    assert paused.status is Status.PAUSED and paused.reason == SETUP_PROBLEM
+    assert "Unable to create/update fields: Clay_Tier__c" in paused.detail
+    assert "permission set" in paused.detail
+    assert results["ld_0002"].delivered and [w.lead_id for w in org.writes()] == ["ld_0002"]
 
 
 def test_contacts_need_only_a_last_name(org: SalesforceSim) -> None:
@@ -273,3 +290,54 @@ def test_a_lost_answer_is_retried_and_the_record_is_not_doubled(org: SalesforceS
     assert {result.reason for result in again.values()} == {"salesforce_updated"}
     assert [w.created for w in org.writes()] == [True, True, False, False]
     assert len(org.records) == 2
+
+
+# -- the simulator's whole-request refusals, as the REST API documentation shows them (local/salesforce_sim.py says
+# where it is silent): nothing is written when a request is refused whole
+RAW_UPSERT = "/services/data/v62.0/composite/sobjects/Lead/{}"
+
+
+def raw_upsert(org: SalesforceSim, records: list[dict[str, Any]], field: str = "Clay_Lead_Id__c") -> requests.Response:
+    form = {"grant_type": "client_credentials", "client_id": org.client_id, "client_secret": org.client_secret}
+    token = requests.post(org.url + TOKEN_PATH, data=form, timeout=5).json()["access_token"]
+    return requests.patch(
+        org.url + RAW_UPSERT.format(field),
+        json={"allOrNone": False, "records": records},
+        headers={"authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+
+
+def raw_record(n: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "attributes": {"type": "Lead"},
+        "Clay_Lead_Id__c": f"ld_{n}",
+        "LastName": "Doe",
+        "Company": "Acme",
+        **fields,
+    }
+
+
+def test_a_missing_external_id_field_is_the_documented_404(org: SalesforceSim) -> None:
+    answer = raw_upsert(org, [raw_record(1)], field="Missing_Id__c")
+    assert answer.status_code == 404
+    assert answer.json() == [
+        {"message": "The requested resource does not exist", "errorCode": "NOT_FOUND", "fields": []}
+    ]
+    assert org.writes() == []
+
+
+def test_more_than_200_records_is_a_400_and_nothing_is_written(org: SalesforceSim) -> None:
+    answer = raw_upsert(org, [raw_record(n) for n in range(201)])
+    assert answer.status_code == 400 and answer.json()[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
+    assert org.writes() == []
+    assert raw_upsert(org, [raw_record(n) for n in range(200)]).status_code == 200
+    assert len(org.writes()) == 200
+
+
+def test_a_field_the_object_lacks_refuses_the_whole_request(org: SalesforceSim) -> None:
+    answer = raw_upsert(org, [raw_record(1), raw_record(2, Lead_Score__c=5)])
+    assert answer.status_code == 400
+    [error] = answer.json()
+    assert error["errorCode"] == "INVALID_FIELD" and "Lead_Score__c" in error["message"]
+    assert org.writes() == []

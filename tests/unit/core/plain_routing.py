@@ -33,7 +33,7 @@ from clay_pipeline.core.routing_plan import (
 )
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.services.destinations import Destinations
-from tests.integration.test_router import RECEIVED_AT, routing_record
+from tests.integration.test_router import RECEIVED_AT, parse_body, routing_record
 
 ARN = "arn:aws:sqs:us-east-1:000000000000:RoutingQueue"
 PLACEHOLDERS = {"STATE_TABLE": "state", "LEADS_TABLE": "leads", "ROUTING_QUEUE_URL": "q", "ROUTING_DLQ_URL": "dlq"}
@@ -49,6 +49,7 @@ def routing_setup(environ: dict[str, str]) -> tuple[RoutingConfig, Destinations]
         settings.routing_required_fields,
         settings.unknown_outcome_policies,
         settings.delivery_mark_days,
+        salesforce=bool(settings.salesforce_login_url),  # as the router's cold start: its default rule when on
     )
     return config, Destinations.from_settings(settings, HttpClient())
 
@@ -173,7 +174,7 @@ class PlainRouter:
             try:
                 messages.append((record_id, parse_message(raw["body"], datetime.now(UTC))))
             except DeadLetter as dead:
-                self.dead.append({"reason": dead.reason, "detail": dead.detail, "body": raw["body"]})
+                self.dead.append({"reason": dead.reason, "detail": dead.detail, "body": parse_body(raw["body"])})
         selection = newest_per_lead(messages)
         failed = []
         for record_id, message in selection.newest.items():

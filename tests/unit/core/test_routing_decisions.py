@@ -11,7 +11,7 @@ import pytest
 
 from clay_pipeline.core.deliveries import DeliveryResult, Status
 from local.sqs_events import sqs_event, sqs_record
-from tests.integration.test_router import DAY, event_file, lead
+from tests.integration.test_router import DAY, event_file, lead, parse_body
 from tests.unit.core.plain_routing import PlainRouter, PlainSinks, PlainSwitch, hubspot_inputs
 
 pytestmark = pytest.mark.unit
@@ -300,3 +300,54 @@ def test_a_callback_choosing_nothing_still_delivers_what_a_pause_held(
     assert sinks.calls()["zapier"] == 1
     assert router.run(sqs_event([sqs_record(first["body"], router.arn, receive_count=2)])) == []
     assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}
+
+
+# ------------------------------------------------------------------------------------- Clay sending a row again
+def test_three_callbacks_of_one_lead_enrol_it_once_and_update_hubspot_per_change(
+    router: PlainRouter, sinks: PlainSinks
+) -> None:
+    # GIVEN lead R-1 (score 85, with an email) called back as enriched
+    first = lead("R-1", 85, job_title="VP Sales", _clay_enriched_at="2026-01-01T00:00:00Z")
+    assert router.run(sqs_event([router.callback(1, first)])) == []
+    # WHEN a re-run column changes job_title and its timestamp, then the score column re-runs to 95
+    rerun = {**first, "job_title": "CRO", "_clay_enriched_at": "2026-01-01T00:05:00Z"}
+    assert router.run(sqs_event([router.callback(2, rerun)])) == []
+    assert router.run(sqs_event([router.callback(3, {**rerun, "icp_score": 95})])) == []
+    # THEN outreach and Zapier (once per lead) got the lead once, Slack once (when it first reached 90)
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 3, "slack": 1}
+    # AND HubSpot (on change) got one upsert per distinct contact payload, each carrying the change
+    inputs = hubspot_inputs(sinks)
+    assert [(i["properties"]["jobtitle"], i["properties"]["clay_icp_score"]) for i in inputs] == [
+        ("VP Sales", "85"),
+        ("CRO", "85"),
+        ("CRO", "95"),
+    ]
+    # AND only the upsert that created the contact set its lead status: the re-sends carry no rep-owned field
+    assert [i["properties"].get("hs_lead_status") for i in inputs] == ["NEW", None, None]
+    # AND the leads table has the latest score, every destination kept and how many callbacks the lead had
+    item = router.outcome("R-1")
+    assert (item["icp_score"], item["routing_status"], item["callbacks"]) == (95, "routed", 3)
+    assert item["destinations"] == {
+        "slack": "delivered",
+        "outreach": "delivered",
+        "hubspot": "delivered",
+        "zapier": "delivered",
+    }
+    assert set(item["deliveries"]) == {"outreach", "hubspot", "zapier", "slack"}
+
+
+# ------------------------------------------------------------------------------------- messages that cannot be routed
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("{not json", "malformed_json"),
+        (json.dumps({"callback_id": "c", "lead": "x"}), "not_routing_message"),
+        (json.dumps({"callback_id": "c", "lead_key": "k", "lead": {"first_name": "Nobody"}}), "invalid_lead"),
+    ],
+)
+def test_malformed_messages_are_dead_lettered(router: PlainRouter, body: str, reason: str) -> None:
+    record = sqs_record(body, router.arn)
+    assert router.run(sqs_event([record])) == []
+    [dead] = router.dead_letters()
+    assert dead["reason"] == reason
+    assert dead["body"] == parse_body(body)  # kept byte for byte

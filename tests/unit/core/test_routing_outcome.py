@@ -52,6 +52,7 @@ def test_a_retryable_failure_waits_in_the_queue_as_a_failure_until_the_last_rece
     # THEN it goes back to the queue, a failure (it counts toward the DLQ), with what failed
     assert isinstance(end, Wait) and end.failure
     assert end.reason == "retryable: outreach: server_error_503"
+    assert end.delay_seconds == 0  # no delay set: back after RoutingQueue's visibility timeout
     # AND on its last receive it is dead-lettered with the reason instead of redriven without one
     last = ending(outcome(outreach=FAILED, zapier=DELIVERED), 5, 5)
     assert isinstance(last, DeadLetter)

@@ -192,6 +192,13 @@ def test_a_record_with_a_lock_and_a_real_error_is_dead_lettered_for_the_real_one
     assert outcome.verdict is Verdict.DEAD_LETTER and outcome.code == "INVALID_EMAIL_ADDRESS"
 
 
+@pytest.mark.parametrize("code", ["INVALID_FIELD_FOR_INSERT_UPDATE", "INVALID_FIELD"])
+def test_a_field_the_run_as_user_cannot_write_said_on_a_record_is_a_setup_pause(code: str) -> None:
+    error = {"statusCode": code, "message": "Unable to create/update fields: Clay_Tier__c.", "fields": ["Clay_Tier__c"]}
+    outcome = read_results(["a"], [{"success": False, "errors": [error]}])["a"]
+    assert outcome.verdict is Verdict.PAUSE and outcome.code == code and outcome.fields == ("Clay_Tier__c",)
+
+
 @pytest.mark.parametrize(
     ("status", "body", "verdict", "expired"),
     [
@@ -211,7 +218,7 @@ def test_a_record_with_a_lock_and_a_real_error_is_dead_lettered_for_the_real_one
         (503, None, Verdict.WAIT, False),
         (
             404,
-            [{"errorCode": "NOT_FOUND", "message": "Provided external ID field does not exist"}],
+            [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}],
             Verdict.PAUSE,
             False,
         ),

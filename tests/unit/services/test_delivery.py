@@ -1,12 +1,14 @@
 """One batch's deliveries (services/delivery.py) on loopback destinations, without AWS: the webhooks sent
 concurrently (a probe, then the fan-out; Slack's pacing and 429s) and the batched CRM's upserts (HubSpot's
-simulator: per-contact results, refusals, its limits). Each lead is claimed with an empty ledger (plain data);
-what is recorded in the ledger is tested on moto in tests/integration/test_router.py. Carried over from there
+simulator: per-contact results, refusals, its limits). Each lead's deliveries are carried from run to run as
+plain data (a LeadHistory per lead, as the complete write leaves it); the ledger's writes themselves (leases,
+conditions, what is stored) are tested on moto in tests/integration/test_router.py. Carried over from there
 with their assertions."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,13 +17,14 @@ from typing import Any
 
 import pytest
 
+from clay_pipeline.adapters.queues import origin_attributes
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.core.deliveries import DeliveryResult
 from clay_pipeline.core.json_text import dump_json
 from clay_pipeline.core.outcomes import DeadLetter, Wait
 from clay_pipeline.core.policies import LeadHistory, Lease
 from clay_pipeline.core.routing_message import parse_message
-from clay_pipeline.core.routing_outcome import Outcome, build_outcome, ending
+from clay_pipeline.core.routing_outcome import Outcome, build_outcome, delivered_entries, ending
 from clay_pipeline.core.routing_plan import LEADS_TABLE_DESTINATION, Attempt, PlanContext
 from clay_pipeline.queue_batch import QueueRecord, records_of
 from clay_pipeline.services.delivery import BatchDeliveries, DeliveryPools
@@ -36,6 +39,7 @@ from tests.integration.test_router import (
     UPSERT,
     Sinks,
     destination_settings,
+    event_file,
     lead,
     routing_record,
     set_up_crm,
@@ -48,8 +52,9 @@ pytestmark = pytest.mark.unit
 
 
 class DeliveryBatch:
-    """BatchDeliveries for each batch `run` is given, every lead claimed with an empty ledger; each record's
-    outcome and ending as the router makes them (core/routing_outcome.py)."""
+    """BatchDeliveries for each batch `run` is given, each lead claimed with what its earlier runs delivered
+    (plain data, no lease held by anyone else); each record's outcome and ending as the router makes them
+    (core/routing_outcome.py)."""
 
     arn = ARN
 
@@ -61,6 +66,7 @@ class DeliveryBatch:
         self.outcomes: dict[str, Outcome] = {}
         self.sent: dict[str, tuple[Attempt, dict[str, DeliveryResult]]] = {}  # by lead key
         self.dead: list[dict[str, Any]] = []
+        self.histories: dict[str, LeadHistory] = {}  # by lead key: what was delivered, carried to the next run
 
     def record(self, lead: dict[str, Any], receive_count: int = 1) -> dict[str, Any]:
         return routing_record(lead, f"{lead['lead_id']}#h1", RECEIVED_AT, ARN, receive_count)
@@ -78,23 +84,36 @@ class DeliveryBatch:
         failed = []
         for record_id, attempt in attempts.items():
             sent: dict[str, Any] = {}
-            deliveries.collect(record_id, attempt, sent)
+            try:
+                deliveries.collect(record_id, attempt, sent)
+            except Exception:  # as RoutingBatch._route: what was delivered is recorded, the record goes back
+                self._remember(attempt, sent)
+                failed.append(record_id)
+                continue
             outcome = build_outcome(attempt, sent, enabled)
             self.outcomes[attempt.message.lead_key] = outcome
             self.sent[attempt.message.lead_key] = (attempt, sent)
+            self._remember(attempt, sent)
             end = ending(outcome, records[record_id].receive_count, 5)
             if isinstance(end, DeadLetter):
                 statuses = dump_json(outcome.destination_statuses())
-                body = {"lead_key": attempt.message.lead_key}
-                self.dead.append({"reason": end.reason, "detail": end.detail, "destinations": statuses, "body": body})
+                body = json.loads(records[record_id].body)  # as it came: a redrive replays it
+                dead = {"reason": end.reason, "detail": end.detail, "destinations": statuses, "body": body}
+                self.dead.append({**dead, **origin_attributes(records[record_id])})
             elif isinstance(end, Wait) or end == "paused":
                 failed.append(record_id)
         return failed
 
+    def _remember(self, attempt: Attempt, sent: dict[str, DeliveryResult]) -> None:
+        """The complete write's deliveries, as plain data: the lead's next run is claimed with them."""
+        history = self.histories.get(attempt.message.lead_key, LeadHistory({}))
+        delivered = {**history.delivered, **delivered_entries(attempt, sent, int(time.time()))}
+        self.histories[attempt.message.lead_key] = LeadHistory(delivered, attempt.message.received_at)
+
     def _claimed(self, record: QueueRecord, enabled: frozenset[str]) -> Attempt:
         message = parse_message(record.body, datetime.now(UTC))
         choice = self.config.choose(message, enabled, frozenset())
-        lease = Lease(message.lead_key, "test", LeadHistory({}), "")
+        lease = Lease(message.lead_key, "test", self.histories.get(message.lead_key, LeadHistory({})), "")
 
         def hash_of(name: str) -> str:
             return self.destinations.payload_hash(message, name)
@@ -104,7 +123,16 @@ class DeliveryBatch:
         return attempt
 
     def outcome(self, lead_key: str) -> dict[str, Any]:
-        return self.outcomes[lead_key].record("")
+        """The lead's outcome and its ledger's deliveries, as the integration tests read the lead's item."""
+        history = self.histories.get(lead_key, LeadHistory({}))
+        deliveries = {name: entry.to_value() for name, entry in history.delivered.items()}
+        written = self.outcomes[lead_key].record("") if lead_key in self.outcomes else {}  # none when a send raised
+        outcome = {name: value for name, value in written.items() if value is not None}  # None: the write removes it
+        return {"routing_status": "received", **outcome, "deliveries": deliveries}
+
+    def ledger(self, lead_key: str) -> dict[str, Any]:
+        """The lead's item: its delivery ledger beside the outcome (no lease: each run's claim is freed)."""
+        return self.outcome(lead_key)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         return list(self.dead)
@@ -360,6 +388,147 @@ def test_after_a_daily_429_the_batchs_other_chunks_are_not_sent_to_be_refused(
     assert sorted(failed) == sorted(record["messageId"] for record in records)
     assert {router.outcome(f"k{n}")["destinations"]["hubspot"] for n in range(5)} == {"paused"}
     assert router.dead_letters() == []
+
+
+# ------------------------------------------------------------------------------------- a lead's deliveries across runs
+def test_hot_lead_goes_to_slack_outreach_hubspot_zapier_and_the_leads_table(
+    router: DeliveryBatch, sinks: Sinks
+) -> None:
+    # GIVEN events/router-hot.json: a 95-score VP with email WHEN routed
+    failed = router.run(event_file("router-hot.json"))
+    # THEN every destination of the default table got it exactly once
+    assert failed == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
+    assert sinks.outreach.received()[0].json()["email"] == "jane.doe@acme.com"
+    assert "*Jane Doe*, VP Sales at Acme (ICP 95, tier A)" in sinks.slack.received()[0].json()["text"]
+    [upsert] = sinks.hubspot.received(UPSERT)
+    assert upsert.headers["authorization"] == "Bearer pat-na1-test"
+    assert upsert.json()["inputs"] == [
+        {
+            "idProperty": "email",
+            "id": "jane.doe@acme.com",
+            "objectWriteTraceId": "jane.doe@acme.com",
+            "properties": {  # every value a string; a new contact: its lead status is set
+                "email": "jane.doe@acme.com",
+                "firstname": "Jane",
+                "lastname": "Doe",
+                "company": "Acme",
+                "jobtitle": "VP Sales",
+                "clay_icp_score": "95",
+                "clay_enrichment_date": "2026-01-01",
+                "hs_lead_status": "NEW",
+            },
+        }
+    ]
+    outcome = router.outcome("ld_hot_jane_acme")
+    assert outcome["routing_status"] == "routed"
+    assert (outcome["tier"], outcome["icp_score"]) == ("A", 95)
+    assert outcome["routes"] == ["slack", "outreach", "hubspot", "zapier"]
+    assert set(outcome["destinations"].values()) == {"delivered"}
+    assert "skipped_reason" not in outcome
+
+
+def test_partial_failure_then_retry_delivers_only_the_missing_destination(router: DeliveryBatch, sinks: Sinks) -> None:
+    # GIVEN Slack failing (500 on the call and its in-invocation retry) while the others succeed
+    sinks.slack.script("/services/T0/B0/X", Reply(500), Reply(500))
+    record = router.record(lead("ld_p", 95))
+    # WHEN routed THEN the record goes back to the queue and the leads table shows what is missing
+    assert router.run(sqs_event([record])) == [record["messageId"]]
+    outcome = router.outcome("ld_p")
+    assert outcome["routing_status"] == "partial"
+    assert outcome["destinations"] == {
+        "slack": "failed",
+        "outreach": "delivered",
+        "hubspot": "delivered",
+        "zapier": "delivered",
+    }
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 2}
+    # AND the successes are in the ledger, whose lease is freed for the retry
+    ledger = router.ledger("ld_p")
+    assert set(ledger["deliveries"]) == {"outreach", "hubspot", "zapier"}
+    assert "lease_owner" not in ledger
+    # WHEN the same batch is retried (Slack recovered) THEN only Slack is sent to
+    assert router.run(sqs_event([record])) == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 3}
+    assert router.outcome("ld_p")["routing_status"] == "routed"
+    # AND a third delivery of the message sends nothing at all
+    router.run(sqs_event([record]))
+    assert sinks.calls()["slack"] == 3 and sinks.calls()["outreach"] == 1
+    assert router.dead_letters() == []
+
+
+def test_permanent_error_goes_to_the_dlq_with_reasons_and_statuses(router: DeliveryBatch, sinks: Sinks) -> None:
+    sinks.outreach.script("/outreach", Reply(400, {"message": "sequence id missing"}))
+    record = router.record(lead("ld_d", 85))
+    # WHEN outreach refuses the lead with a 400 THEN the record is processed (not retried) and dead-lettered
+    assert router.run(sqs_event([record])) == []
+    [dead] = router.dead_letters()
+    assert dead["reason"] == "permanent_failure"
+    assert dead["detail"] == "outreach: rejected_400 (sequence id missing)"
+    assert json.loads(dead["destinations"]) == {
+        "outreach": "permanent:rejected_400",
+        "hubspot": "delivered",
+        "zapier": "delivered",
+    }
+    assert dead["body"]["lead"]["lead_id"] == "ld_d"  # the original message: a redrive replays it
+    assert dead["source_message_id"] == record["messageId"]
+    assert sinks.calls()["outreach"] == 1  # a 4xx is not retried
+    assert router.outcome("ld_d")["routing_status"] == "partial"
+
+
+def test_a_callback_with_an_impossible_date_no_longer_fails_its_batch(router: DeliveryBatch, sinks: Sinks) -> None:
+    # GIVEN a batch of 10 hot leads, one of them enriched "at" a moment past the last one Python can hold
+    # (before: OverflowError in start(), and all 10 went to RoutingDLQ without a reason)
+    leads = [lead(f"ld_b{n}", 95) for n in range(9)] + [
+        lead("ld_year9999", 95, _clay_enriched_at="9999-12-31T23:59:59-23:59")
+    ]
+    assert router.run(sqs_event([router.record(item) for item in leads])) == []
+    # THEN all 10 are routed; the odd date is kept aside and HubSpot's enrichment date is the day it arrived
+    assert {router.outcome(item["lead_id"])["routing_status"] for item in leads} == {"routed"}
+    assert sinks.calls()["outreach"] == 10
+    [upsert] = sinks.hubspot.received(UPSERT)
+    dates = {i["id"]: i["properties"]["clay_enrichment_date"] for i in upsert.json()["inputs"]}
+    assert dates["ld_year9999@acme.com"] == "2026-01-01"
+    assert router.dead_letters() == []
+
+
+def test_a_batch_hubspot_upsert_that_raises_fails_only_its_leads_and_records_their_webhooks(
+    router: DeliveryBatch, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN HubSpot's upsert raising (a bug, not an answer) while two hot leads and a warm one are routed
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug in the upsert")
+
+    monkeypatch.setattr(router.destinations.crms["hubspot"], "upsert", broken)
+    records = [router.record(lead("ld_u1", 85)), router.record(lead("ld_u2", 85)), router.record(lead("ld_w", 55))]
+    # WHEN routed THEN the invocation does not fail: only the leads owing HubSpot go back to the queue
+    assert router.run(sqs_event(records)) == [records[0]["messageId"], records[1]["messageId"]]
+    assert router.outcome("ld_w")["routing_status"] == "routed"
+    # AND what they were delivered is in their ledger, so the retry sends only HubSpot
+    assert set(router.ledger("ld_u1")["deliveries"]) == {"outreach", "zapier"}
+    assert router.outcome("ld_u1")["destinations"]["hubspot"] == "failed"
+    assert router.dead_letters() == []
+
+
+def test_an_unexpected_error_records_the_other_deliveries_before_failing_the_record(
+    router: DeliveryBatch, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN Slack's delivery raising (a bug, not a destination's answer; Slack resends after a lost answer)
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug in a destination")
+
+    slack = router.destinations.webhooks["slack"]
+    working = slack.deliver
+    monkeypatch.setattr(slack, "deliver", broken)
+    record = router.record(lead("ld_e", 95))
+    assert router.run(sqs_event([record])) == [record["messageId"]]
+    # THEN what succeeded is recorded and the lease freed, so the retry sends only to Slack
+    ledger = router.ledger("ld_e")
+    assert set(ledger["deliveries"]) == {"zapier", "outreach", "hubspot"}
+    assert "lease_owner" not in ledger
+    monkeypatch.setattr(slack, "deliver", working)
+    assert router.run(sqs_event([record])) == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 1}
 
 
 # ------------------------------------------------------------------------------------- unknown outcomes

@@ -102,15 +102,28 @@ def lead_item_key(lead_key: str) -> dict[str, Any]:
 def update_lead_if(table_name: str, lead_key: str, condition: str, **request: Any) -> bool:
     """One UpdateItem on a lead's item under `condition`: False when the condition did not hold (nothing
     written); any other failure is raised. `request` holds the UpdateExpression and its names and values."""
+    written, _ = _update_lead(table_name, lead_key, condition, request)
+    return written
+
+
+def update_lead_or_old(table_name: str, lead_key: str, condition: str, **request: Any) -> tuple[bool, dict[str, Any]]:
+    """update_lead_if, with an item: when written, the attributes the request's ReturnValues asked for ({} without);
+    when the condition did not hold, the item as it was (ReturnValuesOnConditionCheckFailure, at no extra cost)."""
+    return _update_lead(table_name, lead_key, condition, {"ReturnValuesOnConditionCheckFailure": "ALL_OLD", **request})
+
+
+def _update_lead(
+    table_name: str, lead_key: str, condition: str, request: dict[str, Any]
+) -> tuple[bool, dict[str, Any]]:
     try:
-        client("dynamodb").update_item(
+        response = client("dynamodb").update_item(
             TableName=table_name, Key=lead_item_key(lead_key), ConditionExpression=condition, **request
         )
     except ClientError as error:
         if is_condition_failure(error):
-            return False
+            return False, from_item(error.response.get("Item") or {})
         raise
-    return True
+    return True, from_item(response.get("Attributes") or {})
 
 
 class ItemUpdate:

@@ -8,11 +8,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from clay_pipeline.adapters.aws import client
-from clay_pipeline.adapters.dynamodb import from_item, is_condition_failure
-from clay_pipeline.adapters.leads_table import ItemUpdate, LeadsTable, lead_item_key
+from clay_pipeline.adapters.leads_table import (
+    ItemUpdate,
+    LeadsTable,
+    lead_item_key,
+    update_lead_if,
+    update_lead_or_old,
+)
 from clay_pipeline.core.policies import Busy, Delivered, LeadHistory, Lease
 
 # -- router's delivery ledger, kept on the lead's LeadsTable item --------------------------------
@@ -62,37 +65,14 @@ class LeadLedger:
         update.set_if_absent(DELIVERIES, {})  # the complete write adds deliveries.<destination> to it
         update.set_or_remove({f"{SENDING_PREFIX}{name}": entry.to_value() for name, entry in (intents or {}).items()})
         lease = update.name(LEASE_UNTIL)
-        # A lapsed lease (its invocation crashed or timed out) is taken over.
+        # A lapsed lease (its invocation crashed or timed out) is taken over; a held one says until when.
         condition = f"attribute_not_exists({lease}) OR {lease} < {update.value(now)}"
-        try:
-            response = client("dynamodb").update_item(
-                TableName=self.table_name,
-                Key=lead_item_key(lead_key),
-                ConditionExpression=condition,
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",  # when the other lease lapses, at no extra cost
-                **update.request(),
-            )
-        except ClientError as error:
-            if not is_condition_failure(error):
-                raise
-            held_until = int(error.response.get("Item", {}).get(LEASE_UNTIL, {}).get("N", now + self.lease_seconds))
-            return Busy(max(1, held_until - now + 1))
-        item = from_item(response.get("Attributes") or {})
-        deliveries = item.get(DELIVERIES) or {}
-        history = LeadHistory(
-            {name: Delivered.from_value(value) for name, value in deliveries.items()},
-            str(item.get(ROUTED_RECEIVED_AT) or ""),
+        claimed, item = update_lead_or_old(
+            self.table_name, lead_key, condition, ReturnValues="ALL_OLD", **update.request()
         )
-        return Lease(
-            lead_key,
-            owner,
-            history,
-            str(item.get("callback_id") or ""),
-            held_markers(item),
-            markers(item, SENDING_PREFIX),
-            markers(item, UNKNOWN_PREFIX),
-        )
+        if not claimed:
+            return Busy(max(1, int(item.get(LEASE_UNTIL, now + self.lease_seconds)) - now + 1))
+        return lease_of(lead_key, owner, item)
 
     def record_intent(self, lease: Lease, intents: dict[str, Delivered]) -> None:
         """Before sending: which deliveries this lease is about to make (one write, only while the lease is ours).
@@ -129,19 +109,14 @@ class LeadLedger:
         marks: dict[str, Any] = {f"{HELD_PREFIX}{name}": value for name, value in (held or {}).items()}
         marks |= {f"{UNKNOWN_PREFIX}{name}": value for name, value in (unknown or {}).items()}
         marks |= {f"{SENDING_PREFIX}{name}": None for name in intents_done}
-        try:
-            self._write(lease, delivered, routed_received_at, outcome, callback_id, marks)
-        except ClientError as error:
-            if not is_condition_failure(error):
-                raise
-            old = from_item(error.response.get("Item", {}))
-            if old.get(LEASE_OWNER) == lease.owner:  # still ours: a newer callback was stored meanwhile
-                self._write(lease, delivered, routed_received_at, None, "", marks)
-                return True
-            if delivered or marks:
-                self._write(lease, delivered, None, None, "", marks, owned=False)
-            return False
-        return True
+        written, old = self._write(lease, delivered, routed_received_at, outcome, callback_id, marks)
+        if not written and old.get(LEASE_OWNER) == lease.owner:  # still ours: a newer callback was stored meanwhile
+            written, old = self._write(lease, delivered, routed_received_at, None, "", marks)
+        if written:
+            return True
+        if delivered or marks:  # the lease is another invocation's now: record ours without touching it
+            self._write(lease, delivered, None, None, "", marks, owned=False)
+        return False
 
     def mark_held(self, lead_key: str, destinations: Iterable[str], received_at: str) -> None:
         """Remember, without the lease, that paused destinations owe the lead a delivery (one write)."""
@@ -158,31 +133,46 @@ class LeadLedger:
         callback_id: str,
         marks: dict[str, str | None],
         owned: bool = True,
-    ) -> None:
+    ) -> tuple[bool, dict[str, Any]]:
+        """One write; (False, the item as it was) when `owned` and the lease is not ours or a newer callback's
+        outcome is there."""
         update = ItemUpdate()
         for destination, entry in delivered.items():
             update.set((DELIVERIES, destination), entry.to_value())
         if routed_received_at:
             update.set((ROUTED_RECEIVED_AT,), routed_received_at)
         update.set_or_remove({**(outcome or {}), **marks})
-        conditions = []
-        if owned:
-            update.remove(LEASE_UNTIL)
-            update.remove(LEASE_OWNER)
-            conditions.append(f"{update.name(LEASE_OWNER)} = {update.value(lease.owner)}")
-            if outcome is not None:
-                name = update.name("callback_id")
-                conditions.append(f"(attribute_not_exists({name}) OR {name} = {update.value(callback_id)})")
-        if update.empty:
-            return
-        extra: dict[str, Any] = {}
-        if conditions:
-            extra = {
-                "ConditionExpression": " AND ".join(conditions),
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }
-        key = lead_item_key(lease.lead_key)
-        client("dynamodb").update_item(TableName=self.table_name, Key=key, **update.request(), **extra)
+        if not owned:
+            if not update.empty:
+                client("dynamodb").update_item(
+                    TableName=self.table_name, Key=lead_item_key(lease.lead_key), **update.request()
+                )
+            return True, {}
+        update.remove(LEASE_UNTIL)
+        update.remove(LEASE_OWNER)
+        conditions = [f"{update.name(LEASE_OWNER)} = {update.value(lease.owner)}"]
+        if outcome is not None:
+            name = update.name("callback_id")
+            conditions.append(f"(attribute_not_exists({name}) OR {name} = {update.value(callback_id)})")
+        return update_lead_or_old(self.table_name, lease.lead_key, " AND ".join(conditions), **update.request())
+
+
+def lease_of(lead_key: str, owner: str, item: dict[str, Any]) -> Lease:
+    """The lease just taken, with the lead's ledger as the item held it before the claim."""
+    deliveries = item.get(DELIVERIES) or {}
+    history = LeadHistory(
+        {name: Delivered.from_value(value) for name, value in deliveries.items()},
+        str(item.get(ROUTED_RECEIVED_AT) or ""),
+    )
+    return Lease(
+        lead_key,
+        owner,
+        history,
+        str(item.get("callback_id") or ""),
+        held_markers(item),
+        markers(item, SENDING_PREFIX),
+        markers(item, UNKNOWN_PREFIX),
+    )
 
 
 @dataclass(frozen=True)
@@ -223,17 +213,6 @@ class Settlements:
             f"(attribute_exists({update.name(unknown)}) OR attribute_exists({update.name(sending)})) "
             f"AND (attribute_not_exists({lease}) OR {lease} < {now})"
         )
-        try:
-            client("dynamodb").update_item(
-                TableName=self.table_name,
-                Key=lead_item_key(lead_key),
-                ConditionExpression=condition,
-                **update.request(),
-            )
-        except ClientError as error:
-            if not is_condition_failure(error):
-                raise
-            raise LookupError(
-                f"lead {lead_key} is being routed now or {destination} was settled meanwhile: look again"
-            ) from None
+        if not update_lead_if(self.table_name, lead_key, condition, **update.request()):
+            raise LookupError(f"lead {lead_key} is being routed now or {destination} was settled meanwhile: look again")
         return dict(entry)

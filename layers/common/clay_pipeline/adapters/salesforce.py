@@ -260,6 +260,8 @@ class SalesforceRecords:
             return DeliveryResult(Status.DELIVERED, reason, detail=outcome.salesforce_id)
         said = outcome.message + (f" (fields: {', '.join(outcome.fields)})" if outcome.fields else "")
         reason = f"salesforce_{outcome.code.lower()}"
+        if outcome.verdict is Verdict.PAUSE:  # a field the run-as user cannot write: every lead would fail alike
+            return self._setup_problem(f". Salesforce said: {said}")
         if outcome.verdict is Verdict.WAIT:
             wait = LOCK_WAIT_SECONDS if outcome.code == "UNABLE_TO_LOCK_ROW" else None
             return DeliveryResult(Status.RETRYABLE, reason, wait, said)
@@ -278,6 +280,10 @@ class SalesforceRecords:
                 "the org's 24-hour API request allocation is spent: Salesforce is paused, re-checked every 15 minutes"
             )
             return DeliveryResult(Status.PAUSED, DAILY_LIMIT, RECHECK_SECONDS, detail + said)
+        return self._setup_problem(said)
+
+    def _setup_problem(self, said: str) -> DeliveryResult:
+        """Paused until the admin fixes a field, the external id or the permission set (`said`: Salesforce's words)."""
         mapping = self.mapping
         detail = (
             f"Salesforce refused the {mapping.sobject} upsert: check that {mapping.external_id_field}"

@@ -2,7 +2,9 @@
 
 A record that is not done either waits (it goes back to its queue, visible again after a delay) or is
 dead-lettered (it can never succeed as it is). Both are outcomes, not errors: the services raise them and
-`queue_batch.process_batch` turns them into SQS's partial batch response.
+`queue_batch.process_batch` turns a Wait into SQS's partial batch response (the record reported failed, so SQS
+keeps it). process_batch applies no delay: the service that raises a Wait has already set the record's delay
+(its visibility, or a delayed fresh copy) and `delay_seconds` says what it set.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ import math
 
 class Wait(Exception):  # an outcome, not an error
     """The record goes back to its queue and is tried again after `delay_seconds`.
+
+    `delay_seconds` is the wait the raising service already set on the message (Queue.hold changes its
+    visibility before the Wait is raised); 0: it set none, and the record is visible again after the queue's own
+    visibility timeout. Nothing downstream changes it: process_batch only reports the record as failed.
 
     `failure` says whether this attempt failed (a destination down, a dependency error): failures count
     toward the queue's maxReceiveCount and so, in the end, the DLQ. A wait that is not a failure (a paused

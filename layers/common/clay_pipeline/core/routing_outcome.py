@@ -7,7 +7,8 @@ Endings of a record (`ending`):
 - a destination it owes is paused (by an operator, or by the router when a destination said to stop):
   "paused", the record waits in the queue (never toward the DLQ);
 - a retryable failure (429, 5xx, a request that never left) after the in-invocation retries: Wait (back to
-  the queue, a failure); on its last receive DeadLetter("retries_exhausted") instead, with what failed;
+  the queue, a failure; delay 0: visible again after RoutingQueue's visibility timeout); on its last receive
+  DeadLetter("retries_exhausted") instead, with what failed;
 - a permanent failure (other 4xx): DeadLetter("permanent_failure") with the reasons. Nothing delivered is
   lost: the DLQ has the lead, and its ledger keeps a redrive from repeating what was delivered.
 """

@@ -16,8 +16,9 @@ What Salesforce documents, and what this module does with it:
   Limits and Allocations" in the Salesforce Developer Limits and Allocations Quick Reference). `read_refusal`
   says what each means for the leads.
 - `UNABLE_TO_LOCK_ROW`: another transaction holds the record (or a parent it locks); Salesforce's guidance on
-  record locking is to retry. That code and `REQUEST_LIMIT_EXCEEDED` on a record wait and retry; any other code on
-  a record is that record's own problem (a value Salesforce refuses, a validation rule, a duplicate rule): its
+  record locking is to retry. That code and `REQUEST_LIMIT_EXCEEDED` on a record wait and retry; a field the run-as
+  user cannot write (SETUP_CODES) is the admin's fix, as for the whole request: Salesforce pauses; any other code
+  on a record is that record's own problem (a value Salesforce refuses, a validation rule, a duplicate rule): its
   lead alone is dead-lettered with Salesforce's message.
 - Field types and lengths: the Salesforce Field Reference, Lead and Contact
   (developer.salesforce.com/docs/platform/field-reference/references/field-reference/salesforce-field-reference-lead.html,
@@ -51,6 +52,10 @@ OBJECTS = ("Lead", "Contact")
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {"Lead": ("LastName", "Company"), "Contact": ("LastName",)}
 OWNED_FIELDS = frozenset({"Status", "OwnerId"})  # a rep's: set only when the record is created
 WAIT_CODES = frozenset({"REQUEST_LIMIT_EXCEEDED", "UNABLE_TO_LOCK_ROW"})
+# A field the run-as user cannot write, said on a record: field-level security ("Unable to create/update fields: X.
+# Please check the security settings of this field", as commonly reported), or a field the object lacks if
+# Salesforce says so per record (undocumented: local/salesforce_sim.py). Every lead carrying it would fail alike.
+SETUP_CODES = frozenset({"INVALID_FIELD", "INVALID_FIELD_FOR_INSERT_UPDATE"})
 ENRICHMENT_DATE = "enrichment_date"  # a computed source: the day Clay enriched the lead, YYYY-MM-DD
 SCORE_FIELD, TIER_FIELD = "Clay_ICP_Score__c", "Clay_Tier__c"  # the custom fields the README has the admin create
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")  # a field's API name (custom ones end in __c)
@@ -389,7 +394,10 @@ def _record_error(errors: Any) -> RecordOutcome:
     codes = [str(error.get("statusCode") or error.get("errorCode") or "UNKNOWN") for error in found] or ["UNKNOWN"]
     message = "; ".join(_one_line(error.get("message")) for error in found if error.get("message"))
     fields = tuple(str(name) for error in found for name in (error.get("fields") or []) if name)
-    verdict = Verdict.WAIT if all(code in WAIT_CODES for code in codes) else Verdict.DEAD_LETTER
+    if all(code in WAIT_CODES for code in codes):
+        verdict = Verdict.WAIT
+    else:
+        verdict = Verdict.PAUSE if SETUP_CODES & set(codes) else Verdict.DEAD_LETTER
     code = next((code for code in codes if code not in WAIT_CODES), codes[0])
     return RecordOutcome(verdict, code=code, message=message or code, fields=fields)
 

@@ -28,11 +28,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.core.pause_switch import PAUSED, paused_at, switch_states
 from clay_pipeline.core.rules import DESTINATIONS
 from clay_pipeline.observability import logger
 
 PAUSE_KEY = "pause#destinations"
-PAUSED = "paused"
 # The leads table is the routing outcome itself, not a delivery: it is never paused.
 PAUSABLE: tuple[str, ...] = tuple(name for name in DESTINATIONS if name != "leads_table")
 
@@ -64,19 +64,16 @@ class DestinationSwitch:
             )
             return self._paused
         entries = (item or {}).get(PAUSED) or {}
-        self._paused = frozenset(name for name, entry in entries.items() if not _ended(entry)) & frozenset(PAUSABLE)
+        self._paused = paused_at(entries, PAUSABLE, time.time())
         self._read_at = now
         return self._paused
 
     # -- the operator's side: direct -------------------------------------------------------
     def states(self) -> dict[str, dict[str, Any]]:
         """Every pausable destination's switch: {name: {"paused": bool, "at", "by", "reason", "until"}} (a consistent
-        read). A pause whose `until` has passed is not paused any more."""
+        read). A pause whose `until` has passed is not paused any more (core/pause_switch.py)."""
         entries = (self.store.get(PAUSE_KEY) or {}).get(PAUSED) or {}
-        return {
-            name: {**(entries.get(name) or {}), PAUSED: name in entries and not _ended(entries[name])}
-            for name in PAUSABLE
-        }
+        return switch_states(entries, PAUSABLE, time.time())
 
     def pause(self, destination: str, by: str = "", reason: str = "", until: int | None = None) -> None:
         """`until` (epoch seconds): the pause ends by itself then; None: until resumed."""
@@ -94,8 +91,3 @@ class DestinationSwitch:
     def _check(destination: str) -> None:
         if destination not in PAUSABLE:
             raise UnknownDestination(destination)
-
-
-def _ended(entry: Any) -> bool:
-    until = entry.get("until") if isinstance(entry, dict) else None
-    return until is not None and float(until) <= time.time()

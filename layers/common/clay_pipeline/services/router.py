@@ -169,7 +169,7 @@ class RoutingBatch:
     def process(self, record: QueueRecord) -> str:
         """Route one record. What it raises stays with it: a lead that cannot be routed is dead-lettered alone,
         with the reason, and the batch's other records are routed (see _isolate). Wait: it goes back to the
-        queue."""
+        queue, after the Wait's delay_seconds (already set on the message; 0: the queue's visibility timeout)."""
         try:
             return self._process(record)
         except Wait:
@@ -299,7 +299,8 @@ class RecordEndings:
 
     def _wait(self, record: QueueRecord, seconds: int, reason: str) -> str:
         """Out of sight for `seconds` (Queue.hold); a wait is not a failure, so near maxReceiveCount the record is
-        re-queued as a fresh copy and done. Otherwise Wait: the record stays, its visibility already set."""
+        re-queued as a fresh copy and done. Otherwise Wait(reason, seconds): the record stays, its visibility
+        already set to `seconds`, which the Wait carries (core/outcomes.Wait.delay_seconds)."""
         max_receives = self.settings.routing_queue_max_receive_count
         if self.routing_queue.hold(record.body, record.receipt_handle, record.receive_count, max_receives, seconds):
             return "requeued"
