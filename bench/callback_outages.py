@@ -2,7 +2,7 @@
 item's size over many re-sends.
 
 Clay's HTTP API column retries 408, 413, 429 and ECONNREFUSED, ECONNRESET, ETIMEDOUT, once,
-immediately (its defaults: local/clay_sim.py RetryPolicy); README recommends five retries with
+immediately (its defaults: local/clay_retry.py RetryPolicy); README recommends five retries with
 409 and 5xx added. The real CallbackFunction handler runs against moto while an Outage
 (local/outages.py) refuses every DynamoDB (or SQS) call from the outage's start for N seconds.
 Time is virtual: the callback's waits advance a clock instead of sleeping, so a 120 s outage takes
@@ -34,7 +34,7 @@ from typing import Any
 
 from harness import LambdaContext, Section, Target, logs_to_devnull, quiet_logs
 
-from local.clay_sim import RECOMMENDED_RETRY, RetryPolicy
+from local.clay_retry import RECOMMENDED_RETRY, RetryPolicy
 
 SECRET = "bench-outage-secret-0123456789abcdefghij"  # noqa: S105 - a benchmark-only value
 OUTAGES = (5, 10, 30, 120)  # seconds

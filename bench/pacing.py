@@ -6,8 +6,9 @@ Figures come from the server's own request log: the achieved rate as a share of 
 the busiest one-second window, which must stay within Clay's burst of 20 rows (the pacer's
 bound: sending_limits.Pacer skips a slot reached more than max_late after its time).
 
-Clay is the simulator (local/clay_sim.py: 429 above its rate and burst, like Clay), its
-callbacks going to a recording sink; without it, a recording StubServer answering 200.
+Clay is the simulator (local/clay_sim.py; its table webhook, local/clay_table_webhook.py, answers
+429 above its rate and burst, like Clay), its callbacks going to a recording sink; without it, a
+recording StubServer answering 200.
 
     python bench/pacing.py [--leads 200] [--rate 10]
 """

@@ -26,7 +26,8 @@ from harness import Section
 from pipeline import Pipeline, sample_leads
 
 from local.apigw import http_event
-from local.clay_api_sim import ClayApiSimulator, sign
+from local.clay_api_sim import ClayApiSimulator
+from local.clay_run_webhooks import sign
 
 API_KEY = "bench-clay-api-key-0123456789"
 SIGNING_SECRET = "whsec_bench-signing-secret-0123456789"  # noqa: S105 - a benchmark-only value

@@ -9,52 +9,39 @@ As https://api.clay.com/public/v0 answers (Clay's OpenAPI for routines):
   "finished"}` until the run has taken `run_seconds` (a run in `stuck_runs` never finishes); then
   200 `{"status": "complete", "data": [...], "cursor"?}`, at most `page_limit` items a page, the
   cursor absent on the last page. Each item is enriched as the table simulator enriches a row
-  (local.clay_sim.enrich: the same lead always gets the same columns); a share fails with a message.
+  (local.clay_enrichment.enrich: the same lead always gets the same columns); a share fails with a message.
 Every request needs `clay-api-key` (401 "Unauthorized"); a workspace not provisioned for the API
 answers 401 "Authentication required" to everything; all requests share one rate (429 with
 Retry-After), and `throttle(n)` makes the next n requests 429.
 
-Webhooks: `create_webhook(url)` is `clay webhooks create <url>`: an id and a `whsec_` signing secret.
-When a run that named the webhook finishes, Clay POSTs `{"webhookId", "createdAt", "data":
-{"routine_run_id"}}` signed `X-Clay-Signature: sha256=<HMAC-SHA256 of the raw body>`. What happens to
-each run's delivery follows `webhook_plan`, cycled by run number:
-- "normal": one signed delivery;
-- "lost": none (Clay does not guarantee delivery);
-- "twice": the same signed bytes delivered twice (a retry, or a replay);
-- "forged": first an unsigned copy, one signed with a wrong secret and the signed bytes re-serialised
-  (all three must be refused with 401), then the real delivery.
-`send_test_event` sends a signed test delivery (`"data": {}`). Everything is recorded for assertions.
+Webhooks: `create_webhook(url)` registers one; when a run that named it finishes, its signed delivery
+is sent as `webhook_plan` says (local.clay_run_webhooks). Everything is recorded for assertions.
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
 import hmac
-import json
 import math
-import secrets
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-import requests
-
-from local.clay_sim import TokenBucket, enrich
+from local.clay_enrichment import enrich
+from local.clay_run_webhooks import Delivery, RunWebhooks, ScheduledRun
 from local.http_stub import RecordedRequest, Reply, StubServer
+from local.rate_limit import TokenBucket
 
 API_PREFIX = "/public/v0"
 API_KEY_HEADER = "clay-api-key"
-SIGNATURE_HEADER = "X-Clay-Signature"
 LOCAL_ROUTINE_ID = "function:t_local_enrich"
 FAILURE_MESSAGE = "No enrichment data found for this person"
-WEBHOOK_PLANS = frozenset({"normal", "lost", "twice", "forged"})
-DELIVERY_ATTEMPTS = 3
 
 
 @dataclass
@@ -69,22 +56,6 @@ class SimulatedRun:
     @property
     def stuck(self) -> bool:
         return math.isinf(self.ready_at)
-
-
-@dataclass(frozen=True)
-class Delivery:
-    run_id: str  # '' for a test delivery
-    kind: str  # signed, replay, unsigned, wrong_secret, reserialised, test
-    status: int | None  # None: the connection failed
-    answer: dict[str, Any] | None
-
-    @property
-    def forged(self) -> bool:
-        return self.kind in ("unsigned", "wrong_secret", "reserialised")
-
-
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -102,36 +73,22 @@ class ClayApiSimulator:
     webhook_delay_seconds: float = 0.05
 
     def __post_init__(self) -> None:
-        if not set(self.webhook_plan) <= WEBHOOK_PLANS or not self.webhook_plan:
-            raise ValueError(f"webhook_plan takes {sorted(WEBHOOK_PLANS)}")
+        self.webhooks = RunWebhooks(self.webhook_plan)
         self.server = StubServer(self._respond)
         self._bucket = TokenBucket(self.rate_per_second, self.burst)
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
         self._runs: dict[str, SimulatedRun] = {}
-        self._webhooks: dict[str, tuple[str, str]] = {}  # id -> (url, signing secret)
-        self._due: list[tuple[float, str]] = []  # (time.monotonic(), run id) of webhook deliveries
-        self._delivering = 0
         self._throttle_next = 0
-        self._stopping = False
-        self._thread: threading.Thread | None = None
         self.responses: Counter[tuple[str, int]] = Counter()  # (run | results, status) -> answers
-        self.deliveries: list[Delivery] = []
-        self.lost_runs: list[str] = []  # runs whose webhook was never sent, by plan
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> str:
         url = self.server.start()
-        self._thread = threading.Thread(target=self._deliver_loop, name="clay-api-webhooks", daemon=True)
-        self._thread.start()
+        self.webhooks.start()
         return url
 
     def stop(self) -> None:
-        with self._wake:
-            self._stopping = True
-            self._wake.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self.webhooks.stop()
         self.server.stop()
 
     @property
@@ -140,11 +97,7 @@ class ClayApiSimulator:
 
     def create_webhook(self, url: str, signing_secret: str | None = None) -> tuple[str, str]:
         """`clay webhooks create <url>`: the webhook's id and its signing secret (shown once)."""
-        webhook_id = f"wh_{uuid.uuid4().hex[:12]}"
-        secret = signing_secret or f"whsec_{secrets.token_hex(16)}"
-        with self._lock:
-            self._webhooks[webhook_id] = (url, secret)
-        return webhook_id, secret
+        return self.webhooks.create(url, signing_secret)
 
     def throttle(self, requests_count: int) -> None:
         """The next requests get 429 with Retry-After: 1."""
@@ -157,12 +110,18 @@ class ClayApiSimulator:
             self._runs[run_id].ready_at = time.monotonic()
 
     def send_test_event(self, webhook_id: str) -> Delivery:
-        url, secret = self._webhooks[webhook_id]
-        body = self._webhook_body(webhook_id, {})
-        delivery = self._post(requests.Session(), url, body, sign(secret, body), "", "test")
-        return delivery
+        return self.webhooks.send_test_event(webhook_id)
 
     # -- facts -----------------------------------------------------------------------------
+    @property
+    def deliveries(self) -> list[Delivery]:
+        return self.webhooks.deliveries
+
+    @property
+    def lost_runs(self) -> list[str]:
+        """Runs whose webhook was never sent, by plan."""
+        return self.webhooks.lost_runs
+
     def runs(self) -> list[SimulatedRun]:
         with self._lock:
             return list(self._runs.values())
@@ -189,7 +148,7 @@ class ClayApiSimulator:
         now = time.monotonic()
         with self._lock:
             working = any(now < run.ready_at < math.inf for run in self._runs.values())
-            return working or bool(self._due) or self._delivering > 0
+        return working or self.webhooks.busy()
 
     # -- API -------------------------------------------------------------------------------
     def _respond(self, request: RecordedRequest) -> Reply:
@@ -224,20 +183,19 @@ class ClayApiSimulator:
             body = request.json()
         except ValueError:
             return Reply(400, {"message": "Body must be JSON"})
-        problem = run_request_problem(body, set(self._webhooks))
+        problem = run_request_problem(body, self.webhooks.ids())
         if problem:
             return Reply(400, {"message": problem})
         if routine_id != self.routine_id:
             return Reply(404, {"message": "Routine not found"})
-        with self._wake:
+        with self._lock:
             number = len(self._runs) + 1
             run_id = f"run_{uuid.uuid4().hex[:20]}"
             ready_at = math.inf if number in self.stuck_runs else time.monotonic() + self.run_seconds
             run = SimulatedRun(run_id, number, list(body["items"]), str(body.get("webhook_id", "")), ready_at)
             self._runs[run_id] = run
-            if run.webhook_id and not run.stuck:
-                heapq.heappush(self._due, (ready_at + self.webhook_delay_seconds, run_id))
-                self._wake.notify_all()
+        if run.webhook_id and not run.stuck:
+            self.webhooks.schedule(ScheduledRun(ready_at + self.webhook_delay_seconds, run_id, number, run.webhook_id))
         return Reply(202, {"routine_run_id": run_id, "status": "in_progress"})
 
     def _results_page(self, run_id: str, request: RecordedRequest) -> Reply:
@@ -249,106 +207,54 @@ class ClayApiSimulator:
         limit_text, cursor = query.get("limit", "20"), query.get("cursor", "0")
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
             return Reply(400, {"message": "limit must be an integer from 1 to 100"})
-        total = len(run.items)
         now = time.monotonic()
         if now < run.ready_at:
-            finished = 0 if run.stuck else min(total - 1, int(total * (1 - (run.ready_at - now) / self.run_seconds)))
-            return Reply(202, {"routine_run_id": run_id, "status": "in_progress", "total": total, "finished": finished})
-        if not cursor.isdigit() or int(cursor) > total:
-            return Reply(400, {"message": "Invalid cursor"})
-        start = int(cursor)
-        end = start + min(int(limit_text), self.page_limit)
-        body: dict[str, Any] = {
-            "routine_run_id": run_id,
-            "status": "complete",
-            "total": total,
-            "finished": total,
-            "data": self._results(run)[start:end],
-        }
-        if end < total:
-            body["cursor"] = str(end)
-        return Reply(200, body)
+            return in_progress(run, now, self.run_seconds)
+        return results_page(run, cursor, min(int(limit_text), self.page_limit), self._results)
 
     def _results(self, run: SimulatedRun) -> list[dict[str, Any]]:
         """The run's item results, made once when first asked for after it finished."""
         with self._lock:
             if not run.results:
                 enriched_at = datetime.now(UTC).isoformat()
-                run.results = [self._item_result(item, enriched_at) for item in run.items]
+                run.results = [item_result(item, enriched_at, self.failed_share) for item in run.items]
             return run.results
 
-    def _item_result(self, item: dict[str, Any], enriched_at: str) -> dict[str, Any]:
-        item_id = str(item["id"])
-        if hashlib.sha256(item_id.encode()).digest()[10] / 256 < self.failed_share:
-            return {"id": item_id, "status": "failed", "error": {"message": FAILURE_MESSAGE}}
-        return {"id": item_id, "status": "complete", "result": enrich(dict(item["inputs"]), enriched_at)}
 
-    # -- webhooks --------------------------------------------------------------------------
-    def _webhook_body(self, webhook_id: str, data: dict[str, Any]) -> bytes:
-        document = {"webhookId": webhook_id, "createdAt": datetime.now(UTC).isoformat(), "data": data}
-        return json.dumps(document, separators=(",", ":")).encode()
+def in_progress(run: SimulatedRun, now: float, run_seconds: float) -> Reply:
+    """The 202 for a run still working: how many items are done so far (none, for a stuck run)."""
+    total = len(run.items)
+    finished = 0 if run.stuck else min(total - 1, int(total * (1 - (run.ready_at - now) / run_seconds)))
+    return Reply(202, {"routine_run_id": run.run_id, "status": "in_progress", "total": total, "finished": finished})
 
-    def _deliver_loop(self) -> None:
-        session = requests.Session()
-        while True:
-            with self._wake:
-                while not self._stopping and (not self._due or self._due[0][0] > time.monotonic()):
-                    self._wake.wait(timeout=(self._due[0][0] - time.monotonic()) if self._due else None)
-                if self._stopping:
-                    return
-                _, run_id = heapq.heappop(self._due)
-                run = self._runs[run_id]
-                self._delivering += 1
-            try:
-                self._deliver(session, run)
-            finally:
-                with self._lock:
-                    self._delivering -= 1
 
-    def _deliver(self, session: requests.Session, run: SimulatedRun) -> None:
-        plan = self.webhook_plan[(run.number - 1) % len(self.webhook_plan)]
-        url, secret = self._webhooks[run.webhook_id]
-        body = self._webhook_body(run.webhook_id, {"routine_run_id": run.run_id})
-        signature = sign(secret, body)
-        if plan == "lost":
-            with self._lock:
-                self.lost_runs.append(run.run_id)
-            return
-        if plan == "forged":
-            reserialised = json.dumps(json.loads(body), indent=1).encode()
-            self._post(session, url, body, "", run.run_id, "unsigned")
-            self._post(session, url, body, sign("whsec_not-the-secret", body), run.run_id, "wrong_secret")
-            self._post(session, url, reserialised, signature, run.run_id, "reserialised")
-        self._post(session, url, body, signature, run.run_id, "signed")
-        if plan == "twice":
-            self._post(session, url, body, signature, run.run_id, "replay")
+def results_page(
+    run: SimulatedRun, cursor: str, size: int, results: Callable[[SimulatedRun], list[dict[str, Any]]]
+) -> Reply:
+    """One page of a finished run's results from `cursor` (an item offset), with the next cursor unless last."""
+    total = len(run.items)
+    if not cursor.isdigit() or int(cursor) > total:
+        return Reply(400, {"message": "Invalid cursor"})
+    start = int(cursor)
+    end = start + size
+    body: dict[str, Any] = {
+        "routine_run_id": run.run_id,
+        "status": "complete",
+        "total": total,
+        "finished": total,
+        "data": results(run)[start:end],
+    }
+    if end < total:
+        body["cursor"] = str(end)
+    return Reply(200, body)
 
-    def _post(
-        self, session: requests.Session, url: str, body: bytes, signature: str, run_id: str, kind: str
-    ) -> Delivery:
-        headers = {"content-type": "application/json", **({SIGNATURE_HEADER: signature} if signature else {})}
-        status: int | None = None
-        answer: dict[str, Any] | None = None
-        for attempt in range(DELIVERY_ATTEMPTS):
-            try:
-                response = session.post(url, data=body, headers=headers, timeout=10)
-            except requests.RequestException:
-                status, answer = None, None
-            else:
-                status = response.status_code
-                try:
-                    parsed = response.json()
-                except ValueError:
-                    parsed = None
-                answer = parsed if isinstance(parsed, dict) else None
-                if status < 500:
-                    break
-            if attempt + 1 < DELIVERY_ATTEMPTS:
-                time.sleep(0.1 * 2**attempt)
-        delivery = Delivery(run_id, kind, status, answer)
-        with self._lock:
-            self.deliveries.append(delivery)
-        return delivery
+
+def item_result(item: dict[str, Any], enriched_at: str, failed_share: float) -> dict[str, Any]:
+    """One item's result: enriched as the table simulator enriches a row, or failed (a share, by item id)."""
+    item_id = str(item["id"])
+    if hashlib.sha256(item_id.encode()).digest()[10] / 256 < failed_share:
+        return {"id": item_id, "status": "failed", "error": {"message": FAILURE_MESSAGE}}
+    return {"id": item_id, "status": "complete", "result": enrich(dict(item["inputs"]), enriched_at)}
 
 
 def run_request_problem(body: Any, webhooks: set[str]) -> str:

@@ -33,7 +33,8 @@ from clay_pipeline.core.leads import Lead
 from clay_pipeline.core.salesforce_records import RecordMapping
 from local.aws import FAKE_CREDENTIALS, LOCAL_PREFIX, Emulator, Provisioned, function_environment, provision
 from local.clay_api_sim import ClayApiSimulator
-from local.clay_sim import CallbackAuth, ClaySimulator
+from local.clay_column import CallbackAuth
+from local.clay_sim import ClaySimulator
 from local.gateway import Gateway, http_routes
 from local.lambda_runtime import LambdaFunction
 from local.pollers import QueuePoller, event_sources

@@ -26,7 +26,7 @@ from clay_pipeline.config import SECRET_RESOURCE_OF
 from clay_pipeline.core.leads import EnrichedLead, Lead
 from cli.commands.common import usage_error
 from cli.operations.target import TargetError, local_resources, served_values, stack_description, use_region
-from local.clay_sim import RECOMMENDED_RETRY
+from local.clay_retry import RECOMMENDED_RETRY
 from local.template import parameter_defaults
 
 # Clay calls a row back only once its enrichment has scored it: `/Column is not empty` is Clay's own

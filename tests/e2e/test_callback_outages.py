@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from local.aws import Emulator
-from local.clay_sim import RetryPolicy
+from local.clay_retry import RetryPolicy
 from local.outages import Outage
 from local.reconciliation import reconcile
 from local.stack import FINISHED, LocalStack, StackOptions

@@ -24,7 +24,8 @@ from clay_pipeline.services.router import IN_FLIGHT_WAIT_SECONDS
 from cli.commands.run import LOG_PATH, SAMPLE_LEADS, read_leads, run_command
 from cli.main import main
 from local.aws import Emulator
-from local.clay_sim import RECOMMENDED_RETRY, score_band
+from local.clay_enrichment import score_band
+from local.clay_retry import RECOMMENDED_RETRY
 from local.reconciliation import reconcile
 from local.stack import LocalStack, StackOptions
 

@@ -4,8 +4,8 @@ HubSpot's batches) are tested without AWS in tests/unit/services/test_delivery.p
 tests/unit/core/test_routing_decisions.py.
 
 Outreach, nurture and Zapier are plain recording servers; HubSpot is the stateful simulator
-(local/sinks.HubSpotSim: contacts by email, batch read and upsert, HubSpot's refusals); Slack is scripted with
-429 + Retry-After where a test needs it. The delivery ledger (on the lead's LeadsTable item)
+(local/hubspot_sim.HubSpotSim: contacts by email, batch read and upsert, HubSpot's refusals); Slack is scripted
+with 429 + Retry-After where a test needs it. The delivery ledger (on the lead's LeadsTable item)
 is read and written directly where a test needs another invocation's lease.
 """
 
@@ -36,7 +36,7 @@ from clay_pipeline.core.outcomes import Wait
 from clay_pipeline.queue_batch import records_of
 from clay_pipeline.services.pause import DestinationSwitch
 from local.http_stub import RecordedRequest, Reply, StubServer
-from local.sinks import HubSpotSim
+from local.hubspot_sim import HubSpotSim
 from local.sqs_events import from_received, sqs_event, sqs_record
 from tests.conftest import LambdaContextStub
 from tests.dynamodb_calls import before_dynamodb_calls

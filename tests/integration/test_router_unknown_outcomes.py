@@ -18,7 +18,7 @@ import pytest
 from clay_pipeline.adapters.aws import client
 from cli.main import main
 from local.http_stub import RecordedRequest, Reply
-from local.sinks import HubSpotSim
+from local.hubspot_sim import HubSpotSim
 from local.sqs_events import from_received, sqs_event
 from tests.dynamodb_calls import before_dynamodb_calls
 from tests.integration.test_router import (

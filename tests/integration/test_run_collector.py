@@ -24,7 +24,8 @@ from clay_pipeline.core.routines import PollMessage
 from clay_pipeline.services.routines import RunStore
 from clay_pipeline.services.sending_limits import Deduper
 from local.apigw import http_event
-from local.clay_api_sim import ClayApiSimulator, sign
+from local.clay_api_sim import ClayApiSimulator
+from local.clay_run_webhooks import sign
 from local.http_stub import Reply, StubServer
 from local.sqs_events import sqs_event, sqs_record
 from tests.conftest import LambdaContextStub

@@ -31,7 +31,7 @@ from clay_pipeline.core.routines import PollMessage
 from clay_pipeline.services.routines import RunStore
 from local.apigw import http_event
 from local.aws import Provisioned
-from local.clay_api_sim import sign
+from local.clay_run_webhooks import sign
 from local.http_stub import Reply, StubServer
 from local.sqs_events import sqs_event, sqs_record
 from local.template import Resolver, functions, load_template, parameter_defaults, resources_of_type

@@ -15,7 +15,7 @@ import pytest
 
 from clay_pipeline.adapters.aws import client
 from local.aws import Emulator
-from local.clay_sim import RECOMMENDED_RETRY
+from local.clay_retry import RECOMMENDED_RETRY
 from local.http_stub import Reply
 from local.reconciliation import reconcile
 from local.stack import LocalStack, StackOptions

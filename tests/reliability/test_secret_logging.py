@@ -143,7 +143,7 @@ SIGNING_SECRET = "whsec_SIGNING-3c2b1a09f8e7d6c5b4a3928170"
 
 
 def test_routine_paths_never_log_the_api_key_or_signing_secret(load_function: Any, stack: Any, all_output: Any) -> None:
-    from local.clay_api_sim import sign
+    from local.clay_run_webhooks import sign
 
     with StubServer() as clay:
         env = {

@@ -12,21 +12,13 @@ import pytest
 import requests
 
 from clay_pipeline.core.leads import EnrichedLead
-from local.clay_sim import (
-    AUTH_HEADER,
-    MESSY_COLUMNS,
-    CallbackAuth,
-    ClaySimulator,
-    RetryPolicy,
-    TokenBucket,
-    enrich,
-    parse_status_codes,
-    partial_bodies,
-    rerun,
-    rescore,
-    score_band,
-)
+from local.clay_column import CallbackAuth
+from local.clay_enrichment import MESSY_COLUMNS, enrich, partial_bodies, rerun, rescore, score_band
+from local.clay_retry import RetryPolicy, parse_status_codes
+from local.clay_sim import ClaySimulator
+from local.clay_table_webhook import AUTH_HEADER
 from local.http_stub import Reply, StubServer
+from local.rate_limit import TokenBucket
 
 pytestmark = pytest.mark.unit
 

@@ -17,7 +17,7 @@ from clay_pipeline.http_api import answer_to
 from clay_pipeline.services.run_webhook import RunWebhook, verify_signature
 from local.apigw import http_event
 from local.aws import Provisioned
-from local.clay_api_sim import sign
+from local.clay_run_webhooks import sign
 from tests.conftest import LambdaContextStub
 
 pytestmark = pytest.mark.unit

@@ -14,7 +14,7 @@ from clay_pipeline.adapters.webhooks import HttpClient, RetryPolicy
 from clay_pipeline.core.deliveries import DELIVERED, DeliveryResult, Status
 from clay_pipeline.core.routing_message import RoutingMessage
 from local.http_stub import StubServer
-from local.sinks import HubSpotSim
+from local.hubspot_sim import HubSpotSim
 from tests.unit.adapters.test_hubspot import TOKEN
 from tests.unit.core.test_routing_plan import routed
 

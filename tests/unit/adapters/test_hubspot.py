@@ -1,5 +1,6 @@
-"""HubSpot's adapter against the stateful HubSpot simulator on loopback (local/sinks.HubSpotSim) and scripted answers:
-the mapping, one outcome per contact, rep-owned fields on create only, the 429 policies, the properties setup."""
+"""HubSpot's adapter against the stateful HubSpot simulator on loopback (local/hubspot_sim.HubSpotSim) and
+scripted answers: the mapping, one outcome per contact, rep-owned fields on create only, the 429 policies, the
+properties setup."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from clay_pipeline.core.hubspot_contacts import (
     next_local_midnight,
 )
 from local.http_stub import Reply, StubServer
-from local.sinks import HubSpotSim
+from local.hubspot_sim import HubSpotSim
 
 pytestmark = pytest.mark.unit
 

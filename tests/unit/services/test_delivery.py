@@ -31,7 +31,7 @@ from clay_pipeline.services.delivery import BatchDeliveries, DeliveryPools
 from clay_pipeline.services.pause import DestinationSwitch
 from clay_pipeline.services.router import SAFETY_MARGIN_SECONDS
 from local.http_stub import RecordedRequest, Reply, answering_together
-from local.sinks import HubSpotSim
+from local.hubspot_sim import HubSpotSim
 from local.sqs_events import sqs_event, sqs_record
 from tests.integration.test_router import (
     READ,

@@ -44,7 +44,7 @@ NEAR_LIMIT_RATIO = 0.9
 RATE_KEY_TTL_SECONDS = 300
 PACER_WINDOW_SECONDS = 2.0
 MIN_LATENESS_SECONDS = 0.1  # the least lateness a slot is allowed: a reservation's own round trip fits in it
-CLAY_BURST = 20  # rows Clay takes from a workspace in one second: 10/s with bursts of 20 (as local/clay_sim.py)
+CLAY_BURST = 20  # rows Clay takes from a workspace in one second: 10/s with bursts of 20 (local/clay_table_webhook.py)
 SPENT_CACHE_SECONDS = 60.0  # how long an instance trusts that a URL is full or gone before asking again
 
 Clock = Callable[[], datetime]
