@@ -28,7 +28,6 @@ machine noise hits them alike; medians are reported, ratios against the same lay
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import random
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import CACHE, ROOT, Section, Target, median
+from harness import CACHE, ROOT, Section, Target, command_line, median
 
 from local.artifact import layer_site, runtime_dir, sam_build, zip_dates
 from local.aws import FAKE_CREDENTIALS
@@ -314,11 +313,5 @@ def run(runs: int = 10) -> Section:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10)
-    run(parser.parse_args().runs).show()
-
-
 if __name__ == "__main__":
-    main()
+    command_line(run, __doc__)

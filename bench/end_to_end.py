@@ -11,11 +11,10 @@ reconciliation is the stack's own (every lead routed once to each destination it
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
-from harness import Section, Target, logs_to_devnull, quiet_logs
+from harness import Section, Target, command_line, leads_finished, logs_to_devnull, quiet_logs
 
 
 def sample_rows(count: int) -> list[dict[str, Any]]:
@@ -46,19 +45,14 @@ def run(leads: int = 200, duplicates: float = 0.2, rate: float = 10.0) -> Sectio
         },
         prefix="bench-e2e",
     )
-    stack = LocalStack(options)
-    with logs_to_devnull():
-        stack.start()
-        try:
-            started = time.monotonic()
-            stack.post_leads(sample_rows(leads), chunk=100)
-            settled = stack.wait_idle(timeout=max(120.0, 3 * leads / rate))
-            elapsed = time.monotonic() - started
-            summary = reconcile(stack)
-        finally:
-            stack.stop()
+    with logs_to_devnull(), LocalStack(options) as stack:
+        started = time.monotonic()
+        stack.post_leads(sample_rows(leads), chunk=100)
+        settled = stack.wait_idle(timeout=max(120.0, 3 * leads / rate))
+        elapsed = time.monotonic() - started
+        summary = reconcile(stack)
     counts = summary.counts
-    finished = counts["routed"] + counts["skipped (no destination)"] + counts["dead-lettered (RoutingDLQ)"]
+    finished = leads_finished(counts)
     rows: list[list[Any]] = [[label, value] for label, value in counts.items()]
     rows += [[f"routed to {name}", value] for name, value in summary.routed.items()]
     rows += [
@@ -82,14 +76,5 @@ def run(leads: int = 200, duplicates: float = 0.2, rate: float = 10.0) -> Sectio
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--leads", type=int, default=200)
-    parser.add_argument("--duplicates", type=float, default=0.2)
-    parser.add_argument("--rate", type=float, default=10.0)
-    options = parser.parse_args()
-    run(options.leads, options.duplicates, options.rate).show()
-
-
 if __name__ == "__main__":
-    main()
+    command_line(run, __doc__)

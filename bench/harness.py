@@ -1,12 +1,14 @@
-"""Shared by the benchmarks: result sections, tables, the machine description and a Lambda context."""
+"""Shared by the benchmarks: result sections, tables, the machine description, a Lambda context and the command line."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import inspect
 import os
 import platform
 import statistics
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +46,21 @@ class Section:
     def show(self) -> Section:
         print(self.markdown(), flush=True)
         return self
+
+
+def command_line(run: Callable[..., Section], description: str | None) -> None:
+    """A benchmark's command line: an option per parameter of its `run` (`--run-seconds` for `run_seconds`), with
+    `run`'s own type and default, so the defaults are written once; then `run`'s table is printed."""
+    parser = argparse.ArgumentParser(description=(description or "").splitlines()[0])
+    for parameter in inspect.signature(run, eval_str=True).parameters.values():
+        option = "--" + parameter.name.replace("_", "-")
+        parser.add_argument(option, type=parameter.annotation, default=parameter.default)
+    run(**vars(parser.parse_args())).show()
+
+
+def leads_finished(counts: dict[str, int]) -> int:
+    """Leads whose journey through the local stack ended: routed, skipped (no destination) or dead-lettered."""
+    return counts["routed"] + counts["skipped (no destination)"] + counts["dead-lettered (RoutingDLQ)"]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

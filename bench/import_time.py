@@ -8,14 +8,13 @@ the functions with the most imports, plus the imports the functions keep out of 
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 from typing import Any
 
 from cold_start import Variant, built_layout, variants
-from harness import Section, median
+from harness import Section, command_line, median
 
 PROFILED = ("CallbackFunction", "RouterFunction", "SenderFunction")
 LAZY_IMPORTS = {  # imported after init, not at module level: what each would add to a cold start
@@ -85,11 +84,5 @@ def run(runs: int = 3) -> Section:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    run(parser.parse_args().runs).show()
-
-
 if __name__ == "__main__":
-    main()
+    command_line(run, __doc__)

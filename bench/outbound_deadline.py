@@ -12,12 +12,11 @@ mid-send, leaving the delivery's outcome unknown).
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from typing import Any
 
-from harness import LambdaContext, Section, Target, quiet_logs
+from harness import LambdaContext, Section, Target, command_line, quiet_logs
 
 from local.aws import Emulator, function_environment, provision
 from local.http_stub import DrippingServer
@@ -65,8 +64,4 @@ def run(remaining_ms: int = 10_000, body_bytes: int = 30) -> Section:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--remaining-ms", type=int, default=10_000)
-    parser.add_argument("--body-bytes", type=int, default=30)
-    options = parser.parse_args()
-    run(options.remaining_ms, options.body_bytes).show()
+    command_line(run, __doc__)

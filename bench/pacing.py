@@ -15,12 +15,11 @@ recording StubServer answering 200.
 
 from __future__ import annotations
 
-import argparse
 import json
 import threading
 from typing import Any
 
-from harness import LambdaContext, Section, Target, quiet_logs
+from harness import LambdaContext, Section, Target, command_line, quiet_logs
 
 from clay_pipeline.services.sending_limits import CLAY_BURST
 from local.aws import Emulator, function_environment, provision
@@ -146,13 +145,5 @@ def run(leads: int = 200, rate: float = 10) -> Section:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--leads", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=10)
-    options = parser.parse_args()
-    run(options.leads, options.rate).show()
-
-
 if __name__ == "__main__":
-    main()
+    command_line(run, __doc__)

@@ -14,12 +14,11 @@ routine stack's own (local/reconciliation.py).
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
 from end_to_end import sample_rows
-from harness import Section, Target, logs_to_devnull, quiet_logs
+from harness import Section, Target, command_line, leads_finished, logs_to_devnull, quiet_logs
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING"}
 FUNCTIONS = ("IntakeFunction", "SenderFunction", "RunWebhookFunction", "RunCollectorFunction", "RouterFunction")
@@ -39,24 +38,19 @@ def measure(leads: int, rate: float, run_seconds: float) -> dict[str, Any]:
         function_env=function_env,
         prefix=f"bench-routine-{rate:g}",  # moto keeps state per process: one set of names per measurement
     )
-    stack = LocalStack(options)
-    with logs_to_devnull():
-        stack.start()
-        try:
-            started = time.monotonic()
-            stack.post_leads(sample_rows(leads), chunk=100)
-            # Through the routine path: every lead's enrichment queued for routing (the router is downstream).
-            deadline = started + max(180.0, 3 * leads / rate)
-            while len(accepted_for_routing(stack)) < leads and time.monotonic() < deadline:
-                time.sleep(0.1)
-            through_routine = time.monotonic() - started
-            settled = stack.wait_idle(timeout=max(1.0, deadline - time.monotonic()))
-            elapsed = time.monotonic() - started
-            summary = reconcile(stack)
-        finally:
-            stack.stop()
+    with logs_to_devnull(), LocalStack(options) as stack:
+        started = time.monotonic()
+        stack.post_leads(sample_rows(leads), chunk=100)
+        # Through the routine path: every lead's enrichment queued for routing (the router is downstream).
+        deadline = started + max(180.0, 3 * leads / rate)
+        while len(accepted_for_routing(stack)) < leads and time.monotonic() < deadline:
+            time.sleep(0.1)
+        through_routine = time.monotonic() - started
+        settled = stack.wait_idle(timeout=max(1.0, deadline - time.monotonic()))
+        elapsed = time.monotonic() - started
+        summary = reconcile(stack)
     counts = summary.counts
-    finished = counts["routed"] + counts["skipped (no destination)"] + counts["dead-lettered (RoutingDLQ)"]
+    finished = leads_finished(counts)
     return {
         "settled": settled,
         "summary": summary,
@@ -107,13 +101,5 @@ def run(leads: int = 300, run_seconds: float = 2.0) -> Section:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--leads", type=int, default=300)
-    parser.add_argument("--run-seconds", type=float, default=2.0)
-    options = parser.parse_args()
-    run(options.leads, options.run_seconds).show()
-
-
 if __name__ == "__main__":
-    main()
+    command_line(run, __doc__)

@@ -11,7 +11,6 @@ is leads queued per second of the command's wall time, start-up included; the ba
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import Section, Target, logs_to_devnull, quiet_logs
+from harness import Section, Target, command_line, logs_to_devnull, quiet_logs
 
 BAR_LEADS_PER_SECOND = 100.0
 STACKS = (("emulator only (nothing consumes)", False), ("whole stack up (sender consuming)", True))
@@ -58,15 +57,11 @@ def run(leads: int = 2000) -> Section:
         path = Path(directory) / "leads.csv"
         write_leads(path, leads)
         for label, pollers in STACKS:
-            stack = LocalStack(StackOptions(pollers=pollers, prefix=f"bench-send{int(pollers)}"))
-            with logs_to_devnull():
-                stack.start()
-                try:
-                    assert stack.emulator is not None
-                    queue_url = stack.resources.queue_urls["LeadQueue"]
-                    elapsed, summary = timed_send(path, queue_url, stack.emulator.endpoint)
-                finally:
-                    stack.stop()
+            options = StackOptions(pollers=pollers, prefix=f"bench-send{int(pollers)}")
+            with logs_to_devnull(), LocalStack(options) as stack:
+                assert stack.emulator is not None
+                queue_url = stack.resources.queue_urls["LeadQueue"]
+                elapsed, summary = timed_send(path, queue_url, stack.emulator.endpoint)
             rows.append([label, leads, f"{elapsed:.2f}", f"{leads / elapsed:.0f}", summary])
     slowest = min(float(row[3]) for row in rows)
     return Section(
@@ -81,11 +76,5 @@ def run(leads: int = 2000) -> Section:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--leads", type=int, default=2000)
-    run(parser.parse_args().leads).show()
-
-
 if __name__ == "__main__":
-    main()
+    command_line(run, __doc__)

@@ -10,7 +10,6 @@ through request_body.parse_json, as the endpoint did before the cap).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -18,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from harness import LambdaContext, Section, Target, logs_to_devnull, median
+from harness import LambdaContext, Section, Target, command_line, logs_to_devnull, median
 
 from clay_pipeline.core.errors import Rejected
 from clay_pipeline.core.request_body import parse_json
@@ -104,6 +103,4 @@ def run(runs: int = 3) -> Section:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    run(**vars(parser.parse_args())).show()
+    command_line(run, __doc__)

@@ -14,7 +14,6 @@ real and reference interleaved in blocks of 50 messages, the ratio the median of
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import json
@@ -28,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from harness import LambdaContext, Section, Target, logs_to_devnull
+from harness import LambdaContext, Section, Target, command_line, logs_to_devnull
 
 from clay_pipeline.adapters.aws import client
 from local.apigw import http_event
@@ -361,8 +360,10 @@ def run(events: int = 1500) -> Section:
     from stubs import CannedAWS, instant_http
 
     configure()
-    callback = load_handler_module("CallbackFunction")
-    callback_hmac = load_handler_module("CallbackFunction", {"CALLBACK_AUTH_MODE": "hmac"})
+    callbacks = {  # by auth mode
+        "token": load_handler_module("CallbackFunction"),
+        "hmac": load_handler_module("CallbackFunction", {"CALLBACK_AUTH_MODE": "hmac"}),
+    }
     sender = load_handler_module("SenderFunction")
     router = load_handler_module("RouterFunction")
     aws = CannedAWS().install()
@@ -370,21 +371,16 @@ def run(events: int = 1500) -> Section:
     ok = lambda status: lambda answer: answer.get("statusCode") == status  # noqa: E731
     no_failures = lambda answer: answer.get("batchItemFailures") == []  # noqa: E731
     cases = [
-        Case(
-            "callback (token)",
-            callback.lambda_handler,
-            reference_callback("token"),
-            callback_events(events, "token"),
-            LambdaContext("callback", remaining_ms=10_000),
-            check=ok(200),
-        ),
-        Case(
-            "callback (hmac)",
-            callback_hmac.lambda_handler,
-            reference_callback("hmac"),
-            callback_events(events, "hmac"),
-            LambdaContext("callback", remaining_ms=10_000),
-            check=ok(200),
+        *(
+            Case(
+                f"callback ({mode})",
+                callback.lambda_handler,
+                reference_callback(mode),
+                callback_events(events, mode),
+                LambdaContext("callback", remaining_ms=10_000),
+                check=ok(200),
+            )
+            for mode, callback in callbacks.items()
         ),
         Case(
             "sender (per message)",
@@ -432,11 +428,5 @@ def run(events: int = 1500) -> Section:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1500)
-    run(parser.parse_args().events).show()
-
-
 if __name__ == "__main__":
-    main()
+    command_line(run, __doc__)

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, unquote
 
 from local.clay_enrichment import enrich
 from local.clay_run_webhooks import Delivery, RunWebhooks, ScheduledRun
-from local.http_stub import RecordedRequest, Reply, StubServer
+from local.http_stub import RecordedRequest, Reply, Served, StubServer
 from local.rate_limit import TokenBucket
 
 API_PREFIX = "/public/v0"
@@ -59,7 +59,7 @@ class SimulatedRun:
 
 
 @dataclass
-class ClayApiSimulator:
+class ClayApiSimulator(Served):
     api_key: str
     routine_id: str = LOCAL_ROUTINE_ID
     provisioned: bool = True

@@ -38,7 +38,7 @@ from local.clay_column import CallbackAttempt, CallbackAuth, CallbackLog, HttpAp
 from local.clay_enrichment import MESSY_COLUMNS, enrich, lead_digest, partial_bodies, rerun, rescore
 from local.clay_retry import RetryPolicy
 from local.clay_table_webhook import MAX_ROW_BYTES, ReceivedRow, TableWebhook
-from local.http_stub import StubServer
+from local.http_stub import Served, StubServer
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class CallbackWorkers:
 
 
 @dataclass
-class ClaySimulator:
+class ClaySimulator(Served):
     callback_url: str
     auth: CallbackAuth = field(default_factory=CallbackAuth)
     webhook_token: str = ""

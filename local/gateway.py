@@ -16,10 +16,11 @@ import base64
 import json
 import threading
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from local.apigw import http_event
+from local.http_stub import loopback_server, serve_in_background
 from local.lambda_runtime import LambdaFunction
 from local.template import functions
 
@@ -59,30 +60,13 @@ class Gateway:
         self._lock = threading.Lock()
         self.in_flight = 0
         self.requests = 0
-        gateway = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                gateway._handle(self)
-
-            do_GET = do_PUT = do_PATCH = do_DELETE = do_POST
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        host, port = self._server.server_address[:2]
-        self.url = f"http://{host!s}:{port}"
+        self._server, self.url = loopback_server(self._handle)
         self._thread: threading.Thread | None = None
 
     def serve(self, functions_by_id: dict[str, LambdaFunction], routes: dict[str, str] | None = None) -> None:
         self.functions = functions_by_id
         self.routes = routes if routes is not None else http_routes()
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        self._thread = serve_in_background(self._server)
 
     def stop(self) -> None:
         if self._thread is not None:  # shutdown() waits for serve_forever, which may never have started

@@ -15,7 +15,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,52 @@ def answering_together(parties: int, timeout: float, reply: Reply) -> Responder:
     return respond
 
 
-class StubServer:
+def loopback_server(handle: Callable[[BaseHTTPRequestHandler], None]) -> tuple[ThreadingHTTPServer, str]:
+    """A quiet ThreadingHTTPServer bound to a free port on 127.0.0.1, handing every request, whatever its
+    method, to `handle`; and its URL. It serves once `serve_in_background` is called."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            handle(self)
+
+        do_PUT = do_PATCH = do_GET = do_DELETE = do_POST
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    host, port = server.server_address[:2]
+    return server, f"http://{host!s}:{port}"
+
+
+def serve_in_background(server: ThreadingHTTPServer) -> threading.Thread:
+    # A short poll interval makes shutdown() quick, so every test can have its own server.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    return thread
+
+
+class Served:
+    """`with server:` starts a local server or simulator and stops it after, whatever its start and stop do."""
+
+    def start(self) -> object:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class StubServer(Served):
     """ThreadingHTTPServer on 127.0.0.1 with scripted replies and a request log."""
 
     def __init__(self, responder: Responder | None = None) -> None:
@@ -86,39 +131,14 @@ class StubServer:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> str:
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                stub._handle(self)
-
-            do_PUT = do_PATCH = do_GET = do_DELETE = do_POST
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        # A short poll interval makes stop() quick, so every test can have its own server.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        host, port = self._server.server_address[:2]
-        self.url = f"http://{host!s}:{port}"
+        self._server, self.url = loopback_server(self._handle)
+        self._thread = serve_in_background(self._server)
         return self.url
 
     def stop(self) -> None:
         if self._server:
             self._server.shutdown()
             self._server.server_close()
-
-    def __enter__(self) -> StubServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- handling --------------------------------------------------------------------------
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:

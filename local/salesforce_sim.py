@@ -49,7 +49,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from clay_pipeline.core.salesforce_records import FIELD_TYPES, MAX_RECORDS, REQUIRED_FIELDS, FieldType, Kind
-from local.http_stub import RecordedRequest, Reply, StubServer
+from local.http_stub import RecordedRequest, Reply, Served, StubServer
 
 TOKEN_PATH = "/services/oauth2/token"  # noqa: S105  # nosec B105 - a path
 _UPSERT = re.compile(r"^/services/data/v(\d+)\.0/composite/sobjects/(\w+)/(\w+)$")
@@ -85,7 +85,7 @@ class Written:
 
 
 @dataclass
-class SalesforceSim:
+class SalesforceSim(Served):
     client_id: str = "sim-client-id"
     client_secret: str = "sim-client-secret"  # noqa: S105  # nosec B105 - the simulator's own
     run_as_user: bool = True  # False: the app has no run-as user (invalid_grant)
@@ -116,13 +116,6 @@ class SalesforceSim:
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
-
-    def __enter__(self) -> SalesforceSim:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:

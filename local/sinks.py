@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clay_pipeline.adapters.webhooks import IDEMPOTENCY_HEADER
-from local.http_stub import RecordedRequest, Reply, StubServer
+from local.http_stub import RecordedRequest, Reply, Served, StubServer
 from local.hubspot_sim import HUBSPOT_PATHS, HubSpotSim
 from local.salesforce_sim import SalesforceSim, Written
 
@@ -33,7 +33,7 @@ class Delivery:
     payload: Any
 
 
-class Sinks:
+class Sinks(Served):
     def __init__(self, hubspot_token: str = "", salesforce: bool = False) -> None:  # nosec B107 - empty: no check
         self.hubspot = HubSpotSim(token=hubspot_token)  # with a token, HubSpot answers 401 to any other
         self.salesforce = SalesforceSim()  # when on, its token endpoint and data API answer on this server's paths

@@ -15,6 +15,7 @@ from clay_pipeline.config import clear_secret_cache
 from clay_pipeline.observability import discard_dimensioned_counts
 from local.aws import FAKE_CREDENTIALS, Emulator, Provisioned, function_environment, provision
 from local.http_stub import StubServer
+from local.salesforce_sim import SalesforceSim
 from local.template import load_handler_module, placeholder_environment
 
 # No test may reach a real AWS endpoint or pick up a developer's credentials.
@@ -118,6 +119,13 @@ def captured_logs() -> Iterator[io.StringIO]:
     logger.addHandler(handler)
     yield buffer
     logger.removeHandler(handler)
+
+
+@pytest.fixture
+def org() -> Iterator[SalesforceSim]:
+    """A Salesforce org for this test: the simulator on its own loopback server."""
+    with SalesforceSim() as sim:
+        yield sim
 
 
 @pytest.fixture

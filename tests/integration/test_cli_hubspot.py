@@ -21,10 +21,8 @@ TOKEN = "pat-na1-setup-0123456789abcdef"
 
 @pytest.fixture
 def sinks() -> Iterator[Sinks]:
-    server = Sinks(hubspot_token=TOKEN)
-    server.start()
-    yield server
-    server.stop()
+    with Sinks(hubspot_token=TOKEN) as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -10,64 +10,17 @@ required fields and field lengths, and expires sessions on demand.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from clay_pipeline.adapters.callback_claims import CallbackClaims
-from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.services.pause import DestinationSwitch
 from local.salesforce_sim import SalesforceSim
-from local.sqs_events import sqs_event, sqs_record
-from tests.conftest import LambdaContextStub
+from local.sqs_events import sqs_event
+from tests.integration.test_router import Router
 
 pytestmark = pytest.mark.integration
-
-RECEIVED_AT = "2026-01-01T00:00:00+00:00"
-
-
-@pytest.fixture
-def org() -> Iterator[SalesforceSim]:
-    with SalesforceSim() as sim:
-        yield sim
-
-
-class Router:
-    def __init__(self, module: Any, stack: Any) -> None:
-        self.module = module
-        self.stack = stack
-        self.arn = str(stack.resolver.attributes[("RoutingQueue", "Arn")])
-        self.leads = LeadsTable(stack.table_names["LeadsTable"])
-
-    def record(self, lead: dict[str, Any], version: int = 1, receive_count: int = 1) -> dict[str, Any]:
-        key = str(lead["lead_id"])
-        callback_id = f"{key}#h{version}"
-        received_at = f"2026-01-01T00:{version:02d}:00+00:00"
-        CallbackClaims(self.leads.table_name).save_enrichment(key, callback_id, lead, received_at)
-        body = {"callback_id": callback_id, "lead_key": key, "lead": lead, "received_at": received_at}
-        return sqs_record(json.dumps(body), self.arn, message_id=f"m-{callback_id}", receive_count=receive_count)
-
-    def run(self, records: list[dict[str, Any]], remaining_ms: int = 60_000) -> list[str]:
-        response = self.module.lambda_handler(sqs_event(records), LambdaContextStub("router", remaining_ms))
-        return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
-
-    def outcome(self, lead_key: str) -> dict[str, Any]:
-        item = self.leads.get(lead_key)
-        assert item is not None
-        return item
-
-    def dead_letters(self) -> list[dict[str, Any]]:
-        from clay_pipeline.adapters.aws import client
-
-        messages = client("sqs").receive_message(
-            QueueUrl=self.stack.queue_urls["RoutingDLQ"], MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-        )
-        return [
-            {"body": json.loads(m["Body"]), **{k: v["StringValue"] for k, v in m.get("MessageAttributes", {}).items()}}
-            for m in messages.get("Messages", [])
-        ]
 
 
 def salesforce_settings(org: SalesforceSim) -> dict[str, str]:
@@ -104,8 +57,8 @@ def test_a_refused_grant_pauses_salesforce_and_the_leads_wait_instead_of_dead_le
     router: Router, org: SalesforceSim, stack: Any
 ) -> None:
     org.client_secret = "rotated-in-salesforce-only"
-    records = [router.record(lead(n)) for n in range(3)]
-    failed = router.run(records)
+    records = [router.callback(1, lead(n)) for n in range(3)]
+    failed = router.run(sqs_event(records), remaining_ms=60_000)
     assert router.dead_letters() == []
     assert not org.calls("upsert")
     switch = DestinationSwitch(StateStore(stack.table_names["StateTable"]), cache_seconds=0)

@@ -19,10 +19,8 @@ TOKEN = "sink-token"
 
 @pytest.fixture
 def sinks() -> Iterator[Sinks]:
-    server = Sinks(hubspot_token=TOKEN)
-    server.start()
-    yield server
-    server.stop()
+    with Sinks(hubspot_token=TOKEN) as server:
+        yield server
 
 
 def test_routes_come_from_the_templates_http_api_events() -> None:

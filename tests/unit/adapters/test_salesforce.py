@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,12 +25,6 @@ from local.salesforce_sim import TOKEN_PATH, SalesforceSim
 pytestmark = pytest.mark.unit
 
 RECEIVED_AT = "2026-01-01T00:00:00+00:00"
-
-
-@pytest.fixture
-def org() -> Iterator[SalesforceSim]:
-    with SalesforceSim() as sim:
-        yield sim
 
 
 @pytest.fixture(autouse=True)

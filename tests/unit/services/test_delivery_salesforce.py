@@ -7,7 +7,7 @@ their assertions."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -41,12 +41,6 @@ class SalesforceBatch:
 
     def dead_letters(self) -> list[dict[str, Any]]:
         return self.batch.dead_letters()
-
-
-@pytest.fixture
-def org() -> Iterator[SalesforceSim]:
-    with SalesforceSim() as sim:
-        yield sim
 
 
 @pytest.fixture
