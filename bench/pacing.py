@@ -21,7 +21,7 @@ from typing import Any
 
 from harness import LambdaContext, Section, Target, command_line, quiet_logs
 
-from clay_pipeline.services.sending_limits import CLAY_BURST
+from clay_pipeline.core.pacing import CLAY_BURST
 from local.aws import Emulator, function_environment, provision
 from local.http_stub import StubServer
 from local.sqs_events import sqs_event, sqs_record
@@ -100,8 +100,8 @@ def run(leads: int = 200, rate: float = 10) -> Section:
                 thread.start()
             for thread in threads:
                 thread.join()
-            slots = senders[0].sender.pacer.slots
-            max_late = senders[0].sender.pacer.max_late
+            slots = senders[0].sender.sending.pacer.slots
+            max_late = senders[0].sender.sending.pacer.max_late
     finally:
         clay.stop()
         callbacks.stop()

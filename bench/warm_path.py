@@ -30,6 +30,7 @@ from typing import Any
 from harness import LambdaContext, Section, Target, command_line, logs_to_devnull
 
 from clay_pipeline.adapters.aws import client
+from clay_pipeline.core import state_keys
 from local.apigw import http_event
 from local.aws import FAKE_CREDENTIALS
 from local.sqs_events import sqs_event, sqs_record
@@ -213,7 +214,7 @@ def reference_sender() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
         # the mark's own fields: expiry, lease, status, and where the lead came from (what a trace shows)
         _mark(
             state,
-            f"dedupe#{lead_id}",
+            state_keys.dedupe(lead_id),
             {
                 "expires_at": {"N": str(now + 30 * 86400)},
                 "created_at": {"N": str(now)},
@@ -229,14 +230,16 @@ def reference_sender() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if not retired_checked:
-            client("dynamodb").get_item(TableName=state, Key={"pk": {"S": "webhook-dead#x"}}, ConsistentRead=True)
+            client("dynamodb").get_item(
+                TableName=state, Key={"pk": {"S": state_keys.webhook_dead("x")}}, ConsistentRead=True
+            )
             retired_checked.append(True)
-        _increment(state, "pool#x", len(event["Records"]))
-        _increment(state, f"rate#2000#{int(time.time() // 2)}", len(event["Records"]))
+        _increment(state, state_keys.pool("x"), len(event["Records"]))
+        _increment(state, state_keys.rate(2000, int(time.time() // 2)), len(event["Records"]))
         batch = uuid.uuid4().hex
         with ThreadPoolExecutor(max_workers=4) as pool:
             sent = dict(pool.map(lambda record: send(record, batch), event["Records"]))
-        client("dynamodb").put_item(TableName=state, Item={"pk": {"S": f"sent#{batch}"}, "leads": {"M": sent}})
+        client("dynamodb").put_item(TableName=state, Item={"pk": {"S": state_keys.sent(batch)}, "leads": {"M": sent}})
         return {"batchItemFailures": []}
 
     return handler
@@ -259,7 +262,7 @@ def reference_router() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if not pause_read:  # the destination pause switch, cached by each instance
-            client("dynamodb").get_item(TableName=state, Key={"pk": {"S": "pause#destinations"}})
+            client("dynamodb").get_item(TableName=state, Key={"pk": {"S": state_keys.pause()}})
             pause_read.append(True)
         messages = [json.loads(record["body"]) for record in event["Records"]]
         for message in messages:

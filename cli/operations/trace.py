@@ -25,10 +25,10 @@ from clay_pipeline.adapters.dynamodb import from_item
 from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.ledger import SENDING_PREFIX, UNKNOWN_PREFIX, markers
 from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.core import state_keys
 from clay_pipeline.core.leads import Lead, derive_lead_id, normalise_domain
 from clay_pipeline.services.pause import DestinationSwitch
 from clay_pipeline.services.routines import RunStore
-from clay_pipeline.services.sending_limits import dedupe_key
 from cli.operations.target import Target
 
 # A run's mark (routines.RunStore), as a sentence: '' while nothing has decided it.
@@ -43,7 +43,7 @@ RUN_STATES = {
 # Where the lead's send on the routine path is confirmed (routine_sender.py)
 CONFIRMATIONS = {
     "mark": "the sender set the dedupe mark sent when it recorded the run",
-    "run_list": "the sender could not set the dedupe mark sent: its list run-leads#{batch} names the run",
+    "run_list": "the sender could not set the dedupe mark sent: its list {run_leads} names the run",
     # run_collector.py: a failed (or missing) item is dead-lettered with its run, and its dedupe mark released
     "dead_letter": "its result went to LeadDLQ with the run's id (the dedupe mark was released: a replay sends it "
     "in a new run)",
@@ -236,7 +236,7 @@ def _run_story(run: dict[str, Any]) -> str:
     items = f" ({run['items']} items)" if run.get("items") is not None else ""
     started = f", started {_short(run['started_at'])}" if run["started_at"] else ", its record has expired"
     state = RUN_STATES.get(run["ending"], run["ending"])
-    confirmation = CONFIRMATIONS[run["confirmed_by"]].format(batch=run["batch"])
+    confirmation = CONFIRMATIONS[run["confirmed_by"]].format(run_leads=state_keys.run_leads(run["batch"]))
     return f"routine run {run['routine_run_id']}{items}{started}, {state}; {confirmation}"
 
 
@@ -263,7 +263,7 @@ class Tracer:
 
     def trace(self, lead_id: str) -> LeadTrace:
         store = StateStore(self.target.state_table)
-        trace = LeadTrace(lead_id, mark=store.get(dedupe_key(lead_id)))
+        trace = LeadTrace(lead_id, mark=store.get(state_keys.dedupe(lead_id)))
         batch = (trace.mark or {}).get("batch")
         if batch:
             record = SentBatches(self.target.state_table).get(str(batch))

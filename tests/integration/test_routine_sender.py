@@ -114,7 +114,7 @@ def test_first_poll_message_names_the_run(make_sender: Any, clay: ClayApiSimulat
 def test_run_starts_are_paced_per_run_at_the_lead_rate(make_sender: Any, clay: ClayApiSimulator) -> None:
     # GIVEN 10 leads a second and runs of 5: each run start takes the shared pacer's slot of half a second
     sender = make_sender(CLAY_SEND_RATE_PER_SECOND="10", CLAY_ROUTINE_RUN_SIZE="5")
-    assert sender.module.sender.pacer.rate_per_second == 2.0
+    assert sender.module.sender.sending.pacer.rate_per_second == 2.0
     # WHEN 10 leads are sent
     with recorded_dynamodb_calls() as calls:
         _, failures = sender.send(*(lead(n) for n in range(10)))
@@ -372,6 +372,6 @@ def test_a_lead_held_after_a_lost_answer_waits_out_its_hold_on_the_routine_path(
     assert clay.runs() == []
 
 
-def test_routine_path_needs_a_routine_id(load_function: Any) -> None:
+def test_routine_path_needs_a_routine_id(load_function_without_aws: Any) -> None:
     with pytest.raises(Exception, match="CLAY_ROUTINE_ID"):
-        load_function("SenderFunction", CLAY_ENRICHMENT_PATH="routine", CLAY_ROUTINE_ID="")
+        load_function_without_aws("SenderFunction", CLAY_ENRICHMENT_PATH="routine", CLAY_ROUTINE_ID="")

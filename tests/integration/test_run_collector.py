@@ -21,8 +21,8 @@ from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.core.errors import ConfigError
 from clay_pipeline.core.leads import Lead
 from clay_pipeline.core.routines import PollMessage
+from clay_pipeline.services.dedupe import Deduper
 from clay_pipeline.services.routines import RunStore
-from clay_pipeline.services.sending_limits import Deduper
 from local.apigw import http_event
 from local.clay_api_sim import ClayApiSimulator
 from local.clay_run_webhooks import sign

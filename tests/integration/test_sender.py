@@ -57,7 +57,7 @@ class Sender:
         self.queue_url = stack.queue_urls["LeadQueue"]
         self.state = StateStore(stack.table_names["StateTable"])
         self.lead_queue = RecordingQueue(self.queue_url)
-        module.sender.lead_queue = self.lead_queue
+        module.sender.sending.lead_queue = self.lead_queue
 
     def enqueue(self, *bodies: dict[str, Any] | str) -> None:
         for body in bodies:
@@ -403,7 +403,7 @@ def test_budget_exhaustion_waits_for_the_next_utc_day(make_sender: Any, clay: St
     # GIVEN a budget of two rows a day, at 23:00 UTC
     sender = make_sender(CLAY_DAILY_SEND_BUDGET="2")
     now = [datetime(2026, 3, 1, 23, 0, tzinfo=UTC)]
-    sender.module.sender.budget = DailyBudget(sender.state, 2, clock=lambda: now[0])
+    sender.module.sender.sending.budget = DailyBudget(sender.state, 2, clock=lambda: now[0])
     # WHEN three leads are processed
     event, failures = sender.send(lead(1), lead(2), lead(3))
     # THEN two are sent and the third waits until midnight, not in the DLQ

@@ -11,11 +11,11 @@ import pytest
 from clay_pipeline.adapters.clay_api import (
     API_KEY_HEADER,
     NOT_PROVISIONED,
-    ApiOutcome,
     ClayApiClient,
     ClayApiError,
     run_item,
 )
+from clay_pipeline.core.sending import ApiOutcome
 from local.http_stub import Reply, StubServer
 
 pytestmark = pytest.mark.unit

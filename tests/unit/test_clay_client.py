@@ -8,8 +8,9 @@ from time import monotonic, time
 
 import pytest
 
-from clay_pipeline.adapters.clay_webhook import AUTH_HEADER, ClayClient, Outcome, classify, webhook_fingerprint
+from clay_pipeline.adapters.clay_webhook import AUTH_HEADER, ClayClient, webhook_fingerprint
 from clay_pipeline.adapters.http import DEFAULT_RETRY_AFTER_SECONDS, parse_retry_after
+from clay_pipeline.core.sending import WebhookOutcome
 from local.http_stub import Reply, StubServer
 
 pytestmark = pytest.mark.unit
@@ -20,30 +21,6 @@ HOOK = "/v3/sources/webhook/pull-in-data-from-a-webhook-1234"
 @pytest.fixture
 def clay(http_stub: StubServer) -> StubServer:
     return http_stub
-
-
-@pytest.mark.parametrize(
-    ("status", "outcome"),
-    [
-        (200, Outcome.ACCEPTED),
-        (202, Outcome.ACCEPTED),
-        (429, Outcome.THROTTLED),
-        (400, Outcome.PERMANENT),
-        (413, Outcome.PERMANENT),
-        (422, Outcome.PERMANENT),
-        (404, Outcome.GONE),
-        (410, Outcome.GONE),
-        (401, Outcome.RETRYABLE),  # a wrong token is an operator fix, not a reason to drop leads
-        (500, Outcome.RETRYABLE),
-        (503, Outcome.RETRYABLE),
-    ],
-)
-def test_classify(status: int, outcome: Outcome) -> None:
-    assert classify(status).outcome is outcome
-
-
-def test_413_reason_names_the_size_problem() -> None:
-    assert classify(413).reason == "payload_too_large"
 
 
 @pytest.mark.parametrize(
@@ -74,7 +51,7 @@ def test_fingerprints_of_different_urls_differ(suffix: str) -> None:
 
 def test_posts_json_with_the_auth_header(clay: StubServer) -> None:
     answer = ClayClient(2).post(clay.url + HOOK, b'{"email":"a@b.co"}', auth_token="tok")
-    assert answer.outcome is Outcome.ACCEPTED
+    assert answer.outcome is WebhookOutcome.ACCEPTED
     [request] = clay.received(HOOK)
     assert request.headers[AUTH_HEADER] == "tok"
     assert request.headers["content-type"] == "application/json"
@@ -89,14 +66,14 @@ def test_no_auth_header_without_a_token(clay: StubServer) -> None:
 def test_500_then_200_is_retried_and_counted(clay: StubServer) -> None:
     clay.script(HOOK, Reply(500, {}))
     answer = ClayClient(2, retry_attempts=2, backoff_seconds=0).post(clay.url + HOOK, b"{}")
-    assert (answer.outcome, answer.retries) == (Outcome.ACCEPTED, 1)
+    assert (answer.outcome, answer.retries) == (WebhookOutcome.ACCEPTED, 1)
     assert len(clay.received(HOOK)) == 2
 
 
 def test_persistent_5xx_gives_up_after_the_retries(clay: StubServer) -> None:
     clay.script(HOOK, *[Reply(502, {})] * 3)
     answer = ClayClient(2, retry_attempts=2, backoff_seconds=0).post(clay.url + HOOK, b"{}")
-    assert (answer.outcome, answer.status, answer.retries) == (Outcome.RETRYABLE, 502, 2)
+    assert (answer.outcome, answer.status, answer.retries) == (WebhookOutcome.RETRYABLE, 502, 2)
     assert len(clay.received(HOOK)) == 3
 
 
@@ -113,7 +90,7 @@ def test_non_5xx_answers_are_not_repeated(clay: StubServer, status: int) -> None
 def test_slow_answer_is_an_ambiguous_timeout_sent_once(clay: StubServer) -> None:
     clay.script(HOOK, Reply(200, {}, delay=1.0))
     answer = ClayClient(0.2, retry_attempts=2, backoff_seconds=0).post(clay.url + HOOK, b"{}")
-    assert (answer.outcome, answer.reason, answer.ambiguous) == (Outcome.RETRYABLE, "read_timeout", True)
+    assert (answer.outcome, answer.reason, answer.ambiguous) == (WebhookOutcome.RETRYABLE, "read_timeout", True)
     assert len(clay.received(HOOK)) == 1
 
 
@@ -122,7 +99,7 @@ def test_refused_connection_is_retryable_and_not_ambiguous() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     answer = ClayClient(0.5, retry_attempts=1, backoff_seconds=0).post(f"http://127.0.0.1:{port}/hook", b"{}")
-    assert answer.outcome is Outcome.RETRYABLE
+    assert answer.outcome is WebhookOutcome.RETRYABLE
     assert not answer.ambiguous
 
 
@@ -133,7 +110,7 @@ def test_a_redirect_is_not_followed_and_the_token_never_reaches_the_other_port(c
         answer = ClayClient(2).post(clay.url + HOOK, b"{}", auth_token="tok")
         # THEN that port receives nothing (no row, no x-clay-webhook-auth), and the lead waits for an operator
         assert elsewhere.received() == []
-    assert (answer.outcome, answer.reason, answer.ambiguous) == (Outcome.RETRYABLE, "redirected_307", False)
+    assert (answer.outcome, answer.reason, answer.ambiguous) == (WebhookOutcome.RETRYABLE, "redirected_307", False)
 
 
 def test_a_post_and_its_retries_end_by_the_invocations_deadline(clay: StubServer) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.dynamodb import STATE_KEY, STATE_TTL, from_item, to_item
+from clay_pipeline.core import state_keys
 from clay_pipeline.core.json_text import dump_json
 
 SENT_RECORD_DAYS = 8  # longer than the longest STALE_AFTER_HOURS (168) plus a missed day of sweeps
@@ -67,7 +68,7 @@ class SentBatches:
     ) -> None:
         item = to_item(
             {
-                STATE_KEY: f"sent#{batch_id}",
+                STATE_KEY: state_keys.sent(batch_id),
                 SENT_BUCKET: hour_bucket(sent_at),
                 SENT_AT: sent_at,
                 "leads": leads,
@@ -82,7 +83,7 @@ class SentBatches:
         """Whether that batch's record lists the lead as sent (reads only its entry)."""
         response = client("dynamodb").get_item(
             TableName=self.table_name,
-            Key={STATE_KEY: {"S": f"sent#{batch_id}"}},
+            Key={STATE_KEY: {"S": state_keys.sent(batch_id)}},
             ProjectionExpression="leads.#lead",
             ExpressionAttributeNames={"#lead": lead_id},
             ConsistentRead=True,
@@ -90,7 +91,9 @@ class SentBatches:
         return bool(response.get("Item", {}).get("leads", {}).get("M", {}).get(lead_id))
 
     def get(self, batch_id: str) -> dict[str, Any] | None:
-        response = client("dynamodb").get_item(TableName=self.table_name, Key={STATE_KEY: {"S": f"sent#{batch_id}"}})
+        response = client("dynamodb").get_item(
+            TableName=self.table_name, Key={STATE_KEY: {"S": state_keys.sent(batch_id)}}
+        )
         item = response.get("Item")
         if not item:
             return None
@@ -146,7 +149,7 @@ class SentBatch:
     def record(self, batches: SentBatches, ttl_seconds: int = SENT_RECORD_TTL_SECONDS) -> bool:
         """One write (plus its index write); False when nothing was sent.
 
-        The record also confirms its leads' dedupe marks (sending_limits.Deduper), so the sender keeps it as
+        The record also confirms its leads' dedupe marks (dedupe.Deduper), so the sender keeps it as
         long as those marks: `ttl_seconds` at least CLAY_DEDUPE_DAYS.
         """
         if not self.entries:

@@ -19,7 +19,6 @@ refused (a 3xx would carry clay-api-key to another host) and the base URL must b
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from clay_pipeline.adapters.http import (
 )
 from clay_pipeline.core.column_values import identifier_problem
 from clay_pipeline.core.routines import MAX_ITEM_ID_LENGTH
+from clay_pipeline.core.sending import RETRYABLE_STATUSES, ApiOutcome, api_outcome
 
 if TYPE_CHECKING:  # requests is imported on first use: ~27 ms of cold start otherwise
     import requests
@@ -44,20 +44,10 @@ if TYPE_CHECKING:  # requests is imported on first use: ~27 ms of cold start oth
 API_KEY_HEADER = "clay-api-key"
 MAX_RUN_ITEMS = 100
 MAX_RESULT_PAGES = 1000  # a guard against a cursor that never ends, far above 100 items per run
-RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 NOT_PROVISIONED = (
     "Clay answered 401 Authentication required: this workspace is not provisioned for the Public API. "
     "Regenerating the key does not help; ask Clay to enable API access for the workspace"
 )
-
-
-class ApiOutcome(enum.Enum):
-    THROTTLED = "throttled"  # 429: wait Retry-After
-    UNAUTHORIZED = "unauthorized"  # 401: no or a wrong key, or the workspace is not provisioned
-    FORBIDDEN = "forbidden"  # 403: the key may not run this routine
-    NOT_FOUND = "not_found"  # 404: no such routine or run
-    INVALID = "invalid"  # 400 and other 4xx: the same request will never succeed
-    RETRYABLE = "retryable"  # 5xx, connection errors, timeouts, an answer we cannot read
 
 
 @dataclass
@@ -93,19 +83,11 @@ def classify(status: int, body: Any, retry_after_header: str | None = None) -> C
     """The error a non-2xx answer stands for, with Clay's message."""
     message = str(body.get("message", "")) if isinstance(body, dict) else ""
     message = message[:300] or f"HTTP {status}"
-    if status == 429:
-        return ClayApiError(ApiOutcome.THROTTLED, status, message, parse_retry_after(retry_after_header))
-    if status == 401:
-        if "authentication required" in message.lower():
-            message = NOT_PROVISIONED
-        return ClayApiError(ApiOutcome.UNAUTHORIZED, status, message)
-    if status == 403:
-        return ClayApiError(ApiOutcome.FORBIDDEN, status, message)
-    if status == 404:
-        return ClayApiError(ApiOutcome.NOT_FOUND, status, message)
-    if 400 <= status < 500:
-        return ClayApiError(ApiOutcome.INVALID, status, message)
-    return ClayApiError(ApiOutcome.RETRYABLE, status, message)
+    outcome = api_outcome(status)
+    if outcome is ApiOutcome.UNAUTHORIZED and "authentication required" in message.lower():
+        message = NOT_PROVISIONED
+    retry_after = parse_retry_after(retry_after_header) if outcome is ApiOutcome.THROTTLED else None
+    return ClayApiError(outcome, status, message, retry_after)
 
 
 def run_item(item_id: str, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""POSTing one lead to a Clay table webhook and classifying Clay's answer.
+"""POSTing one lead to a Clay table webhook; what its answer means is core/sending.py's classify.
 
 One requests Session per process (connection reuse across invocations). urllib3's Retry
 repeats connect errors and 5xx with exponential backoff and jitter; it never repeats a
@@ -11,10 +11,8 @@ x-clay-webhook-auth to another host) and the URL must be https.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from clay_pipeline.adapters.http import (
@@ -25,32 +23,12 @@ from clay_pipeline.adapters.http import (
     retrying_session,
     send,
 )
+from clay_pipeline.core.sending import RETRYABLE_STATUSES, ClayAnswer, WebhookOutcome, classify
 
 if TYPE_CHECKING:  # requests is imported on first use: ~27 ms of cold start otherwise
     import requests
 
 AUTH_HEADER = "x-clay-webhook-auth"
-RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
-PERMANENT_STATUSES = frozenset({400, 413, 422})
-GONE_STATUSES = frozenset({404, 410})
-
-
-class Outcome(enum.Enum):
-    ACCEPTED = "accepted"  # 2xx: the row exists in Clay
-    THROTTLED = "throttled"  # 429: wait Retry-After
-    RETRYABLE = "retryable"  # 5xx, 401/403 (a token to fix), a redirect, connection error, timeout: back to the queue
-    PERMANENT = "permanent"  # 400, 413, 422 and any other 4xx not named here: the same body will never be accepted
-    GONE = "gone"  # 404, 410: the webhook was deleted or retired
-
-
-@dataclass(frozen=True)
-class ClayAnswer:
-    outcome: Outcome
-    status: int | None = None
-    reason: str = ""  # short, safe to log: never the URL or the token
-    retry_after: float | None = None
-    retries: int = 0  # in-process repeats urllib3 made before this answer
-    ambiguous: bool = False  # sent, no answer (read timeout, deadline): Clay may or may not have created the row
 
 
 def webhook_fingerprint(url: str) -> str:
@@ -86,31 +64,13 @@ class ClayClient:
             answer = send(self.session, "POST", url, budget, self.timeout_seconds, data=body, headers=headers)
         except OutboundError as error:
             if error.status is not None:  # the status line came, the rest did not: the status is Clay's answer
-                return classify(error.status)
+                return classify(error.status, parse_retry_after(None))
             if error.reason == "insecure_url":  # fixable by an operator, like a wrong token
-                return ClayAnswer(Outcome.RETRYABLE, reason="insecure_url")
-            return ClayAnswer(Outcome.RETRYABLE, reason=error.reason, ambiguous=error.unknown)
+                return ClayAnswer(WebhookOutcome.RETRYABLE, reason="insecure_url")
+            return ClayAnswer(WebhookOutcome.RETRYABLE, reason=error.reason, ambiguous=error.unknown)
         if 300 <= answer.status < 400:
             # Not followed: x-clay-webhook-auth must not reach another host. Fixable by an operator.
-            return ClayAnswer(Outcome.RETRYABLE, answer.status, f"redirected_{answer.status}", retries=answer.retries)
-        return classify(answer.status, answer.headers.get("retry-after"), answer.retries)
-
-
-def classify(status: int, retry_after_header: str | None = None, retries: int = 0) -> ClayAnswer:
-    if 200 <= status < 300:
-        return ClayAnswer(Outcome.ACCEPTED, status, "accepted", retries=retries)
-    if status == 429:
-        return ClayAnswer(
-            Outcome.THROTTLED, status, "throttled", retry_after=parse_retry_after(retry_after_header), retries=retries
-        )
-    if status in GONE_STATUSES:
-        return ClayAnswer(Outcome.GONE, status, f"webhook_gone_{status}", retries=retries)
-    if status in PERMANENT_STATUSES:
-        reason = "payload_too_large" if status == 413 else f"rejected_{status}"
-        return ClayAnswer(Outcome.PERMANENT, status, reason, retries=retries)
-    if status in (401, 403):
-        # A wrong or rotated x-clay-webhook-auth token: fixable by an operator, so keep the message.
-        return ClayAnswer(Outcome.RETRYABLE, status, f"unauthorized_{status}", retries=retries)
-    if 400 <= status < 500:
-        return ClayAnswer(Outcome.PERMANENT, status, f"rejected_{status}", retries=retries)
-    return ClayAnswer(Outcome.RETRYABLE, status, f"server_error_{status}", retries=retries)
+            return ClayAnswer(
+                WebhookOutcome.RETRYABLE, answer.status, f"redirected_{answer.status}", retries=answer.retries
+            )
+        return classify(answer.status, parse_retry_after(answer.headers.get("retry-after")), answer.retries)

@@ -1,4 +1,5 @@
-"""The state table: one string key `pk`, a TTL attribute, a prefix per concern (dedupe#, pool#, ...)."""
+"""The state table: one string key `pk` (every key is built by core/state_keys.py), a TTL attribute, a prefix per
+concern (dedupe#, pool#, ...)."""
 
 from __future__ import annotations
 

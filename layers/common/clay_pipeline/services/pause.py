@@ -28,11 +28,12 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.core import state_keys
 from clay_pipeline.core.pause_switch import PAUSED, paused_at, switch_states
 from clay_pipeline.core.rules import DESTINATIONS
 from clay_pipeline.observability import logger
 
-PAUSE_KEY = "pause#destinations"
+PAUSE_KEY = state_keys.pause()
 # The leads table is the routing outcome itself, not a delivery: it is never paused.
 PAUSABLE: tuple[str, ...] = tuple(name for name in DESTINATIONS if name != "leads_table")
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from clay_pipeline.adapters.dynamodb import STATE_TTL
 from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.core import state_keys
 from clay_pipeline.core.json_text import dump_json
 from clay_pipeline.core.routines import DAY_SECONDS, UNDERWAY, Ending, Run, Underway
 
@@ -79,7 +80,7 @@ class RunStore:
 
     def list_unconfirmed(self, batch_id: str, runs: dict[str, str], ttl_seconds: int) -> None:
         """`run-leads#<batch id>`: leads of one sender invocation's recorded runs whose dedupe marks could
-        not be set to 'sent' (lead id -> run id). It confirms those marks instead (sending_limits.Deduper), so it
+        not be set to 'sent' (lead id -> run id). It confirms those marks instead (dedupe.Deduper), so it
         lives as long as they do; rewritten whole as the invocation's list grows."""
         self.store.update(self._batch_key(batch_id), {"leads": runs, STATE_TTL: int(time.time()) + ttl_seconds})
 
@@ -105,12 +106,12 @@ class RunStore:
 
     @staticmethod
     def _key(run_id: str) -> str:
-        return f"run#{run_id}"
+        return state_keys.run(run_id)
 
     @staticmethod
     def _batch_key(batch_id: str) -> str:
-        return f"run-leads#{batch_id}"
+        return state_keys.run_leads(batch_id)
 
     @staticmethod
     def _done_key(run_id: str) -> str:
-        return f"run-done#{run_id}"
+        return state_keys.run_done(run_id)

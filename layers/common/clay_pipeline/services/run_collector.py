@@ -27,18 +27,19 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from clay_pipeline.adapters.clay_api import ApiOutcome, ClayApiClient, ClayApiError, ItemResult, RunResults
+from clay_pipeline.adapters.clay_api import ClayApiClient, ClayApiError, ItemResult, RunResults
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import RunCollectorSettings
 from clay_pipeline.core.errors import InProgress, Rejected
 from clay_pipeline.core.json_text import dump_json
 from clay_pipeline.core.routines import DAY_SECONDS, GiveUp, PollMessage, Run, after_no_results
+from clay_pipeline.core.sending import ApiOutcome
 from clay_pipeline.observability import count, logger
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.services.callback import CallbackAcceptor, parse_callback
+from clay_pipeline.services.dedupe import Deduper
 from clay_pipeline.services.routines import RunStore
-from clay_pipeline.services.sending_limits import Deduper
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -18,7 +18,7 @@ from typing import Any
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import RunPollSettings
-from clay_pipeline.core import auth
+from clay_pipeline.core import auth, state_keys
 from clay_pipeline.core.column_values import identifier_problem
 from clay_pipeline.core.errors import BadRequest, Unauthorized
 from clay_pipeline.core.request_body import check_content_type, check_size, parse_json
@@ -72,7 +72,7 @@ class RunWebhook:
         run_id = run_id_of(body, headers)
         if run_id is None:
             return {"received": True, "test": True}
-        key = f"run-webhook#{run_id}"
+        key = state_keys.run_webhook(run_id)
         if not self.marks.put_mark(key, self.settings.run_mark_days * DAY_SECONDS):
             return {"received": True, "routine_run_id": run_id, "duplicate": True}
         try:

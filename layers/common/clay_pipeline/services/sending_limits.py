@@ -8,11 +8,7 @@ Each limit is an atomic conditional write, so concurrent instances never oversho
             the next URL in CLAY_WEBHOOK_URLS is used once one is full.
 - retired  `webhook-dead#<url fingerprint>`: Clay answered 404/410 for that URL.
 - budget   `budget#<UTC date>`: rows sent today, never past CLAY_DAILY_SEND_BUDGET.
-- dedupe   `dedupe#<lead_id>`: 'sending' from the claim on, for CLAY_DEDUPE_DAYS, with the
-            claiming invocation's lease and batch id (what confirms it is in Deduper), 'sent' once
-            confirmed, 'unknown' for CLAY_UNKNOWN_HOLD_SECONDS after Clay's answer was lost
-            (Deduper.hold). A crash does not free a 'sending' mark: the lease tells a later copy
-            its claimant is gone.
+The dedupe marks are services/dedupe.py's; the arithmetic (windows, slots, days) is core/sending.py's.
 Pool and budget units are reserved for a whole batch with one write (BatchReservations) and the
 unused ones given back with one more at its end, instead of a write per lead.
 Webhook URLs are secrets: keys and logs carry a fingerprint or the URL's index, never the URL.
@@ -20,31 +16,31 @@ Webhook URLs are secrets: keys and logs carry a fingerprint or the URL's index, 
 
 from __future__ import annotations
 
-import enum
-import math
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
 from clay_pipeline.adapters.clay_webhook import webhook_fingerprint
-from clay_pipeline.adapters.dynamodb import STATE_TTL
 from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.core import state_keys
+from clay_pipeline.core.pacing import PACER_WINDOW_SECONDS, PacingWindow, pacing_window, slot_delay
+from clay_pipeline.core.sending import (
+    DAY_SECONDS,
+    Reservation,
+    budget_day,
+    near_limit_threshold,
+    seconds_until_next_day,
+)
 from clay_pipeline.observability import count, logger
 
-DAY_SECONDS = 86_400
 FOREVER_SECONDS = 10 * 365 * DAY_SECONDS  # webhook lifetime counters and retirements never expire
-NEAR_LIMIT_RATIO = 0.9
 RATE_KEY_TTL_SECONDS = 300
-PACER_WINDOW_SECONDS = 2.0
-MIN_LATENESS_SECONDS = 0.1  # the least lateness a slot is allowed: a reservation's own round trip fits in it
-CLAY_BURST = 20  # rows Clay takes from a workspace in one second: 10/s with bursts of 20 (local/clay_table_webhook.py)
 SPENT_CACHE_SECONDS = 60.0  # how long an instance trusts that a URL is full or gone before asking again
 
 Clock = Callable[[], datetime]
@@ -54,157 +50,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-# -- dedupe --------------------------------------------------------------------------------
-def dedupe_key(lead_id: str) -> str:
-    return f"dedupe#{lead_id}"
-
-
-class Claim(enum.Enum):
-    CLAIMED = "claimed"  # this caller may send the lead
-    ALREADY_SENT = "already_sent"  # Clay has it: skip
-    IN_FLIGHT = "in_flight"  # another instance is sending it right now: try again later
-    HELD = "held"  # an earlier send's outcome is unknown: wait until the hold ends (Deduper.seconds_held)
-
-
-@dataclass(frozen=True)
-class Deduper:
-    """`dedupe#<lead_id>`: one mark per lead sent to Clay, for CLAY_DEDUPE_DAYS.
-
-    The claim creates the mark as 'sending', with the claiming invocation's lease and its batch id.
-    What confirms it: on the table path the batch record the sender writes once at the end of its
-    batch (stale.SentBatch) lists every lead it sent; on the routine path the sender sets each
-    lead of a recorded run to 'sent' (and lists the ones it could not set in routines.RunStore's
-    batch list). A mark found later is read as:
-    - 'sent' (an older confirmed mark, or one confirmed on an earlier look): already sent;
-    - 'sending', confirmed by its batch (`confirmed_by`): sent (the mark is then set to 'sent');
-    - 'sending', not confirmed, within its lease: another invocation is sending it now;
-    - 'sending', not confirmed, after its lease: the invocation that claimed it ended without
-      recording a send. On the table path whether Clay got the row is unknown (it may have died
-      after posting), so it is held as after a lost answer (hold), then sent once more. With
-      `hold_unrecorded` False (the routine path) nothing is unknown: a run no record lists is
-      collected by nothing, so the mark is taken over and the lead sent again at once;
-    - 'unknown': held (hold).
-    The table path's crash window is one batch's sends (a confirm per lead made it one send): a
-    sender that dies after posting, before its batch ends, lets each lead it posted be sent once
-    more after the hold. A failed send (Clay refused, nothing created) releases the mark at once.
-    """
-
-    store: StateStore
-    days: int
-    in_flight_seconds: int = 300  # a claim's lease when the caller names none
-    hold_seconds: int = 21_600  # how long an unknown outcome holds the lead (CLAY_UNKNOWN_HOLD_SECONDS)
-    confirmed_by: Callable[[str, str], bool] | None = None  # (batch id, lead id) -> that batch recorded the send
-    hold_unrecorded: bool = True  # False: an unconfirmed mark past its lease is taken over, not held
-
-    def claim(self, lead_id: str, details: dict[str, Any] | None = None, lease_seconds: float | None = None) -> Claim:
-        """`details` ride on the mark's write (what `clay-pipeline trace` shows: batch, source, submitted_at)."""
-        if self.days <= 0:
-            return Claim.CLAIMED
-        key = self._key(lead_id)
-        lease_until = int(time.time() + (self.in_flight_seconds if lease_seconds is None else lease_seconds)) + 1
-        attributes = {**(details or {}), "status": "sending", "lease_until": lease_until}
-        replacing: tuple[str, str | int] | None = None
-        # Twice: a mark can expire between the failed put and the get, or be taken over on the first look.
-        for _ in range(2):
-            if self.store.put_mark(key, self.days * DAY_SECONDS, attributes, replacing=replacing):
-                return Claim.CLAIMED
-            mark = self.store.get(key)
-            if mark is None:
-                continue
-            claim = self._read(lead_id, mark)
-            if claim is not None:
-                return claim
-            # Only over that very mark (its batch id is its invocation's): of two copies taking it over, one
-            # wins and the other finds it in flight. A routine mark from before claims named their batch: its creation.
-            batch = str(mark.get("batch") or "")
-            replacing = ("batch", batch) if batch else ("created_at", int(mark["created_at"]))
-        return Claim.IN_FLIGHT
-
-    def _read(self, lead_id: str, mark: dict[str, Any]) -> Claim | None:
-        """What the mark says; None when its claimant ended unrecorded and the mark is to be taken over."""
-        status = str(mark.get("status"))
-        if status == "sent":
-            return Claim.ALREADY_SENT
-        if status == "unknown":
-            return Claim.HELD
-        batch = str(mark.get("batch") or "")
-        if batch and self.confirmed_by is not None and self.confirmed_by(batch, lead_id):
-            self.confirm(lead_id)  # later duplicates skip the batch record
-            return Claim.ALREADY_SENT
-        # Not recorded (yet): the claiming invocation may still be sending. An older 'sending' mark
-        # without a lease lived in_flight_seconds from its creation.
-        lease_until = int(mark.get("lease_until") or int(mark.get("created_at", 0)) + self.in_flight_seconds)
-        if lease_until >= time.time():
-            return Claim.IN_FLIGHT
-        if not self.hold_unrecorded:
-            logger.warning(
-                "the invocation that claimed this lead ended without recording a send: it is sent again",
-                extra={"lead_id": lead_id},
-            )
-            return None
-        if self.hold(lead_id, self.hold_seconds):
-            count("ClaySendUnknown")
-            logger.warning(
-                "the invocation that sent this lead ended without recording it: held, then sent once more",
-                extra={"lead_id": lead_id, "hold_seconds": self.hold_seconds},
-            )
-        return Claim.HELD
-
-    def hold(self, lead_id: str, seconds: int) -> bool:
-        """Whether Clay created the row is unknown (its answer was lost, or the sender died after posting).
-
-        The policy: neither forget the send (the next receive would POST again, perhaps a second
-        paid row) nor trust it (the lead might never reach Clay). The mark becomes 'unknown' for
-        `seconds`; every instance holds the lead back meanwhile, so an operator alerted by the
-        ClaySendUnknown metric can look for the lead_id in Clay and mark it sent. When the hold
-        ends unmarked, the lead is sent once more: at most one extra row per lost answer.
-        False when dedupe is off (nothing is remembered, so nothing is held).
-        """
-        if self.days <= 0:
-            return False
-        now = int(time.time())
-        self.store.update(self._key(lead_id), {"status": "unknown", "held_at": now, "expires_at": now + seconds})
-        return True
-
-    def seconds_held(self, lead_id: str) -> int:
-        """How long the lead is still held after an unknown outcome (0 when it is not)."""
-        mark = self.store.get(self._key(lead_id))
-        if mark is None or mark.get("status") != "unknown":
-            return 0
-        return max(0, int(mark[STATE_TTL]) - int(time.time()))
-
-    def confirm(self, lead_id: str, details: dict[str, str] | None = None) -> None:
-        """Mark the lead sent (the routine path's leads of a recorded run, and a mark its batch confirmed);
-        `details` ride on the same write (the routine path's run id, for `clay-pipeline trace`)."""
-        if self.days > 0:
-            now = int(time.time())
-            self.store.update(
-                self._key(lead_id),
-                {"status": "sent", "sent_at": now, "expires_at": now + self.days * DAY_SECONDS, **(details or {})},
-            )
-
-    def release(self, lead_id: str) -> None:
-        if self.days > 0:
-            self.store.delete(self._key(lead_id))
-
-    @staticmethod
-    def _key(lead_id: str) -> str:
-        return dedupe_key(lead_id)
-
-
 # -- units reserved per batch --------------------------------------------------------------
-@dataclass
-class Reservation:
-    """Counter values this instance added and hands out one by one: next_number..last_number."""
-
-    next_number: int
-    last_number: int
-
-    @property
-    def unused(self) -> int:
-        return self.last_number - self.next_number + 1
-
-
 @dataclass
 class BatchReservations:
     """Units of shared counters (`count` never past `limit`) reserved a batch at a time.
@@ -231,14 +77,13 @@ class BatchReservations:
                 added, value = self.store.reserve_up_to(key, self.limit, max(1, wanted), self.ttl_seconds)
                 if not added:
                     return None
-                held = self._held[key] = Reservation(next_number=value - added + 1, last_number=value)
-            held.next_number += 1
-            return held.next_number - 1
+                held = self._held[key] = Reservation.granted(added, value)
+            return held.take()
 
     def give_back(self, key: str) -> None:
         """A unit taken was not used: it serves another lead of this batch, or returns at the end."""
         with self._lock:
-            self._held[key].next_number -= 1
+            self._held[key].give_back()
 
     def return_unused(self) -> None:
         with self._lock:
@@ -272,7 +117,7 @@ class DailyBudget:
         """
         if self.limit <= 0:
             return ""
-        key = f"budget#{self.clock().date().isoformat()}"
+        key = state_keys.budget(budget_day(self.clock()))
         return key if self._reserved.take(key, wanted) is not None else None
 
     def release(self, key: str) -> None:
@@ -284,9 +129,7 @@ class DailyBudget:
         self._reserved.return_unused()
 
     def seconds_until_reset(self) -> int:
-        now = self.clock()
-        tomorrow = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-        return max(1, math.ceil((tomorrow - now).total_seconds()))
+        return seconds_until_next_day(self.clock())
 
 
 # -- webhook pool --------------------------------------------------------------------------
@@ -299,7 +142,7 @@ class Webhook:
 
     @property
     def pool_key(self) -> str:
-        return f"pool#{self.fingerprint}"
+        return state_keys.pool(self.fingerprint)
 
 
 @dataclass
@@ -326,7 +169,7 @@ class WebhookPool:
             if self._is_retired(fingerprint):
                 self._remember_unusable(fingerprint)
                 continue
-            used = self._reserved.take(f"pool#{fingerprint}", wanted)
+            used = self._reserved.take(state_keys.pool(fingerprint), wanted)
             if used is None:
                 logger.warning("webhook is full; rotating to the next", extra={"webhook_index": index})
                 self._remember_unusable(fingerprint)
@@ -346,7 +189,9 @@ class WebhookPool:
     def retire(self, webhook: Webhook, status: int | None) -> None:
         """Clay says the webhook no longer exists: no instance uses it again until the mark is removed."""
         self.store.put_mark(
-            self._dead_key(webhook.fingerprint), FOREVER_SECONDS, {"status": status, "webhook_index": webhook.index}
+            state_keys.webhook_dead(webhook.fingerprint),
+            FOREVER_SECONDS,
+            {"status": status, "webhook_index": webhook.index},
         )
         self._live_until.pop(webhook.fingerprint, None)
         self._remember_unusable(webhook.fingerprint)
@@ -356,13 +201,13 @@ class WebhookPool:
         is seen within that time (a send to it meanwhile gets the 404/410 and retires it here too)."""
         if self._live_until.get(fingerprint, 0.0) > self.monotonic():
             return False
-        if self.store.get(self._dead_key(fingerprint)) is not None:
+        if self.store.get(state_keys.webhook_dead(fingerprint)) is not None:
             return True
         self._live_until[fingerprint] = self.monotonic() + SPENT_CACHE_SECONDS
         return False
 
     def _watch_usage(self, index: int, used: int) -> None:
-        threshold = math.ceil(self.limit * NEAR_LIMIT_RATIO)
+        threshold = near_limit_threshold(self.limit)
         if used >= threshold:
             count("ClayPoolNearLimit")  # what the alarm watches (service dimension only)
             count("ClayPoolNearLimit", webhook=str(index))  # which webhook, for the dashboard
@@ -374,10 +219,6 @@ class WebhookPool:
 
     def _remember_unusable(self, fingerprint: str) -> None:
         self._unusable_until[fingerprint] = self.monotonic() + SPENT_CACHE_SECONDS
-
-    @staticmethod
-    def _dead_key(fingerprint: str) -> str:
-        return f"webhook-dead#{fingerprint}"
 
 
 # -- pacing --------------------------------------------------------------------------------
@@ -391,11 +232,9 @@ class Pacer:
     window's counter starts at the slot the clock has reached, so the first instance in a window
     never gets slots already past. Slots an instance holds when their window ends are dropped
     unused (their window counted them), and so is a slot its sends reach more than `max_late`
-    seconds after its time. Slot times lie on one grid, 1 / rate apart, each used at most once, so
-    a sliding second holds at most the slots of 1 + max_late seconds: rate x (1 + max_late) + 1
-    sends, which max_late keeps at Clay's burst (CLAY_BURST, 20) at 10/s (bench/pacing.py measures
-    the busiest second). Hand-written because no library shares a rate limit between Lambda
-    instances through DynamoDB.
+    seconds after its time: a sliding second then holds at most Clay's burst (core.sending.pacing_window
+    has the arithmetic; bench/pacing.py measures the busiest second). Hand-written because no library
+    shares a rate limit between Lambda instances through DynamoDB.
     Thread-safe: a sender's concurrent sends share one Pacer.
     """
 
@@ -407,22 +246,26 @@ class Pacer:
     # measured); longer windows would save a few hundredths of a write per lead and raise the worst
     # sliding second (rate + slots - 1) along with the slots an instance may hold unused.
     window: float = PACER_WINDOW_SECONDS
-    slots: int = field(init=False)
-    window_seconds: float = field(init=False)
-    max_late: float = field(init=False)  # a slot reached later than this after its time is skipped
+    grid: PacingWindow = field(init=False)
     _held: deque[float] = field(default_factory=deque, init=False)  # wall-clock times of slots reserved here
     _filled_window: int | None = field(default=None, init=False)  # a window this instance saw full
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
-        # About `window` (longer below one send per window), holding a whole number of slots at the exact rate.
-        self.slots = max(1, round(self.rate_per_second * max(self.window, 1 / self.rate_per_second)))
-        self.window_seconds = self.slots / self.rate_per_second
-        # rate x (1 + max_late) + 1 <= CLAY_BURST: late sends never crowd a second past Clay's burst. Above
-        # about 17/s that leaves no room for a DynamoDB round trip of lateness (MIN_LATENESS), and the rate
-        # is past Clay's own anyway: nothing is skipped.
-        late = (CLAY_BURST - 1) / self.rate_per_second - 1
-        self.max_late = late if late >= MIN_LATENESS_SECONDS else math.inf
+        self.grid = pacing_window(self.rate_per_second, self.window)
+
+    @property
+    def slots(self) -> int:
+        return self.grid.slots
+
+    @property
+    def window_seconds(self) -> float:
+        return self.grid.seconds
+
+    @property
+    def max_late(self) -> float:
+        """A slot reached later than this after its time is skipped."""
+        return self.grid.max_late
 
     def acquire(self, deadline: float, wanted: int = 1) -> bool:
         """Wait for a send slot, reserving up to `wanted` at once; False if none comes before `deadline`."""
@@ -430,20 +273,18 @@ class Pacer:
             with self._lock:
                 at = self._next_slot(max(1, wanted))
             if at is not None:
-                wait = at - self.wall_clock()
-                if wait < -self.max_late:
+                wait = slot_delay(at, self.wall_clock(), self.max_late)
+                if wait is None:
                     continue  # too late for its second: spent, like a slot whose window ended
-                if wait <= 0:
+                if wait == 0:
                     return True
                 if time.monotonic() + wait > deadline:
                     return False
                 self.sleep(wait)
                 return True
-            now = self.wall_clock()
             # Wake in the next window, spread a little so instances do not collide on the same write
             # (random jitter, not security: hence nosec B311).
-            next_window = (int(now // self.window_seconds) + 1) * self.window_seconds
-            wait = next_window - now + random.uniform(0, 1 / self.rate_per_second)  # nosec B311
+            wait = self.grid.until_next(self.wall_clock(), random.uniform(0, 1 / self.rate_per_second))  # nosec B311
             if time.monotonic() + wait > deadline:
                 return False
             self.sleep(wait)
@@ -451,17 +292,17 @@ class Pacer:
     def _next_slot(self, wanted: int) -> float | None:
         """The time of the next slot this instance holds, reserving more when it holds none; None when full."""
         now = self.wall_clock()
-        index = int(now // self.window_seconds)
-        while self._held and int(self._held[0] // self.window_seconds) < index:
+        index = self.grid.index(now)
+        while self._held and self.grid.index(self._held[0]) < index:
             self._held.popleft()  # its window is over
         if not self._held and index != self._filled_window:
-            start = index * self.window_seconds
-            reached = min(self.slots, int((now - start) * self.rate_per_second))
-            key = f"rate#{round(self.window_seconds * 1000)}#{index}"
-            added, value = self.store.reserve_up_to(key, self.slots, wanted, RATE_KEY_TTL_SECONDS, start=reached)
+            key = state_keys.rate(self.grid.key_ms, index)
+            added, value = self.store.reserve_up_to(
+                key, self.slots, wanted, RATE_KEY_TTL_SECONDS, start=self.grid.reached(now)
+            )
             if not added or value >= self.slots:
                 self._filled_window = index  # nothing more to ask this window for
             if not added:
                 return None
-            self._held.extend(start + n / self.rate_per_second for n in range(value - added, value))
+            self._held.extend(self.grid.slot_times(index, value - added, value))
         return self._held.popleft() if self._held else None

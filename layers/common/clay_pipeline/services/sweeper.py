@@ -43,13 +43,13 @@ from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import SweeperSettings
+from clay_pipeline.core import state_keys
 from clay_pipeline.core.stale_leads import called_back_since, sweep_window
 from clay_pipeline.observability import count, level, logger
 from clay_pipeline.services.pause import DestinationSwitch
-from clay_pipeline.services.sending_limits import dedupe_key
 
 HOUR = 3600
-CHECKPOINT_KEY = "sweep#stale"
+CHECKPOINT_KEY = state_keys.sweep_checkpoint()
 FIRST_WINDOW_SECONDS = HOUR  # the schedule's interval in template.yaml
 LEAD_ATTRIBUTES = ("received_at", "routing_status", "clay_sent_at", "requeued_at", "callbacks")
 
@@ -99,7 +99,7 @@ class StaleLeads:
         batches = 0
         for record in self.batches.between(start, end):
             batches += 1
-            batch_id = str(record["pk"]).removeprefix("sent#")
+            batch_id = state_keys.batch_id_of_sent(str(record["pk"]))
             for lead_id, entry in (record.get("leads") or {}).items():
                 lead = SentLead.from_entry(lead_id, batch_id, entry, int(record["sent_at"]))
                 if lead_id not in sent or lead.sent_at > sent[lead_id].sent_at:  # re-sent: the last send counts
@@ -190,7 +190,7 @@ class StaleSweeper:
                 extra={"lead_id": lead.lead_id},
             )
             return False
-        self.store.delete(dedupe_key(lead.lead_id))
+        self.store.delete(state_keys.dedupe(lead.lead_id))
         self.lead_queue.send_raw(body, attributes={"requeued_by": "stale-sweeper", "original_batch": lead.batch_id})
         logger.info("stale lead re-queued for Clay", extra={"lead_id": lead.lead_id})
         return True

@@ -31,7 +31,7 @@ from typing import Any
 from clay_pipeline import config
 from clay_pipeline.adapters.dynamodb import STATE_TTL
 from clay_pipeline.adapters.state_table import StateStore
-from clay_pipeline.core import auth
+from clay_pipeline.core import auth, state_keys
 from clay_pipeline.core.errors import BadRequest, ConfigError, TooManyAttempts, Unauthorized
 from clay_pipeline.core.request_body import check_size, json_object, parse_json
 from clay_pipeline.services.caller_auth import refuse_everyone
@@ -39,7 +39,6 @@ from clay_pipeline.services.caller_auth import refuse_everyone
 FREE_FAILURES = 5
 MAX_LOCK_SECONDS = 300
 FORGET_AFTER_SECONDS = 3600
-KEY_PREFIX = "token-failures#"
 TOKEN_MAX_BODY_BYTES = 4096  # a username and a password: larger bodies get 413 before they are parsed
 
 
@@ -52,7 +51,7 @@ def lock_seconds(failures: int) -> int:
 
 def caller_key(source_ip: str, username: str) -> str:
     user = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{KEY_PREFIX}{source_ip or 'unknown'}#{user}"
+    return state_keys.token_failures(source_ip or "unknown", user)
 
 
 @dataclass(frozen=True)
