@@ -12,7 +12,7 @@ global secondary index's key (the sender's sent# batch records: SentByHour) is b
 by its projected size. The per-lead write table lists the writes by function, table and key
 prefix. Log and metric bytes the handlers write are counted too.
 
-The stale-lead sweep (stale.py) runs once over the run's window at the end, with its clock moved
+The stale-lead sweep (services/sweeper.py) runs once over the run's window at the end, with its clock moved
 past STALE_AFTER_HOURS: its reads are priced per lead swept (a Query of the batch records, billed
 by the bytes returned per page, and a BatchGetItem of each lead's item, billed per item's size, a
 missing item at the minimum) and per run (the checkpoint and the pause switch).
@@ -26,7 +26,7 @@ With `--crm salesforce` (or `both`) the router also upserts to the Salesforce si
 and the report adds Salesforce's API calls per 1,000 leads and the share of an org's documented 24-hour API
 request allocation a day at Clay's rate uses (Salesforce's calls cost no AWS money: see salesforce_calls_note).
 
-    python bench/cost_model.py [--leads 200] [--crm salesforce]
+    python bench/cost_model.py [--leads 200] [--crm salesforce]   (the routine path: python bench/routine_cost.py)
 """
 
 from __future__ import annotations
@@ -846,7 +846,8 @@ def stale_lookup_note(m: Measured, writes: Counter[tuple[str, str, str, str]]) -
     hourly_rru = per_lead_rru * LEADS_PER_SWEEP + sweep["fixed_rru"]
     sent_units = sum(units for (_, _, _, prefix), units in writes.items() if prefix == "sent#")
     return (
-        f"stale-lead lookup (stale.py): the sender's batch records cost {sent_units / m.leads:.2f} WRU per lead "
+        f"stale-lead lookup (services/sweeper.py): the sender's batch records cost {sent_units / m.leads:.2f} WRU "
+        "per lead "
         "(the record and its SentByHour index entry, one each per batch); one sweep over this run's "
         f"{sweep['leads']:.0f} leads read {sweep['batches']:.0f} batch records with {sweep['queries']:.0f} "
         f"Query and {sweep['batch_gets']:.0f} BatchGetItem calls: {sweep['rru']:.1f} RRU, of which "
@@ -921,16 +922,15 @@ def template_scenario(mode: str, parameters: dict[str, str] | None = None) -> Sc
     )
 
 
-def run(leads: int = 200, mode: str = "table", crm: str = "hubspot") -> Section:
-    """mode routine: ClayEnrichmentPath=routine, measured by routine_cost.py (runs of 100, webhook and poller).
-    crm salesforce or both: Salesforce on in the router, its API calls in a note (salesforce_calls_note)."""
+def run(leads: int = 200, mode: str = "table", crm: str = "hubspot", measured: Measured | None = None) -> Section:
+    """The bill of `measured`, else of a run of the table path measured here. mode routine
+    (ClayEnrichmentPath=routine) is measured by routine_cost.py (runs of 100, webhook and poller), which
+    passes its measurement in. crm salesforce or both: Salesforce on in the router, its API calls in a note
+    (salesforce_calls_note)."""
     routine = mode == "routine"
-    if routine:
-        from routine_cost import measure_routine
-
-        m = measure_routine(leads)
-    else:
-        m = measure(leads, crm=crm)
+    if measured is None and routine:
+        raise ValueError("the routine path is measured by routine_cost.py: python bench/routine_cost.py")
+    m = measure(leads, crm=crm) if measured is None else measured
     current = template_scenario(mode)
     single = replace(
         current, name="template defaults, one lead per intake request (a web form)", leads_per_intake_request=1
@@ -1146,7 +1146,6 @@ def lever_table(m: Measured, current: Scenario) -> list[list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=200)
-    parser.add_argument("--mode", choices=("table", "routine"), default="table", help="enrichment path")
     parser.add_argument(
         "--crm",
         choices=("hubspot", "salesforce", "both"),
@@ -1154,7 +1153,7 @@ def main() -> None:
         help="the CRM destinations on (salesforce: the Salesforce simulator instead of HubSpot; table path only)",
     )
     options = parser.parse_args()
-    run(options.leads, options.mode, options.crm).show()
+    run(options.leads, crm=options.crm).show()
 
 
 if __name__ == "__main__":

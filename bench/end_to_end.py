@@ -31,6 +31,7 @@ def sample_rows(count: int) -> list[dict[str, Any]]:
 
 
 def run(leads: int = 200, duplicates: float = 0.2, rate: float = 10.0) -> Section:
+    from local.reconciliation import reconcile
     from local.stack import LocalStack, StackOptions
 
     quiet_logs()
@@ -49,7 +50,7 @@ def run(leads: int = 200, duplicates: float = 0.2, rate: float = 10.0) -> Sectio
         stack.post_leads(sample_rows(leads), chunk=100)
         settled = stack.wait_idle(timeout=max(120.0, 3 * leads / rate))
         elapsed = time.monotonic() - started
-        summary = stack.summary()
+        summary = reconcile(stack)
     counts = summary.counts
     finished = leads_finished(counts)
     rows: list[list[Any]] = [[label, value] for label, value in counts.items()]

@@ -2,7 +2,7 @@
 
 The destination (local/http_stub.DrippingServer) reads the lead, answers its status line and headers
 at once, then one byte of its body every 0.4 s. requests' timeouts bound each read, so a per-read
-timeout never fires; the router's deadline on the whole request (outbound.send) must end it. The
+timeout never fires; the router's deadline on the whole request (adapters/http.py) must end it. The
 RouterFunction handler runs against moto's server with `remaining_ms` as Lambda would give it, and the
 figure is the invocation's wall time against that budget (Lambda kills an invocation at its timeout,
 mid-send, leaving the delivery's outcome unknown).

@@ -1,4 +1,4 @@
-"""Cost model of the routine path (ClayEnrichmentPath=routine): `python bench/cost_model.py --mode routine`.
+"""Cost model of the routine path (ClayEnrichmentPath=routine): `python bench/routine_cost.py`.
 
 The same meter, prices and duration model as cost_model.py, on a one-thread pipeline whose Clay is
 the Public API simulator (local/clay_api_sim.py): leads are POSTed to the intake one per request,
@@ -88,7 +88,7 @@ def measure_routine(leads: int) -> Measured:
 
 
 def run(leads: int = 200) -> Section:
-    return cost_run(leads, mode="routine")
+    return cost_run(leads, mode="routine", measured=measure_routine(leads))
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ polled), results read 100 a page. Throughput is leads finished (routed, skipped 
 per second from the first POST until the stack is idle, once paced at the template's
 CLAY_SEND_RATE_PER_SECOND (10 leads/s: run starts every 10 s) and once with pacing out of the way
 (1000/s), which shows what the path itself carries on this machine. The reconciliation is the
-routine stack's own (local/routine_stack.py).
+routine stack's own (local/reconciliation.py).
 
     python bench/routine_path.py [--leads 300] [--run-seconds 2]
 """
@@ -25,7 +25,7 @@ FUNCTIONS = ("IntakeFunction", "SenderFunction", "RunWebhookFunction", "RunColle
 
 
 def measure(leads: int, rate: float, run_seconds: float) -> dict[str, Any]:
-    from local.routine_stack import accepted_for_routing
+    from local.reconciliation import accepted_for_routing, reconcile
     from local.stack import LocalStack, StackOptions
 
     quiet_logs()
@@ -48,7 +48,7 @@ def measure(leads: int, rate: float, run_seconds: float) -> dict[str, Any]:
         through_routine = time.monotonic() - started
         settled = stack.wait_idle(timeout=max(1.0, deadline - time.monotonic()))
         elapsed = time.monotonic() - started
-        summary = stack.summary()
+        summary = reconcile(stack)
     counts = summary.counts
     finished = leads_finished(counts)
     return {

@@ -29,7 +29,7 @@ from local.http_stub import RecordedRequest, Reply
 HUBSPOT_PATHS = frozenset({UPSERT_PATH, READ_PATH, PROPERTIES_PATH, GROUPS_PATH, ACCOUNT_PATH})
 # A contact HubSpot wrote: (its lower-case email, the upsert input as sent)
 Recorder = Callable[[str, dict[str, Any]], None]
-# RFC 5322's atoms: stricter than the pipeline's own check (models.py), as HubSpot is
+# RFC 5322's atoms: stricter than the pipeline's own check (core/leads.py), as HubSpot is
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # A portal's own contact properties (a subset): name -> (type, options of an enumeration)

@@ -4,8 +4,12 @@ LocalStack starts moto's server, creates what template.yaml declares, writes the
 secrets into the shared config secret (seeded into the per-concern ones) and serves the functions:
 HTTP routes through the gateway, queues through pollers. Clay is the simulator and the
 destinations are the sinks, all on 127.0.0.1. `wait_idle` knows when the pipeline has
-settled, and `summary` counts what happened at every step and checks that nothing was lost
-and nothing happened twice, from the facts each part recorded (not from the pipeline's metrics).
+settled; local/reconciliation.py counts what happened and checks it.
+
+On the routine path (`StackOptions(enrichment_path="routine")`) RoutineClay starts a ClayApiSimulator
+(local/clay_api_sim.py) next to the table simulator, registers the run webhook on the gateway's
+/clay/routine-webhook (as `clay webhooks create` would, with the local signing secret of LOCAL_SECRETS) and
+deploys the template with ClayEnrichmentPath=routine and the simulator's URL, routine and webhook id.
 """
 
 from __future__ import annotations
@@ -13,35 +17,30 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 
 from clay_pipeline.adapters.aws import client, reset_clients
+from clay_pipeline.adapters.dead_letter_queues import QUEUES, DeadLetterQueue
 from clay_pipeline.adapters.dynamodb import from_item
 from clay_pipeline.adapters.hubspot import HubSpotContacts
-from clay_pipeline.adapters.webhooks import HttpClient, idempotency_key
+from clay_pipeline.adapters.webhooks import HttpClient
 from clay_pipeline.config import clear_secret_cache
 from clay_pipeline.core.hubspot_contacts import ContactMapping
 from clay_pipeline.core.leads import Lead
-from clay_pipeline.core.policies import Delivered, payload_hash
-from clay_pipeline.core.rules import ONCE_PER_LEAD, RuleSet
 from clay_pipeline.core.salesforce_records import RecordMapping
-from cli.operations.dead_letters import QUEUES, DeadLetterQueue, lead_id_of
 from local.aws import FAKE_CREDENTIALS, LOCAL_PREFIX, Emulator, Provisioned, function_environment, provision
+from local.clay_api_sim import ClayApiSimulator
 from local.clay_column import CallbackAuth
 from local.clay_sim import ClaySimulator
 from local.gateway import Gateway, http_routes
 from local.lambda_runtime import LambdaFunction
 from local.pollers import QueuePoller, event_sources
 from local.salesforce_sim import SalesforceSim
-from local.sinks import Delivery, Sinks
+from local.sinks import Sinks
 from local.template import functions, placeholder_environment
-
-if TYPE_CHECKING:
-    from local.routine_stack import RoutineClay
 
 # Dummy secrets of the local stack, written into its config secret. They are recognisable on
 # purpose and are what the events/*.json files carry:
@@ -76,34 +75,29 @@ CRMS = ("hubspot", "salesforce", "both")  # StackOptions.crm
 LOCAL_ENV_TAG = "local-env:"  # tags on the config secret: environment `invoke` gives functions of a running stack
 
 
-SUMMARY_SECTIONS = (
-    ("intake (POST /leads)", ("leads posted", "accepted by intake", "rejected by intake")),
-    ("sender -> Clay", ("duplicates skipped before Clay", "sent to Clay", "Clay 429s to the sender")),
-    (
-        "Clay -> callback",
-        (
-            "callbacks sent by Clay",
-            "callbacks accepted",
-            "duplicates dropped",
-            "callbacks retried by Clay",
-            "rows called back again: re-run column",
-            "rows called back again: same body",
-            "rows called back again: re-scored",
-            "partial callbacks (one per column)",
-            "rows with messy columns",
-            "callbacks answered with warnings",
-            "their leads routed or skipped",
-        ),
-    ),
-    ("router", ("routed", "skipped (no destination)", "once-per-lead deliveries doubled")),
-    ("dead letters", ("dead-lettered (LeadDLQ)", "dead-lettered (RoutingDLQ)")),
-)
-RESEND_LABELS = {
-    "rerun": "rows called back again: re-run column",
-    "resend": "rows called back again: same body",
-    "rescore": "rows called back again: re-scored",
-    "partial": "partial callbacks (one per column)",
-}
+RUN_WEBHOOK_PATH = "/clay/routine-webhook"  # where the routine path's run webhook reaches the gateway
+
+
+@dataclass
+class RoutineClay:
+    api: ClayApiSimulator
+    webhook_id: str
+
+    @classmethod
+    def start(cls, gateway_url: str, settings: dict[str, Any]) -> RoutineClay:
+        api = ClayApiSimulator(api_key=LOCAL_SECRETS["CLAY_API_KEY"], **settings)
+        api.start()
+        secret = LOCAL_SECRETS["CLAY_WEBHOOK_SIGNING_SECRETS"]
+        webhook_id, _ = api.create_webhook(gateway_url + RUN_WEBHOOK_PATH, signing_secret=secret)
+        return cls(api, webhook_id)
+
+    def parameters(self) -> dict[str, str]:
+        return {
+            "ClayEnrichmentPath": "routine",
+            "ClayApiBaseUrl": self.api.base_url,
+            "ClayRoutineId": self.api.routine_id,
+            "ClayRunWebhookId": self.webhook_id,
+        }
 
 
 @dataclass
@@ -116,7 +110,7 @@ class StackOptions:
     default_concurrency: int = 2  # concurrent batches of a queue without ScalingConfig
     pollers: bool = True  # False: nothing consumes the queues (invoke)
     prefix: str = LOCAL_PREFIX
-    enrichment_path: str = "table"  # routine: Clay's Public API simulator instead of the table (routine_stack.py)
+    enrichment_path: str = "table"  # routine: Clay's Public API simulator (RoutineClay) instead of the table
     routine: dict[str, Any] = field(default_factory=dict)  # ClayApiSimulator settings (runs, webhooks...)
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
     hubspot_setup: bool = True  # run `clay-pipeline hubspot setup` against the sink, as a user does after deploying
@@ -127,48 +121,6 @@ def queue_words(counts: dict[str, int]) -> str:
     """{'Visible': 0, 'NotVisible': 27, 'Delayed': 0} -> '27 being processed'."""
     words = {"Visible": "waiting", "NotVisible": "being processed", "Delayed": "delayed"}
     return ", ".join(f"{counts[name]} {label}" for name, label in words.items() if counts.get(name))
-
-
-@dataclass
-class Summary:
-    counts: dict[str, int]
-    routed: dict[str, int]  # destination -> deliveries it received (leads_table: leads recorded)
-    elapsed: float
-    problems: list[str]
-    policies: dict[str, str] = field(default_factory=dict)  # destination -> its delivery policy
-    distinct_payloads: dict[str, int] = field(default_factory=dict)  # on-change destination -> distinct payloads
-    sections: tuple[tuple[str, tuple[str, ...]], ...] = SUMMARY_SECTIONS
-
-    @property
-    def reconciles(self) -> bool:
-        return not self.problems
-
-    def table(self) -> str:
-        """The counts by stage, then the verdict and any problem found."""
-        sections: list[tuple[str, list[tuple[str, Any]]]] = [
-            (title, [(label, self.counts[label]) for label in labels if label in self.counts])
-            for title, labels in self.sections
-        ]
-        router = next(rows for title, rows in sections if title == "router")
-        for name, count in self.routed.items():
-            policy = self.policies.get(name, "")
-            if name in self.distinct_payloads:
-                label, value = (
-                    f"routed to {name} ({policy}): calls / distinct",
-                    f"{count} / {self.distinct_payloads[name]}",
-                )
-            else:
-                label, value = f"routed to {name}" + (f" ({policy})" if policy else ""), str(count)
-            router.append((label, value))
-        sections.append(("", [("elapsed", f"{self.elapsed:.1f} s")]))
-        width = max(len(label) for _, rows in sections for label, _ in rows) + 2
-        lines = []
-        for title, rows in sections:
-            indent = "  " if title else ""
-            lines += [title] if title else []
-            lines += [f"{indent}{label.ljust(width + 2 - len(indent))}{str(value).rjust(8)}" for label, value in rows]
-        verdict = "reconciled: nothing lost, nothing twice" if self.reconciles else "NOT reconciled:"
-        return "\n".join([*lines, "", verdict, *(f"  - {problem}" for problem in self.problems)])
 
 
 class LocalStack:
@@ -218,8 +170,6 @@ class LocalStack:
             secrets.pop("HUBSPOT_ACCESS_TOKEN")
         parameters = dict(self.options.parameters)
         if self.options.enrichment_path == "routine":
-            from local.routine_stack import RoutineClay
-
             self.routine = RoutineClay.start(self.gateway.url, self.options.routine)
             parameters = {**self.routine.parameters(), **parameters}
         self.resources = provision(self.options.prefix, secrets=secrets, parameters=parameters)
@@ -416,207 +366,3 @@ class LocalStack:
                 values = from_item(item)
                 items[str(values["lead_key"])] = values
         return items
-
-    def summary(self) -> Summary:
-        if self.routine is not None:
-            from local.routine_stack import RoutineReconciliation
-
-            return RoutineReconciliation(self).summary()
-        return Reconciliation(self).summary()
-
-
-class Reconciliation:
-    """Counts at every step and the checks that make them add up."""
-
-    def __init__(self, stack: LocalStack) -> None:
-        self.stack = stack
-        self.problems: list[str] = []
-
-    def summary(self) -> Summary:
-        stack = self.stack
-        clay = stack.clay
-        clay_ids = clay.lead_ids()
-        lead_dlq = stack.dead_letters("LeadDLQ")
-        routing_dlq = stack.dead_letters("RoutingDLQ")
-        lead_dlq_ids = {lead_id_of(m["body"]) for m in lead_dlq}
-        routing_dlq_ids = {lead_id_of(m["body"], "lead_key") for m in routing_dlq}
-        accepted_callbacks = clay.accepted_callbacks()
-        table = stack.leads_table()
-        statuses = Counter(str(item.get("routing_status")) for item in table.values())
-
-        self._check_intake()
-        self._check_clay(clay_ids, lead_dlq_ids)
-        self._check_callbacks(clay_ids, clay.accepted_versions(), clay.versions_sent())
-        self._check_routing(accepted_callbacks, table, routing_dlq_ids)
-        warned = set(clay.warned())
-        self._check_warned(warned, table, routing_dlq_ids)
-        policies, distinct, doubled = self._check_destinations(table)
-        for queue_id in SOURCE_QUEUES:
-            if any((counts := stack.queue_counts(queue_id)).values()):
-                self.problems.append(f"{queue_id} is not empty: {counts}")
-
-        counts = {
-            "leads posted": len(stack.posted),
-            "accepted by intake": len(stack.accepted_ids),
-            "rejected by intake": stack.rejected_rows,
-            "duplicates skipped before Clay": max(0, len(stack.accepted_ids) - len(clay_ids) - len(lead_dlq)),
-            "sent to Clay": len(clay_ids),
-            "Clay 429s to the sender": clay.inbound[429],
-            "callbacks sent by Clay": len(clay.callbacks),
-            "callbacks accepted": len(accepted_callbacks),
-            "duplicates dropped": len(clay.answered(duplicate=True)),
-            "callbacks retried by Clay": sum(1 for c in clay.callbacks if c.attempt > 1),
-            **{label: clay.resent[kind] for kind, label in RESEND_LABELS.items() if clay.resent[kind]},
-            **(
-                {
-                    "rows with messy columns": len(clay.messy),
-                    "callbacks answered with warnings": len(clay.warned()),
-                    "their leads routed or skipped": sum(
-                        1 for lead in warned if str(table.get(lead, {}).get("routing_status")) in FINISHED
-                    ),
-                }
-                if clay.messy
-                else {}
-            ),
-            "routed": statuses["routed"],
-            "skipped (no destination)": statuses["skipped"],
-            "once-per-lead deliveries doubled": doubled,
-            "dead-lettered (LeadDLQ)": len(lead_dlq),
-            "dead-lettered (RoutingDLQ)": len(routing_dlq),
-        }
-        routed_to = {**stack.sinks.counts(), "leads_table": len(table)}
-        elapsed = time.monotonic() - stack.started_at
-        return Summary(counts, routed_to, elapsed, self.problems, policies, distinct)
-
-    def _check_intake(self) -> None:
-        stack = self.stack
-        if len(stack.accepted_ids) + stack.rejected_rows != len(stack.posted):
-            self.problems.append(
-                f"intake: {len(stack.posted)} posted but {len(stack.accepted_ids)} accepted"
-                f" + {stack.rejected_rows} rejected"
-            )
-
-    def _check_clay(self, clay_ids: list[str], lead_dlq_ids: set[str]) -> None:
-        twice = sorted(lead for lead, n in Counter(clay_ids).items() if n > 1)
-        if twice:
-            self.problems.append(f"sent to Clay more than once: {twice}")
-        lost = set(self.stack.accepted_ids) - set(clay_ids) - lead_dlq_ids
-        if lost:
-            self.problems.append(f"accepted by intake but neither in Clay nor in LeadDLQ: {sorted(lost)}")
-
-    def _check_callbacks(
-        self, clay_ids: list[str], accepted: list[tuple[str, str]], sent: set[tuple[str, str]]
-    ) -> None:
-        """Every version of a row Clay called back with was accepted once (identical re-sends are duplicates)."""
-        twice = sorted({lead for (lead, _), n in Counter(accepted).items() if n > 1})
-        if twice:
-            self.problems.append(f"the same callback body accepted more than once: {twice}")
-        missing = set(clay_ids) - {lead for lead, _ in accepted}
-        if missing:
-            self.problems.append(f"Clay rows whose callback was never accepted: {sorted(missing)}")
-        abandoned = set(self.stack.clay.abandoned)  # Clay gave up on these calls: the column shows the error
-        never = {(lead, version) for lead, version in sent - set(accepted) if lead not in abandoned}
-        if never:
-            self.problems.append(f"callback versions never accepted: {sorted({lead for lead, _ in never})}")
-
-    def _check_routing(self, accepted: list[str], table: dict[str, dict[str, Any]], routing_dlq_ids: set[str]) -> None:
-        unfinished = sorted(
-            lead
-            for lead in set(accepted)
-            if lead not in routing_dlq_ids and str(table.get(lead, {}).get("routing_status")) not in FINISHED
-        )
-        if unfinished:
-            self.problems.append(f"callbacks neither routed, skipped nor dead-lettered: {unfinished}")
-
-    def _check_warned(self, warned: set[str], table: dict[str, dict[str, Any]], routing_dlq_ids: set[str]) -> None:
-        """A callback answered with warnings was still accepted: its lead is stored and routed (or skipped), never
-        dead-lettered for the columns it could not read."""
-        lost = sorted(lead for lead in warned if lead not in table or lead in routing_dlq_ids)
-        lost += sorted(
-            lead for lead in warned if lead in table and str(table[lead].get("routing_status")) not in FINISHED
-        )
-        if lost:
-            self.problems.append(f"callbacks answered with warnings but not routed: {lost}")
-
-    def _check_destinations(self, table: dict[str, dict[str, Any]]) -> tuple[dict[str, str], dict[str, int], int]:
-        """Each destination got what the lead's ledger says, under its policy.
-
-        Returns each destination's policy, the distinct payloads of each on-change one, and how many
-        leads a once-per-lead destination got more than once (0 when it reconciles).
-
-        once_per_lead: each lead's Idempotency-Key at most once, and exactly the leads the ledger holds.
-        on_change: no payload twice for a lead (one call per distinct mapped payload), and the last one
-        each lead got is the one its ledger entry names.
-        """
-        env = self.stack.function_env("RouterFunction")
-        policies = RuleSet.from_setting(env.get("ROUTING_RULES", ""), env.get("DELIVERY_POLICIES", "")).policies
-        distinct: dict[str, int] = {}
-        doubled = 0
-        for destination in self.stack.sinks.destinations:
-            ledger = {
-                lead: Delivered.from_value(entry)
-                for lead, item in table.items()
-                if (entry := (item.get("deliveries") or {}).get(destination))
-            }
-            received = self.stack.sinks.delivered(destination)
-            policy = policies[destination]
-            if policy == ONCE_PER_LEAD:
-                doubled += self._check_once_per_lead(destination, received, ledger)
-            else:
-                distinct[destination] = self._check_on_change(destination, received, ledger, table)
-        return {name: str(policy) for name, policy in policies.items()}, distinct, doubled
-
-    def _check_once_per_lead(self, destination: str, received: list[Delivery], ledger: dict[str, Delivered]) -> int:
-        expected = {idempotency_key(lead, destination) for lead in ledger}
-        keys = Counter(delivery.key for delivery in received)
-        twice = [key for key, n in keys.items() if n > 1]
-        if twice:
-            self.problems.append(f"{destination}: {len(twice)} leads delivered more than once")
-        if missing := expected - set(keys):
-            self.problems.append(f"{destination}: {len(missing)} recorded deliveries never arrived")
-        if unexpected := set(keys) - expected:
-            self.problems.append(f"{destination}: {len(unexpected)} deliveries the router did not record")
-        return len(twice)
-
-    def _check_on_change(
-        self,
-        destination: str,
-        received: list[Delivery],
-        ledger: dict[str, Delivered],
-        table: dict[str, dict[str, Any]],
-    ) -> int:
-        by_email = {str((item.get("enrichment") or {}).get("email", "")).lower(): lead for lead, item in table.items()}
-        versions: list[tuple[str, str]] = []  # (lead, payload hash) per call, in arrival order
-        mapping = self.stack.hubspot().mapping
-        records = self.stack.salesforce_mapping() if destination == "salesforce" else None
-        created: set[str] = set()
-        reset: set[str] = set()  # contacts an update sent a rep-owned field to (it would undo a rep's work)
-        for delivery in received:
-            payload = delivery.payload
-            if destination == "hubspot":  # what the router hashes: the update, without what only a create sends
-                if delivery.key in created and mapping.create_only & set(payload.get("properties") or {}):
-                    reset.add(delivery.key)
-                created.add(delivery.key)
-                payload = mapping.without_owned(payload)
-                lead = by_email.get(delivery.key, delivery.key)
-            elif records is not None:  # Salesforce: the key is the lead_id (the external id); the same check
-                if delivery.key in created and records.create_only & set(payload):
-                    reset.add(delivery.key)
-                created.add(delivery.key)
-                payload, lead = records.as_update(delivery.key, payload), delivery.key
-            else:
-                lead = str(payload.get("lead_id", delivery.key)) if isinstance(payload, dict) else delivery.key
-            versions.append((lead, payload_hash(payload)))
-        if reset:
-            self.problems.append(f"{destination}: {len(reset)} records updated with a rep-owned field")
-        if repeated := [version for version, n in Counter(versions).items() if n > 1]:
-            self.problems.append(f"{destination}: {len(repeated)} payloads delivered more than once to the same lead")
-        last = {lead: digest for lead, digest in versions}
-        stale = [lead for lead, entry in ledger.items() if lead in last and last[lead] != entry.payload_hash]
-        if stale:
-            self.problems.append(f"{destination}: {len(stale)} leads whose last delivery is not the one recorded")
-        if missing := set(ledger) - set(last):
-            self.problems.append(f"{destination}: {len(missing)} recorded deliveries never arrived")
-        if unexpected := set(last) - set(ledger):
-            self.problems.append(f"{destination}: {len(unexpected)} leads got deliveries the router did not record")
-        return len(set(versions))

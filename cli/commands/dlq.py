@@ -4,7 +4,7 @@ RunPollDLQ), and what to do with it.
 Exit codes: 0 done, 1 some messages could not be replayed, 2 a usage error (which includes purge
 without --yes and an unknown message id); the CLI's others (README "Exit codes") for AWS failures
 and interruptions. A read leaves the messages visible again as soon as it is done, interrupted or
-failed (cli/operations/dead_letters.py says how, and where SQS limits that).
+failed (clay_pipeline/adapters/dead_letter_queues.py says how, and where SQS limits that).
 """
 
 from __future__ import annotations
@@ -19,18 +19,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cli.commands.common import age, print_json, printable, usage_error, with_target
-from cli.operations.dead_letters import (
+from clay_pipeline.adapters.dead_letter_queues import (
     QUEUES,
     REDRIVEN,
     DeadLetterMessage,
     DeadLetterQueue,
     QueuePair,
-    Selection,
-    group_by_reason,
     interrupts_deferred,
     queue_pair,
 )
+from cli.commands.common import age, print_json, printable, usage_error, with_target
+from cli.operations.dead_letters import Selection, group_by_reason
 from cli.operations.target import Target
 
 REPLAY_CHUNK = 10  # SendMessageBatch and DeleteMessageBatch take ten

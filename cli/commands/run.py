@@ -26,10 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from clay_pipeline.services.csv_import import load_rows, map_columns
 from cli.commands.common import fail
+from cli.operations.csv_import import load_rows, map_columns
 from cli.operations.target import serving_endpoint
 from local.lambda_runtime import function_output_to
+from local.reconciliation import reconcile
 from local.stack import LOCAL_SECRETS, LocalStack, StackOptions
 from local.template import ROOT, SERVE_ENV
 
@@ -130,7 +131,7 @@ def _run(
             print(f"    lead {posted + int(item['index']) + 1} ({shown}): {item['error']}", file=out)
         posted += int(answer.get("accepted", 0)) + len(rejected)
     idle = _wait(stack, out)
-    summary = stack.summary()
+    summary = reconcile(stack)
     print("\n" + summary.table(), file=out)
     ok = idle and summary.reconciles
     if not idle:

@@ -34,9 +34,9 @@ from botocore.exceptions import ClientError
 from clay_pipeline.adapters.aws import client, reset_clients
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.core.leads import Source
-from clay_pipeline.services.csv_import import prepare
 from clay_pipeline.services.intake import Rows, enqueue
 from cli.commands.common import Exit, fail
+from cli.operations.csv_import import prepare
 from local.aws import FAKE_CREDENTIALS
 from local.template import environment
 

@@ -18,17 +18,10 @@ import os
 import sys
 import time
 
-from clay_pipeline.adapters.batch_records import SentBatches
+from clay_pipeline.adapters.batch_records import SENT_RECORD_DAYS, SentBatches, iso
 from clay_pipeline.adapters.leads_table import LeadsTable
-from clay_pipeline.services.sweeper import (
-    HOUR,
-    SENT_RECORD_DAYS,
-    Lookup,
-    StaleLeads,
-    clay_filter_value,
-    clay_run_condition,
-    iso,
-)
+from clay_pipeline.core.stale_leads import clay_filter_value, clay_run_condition
+from clay_pipeline.services.sweeper import HOUR, Lookup, StaleLeads
 from cli.commands.common import age, print_json, usage_error, with_target
 from cli.operations.target import Target
 

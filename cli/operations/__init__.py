@@ -1,1 +1,2 @@
-"""What the operator commands (trace, dlq, destination, stale) read and change, against any stack."""
+"""What the commands share: which stack they work on (target), a lead's story (trace), selecting dead letters,
+and reading lead files for `send` and `run` (csv_import)."""

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clay_pipeline.adapters.aws import client
-from clay_pipeline.adapters.batch_records import SentBatches
+from clay_pipeline.adapters.batch_records import SentBatches, SentLead
+from clay_pipeline.adapters.dead_letter_queues import QUEUES, DeadLetterMessage, DeadLetterQueue
 from clay_pipeline.adapters.dynamodb import from_item
 from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.ledger import SENDING_PREFIX, UNKNOWN_PREFIX, markers
@@ -28,8 +29,6 @@ from clay_pipeline.core import state_keys
 from clay_pipeline.core.leads import Lead, derive_lead_id, normalise_domain
 from clay_pipeline.services.pause import DestinationSwitch
 from clay_pipeline.services.routines import RunStore
-from clay_pipeline.services.sweeper import SentLead
-from cli.operations.dead_letters import QUEUES, DeadLetterMessage, DeadLetterQueue
 from cli.operations.target import Target
 
 # A run's mark (routines.RunStore), as a sentence: '' while nothing has decided it.

@@ -18,6 +18,7 @@ import pytest
 from local.aws import Emulator
 from local.clay_retry import RetryPolicy
 from local.outages import Outage
+from local.reconciliation import reconcile
 from local.stack import FINISHED, LocalStack, StackOptions
 
 pytestmark = pytest.mark.e2e
@@ -86,7 +87,7 @@ def test_dynamodb_then_sqs_down_for_10_s_lose_no_callback(stack: LocalStack) -> 
     results = {service: callbacks_through_an_outage(stack, service, service) for service in ("dynamodb", "sqs")}
     for service, counts in results.items():
         print(f"{service} down {OUTAGE_SECONDS:.0f} s, Clay's default retries: {counts}")
-    summary = stack.summary()
+    summary = reconcile(stack)
     print(summary.table())
     # THEN each outage really refused calls while the callbacks waited, and not one callback was lost
     for counts in results.values():

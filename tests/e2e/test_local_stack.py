@@ -26,6 +26,7 @@ from cli.main import main
 from local.aws import Emulator
 from local.clay_enrichment import score_band
 from local.clay_retry import RECOMMENDED_RETRY
+from local.reconciliation import reconcile
 from local.stack import LocalStack, StackOptions
 
 pytestmark = pytest.mark.e2e
@@ -89,7 +90,7 @@ def test_sample_flows_end_to_end_and_reconciles(start_stack: StackFactory) -> No
     # WHEN it is posted to /leads and the pipeline settles
     [answer] = stack.post_leads(read_leads(SAMPLE_LEADS))
     settle(stack)
-    summary = stack.summary()
+    summary = reconcile(stack)
     # THEN every count reconciles: each distinct lead reached Clay once, was called back once and routed
     assert summary.problems == []
     assert answer["status"] == 202
@@ -118,7 +119,7 @@ def test_clay_duplicates_and_retries_reach_each_destination_once(start_stack: St
     # WHEN the leads go through
     stack.post_leads(leads)
     settle(stack)
-    summary = stack.summary()
+    summary = reconcile(stack)
     # THEN Clay did repeat itself, and we dropped the repeats
     assert summary.counts["duplicates dropped"] > 0
     assert summary.counts["callbacks retried by Clay"] >= 3
@@ -147,7 +148,7 @@ def test_clay_resending_rows_enrols_each_lead_once_and_updates_hubspot_per_chang
     # WHEN the leads go through and every later callback has been routed
     stack.post_leads(leads)
     settle(stack)
-    summary = stack.summary()
+    summary = reconcile(stack)
     # THEN Clay did send rows again in every way
     assert all(stack.clay.resent[kind] > 0 for kind in ("rerun", "resend", "rescore", "partial"))
     assert summary.counts["callbacks accepted"] > 16
@@ -180,7 +181,7 @@ def test_per_column_callbacks_with_required_fields_enrol_each_lead_on_its_comple
     # WHEN they go through
     stack.post_leads(leads)
     settle(stack)
-    summary = stack.summary()
+    summary = reconcile(stack)
     assert stack.clay.resent["partial"] >= 24
     assert summary.problems == []
     # THEN no lead was enrolled on a partial row: none in both nurture and outreach, nurture only for the leads
@@ -206,7 +207,7 @@ def test_messy_clay_columns_are_answered_with_warnings_and_every_lead_is_still_r
     # WHEN they go through
     stack.post_leads(leads)
     settle(stack)
-    summary = stack.summary()
+    summary = reconcile(stack)
     # THEN every callback was accepted (200), none refused for a column, and the unreadable ones said so
     assert stack.clay.messy == {str(Lead.model_validate(lead).lead_id) for lead in leads}
     assert all(c.status == 200 for c in stack.clay.callbacks)
@@ -245,7 +246,7 @@ def test_destination_down_then_up_loses_nothing(start_stack: StackFactory) -> No
     stack.sinks.up("hubspot")
     settle(stack)
     # THEN every lead reached both, once, and nothing was dead-lettered
-    summary = stack.summary()
+    summary = reconcile(stack)
     assert summary.problems == []
     assert len(stack.sinks.delivered("outreach")) == 6
     assert len(stack.sinks.delivered("hubspot")) == 6
@@ -282,7 +283,7 @@ def test_a_destination_paused_during_the_run_holds_its_deliveries_until_resumed(
     assert main(["destination", "resume", "hubspot"]) == 0
     settle(stack)
     # THEN every held delivery arrives, once per lead, nothing was sent twice elsewhere, nothing dead-lettered
-    summary = stack.summary()
+    summary = reconcile(stack)
     assert summary.problems == []
     hubspot = [delivery.key for delivery in stack.sinks.delivered("hubspot")]
     assert sorted(hubspot) == sorted(str(Lead.model_validate(row).email) for row in leads)
@@ -300,7 +301,7 @@ def test_clay_rate_limit_slows_the_sender_without_losing_or_repeating_rows(start
     stack.post_leads(leads)
     settle(stack)
     # THEN Clay refused some with 429, and still got every row exactly once
-    summary = stack.summary()
+    summary = reconcile(stack)
     assert stack.clay.inbound[429] > 0
     assert Counter(stack.clay.lead_ids()) == Counter({str(Lead.model_validate(row).lead_id): 1 for row in leads})
     assert summary.problems == []
@@ -322,7 +323,7 @@ def test_poison_messages_reach_the_dead_letter_queues(start_stack: StackFactory)
     assert routing_dead["body"] == '{"lead": "not an object"}'
     assert routing_dead["reason"] == "not_routing_message"
     # AND the good leads went through untouched
-    summary = stack.summary()
+    summary = reconcile(stack)
     assert summary.problems == []
     assert summary.counts["callbacks accepted"] == 3
 
@@ -335,7 +336,7 @@ def test_jwt_mode_clay_fetches_a_token_and_calls_back_with_it(start_stack: Stack
     settle(stack)
     # THEN Clay got a token once and every callback was accepted with it
     assert stack.clay.token_requests == 1
-    assert stack.summary().problems == []
+    assert reconcile(stack).problems == []
     assert len(stack.clay.answered(duplicate=False)) == 4
     # AND a call without the bearer token is refused
     refused = requests.post(f"{stack.gateway.url}/clay/callback", json={"email": "x@y.co"}, timeout=10)
@@ -410,7 +411,7 @@ def test_salesforce_as_the_crm_upserts_each_qualifying_lead_once_per_distinct_pa
     # of IDLE_TIMEOUT. That schedule, not a guess, is what settling may take longer.
     lease_waits = IN_FLIGHT_WAIT_SECONDS * (1 + 2)
     assert stack.wait_idle(IDLE_TIMEOUT + lease_waits), f"the pipeline did not settle: {stack.busy()}"
-    summary = stack.summary()
+    summary = reconcile(stack)
     # THEN it reconciles: Salesforce got one upsert per distinct payload of each lead, none with a rep's field
     # on an update, and what its ledger says each lead got last is what Salesforce has
     assert summary.problems == []

@@ -2,7 +2,7 @@
 
 The stack is deployed with ClayEnrichmentPath=routine against the Clay Public API simulator; each test
 drives it through the gateway, waits until it is idle and asserts on what every part recorded, the
-routine reconciliation included (local/routine_stack.py).
+routine reconciliation included (local/reconciliation.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from clay_pipeline.core.leads import Lead
 from cli.commands.run import run_command
 from cli.main import main
 from local.aws import Emulator
+from local.reconciliation import reconcile
 from local.stack import LocalStack, StackOptions
 from tests.e2e.test_local_stack import FAST_ENV, fast_options, generated_leads, settle
 
@@ -83,7 +84,7 @@ def test_every_lead_is_routed_once_whatever_happens_to_the_run_webhooks(
     # WHEN 30 leads go through
     stack.post_leads(rows)
     settle(stack)
-    summary = stack.summary()
+    summary = reconcile(stack)
     counts = summary.counts
     # THEN it reconciles: no lead lost, none in two runs, each completed item accepted and routed once
     assert summary.problems == []
@@ -133,7 +134,7 @@ def test_a_workspace_not_provisioned_holds_the_leads_until_it_is(start_routine_s
     api.provisioned = True
     settle(stack)
     # THEN every lead went through in the end, none was dead-lettered
-    summary = stack.summary()
+    summary = reconcile(stack)
     assert summary.problems == []
     assert summary.counts["dead-lettered (LeadDLQ)"] == 0
     assert set(api.item_ids()) == lead_ids(rows)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from clay_pipeline.adapters.aws import client
+from clay_pipeline.adapters.dead_letter_queues import REDRIVEN, DeadLetterQueue, queue_pair
 from cli.main import main
-from cli.operations.dead_letters import REDRIVEN, DeadLetterQueue, queue_pair
 from local.http_stub import Reply, StubServer
 from local.salesforce_sim import SalesforceSim
 from tests.integration.test_cli_failures import CLI, cli_env
@@ -98,7 +98,7 @@ def test_list_filters_by_reason_text_and_age(dead_letters: LeadJourney, capsys: 
     assert [queue["selected"] for queue in json.loads(out).values()] == [3, 2]
 
 
-def test_an_unknown_queue_or_duration_is_a_usage_error(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unknown_queue_or_duration_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(capsys, "list", "billing")[0] == 2
     with pytest.raises(SystemExit):
         main(["dlq", "list", "--older-than", "yesterday"])

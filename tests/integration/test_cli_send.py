@@ -77,7 +77,7 @@ def test_json_lines_with_queue_from_the_environment(
     assert "queueing" in captured.err  # tqdm's progress bar
 
 
-def test_usage_errors_exit_2(stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_usage_errors_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LEAD_QUEUE_URL", raising=False)
     path = tmp_path / "leads.csv"
     path.write_text(CSV)

@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.adapters.batch_records import SentBatches
+from clay_pipeline.adapters.batch_records import SENT_RECORD_TTL_SECONDS, SentBatches, iso
 from clay_pipeline.adapters.callback_claims import CallbackClaims
 from clay_pipeline.adapters.leads_table import LeadsTable
-from clay_pipeline.services.sweeper import SENT_RECORD_TTL_SECONDS, iso
 from cli.main import main
 
 pytestmark = pytest.mark.integration
@@ -23,7 +22,7 @@ def test_stale_lists_leads_without_a_callback_and_marks_nothing(stack: Any, caps
     # GIVEN sends 30 and 2 hours ago, and 9 days ago (past the batch records' lifetime); one lead called back
     now = int(time.time())
     batches, leads = SentBatches(stack.table_names["StateTable"]), LeadsTable(stack.table_names["LeadsTable"])
-    entry = [1, 0, 2, 1]  # stale.ENTRY: webhook 1, sent at the record's sent_at, 2 receives, 1 POST
+    entry = [1, 0, 2, 1]  # batch_records.ENTRY: webhook 1, sent at the record's sent_at, 2 receives, 1 POST
     batches.put("b-30h", now - 30 * HOUR, {"ld_a": entry}, SENT_RECORD_TTL_SECONDS)
     batches.put("b-2h", now - 2 * HOUR, {"ld_b": entry, "ld_c": entry}, SENT_RECORD_TTL_SECONDS)
     CallbackClaims(leads.table_name).save_enrichment(

@@ -10,8 +10,9 @@ import boto3
 import pytest
 
 from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.core.routines import PollMessage
 from clay_pipeline.services.pause import DestinationSwitch
-from clay_pipeline.services.routines import PollMessage, RunStore
+from clay_pipeline.services.routines import RunStore
 from cli.main import main
 from local.clay_api_sim import ClayApiSimulator
 from local.http_stub import Reply, StubServer

@@ -15,7 +15,8 @@ from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.clay_api import NOT_PROVISIONED
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.core.leads import Lead
-from clay_pipeline.services.routines import PollMessage, RunStore
+from clay_pipeline.core.routines import PollMessage
+from clay_pipeline.services.routines import RunStore
 from local.clay_api_sim import ClayApiSimulator
 from local.http_stub import Reply, StubServer
 from tests.dynamodb_calls import before_dynamodb_calls, recorded_dynamodb_calls

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from clay_pipeline.adapters.aws import client
-from clay_pipeline.adapters.batch_records import SentBatches, hour_bucket
+from clay_pipeline.adapters.batch_records import SentBatches, hour_bucket, unpack_bodies
 from clay_pipeline.adapters.clay_webhook import webhook_fingerprint
 from clay_pipeline.adapters.dynamodb import item_size
 from clay_pipeline.adapters.queues import Queue
@@ -20,7 +20,6 @@ from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.core.leads import Lead
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.services.sending_limits import DailyBudget
-from clay_pipeline.services.sweeper import unpack_bodies
 from local.http_stub import Reply, StubServer, answering_together
 from local.sqs_events import from_received
 from tests.conftest import LambdaContextStub
@@ -718,7 +717,7 @@ def test_a_lead_posted_by_an_instance_that_died_before_its_batch_ended_is_held_n
     assert len(emitted_metrics(capsys.readouterr().out, "ClaySendUnknown")) == 1
 
 
-# ----------------------------------------------------------------------- batch record (batch_records.SentBatch)
+# ----------------------------------------------------------------------------- batch record (batch_records.py)
 def test_a_batch_writes_one_record_of_what_it_sent_and_the_marks_point_to_it(
     make_sender: Any, clay: StubServer, stack: Any
 ) -> None:
@@ -739,7 +738,7 @@ def test_a_batch_writes_one_record_of_what_it_sent_and_the_marks_point_to_it(
     assert mark is not None
     record = SentBatches(stack.table_names["StateTable"]).get(mark["batch"])
     assert record is not None
-    # [webhook, seconds sent before the record's sent_at, receives, POSTs] (stale.ENTRY)
+    # [webhook, seconds sent before the record's sent_at, receives, POSTs] (batch_records.ENTRY)
     (webhook2, before2, receives2, posts2), (webhook3, before3, receives3, posts3) = (
         record["leads"][lead_id] for lead_id in (id2, id3)
     )

@@ -18,12 +18,12 @@ import pytest
 
 from clay_pipeline.adapters import batch_records
 from clay_pipeline.adapters.aws import client
-from clay_pipeline.adapters.batch_records import SentBatches, hour_bucket
+from clay_pipeline.adapters.batch_records import SENT_RECORD_TTL_SECONDS, SentBatches, hour_bucket, iso
 from clay_pipeline.adapters.callback_claims import CallbackClaims
 from clay_pipeline.adapters.dynamodb import to_item
 from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.state_table import StateStore
-from clay_pipeline.services.sweeper import CHECKPOINT_KEY, SENT_RECORD_TTL_SECONDS, iso
+from clay_pipeline.services.sweeper import CHECKPOINT_KEY
 from local.http_stub import StubServer
 from local.sqs_events import from_received
 from tests.conftest import LambdaContextStub
@@ -76,7 +76,7 @@ class History:
         self.leads = LeadsTable(self.leads_table)
 
     def batch(self, batch_id: str, sent_at: int, ids: list[str], bodies: bytes = b"") -> None:
-        entries = {lead: [0, 0, 1, 1] for lead in ids}  # stale.ENTRY
+        entries = {lead: [0, 0, 1, 1] for lead in ids}  # batch_records.ENTRY
         self.batches.put(batch_id, sent_at, entries, SENT_RECORD_TTL_SECONDS, bodies)
 
     def callback(self, lead: str, at: float) -> None:
@@ -88,7 +88,7 @@ class History:
         """Many batch records and called-back leads at once (BatchWriteItem: 25 items per call)."""
         items: list[tuple[str, dict[str, Any]]] = []
         for sent_at, ids in sends.items():
-            entries = {lead: [0, 0, 1, 1] for lead in ids}  # stale.ENTRY
+            entries = {lead: [0, 0, 1, 1] for lead in ids}  # batch_records.ENTRY
             record = {"pk": f"sent#{sent_at}", "sent_bucket": hour_bucket(sent_at), "sent_at": sent_at}
             items.append((self.state, to_item({**record, "leads": entries, "expires_at": sent_at + 8 * 86400})))
         for lead, at in called_back.items():

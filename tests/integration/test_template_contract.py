@@ -27,7 +27,8 @@ from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.batch_records import hour_bucket
 from clay_pipeline.adapters.dynamodb import to_item
 from clay_pipeline.adapters.state_table import StateStore
-from clay_pipeline.services.routines import PollMessage, RunStore
+from clay_pipeline.core.routines import PollMessage
+from clay_pipeline.services.routines import RunStore
 from local.apigw import http_event
 from local.aws import Provisioned
 from local.clay_run_webhooks import sign

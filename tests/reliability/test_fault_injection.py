@@ -17,6 +17,7 @@ from clay_pipeline.adapters.aws import client
 from local.aws import Emulator
 from local.clay_retry import RECOMMENDED_RETRY
 from local.http_stub import Reply
+from local.reconciliation import reconcile
 from local.stack import LocalStack, StackOptions
 
 pytestmark = pytest.mark.e2e
@@ -98,7 +99,7 @@ def test_faults_everywhere_lose_nothing_and_repeat_nothing(faulty_stack: LocalSt
         settled = stack.wait_idle(timeout=100)
     finally:
         slow.uninstall()
-    summary = stack.summary()
+    summary = reconcile(stack)
     print(summary.table())
     print(f"Clay answers to the sender: {dict(stack.clay.inbound)}; refused by sinks: {stack.sinks.refused}")
     print(f"slowed DynamoDB calls: {slow.calls}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clay_pipeline.services.csv_import import delimiter_of, load_rows, map_columns, prepare, snake_case
+from cli.operations.csv_import import delimiter_of, load_rows, map_columns, prepare, snake_case
 
 pytestmark = pytest.mark.unit
 

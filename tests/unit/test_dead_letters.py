@@ -1,4 +1,5 @@
-"""Selecting and grouping dead letters (cli/operations/dead_letters.py), without a queue."""
+"""Reading dead letters (clay_pipeline/adapters/dead_letter_queues.py) and selecting and grouping them
+(cli/operations/dead_letters.py), without a queue."""
 
 from __future__ import annotations
 
@@ -6,15 +7,8 @@ import json
 
 import pytest
 
-from cli.operations.dead_letters import (
-    QUEUES,
-    REDRIVEN,
-    DeadLetterMessage,
-    Selection,
-    group_by_reason,
-    lead_id_of,
-    queue_pair,
-)
+from clay_pipeline.adapters.dead_letter_queues import QUEUES, REDRIVEN, DeadLetterMessage, lead_id_of, queue_pair
+from cli.operations.dead_letters import Selection, group_by_reason
 
 pytestmark = pytest.mark.unit
 

@@ -1,6 +1,6 @@
-"""The README as a newcomer uses it: its make targets exist, its commands match what the tools print (the
-try-it block, `dlq show`), its HMAC recipe signs as the callback verifies, and it links nowhere outside the
-repository."""
+"""The README as a newcomer uses it, and docs/OPERATIONS.md (the operator's reference it links): the make
+targets exist, the commands match what the tools print (the try-it block, `dlq show`), the HMAC recipe signs
+as the callback verifies, and they link nowhere outside the repository."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from clay_pipeline.adapters.dead_letter_queues import QUEUES, DeadLetterMessage
 from clay_pipeline.config import CLAY_MAX_PAYLOAD_BYTES, CallbackSettings, SenderSettings
 from clay_pipeline.core import auth
 from clay_pipeline.core.outcomes import DeadLetter
@@ -20,12 +21,12 @@ from clay_pipeline.services.intake import clay_payload, payload_problem
 from clay_pipeline.services.sender import parse_lead
 from cli.commands import dlq
 from cli.commands.run import try_commands
-from cli.operations.dead_letters import QUEUES, DeadLetterMessage
 
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
+OPERATIONS = (ROOT / "docs" / "OPERATIONS.md").read_text()
 
 
 def block_after(marker: str) -> str:
@@ -49,10 +50,24 @@ def test_try_it_block_is_what_run_serve_prints() -> None:
     assert block.splitlines() == [line for command in try_commands() for line in command.splitlines()]
 
 
-def test_readme_links_only_inside_the_repository() -> None:
-    for target in re.findall(r"\]\(([^)]+)\)", README):
+def anchors(path: Path) -> set[str]:
+    """The heading anchors of a Markdown file, as GitHub makes them."""
+    titles = re.findall(r"^#+ (.*)$", path.read_text(), re.MULTILINE)
+    return {re.sub(r"[^a-z0-9 _-]", "", title.lower()).replace(" ", "-") for title in titles}
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/OPERATIONS.md"])
+def test_readme_links_only_inside_the_repository(document: str) -> None:
+    # The operator's reference moved out of the README into docs/OPERATIONS.md: both link only inside the
+    # repository, and a link to a section names one that exists.
+    path = ROOT / document
+    for target in re.findall(r"\]\(([^)]+)\)", path.read_text()):
         assert not re.match(r"[a-z]+:", target), target
-        assert (ROOT / target.split("#")[0]).exists(), target
+        file, _, anchor = target.partition("#")
+        linked = (path.parent / file).resolve() if file else path
+        assert linked.exists(), target
+        if anchor and linked.suffix == ".md":
+            assert anchor in anchors(linked), target
 
 
 @pytest.mark.parametrize(
@@ -88,7 +103,7 @@ def test_hmac_recipe_signs_as_the_callback_verifies() -> None:
     assert verifier.verify(headers, body.encode())
 
 
-# The bodies the README's `dlq show` samples were made with: put straight on LeadQueue by a producer that
+# The bodies the `dlq show` samples of docs/OPERATIONS.md were made with: put straight on LeadQueue by a producer that
 # skips the intake (which refuses an oversize lead itself), and a message cut off mid-string.
 DEAD_LETTER_BODIES = [
     json.dumps(
@@ -113,9 +128,9 @@ def sender_dead_letter(body: str) -> DeadLetter:
 
 
 def readme_dlq_shows() -> list[tuple[str, list[str]]]:
-    """Each `$ clay-pipeline dlq show ID` in the README: the id, and the lines printed after it."""
-    found = re.findall(r"^\$ clay-pipeline dlq show (\S+)\n(.*?)(?=\n\n|\n```)", README, re.DOTALL | re.MULTILINE)
-    assert len(found) == 2, "the README shows an oversize lead and a replayed malformed one"
+    """Each `$ clay-pipeline dlq show ID` in docs/OPERATIONS.md: the id, and the lines printed after it."""
+    found = re.findall(r"^\$ clay-pipeline dlq show (\S+)\n(.*?)(?=\n\n|\n```)", OPERATIONS, re.DOTALL | re.MULTILINE)
+    assert len(found) == 2, "docs/OPERATIONS.md shows an oversize lead and a replayed malformed one"
     return [(message_id, printed.splitlines()) for message_id, printed in found]
 
 
@@ -141,6 +156,6 @@ def test_dlq_show_samples_are_what_the_command_prints(
     message = DeadLetterMessage(QUEUES["lead"], message_id, "receipt", body, attributes, dead_lettered.timestamp())
     # WHEN `dlq show` prints it
     dlq._print_message(message, as_json=False)
-    # THEN the README shows exactly that (the age aside, which depends on when it ran)
+    # THEN docs/OPERATIONS.md shows exactly that (the age aside, which depends on when it ran)
     shown = capsys.readouterr().out.splitlines()
     assert [AGE.sub("", line) for line in shown] == [AGE.sub("", line) for line in printed]

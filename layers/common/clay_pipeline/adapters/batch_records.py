@@ -1,8 +1,10 @@
-"""The sender's `sent#` batch records (SentBatch, what one invocation sent) and their SentByHour time index on
-the state table (SentBatches: writing and reading them)."""
+"""The sender's `sent#` batch records and their SentByHour time index on the state table: what the sender
+writes when a batch ends (SentBatch), how an entry reads back (SentLead); the sweeper and
+`clay-pipeline stale` / `trace` read them (services/sweeper.py says why the records look this way)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -16,6 +18,17 @@ from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.dynamodb import STATE_KEY, STATE_TTL, from_item, to_item
 from clay_pipeline.core import state_keys
 from clay_pipeline.core.json_text import dump_json
+
+SENT_RECORD_DAYS = 8  # longer than the longest STALE_AFTER_HOURS (168) plus a missed day of sweeps
+SENT_RECORD_TTL_SECONDS = SENT_RECORD_DAYS * 86_400
+# A lead's entry in a batch record: [webhook index, seconds sent before the record's sent_at, receives,
+# POSTs]. Twenty leads take about 1 KB (one write unit) this way, fourteen as maps with named fields.
+ENTRY = ("webhook_index", "seconds_before_sent_at", "receives", "posts")
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
 
 # -- the sender's batch records and their time index ---------------------------------------------
 SENT_INDEX = "SentByHour"
@@ -42,7 +55,7 @@ def hour_buckets(start: float, end: float) -> list[str]:
 class SentBatches:
     """`sent#<batch id>` in STATE_TABLE: the leads one sender invocation sent to Clay, written once per batch.
 
-    {pk, sent_bucket (UTC hour), sent_at (the batch's last send), leads: {lead_id: stale.ENTRY},
+    {pk, sent_bucket (UTC hour), sent_at (the batch's last send), leads: {lead_id: ENTRY},
     bodies (binary, only when kept for re-queueing), expires_at}. Only these items carry
     sent_bucket, so the SentByHour index (sent_bucket, sent_at; projecting `leads`) is sparse: one
     index write per batch, and a time window is read with one Query per hour it spans.
@@ -103,6 +116,7 @@ class SentBatches:
                     yield from_item(item)
 
 
+# -- what the sender writes, and how an entry reads back ------------------------------------------
 @dataclass
 class SentBatch:
     """The leads one sender invocation sent to Clay, written as one batch record when the batch ends."""
@@ -125,17 +139,17 @@ class SentBatch:
 
     @property
     def leads(self) -> dict[str, list[int]]:
-        """Each lead's entry, a list rather than a map because the record is billed by its size (sweeper.ENTRY)."""
+        """Each lead's entry, a list rather than a map because the record is billed by its size (ENTRY)."""
         with self._lock:
             return {
                 lead_id: [webhook, self.last_sent - self.sent_at[lead_id], receives, posts]
                 for lead_id, (webhook, receives, posts) in self.entries.items()
             }
 
-    def record(self, batches: SentBatches, ttl_seconds: int) -> bool:
+    def record(self, batches: SentBatches, ttl_seconds: int = SENT_RECORD_TTL_SECONDS) -> bool:
         """One write (plus its index write); False when nothing was sent.
 
-        The record also confirms its leads' dedupe marks (services/dedupe.py), so the sender keeps it as
+        The record also confirms its leads' dedupe marks (dedupe.Deduper), so the sender keeps it as
         long as those marks: `ttl_seconds` at least CLAY_DEDUPE_DAYS.
         """
         if not self.entries:
@@ -143,3 +157,38 @@ class SentBatch:
         bodies = zlib.compress(dump_json(self.bodies).encode(), 9) if self.bodies else b""
         batches.put(self.batch_id, self.last_sent, self.leads, ttl_seconds, bodies)
         return True
+
+
+def unpack_bodies(data: bytes) -> dict[str, str]:
+    return dict(json.loads(zlib.decompress(data))) if data else {}
+
+
+@dataclass(frozen=True)
+class SentLead:
+    """One lead's entry in a batch record."""
+
+    lead_id: str
+    batch_id: str
+    sent_at: int
+    webhook_index: int
+    receives: int
+    posts: int
+
+    @classmethod
+    def from_entry(cls, lead_id: str, batch_id: str, entry: Any, record_sent_at: int) -> SentLead:
+        """ENTRY, or the map {w, t, r, p} that records written before it hold (they expire in SENT_RECORD_DAYS)."""
+        if isinstance(entry, dict):
+            numbers = [int(entry.get(name) or 0) for name in ("w", "t", "r", "p")]
+            return cls(lead_id, batch_id, numbers[1], numbers[0], numbers[2], numbers[3])
+        webhook, before, receives, posts = (int(number) for number in entry)
+        return cls(lead_id, batch_id, record_sent_at - before, webhook, receives, posts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lead_id": self.lead_id,
+            "batch": self.batch_id,
+            "sent_at": iso(self.sent_at),
+            "webhook_index": self.webhook_index,
+            "receives": self.receives,
+            "posts": self.posts,
+        }

@@ -13,7 +13,7 @@ One requests Session per process. urllib3's Retry repeats connection failures fo
 and 5xx and read timeouts for GETs only: a POST that timed out may have started the run, so the
 caller decides (the sender hands the leads back). 429 is never slept on here: the caller knows
 how much time it has left and whether Retry-After fits. A call and its retries have one deadline
-(outbound.send: the caller's `deadline`, else the longest the retries take), redirects are
+(adapters/http.py: the caller's `deadline`, else the longest the retries take), redirects are
 refused (a 3xx would carry clay-api-key to another host) and the base URL must be https.
 """
 
@@ -35,8 +35,8 @@ from clay_pipeline.adapters.http import (
     send,
 )
 from clay_pipeline.core.column_values import identifier_problem
+from clay_pipeline.core.routines import MAX_ITEM_ID_LENGTH
 from clay_pipeline.core.sending import RETRYABLE_STATUSES, ApiOutcome, api_outcome
-from clay_pipeline.services.routines import MAX_ITEM_ID_LENGTH
 
 if TYPE_CHECKING:  # requests is imported on first use: ~27 ms of cold start otherwise
     import requests

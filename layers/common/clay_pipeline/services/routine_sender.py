@@ -46,11 +46,12 @@ from clay_pipeline.config import SenderSettings
 from clay_pipeline.core.errors import ConfigError
 from clay_pipeline.core.json_text import dump_json
 from clay_pipeline.core.outcomes import DeadLetter, Wait
+from clay_pipeline.core.routines import PollMessage
 from clay_pipeline.core.sending import DAY_SECONDS, RATE_WAIT_SECONDS, Step, group_runs, run_refusal
 from clay_pipeline.observability import count, logger
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.services.lead_sending import LeadSending, parse_lead, skipped
-from clay_pipeline.services.routines import RUN_RECORD_DAYS, PollMessage, RunStore
+from clay_pipeline.services.routines import RUN_RECORD_DAYS, RunStore
 from clay_pipeline.services.sending_limits import Clock, utc_now
 
 MAX_RUN_INPUT_BYTES = 256_000  # a run's inputs: the POST body, and the run record (compressed) under DynamoDB's 400 KB

@@ -1,100 +1,35 @@
-"""The routine path's shared records: runs in the state table and the messages that poll them.
+"""The routine path's records: runs in the state table (the runs and their polls as data: core/routines.py).
 
-CLAY_ENRICHMENT_PATH=routine sends leads to a Clay routine through the Public API instead of a
-table webhook (routine_sender.py). Each run started is recorded once, `run#<routine_run_id>`:
-routine, lead ids, started at, and the items' inputs (zlib-compressed, so 100 leads cost a few
-write units; the record is never rewritten). Its ending is a small mark of its own,
-`run-done#<routine_run_id>`, so the big record costs one write. The same mark keeps a run's
-collection and its give-up apart: a collector that has Clay's complete results first marks the run
-`collecting`, a give-up first marks it `giving_up`, each only over no mark or its own (a retry
-after a crash retakes it), and each then moves it to its ending (`collected`, `gave_up`). So a
-run whose webhook-triggered collection meets its poll chain's give-up has its leads either
-routed or dead-lettered, never both; that costs one write per collection of a run (100 leads).
+Each run started is recorded once, `run#<routine_run_id>`: routine, lead ids, started at, and the
+items' inputs (zlib-compressed, so 100 leads cost a few write units; the record is never rewritten).
+Its ending is a small mark of its own, `run-done#<routine_run_id>`, so the big record costs one write.
+The same mark keeps a run's collection and its give-up apart: a collector that has Clay's complete
+results first marks the run `collecting`, a give-up first marks it `giving_up`, each only over no mark
+or its own (a retry after a crash retakes it), and each then moves it to its ending (`collected`,
+`gave_up`). So a run whose webhook-triggered collection meets its poll chain's give-up has its leads
+either routed or dead-lettered, never both; that costs one write per collection of a run (100 leads).
 Leads of recorded runs whose dedupe marks the sender could not set to 'sent' are listed under
 `run-leads#<batch id>` (RunStore.list_unconfirmed): a later copy of such a lead is then skipped,
 not sent in a second run.
-
-Results are collected without depending on Clay's run-finished webhook (not guaranteed):
-each run has a chain of delayed messages on RunPollQueue, `{"trigger": "poll"}`, the first
-sent with the run and each later one by the collector while the run is in progress, with a
-growing delay, until the run is complete or its give-up time has passed (run_collector.py). A
-verified webhook adds one `{"trigger": "webhook"}` message with no delay (run_webhook.py):
-it collects sooner and never starts a chain of its own.
-
-Why delayed SQS messages rather than an EventBridge schedule: each run carries its own timing
-(first poll, backoff, give-up) and nothing runs while no run is open; the state table has only a
-`pk` key, so a schedule would have to Scan it to find open runs; and the queue brings retries,
-partial batch failures and a DLQ (with an alarm) for a poll that keeps failing.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import random
 import time
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from clay_pipeline.adapters.dynamodb import STATE_TTL
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.core import state_keys
-from clay_pipeline.core.column_values import identifier_problem
 from clay_pipeline.core.json_text import dump_json
-
-MAX_ITEM_ID_LENGTH = 64  # Clay's limit on a routine item's id (a lead_id); also bounds a run id we accept
+from clay_pipeline.core.routines import DAY_SECONDS, UNDERWAY, Ending, Run, Underway
 
 RUN_RECORD_DAYS = 30
-DAY_SECONDS = 86_400
-Trigger = Literal["poll", "webhook"]
-Ending = Literal["collected", "gave_up", "abandoned"]  # abandoned: the sender could not queue its polls
-Underway = Literal["collecting", "giving_up"]  # a run's mark while a collector or a give-up holds it
-UNDERWAY: dict[str, Underway] = {"collected": "collecting", "gave_up": "giving_up"}  # ending -> its hold
-
-
-@dataclass(frozen=True)
-class Run:
-    run_id: str
-    routine_id: str
-    started_at: float  # epoch seconds
-    inputs: dict[str, dict[str, Any]]  # lead_id -> the inputs Clay got for it (the lead message)
-
-    @property
-    def lead_ids(self) -> list[str]:
-        return list(self.inputs)
-
-
-@dataclass(frozen=True)
-class PollMessage:
-    run_id: str
-    trigger: Trigger = "poll"
-    attempt: int = 0  # polls of this chain so far: sets the next delay
-
-    def to_message(self) -> dict[str, Any]:
-        return {"routine_run_id": self.run_id, "trigger": self.trigger, "attempt": self.attempt}
-
-    @classmethod
-    def parse(cls, body: str) -> PollMessage:
-        """A message from RunPollQueue; ValueError when it is not one."""
-        document = json.loads(body)
-        if not isinstance(document, dict):
-            raise ValueError("not a run poll message: needs a routine_run_id string")
-        if problem := identifier_problem(document.get("routine_run_id"), MAX_ITEM_ID_LENGTH):
-            raise ValueError(f"not a run poll message: its routine_run_id {problem}")
-        trigger = document.get("trigger", "poll")
-        if trigger not in ("poll", "webhook"):
-            raise ValueError(f"unknown trigger {str(trigger)[:40]}")
-        attempt = document.get("attempt", 0)
-        return cls(document["routine_run_id"], trigger, attempt if isinstance(attempt, int) else 0)
-
-
-def poll_delay(attempt: int, first_seconds: int, max_seconds: int) -> int:
-    """Seconds before poll number `attempt` + 1: doubling from the first delay, capped, with 20% jitter."""
-    base = min(max_seconds, first_seconds * 2 ** min(attempt, 16))
-    # random jitter, not security: hence nosec B311
-    return max(1, min(max_seconds, round(base * random.uniform(0.8, 1.2))))  # nosec B311
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """Collecting routine runs: each RunPollQueue message reads one run's results and accepts them.
 
-A message names a run (routines.PollMessage). The collector reads the run's record, stops if the
+A message names a run (core/routines.py PollMessage). The collector reads the run's record, stops if the
 run already ended, and asks Clay for its results (every page):
 - in progress: a poll message queues the next poll after a growing delay, until the give-up
   time (CLAY_RUN_GIVE_UP_SECONDS after the start); a webhook message just stops, since the
-  run's poll chain goes on;
+  run's poll chain goes on (core/routines.py after_no_results);
 - complete: each `complete` item becomes a routing message exactly as a callback does: the
   item's result over the lead's inputs, with lead_id = the item id, goes through the callback's
   own parse_callback and CallbackAcceptor, so the same idempotency records make it exactly once
@@ -13,7 +13,7 @@ run already ended, and asks Clay for its results (every page):
   and its dedupe mark is released so a redrive sends it again. Then the run's ending is marked;
 - Clay answers 404/400 for the run, or the give-up time passes: every lead of the run goes to
   the DLQ with the reason, the run ends as gave_up and RoutineRunGaveUp raises the alarm;
-- a collection and a give-up of the same run exclude each other (routines.RunStore.hold): whichever
+- a collection and a give-up of the same run exclude each other (services/routines.py RunStore.hold): whichever
   holds the run first decides every lead, and a retry after a crash finishes what it started;
 - 429: the same message comes back after Retry-After; 401/403/5xx: polled again later (the
   401 of a workspace not provisioned for the API is logged as such).
@@ -33,12 +33,13 @@ from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import RunCollectorSettings
 from clay_pipeline.core.errors import InProgress, Rejected
 from clay_pipeline.core.json_text import dump_json
+from clay_pipeline.core.routines import DAY_SECONDS, GiveUp, PollMessage, Run, after_no_results
 from clay_pipeline.core.sending import ApiOutcome
 from clay_pipeline.observability import count, logger
 from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.services.callback import CallbackAcceptor, parse_callback
 from clay_pipeline.services.dedupe import Deduper
-from clay_pipeline.services.routines import DAY_SECONDS, PollMessage, Run, RunStore, poll_delay
+from clay_pipeline.services.routines import RunStore
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -119,16 +120,20 @@ class RunCollector:
 
     def _not_yet(self, message: PollMessage, run: Run, progress: str) -> str:
         """The run has no results yet: poll again later, or give up once its time is over."""
-        if message.trigger == "webhook":
-            return "in_progress"  # the run's poll chain goes on
-        remaining = run.started_at + self.settings.clay_run_give_up_seconds - time.time()
-        if remaining <= 0:
-            seconds = self.settings.clay_run_give_up_seconds
-            return self._give_up(run, "routine_run_gave_up", f"no results within {seconds} s ({progress})")
-        first, longest = self.settings.clay_run_first_poll_seconds, self.settings.clay_run_max_poll_seconds
-        delay = poll_delay(message.attempt + 1, first, longest)
-        next_poll = PollMessage(run.run_id, "poll", message.attempt + 1)
-        self.poll_queue.send(next_poll.to_message(), delay_seconds=min(delay, math.ceil(remaining)))
+        settings = self.settings
+        step = after_no_results(
+            message,
+            run.started_at,
+            time.time(),
+            settings.clay_run_give_up_seconds,
+            settings.clay_run_first_poll_seconds,
+            settings.clay_run_max_poll_seconds,
+            progress,
+        )
+        if isinstance(step, GiveUp):
+            return self._give_up(run, step.reason, step.detail)
+        if step is not None:
+            self.poll_queue.send(step.message.to_message(), delay_seconds=step.delay_seconds)
         return "in_progress"
 
     def _after_error(self, message: PollMessage, run: Run, error: ClayApiError) -> str:

@@ -22,8 +22,8 @@ from clay_pipeline.core import auth, state_keys
 from clay_pipeline.core.column_values import identifier_problem
 from clay_pipeline.core.errors import BadRequest, Unauthorized
 from clay_pipeline.core.request_body import check_content_type, check_size, parse_json
+from clay_pipeline.core.routines import DAY_SECONDS, MAX_ITEM_ID_LENGTH, PollMessage
 from clay_pipeline.services.caller_auth import secrets_or_unauthorized
-from clay_pipeline.services.routines import DAY_SECONDS, MAX_ITEM_ID_LENGTH, PollMessage
 
 SIGNATURE_HEADER = "X-Clay-Signature"
 

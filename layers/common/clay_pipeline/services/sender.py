@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from botocore.exceptions import ClientError
 
 from clay_pipeline import config
-from clay_pipeline.adapters.batch_records import SentBatches
+from clay_pipeline.adapters.batch_records import SENT_RECORD_TTL_SECONDS, SentBatches
 from clay_pipeline.adapters.clay_webhook import ClayClient
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import SenderSettings
@@ -47,7 +47,6 @@ from clay_pipeline.queue_batch import QueueRecord
 from clay_pipeline.services.intake import clay_payload, payload_problem
 from clay_pipeline.services.lead_sending import LeadSending, parse_lead
 from clay_pipeline.services.sending_limits import Clock, Webhook, WebhookPool, utc_now
-from clay_pipeline.services.sweeper import SENT_RECORD_TTL_SECONDS
 
 
 @dataclass

@@ -33,78 +33,28 @@ re-queue, never doubles it. It needs the lead's body, which the sender keeps in 
 
 from __future__ import annotations
 
-import json
 import time
-import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from clay_pipeline.adapters.batch_records import SentBatches
+from clay_pipeline.adapters.batch_records import SENT_RECORD_TTL_SECONDS, SentBatches, SentLead, iso, unpack_bodies
 from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import SweeperSettings
 from clay_pipeline.core import state_keys
+from clay_pipeline.core.stale_leads import called_back_since, sweep_window
 from clay_pipeline.observability import count, level, logger
+from clay_pipeline.services.pause import DestinationSwitch
 
 HOUR = 3600
-SENT_RECORD_DAYS = 8  # longer than the longest STALE_AFTER_HOURS (168) plus a missed day of sweeps
-SENT_RECORD_TTL_SECONDS = SENT_RECORD_DAYS * 86_400
-# A lead's entry in a batch record: [webhook index, seconds sent before the record's sent_at, receives,
-# POSTs]. Twenty leads take about 1 KB (one write unit) this way, fourteen as maps with named fields.
-ENTRY = ("webhook_index", "seconds_before_sent_at", "receives", "posts")
 CHECKPOINT_KEY = state_keys.sweep_checkpoint()
 FIRST_WINDOW_SECONDS = HOUR  # the schedule's interval in template.yaml
 LEAD_ATTRIBUTES = ("received_at", "routing_status", "clay_sent_at", "requeued_at", "callbacks")
 
 
-def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
-
-
-def unpack_bodies(data: bytes) -> dict[str, str]:
-    return dict(json.loads(zlib.decompress(data))) if data else {}
-
-
 # -- the lookup (the sweeper's, and `clay-pipeline stale`'s) ----------------------------------
-@dataclass(frozen=True)
-class SentLead:
-    """One lead's entry in a batch record."""
-
-    lead_id: str
-    batch_id: str
-    sent_at: int
-    webhook_index: int
-    receives: int
-    posts: int
-
-    @classmethod
-    def from_entry(cls, lead_id: str, batch_id: str, entry: Any, record_sent_at: int) -> SentLead:
-        """ENTRY, or the map {w, t, r, p} that records written before it hold (they expire in SENT_RECORD_DAYS)."""
-        if isinstance(entry, dict):
-            numbers = [int(entry.get(name) or 0) for name in ("w", "t", "r", "p")]
-            return cls(lead_id, batch_id, numbers[1], numbers[0], numbers[2], numbers[3])
-        webhook, before, receives, posts = (int(number) for number in entry)
-        return cls(lead_id, batch_id, record_sent_at - before, webhook, receives, posts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "lead_id": self.lead_id,
-            "batch": self.batch_id,
-            "sent_at": iso(self.sent_at),
-            "webhook_index": self.webhook_index,
-            "receives": self.receives,
-            "posts": self.posts,
-        }
-
-
-def called_back_since(item: dict[str, Any] | None, sent_at: int) -> bool:
-    received = str((item or {}).get("received_at") or "")
-    return bool(received) and datetime.fromisoformat(received).timestamp() >= sent_at
-
-
 @dataclass(frozen=True)
 class StaleLead:
     sent: SentLead
@@ -163,35 +113,6 @@ class StaleLeads:
         return Lookup(start, end, batches, len(sent), sorted(stale, key=lambda s: (s.sent.sent_at, s.sent.lead_id)))
 
 
-# -- recovering them in Clay ---------------------------------------------------------------------
-# A stale lead's row is in the Clay table (the batch record lists only leads Clay accepted); only its
-# HTTP API column's call back did not get through. Running that column again for exactly those rows costs
-# one Clay action per row and no data credits (Clay University, "HTTP API", FAQ "Does using HTTP API
-# consume Data Credits?"), where re-queueing the lead (STALE_REQUEUE) creates a second row whose every
-# enrichment column runs, and is billed, again.
-LEAD_ID_COLUMN = "lead_id"  # the column the sender's row carries and the HTTP API column's body sends back
-
-
-def clay_filter_value(lead_ids: Iterable[str]) -> str:
-    """One comma-separated line: the values of a Clay table filter `lead_id` *contains any of*.
-
-    Clay's text filters include "contains any of" a list of values (Clay University, "Comparison
-    operators"). It matches substrings, which is exact for derived ids (all `ld_` plus 24 hex digits);
-    a producer's own shorter id can also match a longer one that holds it.
-    """
-    return ", ".join(lead_ids)
-
-
-def clay_run_condition(lead_ids: Iterable[str]) -> str:
-    """A run condition ("Only run if") that holds for exactly these rows, in Clay's formula syntax.
-
-    `/lead_id` is Clay's column reference (Clay University, "Conditional runs"), `==` its exact text
-    comparison ("Comparison operators") and `OR` its logical operator; each id is a JSON string
-    literal, so a quote inside one stays text. Clay runs, and bills, only the rows whose condition holds.
-    """
-    return " OR ".join(f"/{LEAD_ID_COLUMN} == {json.dumps(lead_id, ensure_ascii=False)}" for lead_id in lead_ids)
-
-
 # -- the scheduled sweep --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SweepReport:
@@ -216,19 +137,19 @@ class StaleSweeper:
         self.leads = LeadsTable(settings.leads_table)
         self.lookup = StaleLeads(self.batches, self.leads)
         self.lead_queue = Queue(settings.lead_queue_url)
-        from clay_pipeline.services.pause import (
-            DestinationSwitch,  # here: the sender imports this module, not the rules
-        )
-
         self.switch = DestinationSwitch(self.store, cache_seconds=0)
 
     def window(self) -> tuple[int, int]:
         """(checkpoint, now - STALE_AFTER_HOURS], never reaching back past the batch records' lifetime."""
-        now = int(self.clock())
-        end = now - self.settings.stale_after_hours * HOUR
         checkpoint = self.store.get(CHECKPOINT_KEY)
-        start = int(checkpoint["swept_to"]) if checkpoint else end - FIRST_WINDOW_SECONDS
-        return max(start, now - SENT_RECORD_TTL_SECONDS), end
+        swept_to = int(checkpoint["swept_to"]) if checkpoint else None
+        return sweep_window(
+            int(self.clock()),
+            self.settings.stale_after_hours * HOUR,
+            swept_to,
+            FIRST_WINDOW_SECONDS,
+            SENT_RECORD_TTL_SECONDS,
+        )
 
     def run(self) -> SweepReport:
         start, end = self.window()

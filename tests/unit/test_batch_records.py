@@ -1,4 +1,4 @@
-"""The stale lookup's time arithmetic (stale.py, stores.hour_buckets), without a table."""
+"""The sender's batch records (adapters/batch_records.py) without a table: their hours, entries and size."""
 
 from __future__ import annotations
 
@@ -6,17 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from clay_pipeline.adapters.batch_records import SentBatch, hour_bucket, hour_buckets
+from clay_pipeline.adapters.batch_records import SentBatch, SentLead, hour_bucket, hour_buckets, iso, unpack_bodies
 from clay_pipeline.adapters.dynamodb import item_size
 from clay_pipeline.core.leads import derive_lead_id
-from clay_pipeline.services.sweeper import (
-    SentLead,
-    called_back_since,
-    clay_filter_value,
-    clay_run_condition,
-    iso,
-    unpack_bodies,
-)
 
 pytestmark = pytest.mark.unit
 
@@ -33,15 +25,7 @@ def test_hour_buckets_cover_the_window_across_a_day() -> None:
         "2026-11-23T00",
     ]
     assert hour_buckets(at("2026-11-22T22:00:01"), at("2026-11-22T22:59:59")) == ["2026-11-22T22"]
-
-
-def test_a_callback_counts_only_when_it_came_after_the_send() -> None:
-    sent = int(at("2026-11-22T10:00:00"))
-    assert called_back_since({"received_at": "2026-11-22T10:00:00.250000+00:00"}, sent)
-    assert not called_back_since({"received_at": "2026-11-21T09:00:00+00:00"}, sent)  # an earlier send's
-    assert not called_back_since({"callbacks": 0}, sent)
-    assert not called_back_since(None, sent)
-    assert iso(sent) == "2026-11-22T10:00:00+00:00"
+    assert iso(at("2026-11-22T10:00:00")) == "2026-11-22T10:00:00+00:00"
 
 
 def test_a_batch_remembers_each_lead_and_packs_the_bodies_it_keeps() -> None:
@@ -78,11 +62,3 @@ def test_records_written_before_the_list_entries_are_still_read() -> None:
     # WHEN read THEN its own send time counts, not the record's
     lead = SentLead.from_entry("ld_1", "b1", entry, 1_700_000_050)
     assert (lead.sent_at, lead.webhook_index, lead.receives, lead.posts) == (1_700_000_000, 1, 2, 3)
-
-
-def test_the_clay_exports_name_exactly_the_given_ids() -> None:
-    ids = [derive_lead_id("a@x.io", None, None, None, None) or "", "ld_b"]
-    assert clay_filter_value(ids) == f"{ids[0]}, ld_b"
-    assert clay_run_condition(ids) == f'/lead_id == "{ids[0]}" OR /lead_id == "ld_b"'
-    # a producer's own lead_id with a quote or a backslash stays one string literal
-    assert clay_run_condition(['we"ird\\id']) == '/lead_id == "we\\"ird\\\\id"'

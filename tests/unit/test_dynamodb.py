@@ -1,4 +1,5 @@
-"""to_item (stores.py): plain values to DynamoDB attribute values, as boto3's TypeSerializer writes them."""
+"""adapters/dynamodb.py: plain values to DynamoDB attribute values, as boto3's TypeSerializer writes them, and
+an item's size as DynamoDB bills it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from boto3.dynamodb.types import TypeSerializer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clay_pipeline.adapters.dynamodb import from_item, to_item
+from clay_pipeline.adapters.dynamodb import from_item, item_size, to_item
 from clay_pipeline.core.json_text import dump_json
 
 pytestmark = pytest.mark.unit
@@ -78,3 +79,20 @@ def test_other_types_are_written_as_json_writes_them() -> None:
     moment = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
     assert to_item({"at": moment, "keys": {1: "one"}}) == through_json({"at": moment, "keys": {1: "one"}})
     assert to_item({"at": moment})["at"] == {"S": str(moment)}
+
+
+@pytest.mark.parametrize(
+    ("values", "size"),
+    [
+        ({"a": "xyz"}, 1 + 3),
+        ({"n": 1}, 1 + 2),
+        ({"n": 123456}, 1 + 4),
+        ({"n": 1.5e-7}, 1 + 2),
+        ({"n": 10**30}, 1 + 2),
+        ({"b": True, "z": None}, 2),  # a None attribute is not written (to_item drops it)
+        ({"l": [1, "ab"]}, 1 + 3 + (1 + 2) + (1 + 2)),
+        ({"m": {"k": "v"}}, 1 + 3 + (1 + 1 + 1)),
+    ],
+)
+def test_item_size_follows_dynamodb_sizing(values: dict[str, Any], size: int) -> None:
+    assert item_size(values) == size
