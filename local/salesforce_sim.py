@@ -1,5 +1,6 @@
 """A Salesforce org on loopback: the client credentials token endpoint, the sObject Collections upsert by external
-id, the SOQL query by external id, and their failure modes (core/salesforce_records.py cites the documentation).
+id, the SOQL query by external id, and their failure modes (core/salesforce_records.py and
+core/salesforce_answers.py cite the documentation).
 
 - `POST /services/oauth2/token` (form-encoded): `grant_type=client_credentials` with the app's client id and
   secret -> `{access_token, instance_url, token_type, issued_at, signature}`; a wrong client id answers 400
@@ -25,7 +26,7 @@ id, the SOQL query by external id, and their failure modes (core/salesforce_reco
     or only the records carrying it, and on the message. The simulator refuses the whole request with 400
     INVALID_FIELD "No such column '<field>' on sobject of type <SObject>" (the wording Salesforce's INVALID_FIELD
     errors use in SOQL, "No such column ... on entity ..."). The adapter pauses Salesforce for either form
-    (a per-record INVALID_FIELD is one of core/salesforce_records.SETUP_CODES).
+    (a per-record INVALID_FIELD is one of core/salesforce_answers.SETUP_CODES).
 - `GET /services/data/vNN.0/query?q=SELECT Id, F FROM O WHERE F IN ('a', ...)`: the records found.
 - A session ends (`expire_sessions`): every call with an older token gets 401 INVALID_SESSION_ID. Injected:
   403 REQUEST_LIMIT_EXCEEDED (`limit_requests`: the 24-hour allocation, or concurrent calls) and per-record

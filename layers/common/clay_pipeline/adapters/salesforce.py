@@ -1,7 +1,8 @@
 """Salesforce, the CRM: leads upserted by external id (the lead_id) with sObject Collections, one result per lead.
 
-The records, the field mapping and how Salesforce's answers read are in core/salesforce_records.py (with the
-documentation each rests on). This module makes the calls:
+The records and the field mapping are in core/salesforce_records.py, how Salesforce's answers read in
+core/salesforce_answers.py, the SOQL query in core/salesforce_soql.py (with the documentation each rests on).
+This module makes the calls:
 - **Auth**: the OAuth 2.0 client credentials flow (Salesforce Help, "OAuth 2.0 Client Credentials Flow for
   Server-to-Server Integration"): `POST {SALESFORCE_LOGIN_URL}/services/oauth2/token`, form-encoded
   `grant_type=client_credentials`, `client_id`, `client_secret` -> `{access_token, instance_url, token_type}`.
@@ -43,22 +44,18 @@ from clay_pipeline.adapters.http import OutboundError, send, url_problem
 from clay_pipeline.adapters.webhooks import MIN_ATTEMPT_SECONDS, HttpClient, RetryPolicy, classify_failure
 from clay_pipeline.core.deliveries import OUT_OF_TIME, DeliveryResult, Status
 from clay_pipeline.core.routing_message import RoutingMessage
-from clay_pipeline.core.salesforce_records import (
-    MAX_RECORDS,
-    RecordMapping,
+from clay_pipeline.core.salesforce_answers import (
     RecordOutcome,
     Refusal,
-    SalesforceRecord,
     Token,
     Verdict,
-    existing_query,
-    found_external_ids,
     grant_refused,
-    query_batches,
     read_refusal,
     read_results,
     read_token,
 )
+from clay_pipeline.core.salesforce_records import MAX_RECORDS, RecordMapping, SalesforceRecord
+from clay_pipeline.core.salesforce_soql import existing_query, found_external_ids, query_batches
 
 TOKEN_PATH = "/services/oauth2/token"  # noqa: S105  # nosec B105 - a path, not a secret
 CLIENT_ID, CLIENT_SECRET = "SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"  # nosec B105 - names
