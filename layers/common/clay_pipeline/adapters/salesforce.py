@@ -67,28 +67,13 @@ SETUP_PROBLEM = "salesforce_setup"
 DAILY_LIMIT = "salesforce_daily_limit"
 
 
-class SalesforceRecords:
-    """Leads upserted into one object by external id in batches of up to 200; each lead gets its own result.
+class SalesforceSession:
+    """Calls to one org with the client credentials token: fetched once per container (per login URL and
+    credentials, so a rotated secret takes a new one), fetched again once when Salesforce says it expired."""
 
-    A batched CRM destination (adapters/crm.BatchedCrm): the router calls upsert_leads with a whole batch."""
-
-    name = "salesforce"
-    label = "Salesforce"
-    setting = CLIENT_ID
-
-    def __init__(
-        self,
-        http: HttpClient,
-        login_url: str,
-        api_version: str,
-        mapping: RecordMapping | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> None:
+    def __init__(self, http: HttpClient, login_url: str) -> None:
         self.http = http
         self.login_url = login_url.rstrip("/")
-        self.api_version = api_version
-        self.mapping = mapping or RecordMapping()
-        self.retry = retry or RetryPolicy(timeout_seconds=10, attempts=0, backoff_seconds=0)
         self._token: tuple[str, Token] | None = None  # (credentials key, token): per container, rotation-aware
         self._token_lock = threading.Lock()
 
@@ -96,93 +81,7 @@ class SalesforceRecords:
         """Off unless both the login URL and the client id are set."""
         return bool(self.login_url) and bool(config.secret(CLIENT_ID))
 
-    def payload(self, lead: dict[str, Any], received_at: str) -> Any:
-        return self.mapping.update_payload(lead, received_at)
-
-    def record(self, lead: dict[str, Any], received_at: str) -> SalesforceRecord:
-        return self.mapping.record(lead, received_at)
-
-    # -- upsert ---------------------------------------------------------------------------------
-    def upsert_leads(self, messages: Mapping[str, RoutingMessage], deadline: float) -> dict[str, DeliveryResult]:
-        """Every message's lead, upserted in requests of 200 with the retries; each result by the message's key.
-
-        One record per lead_id: a request naming an external id twice would make Salesforce refuse the repeat,
-        so the newest enrichment of a lead wins (by received_at)."""
-        records: dict[str, SalesforceRecord] = {}
-        for message in sorted(messages.values(), key=lambda m: m.received_at):
-            record = self.record(message.lead, message.received_at)
-            records[record.lead_id] = record
-        by_lead = self.upsert_records(list(records.values()), deadline)
-        return {key: by_lead[str(message.lead["lead_id"])] for key, message in messages.items()}
-
-    def upsert_records(self, records: list[SalesforceRecord], deadline: float) -> dict[str, DeliveryResult]:
-        """Records of distinct lead_ids in requests of at most 200 (adapters/crm.upsert_in_batches: the retries,
-        and nothing more sent once Salesforce says to stop); each lead's result by its lead_id."""
-        batches = {record.lead_id: record for record in records}
-        return upsert_in_batches(batches, MAX_RECORDS, self.upsert, self.retry, deadline)
-
-    def upsert(self, batch: list[SalesforceRecord], timeout: float, deadline: float) -> dict[str, DeliveryResult]:
-        """One batch (at most 200 records, distinct lead_ids): each lead's result by its lead_id. Every request
-        gets at most `timeout` seconds and none starts past `deadline` (time.monotonic())."""
-        if len(batch) > MAX_RECORDS:
-            raise ValueError(f"a collections upsert takes at most {MAX_RECORDS} records, not {len(batch)}")
-        return self._upsert_batch(batch, timeout, deadline)
-
-    def _upsert_batch(
-        self, batch: list[SalesforceRecord], timeout: float, deadline: float
-    ) -> dict[str, DeliveryResult]:
-        lead_ids = [record.lead_id for record in batch]
-        existing: set[str] = set()
-        if any(record.create for record in batch):
-            found = self._existing(lead_ids, timeout, deadline)
-            if isinstance(found, DeliveryResult):
-                return dict.fromkeys(lead_ids, found)
-            existing = found
-        return self._send(batch, existing, timeout, deadline)
-
-    def _send(
-        self, batch: list[SalesforceRecord], existing: set[str], timeout: float, deadline: float
-    ) -> dict[str, DeliveryResult]:
-        lead_ids = [record.lead_id for record in batch]
-        body = {
-            "allOrNone": False,
-            "records": [self.mapping.body(record, new=record.lead_id not in existing) for record in batch],
-        }
-        mapping = self.mapping
-        path = f"/services/data/{self.api_version}/composite/sobjects/{mapping.sobject}/{mapping.external_id_field}"
-        failure, status, answer = self._call("PATCH", path, body, timeout, deadline)
-        if failure is not None:
-            return dict.fromkeys(lead_ids, failure)
-        if 200 <= status < 300:
-            return {lead_id: self._delivery(outcome) for lead_id, outcome in read_results(lead_ids, answer).items()}
-        refusal = read_refusal(status, answer, self.mapping.external_id_field)
-        if refusal.verdict is Verdict.DEAD_LETTER and len(batch) > 1:  # may be one record's fault: find it
-            half = len(batch) // 2
-            return {
-                **self._send(batch[:half], existing, timeout, deadline),
-                **self._send(batch[half:], existing, timeout, deadline),
-            }
-        return dict.fromkeys(lead_ids, self._refused(refusal))
-
-    def _existing(self, lead_ids: list[str], timeout: float, deadline: float) -> set[str] | DeliveryResult:
-        """The lead_ids Salesforce has a record for; a failure result when that could not be read."""
-        found: set[str] = set()
-        for batch in query_batches(lead_ids):
-            soql = existing_query(self.mapping.sobject, self.mapping.external_id_field, batch)
-            path = f"/services/data/{self.api_version}/query?q={quote(soql, safe='')}"
-            failure, status, answer = self._call("GET", path, None, timeout, deadline)
-            if failure is not None:
-                return failure
-            if not 200 <= status < 300:
-                refusal = read_refusal(status, answer, self.mapping.external_id_field)
-                if refusal.verdict is Verdict.DEAD_LETTER:  # a query refused is no lead's fault: retried, then DLQ
-                    return DeliveryResult(Status.RETRYABLE, f"salesforce_query_{status}", detail=refusal.message)
-                return self._refused(refusal)
-            found |= found_external_ids(answer, self.mapping.external_id_field)
-        return found
-
-    # -- one call, with the token and its one refresh -----------------------------------------------
-    def _call(
+    def call(
         self, method: str, path: str, body: Any, timeout: float, deadline: float
     ) -> tuple[DeliveryResult | None, int, Any]:
         """(failure, status, parsed answer): failure when no answer came or no token could be had."""
@@ -250,45 +149,157 @@ class SalesforceRecords:
             self._token = (key, token)
             return token
 
-    # -- what an answer means for a lead -------------------------------------------------------------
-    def _delivery(self, outcome: RecordOutcome) -> DeliveryResult:
-        if outcome.verdict is Verdict.DELIVERED:  # the record's id, for the trace and the logs (not lead data)
-            reason = "salesforce_created" if outcome.created else "salesforce_updated"
-            return DeliveryResult(Status.DELIVERED, reason, detail=outcome.salesforce_id)
-        said = outcome.message + (f" (fields: {', '.join(outcome.fields)})" if outcome.fields else "")
-        reason = f"salesforce_{outcome.code.lower()}"
-        if outcome.verdict is Verdict.PAUSE:  # a field the run-as user cannot write: every lead would fail alike
-            return self._setup_problem(f". Salesforce said: {said}")
-        if outcome.verdict is Verdict.WAIT:
-            wait = LOCK_WAIT_SECONDS if outcome.code == "UNABLE_TO_LOCK_ROW" else None
-            return DeliveryResult(Status.RETRYABLE, reason, wait, said)
-        return DeliveryResult(Status.PERMANENT, reason, detail=said)
 
-    def _refused(self, refusal: Refusal) -> DeliveryResult:
-        reason = f"salesforce_{refusal.code.lower()}" if refusal.code else "salesforce_refused"
-        said = f". Salesforce said: {refusal.message}" if refusal.message else ""
-        if refusal.verdict is Verdict.WAIT:
-            wait = LOCK_WAIT_SECONDS if refusal.code == "UNABLE_TO_LOCK_ROW" else None
-            return DeliveryResult(Status.RETRYABLE, reason, wait, refusal.message)
-        if refusal.verdict is Verdict.DEAD_LETTER:
-            return DeliveryResult(Status.PERMANENT, reason, detail=refusal.message)
-        if refusal.code == "REQUEST_LIMIT_EXCEEDED":
-            detail = (
-                "the org's 24-hour API request allocation is spent: Salesforce is paused, re-checked every 15 minutes"
-            )
-            return DeliveryResult(Status.PAUSED, DAILY_LIMIT, RECHECK_SECONDS, detail + said)
-        return self._setup_problem(said)
+class SalesforceRecords:
+    """Leads upserted into one object by external id in batches of up to 200; each lead gets its own result.
 
-    def _setup_problem(self, said: str) -> DeliveryResult:
-        """Paused until the admin fixes a field, the external id or the permission set (`said`: Salesforce's words)."""
+    A batched CRM destination (adapters/crm.BatchedCrm): the router calls upsert_leads with a whole batch."""
+
+    name = "salesforce"
+    label = "Salesforce"
+    setting = CLIENT_ID
+
+    def __init__(
+        self,
+        http: HttpClient,
+        login_url: str,
+        api_version: str,
+        mapping: RecordMapping | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.session = SalesforceSession(http, login_url)
+        self.api_version = api_version
+        self.mapping = mapping or RecordMapping()
+        self.retry = retry or RetryPolicy(timeout_seconds=10, attempts=0, backoff_seconds=0)
+
+    def configured(self) -> bool:
+        """Off unless both the login URL and the client id are set."""
+        return self.session.configured()
+
+    def payload(self, lead: dict[str, Any], received_at: str) -> Any:
+        return self.mapping.update_payload(lead, received_at)
+
+    def record(self, lead: dict[str, Any], received_at: str) -> SalesforceRecord:
+        return self.mapping.record(lead, received_at)
+
+    # -- upsert ---------------------------------------------------------------------------------
+    def upsert_leads(self, messages: Mapping[str, RoutingMessage], deadline: float) -> dict[str, DeliveryResult]:
+        """Every message's lead, upserted in requests of 200 with the retries; each result by the message's key.
+
+        One record per lead_id: a request naming an external id twice would make Salesforce refuse the repeat,
+        so the newest enrichment of a lead wins (by received_at)."""
+        records: dict[str, SalesforceRecord] = {}
+        for message in sorted(messages.values(), key=lambda m: m.received_at):
+            record = self.record(message.lead, message.received_at)
+            records[record.lead_id] = record
+        by_lead = self.upsert_records(list(records.values()), deadline)
+        return {key: by_lead[str(message.lead["lead_id"])] for key, message in messages.items()}
+
+    def upsert_records(self, records: list[SalesforceRecord], deadline: float) -> dict[str, DeliveryResult]:
+        """Records of distinct lead_ids in requests of at most 200 (adapters/crm.upsert_in_batches: the retries,
+        and nothing more sent once Salesforce says to stop); each lead's result by its lead_id."""
+        batches = {record.lead_id: record for record in records}
+        return upsert_in_batches(batches, MAX_RECORDS, self.upsert, self.retry, deadline)
+
+    def upsert(self, batch: list[SalesforceRecord], timeout: float, deadline: float) -> dict[str, DeliveryResult]:
+        """One batch (at most 200 records, distinct lead_ids): each lead's result by its lead_id. Every request
+        gets at most `timeout` seconds and none starts past `deadline` (time.monotonic())."""
+        if len(batch) > MAX_RECORDS:
+            raise ValueError(f"a collections upsert takes at most {MAX_RECORDS} records, not {len(batch)}")
+        return self._upsert_batch(batch, timeout, deadline)
+
+    def _upsert_batch(
+        self, batch: list[SalesforceRecord], timeout: float, deadline: float
+    ) -> dict[str, DeliveryResult]:
+        lead_ids = [record.lead_id for record in batch]
+        existing: set[str] = set()
+        if any(record.create for record in batch):
+            found = self._existing(lead_ids, timeout, deadline)
+            if isinstance(found, DeliveryResult):
+                return dict.fromkeys(lead_ids, found)
+            existing = found
+        return self._send(batch, existing, timeout, deadline)
+
+    def _send(
+        self, batch: list[SalesforceRecord], existing: set[str], timeout: float, deadline: float
+    ) -> dict[str, DeliveryResult]:
+        lead_ids = [record.lead_id for record in batch]
+        body = {
+            "allOrNone": False,
+            "records": [self.mapping.body(record, new=record.lead_id not in existing) for record in batch],
+        }
         mapping = self.mapping
-        detail = (
-            f"Salesforce refused the {mapping.sobject} upsert: check that {mapping.external_id_field}"
-            " (SALESFORCE_EXTERNAL_ID_FIELD) exists as an External ID field, that every field SALESFORCE_FIELD_MAP"
-            f" writes exists on {mapping.sobject}, and that the run-as user's permission set grants API Enabled,"
-            f" Read, Create and Edit on {mapping.sobject} and Edit on those fields"
-        )
-        return DeliveryResult(Status.PAUSED, SETUP_PROBLEM, RECHECK_SECONDS, detail + said)
+        path = f"/services/data/{self.api_version}/composite/sobjects/{mapping.sobject}/{mapping.external_id_field}"
+        failure, status, answer = self.session.call("PATCH", path, body, timeout, deadline)
+        if failure is not None:
+            return dict.fromkeys(lead_ids, failure)
+        if 200 <= status < 300:
+            return {lead_id: _delivery(outcome, mapping) for lead_id, outcome in read_results(lead_ids, answer).items()}
+        refusal = read_refusal(status, answer, mapping.external_id_field)
+        if refusal.verdict is Verdict.DEAD_LETTER and len(batch) > 1:  # may be one record's fault: find it
+            half = len(batch) // 2
+            return {
+                **self._send(batch[:half], existing, timeout, deadline),
+                **self._send(batch[half:], existing, timeout, deadline),
+            }
+        return dict.fromkeys(lead_ids, _refused(refusal, mapping))
+
+    def _existing(self, lead_ids: list[str], timeout: float, deadline: float) -> set[str] | DeliveryResult:
+        """The lead_ids Salesforce has a record for; a failure result when that could not be read."""
+        found: set[str] = set()
+        for batch in query_batches(lead_ids):
+            soql = existing_query(self.mapping.sobject, self.mapping.external_id_field, batch)
+            path = f"/services/data/{self.api_version}/query?q={quote(soql, safe='')}"
+            failure, status, answer = self.session.call("GET", path, None, timeout, deadline)
+            if failure is not None:
+                return failure
+            if not 200 <= status < 300:
+                refusal = read_refusal(status, answer, self.mapping.external_id_field)
+                if refusal.verdict is Verdict.DEAD_LETTER:  # a query refused is no lead's fault: retried, then DLQ
+                    return DeliveryResult(Status.RETRYABLE, f"salesforce_query_{status}", detail=refusal.message)
+                return _refused(refusal, self.mapping)
+            found |= found_external_ids(answer, self.mapping.external_id_field)
+        return found
+
+
+# -- what an answer means for a lead -------------------------------------------------------------
+def _delivery(outcome: RecordOutcome, mapping: RecordMapping) -> DeliveryResult:
+    if outcome.verdict is Verdict.DELIVERED:  # the record's id, for the trace and the logs (not lead data)
+        reason = "salesforce_created" if outcome.created else "salesforce_updated"
+        return DeliveryResult(Status.DELIVERED, reason, detail=outcome.salesforce_id)
+    said = outcome.message + (f" (fields: {', '.join(outcome.fields)})" if outcome.fields else "")
+    reason = f"salesforce_{outcome.code.lower()}"
+    if outcome.verdict is Verdict.PAUSE:  # a field the run-as user cannot write: every lead would fail alike
+        return _setup_problem(mapping, f". Salesforce said: {said}")
+    if outcome.verdict is Verdict.WAIT:
+        wait = LOCK_WAIT_SECONDS if outcome.code == "UNABLE_TO_LOCK_ROW" else None
+        return DeliveryResult(Status.RETRYABLE, reason, wait, said)
+    return DeliveryResult(Status.PERMANENT, reason, detail=said)
+
+
+def _refused(refusal: Refusal, mapping: RecordMapping) -> DeliveryResult:
+    reason = f"salesforce_{refusal.code.lower()}" if refusal.code else "salesforce_refused"
+    said = f". Salesforce said: {refusal.message}" if refusal.message else ""
+    if refusal.verdict is Verdict.WAIT:
+        wait = LOCK_WAIT_SECONDS if refusal.code == "UNABLE_TO_LOCK_ROW" else None
+        return DeliveryResult(Status.RETRYABLE, reason, wait, refusal.message)
+    if refusal.verdict is Verdict.DEAD_LETTER:
+        return DeliveryResult(Status.PERMANENT, reason, detail=refusal.message)
+    if refusal.code == "REQUEST_LIMIT_EXCEEDED":
+        detail = "the org's 24-hour API request allocation is spent: Salesforce is paused, re-checked every 15 minutes"
+        return DeliveryResult(Status.PAUSED, DAILY_LIMIT, RECHECK_SECONDS, detail + said)
+    return _setup_problem(mapping, said)
+
+
+def _setup_problem(mapping: RecordMapping, said: str) -> DeliveryResult:
+    """Paused until the admin fixes a field, the external id or the permission set (`said`: Salesforce's words)."""
+    detail = (
+        f"Salesforce refused the {mapping.sobject} upsert: check that {mapping.external_id_field}"
+        " (SALESFORCE_EXTERNAL_ID_FIELD) exists as an External ID field, that every field SALESFORCE_FIELD_MAP"
+        f" writes exists on {mapping.sobject}, and that the run-as user's permission set grants API Enabled,"
+        f" Read, Create and Edit on {mapping.sobject} and Edit on those fields"
+    )
+    return DeliveryResult(Status.PAUSED, SETUP_PROBLEM, RECHECK_SECONDS, detail + said)
 
 
 def _transport(error: OutboundError) -> DeliveryResult:
