@@ -56,6 +56,7 @@ TOKEN_PATH = "/services/oauth2/token"  # noqa: S105  # nosec B105 - a path
 _UPSERT = re.compile(r"^/services/data/v(\d+)\.0/composite/sobjects/(\w+)/(\w+)$")
 _QUERY = re.compile(r"^/services/data/v(\d+)\.0/query/?$")
 _SOQL = re.compile(r"^SELECT\s+Id\s*,\s*(\w+)\s+FROM\s+(\w+)\s+WHERE\s+(\w+)\s+IN\s*\((.*)\)\s*$", re.DOTALL)
+_KINDS = {"token": re.compile(re.escape(TOKEN_PATH) + "$"), "query": _QUERY, "upsert": _UPSERT}
 _LITERAL = re.compile(r"'((?:[^'\\]|\\.)*)'")
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 CUSTOM_FIELDS: dict[str, Any] = {
@@ -146,8 +147,7 @@ class SalesforceSim(Served):
     # -- what happened ------------------------------------------------------------------------------
     def calls(self, kind: str) -> list[RecordedRequest]:
         """The requests of one kind: token, query or upsert."""
-        patterns = {"token": re.compile(re.escape(TOKEN_PATH) + "$"), "query": _QUERY, "upsert": _UPSERT}
-        matcher = patterns[kind]
+        matcher = _KINDS[kind]
         with self._lock:
             return [request for request in self.requests if matcher.match(request.path)]
 
@@ -194,73 +194,38 @@ class SalesforceSim(Served):
             reply.delay = self.answer_after  # the records are written now; the answer may come too late
             return reply
         if (found := _QUERY.match(request.path)) and request.method == "GET":
-            return self._query(parse_qs(request.query).get("q", [""])[0])
+            return _query(
+                parse_qs(request.query).get("q", [""])[0], self.records, self.external_id_fields, self.custom_fields
+            )
         return _errors(404, "NOT_FOUND", NOT_FOUND_MESSAGE)
 
     def _grant(self, request: RecordedRequest) -> Reply:
         form = {name: values[0] for name, values in parse_qs(request.body.decode()).items()}
-        if form.get("grant_type") != "client_credentials":
-            return Reply(400, {"error": "unsupported_grant_type", "error_description": "grant type not supported"})
-        if form.get("client_id") != self.client_id:
-            return Reply(400, {"error": "invalid_client_id", "error_description": "client identifier invalid"})
-        if form.get("client_secret") != self.client_secret:
-            return Reply(400, {"error": "invalid_client", "error_description": "invalid client credentials"})
-        if not self.run_as_user:
-            return Reply(400, {"error": "invalid_grant", "error_description": "no client credentials user enabled"})
+        if refused := _grant_refused(form, self.client_id, self.client_secret, self.run_as_user):
+            return refused
         token = "00DSIM!" + secrets.token_urlsafe(24)
         self._tokens.add(token)
-        return Reply(
-            200,
-            {
-                "access_token": token,
-                "signature": secrets.token_urlsafe(16),
-                "scope": "api",
-                "instance_url": self.instance_url,
-                "id": f"{self.instance_url}/id/00DSIM/005SIM",
-                "token_type": "Bearer",
-                "issued_at": str(int(time.time() * 1000)),
-            },
-        )
+        return _token_answer(token, self.instance_url)
 
     def _fields(self, sobject: str) -> dict[str, Any]:
         """The object's fields: name -> FieldType, or a length for the custom ones."""
         return {**FIELD_TYPES.get(sobject, {}), **self.custom_fields}
 
     def _upsert(self, version: int, sobject: str, external_id: str, request: RecordedRequest) -> Reply:
-        if version < 46 or sobject not in FIELD_TYPES:
+        # an unknown object or external id field: documented; names no field (module docstring)
+        if version < 46 or sobject not in FIELD_TYPES or external_id not in self.external_id_fields.get(sobject, set()):
             return _errors(404, "NOT_FOUND", NOT_FOUND_MESSAGE)
-        if external_id not in self.external_id_fields.get(sobject, set()):
-            return _errors(404, "NOT_FOUND", NOT_FOUND_MESSAGE)  # documented; names no field (module docstring)
         try:
             payload = request.json()
         except ValueError:
             return _errors(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
-        records = payload.get("records") if isinstance(payload, dict) else None
-        if not isinstance(records, list) or not records:
-            return _errors(400, "INVALID_FIELD", "records: a list of sObjects is required")
-        if len(records) > MAX_RECORDS:
-            # 400 is documented; the code and message are not (the SOAP API's, as the module docstring says)
-            message = f"record limit reached. cannot submit more than {MAX_RECORDS} records into this call"
-            return _errors(400, "EXCEEDED_ID_LIMIT", message)
-        known = self._fields(sobject)
-        for record in records:
-            if not isinstance(record, dict) or (record.get("attributes") or {}).get("type") != sobject:
-                return _errors(400, "INVALID_TYPE", f"Each record must have attributes.type {sobject}")
-            for name, value in record.items():
-                if name == "attributes":
-                    continue
-                if name not in known:  # whole request or this record alone: undocumented (module docstring)
-                    return _errors(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {sobject}")
-                kind = known[name]
-                if getattr(kind, "kind", None) in (Kind.INT, Kind.NUMBER) and not _is_number(value, kind.kind):
-                    return _errors(
-                        400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of {kind.kind} from {value!r}"
-                    )
+        if malformed := _malformed_upsert(sobject, payload, self._fields(sobject)):
+            return malformed
+        records = payload["records"]
         all_or_none = payload.get("allOrNone") is True
         results = [self._write(sobject, external_id, record, dry_run=all_or_none) for record in records]
         if all_or_none and not all(result["success"] for result in results):
-            rolled = {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "message": "Record rolled back", "fields": []}
-            return Reply(200, [{"id": None, "success": False, "errors": [rolled]} for _ in records])
+            return Reply(200, [_failed("ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back", []) for _ in records])
         if all_or_none:
             results = [self._write(sobject, external_id, record) for record in records]
         return Reply(200, results)
@@ -274,24 +239,10 @@ class SalesforceSim(Served):
                 self._locked[lead_id] -= 1
             return _failed("UNABLE_TO_LOCK_ROW", LOCKED_MESSAGE.format(lead_id), [])
         values = {name: value for name, value in record.items() if name not in ("attributes", external_id)}
-        if read_only := sorted(self.read_only_fields & set(values)):  # field-level security, on each record
-            message = (
-                f"Unable to create/update fields: {', '.join(read_only)}. Please check the security settings of this"
-                " field and verify that it is read/write for your profile or permission set."
-            )
-            return _failed("INVALID_FIELD_FOR_INSERT_UPDATE", message, read_only)
-        problems = [problem for name, value in values.items() if (problem := self._problem(sobject, name, value))]
-        if problems:
-            code, message, name = problems[0]
-            return _failed(code, message, [name])
         existing = self.records.get((sobject, lead_id))
-        if existing is None:
-            missing = [name for name in REQUIRED_FIELDS[sobject] if not values.get(name)]
-            if missing:
-                return _failed(
-                    "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing
-                )
         created = existing is None
+        if failed := _record_failure(sobject, values, self._fields(sobject), self.read_only_fields, created):
+            return failed
         if dry_run:
             return {"id": "", "success": True, "created": created, "errors": []}
         if existing is None:
@@ -300,32 +251,6 @@ class SalesforceSim(Served):
         existing.update(values)
         self.written.append(Written(sobject, lead_id, created, dict(values)))
         return {"id": existing["Id"], "success": True, "created": created, "errors": []}
-
-    def _problem(self, sobject: str, name: str, value: Any) -> tuple[str, str, str] | None:
-        kind = self._fields(sobject)[name]
-        length = kind if isinstance(kind, int) else getattr(kind, "length", None)
-        if getattr(kind, "kind", None) is Kind.EMAIL and isinstance(value, str) and not EMAIL.match(value):
-            return "INVALID_EMAIL_ADDRESS", f"{name}: invalid email address: {value}", name
-        if length is not None and isinstance(value, str) and len(value) > length:
-            return "STRING_TOO_LONG", f"{name}: data value too large: {value[:40]}... (max length={length})", name
-        return None
-
-    def _query(self, soql: str) -> Reply:
-        found = _SOQL.match(soql.strip())
-        if not found:
-            return _errors(400, "MALFORMED_QUERY", "unexpected token")
-        selected, sobject, where, values = found.groups()
-        if sobject not in FIELD_TYPES:
-            return _errors(400, "INVALID_TYPE", f"sObject type '{sobject}' is not supported.")
-        if selected != where or where not in self.external_id_fields.get(sobject, set()) | set(self.custom_fields):
-            return _errors(400, "INVALID_FIELD", f"No such column '{where}' on entity '{sobject}'.")
-        wanted = [re.sub(r"\\(.)", r"\1", literal) for literal in _LITERAL.findall(values)]
-        rows = [
-            {"attributes": {"type": sobject}, "Id": self.records[(sobject, value)]["Id"], where: value}
-            for value in wanted
-            if (sobject, value) in self.records
-        ]
-        return Reply(200, {"totalSize": len(rows), "done": True, "records": rows})
 
 
 def _failed(code: str, message: str, fields: list[str]) -> dict[str, Any]:
@@ -336,3 +261,111 @@ def _is_number(value: Any, kind: Kind) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
     return kind is not Kind.INT or float(value).is_integer()
+
+
+# -- the fixed answers ------------------------------------------------------------------------------------
+def _grant_refused(form: dict[str, str], client_id: str, client_secret: str, run_as_user: bool) -> Reply | None:
+    """The token endpoint's 400 for a grant it refuses (None: the grant is good)."""
+    if form.get("grant_type") != "client_credentials":
+        return Reply(400, {"error": "unsupported_grant_type", "error_description": "grant type not supported"})
+    if form.get("client_id") != client_id:
+        return Reply(400, {"error": "invalid_client_id", "error_description": "client identifier invalid"})
+    if form.get("client_secret") != client_secret:
+        return Reply(400, {"error": "invalid_client", "error_description": "invalid client credentials"})
+    if not run_as_user:
+        return Reply(400, {"error": "invalid_grant", "error_description": "no client credentials user enabled"})
+    return None
+
+
+def _token_answer(token: str, instance_url: str) -> Reply:
+    return Reply(
+        200,
+        {
+            "access_token": token,
+            "signature": secrets.token_urlsafe(16),
+            "scope": "api",
+            "instance_url": instance_url,
+            "id": f"{instance_url}/id/00DSIM/005SIM",
+            "token_type": "Bearer",
+            "issued_at": str(int(time.time() * 1000)),
+        },
+    )
+
+
+def _malformed_upsert(sobject: str, payload: Any, known: dict[str, Any]) -> Reply | None:
+    """The 400 refusing a whole upsert request (None: each record gets its own result)."""
+    records = payload.get("records") if isinstance(payload, dict) else None
+    if not isinstance(records, list) or not records:
+        return _errors(400, "INVALID_FIELD", "records: a list of sObjects is required")
+    if len(records) > MAX_RECORDS:
+        # 400 is documented; the code and message are not (the SOAP API's, as the module docstring says)
+        message = f"record limit reached. cannot submit more than {MAX_RECORDS} records into this call"
+        return _errors(400, "EXCEEDED_ID_LIMIT", message)
+    for record in records:
+        if not isinstance(record, dict) or (record.get("attributes") or {}).get("type") != sobject:
+            return _errors(400, "INVALID_TYPE", f"Each record must have attributes.type {sobject}")
+        for name, value in record.items():
+            if name == "attributes":
+                continue
+            if name not in known:  # whole request or this record alone: undocumented (module docstring)
+                return _errors(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {sobject}")
+            kind = known[name]
+            if getattr(kind, "kind", None) in (Kind.INT, Kind.NUMBER) and not _is_number(value, kind.kind):
+                return _errors(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of {kind.kind} from {value!r}")
+    return None
+
+
+def _record_failure(
+    sobject: str, values: dict[str, Any], known: dict[str, Any], read_only_fields: set[str], new: bool
+) -> dict[str, Any] | None:
+    """One record's failed UpsertResult: a field it may not edit, a value its field refuses, a required field
+    missing on create (None: it is written)."""
+    if read_only := sorted(read_only_fields & set(values)):  # field-level security, on each record
+        message = (
+            f"Unable to create/update fields: {', '.join(read_only)}. Please check the security settings of this"
+            " field and verify that it is read/write for your profile or permission set."
+        )
+        return _failed("INVALID_FIELD_FOR_INSERT_UPDATE", message, read_only)
+    problems = [problem for name, value in values.items() if (problem := _value_problem(known, name, value))]
+    if problems:
+        code, message, name = problems[0]
+        return _failed(code, message, [name])
+    if new:
+        missing = [name for name in REQUIRED_FIELDS[sobject] if not values.get(name)]
+        if missing:
+            return _failed("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing)
+    return None
+
+
+def _value_problem(known: dict[str, Any], name: str, value: Any) -> tuple[str, str, str] | None:
+    kind = known[name]
+    length = kind if isinstance(kind, int) else getattr(kind, "length", None)
+    if getattr(kind, "kind", None) is Kind.EMAIL and isinstance(value, str) and not EMAIL.match(value):
+        return "INVALID_EMAIL_ADDRESS", f"{name}: invalid email address: {value}", name
+    if length is not None and isinstance(value, str) and len(value) > length:
+        return "STRING_TOO_LONG", f"{name}: data value too large: {value[:40]}... (max length={length})", name
+    return None
+
+
+def _query(
+    soql: str,
+    records: dict[tuple[str, str], dict[str, Any]],
+    external_id_fields: dict[str, set[str]],
+    custom_fields: dict[str, Any],
+) -> Reply:
+    """The query answer: the records whose external id is in the IN list (only the adapter's one query shape)."""
+    found = _SOQL.match(soql.strip())
+    if not found:
+        return _errors(400, "MALFORMED_QUERY", "unexpected token")
+    selected, sobject, where, values = found.groups()
+    if sobject not in FIELD_TYPES:
+        return _errors(400, "INVALID_TYPE", f"sObject type '{sobject}' is not supported.")
+    if selected != where or where not in external_id_fields.get(sobject, set()) | set(custom_fields):
+        return _errors(400, "INVALID_FIELD", f"No such column '{where}' on entity '{sobject}'.")
+    wanted = [re.sub(r"\\(.)", r"\1", literal) for literal in _LITERAL.findall(values)]
+    rows = [
+        {"attributes": {"type": sobject}, "Id": records[(sobject, value)]["Id"], where: value}
+        for value in wanted
+        if (sobject, value) in records
+    ]
+    return Reply(200, {"totalSize": len(rows), "done": True, "records": rows})
