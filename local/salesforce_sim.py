@@ -286,7 +286,7 @@ def _token_answer(token: str, instance_url: str) -> Reply:
             "scope": "api",
             "instance_url": instance_url,
             "id": f"{instance_url}/id/00DSIM/005SIM",
-            "token_type": "Bearer",
+            "token_type": "Bearer",  # nosec B105 - the OAuth token type, not a secret
             "issued_at": str(int(time.time() * 1000)),
         },
     )
