@@ -11,6 +11,7 @@ import json
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,14 +86,14 @@ def serve_in_background(server: ThreadingHTTPServer) -> threading.Thread:
     return thread
 
 
-class Served:
+class Served(ABC):
     """`with server:` starts a local server or simulator and stops it after, whatever its start and stop do."""
 
-    def start(self) -> object:
-        raise NotImplementedError
+    @abstractmethod
+    def start(self) -> object: ...
 
-    def stop(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def stop(self) -> None: ...
 
     def __enter__(self) -> Self:
         self.start()
