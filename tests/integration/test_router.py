@@ -374,10 +374,9 @@ def failing_complete_write() -> Any:
     """The ledger's complete write fails (as if the function crashed right after its deliveries)."""
 
     def fail(params: dict[str, Any], **_: Any) -> None:
-        if (
-            "REMOVE" in params.get("UpdateExpression", "")
-            and "lease_owner" in params.get("ExpressionAttributeNames", {}).values()
-        ):
+        names = params.get("ExpressionAttributeNames", {})
+        removed = params.get("UpdateExpression", "").partition("REMOVE ")[2].split(", ")  # the complete frees the lease
+        if any(value == "lease_owner" and name in removed for name, value in names.items()):
             raise ConnectionError("the function died before recording its deliveries")
 
     return before_dynamodb_calls(fail, "UpdateItem")

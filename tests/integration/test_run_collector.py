@@ -159,19 +159,30 @@ def test_webhook_and_poller_both_reading_a_run_route_each_lead_once(pipeline: Pi
     assert sorted(m["body"]["lead_key"] for m in pipeline.drain("RoutingQueue")) == sorted(map(lead_id, rows))
 
 
-def test_collecting_again_after_a_crash_accepts_nothing_twice(pipeline: Pipeline) -> None:
+def test_collecting_again_after_a_crash_accepts_nothing_twice(pipeline: Pipeline, stack: Any) -> None:
     # GIVEN a run collected, whose ending mark was then lost (a crash just before it was written)
     rows = [person(n) for n in range(3)]
     run_id = pipeline.start_run(*rows)
     pipeline.collect(PollMessage(run_id))
     first = pipeline.drain("RoutingQueue")
     pipeline.state.delete(f"run-done#{run_id}")
-    # WHEN the run is collected again (the poll's retry, or the webhook)
+    # WHEN the run is collected again (the poll's retry, or the webhook) before the router took the first messages
     pipeline.collect(PollMessage(run_id, "webhook"))
-    # THEN the callback's idempotency records drop every item: no second routing message
+    # THEN no item is accepted twice: each is queued again only as a copy of its version (its callback id and
+    # received_at), which the router's ledger delivers once
     assert len(first) == 3
-    assert pipeline.drain("RoutingQueue") == []
+    assert sorted(json.dumps(m["body"], sort_keys=True) for m in pipeline.drain("RoutingQueue")) == sorted(
+        json.dumps(m["body"], sort_keys=True) for m in first
+    )
     assert pipeline.runs.ending(run_id) == "collected"
+    # AND once the router's write has accepted them, collecting again queues nothing
+    for message in first:
+        LeadsTable(stack.table_names["LeadsTable"]).accept(
+            message["body"]["lead_key"], [message["body"]["callback_id"]]
+        )
+    pipeline.state.delete(f"run-done#{run_id}")
+    pipeline.collect(PollMessage(run_id, "webhook"))
+    assert pipeline.drain("RoutingQueue") == []
 
 
 def test_two_collectors_reading_one_run_at_once_route_each_lead_once(
@@ -195,11 +206,16 @@ def test_two_collectors_reading_one_run_at_once_route_each_lead_once(
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    # THEN neither failed; a poll brought back by a 409 race (an item accepted by the other) is collected too
+    # THEN neither failed
     assert answers == [{"batchItemFailures": []}] * 2
     pipeline.collect_retries()
-    # AND every lead was queued for routing exactly once
-    assert sorted(m["body"]["lead_key"] for m in pipeline.drain("RoutingQueue")) == sorted(map(lead_id, rows))
+    # AND every lead was queued for routing as one version (an item both accepted at once: the second queues a
+    # copy of the first's, which the router's ledger delivers once)
+    queued: dict[str, set[str]] = {}
+    for message in pipeline.drain("RoutingQueue"):
+        queued.setdefault(message["body"]["lead_key"], set()).add(json.dumps(message["body"], sort_keys=True))
+    assert sorted(queued) == sorted(map(lead_id, rows))
+    assert all(len(versions) == 1 for versions in queued.values())
 
 
 def test_failed_items_go_to_the_lead_dlq_once_with_clays_message(
