@@ -983,6 +983,11 @@ def run(leads: int = 200, mode: str = "table", crm: str = "hubspot", measured: M
         )
         + (f"; WRU {m.wru[name] / m.leads:.2f}" if m.wru.get(name) else "")
         + (f"; RRU {m.rru[name] / m.leads:.2f}" if m.rru.get(name) else "")
+        + (
+            f"; GB-s {units[f'gb_seconds:{name}']:.4f} (${units[f'gb_seconds:{name}'] * LAMBDA_GB_SECOND * 1e6:.2f}/M)"
+            if f"gb_seconds:{name}" in units
+            else ""
+        )
         for name in (*m.invocations, POLLER)
     }
     alternatives = [
