@@ -48,6 +48,14 @@ class QueueUnderTest:
             for m in messages
         ]
 
+    def delayed(self) -> int:
+        if isinstance(self.queue, FakeQueue):
+            return self.queue.delayed()
+        attributes = client("sqs").get_queue_attributes(
+            QueueUrl=self.queue.url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessagesDelayed"])
+
 
 @pytest.fixture(params=IMPLEMENTATIONS)
 def sqs(request: pytest.FixtureRequest) -> QueueUnderTest:
@@ -60,6 +68,7 @@ def test_what_is_sent_is_received_as_sent_and_a_delayed_message_only_later(sqs: 
     sqs.queue.send({"lead_key": "ld_1", "note": "caf\u00e9 \ufffe"})
     sqs.queue.send_raw('{"raw": true}', attributes={"reason": "bad", "detail": ""})
     sqs.queue.send({"lead_key": "later"}, delay_seconds=60)
+    assert sqs.delayed() == 1
     received = sorted(sqs.receive(), key=lambda message: message.body)
     assert [json.loads(message.body) for message in received] == [
         {"lead_key": "ld_1", "note": "caf\u00e9 \ufffe"},  # the character SQS refuses travels as a JSON escape
@@ -67,6 +76,7 @@ def test_what_is_sent_is_received_as_sent_and_a_delayed_message_only_later(sqs: 
     ]
     assert [message.attributes for message in received] == [{}, {"reason": "bad"}]  # empty values are left out
     assert sqs.receive() == []  # received: hidden for the visibility timeout
+    assert sqs.delayed() == 1  # a received message is in flight, not delayed
 
 
 def test_a_message_handed_back_is_hidden_that_long_and_an_unknown_receipt_is_refused(sqs: QueueUnderTest) -> None:

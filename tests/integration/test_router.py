@@ -226,20 +226,25 @@ class RouterOnFakes(Router):
         return [{"body": parse_body(m.body), **m.attributes} for m in self.stores.dead_letters.receive()]
 
 
+def start_on_fakes(load_function_without_aws: Any, monkeypatch: pytest.MonkeyPatch, **settings: str) -> RouterOnFakes:
+    """Cold-start the RouterFunction without AWS and rebuild its LeadRouter on fresh in-memory stores."""
+    module = load_function_without_aws("RouterFunction", **settings)
+    config, items = module.settings, LeadItems()
+    stores = RouterStores(
+        FakeLeadLedger(items, config.delivery_lease_seconds),
+        FakeLeadsTable(items),
+        FakeQueue(config.routing_queue_url),
+        FakeQueue(config.routing_dlq_url),
+        FakeStateStore(),
+    )
+    monkeypatch.setattr(module, "router", LeadRouter(config, stores=stores))
+    return RouterOnFakes(module, stores, items)
+
+
 @pytest.fixture
 def on_fakes(load_function_without_aws: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., RouterOnFakes]:
     def load(**settings: str) -> RouterOnFakes:
-        module = load_function_without_aws("RouterFunction", **settings)
-        config, items = module.settings, LeadItems()
-        stores = RouterStores(
-            FakeLeadLedger(items, config.delivery_lease_seconds),
-            FakeLeadsTable(items),
-            FakeQueue(config.routing_queue_url),
-            FakeQueue(config.routing_dlq_url),
-            FakeStateStore(),
-        )
-        monkeypatch.setattr(module, "router", LeadRouter(config, stores=stores))
-        return RouterOnFakes(module, stores, items)
+        return start_on_fakes(load_function_without_aws, monkeypatch, **settings)
 
     return load
 
