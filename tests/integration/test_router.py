@@ -1,6 +1,7 @@
 """RouterFunction against moto's server and loopback stand-ins for every destination: what the ledger, the queues
 and the pause switch hold, their write counts, races and crash windows. Decisions and orchestration (a lapsed or
-lost lease, a lead dead-lettered alone, metrics, HubSpot pausing itself) run on the in-memory stores of
+lost lease, a lead waiting in the queue, destinations off or paused, a lead dead-lettered alone, metrics, HubSpot
+pausing itself) run on the in-memory stores of
 tests/fakes (held to DynamoDB and SQS by their contract suites). A lead's deliveries as such (the events, retries
 of what failed, permanent failures,
 HubSpot's batches) are tested without AWS in tests/unit/services/test_delivery.py, the routing decisions in
@@ -225,6 +226,13 @@ class RouterOnFakes(Router):
     def dead_letters(self) -> list[dict[str, Any]]:
         return [{"body": parse_body(m.body), **m.attributes} for m in self.stores.dead_letters.receive()]
 
+    def routing_queue_messages(self, wait_seconds: int = 0) -> list[dict[str, Any]]:
+        """Receive from the routing queue, waiting up to `wait_seconds` for a message (SQS's long poll)."""
+        started = time.monotonic()
+        while not (messages := self.stores.routing_queue.receive()) and time.monotonic() - started < wait_seconds:
+            time.sleep(0.1)
+        return [{"Body": message.body} for message in messages]
+
 
 def start_on_fakes(load_function_without_aws: Any, monkeypatch: pytest.MonkeyPatch, **settings: str) -> RouterOnFakes:
     """Cold-start the RouterFunction without AWS and rebuild its LeadRouter on fresh in-memory stores."""
@@ -308,7 +316,10 @@ def event_file(name: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------- exactly once
-def test_a_lease_held_by_another_invocation_sends_the_record_back_untouched(router: Router, sinks: Sinks) -> None:
+def test_a_lease_held_by_another_invocation_sends_the_record_back_untouched(
+    router_on_fakes: Router, sinks: Sinks
+) -> None:
+    router = router_on_fakes
     # GIVEN another invocation routing the same lead for 3 more seconds (another callback of it, or a duplicate)
     router.put_ledger("ld_f", lease_until=int(time.time()) + 3, lease_owner="other", deliveries={})
     event = router.queued([lead("ld_f", 95)])
@@ -323,7 +334,10 @@ def test_a_lease_held_by_another_invocation_sends_the_record_back_untouched(rout
     assert 1 <= router.seconds_until_visible() <= 10
 
 
-def test_the_wait_the_router_raises_carries_the_delay_it_set_on_the_message(router: Router, sinks: Sinks) -> None:
+def test_the_wait_the_router_raises_carries_the_delay_it_set_on_the_message(
+    router_on_fakes: Router, sinks: Sinks
+) -> None:
+    router = router_on_fakes
     # GIVEN another invocation holding the lead's lease for 3 more seconds
     router.put_ledger("ld_wd", lease_until=int(time.time()) + 3, lease_owner="other", deliveries={})
     event = router.queued([lead("ld_wd", 95)])
@@ -339,8 +353,9 @@ def test_the_wait_the_router_raises_carries_the_delay_it_set_on_the_message(rout
 
 
 def test_a_lease_held_elsewhere_on_the_last_receive_waits_as_a_fresh_copy_not_in_the_dlq(
-    router: Router, sinks: Sinks
+    router_on_fakes: Router, sinks: Sinks
 ) -> None:
+    router = router_on_fakes
     # GIVEN the 4th receive (one before RoutingQueue's maxReceiveCount) of a record whose lead another invocation holds
     router.put_ledger("ld_g", lease_until=int(time.time()) + 2, lease_owner="other", deliveries={})
     record = router.record(lead("ld_g", 85), receive_count=4)
@@ -583,11 +598,11 @@ def test_a_dependency_failing_for_one_lead_sends_only_that_record_back_then_dead
 
 # ------------------------------------------------------------------------------------- configuration
 def test_unconfigured_destinations_are_off_and_say_so_once(
-    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks, captured_logs: io.StringIO
+    on_fakes: Callable[..., Router], configured: dict[str, str], sinks: Sinks, captured_logs: io.StringIO
 ) -> None:
-    # On moto: a setting missing from the environment is looked for in the config secret (Secrets Manager)
+    # Without a config secret (CONFIG_SECRET_ID empty): a setting missing from the environment is not set at all
     settings = {k: v for k, v in configured.items() if k not in ("SLACK_WEBHOOK_URL", "HUBSPOT_ACCESS_TOKEN")}
-    router = Router(load_function("RouterFunction", **settings), stack)
+    router = on_fakes(**settings, CONFIG_SECRET_ID="")
     router.run(sqs_event([router.record(lead("o1", 95))]))
     router.run(sqs_event([router.record(lead("o2", 95)), router.record(lead("o3", 96))]))
     # THEN Slack and HubSpot are never called, recorded as off, and announced once each (not per record)
@@ -649,9 +664,9 @@ def pausable_on_fakes(
 
 
 def test_a_paused_destination_waits_in_the_queue_while_the_others_are_delivered(
-    pausable: tuple[Router, DestinationSwitch], sinks: Sinks, capsys: pytest.CaptureFixture[str]
+    pausable_on_fakes: tuple[RouterOnFakes, DestinationSwitch], sinks: Sinks, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    router, switch = pausable
+    router, switch = pausable_on_fakes
     # GIVEN HubSpot paused by an operator, and a hot lead (Slack, outreach, HubSpot, Zapier) on the queue
     switch.pause("hubspot", by="oncall", reason="HubSpot maintenance")
     event = router.queued([lead("ld_pz", 95)])
