@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.callback_claims import CallbackClaims
 from clay_pipeline.adapters.dynamodb import to_item
@@ -69,3 +71,19 @@ def fake_lead_ports() -> LeadPorts:
     return LeadPorts(
         FakeLeadsTable(items), FakeCallbackClaims(items), FakeLeadLedger(items, LEASE_SECONDS), items=items
     )
+
+
+class OnDynamoDB:
+    """A contract suite's `ports`: the adapters, on the template's LeadsTable in moto's server."""
+
+    @pytest.fixture
+    def ports(self, stack: Any) -> LeadPorts:
+        return real_lead_ports(stack.table_names["LeadsTable"])
+
+
+class OnFakes:
+    """A contract suite's `ports`: the fakes the service tests use."""
+
+    @pytest.fixture
+    def ports(self) -> LeadPorts:
+        return fake_lead_ports()

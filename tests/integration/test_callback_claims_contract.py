@@ -8,8 +8,7 @@ import time
 import pytest
 
 from clay_pipeline.core.callback_acceptance import KEPT_VERSIONS, TRIM_SLACK, Acceptance
-from local.aws import Provisioned
-from tests.fakes.contract import LeadPorts, fake_lead_ports, real_lead_ports
+from tests.fakes.contract import LeadPorts, OnDynamoDB, OnFakes
 
 pytestmark = pytest.mark.integration
 
@@ -91,17 +90,9 @@ class CallbackClaimsContract:
         assert claims.accept("ld_t", "ld_t#0000", {"n": 0}, "2026-01-01T00:01:00", time.time()) is Acceptance.ACCEPTED
 
 
-class TestOnDynamoDB(CallbackClaimsContract):
-    """The adapter, on the template's resources in moto's server."""
-
-    @pytest.fixture
-    def ports(self, stack: Provisioned) -> LeadPorts:
-        return real_lead_ports(stack.table_names["LeadsTable"])
+class TestOnDynamoDB(OnDynamoDB, CallbackClaimsContract):
+    """The adapter on moto."""
 
 
-class TestOnFake(CallbackClaimsContract):
-    """The fake the service tests use."""
-
-    @pytest.fixture
-    def ports(self) -> LeadPorts:
-        return fake_lead_ports()
+class TestOnFake(OnFakes, CallbackClaimsContract):
+    """The fake."""

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from local.aws import Provisioned
-from tests.fakes.contract import LeadPorts, fake_lead_ports, real_lead_ports
+from tests.fakes.contract import LeadPorts, OnDynamoDB, OnFakes
 
 pytestmark = pytest.mark.integration
 
@@ -43,17 +42,9 @@ class LeadsTableContract:
         }
 
 
-class TestOnDynamoDB(LeadsTableContract):
-    """The adapter, on the template's resources in moto's server."""
-
-    @pytest.fixture
-    def ports(self, stack: Provisioned) -> LeadPorts:
-        return real_lead_ports(stack.table_names["LeadsTable"])
+class TestOnDynamoDB(OnDynamoDB, LeadsTableContract):
+    """The adapter on moto."""
 
 
-class TestOnFake(LeadsTableContract):
-    """The fake the service tests use."""
-
-    @pytest.fixture
-    def ports(self) -> LeadPorts:
-        return fake_lead_ports()
+class TestOnFake(OnFakes, LeadsTableContract):
+    """The fake."""

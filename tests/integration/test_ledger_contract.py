@@ -10,8 +10,7 @@ from botocore.exceptions import ClientError
 
 from clay_pipeline.adapters.dynamodb import is_condition_failure
 from clay_pipeline.core.policies import Busy, Delivered, Lease
-from local.aws import Provisioned
-from tests.fakes.contract import LEASE_SECONDS, LeadPorts, fake_lead_ports, real_lead_ports
+from tests.fakes.contract import LEASE_SECONDS, LeadPorts, OnDynamoDB, OnFakes
 
 pytestmark = pytest.mark.integration
 
@@ -144,17 +143,9 @@ class LedgerContract:
         assert lease.held == {"nurture": "2026-01-01T00:00:00", "zapier": "2026-01-01T00:00:00"}
 
 
-class TestOnDynamoDB(LedgerContract):
-    """The adapter, on the template's resources in moto's server."""
-
-    @pytest.fixture
-    def ports(self, stack: Provisioned) -> LeadPorts:
-        return real_lead_ports(stack.table_names["LeadsTable"])
+class TestOnDynamoDB(OnDynamoDB, LedgerContract):
+    """The adapter on moto."""
 
 
-class TestOnFake(LedgerContract):
-    """The fake the service tests use."""
-
-    @pytest.fixture
-    def ports(self) -> LeadPorts:
-        return fake_lead_ports()
+class TestOnFake(OnFakes, LedgerContract):
+    """The fake."""
