@@ -671,10 +671,8 @@ def token_request(app: Any, password: str, source_ip: str, context: Any) -> tupl
     return response["statusCode"], json.loads(response["body"]), response.get("headers", {})
 
 
-def test_repeated_token_failures_lock_that_caller_out_and_only_that_caller(
-    load_function: Any, lambda_context: Any
-) -> None:
-    app = jwt_app(load_function)
+def test_repeated_token_failures_lock_that_caller_out_and_only_that_caller(on_fakes: Any, lambda_context: Any) -> None:
+    app = jwt_app_on_fakes(on_fakes)
     # GIVEN a caller that failed FREE_FAILURES times: each got 401
     for _ in range(FREE_FAILURES):
         assert token_request(app, "guess", "203.0.113.7", lambda_context)[0] == 401

@@ -38,6 +38,14 @@ class CallbackClaimsContract:
         # AND an identical callback meanwhile is in progress; the same try again (its answer lost) its own claim
         assert claims.accept("ld_a", "ld_a#v1", {"icp_score": 85}, AT, lease + 5) is Acceptance.IN_PROGRESS
         assert claims.accept("ld_a", "ld_a#v1", {"icp_score": 85}, AT, lease) is Acceptance.ACCEPTED
+        # GIVEN a claim write that DynamoDB applied, then its answer lost (the same call tried again)
+        lease_until = time.time() + 20
+        args = ("ld_lost", "ld_lost#" + "a" * 32, {"lead_id": "ld_lost"}, "2026-01-01T00:00:00+00:00")
+        assert claims.accept(*args, lease_until) is Acceptance.ACCEPTED
+        # WHEN the retry carries the same lease THEN it is this invocation's own claim: accepted, not in progress
+        assert claims.accept(*args, lease_until) is Acceptance.ACCEPTED
+        # AND another invocation with its own lease still sees the claim as in progress
+        assert claims.accept(*args, lease_until + 1) is Acceptance.IN_PROGRESS
         # WHEN it is complete THEN the version is remembered and the claim gone: the next identical one is a duplicate
         claims.complete("ld_a", "ld_a#v1")
         item = ports.item("ld_a")
@@ -60,17 +68,23 @@ class CallbackClaimsContract:
         claims.release("ld_never", "ld_never#v1")
         assert ports.item("ld_never") == {"lead_key": "ld_never", "callbacks": -1}
 
-    def test_an_older_callback_is_claimed_and_counted_without_replacing_the_newer_lead(self, ports: LeadPorts) -> None:
+    def test_a_late_older_callback_is_counted_but_does_not_replace_the_newer_enrichment(self, ports: LeadPorts) -> None:
         claims = ports.claims
-        claims.save_enrichment("ld_c", "ld_c#new", {"icp_score": 90}, "2026-01-01T00:02:00+00:00")
+        claims.save_enrichment("ld_late", "ld_late#new", {"icp_score": 90}, "2026-01-01T00:02:00+00:00")
+        claims.save_enrichment("ld_late", "ld_late#old", {"icp_score": 40}, "2026-01-01T00:01:00+00:00")
+        stored = ports.leads.get("ld_late")
+        assert stored is not None
+        assert (stored["callbacks"], stored["callback_id"], stored["enrichment"]) == (
+            2,
+            "ld_late#new",
+            {"icp_score": 90},
+        )
+        # AND an older version's claim is held like any other: an identical one meanwhile is in progress
         lease = time.time() + 30
-        assert claims.accept("ld_c", "ld_c#old", {"icp_score": 40}, AT, lease) is Acceptance.ACCEPTED
-        item = ports.item("ld_c")
-        assert (item["callbacks"], item["callback_id"], item["enrichment"]) == (2, "ld_c#new", {"icp_score": 90})
-        assert abs(float(item["pending_old"]) - lease) < 0.001
-        # AND an identical older callback meanwhile is in progress, not accepted twice
-        assert claims.accept("ld_c", "ld_c#old", {"icp_score": 40}, AT, lease + 5) is Acceptance.IN_PROGRESS
-        assert ports.item("ld_c")["callbacks"] == 2
+        assert claims.accept("ld_late", "ld_late#older", {"icp_score": 30}, AT, lease) is Acceptance.ACCEPTED
+        assert abs(float(ports.item("ld_late")["pending_older"]) - lease) < 0.001
+        assert claims.accept("ld_late", "ld_late#older", {"icp_score": 30}, AT, lease + 5) is Acceptance.IN_PROGRESS
+        assert ports.item("ld_late")["callbacks"] == 3
 
     def test_retention_sets_the_items_expiry_and_0_keeps_it(self, ports: LeadPorts) -> None:
         before = time.time()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.contract import LeadPorts, OnDynamoDB, OnFakes
+from tests.fakes.contract import OnDynamoDB, OnFakes
 
 pytestmark = pytest.mark.integration
 
@@ -15,16 +15,15 @@ pytestmark = pytest.mark.integration
 class LeadsTableContract:
     """What both LeadsTable and FakeLeadsTable must do."""
 
-    def test_get_is_none_for_a_lead_never_stored_and_the_item_once_stored(self, ports: LeadPorts) -> None:
+    def test_record_routing_writes_the_outcome_of_the_stored_callback_only_and_get_reads_it(self, ports: Any) -> None:
+        # get: None for a lead never stored, the item (as DynamoDB gives numbers and lists back) once stored
         assert ports.leads.get("ld_none") is None
         ports.put("ld_x", enrichment={"icp_score": 85.0, "tags": ("a",)}, callback_id="ld_x#1")
         assert ports.leads.get("ld_x") == {
             "lead_key": "ld_x",
-            "enrichment": {"icp_score": 85, "tags": ["a"]},  # as DynamoDB gives numbers and lists back
+            "enrichment": {"icp_score": 85, "tags": ["a"]},
             "callback_id": "ld_x#1",
         }
-
-    def test_record_routing_writes_the_outcome_of_the_stored_callback_only(self, ports: Any) -> None:
         # GIVEN a lead stored by callback #1 with an earlier outcome
         ports.put("ld_r", callback_id="ld_r#1", routing_status="received", skipped_reason="old")
         # WHEN #1's outcome is recorded THEN it is written (None removes), and the item as it is now comes back
