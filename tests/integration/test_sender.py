@@ -1,4 +1,7 @@
-"""SenderFunction against moto's server and a loopback stand-in for Clay's table webhook."""
+"""SenderFunction against moto's server and a loopback stand-in for Clay's table webhook: what a batch costs in
+DynamoDB, what its batch record stores, concurrent instances sharing pacing, budget and pool through conditional
+writes, crash windows, and a re-queue near maxReceiveCount. What each of Clay's answers does to a lead runs on the
+in-memory state table and queues in tests/unit/services/test_sender.py."""
 
 from __future__ import annotations
 

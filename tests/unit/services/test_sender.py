@@ -18,10 +18,9 @@ from clay_pipeline.adapters.clay_webhook import webhook_fingerprint
 from clay_pipeline.core.leads import Lead
 from clay_pipeline.services.sending_limits import DailyBudget
 from local.http_stub import Reply, StubServer, answering_together
-from tests.fakes.queues import FakeQueues
 from tests.fakes.state_table import FakeStateStore
 from tests.integration.test_sender import CLAY_TOKEN, HOOK_A, HOOK_B, emitted_metrics, ids, lead
-from tests.unit.services.in_memory_sender import InMemorySender
+from tests.unit.services.in_memory_sender import InMemorySender, Queues
 
 pytestmark = pytest.mark.unit
 
@@ -35,7 +34,7 @@ def clay(http_stub: StubServer) -> StubServer:
 
 @pytest.fixture
 def make_sender(load_function_without_aws: Any, clay: StubServer) -> Any:
-    state, queues = FakeStateStore(), FakeQueues()
+    state, queues = FakeStateStore(), Queues()
 
     def make(**overrides: str) -> InMemorySender:
         settings = {
