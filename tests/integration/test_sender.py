@@ -162,20 +162,24 @@ def clay(http_stub: StubServer) -> StubServer:
     return http_stub
 
 
+def table_settings(clay: StubServer, **overrides: str) -> dict[str, str]:
+    """The table path's environment for the tests: Clay's two webhooks on the stub, fast retries."""
+    return {
+        "CLAY_WEBHOOK_URLS": f"{clay.url}{HOOK_A},{clay.url}{HOOK_B}",
+        "CLAY_WEBHOOK_AUTH_TOKEN": CLAY_TOKEN,
+        "CLAY_SEND_RATE_PER_SECOND": "1000",
+        "CLAY_REQUEST_TIMEOUT_SECONDS": "2",
+        "CLAY_RETRY_BACKOFF_SECONDS": "0",
+        # One send at a time, so a test can say which lead met which answer; concurrent sends have their own tests.
+        "CLAY_SEND_CONCURRENCY": "1",
+        **overrides,
+    }
+
+
 @pytest.fixture
 def make_sender(load_function: Any, stack: Any, clay: StubServer) -> Any:
     def make(**overrides: str) -> Sender:
-        settings = {
-            "CLAY_WEBHOOK_URLS": f"{clay.url}{HOOK_A},{clay.url}{HOOK_B}",
-            "CLAY_WEBHOOK_AUTH_TOKEN": CLAY_TOKEN,
-            "CLAY_SEND_RATE_PER_SECOND": "1000",
-            "CLAY_REQUEST_TIMEOUT_SECONDS": "2",
-            "CLAY_RETRY_BACKOFF_SECONDS": "0",
-            # One send at a time, so a test can say which lead met which answer; concurrent sends have their own tests.
-            "CLAY_SEND_CONCURRENCY": "1",
-            **overrides,
-        }
-        return Sender(load_function("SenderFunction", **settings), stack)
+        return Sender(load_function("SenderFunction", **table_settings(clay, **overrides)), stack)
 
     return make
 

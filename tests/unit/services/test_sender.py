@@ -19,7 +19,7 @@ from clay_pipeline.core.leads import Lead
 from clay_pipeline.services.sending_limits import DailyBudget
 from local.http_stub import Reply, StubServer, answering_together
 from tests.fakes.state_table import FakeStateStore
-from tests.integration.test_sender import CLAY_TOKEN, HOOK_A, HOOK_B, emitted_metrics, ids, lead
+from tests.integration.test_sender import CLAY_TOKEN, HOOK_A, HOOK_B, emitted_metrics, ids, lead, table_settings
 from tests.unit.services.in_memory_sender import InMemorySender, Queues
 
 pytestmark = pytest.mark.unit
@@ -37,17 +37,8 @@ def make_sender(load_function_without_aws: Any, clay: StubServer) -> Any:
     state, queues = FakeStateStore(), Queues()
 
     def make(**overrides: str) -> InMemorySender:
-        settings = {
-            "CLAY_WEBHOOK_URLS": f"{clay.url}{HOOK_A},{clay.url}{HOOK_B}",
-            "CLAY_WEBHOOK_AUTH_TOKEN": CLAY_TOKEN,
-            "CLAY_SEND_RATE_PER_SECOND": "1000",
-            "CLAY_REQUEST_TIMEOUT_SECONDS": "2",
-            "CLAY_RETRY_BACKOFF_SECONDS": "0",
-            # One send at a time, so a test can say which lead met which answer; concurrent sends have their own tests.
-            "CLAY_SEND_CONCURRENCY": "1",
-            **overrides,
-        }
-        return InMemorySender(load_function_without_aws("SenderFunction", **settings), state, queues)
+        module = load_function_without_aws("SenderFunction", **table_settings(clay, **overrides))
+        return InMemorySender(module, state, queues)
 
     return make
 
