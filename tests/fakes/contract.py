@@ -1,12 +1,12 @@
 """What a contract suite needs to run one test on the real adapter (moto) and on its fake: the same ports,
-and a way to set or read a lead item's attributes behind them (as another invocation would leave them)."""
+and a way to set or read a lead item's attributes behind them (as another invocation would leave them).
+
+Each suite is a class of tests with two subclasses, TestOnDynamoDB (the adapter on moto's table) and TestOnFake."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-import pytest
 
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.callback_claims import CallbackClaims
@@ -18,7 +18,6 @@ from tests.fakes.leads_table import FakeLeadsTable, LeadItems
 from tests.fakes.ledger import FakeLeadLedger
 
 LEASE_SECONDS = 60
-IMPLEMENTATIONS = ["dynamodb", "fake"]
 
 
 @dataclass
@@ -59,11 +58,13 @@ class LeadPorts:
         return self.leads.get(lead_key) or {}
 
 
-def lead_ports(request: pytest.FixtureRequest) -> LeadPorts:
-    """The real adapters on moto's LeadsTable (request.param "dynamodb") or the fakes on shared items."""
-    if request.param == "dynamodb":
-        table = request.getfixturevalue("stack").table_names["LeadsTable"]
-        return LeadPorts(LeadsTable(table), CallbackClaims(table), LeadLedger(table, LEASE_SECONDS), table_name=table)
+def real_lead_ports(table: str) -> LeadPorts:
+    """The real adapters on a LeadsTable (moto's, in the contract suites)."""
+    return LeadPorts(LeadsTable(table), CallbackClaims(table), LeadLedger(table, LEASE_SECONDS), table_name=table)
+
+
+def fake_lead_ports() -> LeadPorts:
+    """The fakes, on one set of in-memory items."""
     items = LeadItems()
     return LeadPorts(
         FakeLeadsTable(items), FakeCallbackClaims(items), FakeLeadLedger(items, LEASE_SECONDS), items=items

@@ -64,6 +64,12 @@ class FakeQueue(Queue):
                 message.visible_at = now + 30
             return list(visible)
 
+    def delayed(self) -> int:
+        """How many messages wait out their delay (SQS's ApproximateNumberOfMessagesDelayed)."""
+        now = time.time()
+        with self._lock:
+            return sum(1 for message in self._waiting if message.receive_count == 0 and message.visible_at > now)
+
     def delete(self, receipt_handle: str) -> None:
         with self._lock:
             self._waiting[:] = [m for m in self._waiting if not receipt_handle or m.receipt_handle != receipt_handle]

@@ -8,87 +8,100 @@ import time
 import pytest
 
 from clay_pipeline.core.callback_acceptance import KEPT_VERSIONS, TRIM_SLACK, Acceptance
-from tests.fakes.contract import IMPLEMENTATIONS, LeadPorts, lead_ports
+from local.aws import Provisioned
+from tests.fakes.contract import LeadPorts, fake_lead_ports, real_lead_ports
 
 pytestmark = pytest.mark.integration
 
 AT = "2026-01-01T00:01:00+00:00"
 
 
-@pytest.fixture(params=IMPLEMENTATIONS)
-def ports(request: pytest.FixtureRequest) -> LeadPorts:
-    return lead_ports(request)
+class CallbackClaimsContract:
+    """What both CallbackClaims and FakeCallbackClaims must do."""
+
+    def test_a_claim_stores_the_lead_and_refuses_an_identical_callback_until_it_is_complete(
+        self, ports: LeadPorts
+    ) -> None:
+        claims, lease = ports.claims, time.time() + 30
+        ports.put("ld_a", routes=["x"], destinations={"slack": "delivered"}, skipped_reason="cold")
+        # WHEN a version is claimed THEN the lead is stored and counted, the last outcome cleared, the claim held
+        assert claims.accept("ld_a", "ld_a#v1", {"icp_score": 85.0}, AT, lease) is Acceptance.ACCEPTED
+        item = ports.item("ld_a")
+        assert {k: item[k] for k in ("callback_id", "enrichment", "received_at", "routing_status", "callbacks")} == {
+            "callback_id": "ld_a#v1",
+            "enrichment": {"icp_score": 85},
+            "received_at": AT,
+            "routing_status": "received",
+            "callbacks": 1,
+        }
+        assert not {"routes", "destinations", "skipped_reason", "expires_at"} & set(item)
+        assert abs(float(item["pending_v1"]) - lease) < 0.001
+        # AND an identical callback meanwhile is in progress; the same try again (its answer lost) its own claim
+        assert claims.accept("ld_a", "ld_a#v1", {"icp_score": 85}, AT, lease + 5) is Acceptance.IN_PROGRESS
+        assert claims.accept("ld_a", "ld_a#v1", {"icp_score": 85}, AT, lease) is Acceptance.ACCEPTED
+        # WHEN it is complete THEN the version is remembered and the claim gone: the next identical one is a duplicate
+        claims.complete("ld_a", "ld_a#v1")
+        item = ports.item("ld_a")
+        assert (item["versions"], "pending_v1" in item) == (["v1"], False)
+        assert claims.accept("ld_a", "ld_a#v1", {"icp_score": 85}, AT, time.time() + 30) is Acceptance.DUPLICATE
+        claims.complete("ld_a", "ld_a#v1")  # safe to repeat
+        assert ports.item("ld_a")["versions"] == ["v1", "v1"]
+
+    def test_a_lapsed_claim_is_taken_over_and_a_released_one_frees_the_version(self, ports: LeadPorts) -> None:
+        claims = ports.claims
+        assert claims.accept("ld_b", "ld_b#v1", {"n": 1}, AT, time.time() - 1) is Acceptance.ACCEPTED  # lapsed at once
+        assert claims.accept("ld_b", "ld_b#v1", {"n": 1}, AT, time.time() + 30) is Acceptance.ACCEPTED
+        assert ports.item("ld_b")["callbacks"] == 2
+        # WHEN the claim is released (the lead could not be queued) THEN the count drops and a re-send is accepted
+        claims.release("ld_b", "ld_b#v1")
+        item = ports.item("ld_b")
+        assert (item["callbacks"], "pending_v1" in item) == (1, False)
+        assert claims.accept("ld_b", "ld_b#v1", {"n": 1}, AT, time.time() + 30) is Acceptance.ACCEPTED
+        # AND releasing a lead never stored still counts (ADD creates the item)
+        claims.release("ld_never", "ld_never#v1")
+        assert ports.item("ld_never") == {"lead_key": "ld_never", "callbacks": -1}
+
+    def test_an_older_callback_is_claimed_and_counted_without_replacing_the_newer_lead(self, ports: LeadPorts) -> None:
+        claims = ports.claims
+        claims.save_enrichment("ld_c", "ld_c#new", {"icp_score": 90}, "2026-01-01T00:02:00+00:00")
+        lease = time.time() + 30
+        assert claims.accept("ld_c", "ld_c#old", {"icp_score": 40}, AT, lease) is Acceptance.ACCEPTED
+        item = ports.item("ld_c")
+        assert (item["callbacks"], item["callback_id"], item["enrichment"]) == (2, "ld_c#new", {"icp_score": 90})
+        assert abs(float(item["pending_old"]) - lease) < 0.001
+        # AND an identical older callback meanwhile is in progress, not accepted twice
+        assert claims.accept("ld_c", "ld_c#old", {"icp_score": 40}, AT, lease + 5) is Acceptance.IN_PROGRESS
+        assert ports.item("ld_c")["callbacks"] == 2
+
+    def test_retention_sets_the_items_expiry_and_0_keeps_it(self, ports: LeadPorts) -> None:
+        before = time.time()
+        assert ports.claims_keeping(30).accept("ld_e", "ld_e#v", {}, AT, before + 30) is Acceptance.ACCEPTED
+        assert before + 30 * 86400 - 1 <= float(ports.item("ld_e")["expires_at"]) <= time.time() + 30 * 86400
+        assert ports.claims_keeping(0).accept("ld_k", "ld_k#v", {}, AT, before + 30) is Acceptance.ACCEPTED
+        assert "expires_at" not in ports.item("ld_k")
+
+    def test_the_versions_are_trimmed_to_the_newest_once_the_slack_is_used(self, ports: LeadPorts) -> None:
+        claims = ports.claims
+        total = KEPT_VERSIONS + TRIM_SLACK
+        for number in range(total):
+            claims.save_enrichment("ld_t", f"ld_t#{number:04d}", {"n": number}, f"2026-01-01T00:00:{number:02d}")
+        versions = ports.item("ld_t")["versions"]
+        assert versions == [f"{number:04d}" for number in range(total - KEPT_VERSIONS, total)]
+        # AND a version trimmed away is accepted again when re-sent
+        assert claims.accept("ld_t", "ld_t#0000", {"n": 0}, "2026-01-01T00:01:00", time.time()) is Acceptance.ACCEPTED
 
 
-def test_a_claim_stores_the_lead_and_refuses_an_identical_callback_until_it_is_complete(ports: LeadPorts) -> None:
-    claims, lease = ports.claims, time.time() + 30
-    ports.put("ld_a", routes=["x"], destinations={"slack": "delivered"}, skipped_reason="cold")
-    # WHEN a version is claimed THEN the lead is stored and counted, the last outcome cleared, the claim held
-    assert claims.accept("ld_a", "ld_a#v1", {"icp_score": 85.0}, AT, lease) is Acceptance.ACCEPTED
-    item = ports.item("ld_a")
-    assert {k: item[k] for k in ("callback_id", "enrichment", "received_at", "routing_status", "callbacks")} == {
-        "callback_id": "ld_a#v1",
-        "enrichment": {"icp_score": 85},
-        "received_at": AT,
-        "routing_status": "received",
-        "callbacks": 1,
-    }
-    assert not {"routes", "destinations", "skipped_reason", "expires_at"} & set(item)
-    assert abs(float(item["pending_v1"]) - lease) < 0.001
-    # AND an identical callback meanwhile is in progress; the same try again (its answer lost) its own claim
-    assert claims.accept("ld_a", "ld_a#v1", {"icp_score": 85}, AT, lease + 5) is Acceptance.IN_PROGRESS
-    assert claims.accept("ld_a", "ld_a#v1", {"icp_score": 85}, AT, lease) is Acceptance.ACCEPTED
-    # WHEN it is complete THEN the version is remembered and the claim gone: the next identical one is a duplicate
-    claims.complete("ld_a", "ld_a#v1")
-    item = ports.item("ld_a")
-    assert (item["versions"], "pending_v1" in item) == (["v1"], False)
-    assert claims.accept("ld_a", "ld_a#v1", {"icp_score": 85}, AT, time.time() + 30) is Acceptance.DUPLICATE
-    claims.complete("ld_a", "ld_a#v1")  # safe to repeat
-    assert ports.item("ld_a")["versions"] == ["v1", "v1"]
+class TestOnDynamoDB(CallbackClaimsContract):
+    """The adapter, on the template's resources in moto's server."""
+
+    @pytest.fixture
+    def ports(self, stack: Provisioned) -> LeadPorts:
+        return real_lead_ports(stack.table_names["LeadsTable"])
 
 
-def test_a_lapsed_claim_is_taken_over_and_a_released_one_frees_the_version(ports: LeadPorts) -> None:
-    claims = ports.claims
-    assert claims.accept("ld_b", "ld_b#v1", {"n": 1}, AT, time.time() - 1) is Acceptance.ACCEPTED  # lapsed at once
-    assert claims.accept("ld_b", "ld_b#v1", {"n": 1}, AT, time.time() + 30) is Acceptance.ACCEPTED
-    assert ports.item("ld_b")["callbacks"] == 2
-    # WHEN the claim is released (the lead could not be queued) THEN the count drops and a re-send is accepted
-    claims.release("ld_b", "ld_b#v1")
-    item = ports.item("ld_b")
-    assert (item["callbacks"], "pending_v1" in item) == (1, False)
-    assert claims.accept("ld_b", "ld_b#v1", {"n": 1}, AT, time.time() + 30) is Acceptance.ACCEPTED
-    # AND releasing a lead never stored still counts (ADD creates the item)
-    claims.release("ld_never", "ld_never#v1")
-    assert ports.item("ld_never") == {"lead_key": "ld_never", "callbacks": -1}
+class TestOnFake(CallbackClaimsContract):
+    """The fake the service tests use."""
 
-
-def test_an_older_callback_is_claimed_and_counted_without_replacing_the_newer_lead(ports: LeadPorts) -> None:
-    claims = ports.claims
-    claims.save_enrichment("ld_c", "ld_c#new", {"icp_score": 90}, "2026-01-01T00:02:00+00:00")
-    lease = time.time() + 30
-    assert claims.accept("ld_c", "ld_c#old", {"icp_score": 40}, AT, lease) is Acceptance.ACCEPTED
-    item = ports.item("ld_c")
-    assert (item["callbacks"], item["callback_id"], item["enrichment"]) == (2, "ld_c#new", {"icp_score": 90})
-    assert abs(float(item["pending_old"]) - lease) < 0.001
-    # AND an identical older callback meanwhile is in progress, not accepted twice
-    assert claims.accept("ld_c", "ld_c#old", {"icp_score": 40}, AT, lease + 5) is Acceptance.IN_PROGRESS
-    assert ports.item("ld_c")["callbacks"] == 2
-
-
-def test_retention_sets_the_items_expiry_and_0_keeps_it(ports: LeadPorts) -> None:
-    before = time.time()
-    assert ports.claims_keeping(30).accept("ld_e", "ld_e#v", {}, AT, before + 30) is Acceptance.ACCEPTED
-    assert before + 30 * 86400 - 1 <= float(ports.item("ld_e")["expires_at"]) <= time.time() + 30 * 86400
-    assert ports.claims_keeping(0).accept("ld_k", "ld_k#v", {}, AT, before + 30) is Acceptance.ACCEPTED
-    assert "expires_at" not in ports.item("ld_k")
-
-
-def test_the_versions_are_trimmed_to_the_newest_once_the_slack_is_used(ports: LeadPorts) -> None:
-    claims = ports.claims
-    total = KEPT_VERSIONS + TRIM_SLACK
-    for number in range(total):
-        claims.save_enrichment("ld_t", f"ld_t#{number:04d}", {"n": number}, f"2026-01-01T00:00:{number:02d}")
-    versions = ports.item("ld_t")["versions"]
-    assert versions == [f"{number:04d}" for number in range(total - KEPT_VERSIONS, total)]
-    # AND a version trimmed away is accepted again when re-sent
-    assert claims.accept("ld_t", "ld_t#0000", {"n": 0}, "2026-01-01T00:01:00", time.time()) is Acceptance.ACCEPTED
+    @pytest.fixture
+    def ports(self) -> LeadPorts:
+        return fake_lead_ports()

@@ -10,16 +10,12 @@ from botocore.exceptions import ClientError
 
 from clay_pipeline.adapters.dynamodb import is_condition_failure
 from clay_pipeline.core.policies import Busy, Delivered, Lease
-from tests.fakes.contract import IMPLEMENTATIONS, LEASE_SECONDS, LeadPorts, lead_ports
+from local.aws import Provisioned
+from tests.fakes.contract import LEASE_SECONDS, LeadPorts, fake_lead_ports, real_lead_ports
 
 pytestmark = pytest.mark.integration
 
 SENT = Delivered(at=1_767_225_600, payload_hash="h1", score=85.0)
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def ports(request: pytest.FixtureRequest) -> LeadPorts:
-    return lead_ports(request)
 
 
 def claimed(ports: LeadPorts, lead_key: str, **intents: Delivered) -> Lease:
@@ -28,115 +24,137 @@ def claimed(ports: LeadPorts, lead_key: str, **intents: Delivered) -> Lease:
     return lease
 
 
-def test_a_claim_takes_the_lease_unless_another_holds_it_and_takes_a_lapsed_one_over(ports: LeadPorts) -> None:
-    # WHEN a lead never routed is claimed THEN the lease is ours, with an empty ledger, and the intents written
-    lease = claimed(ports, "ld_a", outreach=SENT)
-    assert (lease.history.delivered, lease.callback_id, lease.lapsed) == ({}, "", {})
-    item = ports.item("ld_a")
-    assert item["lease_owner"] == lease.owner and item["deliveries"] == {}
-    assert item["sending_outreach"] == {"at": SENT.at, "hash": "h1", "score": 85}
-    assert 0 <= item["lease_until"] - time.time() <= LEASE_SECONDS
-    # THEN a second claim meanwhile is refused with how long to wait, and changes nothing
-    busy = ports.ledger.claim("ld_a", {"zapier": SENT})
-    assert isinstance(busy, Busy) and LEASE_SECONDS - 1 <= busy.seconds <= LEASE_SECONDS + 1
-    assert ports.item("ld_a") == item
-    # WHEN the lease lapses (its invocation crashed) THEN it is taken over, and the uncompleted intent is seen
-    ports.put("ld_a", lease_until=int(time.time()) - 1, deliveries={"slack": {"at": 5}}, callback_id="ld_a#2")
-    ports.put("ld_a", held_hubspot="2026-01-01", unknown_zapier={"at": 7, "reason": "timeout"})
-    again = claimed(ports, "ld_a")
-    assert again.owner != lease.owner
-    assert again.history.delivered == {"slack": Delivered(5, "", None)}
-    assert (again.callback_id, again.held) == ("ld_a#2", {"hubspot": "2026-01-01"})
-    assert again.lapsed == {"outreach": {"at": SENT.at, "hash": "h1", "score": 85}}
-    assert again.unknown == {"zapier": {"at": 7, "reason": "timeout"}}
+class LedgerContract:
+    """What both LeadLedger and FakeLeadLedger must do."""
+
+    def test_a_claim_takes_the_lease_unless_another_holds_it_and_takes_a_lapsed_one_over(
+        self, ports: LeadPorts
+    ) -> None:
+        # WHEN a lead never routed is claimed THEN the lease is ours, with an empty ledger, and the intents written
+        lease = claimed(ports, "ld_a", outreach=SENT)
+        assert (lease.history.delivered, lease.callback_id, lease.lapsed) == ({}, "", {})
+        item = ports.item("ld_a")
+        assert item["lease_owner"] == lease.owner and item["deliveries"] == {}
+        assert item["sending_outreach"] == {"at": SENT.at, "hash": "h1", "score": 85}
+        assert 0 <= item["lease_until"] - time.time() <= LEASE_SECONDS
+        # THEN a second claim meanwhile is refused with how long to wait, and changes nothing
+        busy = ports.ledger.claim("ld_a", {"zapier": SENT})
+        assert isinstance(busy, Busy) and LEASE_SECONDS - 1 <= busy.seconds <= LEASE_SECONDS + 1
+        assert ports.item("ld_a") == item
+        # WHEN the lease lapses (its invocation crashed) THEN it is taken over, and the uncompleted intent is seen
+        ports.put("ld_a", lease_until=int(time.time()) - 1, deliveries={"slack": {"at": 5}}, callback_id="ld_a#2")
+        ports.put("ld_a", held_hubspot="2026-01-01", unknown_zapier={"at": 7, "reason": "timeout"})
+        again = claimed(ports, "ld_a")
+        assert again.owner != lease.owner
+        assert again.history.delivered == {"slack": Delivered(5, "", None)}
+        assert (again.callback_id, again.held) == ("ld_a#2", {"hubspot": "2026-01-01"})
+        assert again.lapsed == {"outreach": {"at": SENT.at, "hash": "h1", "score": 85}}
+        assert again.unknown == {"zapier": {"at": 7, "reason": "timeout"}}
+
+    def test_an_intent_is_written_only_while_the_lease_is_ours(self, ports: LeadPorts) -> None:
+        lease = claimed(ports, "ld_i")
+        ports.ledger.record_intent(lease, {"zapier": SENT})
+        assert "sending_zapier" in ports.item("ld_i")
+        # WHEN another invocation took the lease over THEN the intent is refused (nothing may be sent)
+        ports.put("ld_i", lease_owner="other")
+        with pytest.raises(ClientError) as refused:
+            ports.ledger.record_intent(lease, {"outreach": SENT})
+        assert is_condition_failure(refused.value) and "sending_outreach" not in ports.item("ld_i")
+        # AND on a lead without any lease
+        with pytest.raises(ClientError):
+            ports.ledger.record_intent(Lease("ld_none", "nobody", lease.history, ""), {"outreach": SENT})
+
+    def test_complete_records_the_deliveries_and_outcome_and_frees_the_lease(self, ports: LeadPorts) -> None:
+        ports.put("ld_c", callback_id="ld_c#1", routing_status="received", held_slack="x", unknown_zapier={"at": 1})
+        lease = claimed(ports, "ld_c", outreach=SENT)
+        outcome = {"routing_status": "routed", "destinations": {"outreach": "delivered"}, "skipped_reason": None}
+        written = ports.ledger.complete(
+            lease,
+            {"outreach": SENT},
+            "2026-01-01T00:00:00",
+            outcome,
+            "ld_c#1",
+            {"slack": None},
+            {"zapier": None},
+            ["outreach"],
+        )
+        assert written is True
+        item = ports.item("ld_c")
+        assert item == {
+            "lead_key": "ld_c",
+            "callback_id": "ld_c#1",
+            "routing_status": "routed",
+            "destinations": {"outreach": "delivered"},
+            "deliveries": {"outreach": {"at": SENT.at, "hash": "h1", "score": 85}},
+            "routed_received_at": "2026-01-01T00:00:00",
+        }
+
+    def test_complete_keeps_a_newer_callbacks_outcome_and_a_new_owners_lease(self, ports: LeadPorts) -> None:
+        # GIVEN a newer callback stored while we delivered THEN our deliveries are recorded and the lease freed,
+        # but the outcome stays the newer callback's
+        ports.put("ld_n", callback_id="ld_n#1", routing_status="received")
+        lease = claimed(ports, "ld_n")
+        ports.put("ld_n", callback_id="ld_n#2")
+        assert (
+            ports.ledger.complete(lease, {"slack": SENT}, "2026-01-01", {"routing_status": "routed"}, "ld_n#1") is True
+        )
+        item = ports.item("ld_n")
+        assert (item["routing_status"], set(item["deliveries"]), "lease_owner" in item) == (
+            "received",
+            {"slack"},
+            False,
+        )
+        assert item["routed_received_at"] == "2026-01-01"
+        # GIVEN our lease lapsed and another invocation took it THEN False: our deliveries and markers are recorded
+        # without touching its lease or the outcome
+        lease = claimed(ports, "ld_n")
+        ports.put("ld_n", lease_owner="usurper", lease_until=int(time.time()) + 120)
+        held = {"hubspot": "2026-01-02"}
+        assert (
+            ports.ledger.complete(lease, {"zapier": SENT}, "2026-01-02", {"routing_status": "routed"}, "ld_n#2", held)
+            is False
+        )
+        item = ports.item("ld_n")
+        assert (item["lease_owner"], item["routing_status"], item["routed_received_at"]) == (
+            "usurper",
+            "received",
+            "2026-01-01",
+        )
+        assert (set(item["deliveries"]), item["held_hubspot"]) == ({"slack", "zapier"}, "2026-01-02")
+        # AND with nothing to record, nothing is written
+        before = ports.item("ld_n")
+        assert ports.ledger.complete(lease, {}) is False
+        assert ports.item("ld_n") == before
+
+    def test_a_delivery_cannot_be_recorded_on_an_item_without_a_ledger(self, ports: LeadPorts) -> None:
+        # GIVEN a lead item whose ledger map is missing (never claimed) THEN DynamoDB refuses the nested path
+        ports.put("ld_v", callback_id="ld_v#1")
+        lease = Lease("ld_v", "nobody", claimed(ports, "ld_other").history, "")
+        with pytest.raises(ClientError):
+            ports.ledger.complete(lease, {"slack": SENT})
+
+    def test_mark_held_remembers_paused_destinations_without_the_lease(self, ports: LeadPorts) -> None:
+        ports.ledger.mark_held("ld_h", ("nurture", "zapier"), "2026-01-01T00:00:00")
+        assert ports.item("ld_h") == {
+            "lead_key": "ld_h",
+            "held_nurture": "2026-01-01T00:00:00",
+            "held_zapier": "2026-01-01T00:00:00",
+        }
+        lease = claimed(ports, "ld_h")
+        assert lease.held == {"nurture": "2026-01-01T00:00:00", "zapier": "2026-01-01T00:00:00"}
 
 
-def test_an_intent_is_written_only_while_the_lease_is_ours(ports: LeadPorts) -> None:
-    lease = claimed(ports, "ld_i")
-    ports.ledger.record_intent(lease, {"zapier": SENT})
-    assert "sending_zapier" in ports.item("ld_i")
-    # WHEN another invocation took the lease over THEN the intent is refused (nothing may be sent)
-    ports.put("ld_i", lease_owner="other")
-    with pytest.raises(ClientError) as refused:
-        ports.ledger.record_intent(lease, {"outreach": SENT})
-    assert is_condition_failure(refused.value) and "sending_outreach" not in ports.item("ld_i")
-    # AND on a lead without any lease
-    with pytest.raises(ClientError):
-        ports.ledger.record_intent(Lease("ld_none", "nobody", lease.history, ""), {"outreach": SENT})
+class TestOnDynamoDB(LedgerContract):
+    """The adapter, on the template's resources in moto's server."""
+
+    @pytest.fixture
+    def ports(self, stack: Provisioned) -> LeadPorts:
+        return real_lead_ports(stack.table_names["LeadsTable"])
 
 
-def test_complete_records_the_deliveries_and_outcome_and_frees_the_lease(ports: LeadPorts) -> None:
-    ports.put("ld_c", callback_id="ld_c#1", routing_status="received", held_slack="x", unknown_zapier={"at": 1})
-    lease = claimed(ports, "ld_c", outreach=SENT)
-    outcome = {"routing_status": "routed", "destinations": {"outreach": "delivered"}, "skipped_reason": None}
-    written = ports.ledger.complete(
-        lease,
-        {"outreach": SENT},
-        "2026-01-01T00:00:00",
-        outcome,
-        "ld_c#1",
-        {"slack": None},
-        {"zapier": None},
-        ["outreach"],
-    )
-    assert written is True
-    item = ports.item("ld_c")
-    assert item == {
-        "lead_key": "ld_c",
-        "callback_id": "ld_c#1",
-        "routing_status": "routed",
-        "destinations": {"outreach": "delivered"},
-        "deliveries": {"outreach": {"at": SENT.at, "hash": "h1", "score": 85}},
-        "routed_received_at": "2026-01-01T00:00:00",
-    }
+class TestOnFake(LedgerContract):
+    """The fake the service tests use."""
 
-
-def test_complete_keeps_a_newer_callbacks_outcome_and_a_new_owners_lease(ports: LeadPorts) -> None:
-    # GIVEN a newer callback stored while we delivered THEN our deliveries are recorded and the lease freed,
-    # but the outcome stays the newer callback's
-    ports.put("ld_n", callback_id="ld_n#1", routing_status="received")
-    lease = claimed(ports, "ld_n")
-    ports.put("ld_n", callback_id="ld_n#2")
-    assert ports.ledger.complete(lease, {"slack": SENT}, "2026-01-01", {"routing_status": "routed"}, "ld_n#1") is True
-    item = ports.item("ld_n")
-    assert (item["routing_status"], set(item["deliveries"]), "lease_owner" in item) == ("received", {"slack"}, False)
-    assert item["routed_received_at"] == "2026-01-01"
-    # GIVEN our lease lapsed and another invocation took it THEN False: our deliveries and markers are recorded
-    # without touching its lease or the outcome
-    lease = claimed(ports, "ld_n")
-    ports.put("ld_n", lease_owner="usurper", lease_until=int(time.time()) + 120)
-    held = {"hubspot": "2026-01-02"}
-    assert (
-        ports.ledger.complete(lease, {"zapier": SENT}, "2026-01-02", {"routing_status": "routed"}, "ld_n#2", held)
-        is False
-    )
-    item = ports.item("ld_n")
-    assert (item["lease_owner"], item["routing_status"], item["routed_received_at"]) == (
-        "usurper",
-        "received",
-        "2026-01-01",
-    )
-    assert (set(item["deliveries"]), item["held_hubspot"]) == ({"slack", "zapier"}, "2026-01-02")
-    # AND with nothing to record, nothing is written
-    before = ports.item("ld_n")
-    assert ports.ledger.complete(lease, {}) is False
-    assert ports.item("ld_n") == before
-
-
-def test_a_delivery_cannot_be_recorded_on_an_item_without_a_ledger(ports: LeadPorts) -> None:
-    # GIVEN a lead item whose ledger map is missing (never claimed) THEN DynamoDB refuses the nested path
-    ports.put("ld_v", callback_id="ld_v#1")
-    lease = Lease("ld_v", "nobody", claimed(ports, "ld_other").history, "")
-    with pytest.raises(ClientError):
-        ports.ledger.complete(lease, {"slack": SENT})
-
-
-def test_mark_held_remembers_paused_destinations_without_the_lease(ports: LeadPorts) -> None:
-    ports.ledger.mark_held("ld_h", ("nurture", "zapier"), "2026-01-01T00:00:00")
-    assert ports.item("ld_h") == {
-        "lead_key": "ld_h",
-        "held_nurture": "2026-01-01T00:00:00",
-        "held_zapier": "2026-01-01T00:00:00",
-    }
-    lease = claimed(ports, "ld_h")
-    assert lease.held == {"nurture": "2026-01-01T00:00:00", "zapier": "2026-01-01T00:00:00"}
+    @pytest.fixture
+    def ports(self) -> LeadPorts:
+        return fake_lead_ports()
