@@ -1,5 +1,5 @@
 """SenderFunction on the routine path, against moto's server and the Clay Public API simulator on loopback: the
-first poll's delay on RunPollQueue, the pacing writes per run, and the crash windows between Clay's 202 and the
+pacing writes per run, RunPollQueue gone after Clay started a run, and the crash windows between Clay's 202 and the
 run's record and dedupe confirm. What Clay's answers, dedupe and the budget do to the leads runs on the in-memory
 state table and queues in tests/unit/services/test_routine_sender.py."""
 
@@ -13,7 +13,6 @@ from botocore.exceptions import ClientError
 
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.state_table import StateStore
-from clay_pipeline.core.routines import PollMessage
 from clay_pipeline.services.routines import RunStore
 from local.clay_api_sim import ClayApiSimulator
 from tests.dynamodb_calls import before_dynamodb_calls, recorded_dynamodb_calls
@@ -44,19 +43,6 @@ def delayed_polls(stack: Any) -> int:
 
 def runs_of(stack: Any) -> RunStore:
     return RunStore(StateStore(stack.table_names["StateTable"]))
-
-
-def test_first_poll_message_names_the_run(make_sender: Any, clay: ClayApiSimulator, stack: Any) -> None:
-    # GIVEN the first poll comes after 1 s
-    sender = make_sender(CLAY_RUN_FIRST_POLL_SECONDS="1")
-    sender.send(lead(1))
-    # WHEN RunPollQueue is read after that delay
-    messages = client("sqs").receive_message(
-        QueueUrl=stack.queue_urls["RunPollQueue"], WaitTimeSeconds=3, MaxNumberOfMessages=10
-    )["Messages"]
-    # THEN it is the run's first poll
-    [run] = clay.runs()
-    assert [PollMessage.parse(m["Body"]) for m in messages] == [PollMessage(run.run_id, "poll", 0)]
 
 
 def test_run_starts_are_paced_per_run_at_the_lead_rate(make_sender: Any, clay: ClayApiSimulator) -> None:

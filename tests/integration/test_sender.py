@@ -1,7 +1,7 @@
 """SenderFunction against moto's server and a loopback stand-in for Clay's table webhook: what a batch costs in
 DynamoDB, what its batch record stores, concurrent instances sharing pacing, budget and pool through conditional
-writes, crash windows, and a re-queue near maxReceiveCount. What each of Clay's answers does to a lead runs on the
-in-memory state table and queues in tests/unit/services/test_sender.py."""
+writes, and crash windows. What each of Clay's answers does to a lead runs on the in-memory state table and
+queues in tests/unit/services/test_sender.py."""
 
 from __future__ import annotations
 
@@ -182,27 +182,6 @@ def make_sender(load_function: Any, stack: Any, clay: StubServer) -> Any:
         return Sender(load_function("SenderFunction", **table_settings(clay, **overrides)), stack)
 
     return make
-
-
-def test_waiting_message_about_to_reach_max_receives_is_requeued_fresh(make_sender: Any, clay: StubServer) -> None:
-    # GIVEN the circuit is open and a message has been received nine times (maxReceiveCount 10)
-    sender = make_sender()
-    clay.script(HOOK_A, Reply(410, {}))
-    clay.script(HOOK_B, Reply(410, {}))
-    sender.enqueue(lead(1))
-    event = sender.receive(1)
-    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "9"
-    # WHEN it is processed
-    failures = sender.run(event)
-    # THEN the old copy is done with and a fresh copy waits in the queue: waiting never dead-letters
-    assert failures == []
-    # Lambda deletes a message not reported as failed
-    client("sqs").delete_message(QueueUrl=sender.queue_url, ReceiptHandle=event["Records"][0]["receiptHandle"])
-    attributes = client("sqs").get_queue_attributes(
-        QueueUrl=sender.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
-    )["Attributes"]
-    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
-    assert sender.dead_letters() == []
 
 
 @pytest.mark.parametrize("concurrency", ["1", "4"])

@@ -1,7 +1,7 @@
 """The routine path's sender (services/routine_sender.py) through SenderFunction's handler, on the in-memory state
-table and queues (tests/unit/services/in_memory_sender.py) and the Clay Public API simulator on loopback: runs,
-Clay's answers to a run start, dedupe and the daily budget. The first poll's delay, pacing writes and crash windows
-(a write failing, an invocation killed): tests/integration/test_routine_sender.py (moto)."""
+table and queues (tests/unit/services/in_memory_sender.py) and the Clay Public API simulator on loopback: runs
+and their first poll, Clay's answers to a run start, dedupe and the daily budget. Pacing writes, RunPollQueue gone,
+and crash windows (a write failing, an invocation killed): tests/integration/test_routine_sender.py (moto)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 from clay_pipeline.adapters.clay_api import NOT_PROVISIONED
 from clay_pipeline.core.leads import Lead
+from clay_pipeline.core.routines import PollMessage
 from clay_pipeline.services.routines import RunStore
 from local.clay_api_sim import ClayApiSimulator
 from local.http_stub import Reply, StubServer
@@ -75,8 +76,7 @@ def lead_id(row: dict[str, Any]) -> str:
 
 def delayed_polls(sender: InMemorySender) -> int:
     """RunPollQueue's messages not visible yet (SQS's ApproximateNumberOfMessagesDelayed)."""
-    poll_queue = sender.queues(sender.module.settings.run_poll_queue_url)
-    return sum(1 for message in poll_queue.sent if message.visible_at > time.time())
+    return sender.queues(sender.module.settings.run_poll_queue_url).delayed()
 
 
 def runs_of(state: FakeStateStore) -> RunStore:
@@ -263,3 +263,18 @@ def test_a_lead_held_after_a_lost_answer_waits_out_its_hold_on_the_routine_path(
     [seconds] = sender.lead_queue.visibility.values()  # type: ignore[attr-defined]
     assert 3500 <= seconds <= 3600
     assert clay.runs() == []
+
+
+def test_first_poll_message_names_the_run(make_sender: Any, clay: ClayApiSimulator) -> None:
+    # GIVEN the first poll comes after 1 s
+    sender = make_sender(CLAY_RUN_FIRST_POLL_SECONDS="1")
+    sender.send(lead(1))
+    # WHEN RunPollQueue is read after that delay (a receive that waits up to 3 s for a message)
+    poll_queue = sender.queues(sender.module.settings.run_poll_queue_url)
+    assert poll_queue.receive() == []
+    waited_until = time.monotonic() + 3
+    while not (messages := poll_queue.receive()) and time.monotonic() < waited_until:
+        time.sleep(0.05)
+    # THEN it is the run's first poll
+    [run] = clay.runs()
+    assert [PollMessage.parse(m.body) for m in messages] == [PollMessage(run.run_id, "poll", 0)]
