@@ -1,4 +1,7 @@
-"""SenderFunction against moto's server and a loopback stand-in for Clay's table webhook."""
+"""SenderFunction against moto's server and a loopback stand-in for Clay's table webhook: what a batch costs in
+DynamoDB, what its batch record stores, concurrent instances sharing pacing, budget and pool through conditional
+writes, and crash windows. What each of Clay's answers does to a lead runs on the in-memory state table and
+queues in tests/unit/services/test_sender.py."""
 
 from __future__ import annotations
 
@@ -159,43 +162,26 @@ def clay(http_stub: StubServer) -> StubServer:
     return http_stub
 
 
+def table_settings(clay: StubServer, **overrides: str) -> dict[str, str]:
+    """The table path's environment for the tests: Clay's two webhooks on the stub, fast retries."""
+    return {
+        "CLAY_WEBHOOK_URLS": f"{clay.url}{HOOK_A},{clay.url}{HOOK_B}",
+        "CLAY_WEBHOOK_AUTH_TOKEN": CLAY_TOKEN,
+        "CLAY_SEND_RATE_PER_SECOND": "1000",
+        "CLAY_REQUEST_TIMEOUT_SECONDS": "2",
+        "CLAY_RETRY_BACKOFF_SECONDS": "0",
+        # One send at a time, so a test can say which lead met which answer; concurrent sends have their own tests.
+        "CLAY_SEND_CONCURRENCY": "1",
+        **overrides,
+    }
+
+
 @pytest.fixture
 def make_sender(load_function: Any, stack: Any, clay: StubServer) -> Any:
     def make(**overrides: str) -> Sender:
-        settings = {
-            "CLAY_WEBHOOK_URLS": f"{clay.url}{HOOK_A},{clay.url}{HOOK_B}",
-            "CLAY_WEBHOOK_AUTH_TOKEN": CLAY_TOKEN,
-            "CLAY_SEND_RATE_PER_SECOND": "1000",
-            "CLAY_REQUEST_TIMEOUT_SECONDS": "2",
-            "CLAY_RETRY_BACKOFF_SECONDS": "0",
-            # One send at a time, so a test can say which lead met which answer; concurrent sends have their own tests.
-            "CLAY_SEND_CONCURRENCY": "1",
-            **overrides,
-        }
-        return Sender(load_function("SenderFunction", **settings), stack)
+        return Sender(load_function("SenderFunction", **table_settings(clay, **overrides)), stack)
 
     return make
-
-
-def test_waiting_message_about_to_reach_max_receives_is_requeued_fresh(make_sender: Any, clay: StubServer) -> None:
-    # GIVEN the circuit is open and a message has been received nine times (maxReceiveCount 10)
-    sender = make_sender()
-    clay.script(HOOK_A, Reply(410, {}))
-    clay.script(HOOK_B, Reply(410, {}))
-    sender.enqueue(lead(1))
-    event = sender.receive(1)
-    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "9"
-    # WHEN it is processed
-    failures = sender.run(event)
-    # THEN the old copy is done with and a fresh copy waits in the queue: waiting never dead-letters
-    assert failures == []
-    # Lambda deletes a message not reported as failed
-    client("sqs").delete_message(QueueUrl=sender.queue_url, ReceiptHandle=event["Records"][0]["receiptHandle"])
-    attributes = client("sqs").get_queue_attributes(
-        QueueUrl=sender.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
-    )["Attributes"]
-    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
-    assert sender.dead_letters() == []
 
 
 @pytest.mark.parametrize("concurrency", ["1", "4"])

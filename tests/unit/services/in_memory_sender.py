@@ -5,7 +5,7 @@ tests/integration/test_sender.py's Sender gives it on moto."""
 from __future__ import annotations
 
 import json
-import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,10 +15,28 @@ from clay_pipeline.services.sender import ClaySender
 from local.sqs_events import sqs_event, sqs_record
 from tests.conftest import LambdaContextStub
 from tests.fakes.batch_records import FakeSentBatches
-from tests.fakes.queues import FakeQueues
+from tests.fakes.queues import FakeQueue
 from tests.fakes.state_table import FakeStateStore
 
 LEAD_QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:LeadQueue"
+
+
+@dataclass(frozen=True)
+class RecordingQueue(FakeQueue):
+    """A queue that remembers the visibility the sender asked for (receipt handle -> seconds)."""
+
+    visibility: dict[str, int] = field(default_factory=dict)
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        self.visibility[receipt_handle] = seconds
+        super().change_visibility(receipt_handle, seconds)
+
+
+class Queues(dict[str, RecordingQueue]):
+    """The stack's queues by URL, made on first use: what the sender's `queue` argument is given."""
+
+    def __call__(self, url: str) -> RecordingQueue:
+        return self.setdefault(url, RecordingQueue(url))
 
 
 class InMemorySender:
@@ -27,23 +45,36 @@ class InMemorySender:
     Senders made for one test share one state table and one set of queues, as instances of one stack do.
     """
 
-    def __init__(self, module: Any, state: FakeStateStore, queues: FakeQueues) -> None:
+    def __init__(self, module: Any, state: FakeStateStore, queues: Queues) -> None:
         self.module = module
         self.state = state
         self.queues = queues
         path = RoutineSender if module.settings.clay_enrichment_path == "routine" else ClaySender
         module.sender = path(module.settings, store=state, sent_batches=FakeSentBatches(state), queue=queues)
-        self.lead_queue = module.sender.sending.lead_queue
-        self._waiting: list[str] = []  # bodies queued and not received yet
+        self.lead_queue: RecordingQueue = module.sender.sending.lead_queue
 
     def enqueue(self, *bodies: dict[str, Any] | str) -> None:
-        self._waiting.extend(body if isinstance(body, str) else json.dumps(body) for body in bodies)
+        for body in bodies:
+            self.lead_queue.send_raw(body if isinstance(body, str) else json.dumps(body))
 
     def receive(self, expected: int) -> dict[str, Any]:
-        """An SQS event of the next `expected` bodies enqueued, each with its own message id and receipt handle."""
-        assert len(self._waiting) >= expected
-        bodies, self._waiting = self._waiting[:expected], self._waiting[expected:]
-        return sqs_event([sqs_record(body, LEAD_QUEUE_ARN, receipt_handle=uuid.uuid4().hex) for body in bodies])
+        """An SQS event of messages received from LeadQueue (their receipt handles and receive counts), as Lambda
+        builds it."""
+        messages = self.lead_queue.receive(expected)
+        assert len(messages) == expected
+        return sqs_event(
+            [
+                sqs_record(
+                    message.body,
+                    LEAD_QUEUE_ARN,
+                    message_id=message.message_id,
+                    receipt_handle=message.receipt_handle,
+                    receive_count=message.receive_count,
+                    attributes=message.attributes,
+                )
+                for message in messages
+            ]
+        )
 
     def run(self, event: dict[str, Any], remaining_ms: int = 30_000) -> list[str]:
         """Invoke the handler; the ids of the messages it reported as failed."""
@@ -57,10 +88,13 @@ class InMemorySender:
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """The LeadDLQ's messages (body and attributes), taken off it."""
-        return [
-            {"body": message.body, **message.attributes}
-            for message in self.queues(self.module.settings.lead_dlq_url).take()
-        ]
+        dead_letter_queue = self.queues(self.module.settings.lead_dlq_url)
+        found = []
+        while messages := dead_letter_queue.receive():
+            for message in messages:
+                found.append({"body": message.body, **message.attributes})
+                dead_letter_queue.delete(message.receipt_handle)
+        return found
 
     def pool_count(self, url: str) -> int:
         return self.state.counter(f"pool#{webhook_fingerprint(url)}")

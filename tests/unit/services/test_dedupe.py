@@ -1,6 +1,6 @@
 """Dedupe marks (services/dedupe.py) on the in-memory state store (tests/fakes/state_table.py, held to the
 DynamoDB adapter by tests/integration/test_state_table_contract.py): claiming, confirming, holding, taking over.
-The claim's cost and concurrent claims are tested on moto in tests/unit/test_dedupe.py; how a mark found by a
+The claim's cost and concurrent claims are tested on moto in tests/integration/test_dedupe.py; how a mark found by a
 claim is read, on plain data in tests/unit/core/test_sending.py."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Routine run records (services/routines.py) on the in-memory state store (tests/fakes/state_table.py, held to
 the DynamoDB adapter by tests/integration/test_state_table_contract.py): one ending per run, and a collection and
-a give-up never both holding a run. What a record costs and racing holders: tests/unit/test_routines.py (moto);
+a give-up never both holding a run. What a record costs and racing holders: tests/integration/test_routines.py (moto);
 poll messages: tests/unit/core/test_routines.py."""
 
 from __future__ import annotations

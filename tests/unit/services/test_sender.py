@@ -1,7 +1,7 @@
 """The table path's sender (services/sender.py, lead_sending.py) through SenderFunction's handler, on the in-memory
 state table and queues (tests/unit/services/in_memory_sender.py) and a loopback stand-in for Clay's table webhook:
-what each of Clay's answers does to a lead, dedupe, the daily budget, webhook rotation. What a batch costs in
-DynamoDB, concurrent instances and crash windows: tests/integration/test_sender.py (moto)."""
+what each of Clay's answers does to a lead, dedupe, the daily budget, webhook rotation, a wait near maxReceiveCount.
+What a batch costs in DynamoDB, concurrent instances and crash windows: tests/integration/test_sender.py (moto)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,9 @@ from clay_pipeline.adapters.clay_webhook import webhook_fingerprint
 from clay_pipeline.core.leads import Lead
 from clay_pipeline.services.sending_limits import DailyBudget
 from local.http_stub import Reply, StubServer, answering_together
-from tests.fakes.queues import FakeQueues
 from tests.fakes.state_table import FakeStateStore
-from tests.integration.test_sender import CLAY_TOKEN, HOOK_A, HOOK_B, emitted_metrics, ids, lead
-from tests.unit.services.in_memory_sender import InMemorySender
+from tests.integration.test_sender import CLAY_TOKEN, HOOK_A, HOOK_B, emitted_metrics, ids, lead, table_settings
+from tests.unit.services.in_memory_sender import InMemorySender, Queues
 
 pytestmark = pytest.mark.unit
 
@@ -35,20 +34,11 @@ def clay(http_stub: StubServer) -> StubServer:
 
 @pytest.fixture
 def make_sender(load_function_without_aws: Any, clay: StubServer) -> Any:
-    state, queues = FakeStateStore(), FakeQueues()
+    state, queues = FakeStateStore(), Queues()
 
     def make(**overrides: str) -> InMemorySender:
-        settings = {
-            "CLAY_WEBHOOK_URLS": f"{clay.url}{HOOK_A},{clay.url}{HOOK_B}",
-            "CLAY_WEBHOOK_AUTH_TOKEN": CLAY_TOKEN,
-            "CLAY_SEND_RATE_PER_SECOND": "1000",
-            "CLAY_REQUEST_TIMEOUT_SECONDS": "2",
-            "CLAY_RETRY_BACKOFF_SECONDS": "0",
-            # One send at a time, so a test can say which lead met which answer; concurrent sends have their own tests.
-            "CLAY_SEND_CONCURRENCY": "1",
-            **overrides,
-        }
-        return InMemorySender(load_function_without_aws("SenderFunction", **settings), state, queues)
+        module = load_function_without_aws("SenderFunction", **table_settings(clay, **overrides))
+        return InMemorySender(module, state, queues)
 
     return make
 
@@ -401,3 +391,21 @@ def test_with_stale_requeue_the_batch_record_keeps_each_body_clay_got(make_sende
     record = sender.module.sender.sent_batches.get(mark["batch"])
     assert record is not None
     assert json.loads(unpack_bodies(record["bodies"])[lead_id]) == request.json()
+
+
+def test_waiting_message_about_to_reach_max_receives_is_requeued_fresh(make_sender: Any, clay: StubServer) -> None:
+    # GIVEN the circuit is open and a message has been received nine times (maxReceiveCount 10)
+    sender = make_sender()
+    clay.script(HOOK_A, Reply(410, {}))
+    clay.script(HOOK_B, Reply(410, {}))
+    sender.enqueue(lead(1))
+    event = sender.receive(1)
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "9"
+    # WHEN it is processed
+    failures = sender.run(event)
+    # THEN the old copy is done with and a fresh copy waits in the queue: waiting never dead-letters
+    assert failures == []
+    # Lambda deletes a message not reported as failed
+    sender.lead_queue.delete(event["Records"][0]["receiptHandle"])
+    assert sender.lead_queue.delayed() == 1  # SQS's ApproximateNumberOfMessagesDelayed
+    assert sender.dead_letters() == []

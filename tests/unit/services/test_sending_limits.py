@@ -1,7 +1,7 @@
 """Shared sending limits (services/sending_limits.py): daily budget, webhook pool, pacing, on the in-memory state
 store (tests/fakes/state_table.py, held to the DynamoDB adapter by tests/integration/test_state_table_contract.py).
 Their arithmetic is tested on plain data in tests/unit/core/test_sending.py and test_pacing.py; what they cost in
-writes and how concurrent instances share them, on moto in tests/unit/test_sending_limits.py."""
+writes and how concurrent instances share them, on moto in tests/integration/test_sending_limits.py."""
 
 from __future__ import annotations
 

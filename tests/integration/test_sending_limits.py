@@ -1,7 +1,7 @@
 """Shared sending limits on the state table (moto): what the daily budget, the webhook pool and pacing cost in
 DynamoDB calls, and concurrent instances never passing a limit through its conditional writes. What they decide is
 tested on the in-memory state store in tests/unit/services/test_sending_limits.py, their arithmetic on plain data
-in tests/unit/core/test_sending.py; the dedupe marks in test_dedupe.py."""
+in tests/unit/core/test_sending.py; the dedupe marks in test_dedupe.py (moto) and tests/unit/services/test_dedupe.py."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from clay_pipeline.services.sending_limits import DailyBudget, Pacer, WebhookPoo
 from tests.dynamodb_calls import recorded_dynamodb_calls
 from tests.unit.services.test_sending_limits import URL_A, URL_B, FakeTime, window_start
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from clay_pipeline.services.routines import RunStore
 from local.aws import Provisioned
 from tests.dynamodb_calls import recorded_dynamodb_calls
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from clay_pipeline.core.sending import Claim
 from clay_pipeline.services.dedupe import Deduper
 from tests.dynamodb_calls import recorded_dynamodb_calls
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
