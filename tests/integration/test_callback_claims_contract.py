@@ -4,6 +4,7 @@ against moto and on the fake, refusals included (duplicates, live claims, newer 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -46,6 +47,10 @@ class CallbackClaimsContract:
         assert claims.accept(*args, lease_until) is Acceptance.ACCEPTED
         # AND another invocation with its own lease still sees the claim as in progress
         assert claims.accept(*args, lease_until + 1) is Acceptance.IN_PROGRESS
+        # AND of ten identical callbacks claiming at the same moment, exactly one is accepted, the rest wait
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            racing = list(pool.map(lambda _: claims.accept("ld_r", "ld_r#v", {}, AT, time.time() + 30), range(10)))
+        assert sorted(racing, key=str) == [Acceptance.ACCEPTED] + [Acceptance.IN_PROGRESS] * 9
         # WHEN it is complete THEN the version is remembered and the claim gone: the next identical one is a duplicate
         claims.complete("ld_a", "ld_a#v1")
         item = ports.item("ld_a")

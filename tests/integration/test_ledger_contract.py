@@ -4,6 +4,7 @@ on the fake, refusals included (a held lease, a lost lease, a newer callback's o
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from botocore.exceptions import ClientError
@@ -36,6 +37,10 @@ class LedgerContract:
         assert item["lease_owner"] == lease.owner and item["deliveries"] == {}
         assert item["sending_outreach"] == {"at": SENT.at, "hash": "h1", "score": 85}
         assert 0 <= item["lease_until"] - time.time() <= LEASE_SECONDS
+        # AND of ten invocations claiming one lead at the same moment, exactly one gets its lease
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            racing = list(pool.map(lambda _: ports.ledger.claim("ld_race"), range(10)))
+        assert sum(isinstance(claim, Lease) for claim in racing) == 1
         # THEN a second claim meanwhile is refused with how long to wait, and changes nothing
         busy = ports.ledger.claim("ld_a", {"zapier": SENT})
         assert isinstance(busy, Busy) and LEASE_SECONDS - 1 <= busy.seconds <= LEASE_SECONDS + 1
