@@ -10,14 +10,8 @@ from typing import Any
 
 from clay_pipeline.adapters.callback_claims import PENDING_PREFIX, VERSIONS
 from clay_pipeline.adapters.dynamodb import STATE_TTL
-from clay_pipeline.core.callback_acceptance import (
-    ACCEPTANCE_OF_REFUSAL,
-    Acceptance,
-    Refusal,
-    callback_version,
-    read_refusal,
-    versions_to_trim,
-)
+from clay_pipeline.core import callback_acceptance
+from clay_pipeline.core.callback_acceptance import Acceptance
 from tests.fakes.leads_table import Item, LeadItems
 
 
@@ -32,7 +26,7 @@ class FakeCallbackClaims:
     def accept(
         self, lead_key: str, callback_id: str, lead: dict[str, Any], received_at: str, lease_until: float
     ) -> Acceptance:
-        version = callback_version(callback_id)
+        version = callback_acceptance.callback_version(callback_id)
         pending = PENDING_PREFIX + version
         now = time.time()
 
@@ -55,11 +49,11 @@ class FakeCallbackClaims:
         if written:
             return Acceptance.ACCEPTED
         held = old.get(pending)
-        refusal = read_refusal(
+        refusal = callback_acceptance.read_refusal(
             old.get(VERSIONS) or [], None if held is None else float(held), version, lease_until, now
         )
-        if refusal is not Refusal.NEWER_STORED:
-            return ACCEPTANCE_OF_REFUSAL[refusal]
+        if refusal is not callback_acceptance.Refusal.NEWER_STORED:
+            return callback_acceptance.ACCEPTANCE_OF_REFUSAL[refusal]
 
         def count_only(item: Item) -> bool:  # a newer callback is stored: claim and count this one
             if not claimable(item):
@@ -72,7 +66,7 @@ class FakeCallbackClaims:
         return Acceptance.ACCEPTED if claimed else Acceptance.IN_PROGRESS
 
     def complete(self, lead_key: str, callback_id: str) -> None:
-        version = callback_version(callback_id)
+        version = callback_acceptance.callback_version(callback_id)
 
         def add(item: Item) -> bool:
             kept = item.get(VERSIONS)
@@ -82,7 +76,7 @@ class FakeCallbackClaims:
 
         _, _, item = self.items.update(lead_key, add)
         kept = item[VERSIONS]
-        if excess := versions_to_trim(kept):
+        if excess := callback_acceptance.versions_to_trim(kept):
             oldest = kept[0]
 
             def trim(item: Item) -> bool:  # unless another invocation trimmed them first
@@ -96,7 +90,7 @@ class FakeCallbackClaims:
 
     def release(self, lead_key: str, callback_id: str) -> None:
         def drop(item: Item) -> bool:
-            item.pop(PENDING_PREFIX + callback_version(callback_id), None)
+            item.pop(PENDING_PREFIX + callback_acceptance.callback_version(callback_id), None)
             item["callbacks"] = item.get("callbacks", 0) - 1
             return True
 
