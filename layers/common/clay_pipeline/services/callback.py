@@ -158,12 +158,19 @@ class CallbackAcceptor:
 
     `max_wait_seconds` caps the waiting (a queue consumer hands its message back instead of waiting long);
     `clock` and `sleep` measure and spend the invocation's time (a benchmark runs outages on a virtual clock).
+    `claims` and `routing_queue`: the leads table's claims and RoutingQueue (default: the settings' own).
     """
 
-    def __init__(self, settings: CallbackSettings, max_wait_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        settings: CallbackSettings,
+        max_wait_seconds: float | None = None,
+        claims: CallbackClaims | None = None,
+        routing_queue: Queue | None = None,
+    ) -> None:
         self.max_wait_seconds = max_wait_seconds
-        self.claims = CallbackClaims(settings.leads_table, retention_days=settings.lead_retention_days)
-        self.routing_queue = Queue(settings.routing_queue_url)
+        self.claims = claims or CallbackClaims(settings.leads_table, retention_days=settings.lead_retention_days)
+        self.routing_queue = routing_queue or Queue(settings.routing_queue_url)
         self._context: LambdaContext | None = None
         self.clock: Callable[[], float] = time.monotonic
         self.sleep: Callable[[float], None] = time.sleep

@@ -82,11 +82,38 @@ class Unroutable(Exception):
         self.error = error
 
 
+@dataclass(frozen=True)
+class RouterStores:
+    """Where the router keeps state: the lead's item (its ledger and outcome), its two queues, the pause switch."""
+
+    ledger: LeadLedger
+    leads: LeadsTable
+    routing_queue: Queue
+    dead_letters: Queue
+    state: StateStore
+
+    @classmethod
+    def from_settings(cls, settings: RouterSettings) -> RouterStores:
+        return cls(
+            LeadLedger(settings.leads_table, settings.delivery_lease_seconds),
+            LeadsTable(settings.leads_table),
+            Queue(settings.routing_queue_url),
+            Queue(settings.routing_dlq_url),
+            StateStore(settings.state_table),
+        )
+
+
 class LeadRouter:
-    """What lasts across invocations: settings, rules (ConfigError at cold start), destinations, threads."""
+    """What lasts across invocations: settings, rules (ConfigError at cold start), destinations, threads.
+
+    `stores`: where it keeps state (default: the settings' tables and queues)."""
 
     def __init__(
-        self, settings: RouterSettings, http: HttpClient | None = None, sleep: Callable[[float], None] = time.sleep
+        self,
+        settings: RouterSettings,
+        http: HttpClient | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        stores: RouterStores | None = None,
     ) -> None:
         self.settings = settings
         self.config = RoutingConfig.from_settings(  # ConfigError at cold start for invalid rules or policies
@@ -97,12 +124,11 @@ class LeadRouter:
             settings.delivery_mark_days,
             salesforce=bool(settings.salesforce_login_url),  # its default rule only when it may be on
         )
-        self.ledger = LeadLedger(settings.leads_table, settings.delivery_lease_seconds)
-        self.leads = LeadsTable(settings.leads_table)
-        self.endings = RecordEndings(
-            settings, Queue(settings.routing_queue_url), Queue(settings.routing_dlq_url), self.ledger
-        )
-        self.switch = DestinationSwitch(StateStore(settings.state_table), settings.destination_pause_cache_seconds)
+        stores = stores or RouterStores.from_settings(settings)
+        self.ledger = stores.ledger
+        self.leads = stores.leads
+        self.endings = RecordEndings(settings, stores.routing_queue, stores.dead_letters, self.ledger)
+        self.switch = DestinationSwitch(stores.state, settings.destination_pause_cache_seconds)
         self.destinations = Destinations.from_settings(settings, http or HttpClient(), sleep)
         self.webhooks = self.destinations.webhooks
         self.crms = self.destinations.crms

@@ -55,9 +55,12 @@ class RunCollector:
         settings: RunCollectorSettings,
         api: ClayApiClient | None = None,
         acceptor: CallbackAcceptor | None = None,
+        store: StateStore | None = None,
+        poll_queue: Queue | None = None,
+        dead_letters: Queue | None = None,
     ) -> None:
         self.settings = settings
-        self.store = StateStore(settings.state_table)
+        self.store = store or StateStore(settings.state_table)
         self.runs = RunStore(self.store)
         self.api = api or ClayApiClient(
             settings.clay_api_base_url,
@@ -68,8 +71,8 @@ class RunCollector:
         self.callback_settings = settings.callback_settings()
         # A poll message is handed back rather than waiting long on a dependency.
         self.acceptor = acceptor or CallbackAcceptor(self.callback_settings, max_wait_seconds=2.0)
-        self.poll_queue = Queue(settings.run_poll_queue_url)
-        self.dead_letters = Queue(settings.lead_dlq_url)
+        self.poll_queue = poll_queue or Queue(settings.run_poll_queue_url)
+        self.dead_letters = dead_letters or Queue(settings.lead_dlq_url)
         self.dedupe = Deduper(self.store, settings.clay_dedupe_days)
         self.deadline = math.inf  # time.monotonic() by which a call to Clay must end: the invocation's
 
