@@ -66,7 +66,11 @@ def set_or_remove(item: Item, attributes: dict[str, Any]) -> None:
 def accept_versions(item: Item, callback_ids: Iterable[str]) -> list[str]:
     """adapters/leads_table.accept_versions on an item being written: each version appended (a string set left by
     earlier code starts a list), its claim removed. The versions added."""
-    versions = list(dict.fromkeys(callback_acceptance.callback_version(callback_id) for callback_id in callback_ids))
+    versions = list(
+        dict.fromkeys(
+            callback_acceptance.callback_version(callback_id) for callback_id in callback_ids if "#" in callback_id
+        )
+    )
     if versions:
         kept = item.get(VERSIONS)
         item[VERSIONS] = [*(kept if isinstance(kept, list) else []), *versions]

@@ -164,6 +164,9 @@ class LedgerContract:
         ports.ledger.mark_held("ld_p", ("nurture",), "t9", ["ld_p#v9"])
         item = ports.item("ld_p")
         assert (item["versions"], item["held_nurture"], "pending_v9" in item) == (["v9"], "t9", False)
+        # AND a message no callback queued (its callback_id the lead key: no version) accepts nothing
+        assert isinstance(ports.ledger.claim("ld_n", {}, ["ld_n"]), Lease)
+        assert "versions" not in ports.item("ld_n")
 
 
 class TestOnDynamoDB(OnDynamoDB, LedgerContract):

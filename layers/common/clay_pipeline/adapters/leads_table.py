@@ -133,7 +133,8 @@ def accept_versions(update: ItemUpdate, callback_ids: Iterable[str]) -> list[str
     The write appends without looking: a version routed again (the router's own retry of a record, a copy a
     re-send queued, a replay) is listed once more, which `contains` reads the same; the list's bound counts it.
     """
-    versions = list(dict.fromkeys(callback_version(callback_id) for callback_id in callback_ids))
+    # A message queued by something else than a callback carries no version (its callback_id is the lead key).
+    versions = list(dict.fromkeys(callback_version(callback_id) for callback_id in callback_ids if "#" in callback_id))
     if versions:
         update.append(VERSIONS, versions)
         for version in versions:
