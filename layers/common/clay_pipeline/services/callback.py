@@ -40,7 +40,7 @@ from clay_pipeline.adapters.dynamodb import item_size
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.config import CallbackSettings
 from clay_pipeline.core import auth
-from clay_pipeline.core.callback_acceptance import Acceptance
+from clay_pipeline.core.callback_acceptance import Acceptance, routing_message
 from clay_pipeline.core.errors import BadRequest, ConfigError, TooLarge, Unauthorized
 from clay_pipeline.core.json_text import dump_json
 from clay_pipeline.core.leads import EnrichedLead, body_hash, field_errors
@@ -192,12 +192,7 @@ class CallbackAcceptor:
         )
         if claim.acceptance is Acceptance.DUPLICATE:
             return {"received": True, "lead_key": request.lead_key, "duplicate": True}
-        message = {
-            "callback_id": request.callback_id,
-            "lead_key": request.lead_key,
-            "lead": request.message,
-            "received_at": claim.received_at,
-        }
+        message = routing_message(request.callback_id, request.lead_key, request.message, claim.received_at)
         if claim.acceptance is Acceptance.PENDING:
             # The identical callback that claimed it may have died before queueing: a copy makes sure it is
             # routed (the router's ledger delivers the lead once). Not queued: 503, as for any callback.
