@@ -301,56 +301,42 @@ def test_a_callback_that_died_before_queueing_is_queued_by_the_sweep_and_deliver
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # GIVEN a lead sent to Clay a day ago whose callback claimed it and died before queueing it: nothing queued
-    history.batch("b1", NOW - 24 * HOUR - 60, [LEAD["lead_id"]])
-    callback = load_function("CallbackFunction", CALLBACK_SECRETS=SECRET)
-    die_after_the_claim(callback, LEAD, monkeypatch)
-    assert queued(stack) == 0 and f"pending_{VERSION}" in history.item(LEAD["lead_id"])
-    # WHEN the sweep runs before the claim is CALLBACK_UNQUEUED_AFTER_SECONDS old THEN it leaves it (in flight?)
-    assert sweep(make_sweeper(clock=time.time() + 60))["unqueued_routed"] == 0
-    assert queued(stack) == 0
-    # WHEN a sweep over the same window runs 16 minutes after the claim
-    StateStore(history.state).delete(CHECKPOINT_KEY)
-    capsys.readouterr()
-    report = sweep(make_sweeper(clock=time.time() + 16 * 60))
-    # THEN it queued the callback's own routing message, counted and logged it without the lead's data
-    assert report["unqueued_routed"] == 1 and report["stale"] == 0 and queued(stack) == 1
-    output = capsys.readouterr().out
-    [metric] = emitted_metrics(output, "LeadsUnqueuedRouted")
-    assert metric["LeadsUnqueuedRouted"] == [1.0]
-    [logged] = [record for record in caplog.records if "queued for routing" in record.getMessage()]
-    assert logged.__dict__["lead_id"] == LEAD["lead_id"] and LEAD["email"] not in str(logged.__dict__)
-    # AND routing what RoutingQueue holds delivers the lead once and completes the claim
-    assert routed_to_zapier(load_function, stack) == 1
-    item = history.item(LEAD["lead_id"])
-    assert VERSION in item["versions"] and f"pending_{VERSION}" not in item and item["routing_status"] == "routed"
-    # AND the same window swept again (a sweep that failed before its checkpoint) queues nothing more
-    StateStore(history.state).delete(CHECKPOINT_KEY)
-    assert sweep(make_sweeper(clock=time.time() + 16 * 60))["unqueued_routed"] == 0 and queued(stack) == 0
-
-
-def test_a_copy_queued_twice_is_delivered_once_and_a_superseded_claim_is_not_queued(
-    history: History, make_sweeper: Any, load_function: Any, stack: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN two leads sent a day ago: one whose callback died before queueing; one whose first callback died
-    # the same way and whose second, newer callback (another body) was queued and routed as usual
+    # GIVEN two leads sent to Clay a day ago: one whose callback claimed it and died before queueing it; one
+    # whose first callback died the same way and whose second, newer callback (another body) was routed
     superseded = {"lead_id": "ld_newer", "email": "newer@acme.com", "icp_score": "77"}
     history.batch("b1", NOW - 24 * HOUR - 60, [LEAD["lead_id"], superseded["lead_id"]])
     callback = load_function("CallbackFunction", CALLBACK_SECRETS=SECRET)
     die_after_the_claim(callback, LEAD, monkeypatch)
     die_after_the_claim(callback, superseded, monkeypatch)
+    assert queued(stack) == 0 and f"pending_{VERSION}" in history.item(LEAD["lead_id"])
     assert json.loads(post_callback(callback, {**superseded, "icp_score": "91"})["body"])["duplicate"] is False
     assert routed_to_zapier(load_function, stack) == 1
     older_claim = f"pending_{body_hash(superseded)[:32]}"
     assert older_claim in history.item(superseded["lead_id"])
-    # WHEN the window is swept twice before the router runs (the first sweep failed before its checkpoint)
+    # WHEN the sweep runs before the claim is CALLBACK_UNQUEUED_AFTER_SECONDS old THEN it leaves it (in flight?)
+    assert sweep(make_sweeper(clock=time.time() + 60))["unqueued_routed"] == 0
+    assert queued(stack) == 0
+    # WHEN the same window is swept 16 minutes after the claim, twice (the first sweep failed before its
+    # checkpoint write)
+    capsys.readouterr()
     for _ in range(2):
         StateStore(history.state).delete(CHECKPOINT_KEY)
-        assert sweep(make_sweeper(clock=time.time() + 16 * 60))["unqueued_routed"] == 1
-    # THEN only the dead callback's lead was queued, twice: the other lead's older claim needs nothing (its
-    # newer version is stored and routed); and routing both copies delivers the lead once
+        report = sweep(make_sweeper(clock=time.time() + 16 * 60))
+        # THEN each queued the dead callback's own routing message; the other lead's older claim needs nothing
+        assert report["unqueued_routed"] == 1 and report["stale"] == 0
     assert queued(stack) == 2
+    # AND counted and logged it, by ids only
+    metrics = emitted_metrics(capsys.readouterr().out, "LeadsUnqueuedRouted")
+    assert [metric["LeadsUnqueuedRouted"] for metric in metrics] == [[1.0], [1.0]]
+    logged = [record for record in caplog.records if "queued for routing" in record.getMessage()]
+    assert [record.__dict__["lead_id"] for record in logged] == [LEAD["lead_id"]] * 2
+    assert LEAD["email"] not in str([record.__dict__ for record in logged])
+    # AND routing what RoutingQueue holds (both copies) delivers the lead once and completes the claim
     assert routed_to_zapier(load_function, stack) == 1
-    assert f"pending_{VERSION}" not in history.item(LEAD["lead_id"])
-    item = history.item(superseded["lead_id"])
-    assert item["enrichment"]["icp_score"] == 91 and older_claim in item
+    item = history.item(LEAD["lead_id"])
+    assert VERSION in item["versions"] and f"pending_{VERSION}" not in item and item["routing_status"] == "routed"
+    newer = history.item(superseded["lead_id"])
+    assert newer["enrichment"]["icp_score"] == 91 and older_claim in newer
+    # AND the window swept once more queues nothing: the claim is completed, the other superseded
+    StateStore(history.state).delete(CHECKPOINT_KEY)
+    assert sweep(make_sweeper(clock=time.time() + 16 * 60))["unqueued_routed"] == 0 and queued(stack) == 0
