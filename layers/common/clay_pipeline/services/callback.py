@@ -16,7 +16,9 @@ a lost lead. Each DynamoDB and SQS call is therefore retried with backoff inside
 until its deadline (the Lambda's remaining time less DEADLINE_RESERVE_SECONDS): an outage shorter
 than that costs a slower answer, not a callback. Only past the deadline is the claim dropped and
 503 answered. A crash after the claim leaves it in place: a re-send of the same body then queues a copy,
-and a different body of the lead is accepted as usual. If DynamoDB fails, nothing is queued.
+and a different body of the lead is accepted as usual; with no re-send, the stale-lead sweeper queues the
+claim's message once it is CALLBACK_UNQUEUED_AFTER_SECONDS old (services/sweeper.py). If DynamoDB fails,
+nothing is queued.
 
 Hand-written rather than Powertools' idempotency utility: it keeps its in-progress and completion
 records in an item of its own, two writes per callback beside the lead's own write (3 WRU per
