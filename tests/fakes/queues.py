@@ -1,7 +1,8 @@
 """adapters/queues.Queue in memory: what was sent, and receiving as SQS does (delays, visibility, receipts).
 
-Only the SQS calls the receiving side makes are replaced (send_raw, change_visibility); `send` and `hold`
-are the adapter's own (send_batch is not faked). Contract: tests/integration/test_queues_contract.py.
+Only the SQS calls are replaced (send_raw, change_visibility, and _send_entries: one SendMessageBatch call);
+`send`, `hold` and `send_batch` (its size checks and batching) are the adapter's own.
+Contract: tests/integration/test_queues_contract.py.
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ class FakeQueue(Queue):
             self._waiting.append(message)
         return message.message_id
 
+    def _send_entries(self, pending: dict[str, str], attempts: int) -> list[int]:
+        """One SendMessageBatch call: SQS refuses a call of more than ten entries or over its size limit whole
+        (TooManyEntriesInBatchRequest, BatchRequestTooLong), so every entry of it is unsent."""
+        if len(pending) > 10 or sum(len(body.encode()) for body in pending.values()) > SQS_LIMIT_BYTES:
+            return [int(i) for i in pending]
+        for body in pending.values():
+            self.send_raw(body)
+        return []
+
     def receive(self, max_messages: int = 10) -> list[QueuedMessage]:
         """The messages visible now (each hidden for 30 s, SQS's default visibility timeout, with a new receipt)."""
         now = time.time()
@@ -63,6 +73,15 @@ class FakeQueue(Queue):
                 message.receipt_handle = uuid.uuid4().hex
                 message.visible_at = now + 30
             return list(visible)
+
+    def drain(self) -> list[QueuedMessage]:
+        """Every message visible now, received and deleted (what a test reads off the queue)."""
+        taken: list[QueuedMessage] = []
+        while messages := self.receive():
+            for message in messages:
+                taken.append(message)
+                self.delete(message.receipt_handle)
+        return taken
 
     def delayed(self) -> int:
         """How many messages wait out their delay (SQS's ApproximateNumberOfMessagesDelayed)."""

@@ -95,12 +95,7 @@ class OnFakes:
 
     def drain(self) -> list[dict[str, Any]]:
         """The routing messages queued and not drained yet (received and deleted, like drain())."""
-        bodies = []
-        while messages := self.routing_queue.receive():
-            for message in messages:
-                bodies.append(json.loads(message.body))
-                self.routing_queue.delete(message.receipt_handle)
-        return bodies
+        return [json.loads(message.body) for message in self.routing_queue.drain()]
 
 
 @pytest.fixture

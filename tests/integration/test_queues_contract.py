@@ -112,6 +112,16 @@ class QueueContract:
         sqs.queue.send_raw("x" * SQS_MAX_MESSAGE_BYTES)
         assert len(sqs.receive()) == 1
 
+    def test_a_batch_sends_every_message_that_fits_and_names_the_one_too_large(self, sqs: QueueUnderTest) -> None:
+        # GIVEN twelve messages, the sixth over what the adapter sends (SQS_MAX_MESSAGE_BYTES), the others
+        # 60 KB each (more than ten entries and more than one call's 256 KiB together)
+        messages = [{"n": n, "notes": "x" * 60_000} for n in range(12)]
+        messages[5]["notes"] = "x" * SQS_MAX_MESSAGE_BYTES
+        # WHEN they are sent as a batch THEN only the sixth is refused, by its index
+        assert sqs.queue.send_batch(messages) == [5]
+        received = sqs.receive() + sqs.receive() + sqs.receive()
+        assert sorted(json.loads(message.body)["n"] for message in received) == [n for n in range(12) if n != 5]
+
 
 class TestOnSQS(QueueContract):
     """The adapter, on the template's RoutingQueue in moto's server."""

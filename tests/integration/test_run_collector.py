@@ -151,13 +151,7 @@ class PipelineOnFakes(Pipeline):
         monkeypatch.setattr(self.collector, "collector", collector)
 
     def drain(self, queue_id: str) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        queue = self.queues[queue_id]
-        while messages := queue.receive():
-            for message in messages:
-                found.append({"body": json.loads(message.body), **message.attributes})
-                queue.delete(message.receipt_handle)
-        return found
+        return [{"body": json.loads(m.body), **m.attributes} for m in self.queues[queue_id].drain()]
 
     def delayed_polls(self) -> int:
         return self.queues["RunPollQueue"].delayed()

@@ -88,13 +88,7 @@ class InMemorySender:
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """The LeadDLQ's messages (body and attributes), taken off it."""
-        dead_letter_queue = self.queues(self.module.settings.lead_dlq_url)
-        found = []
-        while messages := dead_letter_queue.receive():
-            for message in messages:
-                found.append({"body": message.body, **message.attributes})
-                dead_letter_queue.delete(message.receipt_handle)
-        return found
+        return [{"body": m.body, **m.attributes} for m in self.queues(self.module.settings.lead_dlq_url).drain()]
 
     def pool_count(self, url: str) -> int:
         return self.state.counter(f"pool#{webhook_fingerprint(url)}")
