@@ -153,6 +153,15 @@ class CallbackLog:
         with self._lock:
             return {(c.lead_id, c.body_digest) for c in self.attempts}
 
+    def calls_of(self, lead_id: str) -> list[str]:
+        """What each call of one row got, in order ("200", "200 duplicate", "503", "ECONNRESET"): why it was not
+        accepted, for the summary's problems."""
+        with self._lock:
+            calls = [c for c in self.attempts if c.lead_id == lead_id]
+        return [
+            c.error or (f"{c.status} duplicate" if (c.answer or {}).get("duplicate") else str(c.status)) for c in calls
+        ]
+
     def warned(self) -> list[str]:
         """Lead id of each callback answered 2xx with `warnings` (columns kept as sent, not understood)."""
         return [c.lead_id for c in self._accepted() if (c.answer or {}).get("warnings")]

@@ -186,7 +186,12 @@ class Reconciliation:
             self.problems.append(f"the same callback body accepted more than once: {twice}")
         missing = set(clay_ids) - {lead for lead, _ in accepted}
         if missing:
-            self.problems.append(f"Clay rows whose callback was never accepted: {sorted(missing)}")
+            calls = "; ".join(
+                f"{lead}: {', '.join(self.stack.clay.log.calls_of(lead)) or 'never called'}" for lead in sorted(missing)
+            )
+            self.problems.append(
+                f"Clay rows whose callback was never accepted: {sorted(missing)} (their calls: {calls})"
+            )
         abandoned = set(self.stack.clay.abandoned)  # Clay gave up on these calls: the column shows the error
         never = {(lead, version) for lead, version in sent - set(accepted) if lead not in abandoned}
         if never:
