@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from clay_pipeline.config import SweeperSettings
 from clay_pipeline.observability import log_metrics, logger, tracer
 from clay_pipeline.services.sweeper import StaleSweeper
+
+if TYPE_CHECKING:  # the type only: importing Powertools' utilities package costs cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = SweeperSettings.from_env()  # fails the cold start on bad configuration
 sweeper = StaleSweeper(settings)
