@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from clay_pipeline import init_done
 from clay_pipeline.config import SweeperSettings
 from clay_pipeline.observability import log_metrics, logger, tracer
 from clay_pipeline.services.sweeper import StaleSweeper
@@ -21,3 +22,6 @@ sweeper = StaleSweeper(settings)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The EventBridge event carries nothing the sweep needs: its window comes from the checkpoint.
     return sweeper.run().to_dict()
+
+
+init_done()  # the last line of init: the garbage collector, off during it in Lambda, on again
