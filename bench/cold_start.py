@@ -1,4 +1,4 @@
-"""Cold start: CPU time, wall time and peak RSS of importing each handler, against plain boto3.
+"""Cold start: instructions, CPU time, wall time and peak RSS of importing each handler, against plain boto3.
 
 Each sample is a fresh child process run the way Lambda runs a function: `python -S` (no
 site-packages) with only the function's code, the layer and a runtime directory holding what
@@ -25,9 +25,10 @@ machine noise hits them alike; ratios are against the same layout's baseline.
 
 Instructions: each built-artifact child is also run once under valgrind (cachegrind, no cache
 simulation), when it is installed, counting the instructions it executes to ready. The count is the
-same on a quiet or a busy machine (0.03 % apart over runs here, where the CPU ratio of one function
-moved by up to 0.07x between two runs of 15): the target is on it, and on CPU without valgrind.
-CPU stays the figure Lambda bills; the two agree within about 0.05x.
+same on a quiet or a busy machine (within 0.2 % over runs here, the ratios within 0.004x, where
+the CPU ratio of a function moved by up to 0.13x between two consecutive runs of 15, 0.06x for most):
+the target is on it, and on CPU without valgrind. CPU stays the figure Lambda bills; the two ratios
+agree within about 0.1x, the CPU figures' own noise included.
 
 The CPU figure of a variant is the mean of its faster half of runs. A busy machine only ever adds
 CPU time to a child (caches and the core's other thread shared with other processes), in bursts
@@ -366,7 +367,7 @@ def run(runs: int = 15) -> Section:
         ],
         notes=[
             "instructions: executed by the child to ready, one run under valgrind's cachegrind (`--cache-sim=no`), "
-            "deterministic to about 0.05 %: the figure the target is on when valgrind is installed",
+            "the same within 0.2 % on a quiet or busy machine: the figure the target is on when valgrind is installed",
             "built artifact: `sam build` (local/artifact.py, host architecture); PYTHONPATH = the function's built "
             "code, the built layer's python/ (as /opt/python), then boto3 and botocore as the runtime provides them; "
             "every file dated 1980-01-01 as in SAM's zip, PYTHONDONTWRITEBYTECODE as on Lambda's read-only disk",

@@ -77,7 +77,7 @@ def outside_lambda() -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("logical_id", sorted(functions()))
-def test_a_cold_start_leaves_out_what_its_first_event_may_never_need(
+def test_a_cold_start_leaves_out_what_init_does_not_need(
     outside_lambda: dict[str, dict[str, Any]], logical_id: str
 ) -> None:
     # GIVEN the function's template environment (parameter defaults), WHEN its handler module is imported
