@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,7 +112,7 @@ class Bench:
         """Callbacks arriving every `every` s through an outage: (sent, lost, shown to Clay as an error)."""
         from local.outages import Outage
 
-        self.time.now = 1_000_000.0 * (self.leads + 1)  # each scenario far from the last one's leases
+        self.time.now = 1_000_000.0 * (self.leads + 1)  # each scenario on a stretch of the clock of its own
         start = self.time.now
         outage = Outage(service, seconds, clock=self.time.clock).start()
         try:
@@ -187,8 +186,8 @@ def _item_sizes(table_name: str, resends: int) -> list[list[Any]]:
     rows, largest = [], 0
     for number in range(1, resends + 1):
         callback_id = f"ld_wide#{number:032x}"
-        if claims.accept("ld_wide", callback_id, lead, f"{number:012d}", time.time()) is Acceptance.ACCEPTED:
-            claims.complete("ld_wide", callback_id)
+        if claims.accept("ld_wide", callback_id, lead, f"{number:012d}").acceptance is Acceptance.ACCEPTED:
+            leads.accept("ld_wide", [callback_id])  # what the router's first write on the item does
         if number in marks or number % 97 == 0:
             item = leads.get("ld_wide") or {}
             largest = max(largest, item_size(item))

@@ -556,6 +556,8 @@ class Scenario:
     lead_retention_days: int = 90  # LeadRetentionDays: how long a lead's item is stored (0: kept, priced per year)
     log_retention_days: int = 30  # LogRetentionDays
     function_log_share: float = 1.0  # what-if: this share of the measured function log lines (metrics kept)
+    # what-if: write units per lead added to the measured ones (the lever table's "before" of a write taken out)
+    extra_wru: float = 0.0
 
 
 def queue_consumer(logical_id: str) -> bool:
@@ -636,7 +638,7 @@ def per_lead(m: Measured, s: Scenario) -> dict[str, float]:
         **{f"gb_seconds:{name}": value for name, value in per_function.items()},
         "api_requests": api_requests,
         "sqs_requests": sqs,
-        "wru": sum(units_by_write(m.write_sizes, s.extra_row_kb * 1024).values()) / m.leads,
+        "wru": sum(units_by_write(m.write_sizes, s.extra_row_kb * 1024).values()) / m.leads + s.extra_wru,
         "rru": sum(m.rru.values()) / m.leads + sweep_per_lead(m),
         **observability_units(m, s, invocations, api_requests),
         "storage_gb_months": storage_gb_months(m, s),
@@ -981,6 +983,11 @@ def run(leads: int = 200, mode: str = "table", crm: str = "hubspot", measured: M
         )
         + (f"; WRU {m.wru[name] / m.leads:.2f}" if m.wru.get(name) else "")
         + (f"; RRU {m.rru[name] / m.leads:.2f}" if m.rru.get(name) else "")
+        + (
+            f"; GB-s {units[f'gb_seconds:{name}']:.4f} (${units[f'gb_seconds:{name}'] * LAMBDA_GB_SECOND * 1e6:.2f}/M)"
+            if f"gb_seconds:{name}" in units
+            else ""
+        )
         for name in (*m.invocations, POLLER)
     }
     alternatives = [
@@ -1056,6 +1063,7 @@ def run(leads: int = 200, mode: str = "table", crm: str = "hubspot", measured: M
     notes = [stale_lookup_note(m, writes)] if m.sweep else []
     notes += [salesforce_calls_note(m, current)] if crm != "hubspot" and not routine else []
     notes += [
+        floor_note(m, [current, high_volume]),
         "fixed monthly costs, spread over the leads of the month:\n\n"
         + table(["item", "counted", "USD a month"], [[name, what, f"{cost:.2f}"] for name, what, cost in fixed]),
         "levers, each measured or modelled on this run with only it changed (before: as the template was before "
@@ -1123,6 +1131,13 @@ def run(leads: int = 200, mode: str = "table", crm: str = "hubspot", measured: M
 def lever_table(m: Measured, current: Scenario) -> list[list[str]]:
     """The whole bill's levers: each setting before issue 23 (or now) against the change, all else as now."""
     levers: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = [
+        (
+            "callback writes per lead (its completion in the router's claim)",
+            "2: claim, completion (before)",
+            {"extra_wru": 1.0},
+            "1: claim",
+            {},
+        ),
         ("TracingMode", "Active (before)", {"tracing_active": True}, "PassThrough (default)", {}),
         ("LeadRetentionDays", "kept for good (before; a year shown)", {"lead_retention_days": 0}, "90 (default)", {}),
         ("LeadRetentionDays", "90 (default)", {}, "30 (high-volume profile)", {"lead_retention_days": 30}),
@@ -1141,6 +1156,67 @@ def lever_table(m: Measured, current: Scenario) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def floor_note(m: Measured, scenarios: list[Scenario]) -> str:
+    """What this architecture costs at the least, and so whether the targets can be met by settings and trims.
+
+    The architecture (DESIGN.md): each Clay callback is an HTTP API request to a Lambda function that hands it
+    to an SQS queue, and the router claims and records each lead on its item; the sender claims each lead
+    before its POST to Clay. Those requests and writes stay whatever the settings: the floor keeps every line
+    as measured but the function log lines and Lambda's platform lines (both set to none), then also without
+    the lead's stored item (what the LeadsTable destination keeps for LeadRetentionDays, with PITR backups).
+    """
+    from harness import table
+
+    rows = []
+    floors: list[tuple[float, float]] = []  # (target, the floor without storage) per scenario
+    for scenario, target in zip(scenarios, (DEFAULTS_TARGET, HIGH_VOLUME_TARGET), strict=True):
+        quiet = replace(scenario, function_log_share=0.0, platform_logs=False)
+        lines = {item.name: item.per_million for item in bill(per_lead(m, quiet))}
+        bound = sum(lines[name] for name in ("HTTP API requests", "SQS requests", "DynamoDB writes", "DynamoDB reads"))
+        floor = total_per_million(m, quiet)
+        storage = lines["DynamoDB storage"] + lines["DynamoDB PITR backups"]
+        floors.append((target, floor - storage))
+        rows.append(
+            [
+                scenario.name.split(":")[0],
+                f"{total_per_million(m, scenario):.2f}",
+                f"{bound:.2f}",
+                f"{floor:.2f}",
+                f"{floor - storage:.2f}",
+            ]
+        )
+    return (
+        "the floor of this architecture (a callback is an HTTP API request handed to SQS, the sender claims each "
+        "lead before Clay, the callback claims each version, the router claims and records each lead): the HTTP "
+        "API, SQS and DynamoDB lines are per-lead requests and conditional writes the design makes whatever the "
+        "settings; the floor is the whole bill with no function log line and no platform line at all, then also "
+        f"without storing the lead. {floor_verdict(floors)}:\n\n"
+        + table(
+            [
+                "profile",
+                "total",
+                "HTTP API + SQS + DynamoDB requests",
+                "floor: no function or platform log lines",
+                "floor, lead not stored either",
+            ],
+            rows,
+        )
+    )
+
+
+def floor_verdict(floors: list[tuple[float, float]]) -> str:
+    """Whether a target is out of this architecture's reach: above its floor even without storage or logs."""
+    out_of_reach = [f"{target:g}" for target, floor in floors if floor > target]
+    if not out_of_reach:
+        return "Every target is above the floor: settings and trims can still meet it"
+    return (
+        f"The target{'s' if len(out_of_reach) > 1 else ''} {' and '.join(out_of_reach)} "
+        f"{'are' if len(out_of_reach) > 1 else 'is'} below even the floor without a stored lead: meeting "
+        f"{'them' if len(out_of_reach) > 1 else 'it'} takes another architecture (no HTTP API request or no "
+        "queue message per callback, fewer conditional writes than one claim per step), not a setting"
+    )
 
 
 def main() -> None:

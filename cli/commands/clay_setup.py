@@ -37,7 +37,8 @@ RUN_CONDITION = "/ICP Score is not empty"
 # Retry on failure: Clay's defaults are 1 retry of 408, 413 and 429 and of ECONNREFUSED, ECONNRESET,
 # ETIMEDOUT, fired at once (HTTP API, Step 9). The callback never relies on a retry (docs/ARCHITECTURE.md),
 # but each one is a cheap second chance: 408 and 429 are what API Gateway answers when slow or throttled,
-# 409 a copy of this very callback still in flight, 5xx a dependency failure; so RECOMMENDED_RETRY (the
+# 5xx a dependency failure (409, which callbacks of earlier versions answered to a copy still in flight, is
+# harmless to keep for stacks not yet upgraded); so RECOMMENDED_RETRY (the
 # policy the local Clay simulator and the outage bench run with) retries those five times, the most Clay
 # allows. A status list replaces Clay's, so 413 (a body that stays too large) is left out; the network
 # errors keep Clay's defaults. Its response timeout is API Gateway's 30-second limit: the callback may

@@ -31,11 +31,10 @@ def receive_callback(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     if request.warnings:  # the columns kept as sent and treated as missing (a duplicate has the same)
         result["warnings"] = request.warnings
     count("CallbackDuplicate" if result["duplicate"] else "CallbackAccepted")
+    # One line per request; the lead key is its correlation_id, the columns set aside only when there are some.
     unreadable = [warning["field"] for warning in request.warnings]
-    logger.info(
-        "callback accepted",
-        extra={"lead_key": request.lead_key, "duplicate": result["duplicate"], "unreadable_columns": unreadable},
-    )
+    extra = {"unreadable_columns": unreadable} if unreadable else {}
+    logger.info("callback accepted", extra={"duplicate": result["duplicate"], **extra})
     return 200, result
 
 

@@ -1,9 +1,10 @@
-"""The leads table's callback claims against moto: the conditional writes that accept each distinct callback
-once (what a refused claim means is tested on plain data in tests/unit/core/test_callback_acceptance.py)."""
+"""The leads table's callback claims against moto: what their writes keep on the item over many re-sends and on
+items written before the versions list. Each write and refusal (a late older callback, a claim whose answer was
+lost) is in the contract suite, tests/integration/test_callback_claims_contract.py, on moto and on the fake; what a
+refused claim means is tested on plain data in tests/unit/core/test_callback_acceptance.py."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -17,22 +18,14 @@ from clay_pipeline.core.callback_acceptance import KEPT_VERSIONS, TRIM_SLACK, Ac
 pytestmark = pytest.mark.integration
 
 
-def test_a_late_older_callback_is_counted_but_does_not_replace_the_newer_enrichment(stack: Any) -> None:
-    claims = CallbackClaims(stack.table_names["LeadsTable"])
-    claims.save_enrichment("ld_late", "ld_late#new", {"icp_score": 90}, "2026-01-01T00:02:00+00:00")
-    claims.save_enrichment("ld_late", "ld_late#old", {"icp_score": 40}, "2026-01-01T00:01:00+00:00")
-    stored = LeadsTable(stack.table_names["LeadsTable"]).get("ld_late")
-    assert stored is not None
-    assert (stored["callbacks"], stored["callback_id"], stored["enrichment"]) == (2, "ld_late#new", {"icp_score": 90})
-
-
 # -- bounded state per lead: the `versions` list of the lead's item (issue 19) ----------------------------
 def resend(claims: CallbackClaims, lead_key: str, number: int, lead: dict[str, Any]) -> Acceptance:
-    """One more distinct version of the lead called back: claimed, stored and completed as the callback does."""
+    """One more distinct version of the lead called back: claimed and stored as the callback does, then completed
+    as the router's first write on the item does."""
     callback_id = f"{lead_key}#{number:032x}"
-    acceptance = claims.accept(lead_key, callback_id, lead, f"2026-01-01T00:00:00.{number:06d}", time.time())
+    acceptance = claims.accept(lead_key, callback_id, lead, f"2026-01-01T00:00:00.{number:06d}").acceptance
     if acceptance is Acceptance.ACCEPTED:
-        claims.complete(lead_key, callback_id)
+        LeadsTable(claims.table_name).accept(lead_key, [callback_id])
     return acceptance
 
 
@@ -60,7 +53,7 @@ def test_the_lead_item_stays_within_a_fixed_size_whatever_the_number_of_resends(
     cycle = KEPT_VERSIONS + TRIM_SLACK
     assert max(sizes[-cycle:]) <= max(sizes[cycle : 2 * cycle]) + 1
     # AND what exactly-once needs is kept: the newest versions are duplicates, one past the window is new again
-    assert claims.accept("ld_wide", f"ld_wide#{resends - 1:032x}", lead, "2027", time.time()) is (Acceptance.DUPLICATE)
+    assert claims.accept("ld_wide", f"ld_wide#{resends - 1:032x}", lead, "2027").acceptance is Acceptance.DUPLICATE
     assert resend(claims, "ld_wide", 0, lead) is Acceptance.ACCEPTED  # the first version, long out of the window
 
 
@@ -76,15 +69,3 @@ def test_an_item_from_before_the_list_starts_a_list_with_its_next_callback(stack
     assert resend(claims, "ld_old", 5, {"lead_id": "ld_old"}) is Acceptance.DUPLICATE
     assert resend(claims, "ld_old", 500, {"lead_id": "ld_old"}) is Acceptance.ACCEPTED
     assert (LeadsTable(table).get("ld_old") or {})["versions"] == [f"{500:032x}"]
-
-
-def test_a_claim_whose_answer_was_lost_is_recognised_by_its_retry(stack: Any) -> None:
-    # GIVEN a claim write that DynamoDB applied, then its answer lost (the same call tried again)
-    claims = CallbackClaims(stack.table_names["LeadsTable"])
-    lease_until = time.time() + 20
-    args = ("ld_lost", "ld_lost#" + "a" * 32, {"lead_id": "ld_lost"}, "2026-01-01T00:00:00+00:00")
-    assert claims.accept(*args, lease_until) is Acceptance.ACCEPTED
-    # WHEN the retry carries the same lease THEN it is this invocation's own claim: accepted, not in progress
-    assert claims.accept(*args, lease_until) is Acceptance.ACCEPTED
-    # AND another invocation with its own lease still sees the claim as in progress
-    assert claims.accept(*args, lease_until + 1) is Acceptance.IN_PROGRESS

@@ -15,10 +15,18 @@ from clay_pipeline.adapters import queues
 from clay_pipeline.adapters.aws import reset_clients
 from cli.main import main
 from local.aws import FAKE_CREDENTIALS
+from local.http_stub import StubServer
 from tests.integration.test_callback import drain
 from tests.integration.test_cli_failures import CLI, cli_env
 
 pytestmark = pytest.mark.integration
+
+
+def queue_url_on(server: StubServer) -> str:
+    """A LeadQueue URL on a loopback server that records every request: the CLI talks to a loopback queue URL
+    as to the local emulator, so a file whose rows are all refused can be shown to queue nothing without AWS."""
+    return f"{server.url.rstrip('/')}/123456789012/LeadQueue"
+
 
 CSV = """\
 Email,Work Email,First Name,Last Name,Company,Company Domain,LinkedIn URL,Job Title
@@ -165,16 +173,16 @@ def test_csv_with_another_separator_is_read(
 
 
 def test_file_without_a_single_lead_exits_1_and_says_why(
-    stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    http_stub: StubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "contacts.csv"
     path.write_text("Name,Phone\nJane,555-0100\nBob,555-0101\n")
-    code = main(["send", str(path), "--queue-url", stack.queue_urls["LeadQueue"], "--no-progress"])
+    code = main(["send", str(path), "--queue-url", queue_url_on(http_stub), "--no-progress"])
     captured = capsys.readouterr()
     assert code == 1
     assert "sent 0 lead(s)" in captured.out
     assert "error: no lead in" in captured.err and "email, a domain or a linkedin_url" in captured.err
-    assert drain(stack.queue_urls["LeadQueue"]) == []
+    assert http_stub.received() == []  # nothing queued: not one request reached the queue's endpoint
 
 
 def test_latin1_csv_gets_a_clear_error_and_reads_with_its_encoding(
@@ -238,17 +246,17 @@ def test_crash_inputs_are_reported_per_row_and_the_rest_is_sent(stack: Any, emul
     ids=["open-to-the-end", "closed-by-a-later-quote"],
 )
 def test_an_unterminated_quote_is_reported_not_swallowed(
-    stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, reported: str
+    http_stub: StubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, reported: str
 ) -> None:
     # GIVEN a row whose quote never closes: csv would read the next rows into its Company
     path = tmp_path / "leads.csv"
     path.write_text(text)
-    code = main(["send", str(path), "--queue-url", stack.queue_urls["LeadQueue"], "--no-progress"])
+    code = main(["send", str(path), "--queue-url", queue_url_on(http_stub), "--no-progress"])
     # THEN it is a rejected row with its lines, not "sent 1, rejected 0"
     captured = capsys.readouterr()
     assert code == 1 and "sent 0 lead(s)" in captured.out
     assert f"line 2: {reported}" in captured.out
-    assert drain(stack.queue_urls["LeadQueue"]) == []
+    assert http_stub.received() == []  # nothing queued: not one request reached the queue's endpoint
 
 
 def test_a_quoted_value_holding_rows_is_flagged(stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

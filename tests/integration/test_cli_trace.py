@@ -17,10 +17,11 @@ from cli.main import main
 from local.clay_api_sim import ClayApiSimulator
 from local.http_stub import Reply, StubServer
 from tests.integration import test_routine_sender as routine_path
-from tests.integration.test_routine_sender import API_KEY, lead_id, lease_passed, sent_with_its_confirm_failing
+from tests.integration.test_routine_sender import lease_passed, sent_with_its_confirm_failing
 from tests.integration.test_run_collector import Pipeline
 from tests.integration.test_sender import lead
 from tests.lead_journey import LeadJourney
+from tests.unit.services.test_routine_sender import API_KEY, lead_id
 
 pytestmark = pytest.mark.integration
 

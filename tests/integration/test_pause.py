@@ -1,17 +1,17 @@
 """The destination pause switch (pause.py) on moto: one item, read at most once per cache window.
 
 How its entries are read (a pause with an `until` ending by itself) is tested on plain data in
-tests/unit/core/test_pause_switch.py."""
+tests/unit/core/test_pause_switch.py; what pausing and resuming decide, on the in-memory state table in
+tests/unit/services/test_pause.py."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
 from clay_pipeline.adapters.state_table import StateStore
-from clay_pipeline.services.pause import DestinationSwitch, UnknownDestination
+from clay_pipeline.services.pause import DestinationSwitch
 from tests.dynamodb_calls import recorded_dynamodb_calls
 
 pytestmark = pytest.mark.integration
@@ -38,22 +38,3 @@ def test_the_router_side_reads_once_per_cache_window(stack: Any) -> None:
     assert operator.resume("hubspot")
     now[0] += 31
     assert router_side.paused() == frozenset()
-
-
-def test_only_real_destinations_can_be_paused(stack: Any) -> None:
-    switch = DestinationSwitch(StateStore(stack.table_names["StateTable"]))
-    with pytest.raises(UnknownDestination):
-        switch.pause("leads_table")
-    with pytest.raises(UnknownDestination):
-        switch.resume("pipedrive")  # salesforce is a destination now
-    assert not switch.resume("slack")  # never paused
-    assert all(not state["paused"] for state in switch.states().values())
-
-
-def test_the_instance_that_pauses_obeys_at_once(stack: Any) -> None:
-    # GIVEN a router-side switch that read nothing paused and caches that for a minute
-    switch = DestinationSwitch(StateStore(stack.table_names["StateTable"]), cache_seconds=60)
-    assert switch.paused() == frozenset()
-    # WHEN it pauses HubSpot itself THEN it does not wait for its cache to know
-    switch.pause("hubspot", by="router", until=int(time.time()) + 60)
-    assert switch.paused() == frozenset({"hubspot"})

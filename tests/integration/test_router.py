@@ -1,5 +1,9 @@
 """RouterFunction against moto's server and loopback stand-ins for every destination: what the ledger, the queues
-and the pause switch hold. A lead's deliveries as such (the events, retries of what failed, permanent failures,
+and the pause switch hold, their write counts, races and crash windows. Decisions and orchestration (a lapsed or
+lost lease, a lead waiting in the queue, destinations off or paused, a lead dead-lettered alone, metrics, HubSpot
+pausing itself) run on the in-memory stores of
+tests/fakes (held to DynamoDB and SQS by their contract suites). A lead's deliveries as such (the events, retries
+of what failed, permanent failures,
 HubSpot's batches) are tested without AWS in tests/unit/services/test_delivery.py, the routing decisions in
 tests/unit/core/test_routing_decisions.py.
 
@@ -15,7 +19,7 @@ import io
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,17 +33,22 @@ from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.callback_claims import CallbackClaims
 from clay_pipeline.adapters.dynamodb import to_item
 from clay_pipeline.adapters.leads_table import LeadsTable
-from clay_pipeline.adapters.ledger import LeadLedger
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.core.errors import ConfigError
 from clay_pipeline.core.outcomes import Wait
 from clay_pipeline.queue_batch import records_of
 from clay_pipeline.services.pause import DestinationSwitch
+from clay_pipeline.services.router import LeadRouter, RouterStores
 from local.http_stub import RecordedRequest, Reply, StubServer
 from local.hubspot_sim import HubSpotSim
 from local.sqs_events import from_received, sqs_event, sqs_record
 from tests.conftest import LambdaContextStub
 from tests.dynamodb_calls import before_dynamodb_calls
+from tests.fakes.callback_claims import FakeCallbackClaims
+from tests.fakes.leads_table import FakeLeadsTable, LeadItems
+from tests.fakes.ledger import FakeLeadLedger
+from tests.fakes.queues import FakeQueue
+from tests.fakes.state_table import FakeStateStore
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +108,8 @@ class Router:
         self.module = module
         self.stack = stack
         self.arn = str(stack.resolver.attributes[("RoutingQueue", "Arn")])
-        self.leads = LeadsTable(stack.table_names["LeadsTable"])
+        self.leads: Any = LeadsTable(stack.table_names["LeadsTable"])
+        self.claims: Any = CallbackClaims(self.leads.table_name)
 
     def record(
         self,
@@ -111,7 +121,7 @@ class Router:
         """A RoutingQueue record as the callback queues it (the lead is stored first, like the callback does)."""
         key = str(lead["lead_id"])
         callback_id = callback_id or f"{key}#h1"
-        CallbackClaims(self.leads.table_name).save_enrichment(key, callback_id, lead, received_at)
+        self.claims.save_enrichment(key, callback_id, lead, received_at)
         return routing_record(lead, callback_id, received_at, self.arn, receive_count)
 
     def run(self, event: dict[str, Any], remaining_ms: int = 20_000) -> list[str]:
@@ -182,6 +192,71 @@ class Router:
         ]
 
 
+class RouterOnFakes(Router):
+    """A RouterFunction cold-started without AWS whose leads table, queues and state table are the in-memory fakes
+    of tests/fakes (the handler's LeadRouter rebuilt on them); the same inspection as Router."""
+
+    def __init__(self, module: Any, stores: RouterStores, items: LeadItems) -> None:
+        self.module = module
+        self.stores = stores
+        self.items = items
+        self.arn = "arn:aws:sqs:us-east-1:123456789012:RoutingQueue"
+        self.leads = stores.leads
+        self.claims = FakeCallbackClaims(items)
+
+    def put_ledger(self, lead_key: str, **attributes: Any) -> None:
+        def set_them(item: dict[str, Any]) -> bool:
+            item.update(attributes)
+            return True
+
+        self.items.update(lead_key, set_them)
+
+    def queued(self, leads: list[dict[str, Any]]) -> dict[str, Any]:
+        """Records sent to the routing queue and received from it (its receipt handles), as Lambda polls."""
+        queue = self.stores.routing_queue
+        for item in leads:
+            queue.send_raw(self.record(item)["body"])
+        return sqs_event(
+            [
+                sqs_record(m.body, self.arn, message_id=m.message_id, receipt_handle=m.receipt_handle)
+                for m in queue.receive()
+            ]
+        )
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        return [{"body": parse_body(m.body), **m.attributes} for m in self.stores.dead_letters.receive()]
+
+    def routing_queue_messages(self, wait_seconds: int = 0) -> list[dict[str, Any]]:
+        """Receive from the routing queue, waiting up to `wait_seconds` for a message (SQS's long poll)."""
+        started = time.monotonic()
+        while not (messages := self.stores.routing_queue.receive()) and time.monotonic() - started < wait_seconds:
+            time.sleep(0.1)
+        return [{"Body": message.body} for message in messages]
+
+
+def start_on_fakes(load_function_without_aws: Any, monkeypatch: pytest.MonkeyPatch, **settings: str) -> RouterOnFakes:
+    """Cold-start the RouterFunction without AWS and rebuild its LeadRouter on fresh in-memory stores."""
+    module = load_function_without_aws("RouterFunction", **settings)
+    config, items = module.settings, LeadItems()
+    stores = RouterStores(
+        FakeLeadLedger(items, config.delivery_lease_seconds),
+        FakeLeadsTable(items),
+        FakeQueue(config.routing_queue_url),
+        FakeQueue(config.routing_dlq_url),
+        FakeStateStore(),
+    )
+    monkeypatch.setattr(module, "router", LeadRouter(config, stores=stores))
+    return RouterOnFakes(module, stores, items)
+
+
+@pytest.fixture
+def on_fakes(load_function_without_aws: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., RouterOnFakes]:
+    def load(**settings: str) -> RouterOnFakes:
+        return start_on_fakes(load_function_without_aws, monkeypatch, **settings)
+
+    return load
+
+
 def routing_record(
     lead: dict[str, Any], callback_id: str, received_at: str, arn: str, receive_count: int = 1
 ) -> dict[str, Any]:
@@ -230,13 +305,21 @@ def router(load_function: Any, stack: Any, configured: dict[str, str]) -> Router
     return Router(load_function("RouterFunction", **configured), stack)
 
 
+@pytest.fixture
+def router_on_fakes(on_fakes: Callable[..., RouterOnFakes], configured: dict[str, str]) -> RouterOnFakes:
+    return on_fakes(**configured)
+
+
 def event_file(name: str) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((EVENTS / name).read_text())
     return event
 
 
 # ------------------------------------------------------------------------------------- exactly once
-def test_a_lease_held_by_another_invocation_sends_the_record_back_untouched(router: Router, sinks: Sinks) -> None:
+def test_a_lease_held_by_another_invocation_sends_the_record_back_untouched(
+    router_on_fakes: Router, sinks: Sinks
+) -> None:
+    router = router_on_fakes
     # GIVEN another invocation routing the same lead for 3 more seconds (another callback of it, or a duplicate)
     router.put_ledger("ld_f", lease_until=int(time.time()) + 3, lease_owner="other", deliveries={})
     event = router.queued([lead("ld_f", 95)])
@@ -251,7 +334,10 @@ def test_a_lease_held_by_another_invocation_sends_the_record_back_untouched(rout
     assert 1 <= router.seconds_until_visible() <= 10
 
 
-def test_the_wait_the_router_raises_carries_the_delay_it_set_on_the_message(router: Router, sinks: Sinks) -> None:
+def test_the_wait_the_router_raises_carries_the_delay_it_set_on_the_message(
+    router_on_fakes: Router, sinks: Sinks
+) -> None:
+    router = router_on_fakes
     # GIVEN another invocation holding the lead's lease for 3 more seconds
     router.put_ledger("ld_wd", lease_until=int(time.time()) + 3, lease_owner="other", deliveries={})
     event = router.queued([lead("ld_wd", 95)])
@@ -267,8 +353,9 @@ def test_the_wait_the_router_raises_carries_the_delay_it_set_on_the_message(rout
 
 
 def test_a_lease_held_elsewhere_on_the_last_receive_waits_as_a_fresh_copy_not_in_the_dlq(
-    router: Router, sinks: Sinks
+    router_on_fakes: Router, sinks: Sinks
 ) -> None:
+    router = router_on_fakes
     # GIVEN the 4th receive (one before RoutingQueue's maxReceiveCount) of a record whose lead another invocation holds
     router.put_ledger("ld_g", lease_until=int(time.time()) + 2, lease_owner="other", deliveries={})
     record = router.record(lead("ld_g", 85), receive_count=4)
@@ -280,7 +367,8 @@ def test_a_lease_held_elsewhere_on_the_last_receive_waits_as_a_fresh_copy_not_in
     assert sum(sinks.calls().values()) == 0
 
 
-def test_a_lapsed_lease_is_taken_over_and_sends_only_what_is_missing(router: Router, sinks: Sinks) -> None:
+def test_a_lapsed_lease_is_taken_over_and_sends_only_what_is_missing(router_on_fakes: Router, sinks: Sinks) -> None:
+    router = router_on_fakes
     # GIVEN an invocation that delivered to Slack and then crashed: its lease has run out
     now = int(time.time())
     router.put_ledger("ld_c", lease_until=now - 1, lease_owner="crashed", deliveries={"slack": {"at": now - 60}})
@@ -298,8 +386,10 @@ def test_a_lapsed_lease_is_taken_over_and_sends_only_what_is_missing(router: Rou
 
 
 def test_a_lease_lost_mid_delivery_is_reported_and_the_deliveries_still_recorded(
-    router: Router, sinks: Sinks, captured_logs: io.StringIO, capsys: pytest.CaptureFixture[str]
+    router_on_fakes: Router, sinks: Sinks, captured_logs: io.StringIO, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    router = router_on_fakes
+
     # GIVEN another invocation taking the lease over while outreach is being sent (ours lapsed)
     def usurp(request: RecordedRequest) -> Reply:
         router.put_ledger("ld_l", lease_until=int(time.time()) + 120, lease_owner="usurper", deliveries={})
@@ -374,10 +464,9 @@ def failing_complete_write() -> Any:
     """The ledger's complete write fails (as if the function crashed right after its deliveries)."""
 
     def fail(params: dict[str, Any], **_: Any) -> None:
-        if (
-            "REMOVE" in params.get("UpdateExpression", "")
-            and "lease_owner" in params.get("ExpressionAttributeNames", {}).values()
-        ):
+        names = params.get("ExpressionAttributeNames", {})
+        removed = params.get("UpdateExpression", "").partition("REMOVE ")[2].split(", ")  # the complete frees the lease
+        if any(value == "lease_owner" and name in removed for name, value in names.items()):
             raise ConnectionError("the function died before recording its deliveries")
 
     return before_dynamodb_calls(fail, "UpdateItem")
@@ -456,8 +545,9 @@ def test_each_lead_costs_one_claim_and_one_complete_write_and_no_read(router: Ro
 
 # ------------------------------------------------------------------------------------- one lead, one record
 def test_a_lead_that_cannot_be_routed_goes_to_the_dlq_alone_with_the_reason(
-    router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
+    router_on_fakes: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    router = router_on_fakes
     # GIVEN a lead whose values break the outreach payload (a value nothing guarded), in a batch of 10
     outreach = router.module.router.webhooks["outreach"]
     mapped = outreach.payload
@@ -481,17 +571,18 @@ def test_a_lead_that_cannot_be_routed_goes_to_the_dlq_alone_with_the_reason(
 
 
 def test_a_dependency_failing_for_one_lead_sends_only_that_record_back_then_dead_letters_it_with_the_reason(
-    router: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
+    router_on_fakes: Router, sinks: Sinks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    router = router_on_fakes
     # GIVEN DynamoDB throttling the claim of one lead of three
-    claim = LeadLedger.claim
+    claim = FakeLeadLedger.claim
 
-    def throttled(ledger: LeadLedger, lead_key: str, *args: Any, **kwargs: Any) -> Any:
+    def throttled(ledger: FakeLeadLedger, lead_key: str, *args: Any, **kwargs: Any) -> Any:
         if lead_key == "ld_t":
             raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem")
         return claim(ledger, lead_key, *args, **kwargs)
 
-    monkeypatch.setattr(LeadLedger, "claim", throttled)
+    monkeypatch.setattr(FakeLeadLedger, "claim", throttled)
     records = [router.record(lead(name, 85)) for name in ("ld_a", "ld_t", "ld_c")]
     # WHEN routed THEN only that record goes back to the queue (a retry may succeed); the others are delivered
     assert router.run(sqs_event(records)) == [records[1]["messageId"]]
@@ -506,10 +597,11 @@ def test_a_dependency_failing_for_one_lead_sends_only_that_record_back_then_dead
 
 # ------------------------------------------------------------------------------------- configuration
 def test_unconfigured_destinations_are_off_and_say_so_once(
-    load_function: Any, stack: Any, configured: dict[str, str], sinks: Sinks, captured_logs: io.StringIO
+    on_fakes: Callable[..., Router], configured: dict[str, str], sinks: Sinks, captured_logs: io.StringIO
 ) -> None:
+    # Without a config secret (CONFIG_SECRET_ID empty): a setting missing from the environment is not set at all
     settings = {k: v for k, v in configured.items() if k not in ("SLACK_WEBHOOK_URL", "HUBSPOT_ACCESS_TOKEN")}
-    router = Router(load_function("RouterFunction", **settings), stack)
+    router = on_fakes(**settings, CONFIG_SECRET_ID="")
     router.run(sqs_event([router.record(lead("o1", 95))]))
     router.run(sqs_event([router.record(lead("o2", 95)), router.record(lead("o3", 96))]))
     # THEN Slack and HubSpot are never called, recorded as off, and announced once each (not per record)
@@ -533,8 +625,9 @@ def test_invalid_routing_rules_fail_the_cold_start(load_function_without_aws: An
 
 
 def test_metrics_count_routed_skipped_deliveries_and_dead_letters(
-    router: Router, sinks: Sinks, capsys: pytest.CaptureFixture[str]
+    router_on_fakes: Router, sinks: Sinks, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    router = router_on_fakes
     sinks.zapier.script("/hooks/catch/1/abc", Reply(404))
     records = [router.record(lead("m1", 65)), router.record(lead("m2", 10, email=None))]
     router.run(sqs_event(records))
@@ -560,10 +653,19 @@ def pausable(load_function: Any, stack: Any, configured: dict[str, str]) -> tupl
     return Router(module, stack), DestinationSwitch(StateStore(stack.table_names["StateTable"]))
 
 
+@pytest.fixture
+def pausable_on_fakes(
+    on_fakes: Callable[..., RouterOnFakes], configured: dict[str, str]
+) -> tuple[RouterOnFakes, DestinationSwitch]:
+    """The same on the in-memory stores: the operator's switch on the router's fake state table."""
+    router = on_fakes(**configured, DESTINATION_PAUSE_CACHE_SECONDS="0")
+    return router, DestinationSwitch(router.stores.state)
+
+
 def test_a_paused_destination_waits_in_the_queue_while_the_others_are_delivered(
-    pausable: tuple[Router, DestinationSwitch], sinks: Sinks, capsys: pytest.CaptureFixture[str]
+    pausable_on_fakes: tuple[RouterOnFakes, DestinationSwitch], sinks: Sinks, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    router, switch = pausable
+    router, switch = pausable_on_fakes
     # GIVEN HubSpot paused by an operator, and a hot lead (Slack, outreach, HubSpot, Zapier) on the queue
     switch.pause("hubspot", by="oncall", reason="HubSpot maintenance")
     event = router.queued([lead("ld_pz", 95)])
@@ -616,14 +718,18 @@ def test_a_lead_whose_every_destination_is_paused_waits_without_its_lease(
 
 
 def test_an_unreadable_pause_switch_keeps_the_last_state_it_read(
-    pausable: tuple[Router, DestinationSwitch], sinks: Sinks, stack: Any, captured_logs: io.StringIO
+    pausable_on_fakes: tuple[RouterOnFakes, DestinationSwitch],
+    sinks: Sinks,
+    captured_logs: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    router, switch = pausable
+    router, switch = pausable_on_fakes
     # GIVEN HubSpot paused and seen paused by the router
     switch.pause("hubspot")
     assert router.run(sqs_event([router.record(lead("ld_s1", 75))])) != []
     # WHEN the state table cannot be read any more (here: it is gone)
-    client("dynamodb").delete_table(TableName=stack.table_names["StateTable"])
+    gone = ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "not found"}}, "GetItem")
+    monkeypatch.setattr(router.stores.state, "get", lambda *args, **kwargs: (_ for _ in ()).throw(gone))
     failures = router.run(sqs_event([router.record(lead("ld_s2", 75))]))
     # THEN HubSpot stays paused (the lead waits) and the router says why; the others were delivered
     assert len(failures) == 1
@@ -653,9 +759,12 @@ def test_an_invalid_hubspot_mapping_stops_the_router_at_cold_start(
 
 
 def test_a_missing_property_pauses_hubspot_with_the_command_to_run_and_no_lead_is_dead_lettered(
-    pausable: tuple[Router, DestinationSwitch], sinks: Sinks, crm: HubSpotSim, caplog: pytest.LogCaptureFixture
+    pausable_on_fakes: tuple[RouterOnFakes, DestinationSwitch],
+    sinks: Sinks,
+    crm: HubSpotSim,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    router, switch = pausable
+    router, switch = pausable_on_fakes
     # GIVEN a portal without the custom properties (nobody ran the setup command)
     del crm.properties["clay_icp_score"], crm.properties["clay_enrichment_date"]
     event = router.queued([lead(f"m{n}", 85) for n in range(3)])
@@ -684,9 +793,9 @@ def test_a_missing_property_pauses_hubspot_with_the_command_to_run_and_no_lead_i
 
 
 def test_a_daily_429_pauses_hubspot_until_midnight_in_the_accounts_time_zone(
-    pausable: tuple[Router, DestinationSwitch], sinks: Sinks, crm: HubSpotSim
+    pausable_on_fakes: tuple[RouterOnFakes, DestinationSwitch], sinks: Sinks, crm: HubSpotSim
 ) -> None:
-    router, switch = pausable
+    router, switch = pausable_on_fakes
     # GIVEN HubSpot's daily limit reached, in an account at UTC-5
     crm.limit("DAILY")
     event = router.queued([lead("d1", 75)])
@@ -705,9 +814,9 @@ def test_a_daily_429_pauses_hubspot_until_midnight_in_the_accounts_time_zone(
 
 
 def test_a_daily_429_without_the_accounts_time_zone_rechecks_in_15_minutes(
-    pausable: tuple[Router, DestinationSwitch], crm: HubSpotSim
+    pausable_on_fakes: tuple[RouterOnFakes, DestinationSwitch], crm: HubSpotSim
 ) -> None:
-    router, switch = pausable
+    router, switch = pausable_on_fakes
     crm.limit("DAILY")
     crm.utc_offset_ms = None  # the account details call is refused
     event = router.queued([lead("d2", 75)])
@@ -730,14 +839,14 @@ def test_a_daily_429_without_the_accounts_time_zone_rechecks_in_15_minutes(
     ids=["revoked_token_401", "missing_scope_403"],
 )
 def test_a_refused_token_pauses_hubspot_naming_the_setting_and_scopes_and_no_lead_is_dead_lettered(
-    pausable: tuple[Router, DestinationSwitch],
+    pausable_on_fakes: tuple[RouterOnFakes, DestinationSwitch],
     sinks: Sinks,
     crm: HubSpotSim,
     refuse: Any,
     reason: str,
     said: str,
 ) -> None:
-    router, switch = pausable
+    router, switch = pausable_on_fakes
     # GIVEN HubSpot refusing the private app (a revoked token, or a scope the app was not granted)
     refuse(crm)
     event = router.queued([lead(f"tk{n}", 85) for n in range(5)])

@@ -1,5 +1,6 @@
-"""RouterFunction delivering to Salesforce (the batched-CRM seam) against moto and the Salesforce simulator: the
-pause the router writes when Salesforce refuses its grant. The deliveries themselves (batches, bad records, an
+"""RouterFunction delivering to Salesforce (the batched-CRM seam) on the in-memory stores of tests/fakes (held to
+DynamoDB and SQS by their contract suites) and the Salesforce simulator: the pause the router writes when
+Salesforce refuses its grant. The deliveries themselves (batches, bad records, an
 expired session, unchanged resends, Salesforce off) are tested without AWS in tests/unit/services/test_delivery.py.
 
 Only Salesforce is configured: the other destinations are off, so every call counted is Salesforce's. The
@@ -14,11 +15,10 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.services.pause import DestinationSwitch
 from local.salesforce_sim import SalesforceSim
 from local.sqs_events import sqs_event
-from tests.integration.test_router import Router
+from tests.integration.test_router import RouterOnFakes, start_on_fakes
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +37,10 @@ def salesforce_settings(org: SalesforceSim) -> dict[str, str]:
 
 
 @pytest.fixture
-def router(load_function: Any, stack: Any, org: SalesforceSim) -> Router:
-    return Router(load_function("RouterFunction", **salesforce_settings(org)), stack)
+def router(load_function_without_aws: Any, monkeypatch: pytest.MonkeyPatch, org: SalesforceSim) -> RouterOnFakes:
+    # No config secret: every setting is in the environment (the other destinations' are absent: off)
+    settings = {**salesforce_settings(org), "CONFIG_SECRET_ID": ""}
+    return start_on_fakes(load_function_without_aws, monkeypatch, **settings)
 
 
 def lead(n: int, score: float = 75, **fields: Any) -> dict[str, Any]:
@@ -54,14 +56,14 @@ def lead(n: int, score: float = 75, **fields: Any) -> dict[str, Any]:
 
 
 def test_a_refused_grant_pauses_salesforce_and_the_leads_wait_instead_of_dead_lettering(
-    router: Router, org: SalesforceSim, stack: Any
+    router: RouterOnFakes, org: SalesforceSim
 ) -> None:
     org.client_secret = "rotated-in-salesforce-only"
     records = [router.callback(1, lead(n)) for n in range(3)]
     failed = router.run(sqs_event(records), remaining_ms=60_000)
     assert router.dead_letters() == []
     assert not org.calls("upsert")
-    switch = DestinationSwitch(StateStore(stack.table_names["StateTable"]), cache_seconds=0)
+    switch = DestinationSwitch(router.stores.state, cache_seconds=0)
     assert "salesforce" in switch.paused()
     reason = str(switch.states()["salesforce"].get("reason"))
     assert "SALESFORCE_CLIENT_SECRET" in reason and "rotated-in-salesforce-only" not in reason

@@ -212,8 +212,10 @@ class Invocation:
         if self.dead:
             raise Killed("the invocation is gone")
         is_claim = params.get("ReturnValues") == "ALL_OLD"
-        is_complete = "lease_owner" in params.get("ExpressionAttributeNames", {}).values() and "REMOVE" in params.get(
-            "UpdateExpression", ""
+        removed = params.get("UpdateExpression", "").partition("REMOVE ")[2].split(", ")  # the complete frees the lease
+        is_complete = any(
+            value == "lease_owner" and name in removed
+            for name, value in params.get("ExpressionAttributeNames", {}).items()
         )
         if (self.step == "claim" and is_claim) or (self.step == "complete" and is_complete):
             self.die()

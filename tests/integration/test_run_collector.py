@@ -1,7 +1,10 @@
-"""RunWebhookFunction and RunCollectorFunction against moto's server and the Clay Public API simulator.
+"""RunWebhookFunction and RunCollectorFunction against the Clay Public API simulator.
 
 Runs are started on the simulator and recorded as the sender records them; the collector is fed
-RunPollQueue messages as Lambda's event source would (SQS events built here, called directly).
+RunPollQueue messages as Lambda's event source would (SQS events built here, called directly). What it decides
+(collect, poll later, give up, dead-letter) runs on the in-memory state table, leads table and queues of
+tests/fakes (held to DynamoDB and SQS by their contract suites); two collectors racing and the webhook-to-routing
+path end to end run against moto's server.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,14 +24,20 @@ from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.core.errors import ConfigError
 from clay_pipeline.core.leads import Lead
 from clay_pipeline.core.routines import PollMessage
+from clay_pipeline.services.callback import CallbackAcceptor
 from clay_pipeline.services.dedupe import Deduper
 from clay_pipeline.services.routines import RunStore
+from clay_pipeline.services.run_collector import RunCollector
 from local.apigw import http_event
 from local.clay_api_sim import ClayApiSimulator
 from local.clay_run_webhooks import sign
 from local.http_stub import Reply, StubServer
 from local.sqs_events import sqs_event, sqs_record
 from tests.conftest import LambdaContextStub
+from tests.fakes.callback_claims import FakeCallbackClaims
+from tests.fakes.leads_table import FakeLeadsTable, LeadItems
+from tests.fakes.queues import FakeQueue
+from tests.fakes.state_table import FakeStateStore
 
 pytestmark = pytest.mark.integration
 
@@ -61,8 +70,12 @@ class Pipeline:
         }
         self.collector = load("RunCollectorFunction", **self.env)
         self.api = ClayApiClient(base_url, 5, 0, 0, api_key=lambda: API_KEY)
-        self.state = StateStore(stack.table_names["StateTable"])
-        self.runs = RunStore(self.state)
+        self.arn = "arn:aws:sqs:us-east-1:123456789012:RunPollQueue"
+        if stack is not None:  # None: PipelineOnFakes sets its own stores
+            self.state: Any = StateStore(stack.table_names["StateTable"])
+            self.runs = RunStore(self.state)
+            self.arn = str(stack.resolver.attributes[("RunPollQueue", "Arn")])
+            self.leads: Any = LeadsTable(stack.table_names["LeadsTable"])
 
     def start_run(self, *rows: dict[str, Any], routine_id: str = "function:t_local_enrich") -> str:
         leads = [Lead.model_validate(row).to_message() for row in rows]
@@ -73,9 +86,8 @@ class Pipeline:
         return run_id
 
     def collect(self, *messages: PollMessage | str, collector: Any = None) -> dict[str, Any]:
-        arn = str(self.stack.resolver.attributes[("RunPollQueue", "Arn")])
         bodies = [m if isinstance(m, str) else json.dumps(m.to_message()) for m in messages]
-        event = sqs_event([sqs_record(body, arn) for body in bodies])
+        event = sqs_event([sqs_record(body, self.arn) for body in bodies])
         return dict((collector or self.collector).lambda_handler(event, LambdaContextStub("collector", 60_000)))
 
     def drain(self, queue_id: str) -> list[dict[str, Any]]:
@@ -109,9 +121,58 @@ class Pipeline:
         return int(attributes["ApproximateNumberOfMessagesDelayed"])
 
 
+class PipelineOnFakes(Pipeline):
+    """The same, the RunCollectorFunction cold-started without AWS and its collector rebuilt on the fakes of
+    tests/fakes: one in-memory state table (runs, marks, dedupe), leads table and queue per SQS queue."""
+
+    def __init__(
+        self, load: Any, monkeypatch: pytest.MonkeyPatch, clay: ClayApiSimulator | StubServer, **overrides: str
+    ) -> None:
+        super().__init__(None, load, clay, **overrides)
+        settings = self.collector.settings
+        self.queues = {name: FakeQueue(name) for name in ("RoutingQueue", "LeadDLQ", "RunPollQueue")}
+        items = LeadItems()
+        acceptor = CallbackAcceptor(
+            settings.callback_settings(),
+            max_wait_seconds=2.0,
+            claims=FakeCallbackClaims(items, settings.lead_retention_days),
+            routing_queue=self.queues["RoutingQueue"],
+        )
+        self.state = FakeStateStore()
+        self.runs = RunStore(self.state)
+        self.leads = FakeLeadsTable(items)
+        collector = RunCollector(
+            settings,
+            acceptor=acceptor,
+            store=self.state,
+            poll_queue=self.queues["RunPollQueue"],
+            dead_letters=self.queues["LeadDLQ"],
+        )
+        monkeypatch.setattr(self.collector, "collector", collector)
+
+    def drain(self, queue_id: str) -> list[dict[str, Any]]:
+        return [{"body": json.loads(m.body), **m.attributes} for m in self.queues[queue_id].drain()]
+
+    def delayed_polls(self) -> int:
+        return self.queues["RunPollQueue"].delayed()
+
+
 @pytest.fixture
 def pipeline(stack: Any, load_function: Any, clay: ClayApiSimulator) -> Pipeline:
     return Pipeline(stack, load_function, clay)
+
+
+@pytest.fixture
+def on_fakes(load_function_without_aws: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., PipelineOnFakes]:
+    def start(clay: ClayApiSimulator | StubServer, **overrides: str) -> PipelineOnFakes:
+        return PipelineOnFakes(load_function_without_aws, monkeypatch, clay, **overrides)
+
+    return start
+
+
+@pytest.fixture
+def pipeline_on_fakes(on_fakes: Callable[..., PipelineOnFakes], clay: ClayApiSimulator) -> Pipeline:
+    return on_fakes(clay)
 
 
 def person(number: int) -> dict[str, Any]:
@@ -123,7 +184,8 @@ def lead_id(row: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------- collecting
-def test_a_complete_run_becomes_routing_messages_like_callbacks(pipeline: Pipeline, stack: Any) -> None:
+def test_a_complete_run_becomes_routing_messages_like_callbacks(pipeline_on_fakes: Pipeline) -> None:
+    pipeline = pipeline_on_fakes
     # GIVEN a run of three leads that Clay has finished
     rows = [person(n) for n in range(3)]
     run_id = pipeline.start_run(*rows)
@@ -140,7 +202,7 @@ def test_a_complete_run_becomes_routing_messages_like_callbacks(pipeline: Pipeli
         assert lead["first_name"].startswith("P")  # from the inputs
         assert isinstance(lead["employee_count"], int)  # Clay's "1,200" parsed as a callback's would be
         assert "industry" in lead
-        stored = LeadsTable(stack.table_names["LeadsTable"]).get(message["lead_key"])
+        stored = pipeline.leads.get(message["lead_key"])
         assert stored is not None
         assert stored["callback_id"] == message["callback_id"]
     # AND the run ended as collected, with no further poll
@@ -148,7 +210,8 @@ def test_a_complete_run_becomes_routing_messages_like_callbacks(pipeline: Pipeli
     assert pipeline.delayed_polls() == 0
 
 
-def test_webhook_and_poller_both_reading_a_run_route_each_lead_once(pipeline: Pipeline) -> None:
+def test_webhook_and_poller_both_reading_a_run_route_each_lead_once(pipeline_on_fakes: Pipeline) -> None:
+    pipeline = pipeline_on_fakes
     # GIVEN a finished run
     rows = [person(n) for n in range(4)]
     run_id = pipeline.start_run(*rows)
@@ -159,19 +222,29 @@ def test_webhook_and_poller_both_reading_a_run_route_each_lead_once(pipeline: Pi
     assert sorted(m["body"]["lead_key"] for m in pipeline.drain("RoutingQueue")) == sorted(map(lead_id, rows))
 
 
-def test_collecting_again_after_a_crash_accepts_nothing_twice(pipeline: Pipeline) -> None:
+def test_collecting_again_after_a_crash_accepts_nothing_twice(pipeline_on_fakes: Pipeline) -> None:
+    pipeline = pipeline_on_fakes
     # GIVEN a run collected, whose ending mark was then lost (a crash just before it was written)
     rows = [person(n) for n in range(3)]
     run_id = pipeline.start_run(*rows)
     pipeline.collect(PollMessage(run_id))
     first = pipeline.drain("RoutingQueue")
     pipeline.state.delete(f"run-done#{run_id}")
-    # WHEN the run is collected again (the poll's retry, or the webhook)
+    # WHEN the run is collected again (the poll's retry, or the webhook) before the router took the first messages
     pipeline.collect(PollMessage(run_id, "webhook"))
-    # THEN the callback's idempotency records drop every item: no second routing message
+    # THEN no item is accepted twice: each is queued again only as a copy of its version (its callback id and
+    # received_at), which the router's ledger delivers once
     assert len(first) == 3
-    assert pipeline.drain("RoutingQueue") == []
+    assert sorted(json.dumps(m["body"], sort_keys=True) for m in pipeline.drain("RoutingQueue")) == sorted(
+        json.dumps(m["body"], sort_keys=True) for m in first
+    )
     assert pipeline.runs.ending(run_id) == "collected"
+    # AND once the router's write has accepted them, collecting again queues nothing
+    for message in first:
+        pipeline.leads.accept(message["body"]["lead_key"], [message["body"]["callback_id"]])
+    pipeline.state.delete(f"run-done#{run_id}")
+    pipeline.collect(PollMessage(run_id, "webhook"))
+    assert pipeline.drain("RoutingQueue") == []
 
 
 def test_two_collectors_reading_one_run_at_once_route_each_lead_once(
@@ -195,19 +268,24 @@ def test_two_collectors_reading_one_run_at_once_route_each_lead_once(
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    # THEN neither failed; a poll brought back by a 409 race (an item accepted by the other) is collected too
+    # THEN neither failed
     assert answers == [{"batchItemFailures": []}] * 2
     pipeline.collect_retries()
-    # AND every lead was queued for routing exactly once
-    assert sorted(m["body"]["lead_key"] for m in pipeline.drain("RoutingQueue")) == sorted(map(lead_id, rows))
+    # AND every lead was queued for routing as one version (an item both accepted at once: the second queues a
+    # copy of the first's, which the router's ledger delivers once)
+    queued: dict[str, set[str]] = {}
+    for message in pipeline.drain("RoutingQueue"):
+        queued.setdefault(message["body"]["lead_key"], set()).add(json.dumps(message["body"], sort_keys=True))
+    assert sorted(queued) == sorted(map(lead_id, rows))
+    assert all(len(versions) == 1 for versions in queued.values())
 
 
 def test_failed_items_go_to_the_lead_dlq_once_with_clays_message(
-    stack: Any, load_function: Any, clay: ClayApiSimulator
+    on_fakes: Callable[..., Pipeline], clay: ClayApiSimulator
 ) -> None:
     # GIVEN Clay fails every item
     clay.failed_share = 1.0
-    pipeline = Pipeline(stack, load_function, clay)
+    pipeline = on_fakes(clay)
     rows = [person(1), person(2)]
     run_id = pipeline.start_run(*rows)
     # WHEN the run is collected, and (after a lost ending mark) collected again
@@ -228,11 +306,11 @@ def test_failed_items_go_to_the_lead_dlq_once_with_clays_message(
 
 
 def test_a_run_in_progress_is_polled_again_later_but_not_on_its_webhook(
-    stack: Any, load_function: Any, clay: ClayApiSimulator
+    on_fakes: Callable[..., Pipeline], clay: ClayApiSimulator
 ) -> None:
     # GIVEN a run that takes a minute
     clay.run_seconds = 60
-    pipeline = Pipeline(stack, load_function, clay)
+    pipeline = on_fakes(clay)
     run_id = pipeline.start_run(person(1))
     # WHEN its webhook message comes early, then its poll
     pipeline.collect(PollMessage(run_id, "webhook"))
@@ -245,11 +323,11 @@ def test_a_run_in_progress_is_polled_again_later_but_not_on_its_webhook(
 
 
 def test_a_run_past_its_give_up_time_dead_letters_its_leads_and_alarms(
-    stack: Any, load_function: Any, clay: ClayApiSimulator, capsys: pytest.CaptureFixture[str]
+    on_fakes: Callable[..., Pipeline], clay: ClayApiSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN a run that never finishes, and a give-up time of one second
     clay.stuck_runs = frozenset({1})
-    pipeline = Pipeline(stack, load_function, clay, CLAY_RUN_GIVE_UP_SECONDS="1")
+    pipeline = on_fakes(clay, CLAY_RUN_GIVE_UP_SECONDS="1")
     rows = [person(1), person(2)]
     run_id = pipeline.start_run(*rows)
     time.sleep(1.1)  # past the give-up time (not a measurement)
@@ -270,8 +348,9 @@ def test_a_run_past_its_give_up_time_dead_letters_its_leads_and_alarms(
 
 
 def test_a_give_up_interrupted_part_way_is_finished_and_a_late_collection_routes_nothing(
-    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+    pipeline_on_fakes: Pipeline, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    pipeline = pipeline_on_fakes
     # GIVEN a finished run whose give-up held it and then crashed before dead-lettering its leads
     rows = [person(1), person(2)]
     run_id = pipeline.start_run(*rows)
@@ -289,11 +368,11 @@ def test_a_give_up_interrupted_part_way_is_finished_and_a_late_collection_routes
 
 
 def test_a_give_up_meeting_a_collection_of_the_run_dead_letters_nothing(
-    stack: Any, load_function: Any, clay: ClayApiSimulator
+    on_fakes: Callable[..., Pipeline], clay: ClayApiSimulator
 ) -> None:
     # GIVEN a run past its give-up time that a collector holds (the webhook's collection, accepting items)
     clay.stuck_runs = frozenset({1})
-    pipeline = Pipeline(stack, load_function, clay, CLAY_RUN_GIVE_UP_SECONDS="1")
+    pipeline = on_fakes(clay, CLAY_RUN_GIVE_UP_SECONDS="1")
     rows = [person(1), person(2)]
     run_id = pipeline.start_run(*rows)
     pipeline.runs.hold(run_id, "collecting", 1)
@@ -312,19 +391,19 @@ def test_a_give_up_meeting_a_collection_of_the_run_dead_letters_nothing(
     assert pipeline.runs.ending(run_id) == "collected"
 
 
-def test_a_429_brings_the_same_poll_back_after_retry_after(pipeline: Pipeline, clay: ClayApiSimulator) -> None:
+def test_a_429_brings_the_same_poll_back_after_retry_after(pipeline_on_fakes: Pipeline, clay: ClayApiSimulator) -> None:
+    pipeline = pipeline_on_fakes
     run_id = pipeline.start_run(person(1))
     clay.throttle(1)
     pipeline.collect(PollMessage(run_id, "poll", 2))
     assert pipeline.delayed_polls() == 1
-    messages = client("sqs").receive_message(
-        QueueUrl=pipeline.stack.queue_urls["RunPollQueue"], WaitTimeSeconds=3, MaxNumberOfMessages=1
-    )["Messages"]
+    messages = [{"Body": message.body} for message in pipeline_on_fakes.queues["RunPollQueue"].sent]
     assert PollMessage.parse(messages[0]["Body"]) == PollMessage(run_id, "poll", 2)  # the same attempt
     assert pipeline.drain("RoutingQueue") == []
 
 
-def test_a_run_clay_does_not_know_is_given_up(pipeline: Pipeline) -> None:
+def test_a_run_clay_does_not_know_is_given_up(pipeline_on_fakes: Pipeline) -> None:
+    pipeline = pipeline_on_fakes
     # GIVEN a recorded run Clay answers 404 for
     pipeline.runs.record("run_gone", "function:t_local_enrich", {lead_id(person(1)): person(1)})
     pipeline.collect(PollMessage("run_gone"))
@@ -334,8 +413,9 @@ def test_a_run_clay_does_not_know_is_given_up(pipeline: Pipeline) -> None:
 
 
 def test_a_workspace_not_provisioned_keeps_polling_and_says_why(
-    pipeline: Pipeline, clay: ClayApiSimulator, captured_logs: Any
+    pipeline_on_fakes: Pipeline, clay: ClayApiSimulator, captured_logs: Any
 ) -> None:
+    pipeline = pipeline_on_fakes
     run_id = pipeline.start_run(person(1))
     clay.provisioned = False
     pipeline.collect(PollMessage(run_id))
@@ -344,10 +424,10 @@ def test_a_workspace_not_provisioned_keeps_polling_and_says_why(
     assert "not provisioned for the Public API" in captured_logs.getvalue()
 
 
-def test_results_are_read_page_by_page(stack: Any, load_function: Any, clay: ClayApiSimulator) -> None:
+def test_results_are_read_page_by_page(on_fakes: Callable[..., Pipeline], clay: ClayApiSimulator) -> None:
     # GIVEN Clay pages results 3 at a time
     clay.page_limit = 3
-    pipeline = Pipeline(stack, load_function, clay)
+    pipeline = on_fakes(clay)
     rows = [person(n) for n in range(7)]
     run_id = pipeline.start_run(*rows)
     # WHEN the run is collected
@@ -357,9 +437,11 @@ def test_results_are_read_page_by_page(stack: Any, load_function: Any, clay: Cla
     assert sorted(m["body"]["lead_key"] for m in pipeline.drain("RoutingQueue")) == sorted(map(lead_id, rows))
 
 
-def test_a_result_that_fails_validation_is_dead_lettered(stack: Any, load_function: Any, http_stub: StubServer) -> None:
+def test_a_result_that_fails_validation_is_dead_lettered(
+    on_fakes: Callable[..., Pipeline], http_stub: StubServer
+) -> None:
     # GIVEN Clay's result for the lead holds a value the leads table cannot store (nested 20 levels)
-    pipeline = Pipeline(stack, load_function, http_stub)
+    pipeline = on_fakes(http_stub)
     key = lead_id(person(1))
     pipeline.runs.record("run_x", "r", {key: Lead.model_validate(person(1)).to_message()})
     deep: Any = "leaf"
@@ -378,10 +460,10 @@ def test_a_result_that_fails_validation_is_dead_lettered(stack: Any, load_functi
 
 
 def test_a_result_with_a_score_that_cannot_be_read_is_routed_without_it(
-    stack: Any, load_function: Any, http_stub: StubServer
+    on_fakes: Callable[..., Pipeline], http_stub: StubServer
 ) -> None:
     # GIVEN Clay's result for the lead has an ICP score that is not a number
-    pipeline = Pipeline(stack, load_function, http_stub)
+    pipeline = on_fakes(http_stub)
     key = lead_id(person(1))
     pipeline.runs.record("run_y", "r", {key: Lead.model_validate(person(1)).to_message()})
     item = {"id": key, "status": "complete", "result": {"icp_score": "very high"}}
@@ -395,7 +477,8 @@ def test_a_result_with_a_score_that_cannot_be_read_is_routed_without_it(
     assert pipeline.drain("LeadDLQ") == []
 
 
-def test_unknown_runs_and_bad_messages_are_dropped(pipeline: Pipeline) -> None:
+def test_unknown_runs_and_bad_messages_are_dropped(pipeline_on_fakes: Pipeline) -> None:
+    pipeline = pipeline_on_fakes
     answer = pipeline.collect(PollMessage("run_never_recorded"), "{not json", '{"routine_run_id": 5}')
     assert answer == {"batchItemFailures": []}
     assert pipeline.drain("RoutingQueue") == pipeline.drain("LeadDLQ") == []

@@ -1,14 +1,11 @@
-"""Settings validated at cold start; secrets from the environment or the JSON secret."""
+"""Settings validated at cold start; secrets from the environment (the JSON secret read from Secrets Manager:
+tests/integration/test_config.py)."""
 
 from __future__ import annotations
-
-import json
-from typing import Any
 
 import pytest
 
 from clay_pipeline import config
-from clay_pipeline.adapters.aws import client
 from clay_pipeline.config import CallbackSettings, RouterSettings
 from clay_pipeline.core.errors import ConfigError
 
@@ -58,30 +55,6 @@ def test_unset_without_secret_id_is_empty(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("INTAKE_API_KEYS", raising=False)
     monkeypatch.delenv("CONFIG_SECRET_ID", raising=False)
     assert config.secret("INTAKE_API_KEYS") == ""
-
-
-def test_secret_document_is_read_and_cached(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN the value only in the JSON secret
-    monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)
-    monkeypatch.setenv("CONFIG_SECRET_ID", stack.secret_id)
-    secrets = client("secretsmanager")
-    secrets.put_secret_value(SecretId=stack.secret_id, SecretString=json.dumps({"SLACK_WEBHOOK_URL": "https://a"}))
-    config.clear_secret_cache()
-    assert config.secret("SLACK_WEBHOOK_URL") == "https://a"
-    # WHEN it is rotated THEN the cached value is served until the cache expires
-    secrets.put_secret_value(SecretId=stack.secret_id, SecretString=json.dumps({"SLACK_WEBHOOK_URL": "https://b"}))
-    assert config.secret("SLACK_WEBHOOK_URL") == "https://a"
-    config.clear_secret_cache()
-    assert config.secret("SLACK_WEBHOOK_URL") == "https://b"
-
-
-def test_secret_that_is_not_an_object_is_a_config_error(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)
-    monkeypatch.setenv("CONFIG_SECRET_ID", stack.secret_id)
-    client("secretsmanager").put_secret_value(SecretId=stack.secret_id, SecretString="[1]")
-    config.clear_secret_cache()
-    with pytest.raises(ConfigError, match="JSON object"):
-        config.secret("SLACK_WEBHOOK_URL")
 
 
 def test_a_base_url_must_be_https_except_to_loopback() -> None:

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPe
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
 
 from clay_pipeline.adapters.queues import QueueSendError
-from clay_pipeline.core.errors import BadRequest, InProgress, Rejected, TooManyAttempts, Unauthorized
+from clay_pipeline.core.errors import BadRequest, Rejected, TooManyAttempts, Unauthorized
 from clay_pipeline.core.request_body import parse_json
 from clay_pipeline.http_api import HttpAnswer, answer_to, dispatch, lower_headers, raw_body
 from clay_pipeline.observability import log_metrics
@@ -151,15 +151,11 @@ def test_an_unexpected_error_is_a_500_with_its_own_metric_not_a_retry(
         ),
         (Unauthorized(), HttpAnswer(401, {"error": "unauthorized"}, {})),
         (
-            InProgress("busy; retry later", reason="in_progress", retry_after_seconds=2, duplicate=True),
-            HttpAnswer(409, {"error": "busy; retry later", "duplicate": True}, {"Retry-After": "2"}),
-        ),
-        (
             TooManyAttempts("too many", reason="locked_out", retry_after_seconds=30),
             HttpAnswer(429, {"error": "too many"}, {"Retry-After": "30"}),
         ),
     ],
-    ids=["400", "401", "409", "429"],
+    ids=["400", "401", "429"],
 )
 def test_each_kind_of_refusal_answers_its_status_body_and_retry_after(
     rejection: Rejected, expected: HttpAnswer, capsys: pytest.CaptureFixture[str]

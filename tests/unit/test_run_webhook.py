@@ -1,7 +1,8 @@
 """The run-finished webhook: signature over the raw bytes (rotation, forgeries), test events, replays.
 
 Deliveries refused before any AWS call run without AWS (load_function_without_aws): marking or queueing
-anything there would be a refused call, an error instead of the answer checked."""
+anything there would be a refused call, an error instead of the answer checked. Accepted deliveries and replays
+run on the in-memory state table and RunPollQueue of tests/fakes."""
 
 from __future__ import annotations
 
@@ -10,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from clay_pipeline.adapters.aws import client
 from clay_pipeline.config import RunPollSettings
 from clay_pipeline.core.errors import Rejected
 from clay_pipeline.http_api import answer_to
 from clay_pipeline.services.run_webhook import RunWebhook, verify_signature
 from local.apigw import http_event
-from local.aws import Provisioned
 from local.clay_run_webhooks import sign
 from tests.conftest import LambdaContextStub
+from tests.fakes.queues import FakeQueue
+from tests.fakes.state_table import FakeStateStore
 
 pytestmark = pytest.mark.unit
 
@@ -89,12 +90,17 @@ def test_the_sha256_prefix_is_optional_and_case_does_not_matter() -> None:
 
 # ------------------------------------------------------------------------------------- deliveries
 @pytest.fixture
-def webhook(stack: Provisioned, monkeypatch: pytest.MonkeyPatch) -> RunWebhook:
+def poll_queue() -> FakeQueue:
+    return FakeQueue("RunPollQueue")
+
+
+@pytest.fixture
+def webhook(poll_queue: FakeQueue, monkeypatch: pytest.MonkeyPatch) -> RunWebhook:
+    """A RunWebhook on the in-memory state table and RunPollQueue of tests/fakes (their contract suites hold
+    them to DynamoDB's and SQS's behaviour)."""
     monkeypatch.setenv("CLAY_WEBHOOK_SIGNING_SECRETS", f"{CURRENT},{PREVIOUS}")
-    settings = RunPollSettings(
-        state_table=stack.table_names["StateTable"], run_poll_queue_url=stack.queue_urls["RunPollQueue"]
-    )
-    return RunWebhook(settings)
+    settings = RunPollSettings(state_table="StateTable", run_poll_queue_url=poll_queue.url)
+    return RunWebhook(settings, marks=FakeStateStore(), poll_queue=poll_queue)
 
 
 @pytest.fixture
@@ -105,28 +111,27 @@ def webhook_without_aws(load_function_without_aws: Any) -> RunWebhook:
     return webhook
 
 
-def polls(stack: Provisioned) -> list[dict[str, Any]]:
-    messages = client("sqs").receive_message(QueueUrl=stack.queue_urls["RunPollQueue"], MaxNumberOfMessages=10)
-    return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
+def polls(queue: FakeQueue) -> list[dict[str, Any]]:
+    return [json.loads(message.body) for message in queue.receive()]
 
 
-def test_a_delivery_queues_the_run_for_collection_once(webhook: RunWebhook, stack: Provisioned) -> None:
+def test_a_delivery_queues_the_run_for_collection_once(webhook: RunWebhook, poll_queue: FakeQueue) -> None:
     # WHEN a signed delivery arrives
     answer = webhook.receive(headers(sign(CURRENT, BODY)), BODY)
     # THEN it is accepted and one collection message names the run (a webhook trigger: no poll chain)
     assert answer == {"received": True, "routine_run_id": "run_abc", "duplicate": False}
-    assert polls(stack) == [{"routine_run_id": "run_abc", "trigger": "webhook", "attempt": 0}]
+    assert polls(poll_queue) == [{"routine_run_id": "run_abc", "trigger": "webhook", "attempt": 0}]
 
 
-def test_a_replayed_run_id_is_a_duplicate_and_queues_nothing(webhook: RunWebhook, stack: Provisioned) -> None:
+def test_a_replayed_run_id_is_a_duplicate_and_queues_nothing(webhook: RunWebhook, poll_queue: FakeQueue) -> None:
     # GIVEN a delivery was accepted
     webhook.receive(headers(sign(CURRENT, BODY)), BODY)
-    polls(stack)
+    polls(poll_queue)
     # WHEN the same signed bytes come again (a retry by Clay or a replay: there is no timestamp to expire)
     answer = webhook.receive(headers(sign(CURRENT, BODY)), BODY)
     # THEN the answer is 200-worthy but a duplicate, and nothing more is queued
     assert answer["duplicate"] is True
-    assert polls(stack) == []
+    assert polls(poll_queue) == []
 
 
 def test_a_replay_with_another_envelope_but_the_same_run_is_a_duplicate(webhook: RunWebhook) -> None:

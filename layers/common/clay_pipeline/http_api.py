@@ -13,7 +13,6 @@ from typing import Any, NamedTuple
 from clay_pipeline.adapters.aws_failures import is_dependency_failure
 from clay_pipeline.core.errors import (
     BadRequest,
-    InProgress,
     NotFound,
     Rejected,
     TooLarge,
@@ -29,7 +28,6 @@ STATUS_OF_REJECTION: dict[type[Rejected], int] = {
     BadRequest: 400,
     Unauthorized: 401,
     NotFound: 404,
-    InProgress: 409,
     TooLarge: 413,
     UnsupportedContentType: 415,
     TooManyAttempts: 429,

@@ -15,55 +15,50 @@ from clay_pipeline.core.callback_acceptance import (
     Acceptance,
     Refusal,
     callback_version,
+    claimed_at,
     read_refusal,
     versions_to_trim,
 )
 
 pytestmark = pytest.mark.unit
 
-NOW = 1_800_000_000.0
 VERSION = "a" * 32
-MY_LEASE = NOW + 20
+MINE = "2026-12-06T10:00:00.000002+00:00"  # this callback's received_at: what its claim holds
+OTHER = "2026-12-06T10:00:00.000001+00:00"  # an identical callback's, received a microsecond before
 
 
-def test_a_version_among_the_accepted_ones_is_a_duplicate_whatever_its_lease() -> None:
+def test_a_version_among_the_accepted_ones_is_a_duplicate_whatever_its_claim() -> None:
     # GIVEN the lead's item lists the version as accepted (an identical re-send), with or without a claim on it
-    for pending in (None, NOW - 5, NOW + 5, MY_LEASE):
+    for pending in (None, OTHER, MINE, 1_800_000_000.0):
         # WHEN the claim is refused THEN it is a duplicate, answered 200 with "duplicate": true
-        refusal = read_refusal(["b" * 32, VERSION], pending, VERSION, MY_LEASE, NOW)
+        refusal = read_refusal(["b" * 32, VERSION], pending, VERSION, MINE)
         assert refusal is Refusal.DUPLICATE
         assert ACCEPTANCE_OF_REFUSAL[refusal] is Acceptance.DUPLICATE
 
 
-def test_a_claim_carrying_this_very_lease_is_the_invocations_own() -> None:
-    # GIVEN a claim written by this invocation's earlier try, whose answer was lost (same lease value)
-    refusal = read_refusal([], MY_LEASE, VERSION, MY_LEASE, NOW)
-    # THEN the retry recognises it: accepted, not in progress
+def test_a_claim_holding_this_callbacks_received_at_is_its_own_from_a_try_whose_answer_was_lost() -> None:
+    refusal = read_refusal([], MINE, VERSION, MINE)
     assert refusal is Refusal.OWN_CLAIM
     assert ACCEPTANCE_OF_REFUSAL[refusal] is Acceptance.ACCEPTED
 
 
-def test_another_invocations_live_claim_is_in_progress() -> None:
-    # GIVEN an identical callback's claim whose lease has not ended (its own lease, not ours)
-    for pending in (NOW, NOW + 1, MY_LEASE + 1):
-        refusal = read_refusal([], pending, VERSION, MY_LEASE, NOW)
-        # THEN this one waits for it: in progress
-        assert refusal is Refusal.IN_PROGRESS
-        assert ACCEPTANCE_OF_REFUSAL[refusal] is Acceptance.IN_PROGRESS
+def test_another_callbacks_claim_is_pending_however_old_and_the_copy_keeps_its_received_at() -> None:
+    # GIVEN the version claimed by an identical callback (queued, queueing, or dead before queueing), or by a
+    # callback of the code before this one (its claim a lease's end, a number)
+    for pending in (OTHER, "2026-01-01T00:00:00+00:00", 1_800_000_000.0):
+        refusal = read_refusal(["b" * 32], pending, VERSION, MINE)
+        # THEN it is pending: a copy is queued and the answer is a duplicate's
+        assert refusal is Refusal.PENDING
+        assert ACCEPTANCE_OF_REFUSAL[refusal] is Acceptance.PENDING
+    # AND the copy carries the claiming callback's received_at (this one's when the claim holds a number)
+    assert claimed_at(OTHER, MINE) == OTHER
+    assert claimed_at(1_800_000_000.0, MINE) == MINE
 
 
-def test_without_a_live_claim_or_an_accepted_copy_only_a_newer_stored_lead_refused_it() -> None:
-    # GIVEN no claim on the version, or one whose lease lapsed (its invocation died), and the version not accepted
-    for pending in (None, 0.0, NOW - 0.001):
-        # THEN the refusal came from the newer callback stored: claim this one without replacing it
-        assert read_refusal(["b" * 32], pending, VERSION, MY_LEASE, NOW) is Refusal.NEWER_STORED
-    assert Refusal.NEWER_STORED not in ACCEPTANCE_OF_REFUSAL  # a second write decides it
-
-
-def test_a_lease_of_zero_is_never_mistaken_for_an_existing_claim() -> None:
-    # GIVEN a write with lease 0 (save_enrichment: no invocation holds it) meeting an item without a claim
-    # THEN the refusal is not read as its own claim
-    assert read_refusal([], None, VERSION, 0, NOW) is Refusal.NEWER_STORED
+def test_without_a_claim_or_an_accepted_version_only_the_stored_lead_is_newer() -> None:
+    # GIVEN a write (save_enrichment or a late callback) meeting an item without a claim on the version
+    assert read_refusal(["b" * 32], None, VERSION, MINE) is Refusal.NEWER_STORED
+    assert Refusal.NEWER_STORED not in ACCEPTANCE_OF_REFUSAL  # it is claimed by a second write, not answered
 
 
 def test_the_version_is_the_body_hash_after_the_last_hash_sign() -> None:

@@ -51,6 +51,17 @@ def hour_buckets(start: float, end: float) -> list[str]:
     return buckets
 
 
+def record_values(batch_id: str, sent_at: int, leads: dict[str, list[int]], ttl_seconds: int) -> dict[str, Any]:
+    """A batch record's attributes but its bodies (binary)."""
+    return {
+        STATE_KEY: state_keys.sent(batch_id),
+        SENT_BUCKET: hour_bucket(sent_at),
+        SENT_AT: sent_at,
+        "leads": leads,
+        STATE_TTL: sent_at + ttl_seconds,
+    }
+
+
 @dataclass(frozen=True)
 class SentBatches:
     """`sent#<batch id>` in STATE_TABLE: the leads one sender invocation sent to Clay, written once per batch.
@@ -66,15 +77,7 @@ class SentBatches:
     def put(
         self, batch_id: str, sent_at: int, leads: dict[str, list[int]], ttl_seconds: int, bodies: bytes = b""
     ) -> None:
-        item = to_item(
-            {
-                STATE_KEY: state_keys.sent(batch_id),
-                SENT_BUCKET: hour_bucket(sent_at),
-                SENT_AT: sent_at,
-                "leads": leads,
-                STATE_TTL: sent_at + ttl_seconds,
-            }
-        )
+        item = to_item(record_values(batch_id, sent_at, leads, ttl_seconds))
         if bodies:
             item["bodies"] = {"B": bodies}
         client("dynamodb").put_item(TableName=self.table_name, Item=item)

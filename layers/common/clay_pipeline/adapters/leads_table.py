@@ -1,12 +1,14 @@
 """The leads table: one item per lead with its latest enrichment and routing outcome.
 
-How a callback's enrichment gets there, once per distinct callback, is callback_claims.py.
+How a callback's enrichment gets there, once per distinct callback, is callback_claims.py: its one write claims
+the version (`pending_<version>`). The router's first write on the item for that version completes the claim
+(accept_versions): the version joins the item's bounded `versions` list and the claim is removed, at no extra write.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,10 @@ from botocore.exceptions import ClientError
 
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.dynamodb import from_item, is_condition_failure, to_item
+from clay_pipeline.core.callback_acceptance import callback_version, versions_to_trim
+
+VERSIONS = "versions"  # the lead item's list of its most recently accepted callback versions, oldest first
+PENDING_PREFIX = "pending_"  # + version: a callback's claim of that version, until the router accepts it
 
 
 @dataclass(frozen=True)
@@ -22,28 +28,49 @@ class LeadsTable:
 
     table_name: str
 
-    def record_routing(self, lead_key: str, callback_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
+    def record_routing(
+        self, lead_key: str, callback_id: str, outcome: dict[str, Any], accepting: Iterable[str] = ()
+    ) -> dict[str, Any]:
         """Write the router's outcome for this callback (ignored if a newer enrichment replaced it); None removes.
 
-        Returns the item as it is now (at no extra cost): the router looks for deliveries held by a pause.
+        `accepting`: callback ids whose claims this write completes (accept_versions), also when the outcome is
+        not written (then in a write of their own). Returns the item as it is now (at no extra cost): the router
+        looks for deliveries held by a pause.
         """
         update = ItemUpdate()
         update.set_or_remove(outcome)
+        versions = accept_versions(update, accepting)
         name = update.name("callback_id")
+        condition = f"attribute_not_exists({name}) OR {name} = {update.value(callback_id)}"
         try:
-            response = client("dynamodb").update_item(
-                TableName=self.table_name,
-                Key=lead_item_key(lead_key),
-                ConditionExpression=f"attribute_not_exists({name}) OR {name} = {update.value(callback_id)}",
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **update.request(),
+            response = with_versions_list(
+                self.table_name,
+                lead_key,
+                lambda: client("dynamodb").update_item(
+                    TableName=self.table_name,
+                    Key=lead_item_key(lead_key),
+                    ConditionExpression=condition,
+                    ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    **update.request(),
+                ),
             )
         except ClientError as error:
             if not is_condition_failure(error):
                 raise
+            if versions:  # a newer callback is stored: the claims are completed all the same
+                self.accept(lead_key, accepting)
             return from_item(error.response.get("Item", {}))
-        return from_item(response.get("Attributes", {}))
+        item = from_item(response.get("Attributes", {}))
+        if versions:
+            trim_versions(self.table_name, lead_key, list(item.get(VERSIONS) or []))
+        return item
+
+    def accept(self, lead_key: str, callback_ids: Iterable[str]) -> None:
+        """Complete these callbacks' claims in a write of their own (accept_versions); safe to repeat."""
+        update = ItemUpdate()
+        if accept_versions(update, callback_ids):
+            write_accepting(self.table_name, lead_key, update)
 
     def get(self, lead_key: str) -> dict[str, Any] | None:
         response = client("dynamodb").get_item(
@@ -97,6 +124,70 @@ class LeadsTable:
 
 def lead_item_key(lead_key: str) -> dict[str, Any]:
     return {"lead_key": {"S": lead_key}}
+
+
+def accept_versions(update: ItemUpdate, callback_ids: Iterable[str]) -> list[str]:
+    """Add to a router write on the lead's item the completion of these callbacks' claims: each version joins
+    the `versions` list and its `pending_<version>` claim is removed. Returns the versions added.
+
+    The write appends without looking: a version routed again (the router's own retry of a record, a copy a
+    re-send queued, a replay) is listed once more, which `contains` reads the same; the list's bound counts it.
+    """
+    # A message queued by something else than a callback carries no version (its callback_id is the lead key).
+    versions = list(dict.fromkeys(callback_version(callback_id) for callback_id in callback_ids if "#" in callback_id))
+    if versions:
+        update.append(VERSIONS, versions)
+        for version in versions:
+            update.remove(PENDING_PREFIX + version)
+    return versions
+
+
+def with_versions_list[T](table_name: str, lead_key: str, write: Callable[[], T]) -> T:
+    """`write` (one that appends to `versions`). An item written before the list holds a string set that only
+    grew, which a list_append refuses: it starts again as an empty list (once), then the write is made."""
+    try:
+        return write()
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ValidationException":
+            raise
+        if not update_lead_if(
+            table_name,
+            lead_key,
+            "attribute_type(#versions, :set)",
+            UpdateExpression="SET #versions = :none",
+            ExpressionAttributeNames={"#versions": VERSIONS},
+            ExpressionAttributeValues={":set": {"S": "SS"}, ":none": {"L": []}},
+        ):
+            raise
+    return write()
+
+
+def write_accepting(table_name: str, lead_key: str, update: ItemUpdate) -> None:
+    """One unconditional write of `update`, which accept_versions filled (with_versions_list, then trim_versions)."""
+    response = with_versions_list(
+        table_name,
+        lead_key,
+        lambda: client("dynamodb").update_item(
+            TableName=table_name, Key=lead_item_key(lead_key), ReturnValues="UPDATED_NEW", **update.request()
+        ),
+    )
+    trim_versions(table_name, lead_key, list(from_item(response.get("Attributes", {})).get(VERSIONS) or []))
+
+
+def trim_versions(table_name: str, lead_key: str, kept: list[str]) -> None:
+    """After an acceptance: drop the oldest versions once the list is long enough (versions_to_trim), unless
+    another invocation trimmed them first (one write per TRIM_SLACK acceptances of a lead that has many)."""
+    excess = versions_to_trim(kept)
+    if not excess:
+        return
+    update_lead_if(
+        table_name,
+        lead_key,
+        "#versions[0] = :oldest",
+        UpdateExpression="REMOVE " + ", ".join(f"#versions[{index}]" for index in range(excess)),
+        ExpressionAttributeNames={"#versions": VERSIONS},
+        ExpressionAttributeValues={":oldest": {"S": kept[0]}},
+    )
 
 
 def update_lead_if(table_name: str, lead_key: str, condition: str, **request: Any) -> bool:
@@ -154,6 +245,11 @@ class ItemUpdate:
 
     def set(self, path: tuple[str, ...], value: Any) -> None:
         self.sets.append(f"{'.'.join(self.name(part) for part in path)} = {self.value(value)}")
+
+    def append(self, attribute: str, values: list[Any]) -> None:
+        """Append `values` to the list `attribute` (created when absent)."""
+        name = self.name(attribute)
+        self.sets.append(f"{name} = list_append(if_not_exists({name}, {self.value([])}), {self.value(values)})")
 
     def set_if_absent(self, attribute: str, value: Any) -> None:
         name = self.name(attribute)

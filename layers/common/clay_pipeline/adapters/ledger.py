@@ -10,11 +10,16 @@ from typing import Any
 
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.leads_table import (
+    VERSIONS,
     ItemUpdate,
     LeadsTable,
+    accept_versions,
     lead_item_key,
+    trim_versions,
     update_lead_if,
     update_lead_or_old,
+    with_versions_list,
+    write_accepting,
 )
 from clay_pipeline.core.policies import Busy, Delivered, LeadHistory, Lease
 
@@ -50,11 +55,14 @@ class LeadLedger:
     table_name: str
     lease_seconds: int
 
-    def claim(self, lead_key: str, intents: dict[str, Delivered] | None = None) -> Lease | Busy:
+    def claim(
+        self, lead_key: str, intents: dict[str, Delivered] | None = None, accepting: Iterable[str] = ()
+    ) -> Lease | Busy:
         """Take the lead's lease and read its ledger, unless another invocation holds an unexpired lease.
 
         `intents`: deliveries this lease may make whose repeat must not happen unseen (sending_<destination>),
-        written in the same write. The ledger returned is the item as it was before (ALL_OLD), so intents an
+        written in the same write. `accepting`: callback ids whose claims the same write completes
+        (leads_table.accept_versions). The ledger returned is the item as it was before (ALL_OLD), so intents an
         earlier invocation left uncompleted are seen even where this claim writes its own over them.
         """
         now = int(time.time())
@@ -64,14 +72,22 @@ class LeadLedger:
         update.set((LEASE_OWNER,), owner)
         update.set_if_absent(DELIVERIES, {})  # the complete write adds deliveries.<destination> to it
         update.set_or_remove({f"{SENDING_PREFIX}{name}": entry.to_value() for name, entry in (intents or {}).items()})
+        versions = accept_versions(update, accepting)
         lease = update.name(LEASE_UNTIL)
         # A lapsed lease (its invocation crashed or timed out) is taken over; a held one says until when.
         condition = f"attribute_not_exists({lease}) OR {lease} < {update.value(now)}"
-        claimed, item = update_lead_or_old(
-            self.table_name, lead_key, condition, ReturnValues="ALL_OLD", **update.request()
+        claimed, item = with_versions_list(
+            self.table_name,
+            lead_key,
+            lambda: update_lead_or_old(
+                self.table_name, lead_key, condition, ReturnValues="ALL_OLD", **update.request()
+            ),
         )
         if not claimed:
             return Busy(max(1, int(item.get(LEASE_UNTIL, now + self.lease_seconds)) - now + 1))
+        if versions:
+            kept = item.get(VERSIONS)
+            trim_versions(self.table_name, lead_key, [*(kept if isinstance(kept, list) else []), *versions])
         return lease_of(lead_key, owner, item)
 
     def record_intent(self, lease: Lease, intents: dict[str, Delivered]) -> None:
@@ -118,11 +134,17 @@ class LeadLedger:
             self._write(lease, delivered, None, None, "", marks, owned=False)
         return False
 
-    def mark_held(self, lead_key: str, destinations: Iterable[str], received_at: str) -> None:
-        """Remember, without the lease, that paused destinations owe the lead a delivery (one write)."""
+    def mark_held(
+        self, lead_key: str, destinations: Iterable[str], received_at: str, accepting: Iterable[str] = ()
+    ) -> None:
+        """Remember, without the lease, that paused destinations owe the lead a delivery (one write, which also
+        completes the claims of `accepting`: leads_table.accept_versions)."""
         update = ItemUpdate()
         update.set_or_remove({f"{HELD_PREFIX}{name}": received_at for name in destinations})
-        client("dynamodb").update_item(TableName=self.table_name, Key=lead_item_key(lead_key), **update.request())
+        if accept_versions(update, accepting):
+            write_accepting(self.table_name, lead_key, update)
+        else:
+            client("dynamodb").update_item(TableName=self.table_name, Key=lead_item_key(lead_key), **update.request())
 
     def _write(
         self,

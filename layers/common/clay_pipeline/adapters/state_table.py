@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -19,8 +19,15 @@ from clay_pipeline.adapters.dynamodb import (
     to_item,
 )
 
-if TYPE_CHECKING:
-    pass
+
+def live_values(item: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A read item's plain values; None when absent or past its TTL (DynamoDB deletes expired items late)."""
+    if not item:
+        return None
+    values = from_item(item)
+    if values.get(STATE_TTL, float("inf")) < time.time():
+        return None
+    return values
 
 
 @dataclass(frozen=True)
@@ -70,13 +77,7 @@ class StateStore:
         response = client("dynamodb").get_item(
             TableName=self.table_name, Key={STATE_KEY: {"S": key}}, ConsistentRead=consistent
         )
-        item = response.get("Item")
-        if not item:
-            return None
-        values = from_item(item)
-        if values.get(STATE_TTL, float("inf")) < time.time():
-            return None
-        return values
+        return live_values(response.get("Item"))
 
     def delete(self, key: str) -> None:
         client("dynamodb").delete_item(TableName=self.table_name, Key={STATE_KEY: {"S": key}})

@@ -3,11 +3,14 @@
 A callback is a version of a lead: `callback_id` is `<lead_key>#<hash of the canonical body>`, and the
 hash (the version) tells two callbacks of a lead apart. The leads table (adapters/callback_claims.py)
 claims a version and stores its lead in one conditional write: it passes when the version is neither one
-of the lead's recently accepted versions nor claimed by a live lease, and the stored lead is not newer.
-When it is refused, the item as it was (DynamoDB's ALL_OLD) is read here, in this order:
+of the lead's recently accepted versions nor claimed already, and the stored lead is not newer. The claim
+(`pending_<version>`, holding the claiming callback's received_at) stays until the router's first write on
+the lead's item for that version moves the version into the accepted ones (adapters/leads_table.py
+accept_versions): the callback itself writes once. When the claim write is refused, the item as it was
+(DynamoDB's ALL_OLD) is read here, in this order:
 - the version is among the recently accepted ones: a DUPLICATE (an identical re-send);
-- its claim carries this very lease: the invocation's OWN_CLAIM, written by a try whose answer was lost;
-- its claim's lease has not ended: IN_PROGRESS (an identical callback in flight);
+- its claim carries this very received_at: the invocation's OWN_CLAIM, written by a try whose answer was lost;
+- it is claimed by another callback: PENDING, that callback queued it or is queueing it (or died first);
 - otherwise only the stored lead is newer: NEWER_STORED, the version is claimed without replacing it.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection
+from dataclasses import dataclass
 
 # Exactly once needs the versions an identical re-send can still carry: Clay's retries (immediate) and its
 # re-sends of a lost answer come within a few versions of the original. The list keeps the newest
@@ -27,9 +31,20 @@ TRIM_SLACK = 16
 
 
 class Acceptance(enum.Enum):
-    ACCEPTED = "accepted"  # claimed and stored: queue it, then complete the claim
+    ACCEPTED = "accepted"  # claimed and stored: queue it (the router completes the claim)
     DUPLICATE = "duplicate"  # this very body was accepted recently
-    IN_PROGRESS = "in_progress"  # an identical callback holds the claim right now
+    # An identical callback claimed it and has queued it, or is queueing it, or died before: queue a copy
+    # (the router's ledger delivers it once) and answer as a duplicate.
+    PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What the claim write found, and the received_at the version is queued with (the claiming callback's:
+    a copy of a pending version carries the original's, so it never looks newer than the lead's next version)."""
+
+    acceptance: Acceptance
+    received_at: str
 
 
 class Refusal(enum.Enum):
@@ -37,7 +52,7 @@ class Refusal(enum.Enum):
 
     DUPLICATE = "duplicate"
     OWN_CLAIM = "own_claim"
-    IN_PROGRESS = "in_progress"
+    PENDING = "pending"
     NEWER_STORED = "newer_stored"
 
 
@@ -45,7 +60,7 @@ class Refusal(enum.Enum):
 ACCEPTANCE_OF_REFUSAL = {
     Refusal.DUPLICATE: Acceptance.DUPLICATE,
     Refusal.OWN_CLAIM: Acceptance.ACCEPTED,
-    Refusal.IN_PROGRESS: Acceptance.IN_PROGRESS,
+    Refusal.PENDING: Acceptance.PENDING,
 }
 
 
@@ -54,21 +69,25 @@ def callback_version(callback_id: str) -> str:
     return callback_id.rsplit("#", 1)[-1]
 
 
-def read_refusal(
-    accepted_versions: Collection[str], pending_lease: float | None, version: str, lease_until: float, now: float
-) -> Refusal:
-    """Why the item refused to let `version` be claimed with a lease to `lease_until` at `now`.
+def read_refusal(accepted_versions: Collection[str], pending: object, version: str, received_at: str) -> Refusal:
+    """Why the item refused to let `version` be claimed by the callback received at `received_at`.
 
-    accepted_versions: the lead's recently accepted versions; pending_lease: the end (epoch seconds) of the
-    claim the item holds on this version, None without one.
+    accepted_versions: the lead's recently accepted versions; pending: the value of the item's claim on this
+    version (the claiming callback's received_at), None without one.
     """
     if version in accepted_versions:
         return Refusal.DUPLICATE
-    if pending_lease == lease_until:
+    if pending == received_at:
         return Refusal.OWN_CLAIM
-    if (pending_lease or 0) >= now:
-        return Refusal.IN_PROGRESS
+    if pending is not None:
+        return Refusal.PENDING
     return Refusal.NEWER_STORED
+
+
+def claimed_at(pending: object, received_at: str) -> str:
+    """The received_at a copy of a pending version is queued with: the claim's. A claim written before claims
+    held their callback's received_at (a number: a lease's end) gives this callback's own."""
+    return pending if isinstance(pending, str) else received_at
 
 
 def versions_to_trim(kept: Collection[str]) -> int:

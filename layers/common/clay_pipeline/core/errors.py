@@ -54,9 +54,5 @@ class UnsupportedContentType(Rejected):
     """The request declares a content type other than JSON."""
 
 
-class InProgress(Rejected):
-    """An identical request is being processed right now: ask again later."""
-
-
 class TooManyAttempts(Rejected):
     """The caller failed too often in a row and is locked out for a while."""

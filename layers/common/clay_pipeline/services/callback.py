@@ -1,27 +1,26 @@
 """Accepting Clay's enriched rows: verify, validate, and accept each callback exactly once.
 
 A callback is a version of a lead: `callback_id` is `<lead_key>#<hash of the canonical body>`.
-Exactly once takes two writes, both on the lead's LEADS_TABLE item (adapters/callback_claims.py; what
-a refused claim means is core/callback_acceptance.py):
-1. one conditional write claims the version (a `pending_<version>` lease that ends with the
-   invocation's remaining time) and stores the lead, unless the version is one of the lead's
-   recent accepted versions (answered as a duplicate) or claimed by a live lease (an identical
-   callback in flight: wait for it, then 409);
-2. after the routing message is queued, a second write adds the version to the item's bounded
-   `versions` list and ends the claim.
+One write on the lead's LEADS_TABLE item accepts it (adapters/callback_claims.py; what a refused claim
+means is core/callback_acceptance.py): a conditional write claims the version (`pending_<version>`, holding
+this callback's received_at) and stores the lead, unless the version is one of the lead's recent accepted
+versions (answered as a duplicate) or claimed already by an identical callback (PENDING: that one queued
+it, is queueing it or died first, so a copy is queued and the answer is a duplicate's; the router's ledger
+delivers the lead once). The routing message is then queued. The router's first write on the lead's item
+for this version completes the claim (the version joins the item's bounded `versions` list), so a callback
+costs one write.
 
 Clay's HTTP API column does not retry a 5xx by default (it retries 408, 413, 429 and network
 errors, once, immediately: docs/ARCHITECTURE.md, "The callback and Clay's retries"), so a 503 is
 a lost lead. Each DynamoDB and SQS call is therefore retried with backoff inside the invocation
 until its deadline (the Lambda's remaining time less DEADLINE_RESERVE_SECONDS): an outage shorter
 than that costs a slower answer, not a callback. Only past the deadline is the claim dropped and
-503 answered. A crash after 1 leaves a lease that lapses, and a re-send is accepted then; a crash
-between the queueing and 2 lets a re-send queue the version again, which the router's per-lead
-ledger absorbs (nothing is delivered twice). If DynamoDB fails, nothing is queued.
+503 answered. A crash after the claim leaves it in place: a re-send of the same body then queues a copy,
+and a different body of the lead is accepted as usual. If DynamoDB fails, nothing is queued.
 
 Hand-written rather than Powertools' idempotency utility: it keeps its in-progress and completion
 records in an item of its own, two writes per callback beside the lead's own write (3 WRU per
-callback, bench/cost_model.py); here the lead's writes are the claim and the completion.
+callback, bench/cost_model.py); here the lead's one write is the claim.
 """
 
 from __future__ import annotations
@@ -35,14 +34,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ValidationError
 
 from clay_pipeline import config
-from clay_pipeline.adapters.aws_failures import is_dependency_failure, is_transient
+from clay_pipeline.adapters.aws_failures import is_transient
 from clay_pipeline.adapters.callback_claims import CallbackClaims
 from clay_pipeline.adapters.dynamodb import item_size
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.config import CallbackSettings
 from clay_pipeline.core import auth
 from clay_pipeline.core.callback_acceptance import Acceptance
-from clay_pipeline.core.errors import BadRequest, ConfigError, InProgress, TooLarge, Unauthorized
+from clay_pipeline.core.errors import BadRequest, ConfigError, TooLarge, Unauthorized
 from clay_pipeline.core.json_text import dump_json
 from clay_pipeline.core.leads import EnrichedLead, body_hash, field_errors
 from clay_pipeline.core.request_body import check_content_type, check_size, json_object, parse_json
@@ -52,14 +51,14 @@ from clay_pipeline.services.caller_auth import check_environment_secrets, refuse
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-# Waits between the retries of a failed DynamoDB or SQS call, and between looks at an identical callback
-# in flight, doubling up to the cap (seconds), until the invocation's deadline.
+# Waits between the retries of a failed DynamoDB or SQS call, doubling up to the cap (seconds), until the
+# invocation's deadline.
 FIRST_RETRY_WAIT_SECONDS = 0.05
 MAX_RETRY_WAIT_SECONDS = 2.0
 # The deadline keeps this much of the Lambda's remaining time for the call in flight when it passes
 # (botocore's connect and read timeouts, aws.py), the release of the claim and the answer.
 DEADLINE_RESERVE_SECONDS = 5.0
-DEFAULT_CLAIM_SECONDS = 10.0  # a claim's lease without a Lambda context (the library used outside Lambda)
+DEFAULT_REMAINING_SECONDS = 10.0  # the time an invocation has without a Lambda context (the library outside Lambda)
 T = TypeVar("T")
 # What an accepted lead may take, measured after normalisation (values can grow: "1e5" is queued as
 # 100000.0, and a list of small numbers takes 1.5 times its JSON in DynamoDB):
@@ -159,69 +158,56 @@ class CallbackAcceptor:
 
     `max_wait_seconds` caps the waiting (a queue consumer hands its message back instead of waiting long);
     `clock` and `sleep` measure and spend the invocation's time (a benchmark runs outages on a virtual clock).
+    `claims` and `routing_queue`: the leads table's claims and RoutingQueue (default: the settings' own).
     """
 
-    def __init__(self, settings: CallbackSettings, max_wait_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        settings: CallbackSettings,
+        max_wait_seconds: float | None = None,
+        claims: CallbackClaims | None = None,
+        routing_queue: Queue | None = None,
+    ) -> None:
         self.max_wait_seconds = max_wait_seconds
-        self.claims = CallbackClaims(settings.leads_table, retention_days=settings.lead_retention_days)
-        self.routing_queue = Queue(settings.routing_queue_url)
+        self.claims = claims or CallbackClaims(settings.leads_table, retention_days=settings.lead_retention_days)
+        self.routing_queue = routing_queue or Queue(settings.routing_queue_url)
         self._context: LambdaContext | None = None
         self.clock: Callable[[], float] = time.monotonic
         self.sleep: Callable[[float], None] = time.sleep
 
     def register_context(self, context: LambdaContext | None) -> None:
-        # A claim's lease ends with this invocation's remaining time: a crash frees it then.
+        # The retries of a failed call end with this invocation's remaining time (less the reserve).
         self._context = context
 
     def accept(self, request: CallbackRequest) -> dict[str, Any]:
-        received_at = datetime.now(UTC).isoformat()
-        remaining = self._remaining_seconds()
-        patience = max(0.0, remaining - DEADLINE_RESERVE_SECONDS)
+        received_at = datetime.now(UTC).isoformat()  # one value for every attempt: a retried claim knows its own
+        patience = max(0.0, self._remaining_seconds() - DEADLINE_RESERVE_SECONDS)
         if self.max_wait_seconds is not None:
             patience = min(patience, self.max_wait_seconds)
         deadline = self.clock() + patience
-        lease_until = time.time() + remaining  # one value for every attempt: a retried claim recognises its own
-        pause = waits()
-        while True:
-            acceptance = self._patiently(
-                "LeadsTable",
-                deadline,
-                lambda: self.claims.accept(
-                    request.lead_key, request.callback_id, request.message, received_at, lease_until
-                ),
-            )
-            if acceptance is Acceptance.DUPLICATE:
-                return {"received": True, "lead_key": request.lead_key, "duplicate": True}
-            if acceptance is Acceptance.ACCEPTED:
-                break
-            wait = next(pause)  # an identical callback holds the claim: it finishes, or its lease lapses
-            if self.clock() + wait > deadline:
-                raise InProgress(
-                    "an identical callback is being processed; retry later",
-                    reason="in_progress",
-                    retry_after_seconds=2,
-                    duplicate=True,
-                )
-            self.sleep(wait)
+        claim = self._patiently(
+            "LeadsTable",
+            deadline,
+            lambda: self.claims.accept(request.lead_key, request.callback_id, request.message, received_at),
+        )
+        if claim.acceptance is Acceptance.DUPLICATE:
+            return {"received": True, "lead_key": request.lead_key, "duplicate": True}
         message = {
             "callback_id": request.callback_id,
             "lead_key": request.lead_key,
             "lead": request.message,
-            "received_at": received_at,
+            "received_at": claim.received_at,
         }
+        if claim.acceptance is Acceptance.PENDING:
+            # The identical callback that claimed it may have died before queueing: a copy makes sure it is
+            # routed (the router's ledger delivers the lead once). Not queued: 503, as for any callback.
+            self._patiently("RoutingQueue", deadline, lambda: self.routing_queue.send(message))
+            return {"received": True, "lead_key": request.lead_key, "duplicate": True}
         try:
             self._patiently("RoutingQueue", deadline, lambda: self.routing_queue.send(message))
         except Exception:
             self._release(request)
             raise
-        try:
-            self._patiently("LeadsTable", deadline, lambda: self.claims.complete(request.lead_key, request.callback_id))
-        except Exception as error:
-            if not is_dependency_failure(error):
-                raise
-            # Queued, so not lost: the claim lapses with its lease, and a re-send queues it again (the router's
-            # ledger absorbs that copy). Answering 503 here would only make Clay show an error for a routed lead.
-            logger.warning("queued, but the version could not be recorded", extra={"error": type(error).__name__})
         return {"received": True, "lead_key": request.lead_key, "duplicate": False}
 
     def _patiently(self, dependency: str, deadline: float, call: Callable[[], T]) -> T:
@@ -244,11 +230,11 @@ class CallbackAcceptor:
 
     def _remaining_seconds(self) -> float:
         if self._context is None:
-            return DEFAULT_CLAIM_SECONDS
+            return DEFAULT_REMAINING_SECONDS
         return max(1.0, self._context.get_remaining_time_in_millis() / 1000)
 
     def _release(self, request: CallbackRequest) -> None:
         try:
             self.claims.release(request.lead_key, request.callback_id)
-        except Exception as error:  # the claim then lapses with its lease: a re-send waits for it, then is accepted
+        except Exception as error:  # the claim stays: a re-send then queues a copy (routed once by the ledger)
             logger.warning("could not release the callback's claim", extra={"error": type(error).__name__})

@@ -8,12 +8,17 @@ then adds this attempt's deliveries, writes the routing outcome and frees the le
 it). So a routed lead costs two writes and no read, and a retry of the batch, a redrive from the DLQ or
 another callback of the same lead sends only what is still owed. A third write, the intent, is made before
 the send only when a delivery to a "hold" destination is owed that the claim did not know of.
+
+The batch's first write on a lead's item (the claim, else the outcome, else the mark of a held delivery) also
+completes the callback's claim of the version it routes (and of the versions it superseded in the batch):
+adapters/leads_table.accept_versions. The callback writes once; its duplicates are recognised from then on.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from clay_pipeline.adapters.leads_table import LeadsTable
@@ -37,9 +42,21 @@ class LeadClaims:
     destinations: Destinations
     enabled: frozenset[str]
     paused: frozenset[str]  # grows when a destination says to stop in this batch (BatchDeliveries.on_pause)
+    # lead key -> callback ids whose claims the batch's next write on the lead's item completes (register)
+    accepting: dict[str, list[str]] = field(default_factory=dict)
 
     def pause(self, destination: str) -> None:
         self.paused = self.paused | {destination}
+
+    def register(self, message: RoutingMessage, superseded: Iterable[RoutingMessage] = ()) -> None:
+        """The callback this record routes, and those of the lead it superseded in the batch, are accepted by the
+        next write on the lead's item."""
+        callback_ids = [message.callback_id, *(older.callback_id for older in superseded)]
+        self.accepting[message.lead_key] = [*self.accepting.get(message.lead_key, []), *callback_ids]
+
+    def take_accepting(self, lead_key: str) -> list[str]:
+        """The callback ids a write on the lead's item about to be made completes (none the second time)."""
+        return self.accepting.pop(lead_key, [])
 
     def claim(self, message: RoutingMessage, carried: tuple[str, ...] = ()) -> Attempt:
         """Choose the destinations, claim the lead and work out what it is owed (no claim when nothing can be
@@ -53,9 +70,11 @@ class LeadClaims:
 
         now = time.time()
         marked = self.config.intents(choice, hash_of, int(now))
-        claim = self.ledger.claim(message.lead_key, marked)
-        if not isinstance(claim, Lease):
+        accepting = self.accepting.get(message.lead_key, [])
+        claim = self.ledger.claim(message.lead_key, marked, accepting)
+        if not isinstance(claim, Lease):  # nothing written: the claims are completed by a later receive
             return Attempt(message, choice.decision, choice.deliveries, claim, paused=choice.paused)
+        self.take_accepting(message.lead_key)
         context = PlanContext(self.enabled, self.paused, hash_of, now, carried)
         attempt, unrecorded = self.config.plan(choice, claim, marked, context)
         if unrecorded:  # held for the lead by a pause or a settle: one more write
@@ -74,7 +93,10 @@ class LeadClaims:
         routed_at = datetime.now(UTC).isoformat()
         if attempt.lease is None:  # nothing to deliver: the outcome is the only write
             if outcome is not None:
-                item = self.leads.record_routing(message.lead_key, message.callback_id, outcome.record(routed_at))
+                accepting = self.take_accepting(message.lead_key)
+                item = self.leads.record_routing(
+                    message.lead_key, message.callback_id, outcome.record(routed_at), accepting
+                )
                 outcome.held_elsewhere = held_to_deliver(held_markers(item), attempt, self.enabled, self.paused)
             return
         lease = attempt.lease

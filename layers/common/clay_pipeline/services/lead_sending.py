@@ -86,11 +86,14 @@ class LeadSending:
         hold_unrecorded: bool = True,
         clock: Clock = utc_now,
         sleep: Callable[[float], None] = time.sleep,
+        store: StateStore | None = None,
+        queue: Callable[[str], Queue] = Queue,
     ) -> None:
         """`confirmed_by` (batch id, lead id): that batch recorded the send (Deduper); `send_seconds`: the longest
-        one send may take; `pacing_rate`: sends (table path) or runs (routine path) a second."""
+        one send may take; `pacing_rate`: sends (table path) or runs (routine path) a second. `store` (the state
+        table) and `queue` (a queue by its URL) default to the AWS adapters."""
         self.settings = settings
-        store = StateStore(settings.state_table)
+        store = store or StateStore(settings.state_table)
         self.dedupe = Deduper(
             store,
             settings.clay_dedupe_days,
@@ -102,8 +105,8 @@ class LeadSending:
         self.pacer = Pacer(store, pacing_rate, sleep=sleep)
         self.send_seconds = send_seconds  # the longest one send may take: every attempt timing out, plus backoff
         self.sleep = sleep
-        self.lead_queue = Queue(settings.lead_queue_url)
-        self.dead_letters = Queue(settings.lead_dlq_url)
+        self.lead_queue = queue(settings.lead_queue_url)
+        self.dead_letters = queue(settings.lead_dlq_url)
         self.invocation = Invocation(deadline=float("inf"))
 
     def begin(self, remaining_ms: int, records: int, urls: list[str] | None = None, auth: str | None = None) -> None:

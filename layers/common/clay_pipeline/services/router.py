@@ -82,11 +82,38 @@ class Unroutable(Exception):
         self.error = error
 
 
+@dataclass(frozen=True)
+class RouterStores:
+    """Where the router keeps state: the lead's item (its ledger and outcome), its two queues, the pause switch."""
+
+    ledger: LeadLedger
+    leads: LeadsTable
+    routing_queue: Queue
+    dead_letters: Queue
+    state: StateStore
+
+    @classmethod
+    def from_settings(cls, settings: RouterSettings) -> RouterStores:
+        return cls(
+            LeadLedger(settings.leads_table, settings.delivery_lease_seconds),
+            LeadsTable(settings.leads_table),
+            Queue(settings.routing_queue_url),
+            Queue(settings.routing_dlq_url),
+            StateStore(settings.state_table),
+        )
+
+
 class LeadRouter:
-    """What lasts across invocations: settings, rules (ConfigError at cold start), destinations, threads."""
+    """What lasts across invocations: settings, rules (ConfigError at cold start), destinations, threads.
+
+    `stores`: where it keeps state (default: the settings' tables and queues)."""
 
     def __init__(
-        self, settings: RouterSettings, http: HttpClient | None = None, sleep: Callable[[float], None] = time.sleep
+        self,
+        settings: RouterSettings,
+        http: HttpClient | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        stores: RouterStores | None = None,
     ) -> None:
         self.settings = settings
         self.config = RoutingConfig.from_settings(  # ConfigError at cold start for invalid rules or policies
@@ -97,12 +124,11 @@ class LeadRouter:
             settings.delivery_mark_days,
             salesforce=bool(settings.salesforce_login_url),  # its default rule only when it may be on
         )
-        self.ledger = LeadLedger(settings.leads_table, settings.delivery_lease_seconds)
-        self.leads = LeadsTable(settings.leads_table)
-        self.endings = RecordEndings(
-            settings, Queue(settings.routing_queue_url), Queue(settings.routing_dlq_url), self.ledger
-        )
-        self.switch = DestinationSwitch(StateStore(settings.state_table), settings.destination_pause_cache_seconds)
+        stores = stores or RouterStores.from_settings(settings)
+        self.ledger = stores.ledger
+        self.leads = stores.leads
+        self.endings = RecordEndings(settings, stores.routing_queue, stores.dead_letters, self.ledger)
+        self.switch = DestinationSwitch(stores.state, settings.destination_pause_cache_seconds)
         self.destinations = Destinations.from_settings(settings, http or HttpClient(), sleep)
         self.webhooks = self.destinations.webhooks
         self.crms = self.destinations.crms
@@ -157,6 +183,9 @@ class RoutingBatch:
         selection = newest_per_lead(messages)
         self._unroutable |= selection.failed
         self._attempts = {rid: Attempt.superseded_by_newer(message) for rid, message in selection.superseded.items()}
+        for message in selection.newest.values():
+            older = [other for other in selection.superseded.values() if other.lead_key == message.lead_key]
+            self.claims.register(message, older)
         for record_id, message in selection.newest.items():
             try:
                 self._attempts[record_id] = self.claims.claim(message)
@@ -183,7 +212,9 @@ class RoutingBatch:
         attempt = self._attempts.pop(record.message_id, None)
         if attempt is None:  # a message prepare() could not parse, or a record it did not see
             try:
-                attempt = self.claims.claim(parse_message(record.body, datetime.now(UTC)))
+                message = parse_message(record.body, datetime.now(UTC))
+                self.claims.register(message)
+                attempt = self.claims.claim(message)
             except DeadLetter as error:
                 self.endings.dead_letter(record, error, {})
                 return "dead_lettered"
@@ -194,7 +225,7 @@ class RoutingBatch:
         if isinstance(attempt.claim, Busy):
             return self.endings.wait_for_lease(record, attempt.claim)
         if attempt.claim is None and attempt.paused:
-            return self.endings.wait_for_resume(record, attempt)
+            return self._wait_for_resume(record, attempt)
         if self.deadline - time.monotonic() < MIN_ATTEMPT_SECONDS:
             # The lease lapses before SQS shows the record again (lease < visibility timeout).
             raise Wait("out of time before routing", failure=True)
@@ -204,7 +235,7 @@ class RoutingBatch:
             if isinstance(attempt.claim, Busy):
                 return self.endings.wait_for_lease(record, attempt.claim)
             if attempt.claim is None:
-                return self.endings.wait_for_resume(record, attempt)
+                return self._wait_for_resume(record, attempt)
             outcome = self._route(record, attempt)
         return self._finish(record, attempt, outcome)
 
@@ -224,6 +255,11 @@ class RoutingBatch:
         logger.exception("the lead cannot be routed", extra={"reason": reason, "message_id": record.message_id})
         self.endings.dead_letter(record, DeadLetter(reason, f"{type(cause).__name__}: {cause}"), {})
         return "dead_lettered"
+
+    def _wait_for_resume(self, record: QueueRecord, attempt: Attempt) -> str:
+        """Every delivery the lead is owed now is paused: no claim; the mark of the held ones accepts the callbacks."""
+        accepting = self.claims.take_accepting(attempt.message.lead_key)
+        return self.endings.wait_for_resume(record, attempt, accepting=accepting)
 
     def _supersede(self, attempt: Attempt) -> str:
         self.claims.supersede(attempt)
@@ -281,10 +317,13 @@ class RecordEndings:
         seconds = min(busy.seconds, IN_FLIGHT_WAIT_SECONDS * record.receive_count)
         return self._wait(record, seconds, "in_flight: another invocation is routing this lead")
 
-    def wait_for_resume(self, record: QueueRecord, attempt: Attempt, paused_now: tuple[str, ...] = ()) -> str:
+    def wait_for_resume(
+        self, record: QueueRecord, attempt: Attempt, paused_now: tuple[str, ...] = (), accepting: Iterable[str] = ()
+    ) -> str:
         """A destination the lead is owed is paused: wait in the queue, longer with each receive, never the DLQ.
 
-        `paused_now`: destinations that asked for the pause in this attempt (HubSpot's daily limit).
+        `paused_now`: destinations that asked for the pause in this attempt (HubSpot's daily limit). `accepting`:
+        callback ids whose claims the mark of the held deliveries (first receive only) completes.
         """
         held = attempt.held or paused_now
         for name in held:
@@ -293,7 +332,7 @@ class RecordEndings:
             "delivery held: destination paused", extra={"lead_key": attempt.message.lead_key, "destinations": held}
         )
         if attempt.lease is None and record.receive_count == 1:  # the claimed path marks it in its own write
-            self.ledger.mark_held(attempt.message.lead_key, held, attempt.message.received_at)
+            self.ledger.mark_held(attempt.message.lead_key, held, attempt.message.received_at, accepting)
         seconds = min(MAX_WAIT_SECONDS, self.settings.destination_pause_wait_seconds * record.receive_count)
         return self._wait(record, seconds, f"paused: {', '.join(held)}")
 

@@ -74,11 +74,15 @@ class RoutineSender:
         api: ClayApiClient | None = None,
         clock: Clock = utc_now,
         sleep: Callable[[float], None] = time.sleep,
+        store: StateStore | None = None,
+        sent_batches: SentBatches | None = None,
+        queue: Callable[[str], Queue] = Queue,
     ) -> None:
+        """`store` (the state table), `sent_batches` and `queue` (a queue by its URL) default to the AWS adapters."""
         if not settings.clay_routine_id or not settings.run_poll_queue_url:
             raise ConfigError("CLAY_ENRICHMENT_PATH=routine needs CLAY_ROUTINE_ID and RUN_POLL_QUEUE_URL")
         self.settings = settings
-        store = StateStore(settings.state_table)
+        store = store or StateStore(settings.state_table)
         self.api = api or ClayApiClient(
             settings.clay_api_base_url,
             settings.clay_request_timeout_seconds,
@@ -86,7 +90,7 @@ class RoutineSender:
             settings.clay_retry_backoff_seconds,
         )
         self.runs = RunStore(store)
-        self.sent_batches = SentBatches(settings.state_table)
+        self.sent_batches = sent_batches or SentBatches(settings.state_table)
         # A mark is confirmed by a recorded run (the invocation's batch list; or by the table path's batch
         # record, before a switch of path), and one left unrecorded is taken over rather than held: see the
         # module docstring. One pacing slot per run: a full run stands for run_size leads of the shared rate.
@@ -98,8 +102,10 @@ class RoutineSender:
             hold_unrecorded=False,
             clock=clock,
             sleep=sleep,
+            store=store,
+            queue=queue,
         )
-        self.routine = RoutineRuns(self.sending, self.api, self.runs, Queue(settings.run_poll_queue_url))
+        self.routine = RoutineRuns(self.sending, self.api, self.runs, queue(settings.run_poll_queue_url))
         self._failures: list[str] = []
 
     def _confirms(self, batch_id: str, lead_id: str) -> bool:

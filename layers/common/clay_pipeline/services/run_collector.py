@@ -31,7 +31,7 @@ from clay_pipeline.adapters.clay_api import ClayApiClient, ClayApiError, ItemRes
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import RunCollectorSettings
-from clay_pipeline.core.errors import InProgress, Rejected
+from clay_pipeline.core.errors import Rejected
 from clay_pipeline.core.json_text import dump_json
 from clay_pipeline.core.routines import DAY_SECONDS, GiveUp, PollMessage, Run, after_no_results
 from clay_pipeline.core.sending import ApiOutcome
@@ -44,7 +44,6 @@ from clay_pipeline.services.routines import RunStore
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-IN_PROGRESS_RETRY_SECONDS = 2  # the other path is accepting the same item right now
 MAX_DELAY_SECONDS = 900  # SQS's longest message delay
 SAFETY_MARGIN_SECONDS = 2.0  # left at the end of an invocation to report the batch
 AUTH_OUTCOMES = frozenset({ApiOutcome.UNAUTHORIZED, ApiOutcome.FORBIDDEN})
@@ -56,9 +55,12 @@ class RunCollector:
         settings: RunCollectorSettings,
         api: ClayApiClient | None = None,
         acceptor: CallbackAcceptor | None = None,
+        store: StateStore | None = None,
+        poll_queue: Queue | None = None,
+        dead_letters: Queue | None = None,
     ) -> None:
         self.settings = settings
-        self.store = StateStore(settings.state_table)
+        self.store = store or StateStore(settings.state_table)
         self.runs = RunStore(self.store)
         self.api = api or ClayApiClient(
             settings.clay_api_base_url,
@@ -67,10 +69,10 @@ class RunCollector:
             settings.clay_retry_backoff_seconds,
         )
         self.callback_settings = settings.callback_settings()
-        # A poll message is handed back rather than waiting long on a dependency or an identical callback in flight.
+        # A poll message is handed back rather than waiting long on a dependency.
         self.acceptor = acceptor or CallbackAcceptor(self.callback_settings, max_wait_seconds=2.0)
-        self.poll_queue = Queue(settings.run_poll_queue_url)
-        self.dead_letters = Queue(settings.lead_dlq_url)
+        self.poll_queue = poll_queue or Queue(settings.run_poll_queue_url)
+        self.dead_letters = dead_letters or Queue(settings.lead_dlq_url)
         self.dedupe = Deduper(self.store, settings.clay_dedupe_days)
         self.deadline = math.inf  # time.monotonic() by which a call to Clay must end: the invocation's
 
@@ -108,11 +110,7 @@ class RunCollector:
             return self._not_yet(message, run, f"{results.finished} of {results.total} items finished")
         if not self.runs.hold(run.run_id, "collecting", self.settings.run_mark_days):
             return "already_ended"  # given up meanwhile: its leads are in the DLQ
-        try:
-            self._collect(run, results)
-        except InProgress:
-            self.poll_queue.send(message.to_message(), delay_seconds=IN_PROGRESS_RETRY_SECONDS)
-            return "retry"
+        self._collect(run, results)
         if self.runs.end(run.run_id, "collected", self.settings.run_mark_days):
             count("RoutineRunCollected")
             logger.info("routine run collected", extra={"routine_run_id": run.run_id, "trigger": message.trigger})

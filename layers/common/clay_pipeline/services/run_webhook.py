@@ -60,10 +60,12 @@ def run_id_of(body: bytes, headers: dict[str, str]) -> str | None:
 
 
 class RunWebhook:
-    def __init__(self, settings: RunPollSettings) -> None:
+    def __init__(
+        self, settings: RunPollSettings, marks: StateStore | None = None, poll_queue: Queue | None = None
+    ) -> None:
         self.settings = settings
-        self.marks = StateStore(settings.state_table)
-        self.poll_queue = Queue(settings.run_poll_queue_url)
+        self.marks = marks or StateStore(settings.state_table)
+        self.poll_queue = poll_queue or Queue(settings.run_poll_queue_url)
 
     def receive(self, headers: dict[str, str], body: bytes) -> dict[str, Any]:
         """Size, signature, then the body; the 200 answer (a test delivery, a duplicate or a run to collect)."""

@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 from clay_pipeline import config
 from clay_pipeline.adapters.batch_records import SENT_RECORD_TTL_SECONDS, SentBatches
 from clay_pipeline.adapters.clay_webhook import ClayClient
+from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import SenderSettings
 from clay_pipeline.core.leads import Lead
@@ -65,9 +66,13 @@ class ClaySender:
         clay: ClayClient | None = None,
         clock: Clock = utc_now,
         sleep: Callable[[float], None] = time.sleep,
+        store: StateStore | None = None,
+        sent_batches: SentBatches | None = None,
+        queue: Callable[[str], Queue] = Queue,
     ) -> None:
+        """`store` (the state table), `sent_batches` and `queue` (a queue by its URL) default to the AWS adapters."""
         self.settings = settings
-        store = StateStore(settings.state_table)
+        store = store or StateStore(settings.state_table)
         self.clay = clay or ClayClient(
             settings.clay_request_timeout_seconds,
             settings.clay_retry_attempts,
@@ -75,7 +80,7 @@ class ClaySender:
             pool_size=settings.clay_send_concurrency,
         )
         self.concurrency = settings.clay_send_concurrency
-        self.sent_batches = SentBatches(settings.state_table)
+        self.sent_batches = sent_batches or SentBatches(settings.state_table)
         # One write per lead: the claim. The batch record written when the batch ends confirms the sends.
         self.sending = LeadSending(
             settings,
@@ -84,6 +89,8 @@ class ClaySender:
             pacing_rate=settings.clay_send_rate_per_second,
             clock=clock,
             sleep=sleep,
+            store=store,
+            queue=queue,
         )
         self.webhooks = TableWebhooks(
             self.sending, self.clay, WebhookPool(store, settings.clay_webhook_submission_limit)

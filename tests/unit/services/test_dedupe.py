@@ -1,29 +1,28 @@
-"""Dedupe marks on the state table (moto): the claim's conditional write, confirming, holding, taking over.
-How a mark found by a claim is read is tested on plain data in tests/unit/core/test_sending.py."""
+"""Dedupe marks (services/dedupe.py) on the in-memory state store (tests/fakes/state_table.py, held to the
+DynamoDB adapter by tests/integration/test_state_table_contract.py): claiming, confirming, holding, taking over.
+The claim's cost and concurrent claims are tested on moto in tests/integration/test_dedupe.py; how a mark found by a
+claim is read, on plain data in tests/unit/core/test_sending.py."""
 
 from __future__ import annotations
 
 import io
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 
-from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.core.sending import Claim
 from clay_pipeline.services.dedupe import Deduper
-from tests.dynamodb_calls import recorded_dynamodb_calls
+from tests.fakes.state_table import FakeStateStore
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
-def store(stack: Any) -> StateStore:
-    return StateStore(stack.table_names["StateTable"])
+def store() -> FakeStateStore:
+    return FakeStateStore()
 
 
-def test_dedupe_claim_confirm_release(store: StateStore) -> None:
+def test_dedupe_claim_confirm_release(store: FakeStateStore) -> None:
     dedupe = Deduper(store, days=30)
     assert dedupe.claim("ld_1") is Claim.CLAIMED
     assert dedupe.claim("ld_1") is Claim.IN_FLIGHT  # another sender holds it
@@ -36,19 +35,7 @@ def test_dedupe_claim_confirm_release(store: StateStore) -> None:
     assert dedupe.claim("ld_1") is Claim.CLAIMED
 
 
-def test_a_claim_is_one_write_that_lasts_the_dedupe_days(store: StateStore) -> None:
-    dedupe = Deduper(store, days=30)
-    with recorded_dynamodb_calls() as calls:
-        assert dedupe.claim("ld_one", {"batch": "b1"}, lease_seconds=60) is Claim.CLAIMED
-    assert [operation for operation, _ in calls.calls] == ["PutItem"]
-    mark = store.get("dedupe#ld_one")
-    assert mark is not None
-    assert (mark["status"], mark["batch"]) == ("sending", "b1")
-    assert mark["expires_at"] - time.time() > 29 * 86_400
-    assert 0 < mark["lease_until"] - time.time() <= 62
-
-
-def test_a_lapsed_claim_its_batch_record_lists_is_already_sent_and_confirmed(store: StateStore) -> None:
+def test_a_lapsed_claim_its_batch_record_lists_is_already_sent_and_confirmed(store: FakeStateStore) -> None:
     # GIVEN a lead claimed by a batch that ended and whose record lists it
     dedupe = Deduper(store, days=30, confirmed_by=lambda batch, lead: (batch, lead) == ("b1", "ld_sent"))
     dedupe.claim("ld_sent", {"batch": "b1"}, lease_seconds=-5)
@@ -60,7 +47,7 @@ def test_a_lapsed_claim_its_batch_record_lists_is_already_sent_and_confirmed(sto
 
 
 def test_a_lapsed_claim_no_batch_record_lists_is_held_as_an_unknown_outcome(
-    store: StateStore, captured_logs: io.StringIO
+    store: FakeStateStore, captured_logs: io.StringIO
 ) -> None:
     # GIVEN a sender that claimed the lead and died before its batch ended (no batch record)
     dedupe = Deduper(store, days=30, hold_seconds=3600, confirmed_by=lambda batch, lead: False)
@@ -71,24 +58,7 @@ def test_a_lapsed_claim_no_batch_record_lists_is_held_as_an_unknown_outcome(
     assert "ended without recording it" in captured_logs.getvalue()
 
 
-def test_a_lapsed_unrecorded_claim_is_taken_over_by_one_copy_when_unrecorded_claims_are_not_held(
-    store: StateStore, captured_logs: io.StringIO
-) -> None:
-    # GIVEN the routine path's dedupe (a run no record lists is collected by nothing) and a claimant that died
-    dedupe = Deduper(store, days=30, confirmed_by=lambda batch, lead: False, hold_unrecorded=False)
-    dedupe.claim("ld_orphan", {"batch": "b9"}, lease_seconds=-5)
-    # WHEN ten later copies of other invocations claim it at once
-    with ThreadPoolExecutor(10) as pool:
-        claims = list(pool.map(lambda n: dedupe.claim("ld_orphan", {"batch": f"b{n}"}, lease_seconds=60), range(10)))
-    # THEN one takes the mark over and sends, the others find it in flight, and nothing is held as a lost answer
-    assert sorted(claim.value for claim in claims) == ["claimed"] + ["in_flight"] * 9
-    mark = store.get("dedupe#ld_orphan")
-    assert mark is not None and mark["status"] == "sending" and mark["batch"] != "b9"
-    assert dedupe.seconds_held("ld_orphan") == 0
-    assert "ended without recording a send: it is sent again" in captured_logs.getvalue()
-
-
-def test_lost_answer_holds_the_lead_until_the_mark_expires(store: StateStore) -> None:
+def test_lost_answer_holds_the_lead_until_the_mark_expires(store: FakeStateStore) -> None:
     # GIVEN a send whose answer was lost (Clay may or may not have the row)
     dedupe = Deduper(store, days=30)
     assert dedupe.claim("ld_lost") is Claim.CLAIMED
@@ -104,16 +74,9 @@ def test_lost_answer_holds_the_lead_until_the_mark_expires(store: StateStore) ->
     assert dedupe.claim("ld_lost") is Claim.CLAIMED
 
 
-def test_dedupe_off_writes_nothing(store: StateStore) -> None:
+def test_dedupe_off_writes_nothing(store: FakeStateStore) -> None:
     dedupe = Deduper(store, days=0)
     assert dedupe.claim("ld_1") is Claim.CLAIMED
     assert dedupe.claim("ld_1") is Claim.CLAIMED
     assert dedupe.hold("ld_1", 3600) is False  # no hold either: dedupe off means every receive sends
     assert store.get("dedupe#ld_1") is None
-
-
-def test_only_one_of_many_concurrent_claims_wins(store: StateStore) -> None:
-    dedupe = Deduper(store, days=30)
-    with ThreadPoolExecutor(10) as pool:
-        claims = list(pool.map(lambda _: dedupe.claim("ld_race"), range(10)))
-    assert claims.count(Claim.CLAIMED) == 1
