@@ -26,7 +26,9 @@ from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.ledger import SENDING_PREFIX, UNKNOWN_PREFIX, markers
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.core import state_keys
+from clay_pipeline.core.callback_acceptance import PENDING_PREFIX, callback_version
 from clay_pipeline.core.leads import Lead, derive_lead_id, normalise_domain
+from clay_pipeline.core.stale_leads import CLAIMED_STATUS
 from clay_pipeline.services.pause import DestinationSwitch
 from clay_pipeline.services.routines import RunStore
 from cli.operations.target import Target
@@ -48,6 +50,11 @@ CONFIRMATIONS = {
     "dead_letter": "its result went to LeadDLQ with the run's id (the dedupe mark was released: a replay sends it "
     "in a new run)",
 }
+# The stored version's callback claim, no routing outcome yet (services/sweeper.py, "Unqueued claims").
+UNROUTED_CLAIM = (
+    "accepted, not routed yet: queued for the router, or its callback died before queueing it "
+    "(then the hourly stale sweep queues it once the claim is CALLBACK_UNQUEUED_AFTER_SECONDS old)"
+)
 
 
 def kind_of(who: str) -> str:
@@ -144,6 +151,8 @@ class LeadTrace:
                     for name, entry in sorted(_unknown(item).items())
                 },
                 "lease_until": when(item.get("lease_until")),
+                # the stored version's callback claim: the router has not written for it yet
+                "claimed_at": when(item.get(PENDING_PREFIX + callback_version(callback_id))) if callback_id else "",
             }
             if item.get("routing_status") not in (None, "stale") or item.get("deliveries")
             else None,
@@ -188,7 +197,10 @@ class LeadTrace:
             text = f"{routing['status']}: {statuses}" if statuses else str(routing["status"])
             if routing["skipped_reason"]:
                 text += f" ({routing['skipped_reason']})"
-            events.append((routing["routed_at"], "outcome", text))
+            if routing["claimed_at"] and routing["status"] == CLAIMED_STATUS:
+                events.append((routing["claimed_at"], "routing", UNROUTED_CLAIM))
+            else:
+                events.append((routing["routed_at"], "outcome", text))
             for name, entry in routing["unknown"].items():
                 text = (
                     f"{name}: sent, no answer ({entry['reason']}); not sent again until settled: "

@@ -9,9 +9,9 @@ import time
 from typing import Any
 
 from clay_pipeline.adapters.dynamodb import STATE_TTL
-from clay_pipeline.adapters.leads_table import PENDING_PREFIX, VERSIONS
+from clay_pipeline.adapters.leads_table import VERSIONS
 from clay_pipeline.core import callback_acceptance
-from clay_pipeline.core.callback_acceptance import Acceptance, Claim
+from clay_pipeline.core.callback_acceptance import PENDING_PREFIX, Acceptance, Claim
 from tests.fakes.leads_table import FakeLeadsTable, Item, LeadItems
 
 

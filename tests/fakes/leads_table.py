@@ -13,8 +13,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from clay_pipeline.adapters.dynamodb import from_item, to_item
-from clay_pipeline.adapters.leads_table import PENDING_PREFIX, VERSIONS
+from clay_pipeline.adapters.leads_table import VERSIONS
 from clay_pipeline.core import callback_acceptance
+from clay_pipeline.core.callback_acceptance import PENDING_PREFIX
 
 Item = dict[str, Any]
 

@@ -23,12 +23,23 @@ from clay_pipeline.adapters.callback_claims import CallbackClaims
 from clay_pipeline.adapters.dynamodb import to_item
 from clay_pipeline.adapters.leads_table import LeadsTable
 from clay_pipeline.adapters.state_table import StateStore
+from clay_pipeline.core.leads import body_hash
 from clay_pipeline.services.sweeper import CHECKPOINT_KEY
+from local.apigw import http_event
 from local.http_stub import StubServer
 from local.sqs_events import from_received
 from tests.conftest import LambdaContextStub
 from tests.dynamodb_calls import before_dynamodb_calls
 from tests.integration.test_sender import emitted_metrics
+from tests.reliability.test_callback_reliability import (
+    LEAD,
+    SECRET,
+    VERSION,
+    DyingQueue,
+    ProcessDied,
+    queued,
+    routed_to_zapier,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -259,3 +270,73 @@ def test_a_stale_lead_is_requeued_to_clay_once_when_enabled(
     # THEN it is stale again but not re-queued a second time
     assert (report["stale"], report["requeued"]) == (1, 0)
     assert client("sqs").receive_message(QueueUrl=queue_url).get("Messages", []) == []
+
+
+# -- a callback that died between its claim and queueing ------------------------------------------
+def post_callback(app: Any, lead: dict[str, Any]) -> dict[str, Any]:
+    body = json.dumps(lead).encode()
+    headers = {"content-type": "application/json", "x-clay-signature": SECRET}
+    answer: dict[str, Any] = app.lambda_handler(
+        http_event("POST", "/clay/callback", body, headers), LambdaContextStub()
+    )
+    return answer
+
+
+def die_after_the_claim(app: Any, lead: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The callback writes its claim, then its process dies before the routing message is queued (a timeout or
+    out of memory: API Gateway answers Clay 5xx, which Clay does not retry, and no release runs)."""
+    real_queue = app.acceptor.routing_queue
+    monkeypatch.setattr(app.acceptor, "routing_queue", DyingQueue())
+    with pytest.raises(ProcessDied):
+        post_callback(app, lead)
+    monkeypatch.setattr(app.acceptor, "routing_queue", real_queue)
+
+
+def test_a_callback_that_died_before_queueing_is_queued_by_the_sweep_and_delivered_once(
+    history: History,
+    make_sweeper: Any,
+    load_function: Any,
+    stack: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN two leads sent to Clay a day ago: one whose callback claimed it and died before queueing it; one
+    # whose first callback died the same way and whose second, newer callback (another body) was routed
+    superseded = {"lead_id": "ld_newer", "email": "newer@acme.com", "icp_score": "77"}
+    history.batch("b1", NOW - 24 * HOUR - 60, [LEAD["lead_id"], superseded["lead_id"]])
+    callback = load_function("CallbackFunction", CALLBACK_SECRETS=SECRET)
+    die_after_the_claim(callback, LEAD, monkeypatch)
+    die_after_the_claim(callback, superseded, monkeypatch)
+    assert queued(stack) == 0 and f"pending_{VERSION}" in history.item(LEAD["lead_id"])
+    assert json.loads(post_callback(callback, {**superseded, "icp_score": "91"})["body"])["duplicate"] is False
+    assert routed_to_zapier(load_function, stack) == 1
+    older_claim = f"pending_{body_hash(superseded)[:32]}"
+    assert older_claim in history.item(superseded["lead_id"])
+    # WHEN the sweep runs before the claim is CALLBACK_UNQUEUED_AFTER_SECONDS old THEN it leaves it (in flight?)
+    assert sweep(make_sweeper(clock=time.time() + 60))["unqueued_routed"] == 0
+    assert queued(stack) == 0
+    # WHEN the same window is swept 16 minutes after the claim, twice (the first sweep failed before its
+    # checkpoint write)
+    capsys.readouterr()
+    for _ in range(2):
+        StateStore(history.state).delete(CHECKPOINT_KEY)
+        report = sweep(make_sweeper(clock=time.time() + 16 * 60))
+        # THEN each queued the dead callback's own routing message; the other lead's older claim needs nothing
+        assert report["unqueued_routed"] == 1 and report["stale"] == 0
+    assert queued(stack) == 2
+    # AND counted and logged it, by ids only
+    metrics = emitted_metrics(capsys.readouterr().out, "LeadsUnqueuedRouted")
+    assert [metric["LeadsUnqueuedRouted"] for metric in metrics] == [[1.0], [1.0]]
+    logged = [record for record in caplog.records if "queued for routing" in record.getMessage()]
+    assert [record.__dict__["lead_id"] for record in logged] == [LEAD["lead_id"]] * 2
+    assert LEAD["email"] not in str([record.__dict__ for record in logged])
+    # AND routing what RoutingQueue holds (both copies) delivers the lead once and completes the claim
+    assert routed_to_zapier(load_function, stack) == 1
+    item = history.item(LEAD["lead_id"])
+    assert VERSION in item["versions"] and f"pending_{VERSION}" not in item and item["routing_status"] == "routed"
+    newer = history.item(superseded["lead_id"])
+    assert newer["enrichment"]["icp_score"] == 91 and older_claim in newer
+    # AND the window swept once more queues nothing: the claim is completed, the other superseded
+    StateStore(history.state).delete(CHECKPOINT_KEY)
+    assert sweep(make_sweeper(clock=time.time() + 16 * 60))["unqueued_routed"] == 0 and queued(stack) == 0

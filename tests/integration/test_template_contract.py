@@ -369,14 +369,29 @@ def sweeper_scenarios(stack: Provisioned, load: Callable[..., Any], requeue: boo
     sent_at = int(time.time()) - 5400
     batch = {"called": {"w": 0, "t": sent_at, "r": 1, "p": 1}, "silent": {"w": 0, "t": sent_at, "r": 1, "p": 1}}
     bodies = zlib.compress(json.dumps({"silent": json.dumps({"lead_id": "silent", "email": "s@acme.com"})}).encode())
-    item = to_item({"pk": "sent#b1", "sent_bucket": hour_bucket(sent_at), "sent_at": sent_at, "leads": batch})
-    setup_client("dynamodb").put_item(TableName=state, Item={**item, "bodies": {"B": bodies}})
+    record = {"pk": "sent#b1", "sent_bucket": hour_bucket(sent_at), "sent_at": sent_at}
     setup_client("dynamodb").put_item(TableName=state, Item=to_item({"pk": "dedupe#silent", "status": "sent"}))
     called_back = {"lead_key": "called", "received_at": datetime.now(UTC).isoformat(), "callbacks": 1}
     setup_client("dynamodb").put_item(TableName=leads, Item=to_item(called_back))
+    # and one called back an hour ago whose callback died before queueing it (its claim still in place)
+    batch["unqueued"] = {"w": 0, "t": sent_at, "r": 1, "p": 1}
+    claimed_at = datetime.fromtimestamp(time.time() - 3600, UTC).isoformat()
+    unqueued = {
+        "lead_key": "unqueued",
+        "received_at": claimed_at,
+        "routing_status": "received",
+        "callback_id": "unqueued#v1",
+        "enrichment": {"lead_id": "unqueued", "email": "u@acme.com"},
+        "pending_v1": claimed_at,
+        "callbacks": 1,
+    }
+    setup_client("dynamodb").put_item(TableName=leads, Item=to_item(unqueued))
+    setup_client("dynamodb").put_item(
+        TableName=state, Item={**to_item({**record, "leads": batch}), "bodies": {"B": bodies}}
+    )
     app = load("StaleSweeperFunction", STALE_AFTER_HOURS="1", STALE_REQUEUE=str(requeue).lower())
     report = app.lambda_handler({}, LambdaContextStub(remaining_ms=300_000))
-    assert (report["stale"], report["requeued"]) == (1, int(requeue))
+    assert (report["stale"], report["requeued"], report["unqueued_routed"]) == (1, int(requeue), 1)
 
 
 def signed_run_webhook(run_id: str, secret: str) -> dict[str, Any]:
@@ -586,10 +601,13 @@ def test_the_sweeper_without_requeue_may_neither_queue_leads_nor_delete_marks(
     # GIVEN the template's default, StaleRequeue=false WHEN the sweeper finds a stale lead
     with recorded_calls() as calls:
         sweeper_scenarios(stack, load_function, requeue=False)
-    # THEN its policy is exactly what it called, without the re-queue's two actions
+    # THEN its policy is exactly what it called, without the re-queue's two actions: it may delete no mark and
+    # send to no queue but RoutingQueue (a called-back lead whose callback died before queueing it)
     granted = granted_actions("StaleSweeperFunction")
     assert calls.actions == granted
-    assert {"sqs:SendMessage", "dynamodb:DeleteItem"}.isdisjoint(granted)
+    assert "dynamodb:DeleteItem" not in granted
+    sends = [s for s in granted_statements("StaleSweeperFunction") if "sqs:SendMessage" in s["Action"]]
+    assert [statement["Resource"] for statement in sends] == ["arn:aws:local:::RoutingQueue"]
 
 
 # ------------------------------------------------------------------------------------- capacity mode

@@ -1,5 +1,6 @@
 """`clay-pipeline trace`'s story of a lead on the routine path (cli/operations/trace.py), from what the state
-table keeps as plain data: the dedupe mark and the run the lead went in (run#, run-done#, run-leads#).
+table keeps as plain data: the dedupe mark and the run the lead went in (run#, run-done#, run-leads#); and a
+lead whose callback claim is not routed yet.
 The records as the routine sender really writes them: tests/integration/test_cli_trace.py."""
 
 from __future__ import annotations
@@ -63,3 +64,31 @@ def test_a_sending_mark_without_a_run_stays_sending() -> None:
     assert trace.to_dict()["dedupe"]["status"] == "sending"
     assert trace.to_dict()["routine_run"] is None
     assert [event for event in trace.timeline() if event[1] == "sent to Clay"] == []
+
+
+def test_a_lead_whose_callback_claim_is_not_routed_says_so_not_an_outcome() -> None:
+    # GIVEN the leads table item as the callback's claim leaves it (its version claimed, no routing outcome)
+    item = {
+        "lead_key": "ld_1",
+        "callback_id": "ld_1#v2",
+        "received_at": "2026-12-05T20:00:00+00:00",
+        "routing_status": "received",
+        "pending_v2": "2026-12-05T20:00:00+00:00",
+        "callbacks": 1,
+    }
+    trace = LeadTrace("ld_1", mark=MARK, item=item)
+    # THEN trace tells it is accepted and not routed yet, since the claim, and how it is recovered
+    [(at, text)] = [(event[0], event[2]) for event in trace.timeline() if event[1] in ("routing", "outcome")]
+    assert at == "2026-12-05T20:00:00+00:00"
+    assert text.startswith("accepted, not routed yet") and "stale sweep queues it" in text
+    assert trace.to_dict()["routing"]["claimed_at"] == at
+    # AND once the router wrote for it (the claim gone, an outcome), the outcome is told as before
+    routed = {key: value for key, value in item.items() if key != "pending_v2"} | {
+        "routing_status": "routed",
+        "routed_at": "2026-12-05T20:00:02+00:00",
+        "destinations": {"zapier": "delivered"},
+    }
+    [(stage, text)] = [
+        (e[1], e[2]) for e in LeadTrace("ld_1", item=routed).timeline() if e[1] in ("routing", "outcome")
+    ]
+    assert (stage, text) == ("outcome", "routed: zapier delivered")

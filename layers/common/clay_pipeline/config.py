@@ -243,6 +243,10 @@ class SweeperSettings(Settings):
     lead_queue_url: Required  # where a stale lead is re-queued (STALE_REQUEUE)
     stale_after_hours: int = Field(default=24, ge=1, le=168)  # batch records are kept 8 days
     stale_requeue: bool = False  # send a stale lead to Clay once more (costs Clay actions and a new row)
+    routing_queue_url: Required  # where a called-back lead whose callback died before queueing is queued
+    # A callback's claim still in place this long after it was written was never queued (the callback's timeout
+    # and RoutingQueue's usual latency are seconds): the sweeper queues its routing message.
+    callback_unqueued_after_seconds: int = Field(default=900, ge=300, le=86_400)
 
 
 class RunPollSettings(Settings):

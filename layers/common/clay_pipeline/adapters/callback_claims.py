@@ -17,7 +17,6 @@ from botocore.exceptions import ClientError
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.dynamodb import STATE_TTL, from_item, is_condition_failure, to_item
 from clay_pipeline.adapters.leads_table import (
-    PENDING_PREFIX,
     VERSIONS,
     LeadsTable,
     lead_item_key,
@@ -25,6 +24,7 @@ from clay_pipeline.adapters.leads_table import (
 )
 from clay_pipeline.core.callback_acceptance import (
     ACCEPTANCE_OF_REFUSAL,
+    PENDING_PREFIX,
     Acceptance,
     Claim,
     Refusal,

@@ -16,10 +16,9 @@ from botocore.exceptions import ClientError
 
 from clay_pipeline.adapters.aws import client
 from clay_pipeline.adapters.dynamodb import from_item, is_condition_failure, to_item
-from clay_pipeline.core.callback_acceptance import callback_version, versions_to_trim
+from clay_pipeline.core.callback_acceptance import PENDING_PREFIX, callback_version, versions_to_trim
 
 VERSIONS = "versions"  # the lead item's list of its most recently accepted callback versions, oldest first
-PENDING_PREFIX = "pending_"  # + version: a callback's claim of that version, until the router accepts it
 
 
 @dataclass(frozen=True)

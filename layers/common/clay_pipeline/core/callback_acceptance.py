@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 # Exactly once needs the versions an identical re-send can still carry: Clay's retries (immediate) and its
 # re-sends of a lost answer come within a few versions of the original. The list keeps the newest
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 # again when it is re-sent (docs/ARCHITECTURE.md, "Bounded state per lead").
 KEPT_VERSIONS = 32
 TRIM_SLACK = 16
+PENDING_PREFIX = "pending_"  # + version: a callback's claim of that version, until the router accepts it
 
 
 class Acceptance(enum.Enum):
@@ -94,3 +96,9 @@ def versions_to_trim(kept: Collection[str]) -> int:
     """How many of the oldest accepted versions to drop after an acceptance: none until the list reaches
     KEPT_VERSIONS + TRIM_SLACK, then down to KEPT_VERSIONS."""
     return len(kept) - KEPT_VERSIONS if len(kept) >= KEPT_VERSIONS + TRIM_SLACK else 0
+
+
+def routing_message(callback_id: str, lead_key: str, lead: dict[str, Any], received_at: str) -> dict[str, Any]:
+    """The RoutingQueue message of an accepted callback (read back by core/routing_message.py): what the callback
+    queues, and what the stale-lead sweeper queues again for a claim the callback never queued."""
+    return {"callback_id": callback_id, "lead_key": lead_key, "lead": lead, "received_at": received_at}

@@ -1,8 +1,9 @@
 """A RoutingQueue message read into a lead ready to route, and which messages of one batch are routed.
 
-A message is {"callback_id", "lead_key", "lead": {...EnrichedLead...}, "received_at"} (the callback queues
-it). Reading it validates the lead and fills in icp_score and tier when Clay sent none (scoring.py); a
-message that can never be routed ends as DeadLetter (core/outcomes.py) with a reason an operator filters on.
+A message is {"callback_id", "lead_key", "lead": {...EnrichedLead...}, "received_at"} (built by
+core/callback_acceptance.py routing_message: the callback queues it, the stale-lead sweeper re-queues it).
+Reading it validates the lead and fills in icp_score and tier when Clay sent none (scoring.py); a message
+that can never be routed ends as DeadLetter (core/outcomes.py) with a reason an operator filters on.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Stale leads as plain data: which leads count as called back, which window a sweep reads, and the text that
-recovers them in Clay (the lookup and the sweep over the tables: services/sweeper.py)."""
+"""Stale leads as plain data: which leads count as called back, which window a sweep reads, which called-back
+lead holds a claim its callback never queued, and the text that recovers them in Clay (the lookup and the sweep
+over the tables: services/sweeper.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,53 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from clay_pipeline.core.callback_acceptance import PENDING_PREFIX, callback_version, routing_message
+
+CLAIMED_STATUS = "received"  # the routing_status a callback's claim writes; the router's outcome replaces it
+
 
 def called_back_since(item: dict[str, Any] | None, sent_at: int) -> bool:
     received = str((item or {}).get("received_at") or "")
     return bool(received) and datetime.fromisoformat(received).timestamp() >= sent_at
+
+
+# -- a callback's claim that was never queued ---------------------------------------------------
+# The callback claims a version on the lead's item (`pending_<version>`, with the enrichment and
+# routing_status "received"), then queues the routing message; the router's first write removes the claim.
+# A callback that dies in between (timeout, out of memory) answers Clay 5xx, which Clay does not re-send
+# (docs/ARCHITECTURE.md), so the claim outliving `after_seconds` (well past the callback's timeout and
+# RoutingQueue's usual latency) means the message was most likely never queued: the sweeper queues it.
+
+
+def may_hold_unqueued_claim(item: dict[str, Any] | None, now: float, after_seconds: int) -> bool:
+    """From the attributes the sweep reads anyway: the router has written nothing for the stored version
+    (still the claim's routing_status) and the stored callback came at least `after_seconds` ago. Only these
+    items are read whole (unqueued_claim decides)."""
+    item = item or {}
+    received = str(item.get("received_at") or "")
+    return (
+        item.get("routing_status") == CLAIMED_STATUS
+        and bool(received)
+        and datetime.fromisoformat(received).timestamp() <= now - after_seconds
+    )
+
+
+def unqueued_claim(item: dict[str, Any] | None, now: float, after_seconds: int) -> dict[str, Any] | None:
+    """The routing message to queue again for the whole lead item `item`, or None.
+
+    Only the stored version counts: its claim still in place (the router never wrote for it) and older than
+    `after_seconds`. A claim of an older version that a newer stored callback superseded needs nothing (the
+    newer one is routed), and a claim the router completed is gone. The message is the callback's own, with
+    the claim's received_at.
+    """
+    item = item or {}
+    callback_id = str(item.get("callback_id") or "")
+    if not callback_id or "enrichment" not in item or "lead_key" not in item:
+        return None
+    claimed_at = str(item.get(PENDING_PREFIX + callback_version(callback_id)) or "")
+    if not claimed_at or datetime.fromisoformat(claimed_at).timestamp() > now - after_seconds:
+        return None
+    return routing_message(callback_id, str(item["lead_key"]), item["enrichment"], claimed_at)
 
 
 def sweep_window(

@@ -16,7 +16,9 @@ a lost lead. Each DynamoDB and SQS call is therefore retried with backoff inside
 until its deadline (the Lambda's remaining time less DEADLINE_RESERVE_SECONDS): an outage shorter
 than that costs a slower answer, not a callback. Only past the deadline is the claim dropped and
 503 answered. A crash after the claim leaves it in place: a re-send of the same body then queues a copy,
-and a different body of the lead is accepted as usual. If DynamoDB fails, nothing is queued.
+and a different body of the lead is accepted as usual; with no re-send, the stale-lead sweeper queues the
+claim's message once it is CALLBACK_UNQUEUED_AFTER_SECONDS old (services/sweeper.py). If DynamoDB fails,
+nothing is queued.
 
 Hand-written rather than Powertools' idempotency utility: it keeps its in-progress and completion
 records in an item of its own, two writes per callback beside the lead's own write (3 WRU per
@@ -40,7 +42,7 @@ from clay_pipeline.adapters.dynamodb import item_size
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.config import CallbackSettings
 from clay_pipeline.core import auth
-from clay_pipeline.core.callback_acceptance import Acceptance
+from clay_pipeline.core.callback_acceptance import Acceptance, routing_message
 from clay_pipeline.core.errors import BadRequest, ConfigError, TooLarge, Unauthorized
 from clay_pipeline.core.json_text import dump_json
 from clay_pipeline.core.leads import EnrichedLead, body_hash, field_errors
@@ -192,12 +194,7 @@ class CallbackAcceptor:
         )
         if claim.acceptance is Acceptance.DUPLICATE:
             return {"received": True, "lead_key": request.lead_key, "duplicate": True}
-        message = {
-            "callback_id": request.callback_id,
-            "lead_key": request.lead_key,
-            "lead": request.message,
-            "received_at": claim.received_at,
-        }
+        message = routing_message(request.callback_id, request.lead_key, request.message, claim.received_at)
         if claim.acceptance is Acceptance.PENDING:
             # The identical callback that claimed it may have died before queueing: a copy makes sure it is
             # routed (the router's ledger delivers the lead once). Not queued: 503, as for any callback.

@@ -1,4 +1,4 @@
-"""Stale leads: sent to Clay, and no callback after STALE_AFTER_HOURS.
+"""Stale leads: sent to Clay, and no callback after STALE_AFTER_HOURS; and called-back leads never queued.
 
 How the sweeper finds them without reading the whole table (DynamoDB bills a write unit at five
 times a read unit, and every write per lead counts):
@@ -29,13 +29,23 @@ costs Clay actions and creates a second row) is at most once per lead: `requeued
 before the dedupe mark is removed and the lead re-queued, so a crash in between loses the
 re-queue, never doubles it. It needs the lead's body, which the sender keeps in the batch record
 (compressed) only while STALE_REQUEUE is on, at a few more write units per batch.
+
+Unqueued claims: of the window's leads that were called back, an item still holding its stored version's
+claim (`pending_<version>`) CALLBACK_UNQUEUED_AFTER_SECONDS after it was written belongs to a callback that
+died between its claim and queueing (Clay does not re-send a 5xx). The sweeper queues the routing message the
+callback would have (core/stale_leads.py decides). Only items whose projected attributes say so (routing status
+still the claim's, received long enough ago) are read whole, one GetItem each. The copy is not remembered:
+each send window is read once (the checkpoint), and a second copy (a sweep re-reading its window after a
+failure, a lead re-sent and swept again, a claim whose router is merely slow) is routed once by the router's
+ledger, as the copy an identical callback queues when it meets a claim (services/callback.py). A mark written
+before queueing would reopen the window it closes (marked, then dead before queueing: never queued again).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from clay_pipeline.adapters.batch_records import SENT_RECORD_TTL_SECONDS, SentBatches, SentLead, iso, unpack_bodies
@@ -44,7 +54,7 @@ from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import SweeperSettings
 from clay_pipeline.core import state_keys
-from clay_pipeline.core.stale_leads import called_back_since, sweep_window
+from clay_pipeline.core.stale_leads import called_back_since, may_hold_unqueued_claim, sweep_window, unqueued_claim
 from clay_pipeline.observability import count, level, logger
 from clay_pipeline.services.pause import DestinationSwitch
 
@@ -86,6 +96,8 @@ class Lookup:
     batches: int  # batch records read
     leads: int  # distinct leads sent in the window
     stale: list[StaleLead]
+    # called back, still in the claim's routing status since `unqueued_after_seconds` (of find): maybe never queued
+    unqueued_candidates: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -93,8 +105,11 @@ class StaleLeads:
     batches: SentBatches
     leads: LeadsTable
 
-    def find(self, start: int, end: int) -> Lookup:
-        """Leads whose last send in (start, end] has no callback since: one Query per hour, BatchGetItem per 100."""
+    def find(self, start: int, end: int, now: float = 0, unqueued_after_seconds: int | None = None) -> Lookup:
+        """Leads whose last send in (start, end] has no callback since: one Query per hour, BatchGetItem per 100.
+
+        With `unqueued_after_seconds`, also the leads that may hold a claim their callback never queued
+        (may_hold_unqueued_claim: their callback came that long before `now`, or earlier)."""
         sent: dict[str, SentLead] = {}
         batches = 0
         for record in self.batches.between(start, end):
@@ -110,7 +125,15 @@ class StaleLeads:
             for lead_id, lead in sent.items()
             if not called_back_since(items.get(lead_id), lead.sent_at)
         ]
-        return Lookup(start, end, batches, len(sent), sorted(stale, key=lambda s: (s.sent.sent_at, s.sent.lead_id)))
+        candidates = (
+            []
+            if unqueued_after_seconds is None
+            else sorted(
+                lead_id for lead_id, item in items.items() if may_hold_unqueued_claim(item, now, unqueued_after_seconds)
+            )
+        )
+        stale.sort(key=lambda s: (s.sent.sent_at, s.sent.lead_id))
+        return Lookup(start, end, batches, len(sent), stale, candidates)
 
 
 # -- the scheduled sweep --------------------------------------------------------------------------
@@ -123,6 +146,7 @@ class SweepReport:
     stale: int  # marked stale by this run
     requeued: int
     already_marked: int
+    unqueued_routed: int  # called-back leads whose callback never queued them, queued for routing by this run
 
     def to_dict(self) -> dict[str, Any]:
         return {**vars(self), "start": iso(self.start), "end": iso(self.end)}
@@ -137,6 +161,7 @@ class StaleSweeper:
         self.leads = LeadsTable(settings.leads_table)
         self.lookup = StaleLeads(self.batches, self.leads)
         self.lead_queue = Queue(settings.lead_queue_url)
+        self.routing_queue = Queue(settings.routing_queue_url)
         self.switch = DestinationSwitch(self.store, cache_seconds=0)
 
     def window(self) -> tuple[int, int]:
@@ -153,7 +178,8 @@ class StaleSweeper:
 
     def run(self) -> SweepReport:
         start, end = self.window()
-        lookup = self.lookup.find(start, end) if end > start else Lookup(start, end, 0, 0, [])
+        after = self.settings.callback_unqueued_after_seconds
+        lookup = self.lookup.find(start, end, self.clock(), after) if end > start else Lookup(start, end, 0, 0, [])
         now = iso(self.clock())
         marked = requeued = already = 0
         bodies: dict[str, dict[str, str]] = {}  # batch id -> its kept bodies, read once per batch
@@ -167,14 +193,16 @@ class StaleSweeper:
             marked += 1
             if requeue and self._requeue(lead.sent, bodies):
                 requeued += 1
+        unqueued = sum(self._queue_unqueued(lead_key) for lead_key in lookup.unqueued_candidates)
         if end > start:
             self.store.update(CHECKPOINT_KEY, {"swept_to": end, "swept_at": int(self.clock())})
-        report = SweepReport(start, end, lookup.batches, lookup.leads, marked, requeued, already)
+        report = SweepReport(start, end, lookup.batches, lookup.leads, marked, requeued, already, unqueued)
         count("LeadsStale", marked)  # published even when 0, so the alarm and the dashboard have data
         count("LeadsRequeued", requeued)
+        count("LeadsUnqueuedRouted", unqueued)
         for name in self.switch.paused():  # the dashboard shows a pause even while no lead is routed
             level("DestinationPaused", 1, destination=name)
-        log = logger.warning if marked else logger.info
+        log = logger.warning if marked or unqueued else logger.info
         log("stale lead sweep", extra=report.to_dict())
         return report
 
@@ -193,4 +221,20 @@ class StaleSweeper:
         self.store.delete(state_keys.dedupe(lead.lead_id))
         self.lead_queue.send_raw(body, attributes={"requeued_by": "stale-sweeper", "original_batch": lead.batch_id})
         logger.info("stale lead re-queued for Clay", extra={"lead_id": lead.lead_id})
+        return True
+
+    def _queue_unqueued(self, lead_key: str) -> bool:
+        """Queue the routing message of a claim its callback never queued (the whole item read once, consistent).
+
+        Safe if the callback did queue it after all, or the router is only slow: the router's ledger delivers a
+        lead once per destination, as for the copy an identical callback queues when it meets a claim.
+        """
+        message = unqueued_claim(self.leads.get(lead_key), self.clock(), self.settings.callback_unqueued_after_seconds)
+        if message is None:
+            return False  # routed meanwhile, or a newer version is stored
+        self.routing_queue.send(message)
+        logger.warning(
+            "called-back lead queued for routing: its callback's claim was never queued",
+            extra={"lead_id": lead_key, "callback_id": message["callback_id"], "claimed_at": message["received_at"]},
+        )
         return True
