@@ -26,7 +26,7 @@ LEVERS = ROOT / "bench" / "levers.md"
 
 # name -> (full options, quick options)
 BENCHMARKS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "cold_start": ({"runs": 10}, {"runs": 3}),
+    "cold_start": ({"runs": 15}, {"runs": 3}),
     "import_time": ({"runs": 3}, {"runs": 1}),
     "warm_path": ({"events": 1500}, {"events": 200}),
     "pacing": ({"leads": 200}, {"leads": 60}),

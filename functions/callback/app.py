@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from clay_pipeline import init_done
 from clay_pipeline.adapters.state_table import StateStore
 from clay_pipeline.config import CallbackSettings
 from clay_pipeline.core.errors import Unauthorized
@@ -53,3 +54,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     count("CallbackReceived")
     acceptor.register_context(context)
     return dispatch(event, ROUTES, "Callback")
+
+
+init_done()  # the last line of init: the garbage collector, off during it in Lambda, on again

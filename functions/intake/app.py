@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from clay_pipeline import init_done
 from clay_pipeline.adapters.queues import Queue
 from clay_pipeline.config import IntakeSettings
 from clay_pipeline.http_api import dispatch, lower_headers, raw_body
@@ -37,3 +38,6 @@ ROUTES = {"POST /leads": receive_leads}
 @log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dispatch(event, ROUTES, "Intake")
+
+
+init_done()  # the last line of init: the garbage collector, off during it in Lambda, on again

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from clay_pipeline import init_done
 from clay_pipeline.config import RouterSettings
 from clay_pipeline.core.outcomes import Wait
 from clay_pipeline.observability import log_metrics, logger, tracer
@@ -26,3 +27,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     records = records_of(event)
     batch = router.start(records, context.get_remaining_time_in_millis())
     return process_batch(records, batch.process, expected=(Wait,))
+
+
+init_done()  # the last line of init: the garbage collector, off during it in Lambda, on again

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from clay_pipeline import init_done
 from clay_pipeline.config import RunCollectorSettings
 from clay_pipeline.observability import log_metrics, logger, tracer
 from clay_pipeline.queue_batch import process_batch, records_of
@@ -23,3 +24,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     collector.register_context(context)
     # A message whose dependency failed is retried by SQS; the others of the batch are done.
     return process_batch(records_of(event), collector.process)
+
+
+init_done()  # the last line of init: the garbage collector, off during it in Lambda, on again

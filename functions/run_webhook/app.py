@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from clay_pipeline import init_done
 from clay_pipeline.config import RunPollSettings
 from clay_pipeline.http_api import dispatch, lower_headers, raw_body
 from clay_pipeline.observability import count, log_metrics, logger
@@ -33,3 +34,6 @@ ROUTES = {"POST /clay/routine-webhook": receive_run_webhook}
 @log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dispatch(event, ROUTES, "RunWebhook")
+
+
+init_done()  # the last line of init: the garbage collector, off during it in Lambda, on again

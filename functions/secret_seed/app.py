@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from clay_pipeline import init_done
 from clay_pipeline.adapters.secret_store import seed_resource
 from clay_pipeline.config import SecretSeedSettings
 from clay_pipeline.observability import logger
@@ -77,3 +78,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
         # Raised, so Lambda's retries of this asynchronous invocation answer again (seeding is idempotent).
         logger.error("cannot answer CloudFormation", extra={"error": type(error).__name__})
         raise
+
+
+init_done()  # the last line of init: the garbage collector, off during it in Lambda, on again

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from clay_pipeline import init_done
 from clay_pipeline.config import SenderSettings
 from clay_pipeline.core.outcomes import Wait
 from clay_pipeline.observability import log_metrics, logger, tracer
@@ -40,3 +41,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return process_batch(records, sender.process, expected=(Wait,), workers=sender.concurrency)
     finally:
         sender.finish()  # budget and pool units reserved for rows not sent go back
+
+
+init_done()  # the last line of init: the garbage collector, off during it in Lambda, on again

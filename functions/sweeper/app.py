@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
+from clay_pipeline import init_done
 from clay_pipeline.config import SweeperSettings
 from clay_pipeline.observability import log_metrics, logger, tracer
 from clay_pipeline.services.sweeper import StaleSweeper
+
+if TYPE_CHECKING:  # the type only: importing Powertools' utilities package costs cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = SweeperSettings.from_env()  # fails the cold start on bad configuration
 sweeper = StaleSweeper(settings)
@@ -20,3 +22,6 @@ sweeper = StaleSweeper(settings)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The EventBridge event carries nothing the sweep needs: its window comes from the checkpoint.
     return sweeper.run().to_dict()
+
+
+init_done()  # the last line of init: the garbage collector, off during it in Lambda, on again

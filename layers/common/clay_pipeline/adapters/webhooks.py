@@ -31,7 +31,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.cookiejar import DefaultCookiePolicy
 from typing import TYPE_CHECKING, Any
 
 from urllib3.util.retry import Retry
@@ -96,6 +95,9 @@ class HttpClient:
     def session(self) -> requests.Session:
 
         if self._session is None:
+            # imported here, with requests (which imports it too): ~2 ms of the router's cold start otherwise
+            from http.cookiejar import DefaultCookiePolicy
+
             with self._building:
                 if self._session is None:
                     session = retrying_session(self._retry, pool_size=8)
