@@ -126,7 +126,8 @@ def routing_batches(count: int) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------ references
 def reference_callback(mode: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """Token or HMAC check, JSON parse, a conditional claim-and-store on the lead, queue, the completion write."""
+    """Token or HMAC check, JSON parse, a conditional claim-and-store on the lead, queue (the router's first write
+    completes the claim: the callback writes once)."""
     dynamodb, sqs = client("dynamodb"), client("sqs")
     leads, queue = os.environ["LEADS_TABLE"], os.environ["ROUTING_QUEUE_URL"]
     secret = CALLBACK_SECRET.encode()
@@ -143,23 +144,16 @@ def reference_callback(mode: str) -> Callable[[dict[str, Any], Any], dict[str, A
         dynamodb.update_item(
             TableName=leads,
             Key=key,
-            UpdateExpression="SET enrichment = :lead, #pending = :lease",
+            UpdateExpression="SET enrichment = :lead, #pending = :received_at",
             ConditionExpression="attribute_not_exists(#pending) AND NOT contains(versions, :version)",
             ExpressionAttributeNames={"#pending": f"pending_{version}"},
             ExpressionAttributeValues={
                 ":lead": {"S": body.decode()},
-                ":lease": {"N": str(int(time.time()) + 10)},
+                ":received_at": {"S": "2026-11-22T00:00:00+00:00"},
                 ":version": {"S": version},
             },
         )
         sqs.send_message(QueueUrl=queue, MessageBody=body.decode())
-        dynamodb.update_item(
-            TableName=leads,
-            Key=key,
-            UpdateExpression="ADD versions :versions REMOVE #pending",
-            ExpressionAttributeNames={"#pending": f"pending_{version}"},
-            ExpressionAttributeValues={":versions": {"SS": [version]}},
-        )
         return {"statusCode": 200, "body": json.dumps({"received": True, "lead_key": lead["lead_id"]})}
 
     return handler
