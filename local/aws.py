@@ -27,21 +27,28 @@ LOCAL_PREFIX = "clay-local"  # names of the local stack's resources: clay-local-
 
 @functools.cache
 def make_item_writes_atomic() -> None:
-    """DynamoDB checks a condition and writes the item as one atomic step; moto's threaded server does not
-    (it reads, checks and writes in separate steps, so two threads can both pass one condition). The
-    pipeline's exactly-once guarantees rest on that atomicity, so moto's item writes are serialised
-    (once per process) for the local stack and the tests."""
+    """DynamoDB checks a condition, writes the item and returns what ReturnValues asked for as one atomic step;
+    moto's threaded server does not: its backend reads, checks and writes in separate steps (two threads can both
+    pass one condition), and its request handler reads the item for ALL_OLD (and UPDATED_OLD) before the write,
+    so a write that lands in between is missing from the "old" item returned (a router's claim then sees a
+    ledger without the deliveries just recorded, and sends them again). The pipeline's exactly-once guarantees
+    rest on that atomicity, so moto's item writes are serialised, the handler's read of the old item with them
+    (once per process), for the local stack and the tests."""
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
 
-    lock = threading.Lock()
-    for name in ("put_item", "update_item", "delete_item"):
-        original = getattr(DynamoDBBackend, name)
+    lock = threading.RLock()  # the handler's write holds it around the backend's, which takes it again
+    for owner, name in (
+        *((DynamoDBBackend, name) for name in ("put_item", "update_item", "delete_item")),
+        *((DynamoHandler, name) for name in ("put_item", "update_item", "delete_item")),
+    ):
+        original = getattr(owner, name)
 
         def atomic(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
             with lock:
                 return _original(*args, **kwargs)
 
-        setattr(DynamoDBBackend, name, atomic)
+        setattr(owner, name, atomic)
 
 
 @functools.cache

@@ -6,11 +6,12 @@ template; only resource references are resolved to local values (queue URLs, tab
 
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -218,15 +219,67 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = old
 
 
+_COLD_START_ENV: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("cold_start_env", default=None)
+
+
+class _ColdStartEnviron(MutableMapping[str, str]):
+    """os.environ as each thread sees it: the process's, with the environment of a function this thread is
+    cold-starting over it. Writes go to the process's (os.putenv included)."""
+
+    def __init__(self, process: MutableMapping[str, str]) -> None:
+        self.process = process
+
+    def _over(self) -> dict[str, str]:
+        return _COLD_START_ENV.get() or {}
+
+    def __getitem__(self, name: str) -> str:
+        over = self._over()
+        return over[name] if name in over else self.process[name]
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self.process[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self.process[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self.process, **self._over()})
+
+    def __len__(self) -> int:
+        return len({**self.process, **self._over()})
+
+    def copy(self) -> dict[str, str]:
+        return dict(self)
+
+
+@contextmanager
+def cold_start_environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` over os.environ for this thread only, while a function's module loads.
+
+    Every function of a local stack runs in one process, but each Lambda function has its own environment: a
+    cold start that set its variables process-wide (os.environ) changed them under the other functions'
+    invocations running meanwhile. The callback, reading CONFIG_SECRET_ID at request time, then read the
+    router's secret while a router instance started, found no CALLBACK_SECRETS and answered 401, which Clay
+    does not retry (a row lost in the local run, never in AWS)."""
+    if not isinstance(os.environ, _ColdStartEnviron):
+        os.environ = _ColdStartEnviron(os.environ)  # type: ignore[assignment]  # noqa: B003 - wrapped, not cleared
+    token = _COLD_START_ENV.set({**(_COLD_START_ENV.get() or {}), **values})
+    try:
+        yield
+    finally:
+        _COLD_START_ENV.reset(token)
+
+
 def load_handler_module(logical_id: str, env: dict[str, str] | None = None) -> ModuleType:
-    """Import a function's handler module afresh (a cold start) with `env` applied while it loads."""
+    """Import a function's handler module afresh (a cold start) with `env` over the environment while it loads
+    (on the loading thread only: cold_start_environment)."""
     spec = functions()[logical_id]
     module_name = f"lambda_{logical_id.lower()}"
     import_spec = importlib.util.spec_from_file_location(module_name, spec.module_path)
     if import_spec is None or import_spec.loader is None:
         raise ImportError(f"cannot load {spec.module_path}")
     module = importlib.util.module_from_spec(import_spec)
-    with environment({"AWS_LAMBDA_FUNCTION_NAME": logical_id, **(env or {})}):
+    with cold_start_environment({"AWS_LAMBDA_FUNCTION_NAME": logical_id, **(env or {})}):
         sys.modules[module_name] = module
         import_spec.loader.exec_module(module)
     return module

@@ -407,6 +407,22 @@ def test_a_lease_lost_mid_delivery_is_reported_and_the_deliveries_still_recorded
     assert '"DeliveryLeaseLost":[1.0]' in capsys.readouterr().out
 
 
+def test_deliveries_that_end_near_the_deadline_are_recorded_not_sent_again(
+    router_on_fakes: Router, sinks: Sinks
+) -> None:
+    router = router_on_fakes
+    # GIVEN a batch whose sends (made for the whole batch before its records are processed) leave less than an
+    # attempt's minimum of the invocation's time: outreach answers 1.1 s later, the deadline is 1.5 s away
+    sinks.outreach.responder = lambda request: Reply(200, delay=1.1)
+    record = router.record(lead("ld_late", 85))
+    # WHEN the batch is routed THEN the record is done: what went out is recorded, not handed back to be sent again
+    assert router.run(sqs_event([record]), remaining_ms=3500) == []
+    assert sinks.calls() == {"outreach": 1, "nurture": 0, "zapier": 1, "hubspot": 1, "slack": 0}
+    ledger = router.ledger("ld_late")
+    assert set(ledger["deliveries"]) == {"outreach", "hubspot", "zapier"}
+    assert "lease_owner" not in ledger and ledger["routing_status"] == "routed"
+
+
 # ------------------------------------------------------------------------------------- Clay sending a row again
 def hubspot_inputs(sinks: Sinks) -> list[dict[str, Any]]:
     return [item for request in sinks.hubspot.received(UPSERT) for item in request.json()["inputs"]]

@@ -211,24 +211,17 @@ class RoutingBatch:
             raise Unroutable(unroutable)  # what prepare() met reading or claiming this lead
         attempt = self._attempts.pop(record.message_id, None)
         if attempt is None:  # a message prepare() could not parse, or a record it did not see
-            try:
-                message = parse_message(record.body, datetime.now(UTC))
-                self.claims.register(message)
-                attempt = self.claims.claim(message)
-            except DeadLetter as error:
-                self.endings.dead_letter(record, error, {})
+            attempt = self._claim_late(record)
+            if attempt is None:
                 return "dead_lettered"
-            except Exception as error:
-                raise Unroutable(error) from error
         if attempt.superseded:
             return self._supersede(attempt)
         if isinstance(attempt.claim, Busy):
             return self.endings.wait_for_lease(record, attempt.claim)
         if attempt.claim is None and attempt.paused:
             return self._wait_for_resume(record, attempt)
-        if self.deadline - time.monotonic() < MIN_ATTEMPT_SECONDS:
-            # The lease lapses before SQS shows the record again (lease < visibility timeout).
-            raise Wait("out of time before routing", failure=True)
+        # No deadline check here: prepare() made this record's sends already, so what went out is recorded
+        # whatever time is left (a send not started for want of time is recorded as retryable, its lease freed).
         outcome = self._route(record, attempt)
         if outcome.held_elsewhere:  # nothing chosen now, but a pause held deliveries for the lead: make them
             attempt = self.claims.claim(attempt.message, carried=outcome.held_elsewhere)
@@ -238,6 +231,24 @@ class RoutingBatch:
                 return self._wait_for_resume(record, attempt)
             outcome = self._route(record, attempt)
         return self._finish(record, attempt, outcome)
+
+    def _claim_late(self, record: QueueRecord) -> Attempt | None:
+        """Read and claim a record prepare() did not (None: dead-lettered as malformed). Nothing is claimed
+        without an attempt's time left: the record waits in the queue, untouched."""
+        try:
+            message = parse_message(record.body, datetime.now(UTC))
+        except DeadLetter as error:
+            self.endings.dead_letter(record, error, {})
+            return None
+        except Exception as error:
+            raise Unroutable(error) from error
+        if self.deadline - time.monotonic() < MIN_ATTEMPT_SECONDS:
+            raise Wait("out of time before routing", failure=True)
+        try:
+            self.claims.register(message)
+            return self.claims.claim(message)
+        except Exception as error:
+            raise Unroutable(error) from error
 
     def _isolate(self, record: QueueRecord, error: Exception) -> str:
         """A record that raised. Reading or claiming the lead failed on its own values (Unroutable): RoutingDLQ
