@@ -16,6 +16,7 @@ from clay_pipeline.observability import discard_dimensioned_counts
 from local.aws import FAKE_CREDENTIALS, Emulator, Provisioned, function_environment, provision
 from local.http_stub import StubServer
 from local.salesforce_sim import SalesforceSim
+from local.sinks import Sinks
 from local.template import load_handler_module, placeholder_environment
 
 # No test may reach a real AWS endpoint or pick up a developer's credentials.
@@ -126,6 +127,16 @@ def org() -> Iterator[SalesforceSim]:
     """A Salesforce org for this test: the simulator on its own loopback server."""
     with SalesforceSim() as sim:
         yield sim
+
+
+HUBSPOT_TOKEN = "pat-na1-setup-0123456789abcdef"  # the token the HubSpot sink accepts (a private app's token shape)
+
+
+@pytest.fixture
+def sinks() -> Iterator[Sinks]:
+    """The destinations' sinks on loopback, HubSpot accepting HUBSPOT_TOKEN (a module may define its own)."""
+    with Sinks(hubspot_token=HUBSPOT_TOKEN) as server:
+        yield server
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -13,16 +12,9 @@ from clay_pipeline import config
 from clay_pipeline.adapters.aws import client
 from cli.main import main
 from local.sinks import Sinks
+from tests.conftest import HUBSPOT_TOKEN as TOKEN
 
 pytestmark = pytest.mark.integration
-
-TOKEN = "pat-na1-setup-0123456789abcdef"
-
-
-@pytest.fixture
-def sinks() -> Iterator[Sinks]:
-    with Sinks(hubspot_token=TOKEN) as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -24,8 +24,8 @@ from clay_pipeline.core.leads import Lead
 from clay_pipeline.queue_batch import QueueRecord
 from local.http_stub import Reply, StubServer
 from local.sqs_events import from_received
-from tests.conftest import LambdaContextStub
 from tests.dynamodb_calls import recorded_dynamodb_calls
+from tests.sender_invocation import SenderInvocation
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ class RecordingQueue(Queue):
         super().change_visibility(receipt_handle, seconds)
 
 
-class Sender:
+class Sender(SenderInvocation):
     """A cold-started SenderFunction plus what the tests inspect."""
 
     def __init__(self, module: Any, stack: Any) -> None:
@@ -82,16 +82,6 @@ class Sender:
             messages.extend(response.get("Messages", []))
         assert len(messages) == expected
         return from_received(messages, str(self.stack.resolver.attributes[("LeadQueue", "Arn")]))
-
-    def run(self, event: dict[str, Any], remaining_ms: int = 30_000) -> list[str]:
-        """Invoke the handler; the ids of the messages it reported as failed."""
-        response = self.module.lambda_handler(event, LambdaContextStub("sender", remaining_ms))
-        return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
-
-    def send(self, *bodies: dict[str, Any] | str, remaining_ms: int = 30_000) -> tuple[dict[str, Any], list[str]]:
-        self.enqueue(*bodies)
-        event = self.receive(len(bodies))
-        return event, self.run(event, remaining_ms)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         found = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -11,16 +10,9 @@ import requests
 from clay_pipeline.adapters.hubspot import UPSERT_PATH
 from local.gateway import http_routes, to_http_response
 from local.sinks import Sinks
+from tests.conftest import HUBSPOT_TOKEN as TOKEN
 
 pytestmark = pytest.mark.unit
-
-TOKEN = "sink-token"
-
-
-@pytest.fixture
-def sinks() -> Iterator[Sinks]:
-    with Sinks(hubspot_token=TOKEN) as server:
-        yield server
 
 
 def test_routes_come_from_the_templates_http_api_events() -> None:

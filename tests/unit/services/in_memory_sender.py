@@ -13,10 +13,10 @@ from clay_pipeline.adapters.clay_webhook import webhook_fingerprint
 from clay_pipeline.services.routine_sender import RoutineSender
 from clay_pipeline.services.sender import ClaySender
 from local.sqs_events import sqs_event, sqs_record
-from tests.conftest import LambdaContextStub
 from tests.fakes.batch_records import FakeSentBatches
 from tests.fakes.queues import FakeQueue
 from tests.fakes.state_table import FakeStateStore
+from tests.sender_invocation import SenderInvocation
 
 LEAD_QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:LeadQueue"
 
@@ -39,7 +39,7 @@ class Queues(dict[str, RecordingQueue]):
         return self.setdefault(url, RecordingQueue(url))
 
 
-class InMemorySender:
+class InMemorySender(SenderInvocation):
     """A cold-started SenderFunction whose state table and queues are in memory, plus what the tests inspect.
 
     Senders made for one test share one state table and one set of queues, as instances of one stack do.
@@ -75,16 +75,6 @@ class InMemorySender:
                 for message in messages
             ]
         )
-
-    def run(self, event: dict[str, Any], remaining_ms: int = 30_000) -> list[str]:
-        """Invoke the handler; the ids of the messages it reported as failed."""
-        response = self.module.lambda_handler(event, LambdaContextStub("sender", remaining_ms))
-        return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
-
-    def send(self, *bodies: dict[str, Any] | str, remaining_ms: int = 30_000) -> tuple[dict[str, Any], list[str]]:
-        self.enqueue(*bodies)
-        event = self.receive(len(bodies))
-        return event, self.run(event, remaining_ms)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """The LeadDLQ's messages (body and attributes), taken off it."""
